@@ -1,0 +1,77 @@
+//! The server's shared state, built once at start.
+
+use crate::blobs::BlobStore;
+use crate::config::ServeConfig;
+use crate::db::{Store, sqlite::SqliteStore};
+use crate::plugins::host::HostEnv;
+use crate::plugins::runtime::{Limits, Runtime};
+use crate::plugins::{LoadFailure, Plugins};
+use crate::publications::PublicationMap;
+use crate::tasks::Tasks;
+use crate::uploads::UploadDir;
+use anyhow::Context as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct App {
+    pub config: ServeConfig,
+    pub store: Arc<dyn Store>,
+    pub blobs: Arc<BlobStore>,
+    pub plugins: Arc<Plugins>,
+    pub publications: Arc<PublicationMap>,
+    pub tasks: Arc<Tasks>,
+    pub uploads: UploadDir,
+    pub plugin_failures: Mutex<Vec<LoadFailure>>,
+    pub started: Instant,
+}
+
+impl App {
+    pub async fn open(config: ServeConfig) -> anyhow::Result<Arc<App>> {
+        let started = Instant::now();
+        let data = &config.data_dir;
+        std::fs::create_dir_all(data).with_context(|| format!("creating data directory {}", data.display()))?;
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data.join("wharf.db"))?);
+        let blobs = Arc::new(BlobStore::open(&data.join("blobs"))?);
+        let spool_dir = data.join("spool");
+        std::fs::create_dir_all(&spool_dir)?;
+        let publications = Arc::new(PublicationMap::default());
+        publications.replace_all(store.list_publications().await?);
+        let env = Arc::new(HostEnv {
+            blobs: blobs.clone(),
+            store: store.clone(),
+            publications: publications.clone(),
+            http: reqwest::Client::builder()
+                .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(30))
+                .build()?,
+            rt: tokio::runtime::Handle::current(),
+            spool_dir,
+        });
+        let limits = Limits {
+            memory_bytes: config.plugin_memory_mib << 20,
+            call_timeout: Duration::from_millis(config.plugin_call_timeout_ms),
+            ..Limits::default()
+        };
+        let runtime = Arc::new(Runtime::new(env, data.join("cache"), limits)?);
+        let plugins = Arc::new(Plugins::new(runtime));
+        let plugin_dir = config.plugin_dir();
+        let failures = tokio::task::block_in_place(|| plugins.load_dir(&plugin_dir))?;
+        let tasks = Tasks::new(store.clone(), config.workers);
+        let abandoned = tasks.fail_abandoned().await?;
+        if abandoned > 0 {
+            tracing::warn!(abandoned, "marked tasks of a previous run as failed (worker lost)");
+        }
+        let uploads = UploadDir::open(&data.join("uploads"))?;
+        Ok(Arc::new(App {
+            config,
+            store,
+            blobs,
+            plugins,
+            publications,
+            tasks,
+            uploads,
+            plugin_failures: Mutex::new(failures),
+            started,
+        }))
+    }
+}

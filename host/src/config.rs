@@ -1,0 +1,33 @@
+//! Server settings.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeConfig {
+    /// Address to listen on (admin API and registry).
+    #[arg(long, env = "WHARF_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Where blobs, the metadata store, uploads and the plugin cache live.
+    #[arg(long, env = "WHARF_DATA_DIR", default_value = "./wharf-data")]
+    pub data_dir: PathBuf,
+    /// Directory of built-in plugins (`*.wasm`) loaded at start
+    /// [default: <data-dir>/plugins].
+    #[arg(long, env = "WHARF_PLUGIN_DIR")]
+    pub plugin_dir: Option<PathBuf>,
+    /// In-process task workers.
+    #[arg(long, env = "WHARF_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+    /// Linear memory limit per plugin instance, in MiB.
+    #[arg(long, env = "WHARF_PLUGIN_MEMORY_MIB", default_value_t = 256)]
+    pub plugin_memory_mib: usize,
+    /// Deadline of a registry request's plugin call, in milliseconds.
+    #[arg(long, env = "WHARF_PLUGIN_CALL_TIMEOUT_MS", default_value_t = 2000)]
+    pub plugin_call_timeout_ms: u64,
+}
+
+impl ServeConfig {
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.plugin_dir.clone().unwrap_or_else(|| self.data_dir.join("plugins"))
+    }
+}

@@ -1,0 +1,493 @@
+//! The embedded metadata store: one SQLite file (WAL mode) in the data
+//! directory. Several processes on one machine (a server and `wharf worker`s)
+//! may share it; SQLite's locking serialises writers.
+
+use super::*;
+use anyhow::Context as _;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS repositories (
+    id TEXT PRIMARY KEY,
+    content_type TEXT NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS repository_notes (
+    repo_id TEXT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (repo_id, name)
+);
+CREATE INDEX IF NOT EXISTS repository_notes_by_value ON repository_notes(name, value);
+CREATE TABLE IF NOT EXISTS units (
+    id INTEGER PRIMARY KEY,
+    unit_type TEXT NOT NULL,
+    key TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    blobs TEXT NOT NULL,
+    UNIQUE (unit_type, key)
+);
+CREATE TABLE IF NOT EXISTS associations (
+    repo_id TEXT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    unit_type TEXT NOT NULL,
+    key TEXT NOT NULL,
+    unit_id INTEGER NOT NULL REFERENCES units(id),
+    PRIMARY KEY (repo_id, unit_type, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS associations_by_unit ON associations(unit_id);
+CREATE TABLE IF NOT EXISTS publications (
+    plugin TEXT NOT NULL,
+    name TEXT NOT NULL,
+    repo_id TEXT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (plugin, name)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS publications_by_repo ON publications(plugin, repo_id);
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks(state);
+CREATE TABLE IF NOT EXISTS uploads (
+    id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL
+);
+"#;
+
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        anyhow::ensure!(
+            version <= SCHEMA_VERSION,
+            "{} has schema version {version}, newer than this wharf understands ({SCHEMA_VERSION}); upgrade wharf",
+            path.display()
+        );
+        conn.execute_batch(SCHEMA)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Run `f` on the connection off the async threads.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut c)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(anyhow::anyhow!("store worker panicked: {e}")))?
+    }
+}
+
+fn backend(e: impl Into<anyhow::Error>) -> StoreError {
+    StoreError::Backend(e.into())
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        backend(e)
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        backend(e)
+    }
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+}
+
+fn write_notes(tx: &rusqlite::Transaction, repo: &Repository) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM repository_notes WHERE repo_id = ?1", [repo.id.as_str()])?;
+    let mut ins = tx.prepare_cached("INSERT INTO repository_notes (repo_id, name, value) VALUES (?1, ?2, ?3)")?;
+    for (k, v) in &repo.notes {
+        ins.execute(params![repo.id.as_str(), k, v])?;
+    }
+    Ok(())
+}
+
+fn row_unit(unit_type: String, key: String, metadata: String, blobs: String) -> StoreResult<Unit> {
+    Ok(Unit {
+        unit_type,
+        key,
+        metadata: serde_json::from_str(&metadata)?,
+        blobs: serde_json::from_str(&blobs)?,
+    })
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.run(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?)).await
+    }
+
+    async fn create_repo(&self, repo: &Repository) -> StoreResult<()> {
+        let repo = repo.clone();
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let doc = serde_json::to_string(&repo)?;
+            match tx.execute(
+                "INSERT INTO repositories (id, content_type, doc) VALUES (?1, ?2, ?3)",
+                params![repo.id.as_str(), repo.content_type, doc],
+            ) {
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(StoreError::Conflict(format!("repository {}", repo.id)));
+                }
+                r => r?,
+            };
+            write_notes(&tx, &repo)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_repo(&self, id: &RepoId) -> StoreResult<Option<Repository>> {
+        let id = id.clone();
+        self.run(move |c| {
+            let doc: Option<String> = c
+                .query_row("SELECT doc FROM repositories WHERE id = ?1", [id.as_str()], |r| r.get(0))
+                .optional()?;
+            Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+        })
+        .await
+    }
+
+    async fn update_repo(&self, repo: &Repository) -> StoreResult<()> {
+        let repo = repo.clone();
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "UPDATE repositories SET doc = ?2 WHERE id = ?1",
+                params![repo.id.as_str(), serde_json::to_string(&repo)?],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("repository {}", repo.id)));
+            }
+            write_notes(&tx, &repo)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_repo(&self, id: &RepoId) -> StoreResult<bool> {
+        let id = id.clone();
+        self.run(move |c| Ok(c.execute("DELETE FROM repositories WHERE id = ?1", [id.as_str()])? > 0))
+            .await
+    }
+
+    async fn list_repos(&self, q: &RepoQuery) -> StoreResult<Vec<Repository>> {
+        let q = q.clone();
+        self.run(move |c| {
+            let mut sql = String::from("SELECT doc FROM repositories r WHERE id > ?1");
+            let mut args: Vec<String> = vec![q.after.clone().unwrap_or_default()];
+            if let Some(t) = &q.content_type {
+                args.push(t.clone());
+                sql += &format!(" AND content_type = ?{}", args.len());
+            }
+            for (k, v) in &q.notes {
+                args.push(k.clone());
+                args.push(v.clone());
+                sql += &format!(
+                    " AND EXISTS (SELECT 1 FROM repository_notes n WHERE n.repo_id = r.id AND n.name = ?{} AND n.value = ?{})",
+                    args.len() - 1,
+                    args.len()
+                );
+            }
+            sql += &format!(" ORDER BY id LIMIT {}", q.limit.max(1));
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for doc in rows {
+                out.push(serde_json::from_str(&doc?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn apply_changes(&self, repo: &RepoId, changes: &[UnitChange]) -> StoreResult<()> {
+        let repo = repo.clone();
+        let changes = changes.to_vec();
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            {
+                let exists: bool = tx
+                    .query_row("SELECT 1 FROM repositories WHERE id = ?1", [repo.as_str()], |_| Ok(()))
+                    .optional()?
+                    .is_some();
+                if !exists {
+                    return Err(StoreError::NotFound(format!("repository {repo}")));
+                }
+                let mut ins_unit = tx.prepare_cached(
+                    "INSERT INTO units (unit_type, key, metadata, blobs) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (unit_type, key) DO NOTHING",
+                )?;
+                let mut unit_id =
+                    tx.prepare_cached("SELECT id FROM units WHERE unit_type = ?1 AND key = ?2")?;
+                let mut assoc = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO associations (repo_id, unit_type, key, unit_id) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                let mut unassoc = tx.prepare_cached(
+                    "DELETE FROM associations WHERE repo_id = ?1 AND unit_type = ?2 AND key = ?3",
+                )?;
+                for change in &changes {
+                    match change {
+                        UnitChange::Add(u) => {
+                            ins_unit.execute(params![
+                                u.unit_type,
+                                u.key,
+                                serde_json::to_string(&u.metadata)?,
+                                serde_json::to_string(&u.blobs)?
+                            ])?;
+                            let id: i64 = unit_id.query_row(params![u.unit_type, u.key], |r| r.get(0))?;
+                            assoc.execute(params![repo.as_str(), u.unit_type, u.key, id])?;
+                        }
+                        UnitChange::Remove { unit_type, key } => {
+                            unassoc.execute(params![repo.as_str(), unit_type, key])?;
+                        }
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_units(
+        &self,
+        repo: &RepoId,
+        unit_type: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Unit>> {
+        let (repo, unit_type, after) = (repo.clone(), unit_type.to_string(), after.map(str::to_string));
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT u.unit_type, u.key, u.metadata, u.blobs FROM associations a JOIN units u ON u.id = a.unit_id
+                 WHERE a.repo_id = ?1 AND a.unit_type = ?2 AND a.key > ?3 ORDER BY a.key LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(
+                params![repo.as_str(), unit_type, after.unwrap_or_default(), limit.max(1)],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (t, k, m, b) = row?;
+                out.push(row_unit(t, k, m, b)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn get_unit(&self, repo: &RepoId, unit_type: &str, key: &str) -> StoreResult<Option<Unit>> {
+        let (repo, unit_type, key) = (repo.clone(), unit_type.to_string(), key.to_string());
+        self.run(move |c| {
+            let row: Option<(String, String, String, String)> = c
+                .query_row(
+                    "SELECT u.unit_type, u.key, u.metadata, u.blobs FROM associations a JOIN units u ON u.id = a.unit_id
+                     WHERE a.repo_id = ?1 AND a.unit_type = ?2 AND a.key = ?3",
+                    params![repo.as_str(), unit_type, key],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?;
+            row.map(|(t, k, m, b)| row_unit(t, k, m, b)).transpose()
+        })
+        .await
+    }
+
+    async fn count_units(&self, repo: &RepoId) -> StoreResult<BTreeMap<String, u64>> {
+        let repo = repo.clone();
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT unit_type, COUNT(*) FROM associations WHERE repo_id = ?1 GROUP BY unit_type",
+            )?;
+            let rows = stmt.query_map([repo.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn copy_units(&self, from: &RepoId, to: &RepoId, unit_types: &[String]) -> StoreResult<u64> {
+        let (from, to, types) = (from.clone(), to.clone(), unit_types.to_vec());
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            for id in [&from, &to] {
+                if tx.query_row("SELECT 1 FROM repositories WHERE id = ?1", [id.as_str()], |_| Ok(())).optional()?.is_none() {
+                    return Err(StoreError::NotFound(format!("repository {id}")));
+                }
+            }
+            let types_json = serde_json::to_string(&types)?;
+            let n = tx.execute(
+                "INSERT OR IGNORE INTO associations (repo_id, unit_type, key, unit_id)
+                 SELECT ?2, unit_type, key, unit_id FROM associations
+                 WHERE repo_id = ?1 AND (?3 = '[]' OR unit_type IN (SELECT value FROM json_each(?3)))",
+                params![from.as_str(), to.as_str(), types_json],
+            )?;
+            tx.commit()?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn remove_orphan_units(&self) -> StoreResult<u64> {
+        self.run(|c| {
+            Ok(c.execute(
+                "DELETE FROM units WHERE NOT EXISTS (SELECT 1 FROM associations a WHERE a.unit_id = units.id)",
+                [],
+            )? as u64)
+        })
+        .await
+    }
+
+    async fn referenced_blobs(&self) -> StoreResult<Vec<Digest>> {
+        self.run(|c| {
+            let mut stmt = c.prepare("SELECT DISTINCT j.value FROM units, json_each(units.blobs) j")?;
+            let mut out = Vec::new();
+            for d in stmt.query_map([], |r| r.get::<_, String>(0))? {
+                out.push(d?.parse().map_err(backend)?);
+            }
+            let mut pubs = c.prepare("SELECT doc FROM publications")?;
+            for doc in pubs.query_map([], |r| r.get::<_, String>(0))? {
+                out.push(serde_json::from_str::<Publication>(&doc?)?.index);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_publication(&self, p: &Publication) -> StoreResult<()> {
+        let p = p.clone();
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "DELETE FROM publications WHERE plugin = ?1 AND (repo_id = ?2 OR name = ?3)",
+                params![p.plugin, p.repo_id.as_str(), p.name],
+            )?;
+            tx.execute(
+                "INSERT INTO publications (plugin, name, repo_id, doc) VALUES (?1, ?2, ?3, ?4)",
+                params![p.plugin, p.name, p.repo_id.as_str(), serde_json::to_string(&p)?],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_publications(&self) -> StoreResult<Vec<Publication>> {
+        self.run(|c| {
+            let mut stmt = c.prepare_cached("SELECT doc FROM publications ORDER BY plugin, name")?;
+            let mut out = Vec::new();
+            for doc in stmt.query_map([], |r| r.get::<_, String>(0))? {
+                out.push(serde_json::from_str(&doc?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_task(&self, t: &Task) -> StoreResult<()> {
+        let t = t.clone();
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO tasks (id, kind, state, doc) VALUES (?1, ?2, ?3, ?4)",
+                params![t.id.to_string(), t.kind, t.state.as_str(), serde_json::to_string(&t)?],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_task(&self, id: &TaskId) -> StoreResult<Option<Task>> {
+        let id = id.to_string();
+        self.run(move |c| {
+            let doc: Option<String> =
+                c.query_row("SELECT doc FROM tasks WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+            Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+        })
+        .await
+    }
+
+    async fn list_tasks(&self, q: &TaskQuery) -> StoreResult<Vec<Task>> {
+        let q = q.clone();
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT doc FROM tasks WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR kind = ?2)
+                 ORDER BY id DESC",
+            )?;
+            let rows = stmt.query_map(params![q.state.map(|s| s.as_str()), q.kind], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for doc in rows {
+                let t: Task = serde_json::from_str(&doc?)?;
+                if q.lock.as_ref().is_none_or(|l| t.locks.contains(l)) {
+                    out.push(t);
+                }
+                if out.len() >= q.limit.max(1) as usize {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_upload(&self, u: &Upload) -> StoreResult<()> {
+        let u = u.clone();
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO uploads (id, doc) VALUES (?1, ?2)",
+                params![u.id.to_string(), serde_json::to_string(&u)?],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_upload(&self, id: &UploadId) -> StoreResult<Option<Upload>> {
+        let id = id.to_string();
+        self.run(move |c| {
+            let doc: Option<String> =
+                c.query_row("SELECT doc FROM uploads WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+            Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+        })
+        .await
+    }
+
+    async fn delete_upload(&self, id: &UploadId) -> StoreResult<bool> {
+        let id = id.to_string();
+        self.run(move |c| Ok(c.execute("DELETE FROM uploads WHERE id = ?1", [id])? > 0)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::SqliteStore::open(&dir.path().join("wharf.db")).unwrap();
+        super::conformance::run_all(&store).await;
+    }
+}

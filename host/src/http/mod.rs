@@ -1,0 +1,75 @@
+//! HTTP: the admin API under `/api/v1`, and everything else routed to the
+//! plugin that claims the path (the registry side).
+
+pub mod error;
+pub mod registry;
+
+use crate::app::App;
+use axum::Json;
+use axum::extract::State;
+use axum::routing::get;
+use std::sync::Arc;
+
+pub fn router(app: Arc<App>) -> axum::Router {
+    let api = axum::Router::new()
+        .route("/status", get(status))
+        .merge(crate::repos::routes())
+        .merge(crate::uploads::routes())
+        .merge(crate::tasks::api::routes())
+        .fallback(|| async { error::ApiError::not_found("no such API endpoint") });
+    axum::Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(registry::dispatch)
+        .with_state(app)
+}
+
+#[derive(serde::Serialize)]
+struct PluginStatus {
+    name: String,
+    version: String,
+    content_types: Vec<ContentTypeStatus>,
+    routes: Vec<String>,
+    wasm_sha256: String,
+}
+
+#[derive(serde::Serialize)]
+struct ContentTypeStatus {
+    name: String,
+    description: String,
+}
+
+async fn status(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
+    let plugins: Vec<PluginStatus> = app
+        .plugins
+        .list()
+        .iter()
+        .map(|p| PluginStatus {
+            name: p.info.name.clone(),
+            version: p.info.version.clone(),
+            content_types: p
+                .info
+                .content_types
+                .iter()
+                .map(|(n, d)| ContentTypeStatus { name: n.clone(), description: d.clone() })
+                .collect(),
+            routes: p.info.routes.clone(),
+            wasm_sha256: p.wasm_digest.to_string(),
+        })
+        .collect();
+    let db = match app.store.ping().await {
+        Ok(()) => serde_json::json!({"backend": "sqlite", "ok": true}),
+        Err(e) => serde_json::json!({"backend": "sqlite", "ok": false, "error": e.to_string()}),
+    };
+    let blobs_ok = std::fs::metadata(app.blobs.root()).is_ok();
+    Json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "contract": format!("{}@{}.{}.{}", crate::plugins::runtime::CONTRACT_PACKAGE,
+            crate::plugins::runtime::CONTRACT_VERSION.0, crate::plugins::runtime::CONTRACT_VERSION.1,
+            crate::plugins::runtime::CONTRACT_VERSION.2),
+        "uptime_seconds": app.started.elapsed().as_secs(),
+        "plugins": plugins,
+        "plugin_load_failures": *app.plugin_failures.lock().unwrap(),
+        "storage": {"blobs": {"path": app.blobs.root().display().to_string(), "ok": blobs_ok}, "db": db},
+    }))
+}

@@ -1,0 +1,200 @@
+//! The client-facing side: a request on a plugin's routes goes to the
+//! plugin's `resolve`, and the host carries out the plan it returns (serve a
+//! blob with Range and ETag, send a body, redirect, or fail).
+
+use crate::app::App;
+use crate::digest::Digest;
+use crate::plugins::bindings::exports::wharf::plugin::plugin::{Plan, Request};
+use crate::plugins::bindings::wharf::plugin::types::Header;
+use crate::plugins::host::CallScope;
+use crate::plugins::runtime::PluginError;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::io::SeekFrom;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+/// Headers a plugin may see: what content negotiation and caching need.
+const FORWARDED_HEADERS: [&str; 4] = ["accept", "if-none-match", "range", "user-agent"];
+const STREAM_CHUNK: usize = 256 * 1024;
+
+pub async fn dispatch(State(app): State<Arc<App>>, method: Method, uri: axum::http::Uri, headers: HeaderMap) -> Response {
+    let path = uri.path();
+    let Some(plugin) = app.plugins.for_path(path) else {
+        return plain(StatusCode::NOT_FOUND, "not found\n");
+    };
+    let req = Request {
+        method: method.as_str().to_string(),
+        path: path.to_string(),
+        query: uri.query().unwrap_or("").to_string(),
+        headers: headers
+            .iter()
+            .filter(|(k, _)| FORWARDED_HEADERS.contains(&k.as_str()))
+            .filter_map(|(k, v)| Some(Header { name: k.to_string(), value: v.to_str().ok()?.to_string() }))
+            .collect(),
+    };
+    // resolve is short and bounded by its deadline; running it here avoids a
+    // thread hop per request on the hot path.
+    let plan = plugin.call(CallScope::Resolve, None, |p, s| p.wharf_plugin_plugin().call_resolve(s, &req));
+    match plan {
+        Ok(plan) => execute(&app, &method, &headers, plan).await,
+        Err(e) => plugin_failure(e),
+    }
+}
+
+fn plugin_failure(e: PluginError) -> Response {
+    tracing::warn!("registry request failed: {e}");
+    let body = serde_json::json!({"errors": [{"code": "UNKNOWN", "message": e.to_string(), "detail": {"reason": e.code()}}]});
+    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+}
+
+fn plain(status: StatusCode, body: &'static str) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain")], body).into_response()
+}
+
+fn add_headers(resp: &mut Response, headers: &[Header]) {
+    for h in headers {
+        if let (Ok(k), Ok(v)) = (HeaderName::try_from(&h.name), HeaderValue::try_from(&h.value)) {
+            resp.headers_mut().append(k, v);
+        }
+    }
+}
+
+async fn execute(app: &App, method: &Method, req_headers: &HeaderMap, plan: Plan) -> Response {
+    match plan {
+        Plan::Body(b) => {
+            let status = StatusCode::from_u16(b.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let len = b.body.len();
+            let mut resp = if *method == Method::HEAD { Response::new(Body::empty()) } else { Response::new(Body::from(b.body)) };
+            *resp.status_mut() = status;
+            if !b.content_type.is_empty()
+                && let Ok(v) = HeaderValue::try_from(&b.content_type)
+            {
+                resp.headers_mut().insert(header::CONTENT_TYPE, v);
+            }
+            resp.headers_mut().insert(header::CONTENT_LENGTH, len.into());
+            add_headers(&mut resp, &b.headers);
+            resp
+        }
+        Plan::Redirect(url) => match HeaderValue::try_from(url) {
+            Ok(v) => {
+                let mut resp = StatusCode::FOUND.into_response();
+                resp.headers_mut().insert(header::LOCATION, v);
+                resp
+            }
+            Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "plugin redirected to an invalid URL\n"),
+        },
+        Plan::Error(f) => {
+            let status = StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let body = serde_json::json!({"errors": [{"code": f.code, "message": f.message, "detail": {}}]});
+            let mut resp = (status, axum::Json(body)).into_response();
+            if *method == Method::HEAD {
+                *resp.body_mut() = Body::empty();
+            }
+            resp
+        }
+        Plan::Blob(b) => match b.digest.parse::<Digest>() {
+            Ok(d) => serve_blob(app, method, req_headers, &d, &b.media_type, &b.headers).await,
+            Err(e) => {
+                tracing::error!("plugin asked to serve {e}");
+                plain(StatusCode::INTERNAL_SERVER_ERROR, "plugin asked to serve an invalid digest\n")
+            }
+        },
+    }
+}
+
+/// A single `bytes=` range, resolved against `len`. `Err` means unsatisfiable.
+fn parse_range(v: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
+    let spec = v.strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None; // Multiple ranges: serve the whole blob instead.
+    }
+    let (a, b) = spec.split_once('-')?;
+    let range = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: u64 = n.parse().ok()?;
+            if n == 0 {
+                return Some(Err(()));
+            }
+            (len.saturating_sub(n), len - 1)
+        }
+        (a, "") => (a.parse().ok()?, len.saturating_sub(1)),
+        (a, b) => (a.parse().ok()?, b.parse::<u64>().ok()?.min(len.saturating_sub(1))),
+    };
+    if range.0 >= len || range.0 > range.1 {
+        return Some(Err(()));
+    }
+    Some(Ok(range))
+}
+
+async fn serve_blob(app: &App, method: &Method, req_headers: &HeaderMap, d: &Digest, media_type: &str, extra: &[Header]) -> Response {
+    let file = match app.blobs.open_blob(d) {
+        Ok(f) => tokio::fs::File::from_std(f),
+        Err(e) => {
+            tracing::error!("publication names {d}, which cannot be opened: {e}");
+            let body = serde_json::json!({"errors": [{"code": "BLOB_UNKNOWN", "message": format!("blob {d} is not stored"), "detail": {}}]});
+            return (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
+        }
+    };
+    let len = match file.metadata().await {
+        Ok(m) => m.len(),
+        Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot stat blob\n"),
+    };
+    let etag = format!("\"{d}\"");
+    let mut resp = Response::new(Body::empty());
+    let h = resp.headers_mut();
+    h.insert(header::ETAG, HeaderValue::try_from(&etag).expect("digest is ASCII"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=31536000"));
+    if let Ok(v) = HeaderValue::try_from(media_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    add_headers(&mut resp, extra);
+    if req_headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*")) {
+        *resp.status_mut() = StatusCode::NOT_MODIFIED;
+        return resp;
+    }
+    let range = req_headers.get(header::RANGE).and_then(|v| v.to_str().ok()).and_then(|v| parse_range(v, len));
+    let (start, end) = match range {
+        None => (0, len),
+        Some(Ok((a, b))) => {
+            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+            resp.headers_mut().insert(header::CONTENT_RANGE, HeaderValue::try_from(format!("bytes {a}-{b}/{len}")).expect("ascii"));
+            (a, b + 1)
+        }
+        Some(Err(())) => {
+            *resp.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+            resp.headers_mut().insert(header::CONTENT_RANGE, HeaderValue::try_from(format!("bytes */{len}")).expect("ascii"));
+            return resp;
+        }
+    };
+    resp.headers_mut().insert(header::CONTENT_LENGTH, (end - start).into());
+    if *method == Method::HEAD {
+        return resp;
+    }
+    let mut file = file;
+    if start > 0 && file.seek(SeekFrom::Start(start)).await.is_err() {
+        return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot seek blob\n");
+    }
+    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(end - start), STREAM_CHUNK);
+    *resp.body_mut() = Body::from_stream(stream);
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some(Ok((0, 9))));
+        assert_eq!(parse_range("bytes=90-", 100), Some(Ok((90, 99))));
+        assert_eq!(parse_range("bytes=-10", 100), Some(Ok((90, 99))));
+        assert_eq!(parse_range("bytes=50-500", 100), Some(Ok((50, 99))));
+        assert_eq!(parse_range("bytes=100-", 100), Some(Err(())));
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+    }
+}

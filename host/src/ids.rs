@@ -1,0 +1,105 @@
+//! Identifiers with meaning: repository, task and upload ids.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A repository id: letters, digits, `.`, `-`, `_`; 1 to 128 characters; not
+/// `.` or `..`. Safe in URLs and as a lock key.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RepoId(String);
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "invalid repository id {0:?}: use 1-128 letters, digits, '.', '-' or '_' (and not '.' or '..')"
+)]
+pub struct InvalidRepoId(pub String);
+
+impl RepoId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for RepoId {
+    type Error = InvalidRepoId;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        let ok = !s.is_empty()
+            && s.len() <= 128
+            && s != "."
+            && s != ".."
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+        if ok { Ok(RepoId(s)) } else { Err(InvalidRepoId(s)) }
+    }
+}
+
+impl std::str::FromStr for RepoId {
+    type Err = InvalidRepoId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.to_string().try_into()
+    }
+}
+
+impl From<RepoId> for String {
+    fn from(r: RepoId) -> String {
+        r.0
+    }
+}
+
+impl fmt::Display for RepoId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+macro_rules! uuid_id {
+    ($name:ident, $what:literal) => {
+        #[doc = concat!("A ", $what, " id (a UUID v7: sortable by creation time).")]
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub uuid::Uuid);
+
+        impl $name {
+            pub fn new() -> Self {
+                $name(uuid::Uuid::now_v7())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                s.parse().map($name)
+            }
+        }
+    };
+}
+
+uuid_id!(TaskId, "task");
+uuid_id!(UploadId, "upload");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_ids() {
+        for ok in ["app", "my-app_1.0", "A"] {
+            assert!(ok.parse::<RepoId>().is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "a/b", "../x", "a b", "é", &"x".repeat(129)] {
+            assert!(bad.parse::<RepoId>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,617 @@
+//! What a plugin can reach: the host side of the `wharf:plugin` imports.
+//!
+//! Every capability is scoped to the current call. `resolve` (the registry hot
+//! path) sees publications and blobs only; an import, sync or publish task
+//! sees the units of its own repository, and `fetch` reaches that
+//! repository's feed host only. Unit changes are staged here and committed in
+//! one transaction when the call succeeds, so a failed import leaves nothing
+//! behind.
+
+use super::bindings::wharf::plugin::{blobs, fetch, log, publications, types, units};
+use crate::publications::PublicationMap;
+use crate::blobs::{BlobError, BlobStore};
+use crate::db::{self, Progress, Repository, Store, UnitChange};
+use crate::digest::Digest;
+use std::collections::BTreeMap;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Largest `read` the host answers.
+pub const MAX_READ: u32 = 1 << 20;
+/// Largest document a plugin may hand over with `store-bytes`.
+const MAX_STORE_BYTES: usize = 64 << 20;
+/// Largest unit metadata document.
+const MAX_METADATA: usize = 1 << 20;
+/// Largest body `fetch` buffers for the plugin (manifests, tag lists).
+const MAX_FETCH_BODY: u64 = 64 << 20;
+
+/// Shared services the imports use.
+pub struct HostEnv {
+    pub blobs: Arc<BlobStore>,
+    pub store: Arc<dyn Store>,
+    pub publications: Arc<PublicationMap>,
+    pub http: reqwest::Client,
+    pub rt: tokio::runtime::Handle,
+    /// Where fetched bodies are spooled (unlinked files).
+    pub spool_dir: std::path::PathBuf,
+}
+
+/// Bytes a plugin holds a handle to.
+pub enum SourceHandle {
+    /// A byte range of a file: an upload, a stored blob, a spooled body.
+    File { file: Arc<std::fs::File>, offset: u64, len: u64 },
+}
+
+impl SourceHandle {
+    pub fn file(file: std::fs::File) -> std::io::Result<Self> {
+        let len = file.metadata()?.len();
+        Ok(SourceHandle::File { file: Arc::new(file), offset: 0, len })
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            SourceHandle::File { len, .. } => *len,
+        }
+    }
+}
+
+/// Why a call was stopped from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupt {
+    Deadline,
+    Canceled,
+}
+
+/// A task's view: its repository, staged changes, progress.
+pub struct TaskCall {
+    pub repo: Repository,
+    /// Unit changes not yet committed; later entries win.
+    pub overlay: BTreeMap<(String, String), Option<db::Unit>>,
+    pub changes: Vec<UnitChange>,
+    pub progress: Arc<dyn Fn(Progress) + Send + Sync>,
+    /// Origins (scheme://host:port) `fetch` may reach.
+    pub allowed_origins: Vec<String>,
+}
+
+/// What the current call may touch.
+pub enum CallScope {
+    /// Loading: `describe` only.
+    Describe,
+    /// A registry request.
+    Resolve,
+    Task(Box<TaskCall>),
+}
+
+/// Keeps the tail of a plugin's stderr (panic messages) without ever failing
+/// a write.
+#[derive(Clone, Default)]
+pub struct StderrTail(Arc<Mutex<VecDeque<u8>>>);
+
+const STDERR_TAIL: usize = 4096;
+
+impl StderrTail {
+    pub fn take(&self) -> String {
+        let mut buf = self.0.lock().unwrap();
+        let bytes: Vec<u8> = buf.drain(..).collect();
+        String::from_utf8_lossy(&bytes).trim().to_string()
+    }
+}
+
+impl wasmtime_wasi::cli::IsTerminal for StderrTail {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for StderrTail {
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(tokio::io::sink())
+    }
+}
+
+#[async_trait::async_trait]
+impl wasmtime_wasi::p2::Pollable for StderrTail {
+    async fn ready(&mut self) {}
+}
+
+impl wasmtime_wasi::p2::OutputStream for StderrTail {
+    fn write(&mut self, bytes: bytes::Bytes) -> Result<(), wasmtime_wasi::p2::StreamError> {
+        let mut buf = self.0.lock().unwrap();
+        buf.extend(bytes.iter());
+        let excess = buf.len().saturating_sub(STDERR_TAIL);
+        buf.drain(..excess);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), wasmtime_wasi::p2::StreamError> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, wasmtime_wasi::p2::StreamError> {
+        Ok(64 * 1024)
+    }
+}
+
+/// Memory limit that remembers it was hit, so the error can say so.
+pub struct MemoryLimit {
+    inner: StoreLimits,
+    pub max_bytes: usize,
+    pub hit: bool,
+}
+
+impl MemoryLimit {
+    pub fn new(max_bytes: usize) -> Self {
+        let inner = StoreLimitsBuilder::new().memory_size(max_bytes).trap_on_grow_failure(true).build();
+        MemoryLimit { inner, max_bytes, hit: false }
+    }
+}
+
+impl ResourceLimiter for MemoryLimit {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.hit = true;
+        }
+        self.inner.memory_growing(current, desired, maximum)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+}
+
+/// The data of one plugin instance's store.
+pub struct HostState {
+    pub plugin: Arc<str>,
+    pub env: Arc<HostEnv>,
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub limits: MemoryLimit,
+    pub stderr: StderrTail,
+    pub scope: CallScope,
+    pub deadline: Instant,
+    pub cancel: Option<Arc<AtomicBool>>,
+    pub interrupted: Option<Interrupt>,
+    pub bytes_stored: u64,
+}
+
+impl HostState {
+    pub fn new(plugin: Arc<str>, env: Arc<HostEnv>, memory_bytes: usize) -> Self {
+        let stderr = StderrTail::default();
+        // No preopened directories, no environment, no arguments, no network:
+        // a plugin reaches the world only through the imports below.
+        let wasi = WasiCtx::builder()
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        HostState {
+            plugin,
+            env,
+            wasi,
+            table: ResourceTable::new(),
+            limits: MemoryLimit::new(memory_bytes),
+            stderr,
+            scope: CallScope::Describe,
+            deadline: Instant::now(),
+            cancel: None,
+            interrupted: None,
+            bytes_stored: 0,
+        }
+    }
+
+    /// Called by the epoch callback on every tick while guest code runs.
+    pub fn check_interrupt(&mut self) -> Option<Interrupt> {
+        if self.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+            self.interrupted = Some(Interrupt::Canceled);
+        } else if Instant::now() >= self.deadline {
+            self.interrupted = Some(Interrupt::Deadline);
+        }
+        self.interrupted
+    }
+
+    fn task(&mut self, what: &str) -> Result<&mut TaskCall, types::Error> {
+        match &mut self.scope {
+            CallScope::Task(t) => Ok(t),
+            _ => Err(err("denied", format!("{what} is only available to import, sync and publish calls"))),
+        }
+    }
+
+    fn source(&self, r: &Resource<SourceHandle>) -> Result<&SourceHandle, types::Error> {
+        self.table.get(r).map_err(|e| err("invalid-handle", e.to_string()))
+    }
+
+    fn store_blob<T>(
+        &mut self,
+        f: impl FnOnce(&BlobStore) -> Result<T, BlobError>,
+        len: u64,
+    ) -> Result<T, types::Error> {
+        let out = f(&self.env.blobs).map_err(blob_err)?;
+        self.bytes_stored += len;
+        Ok(out)
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+pub fn err(code: &str, message: impl Into<String>) -> types::Error {
+    types::Error { code: code.to_string(), message: message.into() }
+}
+
+fn blob_err(e: BlobError) -> types::Error {
+    let code = match &e {
+        BlobError::DigestMismatch { .. } => "digest-mismatch",
+        BlobError::NotFound(_) => "not-found",
+        BlobError::ShortSource { .. } => "invalid-input",
+        BlobError::Io(_) => "io",
+    };
+    err(code, e.to_string())
+}
+
+fn parse_digest(d: &str) -> Result<Digest, types::Error> {
+    d.parse::<Digest>().map_err(|e| err("invalid-input", e.to_string()))
+}
+
+fn store_err(e: db::StoreError) -> types::Error {
+    err("store", e.to_string())
+}
+
+impl types::Host for HostState {}
+
+impl log::Host for HostState {
+    fn log(&mut self, level: log::Level, message: String) {
+        let plugin = &*self.plugin;
+        match level {
+            log::Level::Trace => tracing::trace!(plugin, "{message}"),
+            log::Level::Debug => tracing::debug!(plugin, "{message}"),
+            log::Level::Info => tracing::info!(plugin, "{message}"),
+            log::Level::Warn => tracing::warn!(plugin, "{message}"),
+            log::Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+
+    fn progress(&mut self, items_done: u64, items_total: u64, bytes_done: u64, bytes_total: u64, message: String) {
+        if let CallScope::Task(t) = &self.scope {
+            (t.progress)(Progress { items_done, items_total, bytes_done, bytes_total, message });
+        }
+    }
+}
+
+impl blobs::Host for HostState {
+    fn max_read(&mut self) -> u32 {
+        MAX_READ
+    }
+
+    fn open(&mut self, digest: String) -> Result<Resource<SourceHandle>, types::Error> {
+        let d = parse_digest(&digest)?;
+        let file = self.env.blobs.open_blob(&d).map_err(blob_err)?;
+        let handle = SourceHandle::file(file).map_err(|e| err("io", e.to_string()))?;
+        self.table.push(handle).map_err(|e| err("resources", e.to_string()))
+    }
+
+    fn stat(&mut self, digest: String) -> Option<u64> {
+        digest.parse::<Digest>().ok().and_then(|d| self.env.blobs.stat(&d))
+    }
+
+    fn store_bytes(&mut self, bytes: Vec<u8>, expect: Option<String>) -> Result<String, types::Error> {
+        if bytes.len() > MAX_STORE_BYTES {
+            return Err(err("too-large", format!("store-bytes takes at most {MAX_STORE_BYTES} bytes")));
+        }
+        let expect = expect.as_deref().map(parse_digest).transpose()?;
+        let len = bytes.len() as u64;
+        self.store_blob(|b| b.store_bytes(&bytes, expect.as_ref()), len).map(String::from)
+    }
+}
+
+impl blobs::HostSource for HostState {
+    fn len(&mut self, this: Resource<SourceHandle>) -> u64 {
+        self.source(&this).map(SourceHandle::len).unwrap_or(0)
+    }
+
+    fn read(&mut self, this: Resource<SourceHandle>, offset: u64, len: u32) -> Result<Vec<u8>, types::Error> {
+        use std::os::unix::fs::FileExt;
+        let SourceHandle::File { file, offset: base, len: total } = self.source(&this)?;
+        if offset >= *total {
+            return Ok(Vec::new());
+        }
+        let n = (len.min(MAX_READ) as u64).min(total - offset) as usize;
+        let mut buf = vec![0u8; n];
+        let mut done = 0;
+        while done < n {
+            let got = file
+                .read_at(&mut buf[done..], base + offset + done as u64)
+                .map_err(|e| err("io", e.to_string()))?;
+            if got == 0 {
+                break;
+            }
+            done += got;
+        }
+        buf.truncate(done);
+        Ok(buf)
+    }
+
+    fn store_range(
+        &mut self,
+        this: Resource<SourceHandle>,
+        offset: u64,
+        len: u64,
+        expect: Option<String>,
+    ) -> Result<String, types::Error> {
+        let expect = expect.as_deref().map(parse_digest).transpose()?;
+        let SourceHandle::File { file, offset: base, len: total } = self.source(&this)?;
+        if offset.checked_add(len).is_none_or(|end| end > *total) {
+            return Err(err(
+                "invalid-input",
+                format!("range {offset}+{len} is outside the source ({total} bytes)"),
+            ));
+        }
+        let (file, start) = (file.clone(), base + offset);
+        self.store_blob(|b| b.store_file_range(&file, start, len, expect.as_ref()), len)
+            .map(|(d, _)| String::from(d))
+    }
+
+    fn drop(&mut self, rep: Resource<SourceHandle>) -> wasmtime::Result<()> {
+        self.table.delete(rep)?;
+        Ok(())
+    }
+}
+
+impl units::Host for HostState {
+    fn add(&mut self, unit: units::Unit) -> Result<(), types::Error> {
+        if unit.unit_type.is_empty() || unit.unit_type.len() > 64 || unit.key.is_empty() || unit.key.len() > 1024 {
+            return Err(err("invalid-input", "unit type must be 1-64 bytes and key 1-1024 bytes"));
+        }
+        if unit.metadata.len() > MAX_METADATA {
+            return Err(err("too-large", format!("unit metadata is limited to {MAX_METADATA} bytes")));
+        }
+        let metadata: serde_json::Value = serde_json::from_str(&unit.metadata)
+            .map_err(|e| err("invalid-input", format!("unit metadata is not JSON: {e}")))?;
+        let mut blobs = Vec::with_capacity(unit.blobs.len());
+        for b in &unit.blobs {
+            let d = parse_digest(b)?;
+            // A unit may only name bytes that are really stored.
+            if !self.env.blobs.contains(&d) {
+                return Err(err("not-found", format!("unit {} names blob {d}, which is not stored", unit.key)));
+            }
+            blobs.push(d);
+        }
+        let u = db::Unit { unit_type: unit.unit_type, key: unit.key, metadata, blobs };
+        let t = self.task("units.add")?;
+        t.overlay.insert((u.unit_type.clone(), u.key.clone()), Some(u.clone()));
+        t.changes.push(UnitChange::Add(u));
+        Ok(())
+    }
+
+    fn remove(&mut self, unit_type: String, key: String) -> Result<bool, types::Error> {
+        let existed = self.get(unit_type.clone(), key.clone())?.is_some();
+        let t = self.task("units.remove")?;
+        t.overlay.insert((unit_type.clone(), key.clone()), None);
+        t.changes.push(UnitChange::Remove { unit_type, key });
+        Ok(existed)
+    }
+
+    fn list(&mut self, unit_type: String, after: Option<String>, limit: u32) -> Result<Vec<units::Unit>, types::Error> {
+        let limit = limit.clamp(1, 10_000);
+        let env = self.env.clone();
+        let t = self.task("units.list")?;
+        let staged: Vec<_> = t
+            .overlay
+            .range((unit_type.clone(), after.clone().unwrap_or_default())..)
+            .take_while(|((ty, _), _)| *ty == unit_type)
+            .filter(|((_, k), _)| after.as_ref().is_none_or(|a| k > a))
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect();
+        let removed = staged.iter().filter(|(_, v)| v.is_none()).count() as u32;
+        let want = limit + removed;
+        let rows = env
+            .rt
+            .block_on(env.store.list_units(&t.repo.id, &unit_type, after.as_deref(), want))
+            .map_err(store_err)?;
+        // Staged keys beyond the last stored row may hide stored rows that
+        // were not fetched, so a full page bounds what may be merged.
+        let bound = (rows.len() as u32 == want).then(|| rows.last().map(|u| u.key.clone())).flatten();
+        let mut merged: BTreeMap<String, db::Unit> = rows.into_iter().map(|u| (u.key.clone(), u)).collect();
+        for (k, v) in staged {
+            if bound.as_ref().is_some_and(|b| &k > b) {
+                continue;
+            }
+            match v {
+                Some(u) => merged.insert(k, u),
+                None => merged.remove(&k),
+            };
+        }
+        Ok(merged.into_values().take(limit as usize).map(to_wit_unit).collect())
+    }
+
+    fn get(&mut self, unit_type: String, key: String) -> Result<Option<units::Unit>, types::Error> {
+        let env = self.env.clone();
+        let t = self.task("units.get")?;
+        if let Some(staged) = t.overlay.get(&(unit_type.clone(), key.clone())) {
+            return Ok(staged.clone().map(to_wit_unit));
+        }
+        let u = env.rt.block_on(env.store.get_unit(&t.repo.id, &unit_type, &key)).map_err(store_err)?;
+        Ok(u.map(to_wit_unit))
+    }
+}
+
+fn to_wit_unit(u: db::Unit) -> units::Unit {
+    units::Unit {
+        unit_type: u.unit_type,
+        key: u.key,
+        metadata: u.metadata.to_string(),
+        blobs: u.blobs.into_iter().map(String::from).collect(),
+    }
+}
+
+impl publications::Host for HostState {
+    fn lookup(&mut self, name: String) -> Option<publications::Publication> {
+        self.env.publications.get(&self.plugin, &name).map(|p| publications::Publication {
+            name: p.name.clone(),
+            repository_id: p.repo_id.to_string(),
+            index: p.index.to_string(),
+            config: p.config.to_string(),
+        })
+    }
+
+    fn names(&mut self, after: Option<String>, limit: u32) -> Vec<String> {
+        self.env.publications.names(&self.plugin, after.as_deref(), limit.clamp(1, 10_000) as usize)
+    }
+}
+
+/// `scheme://host:port` of a URL.
+pub fn origin(url: &reqwest::Url) -> String {
+    format!("{}://{}:{}", url.scheme(), url.host_str().unwrap_or(""), url.port_or_known_default().unwrap_or(0))
+}
+
+impl HostState {
+    fn check_fetch_url(&mut self, url: &str) -> Result<reqwest::Url, types::Error> {
+        let url: reqwest::Url = url.parse().map_err(|e| err("invalid-input", format!("bad URL {url:?}: {e}")))?;
+        let t = self.task("fetch")?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(err("denied", format!("fetch only speaks http and https, not {}", url.scheme())));
+        }
+        if !t.allowed_origins.contains(&origin(&url)) {
+            return Err(err(
+                "denied",
+                format!(
+                    "fetch of {url} denied: a plugin may only reach its repository's feed ({})",
+                    t.allowed_origins.first().map(String::as_str).unwrap_or("none configured")
+                ),
+            ));
+        }
+        Ok(url)
+    }
+
+    /// A bearer challenge from the feed names the realm that issues its
+    /// tokens; the realm may live on another host, and is allowed once the
+    /// feed itself pointed at it.
+    fn learn_auth_realm(&mut self, headers: &reqwest::header::HeaderMap) {
+        for v in headers.get_all(reqwest::header::WWW_AUTHENTICATE) {
+            let Ok(v) = v.to_str() else { continue };
+            let Some(rest) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) else { continue };
+            let realm = rest.split(',').find_map(|p| p.trim().strip_prefix("realm=")).map(|r| r.trim_matches('"'));
+            if let (Some(realm), CallScope::Task(t)) = (realm.and_then(|r| r.parse::<reqwest::Url>().ok()), &mut self.scope) {
+                let o = origin(&realm);
+                if !t.allowed_origins.contains(&o) {
+                    t.allowed_origins.push(o);
+                }
+            }
+        }
+    }
+}
+
+fn build_request(
+    http: &reqwest::Client,
+    method: &str,
+    url: reqwest::Url,
+    headers: &[types::Header],
+) -> Result<reqwest::RequestBuilder, types::Error> {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| err("invalid-input", e.to_string()))?;
+    if !matches!(method, reqwest::Method::GET | reqwest::Method::HEAD) {
+        return Err(err("denied", "fetch may only GET or HEAD"));
+    }
+    let mut req = http.request(method, url);
+    for h in headers {
+        req = req.header(&h.name, &h.value);
+    }
+    Ok(req)
+}
+
+impl fetch::Host for HostState {
+    fn fetch(&mut self, req: fetch::Request) -> Result<fetch::Response, types::Error> {
+        use std::io::Write;
+        let url = self.check_fetch_url(&req.url)?;
+        let env = self.env.clone();
+        let request = build_request(&env.http, &req.method, url.clone(), &req.headers)?;
+        let (status, headers, file) = env.rt.block_on(async {
+            let mut resp = request.send().await.map_err(|e| err("fetch", format!("GET {url}: {e}")))?;
+            let mut file = tempfile::tempfile_in(&env.spool_dir).map_err(|e| err("io", e.to_string()))?;
+            let mut got = 0u64;
+            while let Some(chunk) = resp.chunk().await.map_err(|e| err("fetch", format!("reading {url}: {e}")))? {
+                got += chunk.len() as u64;
+                if got > MAX_FETCH_BODY {
+                    return Err(err("too-large", format!("{url} answered more than {MAX_FETCH_BODY} bytes; use fetch-blobs")));
+                }
+                file.write_all(&chunk).map_err(|e| err("io", e.to_string()))?;
+            }
+            Ok::<_, types::Error>((resp.status().as_u16(), resp.headers().clone(), file))
+        })?;
+        self.learn_auth_realm(&headers);
+        let body = SourceHandle::file(file).map_err(|e| err("io", e.to_string()))?;
+        let body = self.table.push(body).map_err(|e| err("resources", e.to_string()))?;
+        let headers = headers
+            .iter()
+            .filter_map(|(k, v)| Some(types::Header { name: k.to_string(), value: v.to_str().ok()?.to_string() }))
+            .collect();
+        Ok(fetch::Response { status, headers, body })
+    }
+
+    fn fetch_blobs(&mut self, downloads: Vec<fetch::BlobDownload>) -> Vec<Result<String, types::Error>> {
+        use futures::StreamExt;
+        let env = self.env.clone();
+        let mut prepared = Vec::with_capacity(downloads.len());
+        for d in &downloads {
+            prepared.push(parse_digest(&d.digest).and_then(|digest| {
+                let url = self.check_fetch_url(&d.url)?;
+                Ok((digest, build_request(&env.http, "GET", url, &d.headers)?))
+            }));
+        }
+        let results: Vec<Result<(Digest, u64), types::Error>> = env.rt.block_on(
+            futures::stream::iter(prepared.into_iter().map(|p| {
+                let env = env.clone();
+                async move {
+                    let (digest, req) = p?;
+                    if env.blobs.contains(&digest) {
+                        return Ok((digest, 0));
+                    }
+                    download_blob(&env, req, &digest).await.map(|n| (digest, n))
+                }
+            }))
+            .buffered(4)
+            .collect(),
+        );
+        results
+            .into_iter()
+            .map(|r| {
+                r.map(|(d, n)| {
+                    self.bytes_stored += n;
+                    String::from(d)
+                })
+            })
+            .collect()
+    }
+}
+
+/// Stream one blob into the store, hashing as it arrives.
+async fn download_blob(env: &HostEnv, req: reqwest::RequestBuilder, digest: &Digest) -> Result<u64, types::Error> {
+    use std::io::Write;
+    let mut resp = req.send().await.map_err(|e| err("fetch", format!("{digest}: {e}")))?;
+    if !resp.status().is_success() {
+        return Err(err("fetch", format!("{digest}: upstream answered {}", resp.status())));
+    }
+    let mut w = env.blobs.writer().map_err(|e| err("io", e.to_string()))?;
+    while let Some(chunk) = resp.chunk().await.map_err(|e| err("fetch", format!("{digest}: {e}")))? {
+        w.write_all(&chunk).map_err(|e| err("io", e.to_string()))?;
+    }
+    let (_, n) = w.finish(Some(digest)).map_err(|e| match e {
+        BlobError::DigestMismatch { expected, actual } => err(
+            "digest-mismatch",
+            format!("upstream served wrong bytes for {expected} (they hash to {actual}); nothing was stored"),
+        ),
+        e => blob_err(e),
+    })?;
+    Ok(n)
+}

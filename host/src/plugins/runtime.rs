@@ -1,0 +1,385 @@
+//! The wasmtime runtime that runs plugins.
+//!
+//! One [`Engine`] for the process, with the pooling allocator and epoch
+//! interruption. Each loaded plugin keeps an `InstancePre` (linking done once)
+//! and a pool of warm instances; a call takes an instance, arms its deadline,
+//! runs, and returns it unless it trapped. Compiled components are cached on
+//! disk keyed by the wasm's sha256 and the engine's compatibility hash.
+
+use super::bindings::{ContentPlugin, ContentPluginPre};
+use super::host::{CallScope, HostEnv, HostState, Interrupt};
+use crate::digest::Digest;
+use anyhow::Context as _;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+
+/// The contract this host implements.
+pub const CONTRACT_PACKAGE: &str = "wharf:plugin";
+pub const CONTRACT_VERSION: (u64, u64, u64) = (0, 1, 0);
+
+/// How often the epoch advances; the granularity of deadlines and cancel.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Warm instances kept per plugin.
+const MAX_IDLE: usize = 32;
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Linear memory per instance.
+    pub memory_bytes: usize,
+    /// Deadline of `describe` and `resolve`.
+    pub call_timeout: Duration,
+    /// Deadline of upload, sync and publish.
+    pub task_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 256 << 20,
+            call_timeout: Duration::from_secs(2),
+            task_timeout: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// A failed plugin call. The message always names the plugin and the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("plugin {plugin} exceeded its {limit:?} deadline and was stopped")]
+    Deadline { plugin: String, limit: Duration },
+    #[error("plugin {plugin} call was canceled")]
+    Canceled { plugin: String },
+    #[error("plugin {plugin} ran out of memory (limit {limit_mib} MiB) and was stopped")]
+    OutOfMemory { plugin: String, limit_mib: usize },
+    #[error("plugin {plugin} crashed: {cause}")]
+    Trap { plugin: String, cause: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("plugin {plugin}: {message}")]
+    Host { plugin: String, message: String },
+}
+
+impl PluginError {
+    /// A stable word for metrics and API errors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PluginError::Deadline { .. } => "plugin-deadline",
+            PluginError::Canceled { .. } => "canceled",
+            PluginError::OutOfMemory { .. } => "plugin-out-of-memory",
+            PluginError::Trap { .. } => "plugin-trap",
+            PluginError::Invalid(_) => "plugin-invalid",
+            PluginError::Host { .. } => "plugin-host",
+        }
+    }
+}
+
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache_dir: PathBuf,
+    pub env: Arc<HostEnv>,
+    pub limits: Limits,
+}
+
+/// What `load` measured, for the status endpoint and benchmarks.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadStats {
+    pub from_cache: bool,
+    pub duration: Duration,
+}
+
+impl Runtime {
+    pub fn new(env: Arc<HostEnv>, cache_dir: PathBuf, limits: Limits) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(256);
+        pool.total_core_instances(1024);
+        pool.total_memories(256);
+        pool.total_tables(512);
+        pool.max_memories_per_component(4);
+        pool.max_tables_per_component(8);
+        pool.max_component_instance_size(1 << 20);
+        pool.max_core_instance_size(1 << 20);
+        pool.max_memory_size(limits.memory_bytes);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
+
+        // The ticker only holds a weak reference, so a dropped engine stops it.
+        let weak = engine.weak();
+        std::thread::Builder::new().name("wharf-epoch".into()).spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from)?;
+        ContentPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+            .map_err(anyhow::Error::from)?;
+        std::fs::create_dir_all(&cache_dir)?;
+        Ok(Runtime { engine, linker, cache_dir, env, limits })
+    }
+
+    fn cache_path(&self, wasm_digest: &Digest) -> PathBuf {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        self.cache_dir.join(format!("{}-{:016x}.cwasm", wasm_digest.hex(), h.finish()))
+    }
+
+    /// Compile (or load from cache), check the contract version, link, and
+    /// ask the plugin to describe itself.
+    pub fn load(self: &Arc<Self>, wasm: &[u8]) -> Result<(Arc<Plugin>, LoadStats), PluginError> {
+        let start = Instant::now();
+        let digest = Digest::of(wasm);
+        let cached = self.cache_path(&digest);
+        let (component, from_cache) = match cached.exists() {
+            // SAFETY: the cache directory is written only by this host, from
+            // `Component::serialize` of the same engine configuration (the file
+            // name carries the engine's compatibility hash).
+            true => match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+                Ok(c) => (c, true),
+                Err(_) => (self.compile(wasm, &cached)?, false),
+            },
+            false => (self.compile(wasm, &cached)?, false),
+        };
+        check_contract(&component, &self.engine)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| PluginError::Invalid(format!("plugin cannot be linked: {e:#}")))?;
+        let pre = ContentPluginPre::new(pre)
+            .map_err(|e| PluginError::Invalid(format!("plugin does not implement the content-plugin world: {e:#}")))?;
+        let mut plugin = Plugin {
+            name: "(loading)".into(),
+            info: PluginInfo::default(),
+            wasm_digest: digest,
+            pre,
+            runtime: self.clone(),
+            idle: Mutex::new(Vec::new()),
+        };
+        let info = plugin.call(CallScope::Describe, None, |p, s| p.wharf_plugin_plugin().call_describe(s))?;
+        plugin.name = info.name.clone().into();
+        plugin.info = PluginInfo {
+            name: info.name,
+            version: info.version,
+            content_types: info.content_types.into_iter().map(|c| (c.name, c.description)).collect(),
+            routes: info.routes,
+        };
+        plugin.validate_info()?;
+        // The describe instance was created under a placeholder name.
+        plugin.idle.get_mut().unwrap().clear();
+        Ok((Arc::new(plugin), LoadStats { from_cache, duration: start.elapsed() }))
+    }
+
+    fn compile(&self, wasm: &[u8], cached: &std::path::Path) -> Result<Component, PluginError> {
+        let component = Component::new(&self.engine, wasm)
+            .map_err(|e| PluginError::Invalid(format!("not a valid WebAssembly component: {e:#}")))?;
+        if let Ok(bytes) = component.serialize() {
+            let tmp = cached.with_extension("tmp");
+            if std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, cached)).is_err() {
+                tracing::warn!(path = %cached.display(), "could not write the compiled-plugin cache");
+            }
+        }
+        Ok(component)
+    }
+
+    fn new_store(&self, name: Arc<str>) -> Store<HostState> {
+        let mut store = Store::new(&self.engine, HostState::new(name, self.env.clone(), self.limits.memory_bytes));
+        store.limiter(|s| &mut s.limits);
+        store.epoch_deadline_callback(|mut ctx| match ctx.data_mut().check_interrupt() {
+            Some(_) => Err(wasmtime::Trap::Interrupt.into()),
+            None => Ok(UpdateDeadline::Continue(1)),
+        });
+        store
+    }
+}
+
+/// Refuse a component built against another major version of the contract
+/// before linking, so the error says why instead of "import not found".
+fn check_contract(component: &Component, engine: &Engine) -> Result<(), PluginError> {
+    let ty = component.component_type();
+    let mut found = None;
+    let prefix = format!("{CONTRACT_PACKAGE}/plugin@");
+    for (name, _) in ty.exports(engine) {
+        if let Some(rest) = name.strip_prefix(&prefix) {
+            found = Some(rest.to_string());
+        }
+    }
+    let (want_major, want_minor, _) = CONTRACT_VERSION;
+    let want = format!("{want_major}.{want_minor}.x");
+    let Some(version) = found else {
+        return Err(PluginError::Invalid(format!(
+            "not a wharf content plugin: it exports no {CONTRACT_PACKAGE}/plugin interface (this host speaks {CONTRACT_PACKAGE}@{want})"
+        )));
+    };
+    let parts: Vec<u64> = version.split(['.', '-', '+']).take(3).filter_map(|p| p.parse().ok()).collect();
+    let compatible = match parts.as_slice() {
+        // Semver: below 1.0 the minor version is the breaking one.
+        [0, minor, ..] => want_major == 0 && *minor == want_minor,
+        [major, ..] => *major == want_major,
+        _ => false,
+    };
+    if !compatible {
+        return Err(PluginError::Invalid(format!(
+            "incompatible plugin: built against {CONTRACT_PACKAGE}@{version}, but this host speaks {CONTRACT_PACKAGE}@{want}; rebuild the plugin with a wharf-sdk for {want}"
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    /// (name, description)
+    pub content_types: Vec<(String, String)>,
+    pub routes: Vec<String>,
+}
+
+struct Warm {
+    store: Store<HostState>,
+    bindings: ContentPlugin,
+}
+
+pub struct Plugin {
+    pub name: Arc<str>,
+    pub info: PluginInfo,
+    pub wasm_digest: Digest,
+    pre: ContentPluginPre<HostState>,
+    runtime: Arc<Runtime>,
+    idle: Mutex<Vec<Warm>>,
+}
+
+impl Plugin {
+    fn validate_info(&self) -> Result<(), PluginError> {
+        let i = &self.info;
+        let word = |s: &str| !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !word(&i.name) || i.content_types.iter().any(|(n, _)| !word(n)) {
+            return Err(PluginError::Invalid(format!(
+                "plugin {:?} describes itself with invalid names: plugin and content-type names must be 1-64 letters, digits, '-' or '_'",
+                i.name
+            )));
+        }
+        for r in &i.routes {
+            if !r.starts_with('/') || !r.ends_with('/') || r.contains("..") || r == "/" || r.starts_with("/api/") {
+                return Err(PluginError::Invalid(format!(
+                    "plugin {} claims route {r:?}: routes must be absolute prefixes ending in '/', other than '/' and '/api/'",
+                    i.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Run `f` on a warm instance under `scope`. The instance goes back to the
+    /// pool unless the call trapped or was interrupted.
+    pub fn call<R>(
+        &self,
+        scope: CallScope,
+        cancel: Option<Arc<AtomicBool>>,
+        f: impl FnOnce(&ContentPlugin, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        let rt = &self.runtime;
+        let mut warm = match self.idle.lock().unwrap().pop() {
+            Some(w) => w,
+            None => {
+                let mut store = rt.new_store(self.name.clone());
+                let bindings = self
+                    .pre
+                    .instantiate(&mut store)
+                    .map_err(|e| self.classify(&mut store, e))?;
+                Warm { store, bindings }
+            }
+        };
+        let timeout = match scope {
+            CallScope::Task(_) => rt.limits.task_timeout,
+            _ => rt.limits.call_timeout,
+        };
+        {
+            let data = warm.store.data_mut();
+            data.scope = scope;
+            data.deadline = Instant::now() + timeout;
+            data.cancel = cancel;
+            data.interrupted = None;
+            data.bytes_stored = 0;
+        }
+        warm.store.set_epoch_deadline(1);
+        let result = f(&warm.bindings, &mut warm.store);
+        match result {
+            Ok(r) => {
+                let data = warm.store.data_mut();
+                data.scope = CallScope::Describe;
+                data.cancel = None;
+                let mut idle = self.idle.lock().unwrap();
+                if idle.len() < MAX_IDLE {
+                    idle.push(warm);
+                }
+                Ok(r)
+            }
+            Err(e) => Err(self.classify(&mut warm.store, e)),
+        }
+    }
+
+    /// Like [`Plugin::call`], handing back the store's task scope (staged
+    /// changes) with the result.
+    pub fn call_task<R>(
+        &self,
+        scope: CallScope,
+        cancel: Option<Arc<AtomicBool>>,
+        f: impl FnOnce(&ContentPlugin, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<(R, CallScope, u64), PluginError> {
+        self.call(scope, cancel, |p, s| {
+            let r = f(p, s)?;
+            let data = s.data_mut();
+            let scope = std::mem::replace(&mut data.scope, CallScope::Describe);
+            Ok((r, scope, data.bytes_stored))
+        })
+    }
+
+    fn classify(&self, store: &mut Store<HostState>, e: wasmtime::Error) -> PluginError {
+        let plugin = self.name.to_string();
+        let data = store.data_mut();
+        match data.interrupted {
+            Some(Interrupt::Canceled) => return PluginError::Canceled { plugin },
+            Some(Interrupt::Deadline) => {
+                let limit = match data.scope {
+                    CallScope::Task(_) => self.runtime.limits.task_timeout,
+                    _ => self.runtime.limits.call_timeout,
+                };
+                return PluginError::Deadline { plugin, limit };
+            }
+            None => {}
+        }
+        if data.limits.hit {
+            return PluginError::OutOfMemory { plugin, limit_mib: data.limits.max_bytes >> 20 };
+        }
+        let stderr = data.stderr.take();
+        let trap = e.downcast_ref::<wasmtime::Trap>().map(|t| t.to_string());
+        let mut cause = match (trap, stderr.is_empty()) {
+            (Some(t), false) => format!("{t}: {}", last_lines(&stderr, 3)),
+            (Some(t), true) => t,
+            (None, _) => format!("{e:#}"),
+        };
+        cause.truncate(2000);
+        PluginError::Trap { plugin, cause }
+    }
+}
+
+fn last_lines(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join(" / ")
+}
+
+/// Read a plugin file, with a clear error.
+pub fn read_wasm(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))
+}

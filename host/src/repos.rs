@@ -1,0 +1,441 @@
+//! Repositories (`/api/v1/repositories`): create, list, update, delete, and
+//! the long operations on them (import an upload, sync, publish, copy), each
+//! run as a task that locks the repository.
+
+use crate::app::App;
+use crate::db::{Notes, Publication, RepoQuery, Repository, now};
+use crate::http::error::{ApiError, ApiResult};
+use crate::ids::{RepoId, UploadId};
+use crate::plugins::bindings::wharf::plugin::types as wit;
+use crate::plugins::host::{CallScope, SourceHandle, TaskCall, origin};
+use crate::plugins::runtime::Plugin;
+use crate::tasks::{TaskContext, TaskFailure, TaskResult};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub fn routes() -> axum::Router<Arc<App>> {
+    axum::Router::new()
+        .route("/repositories", post(create).get(list))
+        .route("/repositories/{id}", get(show).patch(update).delete(delete))
+        .route("/repositories/{id}/content", get(content))
+        .route("/repositories/{id}/import", post(import))
+        .route("/repositories/{id}/sync", post(sync))
+        .route("/repositories/{id}/publish", post(publish))
+        .route("/repositories/{id}/copy", post(copy))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRepo {
+    id: String,
+    #[serde(alias = "type")]
+    content_type: String,
+    display_name: Option<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    notes: Notes,
+    importer_config: Option<serde_json::Value>,
+    distributor_config: Option<serde_json::Value>,
+}
+
+fn parse_repo_id(id: &str) -> ApiResult<RepoId> {
+    id.parse().map_err(|e: crate::ids::InvalidRepoId| ApiError::bad_request(e.to_string()))
+}
+
+fn config_object(v: Option<serde_json::Value>, what: &str) -> ApiResult<serde_json::Value> {
+    match v {
+        None => Ok(serde_json::json!({})),
+        Some(v @ serde_json::Value::Object(_)) => Ok(v),
+        Some(_) => Err(ApiError::bad_request(format!("{what} must be a JSON object"))),
+    }
+}
+
+async fn create(State(app): State<Arc<App>>, body: Result<Json<CreateRepo>, axum::extract::rejection::JsonRejection>) -> ApiResult<(StatusCode, Json<Repository>)> {
+    let Json(req) = body?;
+    let id = parse_repo_id(&req.id)?;
+    if app.plugins.for_content_type(&req.content_type).is_none() {
+        let known: Vec<String> =
+            app.plugins.list().iter().flat_map(|p| p.info.content_types.iter().map(|(t, _)| t.clone())).collect();
+        return Err(ApiError::bad_request(format!(
+            "unknown content type {:?}; this server has: {}",
+            req.content_type,
+            known.join(", ")
+        )));
+    }
+    let repo = Repository {
+        display_name: req.display_name.unwrap_or_else(|| id.to_string()),
+        id,
+        content_type: req.content_type,
+        description: req.description,
+        notes: req.notes,
+        importer_config: config_object(req.importer_config, "importer_config")?,
+        distributor_config: config_object(req.distributor_config, "distributor_config")?,
+        created_at: now(),
+        updated_at: now(),
+    };
+    app.store.create_repo(&repo).await?;
+    Ok((StatusCode::CREATED, Json(repo)))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    after: Option<String>,
+    limit: Option<u32>,
+    content_type: Option<String>,
+    /// `key=value`, repeatable as `note=a=1&note=b=2` is not supported by
+    /// serde_urlencoded; use comma separated `note=a=1,b=2`.
+    note: Option<String>,
+}
+
+fn parse_notes(s: &str) -> ApiResult<Notes> {
+    let mut notes = Notes::new();
+    for pair in s.split(',').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').ok_or_else(|| ApiError::bad_request(format!("note filter {pair:?} is not key=value")))?;
+        notes.insert(k.to_string(), v.to_string());
+    }
+    Ok(notes)
+}
+
+#[derive(serde::Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    pub next: Option<String>,
+}
+
+async fn list(State(app): State<Arc<App>>, q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult<Json<Page<Repository>>> {
+    let Query(q) = q?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let query = RepoQuery {
+        after: q.after,
+        limit: limit + 1,
+        content_type: q.content_type,
+        notes: q.note.as_deref().map(parse_notes).transpose()?.unwrap_or_default(),
+    };
+    let mut items = app.store.list_repos(&query).await?;
+    let next = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|r| r.id.to_string())
+    } else {
+        None
+    };
+    Ok(Json(Page { items, next }))
+}
+
+pub async fn get_repo(app: &App, id: &str) -> ApiResult<Repository> {
+    let id = parse_repo_id(id)?;
+    app.store.get_repo(&id).await?.ok_or_else(|| ApiError::not_found(format!("repository {id} not found")))
+}
+
+#[derive(serde::Serialize)]
+struct RepoDetail {
+    #[serde(flatten)]
+    repo: Repository,
+    content_counts: BTreeMap<String, u64>,
+    publications: Vec<Publication>,
+}
+
+async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<RepoDetail>> {
+    let repo = get_repo(&app, &id).await?;
+    let content_counts = app.store.count_units(&repo.id).await?;
+    let publications = app.publications.for_repo(repo.id.as_str()).into_iter().map(|p| (*p).clone()).collect();
+    Ok(Json(RepoDetail { repo, content_counts, publications }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateRepo {
+    display_name: Option<String>,
+    description: Option<String>,
+    /// Notes to set; a null value removes the note.
+    notes: Option<BTreeMap<String, Option<String>>>,
+    /// Merged into the existing settings; a null value removes a key.
+    importer_config: Option<serde_json::Map<String, serde_json::Value>>,
+    distributor_config: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+fn merge(into: &mut serde_json::Value, delta: serde_json::Map<String, serde_json::Value>) {
+    let obj = into.as_object_mut().expect("configs are objects");
+    for (k, v) in delta {
+        if v.is_null() {
+            obj.remove(&k);
+        } else {
+            obj.insert(k, v);
+        }
+    }
+}
+
+async fn update(State(app): State<Arc<App>>, Path(id): Path<String>, body: Result<Json<UpdateRepo>, axum::extract::rejection::JsonRejection>) -> ApiResult<Json<Repository>> {
+    let Json(req) = body?;
+    let mut repo = get_repo(&app, &id).await?;
+    if let Some(d) = req.display_name {
+        repo.display_name = d;
+    }
+    if let Some(d) = req.description {
+        repo.description = d;
+    }
+    for (k, v) in req.notes.unwrap_or_default() {
+        match v {
+            Some(v) => repo.notes.insert(k, v),
+            None => repo.notes.remove(&k),
+        };
+    }
+    if let Some(c) = req.importer_config {
+        merge(&mut repo.importer_config, c);
+    }
+    if let Some(c) = req.distributor_config {
+        merge(&mut repo.distributor_config, c);
+    }
+    repo.updated_at = now();
+    app.store.update_repo(&repo).await?;
+    Ok(Json(repo))
+}
+
+async fn delete(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<crate::db::Task>)> {
+    let repo = get_repo(&app, &id).await?;
+    let app2 = app.clone();
+    let task = submit(&app, "delete", &repo.id.clone(), serde_json::json!({"repository": repo.id}), move |_ctx| async move {
+        app2.store.delete_repo(&repo.id).await?;
+        app2.publications.remove_repo(repo.id.as_str());
+        Ok(serde_json::json!({"deleted": repo.id}))
+    })
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(task)))
+}
+
+#[derive(Deserialize)]
+struct ContentQuery {
+    #[serde(rename = "type")]
+    unit_type: String,
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn content(State(app): State<Arc<App>>, Path(id): Path<String>, q: Result<Query<ContentQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult<Json<Page<crate::db::Unit>>> {
+    let Query(q) = q?;
+    let repo = get_repo(&app, &id).await?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let mut items = app.store.list_units(&repo.id, &q.unit_type, q.after.as_deref(), limit + 1).await?;
+    let next = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|u| u.key.clone())
+    } else {
+        None
+    };
+    Ok(Json(Page { items, next }))
+}
+
+/// Submit a task that locks `repo`.
+async fn submit<F, Fut>(app: &Arc<App>, kind: &str, repo: &RepoId, input: serde_json::Value, f: F) -> ApiResult<crate::db::Task>
+where
+    F: FnOnce(TaskContext) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = TaskResult> + Send + 'static,
+{
+    let locks = vec![format!("repository:{repo}")];
+    Ok(app.tasks.submit(kind, locks, input, Box::new(move |ctx| Box::pin(f(ctx)))).await?)
+}
+
+fn plugin_for(app: &App, repo: &Repository) -> ApiResult<Arc<Plugin>> {
+    app.plugins.for_content_type(&repo.content_type).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "plugin-missing",
+            format!("no plugin provides content type {:?} of repository {}; install it first", repo.content_type, repo.id),
+        )
+    })
+}
+
+fn wit_repo(r: &Repository) -> wit::Repository {
+    wit::Repository {
+        id: r.id.to_string(),
+        content_type: r.content_type.clone(),
+        importer_config: r.importer_config.to_string(),
+        distributor_config: r.distributor_config.to_string(),
+    }
+}
+
+/// Run one plugin task call off the async threads, and commit its staged
+/// unit changes in one transaction if, and only if, it succeeded.
+async fn run_plugin_task<R: Send + 'static>(
+    app: &Arc<App>,
+    plugin: Arc<Plugin>,
+    repo: Repository,
+    ctx: TaskContext,
+    f: impl FnOnce(&crate::plugins::bindings::ContentPlugin, &mut wasmtime::Store<crate::plugins::host::HostState>, wit::Repository) -> wasmtime::Result<Result<R, wit::Error>>
+        + Send
+        + 'static,
+) -> Result<(R, u64), TaskFailure> {
+    let feed = repo.importer_config.get("feed").and_then(|f| f.as_str()).and_then(|f| f.parse::<reqwest::Url>().ok());
+    let call = TaskCall {
+        repo: repo.clone(),
+        overlay: BTreeMap::new(),
+        changes: Vec::new(),
+        progress: ctx.progress.clone(),
+        allowed_origins: feed.iter().map(origin).collect(),
+    };
+    let wrepo = wit_repo(&repo);
+    let cancel = ctx.cancel.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        plugin.call_task(CallScope::Task(Box::new(call)), Some(cancel), |p, s| f(p, s, wrepo))
+    })
+    .await
+    .map_err(|e| TaskFailure::new("the plugin call panicked in the host", e.to_string()))?;
+    let (result, scope, bytes) = outcome.map_err(|e| TaskFailure::new(e.to_string(), e.code()))?;
+    let value = result.map_err(|e| TaskFailure::new(e.message, e.code))?;
+    if ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(TaskFailure::new("canceled; nothing was committed", "canceled"));
+    }
+    if let CallScope::Task(call) = scope
+        && !call.changes.is_empty()
+    {
+        app.store.apply_changes(&repo.id, &call.changes).await?;
+    }
+    Ok((value, bytes))
+}
+
+fn summary_json(s: &wit::Summary, bytes_stored: u64) -> serde_json::Value {
+    serde_json::json!({
+        "units_added": s.units_added,
+        "units_removed": s.units_removed,
+        "bytes_stored": s.bytes_stored.max(bytes_stored),
+        "message": s.message,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportRequest {
+    upload_id: String,
+    /// Delete the upload after a successful import (default true).
+    #[serde(default = "yes")]
+    delete_upload: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn import(State(app): State<Arc<App>>, Path(id): Path<String>, body: Result<Json<ImportRequest>, axum::extract::rejection::JsonRejection>) -> ApiResult<(StatusCode, Json<crate::db::Task>)> {
+    let Json(req) = body?;
+    let repo = get_repo(&app, &id).await?;
+    let plugin = plugin_for(&app, &repo)?;
+    let upload_id: UploadId = req.upload_id.parse().map_err(|_| ApiError::bad_request(format!("invalid upload id {:?}", req.upload_id)))?;
+    let upload = crate::uploads::get_upload(&app, &upload_id).await?;
+    if let Some(size) = upload.size
+        && upload.offset < size
+    {
+        return Err(ApiError::bad_request(format!(
+            "upload {upload_id} is incomplete: {} of {size} bytes received; resume it at offset {}",
+            upload.offset, upload.offset
+        )));
+    }
+    let app2 = app.clone();
+    let input = serde_json::json!({"repository": repo.id, "upload_id": upload_id});
+    let task = submit(&app, "import", &repo.id.clone(), input, move |ctx| async move {
+        let file = app2.uploads.open_read(&upload_id)?;
+        // The source is exactly the bytes whose receipt was recorded.
+        let source = SourceHandle::File { file: Arc::new(file), offset: 0, len: upload.offset };
+        let (summary, bytes) = run_plugin_task(&app2, plugin, repo, ctx, move |p, s, r| {
+            let handle = s.data_mut().table.push(source)?;
+            p.wharf_plugin_plugin().call_upload(s, &r, handle)
+        })
+        .await?;
+        if req.delete_upload {
+            app2.store.delete_upload(&upload_id).await?;
+            app2.uploads.remove(&upload_id);
+        }
+        Ok(summary_json(&summary, bytes))
+    })
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(task)))
+}
+
+async fn sync(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<crate::db::Task>)> {
+    let repo = get_repo(&app, &id).await?;
+    let plugin = plugin_for(&app, &repo)?;
+    let app2 = app.clone();
+    let task = submit(&app, "sync", &repo.id.clone(), serde_json::json!({"repository": repo.id}), move |ctx| async move {
+        let (summary, bytes) =
+            run_plugin_task(&app2, plugin, repo, ctx, |p, s, r| p.wharf_plugin_plugin().call_sync(s, &r)).await?;
+        Ok(summary_json(&summary, bytes))
+    })
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(task)))
+}
+
+async fn publish(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<crate::db::Task>)> {
+    let repo = get_repo(&app, &id).await?;
+    let plugin = plugin_for(&app, &repo)?;
+    let app2 = app.clone();
+    let task = submit(&app, "publish", &repo.id.clone(), serde_json::json!({"repository": repo.id}), move |ctx| async move {
+        let plugin_name = plugin.info.name.clone();
+        let (published, _) = run_plugin_task(&app2, plugin, repo.clone(), ctx, |p, s, r| {
+            p.wharf_plugin_plugin().call_publish(s, &r)
+        })
+        .await?;
+        let index = published.index.parse().map_err(|e| TaskFailure::new(format!("plugin returned {e}"), "plugin-invalid"))?;
+        if !app2.blobs.contains(&index) {
+            return Err(TaskFailure::new(format!("plugin published index {index}, which it never stored"), "plugin-invalid"));
+        }
+        if let Some(other) = app2.publications.get(&plugin_name, &published.name)
+            && other.repo_id != repo.id
+        {
+            return Err(TaskFailure::new(
+                format!("name {:?} is already published by repository {}; choose another registry name", published.name, other.repo_id),
+                "conflict",
+            ));
+        }
+        let publication = Publication {
+            plugin: plugin_name,
+            name: published.name.clone(),
+            repo_id: repo.id.clone(),
+            index,
+            config: repo.distributor_config.clone(),
+            published_at: now(),
+        };
+        app2.store.put_publication(&publication).await?;
+        app2.publications.put(publication);
+        let mut result = summary_json(&published.summary, 0);
+        result["name"] = published.name.into();
+        result["index"] = published.index.into();
+        Ok(result)
+    })
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(task)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CopyRequest {
+    /// The repository to copy from.
+    from: String,
+    /// Unit types to copy; all when empty.
+    #[serde(default)]
+    unit_types: Vec<String>,
+}
+
+async fn copy(State(app): State<Arc<App>>, Path(id): Path<String>, body: Result<Json<CopyRequest>, axum::extract::rejection::JsonRejection>) -> ApiResult<(StatusCode, Json<crate::db::Task>)> {
+    let Json(req) = body?;
+    let to = get_repo(&app, &id).await?;
+    let from = get_repo(&app, &req.from).await?;
+    if from.content_type != to.content_type {
+        return Err(ApiError::bad_request(format!(
+            "cannot copy {} content into {} repository {}",
+            from.content_type, to.content_type, to.id
+        )));
+    }
+    let app2 = app.clone();
+    let input = serde_json::json!({"from": from.id, "to": to.id, "unit_types": req.unit_types});
+    let task = submit(&app, "copy", &to.id.clone(), input, move |_ctx| async move {
+        let n = app2.store.copy_units(&from.id, &to.id, &req.unit_types).await?;
+        Ok(serde_json::json!({"units_added": n}))
+    })
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(task)))
+}

@@ -1,0 +1,165 @@
+//! Uploads (`/api/v1/uploads`): a client creates an upload, PUTs chunks at
+//! offsets (resuming after an interruption from the offset the server
+//! reports), then imports it into a repository. Chunks stream to disk; memory
+//! stays flat whatever the size.
+//!
+//! The recorded offset only advances after the chunk is fsynced, so after a
+//! crash the client resumes from bytes that are really on disk.
+
+use crate::app::App;
+use crate::db::{Upload, now};
+use crate::http::error::{ApiError, ApiResult};
+use crate::ids::UploadId;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, OpenOptions};
+use futures::StreamExt;
+use std::io::{Seek, SeekFrom, Write};
+use std::sync::Arc;
+
+/// The directory holding upload data, named by upload id only.
+pub struct UploadDir(Dir);
+
+impl UploadDir {
+    pub fn open(path: &std::path::Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(path)?;
+        Ok(UploadDir(Dir::open_ambient_dir(path, ambient_authority())?))
+    }
+
+    fn name(id: &UploadId) -> String {
+        id.0.simple().to_string()
+    }
+
+    pub fn open_read(&self, id: &UploadId) -> std::io::Result<std::fs::File> {
+        Ok(self.0.open(Self::name(id))?.into_std())
+    }
+
+    fn open_write(&self, id: &UploadId, create: bool) -> std::io::Result<std::fs::File> {
+        let mut opts = OpenOptions::new();
+        opts.write(true).create(create);
+        Ok(self.0.open_with(Self::name(id), &opts)?.into_std())
+    }
+
+    pub fn remove(&self, id: &UploadId) {
+        let _ = self.0.remove_file(Self::name(id));
+    }
+}
+
+pub fn routes() -> axum::Router<Arc<App>> {
+    axum::Router::new()
+        .route("/uploads", post(create))
+        .route("/uploads/{id}", get(status).put(put_chunk).delete(delete))
+}
+
+#[derive(serde::Deserialize, Default)]
+struct CreateUpload {
+    size: Option<u64>,
+}
+
+async fn create(State(app): State<Arc<App>>, body: Option<Json<CreateUpload>>) -> ApiResult<(StatusCode, Json<Upload>)> {
+    let req = body.map(|b| b.0).unwrap_or_default();
+    let upload = Upload { id: UploadId::new(), size: req.size, offset: 0, created_at: now() };
+    app.uploads.open_write(&upload.id, true).map_err(ApiError::internal)?;
+    app.store.put_upload(&upload).await?;
+    Ok((StatusCode::CREATED, Json(upload)))
+}
+
+fn parse_id(id: &str) -> ApiResult<UploadId> {
+    id.parse().map_err(|_| ApiError::bad_request(format!("invalid upload id {id:?}")))
+}
+
+pub async fn get_upload(app: &App, id: &UploadId) -> ApiResult<Upload> {
+    app.store.get_upload(id).await?.ok_or_else(|| ApiError::not_found(format!("upload {id} not found")))
+}
+
+async fn status(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Upload>> {
+    Ok(Json(get_upload(&app, &parse_id(&id)?).await?))
+}
+
+#[derive(serde::Deserialize)]
+struct ChunkQuery {
+    offset: Option<u64>,
+}
+
+/// The chunk's start: `?offset=N` or `Content-Range: bytes N-M/T`.
+fn chunk_offset(q: &ChunkQuery, headers: &HeaderMap) -> ApiResult<Option<u64>> {
+    if let Some(o) = q.offset {
+        return Ok(Some(o));
+    }
+    let Some(v) = headers.get("content-range") else { return Ok(None) };
+    let v = v.to_str().unwrap_or("");
+    let start = v
+        .strip_prefix("bytes ")
+        .and_then(|r| r.split('-').next())
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| ApiError::bad_request(format!("cannot parse Content-Range {v:?}; use 'bytes START-END/TOTAL'")))?;
+    Ok(Some(start))
+}
+
+async fn put_chunk(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(q): Query<ChunkQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Upload>> {
+    let id = parse_id(&id)?;
+    let mut upload = get_upload(&app, &id).await?;
+    let offset = chunk_offset(&q, &headers)?.unwrap_or(upload.offset);
+    if offset != upload.offset {
+        return Err(ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "wrong-offset",
+            format!("upload {id} has {} bytes; send the next chunk at offset {} (got {offset})", upload.offset, upload.offset),
+        ));
+    }
+    let mut file = app.uploads.open_write(&id, false).map_err(ApiError::internal)?;
+    // Bytes past the recorded offset are from a chunk that never completed.
+    file.set_len(offset).map_err(ApiError::internal)?;
+    file.seek(SeekFrom::Start(offset)).map_err(ApiError::internal)?;
+    let mut stream = body.into_data_stream();
+    let mut written = 0u64;
+    let limit = upload.size.map(|s| s - offset);
+    let mut failure = None;
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                failure = Some(ApiError::bad_request(format!("the chunk ended early ({e}); resume at offset {offset}")));
+                break;
+            }
+        };
+        written += chunk.len() as u64;
+        if limit.is_some_and(|l| written > l) {
+            failure = Some(ApiError::bad_request(format!(
+                "upload {id} was declared as {} bytes; this chunk goes past the end",
+                upload.size.unwrap_or(0)
+            )));
+            break;
+        }
+        // Blocking write of at most one network chunk; the runtime keeps
+        // other connections moving on its other threads.
+        tokio::task::block_in_place(|| file.write_all(&chunk)).map_err(ApiError::internal)?;
+    }
+    if let Some(f) = failure {
+        let _ = file.set_len(offset);
+        return Err(f);
+    }
+    tokio::task::block_in_place(|| file.sync_data()).map_err(ApiError::internal)?;
+    upload.offset = offset + written;
+    app.store.put_upload(&upload).await?;
+    Ok(Json(upload))
+}
+
+async fn delete(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let id = parse_id(&id)?;
+    if !app.store.delete_upload(&id).await? {
+        return Err(ApiError::not_found(format!("upload {id} not found")));
+    }
+    app.uploads.remove(&id);
+    Ok(StatusCode::NO_CONTENT)
+}

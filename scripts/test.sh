@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# The whole Wharf test suite in one command, as root on Debian 12: installs what
+# the tests need, builds the plugins and the host, starts a private dockerd,
+# builds the test images, and runs `cargo test --release --workspace`.
+# Extra arguments go to `cargo test` (e.g. scripts/test.sh -- --nocapture).
+# Works on a fresh machine (CI, via .ci/run) and on a dev machine alike.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd)
+
+phase() { echo; echo "==> [test.sh] $*"; }
+
+# ---------------------------------------------------------------- packages --
+# command (or path) -> Debian package
+declare -A NEEDED=(
+    [/usr/bin/docker]=docker.io
+    [dockerd]=docker.io
+    [containerd]=docker.io
+    [podman]=podman
+    [skopeo]=skopeo
+    [umoci]=umoci
+    [/bin/busybox]=busybox-static
+    [docker-registry]=docker-registry
+    [jq]=jq
+    [curl]=curl
+)
+missing=()
+for cmd in "${!NEEDED[@]}"; do
+    if [[ $cmd == /* ]]; then [ -x "$cmd" ] || missing+=("$cmd"); else
+        command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd"); fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    phase "packages: all present, skipping apt"
+else
+    phase "packages: missing ${missing[*]}; installing with apt"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=600 update
+    apt-get -o DPkg::Lock::Timeout=600 install -y \
+        docker.io podman skopeo umoci busybox-static docker-registry jq curl
+fi
+
+# ------------------------------------------------------------------ builds --
+phase "building plugins (with test plugins)"
+scripts/build-plugins.sh --test-plugins
+
+phase "building wharf (cargo build --release -p wharf)"
+cargo build --release -p wharf
+
+# ----------------------------------------------------------------- run dir --
+mkdir -p target/test-run
+# Keep the logs of the last few runs only.
+for old in $(compgen -G 'target/test-run/run-*' | LC_ALL=C sort | head -n -3); do
+    rm -rf --one-file-system "$old"
+done
+RUN=$(mktemp -d "$ROOT/target/test-run/run-$(date +%Y%m%d-%H%M%S)-XXXX")
+phase "run directory: $RUN"
+
+# Unix socket paths must stay under 108 bytes; dockerd puts containerd's
+# sockets below its exec-root. Fall back to /tmp for a deep checkout.
+DOCKER_RUNTIME_DIR=$RUN
+if [ ${#RUN} -gt 60 ]; then
+    DOCKER_RUNTIME_DIR=$(mktemp -d /tmp/wharf-docker.XXXXXX)
+    echo "    (run dir path is long: docker sockets in $DOCKER_RUNTIME_DIR)"
+fi
+
+# podman refuses a --runroot longer than 50 characters.
+PODMAN_RUNROOT=$(mktemp -d /tmp/wharf-prun.XXXXXX)
+
+DOCKERD_PID=""
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    set +e
+    if [ -n "$DOCKERD_PID" ]; then
+        phase "stopping dockerd (pid $DOCKERD_PID)"
+        local containerd_pid=""
+        containerd_pid=$(cat "$DOCKER_RUNTIME_DIR/docker-exec/containerd/containerd.pid" 2>/dev/null)
+        kill -TERM "$DOCKERD_PID" 2>/dev/null
+        for _ in $(seq 1 200); do
+            kill -0 "$DOCKERD_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$DOCKERD_PID" 2>/dev/null; then
+            echo "    dockerd still running after 20 s: SIGKILL"
+            kill -KILL "$DOCKERD_PID" 2>/dev/null
+        fi
+        wait "$DOCKERD_PID" 2>/dev/null
+        if [ -n "$containerd_pid" ] && kill -0 "$containerd_pid" 2>/dev/null; then
+            echo "    stopping its containerd (pid $containerd_pid)"
+            kill -TERM "$containerd_pid" 2>/dev/null
+            for _ in $(seq 1 50); do
+                kill -0 "$containerd_pid" 2>/dev/null || break
+                sleep 0.1
+            done
+            kill -0 "$containerd_pid" 2>/dev/null && kill -KILL "$containerd_pid" 2>/dev/null
+        fi
+    fi
+    if [ "$DOCKER_RUNTIME_DIR" != "${RUN:-}" ] && [ -n "${DOCKER_RUNTIME_DIR:-}" ]; then
+        rm -rf --one-file-system "$DOCKER_RUNTIME_DIR"
+    fi
+    rm -rf --one-file-system "$PODMAN_RUNROOT"
+    # The vfs data-root holds a full copy of every image: drop it, keep the logs.
+    [ -n "${RUN:-}" ] && rm -rf --one-file-system "$RUN/docker" "$RUN/p-root" 2>/dev/null
+    if [ "$status" -eq 0 ]; then
+        phase "PASSED (logs in ${RUN:-?})"
+    else
+        phase "FAILED with status $status (logs in ${RUN:-?})"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ----------------------------------------------------------------- dockerd --
+phase "starting dockerd"
+D=$DOCKER_RUNTIME_DIR
+dockerd --iptables=false --ip6tables=false --bridge=none --storage-driver=vfs \
+    --data-root "$RUN/docker" --exec-root "$D/docker-exec" --pidfile "$D/dockerd.pid" \
+    -H "unix://$D/docker.sock" > "$RUN/dockerd.log" 2>&1 &
+DOCKERD_PID=$!
+export DOCKER_HOST="unix://$D/docker.sock"
+# Debian's CLI matches the 20.10 engine; make plain `docker` mean it.
+mkdir -p "$RUN/bin"
+ln -sf /usr/bin/docker "$RUN/bin/docker"
+export PATH="$RUN/bin:$PATH"
+
+deadline=$((SECONDS + 60))
+until /usr/bin/docker info >/dev/null 2>&1; do
+    if ! kill -0 "$DOCKERD_PID" 2>/dev/null; then
+        echo "dockerd exited; last lines of $RUN/dockerd.log:" >&2
+        tail -n 30 "$RUN/dockerd.log" >&2
+        exit 1
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+        echo "dockerd not ready after 60 s; last lines of $RUN/dockerd.log:" >&2
+        tail -n 30 "$RUN/dockerd.log" >&2
+        exit 1
+    fi
+    sleep 0.2
+done
+echo "    dockerd pid $DOCKERD_PID ready: $(/usr/bin/docker version --format 'engine {{.Server.Version}}, client {{.Client.Version}}'), DOCKER_HOST=$DOCKER_HOST"
+
+# ------------------------------------------------------------- test images --
+phase "building test images"
+scripts/make-test-images.sh "$RUN/images"
+
+# -------------------------------------------------------------------- tests --
+export WHARF_TEST_IMAGES="$RUN/images"
+export WHARF_BIN="$ROOT/target/release/wharf"
+export WHARF_PLUGIN_DIR="$ROOT/target/plugins"
+export WHARF_TEST_PLUGIN_DIR="$ROOT/target/test-plugins"
+export WHARF_TEST_RUN_DIR="$RUN"
+export PODMAN_ARGS="--root $RUN/p-root --runroot $PODMAN_RUNROOT --storage-driver vfs"
+
+phase "cargo test --release --workspace $*"
+for v in WHARF_BIN WHARF_PLUGIN_DIR WHARF_TEST_PLUGIN_DIR WHARF_TEST_IMAGES WHARF_TEST_RUN_DIR PODMAN_ARGS DOCKER_HOST; do
+    echo "    $v=${!v}"
+done
+cargo test --release --workspace "$@"

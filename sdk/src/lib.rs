@@ -1,0 +1,77 @@
+//! `wharf-sdk`: everything a Wharf content-type plugin depends on.
+//!
+//! A plugin is a `cdylib` crate that implements [`Guest`] and exports it:
+//!
+//! ```ignore
+//! struct MyType;
+//! impl wharf_sdk::Guest for MyType { /* describe, upload, sync, publish, resolve */ }
+//! wharf_sdk::export!(MyType);
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-wasip2`; the `.wasm` in
+//! `target/wasm32-wasip2/release/` is the plugin. See `docs/plugin-guide.md`.
+
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "content-plugin",
+        pub_export_macro: true,
+        export_macro_name: "export",
+        default_bindings_module: "wharf_sdk::bindings",
+        generate_all,
+    });
+}
+
+mod reader;
+
+pub use bindings::exports::wharf::plugin::plugin::{
+    Body, ContentType, Failure, Guest, Info, Plan, Published, Request, ServeBlob,
+};
+pub use bindings::wharf::plugin::blobs::{self, Source};
+pub use bindings::wharf::plugin::fetch;
+pub use bindings::wharf::plugin::log;
+pub use bindings::wharf::plugin::publications;
+pub use bindings::wharf::plugin::types::{Digest, Error, Header, Repository, Summary};
+pub use bindings::wharf::plugin::units::{self, Unit};
+pub use reader::SourceReader;
+
+/// The WIT package version this SDK was built against.
+pub const WIT_VERSION: &str = "0.1.0";
+
+/// Export a type implementing [`Guest`] as the plugin.
+#[macro_export]
+macro_rules! export_plugin {
+    ($ty:ident) => {
+        $crate::bindings::export!($ty with_types_in $crate::bindings);
+    };
+}
+
+impl Error {
+    /// An error with a stable `code` and a human `message`.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Error { code: code.to_string(), message: message.into() }
+    }
+
+    /// The input was malformed or hostile.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new("invalid-input", message)
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Log a message through the host, attributed to the current call.
+pub fn info(message: impl AsRef<str>) {
+    log::log(log::Level::Info, message.as_ref());
+}
+
+/// Log a warning through the host.
+pub fn warn(message: impl AsRef<str>) {
+    log::log(log::Level::Warn, message.as_ref());
+}

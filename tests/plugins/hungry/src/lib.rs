@@ -1,0 +1,57 @@
+//! Test plugin `hungry`: `resolve` allocates without bound. The host's memory
+//! limit must stop it (a trap), and the host must survive.
+
+use wharf_sdk::{
+    ContentType, Error, Guest, Info, Plan, Published, Repository, Request, Source, Summary,
+};
+
+struct Hungry;
+
+const MIB: usize = 1 << 20;
+const PAGE: usize = 4096;
+
+impl Guest for Hungry {
+    fn describe() -> Info {
+        Info {
+            name: "hungry-test".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            content_types: vec![ContentType {
+                name: "hungry-test".into(),
+                description: "test plugin whose resolve allocates without bound".into(),
+            }],
+            routes: vec!["/test/hungry/".into()],
+        }
+    }
+
+    fn upload(_repo: Repository, _data: Source) -> Result<Summary, Error> {
+        Err(Error::new(
+            "unsupported",
+            "hungry-test does not take uploads",
+        ))
+    }
+
+    fn sync(_repo: Repository) -> Result<Summary, Error> {
+        Err(Error::new("unsupported", "hungry-test does not sync"))
+    }
+
+    fn publish(_repo: Repository) -> Result<Published, Error> {
+        Err(Error::new("unsupported", "hungry-test does not publish"))
+    }
+
+    fn resolve(_req: Request) -> Plan {
+        let mut hoard: Vec<Vec<u8>> = Vec::new();
+        let mut n: u8 = 0;
+        loop {
+            let mut chunk = vec![0u8; MIB];
+            // Touch every page so the memory is really used, not just reserved.
+            for i in (0..MIB).step_by(PAGE) {
+                chunk[i] = n;
+            }
+            n = n.wrapping_add(1);
+            hoard.push(std::hint::black_box(chunk));
+            std::hint::black_box(&hoard);
+        }
+    }
+}
+
+wharf_sdk::export_plugin!(Hungry);

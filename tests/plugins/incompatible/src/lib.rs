@@ -1,0 +1,58 @@
+//! Test plugin `incompatible`: built against `wharf:plugin@1.0.0` (see
+//! `wit/plugin.wit`), a version the host does not implement. The host must
+//! refuse to load it with an "incompatible" error instead of crashing or
+//! serving its routes.
+
+wit_bindgen::generate!({
+    path: "wit",
+    world: "content-plugin",
+});
+
+use exports::wharf::plugin::plugin::{ContentType, Failure, Guest, Info, Plan, Published, Request};
+use wharf::plugin::blobs::Source;
+use wharf::plugin::types::{Error, Repository, Summary};
+
+struct Incompatible;
+
+fn unsupported(what: &str) -> Error {
+    Error {
+        code: "unsupported".into(),
+        message: format!("incompatible-test does not {what}"),
+    }
+}
+
+impl Guest for Incompatible {
+    fn describe() -> Info {
+        Info {
+            name: "incompatible-test".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            content_types: vec![ContentType {
+                name: "incompatible-test".into(),
+                description: "test plugin built against wharf:plugin@1.0.0".into(),
+            }],
+            routes: vec!["/test/incompatible/".into()],
+        }
+    }
+
+    fn upload(_repo: Repository, _data: Source) -> Result<Summary, Error> {
+        Err(unsupported("take uploads"))
+    }
+
+    fn sync(_repo: Repository) -> Result<Summary, Error> {
+        Err(unsupported("sync"))
+    }
+
+    fn publish(_repo: Repository) -> Result<Published, Error> {
+        Err(unsupported("publish"))
+    }
+
+    fn resolve(req: Request) -> Plan {
+        Plan::Error(Failure {
+            status: 404,
+            code: "not-found".into(),
+            message: format!("incompatible-test: {}", req.path),
+        })
+    }
+}
+
+export!(Incompatible);
