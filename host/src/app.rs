@@ -29,7 +29,8 @@ impl App {
     pub async fn open(config: ServeConfig) -> anyhow::Result<Arc<App>> {
         let started = Instant::now();
         let data = &config.data_dir;
-        std::fs::create_dir_all(data).with_context(|| format!("creating data directory {}", data.display()))?;
+        std::fs::create_dir_all(data)
+            .with_context(|| format!("creating data directory {}", data.display()))?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data.join("wharf.db"))?);
         let blobs = Arc::new(BlobStore::open(&data.join("blobs"))?);
         let spool_dir = data.join("spool");
@@ -59,7 +60,10 @@ impl App {
         let tasks = Tasks::new(store.clone(), config.workers);
         let abandoned = tasks.fail_abandoned().await?;
         if abandoned > 0 {
-            tracing::warn!(abandoned, "marked tasks of a previous run as failed (worker lost)");
+            tracing::warn!(
+                abandoned,
+                "marked tasks of a previous run as failed (worker lost)"
+            );
         }
         let uploads = UploadDir::open(&data.join("uploads"))?;
         Ok(Arc::new(App {

@@ -48,7 +48,11 @@ impl BlobStore {
         for entry in dir.read_dir("tmp")? {
             let _ = dir.remove_file(Path::new("tmp").join(entry?.file_name()));
         }
-        Ok(BlobStore { dir, root: root.to_path_buf(), tmp_seq: AtomicU64::new(0) })
+        Ok(BlobStore {
+            dir,
+            root: root.to_path_buf(),
+            tmp_seq: AtomicU64::new(0),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -87,12 +91,24 @@ impl BlobStore {
             uuid::Uuid::new_v4().simple()
         );
         let tmp = Path::new("tmp").join(name);
-        let file = self.dir.open_with(&tmp, OpenOptions::new().write(true).create_new(true))?;
-        Ok(BlobWriter { store: self, tmp, file: Some(file.into_std()), hasher: Sha256::new(), len: 0 })
+        let file = self
+            .dir
+            .open_with(&tmp, OpenOptions::new().write(true).create_new(true))?;
+        Ok(BlobWriter {
+            store: self,
+            tmp,
+            file: Some(file.into_std()),
+            hasher: Sha256::new(),
+            len: 0,
+        })
     }
 
     /// Store everything `r` yields.
-    pub fn store_reader(&self, mut r: impl Read, expect: Option<&Digest>) -> Result<(Digest, u64), BlobError> {
+    pub fn store_reader(
+        &self,
+        mut r: impl Read,
+        expect: Option<&Digest>,
+    ) -> Result<(Digest, u64), BlobError> {
         let mut w = self.writer()?;
         let mut buf = vec![0u8; COPY_CHUNK];
         loop {
@@ -122,7 +138,10 @@ impl BlobStore {
             return if &actual == d {
                 Ok((actual, len))
             } else {
-                Err(BlobError::DigestMismatch { expected: d.clone(), actual })
+                Err(BlobError::DigestMismatch {
+                    expected: d.clone(),
+                    actual,
+                })
             };
         }
         let mut w = self.writer()?;
@@ -132,7 +151,10 @@ impl BlobStore {
             let want = ((len - done) as usize).min(buf.len());
             let n = file.read_at(&mut buf[..want], offset + done)?;
             if n == 0 {
-                return Err(BlobError::ShortSource { want: len, got: done });
+                return Err(BlobError::ShortSource {
+                    want: len,
+                    got: done,
+                });
             }
             w.write_all(&buf[..n])?;
             done += n as u64;
@@ -146,7 +168,10 @@ impl BlobStore {
         if let Some(e) = expect
             && e != &actual
         {
-            return Err(BlobError::DigestMismatch { expected: e.clone(), actual });
+            return Err(BlobError::DigestMismatch {
+                expected: e.clone(),
+                actual,
+            });
         }
         if !self.contains(&actual) {
             let mut w = self.writer()?;
@@ -172,7 +197,10 @@ impl BlobStore {
             let shard = shard?.file_name();
             for entry in self.dir.read_dir(Path::new("sha256").join(&shard))? {
                 let name = entry?.file_name();
-                if let Some(d) = name.to_str().and_then(|n| format!("sha256:{n}").parse::<Digest>().ok()) {
+                if let Some(d) = name
+                    .to_str()
+                    .and_then(|n| format!("sha256:{n}").parse::<Digest>().ok())
+                {
                     out.push(d);
                 }
             }
@@ -207,7 +235,10 @@ fn hash_file_range(file: &std::fs::File, offset: u64, len: u64) -> Result<Digest
         let want = ((len - done) as usize).min(buf.len());
         let n = file.read_at(&mut buf[..want], offset + done)?;
         if n == 0 {
-            return Err(BlobError::ShortSource { want: len, got: done });
+            return Err(BlobError::ShortSource {
+                want: len,
+                got: done,
+            });
         }
         hasher.update(&buf[..n]);
         done += n as u64;
@@ -241,7 +272,10 @@ impl BlobWriter<'_> {
         if let Some(e) = expect
             && e != &actual
         {
-            return Err(BlobError::DigestMismatch { expected: e.clone(), actual });
+            return Err(BlobError::DigestMismatch {
+                expected: e.clone(),
+                actual,
+            });
         }
         let dest = BlobStore::rel_path(&actual);
         if self.store.contains(&actual) {
@@ -249,7 +283,9 @@ impl BlobWriter<'_> {
         }
         file.sync_all()?;
         drop(file);
-        self.store.dir.create_dir_all(dest.parent().expect("sharded path"))?;
+        self.store
+            .dir
+            .create_dir_all(dest.parent().expect("sharded path"))?;
         self.store.dir.rename(&self.tmp, &self.store.dir, &dest)?;
         self.tmp.clear();
         Ok((actual, self.len))
@@ -292,10 +328,16 @@ mod tests {
         assert_eq!(store.store_bytes(b"hello", Some(&d)).unwrap(), d);
 
         let wrong = Digest::of(b"other");
-        let err = store.store_reader(&b"hello!"[..], Some(&wrong)).unwrap_err();
+        let err = store
+            .store_reader(&b"hello!"[..], Some(&wrong))
+            .unwrap_err();
         assert!(matches!(err, BlobError::DigestMismatch { .. }));
         assert!(!store.contains(&Digest::of(b"hello!")));
-        assert_eq!(std::fs::read_dir(tmp.path().join("tmp")).unwrap().count(), 0, "no temp file left");
+        assert_eq!(
+            std::fs::read_dir(tmp.path().join("tmp")).unwrap().count(),
+            0,
+            "no temp file left"
+        );
         assert_eq!(store.list().unwrap(), vec![d]);
     }
 
@@ -308,6 +350,9 @@ mod tests {
         let f = std::fs::File::open(&path).unwrap();
         let (d, n) = store.store_file_range(&f, 2, 3, None).unwrap();
         assert_eq!((d, n), (Digest::of(b"234"), 3));
-        assert!(matches!(store.store_file_range(&f, 8, 5, None), Err(BlobError::ShortSource { .. })));
+        assert!(matches!(
+            store.store_file_range(&f, 8, 5, None),
+            Err(BlobError::ShortSource { .. })
+        ));
     }
 }

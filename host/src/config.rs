@@ -28,6 +28,8 @@ pub struct ServeConfig {
 
 impl ServeConfig {
     pub fn plugin_dir(&self) -> PathBuf {
-        self.plugin_dir.clone().unwrap_or_else(|| self.data_dir.join("plugins"))
+        self.plugin_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("plugins"))
     }
 }

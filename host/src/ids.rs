@@ -28,8 +28,13 @@ impl TryFrom<String> for RepoId {
             && s.len() <= 128
             && s != "."
             && s != ".."
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
-        if ok { Ok(RepoId(s)) } else { Err(InvalidRepoId(s)) }
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+        if ok {
+            Ok(RepoId(s))
+        } else {
+            Err(InvalidRepoId(s))
+        }
     }
 }
 
@@ -55,7 +60,9 @@ impl fmt::Display for RepoId {
 macro_rules! uuid_id {
     ($name:ident, $what:literal) => {
         #[doc = concat!("A ", $what, " id (a UUID v7: sortable by creation time).")]
-        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+        #[derive(
+            Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize,
+        )]
         #[serde(transparent)]
         pub struct $name(pub uuid::Uuid);
 

@@ -2,6 +2,7 @@
 //! plugins. See `docs/architecture.md` for the map of this crate.
 
 pub mod app;
+pub mod bench;
 pub mod blobs;
 pub mod config;
 pub mod db;

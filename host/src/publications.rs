@@ -13,7 +13,10 @@ pub struct PublicationMap {
 
 impl PublicationMap {
     pub fn replace_all(&self, pubs: Vec<Publication>) {
-        let map = pubs.into_iter().map(|p| ((p.plugin.clone(), p.name.clone()), Arc::new(p))).collect();
+        let map = pubs
+            .into_iter()
+            .map(|p| ((p.plugin.clone(), p.name.clone()), Arc::new(p)))
+            .collect();
         *self.by_name.write().unwrap() = map;
     }
 
@@ -25,15 +28,28 @@ impl PublicationMap {
     }
 
     pub fn remove_repo(&self, repo: &str) {
-        self.by_name.write().unwrap().retain(|_, p| p.repo_id.as_str() != repo);
+        self.by_name
+            .write()
+            .unwrap()
+            .retain(|_, p| p.repo_id.as_str() != repo);
     }
 
     pub fn get(&self, plugin: &str, name: &str) -> Option<Arc<Publication>> {
-        self.by_name.read().unwrap().get(&(plugin.to_string(), name.to_string())).cloned()
+        self.by_name
+            .read()
+            .unwrap()
+            .get(&(plugin.to_string(), name.to_string()))
+            .cloned()
     }
 
     pub fn for_repo(&self, repo: &str) -> Vec<Arc<Publication>> {
-        self.by_name.read().unwrap().values().filter(|p| p.repo_id.as_str() == repo).cloned().collect()
+        self.by_name
+            .read()
+            .unwrap()
+            .values()
+            .filter(|p| p.repo_id.as_str() == repo)
+            .cloned()
+            .collect()
     }
 
     /// Names published by `plugin`, sorted, after `after`.

@@ -45,23 +45,33 @@ struct CreateRepo {
 }
 
 fn parse_repo_id(id: &str) -> ApiResult<RepoId> {
-    id.parse().map_err(|e: crate::ids::InvalidRepoId| ApiError::bad_request(e.to_string()))
+    id.parse()
+        .map_err(|e: crate::ids::InvalidRepoId| ApiError::bad_request(e.to_string()))
 }
 
 fn config_object(v: Option<serde_json::Value>, what: &str) -> ApiResult<serde_json::Value> {
     match v {
         None => Ok(serde_json::json!({})),
         Some(v @ serde_json::Value::Object(_)) => Ok(v),
-        Some(_) => Err(ApiError::bad_request(format!("{what} must be a JSON object"))),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "{what} must be a JSON object"
+        ))),
     }
 }
 
-async fn create(State(app): State<Arc<App>>, body: Result<Json<CreateRepo>, axum::extract::rejection::JsonRejection>) -> ApiResult<(StatusCode, Json<Repository>)> {
+async fn create(
+    State(app): State<Arc<App>>,
+    body: Result<Json<CreateRepo>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Repository>)> {
     let Json(req) = body?;
     let id = parse_repo_id(&req.id)?;
     if app.plugins.for_content_type(&req.content_type).is_none() {
-        let known: Vec<String> =
-            app.plugins.list().iter().flat_map(|p| p.info.content_types.iter().map(|(t, _)| t.clone())).collect();
+        let known: Vec<String> = app
+            .plugins
+            .list()
+            .iter()
+            .flat_map(|p| p.info.content_types.iter().map(|(t, _)| t.clone()))
+            .collect();
         return Err(ApiError::bad_request(format!(
             "unknown content type {:?}; this server has: {}",
             req.content_type,
@@ -96,7 +106,9 @@ struct ListQuery {
 fn parse_notes(s: &str) -> ApiResult<Notes> {
     let mut notes = Notes::new();
     for pair in s.split(',').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').ok_or_else(|| ApiError::bad_request(format!("note filter {pair:?} is not key=value")))?;
+        let (k, v) = pair.split_once('=').ok_or_else(|| {
+            ApiError::bad_request(format!("note filter {pair:?} is not key=value"))
+        })?;
         notes.insert(k.to_string(), v.to_string());
     }
     Ok(notes)
@@ -109,14 +121,22 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
-async fn list(State(app): State<Arc<App>>, q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult<Json<Page<Repository>>> {
+async fn list(
+    State(app): State<Arc<App>>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Page<Repository>>> {
     let Query(q) = q?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let query = RepoQuery {
         after: q.after,
         limit: limit + 1,
         content_type: q.content_type,
-        notes: q.note.as_deref().map(parse_notes).transpose()?.unwrap_or_default(),
+        notes: q
+            .note
+            .as_deref()
+            .map(parse_notes)
+            .transpose()?
+            .unwrap_or_default(),
     };
     let mut items = app.store.list_repos(&query).await?;
     let next = if items.len() > limit as usize {
@@ -130,7 +150,10 @@ async fn list(State(app): State<Arc<App>>, q: Result<Query<ListQuery>, axum::ext
 
 pub async fn get_repo(app: &App, id: &str) -> ApiResult<Repository> {
     let id = parse_repo_id(id)?;
-    app.store.get_repo(&id).await?.ok_or_else(|| ApiError::not_found(format!("repository {id} not found")))
+    app.store
+        .get_repo(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("repository {id} not found")))
 }
 
 #[derive(serde::Serialize)]
@@ -144,8 +167,17 @@ struct RepoDetail {
 async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<RepoDetail>> {
     let repo = get_repo(&app, &id).await?;
     let content_counts = app.store.count_units(&repo.id).await?;
-    let publications = app.publications.for_repo(repo.id.as_str()).into_iter().map(|p| (*p).clone()).collect();
-    Ok(Json(RepoDetail { repo, content_counts, publications }))
+    let publications = app
+        .publications
+        .for_repo(repo.id.as_str())
+        .into_iter()
+        .map(|p| (*p).clone())
+        .collect();
+    Ok(Json(RepoDetail {
+        repo,
+        content_counts,
+        publications,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -171,7 +203,11 @@ fn merge(into: &mut serde_json::Value, delta: serde_json::Map<String, serde_json
     }
 }
 
-async fn update(State(app): State<Arc<App>>, Path(id): Path<String>, body: Result<Json<UpdateRepo>, axum::extract::rejection::JsonRejection>) -> ApiResult<Json<Repository>> {
+async fn update(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    body: Result<Json<UpdateRepo>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Repository>> {
     let Json(req) = body?;
     let mut repo = get_repo(&app, &id).await?;
     if let Some(d) = req.display_name {
@@ -197,14 +233,23 @@ async fn update(State(app): State<Arc<App>>, Path(id): Path<String>, body: Resul
     Ok(Json(repo))
 }
 
-async fn delete(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<crate::db::Task>)> {
+async fn delete(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<crate::db::Task>)> {
     let repo = get_repo(&app, &id).await?;
     let app2 = app.clone();
-    let task = submit(&app, "delete", &repo.id.clone(), serde_json::json!({"repository": repo.id}), move |_ctx| async move {
-        app2.store.delete_repo(&repo.id).await?;
-        app2.publications.remove_repo(repo.id.as_str());
-        Ok(serde_json::json!({"deleted": repo.id}))
-    })
+    let task = submit(
+        &app,
+        "delete",
+        &repo.id.clone(),
+        serde_json::json!({"repository": repo.id}),
+        move |_ctx| async move {
+            app2.store.delete_repo(&repo.id).await?;
+            app2.publications.remove_repo(repo.id.as_str());
+            Ok(serde_json::json!({"deleted": repo.id}))
+        },
+    )
     .await?;
     Ok((StatusCode::ACCEPTED, Json(task)))
 }
@@ -217,11 +262,18 @@ struct ContentQuery {
     limit: Option<u32>,
 }
 
-async fn content(State(app): State<Arc<App>>, Path(id): Path<String>, q: Result<Query<ContentQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult<Json<Page<crate::db::Unit>>> {
+async fn content(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    q: Result<Query<ContentQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Page<crate::db::Unit>>> {
     let Query(q) = q?;
     let repo = get_repo(&app, &id).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let mut items = app.store.list_units(&repo.id, &q.unit_type, q.after.as_deref(), limit + 1).await?;
+    let mut items = app
+        .store
+        .list_units(&repo.id, &q.unit_type, q.after.as_deref(), limit + 1)
+        .await?;
     let next = if items.len() > limit as usize {
         items.truncate(limit as usize);
         items.last().map(|u| u.key.clone())
@@ -232,23 +284,37 @@ async fn content(State(app): State<Arc<App>>, Path(id): Path<String>, q: Result<
 }
 
 /// Submit a task that locks `repo`.
-async fn submit<F, Fut>(app: &Arc<App>, kind: &str, repo: &RepoId, input: serde_json::Value, f: F) -> ApiResult<crate::db::Task>
+async fn submit<F, Fut>(
+    app: &Arc<App>,
+    kind: &str,
+    repo: &RepoId,
+    input: serde_json::Value,
+    f: F,
+) -> ApiResult<crate::db::Task>
 where
     F: FnOnce(TaskContext) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = TaskResult> + Send + 'static,
 {
     let locks = vec![format!("repository:{repo}")];
-    Ok(app.tasks.submit(kind, locks, input, Box::new(move |ctx| Box::pin(f(ctx)))).await?)
+    Ok(app
+        .tasks
+        .submit(kind, locks, input, Box::new(move |ctx| Box::pin(f(ctx))))
+        .await?)
 }
 
 fn plugin_for(app: &App, repo: &Repository) -> ApiResult<Arc<Plugin>> {
-    app.plugins.for_content_type(&repo.content_type).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "plugin-missing",
-            format!("no plugin provides content type {:?} of repository {}; install it first", repo.content_type, repo.id),
-        )
-    })
+    app.plugins
+        .for_content_type(&repo.content_type)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "plugin-missing",
+                format!(
+                    "no plugin provides content type {:?} of repository {}; install it first",
+                    repo.content_type, repo.id
+                ),
+            )
+        })
 }
 
 fn wit_repo(r: &Repository) -> wit::Repository {
@@ -267,11 +333,19 @@ async fn run_plugin_task<R: Send + 'static>(
     plugin: Arc<Plugin>,
     repo: Repository,
     ctx: TaskContext,
-    f: impl FnOnce(&crate::plugins::bindings::ContentPlugin, &mut wasmtime::Store<crate::plugins::host::HostState>, wit::Repository) -> wasmtime::Result<Result<R, wit::Error>>
-        + Send
-        + 'static,
+    f: impl FnOnce(
+        &crate::plugins::bindings::ContentPlugin,
+        &mut wasmtime::Store<crate::plugins::host::HostState>,
+        wit::Repository,
+    ) -> wasmtime::Result<Result<R, wit::Error>>
+    + Send
+    + 'static,
 ) -> Result<(R, u64), TaskFailure> {
-    let feed = repo.importer_config.get("feed").and_then(|f| f.as_str()).and_then(|f| f.parse::<reqwest::Url>().ok());
+    let feed = repo
+        .importer_config
+        .get("feed")
+        .and_then(|f| f.as_str())
+        .and_then(|f| f.parse::<reqwest::Url>().ok());
     let call = TaskCall {
         repo: repo.clone(),
         overlay: BTreeMap::new(),
@@ -282,14 +356,19 @@ async fn run_plugin_task<R: Send + 'static>(
     let wrepo = wit_repo(&repo);
     let cancel = ctx.cancel.clone();
     let outcome = tokio::task::spawn_blocking(move || {
-        plugin.call_task(CallScope::Task(Box::new(call)), Some(cancel), |p, s| f(p, s, wrepo))
+        plugin.call_task(CallScope::Task(Box::new(call)), Some(cancel), |p, s| {
+            f(p, s, wrepo)
+        })
     })
     .await
     .map_err(|e| TaskFailure::new("the plugin call panicked in the host", e.to_string()))?;
     let (result, scope, bytes) = outcome.map_err(|e| TaskFailure::new(e.to_string(), e.code()))?;
     let value = result.map_err(|e| TaskFailure::new(e.message, e.code))?;
     if ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
-        return Err(TaskFailure::new("canceled; nothing was committed", "canceled"));
+        return Err(TaskFailure::new(
+            "canceled; nothing was committed",
+            "canceled",
+        ));
     }
     if let CallScope::Task(call) = scope
         && !call.changes.is_empty()
@@ -321,11 +400,18 @@ fn yes() -> bool {
     true
 }
 
-async fn import(State(app): State<Arc<App>>, Path(id): Path<String>, body: Result<Json<ImportRequest>, axum::extract::rejection::JsonRejection>) -> ApiResult<(StatusCode, Json<crate::db::Task>)> {
+async fn import(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    body: Result<Json<ImportRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, Json<crate::db::Task>)> {
     let Json(req) = body?;
     let repo = get_repo(&app, &id).await?;
     let plugin = plugin_for(&app, &repo)?;
-    let upload_id: UploadId = req.upload_id.parse().map_err(|_| ApiError::bad_request(format!("invalid upload id {:?}", req.upload_id)))?;
+    let upload_id: UploadId = req
+        .upload_id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid upload id {:?}", req.upload_id)))?;
     let upload = crate::uploads::get_upload(&app, &upload_id).await?;
     if let Some(size) = upload.size
         && upload.offset < size
@@ -337,39 +423,63 @@ async fn import(State(app): State<Arc<App>>, Path(id): Path<String>, body: Resul
     }
     let app2 = app.clone();
     let input = serde_json::json!({"repository": repo.id, "upload_id": upload_id});
-    let task = submit(&app, "import", &repo.id.clone(), input, move |ctx| async move {
-        let file = app2.uploads.open_read(&upload_id)?;
-        // The source is exactly the bytes whose receipt was recorded.
-        let source = SourceHandle::File { file: Arc::new(file), offset: 0, len: upload.offset };
-        let (summary, bytes) = run_plugin_task(&app2, plugin, repo, ctx, move |p, s, r| {
-            let handle = s.data_mut().table.push(source)?;
-            p.wharf_plugin_plugin().call_upload(s, &r, handle)
-        })
-        .await?;
-        if req.delete_upload {
-            app2.store.delete_upload(&upload_id).await?;
-            app2.uploads.remove(&upload_id);
-        }
-        Ok(summary_json(&summary, bytes))
-    })
+    let task = submit(
+        &app,
+        "import",
+        &repo.id.clone(),
+        input,
+        move |ctx| async move {
+            let file = app2.uploads.open_read(&upload_id)?;
+            // The source is exactly the bytes whose receipt was recorded.
+            let source = SourceHandle::File {
+                file: Arc::new(file),
+                offset: 0,
+                len: upload.offset,
+            };
+            let (summary, bytes) = run_plugin_task(&app2, plugin, repo, ctx, move |p, s, r| {
+                let handle = s.data_mut().table.push(source)?;
+                p.wharf_plugin_plugin().call_upload(s, &r, handle)
+            })
+            .await?;
+            if req.delete_upload {
+                app2.store.delete_upload(&upload_id).await?;
+                app2.uploads.remove(&upload_id);
+            }
+            Ok(summary_json(&summary, bytes))
+        },
+    )
     .await?;
     Ok((StatusCode::ACCEPTED, Json(task)))
 }
 
-async fn sync(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<crate::db::Task>)> {
+async fn sync(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<crate::db::Task>)> {
     let repo = get_repo(&app, &id).await?;
     let plugin = plugin_for(&app, &repo)?;
     let app2 = app.clone();
-    let task = submit(&app, "sync", &repo.id.clone(), serde_json::json!({"repository": repo.id}), move |ctx| async move {
-        let (summary, bytes) =
-            run_plugin_task(&app2, plugin, repo, ctx, |p, s, r| p.wharf_plugin_plugin().call_sync(s, &r)).await?;
-        Ok(summary_json(&summary, bytes))
-    })
+    let task = submit(
+        &app,
+        "sync",
+        &repo.id.clone(),
+        serde_json::json!({"repository": repo.id}),
+        move |ctx| async move {
+            let (summary, bytes) = run_plugin_task(&app2, plugin, repo, ctx, |p, s, r| {
+                p.wharf_plugin_plugin().call_sync(s, &r)
+            })
+            .await?;
+            Ok(summary_json(&summary, bytes))
+        },
+    )
     .await?;
     Ok((StatusCode::ACCEPTED, Json(task)))
 }
 
-async fn publish(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<crate::db::Task>)> {
+async fn publish(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<crate::db::Task>)> {
     let repo = get_repo(&app, &id).await?;
     let plugin = plugin_for(&app, &repo)?;
     let app2 = app.clone();
@@ -420,7 +530,11 @@ struct CopyRequest {
     unit_types: Vec<String>,
 }
 
-async fn copy(State(app): State<Arc<App>>, Path(id): Path<String>, body: Result<Json<CopyRequest>, axum::extract::rejection::JsonRejection>) -> ApiResult<(StatusCode, Json<crate::db::Task>)> {
+async fn copy(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    body: Result<Json<CopyRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, Json<crate::db::Task>)> {
     let Json(req) = body?;
     let to = get_repo(&app, &id).await?;
     let from = get_repo(&app, &req.from).await?;
@@ -432,10 +546,19 @@ async fn copy(State(app): State<Arc<App>>, Path(id): Path<String>, body: Result<
     }
     let app2 = app.clone();
     let input = serde_json::json!({"from": from.id, "to": to.id, "unit_types": req.unit_types});
-    let task = submit(&app, "copy", &to.id.clone(), input, move |_ctx| async move {
-        let n = app2.store.copy_units(&from.id, &to.id, &req.unit_types).await?;
-        Ok(serde_json::json!({"units_added": n}))
-    })
+    let task = submit(
+        &app,
+        "copy",
+        &to.id.clone(),
+        input,
+        move |_ctx| async move {
+            let n = app2
+                .store
+                .copy_units(&from.id, &to.id, &req.unit_types)
+                .await?;
+            Ok(serde_json::json!({"units_added": n}))
+        },
+    )
     .await?;
     Ok((StatusCode::ACCEPTED, Json(task)))
 }

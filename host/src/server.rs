@@ -7,8 +7,15 @@ use anyhow::Context as _;
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let listen = config.listen;
     let app = App::open(config).await?;
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-    let plugins: Vec<String> = app.plugins.list().iter().map(|p| format!("{}@{}", p.info.name, p.info.version)).collect();
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let plugins: Vec<String> = app
+        .plugins
+        .list()
+        .iter()
+        .map(|p| format!("{}@{}", p.info.name, p.info.version))
+        .collect();
     tracing::info!(
         %listen,
         plugins = %plugins.join(","),
@@ -16,14 +23,18 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         "wharf is ready"
     );
     let router = crate::http::router(app);
-    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     Ok(())
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("signal handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

@@ -23,13 +23,19 @@ pub struct TaskFailure {
 
 impl TaskFailure {
     pub fn new(message: impl Into<String>, cause: impl Into<String>) -> Self {
-        TaskFailure { message: message.into(), cause: cause.into() }
+        TaskFailure {
+            message: message.into(),
+            cause: cause.into(),
+        }
     }
 }
 
 impl<E: std::fmt::Display> From<E> for TaskFailure {
     fn from(e: E) -> Self {
-        TaskFailure { message: e.to_string(), cause: String::new() }
+        TaskFailure {
+            message: e.to_string(),
+            cause: String::new(),
+        }
     }
 }
 
@@ -72,12 +78,18 @@ impl Tasks {
     pub async fn fail_abandoned(&self) -> anyhow::Result<usize> {
         let mut n = 0;
         for state in [TaskState::Waiting, TaskState::Running] {
-            let q = TaskQuery { state: Some(state), limit: 100_000, ..Default::default() };
+            let q = TaskQuery {
+                state: Some(state),
+                limit: 100_000,
+                ..Default::default()
+            };
             for mut t in self.store.list_tasks(&q).await? {
                 t.state = TaskState::Error;
                 t.finished_at = Some(now());
                 t.error = Some(TaskError {
-                    message: "the server stopped before this task finished; nothing it did was committed".into(),
+                    message:
+                        "the server stopped before this task finished; nothing it did was committed"
+                            .into(),
                     cause: "worker lost".into(),
                 });
                 self.store.put_task(&t).await?;
@@ -112,7 +124,10 @@ impl Tasks {
         self.store.put_task(&task).await?;
         let record = Arc::new(Mutex::new(task.clone()));
         let cancel = Arc::new(AtomicBool::new(false));
-        self.live.lock().unwrap().insert(task.id, (record.clone(), cancel.clone()));
+        self.live
+            .lock()
+            .unwrap()
+            .insert(task.id, (record.clone(), cancel.clone()));
         // Take the lock guards in submission order, before spawning.
         let mut lock_futs = Vec::new();
         {
@@ -130,7 +145,12 @@ impl Tasks {
             for f in lock_futs {
                 guards.push(f.await);
             }
-            let permit = this.workers.clone().acquire_owned().await.expect("semaphore never closed");
+            let permit = this
+                .workers
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore never closed");
             this.run(record, cancel, job).await;
             drop(permit);
             drop(guards);
@@ -141,7 +161,12 @@ impl Tasks {
     async fn run(self: &Arc<Self>, record: Arc<Mutex<Task>>, cancel: Arc<AtomicBool>, job: Job) {
         let id = record.lock().unwrap().id;
         if cancel.load(Ordering::Relaxed) {
-            self.finish(&record, Err(TaskFailure::new("canceled before it started", "")), true).await;
+            self.finish(
+                &record,
+                Err(TaskFailure::new("canceled before it started", "")),
+                true,
+            )
+            .await;
             return;
         }
         let snapshot = {
@@ -153,7 +178,11 @@ impl Tasks {
         };
         let _ = self.store.put_task(&snapshot).await;
         let progress = {
-            let (record, store, last) = (record.clone(), self.store.clone(), Arc::new(Mutex::new(Instant::now())));
+            let (record, store, last) = (
+                record.clone(),
+                self.store.clone(),
+                Arc::new(Mutex::new(Instant::now())),
+            );
             let rt = tokio::runtime::Handle::current();
             Arc::new(move |p: Progress| {
                 let snapshot = {
@@ -172,9 +201,14 @@ impl Tasks {
                 });
             }) as Arc<dyn Fn(Progress) + Send + Sync>
         };
-        let ctx = TaskContext { id, cancel: cancel.clone(), progress };
+        let ctx = TaskContext {
+            id,
+            cancel: cancel.clone(),
+            progress,
+        };
         let result = job(ctx).await;
-        self.finish(&record, result, cancel.load(Ordering::Relaxed)).await;
+        self.finish(&record, result, cancel.load(Ordering::Relaxed))
+            .await;
     }
 
     async fn finish(&self, record: &Arc<Mutex<Task>>, result: TaskResult, canceled: bool) {
@@ -187,8 +221,15 @@ impl Tasks {
                     t.result = Some(v);
                 }
                 Err(f) => {
-                    t.state = if canceled { TaskState::Canceled } else { TaskState::Error };
-                    t.error = Some(TaskError { message: f.message, cause: f.cause });
+                    t.state = if canceled {
+                        TaskState::Canceled
+                    } else {
+                        TaskState::Error
+                    };
+                    t.error = Some(TaskError {
+                        message: f.message,
+                        cause: f.cause,
+                    });
                 }
             }
             t.clone()
@@ -233,7 +274,9 @@ impl Tasks {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 pub mod api {
@@ -279,19 +322,34 @@ pub mod api {
     }
 
     fn parse(id: &str) -> ApiResult<TaskId> {
-        id.parse().map_err(|_| ApiError::bad_request(format!("invalid task id {id:?}")))
+        id.parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid task id {id:?}")))
     }
 
     async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Task>> {
         let id = parse(&id)?;
-        app.tasks.get(&id).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("task {id} not found")))
+        app.tasks
+            .get(&id)
+            .await?
+            .map(Json)
+            .ok_or_else(|| ApiError::not_found(format!("task {id} not found")))
     }
 
-    async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<Task>)> {
+    async fn cancel(
+        State(app): State<Arc<App>>,
+        Path(id): Path<String>,
+    ) -> ApiResult<(StatusCode, Json<Task>)> {
         let id = parse(&id)?;
-        let task = app.tasks.get(&id).await?.ok_or_else(|| ApiError::not_found(format!("task {id} not found")))?;
+        let task = app
+            .tasks
+            .get(&id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("task {id} not found")))?;
         if task.state.is_final() || !app.tasks.cancel(&id) {
-            return Err(ApiError::conflict(format!("task {id} already ended ({})", task.state.as_str())));
+            return Err(ApiError::conflict(format!(
+                "task {id} already ended ({})",
+                task.state.as_str()
+            )));
         }
         Ok((StatusCode::ACCEPTED, Json(task)))
     }

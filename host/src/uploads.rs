@@ -60,20 +60,34 @@ struct CreateUpload {
     size: Option<u64>,
 }
 
-async fn create(State(app): State<Arc<App>>, body: Option<Json<CreateUpload>>) -> ApiResult<(StatusCode, Json<Upload>)> {
+async fn create(
+    State(app): State<Arc<App>>,
+    body: Option<Json<CreateUpload>>,
+) -> ApiResult<(StatusCode, Json<Upload>)> {
     let req = body.map(|b| b.0).unwrap_or_default();
-    let upload = Upload { id: UploadId::new(), size: req.size, offset: 0, created_at: now() };
-    app.uploads.open_write(&upload.id, true).map_err(ApiError::internal)?;
+    let upload = Upload {
+        id: UploadId::new(),
+        size: req.size,
+        offset: 0,
+        created_at: now(),
+    };
+    app.uploads
+        .open_write(&upload.id, true)
+        .map_err(ApiError::internal)?;
     app.store.put_upload(&upload).await?;
     Ok((StatusCode::CREATED, Json(upload)))
 }
 
 fn parse_id(id: &str) -> ApiResult<UploadId> {
-    id.parse().map_err(|_| ApiError::bad_request(format!("invalid upload id {id:?}")))
+    id.parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid upload id {id:?}")))
 }
 
 pub async fn get_upload(app: &App, id: &UploadId) -> ApiResult<Upload> {
-    app.store.get_upload(id).await?.ok_or_else(|| ApiError::not_found(format!("upload {id} not found")))
+    app.store
+        .get_upload(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("upload {id} not found")))
 }
 
 async fn status(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Upload>> {
@@ -90,13 +104,19 @@ fn chunk_offset(q: &ChunkQuery, headers: &HeaderMap) -> ApiResult<Option<u64>> {
     if let Some(o) = q.offset {
         return Ok(Some(o));
     }
-    let Some(v) = headers.get("content-range") else { return Ok(None) };
+    let Some(v) = headers.get("content-range") else {
+        return Ok(None);
+    };
     let v = v.to_str().unwrap_or("");
     let start = v
         .strip_prefix("bytes ")
         .and_then(|r| r.split('-').next())
         .and_then(|n| n.trim().parse().ok())
-        .ok_or_else(|| ApiError::bad_request(format!("cannot parse Content-Range {v:?}; use 'bytes START-END/TOTAL'")))?;
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "cannot parse Content-Range {v:?}; use 'bytes START-END/TOTAL'"
+            ))
+        })?;
     Ok(Some(start))
 }
 
@@ -114,13 +134,20 @@ async fn put_chunk(
         return Err(ApiError::new(
             StatusCode::RANGE_NOT_SATISFIABLE,
             "wrong-offset",
-            format!("upload {id} has {} bytes; send the next chunk at offset {} (got {offset})", upload.offset, upload.offset),
+            format!(
+                "upload {id} has {} bytes; send the next chunk at offset {} (got {offset})",
+                upload.offset, upload.offset
+            ),
         ));
     }
-    let mut file = app.uploads.open_write(&id, false).map_err(ApiError::internal)?;
+    let mut file = app
+        .uploads
+        .open_write(&id, false)
+        .map_err(ApiError::internal)?;
     // Bytes past the recorded offset are from a chunk that never completed.
     file.set_len(offset).map_err(ApiError::internal)?;
-    file.seek(SeekFrom::Start(offset)).map_err(ApiError::internal)?;
+    file.seek(SeekFrom::Start(offset))
+        .map_err(ApiError::internal)?;
     let mut stream = body.into_data_stream();
     let mut written = 0u64;
     let limit = upload.size.map(|s| s - offset);
@@ -129,7 +156,9 @@ async fn put_chunk(
         let chunk = match chunk {
             Ok(c) => c,
             Err(e) => {
-                failure = Some(ApiError::bad_request(format!("the chunk ended early ({e}); resume at offset {offset}")));
+                failure = Some(ApiError::bad_request(format!(
+                    "the chunk ended early ({e}); resume at offset {offset}"
+                )));
                 break;
             }
         };

@@ -49,7 +49,10 @@ macro_rules! export_plugin {
 impl Error {
     /// An error with a stable `code` and a human `message`.
     pub fn new(code: &str, message: impl Into<String>) -> Self {
-        Error { code: code.to_string(), message: message.into() }
+        Error {
+            code: code.to_string(),
+            message: message.into(),
+        }
     }
 
     /// The input was malformed or hostile.
@@ -57,14 +60,6 @@ impl Error {
         Self::new("invalid-input", message)
     }
 }
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
-    }
-}
-
-impl std::error::Error for Error {}
 
 /// Log a message through the host, attributed to the current call.
 pub fn info(message: impl AsRef<str>) {

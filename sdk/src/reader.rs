@@ -1,7 +1,7 @@
 //! `std::io::Read + Seek` over a host [`Source`], so ordinary parsers (tar,
 //! serde_json) can walk host-held bytes with bounded reads.
 
-use crate::bindings::wharf::plugin::blobs::{max_read, Source};
+use crate::bindings::wharf::plugin::blobs::{Source, max_read};
 use std::io::{self, Read, Seek, SeekFrom};
 
 /// Buffered reader over a host source. Reads go to the host in chunks of at
@@ -19,7 +19,14 @@ pub struct SourceReader<'a> {
 impl<'a> SourceReader<'a> {
     pub fn new(source: &'a Source) -> Self {
         let chunk = max_read().clamp(4096, 256 * 1024);
-        SourceReader { source, len: source.len(), pos: 0, buf: Vec::new(), buf_start: 0, chunk }
+        SourceReader {
+            source,
+            len: source.len(),
+            pos: 0,
+            buf: Vec::new(),
+            buf_start: 0,
+            chunk,
+        }
     }
 
     /// The source's total length.
@@ -52,7 +59,10 @@ impl Read for SourceReader<'_> {
                 .map_err(|e| io::Error::other(format!("{}: {}", e.code, e.message)))?;
             self.buf_start = self.pos;
             if self.buf.is_empty() {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "source ended early"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "source ended early",
+                ));
             }
         }
         let off = (self.pos - self.buf_start) as usize;
@@ -70,7 +80,8 @@ impl Seek for SourceReader<'_> {
             SeekFrom::End(d) => self.len.checked_add_signed(d),
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
         };
-        self.pos = new.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before start"))?;
+        self.pos =
+            new.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before start"))?;
         Ok(self.pos)
     }
 }

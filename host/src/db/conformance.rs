@@ -10,7 +10,10 @@ fn repo(id: &str, notes: &[(&str, &str)]) -> Repository {
         content_type: "docker".into(),
         display_name: id.into(),
         description: String::new(),
-        notes: notes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        notes: notes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         importer_config: serde_json::json!({}),
         distributor_config: serde_json::json!({}),
         created_at: now(),
@@ -37,59 +40,123 @@ pub async fn run_all(s: &dyn Store) {
 
 async fn repositories(s: &dyn Store) {
     s.ping().await.unwrap();
-    s.create_repo(&repo("r1", &[("env", "prod")])).await.unwrap();
+    s.create_repo(&repo("r1", &[("env", "prod")]))
+        .await
+        .unwrap();
     s.create_repo(&repo("r2", &[("env", "dev")])).await.unwrap();
-    assert!(matches!(s.create_repo(&repo("r1", &[])).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        s.create_repo(&repo("r1", &[])).await,
+        Err(StoreError::Conflict(_))
+    ));
     let got = s.get_repo(&"r1".parse().unwrap()).await.unwrap().unwrap();
     assert_eq!(got.notes["env"], "prod");
 
     let q = |notes: &[(&str, &str)]| RepoQuery {
         limit: 100,
-        notes: notes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        notes: notes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         ..Default::default()
     };
     let ids = |v: Vec<Repository>| v.into_iter().map(|r| r.id.to_string()).collect::<Vec<_>>();
     assert_eq!(ids(s.list_repos(&q(&[])).await.unwrap()), ["r1", "r2"]);
-    assert_eq!(ids(s.list_repos(&q(&[("env", "dev")])).await.unwrap()), ["r2"]);
-    let page = RepoQuery { after: Some("r1".into()), limit: 1, ..Default::default() };
+    assert_eq!(
+        ids(s.list_repos(&q(&[("env", "dev")])).await.unwrap()),
+        ["r2"]
+    );
+    let page = RepoQuery {
+        after: Some("r1".into()),
+        limit: 1,
+        ..Default::default()
+    };
     assert_eq!(ids(s.list_repos(&page).await.unwrap()), ["r2"]);
 
     let mut r2 = got.clone();
     r2.notes.insert("env".into(), "dev".into());
     s.update_repo(&r2).await.unwrap();
-    assert_eq!(ids(s.list_repos(&q(&[("env", "dev")])).await.unwrap()), ["r1", "r2"]);
-    assert!(matches!(s.update_repo(&repo("nope", &[])).await, Err(StoreError::NotFound(_))));
+    assert_eq!(
+        ids(s.list_repos(&q(&[("env", "dev")])).await.unwrap()),
+        ["r1", "r2"]
+    );
+    assert!(matches!(
+        s.update_repo(&repo("nope", &[])).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 async fn units_and_copy(s: &dyn Store) {
     let (r1, r2): (RepoId, RepoId) = ("r1".parse().unwrap(), "r2".parse().unwrap());
-    s.apply_changes(&r1, &[UnitChange::Add(unit("blob", "a")), UnitChange::Add(unit("blob", "b"))])
-        .await
-        .unwrap();
+    s.apply_changes(
+        &r1,
+        &[
+            UnitChange::Add(unit("blob", "a")),
+            UnitChange::Add(unit("blob", "b")),
+        ],
+    )
+    .await
+    .unwrap();
     // All or nothing: a change set for a missing repository writes nothing.
     let missing: RepoId = "missing".parse().unwrap();
-    assert!(s.apply_changes(&missing, &[UnitChange::Add(unit("blob", "zzz"))]).await.is_err());
-    assert!(!s.referenced_blobs().await.unwrap().contains(&Digest::of(b"zzz")));
+    assert!(
+        s.apply_changes(&missing, &[UnitChange::Add(unit("blob", "zzz"))])
+            .await
+            .is_err()
+    );
+    assert!(
+        !s.referenced_blobs()
+            .await
+            .unwrap()
+            .contains(&Digest::of(b"zzz"))
+    );
 
     let keys = |v: Vec<Unit>| v.into_iter().map(|u| u.key).collect::<Vec<_>>();
-    assert_eq!(keys(s.list_units(&r1, "blob", None, 10).await.unwrap()), ["a", "b"]);
-    assert_eq!(keys(s.list_units(&r1, "blob", Some("a"), 10).await.unwrap()), ["b"]);
-    assert_eq!(s.get_unit(&r1, "blob", "a").await.unwrap().unwrap(), unit("blob", "a"));
+    assert_eq!(
+        keys(s.list_units(&r1, "blob", None, 10).await.unwrap()),
+        ["a", "b"]
+    );
+    assert_eq!(
+        keys(s.list_units(&r1, "blob", Some("a"), 10).await.unwrap()),
+        ["b"]
+    );
+    assert_eq!(
+        s.get_unit(&r1, "blob", "a").await.unwrap().unwrap(),
+        unit("blob", "a")
+    );
     assert!(s.get_unit(&r2, "blob", "a").await.unwrap().is_none());
 
     assert_eq!(s.copy_units(&r1, &r2, &[]).await.unwrap(), 2);
-    assert_eq!(s.copy_units(&r1, &r2, &[]).await.unwrap(), 0, "copy is idempotent");
+    assert_eq!(
+        s.copy_units(&r1, &r2, &[]).await.unwrap(),
+        0,
+        "copy is idempotent"
+    );
     assert_eq!(s.count_units(&r2).await.unwrap()["blob"], 2);
 
-    s.apply_changes(&r1, &[UnitChange::Remove { unit_type: "blob".into(), key: "a".into() }])
-        .await
-        .unwrap();
-    assert_eq!(keys(s.list_units(&r1, "blob", None, 10).await.unwrap()), ["b"]);
+    s.apply_changes(
+        &r1,
+        &[UnitChange::Remove {
+            unit_type: "blob".into(),
+            key: "a".into(),
+        }],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        keys(s.list_units(&r1, "blob", None, 10).await.unwrap()),
+        ["b"]
+    );
     // Still referenced by r2: not an orphan.
     assert_eq!(s.remove_orphan_units().await.unwrap(), 0);
-    s.apply_changes(&r2, &[UnitChange::Remove { unit_type: "blob".into(), key: "a".into() }])
-        .await
-        .unwrap();
+    s.apply_changes(
+        &r2,
+        &[UnitChange::Remove {
+            unit_type: "blob".into(),
+            key: "a".into(),
+        }],
+    )
+    .await
+    .unwrap();
     assert_eq!(s.remove_orphan_units().await.unwrap(), 1);
     assert_eq!(s.referenced_blobs().await.unwrap(), vec![Digest::of(b"b")]);
 }
@@ -106,11 +173,27 @@ async fn publications(s: &dyn Store) {
     s.put_publication(&p("my/app", "r1")).await.unwrap();
     s.put_publication(&p("my/app2", "r1")).await.unwrap(); // renames r1's publication
     s.put_publication(&p("other", "r2")).await.unwrap();
-    let names: Vec<_> = s.list_publications().await.unwrap().into_iter().map(|p| p.name).collect();
+    let names: Vec<_> = s
+        .list_publications()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
     assert_eq!(names, ["my/app2", "other"]);
     assert!(s.delete_repo(&"r2".parse().unwrap()).await.unwrap());
-    let names: Vec<_> = s.list_publications().await.unwrap().into_iter().map(|p| p.name).collect();
-    assert_eq!(names, ["my/app2"], "a deleted repository's publication goes with it");
+    let names: Vec<_> = s
+        .list_publications()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["my/app2"],
+        "a deleted repository's publication goes with it"
+    );
 }
 
 async fn tasks_and_uploads(s: &dyn Store) {
@@ -131,13 +214,29 @@ async fn tasks_and_uploads(s: &dyn Store) {
     s.put_task(&t).await.unwrap();
     t.state = TaskState::Finished;
     s.put_task(&t).await.unwrap();
-    assert_eq!(s.get_task(&t.id).await.unwrap().unwrap().state, TaskState::Finished);
-    let q = TaskQuery { state: Some(TaskState::Finished), limit: 10, ..Default::default() };
+    assert_eq!(
+        s.get_task(&t.id).await.unwrap().unwrap().state,
+        TaskState::Finished
+    );
+    let q = TaskQuery {
+        state: Some(TaskState::Finished),
+        limit: 10,
+        ..Default::default()
+    };
     assert_eq!(s.list_tasks(&q).await.unwrap().len(), 1);
-    let q = TaskQuery { lock: Some("repository:zz".into()), limit: 10, ..Default::default() };
+    let q = TaskQuery {
+        lock: Some("repository:zz".into()),
+        limit: 10,
+        ..Default::default()
+    };
     assert!(s.list_tasks(&q).await.unwrap().is_empty());
 
-    let u = Upload { id: UploadId::new(), size: Some(10), offset: 4, created_at: now() };
+    let u = Upload {
+        id: UploadId::new(),
+        size: Some(10),
+        offset: 4,
+        created_at: now(),
+    };
     s.put_upload(&u).await.unwrap();
     assert_eq!(s.get_upload(&u.id).await.unwrap().unwrap(), u);
     assert!(s.delete_upload(&u.id).await.unwrap());

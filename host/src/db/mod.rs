@@ -94,7 +94,10 @@ pub enum TaskState {
 
 impl TaskState {
     pub fn is_final(self) -> bool {
-        matches!(self, TaskState::Finished | TaskState::Error | TaskState::Canceled)
+        matches!(
+            self,
+            TaskState::Finished | TaskState::Error | TaskState::Canceled
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -196,11 +199,21 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<Unit>>;
-    async fn get_unit(&self, repo: &RepoId, unit_type: &str, key: &str) -> StoreResult<Option<Unit>>;
+    async fn get_unit(
+        &self,
+        repo: &RepoId,
+        unit_type: &str,
+        key: &str,
+    ) -> StoreResult<Option<Unit>>;
     /// Number of associated units per type.
     async fn count_units(&self, repo: &RepoId) -> StoreResult<BTreeMap<String, u64>>;
     /// Copy associations (never bytes); returns how many were new in `to`.
-    async fn copy_units(&self, from: &RepoId, to: &RepoId, unit_types: &[String]) -> StoreResult<u64>;
+    async fn copy_units(
+        &self,
+        from: &RepoId,
+        to: &RepoId,
+        unit_types: &[String],
+    ) -> StoreResult<u64>;
     /// Delete units no repository references; returns how many.
     async fn remove_orphan_units(&self) -> StoreResult<u64>;
     /// Every blob some unit references.

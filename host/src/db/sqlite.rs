@@ -79,7 +79,9 @@ impl SqliteStore {
         );
         conn.execute_batch(SCHEMA)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)) })
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
     }
 
     /// Run `f` on the connection off the async threads.
@@ -118,8 +120,13 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 }
 
 fn write_notes(tx: &rusqlite::Transaction, repo: &Repository) -> rusqlite::Result<()> {
-    tx.execute("DELETE FROM repository_notes WHERE repo_id = ?1", [repo.id.as_str()])?;
-    let mut ins = tx.prepare_cached("INSERT INTO repository_notes (repo_id, name, value) VALUES (?1, ?2, ?3)")?;
+    tx.execute(
+        "DELETE FROM repository_notes WHERE repo_id = ?1",
+        [repo.id.as_str()],
+    )?;
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO repository_notes (repo_id, name, value) VALUES (?1, ?2, ?3)",
+    )?;
     for (k, v) in &repo.notes {
         ins.execute(params![repo.id.as_str(), k, v])?;
     }
@@ -138,7 +145,8 @@ fn row_unit(unit_type: String, key: String, metadata: String, blobs: String) -> 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        self.run(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?)).await
+        self.run(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
     }
 
     async fn create_repo(&self, repo: &Repository) -> StoreResult<()> {
@@ -166,7 +174,11 @@ impl Store for SqliteStore {
         let id = id.clone();
         self.run(move |c| {
             let doc: Option<String> = c
-                .query_row("SELECT doc FROM repositories WHERE id = ?1", [id.as_str()], |r| r.get(0))
+                .query_row(
+                    "SELECT doc FROM repositories WHERE id = ?1",
+                    [id.as_str()],
+                    |r| r.get(0),
+                )
                 .optional()?;
             Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
         })
@@ -193,8 +205,10 @@ impl Store for SqliteStore {
 
     async fn delete_repo(&self, id: &RepoId) -> StoreResult<bool> {
         let id = id.clone();
-        self.run(move |c| Ok(c.execute("DELETE FROM repositories WHERE id = ?1", [id.as_str()])? > 0))
-            .await
+        self.run(move |c| {
+            Ok(c.execute("DELETE FROM repositories WHERE id = ?1", [id.as_str()])? > 0)
+        })
+        .await
     }
 
     async fn list_repos(&self, q: &RepoQuery) -> StoreResult<Vec<Repository>> {
@@ -283,7 +297,11 @@ impl Store for SqliteStore {
         after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<Unit>> {
-        let (repo, unit_type, after) = (repo.clone(), unit_type.to_string(), after.map(str::to_string));
+        let (repo, unit_type, after) = (
+            repo.clone(),
+            unit_type.to_string(),
+            after.map(str::to_string),
+        );
         self.run(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT u.unit_type, u.key, u.metadata, u.blobs FROM associations a JOIN units u ON u.id = a.unit_id
@@ -303,7 +321,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn get_unit(&self, repo: &RepoId, unit_type: &str, key: &str) -> StoreResult<Option<Unit>> {
+    async fn get_unit(
+        &self,
+        repo: &RepoId,
+        unit_type: &str,
+        key: &str,
+    ) -> StoreResult<Option<Unit>> {
         let (repo, unit_type, key) = (repo.clone(), unit_type.to_string(), key.to_string());
         self.run(move |c| {
             let row: Option<(String, String, String, String)> = c
@@ -331,7 +354,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn copy_units(&self, from: &RepoId, to: &RepoId, unit_types: &[String]) -> StoreResult<u64> {
+    async fn copy_units(
+        &self,
+        from: &RepoId,
+        to: &RepoId,
+        unit_types: &[String],
+    ) -> StoreResult<u64> {
         let (from, to, types) = (from.clone(), to.clone(), unit_types.to_vec());
         self.run(move |c| {
             let tx = c.transaction()?;
@@ -365,7 +393,8 @@ impl Store for SqliteStore {
 
     async fn referenced_blobs(&self) -> StoreResult<Vec<Digest>> {
         self.run(|c| {
-            let mut stmt = c.prepare("SELECT DISTINCT j.value FROM units, json_each(units.blobs) j")?;
+            let mut stmt =
+                c.prepare("SELECT DISTINCT j.value FROM units, json_each(units.blobs) j")?;
             let mut out = Vec::new();
             for d in stmt.query_map([], |r| r.get::<_, String>(0))? {
                 out.push(d?.parse().map_err(backend)?);
@@ -389,7 +418,12 @@ impl Store for SqliteStore {
             )?;
             tx.execute(
                 "INSERT INTO publications (plugin, name, repo_id, doc) VALUES (?1, ?2, ?3, ?4)",
-                params![p.plugin, p.name, p.repo_id.as_str(), serde_json::to_string(&p)?],
+                params![
+                    p.plugin,
+                    p.name,
+                    p.repo_id.as_str(),
+                    serde_json::to_string(&p)?
+                ],
             )?;
             tx.commit()?;
             Ok(())
@@ -399,7 +433,8 @@ impl Store for SqliteStore {
 
     async fn list_publications(&self) -> StoreResult<Vec<Publication>> {
         self.run(|c| {
-            let mut stmt = c.prepare_cached("SELECT doc FROM publications ORDER BY plugin, name")?;
+            let mut stmt =
+                c.prepare_cached("SELECT doc FROM publications ORDER BY plugin, name")?;
             let mut out = Vec::new();
             for doc in stmt.query_map([], |r| r.get::<_, String>(0))? {
                 out.push(serde_json::from_str(&doc?)?);
@@ -414,7 +449,12 @@ impl Store for SqliteStore {
         self.run(move |c| {
             c.execute(
                 "INSERT OR REPLACE INTO tasks (id, kind, state, doc) VALUES (?1, ?2, ?3, ?4)",
-                params![t.id.to_string(), t.kind, t.state.as_str(), serde_json::to_string(&t)?],
+                params![
+                    t.id.to_string(),
+                    t.kind,
+                    t.state.as_str(),
+                    serde_json::to_string(&t)?
+                ],
             )?;
             Ok(())
         })
@@ -424,8 +464,9 @@ impl Store for SqliteStore {
     async fn get_task(&self, id: &TaskId) -> StoreResult<Option<Task>> {
         let id = id.to_string();
         self.run(move |c| {
-            let doc: Option<String> =
-                c.query_row("SELECT doc FROM tasks WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+            let doc: Option<String> = c
+                .query_row("SELECT doc FROM tasks WHERE id = ?1", [id], |r| r.get(0))
+                .optional()?;
             Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
         })
         .await
@@ -469,8 +510,9 @@ impl Store for SqliteStore {
     async fn get_upload(&self, id: &UploadId) -> StoreResult<Option<Upload>> {
         let id = id.to_string();
         self.run(move |c| {
-            let doc: Option<String> =
-                c.query_row("SELECT doc FROM uploads WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+            let doc: Option<String> = c
+                .query_row("SELECT doc FROM uploads WHERE id = ?1", [id], |r| r.get(0))
+                .optional()?;
             Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
         })
         .await
@@ -478,7 +520,8 @@ impl Store for SqliteStore {
 
     async fn delete_upload(&self, id: &UploadId) -> StoreResult<bool> {
         let id = id.to_string();
-        self.run(move |c| Ok(c.execute("DELETE FROM uploads WHERE id = ?1", [id])? > 0)).await
+        self.run(move |c| Ok(c.execute("DELETE FROM uploads WHERE id = ?1", [id])? > 0))
+            .await
     }
 }
 

@@ -51,7 +51,10 @@ async fn status(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
                 .info
                 .content_types
                 .iter()
-                .map(|(n, d)| ContentTypeStatus { name: n.clone(), description: d.clone() })
+                .map(|(n, d)| ContentTypeStatus {
+                    name: n.clone(),
+                    description: d.clone(),
+                })
                 .collect(),
             routes: p.info.routes.clone(),
             wasm_sha256: p.wasm_digest.to_string(),

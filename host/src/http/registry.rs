@@ -20,7 +20,12 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 const FORWARDED_HEADERS: [&str; 4] = ["accept", "if-none-match", "range", "user-agent"];
 const STREAM_CHUNK: usize = 256 * 1024;
 
-pub async fn dispatch(State(app): State<Arc<App>>, method: Method, uri: axum::http::Uri, headers: HeaderMap) -> Response {
+pub async fn dispatch(
+    State(app): State<Arc<App>>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
     let path = uri.path();
     let Some(plugin) = app.plugins.for_path(path) else {
         return plain(StatusCode::NOT_FOUND, "not found\n");
@@ -32,12 +37,23 @@ pub async fn dispatch(State(app): State<Arc<App>>, method: Method, uri: axum::ht
         headers: headers
             .iter()
             .filter(|(k, _)| FORWARDED_HEADERS.contains(&k.as_str()))
-            .filter_map(|(k, v)| Some(Header { name: k.to_string(), value: v.to_str().ok()?.to_string() }))
+            .filter_map(|(k, v)| {
+                Some(Header {
+                    name: k.to_string(),
+                    value: v.to_str().ok()?.to_string(),
+                })
+            })
             .collect(),
     };
-    // resolve is short and bounded by its deadline; running it here avoids a
-    // thread hop per request on the hot path.
-    let plan = plugin.call(CallScope::Resolve, None, |p, s| p.wharf_plugin_plugin().call_resolve(s, &req));
+    // resolve is short and bounded by its deadline. WASI's sync bindings block
+    // on the runtime (e.g. a guest writing stderr), which a worker thread may
+    // not do: block_in_place hands this worker's other tasks to another thread
+    // instead of paying a thread hop per request.
+    let plan = tokio::task::block_in_place(|| {
+        plugin.call(CallScope::Resolve, None, |p, s| {
+            p.wharf_plugin_plugin().call_resolve(s, &req)
+        })
+    });
     match plan {
         Ok(plan) => execute(&app, &method, &headers, plan).await,
         Err(e) => plugin_failure(e),
@@ -56,7 +72,10 @@ fn plain(status: StatusCode, body: &'static str) -> Response {
 
 fn add_headers(resp: &mut Response, headers: &[Header]) {
     for h in headers {
-        if let (Ok(k), Ok(v)) = (HeaderName::try_from(&h.name), HeaderValue::try_from(&h.value)) {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::try_from(&h.name),
+            HeaderValue::try_from(&h.value),
+        ) {
             resp.headers_mut().append(k, v);
         }
     }
@@ -65,16 +84,22 @@ fn add_headers(resp: &mut Response, headers: &[Header]) {
 async fn execute(app: &App, method: &Method, req_headers: &HeaderMap, plan: Plan) -> Response {
     match plan {
         Plan::Body(b) => {
-            let status = StatusCode::from_u16(b.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let status =
+                StatusCode::from_u16(b.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let len = b.body.len();
-            let mut resp = if *method == Method::HEAD { Response::new(Body::empty()) } else { Response::new(Body::from(b.body)) };
+            let mut resp = if *method == Method::HEAD {
+                Response::new(Body::empty())
+            } else {
+                Response::new(Body::from(b.body))
+            };
             *resp.status_mut() = status;
             if !b.content_type.is_empty()
                 && let Ok(v) = HeaderValue::try_from(&b.content_type)
             {
                 resp.headers_mut().insert(header::CONTENT_TYPE, v);
             }
-            resp.headers_mut().insert(header::CONTENT_LENGTH, len.into());
+            resp.headers_mut()
+                .insert(header::CONTENT_LENGTH, len.into());
             add_headers(&mut resp, &b.headers);
             resp
         }
@@ -84,10 +109,14 @@ async fn execute(app: &App, method: &Method, req_headers: &HeaderMap, plan: Plan
                 resp.headers_mut().insert(header::LOCATION, v);
                 resp
             }
-            Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "plugin redirected to an invalid URL\n"),
+            Err(_) => plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "plugin redirected to an invalid URL\n",
+            ),
         },
         Plan::Error(f) => {
-            let status = StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let status =
+                StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let body = serde_json::json!({"errors": [{"code": f.code, "message": f.message, "detail": {}}]});
             let mut resp = (status, axum::Json(body)).into_response();
             if *method == Method::HEAD {
@@ -99,7 +128,10 @@ async fn execute(app: &App, method: &Method, req_headers: &HeaderMap, plan: Plan
             Ok(d) => serve_blob(app, method, req_headers, &d, &b.media_type, &b.headers).await,
             Err(e) => {
                 tracing::error!("plugin asked to serve {e}");
-                plain(StatusCode::INTERNAL_SERVER_ERROR, "plugin asked to serve an invalid digest\n")
+                plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "plugin asked to serve an invalid digest\n",
+                )
             }
         },
     }
@@ -121,7 +153,10 @@ fn parse_range(v: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
             (len.saturating_sub(n), len - 1)
         }
         (a, "") => (a.parse().ok()?, len.saturating_sub(1)),
-        (a, b) => (a.parse().ok()?, b.parse::<u64>().ok()?.min(len.saturating_sub(1))),
+        (a, b) => (
+            a.parse().ok()?,
+            b.parse::<u64>().ok()?.min(len.saturating_sub(1)),
+        ),
     };
     if range.0 >= len || range.0 > range.1 {
         return Some(Err(()));
@@ -129,7 +164,14 @@ fn parse_range(v: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
     Some(Ok(range))
 }
 
-async fn serve_blob(app: &App, method: &Method, req_headers: &HeaderMap, d: &Digest, media_type: &str, extra: &[Header]) -> Response {
+async fn serve_blob(
+    app: &App,
+    method: &Method,
+    req_headers: &HeaderMap,
+    d: &Digest,
+    media_type: &str,
+    extra: &[Header],
+) -> Response {
     let file = match app.blobs.open_blob(d) {
         Ok(f) => tokio::fs::File::from_std(f),
         Err(e) => {
@@ -145,32 +187,52 @@ async fn serve_blob(app: &App, method: &Method, req_headers: &HeaderMap, d: &Dig
     let etag = format!("\"{d}\"");
     let mut resp = Response::new(Body::empty());
     let h = resp.headers_mut();
-    h.insert(header::ETAG, HeaderValue::try_from(&etag).expect("digest is ASCII"));
+    h.insert(
+        header::ETAG,
+        HeaderValue::try_from(&etag).expect("digest is ASCII"),
+    );
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=31536000"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=31536000"),
+    );
     if let Ok(v) = HeaderValue::try_from(media_type) {
         h.insert(header::CONTENT_TYPE, v);
     }
     add_headers(&mut resp, extra);
-    if req_headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*")) {
+    if req_headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
         *resp.status_mut() = StatusCode::NOT_MODIFIED;
         return resp;
     }
-    let range = req_headers.get(header::RANGE).and_then(|v| v.to_str().ok()).and_then(|v| parse_range(v, len));
+    let range = req_headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_range(v, len));
     let (start, end) = match range {
         None => (0, len),
         Some(Ok((a, b))) => {
             *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-            resp.headers_mut().insert(header::CONTENT_RANGE, HeaderValue::try_from(format!("bytes {a}-{b}/{len}")).expect("ascii"));
+            resp.headers_mut().insert(
+                header::CONTENT_RANGE,
+                HeaderValue::try_from(format!("bytes {a}-{b}/{len}")).expect("ascii"),
+            );
             (a, b + 1)
         }
         Some(Err(())) => {
             *resp.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
-            resp.headers_mut().insert(header::CONTENT_RANGE, HeaderValue::try_from(format!("bytes */{len}")).expect("ascii"));
+            resp.headers_mut().insert(
+                header::CONTENT_RANGE,
+                HeaderValue::try_from(format!("bytes */{len}")).expect("ascii"),
+            );
             return resp;
         }
     };
-    resp.headers_mut().insert(header::CONTENT_LENGTH, (end - start).into());
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, (end - start).into());
     if *method == Method::HEAD {
         return resp;
     }

@@ -8,10 +8,10 @@
 //! behind.
 
 use super::bindings::wharf::plugin::{blobs, fetch, log, publications, types, units};
-use crate::publications::PublicationMap;
 use crate::blobs::{BlobError, BlobStore};
 use crate::db::{self, Progress, Repository, Store, UnitChange};
 use crate::digest::Digest;
+use crate::publications::PublicationMap;
 use std::collections::BTreeMap;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,13 +44,21 @@ pub struct HostEnv {
 /// Bytes a plugin holds a handle to.
 pub enum SourceHandle {
     /// A byte range of a file: an upload, a stored blob, a spooled body.
-    File { file: Arc<std::fs::File>, offset: u64, len: u64 },
+    File {
+        file: Arc<std::fs::File>,
+        offset: u64,
+        len: u64,
+    },
 }
 
 impl SourceHandle {
     pub fn file(file: std::fs::File) -> std::io::Result<Self> {
         let len = file.metadata()?.len();
-        Ok(SourceHandle::File { file: Arc::new(file), offset: 0, len })
+        Ok(SourceHandle::File {
+            file: Arc::new(file),
+            offset: 0,
+            len,
+        })
     }
 
     fn len(&self) -> u64 {
@@ -150,20 +158,37 @@ pub struct MemoryLimit {
 
 impl MemoryLimit {
     pub fn new(max_bytes: usize) -> Self {
-        let inner = StoreLimitsBuilder::new().memory_size(max_bytes).trap_on_grow_failure(true).build();
-        MemoryLimit { inner, max_bytes, hit: false }
+        let inner = StoreLimitsBuilder::new()
+            .memory_size(max_bytes)
+            .trap_on_grow_failure(true)
+            .build();
+        MemoryLimit {
+            inner,
+            max_bytes,
+            hit: false,
+        }
     }
 }
 
 impl ResourceLimiter for MemoryLimit {
-    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.max_bytes {
             self.hit = true;
         }
         self.inner.memory_growing(current, desired, maximum)
     }
 
-    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         self.inner.table_growing(current, desired, maximum)
     }
 }
@@ -211,7 +236,11 @@ impl HostState {
 
     /// Called by the epoch callback on every tick while guest code runs.
     pub fn check_interrupt(&mut self) -> Option<Interrupt> {
-        if self.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+        if self
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+        {
             self.interrupted = Some(Interrupt::Canceled);
         } else if Instant::now() >= self.deadline {
             self.interrupted = Some(Interrupt::Deadline);
@@ -222,12 +251,17 @@ impl HostState {
     fn task(&mut self, what: &str) -> Result<&mut TaskCall, types::Error> {
         match &mut self.scope {
             CallScope::Task(t) => Ok(t),
-            _ => Err(err("denied", format!("{what} is only available to import, sync and publish calls"))),
+            _ => Err(err(
+                "denied",
+                format!("{what} is only available to import, sync and publish calls"),
+            )),
         }
     }
 
     fn source(&self, r: &Resource<SourceHandle>) -> Result<&SourceHandle, types::Error> {
-        self.table.get(r).map_err(|e| err("invalid-handle", e.to_string()))
+        self.table
+            .get(r)
+            .map_err(|e| err("invalid-handle", e.to_string()))
     }
 
     fn store_blob<T>(
@@ -243,12 +277,18 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 pub fn err(code: &str, message: impl Into<String>) -> types::Error {
-    types::Error { code: code.to_string(), message: message.into() }
+    types::Error {
+        code: code.to_string(),
+        message: message.into(),
+    }
 }
 
 fn blob_err(e: BlobError) -> types::Error {
@@ -262,7 +302,8 @@ fn blob_err(e: BlobError) -> types::Error {
 }
 
 fn parse_digest(d: &str) -> Result<Digest, types::Error> {
-    d.parse::<Digest>().map_err(|e| err("invalid-input", e.to_string()))
+    d.parse::<Digest>()
+        .map_err(|e| err("invalid-input", e.to_string()))
 }
 
 fn store_err(e: db::StoreError) -> types::Error {
@@ -283,9 +324,22 @@ impl log::Host for HostState {
         }
     }
 
-    fn progress(&mut self, items_done: u64, items_total: u64, bytes_done: u64, bytes_total: u64, message: String) {
+    fn progress(
+        &mut self,
+        items_done: u64,
+        items_total: u64,
+        bytes_done: u64,
+        bytes_total: u64,
+        message: String,
+    ) {
         if let CallScope::Task(t) = &self.scope {
-            (t.progress)(Progress { items_done, items_total, bytes_done, bytes_total, message });
+            (t.progress)(Progress {
+                items_done,
+                items_total,
+                bytes_done,
+                bytes_total,
+                message,
+            });
         }
     }
 }
@@ -299,20 +353,33 @@ impl blobs::Host for HostState {
         let d = parse_digest(&digest)?;
         let file = self.env.blobs.open_blob(&d).map_err(blob_err)?;
         let handle = SourceHandle::file(file).map_err(|e| err("io", e.to_string()))?;
-        self.table.push(handle).map_err(|e| err("resources", e.to_string()))
+        self.table
+            .push(handle)
+            .map_err(|e| err("resources", e.to_string()))
     }
 
     fn stat(&mut self, digest: String) -> Option<u64> {
-        digest.parse::<Digest>().ok().and_then(|d| self.env.blobs.stat(&d))
+        digest
+            .parse::<Digest>()
+            .ok()
+            .and_then(|d| self.env.blobs.stat(&d))
     }
 
-    fn store_bytes(&mut self, bytes: Vec<u8>, expect: Option<String>) -> Result<String, types::Error> {
+    fn store_bytes(
+        &mut self,
+        bytes: Vec<u8>,
+        expect: Option<String>,
+    ) -> Result<String, types::Error> {
         if bytes.len() > MAX_STORE_BYTES {
-            return Err(err("too-large", format!("store-bytes takes at most {MAX_STORE_BYTES} bytes")));
+            return Err(err(
+                "too-large",
+                format!("store-bytes takes at most {MAX_STORE_BYTES} bytes"),
+            ));
         }
         let expect = expect.as_deref().map(parse_digest).transpose()?;
         let len = bytes.len() as u64;
-        self.store_blob(|b| b.store_bytes(&bytes, expect.as_ref()), len).map(String::from)
+        self.store_blob(|b| b.store_bytes(&bytes, expect.as_ref()), len)
+            .map(String::from)
     }
 }
 
@@ -321,9 +388,18 @@ impl blobs::HostSource for HostState {
         self.source(&this).map(SourceHandle::len).unwrap_or(0)
     }
 
-    fn read(&mut self, this: Resource<SourceHandle>, offset: u64, len: u32) -> Result<Vec<u8>, types::Error> {
+    fn read(
+        &mut self,
+        this: Resource<SourceHandle>,
+        offset: u64,
+        len: u32,
+    ) -> Result<Vec<u8>, types::Error> {
         use std::os::unix::fs::FileExt;
-        let SourceHandle::File { file, offset: base, len: total } = self.source(&this)?;
+        let SourceHandle::File {
+            file,
+            offset: base,
+            len: total,
+        } = self.source(&this)?;
         if offset >= *total {
             return Ok(Vec::new());
         }
@@ -351,7 +427,11 @@ impl blobs::HostSource for HostState {
         expect: Option<String>,
     ) -> Result<String, types::Error> {
         let expect = expect.as_deref().map(parse_digest).transpose()?;
-        let SourceHandle::File { file, offset: base, len: total } = self.source(&this)?;
+        let SourceHandle::File {
+            file,
+            offset: base,
+            len: total,
+        } = self.source(&this)?;
         if offset.checked_add(len).is_none_or(|end| end > *total) {
             return Err(err(
                 "invalid-input",
@@ -359,8 +439,11 @@ impl blobs::HostSource for HostState {
             ));
         }
         let (file, start) = (file.clone(), base + offset);
-        self.store_blob(|b| b.store_file_range(&file, start, len, expect.as_ref()), len)
-            .map(|(d, _)| String::from(d))
+        self.store_blob(
+            |b| b.store_file_range(&file, start, len, expect.as_ref()),
+            len,
+        )
+        .map(|(d, _)| String::from(d))
     }
 
     fn drop(&mut self, rep: Resource<SourceHandle>) -> wasmtime::Result<()> {
@@ -371,11 +454,21 @@ impl blobs::HostSource for HostState {
 
 impl units::Host for HostState {
     fn add(&mut self, unit: units::Unit) -> Result<(), types::Error> {
-        if unit.unit_type.is_empty() || unit.unit_type.len() > 64 || unit.key.is_empty() || unit.key.len() > 1024 {
-            return Err(err("invalid-input", "unit type must be 1-64 bytes and key 1-1024 bytes"));
+        if unit.unit_type.is_empty()
+            || unit.unit_type.len() > 64
+            || unit.key.is_empty()
+            || unit.key.len() > 1024
+        {
+            return Err(err(
+                "invalid-input",
+                "unit type must be 1-64 bytes and key 1-1024 bytes",
+            ));
         }
         if unit.metadata.len() > MAX_METADATA {
-            return Err(err("too-large", format!("unit metadata is limited to {MAX_METADATA} bytes")));
+            return Err(err(
+                "too-large",
+                format!("unit metadata is limited to {MAX_METADATA} bytes"),
+            ));
         }
         let metadata: serde_json::Value = serde_json::from_str(&unit.metadata)
             .map_err(|e| err("invalid-input", format!("unit metadata is not JSON: {e}")))?;
@@ -384,13 +477,22 @@ impl units::Host for HostState {
             let d = parse_digest(b)?;
             // A unit may only name bytes that are really stored.
             if !self.env.blobs.contains(&d) {
-                return Err(err("not-found", format!("unit {} names blob {d}, which is not stored", unit.key)));
+                return Err(err(
+                    "not-found",
+                    format!("unit {} names blob {d}, which is not stored", unit.key),
+                ));
             }
             blobs.push(d);
         }
-        let u = db::Unit { unit_type: unit.unit_type, key: unit.key, metadata, blobs };
+        let u = db::Unit {
+            unit_type: unit.unit_type,
+            key: unit.key,
+            metadata,
+            blobs,
+        };
         let t = self.task("units.add")?;
-        t.overlay.insert((u.unit_type.clone(), u.key.clone()), Some(u.clone()));
+        t.overlay
+            .insert((u.unit_type.clone(), u.key.clone()), Some(u.clone()));
         t.changes.push(UnitChange::Add(u));
         Ok(())
     }
@@ -403,7 +505,12 @@ impl units::Host for HostState {
         Ok(existed)
     }
 
-    fn list(&mut self, unit_type: String, after: Option<String>, limit: u32) -> Result<Vec<units::Unit>, types::Error> {
+    fn list(
+        &mut self,
+        unit_type: String,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<units::Unit>, types::Error> {
         let limit = limit.clamp(1, 10_000);
         let env = self.env.clone();
         let t = self.task("units.list")?;
@@ -418,12 +525,18 @@ impl units::Host for HostState {
         let want = limit + removed;
         let rows = env
             .rt
-            .block_on(env.store.list_units(&t.repo.id, &unit_type, after.as_deref(), want))
+            .block_on(
+                env.store
+                    .list_units(&t.repo.id, &unit_type, after.as_deref(), want),
+            )
             .map_err(store_err)?;
         // Staged keys beyond the last stored row may hide stored rows that
         // were not fetched, so a full page bounds what may be merged.
-        let bound = (rows.len() as u32 == want).then(|| rows.last().map(|u| u.key.clone())).flatten();
-        let mut merged: BTreeMap<String, db::Unit> = rows.into_iter().map(|u| (u.key.clone(), u)).collect();
+        let bound = (rows.len() as u32 == want)
+            .then(|| rows.last().map(|u| u.key.clone()))
+            .flatten();
+        let mut merged: BTreeMap<String, db::Unit> =
+            rows.into_iter().map(|u| (u.key.clone(), u)).collect();
         for (k, v) in staged {
             if bound.as_ref().is_some_and(|b| &k > b) {
                 continue;
@@ -433,7 +546,11 @@ impl units::Host for HostState {
                 None => merged.remove(&k),
             };
         }
-        Ok(merged.into_values().take(limit as usize).map(to_wit_unit).collect())
+        Ok(merged
+            .into_values()
+            .take(limit as usize)
+            .map(to_wit_unit)
+            .collect())
     }
 
     fn get(&mut self, unit_type: String, key: String) -> Result<Option<units::Unit>, types::Error> {
@@ -442,7 +559,10 @@ impl units::Host for HostState {
         if let Some(staged) = t.overlay.get(&(unit_type.clone(), key.clone())) {
             return Ok(staged.clone().map(to_wit_unit));
         }
-        let u = env.rt.block_on(env.store.get_unit(&t.repo.id, &unit_type, &key)).map_err(store_err)?;
+        let u = env
+            .rt
+            .block_on(env.store.get_unit(&t.repo.id, &unit_type, &key))
+            .map_err(store_err)?;
         Ok(u.map(to_wit_unit))
     }
 }
@@ -458,37 +578,57 @@ fn to_wit_unit(u: db::Unit) -> units::Unit {
 
 impl publications::Host for HostState {
     fn lookup(&mut self, name: String) -> Option<publications::Publication> {
-        self.env.publications.get(&self.plugin, &name).map(|p| publications::Publication {
-            name: p.name.clone(),
-            repository_id: p.repo_id.to_string(),
-            index: p.index.to_string(),
-            config: p.config.to_string(),
-        })
+        self.env
+            .publications
+            .get(&self.plugin, &name)
+            .map(|p| publications::Publication {
+                name: p.name.clone(),
+                repository_id: p.repo_id.to_string(),
+                index: p.index.to_string(),
+                config: p.config.to_string(),
+            })
     }
 
     fn names(&mut self, after: Option<String>, limit: u32) -> Vec<String> {
-        self.env.publications.names(&self.plugin, after.as_deref(), limit.clamp(1, 10_000) as usize)
+        self.env.publications.names(
+            &self.plugin,
+            after.as_deref(),
+            limit.clamp(1, 10_000) as usize,
+        )
     }
 }
 
 /// `scheme://host:port` of a URL.
 pub fn origin(url: &reqwest::Url) -> String {
-    format!("{}://{}:{}", url.scheme(), url.host_str().unwrap_or(""), url.port_or_known_default().unwrap_or(0))
+    format!(
+        "{}://{}:{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.port_or_known_default().unwrap_or(0)
+    )
 }
 
 impl HostState {
     fn check_fetch_url(&mut self, url: &str) -> Result<reqwest::Url, types::Error> {
-        let url: reqwest::Url = url.parse().map_err(|e| err("invalid-input", format!("bad URL {url:?}: {e}")))?;
+        let url: reqwest::Url = url
+            .parse()
+            .map_err(|e| err("invalid-input", format!("bad URL {url:?}: {e}")))?;
         let t = self.task("fetch")?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(err("denied", format!("fetch only speaks http and https, not {}", url.scheme())));
+            return Err(err(
+                "denied",
+                format!("fetch only speaks http and https, not {}", url.scheme()),
+            ));
         }
         if !t.allowed_origins.contains(&origin(&url)) {
             return Err(err(
                 "denied",
                 format!(
                     "fetch of {url} denied: a plugin may only reach its repository's feed ({})",
-                    t.allowed_origins.first().map(String::as_str).unwrap_or("none configured")
+                    t.allowed_origins
+                        .first()
+                        .map(String::as_str)
+                        .unwrap_or("none configured")
                 ),
             ));
         }
@@ -501,9 +641,20 @@ impl HostState {
     fn learn_auth_realm(&mut self, headers: &reqwest::header::HeaderMap) {
         for v in headers.get_all(reqwest::header::WWW_AUTHENTICATE) {
             let Ok(v) = v.to_str() else { continue };
-            let Some(rest) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) else { continue };
-            let realm = rest.split(',').find_map(|p| p.trim().strip_prefix("realm=")).map(|r| r.trim_matches('"'));
-            if let (Some(realm), CallScope::Task(t)) = (realm.and_then(|r| r.parse::<reqwest::Url>().ok()), &mut self.scope) {
+            let Some(rest) = v
+                .strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+            else {
+                continue;
+            };
+            let realm = rest
+                .split(',')
+                .find_map(|p| p.trim().strip_prefix("realm="))
+                .map(|r| r.trim_matches('"'));
+            if let (Some(realm), CallScope::Task(t)) = (
+                realm.and_then(|r| r.parse::<reqwest::Url>().ok()),
+                &mut self.scope,
+            ) {
                 let o = origin(&realm);
                 if !t.allowed_origins.contains(&o) {
                     t.allowed_origins.push(o);
@@ -519,7 +670,8 @@ fn build_request(
     url: reqwest::Url,
     headers: &[types::Header],
 ) -> Result<reqwest::RequestBuilder, types::Error> {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| err("invalid-input", e.to_string()))?;
+    let method = reqwest::Method::from_bytes(method.as_bytes())
+        .map_err(|e| err("invalid-input", e.to_string()))?;
     if !matches!(method, reqwest::Method::GET | reqwest::Method::HEAD) {
         return Err(err("denied", "fetch may only GET or HEAD"));
     }
@@ -537,29 +689,56 @@ impl fetch::Host for HostState {
         let env = self.env.clone();
         let request = build_request(&env.http, &req.method, url.clone(), &req.headers)?;
         let (status, headers, file) = env.rt.block_on(async {
-            let mut resp = request.send().await.map_err(|e| err("fetch", format!("GET {url}: {e}")))?;
-            let mut file = tempfile::tempfile_in(&env.spool_dir).map_err(|e| err("io", e.to_string()))?;
+            let mut resp = request
+                .send()
+                .await
+                .map_err(|e| err("fetch", format!("GET {url}: {e}")))?;
+            let mut file =
+                tempfile::tempfile_in(&env.spool_dir).map_err(|e| err("io", e.to_string()))?;
             let mut got = 0u64;
-            while let Some(chunk) = resp.chunk().await.map_err(|e| err("fetch", format!("reading {url}: {e}")))? {
+            while let Some(chunk) = resp
+                .chunk()
+                .await
+                .map_err(|e| err("fetch", format!("reading {url}: {e}")))?
+            {
                 got += chunk.len() as u64;
                 if got > MAX_FETCH_BODY {
-                    return Err(err("too-large", format!("{url} answered more than {MAX_FETCH_BODY} bytes; use fetch-blobs")));
+                    return Err(err(
+                        "too-large",
+                        format!("{url} answered more than {MAX_FETCH_BODY} bytes; use fetch-blobs"),
+                    ));
                 }
-                file.write_all(&chunk).map_err(|e| err("io", e.to_string()))?;
+                file.write_all(&chunk)
+                    .map_err(|e| err("io", e.to_string()))?;
             }
             Ok::<_, types::Error>((resp.status().as_u16(), resp.headers().clone(), file))
         })?;
         self.learn_auth_realm(&headers);
         let body = SourceHandle::file(file).map_err(|e| err("io", e.to_string()))?;
-        let body = self.table.push(body).map_err(|e| err("resources", e.to_string()))?;
+        let body = self
+            .table
+            .push(body)
+            .map_err(|e| err("resources", e.to_string()))?;
         let headers = headers
             .iter()
-            .filter_map(|(k, v)| Some(types::Header { name: k.to_string(), value: v.to_str().ok()?.to_string() }))
+            .filter_map(|(k, v)| {
+                Some(types::Header {
+                    name: k.to_string(),
+                    value: v.to_str().ok()?.to_string(),
+                })
+            })
             .collect();
-        Ok(fetch::Response { status, headers, body })
+        Ok(fetch::Response {
+            status,
+            headers,
+            body,
+        })
     }
 
-    fn fetch_blobs(&mut self, downloads: Vec<fetch::BlobDownload>) -> Vec<Result<String, types::Error>> {
+    fn fetch_blobs(
+        &mut self,
+        downloads: Vec<fetch::BlobDownload>,
+    ) -> Vec<Result<String, types::Error>> {
         use futures::StreamExt;
         let env = self.env.clone();
         let mut prepared = Vec::with_capacity(downloads.len());
@@ -596,14 +775,28 @@ impl fetch::Host for HostState {
 }
 
 /// Stream one blob into the store, hashing as it arrives.
-async fn download_blob(env: &HostEnv, req: reqwest::RequestBuilder, digest: &Digest) -> Result<u64, types::Error> {
+async fn download_blob(
+    env: &HostEnv,
+    req: reqwest::RequestBuilder,
+    digest: &Digest,
+) -> Result<u64, types::Error> {
     use std::io::Write;
-    let mut resp = req.send().await.map_err(|e| err("fetch", format!("{digest}: {e}")))?;
+    let mut resp = req
+        .send()
+        .await
+        .map_err(|e| err("fetch", format!("{digest}: {e}")))?;
     if !resp.status().is_success() {
-        return Err(err("fetch", format!("{digest}: upstream answered {}", resp.status())));
+        return Err(err(
+            "fetch",
+            format!("{digest}: upstream answered {}", resp.status()),
+        ));
     }
     let mut w = env.blobs.writer().map_err(|e| err("io", e.to_string()))?;
-    while let Some(chunk) = resp.chunk().await.map_err(|e| err("fetch", format!("{digest}: {e}")))? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| err("fetch", format!("{digest}: {e}")))?
+    {
         w.write_all(&chunk).map_err(|e| err("io", e.to_string()))?;
     }
     let (_, n) = w.finish(Some(digest)).map_err(|e| match e {

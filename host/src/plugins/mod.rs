@@ -39,7 +39,10 @@ pub struct LoadFailure {
 
 impl Plugins {
     pub fn new(runtime: Arc<Runtime>) -> Self {
-        Plugins { runtime, loaded: RwLock::new(Arc::default()) }
+        Plugins {
+            runtime,
+            loaded: RwLock::new(Arc::default()),
+        }
     }
 
     /// Load every `*.wasm` in `dir`. A plugin that fails is reported and
@@ -70,7 +73,10 @@ impl Plugins {
                 ),
                 Err(e) => {
                     tracing::error!(file = %path.display(), "plugin not loaded: {e}");
-                    failures.push(LoadFailure { file: path.display().to_string(), error: e.to_string() });
+                    failures.push(LoadFailure {
+                        file: path.display().to_string(),
+                        error: e.to_string(),
+                    });
                 }
             }
         }
@@ -94,7 +100,12 @@ impl Plugins {
                 }
             }
             for r in &plugin.info.routes {
-                if other.info.routes.iter().any(|o| o.starts_with(r.as_str()) || r.starts_with(o.as_str())) {
+                if other
+                    .info
+                    .routes
+                    .iter()
+                    .any(|o| o.starts_with(r.as_str()) || r.starts_with(o.as_str()))
+                {
                     return Err(PluginError::Invalid(format!(
                         "plugin {} claims route {r:?}, which overlaps plugin {}'s routes",
                         plugin.info.name, other.info.name
@@ -103,13 +114,21 @@ impl Plugins {
             }
         }
         let mut next = (**guard).clone();
-        next.by_name.insert(plugin.info.name.clone(), plugin.clone());
+        next.by_name
+            .insert(plugin.info.name.clone(), plugin.clone());
         *guard = Arc::new(next);
         Ok((plugin, stats))
     }
 
     pub fn list(&self) -> Vec<Arc<Plugin>> {
-        let mut v: Vec<_> = self.loaded.read().unwrap().by_name.values().cloned().collect();
+        let mut v: Vec<_> = self
+            .loaded
+            .read()
+            .unwrap()
+            .by_name
+            .values()
+            .cloned()
+            .collect();
         v.sort_by(|a, b| a.info.name.cmp(&b.info.name));
         v
     }
@@ -117,7 +136,11 @@ impl Plugins {
     /// The plugin providing a content type.
     pub fn for_content_type(&self, content_type: &str) -> Option<Arc<Plugin>> {
         let loaded = self.loaded.read().unwrap();
-        loaded.by_name.values().find(|p| p.info.content_types.iter().any(|(t, _)| t == content_type)).cloned()
+        loaded
+            .by_name
+            .values()
+            .find(|p| p.info.content_types.iter().any(|(t, _)| t == content_type))
+            .cloned()
     }
 
     /// The plugin whose route prefix matches `path`.
@@ -127,7 +150,12 @@ impl Plugins {
         loaded
             .by_name
             .values()
-            .find(|p| p.info.routes.iter().any(|r| path.starts_with(r.as_str()) || with_slash == *r))
+            .find(|p| {
+                p.info
+                    .routes
+                    .iter()
+                    .any(|r| path.starts_with(r.as_str()) || with_slash == *r)
+            })
             .cloned()
     }
 }

@@ -16,7 +16,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+};
 
 /// The contract this host implements.
 pub const CONTRACT_PACKAGE: &str = "wharf:plugin";
@@ -113,26 +115,35 @@ impl Runtime {
 
         // The ticker only holds a weak reference, so a dropped engine stops it.
         let weak = engine.weak();
-        std::thread::Builder::new().name("wharf-epoch".into()).spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })?;
+        std::thread::Builder::new()
+            .name("wharf-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })?;
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from)?;
         ContentPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)?;
         std::fs::create_dir_all(&cache_dir)?;
-        Ok(Runtime { engine, linker, cache_dir, env, limits })
+        Ok(Runtime {
+            engine,
+            linker,
+            cache_dir,
+            env,
+            limits,
+        })
     }
 
     fn cache_path(&self, wasm_digest: &Digest) -> PathBuf {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut h);
-        self.cache_dir.join(format!("{}-{:016x}.cwasm", wasm_digest.hex(), h.finish()))
+        self.cache_dir
+            .join(format!("{}-{:016x}.cwasm", wasm_digest.hex(), h.finish()))
     }
 
     /// Compile (or load from cache), check the contract version, link, and
@@ -156,8 +167,11 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| PluginError::Invalid(format!("plugin cannot be linked: {e:#}")))?;
-        let pre = ContentPluginPre::new(pre)
-            .map_err(|e| PluginError::Invalid(format!("plugin does not implement the content-plugin world: {e:#}")))?;
+        let pre = ContentPluginPre::new(pre).map_err(|e| {
+            PluginError::Invalid(format!(
+                "plugin does not implement the content-plugin world: {e:#}"
+            ))
+        })?;
         let mut plugin = Plugin {
             name: "(loading)".into(),
             info: PluginInfo::default(),
@@ -166,26 +180,42 @@ impl Runtime {
             runtime: self.clone(),
             idle: Mutex::new(Vec::new()),
         };
-        let info = plugin.call(CallScope::Describe, None, |p, s| p.wharf_plugin_plugin().call_describe(s))?;
+        let info = plugin.call(CallScope::Describe, None, |p, s| {
+            p.wharf_plugin_plugin().call_describe(s)
+        })?;
         plugin.name = info.name.clone().into();
         plugin.info = PluginInfo {
             name: info.name,
             version: info.version,
-            content_types: info.content_types.into_iter().map(|c| (c.name, c.description)).collect(),
+            content_types: info
+                .content_types
+                .into_iter()
+                .map(|c| (c.name, c.description))
+                .collect(),
             routes: info.routes,
         };
         plugin.validate_info()?;
         // The describe instance was created under a placeholder name.
         plugin.idle.get_mut().unwrap().clear();
-        Ok((Arc::new(plugin), LoadStats { from_cache, duration: start.elapsed() }))
+        Ok((
+            Arc::new(plugin),
+            LoadStats {
+                from_cache,
+                duration: start.elapsed(),
+            },
+        ))
     }
 
     fn compile(&self, wasm: &[u8], cached: &std::path::Path) -> Result<Component, PluginError> {
-        let component = Component::new(&self.engine, wasm)
-            .map_err(|e| PluginError::Invalid(format!("not a valid WebAssembly component: {e:#}")))?;
+        let component = Component::new(&self.engine, wasm).map_err(|e| {
+            PluginError::Invalid(format!("not a valid WebAssembly component: {e:#}"))
+        })?;
         if let Ok(bytes) = component.serialize() {
             let tmp = cached.with_extension("tmp");
-            if std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, cached)).is_err() {
+            if std::fs::write(&tmp, bytes)
+                .and_then(|_| std::fs::rename(&tmp, cached))
+                .is_err()
+            {
                 tracing::warn!(path = %cached.display(), "could not write the compiled-plugin cache");
             }
         }
@@ -193,7 +223,10 @@ impl Runtime {
     }
 
     fn new_store(&self, name: Arc<str>) -> Store<HostState> {
-        let mut store = Store::new(&self.engine, HostState::new(name, self.env.clone(), self.limits.memory_bytes));
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(name, self.env.clone(), self.limits.memory_bytes),
+        );
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_callback(|mut ctx| match ctx.data_mut().check_interrupt() {
             Some(_) => Err(wasmtime::Trap::Interrupt.into()),
@@ -221,7 +254,11 @@ fn check_contract(component: &Component, engine: &Engine) -> Result<(), PluginEr
             "not a wharf content plugin: it exports no {CONTRACT_PACKAGE}/plugin interface (this host speaks {CONTRACT_PACKAGE}@{want})"
         )));
     };
-    let parts: Vec<u64> = version.split(['.', '-', '+']).take(3).filter_map(|p| p.parse().ok()).collect();
+    let parts: Vec<u64> = version
+        .split(['.', '-', '+'])
+        .take(3)
+        .filter_map(|p| p.parse().ok())
+        .collect();
     let compatible = match parts.as_slice() {
         // Semver: below 1.0 the minor version is the breaking one.
         [0, minor, ..] => want_major == 0 && *minor == want_minor,
@@ -262,7 +299,12 @@ pub struct Plugin {
 impl Plugin {
     fn validate_info(&self) -> Result<(), PluginError> {
         let i = &self.info;
-        let word = |s: &str| !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let word = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
         if !word(&i.name) || i.content_types.iter().any(|(n, _)| !word(n)) {
             return Err(PluginError::Invalid(format!(
                 "plugin {:?} describes itself with invalid names: plugin and content-type names must be 1-64 letters, digits, '-' or '_'",
@@ -270,7 +312,12 @@ impl Plugin {
             )));
         }
         for r in &i.routes {
-            if !r.starts_with('/') || !r.ends_with('/') || r.contains("..") || r == "/" || r.starts_with("/api/") {
+            if !r.starts_with('/')
+                || !r.ends_with('/')
+                || r.contains("..")
+                || r == "/"
+                || r.starts_with("/api/")
+            {
                 return Err(PluginError::Invalid(format!(
                     "plugin {} claims route {r:?}: routes must be absolute prefixes ending in '/', other than '/' and '/api/'",
                     i.name
@@ -289,10 +336,29 @@ impl Plugin {
         f: impl FnOnce(&ContentPlugin, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         let rt = &self.runtime;
-        let mut warm = match self.idle.lock().unwrap().pop() {
-            Some(w) => w,
+        let timeout = match scope {
+            CallScope::Task(_) => rt.limits.task_timeout,
+            _ => rt.limits.call_timeout,
+        };
+        let arm = |store: &mut Store<HostState>, scope, cancel| {
+            let data = store.data_mut();
+            data.scope = scope;
+            data.deadline = Instant::now() + timeout;
+            data.cancel = cancel;
+            data.interrupted = None;
+            data.bytes_stored = 0;
+            store.set_epoch_deadline(1);
+        };
+        let pooled = self.idle.lock().unwrap().pop();
+        let mut warm = match pooled {
+            Some(mut w) => {
+                arm(&mut w.store, scope, cancel);
+                w
+            }
             None => {
+                // Instantiation runs guest code too: arm the deadline first.
                 let mut store = rt.new_store(self.name.clone());
+                arm(&mut store, scope, cancel);
                 let bindings = self
                     .pre
                     .instantiate(&mut store)
@@ -300,19 +366,6 @@ impl Plugin {
                 Warm { store, bindings }
             }
         };
-        let timeout = match scope {
-            CallScope::Task(_) => rt.limits.task_timeout,
-            _ => rt.limits.call_timeout,
-        };
-        {
-            let data = warm.store.data_mut();
-            data.scope = scope;
-            data.deadline = Instant::now() + timeout;
-            data.cancel = cancel;
-            data.interrupted = None;
-            data.bytes_stored = 0;
-        }
-        warm.store.set_epoch_deadline(1);
         let result = f(&warm.bindings, &mut warm.store);
         match result {
             Ok(r) => {
@@ -327,6 +380,24 @@ impl Plugin {
             }
             Err(e) => Err(self.classify(&mut warm.store, e)),
         }
+    }
+
+    /// Run `f` on a new instance that is thrown away afterwards (benchmarks
+    /// compare this with the warm pool).
+    pub fn call_fresh<R>(
+        &self,
+        scope: CallScope,
+        f: impl FnOnce(&ContentPlugin, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        let mut store = self.runtime.new_store(self.name.clone());
+        store.data_mut().scope = scope;
+        store.data_mut().deadline = Instant::now() + self.runtime.limits.call_timeout;
+        store.set_epoch_deadline(1);
+        let bindings = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| self.classify(&mut store, e))?;
+        f(&bindings, &mut store).map_err(|e| self.classify(&mut store, e))
     }
 
     /// Like [`Plugin::call`], handing back the store's task scope (staged
@@ -360,7 +431,10 @@ impl Plugin {
             None => {}
         }
         if data.limits.hit {
-            return PluginError::OutOfMemory { plugin, limit_mib: data.limits.max_bytes >> 20 };
+            return PluginError::OutOfMemory {
+                plugin,
+                limit_mib: data.limits.max_bytes >> 20,
+            };
         }
         let stderr = data.stderr.take();
         let trap = e.downcast_ref::<wasmtime::Trap>().map(|t| t.to_string());

@@ -66,7 +66,10 @@ mod tests {
     fn filter() {
         let all = TagFilter::default();
         assert!(all.allows("anything"));
-        let f = TagFilter { include: vec!["1.*".into(), "latest".into()], exclude: vec!["*-rc*".into()] };
+        let f = TagFilter {
+            include: vec!["1.*".into(), "latest".into()],
+            exclude: vec!["*-rc*".into()],
+        };
         assert!(f.allows("1.2"));
         assert!(f.allows("latest"));
         assert!(!f.allows("1.3-rc1"));

@@ -70,7 +70,9 @@ pub fn is_valid_digest(digest: &str) -> bool {
 }
 
 pub fn is_lower_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    s.len() == len
+        && s.bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
 }
 
 /// The tag of a full reference (`docker.io/library/busybox:1.36`): the part
@@ -88,10 +90,19 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in ["a", "my/app", "library/busybox", "a.b_c__d---e/f9", "x/y/z", "0"] {
+        for ok in [
+            "a",
+            "my/app",
+            "library/busybox",
+            "a.b_c__d---e/f9",
+            "x/y/z",
+            "0",
+        ] {
             assert!(is_valid_name(ok), "{ok}");
         }
-        for bad in ["", "My/app", "a//b", "/a", "a/", "a..b", "a___b", "-a", "a-", "a_", "a b", "a:b"] {
+        for bad in [
+            "", "My/app", "a//b", "/a", "a/", "a..b", "a___b", "-a", "a-", "a_", "a b", "a:b",
+        ] {
             assert!(!is_valid_name(bad), "{bad}");
         }
         assert!(!is_valid_name(&"a".repeat(256)));
@@ -123,7 +134,10 @@ mod tests {
         assert_eq!(tag_of_reference("my/app:latest"), Some("latest"));
         assert_eq!(tag_of_reference("localhost:5000/my/app:v1"), Some("v1"));
         assert_eq!(tag_of_reference("localhost:5000/my/app"), None);
-        assert_eq!(tag_of_reference("docker.io/library/busybox:1.36@sha256:abc"), Some("1.36"));
+        assert_eq!(
+            tag_of_reference("docker.io/library/busybox:1.36@sha256:abc"),
+            Some("1.36")
+        );
         assert_eq!(tag_of_reference("app"), None);
     }
 }

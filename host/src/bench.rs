@@ -1,0 +1,169 @@
+//! `wharf bench runtime`: the plugin runtime's costs, measured here and now.
+
+use crate::blobs::BlobStore;
+use crate::db::sqlite::SqliteStore;
+use crate::plugins::bindings::exports::wharf::plugin::plugin::Request;
+use crate::plugins::host::{CallScope, HostEnv};
+use crate::plugins::runtime::{Limits, Runtime};
+use crate::publications::PublicationMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p) as usize]
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.2} µs", d.as_secs_f64() * 1e6)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Measure a plugin (a `resolve` of `GET path`) and the server's start.
+pub async fn runtime(plugin_file: &Path, path: &str, iterations: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Arc::new(SqliteStore::open(&dir.path().join("wharf.db"))?);
+    let env = Arc::new(HostEnv {
+        blobs: Arc::new(BlobStore::open(&dir.path().join("blobs"))?),
+        store,
+        publications: Arc::new(PublicationMap::default()),
+        http: reqwest::Client::new(),
+        rt: tokio::runtime::Handle::current(),
+        spool_dir: dir.path().to_path_buf(),
+    });
+    let wasm = std::fs::read(plugin_file)?;
+    println!(
+        "plugin: {} ({} KiB)",
+        plugin_file.display(),
+        wasm.len() / 1024
+    );
+
+    let rt = Arc::new(Runtime::new(
+        env.clone(),
+        dir.path().join("cache"),
+        Limits::default(),
+    )?);
+    let (_, stats) = tokio::task::block_in_place(|| rt.load(&wasm))?;
+    println!("component compile + describe: {}", ms(stats.duration));
+    // A new runtime (fresh engine) on the same cache directory: the cached path.
+    let mut cached = Vec::new();
+    for _ in 0..10 {
+        let rt2 = Arc::new(Runtime::new(
+            env.clone(),
+            dir.path().join("cache"),
+            Limits::default(),
+        )?);
+        let (_, s) = tokio::task::block_in_place(|| rt2.load(&wasm))?;
+        assert!(s.from_cache);
+        cached.push(s.duration);
+    }
+    cached.sort();
+    println!(
+        "cached load + describe: p50 {}",
+        ms(percentile(&cached, 0.5))
+    );
+
+    let (plugin, _) = tokio::task::block_in_place(|| rt.load(&wasm))?;
+    let req = Request {
+        method: "GET".into(),
+        path: path.into(),
+        query: String::new(),
+        headers: vec![],
+    };
+    let call = || {
+        plugin.call(CallScope::Resolve, None, |p, s| {
+            p.wharf_plugin_plugin().call_resolve(s, &req)
+        })
+    };
+    for _ in 0..1000 {
+        call()?;
+    }
+    let mut warm = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let t = Instant::now();
+        call()?;
+        warm.push(t.elapsed());
+    }
+    warm.sort();
+    println!(
+        "warm call (resolve {path}, pool included): p50 {}  p99 {}",
+        us(percentile(&warm, 0.5)),
+        us(percentile(&warm, 0.99))
+    );
+    let mut fresh = Vec::new();
+    for _ in 0..(iterations / 10).max(100) {
+        let t = Instant::now();
+        plugin.call_fresh(CallScope::Resolve, |p, s| {
+            p.wharf_plugin_plugin().call_resolve(s, &req)
+        })?;
+        fresh.push(t.elapsed());
+    }
+    fresh.sort();
+    println!(
+        "fresh instance + call: p50 {}  p99 {}",
+        us(percentile(&fresh, 0.5)),
+        us(percentile(&fresh, 0.99))
+    );
+    Ok(())
+}
+
+/// Time from spawning `wharf serve` to its first successful status answer.
+pub async fn startup(plugin_dir: &Path, runs: usize) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let dir = tempfile::tempdir()?;
+    let client = reqwest::Client::new();
+    let mut times = Vec::new();
+    for run in 0..=runs {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let start = Instant::now();
+        let mut child = tokio::process::Command::new(&exe)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .arg("--plugin-dir")
+            .arg(plugin_dir)
+            .env("WHARF_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()?;
+        let url = format!("http://127.0.0.1:{port}/api/v1/status");
+        loop {
+            if client
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                break;
+            }
+            anyhow::ensure!(
+                start.elapsed() < Duration::from_secs(60),
+                "server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let took = start.elapsed();
+        child.kill().await?;
+        // The first run fills the compiled-plugin cache.
+        if run == 0 {
+            println!("start to ready, cold cache: {}", ms(took));
+        } else {
+            times.push(took);
+        }
+    }
+    times.sort();
+    println!(
+        "start to ready, warm cache: p50 {}  max {}",
+        ms(percentile(&times, 0.5)),
+        ms(*times.last().unwrap())
+    );
+    Ok(())
+}

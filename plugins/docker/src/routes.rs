@@ -1,0 +1,374 @@
+//! The registry side: Docker Registry HTTP API V2 requests resolved into plans.
+
+use crate::index::PublicationIndex;
+use crate::manifest::essence;
+use crate::reference::{is_valid_digest, is_valid_name, is_valid_tag};
+use std::rc::Rc;
+use wharf_sdk::publications::Publication;
+use wharf_sdk::{Body, Failure, Header, Plan, Request, ServeBlob};
+
+/// Catalog page size when the client gives no `n`.
+const DEFAULT_CATALOG_PAGE: usize = 1000;
+/// Largest page we answer, whatever `n` says.
+const MAX_PAGE: usize = 10_000;
+
+/// What the registry reads: publications and their indexes.
+pub trait Registry {
+    fn lookup(&mut self, name: &str) -> Option<Publication>;
+    fn names(&mut self, after: Option<&str>, limit: u32) -> Vec<String>;
+    fn index(&mut self, digest: &str) -> Result<Rc<PublicationIndex>, String>;
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Route {
+    Base,
+    Catalog,
+    Tags { name: String },
+    Manifest { name: String, reference: String },
+    Blob { name: String, digest: String },
+}
+
+fn failure(status: u16, code: &str, message: impl Into<String>) -> Failure {
+    Failure {
+        status,
+        code: code.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Map a URL path to a route. Names have several segments, so the path is
+/// split at the last `/manifests/`, `/blobs/` or `/tags/list`.
+pub fn parse_path(raw: &str) -> Result<Route, Failure> {
+    let decoded = percent_decode(raw);
+    let path = decoded.as_deref().unwrap_or(raw);
+    let not_found = || failure(404, "NOT_FOUND", format!("no registry route for {raw}"));
+    let rest = match path {
+        "/v2" | "/v2/" => return Ok(Route::Base),
+        "/v2/_catalog" => return Ok(Route::Catalog),
+        p => p.strip_prefix("/v2/").ok_or_else(not_found)?,
+    };
+    let name_of = |name: &str| -> Result<String, Failure> {
+        if is_valid_name(name) {
+            Ok(name.to_string())
+        } else {
+            Err(failure(
+                400,
+                "NAME_INVALID",
+                format!("invalid repository name {name:?}"),
+            ))
+        }
+    };
+    if let Some(name) = rest.strip_suffix("/tags/list") {
+        return Ok(Route::Tags {
+            name: name_of(name)?,
+        });
+    }
+    let manifests = rest.rfind("/manifests/").map(|i| (i, "/manifests/".len()));
+    let blobs = rest.rfind("/blobs/").map(|i| (i, "/blobs/".len()));
+    let Some((at, skip)) = manifests.max(blobs) else {
+        return Err(not_found());
+    };
+    let (name, target) = (&rest[..at], &rest[at + skip..]);
+    let name = name_of(name)?;
+    if blobs == Some((at, skip)) {
+        if target == "uploads" || target.starts_with("uploads/") {
+            return Err(failure(
+                404,
+                "BLOB_UPLOAD_UNKNOWN",
+                "this registry does not accept pushes",
+            ));
+        }
+        return Ok(Route::Blob {
+            name,
+            digest: target.to_string(),
+        });
+    }
+    Ok(Route::Manifest {
+        name,
+        reference: target.to_string(),
+    })
+}
+
+/// `n` and `last` of a paginated listing.
+#[derive(Debug, Default, PartialEq)]
+pub struct Page {
+    pub n: Option<usize>,
+    pub last: Option<String>,
+}
+
+pub fn parse_page(query: &str) -> Result<Page, Failure> {
+    let mut page = Page::default();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode(value).unwrap_or_else(|| value.to_string());
+        match key {
+            "n" => {
+                let n = value.parse::<usize>().map_err(|_| {
+                    failure(
+                        400,
+                        "PAGINATION_NUMBER_INVALID",
+                        format!("n={value:?} is not a number"),
+                    )
+                })?;
+                page.n = Some(n);
+            }
+            "last" if !value.is_empty() => page.last = Some(value),
+            _ => {}
+        }
+    }
+    Ok(page)
+}
+
+/// `%XX` decoding; `None` when there is nothing to decode or the result is
+/// not UTF-8 (the raw text is used then).
+fn percent_decode(s: &str) -> Option<String> {
+    if !s.contains('%') {
+        return None;
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Whether a client that sent these headers takes `media_type`. No Accept
+/// header (or an empty one) and wildcards take anything; parameters are ignored.
+pub fn accepts(headers: &[Header], media_type: &str) -> bool {
+    let mut listed = false;
+    for h in headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("accept"))
+    {
+        for item in h.value.split(',') {
+            let item = essence(item);
+            if item.is_empty() {
+                continue;
+            }
+            if item.contains('*') || item == media_type {
+                return true;
+            }
+            listed = true;
+        }
+    }
+    !listed
+}
+
+fn json_body(value: serde_json::Value, headers: Vec<Header>) -> Plan {
+    Plan::Body(Body {
+        status: 200,
+        content_type: "application/json".to_string(),
+        headers,
+        body: value.to_string().into_bytes(),
+    })
+}
+
+fn next_link(path: &str, n: usize, last: &str) -> Header {
+    Header {
+        name: "Link".to_string(),
+        value: format!("<{path}?n={n}&last={last}>; rel=\"next\""),
+    }
+}
+
+fn digest_header(digest: &str) -> Vec<Header> {
+    vec![Header {
+        name: "Docker-Content-Digest".to_string(),
+        value: digest.to_string(),
+    }]
+}
+
+/// Answer a request on `/v2/`.
+pub fn resolve<R: Registry>(registry: &mut R, req: &Request) -> Plan {
+    resolve_route(registry, req).unwrap_or_else(Plan::Error)
+}
+
+fn resolve_route<R: Registry>(registry: &mut R, req: &Request) -> Result<Plan, Failure> {
+    if !(req.method.eq_ignore_ascii_case("GET") || req.method.eq_ignore_ascii_case("HEAD")) {
+        return Err(failure(
+            405,
+            "UNSUPPORTED",
+            format!(
+                "{} is not supported: this registry is read-only",
+                req.method
+            ),
+        ));
+    }
+    match parse_path(&req.path)? {
+        Route::Base => Ok(json_body(
+            serde_json::json!({}),
+            vec![Header {
+                name: "Docker-Distribution-API-Version".into(),
+                value: "registry/2.0".into(),
+            }],
+        )),
+        Route::Catalog => {
+            let page = parse_page(&req.query)?;
+            let n = page.n.unwrap_or(DEFAULT_CATALOG_PAGE).min(MAX_PAGE);
+            let mut names = if n == 0 {
+                Vec::new()
+            } else {
+                registry.names(page.last.as_deref(), n as u32 + 1)
+            };
+            let more = names.len() > n;
+            names.truncate(n);
+            let link = names
+                .last()
+                .filter(|_| more)
+                .map(|last| next_link("/v2/_catalog", n, last));
+            Ok(json_body(
+                serde_json::json!({ "repositories": names }),
+                link.into_iter().collect(),
+            ))
+        }
+        Route::Tags { name } => {
+            let (_, index) = publication(registry, &name)?;
+            let page = parse_page(&req.query)?;
+            // Without `n`, all tags, as distribution does.
+            let n = page.n.map_or(usize::MAX, |n| n.min(MAX_PAGE));
+            let after = page.last.as_deref();
+            let mut tags: Vec<&String> = index
+                .tags
+                .keys()
+                .filter(|t| after.is_none_or(|a| t.as_str() > a))
+                .take(n.saturating_add(1))
+                .collect();
+            let more = tags.len() > n;
+            tags.truncate(n);
+            let link = tags
+                .last()
+                .filter(|_| more)
+                .map(|last| next_link(&format!("/v2/{name}/tags/list"), n, last));
+            Ok(json_body(
+                serde_json::json!({ "name": name, "tags": tags }),
+                link.into_iter().collect(),
+            ))
+        }
+        Route::Manifest { name, reference } => {
+            let (_, index) = publication(registry, &name)?;
+            let unknown = || {
+                failure(
+                    404,
+                    "MANIFEST_UNKNOWN",
+                    format!("manifest {reference} is not in {name}"),
+                )
+            };
+            let digest = if reference.contains(':') {
+                if !is_valid_digest(&reference) {
+                    return Err(failure(
+                        400,
+                        "DIGEST_INVALID",
+                        format!("invalid digest {reference:?}"),
+                    ));
+                }
+                &reference
+            } else if is_valid_tag(&reference) {
+                index.tags.get(&reference).ok_or_else(unknown)?
+            } else {
+                return Err(failure(
+                    400,
+                    "TAG_INVALID",
+                    format!("invalid tag {reference:?}"),
+                ));
+            };
+            let entry = index.manifests.get(digest).ok_or_else(unknown)?;
+            if !accepts(&req.headers, &entry.media_type) {
+                // We never convert between formats, so say what there is.
+                return Err(failure(
+                    404,
+                    "MANIFEST_UNKNOWN",
+                    format!(
+                        "manifest {reference} of {name} exists only as {}, which the Accept header does not list",
+                        entry.media_type
+                    ),
+                ));
+            }
+            Ok(Plan::Blob(ServeBlob {
+                digest: digest.clone(),
+                media_type: entry.media_type.clone(),
+                headers: digest_header(digest),
+            }))
+        }
+        Route::Blob { name, digest } => {
+            let (publication, index) = publication(registry, &name)?;
+            if !is_valid_digest(&digest) {
+                return Err(failure(
+                    400,
+                    "DIGEST_INVALID",
+                    format!("invalid digest {digest:?}"),
+                ));
+            }
+            if !index.blobs.contains(&digest) {
+                return Err(failure(
+                    404,
+                    "BLOB_UNKNOWN",
+                    format!("blob {digest} is not in {name}"),
+                ));
+            }
+            if req.method.eq_ignore_ascii_case("GET")
+                && let Some(base) = redirect_url(&publication.config)
+            {
+                return Ok(Plan::Redirect(format!(
+                    "{}/{digest}",
+                    base.trim_end_matches('/')
+                )));
+            }
+            Ok(Plan::Blob(ServeBlob {
+                digest: digest.clone(),
+                media_type: "application/octet-stream".to_string(),
+                headers: digest_header(&digest),
+            }))
+        }
+    }
+}
+
+fn publication<R: Registry>(
+    registry: &mut R,
+    name: &str,
+) -> Result<(Publication, Rc<PublicationIndex>), Failure> {
+    let publication = registry.lookup(name).ok_or_else(|| {
+        failure(
+            404,
+            "NAME_UNKNOWN",
+            format!("repository {name} is not known to this registry"),
+        )
+    })?;
+    let index = registry.index(&publication.index).map_err(|e| {
+        failure(
+            500,
+            "UNKNOWN",
+            format!("cannot read the publication of {name}: {e}"),
+        )
+    })?;
+    Ok((publication, index))
+}
+
+/// Crane's redirect mode: blobs are served from `redirect_url/<digest>`.
+fn redirect_url(config: &str) -> Option<String> {
+    // Most publications have no redirect; skip parsing their config.
+    if !config.contains("redirect_url") {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_str(config).ok()?;
+    value
+        .get("redirect_url")?
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,615 @@
+//! The importer's sync: mirror tags of an upstream registry repository.
+//!
+//! Per tag one manifest GET; the body is stored as-is (the host checks it
+//! against `Docker-Content-Digest`). Tags whose manifest the repository
+//! already has cost nothing more. Missing blobs are downloaded by the host in
+//! parallel, verified while streaming; units are added only once everything
+//! a manifest needs is stored, so a tag in the repository is always complete.
+
+use crate::auth::{self, Challenge};
+use crate::glob::TagFilter;
+use crate::host::{Host, HttpResponse, list_all};
+use crate::manifest::{self, ACCEPT_ALL, Kind, MAX_MANIFEST, essence};
+use crate::model::{self, MANIFEST, ManifestMeta, TAG};
+use crate::reference::{is_sha256_digest, is_valid_name, is_valid_tag};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use wharf_sdk::fetch::BlobDownload;
+use wharf_sdk::log::Level;
+use wharf_sdk::{Error, Header, Summary};
+
+/// Cap for a page of `tags/list` and for token answers.
+const MAX_JSON: u64 = 4 << 20;
+/// Bound on `Link` pagination, against an upstream that loops.
+const MAX_PAGES: usize = 10_000;
+/// Downloads per `fetch-blobs` call: enough for parallelism, small enough
+/// for regular progress reports.
+const DOWNLOAD_BATCH: usize = 32;
+/// How deep indexes may nest.
+const MAX_DEPTH: usize = 4;
+/// Machine word for failures on the upstream's side.
+const UPSTREAM: &str = "upstream-error";
+
+#[derive(Debug, Default, Deserialize)]
+struct ImporterConfig {
+    feed: Option<String>,
+    upstream_name: Option<String>,
+    include_tags: Option<Vec<String>>,
+    exclude_tags: Option<Vec<String>>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Settings {
+    /// Without a trailing `/`.
+    pub feed: String,
+    pub upstream: String,
+    pub filter: TagFilter,
+    pub credentials: Option<(String, String)>,
+}
+
+pub fn settings(json: &str) -> Result<Settings, Error> {
+    let config: ImporterConfig = if json.trim().is_empty() {
+        ImporterConfig::default()
+    } else {
+        serde_json::from_str(json)
+            .map_err(|e| Error::invalid(format!("importer settings are not valid JSON: {e}")))?
+    };
+    let feed = config.feed.filter(|f| !f.is_empty()).ok_or_else(|| {
+        Error::invalid(
+            "set the importer's `feed` (the upstream registry URL, e.g. http://host:5000)",
+        )
+    })?;
+    if !(feed.starts_with("http://") || feed.starts_with("https://")) {
+        return Err(Error::invalid(format!(
+            "feed {feed:?} must be an http:// or https:// URL"
+        )));
+    }
+    let upstream = config
+        .upstream_name
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            Error::invalid("set the importer's `upstream_name` (e.g. library/busybox)")
+        })?;
+    if !is_valid_name(&upstream) {
+        return Err(Error::invalid(format!(
+            "upstream_name {upstream:?} is not a valid repository name"
+        )));
+    }
+    let credentials = config
+        .username
+        .map(|u| (u, config.password.unwrap_or_default()));
+    Ok(Settings {
+        feed: feed.trim_end_matches('/').to_string(),
+        upstream,
+        filter: TagFilter {
+            include: config.include_tags.unwrap_or_default(),
+            exclude: config.exclude_tags.unwrap_or_default(),
+        },
+        credentials,
+    })
+}
+
+/// The `rel="next"` target of a `Link` header.
+pub fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.trim().strip_prefix('<')?.split_once('>')?;
+        params
+            .split(';')
+            .any(|p| p.trim().replace(['"', ' '], "") == "rel=next")
+            .then(|| target.to_string())
+    })
+}
+
+/// A `Link` target made absolute against the feed.
+pub fn absolute_url(feed: &str, link: &str) -> String {
+    if link.starts_with("http://") || link.starts_with("https://") {
+        return link.to_string();
+    }
+    if link.starts_with('/') {
+        let authority_start = feed.find("://").map_or(0, |i| i + 3);
+        let origin_end = feed[authority_start..]
+            .find('/')
+            .map_or(feed.len(), |i| authority_start + i);
+        return format!("{}{link}", &feed[..origin_end]);
+    }
+    format!("{feed}/{link}")
+}
+
+/// HTTP to the upstream, answering auth challenges once per request.
+struct Client<'a, H: Host> {
+    host: &'a mut H,
+    upstream: String,
+    credentials: Option<(String, String)>,
+    authorization: Option<String>,
+    /// The last Bearer challenge, to renew the token when downloads fail.
+    bearer: Option<Challenge>,
+}
+
+impl<H: Host> Client<'_, H> {
+    fn headers(&self, accept: Option<&str>) -> Vec<Header> {
+        let mut headers = Vec::new();
+        if let Some(accept) = accept {
+            headers.push(Header {
+                name: "Accept".into(),
+                value: accept.into(),
+            });
+        }
+        if let Some(auth) = &self.authorization {
+            headers.push(Header {
+                name: "Authorization".into(),
+                value: auth.clone(),
+            });
+        }
+        headers
+    }
+
+    fn get(&mut self, url: &str, accept: Option<&str>, cap: u64) -> Result<HttpResponse, Error> {
+        let response = self.host.get(url, &self.headers(accept), cap)?;
+        if response.status != 401 {
+            return Ok(response);
+        }
+        let challenge = response
+            .header("www-authenticate")
+            .and_then(auth::parse_challenge)
+            .ok_or_else(|| {
+                Error::new(
+                    "denied",
+                    format!("{url} answered 401 without an authentication challenge"),
+                )
+            })?;
+        self.authorize(challenge)?;
+        let response = self.host.get(url, &self.headers(accept), cap)?;
+        if response.status == 401 {
+            let hint = if self.credentials.is_some() {
+                "refused the credentials"
+            } else {
+                "needs credentials: set username and password"
+            };
+            return Err(Error::new("denied", format!("{url} {hint}")));
+        }
+        Ok(response)
+    }
+
+    fn authorize(&mut self, challenge: Challenge) -> Result<(), Error> {
+        match challenge.scheme.as_str() {
+            "bearer" => {
+                let url =
+                    auth::token_url(&challenge, &format!("repository:{}:pull", self.upstream))?;
+                let headers: Vec<Header> = self
+                    .credentials
+                    .iter()
+                    .map(|(u, p)| Header {
+                        name: "Authorization".into(),
+                        value: auth::basic(u, p),
+                    })
+                    .collect();
+                let response = self.host.get(&url, &headers, MAX_JSON)?;
+                if response.status != 200 {
+                    return Err(Error::new(
+                        "denied",
+                        format!("the token endpoint {url} answered {}", response.status),
+                    ));
+                }
+                self.authorization =
+                    Some(format!("Bearer {}", auth::token_from_body(&response.body)?));
+                self.bearer = Some(challenge);
+            }
+            "basic" => {
+                let (user, password) = self.credentials.as_ref().ok_or_else(|| {
+                    Error::new(
+                        "denied",
+                        "the upstream asks for Basic auth: set username and password",
+                    )
+                })?;
+                self.authorization = Some(auth::basic(user, password));
+            }
+            other => {
+                return Err(Error::new(
+                    "denied",
+                    format!("unsupported authentication scheme {other:?}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Renew a Bearer token (they expire); `false` when not using one.
+    fn renew(&mut self) -> Result<bool, Error> {
+        match self.bearer.take() {
+            Some(challenge) => self.authorize(challenge).map(|_| true),
+            None => Ok(false),
+        }
+    }
+}
+
+fn ensure_ok(response: &HttpResponse, url: &str) -> Result<(), Error> {
+    if (200..300).contains(&response.status) {
+        return Ok(());
+    }
+    let body = String::from_utf8_lossy(&response.body[..response.body.len().min(200)]).into_owned();
+    Err(Error::new(
+        UPSTREAM,
+        format!("{url} answered {}: {body}", response.status),
+    ))
+}
+
+#[derive(Deserialize)]
+struct TagsPage {
+    tags: Option<Vec<String>>,
+}
+
+/// What one tag needs before its units can be added.
+struct Pending {
+    tag: String,
+    digest: String,
+    /// Children before parents.
+    manifests: Vec<(String, ManifestMeta)>,
+    /// Digest → (media type, size).
+    blobs: BTreeMap<String, (String, u64)>,
+}
+
+/// Mirror the upstream described by `importer_config` into the current repository.
+pub fn run<H: Host>(host: &mut H, importer_config: &str) -> Result<Summary, Error> {
+    let settings = settings(importer_config)?;
+    let base = format!("{}/v2/{}", settings.feed, settings.upstream);
+    let mut client = Client {
+        host,
+        upstream: settings.upstream.clone(),
+        credentials: settings.credentials.clone(),
+        authorization: None,
+        bearer: None,
+    };
+    let mut summary = Summary {
+        units_added: 0,
+        units_removed: 0,
+        bytes_stored: 0,
+        message: String::new(),
+    };
+    let mut failures: Vec<String> = Vec::new();
+
+    let upstream_tags = list_tags(&mut client, &settings, &base)?;
+    let wanted: Vec<&String> = upstream_tags
+        .iter()
+        .filter(|t| settings.filter.allows(t))
+        .collect();
+    let mut current: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for unit in list_all(client.host, TAG)? {
+        let tag = model::tag_meta(&unit)?;
+        current.entry(tag.name).or_default().insert(tag.manifest);
+    }
+
+    let mut keep: HashSet<&str> = HashSet::new();
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut unchanged = 0u64;
+    for (i, tag) in wanted.iter().enumerate() {
+        client.host.progress(
+            i as u64,
+            wanted.len() as u64,
+            0,
+            0,
+            &format!("checking tag {tag}"),
+        );
+        let url = format!("{base}/manifests/{tag}");
+        let response = client.get(&url, Some(ACCEPT_ALL), MAX_MANIFEST)?;
+        if response.status == 404 {
+            client.host.log(
+                Level::Warn,
+                &format!("tag {tag} vanished upstream during the sync"),
+            );
+            continue;
+        }
+        keep.insert(tag.as_str());
+        match plan_tag(
+            &mut client,
+            &base,
+            tag,
+            &response,
+            &url,
+            &current,
+            &mut summary,
+        ) {
+            Ok(Some(p)) => pending.push(p),
+            Ok(None) => unchanged += 1,
+            Err(e) => failures.push(format!("tag {tag}: {}", e.message)),
+        }
+    }
+
+    let failed = download(&mut client, &base, &pending, &mut summary)?;
+
+    let mut updated = 0u64;
+    for p in &pending {
+        if let Some((digest, why)) = p
+            .blobs
+            .keys()
+            .find_map(|d| failed.get(d).map(|why| (d, why)))
+        {
+            failures.push(format!("tag {}: blob {digest}: {why}", p.tag));
+            continue;
+        }
+        for (digest, (media_type, size)) in &p.blobs {
+            client
+                .host
+                .add_unit(&model::blob_unit(digest, media_type, *size))?;
+            summary.units_added += 1;
+        }
+        for (digest, meta) in &p.manifests {
+            client.host.add_unit(&model::manifest_unit(digest, meta))?;
+            summary.units_added += 1;
+        }
+        let change = model::set_tag(client.host, &p.tag, &p.digest)?;
+        summary.units_added += u64::from(change.added);
+        summary.units_removed += change.removed;
+        updated += 1;
+    }
+
+    // Mirror: tags gone upstream (or filtered out now) leave the repository.
+    let mut removed = 0u64;
+    for (name, manifests) in &current {
+        if keep.contains(name.as_str()) {
+            continue;
+        }
+        for manifest in manifests {
+            if client
+                .host
+                .remove_unit(TAG, &model::tag_key(name, manifest))?
+            {
+                summary.units_removed += 1;
+            }
+        }
+        removed += 1;
+    }
+
+    summary.message = format!(
+        "synced {} from {}: {} tag(s) upstream, {} unchanged, {updated} updated, {removed} removed; {} bytes stored",
+        settings.upstream,
+        settings.feed,
+        wanted.len(),
+        unchanged,
+        summary.bytes_stored
+    );
+    if !failures.is_empty() {
+        return Err(Error::new(
+            UPSTREAM,
+            format!("{}; failed: {}", summary.message, failures.join("; ")),
+        ));
+    }
+    client.host.log(Level::Info, &summary.message);
+    Ok(summary)
+}
+
+fn list_tags<H: Host>(
+    client: &mut Client<'_, H>,
+    settings: &Settings,
+    base: &str,
+) -> Result<Vec<String>, Error> {
+    let mut url = format!("{base}/tags/list");
+    let mut seen = HashSet::new();
+    let mut tags = Vec::new();
+    while seen.insert(url.clone()) && seen.len() <= MAX_PAGES {
+        let response = client.get(&url, None, MAX_JSON)?;
+        if response.status == 404 {
+            return Err(Error::new(
+                "not-found",
+                format!("{} has no repository {}", settings.feed, settings.upstream),
+            ));
+        }
+        ensure_ok(&response, &url)?;
+        let page: TagsPage = serde_json::from_slice(&response.body).map_err(|e| {
+            Error::new(UPSTREAM, format!("{url} answered an invalid tag list: {e}"))
+        })?;
+        tags.extend(
+            page.tags
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|t| is_valid_tag(t)),
+        );
+        match response.header("link").and_then(next_link) {
+            Some(next) => url = absolute_url(&settings.feed, &next),
+            None => break,
+        }
+    }
+    tags.sort();
+    tags.dedup();
+    Ok(tags)
+}
+
+/// Store a tag's manifest and work out what it still needs; `None` when the
+/// repository already has the tag pointing at the same manifest.
+fn plan_tag<H: Host>(
+    client: &mut Client<'_, H>,
+    base: &str,
+    tag: &str,
+    response: &HttpResponse,
+    url: &str,
+    current: &BTreeMap<String, BTreeSet<String>>,
+    summary: &mut Summary,
+) -> Result<Option<Pending>, Error> {
+    ensure_ok(response, url)?;
+    let expect = response
+        .header("docker-content-digest")
+        .filter(|d| is_sha256_digest(d));
+    let points_at = |digest: &str| {
+        current
+            .get(tag)
+            .is_some_and(|m| m.len() == 1 && m.contains(digest))
+    };
+    // Unchanged per the upstream's digest header: not even the manifest
+    // bytes need to go back to the host.
+    if let Some(d) = expect
+        && points_at(d)
+        && client.host.get_unit(MANIFEST, d)?.is_some()
+    {
+        return Ok(None);
+    }
+    let digest = client.host.store_bytes(&response.body, expect)?;
+    let has_manifest = client.host.get_unit(MANIFEST, &digest)?.is_some();
+    if points_at(&digest) && has_manifest {
+        return Ok(None);
+    }
+    let mut pending = Pending {
+        tag: tag.to_string(),
+        digest: digest.clone(),
+        manifests: Vec::new(),
+        blobs: BTreeMap::new(),
+    };
+    if !has_manifest {
+        summary.bytes_stored += response.body.len() as u64;
+        let declared = response.header("content-type");
+        collect(
+            client,
+            base,
+            &digest,
+            &response.body,
+            declared,
+            None,
+            &mut pending,
+            0,
+        )?;
+    }
+    Ok(Some(pending))
+}
+
+/// Record a manifest and what it references, fetching child manifests of an
+/// index unless the repository already has them.
+#[allow(clippy::too_many_arguments)]
+fn collect<H: Host>(
+    client: &mut Client<'_, H>,
+    base: &str,
+    digest: &str,
+    body: &[u8],
+    declared: Option<&str>,
+    platform: Option<serde_json::Value>,
+    pending: &mut Pending,
+    depth: usize,
+) -> Result<(), Error> {
+    if depth > MAX_DEPTH {
+        return Err(Error::new(
+            UPSTREAM,
+            format!("indexes nest more than {MAX_DEPTH} deep at {digest}"),
+        ));
+    }
+    let parsed = manifest::parse(body, declared.map(essence).as_deref())
+        .map_err(|e| Error::new(UPSTREAM, format!("manifest {digest}: {e}")))?;
+    match &parsed.kind {
+        Kind::List { manifests } => {
+            for child in manifests {
+                let known = pending.manifests.iter().any(|(d, _)| *d == child.digest)
+                    || client.host.get_unit(MANIFEST, &child.digest)?.is_some();
+                if known {
+                    continue;
+                }
+                let url = format!("{base}/manifests/{}", child.digest);
+                let response = client.get(&url, Some(ACCEPT_ALL), MAX_MANIFEST)?;
+                ensure_ok(&response, &url)?;
+                client
+                    .host
+                    .store_bytes(&response.body, Some(&child.digest))?;
+                let declared = Some(child.media_type.as_str()).filter(|m| !m.is_empty());
+                collect(
+                    client,
+                    base,
+                    &child.digest,
+                    &response.body,
+                    declared,
+                    child.platform.clone(),
+                    pending,
+                    depth + 1,
+                )?;
+            }
+        }
+        Kind::Image { config, layers } => {
+            for blob in std::iter::once(config)
+                .chain(layers)
+                .filter(|b| !b.is_foreign())
+            {
+                pending
+                    .blobs
+                    .insert(blob.digest.clone(), (blob.media_type.clone(), blob.size));
+            }
+        }
+    }
+    pending.manifests.push((
+        digest.to_string(),
+        ManifestMeta::new(&parsed, body.len() as u64, platform),
+    ));
+    Ok(())
+}
+
+/// Download every blob the pending tags need and the host lacks. Returns the
+/// digests that failed, with why.
+fn download<H: Host>(
+    client: &mut Client<'_, H>,
+    base: &str,
+    pending: &[Pending],
+    summary: &mut Summary,
+) -> Result<HashMap<String, String>, Error> {
+    let mut needed: BTreeMap<&str, u64> = BTreeMap::new();
+    for p in pending {
+        for (digest, (_, size)) in &p.blobs {
+            if !needed.contains_key(digest.as_str()) && client.host.stat(digest).is_none() {
+                needed.insert(digest, *size);
+            }
+        }
+    }
+    let total_items = needed.len() as u64;
+    let total_bytes: u64 = needed.values().sum();
+    let mut failed: HashMap<String, String> = HashMap::new();
+    let (mut items, mut bytes) = (0u64, 0u64);
+    let todo: Vec<(&str, u64)> = needed.into_iter().collect();
+    for batch in todo.chunks(DOWNLOAD_BATCH) {
+        let mut results = fetch(client, base, batch);
+        // A token may expire during a long sync: renew once and retry.
+        if results.iter().any(Result::is_err) && client.renew()? {
+            let retry: Vec<(&str, u64)> = batch
+                .iter()
+                .zip(&results)
+                .filter(|(_, r)| r.is_err())
+                .map(|(b, _)| *b)
+                .collect();
+            let mut again = fetch(client, base, &retry).into_iter();
+            for r in results.iter_mut().filter(|r| r.is_err()) {
+                *r = again
+                    .next()
+                    .unwrap_or_else(|| Err(Error::new(UPSTREAM, "no answer")));
+            }
+        }
+        for ((digest, size), result) in batch.iter().zip(results) {
+            match result {
+                Ok(_) => {
+                    items += 1;
+                    bytes += size;
+                    summary.bytes_stored += size;
+                }
+                Err(e) => {
+                    failed.insert(digest.to_string(), e.message);
+                }
+            }
+        }
+        client
+            .host
+            .progress(items, total_items, bytes, total_bytes, "downloading blobs");
+    }
+    Ok(failed)
+}
+
+fn fetch<H: Host>(
+    client: &mut Client<'_, H>,
+    base: &str,
+    batch: &[(&str, u64)],
+) -> Vec<Result<String, Error>> {
+    let headers = client.headers(None);
+    let downloads: Vec<BlobDownload> = batch
+        .iter()
+        .map(|(digest, _)| BlobDownload {
+            url: format!("{base}/blobs/{digest}"),
+            headers: headers.clone(),
+            digest: digest.to_string(),
+        })
+        .collect();
+    client.host.fetch_blobs(&downloads)
+}
+
+#[cfg(test)]
+mod tests;

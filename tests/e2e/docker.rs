@@ -1,0 +1,45 @@
+//! The Docker content type with a real Docker engine.
+
+use crate::support::*;
+use serde_json::json;
+
+/// `docker load` the test image and `docker save` it again, so the archive is
+/// exactly what this engine writes.
+fn docker_save(image: &str, archive: &str, out: &std::path::Path) {
+    must(
+        docker()
+            .args(["load", "-i"])
+            .arg(images_dir().join(archive)),
+    );
+    must(docker().args(["save", image, "-o"]).arg(out));
+}
+
+#[test]
+fn docker_save_upload_publish_pull_run() {
+    let s = Server::start();
+    let tmp = tempfile::tempdir_in(env_path("WHARF_TEST_RUN_DIR")).unwrap();
+    let saved = tmp.path().join("saved.tar");
+    docker_save("test/busybox:latest", "busybox.tar", &saved);
+
+    s.create_repo(json!({"id": "busybox", "content_type": "docker", "distributor_config": {"repo_registry_id": "test/busybox"}}));
+    let name = format!("{}/test/busybox:latest", s.addr);
+
+    // Before a publish nothing is visible.
+    let (ok, out) = run(docker().args(["pull", &name]));
+    assert!(!ok, "pull of an unpublished repository succeeded: {out}");
+
+    s.import_and_publish("busybox", &saved);
+    must(docker().args(["rmi", "-f", "test/busybox:latest"]));
+    must(docker().args(["pull", &name]));
+    let out = must(docker().args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &name,
+        "cat",
+        "/etc/hello.txt",
+    ]));
+    assert!(out.contains("hello from wharf"), "{out}");
+    let _ = run(docker().args(["rmi", "-f", &name]));
+}

@@ -1,0 +1,212 @@
+//! Starting servers and talking to them.
+
+use reqwest::blocking::Client;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn env_path(var: &str) -> PathBuf {
+    PathBuf::from(std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run the tests through scripts/test.sh (make test)")
+    }))
+}
+
+/// A `wharf serve` process on a free port with its own data directory.
+pub struct Server {
+    pub base: String,
+    pub addr: String,
+    pub data: tempfile::TempDir,
+    child: Child,
+    pub http: Client,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    /// A server with the built-in plugins.
+    pub fn start() -> Server {
+        Self::start_with_plugin_dir(&env_path("WHARF_PLUGIN_DIR"), &[])
+    }
+
+    pub fn start_with_plugin_dir(plugin_dir: &Path, extra_args: &[&str]) -> Server {
+        let data = tempfile::tempdir_in(env_path("WHARF_TEST_RUN_DIR")).unwrap();
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let log = std::fs::File::create(data.path().join("server.log")).unwrap();
+        let child = Command::new(env_path("WHARF_BIN"))
+            .args(["serve", "--listen", &addr, "--data-dir"])
+            .arg(data.path().join("data"))
+            .arg("--plugin-dir")
+            .arg(plugin_dir)
+            .args(extra_args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start wharf");
+        let server = Server {
+            base: format!("http://{addr}"),
+            addr,
+            data,
+            child,
+            http: Client::builder()
+                .timeout(Duration::from_secs(600))
+                .build()
+                .unwrap(),
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            if self
+                .http
+                .get(self.url("/api/v1/status"))
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("wharf did not become ready; log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("server.log")).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn get_json(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(self.url(path)).send().unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self.http.post(self.url(path)).json(body).send().unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    /// Create a repository; panics unless it was created.
+    pub fn create_repo(&self, body: Value) {
+        let (status, v) = self.post_json("/api/v1/repositories", &body);
+        assert_eq!(status, 201, "create repository: {v}");
+    }
+
+    /// Upload a file in chunks of `chunk` bytes; returns the upload id.
+    pub fn upload(&self, path: &Path, chunk: usize) -> String {
+        let bytes = std::fs::read(path).unwrap();
+        let (status, v) =
+            self.post_json("/api/v1/uploads", &serde_json::json!({"size": bytes.len()}));
+        assert_eq!(status, 201, "{v}");
+        let id = v["id"].as_str().unwrap().to_string();
+        let mut offset = 0;
+        for part in bytes.chunks(chunk.max(1)) {
+            let r = self
+                .http
+                .put(self.url(&format!("/api/v1/uploads/{id}?offset={offset}")))
+                .body(part.to_vec())
+                .send()
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200, "{}", r.text().unwrap());
+            offset += part.len();
+        }
+        id
+    }
+
+    /// Wait for a task to end; returns its final record.
+    pub fn wait_task(&self, task: &Value) -> Value {
+        let id = task["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not a task: {task}"));
+        let start = Instant::now();
+        loop {
+            let (_, t) = self.get_json(&format!("/api/v1/tasks/{id}"));
+            if ["finished", "error", "canceled"].contains(&t["state"].as_str().unwrap_or("")) {
+                return t;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(600),
+                "task {id} did not end: {t}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Run a repository action (`import`, `publish`, ...) and wait for it.
+    pub fn repo_task(&self, repo: &str, action: &str, body: Value) -> Value {
+        let (status, t) = self.post_json(&format!("/api/v1/repositories/{repo}/{action}"), &body);
+        assert_eq!(status, 202, "{action}: {t}");
+        self.wait_task(&t)
+    }
+
+    /// Upload and import a file, then publish; asserts both succeed.
+    pub fn import_and_publish(&self, repo: &str, file: &Path) {
+        let upload = self.upload(file, 4 << 20);
+        let t = self.repo_task(repo, "import", serde_json::json!({"upload_id": upload}));
+        assert_eq!(t["state"], "finished", "import: {t}\n{}", self.log());
+        let t = self.repo_task(repo, "publish", serde_json::json!({}));
+        assert_eq!(t["state"], "finished", "publish: {t}\n{}", self.log());
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- wharf log ({}) ---\n{}", self.addr, self.log());
+        }
+    }
+}
+
+/// Run a command, returning (success, stdout+stderr).
+pub fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Run a command that must succeed.
+pub fn must(cmd: &mut Command) -> String {
+    let (ok, text) = run(cmd);
+    assert!(ok, "{cmd:?} failed:\n{text}");
+    text
+}
+
+/// The Docker CLI talking to the test engine (`DOCKER_HOST`).
+pub fn docker() -> Command {
+    let mut c = Command::new("/usr/bin/docker");
+    c.env(
+        "DOCKER_HOST",
+        std::env::var("DOCKER_HOST").expect("DOCKER_HOST: run through scripts/test.sh"),
+    );
+    c
+}
+
+pub fn images_dir() -> PathBuf {
+    env_path("WHARF_TEST_IMAGES")
+}
