@@ -44,8 +44,11 @@ fi
 phase "building plugins (with test plugins)"
 scripts/build-plugins.sh --test-plugins
 
-phase "building wharf (cargo build --release -p wharf)"
-cargo build --release -p wharf
+# One build for the binary and every test: `wharf`'s own integration test
+# makes cargo build target/release/wharf with the workspace's unified
+# features, so wasmtime is compiled once, not once per feature set.
+phase "building wharf and the tests (cargo test --release --workspace --no-run)"
+cargo test --release --workspace --no-run
 
 # ----------------------------------------------------------------- run dir --
 mkdir -p target/test-run

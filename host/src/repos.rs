@@ -394,6 +394,9 @@ struct ImportRequest {
     /// Delete the upload after a successful import (default true).
     #[serde(default = "yes")]
     delete_upload: bool,
+    /// Content-type specific import parameters, handed to the plugin.
+    #[serde(default)]
+    params: serde_json::Map<String, serde_json::Value>,
 }
 
 fn yes() -> bool {
@@ -436,9 +439,10 @@ async fn import(
                 offset: 0,
                 len: upload.offset,
             };
+            let params = serde_json::Value::Object(req.params).to_string();
             let (summary, bytes) = run_plugin_task(&app2, plugin, repo, ctx, move |p, s, r| {
                 let handle = s.data_mut().table.push(source)?;
-                p.wharf_plugin_plugin().call_upload(s, &r, handle)
+                p.wharf_plugin_plugin().call_upload(s, &r, handle, &params)
             })
             .await?;
             if req.delete_upload {

@@ -53,7 +53,7 @@ impl Guest for DockerPlugin {
         }
     }
 
-    fn upload(_repo: Repository, data: Source) -> Result<Summary, Error> {
+    fn upload(_repo: Repository, data: Source, _params: String) -> Result<Summary, Error> {
         upload::import(&mut WasmUpload::new(&data), &mut WasmHost)
     }
 

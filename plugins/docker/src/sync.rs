@@ -120,6 +120,8 @@ pub fn absolute_url(feed: &str, link: &str) -> String {
 /// HTTP to the upstream, answering auth challenges once per request.
 struct Client<'a, H: Host> {
     host: &'a mut H,
+    /// `{feed}/v2/{upstream}`.
+    base: String,
     upstream: String,
     credentials: Option<(String, String)>,
     authorization: Option<String>,
@@ -253,9 +255,9 @@ struct Pending {
 /// Mirror the upstream described by `importer_config` into the current repository.
 pub fn run<H: Host>(host: &mut H, importer_config: &str) -> Result<Summary, Error> {
     let settings = settings(importer_config)?;
-    let base = format!("{}/v2/{}", settings.feed, settings.upstream);
     let mut client = Client {
         host,
+        base: format!("{}/v2/{}", settings.feed, settings.upstream),
         upstream: settings.upstream.clone(),
         credentials: settings.credentials.clone(),
         authorization: None,
@@ -269,7 +271,7 @@ pub fn run<H: Host>(host: &mut H, importer_config: &str) -> Result<Summary, Erro
     };
     let mut failures: Vec<String> = Vec::new();
 
-    let upstream_tags = list_tags(&mut client, &settings, &base)?;
+    let upstream_tags = list_tags(&mut client, &settings)?;
     let wanted: Vec<&String> = upstream_tags
         .iter()
         .filter(|t| settings.filter.allows(t))
@@ -291,7 +293,7 @@ pub fn run<H: Host>(host: &mut H, importer_config: &str) -> Result<Summary, Erro
             0,
             &format!("checking tag {tag}"),
         );
-        let url = format!("{base}/manifests/{tag}");
+        let url = format!("{}/manifests/{tag}", client.base);
         let response = client.get(&url, Some(ACCEPT_ALL), MAX_MANIFEST)?;
         if response.status == 404 {
             client.host.log(
@@ -301,22 +303,14 @@ pub fn run<H: Host>(host: &mut H, importer_config: &str) -> Result<Summary, Erro
             continue;
         }
         keep.insert(tag.as_str());
-        match plan_tag(
-            &mut client,
-            &base,
-            tag,
-            &response,
-            &url,
-            &current,
-            &mut summary,
-        ) {
+        match plan_tag(&mut client, tag, &response, &url, &current, &mut summary) {
             Ok(Some(p)) => pending.push(p),
             Ok(None) => unchanged += 1,
             Err(e) => failures.push(format!("tag {tag}: {}", e.message)),
         }
     }
 
-    let failed = download(&mut client, &base, &pending, &mut summary)?;
+    let failed = download(&mut client, &pending, &mut summary)?;
 
     let mut updated = 0u64;
     for p in &pending {
@@ -382,9 +376,8 @@ pub fn run<H: Host>(host: &mut H, importer_config: &str) -> Result<Summary, Erro
 fn list_tags<H: Host>(
     client: &mut Client<'_, H>,
     settings: &Settings,
-    base: &str,
 ) -> Result<Vec<String>, Error> {
-    let mut url = format!("{base}/tags/list");
+    let mut url = format!("{}/tags/list", client.base);
     let mut seen = HashSet::new();
     let mut tags = Vec::new();
     while seen.insert(url.clone()) && seen.len() <= MAX_PAGES {
@@ -419,7 +412,6 @@ fn list_tags<H: Host>(
 /// repository already has the tag pointing at the same manifest.
 fn plan_tag<H: Host>(
     client: &mut Client<'_, H>,
-    base: &str,
     tag: &str,
     response: &HttpResponse,
     url: &str,
@@ -459,7 +451,6 @@ fn plan_tag<H: Host>(
         let declared = response.header("content-type");
         collect(
             client,
-            base,
             &digest,
             &response.body,
             declared,
@@ -473,10 +464,8 @@ fn plan_tag<H: Host>(
 
 /// Record a manifest and what it references, fetching child manifests of an
 /// index unless the repository already has them.
-#[allow(clippy::too_many_arguments)]
 fn collect<H: Host>(
     client: &mut Client<'_, H>,
-    base: &str,
     digest: &str,
     body: &[u8],
     declared: Option<&str>,
@@ -500,7 +489,7 @@ fn collect<H: Host>(
                 if known {
                     continue;
                 }
-                let url = format!("{base}/manifests/{}", child.digest);
+                let url = format!("{}/manifests/{}", client.base, child.digest);
                 let response = client.get(&url, Some(ACCEPT_ALL), MAX_MANIFEST)?;
                 ensure_ok(&response, &url)?;
                 client
@@ -509,7 +498,6 @@ fn collect<H: Host>(
                 let declared = Some(child.media_type.as_str()).filter(|m| !m.is_empty());
                 collect(
                     client,
-                    base,
                     &child.digest,
                     &response.body,
                     declared,
@@ -541,7 +529,6 @@ fn collect<H: Host>(
 /// digests that failed, with why.
 fn download<H: Host>(
     client: &mut Client<'_, H>,
-    base: &str,
     pending: &[Pending],
     summary: &mut Summary,
 ) -> Result<HashMap<String, String>, Error> {
@@ -559,7 +546,7 @@ fn download<H: Host>(
     let (mut items, mut bytes) = (0u64, 0u64);
     let todo: Vec<(&str, u64)> = needed.into_iter().collect();
     for batch in todo.chunks(DOWNLOAD_BATCH) {
-        let mut results = fetch(client, base, batch);
+        let mut results = fetch(client, batch);
         // A token may expire during a long sync: renew once and retry.
         if results.iter().any(Result::is_err) && client.renew()? {
             let retry: Vec<(&str, u64)> = batch
@@ -568,7 +555,7 @@ fn download<H: Host>(
                 .filter(|(_, r)| r.is_err())
                 .map(|(b, _)| *b)
                 .collect();
-            let mut again = fetch(client, base, &retry).into_iter();
+            let mut again = fetch(client, &retry).into_iter();
             for r in results.iter_mut().filter(|r| r.is_err()) {
                 *r = again
                     .next()
@@ -594,16 +581,12 @@ fn download<H: Host>(
     Ok(failed)
 }
 
-fn fetch<H: Host>(
-    client: &mut Client<'_, H>,
-    base: &str,
-    batch: &[(&str, u64)],
-) -> Vec<Result<String, Error>> {
+fn fetch<H: Host>(client: &mut Client<'_, H>, batch: &[(&str, u64)]) -> Vec<Result<String, Error>> {
     let headers = client.headers(None);
     let downloads: Vec<BlobDownload> = batch
         .iter()
         .map(|(digest, _)| BlobDownload {
-            url: format!("{base}/blobs/{digest}"),
+            url: format!("{}/blobs/{digest}", client.base),
             headers: headers.clone(),
             digest: digest.to_string(),
         })

@@ -500,3 +500,39 @@ fn config_names() {
     assert_eq!(digest_of_name("config.json"), None);
     assert_eq!(digest_of_name(&hex), None);
 }
+
+/// Archives written by real tools (`docker save`, `skopeo copy ...
+/// docker-archive:/oci-archive:`): point WHARF_DOCKER_ARCHIVES at a
+/// directory of `*.tar` and run with `--ignored`.
+#[test]
+#[ignore]
+fn real_archives() {
+    let dir = std::env::var("WHARF_DOCKER_ARCHIVES").expect("set WHARF_DOCKER_ARCHIVES");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "tar") {
+            continue;
+        }
+        let mut host = FakeHost::default();
+        let summary = import_bytes(&mut host, std::fs::read(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+        println!("{}: {}", path.display(), summary.message);
+        for key in host.repo_keys(MANIFEST) {
+            let meta = manifest_meta(&host, &key);
+            let parsed =
+                manifest::parse(&host.blob(&key).unwrap(), Some(&meta.media_type)).unwrap();
+            for child in parsed.children() {
+                assert!(
+                    host.blob(&child.digest).is_some(),
+                    "{} needs {}",
+                    key,
+                    child.digest
+                );
+            }
+        }
+        assert!(!host.repo_keys(TAG).is_empty());
+        seen += 1;
+    }
+    assert!(seen > 0);
+}

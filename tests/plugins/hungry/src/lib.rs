@@ -23,7 +23,7 @@ impl Guest for Hungry {
         }
     }
 
-    fn upload(_repo: Repository, _data: Source) -> Result<Summary, Error> {
+    fn upload(_repo: Repository, _data: Source, _params: String) -> Result<Summary, Error> {
         Err(Error::new(
             "unsupported",
             "hungry-test does not take uploads",

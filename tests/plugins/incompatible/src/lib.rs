@@ -34,7 +34,7 @@ impl Guest for Incompatible {
         }
     }
 
-    fn upload(_repo: Repository, _data: Source) -> Result<Summary, Error> {
+    fn upload(_repo: Repository, _data: Source, _params: String) -> Result<Summary, Error> {
         Err(unsupported("take uploads"))
     }
 

@@ -20,7 +20,7 @@ impl Guest for Looping {
         }
     }
 
-    fn upload(_repo: Repository, _data: Source) -> Result<Summary, Error> {
+    fn upload(_repo: Repository, _data: Source, _params: String) -> Result<Summary, Error> {
         Err(Error::new(
             "unsupported",
             "looping-test does not take uploads",

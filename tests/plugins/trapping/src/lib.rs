@@ -22,7 +22,7 @@ impl Guest for Trapping {
         }
     }
 
-    fn upload(_repo: Repository, _data: Source) -> Result<Summary, Error> {
+    fn upload(_repo: Repository, _data: Source, _params: String) -> Result<Summary, Error> {
         Err(Error::new(
             "unsupported",
             "trapping-test does not take uploads",
