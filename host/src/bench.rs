@@ -167,3 +167,92 @@ pub async fn startup(plugin_dir: &Path, runs: usize) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Copy of 10,000 units between repositories and listing 10,000
+/// repositories, on the embedded store.
+pub async fn store(units: usize, repos: usize) -> anyhow::Result<()> {
+    use crate::db::{RepoQuery, Repository, Store, Unit, UnitChange, now};
+    let dir = tempfile::tempdir()?;
+    let store = SqliteStore::open(&dir.path().join("wharf.db"))?;
+    let repo = |id: String| Repository {
+        id: id.parse().unwrap(),
+        content_type: "docker".into(),
+        display_name: String::new(),
+        description: String::new(),
+        notes: [("env".to_string(), "bench".to_string())].into(),
+        importer_config: serde_json::json!({}),
+        distributor_config: serde_json::json!({}),
+        created_at: now(),
+        updated_at: now(),
+    };
+    store.create_repo(&repo("src".into())).await?;
+    store.create_repo(&repo("dst".into())).await?;
+    let changes: Vec<UnitChange> = (0..units)
+        .map(|i| {
+            let key = format!("sha256:{:064x}", i);
+            UnitChange::Add(Unit {
+                unit_type: "blob".into(),
+                key: key.clone(),
+                metadata: serde_json::json!({"size": i}),
+                blobs: vec![crate::digest::Digest::of(key.as_bytes())],
+            })
+        })
+        .collect();
+    let t = Instant::now();
+    store.apply_changes(&"src".parse()?, &changes).await?;
+    println!("add {units} units in one transaction: {}", ms(t.elapsed()));
+    let t = Instant::now();
+    let copied = store
+        .copy_units(&"src".parse()?, &"dst".parse()?, &[])
+        .await?;
+    println!(
+        "copy {copied} units (associations only): {}",
+        ms(t.elapsed())
+    );
+
+    for i in 0..repos {
+        store.create_repo(&repo(format!("repo-{i:05}"))).await?;
+    }
+    let mut page = Vec::new();
+    let mut all = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        store
+            .list_repos(&RepoQuery {
+                limit: 100,
+                ..Default::default()
+            })
+            .await?;
+        page.push(t.elapsed());
+        let t = Instant::now();
+        let mut after = None;
+        let mut n = 0;
+        loop {
+            let got = store
+                .list_repos(&RepoQuery {
+                    after: after.clone(),
+                    limit: 1000,
+                    ..Default::default()
+                })
+                .await?;
+            n += got.len();
+            match got.last() {
+                Some(r) if got.len() == 1000 => after = Some(r.id.to_string()),
+                _ => break,
+            }
+        }
+        all.push(t.elapsed());
+        anyhow::ensure!(n == repos + 2, "listed {n} repositories");
+    }
+    page.sort();
+    all.sort();
+    println!(
+        "list repositories ({repos} stored), first page of 100: p50 {}",
+        ms(percentile(&page, 0.5))
+    );
+    println!(
+        "list all {repos} repositories in pages of 1000: p50 {}",
+        ms(percentile(&all, 0.5))
+    );
+    Ok(())
+}

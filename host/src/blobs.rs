@@ -181,6 +181,16 @@ impl BlobStore {
         Ok(actual)
     }
 
+    /// When a blob was written.
+    pub fn modified(&self, d: &Digest) -> Option<std::time::SystemTime> {
+        self.dir
+            .metadata(Self::rel_path(d))
+            .ok()?
+            .modified()
+            .ok()
+            .map(|t| t.into_std())
+    }
+
     /// Remove a blob (orphan cleanup, fsck repair).
     pub fn remove(&self, d: &Digest) -> io::Result<bool> {
         match self.dir.remove_file(Self::rel_path(d)) {

@@ -4,11 +4,15 @@
 pub mod app;
 pub mod bench;
 pub mod blobs;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod digest;
+pub mod fsck;
+pub mod groups;
 pub mod http;
 pub mod ids;
+pub mod orphans;
 pub mod plugins;
 pub mod publications;
 pub mod repos;

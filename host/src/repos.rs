@@ -3,7 +3,8 @@
 //! run as a task that locks the repository.
 
 use crate::app::App;
-use crate::db::{Notes, Publication, RepoQuery, Repository, now};
+use crate::db::{Notes, Publication, RepoQuery, Repository, Task, now};
+use crate::http::error::ApiErrorBody;
 use crate::http::error::{ApiError, ApiResult};
 use crate::ids::{RepoId, UploadId};
 use crate::plugins::bindings::wharf::plugin::types as wit;
@@ -29,9 +30,9 @@ pub fn routes() -> axum::Router<Arc<App>> {
         .route("/repositories/{id}/copy", post(copy))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateRepo {
+pub struct CreateRepo {
     id: String,
     #[serde(alias = "type")]
     content_type: String,
@@ -40,7 +41,9 @@ struct CreateRepo {
     description: String,
     #[serde(default)]
     notes: Notes,
+    #[schema(value_type = Option<Object>)]
     importer_config: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
     distributor_config: Option<serde_json::Value>,
 }
 
@@ -59,6 +62,8 @@ fn config_object(v: Option<serde_json::Value>, what: &str) -> ApiResult<serde_js
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/repositories", tag = "repositories", request_body = CreateRepo,
+    responses((status = 201, body = Repository), (status = 400, body = ApiErrorBody), (status = 409, body = ApiErrorBody)))]
 async fn create(
     State(app): State<Arc<App>>,
     body: Result<Json<CreateRepo>, axum::extract::rejection::JsonRejection>,
@@ -93,7 +98,7 @@ async fn create(
     Ok((StatusCode::CREATED, Json(repo)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 struct ListQuery {
     after: Option<String>,
     limit: Option<u32>,
@@ -103,7 +108,7 @@ struct ListQuery {
     note: Option<String>,
 }
 
-fn parse_notes(s: &str) -> ApiResult<Notes> {
+pub fn parse_notes(s: &str) -> ApiResult<Notes> {
     let mut notes = Notes::new();
     for pair in s.split(',').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').ok_or_else(|| {
@@ -114,13 +119,15 @@ fn parse_notes(s: &str) -> ApiResult<Notes> {
     Ok(notes)
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass as `after` to get the next page; absent on the last page.
     pub next: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/repositories", tag = "repositories", params(ListQuery),
+    responses((status = 200, body = Page<Repository>), (status = 400, body = ApiErrorBody)))]
 async fn list(
     State(app): State<Arc<App>>,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -156,7 +163,7 @@ pub async fn get_repo(app: &App, id: &str) -> ApiResult<Repository> {
         .ok_or_else(|| ApiError::not_found(format!("repository {id} not found")))
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 struct RepoDetail {
     #[serde(flatten)]
     repo: Repository,
@@ -164,6 +171,8 @@ struct RepoDetail {
     publications: Vec<Publication>,
 }
 
+#[utoipa::path(get, path = "/api/v1/repositories/{id}", tag = "repositories",
+    responses((status = 200, body = RepoDetail), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<RepoDetail>> {
     let repo = get_repo(&app, &id).await?;
     let content_counts = app.store.count_units(&repo.id).await?;
@@ -180,7 +189,7 @@ async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateRepo {
     display_name: Option<String>,
@@ -188,7 +197,9 @@ struct UpdateRepo {
     /// Notes to set; a null value removes the note.
     notes: Option<BTreeMap<String, Option<String>>>,
     /// Merged into the existing settings; a null value removes a key.
+    #[schema(value_type = Option<Object>)]
     importer_config: Option<serde_json::Map<String, serde_json::Value>>,
+    #[schema(value_type = Option<Object>)]
     distributor_config: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -203,6 +214,8 @@ fn merge(into: &mut serde_json::Value, delta: serde_json::Map<String, serde_json
     }
 }
 
+#[utoipa::path(patch, path = "/api/v1/repositories/{id}", tag = "repositories", request_body = UpdateRepo,
+    responses((status = 200, body = Repository), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 async fn update(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -233,6 +246,8 @@ async fn update(
     Ok(Json(repo))
 }
 
+#[utoipa::path(delete, path = "/api/v1/repositories/{id}", tag = "repositories",
+    responses((status = 202, body = Task), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 async fn delete(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -254,7 +269,7 @@ async fn delete(
     Ok((StatusCode::ACCEPTED, Json(task)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 struct ContentQuery {
     #[serde(rename = "type")]
     unit_type: String,
@@ -262,6 +277,8 @@ struct ContentQuery {
     limit: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/api/v1/repositories/{id}/content", tag = "repositories", params(ContentQuery),
+    responses((status = 200, body = Page<crate::db::Unit>), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 async fn content(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -387,7 +404,7 @@ fn summary_json(s: &wit::Summary, bytes_stored: u64) -> serde_json::Value {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ImportRequest {
     upload_id: String,
@@ -396,6 +413,7 @@ struct ImportRequest {
     delete_upload: bool,
     /// Content-type specific import parameters, handed to the plugin.
     #[serde(default)]
+    #[schema(value_type = Object)]
     params: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -403,6 +421,8 @@ fn yes() -> bool {
     true
 }
 
+#[utoipa::path(post, path = "/api/v1/repositories/{id}/import", tag = "repositories", request_body = ImportRequest,
+    responses((status = 202, body = Task), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 async fn import(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -456,6 +476,8 @@ async fn import(
     Ok((StatusCode::ACCEPTED, Json(task)))
 }
 
+#[utoipa::path(post, path = "/api/v1/repositories/{id}/sync", tag = "repositories",
+    responses((status = 202, body = Task), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 async fn sync(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -480,6 +502,8 @@ async fn sync(
     Ok((StatusCode::ACCEPTED, Json(task)))
 }
 
+#[utoipa::path(post, path = "/api/v1/repositories/{id}/publish", tag = "repositories",
+    responses((status = 202, body = Task), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 async fn publish(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -524,7 +548,7 @@ async fn publish(
     Ok((StatusCode::ACCEPTED, Json(task)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CopyRequest {
     /// The repository to copy from.
@@ -534,6 +558,8 @@ struct CopyRequest {
     unit_types: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/repositories/{id}/copy", tag = "repositories", request_body = CopyRequest,
+    responses((status = 202, body = Task), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 async fn copy(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,

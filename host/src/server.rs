@@ -3,6 +3,7 @@
 use crate::app::App;
 use crate::config::ServeConfig;
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let listen = config.listen;
@@ -23,6 +24,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         "wharf is ready"
     );
     let router = crate::http::router(app);
+    // Small responses (manifests, tag lists) must not wait for Nagle.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),

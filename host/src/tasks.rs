@@ -284,7 +284,7 @@ pub mod api {
 
     use crate::app::App;
     use crate::db::{Task, TaskQuery, TaskState};
-    use crate::http::error::{ApiError, ApiResult};
+    use crate::http::error::{ApiError, ApiErrorBody, ApiResult};
     use crate::ids::TaskId;
     use axum::Json;
     use axum::extract::{Path, Query, State};
@@ -299,7 +299,7 @@ pub mod api {
             .route("/tasks/{id}/cancel", post(cancel))
     }
 
-    #[derive(serde::Deserialize)]
+    #[derive(serde::Deserialize, utoipa::IntoParams)]
     struct ListQuery {
         state: Option<TaskState>,
         kind: Option<String>,
@@ -307,6 +307,8 @@ pub mod api {
         limit: Option<u32>,
     }
 
+    #[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", params(ListQuery),
+        responses((status = 200, body = Vec<Task>)))]
     async fn list(
         State(app): State<Arc<App>>,
         q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -326,6 +328,8 @@ pub mod api {
             .map_err(|_| ApiError::bad_request(format!("invalid task id {id:?}")))
     }
 
+    #[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks",
+        responses((status = 200, body = Task), (status = 404, body = ApiErrorBody)))]
     async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Task>> {
         let id = parse(&id)?;
         app.tasks
@@ -335,6 +339,8 @@ pub mod api {
             .ok_or_else(|| ApiError::not_found(format!("task {id} not found")))
     }
 
+    #[utoipa::path(post, path = "/api/v1/tasks/{id}/cancel", tag = "tasks",
+        responses((status = 202, body = Task), (status = 409, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
     async fn cancel(
         State(app): State<Arc<App>>,
         Path(id): Path<String>,

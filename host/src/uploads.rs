@@ -8,7 +8,7 @@
 
 use crate::app::App;
 use crate::db::{Upload, now};
-use crate::http::error::{ApiError, ApiResult};
+use crate::http::error::{ApiError, ApiErrorBody, ApiResult};
 use crate::ids::UploadId;
 use axum::Json;
 use axum::body::Body;
@@ -55,11 +55,13 @@ pub fn routes() -> axum::Router<Arc<App>> {
         .route("/uploads/{id}", get(status).put(put_chunk).delete(delete))
 }
 
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize, Default, utoipa::ToSchema)]
 struct CreateUpload {
     size: Option<u64>,
 }
 
+#[utoipa::path(post, path = "/api/v1/uploads", tag = "uploads", request_body = CreateUpload,
+    responses((status = 201, body = Upload)))]
 async fn create(
     State(app): State<Arc<App>>,
     body: Option<Json<CreateUpload>>,
@@ -90,11 +92,13 @@ pub async fn get_upload(app: &App, id: &UploadId) -> ApiResult<Upload> {
         .ok_or_else(|| ApiError::not_found(format!("upload {id} not found")))
 }
 
+#[utoipa::path(get, path = "/api/v1/uploads/{id}", tag = "uploads",
+    responses((status = 200, body = Upload), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 async fn status(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Upload>> {
     Ok(Json(get_upload(&app, &parse_id(&id)?).await?))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
 struct ChunkQuery {
     offset: Option<u64>,
 }
@@ -120,6 +124,11 @@ fn chunk_offset(q: &ChunkQuery, headers: &HeaderMap) -> ApiResult<Option<u64>> {
     Ok(Some(start))
 }
 
+/// Append a chunk at `?offset=N` (or `Content-Range: bytes N-M/T`); the
+/// offset must equal the bytes received so far.
+#[utoipa::path(put, path = "/api/v1/uploads/{id}", tag = "uploads", params(ChunkQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 200, body = Upload), (status = 416, body = ApiErrorBody), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 async fn put_chunk(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -184,6 +193,8 @@ async fn put_chunk(
     Ok(Json(upload))
 }
 
+#[utoipa::path(delete, path = "/api/v1/uploads/{id}", tag = "uploads",
+    responses((status = 204), (status = 404, body = ApiErrorBody)))]
 async fn delete(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let id = parse_id(&id)?;
     if !app.store.delete_upload(&id).await? {

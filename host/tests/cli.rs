@@ -5,8 +5,14 @@
 use std::process::Command;
 
 fn wharf(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wharf")).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 #[test]
@@ -20,6 +26,9 @@ fn version_and_help() {
     let (ok, out) = wharf(&["serve", "--help"]);
     assert!(ok);
     for flag in ["--listen", "--data-dir", "--plugin-dir"] {
-        assert!(out.contains(flag), "{flag} missing from serve --help:\n{out}");
+        assert!(
+            out.contains(flag),
+            "{flag} missing from serve --help:\n{out}"
+        );
     }
 }

@@ -4,5 +4,11 @@
 
 mod support;
 
+mod api;
 mod docker;
+mod import_bad_input;
+mod registry_api;
+mod registry_clients;
+mod registry_support;
+mod registry_sync;
 mod runtime;

@@ -19,6 +19,7 @@ pub struct Server {
     pub data: tempfile::TempDir,
     child: Child,
     pub http: Client,
+    args: Vec<std::ffi::OsString>,
 }
 
 pub fn free_port() -> u16 {

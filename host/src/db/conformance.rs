@@ -33,6 +33,7 @@ fn unit(t: &str, key: &str) -> Unit {
 /// Run every conformance check against an empty store.
 pub async fn run_all(s: &dyn Store) {
     repositories(s).await;
+    groups(s).await;
     units_and_copy(s).await;
     publications(s).await;
     tasks_and_uploads(s).await;
@@ -83,6 +84,61 @@ async fn repositories(s: &dyn Store) {
         s.update_repo(&repo("nope", &[])).await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+async fn groups(s: &dyn Store) {
+    let g = Group {
+        id: "g1".parse().unwrap(),
+        display_name: "G".into(),
+        description: String::new(),
+        notes: [("team".to_string(), "a".to_string())].into(),
+        members: vec!["r1".parse().unwrap()],
+    };
+    s.create_group(&g).await.unwrap();
+    assert!(matches!(
+        s.create_group(&g).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.get_group(&g.id).await.unwrap().unwrap(), g);
+    let mut bad = g.clone();
+    bad.members.push("ghost".parse().unwrap());
+    assert!(matches!(
+        s.update_group(&bad).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        s.get_group(&g.id).await.unwrap().unwrap(),
+        g,
+        "a failed update changes nothing"
+    );
+    let mut two = g.clone();
+    two.members.push("r2".parse().unwrap());
+    s.update_group(&two).await.unwrap();
+    let filter: Notes = [("team".to_string(), "a".to_string())].into();
+    assert_eq!(s.list_groups(&filter).await.unwrap(), vec![two]);
+    assert!(
+        s.list_groups(&[("team".to_string(), "b".to_string())].into())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    s.create_repo(&repo("tmp", &[])).await.unwrap();
+    let mut with_tmp = g.clone();
+    with_tmp.id = "g2".parse().unwrap();
+    with_tmp.members = vec!["tmp".parse().unwrap()];
+    s.create_group(&with_tmp).await.unwrap();
+    s.delete_repo(&"tmp".parse().unwrap()).await.unwrap();
+    assert!(
+        s.get_group(&with_tmp.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .members
+            .is_empty(),
+        "deleting a repository leaves its groups"
+    );
+    assert!(s.delete_group(&with_tmp.id).await.unwrap());
+    assert!(!s.delete_group(&with_tmp.id).await.unwrap());
 }
 
 async fn units_and_copy(s: &dyn Store) {

@@ -159,6 +159,19 @@ pub struct Upload {
     pub created_at: String,
 }
 
+/// A named set of repositories (the seed's repository groups).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Group {
+    /// Same grammar as repository ids.
+    #[schema(value_type = String)]
+    pub id: RepoId,
+    pub display_name: String,
+    pub description: String,
+    pub notes: Notes,
+    #[schema(value_type = Vec<String>)]
+    pub members: Vec<RepoId>,
+}
+
 /// Filters for listing repositories.
 #[derive(Debug, Clone, Default)]
 pub struct RepoQuery {
@@ -226,6 +239,15 @@ pub trait Store: Send + Sync + 'static {
     async fn put_task(&self, t: &Task) -> StoreResult<()>;
     async fn get_task(&self, id: &TaskId) -> StoreResult<Option<Task>>;
     async fn list_tasks(&self, q: &TaskQuery) -> StoreResult<Vec<Task>>;
+
+    /// Create a group; its members must exist.
+    async fn create_group(&self, g: &Group) -> StoreResult<()>;
+    async fn get_group(&self, id: &RepoId) -> StoreResult<Option<Group>>;
+    /// Replace a group's fields and members.
+    async fn update_group(&self, g: &Group) -> StoreResult<()>;
+    async fn delete_group(&self, id: &RepoId) -> StoreResult<bool>;
+    /// Groups in id order; with `notes`, only groups having all of them.
+    async fn list_groups(&self, notes: &Notes) -> StoreResult<Vec<Group>>;
 
     async fn put_upload(&self, u: &Upload) -> StoreResult<()>;
     async fn get_upload(&self, id: &UploadId) -> StoreResult<Option<Upload>>;

@@ -54,6 +54,15 @@ CREATE TABLE IF NOT EXISTS tasks (
     doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks(state);
+CREATE TABLE IF NOT EXISTS groups (
+    id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS group_members (
+    group_id TEXT NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+    repo_id TEXT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    PRIMARY KEY (group_id, repo_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS uploads (
     id TEXT PRIMARY KEY,
     doc TEXT NOT NULL
@@ -131,6 +140,65 @@ fn write_notes(tx: &rusqlite::Transaction, repo: &Repository) -> rusqlite::Resul
         ins.execute(params![repo.id.as_str(), k, v])?;
     }
     Ok(())
+}
+
+/// Write a group's document and members; a member that is not a repository
+/// fails the whole change.
+fn write_group(tx: &rusqlite::Transaction, g: &Group, insert: bool) -> StoreResult<()> {
+    // Members live in their own table (so deleting a repository removes it
+    // from its groups); the document holds the rest.
+    let mut doc = g.clone();
+    doc.members.clear();
+    let doc = serde_json::to_string(&doc)?;
+    if insert {
+        match tx.execute(
+            "INSERT INTO groups (id, doc) VALUES (?1, ?2)",
+            params![g.id.as_str(), doc],
+        ) {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Conflict(format!("group {}", g.id)));
+            }
+            r => r?,
+        };
+    } else if tx.execute(
+        "UPDATE groups SET doc = ?2 WHERE id = ?1",
+        params![g.id.as_str(), doc],
+    )? == 0
+    {
+        return Err(StoreError::NotFound(format!("group {}", g.id)));
+    }
+    tx.execute(
+        "DELETE FROM group_members WHERE group_id = ?1",
+        [g.id.as_str()],
+    )?;
+    for m in &g.members {
+        if tx
+            .query_row(
+                "SELECT 1 FROM repositories WHERE id = ?1",
+                [m.as_str()],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_none()
+        {
+            return Err(StoreError::NotFound(format!("repository {m}")));
+        }
+        tx.execute(
+            "INSERT OR IGNORE INTO group_members (group_id, repo_id) VALUES (?1, ?2)",
+            params![g.id.as_str(), m.as_str()],
+        )?;
+    }
+    Ok(())
+}
+
+fn read_group(c: &Connection, doc: String) -> StoreResult<Group> {
+    let mut g: Group = serde_json::from_str(&doc)?;
+    let mut stmt =
+        c.prepare_cached("SELECT repo_id FROM group_members WHERE group_id = ?1 ORDER BY repo_id")?;
+    for id in stmt.query_map([g.id.as_str()], |r| r.get::<_, String>(0))? {
+        g.members.push(id?.parse().map_err(backend)?);
+    }
+    Ok(g)
 }
 
 fn row_unit(unit_type: String, key: String, metadata: String, blobs: String) -> StoreResult<Unit> {
@@ -488,6 +556,67 @@ impl Store for SqliteStore {
                 }
                 if out.len() >= q.limit.max(1) as usize {
                     break;
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn create_group(&self, g: &Group) -> StoreResult<()> {
+        let g = g.clone();
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            write_group(&tx, &g, true)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_group(&self, id: &RepoId) -> StoreResult<Option<Group>> {
+        let id = id.clone();
+        self.run(move |c| {
+            let doc: Option<String> = c
+                .query_row("SELECT doc FROM groups WHERE id = ?1", [id.as_str()], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            doc.map(|d| read_group(c, d)).transpose()
+        })
+        .await
+    }
+
+    async fn update_group(&self, g: &Group) -> StoreResult<()> {
+        let g = g.clone();
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            write_group(&tx, &g, false)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_group(&self, id: &RepoId) -> StoreResult<bool> {
+        let id = id.clone();
+        self.run(move |c| Ok(c.execute("DELETE FROM groups WHERE id = ?1", [id.as_str()])? > 0))
+            .await
+    }
+
+    async fn list_groups(&self, notes: &Notes) -> StoreResult<Vec<Group>> {
+        let notes = notes.clone();
+        self.run(move |c| {
+            let docs: Vec<String> = {
+                let mut stmt = c.prepare_cached("SELECT doc FROM groups ORDER BY id")?;
+                stmt.query_map([], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?
+            };
+            let mut out = Vec::new();
+            for d in docs {
+                let g = read_group(c, d)?;
+                if notes.iter().all(|(k, v)| g.notes.get(k) == Some(v)) {
+                    out.push(g);
                 }
             }
             Ok(out)

@@ -2,6 +2,7 @@
 //! plugin that claims the path (the registry side).
 
 pub mod error;
+pub mod openapi;
 pub mod registry;
 
 use crate::app::App;
@@ -13,9 +14,12 @@ use std::sync::Arc;
 pub fn router(app: Arc<App>) -> axum::Router {
     let api = axum::Router::new()
         .route("/status", get(status))
+        .route("/openapi.json", get(openapi::document))
         .merge(crate::repos::routes())
         .merge(crate::uploads::routes())
         .merge(crate::tasks::api::routes())
+        .merge(crate::groups::routes())
+        .merge(crate::orphans::routes())
         .fallback(|| async { error::ApiError::not_found("no such API endpoint") });
     axum::Router::new()
         .nest("/api/v1", api)

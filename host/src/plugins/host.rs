@@ -370,6 +370,8 @@ impl blobs::Host for HostState {
         bytes: Vec<u8>,
         expect: Option<String>,
     ) -> Result<String, types::Error> {
+        // Only import, sync and publish write content; resolve reads.
+        self.task("blobs.store-bytes")?;
         if bytes.len() > MAX_STORE_BYTES {
             return Err(err(
                 "too-large",

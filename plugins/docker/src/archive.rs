@@ -180,8 +180,27 @@ pub fn read_range<R: Read + Seek>(
 
 fn corrupt(e: std::io::Error) -> Error {
     Error::invalid(format!(
-        "not a valid tar archive (truncated or corrupt): {e}"
+        "not a valid tar archive (truncated or corrupt): {}",
+        printable(&e.to_string(), 160)
     ))
+}
+
+/// At most `max` characters of `s` with control and non-ASCII characters
+/// escaped: tar errors quote header bytes, which in a corrupt archive are junk.
+fn printable(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if out.len() >= max {
+            out.push('…');
+            break;
+        }
+        if c.is_ascii_graphic() || c == ' ' {
+            out.push(c);
+        } else {
+            out.extend(c.escape_default());
+        }
+    }
+    out
 }
 
 /// An entry path without `.` components or repeated slashes; `None` for
@@ -324,6 +343,21 @@ mod tests {
         .unwrap_err();
         assert!(
             err.message.contains("not a valid tar archive"),
+            "{}",
+            err.message
+        );
+
+        // Junk header bytes quoted by the tar reader stay printable and short.
+        let mut junk = TarBuilder::new().file("a", b"x").finish();
+        for (i, b) in junk[..512].iter_mut().enumerate() {
+            *b = (i * 37 % 256) as u8 | 0x80;
+        }
+        let err = Archive::scan(&mut Cursor::new(junk)).unwrap_err();
+        assert!(err.message.len() < 300, "{}", err.message);
+        assert!(
+            err.message
+                .chars()
+                .all(|c| c.is_ascii() && !c.is_ascii_control() || c == '…'),
             "{}",
             err.message
         );

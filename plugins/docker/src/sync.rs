@@ -355,20 +355,27 @@ pub fn run<H: Host>(host: &mut H, importer_config: &str) -> Result<Summary, Erro
         removed += 1;
     }
 
+    if !failures.is_empty() {
+        // The host commits nothing of a failed call: say so, not "synced".
+        return Err(Error::new(
+            UPSTREAM,
+            format!(
+                "sync of {} from {} failed, nothing was changed: {}",
+                settings.upstream,
+                settings.feed,
+                failures.join("; ")
+            ),
+        ));
+    }
     summary.message = format!(
-        "synced {} from {}: {} tag(s) upstream, {} unchanged, {updated} updated, {removed} removed; {} bytes stored",
+        "synced {} from {}: {} of {} upstream tag(s) selected, {} unchanged, {updated} updated, {removed} removed; {} bytes stored",
         settings.upstream,
         settings.feed,
         wanted.len(),
+        upstream_tags.len(),
         unchanged,
         summary.bytes_stored
     );
-    if !failures.is_empty() {
-        return Err(Error::new(
-            UPSTREAM,
-            format!("{}; failed: {}", summary.message, failures.join("; ")),
-        ));
-    }
     client.host.log(Level::Info, &summary.message);
     Ok(summary)
 }

@@ -1,1 +1,109 @@
+//! Wharf's file content type: plain files described by a PULP_MANIFEST
+//! (`relative_path,sha256,size` per line), like Pulp's file plugin.
+//!
+//! - upload: one uploaded file at a client-given relative path
+//! - sync: mirror a remote PULP_MANIFEST and its files
+//! - publish: write a PULP_MANIFEST and an index under a base path
+//! - resolve: serve `/files/<base path>/<relative path>` and the manifest
+//!
+//! This file wires the WIT exports to host-independent logic (the other
+//! modules), which is tested natively against in-memory fakes.
 
+mod host;
+mod index;
+mod manifest;
+mod paths;
+mod publish;
+mod routes;
+mod sync;
+mod unit;
+mod upload;
+
+#[cfg(test)]
+mod testing;
+
+use host::{WasmHost, WasmUpload};
+use index::{IndexCache, MAX_INDEX, PublicationIndex};
+use std::cell::RefCell;
+use std::io::Read;
+use std::rc::Rc;
+use wharf_sdk::publications::{self, Publication};
+use wharf_sdk::{
+    ContentType, Error, Guest, Info, Plan, Published, Repository, Request, Source, SourceReader,
+    Summary, blobs,
+};
+
+/// Parsed indexes an instance keeps: a pooled instance serves many requests,
+/// and parsing an index per request would cost more than the request.
+const CACHED_INDEXES: usize = 32;
+/// Bytes of index blobs the cache may hold.
+const CACHED_INDEX_BYTES: u64 = 64 << 20;
+
+thread_local! {
+    // A plugin instance is single-threaded; this is its per-instance static.
+    static INDEXES: RefCell<IndexCache> =
+        RefCell::new(IndexCache::new(CACHED_INDEXES, CACHED_INDEX_BYTES));
+}
+
+struct FilePlugin;
+
+impl Guest for FilePlugin {
+    fn describe() -> Info {
+        Info {
+            name: "file".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            content_types: vec![ContentType {
+                name: unit::FILE.to_string(),
+                description: "Files described by a PULP_MANIFEST (name,sha256,size)".to_string(),
+            }],
+            routes: vec![routes::ROUTE.to_string()],
+        }
+    }
+
+    fn upload(_repo: Repository, data: Source, params: String) -> Result<Summary, Error> {
+        upload::import(&mut WasmHost, &mut WasmUpload(&data), &params)
+    }
+
+    fn sync(repo: Repository) -> Result<Summary, Error> {
+        sync::run(&mut WasmHost, &repo.importer_config)
+    }
+
+    fn publish(repo: Repository) -> Result<Published, Error> {
+        publish::publish(&mut WasmHost, &repo)
+    }
+
+    fn resolve(req: Request) -> Plan {
+        routes::resolve(&mut HostRegistry, &req)
+    }
+}
+
+/// Publications through the host, indexes through the instance cache.
+struct HostRegistry;
+
+impl routes::Registry for HostRegistry {
+    fn lookup(&mut self, name: &str) -> Option<Publication> {
+        publications::lookup(name)
+    }
+
+    fn index(&mut self, digest: &str) -> Result<Rc<PublicationIndex>, String> {
+        INDEXES.with_borrow_mut(|cache| cache.get_or_load(digest, || read_index(digest)))
+    }
+}
+
+/// Read and parse a stored index; its size is what the cache accounts.
+fn read_index(digest: &str) -> Result<(PublicationIndex, u64), String> {
+    let source = blobs::open(digest).map_err(|e| format!("index {digest}: {}", e.message))?;
+    let len = source.len();
+    if len > MAX_INDEX {
+        return Err(format!(
+            "index {digest} is {len} bytes, more than the {MAX_INDEX} byte limit"
+        ));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    SourceReader::new(&source)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("reading index {digest}: {e}"))?;
+    Ok((PublicationIndex::from_bytes(&bytes)?, len))
+}
+
+wharf_sdk::export_plugin!(FilePlugin);

@@ -1,0 +1,233 @@
+//! The admin client's settings file and where the server URL comes from.
+//!
+//! `$XDG_CONFIG_HOME/wharf/config.toml`, else `~/.config/wharf/config.toml`:
+//!
+//! ```toml
+//! server = "https://wharf.example.com"
+//! ```
+//!
+//! The file is written with mode 0600 because it will also hold the login
+//! token (with the access-control work); a looser file gets a warning, as
+//! ssh does for keys.
+
+use super::output::{self, OutputFormat};
+use anyhow::Context as _;
+use clap::Subcommand;
+use reqwest::Url;
+use serde::{Deserialize, Serialize};
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::PathBuf;
+
+/// The server when neither `--server`, `WHARF_SERVER` nor the file names one:
+/// where `wharf serve` listens by default.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
+
+/// What the config file holds.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct ClientConfig {
+    /// The Wharf server's base URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// Keys this version does not know (a newer client's), kept as they are
+    /// when the file is rewritten.
+    #[serde(flatten)]
+    pub other: toml::Table,
+}
+
+/// The config file's path; `None` when neither variable gives a home for it.
+pub fn path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        // The XDG spec says to ignore a relative XDG_CONFIG_HOME.
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("wharf").join("config.toml"))
+}
+
+impl ClientConfig {
+    /// The file's settings; defaults when there is no file.
+    pub fn load() -> anyhow::Result<Self> {
+        let Some(path) = path() else {
+            return Ok(Self::default());
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        if let Ok(meta) = std::fs::metadata(&path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                eprintln!(
+                    "warning: {} is readable by others (mode {mode:o}); run `chmod 600 {}`",
+                    path.display(),
+                    path.display()
+                );
+            }
+        }
+        toml::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a valid Wharf config file; fix or remove it",
+                path.display()
+            )
+        })
+    }
+
+    /// Write the file atomically (temp file + rename), mode 0600 from the
+    /// start so a token is never readable by others, even briefly.
+    pub fn save(&self) -> anyhow::Result<PathBuf> {
+        let path = path().context("cannot tell where the config file goes: set HOME")?;
+        let dir = path.parent().expect("the path has a parent");
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let tmp = path.with_extension("toml.tmp");
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            // `mode` only applies to a new file; a leftover temp file may be looser.
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            f.write_all(toml::to_string(self).expect("config serializes").as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(path)
+    }
+}
+
+/// Where the server URL came from, so `wharf config show` can say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerSource {
+    Flag,
+    ConfigFile,
+    Default,
+}
+
+/// The server to talk to: `--server` (or `WHARF_SERVER`, which clap folds
+/// into it), else the config file, else [`DEFAULT_SERVER`].
+pub fn resolve_server(flag: Option<&str>) -> anyhow::Result<Url> {
+    Ok(resolve_server_with_source(flag)?.0)
+}
+
+fn resolve_server_with_source(flag: Option<&str>) -> anyhow::Result<(Url, ServerSource)> {
+    if let Some(s) = flag {
+        let url = parse_server_url(s).context("--server / WHARF_SERVER")?;
+        return Ok((url, ServerSource::Flag));
+    }
+    if let Some(s) = ClientConfig::load()?.server {
+        let file = path().map(|p| p.display().to_string()).unwrap_or_default();
+        let url = parse_server_url(&s).with_context(|| format!("`server` in {file}"))?;
+        return Ok((url, ServerSource::ConfigFile));
+    }
+    Ok((
+        parse_server_url(DEFAULT_SERVER).expect("the default parses"),
+        ServerSource::Default,
+    ))
+}
+
+/// A server URL; `host:port` alone means `http://host:port`. The path always
+/// ends in `/` so the API's paths join under it (a server behind a prefix).
+pub fn parse_server_url(s: &str) -> anyhow::Result<Url> {
+    let with_scheme = if s.contains("://") {
+        s.to_string()
+    } else {
+        format!("http://{s}")
+    };
+    let mut url = Url::parse(&with_scheme)
+        .with_context(|| format!("{s:?} is not a URL (e.g. http://wharf.example.com:8080)"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        anyhow::bail!("{s:?} must be an http:// or https:// URL");
+    }
+    if !url.path().ends_with('/') {
+        let p = format!("{}/", url.path());
+        url.set_path(&p);
+    }
+    url.set_query(None);
+    url.set_fragment(None);
+    Ok(url)
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// The config file's path and the server the admin commands would use.
+    Show,
+    /// Store a setting in the config file (created with mode 0600), e.g.
+    /// `wharf config set server https://wharf.example.com`.
+    Set {
+        #[arg(value_enum)]
+        key: ConfigKey,
+        value: String,
+    },
+}
+
+/// The settings the file holds.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ConfigKey {
+    /// The Wharf server's URL, used when neither --server nor WHARF_SERVER is given.
+    Server,
+}
+
+pub fn run(cmd: ConfigCommand, flag: Option<&str>, format: OutputFormat) -> anyhow::Result<()> {
+    match cmd {
+        ConfigCommand::Show => {
+            let file = path();
+            let (server, source) = resolve_server_with_source(flag)?;
+            let source = match source {
+                ServerSource::Flag => "--server / WHARF_SERVER",
+                ServerSource::ConfigFile => "config file",
+                ServerSource::Default => "default",
+            };
+            let file_text = file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "(none: HOME is not set)".into());
+            match format {
+                OutputFormat::Json => output::print_json(&serde_json::json!({
+                    "config_file": file,
+                    "config_file_exists": file.as_ref().is_some_and(|p| p.exists()),
+                    "server": server.as_str(),
+                    "server_from": source,
+                })),
+                OutputFormat::Table => output::print_details(&[
+                    ("Config file", file_text),
+                    ("Server", format!("{server} (from {source})")),
+                ]),
+            }
+            Ok(())
+        }
+        ConfigCommand::Set {
+            key: ConfigKey::Server,
+            value,
+        } => {
+            let url = parse_server_url(&value)?;
+            let mut config = ClientConfig::load()?;
+            config.server = Some(url.to_string());
+            let path = config.save()?;
+            println!("server = {url} saved in {}", path.display());
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_urls() {
+        let u = parse_server_url("127.0.0.1:8080").unwrap();
+        assert_eq!(u.as_str(), "http://127.0.0.1:8080/");
+        let u = parse_server_url("localhost:9000").unwrap();
+        assert_eq!(u.as_str(), "http://localhost:9000/");
+        let u = parse_server_url("https://h.example/wharf").unwrap();
+        assert_eq!(
+            u.join("api/v1/status").unwrap().path(),
+            "/wharf/api/v1/status"
+        );
+        assert!(parse_server_url("ftp://x").is_err());
+    }
+}

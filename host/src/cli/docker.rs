@@ -1,0 +1,377 @@
+//! `wharf docker repo ...`: the generic repository commands for content type
+//! `docker`, with Docker's settings as flags, as `pulp-admin docker repo`
+//! has them. The mapping to settings keys is the docker plugin's:
+//! importer `feed`, `upstream_name`, `include_tags`, `exclude_tags`;
+//! distributor `repo_registry_id`, `redirect_url`.
+
+use super::Session;
+use super::output::{self, OutputFormat};
+use super::repo::{
+    self, DescribeArgs, Intent, Note, RepoChanges, RepoColumns, RepoIdArg, RepoTaskArgs,
+};
+use super::task::WaitArgs;
+use crate::db::{Task, Unit};
+use crate::ids::{RepoId, UploadId};
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// The content type these commands manage.
+pub const CONTENT_TYPE: &str = "docker";
+
+#[derive(Subcommand)]
+pub enum DockerCommand {
+    /// Docker repositories.
+    #[command(subcommand)]
+    Repo(DockerRepoCommand),
+}
+
+#[derive(Subcommand)]
+pub enum DockerRepoCommand {
+    /// Create a Docker repository.
+    Create(DockerCreateArgs),
+    /// Change a Docker repository's description, notes or settings.
+    Update(DockerUpdateArgs),
+    /// List Docker repositories.
+    List {
+        /// Only repositories with this note (repeatable: all must match).
+        #[arg(long = "note", value_name = "KEY=VALUE")]
+        notes: Vec<Note>,
+    },
+    /// A Docker repository's settings, content counts and publications.
+    Show(RepoIdArg),
+    /// Delete a Docker repository.
+    Delete(RepoTaskArgs),
+    /// Mirror images from the feed; creates the repository first if it does
+    /// not exist and --feed is given.
+    Sync(DockerSyncArgs),
+    /// Make the repository's current images pullable (`docker pull`).
+    Publish(RepoTaskArgs),
+    /// The repository's tags and manifests.
+    Images(RepoIdArg),
+    /// Copy every image from one repository into another (no bytes are
+    /// duplicated).
+    Copy {
+        #[arg(long)]
+        from_repo_id: RepoId,
+        #[arg(long)]
+        to_repo_id: RepoId,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Upload `docker save` archives.
+    #[command(subcommand)]
+    Uploads(DockerUploadsCommand),
+}
+
+#[derive(Subcommand)]
+pub enum DockerUploadsCommand {
+    /// Upload a `docker save` archive (resumable) and import its images.
+    Upload {
+        #[command(flatten)]
+        repo: RepoIdArg,
+        /// The archive, as written by `docker save -o FILE`.
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: PathBuf,
+        /// Go on with an upload that stopped part-way (its id is in the error).
+        #[arg(long, value_name = "UPLOAD_ID")]
+        resume: Option<UploadId>,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+}
+
+/// Docker's settings as flags.
+#[derive(Args, Default)]
+pub struct DockerSettingsArgs {
+    /// The registry to sync from, e.g. https://registry-1.docker.io (a bare
+    /// host name means https://). On update, '' removes it.
+    #[arg(long, value_name = "URL")]
+    pub feed: Option<String>,
+    /// The repository to sync from the feed, e.g. library/busybox.
+    #[arg(long, value_name = "NAME")]
+    pub upstream_name: Option<String>,
+    /// Sync only tags matching GLOB (repeatable); on update replaces the
+    /// list, and a single '' removes it.
+    #[arg(long = "tag-include", value_name = "GLOB")]
+    pub tag_include: Vec<String>,
+    /// Skip tags matching GLOB (repeatable); as --tag-include on update.
+    #[arg(long = "tag-exclude", value_name = "GLOB")]
+    pub tag_exclude: Vec<String>,
+    /// The name clients pull by, e.g. my/app [default: the repository id].
+    #[arg(long, value_name = "NAME")]
+    pub repo_registry_id: Option<String>,
+    /// Serve layers by redirecting to URL/<digest> (e.g. a CDN holding the
+    /// published blobs) instead of from this server.
+    #[arg(long, value_name = "URL")]
+    pub redirect_url: Option<String>,
+}
+
+impl DockerSettingsArgs {
+    fn is_empty(&self) -> bool {
+        self.feed.is_none()
+            && self.upstream_name.is_none()
+            && self.tag_include.is_empty()
+            && self.tag_exclude.is_empty()
+            && self.repo_registry_id.is_none()
+            && self.redirect_url.is_none()
+    }
+
+    pub fn apply(self, mut c: RepoChanges, intent: Intent) -> RepoChanges {
+        RepoChanges::set(
+            &mut c.importer,
+            "feed",
+            self.feed.map(repo::feed_url),
+            intent,
+        );
+        RepoChanges::set(&mut c.importer, "upstream_name", self.upstream_name, intent);
+        set_globs(&mut c, "include_tags", self.tag_include, intent);
+        set_globs(&mut c, "exclude_tags", self.tag_exclude, intent);
+        RepoChanges::set(
+            &mut c.distributor,
+            "repo_registry_id",
+            self.repo_registry_id,
+            intent,
+        );
+        RepoChanges::set(
+            &mut c.distributor,
+            "redirect_url",
+            self.redirect_url,
+            intent,
+        );
+        c
+    }
+}
+
+fn set_globs(c: &mut RepoChanges, key: &str, globs: Vec<String>, intent: Intent) {
+    if globs.is_empty() {
+        return;
+    }
+    let value = if intent == Intent::Update && globs.iter().all(String::is_empty) {
+        Value::Null
+    } else {
+        globs.into_iter().filter(|g| !g.is_empty()).collect()
+    };
+    c.importer.insert(key.to_string(), value);
+}
+
+#[derive(Args)]
+pub struct DockerCreateArgs {
+    #[command(flatten)]
+    pub repo: RepoIdArg,
+    #[command(flatten)]
+    pub describe: DescribeArgs,
+    #[command(flatten)]
+    pub settings: DockerSettingsArgs,
+}
+
+#[derive(Args)]
+pub struct DockerUpdateArgs {
+    #[command(flatten)]
+    pub repo: RepoIdArg,
+    #[command(flatten)]
+    pub describe: DescribeArgs,
+    #[command(flatten)]
+    pub settings: DockerSettingsArgs,
+}
+
+#[derive(Args)]
+pub struct DockerSyncArgs {
+    #[command(flatten)]
+    pub repo: RepoIdArg,
+    /// Settings to store before syncing (the repository is created with
+    /// them if it does not exist).
+    #[command(flatten)]
+    pub settings: DockerSettingsArgs,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+pub fn run(s: &Session, DockerCommand::Repo(cmd): DockerCommand) -> anyhow::Result<()> {
+    match cmd {
+        DockerRepoCommand::Create(a) => {
+            let changes = a
+                .settings
+                .apply(RepoChanges::new(a.describe), Intent::Create);
+            repo::create(s, a.repo.repo_id, CONTENT_TYPE, changes)?;
+        }
+        DockerRepoCommand::Update(a) => {
+            ensure_docker(s, &a.repo.repo_id)?;
+            let changes = a
+                .settings
+                .apply(RepoChanges::new(a.describe), Intent::Update);
+            repo::update(s, &a.repo.repo_id, changes)?;
+        }
+        DockerRepoCommand::List { notes } => {
+            let repos = repo::list(s, Some(CONTENT_TYPE.to_string()), notes)?;
+            repo::print_repos(s, &repos, RepoColumns::Docker);
+        }
+        DockerRepoCommand::Show(a) => {
+            ensure_docker(s, &a.repo_id)?;
+            repo::show(s, &a.repo_id)?;
+        }
+        DockerRepoCommand::Delete(a) => {
+            ensure_docker(s, &a.repo.repo_id)?;
+            repo::delete(s, &a.repo.repo_id, a.wait)?;
+        }
+        DockerRepoCommand::Sync(a) => sync(s, a)?,
+        DockerRepoCommand::Publish(a) => {
+            ensure_docker(s, &a.repo.repo_id)?;
+            let done = repo::publish(s, &a.repo.repo_id, a.wait)?;
+            print_pull_hint(s, done.as_ref());
+        }
+        DockerRepoCommand::Images(a) => images(s, &a.repo_id)?,
+        DockerRepoCommand::Copy {
+            from_repo_id,
+            to_repo_id,
+            wait,
+        } => {
+            ensure_docker(s, &from_repo_id)?;
+            ensure_docker(s, &to_repo_id)?;
+            repo::copy(s, &from_repo_id, &to_repo_id, &[], wait)?;
+        }
+        DockerRepoCommand::Uploads(DockerUploadsCommand::Upload {
+            repo,
+            file,
+            resume,
+            wait,
+        }) => {
+            ensure_docker(s, &repo.repo_id)?;
+            repo::upload_and_import(s, &repo.repo_id, &file, &Default::default(), resume, wait)?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuse to treat another content type's repository as a Docker one.
+pub fn ensure_docker(s: &Session, id: &RepoId) -> anyhow::Result<()> {
+    let detail = s.client.repo(id)?;
+    let t = &detail.repo.content_type;
+    if t != CONTENT_TYPE {
+        anyhow::bail!("repository {id} holds {t} content, not docker; use `wharf repo ...` for it");
+    }
+    Ok(())
+}
+
+/// Sync, storing the given settings first: `pulp-admin docker repo sync
+/// --repo-id rhel7 --feed registry.access.redhat.com --upstream-name rhel7`
+/// creates and fills the repository in one command.
+fn sync(s: &Session, a: DockerSyncArgs) -> anyhow::Result<()> {
+    let id = &a.repo.repo_id;
+    match s.client.repo(id) {
+        Ok(d) if d.repo.content_type != CONTENT_TYPE => {
+            anyhow::bail!(
+                "repository {id} holds {} content, not docker; use `wharf repo sync`",
+                d.repo.content_type
+            );
+        }
+        Ok(_) if a.settings.is_empty() => {}
+        Ok(_) => {
+            let changes = a.settings.apply(RepoChanges::default(), Intent::Update);
+            repo::update(s, id, changes)?;
+        }
+        Err(e) if e.is_not_found() && a.settings.feed.is_some() => {
+            let changes = a.settings.apply(RepoChanges::default(), Intent::Create);
+            repo::create(s, id.clone(), CONTENT_TYPE, changes)?;
+        }
+        Err(e) if e.is_not_found() => {
+            anyhow::bail!(
+                "cannot sync: repository {id} does not exist; to create it and sync in one step, give --feed URL and --upstream-name NAME"
+            );
+        }
+        Err(e) => return Err(e.into()),
+    }
+    repo::sync(s, id, a.wait)?;
+    Ok(())
+}
+
+/// After a publish: the command that pulls from it.
+pub fn print_pull_hint(s: &Session, task: Option<&Task>) {
+    let Some(name) = task
+        .and_then(|t| t.result.as_ref())
+        .and_then(|r| r.get("name"))
+        .and_then(Value::as_str)
+    else {
+        return;
+    };
+    if s.output != OutputFormat::Table {
+        return;
+    }
+    let server = s.client.server();
+    let host = match (server.host_str(), server.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => return,
+    };
+    output::say(format!("Pull with: docker pull {host}/{name}:TAG"));
+}
+
+#[derive(serde::Serialize)]
+struct Images {
+    tags: Vec<Unit>,
+    manifests: Vec<Unit>,
+}
+
+/// `images`: tags (name -> manifest) and the manifests themselves.
+fn images(s: &Session, id: &RepoId) -> anyhow::Result<()> {
+    ensure_docker(s, id)?;
+    let images = Images {
+        tags: s.client.units(id, "tag").context("cannot list tags")?,
+        manifests: s
+            .client
+            .units(id, "manifest")
+            .context("cannot list manifests")?,
+    };
+    if s.output == OutputFormat::Json {
+        output::print_json(&images);
+        return Ok(());
+    }
+    if images.tags.is_empty() && images.manifests.is_empty() {
+        eprintln!("No images in repository {id}: sync it, or upload a `docker save` archive.");
+        return Ok(());
+    }
+    let meta = |u: &Unit, k: &str| u.metadata.get(k).cloned().unwrap_or(Value::Null);
+    let text = |v: Value| v.as_str().map(str::to_string).unwrap_or_default();
+    let mut tags: Vec<Vec<String>> = images
+        .tags
+        .iter()
+        .map(|u| vec![text(meta(u, "name")), text(meta(u, "manifest"))])
+        .collect();
+    tags.sort();
+    output::print_table(&["tag", "manifest"], tags);
+    output::say("");
+    let rows = images
+        .manifests
+        .iter()
+        .map(|u| {
+            let layers = meta(u, "layers").as_array().map_or(0, Vec::len);
+            let children = meta(u, "manifests").as_array().map_or(0, Vec::len);
+            let platform = meta(u, "platform");
+            let platform = [
+                text(platform.get("os").cloned().unwrap_or(Value::Null)),
+                text(platform.get("architecture").cloned().unwrap_or(Value::Null)),
+            ]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join("/");
+            vec![
+                u.key.clone(),
+                text(meta(u, "media_type")),
+                output::bytes(meta(u, "size").as_u64().unwrap_or(0)),
+                if children > 0 {
+                    format!("{children} manifests")
+                } else {
+                    format!("{layers} layers")
+                },
+                platform,
+            ]
+        })
+        .collect();
+    output::print_table(
+        &["manifest", "media type", "size", "contents", "platform"],
+        rows,
+    );
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! The `wharf` command line: the server (`serve`, `bench`) and the admin
+//! client, in the spirit of `pulp-admin` and `pulp-publish-docker` (same nouns
+//! and flags where they fit).
+//!
+//! The admin client talks to a server over the REST API only, so it works the
+//! same against a local `wharf serve` and a remote one. A module per concept:
+//!
+//! - [`server`]: `serve` and `bench` (this process is the server).
+//! - [`config`]: the client's config file and where the server URL comes from.
+//! - [`client`]: HTTP and its failures; [`api`]: the endpoints as typed calls.
+//! - [`output`]: tables for people, `--output json` for scripts.
+//! - [`progress`]: bars on a terminal, plain lines otherwise.
+//! - [`task`]: `wharf task`, and following a task to its end.
+//! - [`upload`]: resumable chunked uploads.
+//! - [`repo`]: `wharf repo` for every content type; [`docker`]: `wharf docker
+//!   repo`, the same with Docker's settings as flags; [`publish_docker`]: the
+//!   one-step `docker save | wharf publish-docker` workflow.
+//! - [`status`]: `wharf status`.
+//!
+//! Login and the other access-control commands (`wharf login`, `wharf auth
+//! ...`) belong here as an `auth` module when the server has users: the token
+//! goes in the config file ([`config::ClientConfig`]) and onto every request
+//! in [`client::Client`].
+
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod docker;
+pub mod output;
+pub mod progress;
+pub mod publish_docker;
+pub mod repo;
+pub mod server;
+pub mod status;
+pub mod task;
+pub mod upload;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use client::Client;
+use output::OutputFormat;
+use std::process::ExitCode;
+
+/// Wharf: a content platform (Docker/OCI registry and more) whose content
+/// types are sandboxed WebAssembly plugins.
+#[derive(Parser)]
+#[command(name = "wharf", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options of every admin command (`serve` and `bench` ignore them).
+#[derive(clap::Args)]
+pub struct GlobalArgs {
+    /// The Wharf server to manage [default: `server` in the config file,
+    /// else http://127.0.0.1:8080].
+    #[arg(
+        long,
+        global = true,
+        env = "WHARF_SERVER",
+        value_name = "URL",
+        help_heading = "Global options"
+    )]
+    pub server: Option<String>,
+    /// `table` for people, `json` for scripts (full records, on stdout).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = OutputFormat::Table,
+        help_heading = "Global options"
+    )]
+    pub output: OutputFormat,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the server: admin API under /api/v1 and the plugins' routes (/v2/ for Docker).
+    Serve(crate::config::ServeConfig),
+    /// Measure the plugin runtime and server start (figures for docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(server::Bench),
+    /// The server's version, plugins and storage health.
+    Status,
+    /// Repositories of any content type: create, sync, upload, publish, copy.
+    #[command(subcommand)]
+    Repo(repo::RepoCommand),
+    /// Docker repositories, with Docker's settings as flags.
+    #[command(subcommand)]
+    Docker(docker::DockerCommand),
+    /// Long-running work on the server: list, show, cancel.
+    #[command(subcommand)]
+    Task(task::TaskCommand),
+    /// Create a Docker repository if needed, upload a `docker save` archive
+    /// (from -f or stdin), import it and publish it, in one step.
+    #[command(name = "publish-docker")]
+    PublishDocker(publish_docker::PublishDockerArgs),
+    /// The admin client's settings file.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+    /// Print a shell completion script, e.g. `wharf completions bash >
+    /// /etc/bash_completion.d/wharf`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// What an admin command works with: the server and how to print.
+pub struct Session {
+    pub client: Client,
+    pub output: OutputFormat,
+}
+
+impl Session {
+    fn open(global: &GlobalArgs) -> anyhow::Result<Self> {
+        let server = config::resolve_server(global.server.as_deref())?;
+        Ok(Session {
+            client: Client::new(server)?,
+            output: global.output,
+        })
+    }
+}
+
+/// Parse the command line, run it, and turn the outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let global = cli.global;
+    // Each admin command opens a session only when it needs the server.
+    let session = || Session::open(&global);
+    let outcome = match cli.command {
+        // The server keeps its own error format (anyhow's report, as `main`
+        // returning a `Result` prints it).
+        Command::Serve(cfg) => return server::report(server::serve(cfg)),
+        Command::Bench(b) => return server::report(server::bench(b)),
+        Command::Status => session().and_then(|s| status::run(&s)),
+        Command::Repo(c) => session().and_then(|s| repo::run(&s, c)),
+        Command::Docker(c) => session().and_then(|s| docker::run(&s, c)),
+        Command::Task(c) => session().and_then(|s| task::run(&s, c)),
+        Command::PublishDocker(a) => session().and_then(|s| publish_docker::run(&s, a)),
+        Command::Config(c) => config::run(c, global.server.as_deref(), global.output),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "wharf", &mut std::io::stdout());
+            Ok(())
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

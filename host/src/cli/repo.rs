@@ -1,0 +1,667 @@
+//! `wharf repo ...`: repositories of any content type, with the content
+//! type's settings as JSON (`--importer-config`, `--distributor-config`).
+//! The operations here are shared with `wharf docker repo` and
+//! `wharf publish-docker`, which only spell the settings differently.
+
+use super::Session;
+use super::api::{NewRepo, RepoDetail, RepoFilter, RepoPatch};
+use super::output::{self, OutputFormat};
+use super::task::{self, WaitArgs};
+use super::upload;
+use crate::db::{Notes, Repository, Task};
+use crate::ids::{RepoId, UploadId};
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand)]
+pub enum RepoCommand {
+    /// Create a repository of a content type.
+    Create(CreateArgs),
+    /// Change a repository's description, notes or settings.
+    Update(UpdateArgs),
+    /// List repositories.
+    List(ListArgs),
+    /// A repository's settings, content counts and publications.
+    Show(RepoIdArg),
+    /// Delete a repository (its content stays while other repositories hold it).
+    Delete(RepoTaskArgs),
+    /// Fetch the repository's content from its feed.
+    Sync(RepoTaskArgs),
+    /// Make the repository's current content visible to clients.
+    Publish(RepoTaskArgs),
+    /// Copy content from one repository into another (metadata only: no
+    /// bytes are duplicated).
+    Copy(CopyArgs),
+    /// List a repository's units of one type.
+    Content(ContentArgs),
+    /// Upload files into a repository.
+    #[command(subcommand)]
+    Uploads(UploadsCommand),
+}
+
+#[derive(Args)]
+pub struct RepoIdArg {
+    /// The repository's id (letters, digits, '.', '-', '_').
+    #[arg(long)]
+    pub repo_id: RepoId,
+}
+
+#[derive(Args)]
+pub struct RepoTaskArgs {
+    #[command(flatten)]
+    pub repo: RepoIdArg,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+/// What describes a repository to people.
+#[derive(Args, Default)]
+pub struct DescribeArgs {
+    /// A name for people [default on create: the id].
+    #[arg(long)]
+    pub display_name: Option<String>,
+    /// What the repository is for.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// A KEY=VALUE note (repeatable); on update, `KEY=` removes the note.
+    #[arg(long = "note", value_name = "KEY=VALUE")]
+    pub notes: Vec<Note>,
+}
+
+/// The settings of any content type: the common ones as flags, the rest as
+/// JSON objects.
+#[derive(Args)]
+pub struct SettingsArgs {
+    /// The upstream to sync from (importer_config.feed); a bare host name
+    /// means https://. On update, '' removes it.
+    #[arg(long, value_name = "URL")]
+    pub feed: Option<String>,
+    /// The repository to sync from the feed (importer_config.upstream_name).
+    #[arg(long, value_name = "NAME")]
+    pub upstream_name: Option<String>,
+    /// Importer settings as a JSON object; on update, merged key by key
+    /// (a null value removes a key).
+    #[arg(long, value_name = "JSON")]
+    pub importer_config: Option<JsonObject>,
+    /// Distributor (publish) settings as a JSON object; merged on update.
+    #[arg(long, value_name = "JSON")]
+    pub distributor_config: Option<JsonObject>,
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// The content type (`wharf status` lists the server's).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub content_type: String,
+    #[command(flatten)]
+    pub repo: RepoIdArg,
+    #[command(flatten)]
+    pub describe: DescribeArgs,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+#[derive(Args)]
+pub struct UpdateArgs {
+    #[command(flatten)]
+    pub repo: RepoIdArg,
+    #[command(flatten)]
+    pub describe: DescribeArgs,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    /// Only repositories of this content type.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub content_type: Option<String>,
+    /// Only repositories with this note (repeatable: all must match).
+    #[arg(long = "note", value_name = "KEY=VALUE")]
+    pub notes: Vec<Note>,
+}
+
+#[derive(Args)]
+pub struct CopyArgs {
+    /// The repository to copy from.
+    #[arg(long)]
+    pub from_repo_id: RepoId,
+    /// The repository to copy into (of the same content type).
+    #[arg(long)]
+    pub to_repo_id: RepoId,
+    /// Copy only units of this type (repeatable) [default: all].
+    #[arg(long = "type-unit", value_name = "UNIT_TYPE")]
+    pub unit_types: Vec<String>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+#[derive(Args)]
+pub struct ContentArgs {
+    #[command(flatten)]
+    pub repo: RepoIdArg,
+    /// The unit type (e.g. tag, manifest, blob for docker).
+    #[arg(long = "type", value_name = "UNIT_TYPE")]
+    pub unit_type: String,
+}
+
+#[derive(Subcommand)]
+pub enum UploadsCommand {
+    /// Upload a file (in resumable chunks) and import it into a repository.
+    Upload(UploadArgs),
+}
+
+#[derive(Args)]
+pub struct UploadArgs {
+    #[command(flatten)]
+    pub repo: RepoIdArg,
+    /// The file to upload.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: PathBuf,
+    /// A KEY=VALUE import parameter for the content type (repeatable).
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<Param>,
+    /// Go on with an upload that stopped part-way (its id is in the error).
+    #[arg(long, value_name = "UPLOAD_ID")]
+    pub resume: Option<UploadId>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+/// `--note KEY=VALUE`; an empty value means "remove" on update.
+#[derive(Clone, Debug)]
+pub struct Note {
+    pub key: String,
+    pub value: Option<String>,
+}
+
+impl std::str::FromStr for Note {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (key, value) = s
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+        Ok(Note {
+            key: key.to_string(),
+            value: (!value.is_empty()).then(|| value.to_string()),
+        })
+    }
+}
+
+/// `--param KEY=VALUE`, handed to the content type's importer as a string.
+#[derive(Clone, Debug)]
+pub struct Param {
+    pub key: String,
+    pub value: String,
+}
+
+impl std::str::FromStr for Param {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (key, value) = s
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+        Ok(Param {
+            key: key.to_string(),
+            value: value.to_string(),
+        })
+    }
+}
+
+/// A JSON object given on the command line.
+#[derive(Clone, Debug)]
+pub struct JsonObject(pub Map<String, Value>);
+
+impl std::str::FromStr for JsonObject {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match serde_json::from_str(s) {
+            Ok(Value::Object(m)) => Ok(JsonObject(m)),
+            Ok(_) => Err("must be a JSON object, e.g. '{\"key\": \"value\"}'".into()),
+            Err(e) => Err(format!("not valid JSON: {e}")),
+        }
+    }
+}
+
+/// Whether flags describe a new repository or changes to one: on update an
+/// empty value removes a setting, on create it is a mistake.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    Create,
+    Update,
+}
+
+/// Everything a create or update sets, whichever flags spelled it.
+#[derive(Default)]
+pub struct RepoChanges {
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    pub notes: Vec<Note>,
+    pub importer: Map<String, Value>,
+    pub distributor: Map<String, Value>,
+}
+
+impl RepoChanges {
+    pub fn new(describe: DescribeArgs) -> Self {
+        RepoChanges {
+            display_name: describe.display_name,
+            description: describe.description,
+            notes: describe.notes,
+            ..Default::default()
+        }
+    }
+
+    /// Set a string setting; on update an empty value removes it.
+    pub fn set(map: &mut Map<String, Value>, key: &str, value: Option<String>, intent: Intent) {
+        if let Some(v) = value {
+            let v = if v.is_empty() && intent == Intent::Update {
+                Value::Null
+            } else {
+                Value::String(v)
+            };
+            map.insert(key.to_string(), v);
+        }
+    }
+
+    /// The generic settings flags, the named ones overriding the JSON.
+    pub fn with_settings(mut self, s: SettingsArgs, intent: Intent) -> Self {
+        if let Some(JsonObject(m)) = s.importer_config {
+            self.importer.extend(m);
+        }
+        if let Some(JsonObject(m)) = s.distributor_config {
+            self.distributor.extend(m);
+        }
+        Self::set(&mut self.importer, "feed", s.feed.map(feed_url), intent);
+        Self::set(&mut self.importer, "upstream_name", s.upstream_name, intent);
+        self
+    }
+
+    fn into_new(self, id: RepoId, content_type: String) -> anyhow::Result<NewRepo> {
+        let mut notes = Notes::new();
+        for n in self.notes {
+            let value = n.value.with_context(|| {
+                format!("note {:?} has no value; give --note {}=VALUE", n.key, n.key)
+            })?;
+            notes.insert(n.key, value);
+        }
+        Ok(NewRepo {
+            id,
+            content_type,
+            display_name: self.display_name,
+            description: self.description.unwrap_or_default(),
+            notes,
+            importer_config: self.importer,
+            distributor_config: self.distributor,
+        })
+    }
+
+    fn into_patch(self) -> RepoPatch {
+        RepoPatch {
+            display_name: self.display_name,
+            description: self.description,
+            notes: self.notes.into_iter().map(|n| (n.key, n.value)).collect(),
+            importer_config: self.importer,
+            distributor_config: self.distributor,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.display_name.is_none()
+            && self.description.is_none()
+            && self.notes.is_empty()
+            && self.importer.is_empty()
+            && self.distributor.is_empty()
+    }
+}
+
+/// A feed as the importer wants it: `registry.example.com` is short for
+/// `https://registry.example.com` (the seed syncs `--feed
+/// registry.access.redhat.com`); '' is kept, to remove the feed.
+pub fn feed_url(feed: String) -> String {
+    if feed.is_empty() || feed.contains("://") {
+        feed
+    } else {
+        format!("https://{feed}")
+    }
+}
+
+pub fn run(s: &Session, cmd: RepoCommand) -> anyhow::Result<()> {
+    match cmd {
+        RepoCommand::Create(a) => {
+            let changes = RepoChanges::new(a.describe).with_settings(a.settings, Intent::Create);
+            create(s, a.repo.repo_id, &a.content_type, changes)?;
+        }
+        RepoCommand::Update(a) => {
+            let changes = RepoChanges::new(a.describe).with_settings(a.settings, Intent::Update);
+            update(s, &a.repo.repo_id, changes)?;
+        }
+        RepoCommand::List(a) => {
+            let repos = list(s, a.content_type, a.notes)?;
+            print_repos(s, &repos, RepoColumns::Generic);
+        }
+        RepoCommand::Show(a) => {
+            show(s, &a.repo_id)?;
+        }
+        RepoCommand::Delete(a) => delete(s, &a.repo.repo_id, a.wait)?,
+        RepoCommand::Sync(a) => {
+            sync(s, &a.repo.repo_id, a.wait)?;
+        }
+        RepoCommand::Publish(a) => {
+            publish(s, &a.repo.repo_id, a.wait)?;
+        }
+        RepoCommand::Copy(a) => copy(s, &a.from_repo_id, &a.to_repo_id, &a.unit_types, a.wait)?,
+        RepoCommand::Content(a) => content(s, &a.repo.repo_id, &a.unit_type)?,
+        RepoCommand::Uploads(UploadsCommand::Upload(a)) => {
+            let params = a
+                .params
+                .into_iter()
+                .map(|p| (p.key, Value::String(p.value)))
+                .collect();
+            upload_and_import(s, &a.repo.repo_id, &a.file, &params, a.resume, a.wait)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn create(
+    s: &Session,
+    id: RepoId,
+    content_type: &str,
+    changes: RepoChanges,
+) -> anyhow::Result<Repository> {
+    let new = changes.into_new(id, content_type.to_string())?;
+    let repo = s.client.create_repo(&new).map_err(|e| match e.api() {
+        Some(f) if f.code == "conflict" => anyhow::anyhow!(
+            "cannot create repository {}: {}; change it with `wharf repo update --repo-id {}`",
+            new.id,
+            f.message,
+            new.id
+        ),
+        _ => anyhow::Error::new(e).context(format!("cannot create repository {}", new.id)),
+    })?;
+    match s.output {
+        OutputFormat::Json => output::print_json(&repo),
+        OutputFormat::Table => {
+            output::say(format!("Repository [{}] successfully created", repo.id))
+        }
+    }
+    Ok(repo)
+}
+
+pub fn update(s: &Session, id: &RepoId, changes: RepoChanges) -> anyhow::Result<Repository> {
+    if changes.is_empty() {
+        anyhow::bail!(
+            "nothing to update in repository {id}: give at least one setting (see --help)"
+        );
+    }
+    let repo = s
+        .client
+        .update_repo(id, &changes.into_patch())
+        .with_context(|| format!("cannot update repository {id}"))?;
+    match s.output {
+        OutputFormat::Json => output::print_json(&repo),
+        OutputFormat::Table => {
+            output::say(format!("Repository [{}] successfully updated", repo.id))
+        }
+    }
+    Ok(repo)
+}
+
+pub fn list(
+    s: &Session,
+    content_type: Option<String>,
+    notes: Vec<Note>,
+) -> anyhow::Result<Vec<Repository>> {
+    let mut filter = RepoFilter {
+        content_type,
+        notes: Notes::new(),
+    };
+    for n in notes {
+        let value = n.value.unwrap_or_default();
+        // The server takes note filters as one comma-separated list.
+        if value.contains(',') {
+            anyhow::bail!("a --note filter cannot contain ',' (in {}={value})", n.key);
+        }
+        filter.notes.insert(n.key, value);
+    }
+    Ok(s.client
+        .list_repos(&filter)
+        .context("cannot list repositories")?)
+}
+
+/// Which columns a repository table has.
+#[derive(Clone, Copy)]
+pub enum RepoColumns {
+    /// Any content type: the type and the feed.
+    Generic,
+    /// Docker: the name `docker pull` uses, the feed and upstream name.
+    Docker,
+}
+
+fn config_str<'a>(config: &'a Value, key: &str) -> &'a str {
+    config.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+pub fn print_repos(s: &Session, repos: &[Repository], columns: RepoColumns) {
+    if s.output == OutputFormat::Json {
+        return output::print_json(&repos);
+    }
+    if repos.is_empty() {
+        eprintln!("No repositories.");
+        return;
+    }
+    let (headers, rows): (&[&str], Vec<Vec<String>>) = match columns {
+        RepoColumns::Generic => (
+            &["id", "type", "display name", "feed", "notes"],
+            repos
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.id.to_string(),
+                        r.content_type.clone(),
+                        r.display_name.clone(),
+                        config_str(&r.importer_config, "feed").to_string(),
+                        output::notes(&r.notes),
+                    ]
+                })
+                .collect(),
+        ),
+        RepoColumns::Docker => (
+            &[
+                "id",
+                "registry id",
+                "display name",
+                "feed",
+                "upstream name",
+                "notes",
+            ],
+            repos
+                .iter()
+                .map(|r| {
+                    let registry_id = match config_str(&r.distributor_config, "repo_registry_id") {
+                        "" => r.id.to_string(),
+                        name => name.to_string(),
+                    };
+                    vec![
+                        r.id.to_string(),
+                        registry_id,
+                        r.display_name.clone(),
+                        config_str(&r.importer_config, "feed").to_string(),
+                        config_str(&r.importer_config, "upstream_name").to_string(),
+                        output::notes(&r.notes),
+                    ]
+                })
+                .collect(),
+        ),
+    };
+    output::print_table(headers, rows);
+}
+
+pub fn show(s: &Session, id: &RepoId) -> anyhow::Result<RepoDetail> {
+    let d = s.client.repo(id)?;
+    match s.output {
+        OutputFormat::Json => output::print_json(&d),
+        OutputFormat::Table => {
+            let r = &d.repo;
+            let counts = d
+                .content_counts
+                .iter()
+                .map(|(t, n)| format!("{t}: {n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let publications = d
+                .publications
+                .iter()
+                .map(|p| format!("{} (by {}, {})", p.name, p.plugin, p.published_at))
+                .collect::<Vec<_>>()
+                .join("\n");
+            output::print_details(&[
+                ("Id", r.id.to_string()),
+                ("Type", r.content_type.clone()),
+                ("Display Name", r.display_name.clone()),
+                ("Description", r.description.clone()),
+                ("Notes", output::notes(&r.notes)),
+                ("Importer", r.importer_config.to_string()),
+                ("Distributor", r.distributor_config.to_string()),
+                (
+                    "Content",
+                    if counts.is_empty() {
+                        "none".into()
+                    } else {
+                        counts
+                    },
+                ),
+                (
+                    "Published",
+                    if publications.is_empty() {
+                        "never".into()
+                    } else {
+                        publications
+                    },
+                ),
+                ("Created", r.created_at.clone()),
+                ("Updated", r.updated_at.clone()),
+            ]);
+        }
+    }
+    Ok(d)
+}
+
+pub fn delete(s: &Session, id: &RepoId, wait: WaitArgs) -> anyhow::Result<()> {
+    let t = s
+        .client
+        .delete_repo(id)
+        .with_context(|| format!("cannot delete repository {id}"))?;
+    if task::follow(s, t, wait, &format!("Deleting [{id}]"))?.is_some()
+        && s.output == OutputFormat::Table
+    {
+        output::say(format!("Repository [{id}] successfully deleted"));
+    }
+    Ok(())
+}
+
+pub fn sync(s: &Session, id: &RepoId, wait: WaitArgs) -> anyhow::Result<Option<Task>> {
+    let t = s
+        .client
+        .sync_repo(id)
+        .with_context(|| format!("cannot sync repository {id}"))?;
+    task::follow(s, t, wait, &format!("Synchronizing [{id}]"))
+}
+
+/// Publish; returns the finished task, whose result names the publication.
+pub fn publish(s: &Session, id: &RepoId, wait: WaitArgs) -> anyhow::Result<Option<Task>> {
+    let t = s
+        .client
+        .publish_repo(id)
+        .with_context(|| format!("cannot publish repository {id}"))?;
+    task::follow(s, t, wait, &format!("Publishing [{id}]"))
+}
+
+pub fn copy(
+    s: &Session,
+    from: &RepoId,
+    to: &RepoId,
+    unit_types: &[String],
+    wait: WaitArgs,
+) -> anyhow::Result<()> {
+    let t = s
+        .client
+        .copy_units(from, to, unit_types)
+        .with_context(|| format!("cannot copy from repository {from} into {to}"))?;
+    task::follow(s, t, wait, &format!("Copying [{from}] into [{to}]"))?;
+    Ok(())
+}
+
+fn content(s: &Session, id: &RepoId, unit_type: &str) -> anyhow::Result<()> {
+    let units = s.client.units(id, unit_type)?;
+    match s.output {
+        OutputFormat::Json => output::print_json(&units),
+        OutputFormat::Table if units.is_empty() => {
+            eprintln!("No {unit_type} units in repository {id}.")
+        }
+        OutputFormat::Table => output::print_table(
+            &["key", "blobs", "metadata"],
+            units
+                .iter()
+                .map(|u| {
+                    vec![
+                        u.key.clone(),
+                        u.blobs.len().to_string(),
+                        output::compact_json(&u.metadata, 100),
+                    ]
+                })
+                .collect(),
+        ),
+    }
+    Ok(())
+}
+
+/// Upload a file and import it into a repository, following the import
+/// task unless `--no-wait`.
+pub fn upload_and_import(
+    s: &Session,
+    repo: &RepoId,
+    file: &Path,
+    params: &Map<String, Value>,
+    resume: Option<UploadId>,
+    wait: WaitArgs,
+) -> anyhow::Result<Option<Task>> {
+    // Find out now, not after sending gigabytes, that the repository is wrong.
+    s.client.repo(repo)?;
+    let label = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| file.display().to_string());
+    let upload = upload::upload_file(&s.client, file, &label, resume)?;
+    import(s, repo, &upload.id, params, wait)
+}
+
+/// Import a complete upload. If the import task fails, the upload is
+/// discarded: the content type rejected those bytes, so keeping them for a
+/// `--resume` would not help.
+pub fn import(
+    s: &Session,
+    repo: &RepoId,
+    upload: &UploadId,
+    params: &Map<String, Value>,
+    wait: WaitArgs,
+) -> anyhow::Result<Option<Task>> {
+    if s.output == OutputFormat::Table {
+        eprintln!("Importing into the repository...");
+    }
+    let outcome = s
+        .client
+        .import_upload(repo, upload, params)
+        .with_context(|| format!("cannot import upload {upload} into repository {repo}"))
+        .and_then(|t| task::follow(s, t, wait, &format!("Importing into [{repo}]")));
+    if let Err(e) = &outcome
+        && e.downcast_ref::<task::TaskFailed>().is_some()
+    {
+        let _ = s.client.delete_upload(upload);
+    }
+    outcome
+}

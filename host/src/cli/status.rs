@@ -1,0 +1,125 @@
+//! `wharf status`: is the server up, what does it run, is its storage well.
+
+use super::Session;
+use super::output::{self, OutputFormat};
+use serde::Deserialize;
+
+/// The parts of `GET /api/v1/status` a person reads; `--output json` prints
+/// the whole document as the server sent it.
+#[derive(Deserialize)]
+struct Status {
+    version: String,
+    contract: String,
+    uptime_seconds: u64,
+    #[serde(default)]
+    plugins: Vec<Plugin>,
+    #[serde(default)]
+    plugin_load_failures: Vec<LoadFailure>,
+    storage: Storage,
+}
+
+#[derive(Deserialize)]
+struct Plugin {
+    name: String,
+    version: String,
+    #[serde(default)]
+    content_types: Vec<ContentType>,
+    #[serde(default)]
+    routes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct ContentType {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct LoadFailure {
+    file: String,
+    error: String,
+}
+
+#[derive(Deserialize)]
+struct Storage {
+    blobs: Health,
+    db: Health,
+}
+
+#[derive(Deserialize)]
+struct Health {
+    ok: bool,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    backend: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+impl Health {
+    fn describe(&self, name: Option<&str>) -> String {
+        let state = if self.ok {
+            "ok".to_string()
+        } else {
+            format!(
+                "FAILING: {}",
+                self.error.as_deref().unwrap_or("unavailable")
+            )
+        };
+        match name {
+            Some(n) => format!("{n} ({state})"),
+            None => state,
+        }
+    }
+}
+
+pub fn run(s: &Session) -> anyhow::Result<()> {
+    let doc = s.client.status()?;
+    if s.output == OutputFormat::Json {
+        output::print_json(&doc);
+        return Ok(());
+    }
+    let st: Status = serde_json::from_value(doc)?;
+    let uptime = humantime::format_duration(std::time::Duration::from_secs(st.uptime_seconds));
+    output::print_details(&[
+        ("Server", s.client.server().to_string()),
+        ("Version", st.version),
+        ("Plugin contract", st.contract),
+        ("Uptime", uptime.to_string()),
+        (
+            "Metadata store",
+            st.storage.db.describe(st.storage.db.backend.as_deref()),
+        ),
+        (
+            "Blob store",
+            st.storage.blobs.describe(st.storage.blobs.path.as_deref()),
+        ),
+    ]);
+    output::say("");
+    if st.plugins.is_empty() {
+        output::say("No plugins loaded: the server has no content types.");
+    } else {
+        output::print_table(
+            &["plugin", "version", "content types", "routes"],
+            st.plugins
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.name.clone(),
+                        p.version.clone(),
+                        p.content_types
+                            .iter()
+                            .map(|c| c.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        p.routes.join(", "),
+                    ]
+                })
+                .collect(),
+        );
+    }
+    for f in &st.plugin_load_failures {
+        output::say(format!("Plugin {} failed to load: {}", f.file, f.error));
+    }
+    Ok(())
+}

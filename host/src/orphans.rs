@@ -1,0 +1,70 @@
+//! Orphan cleanup: delete units no repository holds and blobs nothing
+//! references. Runs as a task (`POST /api/v1/orphans/cleanup`).
+//!
+//! A blob is stored before the units naming it are committed (an import in
+//! flight), so only blobs older than a protection window are candidates.
+
+use crate::app::App;
+use crate::http::error::ApiResult;
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+pub fn routes() -> axum::Router<Arc<App>> {
+    axum::Router::new().route("/orphans/cleanup", post(cleanup))
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+struct CleanupQuery {
+    /// Keep unreferenced blobs younger than this (default 60 minutes).
+    protection_minutes: Option<u64>,
+}
+
+#[utoipa::path(post, path = "/api/v1/orphans/cleanup", tag = "orphans", params(CleanupQuery),
+    responses((status = 202, body = crate::db::Task)))]
+async fn cleanup(
+    State(app): State<Arc<App>>,
+    q: Result<Query<CleanupQuery>, QueryRejection>,
+) -> ApiResult<(StatusCode, Json<crate::db::Task>)> {
+    let Query(q) = q?;
+    let protection = Duration::from_secs(60 * q.protection_minutes.unwrap_or(60));
+    let app2 = app.clone();
+    let input = serde_json::json!({"protection_minutes": protection.as_secs() / 60});
+    let task = app
+        .tasks
+        .submit(
+            "orphans",
+            vec!["orphans".into()],
+            input,
+            Box::new(move |_ctx| Box::pin(async move { remove_orphans(&app2, protection).await })),
+        )
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(task)))
+}
+
+pub async fn remove_orphans(app: &App, protection: Duration) -> crate::tasks::TaskResult {
+    let units = app.store.remove_orphan_units().await?;
+    let referenced: HashSet<_> = app.store.referenced_blobs().await?.into_iter().collect();
+    let blobs = app.blobs.clone();
+    let cutoff = SystemTime::now() - protection;
+    let (removed, bytes) = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, u64)> {
+        let (mut removed, mut bytes) = (0, 0);
+        for d in blobs.list()? {
+            if referenced.contains(&d) || blobs.modified(&d).is_none_or(|m| m > cutoff) {
+                continue;
+            }
+            bytes += blobs.stat(&d).unwrap_or(0);
+            if blobs.remove(&d)? {
+                removed += 1;
+            }
+        }
+        Ok((removed, bytes))
+    })
+    .await??;
+    Ok(serde_json::json!({"units_removed": units, "blobs_removed": removed, "bytes_freed": bytes}))
+}

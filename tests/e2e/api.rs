@@ -1,0 +1,332 @@
+//! The generic host through its REST API: validation, uploads (resume,
+//! crash), repositories, notes, groups, copy, orphans.
+
+use crate::support::*;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+
+fn error_code(v: &Value) -> &str {
+    v["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an API error: {v}"))
+}
+
+#[test]
+fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
+    let s = Server::start();
+    // Ids: invalid grammar, `..`, and duplicates.
+    for bad in ["", "a/b", "..", "../etc", "x y", "é"] {
+        let (code, v) = s.post_json(
+            "/api/v1/repositories",
+            &json!({"id": bad, "content_type": "docker"}),
+        );
+        assert_eq!(code, 400, "{bad:?}: {v}");
+        assert_eq!(error_code(&v), "invalid-input");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("invalid repository id"),
+            "{v}"
+        );
+    }
+    s.create_repo(json!({"id": "ok", "content_type": "docker"}));
+    let (code, v) = s.post_json(
+        "/api/v1/repositories",
+        &json!({"id": "ok", "content_type": "docker"}),
+    );
+    assert_eq!((code, error_code(&v)), (409, "conflict"), "{v}");
+    let (code, v) = s.post_json(
+        "/api/v1/repositories",
+        &json!({"id": "x", "content_type": "rpm"}),
+    );
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown content type \"rpm\""),
+        "{v}"
+    );
+    let (code, v) = s.post_json(
+        "/api/v1/repositories",
+        &json!({"id": "x", "content_type": "docker", "bogus": 1}),
+    );
+    assert_eq!(code, 400, "unknown fields are refused: {v}");
+
+    // Paths with `..` never reach the filesystem.
+    for path in [
+        "/api/v1/repositories/..%2F..%2Fetc",
+        "/api/v1/uploads/..%2F..%2Fetc%2Fpasswd",
+        "/api/v1/repositories/ok/content?type=../../x",
+    ] {
+        let r = s.http.get(s.url(path)).send().unwrap();
+        assert!(
+            [400, 404].contains(&r.status().as_u16()),
+            "{path}: {}",
+            r.status()
+        );
+    }
+    let r = s
+        .http
+        .get(s.url("/v2/..%2F..%2Fetc%2Fpasswd/blobs/sha256:00"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400, "registry path with ..");
+
+    // Unknown repository, unknown endpoint: the one error shape.
+    let (code, v) = s.get_json("/api/v1/repositories/nope");
+    assert_eq!((code, error_code(&v)), (404, "not-found"));
+    let (code, v) = s.get_json("/api/v1/nothing-here");
+    assert_eq!((code, error_code(&v)), (404, "not-found"));
+    let (_, repos) = s.get_json("/api/v1/repositories");
+    assert_eq!(repos["items"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn uploads_resume_refuse_wrong_offsets_and_truncation() {
+    let s = Server::start();
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let (code, up) = s.post_json("/api/v1/uploads", &json!({"size": data.len()}));
+    assert_eq!(code, 201);
+    let id = up["id"].as_str().unwrap();
+    let put = |offset: usize, bytes: &[u8]| {
+        let r = s
+            .http
+            .put(s.url(&format!("/api/v1/uploads/{id}?offset={offset}")))
+            .body(bytes.to_vec())
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().unwrap())
+    };
+    let (code, v) = put(0, &data[..1_000_000]);
+    assert_eq!((code, v["offset"].as_u64()), (200, Some(1_000_000)));
+    // A chunk at the wrong offset: 416 naming the right one; nothing stored.
+    let (code, v) = put(5, &data[5..10]);
+    assert_eq!(code, 416, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("offset 1000000"),
+        "{v}"
+    );
+    // Content-Range works too.
+    let r = s
+        .http
+        .put(s.url(&format!("/api/v1/uploads/{id}")))
+        .header(
+            "content-range",
+            format!("bytes 1000000-1999999/{}", data.len()),
+        )
+        .body(data[1_000_000..2_000_000].to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // Past the declared size: refused, offset unchanged.
+    let mut too_much = data[2_000_000..].to_vec();
+    too_much.extend_from_slice(b"extra");
+    let (code, _) = put(2_000_000, &too_much);
+    assert_eq!(code, 400);
+    let (_, v) = s.get_json(&format!("/api/v1/uploads/{id}"));
+    assert_eq!(v["offset"], 2_000_000);
+    // Importing an incomplete upload is refused.
+    s.create_repo(json!({"id": "r", "content_type": "docker"}));
+    let (code, v) = s.post_json("/api/v1/repositories/r/import", &json!({"upload_id": id}));
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("incomplete"),
+        "{v}"
+    );
+    let (code, v) = put(2_000_000, &data[2_000_000..]);
+    assert_eq!((code, v["offset"].as_u64()), (200, Some(data.len() as u64)));
+}
+
+/// Hash every blob file under the data directory: each must match its name.
+fn assert_all_blobs_intact(data_dir: &std::path::Path) -> usize {
+    let mut n = 0;
+    let root = data_dir.join("blobs/sha256");
+    for shard in std::fs::read_dir(&root).unwrap() {
+        for f in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            let p = f.unwrap().path();
+            let hex = hex::encode(Sha256::digest(std::fs::read(&p).unwrap()));
+            assert_eq!(
+                p.file_name().unwrap().to_str().unwrap(),
+                hex,
+                "corrupt blob {}",
+                p.display()
+            );
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn sigkill_during_upload_then_resume_and_import() {
+    let mut s = Server::start();
+    let image = images_dir().join("busybox.tar");
+    let bytes = std::fs::read(&image).unwrap();
+    let (_, up) = s.post_json("/api/v1/uploads", &json!({"size": bytes.len()}));
+    let id = up["id"].as_str().unwrap().to_string();
+    let half = bytes.len() / 2;
+    let r = s
+        .http
+        .put(s.url(&format!("/api/v1/uploads/{id}?offset=0")))
+        .body(bytes[..half].to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+
+    // Kill the server while a chunk is streaming in.
+    let addr = s.addr.clone();
+    let writer = std::thread::spawn(move || {
+        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+        let head = format!(
+            "PUT /api/v1/uploads/{id}?offset={half} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            bytes.len() - half
+        );
+        conn.write_all(head.as_bytes()).unwrap();
+        // Send part of the chunk, then stall until the server dies.
+        let _ = conn.write_all(&bytes[half..half + (bytes.len() - half) / 2]);
+        let _ = conn.flush();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    s.crash_and_restart();
+    writer.join().unwrap();
+
+    // The recorded offset is what was fsynced before the crash: resume there.
+    let id = up["id"].as_str().unwrap();
+    let (_, v) = s.get_json(&format!("/api/v1/uploads/{id}"));
+    let offset = v["offset"].as_u64().unwrap() as usize;
+    assert_eq!(offset, half, "the interrupted chunk was not recorded");
+    let bytes = std::fs::read(&image).unwrap();
+    let r = s
+        .http
+        .put(s.url(&format!("/api/v1/uploads/{id}?offset={offset}")))
+        .body(bytes[offset..].to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    s.create_repo(json!({"id": "bb", "content_type": "docker"}));
+    let t = s.repo_task("bb", "import", json!({"upload_id": id}));
+    assert_eq!(t["state"], "finished", "{t}");
+    assert!(assert_all_blobs_intact(&s.data_dir()) >= 3);
+}
+
+#[test]
+fn notes_groups_copy_and_orphans() {
+    let s = Server::start();
+    for (id, env) in [("a", "prod"), ("b", "dev"), ("c", "prod")] {
+        s.create_repo(json!({"id": id, "content_type": "docker", "notes": {"env": env}}));
+    }
+    let (_, v) = s.get_json("/api/v1/repositories?note=env=prod");
+    let ids: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a", "c"]);
+    // Pagination.
+    let (_, v) = s.get_json("/api/v1/repositories?limit=2");
+    assert_eq!(
+        (v["items"].as_array().unwrap().len(), v["next"].as_str()),
+        (2, Some("b"))
+    );
+    let (_, v) = s.get_json("/api/v1/repositories?limit=2&after=b");
+    assert_eq!(
+        (v["items"].as_array().unwrap().len(), &v["next"]),
+        (1, &Value::Null)
+    );
+    // Update notes: set and remove.
+    let r = s
+        .http
+        .patch(s.url("/api/v1/repositories/b"))
+        .json(&json!({"notes": {"env": null, "team": "x"}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (_, v) = s.get_json("/api/v1/repositories/b");
+    assert_eq!(v["notes"], json!({"team": "x"}));
+
+    // Groups.
+    let (code, g) = s.post_json(
+        "/api/v1/groups",
+        &json!({"id": "g", "description": "d", "notes": {"k": "v"}, "members": ["a"]}),
+    );
+    assert_eq!(code, 201, "{g}");
+    let (code, _) = s.post_json("/api/v1/groups/g/members", &json!({"repo_id": "c"}));
+    assert_eq!(code, 200);
+    let (code, v) = s.post_json("/api/v1/groups/g/members", &json!({"repo_id": "ghost"}));
+    assert_eq!(code, 404, "{v}");
+    let (_, v) = s.get_json("/api/v1/groups?note=k=v");
+    assert_eq!(v[0]["members"], json!(["a", "c"]));
+    let r = s
+        .http
+        .delete(s.url("/api/v1/groups/g/members/a"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (_, v) = s.get_json("/api/v1/groups/g");
+    assert_eq!(v["members"], json!(["c"]));
+
+    // Import into a, copy to b (associations only), publish b, fetch from b.
+    s.import_and_publish("a", &images_dir().join("busybox.tar"));
+    let blobs_before = std::fs::read_dir(s.data_dir().join("blobs/sha256"))
+        .unwrap()
+        .count();
+    let t = s.repo_task("b", "copy", json!({"from": "a"}));
+    assert_eq!(t["state"], "finished", "{t}");
+    assert!(t["result"]["units_added"].as_u64().unwrap() >= 3, "{t}");
+    let (_, a) = s.get_json("/api/v1/repositories/a");
+    let (_, b) = s.get_json("/api/v1/repositories/b");
+    assert_eq!(a["content_counts"], b["content_counts"]);
+    assert_eq!(
+        std::fs::read_dir(s.data_dir().join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        blobs_before,
+        "copy moved no bytes"
+    );
+    let t = s.repo_task("b", "publish", json!({}));
+    assert_eq!(t["state"], "finished", "{t}");
+    let r = s.http.get(s.url("/v2/b/tags/list")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+
+    // Delete a: b still holds everything, so cleanup removes nothing.
+    let r = s
+        .http
+        .delete(s.url("/api/v1/repositories/a"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let t = s.wait_task(&r.json().unwrap());
+    assert_eq!(t["state"], "finished", "{t}");
+    let cleanup = |s: &Server| {
+        let (code, t) = s.post_json("/api/v1/orphans/cleanup?protection_minutes=0", &json!({}));
+        assert_eq!(code, 202);
+        s.wait_task(&t)
+    };
+    let t = cleanup(&s);
+    assert_eq!(
+        (t["state"].as_str(), t["result"]["blobs_removed"].as_u64()),
+        (Some("finished"), Some(0)),
+        "{t}"
+    );
+    // Delete b too: now every blob of the image is an orphan.
+    let r = s
+        .http
+        .delete(s.url("/api/v1/repositories/b"))
+        .send()
+        .unwrap();
+    s.wait_task(&r.json().unwrap());
+    let t = cleanup(&s);
+    assert!(t["result"]["blobs_removed"].as_u64().unwrap() >= 3, "{t}");
+    assert!(t["result"]["units_removed"].as_u64().unwrap() >= 3, "{t}");
+}

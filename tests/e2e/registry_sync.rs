@@ -1,0 +1,220 @@
+//! Sync from a real upstream: a CNCF distribution registry on loopback,
+//! filled with skopeo.
+
+use crate::registry_support::*;
+use crate::support::*;
+use serde_json::{Value, json};
+
+/// An upstream with `up/app` tags v1 and latest (busybox), v2 and dev
+/// (two-layer), and old-1 (busybox).
+fn upstream() -> Distribution {
+    let d = Distribution::start();
+    for tag in ["v1", "latest", "old-1"] {
+        d.push("busybox.tar", "docker-archive", &format!("up/app:{tag}"));
+    }
+    for tag in ["v2", "dev"] {
+        d.push("two-layer.tar", "docker-archive", &format!("up/app:{tag}"));
+    }
+    d
+}
+
+fn mirror_repo(s: &Server, d: &Distribution, extra: Value) {
+    let mut importer = json!({"feed": d.url(), "upstream_name": "up/app"});
+    for (k, v) in extra.as_object().unwrap() {
+        importer[k] = v.clone();
+    }
+    docker_repo(s, "mirror", "mirror/app", importer);
+}
+
+fn served_tags(s: &Server) -> Value {
+    let r = request(s, "GET", "/v2/mirror/app/tags/list", &[]);
+    assert_eq!(r.status().as_u16(), 200);
+    r.json::<Value>().unwrap()["tags"].clone()
+}
+
+fn served_digest(s: &Server, tag: &str) -> String {
+    let r = request(
+        s,
+        "GET",
+        &format!("/v2/mirror/app/manifests/{tag}"),
+        &[("Accept", DOCKER_ACCEPT)],
+    );
+    assert_eq!(r.status().as_u16(), 200, "{tag}");
+    header(&r, "docker-content-digest")
+}
+
+#[test]
+fn sync_mirrors_only_the_tags_the_filters_allow() {
+    let d = upstream();
+    let s = Server::start();
+    mirror_repo(
+        &s,
+        &d,
+        json!({"include_tags": ["v*", "latest", "old-*"], "exclude_tags": ["v2", "old-*"]}),
+    );
+    let t = sync(&s, "mirror");
+    assert_eq!(t["state"], "finished", "{t}");
+    publish(&s, "mirror");
+    assert_eq!(served_tags(&s), json!(["latest", "v1"]));
+    assert_eq!(tag_names(&content(&s, "mirror")), ["latest", "v1"]);
+    for tag in ["latest", "v1"] {
+        assert_eq!(served_digest(&s, tag), d.manifest("up/app", tag).1);
+    }
+    // Two tags of one image: one manifest, its config and one layer.
+    let c = content(&s, "mirror");
+    assert_eq!(c.counts, json!({"blob": 2, "manifest": 1, "tag": 2}));
+    let (_, v1) = d.manifest("up/app", "v1");
+    assert_eq!(c.manifests, [v1]);
+
+    // Widening the filter brings the others; no filter mirrors everything.
+    let r = s
+        .http
+        .patch(s.url("/api/v1/repositories/mirror"))
+        .json(&json!({"importer_config": {"include_tags": null, "exclude_tags": null}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let t = sync(&s, "mirror");
+    assert_eq!(t["state"], "finished", "{t}");
+    publish(&s, "mirror");
+    assert_eq!(
+        served_tags(&s),
+        json!(["dev", "latest", "old-1", "v1", "v2"])
+    );
+    let name = format!("{}/mirror/app:dev", s.addr);
+    must(docker().args(["pull", &name]));
+    let out = must(docker().args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &name,
+        "cat",
+        "/etc/second.txt",
+    ]));
+    assert_eq!(out.trim(), "second layer");
+    let _ = run(docker().args(["rmi", "-f", &name]));
+}
+
+#[test]
+fn resync_moves_a_changed_tag_and_fetches_only_the_new_blobs() {
+    let d = upstream();
+    let s = Server::start();
+    mirror_repo(
+        &s,
+        &d,
+        json!({"include_tags": ["v*", "latest"], "exclude_tags": ["v2"]}),
+    );
+    let t = sync(&s, "mirror");
+    assert_eq!(t["state"], "finished", "{t}");
+    publish(&s, "mirror");
+    let (_, busybox) = d.manifest("up/app", "v1");
+    assert_eq!(served_digest(&s, "v1"), busybox);
+
+    // A sync with nothing new upstream stores nothing.
+    let t = sync(&s, "mirror");
+    assert_eq!(t["state"], "finished", "{t}");
+    assert_eq!(t["result"]["bytes_stored"], 0, "{t}");
+    assert_eq!(t["result"]["units_added"], 0, "{t}");
+
+    // Upstream v1 now points at the two-layer image (the busybox layer is shared).
+    d.push("two-layer.tar", "docker-archive", "up/app:v1");
+    let (raw, moved) = d.manifest("up/app", "v1");
+    assert_ne!(moved, busybox);
+    let m: Value = serde_json::from_slice(&raw).unwrap();
+    let old: Value = serde_json::from_slice(&d.manifest("up/app", "latest").0).unwrap();
+    assert_eq!(m["layers"][0]["digest"], old["layers"][0]["digest"]);
+    let new_bytes = raw.len() as u64
+        + m["config"]["size"].as_u64().unwrap()
+        + m["layers"][1]["size"].as_u64().unwrap();
+
+    let t = sync(&s, "mirror");
+    assert_eq!(t["state"], "finished", "{t}");
+    assert_eq!(
+        t["result"]["bytes_stored"], new_bytes,
+        "only the new manifest, config and layer should be fetched: {t}"
+    );
+    let message = t["result"]["message"].as_str().unwrap();
+    assert!(message.contains("1 unchanged, 1 updated"), "{message}");
+
+    // Invisible until published, then the tag has moved and latest has not.
+    assert_eq!(served_digest(&s, "v1"), busybox);
+    publish(&s, "mirror");
+    assert_eq!(served_digest(&s, "v1"), moved);
+    assert_eq!(served_digest(&s, "latest"), busybox);
+    let c = content(&s, "mirror");
+    assert_eq!(c.tags.len(), 2, "one unit per tag: {:?}", c.tags);
+    assert!(c.tags.contains(&format!("v1@{moved}")), "{:?}", c.tags);
+
+    let name = format!("{}/mirror/app:v1", s.addr);
+    must(docker().args(["pull", &name]));
+    let out = must(docker().args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &name,
+        "cat",
+        "/etc/second.txt",
+    ]));
+    assert_eq!(out.trim(), "second layer");
+    let _ = run(docker().args(["rmi", "-f", &name]));
+
+    // A tag deleted upstream leaves the mirror at the next sync.
+    let r = reqwest::blocking::Client::new()
+        .delete(format!("{}/v2/up/app/manifests/{busybox}", d.url()))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202, "distribution delete");
+    let t = sync(&s, "mirror");
+    assert_eq!(t["state"], "finished", "{t}");
+    publish(&s, "mirror");
+    assert_eq!(served_tags(&s), json!(["v1"]));
+}
+
+#[test]
+fn sync_of_an_upstream_serving_wrong_bytes_fails_and_changes_nothing() {
+    let d = Distribution::start();
+    d.push("busybox.tar", "docker-archive", "up/app:v1");
+    let s = Server::start();
+    mirror_repo(&s, &d, json!({}));
+    let t = sync(&s, "mirror");
+    assert_eq!(t["state"], "finished", "{t}");
+    publish(&s, "mirror");
+    let before = content(&s, "mirror");
+
+    // A new tag whose new layer the upstream serves corrupted (same length).
+    d.push("two-layer.tar", "docker-archive", "up/app:v2");
+    let (raw, _) = d.manifest("up/app", "v2");
+    let m: Value = serde_json::from_slice(&raw).unwrap();
+    let layer = m["layers"][1]["digest"].as_str().unwrap();
+    let file = d.blob_file(layer);
+    let mut bytes = std::fs::read(&file).unwrap();
+    for b in bytes.iter_mut() {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&file, &bytes).unwrap();
+
+    let t = sync(&s, "mirror");
+    let message = failed_with(&t);
+    assert!(
+        message.contains(layer) && message.contains("wrong bytes"),
+        "{message}"
+    );
+    assert_eq!(content(&s, "mirror"), before);
+    // Nothing stored under the digest either: a later sync cannot be fooled.
+    let t = sync(&s, "mirror");
+    assert!(failed_with(&t).contains(layer));
+    publish(&s, "mirror");
+    assert_eq!(served_tags(&s), json!(["v1"]));
+}
+
+#[test]
+fn sync_of_a_missing_upstream_repository_fails_clearly() {
+    let d = Distribution::start();
+    let s = Server::start();
+    mirror_repo(&s, &d, json!({}));
+    let message = failed_with(&sync(&s, "mirror"));
+    assert!(message.contains("up/app"), "{message}");
+    assert_eq!(content(&s, "mirror").counts, json!({}), "nothing was added");
+}
