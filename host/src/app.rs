@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 pub struct App {
     pub config: ServeConfig,
     pub store: Arc<dyn Store>,
+    pub auth: Arc<crate::auth::Auth>,
     pub blobs: Arc<BlobStore>,
     pub plugins: Arc<Plugins>,
     pub publications: Arc<PublicationMap>,
@@ -32,6 +33,7 @@ impl App {
         std::fs::create_dir_all(data)
             .with_context(|| format!("creating data directory {}", data.display()))?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data.join("wharf.db"))?);
+        let auth = crate::auth::Auth::open(&config.auth, data, store.clone()).await?;
         let blobs = Arc::new(BlobStore::open(&data.join("blobs"))?);
         let spool_dir = data.join("spool");
         std::fs::create_dir_all(&spool_dir)?;
@@ -57,7 +59,13 @@ impl App {
         let plugins = Arc::new(Plugins::new(runtime));
         let plugin_dir = config.plugin_dir();
         let failures = tokio::task::block_in_place(|| plugins.load_dir(&plugin_dir))?;
-        let tasks = Tasks::new(store.clone(), config.workers);
+        let tasks = match &config.broker {
+            Some(url) => Tasks::brokered(
+                store.clone(),
+                crate::tasks::amqp::Publisher::connect(url, &config.broker_queue).await?,
+            ),
+            None => Tasks::local(store.clone(), config.workers),
+        };
         let abandoned = tasks.fail_abandoned().await?;
         if abandoned > 0 {
             tracing::warn!(
@@ -66,9 +74,10 @@ impl App {
             );
         }
         let uploads = UploadDir::open(&data.join("uploads"))?;
-        Ok(Arc::new(App {
+        let app = Arc::new(App {
             config,
             store,
+            auth,
             blobs,
             plugins,
             publications,
@@ -76,6 +85,8 @@ impl App {
             uploads,
             plugin_failures: Mutex::new(failures),
             started,
-        }))
+        });
+        app.tasks.attach(&app);
+        Ok(app)
     }
 }

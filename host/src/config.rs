@@ -15,15 +15,27 @@ pub struct ServeConfig {
     /// [default: <data-dir>/plugins].
     #[arg(long, env = "WHARF_PLUGIN_DIR")]
     pub plugin_dir: Option<PathBuf>,
-    /// In-process task workers.
+    /// Task workers in this process. With `--broker` they take tasks from
+    /// RabbitMQ like `wharf worker` does; 0 makes an API-only node.
     #[arg(long, env = "WHARF_WORKERS", default_value_t = 2)]
     pub workers: usize,
+    /// RabbitMQ URL (e.g. amqp://guest:guest@127.0.0.1:5672/%2f): tasks go to
+    /// its `wharf.tasks` queue for any worker to run, instead of in-process.
+    #[arg(long, env = "WHARF_BROKER")]
+    pub broker: Option<String>,
+    /// The durable queue tasks go through; every server and worker of one
+    /// installation must use the same name.
+    #[arg(long, env = "WHARF_BROKER_QUEUE", default_value = "wharf.tasks")]
+    pub broker_queue: String,
     /// Linear memory limit per plugin instance, in MiB.
     #[arg(long, env = "WHARF_PLUGIN_MEMORY_MIB", default_value_t = 256)]
     pub plugin_memory_mib: usize,
     /// Deadline of a registry request's plugin call, in milliseconds.
     #[arg(long, env = "WHARF_PLUGIN_CALL_TIMEOUT_MS", default_value_t = 2000)]
     pub plugin_call_timeout_ms: u64,
+    /// Access control: tokens, LDAP, the registry token realm.
+    #[command(flatten)]
+    pub auth: crate::auth::config::AuthConfig,
 }
 
 impl ServeConfig {

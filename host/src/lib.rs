@@ -2,6 +2,7 @@
 //! plugins. See `docs/architecture.md` for the map of this crate.
 
 pub mod app;
+pub mod auth;
 pub mod bench;
 pub mod blobs;
 pub mod cli;
@@ -12,6 +13,7 @@ pub mod fsck;
 pub mod groups;
 pub mod http;
 pub mod ids;
+pub mod jobs;
 pub mod orphans;
 pub mod plugins;
 pub mod publications;

@@ -32,19 +32,10 @@ async fn cleanup(
     q: Result<Query<CleanupQuery>, QueryRejection>,
 ) -> ApiResult<(StatusCode, Json<crate::db::Task>)> {
     let Query(q) = q?;
-    let protection = Duration::from_secs(60 * q.protection_minutes.unwrap_or(60));
-    let app2 = app.clone();
-    let input = serde_json::json!({"protection_minutes": protection.as_secs() / 60});
-    let task = app
-        .tasks
-        .submit(
-            "orphans",
-            vec!["orphans".into()],
-            input,
-            Box::new(move |_ctx| Box::pin(async move { remove_orphans(&app2, protection).await })),
-        )
-        .await?;
-    Ok((StatusCode::ACCEPTED, Json(task)))
+    let job = crate::jobs::Job::Orphans {
+        protection_minutes: q.protection_minutes.unwrap_or(60),
+    };
+    Ok((StatusCode::ACCEPTED, Json(app.tasks.submit(job).await?)))
 }
 
 pub async fn remove_orphans(app: &App, protection: Duration) -> crate::tasks::TaskResult {

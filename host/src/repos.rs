@@ -7,10 +7,7 @@ use crate::db::{Notes, Publication, RepoQuery, Repository, Task, now};
 use crate::http::error::ApiErrorBody;
 use crate::http::error::{ApiError, ApiResult};
 use crate::ids::{RepoId, UploadId};
-use crate::plugins::bindings::wharf::plugin::types as wit;
-use crate::plugins::host::{CallScope, SourceHandle, TaskCall, origin};
-use crate::plugins::runtime::Plugin;
-use crate::tasks::{TaskContext, TaskFailure, TaskResult};
+use crate::jobs::Job;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -253,20 +250,13 @@ async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<crate::db::Task>)> {
     let repo = get_repo(&app, &id).await?;
-    let app2 = app.clone();
-    let task = submit(
+    submit(
         &app,
-        "delete",
-        &repo.id.clone(),
-        serde_json::json!({"repository": repo.id}),
-        move |_ctx| async move {
-            app2.store.delete_repo(&repo.id).await?;
-            app2.publications.remove_repo(repo.id.as_str());
-            Ok(serde_json::json!({"deleted": repo.id}))
+        Job::Delete {
+            repository: repo.id,
         },
     )
-    .await?;
-    Ok((StatusCode::ACCEPTED, Json(task)))
+    .await
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -300,108 +290,23 @@ async fn content(
     Ok(Json(Page { items, next }))
 }
 
-/// Submit a task that locks `repo`.
-async fn submit<F, Fut>(
-    app: &Arc<App>,
-    kind: &str,
-    repo: &RepoId,
-    input: serde_json::Value,
-    f: F,
-) -> ApiResult<crate::db::Task>
-where
-    F: FnOnce(TaskContext) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = TaskResult> + Send + 'static,
-{
-    let locks = vec![format!("repository:{repo}")];
-    Ok(app
-        .tasks
-        .submit(kind, locks, input, Box::new(move |ctx| Box::pin(f(ctx))))
-        .await?)
+/// Submit a job as a task; answers 202 with the task.
+async fn submit(app: &Arc<App>, job: Job) -> ApiResult<(StatusCode, Json<Task>)> {
+    Ok((StatusCode::ACCEPTED, Json(app.tasks.submit(job).await?)))
 }
 
-fn plugin_for(app: &App, repo: &Repository) -> ApiResult<Arc<Plugin>> {
-    app.plugins
-        .for_content_type(&repo.content_type)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "plugin-missing",
-                format!(
-                    "no plugin provides content type {:?} of repository {}; install it first",
-                    repo.content_type, repo.id
-                ),
-            )
-        })
-}
-
-fn wit_repo(r: &Repository) -> wit::Repository {
-    wit::Repository {
-        id: r.id.to_string(),
-        content_type: r.content_type.clone(),
-        importer_config: r.importer_config.to_string(),
-        distributor_config: r.distributor_config.to_string(),
+fn plugin_for(app: &App, repo: &Repository) -> ApiResult<()> {
+    match app.plugins.for_content_type(&repo.content_type) {
+        Some(_) => Ok(()),
+        None => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "plugin-missing",
+            format!(
+                "no plugin provides content type {:?} of repository {}; install it first",
+                repo.content_type, repo.id
+            ),
+        )),
     }
-}
-
-/// Run one plugin task call off the async threads, and commit its staged
-/// unit changes in one transaction if, and only if, it succeeded.
-async fn run_plugin_task<R: Send + 'static>(
-    app: &Arc<App>,
-    plugin: Arc<Plugin>,
-    repo: Repository,
-    ctx: TaskContext,
-    f: impl FnOnce(
-        &crate::plugins::bindings::ContentPlugin,
-        &mut wasmtime::Store<crate::plugins::host::HostState>,
-        wit::Repository,
-    ) -> wasmtime::Result<Result<R, wit::Error>>
-    + Send
-    + 'static,
-) -> Result<(R, u64), TaskFailure> {
-    let feed = repo
-        .importer_config
-        .get("feed")
-        .and_then(|f| f.as_str())
-        .and_then(|f| f.parse::<reqwest::Url>().ok());
-    let call = TaskCall {
-        repo: repo.clone(),
-        overlay: BTreeMap::new(),
-        changes: Vec::new(),
-        progress: ctx.progress.clone(),
-        allowed_origins: feed.iter().map(origin).collect(),
-    };
-    let wrepo = wit_repo(&repo);
-    let cancel = ctx.cancel.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        plugin.call_task(CallScope::Task(Box::new(call)), Some(cancel), |p, s| {
-            f(p, s, wrepo)
-        })
-    })
-    .await
-    .map_err(|e| TaskFailure::new("the plugin call panicked in the host", e.to_string()))?;
-    let (result, scope, bytes) = outcome.map_err(|e| TaskFailure::new(e.to_string(), e.code()))?;
-    let value = result.map_err(|e| TaskFailure::new(e.message, e.code))?;
-    if ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
-        return Err(TaskFailure::new(
-            "canceled; nothing was committed",
-            "canceled",
-        ));
-    }
-    if let CallScope::Task(call) = scope
-        && !call.changes.is_empty()
-    {
-        app.store.apply_changes(&repo.id, &call.changes).await?;
-    }
-    Ok((value, bytes))
-}
-
-fn summary_json(s: &wit::Summary, bytes_stored: u64) -> serde_json::Value {
-    serde_json::json!({
-        "units_added": s.units_added,
-        "units_removed": s.units_removed,
-        "bytes_stored": s.bytes_stored.max(bytes_stored),
-        "message": s.message,
-    })
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -430,7 +335,7 @@ async fn import(
 ) -> ApiResult<(StatusCode, Json<crate::db::Task>)> {
     let Json(req) = body?;
     let repo = get_repo(&app, &id).await?;
-    let plugin = plugin_for(&app, &repo)?;
+    plugin_for(&app, &repo)?;
     let upload_id: UploadId = req
         .upload_id
         .parse()
@@ -444,36 +349,13 @@ async fn import(
             upload.offset, upload.offset
         )));
     }
-    let app2 = app.clone();
-    let input = serde_json::json!({"repository": repo.id, "upload_id": upload_id});
-    let task = submit(
-        &app,
-        "import",
-        &repo.id.clone(),
-        input,
-        move |ctx| async move {
-            let file = app2.uploads.open_read(&upload_id)?;
-            // The source is exactly the bytes whose receipt was recorded.
-            let source = SourceHandle::File {
-                file: Arc::new(file),
-                offset: 0,
-                len: upload.offset,
-            };
-            let params = serde_json::Value::Object(req.params).to_string();
-            let (summary, bytes) = run_plugin_task(&app2, plugin, repo, ctx, move |p, s, r| {
-                let handle = s.data_mut().table.push(source)?;
-                p.wharf_plugin_plugin().call_upload(s, &r, handle, &params)
-            })
-            .await?;
-            if req.delete_upload {
-                app2.store.delete_upload(&upload_id).await?;
-                app2.uploads.remove(&upload_id);
-            }
-            Ok(summary_json(&summary, bytes))
-        },
-    )
-    .await?;
-    Ok((StatusCode::ACCEPTED, Json(task)))
+    let job = Job::Import {
+        repository: repo.id,
+        upload_id,
+        params: req.params,
+        delete_upload: req.delete_upload,
+    };
+    submit(&app, job).await
 }
 
 #[utoipa::path(post, path = "/api/v1/repositories/{id}/sync", tag = "repositories",
@@ -483,23 +365,14 @@ async fn sync(
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<crate::db::Task>)> {
     let repo = get_repo(&app, &id).await?;
-    let plugin = plugin_for(&app, &repo)?;
-    let app2 = app.clone();
-    let task = submit(
+    plugin_for(&app, &repo)?;
+    submit(
         &app,
-        "sync",
-        &repo.id.clone(),
-        serde_json::json!({"repository": repo.id}),
-        move |ctx| async move {
-            let (summary, bytes) = run_plugin_task(&app2, plugin, repo, ctx, |p, s, r| {
-                p.wharf_plugin_plugin().call_sync(s, &r)
-            })
-            .await?;
-            Ok(summary_json(&summary, bytes))
+        Job::Sync {
+            repository: repo.id,
         },
     )
-    .await?;
-    Ok((StatusCode::ACCEPTED, Json(task)))
+    .await
 }
 
 #[utoipa::path(post, path = "/api/v1/repositories/{id}/publish", tag = "repositories",
@@ -509,43 +382,14 @@ async fn publish(
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<crate::db::Task>)> {
     let repo = get_repo(&app, &id).await?;
-    let plugin = plugin_for(&app, &repo)?;
-    let app2 = app.clone();
-    let task = submit(&app, "publish", &repo.id.clone(), serde_json::json!({"repository": repo.id}), move |ctx| async move {
-        let plugin_name = plugin.info.name.clone();
-        let (published, _) = run_plugin_task(&app2, plugin, repo.clone(), ctx, |p, s, r| {
-            p.wharf_plugin_plugin().call_publish(s, &r)
-        })
-        .await?;
-        let index = published.index.parse().map_err(|e| TaskFailure::new(format!("plugin returned {e}"), "plugin-invalid"))?;
-        if !app2.blobs.contains(&index) {
-            return Err(TaskFailure::new(format!("plugin published index {index}, which it never stored"), "plugin-invalid"));
-        }
-        if let Some(other) = app2.publications.get(&plugin_name, &published.name)
-            && other.repo_id != repo.id
-        {
-            return Err(TaskFailure::new(
-                format!("name {:?} is already published by repository {}; choose another registry name", published.name, other.repo_id),
-                "conflict",
-            ));
-        }
-        let publication = Publication {
-            plugin: plugin_name,
-            name: published.name.clone(),
-            repo_id: repo.id.clone(),
-            index,
-            config: repo.distributor_config.clone(),
-            published_at: now(),
-        };
-        app2.store.put_publication(&publication).await?;
-        app2.publications.put(publication);
-        let mut result = summary_json(&published.summary, 0);
-        result["name"] = published.name.into();
-        result["index"] = published.index.into();
-        Ok(result)
-    })
-    .await?;
-    Ok((StatusCode::ACCEPTED, Json(task)))
+    plugin_for(&app, &repo)?;
+    submit(
+        &app,
+        Job::Publish {
+            repository: repo.id,
+        },
+    )
+    .await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -574,21 +418,13 @@ async fn copy(
             from.content_type, to.content_type, to.id
         )));
     }
-    let app2 = app.clone();
-    let input = serde_json::json!({"from": from.id, "to": to.id, "unit_types": req.unit_types});
-    let task = submit(
+    submit(
         &app,
-        "copy",
-        &to.id.clone(),
-        input,
-        move |_ctx| async move {
-            let n = app2
-                .store
-                .copy_units(&from.id, &to.id, &req.unit_types)
-                .await?;
-            Ok(serde_json::json!({"units_added": n}))
+        Job::Copy {
+            repository: to.id,
+            from: from.id,
+            unit_types: req.unit_types,
         },
     )
-    .await?;
-    Ok((StatusCode::ACCEPTED, Json(task)))
+    .await
 }

@@ -12,3 +12,4 @@ mod registry_clients;
 mod registry_support;
 mod registry_sync;
 mod runtime;
+mod workers;

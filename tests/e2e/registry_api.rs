@@ -54,6 +54,13 @@ fn manifest_head_and_get_agree_by_tag_and_by_digest() {
         let get = request(&s, "GET", &path, &[("Accept", DOCKER_ACCEPT)]);
         assert_eq!(get.status().as_u16(), 200, "GET {reference}");
         assert_eq!(header(&get, "docker-content-digest"), digest);
+        // A tag can move: only an answer by digest may be cached for long.
+        let cache = header(&get, "cache-control");
+        assert_eq!(
+            cache.contains("max-age=31536000"),
+            reference.starts_with("sha256:"),
+            "{reference}: Cache-Control {cache:?}"
+        );
         assert_eq!(get.bytes().unwrap(), bytes);
     }
     // The two tags are two different manifests.

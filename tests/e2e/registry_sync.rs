@@ -210,6 +210,53 @@ fn sync_of_an_upstream_serving_wrong_bytes_fails_and_changes_nothing() {
 }
 
 #[test]
+fn sync_of_a_20_layer_image_brings_every_layer_byte_for_byte() {
+    let d = Distribution::start();
+    d.push("many-layers.tar", "docker-archive", "up/app:many");
+    let (raw, digest) = d.manifest("up/app", "many");
+    let upstream: Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(upstream["layers"].as_array().unwrap().len(), 20);
+
+    let s = Server::start();
+    mirror_repo(&s, &d, json!({}));
+    let t = sync(&s, "mirror");
+    assert_eq!(t["state"], "finished", "{t}");
+    let expected: u64 = raw.len() as u64
+        + upstream["config"]["size"].as_u64().unwrap()
+        + upstream["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["size"].as_u64().unwrap())
+            .sum::<u64>();
+    assert_eq!(t["result"]["bytes_stored"], expected, "{t}");
+    publish(&s, "mirror");
+    assert_eq!(served_digest(&s, "many"), digest);
+
+    // skopeo verifies every blob against its digest while copying.
+    let tmp = scratch();
+    must(skopeo().args([
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &format!("docker://{}/mirror/app:many", s.addr),
+        &format!("dir:{}", tmp.path().display()),
+    ]));
+    assert_eq!(
+        std::fs::read(tmp.path().join("manifest.json")).unwrap(),
+        raw
+    );
+    for layer in upstream["layers"].as_array().unwrap() {
+        let d = layer["digest"].as_str().unwrap();
+        assert!(
+            tmp.path()
+                .join(d.strip_prefix("sha256:").unwrap())
+                .is_file()
+        );
+    }
+}
+
+#[test]
 fn sync_of_a_missing_upstream_repository_fails_clearly() {
     let d = Distribution::start();
     let s = Server::start();

@@ -12,14 +12,30 @@ pub fn env_path(var: &str) -> PathBuf {
     }))
 }
 
-/// A `wharf serve` process on a free port with its own data directory.
+/// The first administrator's password in every test server
+/// (`WHARF_ADMIN_PASSWORD`).
+pub const ADMIN_PASSWORD: &str = "admin-test-password";
+
+/// A `wharf serve` process on a free port with its own data directory, its
+/// `admin` logged in.
 pub struct Server {
     pub base: String,
     pub addr: String,
     pub data: tempfile::TempDir,
     child: Child,
+    /// Sends the administrator's login token on every request.
     pub http: Client,
+    /// The `admin` user's login token (a super-user).
+    pub token: String,
     args: Vec<std::ffi::OsString>,
+}
+
+/// A client without credentials.
+pub fn anonymous_client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .unwrap()
 }
 
 pub fn free_port() -> u16 {
@@ -41,30 +57,64 @@ impl Server {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let log = std::fs::File::create(data.path().join("server.log")).unwrap();
+        let mut args: Vec<std::ffi::OsString> = ["serve", "--listen", &addr, "--data-dir"]
+            .iter()
+            .map(Into::into)
+            .collect();
+        args.push(data.path().join("data").into());
+        args.push("--plugin-dir".into());
+        args.push(plugin_dir.into());
+        args.extend(extra_args.iter().map(Into::into));
         let child = Command::new(env_path("WHARF_BIN"))
-            .args(["serve", "--listen", &addr, "--data-dir"])
-            .arg(data.path().join("data"))
-            .arg("--plugin-dir")
-            .arg(plugin_dir)
-            .args(extra_args)
+            .args(&args)
+            .env("WHARF_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start wharf");
-        let server = Server {
+        let mut server = Server {
             base: format!("http://{addr}"),
             addr,
             data,
             child,
-            http: Client::builder()
-                .timeout(Duration::from_secs(600))
-                .build()
-                .unwrap(),
+            http: anonymous_client(),
+            token: String::new(),
+            args,
         };
         server.wait_ready();
+        server.token = server.login("admin", ADMIN_PASSWORD);
+        server.http = server.client_with_token(&server.token);
         server
     }
 
+    /// Log in (`POST /api/v1/login`); returns the token. Panics on failure.
+    pub fn login(&self, login: &str, password: &str) -> String {
+        let r = anonymous_client()
+            .post(self.url("/api/v1/login"))
+            .basic_auth(login, Some(password))
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let v: Value = r.json().unwrap_or(Value::Null);
+        assert_eq!(status, 200, "login as {login}: {v}");
+        v["token"].as_str().unwrap().to_string()
+    }
+
+    /// A client that sends `token` on every request.
+    pub fn client_with_token(&self, token: &str) -> Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        Client::builder()
+            .timeout(Duration::from_secs(600))
+            .default_headers(headers)
+            .build()
+            .unwrap()
+    }
+
+    /// Wait until the server answers (`/api/v1/status` needs no login).
     fn wait_ready(&self) {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(60) {

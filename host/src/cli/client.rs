@@ -20,6 +20,8 @@ pub struct Client {
     /// Ends in `/`, so `api/v1/...` joins under a path prefix too.
     base: Url,
     http: reqwest::blocking::Client,
+    /// From `wharf login`, sent as `Authorization: Bearer`.
+    token: Option<String>,
 }
 
 /// The server's answer to a request it refused: `{"error": {"code", "message"}}`.
@@ -92,13 +94,13 @@ impl ClientError {
 pub type ClientResult<T> = Result<T, ClientError>;
 
 impl Client {
-    pub fn new(base: Url) -> anyhow::Result<Self> {
+    pub fn new(base: Url, token: Option<String>) -> anyhow::Result<Self> {
         let http = reqwest::blocking::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("wharf-cli/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Client { base, http })
+        Ok(Client { base, http, token })
     }
 
     pub fn server(&self) -> &Url {
@@ -111,9 +113,18 @@ impl Client {
             .base
             .join(&format!("api/v1/{path}"))
             .expect("API paths are relative URLs");
-        // Authentication (the token `wharf login` will keep in the config
-        // file) is added here, once, for every request.
-        self.http.request(method, url)
+        let req = self.http.request(method, url);
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    /// `POST /login` with a password (HTTP basic), never a token.
+    pub fn login<T: DeserializeOwned>(&self, login: &str, password: &str) -> ClientResult<T> {
+        let url = self.base.join("api/v1/login").expect("a relative URL");
+        let req = self.http.post(url).basic_auth(login, Some(password));
+        self.send(Method::POST, "login", req)
     }
 
     pub fn get<T: DeserializeOwned>(
@@ -134,6 +145,26 @@ impl Client {
             path,
             self.request(Method::POST, path).json(body),
         )
+    }
+
+    /// POST to an endpoint that answers with no body.
+    pub fn post_no_content(&self, path: &str, body: &impl Serialize) -> ClientResult<()> {
+        let resp = self.execute(self.request(Method::POST, path).json(body))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        Err(self.refusal(&Method::POST, path, status, resp))
+    }
+
+    pub fn post_query<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        body: &impl Serialize,
+    ) -> ClientResult<T> {
+        let req = self.request(Method::POST, path).query(query).json(body);
+        self.send(Method::POST, path, req)
     }
 
     pub fn patch<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> ClientResult<T> {
@@ -222,6 +253,24 @@ impl Client {
         }
         let body = resp.bytes().unwrap_or_default();
         match serde_json::from_slice::<Envelope>(&body) {
+            // The server's words are for any client (curl); say what to run.
+            Ok(Envelope { error }) if status == StatusCode::UNAUTHORIZED && path != "login" => {
+                let message = match &self.token {
+                    Some(_) => format!(
+                        "the server at {} did not accept the saved login (expired or revoked: {}); run `wharf login` again",
+                        self.base, error.message
+                    ),
+                    None => format!(
+                        "the server at {} wants a login: run `wharf login -u LOGIN` (or pass --server for another server)",
+                        self.base
+                    ),
+                };
+                ClientError::Api(ApiFailure {
+                    status,
+                    code: error.code,
+                    message,
+                })
+            }
             Ok(Envelope { error }) => ClientError::Api(ApiFailure {
                 status,
                 code: error.code,

@@ -3,12 +3,18 @@
 //! `$XDG_CONFIG_HOME/wharf/config.toml`, else `~/.config/wharf/config.toml`:
 //!
 //! ```toml
-//! server = "https://wharf.example.com"
+//! server = "https://wharf.example.com/"
+//!
+//! [[logins]]                  # written by `wharf login`
+//! server = "https://wharf.example.com/"
+//! login = "admin"
+//! token = "..."
+//! expires_at = "2026-01-01T12:00:00Z"
 //! ```
 //!
-//! The file is written with mode 0600 because it will also hold the login
-//! token (with the access-control work); a looser file gets a warning, as
-//! ssh does for keys.
+//! A token is kept with the server that issued it and only ever sent there.
+//! The file is written with mode 0600 because it holds tokens; a looser file
+//! gets a warning, as ssh does for keys.
 
 use super::output::{self, OutputFormat};
 use anyhow::Context as _;
@@ -23,16 +29,48 @@ use std::path::PathBuf;
 /// where `wharf serve` listens by default.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 
-/// What the config file holds.
+/// What the config file holds. Unknown keys are ignored, so an older
+/// client reads a newer file.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct ClientConfig {
     /// The Wharf server's base URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
-    /// Keys this version does not know (a newer client's), kept as they are
-    /// when the file is rewritten.
-    #[serde(flatten)]
-    pub other: toml::Table,
+    /// One login per server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logins: Vec<SavedLogin>,
+}
+
+/// A token from `wharf login`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedLogin {
+    /// The server that issued the token, as [`parse_server_url`] writes it.
+    pub server: String,
+    pub login: String,
+    pub token: String,
+    pub expires_at: String,
+}
+
+impl ClientConfig {
+    /// The login kept for `server`, if any.
+    pub fn login_for(&self, server: &Url) -> Option<&SavedLogin> {
+        self.logins.iter().find(|l| l.server == server.as_str())
+    }
+
+    /// Keep `login` as the one for its server.
+    pub fn set_login(&mut self, login: SavedLogin) {
+        self.logins.retain(|l| l.server != login.server);
+        self.logins.push(login);
+    }
+
+    /// Forget the login for `server`; returns it.
+    pub fn remove_login(&mut self, server: &Url) -> Option<SavedLogin> {
+        let i = self
+            .logins
+            .iter()
+            .position(|l| l.server == server.as_str())?;
+        Some(self.logins.remove(i))
+    }
 }
 
 /// The config file's path; `None` when neither variable gives a home for it.
@@ -108,19 +146,22 @@ pub enum ServerSource {
 }
 
 /// The server to talk to: `--server` (or `WHARF_SERVER`, which clap folds
-/// into it), else the config file, else [`DEFAULT_SERVER`].
-pub fn resolve_server(flag: Option<&str>) -> anyhow::Result<Url> {
-    Ok(resolve_server_with_source(flag)?.0)
+/// into it), else the config file's, else [`DEFAULT_SERVER`].
+pub fn resolve_server(flag: Option<&str>, config: &ClientConfig) -> anyhow::Result<Url> {
+    Ok(resolve_server_with_source(flag, config)?.0)
 }
 
-fn resolve_server_with_source(flag: Option<&str>) -> anyhow::Result<(Url, ServerSource)> {
+fn resolve_server_with_source(
+    flag: Option<&str>,
+    config: &ClientConfig,
+) -> anyhow::Result<(Url, ServerSource)> {
     if let Some(s) = flag {
         let url = parse_server_url(s).context("--server / WHARF_SERVER")?;
         return Ok((url, ServerSource::Flag));
     }
-    if let Some(s) = ClientConfig::load()?.server {
+    if let Some(s) = &config.server {
         let file = path().map(|p| p.display().to_string()).unwrap_or_default();
-        let url = parse_server_url(&s).with_context(|| format!("`server` in {file}"))?;
+        let url = parse_server_url(s).with_context(|| format!("`server` in {file}"))?;
         return Ok((url, ServerSource::ConfigFile));
     }
     Ok((
@@ -175,7 +216,9 @@ pub fn run(cmd: ConfigCommand, flag: Option<&str>, format: OutputFormat) -> anyh
     match cmd {
         ConfigCommand::Show => {
             let file = path();
-            let (server, source) = resolve_server_with_source(flag)?;
+            let config = ClientConfig::load()?;
+            let (server, source) = resolve_server_with_source(flag, &config)?;
+            let login = config.login_for(&server);
             let source = match source {
                 ServerSource::Flag => "--server / WHARF_SERVER",
                 ServerSource::ConfigFile => "config file",
@@ -191,10 +234,18 @@ pub fn run(cmd: ConfigCommand, flag: Option<&str>, format: OutputFormat) -> anyh
                     "config_file_exists": file.as_ref().is_some_and(|p| p.exists()),
                     "server": server.as_str(),
                     "server_from": source,
+                    "login": login.map(|l| &l.login),
+                    "token_expires_at": login.map(|l| &l.expires_at),
                 })),
                 OutputFormat::Table => output::print_details(&[
                     ("Config file", file_text),
                     ("Server", format!("{server} (from {source})")),
+                    (
+                        "Logged in",
+                        login.map_or("no (`wharf login`)".into(), |l| {
+                            format!("as {} until {}", l.login, l.expires_at)
+                        }),
+                    ),
                 ]),
             }
             Ok(())

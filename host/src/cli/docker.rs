@@ -75,7 +75,7 @@ pub enum DockerUploadsCommand {
         #[arg(short = 'f', long = "file", value_name = "FILE")]
         file: PathBuf,
         /// Go on with an upload that stopped part-way (its id is in the error).
-        #[arg(long, value_name = "UPLOAD_ID")]
+        #[arg(long, value_name = "UPLOAD_ID", value_parser = super::upload::parse_upload_id)]
         resume: Option<UploadId>,
         #[command(flatten)]
         wait: WaitArgs,

@@ -12,20 +12,24 @@
 //! - [`progress`]: bars on a terminal, plain lines otherwise.
 //! - [`task`]: `wharf task`, and following a task to its end.
 //! - [`upload`]: resumable chunked uploads.
-//! - [`repo`]: `wharf repo` for every content type; [`docker`]: `wharf docker
-//!   repo`, the same with Docker's settings as flags; [`publish_docker`]: the
-//!   one-step `docker save | wharf publish-docker` workflow.
+//! - [`repo`]: `wharf repo` for every content type; [`group`]: `wharf repo
+//!   group`; [`docker`]: `wharf docker repo`, the same with Docker's settings
+//!   as flags; [`publish_docker`]: the one-step `docker save | wharf
+//!   publish-docker` workflow.
+//! - [`orphan`]: `wharf orphan remove`.
 //! - [`status`]: `wharf status`.
 //!
-//! Login and the other access-control commands (`wharf login`, `wharf auth
-//! ...`) belong here as an `auth` module when the server has users: the token
-//! goes in the config file ([`config::ClientConfig`]) and onto every request
-//! in [`client::Client`].
+//! - [`auth`]: `wharf login`, `wharf logout`, `wharf auth user|role|permission`;
+//!   the token lives in the config file, per server ([`config::ClientConfig`]),
+//!   and goes onto every request in [`client::Client`].
 
 pub mod api;
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod docker;
+pub mod group;
+pub mod orphan;
 pub mod output;
 pub mod progress;
 pub mod publish_docker;
@@ -51,7 +55,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options of every admin command (`serve` and `bench` ignore them).
+/// Options of the admin commands (`serve` and `bench` ignore them).
 #[derive(clap::Args)]
 pub struct GlobalArgs {
     /// The Wharf server to manage [default: `server` in the config file,
@@ -82,8 +86,19 @@ pub enum Command {
     /// Measure the plugin runtime and server start (figures for docs/benchmarks.md).
     #[command(subcommand)]
     Bench(server::Bench),
+    /// Re-hash every blob in a data directory and report (or remove) those
+    /// whose bytes do not match their digest.
+    Fsck(server::FsckArgs),
     /// The server's version, plugins and storage health.
     Status,
+    /// Log in to the server; the token is kept in the config file (mode
+    /// 0600) for that server only.
+    Login(auth::LoginArgs),
+    /// Revoke the saved login's token and forget it.
+    Logout,
+    /// Users, roles and permissions.
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
     /// Repositories of any content type: create, sync, upload, publish, copy.
     #[command(subcommand)]
     Repo(repo::RepoCommand),
@@ -93,6 +108,9 @@ pub enum Command {
     /// Long-running work on the server: list, show, cancel.
     #[command(subcommand)]
     Task(task::TaskCommand),
+    /// Content no repository holds any more.
+    #[command(subcommand)]
+    Orphan(orphan::OrphanCommand),
     /// Create a Docker repository if needed, upload a `docker save` archive
     /// (from -f or stdin), import it and publish it, in one step.
     #[command(name = "publish-docker")]
@@ -116,9 +134,11 @@ pub struct Session {
 
 impl Session {
     fn open(global: &GlobalArgs) -> anyhow::Result<Self> {
-        let server = config::resolve_server(global.server.as_deref())?;
+        let config = config::ClientConfig::load()?;
+        let server = config::resolve_server(global.server.as_deref(), &config)?;
+        let token = config.login_for(&server).map(|l| l.token.clone());
         Ok(Session {
-            client: Client::new(server)?,
+            client: Client::new(server, token)?,
             output: global.output,
         })
     }
@@ -135,14 +155,21 @@ pub fn main() -> ExitCode {
         // returning a `Result` prints it).
         Command::Serve(cfg) => return server::report(server::serve(cfg)),
         Command::Bench(b) => return server::report(server::bench(b)),
+        Command::Fsck(a) => server::fsck(a, global.output),
         Command::Status => session().and_then(|s| status::run(&s)),
+        Command::Login(a) => session().and_then(|s| auth::login(&s, a)),
+        Command::Logout => session().and_then(|s| auth::logout(&s)),
+        Command::Auth(c) => session().and_then(|s| auth::run(&s, c)),
         Command::Repo(c) => session().and_then(|s| repo::run(&s, c)),
         Command::Docker(c) => session().and_then(|s| docker::run(&s, c)),
         Command::Task(c) => session().and_then(|s| task::run(&s, c)),
+        Command::Orphan(c) => session().and_then(|s| orphan::run(&s, c)),
         Command::PublishDocker(a) => session().and_then(|s| publish_docker::run(&s, a)),
         Command::Config(c) => config::run(c, global.server.as_deref(), global.output),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "wharf", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "wharf", &mut script);
+            output::emit(&String::from_utf8_lossy(&script));
             Ok(())
         }
     };

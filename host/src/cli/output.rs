@@ -13,7 +13,7 @@ pub enum OutputFormat {
 
 /// Write to stdout; a closed pipe (`| head`) is the reader's choice, not an
 /// error worth a panic.
-fn emit(text: &str) {
+pub fn emit(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();

@@ -39,6 +39,9 @@ pub enum RepoCommand {
     /// Upload files into a repository.
     #[command(subcommand)]
     Uploads(UploadsCommand),
+    /// Repository groups: named sets of repositories.
+    #[command(subcommand)]
+    Group(super::group::GroupCommand),
 }
 
 #[derive(Args)]
@@ -164,7 +167,7 @@ pub struct UploadArgs {
     #[arg(long = "param", value_name = "KEY=VALUE")]
     pub params: Vec<Param>,
     /// Go on with an upload that stopped part-way (its id is in the error).
-    #[arg(long, value_name = "UPLOAD_ID")]
+    #[arg(long, value_name = "UPLOAD_ID", value_parser = super::upload::parse_upload_id)]
     pub resume: Option<UploadId>,
     #[command(flatten)]
     pub wait: WaitArgs,
@@ -363,6 +366,7 @@ pub fn run(s: &Session, cmd: RepoCommand) -> anyhow::Result<()> {
                 .collect();
             upload_and_import(s, &a.repo.repo_id, &a.file, &params, a.resume, a.wait)?;
         }
+        RepoCommand::Group(c) => super::group::run(s, c)?,
     }
     Ok(())
 }

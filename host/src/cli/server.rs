@@ -1,8 +1,58 @@
-//! `wharf serve` and `wharf bench`: this process is the server (or measures
-//! it), unlike the admin commands, which talk to one over HTTP.
+//! `wharf serve`, `wharf bench` and `wharf fsck`: this process is the server,
+//! measures it, or works on its data directory directly, unlike the admin
+//! commands, which talk to a server over HTTP.
 
+use super::output::{self, OutputFormat};
 use clap::Subcommand;
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// `wharf fsck`: offline, on the data directory, so it also works when the
+/// server does not start.
+#[derive(clap::Args)]
+pub struct FsckArgs {
+    /// The server's data directory.
+    #[arg(long, env = "WHARF_DATA_DIR", default_value = "./wharf-data")]
+    pub data_dir: PathBuf,
+    /// Delete the blobs whose bytes do not match their digest (a later sync
+    /// or upload stores them again).
+    #[arg(long)]
+    pub remove_corrupt: bool,
+}
+
+/// Re-hash every blob; corrupt blobs are a failure (exit status 1) even when
+/// removed, so a script notices.
+pub fn fsck(args: FsckArgs, format: OutputFormat) -> anyhow::Result<()> {
+    let report = crate::fsck::run(&args.data_dir, args.remove_corrupt)?;
+    match format {
+        OutputFormat::Json => output::print_json(&report),
+        OutputFormat::Table => {
+            output::say(format!(
+                "Checked {} blobs ({}) in {}",
+                report.checked,
+                output::bytes(report.bytes),
+                args.data_dir.display()
+            ));
+            for d in &report.corrupt {
+                let fate = if report.removed.contains(d) {
+                    "removed"
+                } else {
+                    "kept"
+                };
+                output::say(format!("corrupt: {d} ({fate})"));
+            }
+        }
+    }
+    if report.corrupt.is_empty() {
+        return Ok(());
+    }
+    let hint = if args.remove_corrupt {
+        "they were removed; sync or upload the affected content again"
+    } else {
+        "rerun with --remove-corrupt to delete them, then sync or upload the affected content again"
+    };
+    anyhow::bail!("{} corrupt blob(s); {hint}", report.corrupt.len())
+}
 
 #[derive(Subcommand)]
 pub enum Bench {

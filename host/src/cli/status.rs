@@ -9,6 +9,13 @@ use serde::Deserialize;
 #[derive(Deserialize)]
 struct Status {
     version: String,
+    /// The rest is only for a logged-in caller.
+    #[serde(flatten)]
+    details: Option<Details>,
+}
+
+#[derive(Deserialize)]
+struct Details {
     contract: String,
     uptime_seconds: u64,
     #[serde(default)]
@@ -80,28 +87,36 @@ pub fn run(s: &Session) -> anyhow::Result<()> {
         return Ok(());
     }
     let st: Status = serde_json::from_value(doc)?;
-    let uptime = humantime::format_duration(std::time::Duration::from_secs(st.uptime_seconds));
+    let Some(d) = st.details else {
+        output::print_details(&[
+            ("Server", s.client.server().to_string()),
+            ("Version", st.version),
+        ]);
+        output::say("(Log in with `wharf login` to see plugins and storage health.)");
+        return Ok(());
+    };
+    let uptime = humantime::format_duration(std::time::Duration::from_secs(d.uptime_seconds));
     output::print_details(&[
         ("Server", s.client.server().to_string()),
         ("Version", st.version),
-        ("Plugin contract", st.contract),
+        ("Plugin contract", d.contract),
         ("Uptime", uptime.to_string()),
         (
             "Metadata store",
-            st.storage.db.describe(st.storage.db.backend.as_deref()),
+            d.storage.db.describe(d.storage.db.backend.as_deref()),
         ),
         (
             "Blob store",
-            st.storage.blobs.describe(st.storage.blobs.path.as_deref()),
+            d.storage.blobs.describe(d.storage.blobs.path.as_deref()),
         ),
     ]);
     output::say("");
-    if st.plugins.is_empty() {
+    if d.plugins.is_empty() {
         output::say("No plugins loaded: the server has no content types.");
     } else {
         output::print_table(
             &["plugin", "version", "content types", "routes"],
-            st.plugins
+            d.plugins
                 .iter()
                 .map(|p| {
                     vec![
@@ -118,7 +133,7 @@ pub fn run(s: &Session) -> anyhow::Result<()> {
                 .collect(),
         );
     }
-    for f in &st.plugin_load_failures {
+    for f in &d.plugin_load_failures {
         output::say(format!("Plugin {} failed to load: {}", f.file, f.error));
     }
     Ok(())

@@ -27,9 +27,20 @@ pub enum TaskCommand {
         limit: u32,
     },
     /// One task: state, progress, result or error.
-    Show { id: TaskId },
+    Show {
+        #[arg(value_parser = parse_task_id)]
+        id: TaskId,
+    },
     /// Ask a waiting or running task to stop; nothing it did is committed.
-    Cancel { id: TaskId },
+    Cancel {
+        #[arg(value_parser = parse_task_id)]
+        id: TaskId,
+    },
+}
+
+fn parse_task_id(s: &str) -> Result<TaskId, String> {
+    s.parse()
+        .map_err(|_| format!("a task id is a UUID (as `wharf task list` shows them), not {s:?}"))
 }
 
 /// Task states, as `--state` spells them.
@@ -245,16 +256,13 @@ const LOST_CONTACT_AFTER: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 #[error(
     "task {id} ({kind}) {verb}: {message}{cause}; details: `wharf task show {id}`",
-    verb = if *.state == TaskState::Canceled { "was canceled" } else { "failed" },
-    cause = if .cause.is_empty() { String::new() } else { format!(" (cause: {})", .cause) }
+    id = .0.id,
+    kind = .0.kind,
+    verb = if .0.state == TaskState::Canceled { "was canceled" } else { "failed" },
+    message = .0.error.as_ref().map_or("", |e| e.message.as_str()),
+    cause = .0.error.as_ref().filter(|e| !e.cause.is_empty()).map_or(String::new(), |e| format!(" (cause: {})", e.cause))
 )]
-pub struct TaskFailed {
-    pub id: TaskId,
-    pub kind: String,
-    pub state: TaskState,
-    pub message: String,
-    pub cause: String,
-}
+pub struct TaskFailed(pub Box<Task>);
 
 /// Follow `task` to its end with progress on stderr, and return it if it
 /// finished; a task that failed or was canceled is an error.
@@ -292,26 +300,12 @@ pub fn wait(s: &Session, task: Task, label: &str) -> anyhow::Result<Task> {
         }
     }
     progress.show_task(task.state, &task.progress);
-    match (task.state, &task.error) {
-        (TaskState::Finished, _) => {
-            progress.finish("Task Succeeded");
-            Ok(task)
-        }
-        (state, error) => {
-            progress.abandon();
-            let (message, cause) = error
-                .as_ref()
-                .map(|e| (e.message.clone(), e.cause.clone()))
-                .unwrap_or_default();
-            Err(TaskFailed {
-                id,
-                kind: task.kind.clone(),
-                state,
-                message,
-                cause,
-            }
-            .into())
-        }
+    if task.state == TaskState::Finished {
+        progress.finish("Task Succeeded");
+        Ok(task)
+    } else {
+        progress.abandon();
+        Err(TaskFailed(Box::new(task)).into())
     }
 }
 
@@ -337,7 +331,16 @@ pub fn follow(
             task.id
         );
     }
-    let task = wait(s, task, label)?;
+    let task = match wait(s, task, label) {
+        Ok(t) => t,
+        Err(e) => {
+            // Scripts get the failed task's record too, not only a message.
+            if let (OutputFormat::Json, Some(TaskFailed(t))) = (s.output, e.downcast_ref()) {
+                output::print_json(t);
+            }
+            return Err(e);
+        }
+    };
     match s.output {
         OutputFormat::Json => output::print_json(&task),
         OutputFormat::Table => print_result(&task),

@@ -24,6 +24,13 @@ const ATTEMPTS: u32 = 5;
 /// Deadline of one chunk: 8 MiB at a slow 20 KiB/s.
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(400);
 
+/// `--resume UPLOAD_ID`.
+pub fn parse_upload_id(s: &str) -> Result<UploadId, String> {
+    s.parse().map_err(|_| {
+        format!("an upload id is a UUID (as the error of the stopped upload shows it), not {s:?}")
+    })
+}
+
 /// An upload that failed part-way; the server keeps what it received.
 #[derive(Debug, thiserror::Error)]
 #[error(

@@ -37,6 +37,8 @@ pub async fn run_all(s: &dyn Store) {
     units_and_copy(s).await;
     publications(s).await;
     tasks_and_uploads(s).await;
+    users_roles_permissions(s).await;
+    tokens(s).await;
 }
 
 async fn repositories(s: &dyn Store) {
@@ -266,6 +268,7 @@ async fn tasks_and_uploads(s: &dyn Store) {
         result: None,
         error: None,
         input: serde_json::json!({}),
+        cancel_requested: false,
     };
     s.put_task(&t).await.unwrap();
     t.state = TaskState::Finished;
@@ -297,4 +300,193 @@ async fn tasks_and_uploads(s: &dyn Store) {
     assert_eq!(s.get_upload(&u.id).await.unwrap().unwrap(), u);
     assert!(s.delete_upload(&u.id).await.unwrap());
     assert!(s.get_upload(&u.id).await.unwrap().is_none());
+}
+
+fn user(login: &str, roles: &[&str]) -> User {
+    User {
+        login: login.into(),
+        name: login.to_uppercase(),
+        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+        source: UserSource::Local,
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+async fn users_roles_permissions(s: &dyn Store) {
+    let role = |id: &str| Role {
+        id: id.into(),
+        description: format!("{id} role"),
+        users: vec![],
+    };
+    s.create_role(&role("contributor")).await.unwrap();
+    s.create_role(&role("repo_admin")).await.unwrap();
+    assert!(matches!(
+        s.create_role(&role("contributor")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // A user's roles must exist; a failed create stores nothing.
+    assert!(matches!(
+        s.create_user(&user("ghost", &["nope"])).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(s.get_user("ghost").await.unwrap().is_none());
+    s.create_user(&user("jdev", &["contributor"]))
+        .await
+        .unwrap();
+    s.create_user(&user("madmin", &[])).await.unwrap();
+    assert!(matches!(
+        s.create_user(&user("jdev", &[])).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let got = s.get_user("jdev").await.unwrap().unwrap();
+    let want = user("jdev", &["contributor"]);
+    assert_eq!(
+        (got.name, got.password_hash, got.source, got.roles),
+        (want.name, want.password_hash, want.source, want.roles)
+    );
+
+    assert!(
+        s.set_role_member("repo_admin", "madmin", true)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.set_role_member("repo_admin", "madmin", true)
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        s.set_role_member("repo_admin", "nobody", true).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        s.get_role("repo_admin").await.unwrap().unwrap().users,
+        ["madmin"]
+    );
+    assert_eq!(
+        s.get_user("madmin").await.unwrap().unwrap().roles,
+        ["repo_admin"]
+    );
+    let logins: Vec<_> = s
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.login)
+        .collect();
+    assert_eq!(logins, ["jdev", "madmin"]);
+
+    // Update replaces fields and roles.
+    let mut m = s.get_user("madmin").await.unwrap().unwrap();
+    m.name = "Mary Admin".into();
+    m.roles = vec!["contributor".into(), "repo_admin".into()];
+    s.update_user(&m).await.unwrap();
+    assert_eq!(s.get_user("madmin").await.unwrap().unwrap(), m);
+    assert!(matches!(
+        s.update_user(&user("nobody", &[])).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Grants merge; revokes remove; an empty permission disappears.
+    let c = Subject::Role("contributor".into());
+    let j = Subject::User("jdev".into());
+    use Operation::*;
+    s.grant(&c, "/repositories/", &[Read, Create])
+        .await
+        .unwrap();
+    let p = s
+        .grant(&c, "/repositories/", &[Update, Read])
+        .await
+        .unwrap();
+    assert_eq!(p.operations, [Create, Read, Update]);
+    s.grant(&j, "/content/uploads/", &[Create]).await.unwrap();
+    assert!(matches!(
+        s.grant(&Subject::Role("nope".into()), "/x/", &[Read]).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(s.list_permissions(&[]).await.unwrap().len(), 2);
+    assert_eq!(
+        s.list_permissions(std::slice::from_ref(&j))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(s.revoke(&c, "/repositories/", &[Create]).await.unwrap());
+    assert!(!s.revoke(&c, "/repositories/", &[Create]).await.unwrap());
+    assert_eq!(
+        s.list_permissions(std::slice::from_ref(&c)).await.unwrap()[0].operations,
+        [Read, Update]
+    );
+    s.revoke(&c, "/repositories/", &[Read, Update])
+        .await
+        .unwrap();
+    assert!(
+        s.list_permissions(std::slice::from_ref(&c))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Deleting a role or a user takes its memberships and permissions along.
+    s.grant(
+        &Subject::Role("repo_admin".into()),
+        "/repositories/",
+        &[Delete],
+    )
+    .await
+    .unwrap();
+    assert!(s.delete_role("repo_admin").await.unwrap());
+    assert!(!s.delete_role("repo_admin").await.unwrap());
+    assert_eq!(
+        s.get_user("madmin").await.unwrap().unwrap().roles,
+        ["contributor"]
+    );
+    assert_eq!(s.list_permissions(&[]).await.unwrap().len(), 1);
+    assert!(s.delete_user("jdev").await.unwrap());
+    assert!(s.list_permissions(&[]).await.unwrap().is_empty());
+    assert_eq!(
+        s.get_role("contributor").await.unwrap().unwrap().users,
+        ["madmin"]
+    );
+    let roles: Vec<_> = s
+        .list_roles()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(roles, ["contributor"]);
+}
+
+async fn tokens(s: &dyn Store) {
+    let t = |hash: &str, login: &str, expires_at: u64| ApiToken {
+        hash: hash.into(),
+        login: login.into(),
+        created_at: now(),
+        expires_at,
+    };
+    s.create_user(&user("tok", &[])).await.unwrap();
+    s.put_token(&t("h1", "tok", 100)).await.unwrap();
+    s.put_token(&t("h2", "tok", 200)).await.unwrap();
+    s.put_token(&t("h3", "madmin", 300)).await.unwrap();
+    assert!(matches!(
+        s.put_token(&t("h4", "nobody", 300)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(s.get_token("h1").await.unwrap().unwrap().login, "tok");
+    assert_eq!(s.delete_expired_tokens(150).await.unwrap(), 1);
+    assert!(s.get_token("h1").await.unwrap().is_none());
+    assert!(s.delete_token("h3").await.unwrap());
+    assert!(!s.delete_token("h3").await.unwrap());
+    s.put_token(&t("h5", "tok", 500)).await.unwrap();
+    assert_eq!(s.delete_user_tokens("tok").await.unwrap(), 2);
+    s.put_token(&t("h6", "tok", 500)).await.unwrap();
+    assert!(s.delete_user("tok").await.unwrap());
+    assert!(
+        s.get_token("h6").await.unwrap().is_none(),
+        "a deleted user's tokens go with it"
+    );
 }

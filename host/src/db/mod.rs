@@ -1,5 +1,6 @@
 //! The metadata store: repositories, content units and their associations,
-//! publications, tasks and uploads, behind one trait.
+//! publications, tasks, uploads, and users, roles, permissions and login
+//! tokens, behind one trait.
 //!
 //! [`sqlite::SqliteStore`] is the embedded default (one file in the data
 //! directory). Every backend passes the same conformance suite
@@ -146,6 +147,9 @@ pub struct Task {
     /// What the task was asked to do (kind-specific JSON).
     #[schema(value_type = Object)]
     pub input: serde_json::Value,
+    /// Cancel was asked for; the worker running it stops at its next check.
+    #[serde(default)]
+    pub cancel_requested: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -170,6 +174,115 @@ pub struct Group {
     pub notes: Notes,
     #[schema(value_type = Vec<String>)]
     pub members: Vec<RepoId>,
+}
+
+/// An operation a permission grants on a resource path.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    Create,
+    Read,
+    Update,
+    Delete,
+    Execute,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 5] = [
+        Operation::Create,
+        Operation::Read,
+        Operation::Update,
+        Operation::Delete,
+        Operation::Execute,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "create",
+            Operation::Read => "read",
+            Operation::Update => "update",
+            Operation::Delete => "delete",
+            Operation::Execute => "execute",
+        }
+    }
+}
+
+/// Where a user's password is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UserSource {
+    /// An argon2 hash in this store.
+    Local,
+    /// A bind to the configured LDAP directory; roles come from its groups.
+    Ldap,
+}
+
+/// A user of the admin API and the registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub login: String,
+    pub name: String,
+    /// PHC string (argon2id); `None` for LDAP users.
+    pub password_hash: Option<String>,
+    pub source: UserSource,
+    /// Role ids, sorted. Stored as memberships: deleting a role removes it here.
+    pub roles: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A named set of users that permissions can be granted to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Role {
+    pub id: String,
+    pub description: String,
+    /// Logins of the members, sorted (read-only: change with role membership calls).
+    pub users: Vec<String>,
+}
+
+/// Who a permission is granted to.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+pub enum Subject {
+    #[serde(rename = "login")]
+    User(String),
+    #[serde(rename = "role_id")]
+    Role(String),
+}
+
+/// Operations granted on a resource path (and everything below it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Permission {
+    #[serde(flatten)]
+    pub subject: Subject,
+    /// Normalised: starts and ends with `/` (e.g. `/repositories/app/`).
+    pub resource: String,
+    /// Sorted, no duplicates.
+    pub operations: Vec<Operation>,
+}
+
+/// A login token: only its SHA-256 is stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiToken {
+    /// Hex SHA-256 of the token.
+    pub hash: String,
+    pub login: String,
+    pub created_at: String,
+    /// Seconds since the Unix epoch.
+    pub expires_at: u64,
 }
 
 /// Filters for listing repositories.
@@ -252,6 +365,54 @@ pub trait Store: Send + Sync + 'static {
     async fn put_upload(&self, u: &Upload) -> StoreResult<()>;
     async fn get_upload(&self, id: &UploadId) -> StoreResult<Option<Upload>>;
     async fn delete_upload(&self, id: &UploadId) -> StoreResult<bool>;
+
+    /// Create a user; its roles must exist.
+    async fn create_user(&self, u: &User) -> StoreResult<()>;
+    async fn get_user(&self, login: &str) -> StoreResult<Option<User>>;
+    /// Replace a user's fields and roles; the roles must exist.
+    async fn update_user(&self, u: &User) -> StoreResult<()>;
+    /// Delete a user with its memberships, permissions and tokens.
+    async fn delete_user(&self, login: &str) -> StoreResult<bool>;
+    /// Users in login order.
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+
+    async fn create_role(&self, r: &Role) -> StoreResult<()>;
+    async fn get_role(&self, id: &str) -> StoreResult<Option<Role>>;
+    /// Delete a role with its memberships and permissions.
+    async fn delete_role(&self, id: &str) -> StoreResult<bool>;
+    /// Roles in id order.
+    async fn list_roles(&self) -> StoreResult<Vec<Role>>;
+    /// Add (`member`) or remove a user from a role; returns whether anything
+    /// changed. Both must exist.
+    async fn set_role_member(&self, role: &str, login: &str, member: bool) -> StoreResult<bool>;
+
+    /// Add operations to the subject's permission on `resource`; the subject
+    /// must exist. Returns the permission as it now is.
+    async fn grant(
+        &self,
+        subject: &Subject,
+        resource: &str,
+        ops: &[Operation],
+    ) -> StoreResult<Permission>;
+    /// Remove operations (the permission goes when none is left); returns
+    /// whether anything changed.
+    async fn revoke(
+        &self,
+        subject: &Subject,
+        resource: &str,
+        ops: &[Operation],
+    ) -> StoreResult<bool>;
+    /// The permissions of the given subjects (all when empty), by subject and resource.
+    async fn list_permissions(&self, subjects: &[Subject]) -> StoreResult<Vec<Permission>>;
+
+    /// Store a token; its user must exist.
+    async fn put_token(&self, t: &ApiToken) -> StoreResult<()>;
+    async fn get_token(&self, hash: &str) -> StoreResult<Option<ApiToken>>;
+    async fn delete_token(&self, hash: &str) -> StoreResult<bool>;
+    /// Delete every token of a user; returns how many.
+    async fn delete_user_tokens(&self, login: &str) -> StoreResult<u64>;
+    /// Delete tokens that expired before `now` (Unix seconds); returns how many.
+    async fn delete_expired_tokens(&self, now: u64) -> StoreResult<u64>;
 }
 
 /// Now, as RFC 3339 UTC.

@@ -67,6 +67,34 @@ CREATE TABLE IF NOT EXISTS uploads (
     id TEXT PRIMARY KEY,
     doc TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS users (
+    login TEXT PRIMARY KEY,
+    doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS roles (
+    id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS role_members (
+    role_id TEXT NOT NULL REFERENCES roles(id) ON DELETE CASCADE,
+    login TEXT NOT NULL REFERENCES users(login) ON DELETE CASCADE,
+    PRIMARY KEY (role_id, login)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS role_members_by_login ON role_members(login);
+-- subject: 'user:<login>' or 'role:<id>'; operations: a JSON array.
+CREATE TABLE IF NOT EXISTS permissions (
+    subject TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    operations TEXT NOT NULL,
+    PRIMARY KEY (subject, resource)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS api_tokens (
+    hash TEXT PRIMARY KEY,
+    login TEXT NOT NULL REFERENCES users(login) ON DELETE CASCADE,
+    expires_at INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS api_tokens_by_login ON api_tokens(login);
 "#;
 
 pub struct SqliteStore {
@@ -199,6 +227,126 @@ fn read_group(c: &Connection, doc: String) -> StoreResult<Group> {
         g.members.push(id?.parse().map_err(backend)?);
     }
     Ok(g)
+}
+
+fn subject_key(s: &Subject) -> String {
+    match s {
+        Subject::User(login) => format!("user:{login}"),
+        Subject::Role(id) => format!("role:{id}"),
+    }
+}
+
+fn subject_from_key(k: &str) -> StoreResult<Subject> {
+    match k.split_once(':') {
+        Some(("user", login)) => Ok(Subject::User(login.to_string())),
+        Some(("role", id)) => Ok(Subject::Role(id.to_string())),
+        _ => Err(backend(anyhow::anyhow!("bad permission subject {k:?}"))),
+    }
+}
+
+fn subject_exists(c: &Connection, s: &Subject) -> StoreResult<bool> {
+    let (sql, key) = match s {
+        Subject::User(login) => ("SELECT 1 FROM users WHERE login = ?1", login),
+        Subject::Role(id) => ("SELECT 1 FROM roles WHERE id = ?1", id),
+    };
+    Ok(c.query_row(sql, [key], |_| Ok(())).optional()?.is_some())
+}
+
+fn subject_name(s: &Subject) -> String {
+    match s {
+        Subject::User(login) => format!("user {login}"),
+        Subject::Role(id) => format!("role {id}"),
+    }
+}
+
+fn read_ops(c: &Connection, subject: &str, resource: &str) -> StoreResult<Vec<Operation>> {
+    let ops: Option<String> = c
+        .query_row(
+            "SELECT operations FROM permissions WHERE subject = ?1 AND resource = ?2",
+            params![subject, resource],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(ops
+        .map(|o| serde_json::from_str(&o))
+        .transpose()?
+        .unwrap_or_default())
+}
+
+fn write_ops(
+    tx: &rusqlite::Transaction,
+    subject: &str,
+    resource: &str,
+    ops: &[Operation],
+) -> StoreResult<()> {
+    if ops.is_empty() {
+        tx.execute(
+            "DELETE FROM permissions WHERE subject = ?1 AND resource = ?2",
+            params![subject, resource],
+        )?;
+    } else {
+        tx.execute(
+            "INSERT OR REPLACE INTO permissions (subject, resource, operations) VALUES (?1, ?2, ?3)",
+            params![subject, resource, serde_json::to_string(ops)?],
+        )?;
+    }
+    Ok(())
+}
+
+/// Write a user's document and memberships; a role that does not exist
+/// fails the whole change.
+fn write_user(tx: &rusqlite::Transaction, u: &User, insert: bool) -> StoreResult<()> {
+    let mut doc = u.clone();
+    doc.roles.clear();
+    let doc = serde_json::to_string(&doc)?;
+    if insert {
+        match tx.execute(
+            "INSERT INTO users (login, doc) VALUES (?1, ?2)",
+            params![u.login, doc],
+        ) {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Conflict(format!("user {}", u.login)));
+            }
+            r => r?,
+        };
+    } else if tx.execute(
+        "UPDATE users SET doc = ?2 WHERE login = ?1",
+        params![u.login, doc],
+    )? == 0
+    {
+        return Err(StoreError::NotFound(format!("user {}", u.login)));
+    }
+    tx.execute("DELETE FROM role_members WHERE login = ?1", [&u.login])?;
+    for role in &u.roles {
+        if !subject_exists(tx, &Subject::Role(role.clone()))? {
+            return Err(StoreError::NotFound(format!("role {role}")));
+        }
+        tx.execute(
+            "INSERT OR IGNORE INTO role_members (role_id, login) VALUES (?1, ?2)",
+            params![role, u.login],
+        )?;
+    }
+    Ok(())
+}
+
+fn read_user(c: &Connection, doc: String) -> StoreResult<User> {
+    let mut u: User = serde_json::from_str(&doc)?;
+    let mut stmt =
+        c.prepare_cached("SELECT role_id FROM role_members WHERE login = ?1 ORDER BY role_id")?;
+    u.roles = stmt
+        .query_map([&u.login], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(u)
+}
+
+fn read_role(c: &Connection, doc: String) -> StoreResult<Role> {
+    let mut r: Role = serde_json::from_str(&doc)?;
+    let mut stmt =
+        c.prepare_cached("SELECT login FROM role_members WHERE role_id = ?1 ORDER BY login")?;
+    r.users = stmt
+        .query_map([&r.id], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(r)
 }
 
 fn row_unit(unit_type: String, key: String, metadata: String, blobs: String) -> StoreResult<Unit> {
@@ -651,6 +799,290 @@ impl Store for SqliteStore {
         let id = id.to_string();
         self.run(move |c| Ok(c.execute("DELETE FROM uploads WHERE id = ?1", [id])? > 0))
             .await
+    }
+
+    async fn create_user(&self, u: &User) -> StoreResult<()> {
+        let u = u.clone();
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            write_user(&tx, &u, true)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_user(&self, login: &str) -> StoreResult<Option<User>> {
+        let login = login.to_string();
+        self.run(move |c| {
+            let doc: Option<String> = c
+                .query_row("SELECT doc FROM users WHERE login = ?1", [login], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            doc.map(|d| read_user(c, d)).transpose()
+        })
+        .await
+    }
+
+    async fn update_user(&self, u: &User) -> StoreResult<()> {
+        let u = u.clone();
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            write_user(&tx, &u, false)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_user(&self, login: &str) -> StoreResult<bool> {
+        let login = login.to_string();
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "DELETE FROM permissions WHERE subject = ?1",
+                [subject_key(&Subject::User(login.clone()))],
+            )?;
+            // Memberships and tokens go by ON DELETE CASCADE.
+            let n = tx.execute("DELETE FROM users WHERE login = ?1", [&login])?;
+            tx.commit()?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        self.run(|c| {
+            let docs: Vec<String> = {
+                let mut stmt = c.prepare_cached("SELECT doc FROM users ORDER BY login")?;
+                stmt.query_map([], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?
+            };
+            docs.into_iter().map(|d| read_user(c, d)).collect()
+        })
+        .await
+    }
+
+    async fn create_role(&self, r: &Role) -> StoreResult<()> {
+        let mut r = r.clone();
+        r.users.clear();
+        self.run(move |c| {
+            match c.execute(
+                "INSERT INTO roles (id, doc) VALUES (?1, ?2)",
+                params![r.id, serde_json::to_string(&r)?],
+            ) {
+                Err(e) if is_unique_violation(&e) => {
+                    Err(StoreError::Conflict(format!("role {}", r.id)))
+                }
+                Err(e) => Err(e.into()),
+                Ok(_) => Ok(()),
+            }
+        })
+        .await
+    }
+
+    async fn get_role(&self, id: &str) -> StoreResult<Option<Role>> {
+        let id = id.to_string();
+        self.run(move |c| {
+            let doc: Option<String> = c
+                .query_row("SELECT doc FROM roles WHERE id = ?1", [id], |r| r.get(0))
+                .optional()?;
+            doc.map(|d| read_role(c, d)).transpose()
+        })
+        .await
+    }
+
+    async fn delete_role(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_string();
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "DELETE FROM permissions WHERE subject = ?1",
+                [subject_key(&Subject::Role(id.clone()))],
+            )?;
+            let n = tx.execute("DELETE FROM roles WHERE id = ?1", [&id])?;
+            tx.commit()?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn list_roles(&self) -> StoreResult<Vec<Role>> {
+        self.run(|c| {
+            let docs: Vec<String> = {
+                let mut stmt = c.prepare_cached("SELECT doc FROM roles ORDER BY id")?;
+                stmt.query_map([], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?
+            };
+            docs.into_iter().map(|d| read_role(c, d)).collect()
+        })
+        .await
+    }
+
+    async fn set_role_member(&self, role: &str, login: &str, member: bool) -> StoreResult<bool> {
+        let (role, login) = (role.to_string(), login.to_string());
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            for s in [Subject::Role(role.clone()), Subject::User(login.clone())] {
+                if !subject_exists(&tx, &s)? {
+                    return Err(StoreError::NotFound(subject_name(&s)));
+                }
+            }
+            let n = if member {
+                tx.execute(
+                    "INSERT OR IGNORE INTO role_members (role_id, login) VALUES (?1, ?2)",
+                    params![role, login],
+                )?
+            } else {
+                tx.execute(
+                    "DELETE FROM role_members WHERE role_id = ?1 AND login = ?2",
+                    params![role, login],
+                )?
+            };
+            tx.commit()?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn grant(
+        &self,
+        subject: &Subject,
+        resource: &str,
+        ops: &[Operation],
+    ) -> StoreResult<Permission> {
+        let (subject, resource, ops) = (subject.clone(), resource.to_string(), ops.to_vec());
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            if !subject_exists(&tx, &subject)? {
+                return Err(StoreError::NotFound(subject_name(&subject)));
+            }
+            let key = subject_key(&subject);
+            let mut all = read_ops(&tx, &key, &resource)?;
+            all.extend(ops);
+            all.sort();
+            all.dedup();
+            write_ops(&tx, &key, &resource, &all)?;
+            tx.commit()?;
+            Ok(Permission {
+                subject,
+                resource,
+                operations: all,
+            })
+        })
+        .await
+    }
+
+    async fn revoke(
+        &self,
+        subject: &Subject,
+        resource: &str,
+        ops: &[Operation],
+    ) -> StoreResult<bool> {
+        let (subject, resource, ops) = (subject.clone(), resource.to_string(), ops.to_vec());
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let key = subject_key(&subject);
+            let before = read_ops(&tx, &key, &resource)?;
+            let after: Vec<Operation> = before
+                .iter()
+                .copied()
+                .filter(|o| !ops.contains(o))
+                .collect();
+            write_ops(&tx, &key, &resource, &after)?;
+            tx.commit()?;
+            Ok(after.len() != before.len())
+        })
+        .await
+    }
+
+    async fn list_permissions(&self, subjects: &[Subject]) -> StoreResult<Vec<Permission>> {
+        let keys: Vec<String> = subjects.iter().map(subject_key).collect();
+        self.run(move |c| {
+            let keys_json = serde_json::to_string(&keys)?;
+            let mut stmt = c.prepare_cached(
+                "SELECT subject, resource, operations FROM permissions
+                 WHERE ?1 = '[]' OR subject IN (SELECT value FROM json_each(?1))
+                 ORDER BY subject, resource",
+            )?;
+            let rows = stmt.query_map([keys_json], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (subject, resource, ops) = row?;
+                out.push(Permission {
+                    subject: subject_from_key(&subject)?,
+                    resource,
+                    operations: serde_json::from_str(&ops)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_token(&self, t: &ApiToken) -> StoreResult<()> {
+        let t = t.clone();
+        self.run(move |c| {
+            let r = c.execute(
+                "INSERT INTO api_tokens (hash, login, expires_at, doc) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    t.hash,
+                    t.login,
+                    t.expires_at as i64,
+                    serde_json::to_string(&t)?
+                ],
+            );
+            match r {
+                Err(rusqlite::Error::SqliteFailure(f, _))
+                    if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+                {
+                    Err(StoreError::NotFound(format!("user {}", t.login)))
+                }
+                Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict("token".into())),
+                Err(e) => Err(e.into()),
+                Ok(_) => Ok(()),
+            }
+        })
+        .await
+    }
+
+    async fn get_token(&self, hash: &str) -> StoreResult<Option<ApiToken>> {
+        let hash = hash.to_string();
+        self.run(move |c| {
+            let doc: Option<String> = c
+                .query_row("SELECT doc FROM api_tokens WHERE hash = ?1", [hash], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+        })
+        .await
+    }
+
+    async fn delete_token(&self, hash: &str) -> StoreResult<bool> {
+        let hash = hash.to_string();
+        self.run(move |c| Ok(c.execute("DELETE FROM api_tokens WHERE hash = ?1", [hash])? > 0))
+            .await
+    }
+
+    async fn delete_user_tokens(&self, login: &str) -> StoreResult<u64> {
+        let login = login.to_string();
+        self.run(move |c| Ok(c.execute("DELETE FROM api_tokens WHERE login = ?1", [login])? as u64))
+            .await
+    }
+
+    async fn delete_expired_tokens(&self, now: u64) -> StoreResult<u64> {
+        self.run(move |c| {
+            Ok(c.execute("DELETE FROM api_tokens WHERE expires_at < ?1", [now as i64])? as u64)
+        })
+        .await
     }
 }
 

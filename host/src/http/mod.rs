@@ -20,6 +20,13 @@ pub fn router(app: Arc<App>) -> axum::Router {
         .merge(crate::tasks::api::routes())
         .merge(crate::groups::routes())
         .merge(crate::orphans::routes())
+        .merge(crate::auth::api::routes())
+        // After every route: the access check applies to matched routes
+        // (the fallback answers 404 to anyone).
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::auth::middleware::enforce,
+        ))
         .fallback(|| async { error::ApiError::not_found("no such API endpoint") });
     axum::Router::new()
         .nest("/api/v1", api)
@@ -43,7 +50,22 @@ struct ContentTypeStatus {
     description: String,
 }
 
-async fn status(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
+/// Anyone gets the version and whether the server is healthy; an
+/// authenticated user also gets plugins and storage.
+async fn status(
+    State(app): State<Arc<App>>,
+    crate::auth::ClientAddr(addr): crate::auth::ClientAddr,
+    headers: axum::http::HeaderMap,
+) -> Json<serde_json::Value> {
+    let db_ok = app.store.ping().await;
+    let authenticated = headers.contains_key(axum::http::header::AUTHORIZATION)
+        && matches!(app.auth.authenticate(&headers, addr).await, Ok(Some(_)));
+    if !authenticated {
+        return Json(serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "ok": db_ok.is_ok(),
+        }));
+    }
     let plugins: Vec<PluginStatus> = app
         .plugins
         .list()
@@ -64,13 +86,15 @@ async fn status(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
             wasm_sha256: p.wasm_digest.to_string(),
         })
         .collect();
-    let db = match app.store.ping().await {
+    let db_ok_flag = db_ok.is_ok();
+    let db = match db_ok {
         Ok(()) => serde_json::json!({"backend": "sqlite", "ok": true}),
         Err(e) => serde_json::json!({"backend": "sqlite", "ok": false, "error": e.to_string()}),
     };
     let blobs_ok = std::fs::metadata(app.blobs.root()).is_ok();
     Json(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
+        "ok": db_ok_flag,
         "contract": format!("{}@{}.{}.{}", crate::plugins::runtime::CONTRACT_PACKAGE,
             crate::plugins::runtime::CONTRACT_VERSION.0, crate::plugins::runtime::CONTRACT_VERSION.1,
             crate::plugins::runtime::CONTRACT_VERSION.2),

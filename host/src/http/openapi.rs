@@ -7,7 +7,9 @@ use utoipa::OpenApi;
 #[openapi(
     info(
         title = "Wharf admin API",
-        description = "Repositories, uploads, tasks and groups of a Wharf server."
+        description = "Repositories, uploads, tasks, groups, users, roles and permissions of a \
+            Wharf server. Log in with `POST /api/v1/login` (HTTP basic) and send the token as \
+            `Authorization: Bearer <token>`; what each endpoint needs is in docs/access.md."
     ),
     paths(
         crate::repos::create,
@@ -35,15 +37,57 @@ use utoipa::OpenApi;
         crate::groups::add_member,
         crate::groups::remove_member,
         crate::orphans::cleanup,
+        crate::auth::api::login,
+        crate::auth::api::logout,
+        crate::auth::api::me,
+        crate::auth::api::change_own_password,
+        crate::auth::api::create_user,
+        crate::auth::api::list_users,
+        crate::auth::api::show_user,
+        crate::auth::api::update_user,
+        crate::auth::api::delete_user,
+        crate::auth::api::create_role,
+        crate::auth::api::list_roles,
+        crate::auth::api::show_role,
+        crate::auth::api::delete_role,
+        crate::auth::api::add_role_user,
+        crate::auth::api::remove_role_user,
+        crate::auth::api::list_permissions,
+        crate::auth::api::grant,
+        crate::auth::api::revoke,
+        crate::auth::registry_token::token,
     ),
     components(schemas(
         crate::http::error::ApiErrorBody,
         crate::db::Task,
         crate::db::Repository,
-        crate::db::Group
-    ))
+        crate::db::Group,
+        crate::db::Role,
+        crate::db::Permission,
+        crate::db::Operation
+    )),
+    modifiers(&Security),
+    security(("token" = []), ("basic" = []))
 )]
 pub struct ApiDoc;
+
+/// The two ways to authenticate: a login token or HTTP basic.
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let c = doc.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "token",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        c.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+        );
+    }
+}
 
 pub async fn document() -> axum::Json<utoipa::openapi::OpenApi> {
     axum::Json(ApiDoc::openapi())

@@ -1,6 +1,7 @@
 //! The client-facing side: a request on a plugin's routes goes to the
 //! plugin's `resolve`, and the host carries out the plan it returns (serve a
-//! blob with Range and ETag, send a body, redirect, or fail).
+//! blob with Range and ETag, send a body, redirect, or fail). Access is
+//! checked first by `auth::registry_gate`.
 
 use crate::app::App;
 use crate::digest::Digest;
@@ -22,6 +23,7 @@ const STREAM_CHUNK: usize = 256 * 1024;
 
 pub async fn dispatch(
     State(app): State<Arc<App>>,
+    crate::auth::ClientAddr(addr): crate::auth::ClientAddr,
     method: Method,
     uri: axum::http::Uri,
     headers: HeaderMap,
@@ -30,6 +32,12 @@ pub async fn dispatch(
     let Some(plugin) = app.plugins.for_path(path) else {
         return plain(StatusCode::NOT_FOUND, "not found\n");
     };
+    // Protected repositories, pushes and the API root need credentials.
+    if let Err(denied) =
+        crate::auth::registry_gate::admit(&app, &plugin, &method, path, &headers, addr).await
+    {
+        return denied;
+    }
     let req = Request {
         method: method.as_str().to_string(),
         path: path.to_string(),

@@ -143,6 +143,56 @@ impl IndexCache {
     }
 }
 
+/// Small immutable documents (manifests) by digest, bounded by total bytes.
+pub struct ByteCache {
+    entries: HashMap<String, Rc<Vec<u8>>>,
+    order: VecDeque<String>,
+    bytes: usize,
+    budget: usize,
+}
+
+impl ByteCache {
+    pub fn new(budget: usize) -> Self {
+        ByteCache {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            bytes: 0,
+            budget,
+        }
+    }
+
+    pub fn get_or_load(
+        &mut self,
+        digest: &str,
+        load: impl FnOnce() -> Result<Vec<u8>, String>,
+    ) -> Result<Rc<Vec<u8>>, String> {
+        if let Some(bytes) = self.entries.get(digest) {
+            return Ok(bytes.clone());
+        }
+        let bytes = Rc::new(load()?);
+        if bytes.len() > self.budget {
+            return Ok(bytes);
+        }
+        while self.bytes + bytes.len() > self.budget {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(old) = self.entries.remove(&oldest) {
+                self.bytes -= old.len();
+            }
+        }
+        self.bytes += bytes.len();
+        self.order.push_back(digest.to_string());
+        self.entries.insert(digest.to_string(), bytes.clone());
+        Ok(bytes)
+    }
+
+    #[cfg(test)]
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +248,33 @@ mod tests {
                 .contains("version 2")
         );
         assert!(PublicationIndex::from_bytes(b"nope").is_err());
+    }
+
+    #[test]
+    fn byte_cache_stays_within_its_budget() {
+        let mut cache = ByteCache::new(10);
+        let mut loads = 0;
+        for (digest, len) in [
+            ("a", 4),
+            ("b", 4),
+            ("a", 4),
+            ("c", 4),
+            ("a", 4),
+            ("big", 11),
+        ] {
+            let got = cache
+                .get_or_load(digest, || {
+                    loads += 1;
+                    Ok(vec![0; len])
+                })
+                .unwrap();
+            assert_eq!(got.len(), len);
+            assert!(cache.bytes() <= 10);
+        }
+        // a, b loaded; a hit; c evicts a; a reloaded (evicting b); big never cached.
+        assert_eq!(loads, 5);
+        assert_eq!(cache.bytes(), 8);
+        assert!(cache.get_or_load("x", || Err("boom".into())).is_err());
     }
 
     #[test]

@@ -21,7 +21,7 @@ mod upload;
 mod testing;
 
 use host::{WasmHost, WasmUpload};
-use index::{IndexCache, MAX_INDEX, PublicationIndex};
+use index::{ByteCache, IndexCache, MAX_INDEX, PublicationIndex};
 use std::cell::RefCell;
 use std::io::Read;
 use std::rc::Rc;
@@ -33,9 +33,12 @@ use wharf_sdk::{
 
 /// Parsed indexes kept per instance; a pooled instance serves many requests.
 const CACHED_INDEXES: usize = 64;
+/// Manifest bytes kept per instance (the host pools up to a few dozen).
+const CACHED_MANIFEST_BYTES: usize = 4 << 20;
 
 thread_local! {
     static INDEXES: RefCell<IndexCache> = RefCell::new(IndexCache::new(CACHED_INDEXES));
+    static MANIFESTS: RefCell<ByteCache> = RefCell::new(ByteCache::new(CACHED_MANIFEST_BYTES));
 }
 
 struct DockerPlugin;
@@ -85,6 +88,27 @@ impl routes::Registry for HostRegistry {
     fn index(&mut self, digest: &str) -> Result<Rc<PublicationIndex>, String> {
         INDEXES.with_borrow_mut(|cache| cache.get_or_load(digest, || read_index(digest)))
     }
+
+    fn manifest(&mut self, digest: &str, size: u64) -> Result<Rc<Vec<u8>>, String> {
+        MANIFESTS.with_borrow_mut(|cache| cache.get_or_load(digest, || read_blob(digest, size)))
+    }
+}
+
+/// A stored blob of known `size` read whole (the host wrote it under its
+/// verified digest, so only the length is checked).
+fn read_blob(digest: &str, size: u64) -> Result<Vec<u8>, String> {
+    let source = blobs::open(digest).map_err(|e| e.to_string())?;
+    if source.len() != size {
+        return Err(format!(
+            "blob {digest} is {} bytes, the publication says {size}",
+            source.len()
+        ));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    SourceReader::new(&source)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("reading {digest}: {e}"))?;
+    Ok(bytes)
 }
 
 fn read_index(digest: &str) -> Result<PublicationIndex, String> {

@@ -7,6 +7,11 @@ use std::rc::Rc;
 use wharf_sdk::publications::Publication;
 use wharf_sdk::{Body, Failure, Header, Plan, Request, ServeBlob};
 
+/// Manifests up to this size are answered inline from the instance's cache
+/// (no file open or read in the host per request); larger ones are served
+/// by the host from the blob store.
+pub const MAX_INLINE_MANIFEST: u64 = 256 << 10;
+
 /// Catalog page size when the client gives no `n`.
 const DEFAULT_CATALOG_PAGE: usize = 1000;
 /// Largest page we answer, whatever `n` says.
@@ -17,6 +22,9 @@ pub trait Registry {
     fn lookup(&mut self, name: &str) -> Option<Publication>;
     fn names(&mut self, after: Option<&str>, limit: u32) -> Vec<String>;
     fn index(&mut self, digest: &str) -> Result<Rc<PublicationIndex>, String>;
+    /// The bytes of a published manifest of `size` bytes (at most
+    /// [`MAX_INLINE_MANIFEST`]); implementations cache them.
+    fn manifest(&mut self, digest: &str, size: u64) -> Result<Rc<Vec<u8>>, String>;
 }
 
 #[derive(Debug, PartialEq)]
@@ -168,6 +176,18 @@ pub fn accepts(headers: &[Header], media_type: &str) -> bool {
     !listed
 }
 
+/// Whether an `If-None-Match` header names the entity tag `"<digest>"` (or `*`).
+pub fn if_none_match(headers: &[Header], digest: &str) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("if-none-match"))
+        .flat_map(|h| h.value.split(','))
+        .map(|tag| tag.trim().trim_start_matches("W/"))
+        .any(|tag| {
+            tag == "*" || tag.strip_prefix('"').and_then(|t| t.strip_suffix('"')) == Some(digest)
+        })
+}
+
 fn json_body(value: serde_json::Value, headers: Vec<Header>) -> Plan {
     Plan::Body(Body {
         status: 200,
@@ -296,6 +316,35 @@ fn resolve_route<R: Registry>(registry: &mut R, req: &Request) -> Result<Plan, F
                     ),
                 ));
             }
+            let mut headers = digest_header(digest);
+            headers.push(Header {
+                name: "ETag".to_string(),
+                value: format!("\"{digest}\""),
+            });
+            if reference.contains(':') {
+                // By digest the answer never changes; by tag it may.
+                headers.push(Header {
+                    name: "Cache-Control".to_string(),
+                    value: "max-age=31536000, immutable".to_string(),
+                });
+            }
+            let body = |status: u16, body: Vec<u8>, headers: Vec<Header>| {
+                Plan::Body(Body {
+                    status,
+                    content_type: entry.media_type.clone(),
+                    headers,
+                    body,
+                })
+            };
+            if if_none_match(&req.headers, digest) {
+                return Ok(body(304, Vec::new(), headers));
+            }
+            if entry.size <= MAX_INLINE_MANIFEST
+                && let Ok(bytes) = registry.manifest(digest, entry.size)
+            {
+                return Ok(body(200, bytes.to_vec(), headers));
+            }
+            // Large, or unreadable here: the host serves (or reports) the blob.
             Ok(Plan::Blob(ServeBlob {
                 digest: digest.clone(),
                 media_type: entry.media_type.clone(),

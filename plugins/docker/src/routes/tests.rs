@@ -11,6 +11,8 @@ struct FakeRegistry {
     publications: BTreeMap<String, Publication>,
     indexes: BTreeMap<String, Rc<PublicationIndex>>,
     index_reads: u32,
+    /// Manifest bytes the fake host has (d('a') only).
+    manifests: BTreeMap<String, Rc<Vec<u8>>>,
 }
 
 impl Registry for FakeRegistry {
@@ -33,6 +35,16 @@ impl Registry for FakeRegistry {
             .get(digest)
             .cloned()
             .ok_or_else(|| "no such blob".to_string())
+    }
+
+    fn manifest(&mut self, digest: &str, size: u64) -> Result<Rc<Vec<u8>>, String> {
+        let bytes = self
+            .manifests
+            .get(digest)
+            .cloned()
+            .ok_or_else(|| "no such blob".to_string())?;
+        assert_eq!(bytes.len() as u64, size);
+        Ok(bytes)
     }
 }
 
@@ -83,10 +95,13 @@ fn registry() -> FakeRegistry {
             },
         );
     }
+    let mut manifests = BTreeMap::new();
+    manifests.insert(d('a'), Rc::new(b"{manifest}".to_vec()));
     FakeRegistry {
         publications,
         indexes,
         index_reads: 0,
+        manifests,
     }
 }
 
@@ -316,21 +331,49 @@ fn manifests() {
                 &[&all.join(", ")],
             ),
         );
-        let Plan::Blob(b) = plan else {
+        // Small manifests are answered inline, with the headers clients use.
+        let Plan::Body(b) = plan else {
             panic!("{plan:?}")
         };
-        assert_eq!(b.digest, d('a'));
-        assert_eq!(b.media_type, DOCKER_MANIFEST);
+        assert_eq!(b.status, 200);
+        assert_eq!(b.body, b"{manifest}");
+        assert_eq!(b.content_type, DOCKER_MANIFEST);
         assert_eq!(b.headers[0].name, "Docker-Content-Digest");
         assert_eq!(b.headers[0].value, d('a'));
+        assert_eq!(b.headers[1].name, "ETag");
+        assert_eq!(b.headers[1].value, format!("\"{}\"", d('a')));
+        let cached = b.headers.iter().any(|h| h.name == "Cache-Control");
+        assert_eq!(cached, reference.contains(':'), "{reference}");
+
+        // The ETag back in If-None-Match: 304 without a body.
+        let mut conditional = req("GET", &format!("/v2/my/app/manifests/{reference}"), "", &[]);
+        for value in [
+            format!("\"{}\"", d('a')),
+            format!("\"x\", W/\"{}\"", d('a')),
+        ] {
+            conditional.headers = vec![Header {
+                name: "If-None-Match".into(),
+                value,
+            }];
+            let Plan::Body(b) = resolve(&mut registry(), &conditional) else {
+                panic!("no 304")
+            };
+            assert_eq!((b.status, b.body.len()), (304, 0));
+        }
+        conditional.headers[0].value = format!("\"{}\"", d('b'));
+        assert!(matches!(
+            resolve(&mut registry(), &conditional),
+            Plan::Body(Body { status: 200, .. })
+        ));
     }
-    // HEAD behaves the same; the host drops the body.
+    // A manifest the instance cannot read is left to the host to serve;
+    // HEAD behaves the same (the host drops the body).
     let plan = resolve(
         &mut registry(),
         &req("HEAD", "/v2/zeta/a/b/manifests/multi", "", &[]),
     );
     assert!(
-        matches!(plan, Plan::Blob(ref b) if b.media_type == OCI_INDEX),
+        matches!(plan, Plan::Blob(ref b) if b.media_type == OCI_INDEX && b.digest == d('b')),
         "{plan:?}"
     );
 
@@ -391,7 +434,10 @@ fn blobs_and_redirects() {
         "{plan:?}"
     );
     // Manifests are never redirected; HEAD on blobs is answered locally.
-    assert!(matches!(get("/v2/other/manifests/latest"), Plan::Blob(_)));
+    assert!(matches!(
+        get("/v2/other/manifests/latest"),
+        Plan::Body(Body { status: 200, .. })
+    ));
     let plan = resolve(
         &mut registry(),
         &req("HEAD", &format!("/v2/other/blobs/{}", d('1')), "", &[]),

@@ -1,0 +1,230 @@
+//! The one gate of the admin API: every request under `/api/v1` that
+//! matched a route passes here. It finds the route's row in [`rules`],
+//! authenticates the caller, checks the permission, hands the handler the
+//! [`Principal`] (as a request extension), and writes the audit record of
+//! every write: who, what, on which resource, with what result.
+
+use super::principal::normalize_resource;
+use super::rules::{self, Access, Rule};
+use super::{ClientAddr, Principal, percent};
+use crate::app::App;
+use crate::db::Operation;
+use crate::http::error::ApiError;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
+pub const API_PREFIX: &str = "/api/v1";
+/// Largest JSON body read here (to find a copy's source repository).
+const MAX_INSPECTED_BODY: usize = 1 << 20;
+
+fn is_write(m: &Method) -> bool {
+    !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+pub async fn enforce(
+    State(app): State<Arc<App>>,
+    ClientAddr(addr): ClientAddr,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let matched = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_default();
+    let route = matched
+        .strip_prefix(API_PREFIX)
+        .unwrap_or(&matched)
+        .to_string();
+    let rel_path = path.strip_prefix(API_PREFIX).unwrap_or(&path).to_string();
+    let action = format!("{method} {path}");
+
+    let Some(rule) = rules::find(method.as_str(), &route) else {
+        let resp = super::principal::forbidden(format!(
+            "no access rule for {method} {API_PREFIX}{route}: access is denied by default \
+             (a route needs a row in host/src/auth/rules.rs)"
+        ))
+        .into_response();
+        audit(&method, "-", &action, "-", resp.status());
+        return resp;
+    };
+    if rule.access == Access::Public {
+        return next.run(req).await;
+    }
+    let principal = match app.auth.authenticate(req.headers(), addr).await {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            let resp = super::AuthError::Unauthenticated(
+                "log in first: POST /api/v1/login with HTTP basic auth gives a token; send it as \
+                 `Authorization: Bearer <token>` (or send HTTP basic auth on every request)"
+                    .into(),
+            )
+            .into_response();
+            audit(&method, "-", &action, "-", resp.status());
+            return resp;
+        }
+        Err(e) => {
+            let resp = e.into_response();
+            audit(&method, "-", &action, "-", resp.status());
+            return resp;
+        }
+    };
+    let resource = match authorize(&app, rule, &route, &rel_path, &principal, &mut req).await {
+        Ok(r) => r,
+        Err(e) => {
+            let resp = e.into_response();
+            audit(&method, &principal.login, &action, "-", resp.status());
+            return resp;
+        }
+    };
+    let login = principal.login.clone();
+    req.extensions_mut().insert(principal);
+    let resp = next.run(req).await;
+    if is_write(&method) {
+        audit(&method, &login, &action, &resource, resp.status());
+        // A repository's `protected` setting may have changed: the registry
+        // must see it before the client's next request.
+        if resp.status().is_success()
+            && matches!(route.as_str(), "/repositories" | "/repositories/{id}")
+            && let Err(e) = app.auth.protection.reload(app.auth.store()).await
+        {
+            tracing::error!("reloading repository protection: {e}");
+        }
+    }
+    resp
+}
+
+fn audit(method: &Method, user: &str, action: &str, resource: &str, status: StatusCode) {
+    if !is_write(method) && status != StatusCode::FORBIDDEN {
+        return;
+    }
+    let result = if status.is_success() {
+        "ok"
+    } else if matches!(
+        status,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
+    ) {
+        "denied"
+    } else {
+        "failed"
+    };
+    tracing::info!(
+        target: "wharf::audit",
+        user,
+        action,
+        resource,
+        status = status.as_u16(),
+        result,
+        "admin request"
+    );
+}
+
+/// A decoded path parameter that is safe as a resource path segment.
+fn segment(name: &str, raw: &str) -> Result<String, ApiError> {
+    let bad = || ApiError::bad_request(format!("invalid {name} {raw:?} in the path"));
+    let v = percent::decode(raw, false).ok_or_else(bad)?;
+    match normalize_resource(&v) {
+        Ok(n) if n.matches('/').count() == 2 => Ok(v),
+        _ => Err(bad()),
+    }
+}
+
+/// Check the rule for this request; returns the resource path it checked.
+async fn authorize(
+    app: &App,
+    rule: &Rule,
+    route: &str,
+    rel_path: &str,
+    p: &Principal,
+    req: &mut Request,
+) -> Result<String, ApiError> {
+    let params = rules::params(route, rel_path)
+        .ok_or_else(|| ApiError::internal(format!("route {route} does not match {rel_path}")))?;
+    let mut values = Vec::new();
+    for (name, raw) in params {
+        values.push((name, segment(name, raw)?));
+    }
+    let fill = |template: &str| {
+        let mut s = template.to_string();
+        for (name, v) in &values {
+            s = s.replace(&format!("{{{name}}}"), v);
+        }
+        normalize_resource(&s).map_err(ApiError::internal)
+    };
+    let resource = match rule.access {
+        Access::Public | Access::Authenticated => String::new(),
+        Access::Permission(template, op) => {
+            let resource = fill(template)?;
+            p.require(&resource, op)?;
+            resource
+        }
+        Access::Task { op, repo_op } => {
+            let resource = fill("/tasks/{id}")?;
+            if !p.allows(&resource, op) && !task_repos_allow(app, p, &values, repo_op).await? {
+                p.require(&resource, op)?;
+            }
+            resource
+        }
+    };
+    if let Some(field) = rule.body_repository {
+        check_body_repository(p, field, req).await?;
+    }
+    Ok(resource)
+}
+
+/// Whether the task locks repositories and `op` is allowed on all of them.
+async fn task_repos_allow(
+    app: &App,
+    p: &Principal,
+    values: &[(&str, String)],
+    op: Operation,
+) -> Result<bool, ApiError> {
+    let Some((_, id)) = values.iter().find(|(n, _)| *n == "id") else {
+        return Ok(false);
+    };
+    let Ok(id) = id.parse::<crate::ids::TaskId>() else {
+        return Ok(false);
+    };
+    let Some(task) = app.store.get_task(&id).await? else {
+        return Ok(false);
+    };
+    let repos: Vec<&str> = task
+        .locks
+        .iter()
+        .filter_map(|l| l.strip_prefix("repository:"))
+        .collect();
+    Ok(!repos.is_empty()
+        && repos
+            .iter()
+            .all(|r| p.allows(&format!("/repositories/{r}/"), op)))
+}
+
+/// Read the (small, JSON) body to check `read` on the repository its
+/// `field` names, then put it back for the handler. A body without that
+/// field is left to the handler to refuse.
+async fn check_body_repository(
+    p: &Principal,
+    field: &str,
+    req: &mut Request,
+) -> Result<(), ApiError> {
+    let body = std::mem::replace(req.body_mut(), Body::empty());
+    let bytes = axum::body::to_bytes(body, MAX_INSPECTED_BODY)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("request body: {e}")))?;
+    let named = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get(field).and_then(|f| f.as_str()).map(str::to_string));
+    *req.body_mut() = Body::from(bytes);
+    if let Some(repo) = named
+        && let Ok(resource) = normalize_resource(&format!("/repositories/{repo}"))
+    {
+        p.require(&resource, Operation::Read)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,380 @@
+//! Access control: who is asking ([`Auth::authenticate`]: a login token,
+//! HTTP basic against a local argon2 hash, or LDAP) and what they may do
+//! ([`Principal::allows`]: operations on resource paths, granted to users
+//! and roles; `super-users` may do all; default deny).
+//!
+//! - [`rules`]: the table mapping each admin API route to the permission it
+//!   needs, enforced by the one [`middleware`] on `/api/v1`.
+//! - [`api`]: login, logout, users, roles and permissions endpoints.
+//! - [`registry_gate`] and [`registry_token`]: the registry side (anonymous
+//!   pulls of unprotected repositories, the Docker token flow for
+//!   protected ones; [`protection`] knows which are).
+//! - [`bootstrap`]: the first administrator at first start.
+//!
+//! `docs/access.md` is the user-facing description.
+
+pub mod api;
+pub mod bootstrap;
+pub mod config;
+pub mod ldap;
+pub mod middleware;
+pub mod passwords;
+pub mod percent;
+pub mod principal;
+pub mod protection;
+pub mod ratelimit;
+pub mod registry_gate;
+pub mod registry_token;
+pub mod rules;
+pub mod tokens;
+
+pub use principal::{Credential, Principal, SUPER_USERS};
+
+use crate::db::{Store, StoreError, Subject, User, UserSource, now};
+use crate::http::error::ApiError;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Auth {
+    store: Arc<dyn Store>,
+    pub config: config::AuthConfig,
+    limiter: ratelimit::LoginLimiter,
+    ldap: Option<ldap::Ldap>,
+    pub registry_key: registry_token::SigningKey,
+    pub protection: protection::Protection,
+}
+
+/// Why a request is not authenticated.
+#[derive(Debug)]
+pub enum AuthError {
+    /// Missing, malformed or wrong credentials (401).
+    Unauthenticated(String),
+    /// Too many failed password checks (429).
+    RateLimited(Duration),
+    /// The store or the directory failed.
+    Unavailable(String),
+}
+
+impl From<StoreError> for AuthError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!("authentication: {e}");
+        AuthError::Unavailable(e.to_string())
+    }
+}
+
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        match self {
+            AuthError::Unauthenticated(m) => {
+                let mut r =
+                    ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", m).into_response();
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"wharf\", charset=\"UTF-8\""),
+                );
+                r
+            }
+            AuthError::RateLimited(wait) => {
+                let secs = wait.as_secs().max(1);
+                let mut r = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too-many-failures",
+                    format!(
+                        "too many failed logins for this user or from this address; try again in {secs} s"
+                    ),
+                )
+                .into_response();
+                r.headers_mut().insert(header::RETRY_AFTER, secs.into());
+                r
+            }
+            AuthError::Unavailable(m) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "auth-unavailable",
+                format!("cannot check credentials now: {m}"),
+            )
+            .into_response(),
+        }
+    }
+}
+
+/// What an `Authorization` header carries.
+pub enum Credentials {
+    Basic { login: String, password: String },
+    Bearer(String),
+}
+
+/// `Ok(None)` without an `Authorization` header; `Err` when it is malformed.
+pub fn parse_authorization(headers: &HeaderMap) -> Result<Option<Credentials>, AuthError> {
+    let Some(v) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let bad = |what: &str| {
+        AuthError::Unauthenticated(format!(
+            "malformed Authorization header ({what}): send `Basic base64(login:password)` or `Bearer <token>`"
+        ))
+    };
+    let v = v.to_str().map_err(|_| bad("not ASCII"))?;
+    let (scheme, rest) = v.trim().split_once(' ').ok_or_else(|| bad("no scheme"))?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(Some(Credentials::Bearer(rest.to_string())));
+    }
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(bad("unknown scheme"));
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest)
+        .map_err(|_| bad("not base64"))?;
+    let decoded = String::from_utf8(decoded).map_err(|_| bad("not UTF-8"))?;
+    let (login, password) = decoded.split_once(':').ok_or_else(|| bad("no ':'"))?;
+    Ok(Some(Credentials::Basic {
+        login: login.to_string(),
+        password: password.to_string(),
+    }))
+}
+
+/// The client's address (from the listener), for throttling failed logins.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// Logins and role ids: safe in resource paths and URLs.
+pub fn check_name(what: &str, s: &str) -> Result<(), ApiError> {
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "invalid {what} {s:?}: use 1-128 letters, digits, '.', '-', '_' or '@'"
+        )))
+    }
+}
+
+impl Auth {
+    /// Load or create what access control keeps in the data directory and
+    /// the store (first administrator, registry signing key).
+    pub async fn open(
+        config: &config::AuthConfig,
+        data_dir: &Path,
+        store: Arc<dyn Store>,
+    ) -> anyhow::Result<Arc<Auth>> {
+        let ldap = ldap::Ldap::from_config(&config.ldap)?;
+        bootstrap::first_start(store.as_ref(), data_dir).await?;
+        let registry_key = registry_token::SigningKey::load_or_create(data_dir)?;
+        let protection = protection::Protection::default();
+        protection.reload(store.as_ref()).await?;
+        let auth = Arc::new(Auth {
+            store,
+            config: config.clone(),
+            limiter: ratelimit::LoginLimiter::default(),
+            ldap,
+            registry_key,
+            protection,
+        });
+        auth.spawn_upkeep();
+        Ok(auth)
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// Every 30 s pick up protection changes made through other hosts; every
+    /// 10 min forget expired tokens.
+    fn spawn_upkeep(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            let mut n: u64 = 0;
+            loop {
+                tick.tick().await;
+                let Some(auth) = weak.upgrade() else { return };
+                if let Err(e) = auth.protection.reload(auth.store()).await {
+                    tracing::warn!("reloading repository protection: {e}");
+                }
+                if n.is_multiple_of(20)
+                    && let Err(e) = auth.store.delete_expired_tokens(tokens::unix_now()).await
+                {
+                    tracing::warn!("removing expired tokens: {e}");
+                }
+                n += 1;
+            }
+        });
+    }
+
+    /// The principal behind a request's `Authorization` header, `None` when
+    /// it has none.
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        addr: Option<IpAddr>,
+    ) -> Result<Option<Principal>, AuthError> {
+        match parse_authorization(headers)? {
+            None => Ok(None),
+            Some(Credentials::Basic { login, password }) => {
+                let user = self.check_password(&login, &password, addr).await?;
+                Ok(Some(self.principal(&user, Credential::Password).await?))
+            }
+            Some(Credentials::Bearer(token)) => Ok(Some(self.check_token(&token).await?)),
+        }
+    }
+
+    async fn check_token(&self, token: &str) -> Result<Principal, AuthError> {
+        let invalid = || {
+            AuthError::Unauthenticated(
+                "the token is expired, revoked or unknown: log in again (POST /api/v1/login)"
+                    .into(),
+            )
+        };
+        if !tokens::looks_like_token(token) {
+            return Err(invalid());
+        }
+        let hash = tokens::hash(token);
+        let record = self.store.get_token(&hash).await?.ok_or_else(invalid)?;
+        if !tokens::is_valid(&record, token) {
+            return Err(invalid());
+        }
+        let user = self
+            .store
+            .get_user(&record.login)
+            .await?
+            .ok_or_else(invalid)?;
+        self.principal(&user, Credential::Token(hash)).await
+    }
+
+    /// A user with the permissions granted to it and to its roles.
+    pub async fn principal(
+        &self,
+        user: &User,
+        credential: Credential,
+    ) -> Result<Principal, AuthError> {
+        let mut subjects = vec![Subject::User(user.login.clone())];
+        subjects.extend(user.roles.iter().cloned().map(Subject::Role));
+        let permissions = self.store.list_permissions(&subjects).await?;
+        Ok(Principal::new(user, permissions, credential))
+    }
+
+    /// Check a login and password (throttled): a local user's argon2 hash,
+    /// else the LDAP directory, which creates or refreshes the user.
+    pub async fn check_password(
+        &self,
+        login: &str,
+        password: &str,
+        addr: Option<IpAddr>,
+    ) -> Result<User, AuthError> {
+        self.limiter
+            .check(login, addr)
+            .map_err(AuthError::RateLimited)?;
+        let user = self.store.get_user(login).await?;
+        let outcome = match (&user, &self.ldap) {
+            (Some(u), _) if u.source == UserSource::Local => {
+                if passwords::verify(u.password_hash.as_deref(), password).await {
+                    Ok(u.clone())
+                } else {
+                    Err(None)
+                }
+            }
+            (_, Some(ldap)) => match ldap.authenticate(login, password).await {
+                Ok(Some(found)) => Ok(self.ldap_user(login, found, user).await?),
+                Ok(None) => Err(None),
+                Err(e) => Err(Some(e)),
+            },
+            (_, None) => {
+                // Same cost as a wrong password: logins cannot be probed by timing.
+                passwords::verify(None, password).await;
+                Err(None)
+            }
+        };
+        match outcome {
+            Ok(u) => {
+                self.limiter.succeeded(login);
+                Ok(u)
+            }
+            Err(None) => {
+                self.limiter.failed(login, addr);
+                tracing::info!(target: "wharf::audit", user = login, client = ?addr, action = "login", result = "denied", "wrong login or password");
+                Err(AuthError::Unauthenticated("wrong login or password".into()))
+            }
+            Err(Some(e)) => {
+                tracing::error!("LDAP: {e:#}");
+                Err(AuthError::Unavailable(format!(
+                    "the LDAP directory did not answer ({e:#}); local users can still log in"
+                )))
+            }
+        }
+    }
+
+    /// Create or refresh the record of a user the directory vouched for:
+    /// its name, and its roles from its groups (roles that do not exist
+    /// here are skipped).
+    async fn ldap_user(
+        &self,
+        login: &str,
+        found: ldap::LdapUser,
+        existing: Option<User>,
+    ) -> Result<User, AuthError> {
+        let mut roles = Vec::new();
+        for r in found.roles {
+            if self.store.get_role(&r).await?.is_some() {
+                roles.push(r);
+            } else {
+                tracing::warn!(login, role = %r, "an LDAP group maps to a role that does not exist; create it");
+            }
+        }
+        let user = match existing {
+            Some(mut user) => {
+                if user.name != found.name || user.roles != roles {
+                    user.name = found.name;
+                    user.roles = roles;
+                    user.updated_at = now();
+                    self.store.update_user(&user).await?;
+                }
+                user
+            }
+            None => {
+                let user = User {
+                    login: login.to_string(),
+                    name: found.name,
+                    password_hash: None,
+                    source: UserSource::Ldap,
+                    roles,
+                    created_at: now(),
+                    updated_at: now(),
+                };
+                match self.store.create_user(&user).await {
+                    // Created meanwhile by a concurrent login: same data.
+                    Err(StoreError::Conflict(_)) => self.store.update_user(&user).await?,
+                    r => r?,
+                }
+                user
+            }
+        };
+        tracing::info!(target: "wharf::audit", user = login, dn = %found.dn, roles = ?user.roles, "LDAP login");
+        Ok(user)
+    }
+}

@@ -1,0 +1,295 @@
+//! Registry tokens (the Docker token flow): `GET /api/v1/registry/token?
+//! service=wharf&scope=repository:NAME:pull,push` with optional HTTP basic
+//! auth answers a short-lived JWT (HS256) whose `access` claim lists what
+//! was granted. Anonymous callers get `pull` on unprotected names; users
+//! get `pull` where they may read the repository and `push` where they may
+//! update it. A scope that is not granted is left out, not refused: the
+//! registry then answers 401 for it, as Docker expects.
+//!
+//! The signing key is 32 random bytes made at first start and kept in
+//! `<data-dir>/registry-token.key` (mode 0600).
+
+use super::{AuthError, ClientAddr, Principal, percent, registry_gate};
+use crate::app::App;
+use anyhow::Context as _;
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::Path;
+use std::sync::Arc;
+
+pub const SERVICE: &str = "wharf";
+pub const TTL_SECS: u64 = 300;
+const KEY_FILE: &str = "registry-token.key";
+
+pub struct SigningKey {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+/// One granted resource, as the Docker token specification shapes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ResourceAccess {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    pub actions: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    /// The login; empty for an anonymous token.
+    pub sub: String,
+    pub aud: String,
+    pub exp: u64,
+    pub nbf: u64,
+    pub iat: u64,
+    pub jti: String,
+    pub access: Vec<ResourceAccess>,
+}
+
+impl Claims {
+    /// Whether `action` (`pull`, `push`) is granted on the repository `name`.
+    pub fn grants(&self, name: &str, action: &str) -> bool {
+        self.access.iter().any(|a| {
+            a.kind == "repository" && a.name == name && a.actions.iter().any(|x| x == action)
+        })
+    }
+}
+
+impl SigningKey {
+    pub fn load_or_create(data_dir: &Path) -> anyhow::Result<SigningKey> {
+        let path = data_dir.join(KEY_FILE);
+        let secret = match std::fs::read(&path) {
+            Ok(bytes) => {
+                anyhow::ensure!(
+                    bytes.len() >= 32,
+                    "{} is shorter than 32 bytes: remove it to make a new one (issued registry tokens become invalid)",
+                    path.display()
+                );
+                bytes
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let secret = rand::random::<[u8; 32]>().to_vec();
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .with_context(|| format!("creating {}", path.display()))?;
+                f.write_all(&secret)?;
+                f.sync_all()?;
+                secret
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        Ok(SigningKey {
+            encoding: EncodingKey::from_secret(&secret),
+            decoding: DecodingKey::from_secret(&secret),
+        })
+    }
+
+    pub fn sign(&self, login: &str, access: Vec<ResourceAccess>) -> String {
+        let now = super::tokens::unix_now();
+        let claims = Claims {
+            iss: SERVICE.into(),
+            sub: login.into(),
+            aud: SERVICE.into(),
+            exp: now + TTL_SECS,
+            nbf: now.saturating_sub(5),
+            iat: now,
+            jti: hex::encode(rand::random::<[u8; 16]>()),
+            access,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 signing cannot fail")
+    }
+
+    /// The claims of a valid, unexpired token of ours.
+    pub fn verify(&self, token: &str) -> Option<Claims> {
+        let mut v = Validation::new(Algorithm::HS256);
+        v.set_audience(&[SERVICE]);
+        v.set_issuer(&[SERVICE]);
+        v.leeway = 5;
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &v)
+            .ok()
+            .map(|d| d.claims)
+    }
+}
+
+/// The token endpoint's answer (both names, as clients differ).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TokenResponse {
+    token: String,
+    access_token: String,
+    expires_in: u64,
+    issued_at: String,
+}
+
+/// A registry-style error body (`{"errors": [...]}`), as Docker clients print it.
+pub fn registry_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({"errors": [{"code": code, "message": message, "detail": null}]});
+    (status, Json(body)).into_response()
+}
+
+/// `repository:NAME:pull,push` → (NAME, actions); other resource types are ignored.
+fn parse_scope(scope: &str) -> Option<(String, Vec<String>)> {
+    let (kind, rest) = scope.split_once(':')?;
+    let (name, actions) = rest.rsplit_once(':')?;
+    (kind == "repository" && !name.is_empty()).then(|| {
+        (
+            name.to_string(),
+            actions
+                .split(',')
+                .map(|a| a.trim().to_string())
+                .filter(|a| !a.is_empty())
+                .collect(),
+        )
+    })
+}
+
+/// What the caller may do on the repository name: the requested actions
+/// that are allowed, in request order.
+fn granted(app: &App, caller: Option<&Principal>, name: &str, requested: &[String]) -> Vec<String> {
+    let repos = registry_gate::repositories_named(app, name);
+    let mut out: Vec<String> = Vec::new();
+    for action in requested {
+        let ok = match action.as_str() {
+            "pull" => registry_gate::may_pull(app, caller, &repos),
+            "push" => registry_gate::may_push(caller, &repos),
+            _ => false,
+        };
+        if ok && !out.contains(action) {
+            out.push(action.clone());
+        }
+    }
+    out
+}
+
+#[utoipa::path(get, path = "/api/v1/registry/token", tag = "auth",
+    params(
+        ("service" = Option<String>, Query, description = "must be `wharf` when given"),
+        ("scope" = Option<String>, Query, description = "`repository:NAME:pull[,push]`, repeatable"),
+    ),
+    responses(
+        (status = 200, body = TokenResponse, description = "a registry token (HTTP basic auth optional: anonymous tokens grant pull on unprotected repositories)"),
+        (status = 401, description = "wrong login or password"),
+        (status = 429, description = "too many failed logins"),
+    ))]
+pub async fn token(
+    State(app): State<Arc<App>>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let pairs = percent::query_pairs(query.as_deref().unwrap_or(""));
+    if let Some((_, s)) = pairs.iter().find(|(k, _)| k == "service")
+        && s != SERVICE
+    {
+        return registry_error(
+            StatusCode::BAD_REQUEST,
+            "UNSUPPORTED",
+            &format!("unknown service {s:?}: this server's is {SERVICE:?}"),
+        );
+    }
+    let caller = match app.auth.authenticate(&headers, addr).await {
+        Ok(p) => p,
+        Err(AuthError::Unauthenticated(_)) => {
+            return registry_error(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "incorrect username or password",
+            );
+        }
+        Err(e @ AuthError::RateLimited(_)) => {
+            let mut r = registry_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOOMANYREQUESTS",
+                "too many failed logins; try again later",
+            );
+            if let Some(v) = e.into_response().headers().get(header::RETRY_AFTER) {
+                r.headers_mut().insert(header::RETRY_AFTER, v.clone());
+            }
+            return r;
+        }
+        Err(e) => return e.into_response(),
+    };
+    let mut access: Vec<ResourceAccess> = Vec::new();
+    for (_, scope) in pairs.iter().filter(|(k, _)| k == "scope") {
+        // One parameter may hold several space-separated scopes.
+        for one in scope.split(' ').filter(|s| !s.is_empty()) {
+            let Some((name, requested)) = parse_scope(one) else {
+                continue;
+            };
+            let actions = granted(&app, caller.as_ref(), &name, &requested);
+            match access.iter_mut().find(|a| a.name == name) {
+                Some(a) => {
+                    for x in actions {
+                        if !a.actions.contains(&x) {
+                            a.actions.push(x);
+                        }
+                    }
+                }
+                None => access.push(ResourceAccess {
+                    kind: "repository".into(),
+                    name,
+                    actions,
+                }),
+            }
+        }
+    }
+    let login = caller.as_ref().map(|p| p.login.as_str()).unwrap_or("");
+    tracing::debug!(user = login, ?access, "registry token");
+    let token = app.auth.registry_key.sign(login, access);
+    Json(TokenResponse {
+        access_token: token.clone(),
+        token,
+        expires_in: TTL_SECS,
+        issued_at: super::tokens::rfc3339(super::tokens::unix_now()),
+    })
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_verify_only_with_our_key_and_in_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::load_or_create(dir.path()).unwrap();
+        let again = SigningKey::load_or_create(dir.path()).unwrap();
+        let access = vec![ResourceAccess {
+            kind: "repository".into(),
+            name: "my/app".into(),
+            actions: vec!["pull".into()],
+        }];
+        let t = key.sign("jdev", access);
+        let c = again.verify(&t).expect("same key after a restart");
+        assert_eq!(c.sub, "jdev");
+        assert!(c.grants("my/app", "pull"));
+        assert!(!c.grants("my/app", "push"));
+        assert!(!c.grants("my", "pull"));
+        let other = SigningKey::load_or_create(tempfile::tempdir().unwrap().path()).unwrap();
+        assert!(other.verify(&t).is_none());
+        let mut tampered = t.clone();
+        tampered.pop();
+        assert!(key.verify(&tampered).is_none());
+    }
+
+    #[test]
+    fn scopes_parse() {
+        assert_eq!(
+            parse_scope("repository:my/app:pull,push"),
+            Some(("my/app".into(), vec!["pull".into(), "push".into()]))
+        );
+        assert_eq!(parse_scope("registry:catalog:*"), None);
+        assert_eq!(parse_scope("repository::pull"), None);
+    }
+}

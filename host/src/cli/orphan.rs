@@ -1,0 +1,40 @@
+//! `wharf orphan remove`: delete units no repository holds and blobs nothing
+//! references (`pulp-admin orphan remove`). Content copied between
+//! repositories is shared, so deleting a repository frees nothing until this
+//! runs.
+
+use super::Session;
+use super::task::{self, WaitArgs};
+use anyhow::Context as _;
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum OrphanCommand {
+    /// Remove every orphaned unit and blob, as a task.
+    Remove {
+        /// Keep unreferenced blobs younger than this many minutes: an
+        /// import in flight stores blobs before it commits the units naming
+        /// them.
+        #[arg(long, default_value_t = 60)]
+        protection_minutes: u64,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+}
+
+pub fn run(s: &Session, cmd: OrphanCommand) -> anyhow::Result<()> {
+    let OrphanCommand::Remove {
+        protection_minutes,
+        wait,
+    } = cmd;
+    let t = s
+        .client
+        .post_query(
+            "orphans/cleanup",
+            &[("protection_minutes", protection_minutes.to_string())],
+            &serde_json::json!({}),
+        )
+        .context("cannot start orphan removal")?;
+    task::follow(s, t, wait, "Removing orphans")?;
+    Ok(())
+}

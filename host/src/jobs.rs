@@ -1,0 +1,299 @@
+//! What each kind of task does. A [`Job`] is plain data (it is the task's
+//! `input`), so any worker — in this process or a `wharf worker` fed by
+//! RabbitMQ — can run it from the task record alone.
+
+use crate::app::App;
+use crate::db::{Publication, Repository, now};
+use crate::ids::{RepoId, UploadId};
+use crate::plugins::bindings::wharf::plugin::types as wit;
+use crate::plugins::host::{CallScope, SourceHandle, TaskCall, origin};
+use crate::plugins::runtime::Plugin;
+use crate::tasks::{TaskContext, TaskFailure, TaskResult};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "job", rename_all = "lowercase")]
+pub enum Job {
+    /// Import an upload through the content type's importer.
+    Import {
+        repository: RepoId,
+        upload_id: UploadId,
+        #[serde(default)]
+        params: serde_json::Map<String, serde_json::Value>,
+        delete_upload: bool,
+    },
+    Sync {
+        repository: RepoId,
+    },
+    Publish {
+        repository: RepoId,
+    },
+    /// Copy associations (never bytes) from `from` into `repository`.
+    Copy {
+        repository: RepoId,
+        from: RepoId,
+        unit_types: Vec<String>,
+    },
+    Delete {
+        repository: RepoId,
+    },
+    Orphans {
+        protection_minutes: u64,
+    },
+}
+
+impl Job {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Job::Import { .. } => "import",
+            Job::Sync { .. } => "sync",
+            Job::Publish { .. } => "publish",
+            Job::Copy { .. } => "copy",
+            Job::Delete { .. } => "delete",
+            Job::Orphans { .. } => "orphans",
+        }
+    }
+
+    /// Resources the job holds while it runs; jobs sharing one run in
+    /// submission order.
+    pub fn locks(&self) -> Vec<String> {
+        match self {
+            Job::Import { repository, .. }
+            | Job::Sync { repository }
+            | Job::Publish { repository }
+            | Job::Copy { repository, .. }
+            | Job::Delete { repository } => vec![format!("repository:{repository}")],
+            Job::Orphans { .. } => vec!["orphans".into()],
+        }
+    }
+}
+
+/// Run a job to its end.
+pub async fn run(app: &Arc<App>, job: Job, ctx: TaskContext) -> TaskResult {
+    match job {
+        Job::Import {
+            repository,
+            upload_id,
+            params,
+            delete_upload,
+        } => import(app, &repository, upload_id, params, delete_upload, ctx).await,
+        Job::Sync { repository } => {
+            let (repo, plugin) = repo_and_plugin(app, &repository).await?;
+            let (summary, bytes) = run_plugin_task(app, plugin, repo, ctx, |p, s, r| {
+                p.wharf_plugin_plugin().call_sync(s, &r)
+            })
+            .await?;
+            Ok(summary_json(&summary, bytes))
+        }
+        Job::Publish { repository } => publish(app, &repository, ctx).await,
+        Job::Copy {
+            repository,
+            from,
+            unit_types,
+        } => {
+            let n = app
+                .store
+                .copy_units(&from, &repository, &unit_types)
+                .await?;
+            Ok(serde_json::json!({"units_added": n}))
+        }
+        Job::Delete { repository } => {
+            app.store.delete_repo(&repository).await?;
+            app.publications.remove_repo(repository.as_str());
+            Ok(serde_json::json!({"deleted": repository}))
+        }
+        Job::Orphans { protection_minutes } => {
+            crate::orphans::remove_orphans(app, Duration::from_secs(60 * protection_minutes)).await
+        }
+    }
+}
+
+async fn repo_and_plugin(app: &App, id: &RepoId) -> Result<(Repository, Arc<Plugin>), TaskFailure> {
+    let repo = app.store.get_repo(id).await?.ok_or_else(|| {
+        TaskFailure::new(format!("repository {id} no longer exists"), "not-found")
+    })?;
+    let plugin = app
+        .plugins
+        .for_content_type(&repo.content_type)
+        .ok_or_else(|| {
+            TaskFailure::new(
+                format!(
+                    "no plugin provides content type {:?}; install it first",
+                    repo.content_type
+                ),
+                "plugin-missing",
+            )
+        })?;
+    Ok((repo, plugin))
+}
+
+async fn import(
+    app: &Arc<App>,
+    id: &RepoId,
+    upload_id: UploadId,
+    params: serde_json::Map<String, serde_json::Value>,
+    delete_upload: bool,
+    ctx: TaskContext,
+) -> TaskResult {
+    let (repo, plugin) = repo_and_plugin(app, id).await?;
+    let upload = app.store.get_upload(&upload_id).await?.ok_or_else(|| {
+        TaskFailure::new(format!("upload {upload_id} no longer exists"), "not-found")
+    })?;
+    let file = app.uploads.open_read(&upload_id)?;
+    // The source is exactly the bytes whose receipt was recorded.
+    let source = SourceHandle::File {
+        file: Arc::new(file),
+        offset: 0,
+        len: upload.offset,
+    };
+    let params = serde_json::Value::Object(params).to_string();
+    let (summary, bytes) = run_plugin_task(app, plugin, repo, ctx, move |p, s, r| {
+        let handle = s.data_mut().table.push(source)?;
+        p.wharf_plugin_plugin().call_upload(s, &r, handle, &params)
+    })
+    .await?;
+    if delete_upload {
+        app.store.delete_upload(&upload_id).await?;
+        app.uploads.remove(&upload_id);
+    }
+    Ok(summary_json(&summary, bytes))
+}
+
+async fn publish(app: &Arc<App>, id: &RepoId, ctx: TaskContext) -> TaskResult {
+    let (repo, plugin) = repo_and_plugin(app, id).await?;
+    let plugin_name = plugin.info.name.clone();
+    let (published, _) = run_plugin_task(app, plugin, repo.clone(), ctx, |p, s, r| {
+        p.wharf_plugin_plugin().call_publish(s, &r)
+    })
+    .await?;
+    let index = published
+        .index
+        .parse()
+        .map_err(|e| TaskFailure::new(format!("plugin returned {e}"), "plugin-invalid"))?;
+    if !app.blobs.contains(&index) {
+        return Err(TaskFailure::new(
+            format!("plugin published index {index}, which it never stored"),
+            "plugin-invalid",
+        ));
+    }
+    if let Some(other) = app.publications.get(&plugin_name, &published.name)
+        && other.repo_id != repo.id
+    {
+        return Err(TaskFailure::new(
+            format!(
+                "name {:?} is already published by repository {}; choose another registry name",
+                published.name, other.repo_id
+            ),
+            "conflict",
+        ));
+    }
+    let publication = Publication {
+        plugin: plugin_name,
+        name: published.name.clone(),
+        repo_id: repo.id.clone(),
+        index,
+        config: repo.distributor_config.clone(),
+        published_at: now(),
+    };
+    app.store.put_publication(&publication).await?;
+    app.publications.put(publication);
+    let mut result = summary_json(&published.summary, 0);
+    result["name"] = published.name.into();
+    result["index"] = published.index.into();
+    Ok(result)
+}
+
+fn wit_repo(r: &Repository) -> wit::Repository {
+    wit::Repository {
+        id: r.id.to_string(),
+        content_type: r.content_type.clone(),
+        importer_config: r.importer_config.to_string(),
+        distributor_config: r.distributor_config.to_string(),
+    }
+}
+
+type PluginStore = wasmtime::Store<crate::plugins::host::HostState>;
+
+/// Run one plugin task call off the async threads, and commit its staged
+/// unit changes in one transaction if, and only if, it succeeded.
+async fn run_plugin_task<R: Send + 'static>(
+    app: &Arc<App>,
+    plugin: Arc<Plugin>,
+    repo: Repository,
+    ctx: TaskContext,
+    f: impl FnOnce(
+        &crate::plugins::bindings::ContentPlugin,
+        &mut PluginStore,
+        wit::Repository,
+    ) -> wasmtime::Result<Result<R, wit::Error>>
+    + Send
+    + 'static,
+) -> Result<(R, u64), TaskFailure> {
+    let feed = repo
+        .importer_config
+        .get("feed")
+        .and_then(|f| f.as_str())
+        .and_then(|f| f.parse::<reqwest::Url>().ok());
+    let call = TaskCall {
+        repo: repo.clone(),
+        overlay: BTreeMap::new(),
+        changes: Vec::new(),
+        progress: ctx.progress.clone(),
+        allowed_origins: feed.iter().map(origin).collect(),
+    };
+    let wrepo = wit_repo(&repo);
+    let cancel = ctx.cancel.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        plugin.call_task(CallScope::Task(Box::new(call)), Some(cancel), |p, s| {
+            f(p, s, wrepo)
+        })
+    })
+    .await
+    .map_err(|e| TaskFailure::new("the plugin call panicked in the host", e.to_string()))?;
+    let (result, scope, bytes) = outcome.map_err(|e| TaskFailure::new(e.to_string(), e.code()))?;
+    let value = result.map_err(|e| TaskFailure::new(e.message, e.code))?;
+    if ctx.cancel.load(Ordering::Relaxed) {
+        return Err(TaskFailure::new(
+            "canceled; nothing was committed",
+            "canceled",
+        ));
+    }
+    if let CallScope::Task(call) = scope
+        && !call.changes.is_empty()
+    {
+        app.store.apply_changes(&repo.id, &call.changes).await?;
+    }
+    Ok((value, bytes))
+}
+
+fn summary_json(s: &wit::Summary, bytes_stored: u64) -> serde_json::Value {
+    serde_json::json!({
+        "units_added": s.units_added,
+        "units_removed": s.units_removed,
+        "bytes_stored": s.bytes_stored.max(bytes_stored),
+        "message": s.message,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_round_trip_as_task_input() {
+        let job = Job::Import {
+            repository: "app".parse().unwrap(),
+            upload_id: UploadId::new(),
+            params: Default::default(),
+            delete_upload: true,
+        };
+        let v = serde_json::to_value(&job).unwrap();
+        assert_eq!(v["job"], "import");
+        assert_eq!(serde_json::from_value::<Job>(v).unwrap(), job);
+        assert_eq!(job.locks(), ["repository:app"]);
+    }
+}

@@ -1,0 +1,367 @@
+//! Tasks: long work (import, sync, publish, copy, delete, orphan cleanup)
+//! with a persisted record, live progress, cancel, and per-resource ordering.
+//!
+//! A task is a [`Job`] (plain data) plus its record. Two ways to run them:
+//! - in-process (default): up to `--workers` at once; tasks sharing a lock
+//!   (e.g. `repository:app`) run one at a time in submission order (tokio's
+//!   `Mutex` is FIFO);
+//! - through RabbitMQ (`--broker`): [`amqp`] publishes task ids to a durable
+//!   queue; any `wharf worker` (or server with workers) takes them, one at a
+//!   time per worker, ordering tasks that share a lock through the shared
+//!   metadata store.
+//!
+//! Either way a job commits its changes only at its end, so a task that dies
+//! midway leaves nothing behind.
+
+pub mod amqp;
+pub mod api;
+
+use crate::app::App;
+use crate::db::{Progress, Store, Task, TaskError, TaskQuery, TaskState, now};
+use crate::ids::TaskId;
+use crate::jobs::Job;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// How a task failed.
+#[derive(Debug)]
+pub struct TaskFailure {
+    pub message: String,
+    pub cause: String,
+}
+
+impl TaskFailure {
+    pub fn new(message: impl Into<String>, cause: impl Into<String>) -> Self {
+        TaskFailure {
+            message: message.into(),
+            cause: cause.into(),
+        }
+    }
+}
+
+impl<E: std::fmt::Display> From<E> for TaskFailure {
+    fn from(e: E) -> Self {
+        TaskFailure {
+            message: e.to_string(),
+            cause: String::new(),
+        }
+    }
+}
+
+pub type TaskResult = Result<serde_json::Value, TaskFailure>;
+
+/// What a running task sees.
+#[derive(Clone)]
+pub struct TaskContext {
+    pub id: TaskId,
+    pub cancel: Arc<AtomicBool>,
+    pub progress: Arc<dyn Fn(Progress) + Send + Sync>,
+}
+
+/// Minimum time between two persisted progress updates of one task; also how
+/// often a running task looks for a cancel request from another process.
+const PERSIST_EVERY: Duration = Duration::from_millis(250);
+
+enum Dispatch {
+    /// Run here: the worker limit and FIFO lock queues live in memory.
+    Local {
+        workers: Arc<Semaphore>,
+        locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    },
+    /// Publish to RabbitMQ; workers take it from there.
+    Broker(amqp::Publisher),
+}
+
+pub struct Tasks {
+    store: Arc<dyn Store>,
+    app: OnceLock<Weak<App>>,
+    dispatch: Dispatch,
+    worker_name: String,
+    /// Records of tasks running in this process, for live progress and cancel.
+    live: Mutex<HashMap<TaskId, (Arc<Mutex<Task>>, Arc<AtomicBool>)>>,
+}
+
+impl Tasks {
+    /// Tasks run by `workers` in-process workers.
+    pub fn local(store: Arc<dyn Store>, workers: usize) -> Arc<Self> {
+        let dispatch = Dispatch::Local {
+            workers: Arc::new(Semaphore::new(workers.max(1))),
+            locks: Mutex::default(),
+        };
+        Self::with_dispatch(store, dispatch)
+    }
+
+    /// Tasks published to RabbitMQ.
+    pub fn brokered(store: Arc<dyn Store>, publisher: amqp::Publisher) -> Arc<Self> {
+        Self::with_dispatch(store, Dispatch::Broker(publisher))
+    }
+
+    fn with_dispatch(store: Arc<dyn Store>, dispatch: Dispatch) -> Arc<Self> {
+        Arc::new(Tasks {
+            store,
+            app: OnceLock::new(),
+            dispatch,
+            worker_name: format!("{}-{}", hostname(), std::process::id()),
+            live: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Jobs need the whole application (plugins, blobs, store).
+    pub fn attach(&self, app: &Arc<App>) {
+        let _ = self.app.set(Arc::downgrade(app));
+    }
+
+    pub fn is_brokered(&self) -> bool {
+        matches!(self.dispatch, Dispatch::Broker(_))
+    }
+
+    /// In-process only: tasks a previous process left unfinished can never
+    /// finish. (With a broker, unacknowledged tasks are redelivered instead.)
+    pub async fn fail_abandoned(&self) -> anyhow::Result<usize> {
+        if self.is_brokered() {
+            return Ok(0);
+        }
+        let mut n = 0;
+        for state in [TaskState::Waiting, TaskState::Running] {
+            let q = TaskQuery {
+                state: Some(state),
+                limit: 100_000,
+                ..Default::default()
+            };
+            for mut t in self.store.list_tasks(&q).await? {
+                t.state = TaskState::Error;
+                t.finished_at = Some(now());
+                t.error = Some(TaskError {
+                    message:
+                        "the server stopped before this task finished; nothing it did was committed"
+                            .into(),
+                    cause: "worker lost".into(),
+                });
+                self.store.put_task(&t).await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Record a task and start it (here or through the broker).
+    pub async fn submit(self: &Arc<Self>, job: Job) -> Result<Task, crate::db::StoreError> {
+        let task = Task {
+            id: TaskId::new(),
+            kind: job.kind().to_string(),
+            state: TaskState::Waiting,
+            locks: job.locks(),
+            worker: None,
+            created_at: now(),
+            started_at: None,
+            finished_at: None,
+            progress: Progress::default(),
+            result: None,
+            error: None,
+            input: serde_json::to_value(&job)
+                .map_err(|e| crate::db::StoreError::Backend(e.into()))?,
+            cancel_requested: false,
+        };
+        self.store.put_task(&task).await?;
+        match &self.dispatch {
+            Dispatch::Broker(publisher) => {
+                if let Err(e) = publisher.publish(&task.id).await {
+                    let mut failed = task.clone();
+                    failed.state = TaskState::Error;
+                    failed.finished_at = Some(now());
+                    failed.error = Some(TaskError {
+                        message: format!("could not queue the task: {e:#}"),
+                        cause: "broker".into(),
+                    });
+                    self.store.put_task(&failed).await?;
+                    return Ok(failed);
+                }
+            }
+            Dispatch::Local { workers, locks } => {
+                // Queue on the lock mutexes now, in submission order.
+                let mut waits = Vec::new();
+                {
+                    let mut locks = locks.lock().unwrap();
+                    let mut names = task.locks.clone();
+                    names.sort();
+                    for name in names {
+                        waits.push(locks.entry(name).or_default().clone().lock_owned());
+                    }
+                }
+                let (this, workers, t) = (self.clone(), workers.clone(), task.clone());
+                tokio::spawn(async move {
+                    let mut guards = Vec::new();
+                    for w in waits {
+                        guards.push(w.await);
+                    }
+                    let permit = workers
+                        .acquire_owned()
+                        .await
+                        .expect("semaphore never closed");
+                    this.execute(t, job).await;
+                    drop(permit);
+                    drop(guards);
+                });
+            }
+        }
+        Ok(task)
+    }
+
+    /// Run a task here to its end and record the outcome.
+    pub(crate) async fn execute(self: &Arc<Self>, mut task: Task, job: Job) {
+        let Some(app) = self.app.get().and_then(Weak::upgrade) else {
+            tracing::error!(task = %task.id, "task runner not attached to the application");
+            return;
+        };
+        // A cancel may have been asked while it waited.
+        if let Ok(Some(stored)) = self.store.get_task(&task.id).await {
+            task.cancel_requested |= stored.cancel_requested;
+        }
+        let cancel = Arc::new(AtomicBool::new(task.cancel_requested));
+        task.state = TaskState::Running;
+        task.started_at = Some(now());
+        task.worker = Some(self.worker_name.clone());
+        let record = Arc::new(Mutex::new(task.clone()));
+        self.live
+            .lock()
+            .unwrap()
+            .insert(task.id, (record.clone(), cancel.clone()));
+        let _ = self.store.put_task(&task).await;
+        let result = if cancel.load(Ordering::Relaxed) {
+            Err(TaskFailure::new("canceled before it started", "canceled"))
+        } else {
+            let ctx = TaskContext {
+                id: task.id,
+                cancel: cancel.clone(),
+                progress: self.progress_sink(record.clone()),
+            };
+            let watcher = self.watch_cancel(task.id, cancel.clone());
+            let r = crate::jobs::run(&app, job, ctx).await;
+            watcher.abort();
+            r
+        };
+        self.finish(&record, result, cancel.load(Ordering::Relaxed))
+            .await;
+    }
+
+    /// Progress from the job updates the live record and, at most every
+    /// [`PERSIST_EVERY`], the stored one (so other processes see it).
+    fn progress_sink(&self, record: Arc<Mutex<Task>>) -> Arc<dyn Fn(Progress) + Send + Sync> {
+        let (store, last) = (self.store.clone(), Arc::new(Mutex::new(Instant::now())));
+        let rt = tokio::runtime::Handle::current();
+        Arc::new(move |p: Progress| {
+            let snapshot = {
+                let mut t = record.lock().unwrap();
+                t.progress = p;
+                let mut last = last.lock().unwrap();
+                if last.elapsed() < PERSIST_EVERY {
+                    return;
+                }
+                *last = Instant::now();
+                t.clone()
+            };
+            let store = store.clone();
+            rt.spawn(async move {
+                let _ = store.put_task(&snapshot).await;
+            });
+        })
+    }
+
+    /// A cancel may be asked through another process: look for it in the
+    /// store while the task runs.
+    fn watch_cancel(&self, id: TaskId, flag: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PERSIST_EVERY).await;
+                if let Ok(Some(t)) = store.get_task(&id).await
+                    && t.cancel_requested
+                {
+                    flag.store(true, Ordering::Relaxed);
+                    return;
+                }
+            }
+        })
+    }
+
+    async fn finish(&self, record: &Arc<Mutex<Task>>, result: TaskResult, canceled: bool) {
+        let snapshot = {
+            let mut t = record.lock().unwrap();
+            t.finished_at = Some(now());
+            match result {
+                Ok(v) => {
+                    t.state = TaskState::Finished;
+                    t.result = Some(v);
+                }
+                Err(f) => {
+                    t.state = if canceled {
+                        TaskState::Canceled
+                    } else {
+                        TaskState::Error
+                    };
+                    t.error = Some(TaskError {
+                        message: f.message,
+                        cause: f.cause,
+                    });
+                }
+            }
+            t.clone()
+        };
+        // The stored record may carry a cancel request made meanwhile.
+        let mut stored = snapshot.clone();
+        if let Ok(Some(t)) = self.store.get_task(&snapshot.id).await {
+            stored.cancel_requested |= t.cancel_requested;
+        }
+        if let Err(e) = self.store.put_task(&stored).await {
+            tracing::error!(task = %snapshot.id, "could not record the task's end: {e}");
+        }
+        tracing::info!(task = %snapshot.id, kind = %snapshot.kind, state = snapshot.state.as_str(), "task ended");
+        self.live.lock().unwrap().remove(&snapshot.id);
+    }
+
+    /// A task, with live progress if it is running here.
+    pub async fn get(&self, id: &TaskId) -> Result<Option<Task>, crate::db::StoreError> {
+        if let Some((rec, _)) = self.live.lock().unwrap().get(id) {
+            return Ok(Some(rec.lock().unwrap().clone()));
+        }
+        self.store.get_task(id).await
+    }
+
+    pub async fn list(&self, q: &TaskQuery) -> Result<Vec<Task>, crate::db::StoreError> {
+        let mut tasks = self.store.list_tasks(q).await?;
+        let live = self.live.lock().unwrap();
+        for t in &mut tasks {
+            if let Some((rec, _)) = live.get(&t.id) {
+                *t = rec.lock().unwrap().clone();
+            }
+        }
+        Ok(tasks)
+    }
+
+    /// Ask a task to stop. A waiting task never starts; a running one is
+    /// interrupted at its next check (plugin calls within one epoch tick).
+    /// Returns false when the task already ended.
+    pub async fn cancel(&self, id: &TaskId) -> Result<bool, crate::db::StoreError> {
+        if let Some((_, flag)) = self.live.lock().unwrap().get(id) {
+            flag.store(true, Ordering::Relaxed);
+        }
+        let Some(mut t) = self.store.get_task(id).await? else {
+            return Ok(false);
+        };
+        if t.state.is_final() {
+            return Ok(false);
+        }
+        t.cancel_requested = true;
+        self.store.put_task(&t).await?;
+        Ok(true)
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
