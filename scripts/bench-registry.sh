@@ -42,6 +42,8 @@ for cmd in wrk hyperfine skopeo umoci docker-registry curl jq; do
     command -v "$cmd" >/dev/null || { echo "bench-registry.sh: $cmd not found" >&2; exit 1; }
 done
 WHARF=${WHARF_BIN:-$ROOT/target/release/wharf}
+# The servers started here create their first administrator with this password.
+export WHARF_ADMIN_PASSWORD=bench-admin-password
 PLUGIN_DIR=${WHARF_PLUGIN_DIR:-$ROOT/target/plugins}
 if [ ! -x "$WHARF" ] || [ ! -f "$PLUGIN_DIR/docker.wasm" ]; then
     echo "==> building wharf and the plugins"
@@ -70,7 +72,8 @@ wait_http() { # url
     exit 1
 }
 
-echo "==> bench images in $W/images"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "==> bench images in $W/images (load average: $LOAD_BEFORE)"
 scripts/make-test-images.sh --bench "$W/images" > "$W/images.log"
 
 # ---------------------------------------------------------------- servers --
@@ -99,7 +102,9 @@ WH=127.0.0.1:$WHARF_PORT
 RUST_LOG=warn "$WHARF" serve --listen "$WH" --data-dir "$W/wharf" --plugin-dir "$PLUGIN_DIR" \
     > "$W/wharf.log" 2>&1 &
 PIDS+=($!)
-wait_http "http://$WH/api/v1/status"
+wait_http "http://$WH/healthz"
+TOKEN=$(curl -sf -u "admin:$WHARF_ADMIN_PASSWORD" -XPOST "http://$WH/api/v1/login" | jq -r .token)
+api() { curl -sf -H "Authorization: Bearer $TOKEN" "$@"; }
 
 echo "==> filling distribution ($DIST) with skopeo"
 for img in many large; do
@@ -112,7 +117,7 @@ wait_task() { # base task-json
     local base=$1 id state t
     id=$(jq -r .id <<<"$2")
     for _ in $(seq 1 30000); do
-        t=$(curl -sf "$base/api/v1/tasks/$id")
+        t=$(api "$base/api/v1/tasks/$id")
         state=$(jq -r .state <<<"$t")
         case $state in finished|error|canceled) echo "$t"; return 0 ;; esac
         sleep 0.02
@@ -122,12 +127,12 @@ wait_task() { # base task-json
 }
 mirror() { # base repo-id upstream-name
     local base=$1 t
-    curl -sf -XPOST "$base/api/v1/repositories" -H content-type:application/json -d "{
+    api -XPOST "$base/api/v1/repositories" -H content-type:application/json -d "{
         \"id\": \"$2\", \"content_type\": \"docker\",
         \"importer_config\": {\"feed\": \"http://$DIST\", \"upstream_name\": \"$3\"},
         \"distributor_config\": {\"repo_registry_id\": \"$3\"}}" > /dev/null
     for action in sync publish; do
-        t=$(wait_task "$base" "$(curl -sf -XPOST "$base/api/v1/repositories/$2/$action")")
+        t=$(wait_task "$base" "$(api -XPOST "$base/api/v1/repositories/$2/$action")")
         if [ "$(jq -r .state <<<"$t")" != finished ]; then
             echo "$action of $2 failed: $t" >&2
             exit 1
@@ -198,8 +203,10 @@ port=\$(( $WHARF_PORT + 1 ))
 RUST_LOG=warn "$WHARF" serve --listen 127.0.0.1:\$port --data-dir "$W/wharf-sync" \
     --plugin-dir "$PLUGIN_DIR" >> "$W/wharf-sync.log" 2>&1 &
 echo \$! > "$W/wharf-sync.pid"
-for _ in \$(seq 1 300); do curl -sf -o /dev/null http://127.0.0.1:\$port/api/v1/status && break; sleep 0.05; done
-curl -sf -XPOST http://127.0.0.1:\$port/api/v1/repositories -H content-type:application/json -d '{
+for _ in \$(seq 1 300); do curl -sf -o /dev/null http://127.0.0.1:\$port/healthz && break; sleep 0.05; done
+curl -sf -u "admin:$WHARF_ADMIN_PASSWORD" -XPOST http://127.0.0.1:\$port/api/v1/login | jq -r .token > "$W/sync-token"
+curl -sf -H "Authorization: Bearer \$(cat "$W/sync-token")" \
+    -XPOST http://127.0.0.1:\$port/api/v1/repositories -H content-type:application/json -d '{
   "id": "many", "content_type": "docker",
   "importer_config": {"feed": "http://$DIST", "upstream_name": "bench/many"}}' > /dev/null
 EOF
@@ -207,9 +214,10 @@ cat > "$W/wharf-sync.sh" <<EOF
 #!/usr/bin/env bash
 set -e
 base=http://127.0.0.1:$((WHARF_PORT + 1))
-id=\$(curl -sf -XPOST \$base/api/v1/repositories/many/sync | jq -r .id)
+auth="Authorization: Bearer \$(cat "$W/sync-token")"
+id=\$(curl -sf -H "\$auth" -XPOST \$base/api/v1/repositories/many/sync | jq -r .id)
 for _ in \$(seq 1 30000); do
-    t=\$(curl -sf \$base/api/v1/tasks/\$id)
+    t=\$(curl -sf -H "\$auth" \$base/api/v1/tasks/\$id)
     case \$(jq -r .state <<<"\$t") in
         finished) echo "\$t" > "$W/last-sync.json"; exit 0 ;;
         error|canceled) echo "\$t" >&2; exit 1 ;;
@@ -239,7 +247,7 @@ cat <<EOF
 ### Run of $(date -u +%Y-%m-%dT%H:%MZ) — $(nproc) cores ($CPU), $(uname -r)
 
 wrk and hyperfine ran on the same cores as the servers. docker-registry
-$(docker-registry --version 2>/dev/null | awk '{print $3}'), skopeo $(skopeo --version | awk '{print $3}'), load average before: $(cut -d' ' -f1-3 /proc/loadavg).
+$(docker-registry --version 2>/dev/null | awk '{print $3}'), skopeo $(skopeo --version | awk '{print $3}'), load average at the start: $LOAD_BEFORE.
 
 | measurement | distribution | Wharf | Wharf / distribution | target | |
 | --- | ---: | ---: | ---: | --- | --- |

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build the Wharf plugins (wasm32-wasip2 components) and copy them into place:
 #   target/plugins/{docker,file}.wasm
-#   target/test-plugins/{looping,hungry,trapping,incompatible}.wasm  (with --test-plugins)
+#   target/test-plugins/{looping,hungry,trapping,incompatible,snoop}.wasm  (with --test-plugins)
+#   target/test-plugins/file-next.wasm: the file plugin again as version <v>-next,
+#     to test upgrades (with --test-plugins)
 # Usage: scripts/build-plugins.sh [--test-plugins]
 set -euo pipefail
 
@@ -19,7 +21,7 @@ done
 
 TARGET=wasm32-wasip2
 PLUGINS=(docker file)
-TEST_NAMES=(looping hungry trapping incompatible)
+TEST_NAMES=(looping hungry trapping incompatible snoop)
 
 echo "==> rustup target add $TARGET"
 if ! rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
@@ -63,5 +65,12 @@ if [ "$TEST_PLUGINS" = 1 ]; then
         cp -f "$OUT/wharf_test_plugin_$t.wasm" "$TARGET_DIR/test-plugins/$t.wasm"
         echo "    target/test-plugins/$t.wasm ($(stat -c %s "$TARGET_DIR/test-plugins/$t.wasm") bytes)"
     done
+    # A second build of the file plugin that reports another version. Its own
+    # target directory keeps the two builds from invalidating each other.
+    echo "==> file plugin, next version (target/wasm-next)"
+    WHARF_PLUGIN_VERSION_SUFFIX=-next CARGO_TARGET_DIR="$ROOT/target/wasm-next" \
+        CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo \
+        cargo build --release --target "$TARGET" -p wharf-plugin-file
+    cp -f "$ROOT/target/wasm-next/$TARGET/release/wharf_plugin_file.wasm" "$TARGET_DIR/test-plugins/file-next.wasm"
 fi
 echo "==> plugins built"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole Wharf test suite in one command, as root on Debian 12: installs what
-# the tests need, builds the plugins and the host, starts a private dockerd,
+# the tests need, builds the plugins and the host, starts a private dockerd
+# and slapd (LDAP),
 # builds the test images, and runs `cargo test --release --workspace`.
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh -- --nocapture).
 # Works on a fresh machine (CI, via .ci/run) and on a dev machine alike.
@@ -24,6 +25,9 @@ declare -A NEEDED=(
     [docker-registry]=docker-registry
     [jq]=jq
     [curl]=curl
+    [slapd]=slapd
+    [ldapadd]=ldap-utils
+    [/usr/lib/rabbitmq/bin/rabbitmq-server]=rabbitmq-server
 )
 missing=()
 for cmd in "${!NEEDED[@]}"; do
@@ -37,7 +41,8 @@ else
     export DEBIAN_FRONTEND=noninteractive
     apt-get -o DPkg::Lock::Timeout=600 update
     apt-get -o DPkg::Lock::Timeout=600 install -y \
-        docker.io podman skopeo umoci busybox-static docker-registry jq curl
+        docker.io podman skopeo umoci busybox-static docker-registry jq curl \
+        slapd ldap-utils rabbitmq-server
 fi
 
 # ------------------------------------------------------------------ builds --
@@ -71,10 +76,20 @@ fi
 PODMAN_RUNROOT=$(mktemp -d /tmp/wharf-prun.XXXXXX)
 
 DOCKERD_PID=""
+SLAPD_DIR=""
+RABBIT_DIR=""
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
     set +e
+    if [ -n "$RABBIT_DIR" ]; then
+        phase "stopping rabbitmq"
+        scripts/rabbitmq.sh stop "$RABBIT_DIR"
+    fi
+    if [ -n "$SLAPD_DIR" ]; then
+        phase "stopping slapd (pid $(cat "$SLAPD_DIR/slapd.pid" 2>/dev/null))"
+        scripts/slapd.sh stop "$SLAPD_DIR"
+    fi
     if [ -n "$DOCKERD_PID" ]; then
         phase "stopping dockerd (pid $DOCKERD_PID)"
         local containerd_pid=""
@@ -145,6 +160,30 @@ until /usr/bin/docker info >/dev/null 2>&1; do
 done
 echo "    dockerd pid $DOCKERD_PID ready: $(/usr/bin/docker version --format 'engine {{.Server.Version}}, client {{.Client.Version}}'), DOCKER_HOST=$DOCKER_HOST"
 
+# ------------------------------------------------------------------- slapd --
+phase "starting slapd (LDAP)"
+SLAPD_DIR="$RUN/slapd"
+for try in 1 2 3 4 5; do
+    LDAP_PORT=$((20000 + RANDOM % 20000))
+    if WHARF_TEST_LDAP_URL=$(scripts/slapd.sh start "$SLAPD_DIR" "$LDAP_PORT"); then break; fi
+    scripts/slapd.sh stop "$SLAPD_DIR"
+    [ "$try" = 5 ] && { echo "slapd did not start; see $SLAPD_DIR" >&2; exit 1; }
+done
+export WHARF_TEST_LDAP_URL
+echo "    slapd pid $(cat "$SLAPD_DIR/slapd.pid") ready at $WHARF_TEST_LDAP_URL"
+
+# ---------------------------------------------------------------- rabbitmq --
+phase "starting rabbitmq"
+RABBIT_DIR="$RUN/rabbitmq"
+for try in 1 2 3; do
+    AMQP_PORT=$((20000 + RANDOM % 20000))
+    if WHARF_TEST_AMQP_URL=$(scripts/rabbitmq.sh start "$RABBIT_DIR" "$AMQP_PORT"); then break; fi
+    scripts/rabbitmq.sh stop "$RABBIT_DIR"
+    [ "$try" = 3 ] && { echo "rabbitmq did not start; see $RABBIT_DIR" >&2; exit 1; }
+done
+export WHARF_TEST_AMQP_URL
+echo "    rabbitmq ready at $WHARF_TEST_AMQP_URL"
+
 # ------------------------------------------------------------- test images --
 phase "building test images"
 scripts/make-test-images.sh "$RUN/images"
@@ -158,7 +197,7 @@ export WHARF_TEST_RUN_DIR="$RUN"
 export PODMAN_ARGS="--root $RUN/p-root --runroot $PODMAN_RUNROOT --storage-driver vfs"
 
 phase "cargo test --release --workspace $*"
-for v in WHARF_BIN WHARF_PLUGIN_DIR WHARF_TEST_PLUGIN_DIR WHARF_TEST_IMAGES WHARF_TEST_RUN_DIR PODMAN_ARGS DOCKER_HOST; do
+for v in WHARF_BIN WHARF_PLUGIN_DIR WHARF_TEST_PLUGIN_DIR WHARF_TEST_IMAGES WHARF_TEST_RUN_DIR PODMAN_ARGS DOCKER_HOST WHARF_TEST_LDAP_URL; do
     echo "    $v=${!v}"
 done
 cargo test --release --workspace "$@"

@@ -21,6 +21,7 @@ pub struct App {
     pub plugins: Arc<Plugins>,
     pub publications: Arc<PublicationMap>,
     pub tasks: Arc<Tasks>,
+    pub events: Arc<crate::events::Events>,
     pub uploads: UploadDir,
     pub plugin_failures: Mutex<Vec<LoadFailure>>,
     pub started: Instant,
@@ -58,7 +59,13 @@ impl App {
         let runtime = Arc::new(Runtime::new(env, data.join("cache"), limits)?);
         let plugins = Arc::new(Plugins::new(runtime));
         let plugin_dir = config.plugin_dir();
-        let failures = tokio::task::block_in_place(|| plugins.load_dir(&plugin_dir))?;
+        // Built-in plugins first; installed ones (possibly upgrades) after.
+        let mut failures = tokio::task::block_in_place(|| plugins.load_dir(&plugin_dir))?;
+        let installed = data.join("installed-plugins");
+        std::fs::create_dir_all(&installed)?;
+        failures.extend(tokio::task::block_in_place(|| {
+            plugins.load_dir(&installed)
+        })?);
         let tasks = match &config.broker {
             Some(url) => Tasks::brokered(
                 store.clone(),
@@ -74,7 +81,9 @@ impl App {
             );
         }
         let uploads = UploadDir::open(&data.join("uploads"))?;
+        let events = crate::events::Events::new(store.clone(), config.broker.clone());
         let app = Arc::new(App {
+            events,
             config,
             store,
             auth,

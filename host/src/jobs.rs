@@ -83,11 +83,12 @@ pub async fn run(app: &Arc<App>, job: Job, ctx: TaskContext) -> TaskResult {
         } => import(app, &repository, upload_id, params, delete_upload, ctx).await,
         Job::Sync { repository } => {
             let (repo, plugin) = repo_and_plugin(app, &repository).await?;
+            let version = plugin_version(&plugin);
             let (summary, bytes) = run_plugin_task(app, plugin, repo, ctx, |p, s, r| {
                 p.wharf_plugin_plugin().call_sync(s, &r)
             })
             .await?;
-            Ok(summary_json(&summary, bytes))
+            Ok(summary_json(&summary, bytes, version))
         }
         Job::Publish { repository } => publish(app, &repository, ctx).await,
         Job::Copy {
@@ -151,6 +152,7 @@ async fn import(
         len: upload.offset,
     };
     let params = serde_json::Value::Object(params).to_string();
+    let version = plugin_version(&plugin);
     let (summary, bytes) = run_plugin_task(app, plugin, repo, ctx, move |p, s, r| {
         let handle = s.data_mut().table.push(source)?;
         p.wharf_plugin_plugin().call_upload(s, &r, handle, &params)
@@ -160,12 +162,13 @@ async fn import(
         app.store.delete_upload(&upload_id).await?;
         app.uploads.remove(&upload_id);
     }
-    Ok(summary_json(&summary, bytes))
+    Ok(summary_json(&summary, bytes, version))
 }
 
 async fn publish(app: &Arc<App>, id: &RepoId, ctx: TaskContext) -> TaskResult {
     let (repo, plugin) = repo_and_plugin(app, id).await?;
     let plugin_name = plugin.info.name.clone();
+    let version = plugin_version(&plugin);
     let (published, _) = run_plugin_task(app, plugin, repo.clone(), ctx, |p, s, r| {
         p.wharf_plugin_plugin().call_publish(s, &r)
     })
@@ -201,7 +204,7 @@ async fn publish(app: &Arc<App>, id: &RepoId, ctx: TaskContext) -> TaskResult {
     };
     app.store.put_publication(&publication).await?;
     app.publications.put(publication);
-    let mut result = summary_json(&published.summary, 0);
+    let mut result = summary_json(&published.summary, 0, version);
     result["name"] = published.name.into();
     result["index"] = published.index.into();
     Ok(result)
@@ -270,8 +273,14 @@ async fn run_plugin_task<R: Send + 'static>(
     Ok((value, bytes))
 }
 
-fn summary_json(s: &wit::Summary, bytes_stored: u64) -> serde_json::Value {
+/// `name@version`: which plugin version ran a task (upgrades happen live).
+fn plugin_version(p: &Plugin) -> String {
+    format!("{}@{}", p.info.name, p.info.version)
+}
+
+fn summary_json(s: &wit::Summary, bytes_stored: u64, plugin: String) -> serde_json::Value {
     serde_json::json!({
+        "plugin": plugin,
         "units_added": s.units_added,
         "units_removed": s.units_removed,
         "bytes_stored": s.bytes_stored.max(bytes_stored),

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod digest;
+pub mod events;
 pub mod fsck;
 pub mod groups;
 pub mod http;

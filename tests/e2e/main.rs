@@ -5,8 +5,10 @@
 mod support;
 
 mod api;
+mod auth;
 mod docker;
 mod import_bad_input;
+mod plugins;
 mod registry_api;
 mod registry_clients;
 mod registry_support;

@@ -114,6 +114,29 @@ impl Server {
             .unwrap()
     }
 
+    /// The server's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data.path().join("data")
+    }
+
+    /// SIGKILL the server and start it again with the same address, data and
+    /// flags. Login tokens are in the store: `http` keeps working.
+    pub fn crash_and_restart(&mut self) {
+        self.kill();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.data.path().join("server.log"))
+            .unwrap();
+        self.child = Command::new(env_path("WHARF_BIN"))
+            .args(&self.args)
+            .env("WHARF_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("restart wharf");
+        self.wait_ready();
+    }
+
     /// Wait until the server answers (`/api/v1/status` needs no login).
     fn wait_ready(&self) {
         let start = Instant::now();

@@ -32,7 +32,12 @@ pub async fn enforce(
     next: Next,
 ) -> Response {
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    // Inside the nested router the URI lacks `/api/v1`; the original has it.
+    let path = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map(|u| u.0.path().to_string())
+        .unwrap_or_else(|| req.uri().path().to_string());
     let matched = req
         .extensions()
         .get::<MatchedPath>()
@@ -77,9 +82,9 @@ pub async fn enforce(
     };
     let resource = match authorize(&app, rule, &route, &rel_path, &principal, &mut req).await {
         Ok(r) => r,
-        Err(e) => {
+        Err((resource, e)) => {
             let resp = e.into_response();
-            audit(&method, &principal.login, &action, "-", resp.status());
+            audit(&method, &principal.login, &action, &resource, resp.status());
             return resp;
         }
     };
@@ -135,7 +140,8 @@ fn segment(name: &str, raw: &str) -> Result<String, ApiError> {
     }
 }
 
-/// Check the rule for this request; returns the resource path it checked.
+/// Check the rule for this request; returns the resource path it checked
+/// (with the refusal, when refused).
 async fn authorize(
     app: &App,
     rule: &Rule,
@@ -143,37 +149,49 @@ async fn authorize(
     rel_path: &str,
     p: &Principal,
     req: &mut Request,
-) -> Result<String, ApiError> {
-    let params = rules::params(route, rel_path)
-        .ok_or_else(|| ApiError::internal(format!("route {route} does not match {rel_path}")))?;
+) -> Result<String, (String, ApiError)> {
+    let unknown = |e| ("-".to_string(), e);
+    let params = rules::params(route, rel_path).ok_or_else(|| {
+        unknown(ApiError::internal(format!(
+            "route {route} does not match {rel_path}"
+        )))
+    })?;
     let mut values = Vec::new();
     for (name, raw) in params {
-        values.push((name, segment(name, raw)?));
+        values.push((name, segment(name, raw).map_err(unknown)?));
     }
     let fill = |template: &str| {
         let mut s = template.to_string();
         for (name, v) in &values {
             s = s.replace(&format!("{{{name}}}"), v);
         }
-        normalize_resource(&s).map_err(ApiError::internal)
+        normalize_resource(&s).map_err(|e| unknown(ApiError::internal(e)))
     };
     let resource = match rule.access {
         Access::Public | Access::Authenticated => String::new(),
         Access::Permission(template, op) => {
             let resource = fill(template)?;
-            p.require(&resource, op)?;
+            p.require(&resource, op)
+                .map_err(|e| (resource.clone(), e))?;
             resource
         }
         Access::Task { op, repo_op } => {
             let resource = fill("/tasks/{id}")?;
-            if !p.allows(&resource, op) && !task_repos_allow(app, p, &values, repo_op).await? {
-                p.require(&resource, op)?;
+            if !p.allows(&resource, op)
+                && !task_repos_allow(app, p, &values, repo_op)
+                    .await
+                    .map_err(|e| (resource.clone(), e))?
+            {
+                p.require(&resource, op)
+                    .map_err(|e| (resource.clone(), e))?;
             }
             resource
         }
     };
     if let Some(field) = rule.body_repository {
-        check_body_repository(p, field, req).await?;
+        check_body_repository(p, field, req)
+            .await
+            .map_err(|e| (resource.clone(), e))?;
     }
     Ok(resource)
 }

@@ -95,6 +95,14 @@ pub const RULES: &[Rule] = &[
     perm("DELETE", "/groups/{id}/members/{repo_id}",       "/groups/{id}",                 Update),
     // Orphan cleanup deletes content.
     perm("POST",   "/orphans/cleanup",                     "/orphans",                     Delete),
+    // Event listeners.
+    perm("POST",   "/events/listeners",                    "/events",                      Create),
+    perm("GET",    "/events/listeners",                    "/events",                      Read),
+    perm("DELETE", "/events/listeners/{id}",               "/events",                      Delete),
+    // Content-type plugins.
+    perm("GET",    "/plugins",                             "/plugins",                     Read),
+    perm("POST",   "/plugins",                             "/plugins",                     Create),
+    perm("DELETE", "/plugins/{name}",                      "/plugins/{name}",              Delete),
     // Users, roles, permissions.
     perm("POST",   "/users",                               "/users",                       Create),
     perm("GET",    "/users",                               "/users",                       Read),

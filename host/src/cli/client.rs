@@ -52,7 +52,7 @@ pub enum ClientError {
         "{server} answered {method} {path} with HTTP {status} and a body that is not the Wharf API's ({detail}); is --server / WHARF_SERVER the address of a Wharf server of this version?"
     )]
     NotWharf {
-        server: Url,
+        server: String,
         method: Method,
         path: String,
         status: StatusCode,
@@ -175,6 +175,15 @@ impl Client {
         )
     }
 
+    /// POST a plugin's bytes.
+    pub fn post_wasm<T: DeserializeOwned>(&self, path: &str, wasm: Vec<u8>) -> ClientResult<T> {
+        let req = self
+            .request(Method::POST, path)
+            .header("content-type", "application/wasm")
+            .body(wasm);
+        self.send(Method::POST, path, req)
+    }
+
     /// DELETE a resource that answers with a record (a task).
     pub fn delete<T: DeserializeOwned>(&self, path: &str) -> ClientResult<T> {
         self.send(Method::DELETE, path, self.request(Method::DELETE, path))
@@ -225,7 +234,7 @@ impl Client {
         }
         let body = resp.bytes().map_err(|e| self.transport_error(&e))?;
         serde_json::from_slice(&body).map_err(|e| ClientError::NotWharf {
-            server: self.base.clone(),
+            server: self.base.to_string(),
             method,
             path: format!("/api/v1/{path}"),
             status,
@@ -277,7 +286,7 @@ impl Client {
                 message: error.message,
             }),
             Err(_) => ClientError::NotWharf {
-                server: self.base.clone(),
+                server: self.base.to_string(),
                 method: method.clone(),
                 path: format!("/api/v1/{path}"),
                 status,

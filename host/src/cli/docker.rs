@@ -375,3 +375,42 @@ fn images(s: &Session, id: &RepoId) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_flags_map_to_the_plugin_settings() {
+        let args = DockerSettingsArgs {
+            feed: Some("registry-1.docker.io".into()),
+            upstream_name: Some("library/busybox".into()),
+            tag_include: vec!["1.*".into(), "latest".into()],
+            tag_exclude: vec![],
+            repo_registry_id: Some("my/busybox".into()),
+            redirect_url: Some("https://cdn.example/x".into()),
+        };
+        let c = args.apply(RepoChanges::default(), Intent::Create);
+        assert_eq!(c.importer["feed"], "https://registry-1.docker.io");
+        assert_eq!(c.importer["upstream_name"], "library/busybox");
+        assert_eq!(
+            c.importer["include_tags"],
+            serde_json::json!(["1.*", "latest"])
+        );
+        assert!(!c.importer.contains_key("exclude_tags"));
+        assert_eq!(c.distributor["repo_registry_id"], "my/busybox");
+        assert_eq!(c.distributor["redirect_url"], "https://cdn.example/x");
+    }
+
+    #[test]
+    fn an_empty_glob_clears_the_list_on_update() {
+        let args = DockerSettingsArgs {
+            tag_include: vec![String::new()],
+            redirect_url: Some(String::new()),
+            ..Default::default()
+        };
+        let c = args.apply(RepoChanges::default(), Intent::Update);
+        assert_eq!(c.importer["include_tags"], Value::Null);
+        assert_eq!(c.distributor["redirect_url"], Value::Null);
+    }
+}

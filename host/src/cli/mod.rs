@@ -28,9 +28,11 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod docker;
+pub mod event;
 pub mod group;
 pub mod orphan;
 pub mod output;
+pub mod plugin;
 pub mod progress;
 pub mod publish_docker;
 pub mod repo;
@@ -83,6 +85,9 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Run the server: admin API under /api/v1 and the plugins' routes (/v2/ for Docker).
     Serve(crate::config::ServeConfig),
+    /// Run tasks taken from RabbitMQ (--broker) against the shared metadata
+    /// store and blob directory, without serving HTTP.
+    Worker(crate::config::ServeConfig),
     /// Measure the plugin runtime and server start (figures for docs/benchmarks.md).
     #[command(subcommand)]
     Bench(server::Bench),
@@ -108,6 +113,12 @@ pub enum Command {
     /// Long-running work on the server: list, show, cancel.
     #[command(subcommand)]
     Task(task::TaskCommand),
+    /// Content-type plugins: list, install (hot-load, upgrade), remove.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+    /// Event notifications (http, amqp).
+    #[command(subcommand)]
+    Event(event::EventCommand),
     /// Content no repository holds any more.
     #[command(subcommand)]
     Orphan(orphan::OrphanCommand),
@@ -154,6 +165,7 @@ pub fn main() -> ExitCode {
         // The server keeps its own error format (anyhow's report, as `main`
         // returning a `Result` prints it).
         Command::Serve(cfg) => return server::report(server::serve(cfg)),
+        Command::Worker(cfg) => return server::report(server::worker(cfg)),
         Command::Bench(b) => return server::report(server::bench(b)),
         Command::Fsck(a) => server::fsck(a, global.output),
         Command::Status => session().and_then(|s| status::run(&s)),
@@ -164,6 +176,8 @@ pub fn main() -> ExitCode {
         Command::Docker(c) => session().and_then(|s| docker::run(&s, c)),
         Command::Task(c) => session().and_then(|s| task::run(&s, c)),
         Command::Orphan(c) => session().and_then(|s| orphan::run(&s, c)),
+        Command::Plugin(c) => session().and_then(|s| plugin::run(&s, c)),
+        Command::Event(c) => session().and_then(|s| event::run(&s, c)),
         Command::PublishDocker(a) => session().and_then(|s| publish_docker::run(&s, a)),
         Command::Config(c) => config::run(c, global.server.as_deref(), global.output),
         Command::Completions { shell } => {

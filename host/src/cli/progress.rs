@@ -216,14 +216,15 @@ impl Progress {
     fn show(&self, state: State) {
         match &self.0.view {
             View::Bar { bar, measure } => {
+                // Figures first: a new style draws at once, with them.
+                bar.set_length(state.total);
+                bar.set_position(state.done);
                 let mut m = measure.lock().unwrap();
                 if *m != Some(state.measure) {
                     bar.set_style(style(state.measure));
                     bar.set_prefix(self.0.label.clone());
                     *m = Some(state.measure);
                 }
-                bar.set_length(state.total);
-                bar.set_position(state.done);
                 if bar.message() != state.message {
                     bar.set_message(state.message);
                 }
@@ -283,11 +284,7 @@ impl Progress {
 }
 
 fn percent(done: u64, total: u64) -> u64 {
-    if total == 0 {
-        0
-    } else {
-        done.saturating_mul(100) / total
-    }
+    done.saturating_mul(100).checked_div(total).unwrap_or(0)
 }
 
 /// The bar's look per measure; `[=====>    ]` as pulp-admin draws it.

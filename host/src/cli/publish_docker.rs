@@ -90,10 +90,9 @@ pub fn run(s: &Session, a: PublishDockerArgs) -> anyhow::Result<()> {
         Some(f) => Some((f.clone(), display_name(f))),
         None if !std::io::stdin().is_terminal() => {
             spooled = spool_stdin()?;
-            match &spooled {
-                Some(tmp) => Some((tmp.path().to_path_buf(), "stdin".to_string())),
-                None => None,
-            }
+            spooled
+                .as_ref()
+                .map(|tmp| (tmp.path().to_path_buf(), "stdin".to_string()))
         }
         None => None,
     };

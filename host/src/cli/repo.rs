@@ -432,9 +432,9 @@ pub fn list(
         }
         filter.notes.insert(n.key, value);
     }
-    Ok(s.client
+    s.client
         .list_repos(&filter)
-        .context("cannot list repositories")?)
+        .context("cannot list repositories")
 }
 
 /// Which columns a repository table has.
@@ -668,4 +668,59 @@ pub fn import(
         let _ = s.client.delete_upload(upload);
     }
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_and_params() {
+        let n: Note = "env=prod".parse().unwrap();
+        assert_eq!((n.key.as_str(), n.value.as_deref()), ("env", Some("prod")));
+        let n: Note = "env=".parse().unwrap();
+        assert_eq!(n.value, None, "an empty value removes the note");
+        assert!("=x".parse::<Note>().is_err());
+        assert!("novalue".parse::<Note>().is_err());
+        let p: Param = "path=a=b".parse().unwrap();
+        assert_eq!((p.key.as_str(), p.value.as_str()), ("path", "a=b"));
+    }
+
+    #[test]
+    fn feeds_default_to_https() {
+        assert_eq!(
+            feed_url("registry.access.redhat.com".into()),
+            "https://registry.access.redhat.com"
+        );
+        assert_eq!(feed_url("http://h:5000".into()), "http://h:5000");
+        assert_eq!(feed_url(String::new()), "");
+    }
+
+    #[test]
+    fn empty_values_remove_settings_on_update_only() {
+        let settings = || SettingsArgs {
+            feed: Some(String::new()),
+            upstream_name: Some("library/busybox".into()),
+            importer_config: Some(r#"{"feed": "x", "other": 1}"#.parse().unwrap()),
+            distributor_config: None,
+        };
+        let c = RepoChanges::default().with_settings(settings(), Intent::Update);
+        assert_eq!(c.importer["feed"], Value::Null);
+        assert_eq!(c.importer["upstream_name"], "library/busybox");
+        assert_eq!(c.importer["other"], 1);
+        let c = RepoChanges::default().with_settings(settings(), Intent::Create);
+        assert_eq!(c.importer["feed"], "");
+    }
+
+    #[test]
+    fn a_note_without_value_is_refused_on_create() {
+        let c = RepoChanges::new(DescribeArgs {
+            notes: vec!["env=".parse().unwrap()],
+            ..Default::default()
+        });
+        let err = c
+            .into_new("r".parse().unwrap(), "docker".into())
+            .unwrap_err();
+        assert!(err.to_string().contains("--note env=VALUE"), "{err}");
+    }
 }

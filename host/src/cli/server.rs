@@ -67,6 +67,13 @@ pub enum Bench {
         #[arg(long, default_value_t = 20_000)]
         iterations: usize,
     },
+    /// Copy of many units and listing of many repositories on the embedded store.
+    Store {
+        #[arg(long, default_value_t = 10_000)]
+        units: usize,
+        #[arg(long, default_value_t = 10_000)]
+        repos: usize,
+    },
     /// Time from `wharf serve` to ready, with a warm plugin cache.
     Startup {
         #[arg(long, default_value = "target/plugins")]
@@ -80,6 +87,10 @@ pub fn serve(cfg: crate::config::ServeConfig) -> anyhow::Result<()> {
     runtime()?.block_on(crate::server::serve(cfg))
 }
 
+pub fn worker(cfg: crate::config::ServeConfig) -> anyhow::Result<()> {
+    runtime()?.block_on(crate::server::worker(cfg))
+}
+
 pub fn bench(bench: Bench) -> anyhow::Result<()> {
     let rt = runtime()?;
     match bench {
@@ -91,6 +102,7 @@ pub fn bench(bench: Bench) -> anyhow::Result<()> {
         Bench::Startup { plugin_dir, runs } => {
             rt.block_on(crate::bench::startup(&plugin_dir, runs))
         }
+        Bench::Store { units, repos } => rt.block_on(crate::bench::store(units, repos)),
     }
 }
 

@@ -290,6 +290,20 @@ async fn tasks_and_uploads(s: &dyn Store) {
     };
     assert!(s.list_tasks(&q).await.unwrap().is_empty());
 
+    let l = crate::events::Listener {
+        id: "l1".into(),
+        target: crate::events::Target::Http {
+            url: "http://127.0.0.1:1/".into(),
+            secret: "s".into(),
+        },
+        events: vec!["task.*".into()],
+        created_at: now(),
+    };
+    s.put_listener(&l).await.unwrap();
+    assert_eq!(s.list_listeners().await.unwrap(), vec![l]);
+    assert!(s.delete_listener("l1").await.unwrap());
+    assert!(!s.delete_listener("l1").await.unwrap());
+
     let u = Upload {
         id: UploadId::new(),
         size: Some(10),

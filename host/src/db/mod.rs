@@ -362,6 +362,10 @@ pub trait Store: Send + Sync + 'static {
     /// Groups in id order; with `notes`, only groups having all of them.
     async fn list_groups(&self, notes: &Notes) -> StoreResult<Vec<Group>>;
 
+    async fn put_listener(&self, l: &crate::events::Listener) -> StoreResult<()>;
+    async fn list_listeners(&self) -> StoreResult<Vec<crate::events::Listener>>;
+    async fn delete_listener(&self, id: &str) -> StoreResult<bool>;
+
     async fn put_upload(&self, u: &Upload) -> StoreResult<()>;
     async fn get_upload(&self, id: &UploadId) -> StoreResult<Option<Upload>>;
     async fn delete_upload(&self, id: &UploadId) -> StoreResult<bool>;

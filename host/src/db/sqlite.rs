@@ -63,6 +63,10 @@ CREATE TABLE IF NOT EXISTS group_members (
     repo_id TEXT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
     PRIMARY KEY (group_id, repo_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS listeners (
+    id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS uploads (
     id TEXT PRIMARY KEY,
     doc TEXT NOT NULL
@@ -770,6 +774,36 @@ impl Store for SqliteStore {
             Ok(out)
         })
         .await
+    }
+
+    async fn put_listener(&self, l: &crate::events::Listener) -> StoreResult<()> {
+        let l = l.clone();
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO listeners (id, doc) VALUES (?1, ?2)",
+                params![l.id, serde_json::to_string(&l)?],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_listeners(&self) -> StoreResult<Vec<crate::events::Listener>> {
+        self.run(|c| {
+            let mut stmt = c.prepare_cached("SELECT doc FROM listeners ORDER BY id")?;
+            let mut out = Vec::new();
+            for doc in stmt.query_map([], |r| r.get::<_, String>(0))? {
+                out.push(serde_json::from_str(&doc?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_listener(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_string();
+        self.run(move |c| Ok(c.execute("DELETE FROM listeners WHERE id = ?1", [id])? > 0))
+            .await
     }
 
     async fn put_upload(&self, u: &Upload) -> StoreResult<()> {

@@ -20,6 +20,8 @@ pub fn router(app: Arc<App>) -> axum::Router {
         .merge(crate::tasks::api::routes())
         .merge(crate::groups::routes())
         .merge(crate::orphans::routes())
+        .merge(crate::plugins::api::routes())
+        .merge(crate::events::api::routes())
         .merge(crate::auth::api::routes())
         // After every route: the access check applies to matched routes
         // (the fallback answers 404 to anyone).

@@ -37,6 +37,8 @@ use utoipa::OpenApi;
         crate::groups::add_member,
         crate::groups::remove_member,
         crate::orphans::cleanup,
+        crate::plugins::api::list, crate::plugins::api::install, crate::plugins::api::remove,
+        crate::events::api::create, crate::events::api::list, crate::events::api::remove,
         crate::auth::api::login,
         crate::auth::api::logout,
         crate::auth::api::me,

@@ -1,6 +1,7 @@
 //! Content-type plugins: the sandboxed runtime ([`runtime`]), what plugins
 //! may reach ([`host`]), and the set of loaded plugins ([`Plugins`]).
 
+pub mod api;
 pub mod host;
 pub mod runtime;
 
@@ -118,6 +119,15 @@ impl Plugins {
             .insert(plugin.info.name.clone(), plugin.clone());
         *guard = Arc::new(next);
         Ok((plugin, stats))
+    }
+
+    /// Unload a plugin; calls holding it finish first.
+    pub fn remove(&self, name: &str) -> bool {
+        let mut guard = self.loaded.write().unwrap();
+        let mut next = (**guard).clone();
+        let removed = next.by_name.remove(name).is_some();
+        *guard = Arc::new(next);
+        removed
     }
 
     pub fn list(&self) -> Vec<Arc<Plugin>> {

@@ -89,7 +89,7 @@ pub struct Runtime {
 }
 
 /// What `load` measured, for the status endpoint and benchmarks.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct LoadStats {
     pub from_cache: bool,
     pub duration: Duration,
@@ -176,6 +176,10 @@ impl Runtime {
             name: "(loading)".into(),
             info: PluginInfo::default(),
             wasm_digest: digest,
+            load: LoadStats {
+                from_cache,
+                duration: Duration::ZERO,
+            },
             pre,
             runtime: self.clone(),
             idle: Mutex::new(Vec::new()),
@@ -291,6 +295,8 @@ pub struct Plugin {
     pub name: Arc<str>,
     pub info: PluginInfo,
     pub wasm_digest: Digest,
+    /// How this plugin was loaded (compiled now, or from the cache).
+    pub load: LoadStats,
     pre: ContentPluginPre<HostState>,
     runtime: Arc<Runtime>,
     idle: Mutex<Vec<Warm>>,

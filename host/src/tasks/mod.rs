@@ -72,16 +72,19 @@ enum Dispatch {
         locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     },
     /// Publish to RabbitMQ; workers take it from there.
-    Broker(amqp::Publisher),
+    Broker(Box<amqp::Publisher>),
 }
+
+/// A running task's record (with live progress) and its cancel flag.
+type LiveTask = (Arc<Mutex<Task>>, Arc<AtomicBool>);
 
 pub struct Tasks {
     store: Arc<dyn Store>,
     app: OnceLock<Weak<App>>,
     dispatch: Dispatch,
     worker_name: String,
-    /// Records of tasks running in this process, for live progress and cancel.
-    live: Mutex<HashMap<TaskId, (Arc<Mutex<Task>>, Arc<AtomicBool>)>>,
+    /// Tasks running in this process, for live progress and cancel.
+    live: Mutex<HashMap<TaskId, LiveTask>>,
 }
 
 impl Tasks {
@@ -96,7 +99,7 @@ impl Tasks {
 
     /// Tasks published to RabbitMQ.
     pub fn brokered(store: Arc<dyn Store>, publisher: amqp::Publisher) -> Arc<Self> {
-        Self::with_dispatch(store, Dispatch::Broker(publisher))
+        Self::with_dispatch(store, Dispatch::Broker(Box::new(publisher)))
     }
 
     fn with_dispatch(store: Arc<dyn Store>, dispatch: Dispatch) -> Arc<Self> {
@@ -320,6 +323,11 @@ impl Tasks {
         }
         tracing::info!(task = %snapshot.id, kind = %snapshot.kind, state = snapshot.state.as_str(), "task ended");
         self.live.lock().unwrap().remove(&snapshot.id);
+        if let Some(app) = self.app.get().and_then(Weak::upgrade) {
+            for e in crate::events::for_task(&snapshot) {
+                app.events.emit(e).await;
+            }
+        }
     }
 
     /// A task, with live progress if it is running here.

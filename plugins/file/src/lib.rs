@@ -51,7 +51,12 @@ impl Guest for FilePlugin {
     fn describe() -> Info {
         Info {
             name: "file".to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
+            // Tests build a second copy with a suffix to exercise upgrades.
+            version: format!(
+                "{}{}",
+                env!("CARGO_PKG_VERSION"),
+                option_env!("WHARF_PLUGIN_VERSION_SUFFIX").unwrap_or("")
+            ),
             content_types: vec![ContentType {
                 name: unit::FILE.to_string(),
                 description: "Files described by a PULP_MANIFEST (name,sha256,size)".to_string(),

@@ -1,0 +1,400 @@
+//! Events: what happened (a task ended, a repository was synced or published,
+//! a plugin was installed), told to listeners registered through
+//! `/api/v1/events/listeners`:
+//!
+//! - `http`: a JSON POST to a URL, signed with `X-Wharf-Signature:
+//!   sha256=<hex HMAC-SHA256 of the body with the listener's secret>`, retried
+//!   with exponential backoff while the receiver is down;
+//! - `amqp`: published to the topic exchange `wharf.events` of the server's
+//!   broker, with the event type as routing key (`task.finished`, ...).
+//!
+//! Delivery runs on its own tasks with bounded queues: a slow or failing
+//! listener never fails a task and never blocks a worker.
+
+use crate::db::{Store, now};
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+pub const EXCHANGE: &str = "wharf.events";
+/// Events waiting per listener before the oldest are dropped (and logged).
+const QUEUE_DEPTH: usize = 1024;
+/// Delivery attempts of one event to an http listener.
+const HTTP_ATTEMPTS: u32 = 10;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Event {
+    pub id: String,
+    /// `task.finished`, `task.failed`, `task.canceled`, `repo.imported`,
+    /// `repo.synced`, `repo.published`, `repo.copied`, `repo.deleted`,
+    /// `plugin.installed`, `plugin.upgraded`, `plugin.removed`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub time: String,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+impl Event {
+    pub fn new(event_type: &str, data: serde_json::Value) -> Self {
+        Event {
+            id: uuid::Uuid::now_v7().to_string(),
+            event_type: event_type.into(),
+            time: now(),
+            data,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Target {
+    /// POST each event to `url`.
+    Http {
+        url: String,
+        /// HMAC key for `X-Wharf-Signature`; never shown back.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        secret: String,
+    },
+    /// Publish to the `wharf.events` topic exchange of the server's broker.
+    Amqp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Listener {
+    pub id: String,
+    #[serde(flatten)]
+    pub target: Target,
+    /// Event types to send (`task.*` style prefixes allowed); all when empty.
+    #[serde(default)]
+    pub events: Vec<String>,
+    pub created_at: String,
+}
+
+impl Listener {
+    pub fn wants(&self, event_type: &str) -> bool {
+        self.events.is_empty()
+            || self.events.iter().any(|p| match p.strip_suffix('*') {
+                Some(prefix) => event_type.starts_with(prefix),
+                None => p == event_type,
+            })
+    }
+
+    /// The listener as shown by the API: secrets masked.
+    pub fn redacted(&self) -> Listener {
+        let mut l = self.clone();
+        if let Target::Http { secret, .. } = &mut l.target
+            && !secret.is_empty()
+        {
+            *secret = "********".into();
+        }
+        l
+    }
+}
+
+/// One delivery queue per listener, created on first use.
+struct Delivery {
+    listener: Listener,
+    tx: mpsc::Sender<Event>,
+}
+
+pub struct Events {
+    store: Arc<dyn Store>,
+    http: reqwest::Client,
+    broker: Option<String>,
+    deliveries: Mutex<Vec<Delivery>>,
+}
+
+impl Events {
+    pub fn new(store: Arc<dyn Store>, broker: Option<String>) -> Arc<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("http client");
+        Arc::new(Events {
+            store,
+            http,
+            broker,
+            deliveries: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Tell every interested listener. Never fails and never waits on a
+    /// listener: events are queued for the delivery tasks.
+    pub async fn emit(self: &Arc<Self>, event: Event) {
+        tracing::debug!(event = %event.event_type, "event");
+        let listeners = match self.store.list_listeners().await {
+            Ok(l) => l,
+            Err(e) => return tracing::warn!("cannot read event listeners: {e}"),
+        };
+        let mut deliveries = self.deliveries.lock().unwrap();
+        // Forget queues of listeners that were deleted or changed.
+        deliveries.retain(|d| listeners.contains(&d.listener));
+        for l in listeners.into_iter().filter(|l| l.wants(&event.event_type)) {
+            let tx = match deliveries.iter().find(|d| d.listener == l) {
+                Some(d) => d.tx.clone(),
+                None => {
+                    let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+                    tokio::spawn(self.clone().deliver(l.clone(), rx));
+                    deliveries.push(Delivery {
+                        listener: l.clone(),
+                        tx: tx.clone(),
+                    });
+                    tx
+                }
+            };
+            if tx.try_send(event.clone()).is_err() {
+                tracing::warn!(listener = %l.id, event = %event.event_type, "listener queue full; event dropped");
+            }
+        }
+    }
+
+    async fn deliver(self: Arc<Self>, listener: Listener, mut rx: mpsc::Receiver<Event>) {
+        let mut amqp: Option<(lapin::Connection, lapin::Channel)> = None;
+        while let Some(event) = rx.recv().await {
+            let body = serde_json::to_vec(&event).expect("events serialize");
+            match &listener.target {
+                Target::Http { url, secret } => {
+                    self.post(&listener.id, url, secret, &event, &body).await
+                }
+                Target::Amqp => {
+                    if let Err(e) = self.publish(&mut amqp, &event, &body).await {
+                        amqp = None;
+                        tracing::warn!(listener = %listener.id, event = %event.event_type, "amqp delivery failed: {e:#}");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn post(&self, listener: &str, url: &str, secret: &str, event: &Event, body: &[u8]) {
+        let signature = format!(
+            "sha256={}",
+            hex::encode(hmac_sha256(secret.as_bytes(), body))
+        );
+        let mut backoff = Duration::from_millis(500);
+        for attempt in 1..=HTTP_ATTEMPTS {
+            let sent = self
+                .http
+                .post(url)
+                .header("content-type", "application/json")
+                .header("x-wharf-event", &event.event_type)
+                .header("x-wharf-delivery", &event.id)
+                .header("x-wharf-signature", &signature)
+                .body(body.to_vec())
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => return,
+                Ok(r) => {
+                    tracing::warn!(listener, attempt, status = %r.status(), "http listener refused the event")
+                }
+                Err(e) => tracing::warn!(listener, attempt, "http listener unreachable: {e}"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(60));
+        }
+        tracing::error!(listener, event = %event.event_type, "event not delivered after {HTTP_ATTEMPTS} attempts");
+    }
+
+    async fn publish(
+        &self,
+        conn: &mut Option<(lapin::Connection, lapin::Channel)>,
+        event: &Event,
+        body: &[u8],
+    ) -> anyhow::Result<()> {
+        use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions};
+        if conn.is_none() {
+            let url = self
+                .broker
+                .as_deref()
+                .ok_or_else(|| anyhow::anyhow!("amqp listeners need the server's --broker"))?;
+            let c = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await?;
+            let ch = c.create_channel().await?;
+            ch.exchange_declare(
+                EXCHANGE.into(),
+                lapin::ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await?;
+            *conn = Some((c, ch));
+        }
+        let (_, ch) = conn.as_ref().expect("connected above");
+        ch.basic_publish(
+            EXCHANGE.into(),
+            event.event_type.as_str().into(),
+            BasicPublishOptions::default(),
+            body,
+            lapin::BasicProperties::default()
+                .with_content_type("application/json".into())
+                .with_delivery_mode(2),
+        )
+        .await?
+        .await?;
+        Ok(())
+    }
+}
+
+/// HMAC-SHA256 of `msg` with `key`, to sign http deliveries.
+pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    use hmac::Mac;
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(msg);
+    mac.finalize().into_bytes().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_matches_rfc_4231_case_2() {
+        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            hex::encode(mac),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn listener_filters() {
+        let l = Listener {
+            id: "l".into(),
+            target: Target::Amqp,
+            events: vec!["task.*".into(), "repo.published".into()],
+            created_at: now(),
+        };
+        assert!(l.wants("task.failed") && l.wants("repo.published"));
+        assert!(!l.wants("repo.synced"));
+    }
+}
+
+pub mod api {
+    //! `/api/v1/events/listeners`: register, list and delete listeners.
+
+    use super::{Listener, Target};
+    use crate::app::App;
+    use crate::http::error::{ApiError, ApiErrorBody, ApiResult};
+    use axum::Json;
+    use axum::extract::rejection::JsonRejection;
+    use axum::extract::{Path, State};
+    use axum::http::StatusCode;
+    use axum::routing::{delete, post};
+    use std::sync::Arc;
+
+    pub fn routes() -> axum::Router<Arc<App>> {
+        axum::Router::new()
+            .route("/events/listeners", post(create).get(list))
+            .route("/events/listeners/{id}", delete(remove))
+    }
+
+    #[derive(serde::Deserialize, utoipa::ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct CreateListener {
+        #[serde(flatten)]
+        target: Target,
+        /// Event types (or `prefix.*`); all when empty.
+        #[serde(default)]
+        events: Vec<String>,
+    }
+
+    #[utoipa::path(post, path = "/api/v1/events/listeners", tag = "events", request_body = CreateListener,
+        responses((status = 201, body = Listener), (status = 400, body = ApiErrorBody)))]
+    async fn create(
+        State(app): State<Arc<App>>,
+        body: Result<Json<CreateListener>, JsonRejection>,
+    ) -> ApiResult<(StatusCode, Json<Listener>)> {
+        let Json(req) = body?;
+        match &req.target {
+            Target::Http { url, .. } => {
+                let u: reqwest::Url = url
+                    .parse()
+                    .map_err(|e| ApiError::bad_request(format!("listener url {url:?}: {e}")))?;
+                if !matches!(u.scheme(), "http" | "https") {
+                    return Err(ApiError::bad_request(
+                        "http listeners need an http:// or https:// url",
+                    ));
+                }
+            }
+            Target::Amqp if app.config.broker.is_none() => {
+                return Err(ApiError::bad_request(
+                    "amqp listeners publish to the server's broker; start wharf with --broker",
+                ));
+            }
+            Target::Amqp => {}
+        }
+        let l = Listener {
+            id: uuid::Uuid::now_v7().to_string(),
+            target: req.target,
+            events: req.events,
+            created_at: crate::db::now(),
+        };
+        app.store.put_listener(&l).await?;
+        Ok((StatusCode::CREATED, Json(l.redacted())))
+    }
+
+    #[utoipa::path(get, path = "/api/v1/events/listeners", tag = "events", responses((status = 200, body = Vec<Listener>)))]
+    async fn list(State(app): State<Arc<App>>) -> ApiResult<Json<Vec<Listener>>> {
+        Ok(Json(
+            app.store
+                .list_listeners()
+                .await?
+                .iter()
+                .map(Listener::redacted)
+                .collect(),
+        ))
+    }
+
+    #[utoipa::path(delete, path = "/api/v1/events/listeners/{id}", tag = "events",
+        responses((status = 204), (status = 404, body = ApiErrorBody)))]
+    async fn remove(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+        match app.store.delete_listener(&id).await? {
+            true => Ok(StatusCode::NO_CONTENT),
+            false => Err(ApiError::not_found(format!("listener {id} not found"))),
+        }
+    }
+}
+
+/// The events a task's end means.
+pub fn for_task(t: &crate::db::Task) -> Vec<Event> {
+    use crate::db::TaskState;
+    let repository = t
+        .locks
+        .iter()
+        .find_map(|l| l.strip_prefix("repository:"))
+        .map(str::to_string);
+    let data = serde_json::json!({
+        "task": t.id,
+        "kind": t.kind,
+        "state": t.state.as_str(),
+        "repository": repository,
+        "result": t.result,
+        "error": t.error,
+    });
+    let mut events = vec![Event::new(
+        match t.state {
+            TaskState::Finished => "task.finished",
+            TaskState::Canceled => "task.canceled",
+            _ => "task.failed",
+        },
+        data.clone(),
+    )];
+    let repo_event = match t.kind.as_str() {
+        "import" => Some("repo.imported"),
+        "sync" => Some("repo.synced"),
+        "publish" => Some("repo.published"),
+        "copy" => Some("repo.copied"),
+        "delete" => Some("repo.deleted"),
+        _ => None,
+    };
+    if let (TaskState::Finished, Some(kind)) = (t.state, repo_event) {
+        events.push(Event::new(kind, data));
+    }
+    events
+}

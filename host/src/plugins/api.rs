@@ -1,0 +1,176 @@
+//! `/api/v1/plugins`: list, install (hot-load), upgrade and remove content
+//! types while the server runs.
+//!
+//! An installed plugin is validated before anything changes (compiles, speaks
+//! a compatible contract, answers `describe`, clashes with no other plugin),
+//! then written to `<data-dir>/installed-plugins/<name>.wasm` so it loads again
+//! at the next start. Installing a plugin whose name is loaded is an upgrade:
+//! calls and tasks already running keep the version they started with.
+
+use crate::app::App;
+use crate::db::RepoQuery;
+use crate::http::error::{ApiError, ApiErrorBody, ApiResult};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use std::sync::Arc;
+
+/// Largest plugin accepted.
+const MAX_PLUGIN_BYTES: usize = 64 << 20;
+
+pub fn routes() -> axum::Router<Arc<App>> {
+    axum::Router::new()
+        .route(
+            "/plugins",
+            get(list)
+                .post(install)
+                .layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES)),
+        )
+        .route("/plugins/{name}", delete(remove))
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct PluginView {
+    pub name: String,
+    pub version: String,
+    pub content_types: Vec<String>,
+    pub routes: Vec<String>,
+    pub wasm_sha256: String,
+    /// Whether the compiled artifact came from the cache at load.
+    pub from_cache: bool,
+}
+
+fn view(p: &crate::plugins::runtime::Plugin) -> PluginView {
+    PluginView {
+        name: p.info.name.clone(),
+        version: p.info.version.clone(),
+        content_types: p
+            .info
+            .content_types
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect(),
+        routes: p.info.routes.clone(),
+        wasm_sha256: p.wasm_digest.to_string(),
+        from_cache: p.load.from_cache,
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/plugins", tag = "plugins", responses((status = 200, body = Vec<PluginView>)))]
+async fn list(State(app): State<Arc<App>>) -> Json<Vec<PluginView>> {
+    Json(app.plugins.list().iter().map(|p| view(p)).collect())
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Installed {
+    #[serde(flatten)]
+    pub plugin: PluginView,
+    /// The version this install replaced, if it was an upgrade.
+    pub upgraded_from: Option<String>,
+    pub load_ms: f64,
+}
+
+/// Install or upgrade a plugin: the request body is the `.wasm` component.
+#[utoipa::path(post, path = "/api/v1/plugins", tag = "plugins",
+    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    responses((status = 201, body = Installed), (status = 400, body = ApiErrorBody)))]
+async fn install(
+    State(app): State<Arc<App>>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Installed>)> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "send the plugin's .wasm file as the request body",
+        ));
+    }
+    let previous: Vec<_> = app.plugins.list();
+    let plugins = app.plugins.clone();
+    let wasm = body.clone();
+    // Compiling takes a while and runs guest code: off the async threads.
+    let (plugin, stats) = tokio::task::spawn_blocking(move || plugins.install(&wasm))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "plugin-invalid", e.to_string()))?;
+    let upgraded_from = previous
+        .iter()
+        .find(|p| p.info.name == plugin.info.name)
+        .map(|p| p.info.version.clone());
+    let dir = app.config.data_dir.join("installed-plugins");
+    let path = dir.join(format!("{}.wasm", plugin.info.name));
+    let persist = std::fs::create_dir_all(&dir)
+        .and_then(|_| std::fs::write(path.with_extension("tmp"), &body))
+        .and_then(|_| std::fs::rename(path.with_extension("tmp"), &path));
+    if let Err(e) = persist {
+        return Err(ApiError::internal(format!(
+            "plugin loaded but not saved for the next start: {e}"
+        )));
+    }
+    tracing::info!(plugin = %plugin.info.name, version = %plugin.info.version, ?upgraded_from, "plugin installed");
+    let kind = if upgraded_from.is_some() {
+        "plugin.upgraded"
+    } else {
+        "plugin.installed"
+    };
+    let data = serde_json::json!({"plugin": plugin.info.name, "version": plugin.info.version, "previous": upgraded_from});
+    app.events.emit(crate::events::Event::new(kind, data)).await;
+    let out = Installed {
+        plugin: view(&plugin),
+        upgraded_from,
+        load_ms: stats.duration.as_secs_f64() * 1000.0,
+    };
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+struct RemoveQuery {
+    /// Remove even if repositories of its content types exist.
+    #[serde(default)]
+    force: bool,
+}
+
+#[utoipa::path(delete, path = "/api/v1/plugins/{name}", tag = "plugins", params(RemoveQuery),
+    responses((status = 204), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody)))]
+async fn remove(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    q: Result<Query<RemoveQuery>, QueryRejection>,
+) -> ApiResult<StatusCode> {
+    let Query(q) = q?;
+    let plugin = app
+        .plugins
+        .list()
+        .into_iter()
+        .find(|p| p.info.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("no plugin named {name:?} is loaded")))?;
+    if !q.force {
+        for (t, _) in &plugin.info.content_types {
+            let q = RepoQuery {
+                content_type: Some(t.clone()),
+                limit: 1,
+                ..Default::default()
+            };
+            if let Some(r) = app.store.list_repos(&q).await?.first() {
+                return Err(ApiError::conflict(format!(
+                    "repositories of content type {t:?} exist (e.g. {}); delete them first or remove with ?force=true",
+                    r.id
+                )));
+            }
+        }
+    }
+    app.plugins.remove(&name);
+    let path = app
+        .config
+        .data_dir
+        .join("installed-plugins")
+        .join(format!("{name}.wasm"));
+    let _ = std::fs::remove_file(path);
+    tracing::info!(plugin = %name, "plugin removed");
+    let data = serde_json::json!({"plugin": name, "version": plugin.info.version});
+    app.events
+        .emit(crate::events::Event::new("plugin.removed", data))
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
