@@ -6,7 +6,14 @@
 # epmd it starts (stopped by PID on stop).
 set -euo pipefail
 cmd=$1 R=$2
-export HOME=$R/home RABBITMQ_NODENAME=rabbit@localhost RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+# A node name of its own (from the port), so that several test runs, or a
+# developer's own RabbitMQ, never clash on this machine.
+if [ "$cmd" = start ]; then
+    mkdir -p "$R"
+    echo "wharf$3@localhost" > "$R/nodename"
+fi
+NODE=$(cat "$R/nodename" 2>/dev/null || echo rabbit@localhost)
+export HOME=$R/home RABBITMQ_NODENAME=$NODE RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
     ERL_EPMD_ADDRESS=127.0.0.1 RABBITMQ_MNESIA_BASE=$R/mnesia RABBITMQ_LOG_BASE=$R/log \
     RABBITMQ_PID_FILE=$R/rabbit.pid RABBITMQ_ENABLED_PLUGINS_FILE=$R/enabled_plugins \
     RABBITMQ_CONFIG_FILE=$R/rabbitmq

@@ -294,8 +294,8 @@ pub mod api {
             .route("/events/listeners/{id}", delete(remove))
     }
 
+    // No deny_unknown_fields: serde cannot combine it with `flatten`.
     #[derive(serde::Deserialize, utoipa::ToSchema)]
-    #[serde(deny_unknown_fields)]
     pub struct CreateListener {
         #[serde(flatten)]
         target: Target,

@@ -57,6 +57,14 @@ impl fmt::Display for RepoId {
     }
 }
 
+/// A unit type name: 1-64 lowercase letters, digits, `-` or `_`.
+pub fn is_unit_type(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
 macro_rules! uuid_id {
     ($name:ident, $what:literal) => {
         #[doc = concat!("A ", $what, " id (a UUID v7: sortable by creation time).")]

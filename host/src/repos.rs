@@ -275,6 +275,12 @@ async fn content(
     q: Result<Query<ContentQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Page<crate::db::Unit>>> {
     let Query(q) = q?;
+    if !crate::ids::is_unit_type(&q.unit_type) {
+        return Err(ApiError::bad_request(format!(
+            "invalid unit type {:?}: use 1-64 lowercase letters, digits, '-' or '_'",
+            q.unit_type
+        )));
+    }
     let repo = get_repo(&app, &id).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let mut items = app

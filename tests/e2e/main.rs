@@ -6,9 +6,12 @@ mod support;
 
 mod api;
 mod auth;
+mod cli;
 mod docker;
+mod events;
 mod import_bad_input;
 mod plugins;
+mod quickstart;
 mod registry_api;
 mod registry_clients;
 mod registry_support;

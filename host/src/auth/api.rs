@@ -50,7 +50,7 @@ pub struct LoginResponse {
     pub roles: Vec<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/login", tag = "auth",
+#[utoipa::path(post, path = "/api/v1/login", tag = "auth", security(("basic" = [])),
     responses((status = 200, body = LoginResponse, description = "HTTP basic auth in, a token out"),
         (status = 401, body = ApiErrorBody), (status = 429, body = ApiErrorBody, description = "too many failed logins: see Retry-After")))]
 pub async fn login(

@@ -26,8 +26,20 @@ enum Key {
     Addr(IpAddr),
 }
 
+/// At most this many bytes of a login are kept as a key (logins are short;
+/// a huge one must not cost memory).
+const MAX_KEY_LEN: usize = 256;
+
+fn login_key(login: &str) -> Key {
+    let mut end = login.len().min(MAX_KEY_LEN);
+    while !login.is_char_boundary(end) {
+        end -= 1;
+    }
+    Key::Login(login[..end].to_string())
+}
+
 fn keys(login: &str, addr: Option<IpAddr>) -> impl Iterator<Item = Key> {
-    std::iter::once(Key::Login(login.to_string())).chain(addr.map(Key::Addr))
+    std::iter::once(login_key(login)).chain(addr.map(Key::Addr))
 }
 
 impl LoginLimiter {
@@ -84,10 +96,7 @@ impl LoginLimiter {
     /// A successful login clears its login's failures (not its address's:
     /// an attacker's own account must not reset the count of its guesses).
     pub fn succeeded(&self, login: &str) {
-        self.failures
-            .lock()
-            .unwrap()
-            .remove(&Key::Login(login.to_string()));
+        self.failures.lock().unwrap().remove(&login_key(login));
     }
 }
 

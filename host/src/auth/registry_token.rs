@@ -172,7 +172,7 @@ fn granted(app: &App, caller: Option<&Principal>, name: &str, requested: &[Strin
     out
 }
 
-#[utoipa::path(get, path = "/api/v1/registry/token", tag = "auth",
+#[utoipa::path(get, path = "/api/v1/registry/token", tag = "auth", security((), ("basic" = [])),
     params(
         ("service" = Option<String>, Query, description = "must be `wharf` when given"),
         ("scope" = Option<String>, Query, description = "`repository:NAME:pull[,push]`, repeatable"),

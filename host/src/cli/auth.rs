@@ -301,6 +301,35 @@ pub fn logout(s: &Session) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A new password revokes every token of the user, the saved one too when
+/// the user changed their own: log in again with it, so the next command
+/// works as before (as `pulp-admin auth user update --login admin -p` does).
+fn renew_own_login(s: &Session, login: &str, password: &str) -> anyhow::Result<()> {
+    let mut config = ClientConfig::load()?;
+    if config
+        .login_for(s.client.server())
+        .is_none_or(|saved| saved.login != login)
+    {
+        return Ok(());
+    }
+    match s.client.login::<LoginResponse>(login, password) {
+        Ok(r) => config.set_login(SavedLogin {
+            server: s.client.server().to_string(),
+            login: r.login,
+            token: r.token,
+            expires_at: r.expires_at,
+        }),
+        Err(e) => {
+            config.remove_login(s.client.server());
+            eprintln!(
+                "The password change ended the saved login of {login}, and logging in again failed ({e}): run `wharf login -u {login}`."
+            );
+        }
+    }
+    config.save()?;
+    Ok(())
+}
+
 pub fn run(s: &Session, cmd: AuthCommand) -> anyhow::Result<()> {
     match cmd {
         AuthCommand::Whoami => {
@@ -371,14 +400,13 @@ fn user(s: &Session, cmd: UserCommand) -> anyhow::Result<()> {
             if let Some(n) = name {
                 body.insert("name".into(), n.into());
             }
-            match password.as_deref() {
-                Some("") => {
-                    body.insert("password".into(), new_password(&login)?.into());
-                }
-                Some(p) => {
-                    body.insert("password".into(), p.into());
-                }
-                None => {}
+            let password = match password.as_deref() {
+                Some("") => Some(new_password(&login)?),
+                Some(p) => Some(p.to_string()),
+                None => None,
+            };
+            if let Some(p) = &password {
+                body.insert("password".into(), p.clone().into());
             }
             if !roles.is_empty() {
                 body.insert("roles".into(), roles.into());
@@ -392,6 +420,9 @@ fn user(s: &Session, cmd: UserCommand) -> anyhow::Result<()> {
                 .patch(&format!("users/{login}"), &body)
                 .with_context(|| format!("cannot update user {login}"))?;
             said(s, &u, format!("User [{}] successfully updated", u.login));
+            if let Some(p) = &password {
+                renew_own_login(s, &login, p)?;
+            }
         }
         UserCommand::List => {
             let users: Vec<User> = s.client.get("users", &[]).context("cannot list users")?;

@@ -280,6 +280,13 @@ impl Client {
                     message,
                 })
             }
+            Ok(Envelope { error }) if status == StatusCode::FORBIDDEN => {
+                ClientError::Api(ApiFailure {
+                    status,
+                    code: error.code,
+                    message: grant_hint(&error.message).unwrap_or(error.message),
+                })
+            }
             Ok(Envelope { error }) => ClientError::Api(ApiFailure {
                 status,
                 code: error.code,
@@ -308,6 +315,28 @@ impl Client {
     }
 }
 
+/// The server's 403 names what is missing and the API call that grants it
+/// (`user jdev lacks 'delete' on /repositories/app/; a super-user can grant
+/// it: POST ...`); at the command line, say the command instead. `None`
+/// when the message is not of that form.
+fn grant_hint(message: &str) -> Option<String> {
+    let (missing, _) = message.split_once("; a super-user can grant it")?;
+    let rest = missing.strip_prefix("user ")?;
+    let (login, rest) = rest.split_once(" lacks '")?;
+    let (op, resource) = rest.split_once("' on ")?;
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/._-@".contains(c))
+    };
+    if !(plain(login) && plain(op) && plain(resource)) {
+        return None;
+    }
+    Some(format!(
+        "{missing}; a super-user can grant it: wharf auth permission grant --login {login} --resource {resource} -o {op}"
+    ))
+}
+
 /// The innermost error: reqwest's own message only repeats the URL, while
 /// the cause ("Connection refused") is what the user can act on.
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
@@ -328,5 +357,26 @@ fn snippet(body: &[u8]) -> String {
     match one_line.char_indices().nth(80) {
         Some((i, _)) => format!("{:?}...", &one_line[..i]),
         None => format!("{one_line:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grant_hint;
+
+    #[test]
+    fn a_refusal_names_the_command_that_grants_what_is_missing() {
+        let m = "user jdev lacks 'delete' on /repositories/app/; a super-user can grant it: POST /api/v1/permissions/grant";
+        assert_eq!(
+            grant_hint(m).as_deref(),
+            Some(
+                "user jdev lacks 'delete' on /repositories/app/; a super-user can grant it: wharf auth permission grant --login jdev --resource /repositories/app/ -o delete"
+            )
+        );
+        assert_eq!(grant_hint("only super-users may do that"), None);
+        assert_eq!(
+            grant_hint("user a b lacks 'read' on /x/; a super-user can grant it: POST"),
+            None
+        );
     }
 }

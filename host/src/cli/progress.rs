@@ -63,28 +63,33 @@ pub fn interactive() -> bool {
 impl Progress {
     fn new(label: &str, state: State) -> Self {
         let view = if interactive() {
+            // Style, prefix and figures before the first frame: a bar that
+            // draws first and styles after shows indicatif's default look
+            // for a moment.
             let bar =
-                ProgressBar::with_draw_target(Some(state.total), ProgressDrawTarget::stderr());
+                ProgressBar::with_draw_target(Some(state.total), ProgressDrawTarget::hidden())
+                    .with_style(style(state.measure))
+                    .with_prefix(label.to_string())
+                    .with_position(state.done)
+                    .with_message(state.message.clone());
+            bar.set_draw_target(ProgressDrawTarget::stderr());
             bar.enable_steady_tick(Duration::from_millis(120));
             View::Bar {
                 bar,
-                measure: Mutex::new(None),
+                measure: Mutex::new(Some(state.measure)),
             }
         } else {
             View::Lines(Mutex::new(Lines {
-                state: state.clone(),
+                state,
                 printed: None,
             }))
         };
-        let p = Progress(Arc::new(Shared {
+        // A bar draws from the start (on its tick); a line waits until
+        // there is news.
+        Progress(Arc::new(Shared {
             label: label.to_string(),
             view,
-        }));
-        // A bar draws from the start; a line waits until there is news.
-        if let View::Bar { .. } = p.0.view {
-            p.show(state);
-        }
-        p
+        }))
     }
 
     /// Bytes of a known total (an upload), or of a stream when `total` is

@@ -456,14 +456,13 @@ impl blobs::HostSource for HostState {
 
 impl units::Host for HostState {
     fn add(&mut self, unit: units::Unit) -> Result<(), types::Error> {
-        if unit.unit_type.is_empty()
-            || unit.unit_type.len() > 64
+        if !crate::ids::is_unit_type(&unit.unit_type)
             || unit.key.is_empty()
             || unit.key.len() > 1024
         {
             return Err(err(
                 "invalid-input",
-                "unit type must be 1-64 bytes and key 1-1024 bytes",
+                "unit types are 1-64 lowercase letters, digits, '-' or '_'; keys are 1-1024 bytes",
             ));
         }
         if unit.metadata.len() > MAX_METADATA {

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The host's own costs, measured in one run on this machine:
+#   1. the plugin runtime: compile, cached load, warm call, fresh instance,
+#      and `wharf serve` start to ready (wharf bench runtime|startup);
+#   2. the embedded store: copy of 10,000 units, listing 10,000 repositories
+#      (wharf bench store);
+#   3. upload + store of a 1 GiB file through the API (a resumable upload,
+#      then a file-type import that hashes and stores it as a blob) against
+#      `openssl dgst -sha256` of the same file, with the server's peak RSS;
+#   4. task dispatch: 1,000 tiny tasks, submit → running p50, in-process and
+#      through RabbitMQ (skipped when WHARF_BENCH_AMQP_URL is unset).
+# Usage: scripts/bench-host.sh [SIZE_MIB]   (default 1024)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd)
+SIZE_MIB=${1:-1024}
+WHARF=${WHARF_BIN:-$ROOT/target/release/wharf}
+PLUGIN_DIR=${WHARF_PLUGIN_DIR:-$ROOT/target/plugins}
+export WHARF_ADMIN_PASSWORD=bench-admin-password
+W=$(mktemp -d "${TMPDIR:-/tmp}/wharf-bench-host.XXXXXX")
+PID=""
+cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$W"; }
+trap cleanup EXIT
+
+echo "## runtime"
+"$WHARF" bench runtime --plugin "$PLUGIN_DIR/docker.wasm"
+"$WHARF" bench startup --plugin-dir "$PLUGIN_DIR"
+echo "## store"
+"$WHARF" bench store
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+API=http://127.0.0.1:$PORT/api/v1
+start_server() {
+    WHARF_LOG=warn "$WHARF" serve --listen "127.0.0.1:$PORT" --data-dir "$W/data-$1" --plugin-dir "$PLUGIN_DIR" "${@:2}" 2> "$W/server-$1.log" &
+    PID=$!
+    for _ in $(seq 1 200); do curl -sf "$API/status" > /dev/null && return; sleep 0.05; done
+    echo "server did not start" >&2; cat "$W/server-$1.log" >&2; exit 1
+}
+stop_server() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""; }
+c() { curl -sf -u "admin:$WHARF_ADMIN_PASSWORD" "$@"; }
+wait_task() {
+    local id=$1 state
+    while :; do
+        state=$(c "$API/tasks/$id" | jq -r .state)
+        case $state in finished) return 0 ;; error|canceled) c "$API/tasks/$id" >&2; return 1 ;; esac
+        sleep 0.02
+    done
+}
+
+echo "## upload + store of ${SIZE_MIB} MiB"
+head -c $((SIZE_MIB << 20)) /dev/urandom > "$W/big"
+sync
+cat "$W/big" > /dev/null   # page cache warm for both
+t0=$(date +%s.%N); openssl dgst -sha256 "$W/big" > /dev/null; t1=$(date +%s.%N)
+openssl_s=$(echo "$t1 - $t0" | bc -l)
+start_server upload
+c -XPOST "$API/repositories" -H content-type:application/json -d '{"id":"f","content_type":"file"}' > /dev/null
+UP=$(c -XPOST "$API/uploads" -H content-type:application/json -d "{\"size\":$((SIZE_MIB << 20))}" | jq -r .id)
+t0=$(date +%s.%N)
+c -XPUT "$API/uploads/$UP?offset=0" -H content-type:application/octet-stream --data-binary @"$W/big" > /dev/null
+t1=$(date +%s.%N)
+TASK=$(c -XPOST "$API/repositories/f/import" -H content-type:application/json -d "{\"upload_id\":\"$UP\",\"params\":{\"relative_path\":\"big\"}}" | jq -r .id)
+wait_task "$TASK"
+t2=$(date +%s.%N)
+rss_kib=$(grep VmHWM /proc/$PID/status | awk '{print $2}')
+stop_server
+up_s=$(echo "$t1 - $t0" | bc -l); imp_s=$(echo "$t2 - $t1" | bc -l); tot_s=$(echo "$t2 - $t0" | bc -l)
+printf 'openssl dgst -sha256: %.2f s (%.0f MiB/s)\n' "$openssl_s" "$(echo "$SIZE_MIB / $openssl_s" | bc -l)"
+printf 'upload (PUT, fsync):  %.2f s (%.0f MiB/s)\n' "$up_s" "$(echo "$SIZE_MIB / $up_s" | bc -l)"
+printf 'import (hash+store):  %.2f s (%.0f MiB/s) = %.0f%% of openssl\n' "$imp_s" "$(echo "$SIZE_MIB / $imp_s" | bc -l)" "$(echo "100 * $openssl_s / $imp_s" | bc -l)"
+printf 'upload + store:       %.2f s (%.0f MiB/s) = %.0f%% of openssl\n' "$tot_s" "$(echo "$SIZE_MIB / $tot_s" | bc -l)" "$(echo "100 * $openssl_s / $tot_s" | bc -l)"
+printf 'server peak RSS:      %.0f MiB\n' "$(echo "$rss_kib / 1024" | bc -l)"
+rm -f "$W/big"
+
+dispatch() {
+    local label=$1; shift
+    start_server "$label" "$@"
+    for r in a b; do c -XPOST "$API/repositories" -H content-type:application/json -d "{\"id\":\"$r\",\"content_type\":\"file\"}" > /dev/null; done
+    local t0 t1
+    t0=$(date +%s.%N)
+    for i in $(seq 1 1000); do
+        c -XPOST "$API/repositories/a/copy" -H content-type:application/json -d '{"from":"b"}' > /dev/null
+    done
+    while [ "$(c "$API/tasks?state=finished&limit=1000" | jq length)" -lt 1000 ]; do sleep 0.1; done
+    t1=$(date +%s.%N)
+    c "$API/tasks?limit=1000" | python3 -c '
+import json, sys, datetime
+def t(s): return datetime.datetime.fromisoformat(s.replace("Z", "+00:00"))
+ts = json.load(sys.stdin)
+d = sorted((t(x["started_at"]) - t(x["created_at"])).total_seconds() * 1000 for x in ts)
+print(f"'"$label"': {len(ts)} tasks; submit -> running p50 {d[len(d)//2]:.2f} ms, p99 {d[int(len(d)*0.99)]:.2f} ms")'
+    printf '%s: 1000 tasks submitted and finished in %.2f s\n' "$label" "$(echo "$t1 - $t0" | bc -l)"
+    stop_server
+}
+echo "## task dispatch"
+dispatch in-process
+if [ -n "${WHARF_BENCH_AMQP_URL:-}" ]; then
+    dispatch amqp --broker "$WHARF_BENCH_AMQP_URL" --broker-queue "wharf.bench.$$"
+fi
