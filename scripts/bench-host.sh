@@ -33,11 +33,14 @@ API=http://127.0.0.1:$PORT/api/v1
 start_server() {
     WHARF_LOG=warn "$WHARF" serve --listen "127.0.0.1:$PORT" --data-dir "$W/data-$1" --plugin-dir "$PLUGIN_DIR" "${@:2}" 2> "$W/server-$1.log" &
     PID=$!
-    for _ in $(seq 1 200); do curl -sf "$API/status" > /dev/null && return; sleep 0.05; done
+    for _ in $(seq 1 200); do curl -sf "$API/status" > /dev/null && { login; return; }; sleep 0.05; done
     echo "server did not start" >&2; cat "$W/server-$1.log" >&2; exit 1
 }
 stop_server() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""; }
-c() { curl -sf -u "admin:$WHARF_ADMIN_PASSWORD" "$@"; }
+# Log in once per server: basic auth would cost an argon2 hash per request.
+TOKEN=""
+login() { TOKEN=$(curl -sf -XPOST -u "admin:$WHARF_ADMIN_PASSWORD" "$API/login" | jq -r .token); }
+c() { curl -sf -H "authorization: Bearer $TOKEN" "$@"; }
 wait_task() {
     local id=$1 state
     while :; do
@@ -57,7 +60,7 @@ start_server upload
 c -XPOST "$API/repositories" -H content-type:application/json -d '{"id":"f","content_type":"file"}' > /dev/null
 UP=$(c -XPOST "$API/uploads" -H content-type:application/json -d "{\"size\":$((SIZE_MIB << 20))}" | jq -r .id)
 t0=$(date +%s.%N)
-c -XPUT "$API/uploads/$UP?offset=0" -H content-type:application/octet-stream --data-binary @"$W/big" > /dev/null
+c -XPUT "$API/uploads/$UP?offset=0" -H content-type:application/octet-stream -T "$W/big" > /dev/null
 t1=$(date +%s.%N)
 TASK=$(c -XPOST "$API/repositories/f/import" -H content-type:application/json -d "{\"upload_id\":\"$UP\",\"params\":{\"relative_path\":\"big\"}}" | jq -r .id)
 wait_task "$TASK"

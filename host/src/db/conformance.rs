@@ -271,8 +271,24 @@ async fn tasks_and_uploads(s: &dyn Store) {
         cancel_requested: false,
     };
     s.put_task(&t).await.unwrap();
+    // A cancel request survives a later progress write of the running task.
+    assert!(s.request_task_cancel(&t.id).await.unwrap());
+    t.state = TaskState::Running;
+    t.progress.items_done = 1;
+    assert!(s.update_live_task(&t).await.unwrap());
+    let stored = s.get_task(&t.id).await.unwrap().unwrap();
+    assert!(
+        stored.cancel_requested
+            && stored.progress.items_done == 1
+            && stored.state == TaskState::Running
+    );
     t.state = TaskState::Finished;
     s.put_task(&t).await.unwrap();
+    // Once ended, a late progress write or cancel changes nothing.
+    let mut late = t.clone();
+    late.state = TaskState::Running;
+    assert!(!s.update_live_task(&late).await.unwrap());
+    assert!(!s.request_task_cancel(&t.id).await.unwrap());
     assert_eq!(
         s.get_task(&t.id).await.unwrap().unwrap().state,
         TaskState::Finished

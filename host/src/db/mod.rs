@@ -350,6 +350,12 @@ pub trait Store: Send + Sync + 'static {
     async fn list_publications(&self) -> StoreResult<Vec<Publication>>;
 
     async fn put_task(&self, t: &Task) -> StoreResult<()>;
+    /// Write a task that has not ended yet (progress, start), keeping a cancel
+    /// request already recorded. Returns false, writing nothing, if the
+    /// stored task already ended: a late progress write never undoes an end.
+    async fn update_live_task(&self, t: &Task) -> StoreResult<bool>;
+    /// Record a cancel request if the task has not ended; false otherwise.
+    async fn request_task_cancel(&self, id: &TaskId) -> StoreResult<bool>;
     async fn get_task(&self, id: &TaskId) -> StoreResult<Option<Task>>;
     async fn list_tasks(&self, q: &TaskQuery) -> StoreResult<Vec<Task>>;
 

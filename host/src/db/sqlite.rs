@@ -681,6 +681,39 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn update_live_task(&self, t: &Task) -> StoreResult<bool> {
+        let t = t.clone();
+        self.run(move |c| {
+            let n = c.execute(
+                "UPDATE tasks SET state = ?2,
+                     doc = json_set(?3, '$.cancel_requested',
+                         json(CASE WHEN json_extract(doc, '$.cancel_requested') THEN 'true' ELSE ?4 END))
+                 WHERE id = ?1 AND state IN ('waiting', 'running')",
+                params![
+                    t.id.to_string(),
+                    t.state.as_str(),
+                    serde_json::to_string(&t)?,
+                    if t.cancel_requested { "true" } else { "false" }
+                ],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn request_task_cancel(&self, id: &TaskId) -> StoreResult<bool> {
+        let id = id.to_string();
+        self.run(move |c| {
+            let n = c.execute(
+                "UPDATE tasks SET doc = json_set(doc, '$.cancel_requested', json('true'))
+                 WHERE id = ?1 AND state IN ('waiting', 'running')",
+                [id],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
     async fn get_task(&self, id: &TaskId) -> StoreResult<Option<Task>> {
         let id = id.to_string();
         self.run(move |c| {

@@ -78,13 +78,20 @@ fn plain(status: StatusCode, body: &'static str) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain")], body).into_response()
 }
 
+/// The plugin's headers win over the host's defaults (a first occurrence
+/// replaces, repeats append).
 fn add_headers(resp: &mut Response, headers: &[Header]) {
+    let mut seen = std::collections::HashSet::new();
     for h in headers {
         if let (Ok(k), Ok(v)) = (
             HeaderName::try_from(&h.name),
             HeaderValue::try_from(&h.value),
         ) {
-            resp.headers_mut().append(k, v);
+            if seen.insert(k.clone()) {
+                resp.headers_mut().insert(k, v);
+            } else {
+                resp.headers_mut().append(k, v);
+            }
         }
     }
 }
@@ -106,8 +113,11 @@ async fn execute(app: &App, method: &Method, req_headers: &HeaderMap, plan: Plan
             {
                 resp.headers_mut().insert(header::CONTENT_TYPE, v);
             }
-            resp.headers_mut()
-                .insert(header::CONTENT_LENGTH, len.into());
+            // A 304 has no body, and says nothing of one.
+            if status != StatusCode::NOT_MODIFIED {
+                resp.headers_mut()
+                    .insert(header::CONTENT_LENGTH, len.into());
+            }
             add_headers(&mut resp, &b.headers);
             resp
         }
@@ -200,10 +210,6 @@ async fn serve_blob(
         HeaderValue::try_from(&etag).expect("digest is ASCII"),
     );
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("max-age=31536000"),
-    );
     if let Ok(v) = HeaderValue::try_from(media_type) {
         h.insert(header::CONTENT_TYPE, v);
     }

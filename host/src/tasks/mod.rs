@@ -232,7 +232,7 @@ impl Tasks {
             .lock()
             .unwrap()
             .insert(task.id, (record.clone(), cancel.clone()));
-        let _ = self.store.put_task(&task).await;
+        let _ = self.store.update_live_task(&task).await;
         let result = if cancel.load(Ordering::Relaxed) {
             Err(TaskFailure::new("canceled before it started", "canceled"))
         } else {
@@ -268,7 +268,8 @@ impl Tasks {
             };
             let store = store.clone();
             rt.spawn(async move {
-                let _ = store.put_task(&snapshot).await;
+                // Conditional: a write that lands after the task ended is dropped.
+                let _ = store.update_live_task(&snapshot).await;
             });
         })
     }
@@ -356,15 +357,7 @@ impl Tasks {
         if let Some((_, flag)) = self.live.lock().unwrap().get(id) {
             flag.store(true, Ordering::Relaxed);
         }
-        let Some(mut t) = self.store.get_task(id).await? else {
-            return Ok(false);
-        };
-        if t.state.is_final() {
-            return Ok(false);
-        }
-        t.cancel_requested = true;
-        self.store.put_task(&t).await?;
-        Ok(true)
+        self.store.request_task_cancel(id).await
     }
 }
 
