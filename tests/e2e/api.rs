@@ -330,3 +330,31 @@ fn notes_groups_copy_and_orphans() {
     assert!(t["result"]["blobs_removed"].as_u64().unwrap() >= 3, "{t}");
     assert!(t["result"]["units_removed"].as_u64().unwrap() >= 3, "{t}");
 }
+
+#[test]
+fn openapi_document_describes_the_api() {
+    let s = Server::start();
+    let (code, doc) = s.get_json("/api/v1/openapi.json");
+    assert_eq!(code, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/api/v1/repositories",
+        "/api/v1/repositories/{id}",
+        "/api/v1/repositories/{id}/import",
+        "/api/v1/repositories/{id}/publish",
+        "/api/v1/uploads/{id}",
+        "/api/v1/tasks/{id}/cancel",
+        "/api/v1/groups/{id}/members",
+        "/api/v1/orphans/cleanup",
+        "/api/v1/plugins",
+        "/api/v1/events/listeners",
+        "/api/v1/login",
+    ] {
+        assert!(
+            paths.contains_key(p),
+            "{p} missing from the OpenAPI document"
+        );
+    }
+    assert!(doc["components"]["schemas"]["ApiErrorBody"].is_object());
+}

@@ -101,12 +101,26 @@ fn install_use_upgrade_restart_remove_without_restarting() {
     );
     assert_eq!(code, 400, "file is not known yet: {v}");
 
-    // Install the file content type while the server runs.
-    let (code, v) = install(&s, &env_path("WHARF_PLUGIN_DIR").join("file.wasm"));
-    assert_eq!(code, 201, "{v}");
+    // Install the file content type while the server runs, with the CLI.
+    let home = tmp.path().join("home");
+    let cli = |args: &[&str]| {
+        let mut c = std::process::Command::new(env_path("WHARF_BIN"));
+        c.env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .arg("--server")
+            .arg(&s.base)
+            .args(args);
+        c
+    };
+    must(&mut cli(&["login", "-u", "admin", "-p", ADMIN_PASSWORD]));
+    let file_wasm = env_path("WHARF_PLUGIN_DIR").join("file.wasm");
+    let out = must(cli(&["--output", "json", "plugin", "install"]).arg(&file_wasm));
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(v["name"], "file");
     assert_eq!(v["upgraded_from"], Value::Null);
     let v1 = v["version"].as_str().unwrap().to_string();
+    let out = must(&mut cli(&["plugin", "list"]));
+    assert!(out.contains("file") && out.contains("docker"), "{out}");
 
     // Upload, publish, download.
     s.create_repo(

@@ -317,10 +317,31 @@ fn the_quickstart_replays_against_a_real_server_docker_engine_and_upstream_regis
         .find(|(k, _)| *k == "NEW_ADMIN_PASSWORD")
         .unwrap()
         .1;
-    s.login("admin", new_password);
-    assert_eq!(s.get_json("/api/v1/repositories/jdev-app").0, 404);
-    let (_, g) = s.get_json("/api/v1/groups/baseos");
+    // The password change revoked the harness's admin token too: ask with
+    // the new password (HTTP basic) instead.
+    let admin = anonymous_client();
+    let get = |path: &str| {
+        let r = admin
+            .get(s.url(path))
+            .basic_auth("admin", Some(new_password))
+            .send()
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<serde_json::Value>().unwrap_or_default(),
+        )
+    };
+    assert_eq!(get("/api/v1/repositories/jdev-app").0, 404);
+    let (status, g) = get("/api/v1/groups/baseos");
+    assert_eq!(status, 200, "{g}");
     assert_eq!(g["members"], serde_json::json!(["busybox"]), "{g}");
+    assert_eq!(g["notes"]["owner"], "platform-team", "{g}");
+    let (_, r) = get("/api/v1/repositories/busybox-prod");
+    assert_eq!(
+        r["notes"],
+        serde_json::json!({"environment": "prod"}),
+        "{r}"
+    );
     let r = request(
         &s,
         "GET",

@@ -240,3 +240,56 @@ fn a_worker_killed_mid_task_loses_nothing() {
         "{repo}"
     );
 }
+
+#[test]
+fn cancel_stops_waiting_and_running_tasks_and_commits_nothing() {
+    let s = Server::start_with_plugin_dir(&env_path("WHARF_PLUGIN_DIR"), &["--workers", "1"]);
+    let feed = slow_feed(Duration::from_millis(1500));
+    s.create_repo(json!({"id": "c", "content_type": "docker", "importer_config": {"feed": feed, "upstream_name": "x"}}));
+    let running = submit(&s, "c", "sync");
+    let waiting = submit(&s, "c", "publish");
+    let start = Instant::now();
+    while s
+        .get_json(&format!(
+            "/api/v1/tasks/{}",
+            running["id"].as_str().unwrap()
+        ))
+        .1["state"]
+        != "running"
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "sync never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for t in [&waiting, &running] {
+        let (code, v) = s.post_json(
+            &format!("/api/v1/tasks/{}/cancel", t["id"].as_str().unwrap()),
+            &json!({}),
+        );
+        assert_eq!(code, 202, "{v}");
+    }
+    let (w, r) = (s.wait_task(&waiting), s.wait_task(&running));
+    assert_eq!(w["state"], "canceled", "{w}");
+    assert!(
+        w["started_at"].is_null()
+            || w["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("before it started"),
+        "{w}"
+    );
+    assert_eq!(r["state"], "canceled", "{r}");
+    let (_, repo) = s.get_json("/api/v1/repositories/c");
+    assert_eq!(
+        repo["content_counts"],
+        json!({}),
+        "nothing committed: {repo}"
+    );
+    let (code, _) = s.post_json(
+        &format!("/api/v1/tasks/{}/cancel", r["id"].as_str().unwrap()),
+        &json!({}),
+    );
+    assert_eq!(code, 409, "an ended task cannot be canceled");
+}

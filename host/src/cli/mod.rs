@@ -119,8 +119,8 @@ pub enum Command {
     /// Event notifications (http, amqp).
     #[command(subcommand)]
     Event(event::EventCommand),
-    /// Content no repository holds any more.
-    #[command(subcommand)]
+    /// Content no repository holds any more (also `wharf orphans remove`).
+    #[command(subcommand, visible_alias = "orphans")]
     Orphan(orphan::OrphanCommand),
     /// Create a Docker repository if needed, upload a `docker save` archive
     /// (from -f or stdin), import it and publish it, in one step.
