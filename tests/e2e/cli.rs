@@ -539,6 +539,12 @@ fn a_contributor_creates_uploads_and_publishes_but_only_a_repo_admin_deletes_and
         "{out}"
     );
     assert_eq!(s.get_json("/api/v1/repositories/jdev-app").0, 404);
+    let r = request(&s, "GET", "/v2/jdev/app/tags/list", &[]);
+    assert_eq!(
+        r.status().as_u16(),
+        404,
+        "a deleted repository is still served"
+    );
     let err = madmin.fails(&["docker", "repo", "show", "--repo-id", "jdev-app"]);
     assert!(err.contains("repository jdev-app not found"), "{err}");
 
@@ -744,7 +750,7 @@ fn big_file(dir: &Path, name: &str, size: usize) -> PathBuf {
     let path = dir.join(name);
     let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
     let block: Vec<u8> = (0..1 << 20)
-        .map(|i: u32| (i * 2_654_435_761 >> 24) as u8)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
     let mut left = size;
     let mut n = 0u8;

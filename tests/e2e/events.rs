@@ -7,11 +7,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// Accept POSTs on `listener`, answer 200, and pass (headers, body) on.
-fn receive_posts(
-    listener: std::net::TcpListener,
-    tx: mpsc::Sender<(Vec<(String, String)>, Vec<u8>)>,
-) {
+/// A received POST: its headers (lowercase names) and body.
+type Post = (Vec<(String, String)>, Vec<u8>);
+
+/// Accept POSTs on `listener`, answer 200, and pass each on.
+fn receive_posts(listener: std::net::TcpListener, tx: mpsc::Sender<Post>) {
     std::thread::spawn(move || {
         for conn in listener.incoming().take(200) {
             let Ok(conn) = conn else { continue };

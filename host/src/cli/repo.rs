@@ -65,7 +65,7 @@ pub struct DescribeArgs {
     /// A name for people [default on create: the id].
     #[arg(long)]
     pub display_name: Option<String>,
-    /// What the repository is for.
+    /// What it is for.
     #[arg(long)]
     pub description: Option<String>,
     /// A KEY=VALUE note (repeatable); on update, `KEY=` removes the note.
