@@ -225,16 +225,6 @@ impl BlobStore {
         let len = f.metadata()?.len();
         Ok(&hash_file_range(&f, 0, len)? == d)
     }
-
-    /// Total bytes and count of stored blobs.
-    pub fn usage(&self) -> io::Result<(u64, u64)> {
-        let mut bytes = 0;
-        let list = self.list()?;
-        for d in &list {
-            bytes += self.stat(d).unwrap_or(0);
-        }
-        Ok((list.len() as u64, bytes))
-    }
 }
 
 fn hash_file_range(file: &std::fs::File, offset: u64, len: u64) -> Result<Digest, BlobError> {
@@ -267,14 +257,6 @@ pub struct BlobWriter<'a> {
 }
 
 impl BlobWriter<'_> {
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Verify, fsync and move the blob into place.
     pub fn finish(mut self, expect: Option<&Digest>) -> Result<(Digest, u64), BlobError> {
         let file = self.file.take().expect("finish called once");

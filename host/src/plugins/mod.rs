@@ -156,16 +156,12 @@ impl Plugins {
     /// The plugin whose route prefix matches `path`.
     pub fn for_path(&self, path: &str) -> Option<Arc<Plugin>> {
         let loaded = self.loaded.read().unwrap();
-        let with_slash = format!("{path}/");
+        // `/v2` matches the route `/v2/` too, without allocating per request.
+        let matches = |r: &str| path.starts_with(r) || r.strip_suffix('/') == Some(path);
         loaded
             .by_name
             .values()
-            .find(|p| {
-                p.info
-                    .routes
-                    .iter()
-                    .any(|r| path.starts_with(r.as_str()) || with_slash == *r)
-            })
+            .find(|p| p.info.routes.iter().any(|r| matches(r)))
             .cloned()
     }
 }
