@@ -7,7 +7,11 @@
 #   3. upload + store of a 1 GiB file through the API (a resumable upload,
 #      then a file-type import that hashes and stores it as a blob) against
 #      `openssl dgst -sha256` of the same file, with the server's peak RSS;
-#   4. task dispatch: 1,000 tiny tasks, submit → running p50, in-process and
+#   4. import of a `docker save` archive of the same size (8 layers of random
+#      bytes) through the API against `openssl dgst -sha256` of the archive,
+#      with the server's peak RSS; and the disk's own durable write speed
+#      (`dd conv=fdatasync`), the bound of any store that fsyncs;
+#   5. task dispatch: 1,000 tiny tasks, submit → running p50, in-process and
 #      through RabbitMQ (skipped when WHARF_BENCH_AMQP_URL is unset).
 # Usage: scripts/bench-host.sh [SIZE_MIB]   (default 1024)
 set -euo pipefail
@@ -74,6 +78,58 @@ printf 'import (hash+store):  %.2f s (%.0f MiB/s) = %.0f%% of openssl\n' "$imp_s
 printf 'upload + store:       %.2f s (%.0f MiB/s) = %.0f%% of openssl\n' "$tot_s" "$(echo "$SIZE_MIB / $tot_s" | bc -l)" "$(echo "100 * $openssl_s / $tot_s" | bc -l)"
 printf 'server peak RSS:      %.0f MiB\n' "$(echo "$rss_kib / 1024" | bc -l)"
 rm -f "$W/big"
+
+echo "## docker save import of ${SIZE_MIB} MiB"
+# A legacy `docker save` layout: 8 layers, each a tar of one random file.
+python3 - "$W/save.tar" "$SIZE_MIB" <<'PY'
+import hashlib, io, json, os, sys, tarfile
+out, size_mib = sys.argv[1], int(sys.argv[2])
+layers, per = 8, (size_mib << 20) // 8
+diff_ids, names = [], []
+with tarfile.open(out, "w", format=tarfile.USTAR_FORMAT) as save:
+    for i in range(layers):
+        layer = io.BytesIO()
+        with tarfile.open(fileobj=layer, mode="w", format=tarfile.USTAR_FORMAT) as t:
+            info = tarfile.TarInfo(f"data/layer-{i}.bin"); info.size = per - 4096
+            t.addfile(info, io.BytesIO(os.urandom(info.size)))
+        data = layer.getvalue()
+        diff_ids.append("sha256:" + hashlib.sha256(data).hexdigest())
+        info = tarfile.TarInfo(f"layer{i}/layer.tar"); info.size = len(data)
+        save.addfile(info, io.BytesIO(data)); names.append(info.name)
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    cname = hashlib.sha256(config).hexdigest() + ".json"
+    for name, data in [(cname, config), ("manifest.json", json.dumps(
+            [{"Config": cname, "RepoTags": ["bench/big:latest"], "Layers": names}]).encode())]:
+        info = tarfile.TarInfo(name); info.size = len(data); save.addfile(info, io.BytesIO(data))
+PY
+sync
+cat "$W/save.tar" > /dev/null
+SAVE_MIB=$(( $(stat -c %s "$W/save.tar") >> 20 ))
+t0=$(date +%s.%N); openssl dgst -sha256 "$W/save.tar" > /dev/null; t1=$(date +%s.%N)
+openssl_s=$(echo "$t1 - $t0" | bc -l)
+start_server save
+c -XPOST "$API/repositories" -H content-type:application/json -d '{"id":"d","content_type":"docker"}' > /dev/null
+UP=$(c -XPOST "$API/uploads" -H content-type:application/json -d "{\"size\":$(stat -c %s "$W/save.tar")}" | jq -r .id)
+t0=$(date +%s.%N)
+c -XPUT "$API/uploads/$UP?offset=0" -H content-type:application/octet-stream -T "$W/save.tar" > /dev/null
+t1=$(date +%s.%N)
+TASK=$(c -XPOST "$API/repositories/d/import" -H content-type:application/json -d "{\"upload_id\":\"$UP\"}" | jq -r .id)
+wait_task "$TASK"
+t2=$(date +%s.%N)
+rss_kib=$(grep VmHWM /proc/$PID/status | awk '{print $2}')
+stop_server
+rm -f "$W/save.tar"
+up_s=$(echo "$t1 - $t0" | bc -l); imp_s=$(echo "$t2 - $t1" | bc -l); tot_s=$(echo "$t2 - $t0" | bc -l)
+printf 'openssl dgst -sha256:  %.2f s (%.0f MiB/s)\n' "$openssl_s" "$(echo "$SAVE_MIB / $openssl_s" | bc -l)"
+printf 'upload (PUT, fsync):   %.2f s (%.0f MiB/s)\n' "$up_s" "$(echo "$SAVE_MIB / $up_s" | bc -l)"
+printf 'import (layers stored): %.2f s (%.0f MiB/s) = %.0f%% of openssl\n' "$imp_s" "$(echo "$SAVE_MIB / $imp_s" | bc -l)" "$(echo "100 * $openssl_s / $imp_s" | bc -l)"
+printf 'upload + import:       %.2f s (%.0f MiB/s) = %.0f%% of openssl\n' "$tot_s" "$(echo "$SAVE_MIB / $tot_s" | bc -l)" "$(echo "100 * $openssl_s / $tot_s" | bc -l)"
+printf 'server peak RSS:       %.0f MiB\n' "$(echo "$rss_kib / 1024" | bc -l)"
+
+echo "## the disk: durable write of ${SIZE_MIB} MiB (dd conv=fdatasync)"
+dd if=/dev/zero of="$W/dd" bs=1M count="$SIZE_MIB" conv=fdatasync 2>&1 | tail -1
+rm -f "$W/dd"
 
 dispatch() {
     local label=$1; shift

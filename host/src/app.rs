@@ -7,6 +7,7 @@ use crate::plugins::host::HostEnv;
 use crate::plugins::runtime::{Limits, Runtime};
 use crate::plugins::{LoadFailure, Plugins};
 use crate::publications::PublicationMap;
+use crate::sessions::Sessions;
 use crate::tasks::Tasks;
 use crate::uploads::UploadDir;
 use anyhow::Context as _;
@@ -36,6 +37,7 @@ impl App {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data.join("wharf.db"))?);
         let auth = crate::auth::Auth::open(&config.auth, data, store.clone()).await?;
         let blobs = Arc::new(BlobStore::open(&data.join("blobs"))?);
+        let sessions = Arc::new(Sessions::open(blobs.root())?);
         let spool_dir = data.join("spool");
         std::fs::create_dir_all(&spool_dir)?;
         let publications = Arc::new(PublicationMap::default());
@@ -44,6 +46,7 @@ impl App {
             blobs: blobs.clone(),
             store: store.clone(),
             publications: publications.clone(),
+            sessions,
             http: reqwest::Client::builder()
                 .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
                 .connect_timeout(Duration::from_secs(30))

@@ -26,8 +26,10 @@ fn ms(d: Duration) -> String {
 pub async fn runtime(plugin_file: &Path, path: &str, iterations: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let store = Arc::new(SqliteStore::open(&dir.path().join("wharf.db"))?);
+    let blobs = Arc::new(BlobStore::open(&dir.path().join("blobs"))?);
     let env = Arc::new(HostEnv {
-        blobs: Arc::new(BlobStore::open(&dir.path().join("blobs"))?),
+        sessions: Arc::new(crate::sessions::Sessions::open(blobs.root())?),
+        blobs,
         store,
         publications: Arc::new(PublicationMap::default()),
         http: reqwest::Client::new(),

@@ -20,6 +20,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// the profile, small enough that memory stays flat.
 const COPY_CHUNK: usize = 1 << 20;
 
+/// Temp files older than this are from writes that died.
+const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
     #[error("digest mismatch: expected {expected}, got {actual}")]
@@ -44,9 +47,24 @@ impl BlobStore {
         std::fs::create_dir_all(root.join("sha256"))?;
         std::fs::create_dir_all(root.join("tmp"))?;
         let dir = Dir::open_ambient_dir(root, ambient_authority())?;
-        // Leftover temp files belong to writes that never finished.
+        // Leftover temp files belong to writes that never finished. Other
+        // nodes sharing this directory may be writing theirs right now, so
+        // only files untouched for a day go.
         for entry in dir.read_dir("tmp")? {
-            let _ = dir.remove_file(Path::new("tmp").join(entry?.file_name()));
+            let entry = entry?;
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| {
+                    std::time::SystemTime::now()
+                        .duration_since(t.into_std())
+                        .ok()
+                })
+                .is_some_and(|age| age > STALE_TMP);
+            if stale {
+                let _ = dir.remove_file(Path::new("tmp").join(entry.file_name()));
+            }
         }
         Ok(BlobStore {
             dir,
@@ -181,6 +199,99 @@ impl BlobStore {
         Ok(actual)
     }
 
+    /// Move the file `name` of `from` (on the same filesystem) into the store
+    /// as blob `d`, whose digest the caller computed from its bytes. The file
+    /// is fsynced before it gets its digest name.
+    pub fn adopt(&self, from: &Dir, name: &Path, d: &Digest) -> Result<(), BlobError> {
+        if self.contains(d) {
+            from.remove_file(name)?;
+            // Stored again just now: orphan cleanup's protection window
+            // starts over, so a manifest has time to name it.
+            let existing = self
+                .dir
+                .open_with(Self::rel_path(d), OpenOptions::new().write(true))?;
+            existing
+                .into_std()
+                .set_modified(std::time::SystemTime::now())?;
+            return Ok(());
+        }
+        from.open(name)?.into_std().sync_all()?;
+        let dest = Self::rel_path(d);
+        self.dir
+            .create_dir_all(dest.parent().expect("sharded path"))?;
+        match from.rename(name, &self.dir, &dest) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+                // A data directory split over filesystems: copy, verifying.
+                let file = from.open(name)?.into_std();
+                self.store_reader(file, Some(d))?;
+                from.remove_file(name)?;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Store all `len` bytes of `file` (the file `name` in `dir`) by linking
+    /// it into the store: no copy, no second fsync (the caller fsynced it).
+    /// `known` is its digest if the caller hashed it while receiving it.
+    /// Falls back to a copy where links cannot be made.
+    pub fn link_file(
+        &self,
+        file: &std::fs::File,
+        dir: &Dir,
+        name: &str,
+        len: u64,
+        known: Option<&Digest>,
+        expect: Option<&Digest>,
+    ) -> Result<(Digest, u64), BlobError> {
+        // Chunks are written under this lock (see `uploads`), so the bytes
+        // cannot change between the checks and the link; after the link they
+        // are refused.
+        file.lock()?;
+        let linked = self.link_locked(file, dir, name, len, known, expect);
+        file.unlock()?;
+        linked
+    }
+
+    fn link_locked(
+        &self,
+        file: &std::fs::File,
+        dir: &Dir,
+        name: &str,
+        len: u64,
+        known: Option<&Digest>,
+        expect: Option<&Digest>,
+    ) -> Result<(Digest, u64), BlobError> {
+        if file.metadata()?.len() != len {
+            // Bytes of an unfinished chunk follow: copy the range instead.
+            return self.store_file_range(file, 0, len, expect);
+        }
+        let actual = match known {
+            Some(d) => d.clone(),
+            None => hash_file_range(file, 0, len)?,
+        };
+        if let Some(e) = expect
+            && e != &actual
+        {
+            return Err(BlobError::DigestMismatch {
+                expected: e.clone(),
+                actual,
+            });
+        }
+        if self.contains(&actual) {
+            return Ok((actual, len));
+        }
+        let dest = Self::rel_path(&actual);
+        self.dir
+            .create_dir_all(dest.parent().expect("sharded path"))?;
+        match dir.hard_link(name, &self.dir, &dest) {
+            Ok(()) => Ok((actual, len)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok((actual, len)),
+            Err(_) => self.store_file_range(file, 0, len, Some(&actual)),
+        }
+    }
+
     /// When a blob was written.
     pub fn modified(&self, d: &Digest) -> Option<std::time::SystemTime> {
         self.dir
@@ -227,7 +338,7 @@ impl BlobStore {
     }
 }
 
-fn hash_file_range(file: &std::fs::File, offset: u64, len: u64) -> Result<Digest, BlobError> {
+pub fn hash_file_range(file: &std::fs::File, offset: u64, len: u64) -> Result<Digest, BlobError> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; COPY_CHUNK.min(len.max(1) as usize)];
     let mut done = 0u64;

@@ -103,6 +103,7 @@ macro_rules! uuid_id {
 
 uuid_id!(TaskId, "task");
 uuid_id!(UploadId, "upload");
+uuid_id!(SessionId, "upload session");
 
 #[cfg(test)]
 mod tests {

@@ -150,6 +150,7 @@ async fn import(
         file: Arc::new(file),
         offset: 0,
         len: upload.offset,
+        whole: Some(Arc::new(app.uploads.whole(&upload_id, upload.offset)?)),
     };
     let params = serde_json::Value::Object(params).to_string();
     let version = plugin_version(&plugin);
@@ -210,7 +211,7 @@ async fn publish(app: &Arc<App>, id: &RepoId, ctx: TaskContext) -> TaskResult {
     Ok(result)
 }
 
-fn wit_repo(r: &Repository) -> wit::Repository {
+pub(crate) fn wit_repo(r: &Repository) -> wit::Repository {
     wit::Repository {
         id: r.id.to_string(),
         content_type: r.content_type.clone(),

@@ -20,5 +20,6 @@ pub mod plugins;
 pub mod publications;
 pub mod repos;
 pub mod server;
+pub mod sessions;
 pub mod tasks;
 pub mod uploads;

@@ -42,20 +42,29 @@ pub async fn remove_orphans(app: &App, protection: Duration) -> crate::tasks::Ta
     let units = app.store.remove_orphan_units().await?;
     let referenced: HashSet<_> = app.store.referenced_blobs().await?.into_iter().collect();
     let blobs = app.blobs.clone();
+    let sessions = app.plugins.runtime.env.sessions.clone();
     let cutoff = SystemTime::now() - protection;
-    let (removed, bytes) = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, u64)> {
-        let (mut removed, mut bytes) = (0, 0);
-        for d in blobs.list()? {
-            if referenced.contains(&d) || blobs.modified(&d).is_none_or(|m| m > cutoff) {
-                continue;
+    let (removed, bytes, idle_sessions) =
+        tokio::task::spawn_blocking(move || -> std::io::Result<(u64, u64, usize)> {
+            // Pushes abandoned half-way: untouched for the protection window.
+            let idle_sessions = sessions.remove_idle(protection)?;
+            let (mut removed, mut bytes) = (0, 0);
+            for d in blobs.list()? {
+                if referenced.contains(&d) || blobs.modified(&d).is_none_or(|m| m > cutoff) {
+                    continue;
+                }
+                bytes += blobs.stat(&d).unwrap_or(0);
+                if blobs.remove(&d)? {
+                    removed += 1;
+                }
             }
-            bytes += blobs.stat(&d).unwrap_or(0);
-            if blobs.remove(&d)? {
-                removed += 1;
-            }
-        }
-        Ok((removed, bytes))
-    })
-    .await??;
-    Ok(serde_json::json!({"units_removed": units, "blobs_removed": removed, "bytes_freed": bytes}))
+            Ok((removed, bytes, idle_sessions))
+        })
+        .await??;
+    Ok(serde_json::json!({
+        "units_removed": units,
+        "blobs_removed": removed,
+        "bytes_freed": bytes,
+        "upload_sessions_removed": idle_sessions,
+    }))
 }

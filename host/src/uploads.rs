@@ -5,6 +5,11 @@
 //!
 //! The recorded offset only advances after the chunk is fsynced, so after a
 //! crash the client resumes from bytes that are really on disk.
+//!
+//! Chunks that arrive in order are hashed as they stream in, so an import
+//! that stores the whole upload as one blob knows its digest without reading
+//! it back, and links the file into the blob store instead of copying it.
+//! Once linked, an upload's bytes are the blob's: further chunks are refused.
 
 use crate::app::App;
 use crate::db::{Upload, now};
@@ -18,16 +23,50 @@ use axum::routing::{get, post};
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
 use futures::StreamExt;
+use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
 use std::io::{Seek, SeekFrom, Write};
-use std::sync::Arc;
+use std::os::unix::fs::MetadataExt;
+use std::sync::{Arc, Mutex};
 
 /// The directory holding upload data, named by upload id only.
-pub struct UploadDir(Dir);
+pub struct UploadDir {
+    dir: Dir,
+    /// Digest state of uploads received in order by this process: (bytes
+    /// covered, state). Lost on restart; an import then hashes the file.
+    hashers: Mutex<HashMap<UploadId, (u64, Sha256)>>,
+}
+
+/// A whole upload, as an import may store it: the file can be linked into
+/// the blob store, and its digest may be known already.
+pub struct WholeUpload {
+    pub dir: Dir,
+    pub name: String,
+    pub digest: Option<crate::digest::Digest>,
+}
 
 impl UploadDir {
     pub fn open(path: &std::path::Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(path)?;
-        Ok(UploadDir(Dir::open_ambient_dir(path, ambient_authority())?))
+        Ok(UploadDir {
+            dir: Dir::open_ambient_dir(path, ambient_authority())?,
+            hashers: Mutex::default(),
+        })
+    }
+
+    /// What an import needs to link the first `len` bytes of upload `id`.
+    pub fn whole(&self, id: &UploadId, len: u64) -> std::io::Result<WholeUpload> {
+        let digest = match self.hashers.lock().unwrap().get(id) {
+            Some((covered, h)) if *covered == len => {
+                Some(crate::digest::Digest::from_hasher(h.clone()))
+            }
+            _ => None,
+        };
+        Ok(WholeUpload {
+            dir: self.dir.try_clone()?,
+            name: Self::name(id),
+            digest,
+        })
     }
 
     fn name(id: &UploadId) -> String {
@@ -35,17 +74,18 @@ impl UploadDir {
     }
 
     pub fn open_read(&self, id: &UploadId) -> std::io::Result<std::fs::File> {
-        Ok(self.0.open(Self::name(id))?.into_std())
+        Ok(self.dir.open(Self::name(id))?.into_std())
     }
 
     fn open_write(&self, id: &UploadId, create: bool) -> std::io::Result<std::fs::File> {
         let mut opts = OpenOptions::new();
         opts.write(true).create(create);
-        Ok(self.0.open_with(Self::name(id), &opts)?.into_std())
+        Ok(self.dir.open_with(Self::name(id), &opts)?.into_std())
     }
 
     pub fn remove(&self, id: &UploadId) {
-        let _ = self.0.remove_file(Self::name(id));
+        let _ = self.dir.remove_file(Self::name(id));
+        self.hashers.lock().unwrap().remove(id);
     }
 }
 
@@ -153,6 +193,24 @@ async fn put_chunk(
         .uploads
         .open_write(&id, false)
         .map_err(ApiError::internal)?;
+    // An import linking this upload into the blob store holds the same lock:
+    // once it has, the bytes are the blob's and must not change.
+    tokio::task::block_in_place(|| file.lock()).map_err(ApiError::internal)?;
+    if file.metadata().map_err(ApiError::internal)?.nlink() > 1 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "upload-frozen",
+            format!(
+                "upload {id} was imported as a blob and can no longer change; start a new upload"
+            ),
+        ));
+    }
+    // Keep hashing only if the state covers exactly the recorded bytes.
+    let mut hasher = match app.uploads.hashers.lock().unwrap().remove(&id) {
+        Some((covered, h)) if covered == offset => Some(h),
+        _ if offset == 0 => Some(Sha256::new()),
+        _ => None,
+    };
     // Bytes past the recorded offset are from a chunk that never completed.
     file.set_len(offset).map_err(ApiError::internal)?;
     file.seek(SeekFrom::Start(offset))
@@ -181,7 +239,14 @@ async fn put_chunk(
         }
         // Blocking write of at most one network chunk; the runtime keeps
         // other connections moving on its other threads.
-        tokio::task::block_in_place(|| file.write_all(&chunk)).map_err(ApiError::internal)?;
+        tokio::task::block_in_place(|| {
+            file.write_all(&chunk)?;
+            if let Some(h) = hasher.as_mut() {
+                h.update(&chunk);
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .map_err(ApiError::internal)?;
     }
     if let Some(f) = failure {
         let _ = file.set_len(offset);
@@ -190,6 +255,13 @@ async fn put_chunk(
     tokio::task::block_in_place(|| file.sync_data()).map_err(ApiError::internal)?;
     upload.offset = offset + written;
     app.store.put_upload(&upload).await?;
+    if let Some(h) = hasher {
+        app.uploads
+            .hashers
+            .lock()
+            .unwrap()
+            .insert(id, (upload.offset, h));
+    }
     Ok(Json(upload))
 }
 

@@ -25,18 +25,21 @@ pub mod bindings {
 mod reader;
 
 pub use bindings::exports::wharf::plugin::plugin::{
-    Body, ContentType, Failure, Guest, Info, Plan, Published, Request, ServeBlob,
+    Body, BodyTarget, ContentType, Failure, Guest, Info, Plan, Published, Request, ServeBlob,
+    WritePlan, Written,
 };
 pub use bindings::wharf::plugin::blobs::{self, Source};
 pub use bindings::wharf::plugin::fetch;
 pub use bindings::wharf::plugin::log;
 pub use bindings::wharf::plugin::publications;
+pub use bindings::wharf::plugin::repositories;
+pub use bindings::wharf::plugin::sessions;
 pub use bindings::wharf::plugin::types::{Digest, Error, Header, Repository, Summary};
 pub use bindings::wharf::plugin::units::{self, Unit};
 pub use reader::SourceReader;
 
 /// The WIT package version this SDK was built against.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
 
 /// Export a type implementing [`Guest`] as the plugin.
 #[macro_export]
@@ -58,6 +61,25 @@ impl Error {
     /// The input was malformed or hostile.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new("invalid-input", message)
+    }
+}
+
+impl Written {
+    /// An answer that changes nothing (and publishes nothing).
+    pub fn answer(plan: Plan) -> Self {
+        Written {
+            plan,
+            publish: false,
+        }
+    }
+
+    /// The answer of a content type that takes no writes: 405.
+    pub fn unsupported(req: &Request) -> Self {
+        Self::answer(Plan::Error(Failure {
+            status: 405,
+            code: "UNSUPPORTED".to_string(),
+            message: format!("{} {} changes nothing here", req.method, req.path),
+        }))
     }
 }
 

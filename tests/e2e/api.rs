@@ -358,3 +358,49 @@ fn openapi_document_describes_the_api() {
     }
     assert!(doc["components"]["schemas"]["ApiErrorBody"].is_object());
 }
+
+#[test]
+fn a_whole_upload_is_linked_into_the_blob_store_then_frozen() {
+    use std::os::unix::fs::MetadataExt;
+    let s = Server::start();
+    s.create_repo(json!({"id": "files", "content_type": "file"}));
+    let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let (_, up) = s.post_json("/api/v1/uploads", &json!({"size": bytes.len()}));
+    let id = up["id"].as_str().unwrap().to_string();
+    // Two chunks in order: hashed as they arrive.
+    for (offset, part) in [(0, &bytes[..1_000_000]), (1_000_000, &bytes[1_000_000..])] {
+        let r = s
+            .http
+            .put(s.url(&format!("/api/v1/uploads/{id}?offset={offset}")))
+            .body(part.to_vec())
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    let t = s.repo_task(
+        "files",
+        "import",
+        json!({"upload_id": id, "delete_upload": false, "params": {"relative_path": "a/big.bin"}}),
+    );
+    assert_eq!(t["state"], "finished", "{t}");
+    let hex = hex::encode(Sha256::digest(&bytes));
+    let blob = s.data_dir().join("blobs/sha256").join(&hex[..2]).join(&hex);
+    let upload_file = s.data_dir().join("uploads").join(id.replace('-', ""));
+    // The same file, not a copy.
+    assert_eq!(
+        std::fs::metadata(&blob).unwrap().ino(),
+        std::fs::metadata(&upload_file).unwrap().ino()
+    );
+    assert_all_blobs_intact(&s.data_dir());
+    // The upload's bytes are the blob's now: no chunk may change them.
+    let r = s
+        .http
+        .put(s.url(&format!("/api/v1/uploads/{id}?offset={}", bytes.len())))
+        .body(b"more".to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    let v: Value = r.json().unwrap();
+    assert_eq!(error_code(&v), "upload-frozen");
+    assert_all_blobs_intact(&s.data_dir());
+}

@@ -14,6 +14,7 @@ mod plugins;
 mod quickstart;
 mod registry_api;
 mod registry_clients;
+mod registry_push;
 mod registry_support;
 mod registry_sync;
 mod runtime;

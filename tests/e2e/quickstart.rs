@@ -186,6 +186,9 @@ const SEED_WORKFLOWS: &[&str] = &[
     "wharf docker repo publish --repo-id busybox-prod",
     "docker pull \"$REGISTRY/busybox-prod:latest\"",
     "wharf task list",
+    // Beyond the seed: pushing.
+    "docker push \"$REGISTRY/team/app:1.0\"",
+    "docker pull \"$REGISTRY/team/app:1.0\"",
 ];
 
 #[test]
@@ -274,6 +277,7 @@ fn the_quickstart_replays_against_a_real_server_docker_engine_and_upstream_regis
             format!("{}/jdev/app:latest", s.addr),
             format!("{}/busybox:latest", s.addr),
             format!("{}/busybox-prod:latest", s.addr),
+            format!("{}/team/app:1.0", s.addr),
         ]
         .into(),
     );

@@ -82,6 +82,14 @@ fn is_write(m: &Method) -> bool {
     !matches!(*m, Method::GET | Method::HEAD)
 }
 
+/// What the gate let through.
+#[derive(Debug, Default)]
+pub struct Admitted {
+    /// The repository access was checked against, when the path names a
+    /// published one; a write must then change that repository and no other.
+    pub repository: Option<String>,
+}
+
 /// `Ok` to let the request through to the plugin, else the answer to send.
 pub async fn admit(
     app: &App,
@@ -90,14 +98,14 @@ pub async fn admit(
     path: &str,
     headers: &HeaderMap,
     addr: Option<IpAddr>,
-) -> Result<(), Response> {
+) -> Result<Admitted, Response> {
     let Some(prefix) = plugin
         .info
         .routes
         .iter()
         .find(|r| path.starts_with(r.as_str()) || path == r.trim_end_matches('/'))
     else {
-        return Ok(());
+        return Ok(Admitted::default());
     };
     let rest = path.get(prefix.len()..).unwrap_or("");
     let challenge = |scope: Option<String>, error: Option<&str>| {
@@ -106,7 +114,7 @@ pub async fn admit(
     if rest.is_empty() {
         return match caller(app, method, headers, addr).await? {
             Caller::Anonymous => Err(challenge(None, None)),
-            _ => Ok(()),
+            _ => Ok(Admitted::default()),
         };
     }
     let write = is_write(method);
@@ -114,8 +122,11 @@ pub async fn admit(
     let protected = target
         .as_ref()
         .is_some_and(|(_, repo)| app.auth.protection.contains(repo));
+    let admitted = Admitted {
+        repository: target.as_ref().map(|(_, r)| r.clone()),
+    };
     if !write && !protected {
-        return Ok(());
+        return Ok(admitted);
     }
     let action = if write { "push" } else { "pull" };
     let scope = target.as_ref().map(|(name, _)| {
@@ -137,7 +148,7 @@ pub async fn admit(
                 }),
             };
             if ok {
-                Ok(())
+                Ok(admitted)
             } else {
                 Err(challenge(scope, Some("insufficient_scope")))
             }
@@ -149,7 +160,7 @@ pub async fn admit(
                 may_pull(app, Some(&p), &repos)
             };
             if ok {
-                Ok(())
+                Ok(admitted)
             } else {
                 Err(head_safe(
                     method,

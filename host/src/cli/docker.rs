@@ -106,6 +106,10 @@ pub struct DockerSettingsArgs {
     /// published blobs) instead of from this server.
     #[arg(long, value_name = "URL")]
     pub redirect_url: Option<String>,
+    /// Publish after every push (docker push, podman push, skopeo copy), so
+    /// pushed tags are pullable at once [default: false].
+    #[arg(long, value_name = "BOOL")]
+    pub auto_publish: Option<bool>,
 }
 
 impl DockerSettingsArgs {
@@ -116,6 +120,7 @@ impl DockerSettingsArgs {
             && self.tag_exclude.is_empty()
             && self.repo_registry_id.is_none()
             && self.redirect_url.is_none()
+            && self.auto_publish.is_none()
     }
 
     pub fn apply(self, mut c: RepoChanges, intent: Intent) -> RepoChanges {
@@ -140,6 +145,9 @@ impl DockerSettingsArgs {
             self.redirect_url,
             intent,
         );
+        if let Some(on) = self.auto_publish {
+            c.distributor.insert("auto_publish".into(), Value::Bool(on));
+        }
         c
     }
 }
@@ -389,6 +397,7 @@ mod tests {
             tag_exclude: vec![],
             repo_registry_id: Some("my/busybox".into()),
             redirect_url: Some("https://cdn.example/x".into()),
+            auto_publish: Some(true),
         };
         let c = args.apply(RepoChanges::default(), Intent::Create);
         assert_eq!(c.importer["feed"], "https://registry-1.docker.io");
@@ -400,6 +409,7 @@ mod tests {
         assert!(!c.importer.contains_key("exclude_tags"));
         assert_eq!(c.distributor["repo_registry_id"], "my/busybox");
         assert_eq!(c.distributor["redirect_url"], "https://cdn.example/x");
+        assert_eq!(c.distributor["auto_publish"], true);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod error;
 pub mod openapi;
 pub mod registry;
+pub mod write;
 
 use crate::app::App;
 use axum::Json;

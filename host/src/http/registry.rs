@@ -1,7 +1,8 @@
 //! The client-facing side: a request on a plugin's routes goes to the
 //! plugin's `resolve`, and the host carries out the plan it returns (serve a
-//! blob with Range and ETag, send a body, redirect, or fail). Access is
-//! checked first by `auth::registry_gate`.
+//! blob with Range and ETag, send a body, redirect, fail, or carry out a
+//! write through the plugin's `write`, see [`write`]). Access is checked
+//! first by `auth::registry_gate`.
 
 use crate::app::App;
 use crate::digest::Digest;
@@ -17,8 +18,15 @@ use std::io::SeekFrom;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-/// Headers a plugin may see: what content negotiation and caching need.
-const FORWARDED_HEADERS: [&str; 4] = ["accept", "if-none-match", "range", "user-agent"];
+/// Headers a plugin may see: what content negotiation, caching and writes
+/// need.
+const FORWARDED_HEADERS: [&str; 5] = [
+    "accept",
+    "content-type",
+    "if-none-match",
+    "range",
+    "user-agent",
+];
 const STREAM_CHUNK: usize = 256 * 1024;
 
 pub async fn dispatch(
@@ -27,17 +35,19 @@ pub async fn dispatch(
     method: Method,
     uri: axum::http::Uri,
     headers: HeaderMap,
+    body: Body,
 ) -> Response {
     let path = uri.path();
     let Some(plugin) = app.plugins.for_path(path) else {
         return plain(StatusCode::NOT_FOUND, "not found\n");
     };
     // Protected repositories, pushes and the API root need credentials.
-    if let Err(denied) =
-        crate::auth::registry_gate::admit(&app, &plugin, &method, path, &headers, addr).await
-    {
-        return denied;
-    }
+    let admitted =
+        match crate::auth::registry_gate::admit(&app, &plugin, &method, path, &headers, addr).await
+        {
+            Ok(a) => a,
+            Err(denied) => return denied,
+        };
     let req = Request {
         method: method.as_str().to_string(),
         path: path.to_string(),
@@ -63,12 +73,36 @@ pub async fn dispatch(
         })
     });
     match plan {
+        // The gate let a read through without write access: a write plan
+        // for it is the plugin's bug, never carried out.
+        Ok(Plan::Write(_)) if matches!(method, Method::GET | Method::HEAD) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the plugin planned a write for a read request\n",
+        ),
+        Ok(Plan::Write(w)) => {
+            let plan = match crate::http::write::run(
+                &app, &plugin, admitted, req, w, &headers, body,
+            )
+            .await
+            {
+                Ok(plan) => plan,
+                Err(resp) => return head_safe(&method, resp),
+            };
+            execute(&app, &method, &headers, plan).await
+        }
         Ok(plan) => execute(&app, &method, &headers, plan).await,
         Err(e) => plugin_failure(e),
     }
 }
 
-fn plugin_failure(e: PluginError) -> Response {
+fn head_safe(method: &Method, mut resp: Response) -> Response {
+    if *method == Method::HEAD {
+        *resp.body_mut() = Body::empty();
+    }
+    resp
+}
+
+pub(crate) fn plugin_failure(e: PluginError) -> Response {
     tracing::warn!("registry request failed: {e}");
     let body = serde_json::json!({"errors": [{"code": "UNKNOWN", "message": e.to_string(), "detail": {"reason": e.code()}}]});
     (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
@@ -142,6 +176,10 @@ async fn execute(app: &App, method: &Method, req_headers: &HeaderMap, plan: Plan
             }
             resp
         }
+        Plan::Write(_) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the plugin answered a write with another write\n",
+        ),
         Plan::Blob(b) => match b.digest.parse::<Digest>() {
             Ok(d) => serve_blob(app, method, req_headers, &d, &b.media_type, &b.headers).await,
             Err(e) => {

@@ -1,17 +1,21 @@
 //! What a plugin can reach: the host side of the `wharf:plugin` imports.
 //!
 //! Every capability is scoped to the current call. `resolve` (the registry hot
-//! path) sees publications and blobs only; an import, sync or publish task
-//! sees the units of its own repository, and `fetch` reaches that
-//! repository's feed host only. Unit changes are staged here and committed in
+//! path) sees publications, blobs, repositories of its content types and the
+//! length of its upload sessions; an import, sync, publish or registry write
+//! sees the units and upload sessions of its own repository, and `fetch`
+//! reaches that repository's feed host only. Unit changes are staged here and committed in
 //! one transaction when the call succeeds, so a failed import leaves nothing
 //! behind.
 
-use super::bindings::wharf::plugin::{blobs, fetch, log, publications, types, units};
+use super::bindings::wharf::plugin::{
+    blobs, fetch, log, publications, repositories, sessions, types, units,
+};
 use crate::blobs::{BlobError, BlobStore};
 use crate::db::{self, Progress, Repository, Store, UnitChange};
 use crate::digest::Digest;
 use crate::publications::PublicationMap;
+use crate::sessions::{SessionError, Sessions};
 use std::collections::BTreeMap;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +39,7 @@ pub struct HostEnv {
     pub blobs: Arc<BlobStore>,
     pub store: Arc<dyn Store>,
     pub publications: Arc<PublicationMap>,
+    pub sessions: Arc<Sessions>,
     pub http: reqwest::Client,
     pub rt: tokio::runtime::Handle,
     /// Where fetched bodies are spooled (unlinked files).
@@ -48,6 +53,9 @@ pub enum SourceHandle {
         file: Arc<std::fs::File>,
         offset: u64,
         len: u64,
+        /// Set when the range is a whole upload: storing all of it links
+        /// the file into the blob store instead of copying it.
+        whole: Option<Arc<crate::uploads::WholeUpload>>,
     },
 }
 
@@ -58,6 +66,7 @@ impl SourceHandle {
             file: Arc::new(file),
             offset: 0,
             len,
+            whole: None,
         })
     }
 
@@ -196,6 +205,8 @@ impl ResourceLimiter for MemoryLimit {
 /// The data of one plugin instance's store.
 pub struct HostState {
     pub plugin: Arc<str>,
+    /// The content types the plugin described: the repositories it may see.
+    pub content_types: Arc<[String]>,
     pub env: Arc<HostEnv>,
     pub wasi: WasiCtx,
     pub table: ResourceTable,
@@ -209,7 +220,12 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(plugin: Arc<str>, env: Arc<HostEnv>, memory_bytes: usize) -> Self {
+    pub fn new(
+        plugin: Arc<str>,
+        content_types: Arc<[String]>,
+        env: Arc<HostEnv>,
+        memory_bytes: usize,
+    ) -> Self {
         let stderr = StderrTail::default();
         // No preopened directories, no environment, no arguments, no network:
         // a plugin reaches the world only through the imports below.
@@ -221,6 +237,7 @@ impl HostState {
             .build();
         HostState {
             plugin,
+            content_types,
             env,
             wasi,
             table: ResourceTable::new(),
@@ -401,6 +418,7 @@ impl blobs::HostSource for HostState {
             file,
             offset: base,
             len: total,
+            ..
         } = self.source(&this)?;
         if offset >= *total {
             return Ok(Vec::new());
@@ -433,6 +451,7 @@ impl blobs::HostSource for HostState {
             file,
             offset: base,
             len: total,
+            whole,
         } = self.source(&this)?;
         if offset.checked_add(len).is_none_or(|end| end > *total) {
             return Err(err(
@@ -441,8 +460,21 @@ impl blobs::HostSource for HostState {
             ));
         }
         let (file, start) = (file.clone(), base + offset);
+        let whole = whole
+            .clone()
+            .filter(|_| *base == 0 && offset == 0 && len == *total);
         self.store_blob(
-            |b| b.store_file_range(&file, start, len, expect.as_ref()),
+            |b| match &whole {
+                Some(w) => b.link_file(
+                    &file,
+                    &w.dir,
+                    &w.name,
+                    len,
+                    w.digest.as_ref(),
+                    expect.as_ref(),
+                ),
+                None => b.store_file_range(&file, start, len, expect.as_ref()),
+            },
             len,
         )
         .map(|(d, _)| String::from(d))
@@ -596,6 +628,110 @@ impl publications::Host for HostState {
             after.as_deref(),
             limit.clamp(1, 10_000) as usize,
         )
+    }
+}
+
+fn session_err(e: SessionError) -> types::Error {
+    match e {
+        SessionError::Blob(b) => blob_err(b),
+        SessionError::Unknown(_) => err("not-found", e.to_string()),
+        SessionError::Busy(_) => err("busy", e.to_string()),
+        other => err("io", other.to_string()),
+    }
+}
+
+impl HostState {
+    /// A session of this plugin, of the write's repository when in a write.
+    fn session(&self, id: &str) -> Option<crate::sessions::SessionId> {
+        let repo = match &self.scope {
+            CallScope::Task(t) => Some(t.repo.id.as_str()),
+            CallScope::Resolve => None,
+            CallScope::Describe => return None,
+        };
+        self.env.sessions.find(id, &self.plugin, repo)
+    }
+
+    fn owns(&self, r: &Repository) -> bool {
+        self.content_types.contains(&r.content_type)
+    }
+}
+
+impl sessions::Host for HostState {
+    fn length(&mut self, id: String) -> Option<u64> {
+        let id = self.session(&id)?;
+        self.env.sessions.length(&id)
+    }
+
+    fn commit(&mut self, id: String, expect: Option<String>) -> Result<String, types::Error> {
+        self.task("sessions.commit")?;
+        let expect = expect.as_deref().map(parse_digest).transpose()?;
+        let sid = self
+            .session(&id)
+            .ok_or_else(|| err("not-found", format!("upload session {id} is not known")))?;
+        let (digest, len) = self
+            .env
+            .sessions
+            .commit(sid, &self.env.blobs, expect.as_ref())
+            .map_err(session_err)?;
+        self.bytes_stored += len;
+        Ok(digest.into())
+    }
+
+    fn abort(&mut self, id: String) -> bool {
+        if self.task("sessions.abort").is_err() {
+            return false;
+        }
+        self.session(&id)
+            .is_some_and(|sid| self.env.sessions.abort(&sid))
+    }
+}
+
+impl repositories::Host for HostState {
+    fn get(&mut self, id: String) -> Option<types::Repository> {
+        if matches!(self.scope, CallScope::Describe) {
+            return None;
+        }
+        let id: crate::ids::RepoId = id.parse().ok()?;
+        let env = self.env.clone();
+        let repo = env.rt.block_on(env.store.get_repo(&id)).ok()??;
+        self.owns(&repo).then(|| crate::jobs::wit_repo(&repo))
+    }
+
+    fn find(&mut self, distributor_key: String, value: String) -> Vec<types::Repository> {
+        if matches!(self.scope, CallScope::Describe) {
+            return Vec::new();
+        }
+        let env = self.env.clone();
+        let mut found = Vec::new();
+        // Pushes only (not the pull path): a scan of this plugin's
+        // repositories, a page at a time.
+        for content_type in self.content_types.iter() {
+            let mut q = db::RepoQuery {
+                after: None,
+                limit: 1000,
+                content_type: Some(content_type.clone()),
+                notes: Default::default(),
+            };
+            loop {
+                let Ok(page) = env.rt.block_on(env.store.list_repos(&q)) else {
+                    return found;
+                };
+                let full = page.len() == q.limit as usize;
+                q.after = page.last().map(|r| r.id.to_string());
+                found.extend(
+                    page.iter()
+                        .filter(|r| {
+                            r.distributor_config.get(&distributor_key)
+                                == Some(&serde_json::Value::String(value.clone()))
+                        })
+                        .map(crate::jobs::wit_repo),
+                );
+                if !full {
+                    break;
+                }
+            }
+        }
+        found
     }
 }
 

@@ -22,7 +22,7 @@ use wasmtime::{
 
 /// The contract this host implements.
 pub const CONTRACT_PACKAGE: &str = "wharf:plugin";
-pub const CONTRACT_VERSION: (u64, u64, u64) = (0, 1, 0);
+pub const CONTRACT_VERSION: (u64, u64, u64) = (0, 2, 0);
 
 /// How often the epoch advances; the granularity of deadlines and cancel.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -180,6 +180,7 @@ impl Runtime {
                 from_cache,
                 duration: Duration::ZERO,
             },
+            content_types: Arc::from([]),
             pre,
             runtime: self.clone(),
             idle: Mutex::new(Vec::new()),
@@ -199,6 +200,12 @@ impl Runtime {
             routes: info.routes,
         };
         plugin.validate_info()?;
+        plugin.content_types = plugin
+            .info
+            .content_types
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect();
         // The describe instance was created under a placeholder name.
         plugin.idle.get_mut().unwrap().clear();
         Ok((
@@ -226,10 +233,15 @@ impl Runtime {
         Ok(component)
     }
 
-    fn new_store(&self, name: Arc<str>) -> Store<HostState> {
+    fn new_store(&self, name: Arc<str>, content_types: Arc<[String]>) -> Store<HostState> {
         let mut store = Store::new(
             &self.engine,
-            HostState::new(name, self.env.clone(), self.limits.memory_bytes),
+            HostState::new(
+                name,
+                content_types,
+                self.env.clone(),
+                self.limits.memory_bytes,
+            ),
         );
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_callback(|mut ctx| match ctx.data_mut().check_interrupt() {
@@ -295,6 +307,8 @@ pub struct Plugin {
     pub name: Arc<str>,
     pub info: PluginInfo,
     pub wasm_digest: Digest,
+    /// The content types of `info`, shared with every instance.
+    content_types: Arc<[String]>,
     /// How this plugin was loaded (compiled now, or from the cache).
     pub load: LoadStats,
     pre: ContentPluginPre<HostState>,
@@ -363,7 +377,7 @@ impl Plugin {
             }
             None => {
                 // Instantiation runs guest code too: arm the deadline first.
-                let mut store = rt.new_store(self.name.clone());
+                let mut store = rt.new_store(self.name.clone(), self.content_types.clone());
                 arm(&mut store, scope, cancel);
                 let bindings = self
                     .pre
@@ -395,7 +409,9 @@ impl Plugin {
         scope: CallScope,
         f: impl FnOnce(&ContentPlugin, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
-        let mut store = self.runtime.new_store(self.name.clone());
+        let mut store = self
+            .runtime
+            .new_store(self.name.clone(), self.content_types.clone());
         store.data_mut().scope = scope;
         store.data_mut().deadline = Instant::now() + self.runtime.limits.call_timeout;
         store.set_epoch_deadline(1);
@@ -462,4 +478,20 @@ fn last_lines(s: &str, n: usize) -> String {
 /// Read a plugin file, with a clear error.
 pub fn read_wasm(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_contract_version_is_the_wit_packages() {
+        let wit = include_str!("../../../wit/plugin.wit");
+        let (major, minor, patch) = CONTRACT_VERSION;
+        let line = format!("package {CONTRACT_PACKAGE}@{major}.{minor}.{patch};");
+        assert!(
+            wit.lines().any(|l| l.trim() == line),
+            "wit/plugin.wit does not declare {line}"
+        );
+    }
 }

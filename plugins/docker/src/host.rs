@@ -4,7 +4,7 @@
 use std::io::{self, Read, Seek, SeekFrom};
 use wharf_sdk::fetch::BlobDownload;
 use wharf_sdk::log::Level;
-use wharf_sdk::{Error, Header, Source, SourceReader, Unit, blobs, fetch, units};
+use wharf_sdk::{Error, Header, Source, SourceReader, Unit, blobs, fetch, sessions, units};
 
 /// Page size for unit listings.
 const LIST_PAGE: u32 = 500;
@@ -45,6 +45,8 @@ pub trait Host {
         limit: u32,
     ) -> Result<Vec<Unit>, Error>;
     fn get_unit(&mut self, unit_type: &str, key: &str) -> Result<Option<Unit>, Error>;
+    /// A stored blob read whole; blobs over `cap` bytes are an error.
+    fn read_blob(&mut self, digest: &str, cap: u64) -> Result<Vec<u8>, Error>;
     /// A GET whose body is read into memory; bodies over `cap` bytes are an error.
     fn get(&mut self, url: &str, headers: &[Header], cap: u64) -> Result<HttpResponse, Error>;
     fn fetch_blobs(&mut self, downloads: &[BlobDownload]) -> Vec<Result<String, Error>>;
@@ -57,6 +59,14 @@ pub trait Host {
         message: &str,
     );
     fn log(&mut self, level: Level, message: &str);
+}
+
+/// The host's upload sessions of the current repository (pushes).
+pub trait Sessions {
+    fn length(&mut self, id: &str) -> Option<u64>;
+    /// Store the session's bytes as a blob and end the session.
+    fn commit(&mut self, id: &str, expect: Option<&str>) -> Result<String, Error>;
+    fn abort(&mut self, id: &str) -> bool;
 }
 
 /// All units of a type in the current repository, paging through the host.
@@ -113,6 +123,21 @@ impl Host for WasmHost {
         units::get(unit_type, key)
     }
 
+    fn read_blob(&mut self, digest: &str, cap: u64) -> Result<Vec<u8>, Error> {
+        let source = blobs::open(digest)?;
+        let len = source.len();
+        if len > cap {
+            return Err(Error::invalid(format!(
+                "blob {digest} is {len} bytes, more than the {cap} byte limit"
+            )));
+        }
+        let mut bytes = Vec::with_capacity(len as usize);
+        SourceReader::new(&source)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::new("read-failed", format!("reading {digest}: {e}")))?;
+        Ok(bytes)
+    }
+
     fn get(&mut self, url: &str, headers: &[Header], cap: u64) -> Result<HttpResponse, Error> {
         let response = fetch::fetch(&fetch::Request {
             method: "GET".to_string(),
@@ -153,6 +178,20 @@ impl Host for WasmHost {
 
     fn log(&mut self, level: Level, message: &str) {
         wharf_sdk::log::log(level, message);
+    }
+}
+
+impl Sessions for WasmHost {
+    fn length(&mut self, id: &str) -> Option<u64> {
+        sessions::length(id)
+    }
+
+    fn commit(&mut self, id: &str, expect: Option<&str>) -> Result<String, Error> {
+        sessions::commit(id, expect)
+    }
+
+    fn abort(&mut self, id: &str) -> bool {
+        sessions::abort(id)
     }
 }
 

@@ -12,6 +12,7 @@ mod index;
 mod manifest;
 mod model;
 mod publish;
+mod push;
 mod reference;
 mod routes;
 mod sync;
@@ -28,7 +29,7 @@ use std::rc::Rc;
 use wharf_sdk::publications::{self, Publication};
 use wharf_sdk::{
     ContentType, Error, Guest, Info, Plan, Published, Repository, Request, Source, SourceReader,
-    Summary, blobs,
+    Summary, Written, blobs, repositories, sessions,
 };
 
 /// Parsed indexes kept per instance; a pooled instance serves many requests.
@@ -71,6 +72,10 @@ impl Guest for DockerPlugin {
     fn resolve(req: Request) -> Plan {
         routes::resolve(&mut HostRegistry, &req)
     }
+
+    fn write(req: Request, repo: Repository, session: Option<String>) -> Written {
+        push::write(&mut WasmHost, &req, &repo, session.as_deref())
+    }
 }
 
 /// Publications through the host, indexes through the instance cache.
@@ -91,6 +96,22 @@ impl routes::Registry for HostRegistry {
 
     fn manifest(&mut self, digest: &str, size: u64) -> Result<Rc<Vec<u8>>, String> {
         MANIFESTS.with_borrow_mut(|cache| cache.get_or_load(digest, || read_blob(digest, size)))
+    }
+
+    fn repository(&mut self, id: &str) -> Option<Repository> {
+        repositories::get(id)
+    }
+
+    fn find_repositories(&mut self, key: &str, value: &str) -> Vec<Repository> {
+        repositories::find(key, value)
+    }
+
+    fn blob_size(&mut self, digest: &str) -> Option<u64> {
+        blobs::stat(digest)
+    }
+
+    fn session_length(&mut self, id: &str) -> Option<u64> {
+        sessions::length(id)
     }
 }
 

@@ -166,6 +166,15 @@ pub fn set_tag<H: Host + ?Sized>(
     Ok(change)
 }
 
+/// Drop tag `name` from the current repository; false if it had none.
+pub fn remove_tag<H: Host + ?Sized>(host: &mut H, name: &str) -> Result<bool, Error> {
+    let mut removed = false;
+    for unit in tags_named(host, name)? {
+        removed |= host.remove_unit(TAG, &unit.key)?;
+    }
+    Ok(removed)
+}
+
 /// Tag units for `name`: keys sort by name first and tags cannot contain `@`,
 /// so they are exactly the keys after `name@` that start with it.
 fn tags_named<H: Host + ?Sized>(host: &mut H, name: &str) -> Result<Vec<Unit>, Error> {

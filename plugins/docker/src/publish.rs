@@ -12,6 +12,8 @@ use wharf_sdk::{Error, Published, Repository, Summary};
 pub struct DistributorConfig {
     pub repo_registry_id: Option<String>,
     pub redirect_url: Option<String>,
+    /// Publish after every push, so pushed tags are visible at once.
+    pub auto_publish: Option<bool>,
 }
 
 pub fn parse_config(json: &str) -> Result<DistributorConfig, Error> {

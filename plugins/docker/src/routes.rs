@@ -1,11 +1,12 @@
-//! The registry side: Docker Registry HTTP API V2 requests resolved into plans.
+//! The registry side: Docker Registry HTTP API V2 requests resolved into
+//! plans. Reads are answered here; writes (pushes) are planned in [`crate::push`].
 
 use crate::index::PublicationIndex;
 use crate::manifest::essence;
 use crate::reference::{is_valid_digest, is_valid_name, is_valid_tag};
 use std::rc::Rc;
 use wharf_sdk::publications::Publication;
-use wharf_sdk::{Body, Failure, Header, Plan, Request, ServeBlob};
+use wharf_sdk::{Body, Failure, Header, Plan, Repository, Request, ServeBlob};
 
 /// Manifests up to this size are answered inline from the instance's cache
 /// (no file open or read in the host per request); larger ones are served
@@ -17,7 +18,8 @@ const DEFAULT_CATALOG_PAGE: usize = 1000;
 /// Largest page we answer, whatever `n` says.
 const MAX_PAGE: usize = 10_000;
 
-/// What the registry reads: publications and their indexes.
+/// What the registry reads: publications and their indexes, and for pushes
+/// the repositories, stored blobs and upload sessions.
 pub trait Registry {
     fn lookup(&mut self, name: &str) -> Option<Publication>;
     fn names(&mut self, after: Option<&str>, limit: u32) -> Vec<String>;
@@ -25,18 +27,43 @@ pub trait Registry {
     /// The bytes of a published manifest of `size` bytes (at most
     /// [`MAX_INLINE_MANIFEST`]); implementations cache them.
     fn manifest(&mut self, digest: &str, size: u64) -> Result<Rc<Vec<u8>>, String>;
+    /// A repository of this content type by id.
+    fn repository(&mut self, id: &str) -> Option<Repository>;
+    /// Repositories whose distributor setting `key` is `value`.
+    fn find_repositories(&mut self, key: &str, value: &str) -> Vec<Repository>;
+    /// Size of a stored blob.
+    fn blob_size(&mut self, digest: &str) -> Option<u64>;
+    /// Bytes an upload session has received.
+    fn session_length(&mut self, id: &str) -> Option<u64>;
 }
 
 #[derive(Debug, PartialEq)]
 pub enum Route {
     Base,
     Catalog,
-    Tags { name: String },
-    Manifest { name: String, reference: String },
-    Blob { name: String, digest: String },
+    Tags {
+        name: String,
+    },
+    Manifest {
+        name: String,
+        reference: String,
+    },
+    Blob {
+        name: String,
+        digest: String,
+    },
+    /// `/v2/<name>/blobs/uploads/`: start a blob upload.
+    Uploads {
+        name: String,
+    },
+    /// `/v2/<name>/blobs/uploads/<id>`: one blob upload.
+    Upload {
+        name: String,
+        id: String,
+    },
 }
 
-fn failure(status: u16, code: &str, message: impl Into<String>) -> Failure {
+pub fn failure(status: u16, code: &str, message: impl Into<String>) -> Failure {
     Failure {
         status,
         code: code.to_string(),
@@ -79,12 +106,14 @@ pub fn parse_path(raw: &str) -> Result<Route, Failure> {
     let (name, target) = (&rest[..at], &rest[at + skip..]);
     let name = name_of(name)?;
     if blobs == Some((at, skip)) {
-        if target == "uploads" || target.starts_with("uploads/") {
-            return Err(failure(
-                404,
-                "BLOB_UPLOAD_UNKNOWN",
-                "this registry does not accept pushes",
-            ));
+        if target == "uploads" || target == "uploads/" {
+            return Ok(Route::Uploads { name });
+        }
+        if let Some(id) = target.strip_prefix("uploads/") {
+            return Ok(Route::Upload {
+                name,
+                id: id.to_string(),
+            });
         }
         return Ok(Route::Blob {
             name,
@@ -129,7 +158,7 @@ pub fn parse_page(query: &str) -> Result<Page, Failure> {
 
 /// `%XX` decoding; `None` when there is nothing to decode or the result is
 /// not UTF-8 (the raw text is used then).
-fn percent_decode(s: &str) -> Option<String> {
+pub fn percent_decode(s: &str) -> Option<String> {
     if !s.contains('%') {
         return None;
     }
@@ -188,7 +217,7 @@ pub fn if_none_match(headers: &[Header], digest: &str) -> bool {
         })
 }
 
-fn json_body(value: serde_json::Value, headers: Vec<Header>) -> Plan {
+pub fn json_body(value: serde_json::Value, headers: Vec<Header>) -> Plan {
     Plan::Body(Body {
         status: 200,
         content_type: "application/json".to_string(),
@@ -204,7 +233,7 @@ fn next_link(path: &str, n: usize, last: &str) -> Header {
     }
 }
 
-fn digest_header(digest: &str) -> Vec<Header> {
+pub fn digest_header(digest: &str) -> Vec<Header> {
     vec![Header {
         name: "Docker-Content-Digest".to_string(),
         value: digest.to_string(),
@@ -217,17 +246,11 @@ pub fn resolve<R: Registry>(registry: &mut R, req: &Request) -> Plan {
 }
 
 fn resolve_route<R: Registry>(registry: &mut R, req: &Request) -> Result<Plan, Failure> {
+    let route = parse_path(&req.path)?;
     if !(req.method.eq_ignore_ascii_case("GET") || req.method.eq_ignore_ascii_case("HEAD")) {
-        return Err(failure(
-            405,
-            "UNSUPPORTED",
-            format!(
-                "{} is not supported: this registry is read-only",
-                req.method
-            ),
-        ));
+        return crate::push::plan(registry, req, route);
     }
-    match parse_path(&req.path)? {
+    match route {
         Route::Base => Ok(json_body(
             serde_json::json!({}),
             vec![Header {
@@ -352,7 +375,6 @@ fn resolve_route<R: Registry>(registry: &mut R, req: &Request) -> Result<Plan, F
             }))
         }
         Route::Blob { name, digest } => {
-            let (publication, index) = publication(registry, &name)?;
             if !is_valid_digest(&digest) {
                 return Err(failure(
                     400,
@@ -360,6 +382,20 @@ fn resolve_route<R: Registry>(registry: &mut R, req: &Request) -> Result<Plan, F
                     format!("invalid digest {digest:?}"),
                 ));
             }
+            let published = publication(registry, &name);
+            let in_publication = published
+                .as_ref()
+                .is_ok_and(|(_, index)| index.blobs.contains(&digest));
+            // A pusher checks a blob it just uploaded (or may skip) with HEAD
+            // before any publish names it: answer with its size, never its
+            // bytes.
+            if !in_publication
+                && req.method.eq_ignore_ascii_case("HEAD")
+                && let Some(plan) = crate::push::pushed_blob_head(registry, &name, &digest)
+            {
+                return Ok(plan);
+            }
+            let (publication, index) = published?;
             if !index.blobs.contains(&digest) {
                 return Err(failure(
                     404,
@@ -381,6 +417,8 @@ fn resolve_route<R: Registry>(registry: &mut R, req: &Request) -> Result<Plan, F
                 headers: digest_header(&digest),
             }))
         }
+        Route::Uploads { .. } => Err(failure(405, "UNSUPPORTED", "start a blob upload with POST")),
+        Route::Upload { name, id } => crate::push::upload_status(registry, &name, &id),
     }
 }
 
@@ -420,4 +458,4 @@ fn redirect_url(config: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,7 +1,7 @@
 //! Test doubles: an in-memory host and a tar writer that can also write the
 //! hostile entries real tools refuse to produce.
 
-use crate::host::{Host, HttpResponse, UploadSource};
+use crate::host::{Host, HttpResponse, Sessions, UploadSource};
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -32,6 +32,8 @@ pub struct FakeHost {
     pub downloads: Vec<String>,
     pub logs: Vec<String>,
     pub progress_calls: u32,
+    /// Upload sessions by id: the bytes received so far.
+    pub sessions: HashMap<String, Vec<u8>>,
 }
 
 impl FakeHost {
@@ -98,6 +100,24 @@ fn put(
     Ok(digest)
 }
 
+impl Sessions for FakeHost {
+    fn length(&mut self, id: &str) -> Option<u64> {
+        self.sessions.get(id).map(|b| b.len() as u64)
+    }
+
+    fn commit(&mut self, id: &str, expect: Option<&str>) -> Result<String, Error> {
+        let bytes = self
+            .sessions
+            .remove(id)
+            .ok_or_else(|| Error::new("not-found", format!("no session {id}")))?;
+        self.put(&bytes, expect)
+    }
+
+    fn abort(&mut self, id: &str) -> bool {
+        self.sessions.remove(id).is_some()
+    }
+}
+
 impl Host for FakeHost {
     fn store_bytes(&mut self, bytes: &[u8], expect: Option<&str>) -> Result<String, Error> {
         self.put(bytes, expect)
@@ -142,6 +162,14 @@ impl Host for FakeHost {
 
     fn get_unit(&mut self, unit_type: &str, key: &str) -> Result<Option<Unit>, Error> {
         Ok(self.repo_unit(unit_type, key))
+    }
+
+    fn read_blob(&mut self, digest: &str, cap: u64) -> Result<Vec<u8>, Error> {
+        let bytes = self
+            .blob(digest)
+            .ok_or_else(|| Error::new("not-found", format!("blob {digest} is not stored")))?;
+        assert!(bytes.len() as u64 <= cap, "blob over the cap");
+        Ok(bytes)
     }
 
     fn get(&mut self, url: &str, headers: &[Header], cap: u64) -> Result<HttpResponse, Error> {

@@ -30,7 +30,7 @@ use std::rc::Rc;
 use wharf_sdk::publications::{self, Publication};
 use wharf_sdk::{
     ContentType, Error, Guest, Info, Plan, Published, Repository, Request, Source, SourceReader,
-    Summary, blobs,
+    Summary, Written, blobs,
 };
 
 /// Parsed indexes an instance keeps: a pooled instance serves many requests,
@@ -75,6 +75,10 @@ impl Guest for FilePlugin {
 
     fn publish(repo: Repository) -> Result<Published, Error> {
         publish::publish(&mut WasmHost, &repo)
+    }
+
+    fn write(req: Request, _repo: Repository, _session: Option<String>) -> Written {
+        Written::unsupported(&req)
     }
 
     fn resolve(req: Request) -> Plan {

@@ -7,12 +7,15 @@ fn d(c: char) -> String {
     format!("sha256:{}", c.to_string().repeat(64))
 }
 
-struct FakeRegistry {
-    publications: BTreeMap<String, Publication>,
-    indexes: BTreeMap<String, Rc<PublicationIndex>>,
-    index_reads: u32,
+pub(crate) struct FakeRegistry {
+    pub(crate) publications: BTreeMap<String, Publication>,
+    pub(crate) indexes: BTreeMap<String, Rc<PublicationIndex>>,
+    pub(crate) index_reads: u32,
     /// Manifest bytes the fake host has (d('a') only).
-    manifests: BTreeMap<String, Rc<Vec<u8>>>,
+    pub(crate) manifests: BTreeMap<String, Rc<Vec<u8>>>,
+    pub(crate) repositories: Vec<Repository>,
+    pub(crate) stored: BTreeMap<String, u64>,
+    pub(crate) sessions: BTreeMap<String, u64>,
 }
 
 impl Registry for FakeRegistry {
@@ -46,9 +49,34 @@ impl Registry for FakeRegistry {
         assert_eq!(bytes.len() as u64, size);
         Ok(bytes)
     }
+
+    fn repository(&mut self, id: &str) -> Option<Repository> {
+        self.repositories.iter().find(|r| r.id == id).cloned()
+    }
+
+    fn find_repositories(&mut self, key: &str, value: &str) -> Vec<Repository> {
+        self.repositories
+            .iter()
+            .filter(|r| {
+                serde_json::from_str::<serde_json::Value>(&r.distributor_config)
+                    .ok()
+                    .and_then(|c| c.get(key).and_then(|v| v.as_str().map(str::to_string)))
+                    .is_some_and(|v| v == value)
+            })
+            .cloned()
+            .collect()
+    }
+
+    fn blob_size(&mut self, digest: &str) -> Option<u64> {
+        self.stored.get(digest).copied()
+    }
+
+    fn session_length(&mut self, id: &str) -> Option<u64> {
+        self.sessions.get(id).copied()
+    }
 }
 
-fn registry() -> FakeRegistry {
+pub(crate) fn registry() -> FakeRegistry {
     let mut index = PublicationIndex {
         v: 1,
         ..Default::default()
@@ -102,10 +130,13 @@ fn registry() -> FakeRegistry {
         indexes,
         index_reads: 0,
         manifests,
+        repositories: Vec::new(),
+        stored: BTreeMap::new(),
+        sessions: BTreeMap::new(),
     }
 }
 
-fn req(method: &str, path: &str, query: &str, accept: &[&str]) -> Request {
+pub(crate) fn req(method: &str, path: &str, query: &str, accept: &[&str]) -> Request {
     Request {
         method: method.into(),
         path: path.into(),
@@ -125,7 +156,7 @@ fn get(path: &str) -> Plan {
 }
 
 #[track_caller]
-fn body(plan: Plan) -> (serde_json::Value, Vec<Header>) {
+pub(crate) fn body(plan: Plan) -> (serde_json::Value, Vec<Header>) {
     match plan {
         Plan::Body(b) => {
             assert_eq!(b.status, 200);
@@ -137,7 +168,7 @@ fn body(plan: Plan) -> (serde_json::Value, Vec<Header>) {
 }
 
 #[track_caller]
-fn error(plan: Plan, status: u16, code: &str) -> String {
+pub(crate) fn error(plan: Plan, status: u16, code: &str) -> String {
     match plan {
         Plan::Error(f) => {
             assert_eq!((f.status, f.code.as_str()), (status, code), "{}", f.message);
@@ -197,8 +228,15 @@ fn paths() {
     assert_eq!(parse_path("/v2/a/other").unwrap_err().code, "NOT_FOUND");
     assert_eq!(parse_path("/v3/").unwrap_err().code, "NOT_FOUND");
     assert_eq!(
-        parse_path("/v2/a/blobs/uploads/").unwrap_err().code,
-        "BLOB_UPLOAD_UNKNOWN"
+        parse_path("/v2/a/blobs/uploads/").unwrap(),
+        Route::Uploads { name: "a".into() }
+    );
+    assert_eq!(
+        parse_path("/v2/a/b/blobs/uploads/xyz").unwrap(),
+        Route::Upload {
+            name: "a/b".into(),
+            id: "xyz".into()
+        }
     );
 }
 
@@ -251,17 +289,14 @@ fn accept_negotiation() {
 }
 
 #[test]
-fn base_and_writes() {
+fn base_and_unsupported_writes() {
     let (v, _) = body(get("/v2/"));
     assert_eq!(v, serde_json::json!({}));
-    let plan = resolve(
-        &mut registry(),
-        &req("PUT", "/v2/my/app/manifests/latest", "", &[]),
-    );
+    let plan = resolve(&mut registry(), &req("POST", "/v2/", "", &[]));
     error(plan, 405, "UNSUPPORTED");
     let plan = resolve(
         &mut registry(),
-        &req("POST", "/v2/my/app/blobs/uploads/", "", &[]),
+        &req("DELETE", &format!("/v2/my/app/blobs/{}", d('a')), "", &[]),
     );
     error(plan, 405, "UNSUPPORTED");
 }

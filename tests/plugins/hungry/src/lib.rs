@@ -2,7 +2,7 @@
 //! limit must stop it (a trap), and the host must survive.
 
 use wharf_sdk::{
-    ContentType, Error, Guest, Info, Plan, Published, Repository, Request, Source, Summary,
+    ContentType, Error, Guest, Info, Plan, Published, Repository, Request, Source, Summary, Written,
 };
 
 struct Hungry;
@@ -36,6 +36,10 @@ impl Guest for Hungry {
 
     fn publish(_repo: Repository) -> Result<Published, Error> {
         Err(Error::new("unsupported", "hungry-test does not publish"))
+    }
+
+    fn write(req: Request, _repo: Repository, _session: Option<String>) -> Written {
+        Written::unsupported(&req)
     }
 
     fn resolve(_req: Request) -> Plan {

@@ -8,7 +8,9 @@ wit_bindgen::generate!({
     world: "content-plugin",
 });
 
-use exports::wharf::plugin::plugin::{ContentType, Failure, Guest, Info, Plan, Published, Request};
+use exports::wharf::plugin::plugin::{
+    ContentType, Failure, Guest, Info, Plan, Published, Request, Written,
+};
 use wharf::plugin::blobs::Source;
 use wharf::plugin::types::{Error, Repository, Summary};
 
@@ -44,6 +46,13 @@ impl Guest for Incompatible {
 
     fn publish(_repo: Repository) -> Result<Published, Error> {
         Err(unsupported("publish"))
+    }
+
+    fn write(req: Request, _repo: Repository, _session: Option<String>) -> Written {
+        Written {
+            plan: Self::resolve(req),
+            publish: false,
+        }
     }
 
     fn resolve(req: Request) -> Plan {

@@ -2,7 +2,7 @@
 //! (epoch/fuel deadline) and keep serving other requests.
 
 use wharf_sdk::{
-    ContentType, Error, Guest, Info, Plan, Published, Repository, Request, Source, Summary,
+    ContentType, Error, Guest, Info, Plan, Published, Repository, Request, Source, Summary, Written,
 };
 
 struct Looping;
@@ -33,6 +33,10 @@ impl Guest for Looping {
 
     fn publish(_repo: Repository) -> Result<Published, Error> {
         Err(Error::new("unsupported", "looping-test does not publish"))
+    }
+
+    fn write(req: Request, _repo: Repository, _session: Option<String>) -> Written {
+        Written::unsupported(&req)
     }
 
     fn resolve(_req: Request) -> Plan {

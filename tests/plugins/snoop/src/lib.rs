@@ -5,7 +5,7 @@
 
 use wharf_sdk::{
     Body, ContentType, Error, Guest, Info, Plan, Published, Repository, Request, Source, Summary,
-    blobs, fetch, units,
+    Written, blobs, fetch, units,
 };
 
 struct Snoop;
@@ -58,6 +58,10 @@ impl Guest for Snoop {
 
     fn publish(_repo: Repository) -> Result<Published, Error> {
         Err(Error::new("unsupported", "snoop-test does not publish"))
+    }
+
+    fn write(req: Request, _repo: Repository, _session: Option<String>) -> Written {
+        Written::unsupported(&req)
     }
 
     fn resolve(req: Request) -> Plan {

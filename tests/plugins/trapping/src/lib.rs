@@ -4,7 +4,7 @@
 
 use wharf_sdk::{
     Body, ContentType, Error, Failure, Guest, Info, Plan, Published, Repository, Request, Source,
-    Summary,
+    Summary, Written,
 };
 
 struct Trapping;
@@ -35,6 +35,10 @@ impl Guest for Trapping {
 
     fn publish(_repo: Repository) -> Result<Published, Error> {
         Err(Error::new("unsupported", "trapping-test does not publish"))
+    }
+
+    fn write(req: Request, _repo: Repository, _session: Option<String>) -> Written {
+        Written::unsupported(&req)
     }
 
     fn resolve(req: Request) -> Plan {

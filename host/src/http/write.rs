@@ -1,0 +1,285 @@
+//! Writes through a plugin's routes (a `docker push`): `resolve` answered
+//! with a write plan, and this module carries it out.
+//!
+//! 1. The repository must exist, be one of the plugin's content types, and
+//!    be the one the access gate checked the caller against (when the gate
+//!    found one by its published name).
+//! 2. The request body streams into an upload session (new, or named by the
+//!    plan), hashed on the way; a `Content-Range` must start at the session's
+//!    length.
+//! 3. The plugin's `write` runs with the repository's units and sessions;
+//!    its unit changes are committed in one transaction only if it answered
+//!    without an error.
+//! 4. If it asked, the repository is published (a publish task, awaited)
+//!    before the answer goes out, so a pushed tag is pullable at once.
+
+use crate::app::App;
+use crate::auth::registry_gate::Admitted;
+use crate::db::{Progress, Repository, TaskState};
+use crate::http::registry::plugin_failure;
+use crate::jobs::{Job, wit_repo};
+use crate::plugins::bindings::exports::wharf::plugin::plugin::{
+    BodyTarget, Plan, Request, WritePlan, Written,
+};
+use crate::plugins::host::{CallScope, TaskCall};
+use crate::plugins::runtime::Plugin;
+use crate::sessions::{Owner, SessionError, SessionId};
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a push waits for its repository's auto-publish.
+const PUBLISH_WAIT: Duration = Duration::from_secs(120);
+
+/// A registry-style error (`{"errors": [...]}`), as the plugin's own are.
+fn registry_error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
+    let body = serde_json::json!({"errors": [{"code": code, "message": message.to_string(), "detail": {}}]});
+    (status, axum::Json(body)).into_response()
+}
+
+/// The first number of `Content-Range` (`0-1023`, or `bytes 0-1023/*`).
+fn range_start(headers: &HeaderMap) -> Result<Option<u64>, Response> {
+    let Some(v) = headers.get(header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let text = v.to_str().unwrap_or("");
+    text.trim()
+        .trim_start_matches("bytes")
+        .trim()
+        .split('-')
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            registry_error(
+                StatusCode::BAD_REQUEST,
+                "BLOB_UPLOAD_INVALID",
+                format!("cannot parse Content-Range {text:?}; send START-END"),
+            )
+        })
+}
+
+fn session_failure(e: SessionError, location: Option<&str>) -> Response {
+    match e {
+        SessionError::WrongOffset { len, .. } => {
+            let mut r =
+                registry_error(StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID", &e);
+            let range = format!("0-{}", len.saturating_sub(1));
+            r.headers_mut()
+                .insert(header::RANGE, HeaderValue::try_from(range).expect("ascii"));
+            if let Some(l) = location.and_then(|l| HeaderValue::try_from(l).ok()) {
+                r.headers_mut().insert(header::LOCATION, l);
+            }
+            r
+        }
+        SessionError::TooLarge { .. } => {
+            registry_error(StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID", e)
+        }
+        SessionError::Unknown(_) => registry_error(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN", e),
+        SessionError::Busy(_) => registry_error(StatusCode::CONFLICT, "BLOB_UPLOAD_INVALID", e),
+        SessionError::Body(_) => registry_error(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", e),
+        SessionError::Blob(_) | SessionError::Io(_) => {
+            tracing::error!("upload session: {e}");
+            registry_error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e)
+        }
+    }
+}
+
+/// The repository a write plan names, checked against the plugin and the gate.
+async fn target(
+    app: &App,
+    plugin: &Plugin,
+    admitted: &Admitted,
+    id: &str,
+) -> Result<Repository, Response> {
+    let unknown = || {
+        registry_error(
+            StatusCode::NOT_FOUND,
+            "NAME_UNKNOWN",
+            format!("repository {id} does not exist"),
+        )
+    };
+    let repo_id = id.parse().map_err(|_| unknown())?;
+    let repo = app
+        .store
+        .get_repo(&repo_id)
+        .await
+        .map_err(|e| registry_error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e))?
+        .ok_or_else(unknown)?;
+    if !plugin
+        .info
+        .content_types
+        .iter()
+        .any(|(t, _)| *t == repo.content_type)
+    {
+        tracing::warn!(plugin = %plugin.info.name, repo = %id, "plugin planned a write to a repository of another content type");
+        return Err(unknown());
+    }
+    if let Some(checked) = &admitted.repository
+        && checked != id
+    {
+        return Err(registry_error(
+            StatusCode::FORBIDDEN,
+            "DENIED",
+            format!("access was checked for repository {checked}, not {id}"),
+        ));
+    }
+    Ok(repo)
+}
+
+/// Carry out a write plan; `Ok` is the plan to answer with.
+pub async fn run(
+    app: &Arc<App>,
+    plugin: &Arc<Plugin>,
+    admitted: Admitted,
+    req: Request,
+    plan: WritePlan,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Plan, Response> {
+    let repo = target(app, plugin, &admitted, &plan.repository).await?;
+    let owner = Owner {
+        plugin: plugin.info.name.clone(),
+        repository: repo.id.to_string(),
+    };
+    let sessions = &app.plugins.runtime.env.sessions;
+    let (session, created): (Option<SessionId>, bool) = match &plan.body {
+        BodyTarget::None => (None, false),
+        BodyTarget::NewSession => {
+            let id = sessions
+                .create(&owner)
+                .map_err(|e| session_failure(e.into(), None))?;
+            if let Err(e) = sessions.append(id, body, None, plan.max_body).await {
+                sessions.abort(&id);
+                return Err(session_failure(e, None));
+            }
+            (Some(id), true)
+        }
+        BodyTarget::Session(name) => {
+            let id = sessions
+                .find(name, &owner.plugin, Some(&owner.repository))
+                .ok_or_else(|| session_failure(SessionError::Unknown(name.clone()), None))?;
+            let start = range_start(headers)?;
+            sessions
+                .append(id, body, start, plan.max_body)
+                .await
+                .map_err(|e| session_failure(e, Some(&req.path)))?;
+            (Some(id), false)
+        }
+    };
+    let written = call_write(plugin, &repo, req, session).await;
+    let (written, changes) = match written {
+        Ok(w) => w,
+        Err(resp) => {
+            if created && let Some(id) = session {
+                sessions.abort(&id);
+            }
+            return Err(resp);
+        }
+    };
+    let failed = match &written.plan {
+        Plan::Error(_) => true,
+        Plan::Body(b) => b.status >= 400,
+        _ => false,
+    };
+    if failed {
+        // A write that failed keeps nothing: no units, no new session.
+        if created && let Some(id) = session {
+            sessions.abort(&id);
+        }
+        return Ok(written.plan);
+    }
+    if !changes.is_empty() {
+        app.store
+            .apply_changes(&repo.id, &changes)
+            .await
+            .map_err(|e| registry_error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e))?;
+        if written.publish {
+            publish_now(app, &repo).await;
+        }
+    }
+    Ok(written.plan)
+}
+
+/// Run the plugin's `write` off the async threads; hand back its answer and
+/// its staged unit changes.
+async fn call_write(
+    plugin: &Arc<Plugin>,
+    repo: &Repository,
+    req: Request,
+    session: Option<SessionId>,
+) -> Result<(Written, Vec<crate::db::UnitChange>), Response> {
+    let call = TaskCall {
+        repo: repo.clone(),
+        overlay: BTreeMap::new(),
+        changes: Vec::new(),
+        progress: Arc::new(|_: Progress| {}),
+        allowed_origins: Vec::new(),
+    };
+    let wrepo = wit_repo(repo);
+    let session = session.map(|s| s.to_string());
+    let plugin = plugin.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        plugin.call_task(CallScope::Task(Box::new(call)), None, |p, s| {
+            p.wharf_plugin_plugin()
+                .call_write(s, &req, &wrepo, session.as_deref())
+        })
+    })
+    .await
+    .map_err(|e| registry_error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e))?;
+    let (written, scope, _) = outcome.map_err(plugin_failure)?;
+    let changes = match scope {
+        CallScope::Task(call) => call.changes,
+        _ => Vec::new(),
+    };
+    Ok((written, changes))
+}
+
+/// Publish `repo` through the task queue (so it is ordered with the
+/// repository's other tasks) and wait for it. A failure is logged: the push
+/// itself succeeded and the next publish shows it.
+async fn publish_now(app: &Arc<App>, repo: &Repository) {
+    let task = match app
+        .tasks
+        .submit(Job::Publish {
+            repository: repo.id.clone(),
+        })
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(repo = %repo.id, "auto-publish not queued: {e}");
+            return;
+        }
+    };
+    let deadline = Instant::now() + PUBLISH_WAIT;
+    let mut pause = Duration::from_millis(1);
+    while Instant::now() < deadline {
+        match app.tasks.get(&task.id).await {
+            Ok(Some(t)) if t.state.is_final() => {
+                if t.state != TaskState::Finished {
+                    tracing::warn!(repo = %repo.id, task = %t.id, "auto-publish failed: {:?}", t.error);
+                }
+                // Published by a worker elsewhere: load it now rather than
+                // at the next refresh.
+                if app.tasks.is_brokered()
+                    && let Ok(pubs) = app.store.list_publications().await
+                {
+                    app.publications.replace_all(pubs);
+                }
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(repo = %repo.id, "auto-publish: {e}");
+                return;
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+    tracing::warn!(repo = %repo.id, task = %task.id, "auto-publish still running after {PUBLISH_WAIT:?}; answering the push anyway");
+}

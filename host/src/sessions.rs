@@ -1,0 +1,324 @@
+//! Upload sessions: bytes a client sends through a plugin's routes (a
+//! registry blob push, whole or in chunks) on their way to the blob store.
+//!
+//! A plugin asks for a session with a `write` plan; the host streams request
+//! bodies into it and the plugin commits it as a blob once the client says
+//! which digest it must have. Sessions live in `<data-dir>/blobs/sessions/`,
+//! on the blob store's filesystem, so a commit is a rename, not a copy; and
+//! while a session is written in order by one process, its digest is computed
+//! as the bytes arrive, so a commit reads nothing back either.
+//!
+//! Each session has a data file `<id>` and an owner file `<id>.json` naming
+//! the plugin and repository it belongs to: a plugin never reaches another
+//! plugin's or another repository's sessions, and every node sharing the
+//! data directory sees the same sessions.
+
+use crate::blobs::{BlobError, BlobStore, hash_file_range};
+use crate::digest::Digest;
+pub use crate::ids::SessionId;
+use axum::body::Body;
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, OpenOptions};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+/// Whom a session belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Owner {
+    pub plugin: String,
+    pub repository: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("upload session {0} is not known")]
+    Unknown(String),
+    #[error("upload session {id} has {len} bytes; the next chunk must start there")]
+    WrongOffset { id: SessionId, len: u64 },
+    #[error("the body is larger than the {max} bytes allowed here")]
+    TooLarge { max: u64 },
+    #[error("upload session {0} is being written by another request")]
+    Busy(SessionId),
+    #[error("the request body ended early: {0}")]
+    Body(String),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error("upload sessions: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct Sessions {
+    dir: Dir,
+    /// Digest state of sessions this process wrote in order: (bytes covered,
+    /// state). Lost on restart; a commit then re-reads the file.
+    hashers: Mutex<HashMap<SessionId, (u64, Sha256)>>,
+    /// Sessions with a request streaming into them right now.
+    busy: Mutex<HashSet<SessionId>>,
+}
+
+/// Marks a session busy while a body streams in.
+struct BusyGuard<'a>(&'a Sessions, SessionId);
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.0.busy.lock().unwrap().remove(&self.1);
+    }
+}
+
+fn data_name(id: &SessionId) -> String {
+    id.0.simple().to_string()
+}
+
+fn owner_name(id: &SessionId) -> String {
+    format!("{}.json", id.0.simple())
+}
+
+impl Sessions {
+    /// Open (creating if needed) the session directory inside the blob
+    /// store's root.
+    pub fn open(blobs_root: &Path) -> std::io::Result<Self> {
+        let path = blobs_root.join("sessions");
+        std::fs::create_dir_all(&path)?;
+        Ok(Sessions {
+            dir: Dir::open_ambient_dir(&path, ambient_authority())?,
+            hashers: Mutex::default(),
+            busy: Mutex::default(),
+        })
+    }
+
+    /// Start an empty session.
+    pub fn create(&self, owner: &Owner) -> std::io::Result<SessionId> {
+        let id = SessionId::new();
+        let json = serde_json::to_vec(owner).expect("owner serializes");
+        self.dir.write(owner_name(&id), json)?;
+        self.dir.open_with(
+            data_name(&id),
+            OpenOptions::new().write(true).create_new(true),
+        )?;
+        self.hashers.lock().unwrap().insert(id, (0, Sha256::new()));
+        Ok(id)
+    }
+
+    /// The session `id` if it exists and belongs to `plugin` (and to
+    /// `repository`, when given).
+    pub fn find(&self, id: &str, plugin: &str, repository: Option<&str>) -> Option<SessionId> {
+        let id: SessionId = id.parse().ok()?;
+        let owner: Owner = serde_json::from_slice(&self.dir.read(owner_name(&id)).ok()?).ok()?;
+        (owner.plugin == plugin && repository.is_none_or(|r| r == owner.repository)).then_some(id)
+    }
+
+    /// Bytes received so far.
+    pub fn length(&self, id: &SessionId) -> Option<u64> {
+        self.dir.metadata(data_name(id)).ok().map(|m| m.len())
+    }
+
+    fn claim(&self, id: SessionId) -> Result<BusyGuard<'_>, SessionError> {
+        if !self.busy.lock().unwrap().insert(id) {
+            return Err(SessionError::Busy(id));
+        }
+        Ok(BusyGuard(self, id))
+    }
+
+    /// Stream `body` onto the end of the session. `start`, when the client
+    /// gave one (`Content-Range`), must be the session's length. Nothing of a
+    /// body that fails half-way stays. Returns the new length.
+    pub async fn append(
+        &self,
+        id: SessionId,
+        body: Body,
+        start: Option<u64>,
+        max: u64,
+    ) -> Result<u64, SessionError> {
+        let _busy = self.claim(id)?;
+        let mut file = self
+            .dir
+            .open_with(data_name(&id), OpenOptions::new().write(true))
+            .map_err(|_| SessionError::Unknown(id.to_string()))?
+            .into_std();
+        let len = file.metadata()?.len();
+        if start.is_some_and(|s| s != len) {
+            return Err(SessionError::WrongOffset { id, len });
+        }
+        // Keep hashing only if the state covers exactly what is on disk.
+        let mut hasher = match self.hashers.lock().unwrap().remove(&id) {
+            Some((covered, h)) if covered == len => Some(h),
+            _ => None,
+        };
+        use std::io::Seek;
+        file.seek(std::io::SeekFrom::Start(len))?;
+        let mut stream = body.into_data_stream();
+        let mut written = 0u64;
+        let outcome: Result<(), SessionError> = async {
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| SessionError::Body(e.to_string()))?;
+                written += chunk.len() as u64;
+                if written > max {
+                    return Err(SessionError::TooLarge { max });
+                }
+                tokio::task::block_in_place(|| {
+                    file.write_all(&chunk)?;
+                    if let Some(h) = hasher.as_mut() {
+                        h.update(&chunk);
+                    }
+                    Ok::<_, std::io::Error>(())
+                })?;
+            }
+            // Acknowledged bytes are on disk: a commit after a crash finds them.
+            tokio::task::block_in_place(|| file.sync_data())?;
+            Ok(())
+        }
+        .await;
+        match outcome {
+            Ok(()) => {
+                if let Some(h) = hasher {
+                    self.hashers.lock().unwrap().insert(id, (len + written, h));
+                }
+                Ok(len + written)
+            }
+            Err(e) => {
+                let _ = file.set_len(len);
+                Err(e)
+            }
+        }
+    }
+
+    /// Store the session's bytes as a blob and end the session; on a digest
+    /// mismatch the session ends too (its bytes can never become that blob).
+    pub fn commit(
+        &self,
+        id: SessionId,
+        blobs: &BlobStore,
+        expect: Option<&Digest>,
+    ) -> Result<(Digest, u64), SessionError> {
+        let _busy = self.claim(id)?;
+        let file = self
+            .dir
+            .open(data_name(&id))
+            .map_err(|_| SessionError::Unknown(id.to_string()))?
+            .into_std();
+        let len = file.metadata()?.len();
+        let digest = match self.hashers.lock().unwrap().remove(&id) {
+            Some((covered, h)) if covered == len => Digest::from_hasher(h),
+            _ => hash_file_range(&file, 0, len)?,
+        };
+        drop(file);
+        if let Some(e) = expect
+            && *e != digest
+        {
+            self.remove(&id);
+            return Err(BlobError::DigestMismatch {
+                expected: e.clone(),
+                actual: digest,
+            }
+            .into());
+        }
+        blobs.adopt(&self.dir, Path::new(&data_name(&id)), &digest)?;
+        let _ = self.dir.remove_file(owner_name(&id));
+        Ok((digest, len))
+    }
+
+    /// End a session and drop its bytes.
+    pub fn abort(&self, id: &SessionId) -> bool {
+        let existed = self.dir.remove_file(owner_name(id)).is_ok();
+        self.remove(id);
+        existed
+    }
+
+    fn remove(&self, id: &SessionId) {
+        let _ = self.dir.remove_file(data_name(id));
+        let _ = self.dir.remove_file(owner_name(id));
+        self.hashers.lock().unwrap().remove(id);
+    }
+
+    /// Drop sessions nobody has written to for `idle`; returns how many.
+    pub fn remove_idle(&self, idle: Duration) -> std::io::Result<usize> {
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for entry in self.dir.entries()? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(id) = name.to_str().and_then(|n| n.parse::<SessionId>().ok()) else {
+                continue;
+            };
+            let modified = entry.metadata()?.modified()?.into_std();
+            let in_use = self.busy.lock().unwrap().contains(&id);
+            if !in_use && now.duration_since(modified).unwrap_or_default() > idle {
+                self.remove(&id);
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner() -> Owner {
+        Owner {
+            plugin: "docker".into(),
+            repository: "app".into(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn chunks_commit_by_rename_and_digest_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(&dir.path().join("blobs")).unwrap();
+        let sessions = Sessions::open(blobs.root()).unwrap();
+        let id = sessions.create(&owner()).unwrap();
+        let s = id.to_string();
+        assert_eq!(sessions.find(&s, "docker", Some("app")), Some(id));
+        assert_eq!(sessions.find(&s, "docker", Some("other")), None);
+        assert_eq!(sessions.find(&s, "file", None), None);
+        assert_eq!(sessions.find("../../etc/passwd", "docker", None), None);
+        let n = sessions.append(id, Body::from("hello "), None, u64::MAX);
+        assert_eq!(n.await.unwrap(), 6);
+        let wrong = sessions
+            .append(id, Body::from("x"), Some(3), u64::MAX)
+            .await;
+        assert!(matches!(
+            wrong,
+            Err(SessionError::WrongOffset { len: 6, .. })
+        ));
+        let big = sessions
+            .append(id, Body::from("too long"), Some(6), 4)
+            .await;
+        assert!(matches!(big, Err(SessionError::TooLarge { .. })));
+        assert_eq!(
+            sessions.length(&id),
+            Some(6),
+            "a refused chunk leaves nothing"
+        );
+        sessions
+            .append(id, Body::from("world"), Some(6), u64::MAX)
+            .await
+            .unwrap();
+        let expect = Digest::of(b"hello world");
+        let (d, len) = sessions.commit(id, &blobs, Some(&expect)).unwrap();
+        assert_eq!((d, len), (expect.clone(), 11));
+        assert!(blobs.contains(&expect));
+        assert_eq!(sessions.length(&id), None);
+        assert_eq!(sessions.find(&s, "docker", None), None);
+
+        // Without the in-memory state (another process wrote it), the
+        // commit re-reads the file; a wrong digest stores nothing.
+        let id = sessions.create(&owner()).unwrap();
+        sessions
+            .append(id, Body::from("abc"), None, u64::MAX)
+            .await
+            .unwrap();
+        sessions.hashers.lock().unwrap().clear();
+        let bad = Digest::of(b"abd");
+        assert!(sessions.commit(id, &blobs, Some(&bad)).is_err());
+        assert!(!blobs.contains(&Digest::of(b"abc")));
+        assert_eq!(sessions.length(&id), None, "a mismatch ends the session");
+    }
+}

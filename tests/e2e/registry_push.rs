@@ -1,0 +1,549 @@
+//! Pushes: `docker push`, `podman push` and `skopeo copy` into Wharf, and
+//! the blob-upload and manifest protocol driven by hand (chunks, resume
+//! offsets, mount, wrong digests, missing blobs, oversized manifests, tag
+//! deletion, auto-publish on and off, access).
+
+use crate::registry_support::*;
+use crate::support::*;
+use reqwest::blocking::Response;
+use serde_json::{Value, json};
+
+/// A docker repository registered under `name`, auto-publishing or not.
+fn push_repo(s: &Server, id: &str, name: &str, auto_publish: bool) {
+    s.create_repo(json!({
+        "id": id,
+        "content_type": "docker",
+        "distributor_config": {"repo_registry_id": name, "auto_publish": auto_publish},
+    }));
+}
+
+/// A file name in a new scratch directory (kept alive by the first half).
+fn out_dir_file(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = scratch();
+    let file = dir.path().join(name);
+    (dir, file)
+}
+
+fn creds() -> String {
+    format!("admin:{ADMIN_PASSWORD}")
+}
+
+#[test]
+fn docker_push_then_pull_runs_the_image() {
+    let s = Server::start();
+    push_repo(&s, "team-app", "team/app", true);
+    let name = format!("{}/team/app:v1", s.addr);
+    let tmp = scratch();
+    let config = tmp.path().join("docker");
+    let docker_cfg = || {
+        let mut c = docker();
+        c.env("DOCKER_CONFIG", &config);
+        c
+    };
+    // Load the test image under our own name (other tests remove the shared
+    // `test/busybox` tag at any time).
+    let renamed = tmp.path().join("renamed.tar");
+    must(skopeo().args([
+        "copy",
+        "--quiet",
+        &format!(
+            "docker-archive:{}",
+            images_dir().join("busybox.tar").display()
+        ),
+        &format!("docker-archive:{}:{name}", renamed.display()),
+    ]));
+    must(docker().arg("load").arg("-i").arg(&renamed));
+
+    // Anonymous pushes are refused.
+    let (ok, out) = run(docker_cfg().args(["push", &name]));
+    assert!(!ok, "anonymous push worked: {out}");
+
+    must(docker_cfg().args(["login", &s.addr, "-u", "admin", "-p", ADMIN_PASSWORD]));
+    let out = must(docker_cfg().args(["push", &name]));
+    assert!(out.contains("digest: sha256:"), "{out}");
+    // Pushed again: every layer is already there.
+    let out = must(docker_cfg().args(["push", &name]));
+    assert!(out.contains("Layer already exists"), "{out}");
+
+    must(docker().args(["rmi", "-f", &name]));
+    must(docker().args(["pull", &name]));
+    let out = must(docker().args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &name,
+        "cat",
+        "/etc/hello.txt",
+    ]));
+    assert!(out.contains("hello from wharf"), "{out}");
+    let _ = run(docker().args(["rmi", "-f", &name]));
+
+    // The push left ordinary units: the repository lists them.
+    let c = content(&s, "team-app");
+    assert_eq!(tag_names(&c), vec!["v1".to_string()]);
+}
+
+#[test]
+fn podman_push_and_skopeo_copy_of_a_multi_arch_index() {
+    let s = Server::start();
+    push_repo(&s, "pod", "pod/app", true);
+    push_repo(&s, "multi", "multi/app", true);
+    let name = format!("{}/pod/app:latest", s.addr);
+    let archive = format!(
+        "docker-archive:{}",
+        images_dir().join("busybox.tar").display()
+    );
+    must(podman().args(["pull", &archive]));
+    let loaded = must(podman().args(["images", "-q", "--filter", "reference=test/busybox"]));
+    let id = loaded
+        .lines()
+        .next()
+        .expect("podman loaded the image")
+        .trim()
+        .to_string();
+    must(podman().args(["tag", &id, &name]));
+    must(podman().args(["push", "--tls-verify=false", "--creds", &creds(), &name]));
+    let tags = must(skopeo().args([
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{}/pod/app", s.addr),
+    ]));
+    assert!(tags.contains("latest"), "{tags}");
+    let _ = run(podman().args(["rmi", "-f", &name]));
+
+    // A whole multi-platform index, by skopeo, with both platforms.
+    let oci = format!(
+        "oci-archive:{}",
+        images_dir().join("multi-arch-oci.tar").display()
+    );
+    let dest = format!("docker://{}/multi/app:latest", s.addr);
+    let pushed = out_dir_file("pushed-digest");
+    must(skopeo().args([
+        "copy",
+        "--all",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds(),
+        "--digestfile",
+        &pushed.1.display().to_string(),
+        &oci,
+        &dest,
+    ]));
+    let digest = std::fs::read_to_string(&pushed.1).unwrap();
+    let served = request(
+        &s,
+        "GET",
+        "/v2/multi/app/manifests/latest",
+        &[("Accept", OCI_INDEX)],
+    );
+    assert_eq!(served.status().as_u16(), 200);
+    assert_eq!(header(&served, "docker-content-digest"), digest.trim());
+    let index: Value = serde_json::from_slice(&served.bytes().unwrap()).unwrap();
+    assert_eq!(
+        index["manifests"].as_array().map(Vec::len),
+        Some(2),
+        "{index}"
+    );
+    // Both platforms pull back to a local directory, verified by skopeo.
+    let out = pushed.0;
+    for arch in ["amd64", "arm64"] {
+        let dir = out.path().join(arch);
+        must(skopeo().args([
+            "copy",
+            "--src-tls-verify=false",
+            "--override-arch",
+            arch,
+            &dest,
+            &format!("dir:{}", dir.display()),
+        ]));
+    }
+}
+
+#[test]
+fn without_auto_publish_a_push_stays_invisible_until_publish() {
+    let s = Server::start();
+    push_repo(&s, "quiet", "quiet/app", false);
+    let archive = format!(
+        "docker-archive:{}",
+        images_dir().join("busybox.tar").display()
+    );
+    must(skopeo().args([
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds(),
+        &archive,
+        &format!("docker://{}/quiet/app:v1", s.addr),
+    ]));
+    let r = request(
+        &s,
+        "GET",
+        "/v2/quiet/app/manifests/v1",
+        &[("Accept", DOCKER_ACCEPT)],
+    );
+    assert_eq!(r.status().as_u16(), 404);
+    assert_eq!(error_code(r), "NAME_UNKNOWN");
+    publish(&s, "quiet");
+    let r = request(
+        &s,
+        "GET",
+        "/v2/quiet/app/manifests/v1",
+        &[("Accept", DOCKER_ACCEPT)],
+    );
+    assert_eq!(r.status().as_u16(), 200);
+    // A second push to the now-published name: still not visible before the
+    // next publish.
+    must(skopeo().args([
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds(),
+        &archive,
+        &format!("docker://{}/quiet/app:v2", s.addr),
+    ]));
+    let r = request(
+        &s,
+        "GET",
+        "/v2/quiet/app/manifests/v2",
+        &[("Accept", DOCKER_ACCEPT)],
+    );
+    assert_eq!(r.status().as_u16(), 404);
+    publish(&s, "quiet");
+    let r = request(
+        &s,
+        "GET",
+        "/v2/quiet/app/manifests/v2",
+        &[("Accept", DOCKER_ACCEPT)],
+    );
+    assert_eq!(r.status().as_u16(), 200);
+}
+
+/// The admin's client, on registry paths.
+fn send(s: &Server, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Response {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut r = s.http.request(method, s.url(path));
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    r.body(body).send().unwrap()
+}
+
+fn status_and_code(r: Response) -> (u16, String) {
+    (r.status().as_u16(), error_code(r))
+}
+
+#[test]
+fn blob_uploads_chunked_resumed_mounted_and_checked() {
+    let s = Server::start();
+    push_repo(&s, "raw", "raw/app", true);
+
+    // No credentials: the token challenge.
+    let r = request(&s, "POST", "/v2/raw/app/blobs/uploads/", &[]);
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(header(&r, "www-authenticate").starts_with("Bearer realm="));
+    // A name nobody registered.
+    let r = send(&s, "POST", "/v2/nobody/here/blobs/uploads/", &[], vec![]);
+    assert_eq!(status_and_code(r), (404, "NAME_UNKNOWN".into()));
+
+    // Start, two chunks, a chunk at the wrong offset, status, finish.
+    let r = send(&s, "POST", "/v2/raw/app/blobs/uploads/", &[], vec![]);
+    assert_eq!(r.status().as_u16(), 202);
+    let location = header(&r, "location");
+    assert!(
+        location.starts_with("/v2/raw/app/blobs/uploads/"),
+        "{location}"
+    );
+    let r = send(
+        &s,
+        "PATCH",
+        &location,
+        &[("Content-Range", "0-5")],
+        b"hello ".to_vec(),
+    );
+    assert_eq!(r.status().as_u16(), 202);
+    assert_eq!(header(&r, "range"), "0-5");
+    let r = send(
+        &s,
+        "PATCH",
+        &location,
+        &[("Content-Range", "0-4")],
+        b"world".to_vec(),
+    );
+    assert_eq!(r.status().as_u16(), 416, "a chunk must start at the end");
+    assert_eq!(
+        header(&r, "range"),
+        "0-5",
+        "the answer says where to resume"
+    );
+    let r = send(
+        &s,
+        "PATCH",
+        &location,
+        &[("Content-Range", "6-10")],
+        b"world".to_vec(),
+    );
+    assert_eq!(header(&r, "range"), "0-10");
+    let r = send(&s, "GET", &location, &[], vec![]);
+    assert_eq!(
+        (r.status().as_u16(), header(&r, "range")),
+        (204, "0-10".into())
+    );
+    let digest = sha256_digest(b"hello world");
+    let r = send(
+        &s,
+        "PUT",
+        &format!("{location}?digest={digest}"),
+        &[],
+        vec![],
+    );
+    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(header(&r, "docker-content-digest"), digest);
+    assert_eq!(
+        header(&r, "location"),
+        format!("/v2/raw/app/blobs/{digest}")
+    );
+    let r = send(&s, "GET", &location, &[], vec![]);
+    assert_eq!(status_and_code(r), (404, "BLOB_UPLOAD_UNKNOWN".into()));
+
+    // A wrong digest stores nothing and ends the upload.
+    let r = send(&s, "POST", "/v2/raw/app/blobs/uploads/", &[], vec![]);
+    let location = header(&r, "location");
+    send(&s, "PATCH", &location, &[], b"some bytes".to_vec());
+    let claimed = sha256_digest(b"other bytes");
+    let r = send(
+        &s,
+        "PUT",
+        &format!("{location}?digest={claimed}"),
+        &[],
+        vec![],
+    );
+    assert_eq!(status_and_code(r), (400, "DIGEST_INVALID".into()));
+    let fsck = std::process::Command::new(env_path("WHARF_BIN"))
+        .args(["fsck", "--data-dir"])
+        .arg(s.data_dir())
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&fsck.stdout).to_string();
+    assert!(fsck.status.success(), "{report}");
+    let refused = sha256_digest(b"some bytes");
+    let path = s
+        .data_dir()
+        .join("blobs/sha256")
+        .join(&refused[7..9])
+        .join(&refused[7..]);
+    assert!(!path.exists(), "bytes under a digest they do not have");
+
+    // Monolithic: the whole blob with the POST.
+    let mono = b"a whole blob in one request".to_vec();
+    let mono_digest = sha256_digest(&mono);
+    let r = send(
+        &s,
+        "POST",
+        &format!("/v2/raw/app/blobs/uploads/?digest={mono_digest}"),
+        &[],
+        mono,
+    );
+    assert_eq!(r.status().as_u16(), 201);
+
+    // Mount of a stored blob: no upload at all.
+    let r = send(
+        &s,
+        "POST",
+        &format!("/v2/raw/app/blobs/uploads/?mount={digest}&from=other/repo"),
+        &[],
+        vec![],
+    );
+    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(header(&r, "docker-content-digest"), digest);
+    // Canceling an upload.
+    let r = send(&s, "POST", "/v2/raw/app/blobs/uploads/", &[], vec![]);
+    let location = header(&r, "location");
+    assert_eq!(
+        send(&s, "DELETE", &location, &[], vec![]).status().as_u16(),
+        204
+    );
+    let r = send(&s, "PATCH", &location, &[], b"late".to_vec());
+    assert_eq!(status_and_code(r), (404, "BLOB_UPLOAD_UNKNOWN".into()));
+}
+
+/// Push a small blob in one request; returns its digest.
+fn push_blob(s: &Server, name: &str, bytes: &[u8]) -> String {
+    let digest = sha256_digest(bytes);
+    let r = send(
+        s,
+        "POST",
+        &format!("/v2/{name}/blobs/uploads/?digest={digest}"),
+        &[],
+        bytes.to_vec(),
+    );
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().unwrap_or_default());
+    digest
+}
+
+fn schema2(config: (&str, usize), layers: &[(&str, usize)]) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": config.0, "size": config.1},
+        "layers": layers.iter().map(|(d, n)| json!({"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": d, "size": n})).collect::<Vec<Value>>(),
+    }))
+    .unwrap()
+}
+
+fn put_manifest(s: &Server, name: &str, reference: &str, bytes: Vec<u8>) -> Response {
+    send(
+        s,
+        "PUT",
+        &format!("/v2/{name}/manifests/{reference}"),
+        &[("Content-Type", DOCKER_MANIFEST)],
+        bytes,
+    )
+}
+
+#[test]
+fn manifests_are_checked_tagged_and_deleted() {
+    let s = Server::start();
+    push_repo(&s, "man", "man/app", true);
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config_digest = push_blob(&s, "man/app", config);
+    let layer = b"not really a tarball, but bytes all the same";
+    let layer_digest = push_blob(&s, "man/app", layer);
+
+    // Names a blob never pushed: refused, and nothing is recorded.
+    let missing = sha256_digest(b"never pushed");
+    let bad = schema2((&config_digest, config.len()), &[(&missing, 3)]);
+    let r = put_manifest(&s, "man/app", "v1", bad);
+    assert_eq!(status_and_code(r), (400, "MANIFEST_BLOB_UNKNOWN".into()));
+    // A size that lies.
+    let bad = schema2((&config_digest, config.len() + 1), &[]);
+    let r = put_manifest(&s, "man/app", "v1", bad);
+    assert_eq!(status_and_code(r), (400, "MANIFEST_INVALID".into()));
+    let r = put_manifest(&s, "man/app", "v1", b"{\"schemaVersion\": 2".to_vec());
+    assert_eq!(status_and_code(r), (400, "MANIFEST_INVALID".into()));
+    // A 5 MiB document is refused before the plugin reads it.
+    let r = put_manifest(&s, "man/app", "v1", vec![b' '; 5 << 20]);
+    assert_eq!(r.status().as_u16(), 413);
+    let c = content(&s, "man");
+    assert!(tag_names(&c).is_empty(), "{c:?}");
+
+    // A good one, by tag: pullable at once (auto-publish).
+    let good = schema2(
+        (&config_digest, config.len()),
+        &[(&layer_digest, layer.len())],
+    );
+    let digest = sha256_digest(&good);
+    let r = put_manifest(&s, "man/app", &sha256_digest(b"wrong"), good.clone());
+    assert_eq!(status_and_code(r), (400, "DIGEST_INVALID".into()));
+    let r = put_manifest(&s, "man/app", "v1", good.clone());
+    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(header(&r, "docker-content-digest"), digest);
+    let r = request(
+        &s,
+        "GET",
+        "/v2/man/app/manifests/v1",
+        &[("Accept", DOCKER_ACCEPT)],
+    );
+    assert_eq!(header(&r, "docker-content-digest"), digest);
+    assert_eq!(r.bytes().unwrap().to_vec(), good);
+    let r = request(&s, "GET", &format!("/v2/man/app/blobs/{layer_digest}"), &[]);
+    assert_eq!(r.bytes().unwrap().to_vec(), layer.to_vec());
+    // And by digest, and a second tag.
+    assert_eq!(
+        put_manifest(&s, "man/app", &digest, good.clone())
+            .status()
+            .as_u16(),
+        201
+    );
+    assert_eq!(
+        put_manifest(&s, "man/app", "v2", good).status().as_u16(),
+        201
+    );
+    let r = request(&s, "GET", "/v2/man/app/tags/list", &[]);
+    let tags: Value = r.json().unwrap();
+    assert_eq!(tags["tags"], json!(["v1", "v2"]));
+
+    // Tag deletion.
+    let r = send(&s, "DELETE", "/v2/man/app/manifests/v1", &[], vec![]);
+    assert_eq!(r.status().as_u16(), 202);
+    let r = request(
+        &s,
+        "GET",
+        "/v2/man/app/manifests/v1",
+        &[("Accept", DOCKER_ACCEPT)],
+    );
+    assert_eq!(status_and_code(r), (404, "MANIFEST_UNKNOWN".into()));
+    let r = send(&s, "DELETE", "/v2/man/app/manifests/v1", &[], vec![]);
+    assert_eq!(status_and_code(r), (404, "MANIFEST_UNKNOWN".into()));
+    // Deleting by digest takes the remaining tag with it.
+    let r = send(
+        &s,
+        "DELETE",
+        &format!("/v2/man/app/manifests/{digest}"),
+        &[],
+        vec![],
+    );
+    assert_eq!(r.status().as_u16(), 202);
+    let r = request(&s, "GET", "/v2/man/app/tags/list", &[]);
+    let tags: Value = r.json().unwrap();
+    assert_eq!(tags["tags"], json!([]));
+    // Blobs are not deleted by the registry API.
+    let r = send(
+        &s,
+        "DELETE",
+        &format!("/v2/man/app/blobs/{layer_digest}"),
+        &[],
+        vec![],
+    );
+    assert_eq!(status_and_code(r), (405, "UNSUPPORTED".into()));
+}
+
+#[test]
+fn pushing_needs_update_on_the_repository() {
+    let s = Server::start();
+    push_repo(&s, "guarded", "guarded/app", true);
+    let (status, v) = s.post_json(
+        "/api/v1/users",
+        &json!({"login": "reader", "password": "reader-password"}),
+    );
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = s.post_json(
+        "/api/v1/permissions/grant",
+        &json!({"login": "reader", "resource": "/repositories/guarded/", "operations": ["read"]}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let reader = s.client_with_token(&s.login("reader", "reader-password"));
+    let r = reader
+        .post(s.url("/v2/guarded/app/blobs/uploads/"))
+        .send()
+        .unwrap();
+    assert_eq!(status_and_code(r), (403, "DENIED".into()));
+    let archive = format!(
+        "docker-archive:{}",
+        images_dir().join("busybox.tar").display()
+    );
+    let (ok, out) = run(skopeo().args([
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "reader:reader-password",
+        &archive,
+        &format!("docker://{}/guarded/app:v1", s.addr),
+    ]));
+    assert!(!ok, "a reader pushed: {out}");
+    // The same with update: the push goes through.
+    let (status, v) = s.post_json(
+        "/api/v1/permissions/grant",
+        &json!({"login": "reader", "resource": "/repositories/", "operations": ["update"]}),
+    );
+    assert_eq!(status, 200, "{v}");
+    must(skopeo().args([
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "reader:reader-password",
+        &archive,
+        &format!("docker://{}/guarded/app:v1", s.addr),
+    ]));
+}
