@@ -20,6 +20,77 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// the profile, small enough that memory stays flat.
 const COPY_CHUNK: usize = 1 << 20;
 
+/// Bytes gathered before a `write` while streaming to a file.
+const STREAM_BUFFER: usize = 4 << 20;
+/// Bytes written between two starts of the kernel's writeback.
+const WRITEBACK_EVERY: u64 = 32 << 20;
+
+/// Appends a stream to a file with large writes, and starts the kernel's
+/// writeback every few MiB, so the disk works while bytes still arrive and
+/// the final `sync_data` waits for the tail only.
+pub struct StreamingFile<'a> {
+    file: &'a std::fs::File,
+    /// File offset of `buf[0]`.
+    at: u64,
+    buf: Vec<u8>,
+    /// File offset up to which writeback was started.
+    writeback: u64,
+}
+
+impl<'a> StreamingFile<'a> {
+    /// Write from `offset` on (the caller positioned nothing: writes are
+    /// positional).
+    pub fn new(file: &'a std::fs::File, offset: u64) -> Self {
+        StreamingFile {
+            file,
+            at: offset,
+            buf: Vec::with_capacity(STREAM_BUFFER),
+            writeback: offset,
+        }
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= STREAM_BUFFER {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.write_all_at(&self.buf, self.at)?;
+        self.at += self.buf.len() as u64;
+        self.buf.clear();
+        if self.at - self.writeback >= WRITEBACK_EVERY {
+            start_writeback(self.file, self.writeback, self.at - self.writeback);
+            self.writeback = self.at;
+        }
+        Ok(())
+    }
+
+    /// Write what is buffered and wait until it is all on disk.
+    pub fn finish(mut self) -> io::Result<()> {
+        self.flush()?;
+        self.file.sync_data()
+    }
+}
+
+/// Ask the kernel to start writing a range back (no waiting). Only a hint:
+/// durability still comes from `sync_data`.
+fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain syscall on a file descriptor we own for the call's
+    // duration; it reads no memory of ours.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
 /// Temp files older than this are from writes that died.
 const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 

@@ -13,7 +13,7 @@
 //! plugin's or another repository's sessions, and every node sharing the
 //! data directory sees the same sessions.
 
-use crate::blobs::{BlobError, BlobStore, hash_file_range};
+use crate::blobs::{BlobError, BlobStore, StreamingFile, hash_file_range};
 use crate::digest::Digest;
 pub use crate::ids::SessionId;
 use axum::body::Body;
@@ -23,7 +23,6 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -136,7 +135,7 @@ impl Sessions {
         max: u64,
     ) -> Result<u64, SessionError> {
         let _busy = self.claim(id)?;
-        let mut file = self
+        let file = self
             .dir
             .open_with(data_name(&id), OpenOptions::new().write(true))
             .map_err(|_| SessionError::Unknown(id.to_string()))?
@@ -150,8 +149,7 @@ impl Sessions {
             Some((covered, h)) if covered == len => Some(h),
             _ => None,
         };
-        use std::io::Seek;
-        file.seek(std::io::SeekFrom::Start(len))?;
+        let mut out = StreamingFile::new(&file, len);
         let mut stream = body.into_data_stream();
         let mut written = 0u64;
         let outcome: Result<(), SessionError> = async {
@@ -162,7 +160,7 @@ impl Sessions {
                     return Err(SessionError::TooLarge { max });
                 }
                 tokio::task::block_in_place(|| {
-                    file.write_all(&chunk)?;
+                    out.write(&chunk)?;
                     if let Some(h) = hasher.as_mut() {
                         h.update(&chunk);
                     }
@@ -170,7 +168,7 @@ impl Sessions {
                 })?;
             }
             // Acknowledged bytes are on disk: a commit after a crash finds them.
-            tokio::task::block_in_place(|| file.sync_data())?;
+            tokio::task::block_in_place(|| out.finish())?;
             Ok(())
         }
         .await;

@@ -12,6 +12,7 @@
 //! Once linked, an upload's bytes are the blob's: further chunks are refused.
 
 use crate::app::App;
+use crate::blobs::StreamingFile;
 use crate::db::{Upload, now};
 use crate::http::error::{ApiError, ApiErrorBody, ApiResult};
 use crate::ids::UploadId;
@@ -25,7 +26,6 @@ use cap_std::fs::{Dir, OpenOptions};
 use futures::StreamExt;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
-use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex};
 
@@ -189,7 +189,7 @@ async fn put_chunk(
             ),
         ));
     }
-    let mut file = app
+    let file = app
         .uploads
         .open_write(&id, false)
         .map_err(ApiError::internal)?;
@@ -213,8 +213,7 @@ async fn put_chunk(
     };
     // Bytes past the recorded offset are from a chunk that never completed.
     file.set_len(offset).map_err(ApiError::internal)?;
-    file.seek(SeekFrom::Start(offset))
-        .map_err(ApiError::internal)?;
+    let mut out = StreamingFile::new(&file, offset);
     let mut stream = body.into_data_stream();
     let mut written = 0u64;
     let limit = upload.size.map(|s| s - offset);
@@ -237,10 +236,10 @@ async fn put_chunk(
             )));
             break;
         }
-        // Blocking write of at most one network chunk; the runtime keeps
-        // other connections moving on its other threads.
+        // Blocking write of at most one buffer; the runtime keeps other
+        // connections moving on its other threads.
         tokio::task::block_in_place(|| {
-            file.write_all(&chunk)?;
+            out.write(&chunk)?;
             if let Some(h) = hasher.as_mut() {
                 h.update(&chunk);
             }
@@ -249,10 +248,11 @@ async fn put_chunk(
         .map_err(ApiError::internal)?;
     }
     if let Some(f) = failure {
+        drop(out);
         let _ = file.set_len(offset);
         return Err(f);
     }
-    tokio::task::block_in_place(|| file.sync_data()).map_err(ApiError::internal)?;
+    tokio::task::block_in_place(|| out.finish()).map_err(ApiError::internal)?;
     upload.offset = offset + written;
     app.store.put_upload(&upload).await?;
     if let Some(h) = hasher {
