@@ -2,7 +2,7 @@
 
 use crate::blobs::BlobStore;
 use crate::config::ServeConfig;
-use crate::db::{Store, sqlite::SqliteStore};
+use crate::db::{DbLocation, Store};
 use crate::plugins::host::HostEnv;
 use crate::plugins::runtime::{Limits, Runtime};
 use crate::plugins::{LoadFailure, Plugins};
@@ -33,7 +33,12 @@ impl App {
         let data = &config.data_dir;
         std::fs::create_dir_all(data)
             .with_context(|| format!("creating data directory {}", data.display()))?;
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data.join("wharf.db"))?);
+        let db = DbLocation::or_default(config.db.as_ref(), data);
+        let store: Arc<dyn Store> = db
+            .open()
+            .await
+            .with_context(|| format!("opening the metadata store {db}"))?;
+        tracing::info!(store = %db, "metadata store open");
         let auth = crate::auth::Auth::open(&config.auth, data, store.clone()).await?;
         let blobs = Arc::new(BlobStore::open(&data.join("blobs"))?);
         let spool_dir = data.join("spool");
