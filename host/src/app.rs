@@ -101,6 +101,9 @@ impl App {
             started,
         });
         app.tasks.attach(&app);
+        // Installs and removals made on other nodes while this one was down.
+        crate::plugins::sync::reconcile(&app).await?;
+        crate::plugins::sync::spawn(&app);
         Ok(app)
     }
 }
