@@ -203,7 +203,7 @@ fn two_nodes_and_two_workers_share_mongodb_rabbitmq_and_the_data_directory() {
     // other uses them.
     let (a, b) = (c.spawn_node(), c.spawn_node());
     let (a, b) = (a.ready(), b.ready());
-    let mut w1 = c.worker(1);
+    let w1 = c.worker(1);
     let w2 = c.worker(2);
 
     // Users and login tokens live in the shared store.
@@ -215,7 +215,11 @@ fn two_nodes_and_two_workers_share_mongodb_rabbitmq_and_the_data_directory() {
     let ops_token = b.login("ops", "ops-password-1");
     let via_a = a.client_with_token(&ops_token);
     assert_eq!(
-        via_a.get(a.url("/api/v1/repositories")).send().unwrap().status(),
+        via_a
+            .get(a.url("/api/v1/repositories"))
+            .send()
+            .unwrap()
+            .status(),
         200,
         "a token issued by node B works on node A"
     );
@@ -231,14 +235,18 @@ fn two_nodes_and_two_workers_share_mongodb_rabbitmq_and_the_data_directory() {
 
     // Both nodes serve the publication (each follows the shared store).
     for s in [&a, &b] {
-        wait_until("the publication reaches both nodes", Duration::from_secs(15), || {
-            s.http
-                .get(s.url("/v2/test/busybox/tags/list"))
-                .send()
-                .unwrap()
-                .status()
-                == 200
-        });
+        wait_until(
+            "the publication reaches both nodes",
+            Duration::from_secs(15),
+            || {
+                s.http
+                    .get(s.url("/v2/test/busybox/tags/list"))
+                    .send()
+                    .unwrap()
+                    .status()
+                    == 200
+            },
+        );
     }
     let digest_a = skopeo_pull(&a, "test/busybox");
     let digest_b = skopeo_pull(&b, "test/busybox");
@@ -294,7 +302,10 @@ fn two_nodes_and_two_workers_share_mongodb_rabbitmq_and_the_data_directory() {
     let t = a.repo_task("k", "import", json!({"upload_id": upload}));
     assert_eq!(t["state"], "finished", "{t}");
     let (_, repo) = b.get_json("/api/v1/repositories/k");
-    assert!(repo["content_counts"]["tag"].as_u64().unwrap() >= 1, "{repo}");
+    assert!(
+        repo["content_counts"]["tag"].as_u64().unwrap() >= 1,
+        "{repo}"
+    );
 
     // A plugin installed on A reaches B (and the workers); removed on B, it
     // leaves A.
@@ -307,9 +318,11 @@ fn two_nodes_and_two_workers_share_mongodb_rabbitmq_and_the_data_directory() {
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 201, "{}", r.text().unwrap());
-    wait_until("node B loads the plugin installed on A", Duration::from_secs(15), || {
-        plugin_names(&b).contains(&"file".to_string())
-    });
+    wait_until(
+        "node B loads the plugin installed on A",
+        Duration::from_secs(15),
+        || plugin_names(&b).contains(&"file".to_string()),
+    );
     // A worker runs the new content type; node A serves what it published.
     b.create_repo(
         json!({"id": "files", "content_type": "file", "distributor_config": {"base_path": "pub/f"}}),
@@ -337,9 +350,11 @@ fn two_nodes_and_two_workers_share_mongodb_rabbitmq_and_the_data_directory() {
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 204);
-    wait_until("node A unloads the plugin removed on B", Duration::from_secs(15), || {
-        !plugin_names(&a).contains(&"file".to_string())
-    });
+    wait_until(
+        "node A unloads the plugin removed on B",
+        Duration::from_secs(15),
+        || !plugin_names(&a).contains(&"file".to_string()),
+    );
     drop(survivor);
     drop(victim);
 }
@@ -368,7 +383,11 @@ fn an_embedded_installation_moves_to_mongodb() {
         .stdout(std::fs::File::create(&dump).unwrap())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let db = mongo_db_url("moved");
     let out = Command::new(env_path("WHARF_BIN"))
         .args(["db", "import", "--db", &db])
@@ -394,8 +413,14 @@ fn an_embedded_installation_moves_to_mongodb() {
     // The same data directory (blobs), the metadata now in MongoDB.
     let new = Server::start_on_data_dir(Some(&data), &plugins, &["--db", &db]);
     let (_, repo) = new.get_json("/api/v1/repositories/bb");
-    assert_eq!(repo["content_counts"], repos_before["content_counts"], "{repo}");
-    assert!(repo["content_counts"]["tag"].as_u64().unwrap() >= 1, "{repo}");
+    assert_eq!(
+        repo["content_counts"], repos_before["content_counts"],
+        "{repo}"
+    );
+    assert!(
+        repo["content_counts"]["tag"].as_u64().unwrap() >= 1,
+        "{repo}"
+    );
     new.login("dev", "dev-password-1");
     assert_eq!(skopeo_pull(&new, "test/busybox"), digest_before);
     // The SQLite file is no longer needed.

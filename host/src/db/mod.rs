@@ -41,7 +41,9 @@ impl std::str::FromStr for DbLocation {
             Ok(DbLocation::Mongo(s.to_string()))
         } else if let Some(path) = s.strip_prefix("sqlite:") {
             if path.is_empty() {
-                return Err("sqlite: needs a file path, e.g. sqlite:/var/lib/wharf/wharf.db".into());
+                return Err(
+                    "sqlite: needs a file path, e.g. sqlite:/var/lib/wharf/wharf.db".into(),
+                );
             }
             Ok(DbLocation::Sqlite(PathBuf::from(path)))
         } else {
@@ -524,4 +526,34 @@ pub trait Store: Send + Sync + 'static {
 /// Now, as RFC 3339 UTC.
 pub fn now() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DbLocation;
+
+    #[test]
+    fn db_locations_parse_and_never_show_a_password() {
+        let m: DbLocation = "mongodb://u:pw@db1:27017/wharf".parse().unwrap();
+        assert_eq!(
+            m,
+            DbLocation::Mongo("mongodb://u:pw@db1:27017/wharf".into())
+        );
+        assert_eq!(m.to_string(), "mongodb://***@db1:27017/wharf");
+        assert_eq!(format!("{m:?}"), "mongodb://***@db1:27017/wharf");
+        assert_eq!(
+            "sqlite:/srv/w.db".parse::<DbLocation>().unwrap(),
+            DbLocation::Sqlite("/srv/w.db".into())
+        );
+        let err = "postgres://x".parse::<DbLocation>().unwrap_err();
+        assert!(
+            err.contains("mongodb://") && err.contains("sqlite:"),
+            "{err}"
+        );
+        assert!("sqlite:".parse::<DbLocation>().is_err());
+        assert_eq!(
+            DbLocation::or_default(None, std::path::Path::new("/d")),
+            DbLocation::Sqlite("/d/wharf.db".into())
+        );
+    }
 }

@@ -136,9 +136,12 @@ fn to_json<T: Serialize>(v: &T) -> StoreResult<String> {
 
 /// The record a document holds in `doc`.
 fn from_doc<T: serde::de::DeserializeOwned>(d: &Document) -> MResult<T> {
-    let json = d
-        .get_str("doc")
-        .map_err(|_| abort(Abort::Corrupt(format!("document {:?} has no doc", d.get("_id")))))?;
+    let json = d.get_str("doc").map_err(|_| {
+        abort(Abort::Corrupt(format!(
+            "document {:?} has no doc",
+            d.get("_id")
+        )))
+    })?;
     serde_json::from_str(json).map_err(|e| {
         abort(Abort::Corrupt(format!(
             "document {:?} does not hold a valid record: {e}",
@@ -516,7 +519,9 @@ impl Store for MongoStore {
             "doc": to_json(repo)?,
         };
         match self.c.repos.insert_one(d).await {
-            Err(e) if is_duplicate(&e) => Err(StoreError::Conflict(format!("repository {}", repo.id))),
+            Err(e) if is_duplicate(&e) => {
+                Err(StoreError::Conflict(format!("repository {}", repo.id)))
+            }
             r => r.map(|_| ()).map_err(Into::into),
         }
     }
@@ -553,12 +558,19 @@ impl Store for MongoStore {
                     .delete_many(doc! {"repo": id})
                     .session(&mut *s)
                     .await?;
-                c.pubs.delete_many(doc! {"repo": id}).session(&mut *s).await?;
+                c.pubs
+                    .delete_many(doc! {"repo": id})
+                    .session(&mut *s)
+                    .await?;
                 c.groups
                     .update_many(doc! {"members": id}, doc! {"$pull": {"members": id}})
                     .session(&mut *s)
                     .await?;
-                let r = c.repos.delete_one(doc! {"_id": id}).session(&mut *s).await?;
+                let r = c
+                    .repos
+                    .delete_one(doc! {"_id": id})
+                    .session(&mut *s)
+                    .await?;
                 Ok(r.deleted_count > 0)
             }
             .boxed()
@@ -594,7 +606,10 @@ impl Store for MongoStore {
                 UnitChange::Add(u) => (
                     u.unit_type.clone(),
                     u.key.clone(),
-                    Some((to_json(&u.metadata)?, u.blobs.iter().map(|b| b.to_string()).collect::<Vec<_>>())),
+                    Some((
+                        to_json(&u.metadata)?,
+                        u.blobs.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
+                    )),
                 ),
                 UnitChange::Remove { unit_type, key } => (unit_type.clone(), key.clone(), None),
             });
@@ -661,7 +676,10 @@ impl Store for MongoStore {
             .await?
             .try_collect()
             .await?;
-        let ids: Vec<&str> = assocs.iter().filter_map(|a| a.get_str("unit").ok()).collect();
+        let ids: Vec<&str> = assocs
+            .iter()
+            .filter_map(|a| a.get_str("unit").ok())
+            .collect();
         let units: Vec<Document> = self
             .c
             .units
@@ -743,7 +761,12 @@ impl Store for MongoStore {
         to: &RepoId,
         unit_types: &[String],
     ) -> StoreResult<u64> {
-        let ctx = (self.c.clone(), from.clone(), to.clone(), unit_types.to_vec());
+        let ctx = (
+            self.c.clone(),
+            from.clone(),
+            to.clone(),
+            unit_types.to_vec(),
+        );
         self.txn(ctx, |s, (c, from, to, types)| {
             async move {
                 for id in [&*from, &*to] {
@@ -840,7 +863,10 @@ impl Store for MongoStore {
             let s = b.as_str().ok_or_else(|| {
                 StoreError::Backend(anyhow::anyhow!("a unit blob is {b:?}, not a digest"))
             })?;
-            out.push(s.parse().map_err(|e| StoreError::Backend(anyhow::anyhow!("unit blob {s:?}: {e}")))?);
+            out.push(
+                s.parse()
+                    .map_err(|e| StoreError::Backend(anyhow::anyhow!("unit blob {s:?}: {e}")))?,
+            );
         }
         let pubs: Vec<Document> = self.c.pubs.find(doc! {}).await?.try_collect().await?;
         for p in pubs {
@@ -865,7 +891,9 @@ impl Store for MongoStore {
                 let plugin = d.get_str("plugin").unwrap_or_default();
                 let name = d.get_str("name").unwrap_or_default();
                 c.pubs
-                    .delete_many(doc! {"plugin": plugin, "$or": [{"repo": repo.as_str()}, {"name": name}]})
+                    .delete_many(
+                        doc! {"plugin": plugin, "$or": [{"repo": repo.as_str()}, {"name": name}]},
+                    )
                     .session(&mut *s)
                     .await?;
                 c.pubs.insert_one(d.clone()).session(&mut *s).await?;
@@ -1016,7 +1044,13 @@ impl Store for MongoStore {
     }
 
     async fn delete_listener(&self, id: &str) -> StoreResult<bool> {
-        Ok(self.c.listeners.delete_one(doc! {"_id": id}).await?.deleted_count > 0)
+        Ok(self
+            .c
+            .listeners
+            .delete_one(doc! {"_id": id})
+            .await?
+            .deleted_count
+            > 0)
     }
 
     async fn put_upload(&self, u: &Upload) -> StoreResult<()> {
@@ -1030,7 +1064,11 @@ impl Store for MongoStore {
     }
 
     async fn get_upload(&self, id: &UploadId) -> StoreResult<Option<Upload>> {
-        let d = self.c.uploads.find_one(doc! {"_id": id.to_string()}).await?;
+        let d = self
+            .c
+            .uploads
+            .find_one(doc! {"_id": id.to_string()})
+            .await?;
         Ok(d.map(|d| from_doc(&d)).transpose()?)
     }
 
@@ -1059,21 +1097,28 @@ impl Store for MongoStore {
 
     async fn delete_user(&self, login: &str) -> StoreResult<bool> {
         let subject = subject_key(&Subject::User(login.to_string()));
-        self.txn((self.c.clone(), login.to_string(), subject), |s, (c, login, subject)| {
-            async move {
-                c.perms
-                    .delete_many(doc! {"subject": &*subject})
-                    .session(&mut *s)
-                    .await?;
-                c.tokens
-                    .delete_many(doc! {"login": &*login})
-                    .session(&mut *s)
-                    .await?;
-                let r = c.users.delete_one(doc! {"_id": &*login}).session(&mut *s).await?;
-                Ok(r.deleted_count > 0)
-            }
-            .boxed()
-        })
+        self.txn(
+            (self.c.clone(), login.to_string(), subject),
+            |s, (c, login, subject)| {
+                async move {
+                    c.perms
+                        .delete_many(doc! {"subject": &*subject})
+                        .session(&mut *s)
+                        .await?;
+                    c.tokens
+                        .delete_many(doc! {"login": &*login})
+                        .session(&mut *s)
+                        .await?;
+                    let r = c
+                        .users
+                        .delete_one(doc! {"_id": &*login})
+                        .session(&mut *s)
+                        .await?;
+                    Ok(r.deleted_count > 0)
+                }
+                .boxed()
+            },
+        )
         .await
     }
 
@@ -1115,21 +1160,28 @@ impl Store for MongoStore {
 
     async fn delete_role(&self, id: &str) -> StoreResult<bool> {
         let subject = subject_key(&Subject::Role(id.to_string()));
-        self.txn((self.c.clone(), id.to_string(), subject), |s, (c, id, subject)| {
-            async move {
-                c.perms
-                    .delete_many(doc! {"subject": &*subject})
-                    .session(&mut *s)
-                    .await?;
-                c.users
-                    .update_many(doc! {"roles": &*id}, doc! {"$pull": {"roles": &*id}})
-                    .session(&mut *s)
-                    .await?;
-                let r = c.roles.delete_one(doc! {"_id": &*id}).session(&mut *s).await?;
-                Ok(r.deleted_count > 0)
-            }
-            .boxed()
-        })
+        self.txn(
+            (self.c.clone(), id.to_string(), subject),
+            |s, (c, id, subject)| {
+                async move {
+                    c.perms
+                        .delete_many(doc! {"subject": &*subject})
+                        .session(&mut *s)
+                        .await?;
+                    c.users
+                        .update_many(doc! {"roles": &*id}, doc! {"$pull": {"roles": &*id}})
+                        .session(&mut *s)
+                        .await?;
+                    let r = c
+                        .roles
+                        .delete_one(doc! {"_id": &*id})
+                        .session(&mut *s)
+                        .await?;
+                    Ok(r.deleted_count > 0)
+                }
+                .boxed()
+            },
+        )
         .await
     }
 
@@ -1194,7 +1246,12 @@ impl Store for MongoStore {
         resource: &str,
         ops: &[Operation],
     ) -> StoreResult<Permission> {
-        let ctx = (self.c.clone(), subject.clone(), resource.to_string(), ops.to_vec());
+        let ctx = (
+            self.c.clone(),
+            subject.clone(),
+            resource.to_string(),
+            ops.to_vec(),
+        );
         let all = self
             .txn(ctx, |s, (c, subject, resource, ops)| {
                 async move {
@@ -1245,7 +1302,12 @@ impl Store for MongoStore {
         let pid = serde_json::to_string(&(&key, resource)).expect("strings serialize");
         self.txn((self.c.clone(), pid, ops.to_vec()), |s, (c, pid, ops)| {
             async move {
-                let Some(d) = c.perms.find_one(doc! {"_id": &*pid}).session(&mut *s).await? else {
+                let Some(d) = c
+                    .perms
+                    .find_one(doc! {"_id": &*pid})
+                    .session(&mut *s)
+                    .await?
+                else {
                     return Ok(false);
                 };
                 let before = operations(&d)?;
@@ -1258,7 +1320,10 @@ impl Store for MongoStore {
                     return Ok(false);
                 }
                 if after.is_empty() {
-                    c.perms.delete_one(doc! {"_id": &*pid}).session(&mut *s).await?;
+                    c.perms
+                        .delete_one(doc! {"_id": &*pid})
+                        .session(&mut *s)
+                        .await?;
                 } else {
                     c.perms
                         .update_one(doc! {"_id": &*pid}, doc! {"$set": {"operations": after}})
@@ -1336,7 +1401,13 @@ impl Store for MongoStore {
     }
 
     async fn delete_token(&self, hash: &str) -> StoreResult<bool> {
-        Ok(self.c.tokens.delete_one(doc! {"_id": hash}).await?.deleted_count > 0)
+        Ok(self
+            .c
+            .tokens
+            .delete_one(doc! {"_id": hash})
+            .await?
+            .deleted_count
+            > 0)
     }
 
     async fn delete_user_tokens(&self, login: &str) -> StoreResult<u64> {
@@ -1539,7 +1610,11 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(store.schema_version().await.unwrap(), super::SCHEMA_VERSION);
         // Opening again is a no-op.
-        drop(super::MongoStore::open_database(&url, Some(&name)).await.unwrap());
+        drop(
+            super::MongoStore::open_database(&url, Some(&name))
+                .await
+                .unwrap(),
+        );
         store
             .db
             .collection::<mongodb::bson::Document>("meta")
@@ -1563,9 +1638,6 @@ pub(crate) mod tests {
             super::redact("mongodb://u:secret@db1:27017/wharf"),
             "mongodb://***@db1:27017/wharf"
         );
-        assert_eq!(
-            super::redact("mongodb://db1/wharf"),
-            "mongodb://db1/wharf"
-        );
+        assert_eq!(super::redact("mongodb://db1/wharf"), "mongodb://db1/wharf");
     }
 }

@@ -1188,6 +1188,8 @@ mod tests {
     async fn conformance() {
         let dir = tempfile::tempdir().unwrap();
         let store = super::SqliteStore::open(&dir.path().join("wharf.db")).unwrap();
+        let start = std::time::Instant::now();
         super::conformance::run_all(&store).await;
+        eprintln!("sqlite conformance suite: {:?}", start.elapsed());
     }
 }

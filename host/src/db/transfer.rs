@@ -24,13 +24,20 @@ const UNITS_PER_LINE: u32 = 500;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "record", rename_all = "snake_case")]
 pub enum Record {
-    Header { format: String, version: u32, exported_at: String },
+    Header {
+        format: String,
+        version: u32,
+        exported_at: String,
+    },
     Role(Role),
     User(User),
     Permission(Permission),
     Repository(Repository),
     /// Units held by one repository (created if absent, then associated).
-    Units { repo: RepoId, units: Vec<Unit> },
+    Units {
+        repo: RepoId,
+        units: Vec<Unit>,
+    },
     Group(Group),
     Publication(Publication),
     Listener(crate::events::Listener),
@@ -81,7 +88,11 @@ impl Summary {
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let parts: Vec<String> = self.counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        let parts: Vec<String> = self
+            .counts
+            .iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect();
         write!(f, "{}", parts.join(", "))?;
         if self.skipped_unfinished_tasks > 0 {
             write!(

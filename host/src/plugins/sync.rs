@@ -41,7 +41,7 @@ pub struct Reconciled {
 }
 
 /// Bring the loaded plugins in line with the store's records.
-pub async fn reconcile(app: &Arc<App>) -> anyhow::Result<Reconciled> {
+pub async fn reconcile(app: &App) -> anyhow::Result<Reconciled> {
     let records = app.store.list_installed_plugins().await?;
     // Installs and removals through this node's API wait for us, and we for
     // them: a record and the loaded set are then never seen half-changed.
@@ -84,7 +84,7 @@ pub async fn reconcile(app: &Arc<App>) -> anyhow::Result<Reconciled> {
     Ok(done)
 }
 
-async fn load(app: &Arc<App>, r: &InstalledPlugin) -> anyhow::Result<()> {
+async fn load(app: &App, r: &InstalledPlugin) -> anyhow::Result<()> {
     let path = installed_path(app, &r.name);
     let wasm = tokio::fs::read(&path).await.map_err(|e| {
         anyhow::anyhow!(
