@@ -1600,6 +1600,47 @@ pub(crate) mod tests {
         store.drop_database().await.unwrap();
     }
 
+    /// Changes to one repository claim its document, so concurrent ones
+    /// conflict; the driver retries them and none is lost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_changes_to_one_repository_all_land() {
+        use super::super::*;
+        let Some(url) = test_url() else { return };
+        let store = std::sync::Arc::new(fresh(&url, "concurrent").await);
+        let repo = Repository {
+            id: "busy".parse().unwrap(),
+            content_type: "docker".into(),
+            display_name: "busy".into(),
+            description: String::new(),
+            notes: Notes::new(),
+            importer_config: serde_json::json!({}),
+            distributor_config: serde_json::json!({}),
+            created_at: now(),
+            updated_at: now(),
+        };
+        store.create_repo(&repo).await.unwrap();
+        let writers: Vec<_> = (0..8)
+            .map(|i| {
+                let (store, id) = (store.clone(), repo.id.clone());
+                tokio::spawn(async move {
+                    let key = format!("k{i}");
+                    let unit = Unit {
+                        unit_type: "blob".into(),
+                        key: key.clone(),
+                        metadata: serde_json::json!({}),
+                        blobs: vec![Digest::of(key.as_bytes())],
+                    };
+                    store.apply_changes(&id, &[UnitChange::Add(unit)]).await
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.unwrap().unwrap();
+        }
+        assert_eq!(store.count_units(&repo.id).await.unwrap()["blob"], 8);
+        store.drop_database().await.unwrap();
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn schema_is_recorded_and_a_newer_one_refused() {
         use mongodb::bson::doc;
