@@ -78,6 +78,14 @@ impl App {
             ),
             None => Tasks::local(store.clone(), config.workers),
         };
+        if matches!(db, DbLocation::Mongo(_)) && config.broker.is_none() {
+            // fail_abandoned below assumes this process is alone on its store.
+            tracing::warn!(
+                "running on a shared MongoDB store without --broker: tasks run in this process only, and \
+                 unfinished tasks of other processes on this store are marked failed now; give every node \
+                 and worker the same --broker (see docs/scaling.md)"
+            );
+        }
         let abandoned = tasks.fail_abandoned().await?;
         if abandoned > 0 {
             tracing::warn!(
