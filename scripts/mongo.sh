@@ -55,7 +55,8 @@ stop)
     if [ -s "$M/secantusd.pid" ]; then
         pid=$(cat "$M/secantusd.pid")
         kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do
+        # It closes WiredTiger on SIGTERM, which took ~5 s on a loaded machine.
+        for _ in $(seq 1 150); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
