@@ -79,10 +79,15 @@ PODMAN_RUNROOT=$(mktemp -d /tmp/wharf-prun.XXXXXX)
 DOCKERD_PID=""
 SLAPD_DIR=""
 RABBIT_DIR=""
+MONGO_DIR=""
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
     set +e
+    if [ -n "$MONGO_DIR" ]; then
+        phase "stopping secantusdb (pid $(cat "$MONGO_DIR/secantusd.pid" 2>/dev/null))"
+        scripts/mongo.sh stop "$MONGO_DIR"
+    fi
     if [ -n "$RABBIT_DIR" ]; then
         phase "stopping rabbitmq"
         scripts/rabbitmq.sh stop "$RABBIT_DIR"
@@ -185,6 +190,18 @@ done
 export WHARF_TEST_AMQP_URL
 echo "    rabbitmq ready at $WHARF_TEST_AMQP_URL"
 
+# ----------------------------------------------------------------- mongodb --
+phase "starting secantusdb (MongoDB wire protocol)"
+MONGO_DIR="$RUN/mongo"
+for try in 1 2 3 4 5; do
+    MONGO_PORT=$((20000 + RANDOM % 20000))
+    if WHARF_TEST_MONGO_URL=$(scripts/mongo.sh start "$MONGO_DIR" "$MONGO_PORT"); then break; fi
+    scripts/mongo.sh stop "$MONGO_DIR"
+    [ "$try" = 5 ] && { echo "secantusdb did not start; see $MONGO_DIR" >&2; exit 1; }
+done
+export WHARF_TEST_MONGO_URL
+echo "    secantusdb pid $(cat "$MONGO_DIR/secantusd.pid") ready at $WHARF_TEST_MONGO_URL"
+
 # ------------------------------------------------------------- test images --
 phase "building test images"
 scripts/make-test-images.sh "$RUN/images"
@@ -195,10 +212,12 @@ export WHARF_BIN="$ROOT/target/release/wharf"
 export WHARF_PLUGIN_DIR="$ROOT/target/plugins"
 export WHARF_TEST_PLUGIN_DIR="$ROOT/target/test-plugins"
 export WHARF_TEST_RUN_DIR="$RUN"
+# Tests that need a service fail, rather than skip, when it is missing.
+export WHARF_TEST_REQUIRE_SERVICES=1
 export PODMAN_ARGS="--root $RUN/p-root --runroot $PODMAN_RUNROOT --storage-driver vfs"
 
 phase "cargo test --release --workspace $*"
-for v in WHARF_BIN WHARF_PLUGIN_DIR WHARF_TEST_PLUGIN_DIR WHARF_TEST_IMAGES WHARF_TEST_RUN_DIR PODMAN_ARGS DOCKER_HOST WHARF_TEST_LDAP_URL; do
+for v in WHARF_BIN WHARF_PLUGIN_DIR WHARF_TEST_PLUGIN_DIR WHARF_TEST_IMAGES WHARF_TEST_RUN_DIR PODMAN_ARGS DOCKER_HOST WHARF_TEST_LDAP_URL WHARF_TEST_AMQP_URL WHARF_TEST_MONGO_URL; do
     echo "    $v=${!v}"
 done
 cargo test --release --workspace "$@"

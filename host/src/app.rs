@@ -2,7 +2,7 @@
 
 use crate::blobs::BlobStore;
 use crate::config::ServeConfig;
-use crate::db::{Store, sqlite::SqliteStore};
+use crate::db::{DbLocation, Store};
 use crate::plugins::host::HostEnv;
 use crate::plugins::runtime::{Limits, Runtime};
 use crate::plugins::{LoadFailure, Plugins};
@@ -34,7 +34,12 @@ impl App {
         let data = &config.data_dir;
         std::fs::create_dir_all(data)
             .with_context(|| format!("creating data directory {}", data.display()))?;
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data.join("wharf.db"))?);
+        let db = DbLocation::or_default(config.db.as_ref(), data);
+        let store: Arc<dyn Store> = db
+            .open()
+            .await
+            .with_context(|| format!("opening the metadata store {db}"))?;
+        tracing::info!(store = %db, "metadata store open");
         let auth = crate::auth::Auth::open(&config.auth, data, store.clone()).await?;
         let blobs = Arc::new(BlobStore::open(&data.join("blobs"))?);
         let sessions = Arc::new(Sessions::open(blobs.root())?);
@@ -76,6 +81,14 @@ impl App {
             ),
             None => Tasks::local(store.clone(), config.workers),
         };
+        if matches!(db, DbLocation::Mongo(_)) && config.broker.is_none() {
+            // fail_abandoned below assumes this process is alone on its store.
+            tracing::warn!(
+                "running on a shared MongoDB store without --broker: tasks run in this process only, and \
+                 unfinished tasks of other processes on this store are marked failed now; give every node \
+                 and worker the same --broker (see docs/scaling.md)"
+            );
+        }
         let abandoned = tasks.fail_abandoned().await?;
         if abandoned > 0 {
             tracing::warn!(
@@ -99,6 +112,9 @@ impl App {
             started,
         });
         app.tasks.attach(&app);
+        // Installs and removals made on other nodes while this one was down.
+        crate::plugins::sync::reconcile(&app).await?;
+        crate::plugins::sync::spawn(&app);
         Ok(app)
     }
 }

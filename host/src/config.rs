@@ -11,6 +11,11 @@ pub struct ServeConfig {
     /// Where blobs, the metadata store, uploads and the plugin cache live.
     #[arg(long, env = "WHARF_DATA_DIR", default_value = "./wharf-data")]
     pub data_dir: PathBuf,
+    /// The metadata store: `mongodb://HOST:PORT/DATABASE` (shared by every
+    /// node and worker; see docs/scaling.md) or `sqlite:PATH`
+    /// [default: the embedded file <data-dir>/wharf.db].
+    #[arg(long, env = "WHARF_DB", value_name = "URL")]
+    pub db: Option<crate::db::DbLocation>,
     /// Directory of built-in plugins (`*.wasm`) loaded at start
     /// [default: <data-dir>/plugins].
     #[arg(long, env = "WHARF_PLUGIN_DIR")]

@@ -117,18 +117,24 @@ async fn repo_and_plugin(app: &App, id: &RepoId) -> Result<(Repository, Arc<Plug
     let repo = app.store.get_repo(id).await?.ok_or_else(|| {
         TaskFailure::new(format!("repository {id} no longer exists"), "not-found")
     })?;
-    let plugin = app
-        .plugins
-        .for_content_type(&repo.content_type)
-        .ok_or_else(|| {
-            TaskFailure::new(
-                format!(
-                    "no plugin provides content type {:?}; install it first",
-                    repo.content_type
-                ),
-                "plugin-missing",
-            )
-        })?;
+    let mut plugin = app.plugins.for_content_type(&repo.content_type);
+    if plugin.is_none() {
+        // Installed on another node moments ago, before this one's next
+        // reconciliation round?
+        if let Err(e) = crate::plugins::sync::reconcile(app).await {
+            tracing::warn!("cannot reconcile plugins with the store: {e:#}");
+        }
+        plugin = app.plugins.for_content_type(&repo.content_type);
+    }
+    let plugin = plugin.ok_or_else(|| {
+        TaskFailure::new(
+            format!(
+                "no plugin provides content type {:?}; install it first",
+                repo.content_type
+            ),
+            "plugin-missing",
+        )
+    })?;
     Ok((repo, plugin))
 }
 

@@ -68,6 +68,12 @@ async fn create(
     let Json(req) = body?;
     let id = parse_repo_id(&req.id)?;
     if app.plugins.for_content_type(&req.content_type).is_none() {
+        // Installed on another node moments ago? (plugins::sync)
+        if let Err(e) = crate::plugins::sync::reconcile(&app).await {
+            tracing::warn!("cannot reconcile plugins with the store: {e:#}");
+        }
+    }
+    if app.plugins.for_content_type(&req.content_type).is_none() {
         let known: Vec<String> = app
             .plugins
             .list()

@@ -37,8 +37,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             }
         });
     }
-    if app.tasks.is_brokered() {
-        // Publishes run in other processes: follow the shared store.
+    if app.tasks.is_brokered() || matches!(app.config.db, Some(crate::db::DbLocation::Mongo(_))) {
+        // Publishes run in other processes (workers, other nodes): follow
+        // the shared store.
         let app = app.clone();
         tokio::spawn(async move {
             loop {

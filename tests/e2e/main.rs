@@ -18,4 +18,5 @@ mod registry_push;
 mod registry_support;
 mod registry_sync;
 mod runtime;
+mod scaling;
 mod workers;

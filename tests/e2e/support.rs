@@ -21,7 +21,9 @@ pub const ADMIN_PASSWORD: &str = "admin-test-password";
 pub struct Server {
     pub base: String,
     pub addr: String,
+    /// Holds the log (and, unless shared with other nodes, the data directory).
     pub data: tempfile::TempDir,
+    data_dir: PathBuf,
     child: Child,
     /// Sends the administrator's login token on every request.
     pub http: Client,
@@ -53,7 +55,27 @@ impl Server {
     }
 
     pub fn start_with_plugin_dir(plugin_dir: &Path, extra_args: &[&str]) -> Server {
+        Self::start_on_data_dir(None, plugin_dir, extra_args)
+    }
+
+    /// A server on `data_dir` (several nodes may share one), else on a data
+    /// directory of its own.
+    pub fn start_on_data_dir(
+        data_dir: Option<&Path>,
+        plugin_dir: &Path,
+        extra_args: &[&str],
+    ) -> Server {
+        let server = Self::spawn(data_dir, plugin_dir, extra_args);
+        server.ready()
+    }
+
+    /// Start the process without waiting for it: [`Server::ready`] waits
+    /// and logs in (so that several nodes can start at once).
+    pub fn spawn(data_dir: Option<&Path>, plugin_dir: &Path, extra_args: &[&str]) -> Server {
         let data = tempfile::tempdir_in(env_path("WHARF_TEST_RUN_DIR")).unwrap();
+        let data_dir = data_dir
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| data.path().join("data"));
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let log = std::fs::File::create(data.path().join("server.log")).unwrap();
@@ -61,7 +83,7 @@ impl Server {
             .iter()
             .map(Into::into)
             .collect();
-        args.push(data.path().join("data").into());
+        args.push(data_dir.clone().into());
         args.push("--plugin-dir".into());
         args.push(plugin_dir.into());
         args.extend(extra_args.iter().map(Into::into));
@@ -72,19 +94,24 @@ impl Server {
             .stderr(log)
             .spawn()
             .expect("start wharf");
-        let mut server = Server {
+        Server {
             base: format!("http://{addr}"),
             addr,
             data,
+            data_dir,
             child,
             http: anonymous_client(),
             token: String::new(),
             args,
-        };
-        server.wait_ready();
-        server.token = server.login("admin", ADMIN_PASSWORD);
-        server.http = server.client_with_token(&server.token);
-        server
+        }
+    }
+
+    /// Wait until a spawned server answers, then log in as `admin`.
+    pub fn ready(mut self) -> Server {
+        self.wait_ready();
+        self.token = self.login("admin", ADMIN_PASSWORD);
+        self.http = self.client_with_token(&self.token);
+        self
     }
 
     /// Log in (`POST /api/v1/login`); returns the token. Panics on failure.
@@ -116,7 +143,7 @@ impl Server {
 
     /// The server's data directory.
     pub fn data_dir(&self) -> PathBuf {
-        self.data.path().join("data")
+        self.data_dir.clone()
     }
 
     /// SIGKILL the server and start it again with the same address, data and

@@ -7,7 +7,8 @@
 //! registry then answers 401 for it, as Docker expects.
 //!
 //! The signing key is 32 random bytes made at first start and kept in
-//! `<data-dir>/registry-token.key` (mode 0600).
+//! `<data-dir>/registry-token.key` (mode 0600); nodes sharing the data
+//! directory share it, so a token from one node is good on every other.
 
 use super::{AuthError, ClientAddr, Principal, percent, registry_gate};
 use crate::app::App;
@@ -63,6 +64,31 @@ impl Claims {
     }
 }
 
+/// Make the key, or read the one another node sharing the data directory made
+/// at the same moment: the key is written to a temporary file and linked into
+/// place, so a reader never sees it half-written and exactly one key wins.
+fn create_key(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let secret = rand::random::<[u8; 32]>().to_vec();
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(&secret)?;
+    f.sync_all()?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(secret),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(path)
+            .with_context(|| format!("reading {} made by another node", path.display())),
+        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+    }
+}
+
 impl SigningKey {
     pub fn load_or_create(data_dir: &Path) -> anyhow::Result<SigningKey> {
         let path = data_dir.join(KEY_FILE);
@@ -75,18 +101,7 @@ impl SigningKey {
                 );
                 bytes
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let secret = rand::random::<[u8; 32]>().to_vec();
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)
-                    .with_context(|| format!("creating {}", path.display()))?;
-                f.write_all(&secret)?;
-                f.sync_all()?;
-                secret
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_key(&path)?,
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
         Ok(SigningKey {

@@ -17,6 +17,7 @@
 //!   as flags; [`publish_docker`]: the one-step `docker save | wharf
 //!   publish-docker` workflow.
 //! - [`orphan`]: `wharf orphan remove`.
+//! - [`db`]: `wharf db export|import`, on the metadata store directly.
 //! - [`status`]: `wharf status`.
 //!
 //! - [`auth`]: `wharf login`, `wharf logout`, `wharf auth user|role|permission`;
@@ -27,6 +28,7 @@ pub mod api;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod db;
 pub mod docker;
 pub mod event;
 pub mod group;
@@ -94,6 +96,10 @@ pub enum Command {
     /// Re-hash every blob in a data directory and report (or remove) those
     /// whose bytes do not match their digest.
     Fsck(server::FsckArgs),
+    /// Export or import the metadata store, e.g. to move from the embedded
+    /// SQLite file to MongoDB (works on the store, not through a server).
+    #[command(subcommand)]
+    Db(db::DbCommand),
     /// The server's version, plugins and storage health.
     Status,
     /// Log in to the server; the token is kept in the config file (mode
@@ -168,6 +174,7 @@ pub fn main() -> ExitCode {
         Command::Worker(cfg) => return server::report(server::worker(cfg)),
         Command::Bench(b) => return server::report(server::bench(b)),
         Command::Fsck(a) => server::fsck(a, global.output),
+        Command::Db(c) => db::run(c),
         Command::Status => session().and_then(|s| status::run(&s)),
         Command::Login(a) => session().and_then(|s| auth::login(&s, a)),
         Command::Logout => session().and_then(|s| auth::logout(&s)),

@@ -39,6 +39,7 @@ pub async fn run_all(s: &dyn Store) {
     tasks_and_uploads(s).await;
     users_roles_permissions(s).await;
     tokens(s).await;
+    installed_plugins(s).await;
 }
 
 async fn repositories(s: &dyn Store) {
@@ -519,4 +520,30 @@ async fn tokens(s: &dyn Store) {
         s.get_token("h6").await.unwrap().is_none(),
         "a deleted user's tokens go with it"
     );
+}
+
+async fn installed_plugins(s: &dyn Store) {
+    let p = |name: &str, state: PluginState, version: &str| InstalledPlugin {
+        name: name.into(),
+        state,
+        version: version.into(),
+        wasm_sha256: Digest::of(version.as_bytes()),
+        changed_at: now(),
+    };
+    assert!(s.list_installed_plugins().await.unwrap().is_empty());
+    s.put_installed_plugin(&p("file", PluginState::Installed, "1.0"))
+        .await
+        .unwrap();
+    s.put_installed_plugin(&p("apt", PluginState::Installed, "0.1"))
+        .await
+        .unwrap();
+    // One record per name: the last install or removal wins.
+    let removed = p("file", PluginState::Removed, "1.0");
+    s.put_installed_plugin(&removed).await.unwrap();
+    let all = s.list_installed_plugins().await.unwrap();
+    assert_eq!(
+        all.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        ["apt", "file"]
+    );
+    assert_eq!(all[1], removed);
 }

@@ -3,18 +3,89 @@
 //! tokens, behind one trait.
 //!
 //! [`sqlite::SqliteStore`] is the embedded default (one file in the data
-//! directory). Every backend passes the same conformance suite
-//! ([`conformance`]); the trait is shaped for a document database too: no
-//! joins are required of the caller, and every multi-record change is one call
-//! (one transaction).
+//! directory); [`mongo::MongoStore`] is the scale-out backend that several
+//! nodes share (`--db mongodb://…`). Every backend passes the same
+//! conformance suite ([`conformance`]); the trait is shaped for a document
+//! database: no joins are required of the caller, and every multi-record
+//! change is one call (one transaction). [`transfer`] moves everything from
+//! one backend to another (`wharf db export` / `wharf db import`).
 
 pub mod conformance;
+pub mod mongo;
 pub mod sqlite;
+pub mod transfer;
 
 use crate::digest::Digest;
 use crate::ids::{RepoId, TaskId, UploadId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where the metadata store lives (`--db` / `WHARF_DB`).
+#[derive(Clone, PartialEq)]
+pub enum DbLocation {
+    /// The embedded SQLite file (`sqlite:PATH`; the default is
+    /// `<data-dir>/wharf.db`).
+    Sqlite(PathBuf),
+    /// A MongoDB server (`mongodb://` or `mongodb+srv://` URL) shared by
+    /// every node.
+    Mongo(String),
+}
+
+impl std::str::FromStr for DbLocation {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.starts_with("mongodb://") || s.starts_with("mongodb+srv://") {
+            Ok(DbLocation::Mongo(s.to_string()))
+        } else if let Some(path) = s.strip_prefix("sqlite:") {
+            if path.is_empty() {
+                return Err(
+                    "sqlite: needs a file path, e.g. sqlite:/var/lib/wharf/wharf.db".into(),
+                );
+            }
+            Ok(DbLocation::Sqlite(PathBuf::from(path)))
+        } else {
+            Err(format!(
+                "{s:?} is not a metadata store: use mongodb://HOST:PORT/DATABASE or sqlite:PATH"
+            ))
+        }
+    }
+}
+
+/// Shown in logs and errors: never a password.
+impl std::fmt::Display for DbLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbLocation::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            DbLocation::Mongo(url) => f.write_str(&mongo::redact(url)),
+        }
+    }
+}
+
+impl std::fmt::Debug for DbLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+impl DbLocation {
+    /// `location`, else the embedded file in `data_dir`.
+    pub fn or_default(location: Option<&DbLocation>, data_dir: &Path) -> DbLocation {
+        location
+            .cloned()
+            .unwrap_or_else(|| DbLocation::Sqlite(data_dir.join("wharf.db")))
+    }
+
+    /// Open (and migrate) the store.
+    pub async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
+        Ok(match self {
+            DbLocation::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path)?),
+            DbLocation::Mongo(url) => Arc::new(mongo::MongoStore::open(url).await?),
+        })
+    }
+}
 
 pub type Notes = BTreeMap<String, String>;
 
@@ -303,6 +374,28 @@ pub struct TaskQuery {
     pub limit: u32,
 }
 
+/// Whether a plugin installed through the API is in force or was removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginState {
+    Installed,
+    Removed,
+}
+
+/// The last install or removal of a plugin through the API: what every node
+/// reconciles its loaded plugins with (see `plugins::sync`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstalledPlugin {
+    pub name: String,
+    pub state: PluginState,
+    /// The version installed, or the one that was removed.
+    pub version: String,
+    /// The component installed (`<data-dir>/installed-plugins/<name>.wasm`
+    /// must have this digest), or the one that was removed.
+    pub wasm_sha256: Digest,
+    pub changed_at: String,
+}
+
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// A cheap round trip, for readiness.
@@ -423,9 +516,44 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_user_tokens(&self, login: &str) -> StoreResult<u64>;
     /// Delete tokens that expired before `now` (Unix seconds); returns how many.
     async fn delete_expired_tokens(&self, now: u64) -> StoreResult<u64>;
+
+    /// Record the install or removal of a plugin (one record per name).
+    async fn put_installed_plugin(&self, p: &InstalledPlugin) -> StoreResult<()>;
+    /// Every plugin record, by name.
+    async fn list_installed_plugins(&self) -> StoreResult<Vec<InstalledPlugin>>;
 }
 
 /// Now, as RFC 3339 UTC.
 pub fn now() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DbLocation;
+
+    #[test]
+    fn db_locations_parse_and_never_show_a_password() {
+        let m: DbLocation = "mongodb://u:pw@db1:27017/wharf".parse().unwrap();
+        assert_eq!(
+            m,
+            DbLocation::Mongo("mongodb://u:pw@db1:27017/wharf".into())
+        );
+        assert_eq!(m.to_string(), "mongodb://***@db1:27017/wharf");
+        assert_eq!(format!("{m:?}"), "mongodb://***@db1:27017/wharf");
+        assert_eq!(
+            "sqlite:/srv/w.db".parse::<DbLocation>().unwrap(),
+            DbLocation::Sqlite("/srv/w.db".into())
+        );
+        let err = "postgres://x".parse::<DbLocation>().unwrap_err();
+        assert!(
+            err.contains("mongodb://") && err.contains("sqlite:"),
+            "{err}"
+        );
+        assert!("sqlite:".parse::<DbLocation>().is_err());
+        assert_eq!(
+            DbLocation::or_default(None, std::path::Path::new("/d")),
+            DbLocation::Sqlite("/d/wharf.db".into())
+        );
+    }
 }

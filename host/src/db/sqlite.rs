@@ -8,7 +8,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-const SCHEMA_VERSION: i64 = 1;
+/// 2: `installed_plugins`.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS repositories (
@@ -99,6 +100,10 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS api_tokens_by_login ON api_tokens(login);
+CREATE TABLE IF NOT EXISTS installed_plugins (
+    name TEXT PRIMARY KEY,
+    doc TEXT NOT NULL
+);
 "#;
 
 pub struct SqliteStore {
@@ -1151,6 +1156,30 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn put_installed_plugin(&self, p: &InstalledPlugin) -> StoreResult<()> {
+        let p = p.clone();
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO installed_plugins (name, doc) VALUES (?1, ?2)",
+                params![p.name, serde_json::to_string(&p)?],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_installed_plugins(&self) -> StoreResult<Vec<InstalledPlugin>> {
+        self.run(|c| {
+            let mut stmt = c.prepare_cached("SELECT doc FROM installed_plugins ORDER BY name")?;
+            let mut out = Vec::new();
+            for doc in stmt.query_map([], |r| r.get::<_, String>(0))? {
+                out.push(serde_json::from_str(&doc?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -1159,6 +1188,8 @@ mod tests {
     async fn conformance() {
         let dir = tempfile::tempdir().unwrap();
         let store = super::SqliteStore::open(&dir.path().join("wharf.db")).unwrap();
+        let start = std::time::Instant::now();
         super::conformance::run_all(&store).await;
+        eprintln!("sqlite conformance suite: {:?}", start.elapsed());
     }
 }

@@ -4,11 +4,13 @@
 //! An installed plugin is validated before anything changes (compiles, speaks
 //! a compatible contract, answers `describe`, clashes with no other plugin),
 //! then written to `<data-dir>/installed-plugins/<name>.wasm` so it loads again
-//! at the next start. Installing a plugin whose name is loaded is an upgrade:
-//! calls and tasks already running keep the version they started with.
+//! at the next start, and recorded in the metadata store so that every other
+//! node loads it too (see [`super::sync`]). Installing a plugin whose name is
+//! loaded is an upgrade: calls and tasks already running keep the version
+//! they started with.
 
 use crate::app::App;
-use crate::db::RepoQuery;
+use crate::db::{InstalledPlugin, PluginState, RepoQuery, now};
 use crate::http::error::{ApiError, ApiErrorBody, ApiResult};
 use axum::Json;
 use axum::body::Bytes;
@@ -86,6 +88,7 @@ async fn install(
             "send the plugin's .wasm file as the request body",
         ));
     }
+    let _guard = app.plugins.changes.lock().await;
     let previous: Vec<_> = app.plugins.list();
     let plugins = app.plugins.clone();
     let wasm = body.clone();
@@ -98,9 +101,9 @@ async fn install(
         .iter()
         .find(|p| p.info.name == plugin.info.name)
         .map(|p| p.info.version.clone());
-    let dir = app.config.data_dir.join("installed-plugins");
-    let path = dir.join(format!("{}.wasm", plugin.info.name));
-    let persist = std::fs::create_dir_all(&dir)
+    let path = super::sync::installed_path(&app, &plugin.info.name);
+    let dir = path.parent().expect("a file in installed-plugins");
+    let persist = std::fs::create_dir_all(dir)
         .and_then(|_| std::fs::write(path.with_extension("tmp"), &body))
         .and_then(|_| std::fs::rename(path.with_extension("tmp"), &path));
     if let Err(e) = persist {
@@ -108,6 +111,18 @@ async fn install(
             "plugin loaded but not saved for the next start: {e}"
         )));
     }
+    let record = InstalledPlugin {
+        name: plugin.info.name.clone(),
+        state: PluginState::Installed,
+        version: plugin.info.version.clone(),
+        wasm_sha256: plugin.wasm_digest.clone(),
+        changed_at: now(),
+    };
+    app.store.put_installed_plugin(&record).await.map_err(|e| {
+        ApiError::internal(format!(
+            "plugin loaded and saved here, but other nodes will not learn of it: {e}; install it again"
+        ))
+    })?;
     tracing::info!(plugin = %plugin.info.name, version = %plugin.info.version, ?upgraded_from, "plugin installed");
     let kind = if upgraded_from.is_some() {
         "plugin.upgraded"
@@ -139,6 +154,7 @@ async fn remove(
     q: Result<Query<RemoveQuery>, QueryRejection>,
 ) -> ApiResult<StatusCode> {
     let Query(q) = q?;
+    let _guard = app.plugins.changes.lock().await;
     let plugin = app
         .plugins
         .list()
@@ -160,13 +176,17 @@ async fn remove(
             }
         }
     }
+    // Recorded first: if this fails, nothing changed anywhere.
+    let record = InstalledPlugin {
+        name: name.clone(),
+        state: PluginState::Removed,
+        version: plugin.info.version.clone(),
+        wasm_sha256: plugin.wasm_digest.clone(),
+        changed_at: now(),
+    };
+    app.store.put_installed_plugin(&record).await?;
     app.plugins.remove(&name);
-    let path = app
-        .config
-        .data_dir
-        .join("installed-plugins")
-        .join(format!("{name}.wasm"));
-    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(super::sync::installed_path(&app, &name));
     tracing::info!(plugin = %name, "plugin removed");
     let data = serde_json::json!({"plugin": name, "version": plugin.info.version});
     app.events

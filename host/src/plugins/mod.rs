@@ -4,6 +4,7 @@
 pub mod api;
 pub mod host;
 pub mod runtime;
+pub mod sync;
 
 use runtime::{LoadStats, Plugin, PluginError, Runtime};
 use std::collections::HashMap;
@@ -29,6 +30,9 @@ struct Loaded {
 pub struct Plugins {
     pub runtime: Arc<Runtime>,
     loaded: RwLock<Arc<Loaded>>,
+    /// Held by an API install or removal (until its record is in the store)
+    /// and by [`sync::reconcile`], so neither sees the other half done.
+    pub changes: tokio::sync::Mutex<()>,
 }
 
 /// A plugin that failed to load, reported by the status endpoint.
@@ -43,6 +47,7 @@ impl Plugins {
         Plugins {
             runtime,
             loaded: RwLock::new(Arc::default()),
+            changes: tokio::sync::Mutex::new(()),
         }
     }
 

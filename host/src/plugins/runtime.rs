@@ -153,9 +153,11 @@ impl Runtime {
         let digest = Digest::of(wasm);
         let cached = self.cache_path(&digest);
         let (component, from_cache) = match cached.exists() {
-            // SAFETY: the cache directory is written only by this host, from
-            // `Component::serialize` of the same engine configuration (the file
-            // name carries the engine's compatibility hash).
+            // SAFETY: the cache directory is written only by Wharf hosts (nodes
+            // sharing a data directory included), from `Component::serialize`
+            // of the same engine configuration (the file name carries the
+            // engine's compatibility hash); a file is complete before it is
+            // renamed into place and never written after.
             true => match unsafe { Component::deserialize_file(&self.engine, &cached) } {
                 Ok(c) => (c, true),
                 Err(_) => (self.compile(wasm, &cached)?, false),
@@ -222,7 +224,9 @@ impl Runtime {
             PluginError::Invalid(format!("not a valid WebAssembly component: {e:#}"))
         })?;
         if let Ok(bytes) = component.serialize() {
-            let tmp = cached.with_extension("tmp");
+            // Per process: nodes sharing the data directory may compile the
+            // same plugin at once, and must not write into one another's file.
+            let tmp = cached.with_extension(format!("tmp-{}", std::process::id()));
             if std::fs::write(&tmp, bytes)
                 .and_then(|_| std::fs::rename(&tmp, cached))
                 .is_err()

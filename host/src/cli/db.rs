@@ -1,0 +1,76 @@
+//! `wharf db export` / `wharf db import`: move an installation's metadata
+//! from one store to another (e.g. the embedded SQLite file to MongoDB when
+//! going to several nodes; see docs/scaling.md). Like `fsck`, these work on
+//! the store directly, not through a server: stop the servers and workers
+//! first, so that nothing changes during the move.
+
+use crate::db::DbLocation;
+use clap::Subcommand;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum DbCommand {
+    /// Write every record of the metadata store to stdout as JSON lines
+    /// (repositories, content, publications, groups, users, roles,
+    /// permissions, event listeners, ended tasks, installed plugins).
+    /// Login tokens and unfinished uploads are not exported.
+    Export(StoreArgs),
+    /// Read a `wharf db export` dump from stdin into an empty store, e.g.
+    /// `wharf db export --data-dir D | wharf db import --db mongodb://HOST/wharf`.
+    Import(StoreArgs),
+}
+
+#[derive(clap::Args)]
+pub struct StoreArgs {
+    /// The data directory (its `wharf.db` is the store unless --db is given).
+    #[arg(long, env = "WHARF_DATA_DIR", default_value = "./wharf-data")]
+    pub data_dir: PathBuf,
+    /// The metadata store: `mongodb://HOST:PORT/DATABASE` or `sqlite:PATH`
+    /// [default: <data-dir>/wharf.db].
+    #[arg(long, env = "WHARF_DB", value_name = "URL")]
+    pub db: Option<DbLocation>,
+}
+
+impl StoreArgs {
+    fn location(&self) -> DbLocation {
+        DbLocation::or_default(self.db.as_ref(), &self.data_dir)
+    }
+}
+
+pub fn run(cmd: DbCommand) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        match cmd {
+            DbCommand::Export(args) => {
+                let from = args.location();
+                if let DbLocation::Sqlite(path) = &from {
+                    // Opening would create an empty store: a typo'd data
+                    // directory must not export nothing, successfully.
+                    anyhow::ensure!(
+                        path.exists(),
+                        "{} does not exist: give the server's --data-dir (or --db)",
+                        path.display()
+                    );
+                }
+                let store = from.open().await?;
+                let stdout = std::io::stdout();
+                let mut out = std::io::BufWriter::new(stdout.lock());
+                let summary = crate::db::transfer::export(&*store, &mut out).await?;
+                out.flush()?;
+                eprintln!("exported from {from}: {summary}");
+                Ok(())
+            }
+            DbCommand::Import(args) => {
+                let to = args.location();
+                let store = to.open().await?;
+                let stdin = std::io::stdin();
+                let summary = crate::db::transfer::import(&*store, stdin.lock()).await?;
+                eprintln!("imported into {to}: {summary}");
+                Ok(())
+            }
+        }
+    })
+}

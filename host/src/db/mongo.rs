@@ -1,0 +1,1684 @@
+//! The scale-out metadata store: a MongoDB database (replica set; a
+//! single-node one is enough) that several `wharf serve` nodes and `wharf
+//! worker`s share. Selected with `--db mongodb://HOST:PORT/DATABASE`.
+//!
+//! Layout: one collection per record kind. Each document carries the fields
+//! Wharf queries on (indexed, see [`MIGRATIONS`]) and the record itself as
+//! JSON in `doc`: repository configs, unit metadata and task inputs are
+//! plugin-owned JSON whose keys may hold `.` or start with `$`, which MongoDB
+//! field names restrict, so they are never spread into BSON fields.
+//!
+//! Changes that span documents run in one multi-document transaction
+//! (retried by the driver on transient conflicts). A change that depends on
+//! another document existing (a unit added to a repository, a user given a
+//! role) first "claims" that document with a write (`$inc` of `claims`):
+//! MongoDB's snapshot isolation only detects write-write conflicts, so the
+//! claim makes a concurrent delete of the same document conflict instead of
+//! leaving a dangling reference.
+//!
+//! Schema versions: `meta` holds `{_id: "schema", version}`; migrations newer
+//! than the stored version run at open, in order, and are idempotent (two
+//! nodes starting at once may both run them).
+
+use super::*;
+use anyhow::Context as _;
+use futures::TryStreamExt as _;
+use futures::future::{BoxFuture, FutureExt as _};
+use mongodb::bson::{Bson, Document, doc};
+use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
+use std::time::Duration;
+
+/// The schema this build writes; a database with a newer one is refused.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The database used when the URL names none.
+pub const DEFAULT_DATABASE: &str = "wharf";
+
+/// Schema migrations: (version, what it does). [`migrate`] applies each.
+pub const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "collections and an index for every query path (repositories by content type and notes, associations by repository/type/key and by unit, publications by plugin and name, tasks by state, lock and kind, role members, tokens by login and expiry, installed plugins)",
+)];
+
+mod coll {
+    pub const META: &str = "meta";
+    pub const REPOS: &str = "repositories";
+    pub const UNITS: &str = "units";
+    pub const ASSOCS: &str = "associations";
+    pub const PUBS: &str = "publications";
+    pub const TASKS: &str = "tasks";
+    pub const GROUPS: &str = "groups";
+    pub const LISTENERS: &str = "listeners";
+    pub const UPLOADS: &str = "uploads";
+    pub const USERS: &str = "users";
+    pub const ROLES: &str = "roles";
+    pub const PERMS: &str = "permissions";
+    pub const TOKENS: &str = "api_tokens";
+    pub const PLUGINS: &str = "installed_plugins";
+}
+
+/// Handles on every collection (cheap to clone: they share the client).
+#[derive(Clone)]
+struct Colls {
+    repos: Collection<Document>,
+    units: Collection<Document>,
+    assocs: Collection<Document>,
+    pubs: Collection<Document>,
+    tasks: Collection<Document>,
+    groups: Collection<Document>,
+    listeners: Collection<Document>,
+    uploads: Collection<Document>,
+    users: Collection<Document>,
+    roles: Collection<Document>,
+    perms: Collection<Document>,
+    tokens: Collection<Document>,
+    plugins: Collection<Document>,
+}
+
+pub struct MongoStore {
+    client: Client,
+    db: Database,
+    c: Colls,
+}
+
+/// Why a transaction gave up on purpose (carried through the driver's
+/// error as a custom payload, so the driver does not retry it).
+#[derive(Debug, Clone)]
+enum Abort {
+    Conflict(String),
+    NotFound(String),
+    Corrupt(String),
+}
+
+type MResult<T> = mongodb::error::Result<T>;
+
+fn abort(a: Abort) -> mongodb::error::Error {
+    mongodb::error::Error::custom(a)
+}
+
+impl From<mongodb::error::Error> for StoreError {
+    fn from(e: mongodb::error::Error) -> Self {
+        match e.get_custom::<Abort>() {
+            Some(Abort::Conflict(what)) => StoreError::Conflict(what.clone()),
+            Some(Abort::NotFound(what)) => StoreError::NotFound(what.clone()),
+            Some(Abort::Corrupt(msg)) => StoreError::Backend(anyhow::anyhow!("{msg}")),
+            None => StoreError::Backend(anyhow::Error::new(e).context("MongoDB")),
+        }
+    }
+}
+
+/// A duplicate `_id` or unique-index key (server error 11000).
+fn is_duplicate(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match &*e.kind {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
+        ErrorKind::Command(c) => c.code == 11000,
+        ErrorKind::InsertMany(m) => m
+            .write_errors
+            .as_ref()
+            .is_some_and(|w| w.iter().any(|w| w.code == 11000)),
+        _ => false,
+    }
+}
+
+/// `mongodb://user:secret@host/db` without the secret, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+fn to_json<T: Serialize>(v: &T) -> StoreResult<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Backend(e.into()))
+}
+
+/// The record a document holds in `doc`.
+fn from_doc<T: serde::de::DeserializeOwned>(d: &Document) -> MResult<T> {
+    let json = d.get_str("doc").map_err(|_| {
+        abort(Abort::Corrupt(format!(
+            "document {:?} has no doc",
+            d.get("_id")
+        )))
+    })?;
+    serde_json::from_str(json).map_err(|e| {
+        abort(Abort::Corrupt(format!(
+            "document {:?} does not hold a valid record: {e}",
+            d.get("_id")
+        )))
+    })
+}
+
+/// Notes as strings that match exactly (`$all` of them selects by notes);
+/// a JSON pair cannot be ambiguous whatever the note holds.
+fn notes_index(notes: &Notes) -> Vec<String> {
+    notes
+        .iter()
+        .map(|(k, v)| serde_json::to_string(&(k, v)).expect("strings serialize"))
+        .collect()
+}
+
+fn notes_filter(notes: &Notes) -> Option<Document> {
+    (!notes.is_empty()).then(|| doc! {"$all": notes_index(notes)})
+}
+
+fn unit_id(unit_type: &str, key: &str) -> String {
+    serde_json::to_string(&(unit_type, key)).expect("strings serialize")
+}
+
+fn assoc_id(repo: &RepoId, unit_type: &str, key: &str) -> String {
+    serde_json::to_string(&(repo.as_str(), unit_type, key)).expect("strings serialize")
+}
+
+fn pub_id(plugin: &str, name: &str) -> String {
+    serde_json::to_string(&(plugin, name)).expect("strings serialize")
+}
+
+fn subject_key(s: &Subject) -> String {
+    match s {
+        Subject::User(login) => format!("user:{login}"),
+        Subject::Role(id) => format!("role:{id}"),
+    }
+}
+
+fn subject_name(s: &Subject) -> String {
+    match s {
+        Subject::User(login) => format!("user {login}"),
+        Subject::Role(id) => format!("role {id}"),
+    }
+}
+
+fn strings(d: &Document, field: &str) -> MResult<Vec<String>> {
+    match d.get(field) {
+        None => Ok(Vec::new()),
+        Some(Bson::Array(a)) => a
+            .iter()
+            .map(|b| {
+                b.as_str().map(str::to_string).ok_or_else(|| {
+                    abort(Abort::Corrupt(format!(
+                        "{field} of {:?} holds a non-string",
+                        d.get("_id")
+                    )))
+                })
+            })
+            .collect(),
+        Some(_) => Err(abort(Abort::Corrupt(format!(
+            "{field} of {:?} is not an array",
+            d.get("_id")
+        )))),
+    }
+}
+
+fn operations(d: &Document) -> MResult<Vec<Operation>> {
+    strings(d, "operations")?
+        .into_iter()
+        .map(|o| {
+            serde_json::from_value(serde_json::Value::String(o.clone()))
+                .map_err(|_| abort(Abort::Corrupt(format!("unknown operation {o:?}"))))
+        })
+        .collect()
+}
+
+/// Claim a document for this transaction (see the module docs); false if
+/// it does not exist.
+async fn claim(c: &Collection<Document>, id: &str, s: &mut ClientSession) -> MResult<bool> {
+    let r = c
+        .update_one(doc! {"_id": id}, doc! {"$inc": {"claims": 1_i64}})
+        .session(&mut *s)
+        .await?;
+    Ok(r.matched_count > 0)
+}
+
+async fn find_all(
+    c: &Collection<Document>,
+    filter: Document,
+    sort: Document,
+    s: &mut ClientSession,
+) -> MResult<Vec<Document>> {
+    let mut cursor = c.find(filter).sort(sort).session(&mut *s).await?;
+    cursor.stream(&mut *s).try_collect().await
+}
+
+fn task_doc(t: &Task) -> StoreResult<Document> {
+    Ok(doc! {
+        "_id": t.id.to_string(),
+        "kind": &t.kind,
+        "state": t.state.as_str(),
+        "locks": &t.locks,
+        "cancel_requested": t.cancel_requested,
+        "doc": to_json(t)?,
+    })
+}
+
+fn read_task(d: &Document) -> MResult<Task> {
+    let mut t: Task = from_doc(d)?;
+    // Cancel requests are written to the field alone (see request_task_cancel).
+    t.cancel_requested |= d.get_bool("cancel_requested").unwrap_or(false);
+    Ok(t)
+}
+
+fn read_group(d: &Document) -> MResult<Group> {
+    let mut g: Group = from_doc(d)?;
+    let mut members = Vec::new();
+    for m in strings(d, "members")? {
+        members.push(
+            m.parse()
+                .map_err(|e| abort(Abort::Corrupt(format!("group member {m:?}: {e}"))))?,
+        );
+    }
+    members.sort();
+    g.members = members;
+    Ok(g)
+}
+
+fn read_user(d: &Document) -> MResult<User> {
+    let mut u: User = from_doc(d)?;
+    let mut roles = strings(d, "roles")?;
+    roles.sort();
+    u.roles = roles;
+    Ok(u)
+}
+
+fn read_unit(d: &Document) -> MResult<Unit> {
+    let unit_type = d.get_str("unit_type").unwrap_or_default().to_string();
+    let key = d.get_str("key").unwrap_or_default().to_string();
+    let metadata: serde_json::Value = from_doc(d)?;
+    let mut blobs = Vec::new();
+    for b in strings(d, "blobs")? {
+        blobs.push(
+            b.parse()
+                .map_err(|e| abort(Abort::Corrupt(format!("unit blob {b:?}: {e}"))))?,
+        );
+    }
+    Ok(Unit {
+        unit_type,
+        key,
+        metadata,
+        blobs,
+    })
+}
+
+fn index(keys: Document, unique: bool) -> IndexModel {
+    IndexModel::builder()
+        .keys(keys)
+        .options(IndexOptions::builder().unique(unique).build())
+        .build()
+}
+
+/// Bring the database from schema `from` to `to`.
+async fn migrate(db: &Database, version: i64) -> anyhow::Result<()> {
+    let c = |n: &str| db.collection::<Document>(n);
+    match version {
+        1 => {
+            let plan: &[(&str, Vec<IndexModel>)] = &[
+                (
+                    coll::REPOS,
+                    vec![
+                        index(doc! {"content_type": 1, "_id": 1}, false),
+                        index(doc! {"notes": 1}, false),
+                    ],
+                ),
+                (
+                    coll::ASSOCS,
+                    vec![
+                        index(doc! {"repo": 1, "unit_type": 1, "key": 1}, true),
+                        index(doc! {"unit": 1}, false),
+                    ],
+                ),
+                (coll::UNITS, vec![index(doc! {"blobs": 1}, false)]),
+                (
+                    coll::PUBS,
+                    vec![
+                        index(doc! {"plugin": 1, "name": 1}, true),
+                        index(doc! {"plugin": 1, "repo": 1}, true),
+                        index(doc! {"repo": 1}, false),
+                    ],
+                ),
+                (
+                    coll::TASKS,
+                    vec![
+                        index(doc! {"state": 1, "_id": -1}, false),
+                        index(doc! {"locks": 1, "state": 1}, false),
+                        index(doc! {"kind": 1, "_id": -1}, false),
+                    ],
+                ),
+                (
+                    coll::GROUPS,
+                    vec![
+                        index(doc! {"members": 1}, false),
+                        index(doc! {"notes": 1}, false),
+                    ],
+                ),
+                (coll::USERS, vec![index(doc! {"roles": 1}, false)]),
+                (
+                    coll::PERMS,
+                    vec![index(doc! {"subject": 1, "resource": 1}, true)],
+                ),
+                (
+                    coll::TOKENS,
+                    vec![
+                        index(doc! {"login": 1}, false),
+                        index(doc! {"expires_at": 1}, false),
+                    ],
+                ),
+            ];
+            for (name, indexes) in plan {
+                c(name)
+                    .create_indexes(indexes.clone())
+                    .await
+                    .with_context(|| format!("creating the indexes of {name}"))?;
+            }
+            // Collections without secondary indexes exist from the start too,
+            // so that the first transaction never has to create one.
+            let existing = db.list_collection_names().await?;
+            for name in [
+                coll::LISTENERS,
+                coll::UPLOADS,
+                coll::ROLES,
+                coll::PLUGINS,
+                coll::META,
+            ] {
+                if !existing.iter().any(|e| e == name) {
+                    match db.create_collection(name).await {
+                        Err(e) if !is_namespace_exists(&e) => {
+                            return Err(e).with_context(|| format!("creating {name}"));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Ok(())
+        }
+        v => anyhow::bail!("no migration to schema version {v}"),
+    }
+}
+
+/// Another node created the collection first (server error 48).
+fn is_namespace_exists(e: &mongodb::error::Error) -> bool {
+    matches!(&*e.kind, mongodb::error::ErrorKind::Command(c) if c.code == 48)
+}
+
+impl MongoStore {
+    /// Connect to `url`; the database is the URL's path, else
+    /// [`DEFAULT_DATABASE`]. Applies pending migrations.
+    pub async fn open(url: &str) -> anyhow::Result<Self> {
+        Self::open_database(url, None).await
+    }
+
+    /// Connect to `url` and use `database` (over the URL's).
+    pub async fn open_database(url: &str, database: Option<&str>) -> anyhow::Result<Self> {
+        let shown = redact(url);
+        let mut options = ClientOptions::parse(url)
+            .await
+            .with_context(|| format!("--db {shown} is not a valid MongoDB URL"))?;
+        // Fail a start against an unreachable server in seconds, not 30.
+        options
+            .server_selection_timeout
+            .get_or_insert(Duration::from_secs(10));
+        options.app_name.get_or_insert_with(|| "wharf".into());
+        let name = database
+            .map(str::to_string)
+            .or_else(|| options.default_database.clone())
+            .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
+        let client = Client::with_options(options)?;
+        let db = client.database(&name);
+        db.run_command(doc! {"ping": 1}).await.with_context(|| {
+            format!("cannot reach MongoDB at {shown}: is the server running and the URL (--db / WHARF_DB) right?")
+        })?;
+        let c = |n: &str| db.collection::<Document>(n);
+        let store = MongoStore {
+            c: Colls {
+                repos: c(coll::REPOS),
+                units: c(coll::UNITS),
+                assocs: c(coll::ASSOCS),
+                pubs: c(coll::PUBS),
+                tasks: c(coll::TASKS),
+                groups: c(coll::GROUPS),
+                listeners: c(coll::LISTENERS),
+                uploads: c(coll::UPLOADS),
+                users: c(coll::USERS),
+                roles: c(coll::ROLES),
+                perms: c(coll::PERMS),
+                tokens: c(coll::TOKENS),
+                plugins: c(coll::PLUGINS),
+            },
+            client,
+            db,
+        };
+        store
+            .upgrade_schema()
+            .await
+            .with_context(|| format!("MongoDB database {name} at {shown}"))?;
+        Ok(store)
+    }
+
+    /// The schema version recorded in the database (0: empty database).
+    pub async fn schema_version(&self) -> anyhow::Result<i64> {
+        let meta = self.db.collection::<Document>(coll::META);
+        Ok(meta
+            .find_one(doc! {"_id": "schema"})
+            .await?
+            .and_then(|d| d.get_i64("version").ok())
+            .unwrap_or(0))
+    }
+
+    async fn upgrade_schema(&self) -> anyhow::Result<()> {
+        let version = self.schema_version().await?;
+        anyhow::ensure!(
+            version <= SCHEMA_VERSION,
+            "the database has schema version {version}, newer than this wharf understands ({SCHEMA_VERSION}); upgrade wharf"
+        );
+        let meta = self.db.collection::<Document>(coll::META);
+        for (v, what) in MIGRATIONS.iter().filter(|(v, _)| *v > version) {
+            tracing::info!(version = v, "migrating the MongoDB schema: {what}");
+            migrate(&self.db, *v)
+                .await
+                .with_context(|| format!("migration to schema version {v}"))?;
+            // $max: a node that ran an older migration late never lowers it.
+            meta.update_one(
+                doc! {"_id": "schema"},
+                doc! {"$max": {"version": *v}, "$set": {"updated_at": now()}},
+            )
+            .upsert(true)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Drop the whole database (tests clean up with it).
+    pub async fn drop_database(&self) -> anyhow::Result<()> {
+        Ok(self.db.drop().await?)
+    }
+
+    /// Run `f` in a transaction with `ctx` (owned data it needs), retrying on
+    /// transient conflicts.
+    async fn txn<C, R, F>(&self, ctx: C, f: F) -> StoreResult<R>
+    where
+        C: Send,
+        R: Send,
+        F: for<'b> FnMut(&'b mut ClientSession, &'b mut C) -> BoxFuture<'b, MResult<R>> + Send,
+    {
+        let mut session = self.client.start_session().await?;
+        Ok(session.start_transaction().and_run(ctx, f).await?)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for MongoStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.db.run_command(doc! {"ping": 1}).await?;
+        Ok(())
+    }
+
+    async fn create_repo(&self, repo: &Repository) -> StoreResult<()> {
+        let d = doc! {
+            "_id": repo.id.as_str(),
+            "content_type": &repo.content_type,
+            "notes": notes_index(&repo.notes),
+            "doc": to_json(repo)?,
+        };
+        match self.c.repos.insert_one(d).await {
+            Err(e) if is_duplicate(&e) => {
+                Err(StoreError::Conflict(format!("repository {}", repo.id)))
+            }
+            r => r.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    async fn get_repo(&self, id: &RepoId) -> StoreResult<Option<Repository>> {
+        let d = self.c.repos.find_one(doc! {"_id": id.as_str()}).await?;
+        Ok(d.map(|d| from_doc(&d)).transpose()?)
+    }
+
+    async fn update_repo(&self, repo: &Repository) -> StoreResult<()> {
+        let r = self
+            .c
+            .repos
+            .update_one(
+                doc! {"_id": repo.id.as_str()},
+                doc! {"$set": {
+                    "content_type": &repo.content_type,
+                    "notes": notes_index(&repo.notes),
+                    "doc": to_json(repo)?,
+                }},
+            )
+            .await?;
+        if r.matched_count == 0 {
+            return Err(StoreError::NotFound(format!("repository {}", repo.id)));
+        }
+        Ok(())
+    }
+
+    async fn delete_repo(&self, id: &RepoId) -> StoreResult<bool> {
+        self.txn((self.c.clone(), id.to_string()), |s, (c, id)| {
+            async move {
+                let id = id.as_str();
+                c.assocs
+                    .delete_many(doc! {"repo": id})
+                    .session(&mut *s)
+                    .await?;
+                c.pubs
+                    .delete_many(doc! {"repo": id})
+                    .session(&mut *s)
+                    .await?;
+                c.groups
+                    .update_many(doc! {"members": id}, doc! {"$pull": {"members": id}})
+                    .session(&mut *s)
+                    .await?;
+                let r = c
+                    .repos
+                    .delete_one(doc! {"_id": id})
+                    .session(&mut *s)
+                    .await?;
+                Ok(r.deleted_count > 0)
+            }
+            .boxed()
+        })
+        .await
+    }
+
+    async fn list_repos(&self, q: &RepoQuery) -> StoreResult<Vec<Repository>> {
+        let mut filter = doc! {"_id": {"$gt": q.after.clone().unwrap_or_default()}};
+        if let Some(t) = &q.content_type {
+            filter.insert("content_type", t);
+        }
+        if let Some(n) = notes_filter(&q.notes) {
+            filter.insert("notes", n);
+        }
+        let docs: Vec<Document> = self
+            .c
+            .repos
+            .find(filter)
+            .sort(doc! {"_id": 1})
+            .limit(i64::from(q.limit.max(1)))
+            .await?
+            .try_collect()
+            .await?;
+        Ok(docs.iter().map(from_doc).collect::<MResult<_>>()?)
+    }
+
+    async fn apply_changes(&self, repo: &RepoId, changes: &[UnitChange]) -> StoreResult<()> {
+        // Serialized before the transaction: a retry reuses them.
+        let mut staged = Vec::with_capacity(changes.len());
+        for ch in changes {
+            staged.push(match ch {
+                UnitChange::Add(u) => (
+                    u.unit_type.clone(),
+                    u.key.clone(),
+                    Some((
+                        to_json(&u.metadata)?,
+                        u.blobs.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
+                    )),
+                ),
+                UnitChange::Remove { unit_type, key } => (unit_type.clone(), key.clone(), None),
+            });
+        }
+        self.txn((self.c.clone(), repo.clone(), staged), |s, (c, repo, staged)| {
+            async move {
+                if !claim(&c.repos, repo.as_str(), s).await? {
+                    return Err(abort(Abort::NotFound(format!("repository {repo}"))));
+                }
+                for (unit_type, key, add) in staged.iter() {
+                    let uid = unit_id(unit_type, key);
+                    let aid = assoc_id(repo, unit_type, key);
+                    match add {
+                        Some((metadata, blobs)) => {
+                            // Units are immutable once created; the $inc is the
+                            // claim that makes a concurrent orphan removal of
+                            // this unit conflict with us.
+                            c.units
+                                .update_one(
+                                    doc! {"_id": &uid},
+                                    doc! {
+                                        "$setOnInsert": {"unit_type": unit_type, "key": key, "doc": metadata, "blobs": blobs},
+                                        "$inc": {"claims": 1_i64},
+                                    },
+                                )
+                                .upsert(true)
+                                .session(&mut *s)
+                                .await?;
+                            c.assocs
+                                .update_one(
+                                    doc! {"_id": &aid},
+                                    doc! {"$set": {"repo": repo.as_str(), "unit_type": unit_type, "key": key, "unit": &uid}},
+                                )
+                                .upsert(true)
+                                .session(&mut *s)
+                                .await?;
+                        }
+                        None => {
+                            c.assocs.delete_one(doc! {"_id": &aid}).session(&mut *s).await?;
+                        }
+                    }
+                }
+                Ok(())
+            }
+            .boxed()
+        })
+        .await
+    }
+
+    async fn list_units(
+        &self,
+        repo: &RepoId,
+        unit_type: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Unit>> {
+        let assocs: Vec<Document> = self
+            .c
+            .assocs
+            .find(doc! {"repo": repo.as_str(), "unit_type": unit_type, "key": {"$gt": after.unwrap_or_default()}})
+            .sort(doc! {"key": 1})
+            .limit(i64::from(limit.max(1)))
+            .projection(doc! {"unit": 1})
+            .await?
+            .try_collect()
+            .await?;
+        let ids: Vec<&str> = assocs
+            .iter()
+            .filter_map(|a| a.get_str("unit").ok())
+            .collect();
+        let units: Vec<Document> = self
+            .c
+            .units
+            .find(doc! {"_id": {"$in": &ids}})
+            .await?
+            .try_collect()
+            .await?;
+        let mut by_id: BTreeMap<&str, &Document> = units
+            .iter()
+            .filter_map(|u| Some((u.get_str("_id").ok()?, u)))
+            .collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let u = by_id.remove(id).ok_or_else(|| {
+                StoreError::Backend(anyhow::anyhow!(
+                    "repository {repo} is associated with unit {id}, which does not exist"
+                ))
+            })?;
+            out.push(read_unit(u)?);
+        }
+        Ok(out)
+    }
+
+    async fn get_unit(
+        &self,
+        repo: &RepoId,
+        unit_type: &str,
+        key: &str,
+    ) -> StoreResult<Option<Unit>> {
+        if self
+            .c
+            .assocs
+            .find_one(doc! {"_id": assoc_id(repo, unit_type, key)})
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let u = self
+            .c
+            .units
+            .find_one(doc! {"_id": unit_id(unit_type, key)})
+            .await?;
+        Ok(u.map(|u| read_unit(&u)).transpose()?)
+    }
+
+    async fn count_units(&self, repo: &RepoId) -> StoreResult<BTreeMap<String, u64>> {
+        let rows: Vec<Document> = self
+            .c
+            .assocs
+            .aggregate([
+                doc! {"$match": {"repo": repo.as_str()}},
+                doc! {"$group": {"_id": "$unit_type", "n": {"$sum": 1_i64}}},
+            ])
+            .await?
+            .try_collect()
+            .await?;
+        let mut out = BTreeMap::new();
+        for r in rows {
+            let t = r.get_str("_id").unwrap_or_default().to_string();
+            let n = match r.get("n") {
+                Some(Bson::Int64(n)) => *n as u64,
+                Some(Bson::Int32(n)) => *n as u64,
+                Some(Bson::Double(n)) => *n as u64,
+                other => {
+                    return Err(StoreError::Backend(anyhow::anyhow!(
+                        "count of {t} units is {other:?}, not a number"
+                    )));
+                }
+            };
+            out.insert(t, n);
+        }
+        Ok(out)
+    }
+
+    async fn copy_units(
+        &self,
+        from: &RepoId,
+        to: &RepoId,
+        unit_types: &[String],
+    ) -> StoreResult<u64> {
+        let ctx = (
+            self.c.clone(),
+            from.clone(),
+            to.clone(),
+            unit_types.to_vec(),
+        );
+        self.txn(ctx, |s, (c, from, to, types)| {
+            async move {
+                for id in [&*from, &*to] {
+                    if !claim(&c.repos, id.as_str(), s).await? {
+                        return Err(abort(Abort::NotFound(format!("repository {id}"))));
+                    }
+                }
+                let mut filter = doc! {"repo": from.as_str()};
+                if !types.is_empty() {
+                    filter.insert("unit_type", doc! {"$in": &*types});
+                }
+                let assocs = find_all(&c.assocs, filter, doc! {"_id": 1}, s).await?;
+                let mut added = 0;
+                for a in assocs {
+                    let (t, k, u) = (
+                        a.get_str("unit_type").unwrap_or_default(),
+                        a.get_str("key").unwrap_or_default(),
+                        a.get_str("unit").unwrap_or_default(),
+                    );
+                    let r = c
+                        .assocs
+                        .update_one(
+                            doc! {"_id": assoc_id(to, t, k)},
+                            doc! {"$setOnInsert": {"repo": to.as_str(), "unit_type": t, "key": k, "unit": u}},
+                        )
+                        .upsert(true)
+                        .session(&mut *s)
+                        .await?;
+                    if r.upserted_id.is_some() {
+                        added += 1;
+                    }
+                }
+                Ok(added)
+            }
+            .boxed()
+        })
+        .await
+    }
+
+    async fn remove_orphan_units(&self) -> StoreResult<u64> {
+        // Candidates first, outside the transaction (a scan); each is then
+        // deleted only if, inside the transaction, still nothing references it.
+        let candidates: Vec<String> = self
+            .c
+            .units
+            .aggregate([
+                doc! {"$project": {"_id": 1}},
+                doc! {"$lookup": {"from": coll::ASSOCS, "localField": "_id", "foreignField": "unit", "as": "refs"}},
+                doc! {"$match": {"refs": {"$size": 0}}},
+                doc! {"$project": {"_id": 1}},
+            ])
+            .await?
+            .try_collect::<Vec<Document>>()
+            .await?
+            .iter()
+            .filter_map(|d| d.get_str("_id").ok().map(str::to_string))
+            .collect();
+        let mut removed = 0;
+        // Bounded transactions: a huge cleanup must not hit the server's
+        // transaction size and time limits.
+        for batch in candidates.chunks(500) {
+            removed += self
+                .txn((self.c.clone(), batch.to_vec()), |s, (c, batch)| {
+                    async move {
+                        let referenced: Vec<String> = find_all(
+                            &c.assocs,
+                            doc! {"unit": {"$in": &*batch}},
+                            doc! {"_id": 1},
+                            s,
+                        )
+                        .await?
+                        .iter()
+                        .filter_map(|a| a.get_str("unit").ok().map(str::to_string))
+                        .collect();
+                        let orphans: Vec<&String> =
+                            batch.iter().filter(|u| !referenced.contains(u)).collect();
+                        let r = c
+                            .units
+                            .delete_many(doc! {"_id": {"$in": orphans}})
+                            .session(&mut *s)
+                            .await?;
+                        Ok(r.deleted_count)
+                    }
+                    .boxed()
+                })
+                .await?;
+        }
+        Ok(removed)
+    }
+
+    async fn referenced_blobs(&self) -> StoreResult<Vec<Digest>> {
+        let mut out = Vec::new();
+        for b in self.c.units.distinct("blobs", doc! {}).await? {
+            let s = b.as_str().ok_or_else(|| {
+                StoreError::Backend(anyhow::anyhow!("a unit blob is {b:?}, not a digest"))
+            })?;
+            out.push(
+                s.parse()
+                    .map_err(|e| StoreError::Backend(anyhow::anyhow!("unit blob {s:?}: {e}")))?,
+            );
+        }
+        let pubs: Vec<Document> = self.c.pubs.find(doc! {}).await?.try_collect().await?;
+        for p in pubs {
+            out.push(from_doc::<Publication>(&p)?.index);
+        }
+        Ok(out)
+    }
+
+    async fn put_publication(&self, p: &Publication) -> StoreResult<()> {
+        let d = doc! {
+            "_id": pub_id(&p.plugin, &p.name),
+            "plugin": &p.plugin,
+            "name": &p.name,
+            "repo": p.repo_id.as_str(),
+            "doc": to_json(p)?,
+        };
+        self.txn((self.c.clone(), d, p.repo_id.clone()), |s, (c, d, repo)| {
+            async move {
+                if !claim(&c.repos, repo.as_str(), s).await? {
+                    return Err(abort(Abort::NotFound(format!("repository {repo}"))));
+                }
+                let plugin = d.get_str("plugin").unwrap_or_default();
+                let name = d.get_str("name").unwrap_or_default();
+                c.pubs
+                    .delete_many(
+                        doc! {"plugin": plugin, "$or": [{"repo": repo.as_str()}, {"name": name}]},
+                    )
+                    .session(&mut *s)
+                    .await?;
+                c.pubs.insert_one(d.clone()).session(&mut *s).await?;
+                Ok(())
+            }
+            .boxed()
+        })
+        .await
+    }
+
+    async fn list_publications(&self) -> StoreResult<Vec<Publication>> {
+        let docs: Vec<Document> = self
+            .c
+            .pubs
+            .find(doc! {})
+            .sort(doc! {"plugin": 1, "name": 1})
+            .await?
+            .try_collect()
+            .await?;
+        Ok(docs.iter().map(from_doc).collect::<MResult<_>>()?)
+    }
+
+    async fn put_task(&self, t: &Task) -> StoreResult<()> {
+        self.c
+            .tasks
+            .replace_one(doc! {"_id": t.id.to_string()}, task_doc(t)?)
+            .upsert(true)
+            .await?;
+        Ok(())
+    }
+
+    async fn update_live_task(&self, t: &Task) -> StoreResult<bool> {
+        let mut set = doc! {
+            "kind": &t.kind,
+            "state": t.state.as_str(),
+            "locks": &t.locks,
+            "doc": to_json(t)?,
+        };
+        // Never clear a cancel request recorded meanwhile.
+        if t.cancel_requested {
+            set.insert("cancel_requested", true);
+        }
+        let r = self
+            .c
+            .tasks
+            .update_one(
+                doc! {"_id": t.id.to_string(), "state": {"$in": ["waiting", "running"]}},
+                doc! {"$set": set},
+            )
+            .await?;
+        Ok(r.matched_count > 0)
+    }
+
+    async fn request_task_cancel(&self, id: &TaskId) -> StoreResult<bool> {
+        let r = self
+            .c
+            .tasks
+            .update_one(
+                doc! {"_id": id.to_string(), "state": {"$in": ["waiting", "running"]}},
+                doc! {"$set": {"cancel_requested": true}},
+            )
+            .await?;
+        Ok(r.matched_count > 0)
+    }
+
+    async fn get_task(&self, id: &TaskId) -> StoreResult<Option<Task>> {
+        let d = self.c.tasks.find_one(doc! {"_id": id.to_string()}).await?;
+        Ok(d.map(|d| read_task(&d)).transpose()?)
+    }
+
+    async fn list_tasks(&self, q: &TaskQuery) -> StoreResult<Vec<Task>> {
+        let mut filter = doc! {};
+        if let Some(s) = q.state {
+            filter.insert("state", s.as_str());
+        }
+        if let Some(k) = &q.kind {
+            filter.insert("kind", k);
+        }
+        if let Some(l) = &q.lock {
+            filter.insert("locks", l);
+        }
+        let docs: Vec<Document> = self
+            .c
+            .tasks
+            .find(filter)
+            // Task ids are UUIDv7: newest first.
+            .sort(doc! {"_id": -1})
+            .limit(i64::from(q.limit.max(1)))
+            .await?
+            .try_collect()
+            .await?;
+        Ok(docs.iter().map(read_task).collect::<MResult<_>>()?)
+    }
+
+    async fn create_group(&self, g: &Group) -> StoreResult<()> {
+        self.write_group(g, true).await
+    }
+
+    async fn get_group(&self, id: &RepoId) -> StoreResult<Option<Group>> {
+        let d = self.c.groups.find_one(doc! {"_id": id.as_str()}).await?;
+        Ok(d.map(|d| read_group(&d)).transpose()?)
+    }
+
+    async fn update_group(&self, g: &Group) -> StoreResult<()> {
+        self.write_group(g, false).await
+    }
+
+    async fn delete_group(&self, id: &RepoId) -> StoreResult<bool> {
+        let r = self.c.groups.delete_one(doc! {"_id": id.as_str()}).await?;
+        Ok(r.deleted_count > 0)
+    }
+
+    async fn list_groups(&self, notes: &Notes) -> StoreResult<Vec<Group>> {
+        let mut filter = doc! {};
+        if let Some(n) = notes_filter(notes) {
+            filter.insert("notes", n);
+        }
+        let docs: Vec<Document> = self
+            .c
+            .groups
+            .find(filter)
+            .sort(doc! {"_id": 1})
+            .await?
+            .try_collect()
+            .await?;
+        Ok(docs.iter().map(read_group).collect::<MResult<_>>()?)
+    }
+
+    async fn put_listener(&self, l: &crate::events::Listener) -> StoreResult<()> {
+        self.c
+            .listeners
+            .replace_one(doc! {"_id": &l.id}, doc! {"_id": &l.id, "doc": to_json(l)?})
+            .upsert(true)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_listeners(&self) -> StoreResult<Vec<crate::events::Listener>> {
+        let docs: Vec<Document> = self
+            .c
+            .listeners
+            .find(doc! {})
+            .sort(doc! {"_id": 1})
+            .await?
+            .try_collect()
+            .await?;
+        Ok(docs.iter().map(from_doc).collect::<MResult<_>>()?)
+    }
+
+    async fn delete_listener(&self, id: &str) -> StoreResult<bool> {
+        Ok(self
+            .c
+            .listeners
+            .delete_one(doc! {"_id": id})
+            .await?
+            .deleted_count
+            > 0)
+    }
+
+    async fn put_upload(&self, u: &Upload) -> StoreResult<()> {
+        let id = u.id.to_string();
+        self.c
+            .uploads
+            .replace_one(doc! {"_id": &id}, doc! {"_id": &id, "doc": to_json(u)?})
+            .upsert(true)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_upload(&self, id: &UploadId) -> StoreResult<Option<Upload>> {
+        let d = self
+            .c
+            .uploads
+            .find_one(doc! {"_id": id.to_string()})
+            .await?;
+        Ok(d.map(|d| from_doc(&d)).transpose()?)
+    }
+
+    async fn delete_upload(&self, id: &UploadId) -> StoreResult<bool> {
+        Ok(self
+            .c
+            .uploads
+            .delete_one(doc! {"_id": id.to_string()})
+            .await?
+            .deleted_count
+            > 0)
+    }
+
+    async fn create_user(&self, u: &User) -> StoreResult<()> {
+        self.write_user(u, true).await
+    }
+
+    async fn get_user(&self, login: &str) -> StoreResult<Option<User>> {
+        let d = self.c.users.find_one(doc! {"_id": login}).await?;
+        Ok(d.map(|d| read_user(&d)).transpose()?)
+    }
+
+    async fn update_user(&self, u: &User) -> StoreResult<()> {
+        self.write_user(u, false).await
+    }
+
+    async fn delete_user(&self, login: &str) -> StoreResult<bool> {
+        let subject = subject_key(&Subject::User(login.to_string()));
+        self.txn(
+            (self.c.clone(), login.to_string(), subject),
+            |s, (c, login, subject)| {
+                async move {
+                    c.perms
+                        .delete_many(doc! {"subject": &*subject})
+                        .session(&mut *s)
+                        .await?;
+                    c.tokens
+                        .delete_many(doc! {"login": &*login})
+                        .session(&mut *s)
+                        .await?;
+                    let r = c
+                        .users
+                        .delete_one(doc! {"_id": &*login})
+                        .session(&mut *s)
+                        .await?;
+                    Ok(r.deleted_count > 0)
+                }
+                .boxed()
+            },
+        )
+        .await
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        let docs: Vec<Document> = self
+            .c
+            .users
+            .find(doc! {})
+            .sort(doc! {"_id": 1})
+            .await?
+            .try_collect()
+            .await?;
+        Ok(docs.iter().map(read_user).collect::<MResult<_>>()?)
+    }
+
+    async fn create_role(&self, r: &Role) -> StoreResult<()> {
+        let mut r = r.clone();
+        // Members are the users whose `roles` name this one.
+        r.users.clear();
+        match self
+            .c
+            .roles
+            .insert_one(doc! {"_id": &r.id, "doc": to_json(&r)?})
+            .await
+        {
+            Err(e) if is_duplicate(&e) => Err(StoreError::Conflict(format!("role {}", r.id))),
+            res => res.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    async fn get_role(&self, id: &str) -> StoreResult<Option<Role>> {
+        let Some(d) = self.c.roles.find_one(doc! {"_id": id}).await? else {
+            return Ok(None);
+        };
+        let mut r: Role = from_doc(&d)?;
+        r.users = self.role_members(id).await?;
+        Ok(Some(r))
+    }
+
+    async fn delete_role(&self, id: &str) -> StoreResult<bool> {
+        let subject = subject_key(&Subject::Role(id.to_string()));
+        self.txn(
+            (self.c.clone(), id.to_string(), subject),
+            |s, (c, id, subject)| {
+                async move {
+                    c.perms
+                        .delete_many(doc! {"subject": &*subject})
+                        .session(&mut *s)
+                        .await?;
+                    c.users
+                        .update_many(doc! {"roles": &*id}, doc! {"$pull": {"roles": &*id}})
+                        .session(&mut *s)
+                        .await?;
+                    let r = c
+                        .roles
+                        .delete_one(doc! {"_id": &*id})
+                        .session(&mut *s)
+                        .await?;
+                    Ok(r.deleted_count > 0)
+                }
+                .boxed()
+            },
+        )
+        .await
+    }
+
+    async fn list_roles(&self) -> StoreResult<Vec<Role>> {
+        let docs: Vec<Document> = self
+            .c
+            .roles
+            .find(doc! {})
+            .sort(doc! {"_id": 1})
+            .await?
+            .try_collect()
+            .await?;
+        let mut out = Vec::with_capacity(docs.len());
+        for d in docs {
+            let mut r: Role = from_doc(&d)?;
+            r.users = self.role_members(&r.id).await?;
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    async fn set_role_member(&self, role: &str, login: &str, member: bool) -> StoreResult<bool> {
+        let ctx = (self.c.clone(), role.to_string(), login.to_string());
+        self.txn(ctx, move |s, (c, role, login)| {
+            async move {
+                if !claim(&c.roles, role, s).await? {
+                    return Err(abort(Abort::NotFound(format!("role {role}"))));
+                }
+                let Some(user) = c
+                    .users
+                    .find_one_and_update(doc! {"_id": &*login}, doc! {"$inc": {"claims": 1_i64}})
+                    .session(&mut *s)
+                    .await?
+                else {
+                    return Err(abort(Abort::NotFound(format!("user {login}"))));
+                };
+                let mut roles = strings(&user, "roles")?;
+                let had = roles.contains(role);
+                if had == member {
+                    return Ok(false);
+                }
+                if member {
+                    roles.push(role.clone());
+                    roles.sort();
+                } else {
+                    roles.retain(|r| r != role);
+                }
+                c.users
+                    .update_one(doc! {"_id": &*login}, doc! {"$set": {"roles": roles}})
+                    .session(&mut *s)
+                    .await?;
+                Ok(true)
+            }
+            .boxed()
+        })
+        .await
+    }
+
+    async fn grant(
+        &self,
+        subject: &Subject,
+        resource: &str,
+        ops: &[Operation],
+    ) -> StoreResult<Permission> {
+        let ctx = (
+            self.c.clone(),
+            subject.clone(),
+            resource.to_string(),
+            ops.to_vec(),
+        );
+        let all = self
+            .txn(ctx, |s, (c, subject, resource, ops)| {
+                async move {
+                    let (owner, id) = match &*subject {
+                        Subject::User(login) => (&c.users, login),
+                        Subject::Role(role) => (&c.roles, role),
+                    };
+                    if !claim(owner, id, s).await? {
+                        return Err(abort(Abort::NotFound(subject_name(subject))));
+                    }
+                    let key = subject_key(subject);
+                    let pid = serde_json::to_string(&(&key, &*resource)).expect("strings serialize");
+                    let mut all = match c.perms.find_one(doc! {"_id": &pid}).session(&mut *s).await? {
+                        Some(d) => operations(&d)?,
+                        None => Vec::new(),
+                    };
+                    all.extend(ops.iter().copied());
+                    all.sort();
+                    all.dedup();
+                    let names: Vec<&str> = all.iter().map(|o| o.as_str()).collect();
+                    c.perms
+                        .replace_one(
+                            doc! {"_id": &pid},
+                            doc! {"_id": &pid, "subject": &key, "resource": &*resource, "operations": names},
+                        )
+                        .upsert(true)
+                        .session(&mut *s)
+                        .await?;
+                    Ok(all)
+                }
+                .boxed()
+            })
+            .await?;
+        Ok(Permission {
+            subject: subject.clone(),
+            resource: resource.to_string(),
+            operations: all,
+        })
+    }
+
+    async fn revoke(
+        &self,
+        subject: &Subject,
+        resource: &str,
+        ops: &[Operation],
+    ) -> StoreResult<bool> {
+        let key = subject_key(subject);
+        let pid = serde_json::to_string(&(&key, resource)).expect("strings serialize");
+        self.txn((self.c.clone(), pid, ops.to_vec()), |s, (c, pid, ops)| {
+            async move {
+                let Some(d) = c
+                    .perms
+                    .find_one(doc! {"_id": &*pid})
+                    .session(&mut *s)
+                    .await?
+                else {
+                    return Ok(false);
+                };
+                let before = operations(&d)?;
+                let after: Vec<&str> = before
+                    .iter()
+                    .filter(|o| !ops.contains(o))
+                    .map(|o| o.as_str())
+                    .collect();
+                if after.len() == before.len() {
+                    return Ok(false);
+                }
+                if after.is_empty() {
+                    c.perms
+                        .delete_one(doc! {"_id": &*pid})
+                        .session(&mut *s)
+                        .await?;
+                } else {
+                    c.perms
+                        .update_one(doc! {"_id": &*pid}, doc! {"$set": {"operations": after}})
+                        .session(&mut *s)
+                        .await?;
+                }
+                Ok(true)
+            }
+            .boxed()
+        })
+        .await
+    }
+
+    async fn list_permissions(&self, subjects: &[Subject]) -> StoreResult<Vec<Permission>> {
+        let mut filter = doc! {};
+        if !subjects.is_empty() {
+            let keys: Vec<String> = subjects.iter().map(subject_key).collect();
+            filter.insert("subject", doc! {"$in": keys});
+        }
+        let docs: Vec<Document> = self
+            .c
+            .perms
+            .find(filter)
+            .sort(doc! {"subject": 1, "resource": 1})
+            .await?
+            .try_collect()
+            .await?;
+        let mut out = Vec::with_capacity(docs.len());
+        for d in docs {
+            let key = d.get_str("subject").unwrap_or_default();
+            let subject = match key.split_once(':') {
+                Some(("user", login)) => Subject::User(login.to_string()),
+                Some(("role", id)) => Subject::Role(id.to_string()),
+                _ => {
+                    return Err(StoreError::Backend(anyhow::anyhow!(
+                        "bad permission subject {key:?}"
+                    )));
+                }
+            };
+            out.push(Permission {
+                subject,
+                resource: d.get_str("resource").unwrap_or_default().to_string(),
+                operations: operations(&d)?,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn put_token(&self, t: &ApiToken) -> StoreResult<()> {
+        let d = doc! {
+            "_id": &t.hash,
+            "login": &t.login,
+            "expires_at": i64::try_from(t.expires_at).unwrap_or(i64::MAX),
+            "doc": to_json(t)?,
+        };
+        self.txn((self.c.clone(), d, t.login.clone()), |s, (c, d, login)| {
+            async move {
+                // Claimed so that a concurrent delete_user cannot miss this token.
+                if !claim(&c.users, login, s).await? {
+                    return Err(abort(Abort::NotFound(format!("user {login}"))));
+                }
+                match c.tokens.insert_one(d.clone()).session(&mut *s).await {
+                    Err(e) if is_duplicate(&e) => Err(abort(Abort::Conflict("token".into()))),
+                    r => r.map(|_| ()),
+                }
+            }
+            .boxed()
+        })
+        .await
+    }
+
+    async fn get_token(&self, hash: &str) -> StoreResult<Option<ApiToken>> {
+        let d = self.c.tokens.find_one(doc! {"_id": hash}).await?;
+        Ok(d.map(|d| from_doc(&d)).transpose()?)
+    }
+
+    async fn delete_token(&self, hash: &str) -> StoreResult<bool> {
+        Ok(self
+            .c
+            .tokens
+            .delete_one(doc! {"_id": hash})
+            .await?
+            .deleted_count
+            > 0)
+    }
+
+    async fn delete_user_tokens(&self, login: &str) -> StoreResult<u64> {
+        Ok(self
+            .c
+            .tokens
+            .delete_many(doc! {"login": login})
+            .await?
+            .deleted_count)
+    }
+
+    async fn delete_expired_tokens(&self, now: u64) -> StoreResult<u64> {
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        Ok(self
+            .c
+            .tokens
+            .delete_many(doc! {"expires_at": {"$lt": now}})
+            .await?
+            .deleted_count)
+    }
+
+    async fn put_installed_plugin(&self, p: &InstalledPlugin) -> StoreResult<()> {
+        self.c
+            .plugins
+            .replace_one(
+                doc! {"_id": &p.name},
+                doc! {"_id": &p.name, "doc": to_json(p)?},
+            )
+            .upsert(true)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_installed_plugins(&self) -> StoreResult<Vec<InstalledPlugin>> {
+        let docs: Vec<Document> = self
+            .c
+            .plugins
+            .find(doc! {})
+            .sort(doc! {"_id": 1})
+            .await?
+            .try_collect()
+            .await?;
+        Ok(docs.iter().map(from_doc).collect::<MResult<_>>()?)
+    }
+}
+
+impl MongoStore {
+    async fn role_members(&self, role: &str) -> StoreResult<Vec<String>> {
+        let docs: Vec<Document> = self
+            .c
+            .users
+            .find(doc! {"roles": role})
+            .sort(doc! {"_id": 1})
+            .projection(doc! {"_id": 1})
+            .await?
+            .try_collect()
+            .await?;
+        Ok(docs
+            .iter()
+            .filter_map(|d| d.get_str("_id").ok().map(str::to_string))
+            .collect())
+    }
+
+    /// Create (`insert`) or replace a group; every member must be a repository.
+    async fn write_group(&self, g: &Group, insert: bool) -> StoreResult<()> {
+        let mut record = g.clone();
+        record.members.clear();
+        let mut members: Vec<String> = g.members.iter().map(|m| m.to_string()).collect();
+        members.sort();
+        members.dedup();
+        let d = doc! {
+            "_id": g.id.as_str(),
+            "notes": notes_index(&g.notes),
+            "members": &members,
+            "doc": to_json(&record)?,
+        };
+        self.txn((self.c.clone(), d, members), move |s, (c, d, members)| {
+            async move {
+                let id = d.get_str("_id").unwrap_or_default().to_string();
+                for m in members.iter() {
+                    if !claim(&c.repos, m, s).await? {
+                        return Err(abort(Abort::NotFound(format!("repository {m}"))));
+                    }
+                }
+                if insert {
+                    match c.groups.insert_one(d.clone()).session(&mut *s).await {
+                        Err(e) if is_duplicate(&e) => {
+                            return Err(abort(Abort::Conflict(format!("group {id}"))));
+                        }
+                        r => r?,
+                    };
+                } else if c
+                    .groups
+                    .replace_one(doc! {"_id": &id}, d.clone())
+                    .session(&mut *s)
+                    .await?
+                    .matched_count
+                    == 0
+                {
+                    return Err(abort(Abort::NotFound(format!("group {id}"))));
+                }
+                Ok(())
+            }
+            .boxed()
+        })
+        .await
+    }
+
+    /// Create (`insert`) or replace a user; every role must exist.
+    async fn write_user(&self, u: &User, insert: bool) -> StoreResult<()> {
+        let mut record = u.clone();
+        record.roles.clear();
+        let mut roles = u.roles.clone();
+        roles.sort();
+        roles.dedup();
+        let d = doc! {
+            "_id": &u.login,
+            "roles": &roles,
+            "doc": to_json(&record)?,
+        };
+        self.txn((self.c.clone(), d, roles), move |s, (c, d, roles)| {
+            async move {
+                let login = d.get_str("_id").unwrap_or_default().to_string();
+                for r in roles.iter() {
+                    if !claim(&c.roles, r, s).await? {
+                        return Err(abort(Abort::NotFound(format!("role {r}"))));
+                    }
+                }
+                if insert {
+                    match c.users.insert_one(d.clone()).session(&mut *s).await {
+                        Err(e) if is_duplicate(&e) => {
+                            return Err(abort(Abort::Conflict(format!("user {login}"))));
+                        }
+                        r => r?,
+                    };
+                } else if c
+                    .users
+                    .replace_one(doc! {"_id": &login}, d.clone())
+                    .session(&mut *s)
+                    .await?
+                    .matched_count
+                    == 0
+                {
+                    return Err(abort(Abort::NotFound(format!("user {login}"))));
+                }
+                Ok(())
+            }
+            .boxed()
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    /// `WHARF_TEST_MONGO_URL`, or None (skip) when it is unset and services
+    /// are not required.
+    pub fn test_url() -> Option<String> {
+        match std::env::var("WHARF_TEST_MONGO_URL") {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ if std::env::var("WHARF_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") => panic!(
+                "WHARF_TEST_MONGO_URL is not set but WHARF_TEST_REQUIRE_SERVICES=1: start a MongoDB-compatible server \
+                 (scripts/mongo.sh start DIR PORT prints its URL) and export WHARF_TEST_MONGO_URL, or run scripts/test.sh"
+            ),
+            _ => {
+                eprintln!(
+                    "note: skipping the MongoDB store test: WHARF_TEST_MONGO_URL is not set \
+                     (scripts/test.sh starts a server; or scripts/mongo.sh start DIR PORT)"
+                );
+                None
+            }
+        }
+    }
+
+    /// A database of its own per test run, dropped at the end.
+    async fn fresh(url: &str, what: &str) -> super::MongoStore {
+        let name = format!("wharf_test_{what}_{}", uuid::Uuid::new_v4().simple());
+        super::MongoStore::open_database(url, Some(&name))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conformance() {
+        let Some(url) = test_url() else { return };
+        let store = fresh(&url, "conformance").await;
+        let start = std::time::Instant::now();
+        super::super::conformance::run_all(&store).await;
+        eprintln!("mongo conformance suite: {:?}", start.elapsed());
+        store.drop_database().await.unwrap();
+    }
+
+    /// Changes to one repository claim its document, so concurrent ones
+    /// conflict; the driver retries them and none is lost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_changes_to_one_repository_all_land() {
+        use super::super::*;
+        let Some(url) = test_url() else { return };
+        let store = std::sync::Arc::new(fresh(&url, "concurrent").await);
+        let repo = Repository {
+            id: "busy".parse().unwrap(),
+            content_type: "docker".into(),
+            display_name: "busy".into(),
+            description: String::new(),
+            notes: Notes::new(),
+            importer_config: serde_json::json!({}),
+            distributor_config: serde_json::json!({}),
+            created_at: now(),
+            updated_at: now(),
+        };
+        store.create_repo(&repo).await.unwrap();
+        let writers: Vec<_> = (0..8)
+            .map(|i| {
+                let (store, id) = (store.clone(), repo.id.clone());
+                tokio::spawn(async move {
+                    let key = format!("k{i}");
+                    let unit = Unit {
+                        unit_type: "blob".into(),
+                        key: key.clone(),
+                        metadata: serde_json::json!({}),
+                        blobs: vec![Digest::of(key.as_bytes())],
+                    };
+                    store.apply_changes(&id, &[UnitChange::Add(unit)]).await
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.unwrap().unwrap();
+        }
+        assert_eq!(store.count_units(&repo.id).await.unwrap()["blob"], 8);
+        store.drop_database().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn schema_is_recorded_and_a_newer_one_refused() {
+        use mongodb::bson::doc;
+        let Some(url) = test_url() else { return };
+        let name = format!("wharf_test_schema_{}", uuid::Uuid::new_v4().simple());
+        let store = super::MongoStore::open_database(&url, Some(&name))
+            .await
+            .unwrap();
+        assert_eq!(store.schema_version().await.unwrap(), super::SCHEMA_VERSION);
+        // Opening again is a no-op.
+        drop(
+            super::MongoStore::open_database(&url, Some(&name))
+                .await
+                .unwrap(),
+        );
+        store
+            .db
+            .collection::<mongodb::bson::Document>("meta")
+            .update_one(
+                doc! {"_id": "schema"},
+                doc! {"$set": {"version": super::SCHEMA_VERSION + 1}},
+            )
+            .await
+            .unwrap();
+        let err = super::MongoStore::open_database(&url, Some(&name))
+            .await
+            .err()
+            .expect("a newer schema is refused");
+        assert!(format!("{err:#}").contains("upgrade wharf"), "{err:#}");
+        store.drop_database().await.unwrap();
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        assert_eq!(
+            super::redact("mongodb://u:secret@db1:27017/wharf"),
+            "mongodb://***@db1:27017/wharf"
+        );
+        assert_eq!(super::redact("mongodb://db1/wharf"), "mongodb://db1/wharf");
+    }
+}

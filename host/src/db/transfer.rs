@@ -1,0 +1,449 @@
+//! Moving an installation's metadata between stores (e.g. the embedded
+//! SQLite file to MongoDB): [`export`] writes every record as JSON lines,
+//! [`import`] replays them into an empty store through the same [`Store`]
+//! calls the server makes, so the target's own rules (roles before users,
+//! repositories before their content) hold.
+//!
+//! What is not carried: login tokens (users log in again), unfinished
+//! uploads, units no repository holds (orphans), and tasks that had not ended
+//! (export with the server stopped). Blobs stay where they are: the data
+//! directory is shared, whatever the metadata store.
+
+use super::*;
+use anyhow::Context as _;
+use std::io::{BufRead, Write};
+
+/// First line of every dump.
+pub const FORMAT: &str = "wharf-db-export";
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Units per `units` line: one `apply_changes` (one transaction) each.
+const UNITS_PER_LINE: u32 = 500;
+
+/// One line of a dump.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "record", rename_all = "snake_case")]
+pub enum Record {
+    Header {
+        format: String,
+        version: u32,
+        exported_at: String,
+    },
+    Role(Role),
+    User(User),
+    Permission(Permission),
+    Repository(Repository),
+    /// Units held by one repository (created if absent, then associated).
+    Units {
+        repo: RepoId,
+        units: Vec<Unit>,
+    },
+    Group(Group),
+    Publication(Publication),
+    Listener(crate::events::Listener),
+    Task(Task),
+    Plugin(InstalledPlugin),
+}
+
+impl Record {
+    fn kind(&self) -> &'static str {
+        match self {
+            Record::Header { .. } => "header",
+            Record::Role(_) => "roles",
+            Record::User(_) => "users",
+            Record::Permission(_) => "permissions",
+            Record::Repository(_) => "repositories",
+            Record::Units { .. } => "unit associations",
+            Record::Group(_) => "groups",
+            Record::Publication(_) => "publications",
+            Record::Listener(_) => "event listeners",
+            Record::Task(_) => "tasks",
+            Record::Plugin(_) => "installed plugins",
+        }
+    }
+
+    fn count(&self) -> u64 {
+        match self {
+            Record::Units { units, .. } => units.len() as u64,
+            _ => 1,
+        }
+    }
+}
+
+/// How many records of each kind went through.
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub counts: BTreeMap<&'static str, u64>,
+    /// Tasks left out because they had not ended.
+    pub skipped_unfinished_tasks: u64,
+}
+
+impl Summary {
+    fn add(&mut self, r: &Record) {
+        if !matches!(r, Record::Header { .. }) {
+            *self.counts.entry(r.kind()).or_default() += r.count();
+        }
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .counts
+            .iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect();
+        write!(f, "{}", parts.join(", "))?;
+        if self.skipped_unfinished_tasks > 0 {
+            write!(
+                f,
+                " ({} unfinished tasks left out)",
+                self.skipped_unfinished_tasks
+            )?;
+        }
+        Ok(())
+    }
+}
+
+struct Writer<'a, W: Write> {
+    out: &'a mut W,
+    summary: Summary,
+}
+
+impl<W: Write> Writer<'_, W> {
+    fn put(&mut self, r: Record) -> anyhow::Result<()> {
+        serde_json::to_writer(&mut *self.out, &r)?;
+        self.out.write_all(b"\n")?;
+        self.summary.add(&r);
+        Ok(())
+    }
+}
+
+/// Write every record of `store` to `out`, one JSON document per line.
+pub async fn export(store: &dyn Store, out: &mut impl Write) -> anyhow::Result<Summary> {
+    let mut w = Writer {
+        out,
+        summary: Summary::default(),
+    };
+    w.put(Record::Header {
+        format: FORMAT.into(),
+        version: FORMAT_VERSION,
+        exported_at: now(),
+    })?;
+    // Roles before users (a user's roles must exist), users before
+    // permissions (their subject must exist).
+    for r in store.list_roles().await? {
+        w.put(Record::Role(r))?;
+    }
+    for u in store.list_users().await? {
+        w.put(Record::User(u))?;
+    }
+    for p in store.list_permissions(&[]).await? {
+        w.put(Record::Permission(p))?;
+    }
+    let mut after = None;
+    loop {
+        let page = store
+            .list_repos(&RepoQuery {
+                after: after.clone(),
+                limit: 500,
+                ..Default::default()
+            })
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.to_string());
+        for repo in page {
+            let id = repo.id.clone();
+            w.put(Record::Repository(repo))?;
+            for unit_type in store.count_units(&id).await?.into_keys() {
+                let mut after: Option<String> = None;
+                loop {
+                    let units = store
+                        .list_units(&id, &unit_type, after.as_deref(), UNITS_PER_LINE)
+                        .await?;
+                    let Some(last) = units.last() else { break };
+                    after = Some(last.key.clone());
+                    w.put(Record::Units {
+                        repo: id.clone(),
+                        units,
+                    })?;
+                }
+            }
+        }
+    }
+    for g in store.list_groups(&Notes::new()).await? {
+        w.put(Record::Group(g))?;
+    }
+    for p in store.list_publications().await? {
+        w.put(Record::Publication(p))?;
+    }
+    for l in store.list_listeners().await? {
+        w.put(Record::Listener(l))?;
+    }
+    let all = TaskQuery {
+        limit: u32::MAX,
+        ..Default::default()
+    };
+    // Oldest first, so that the target lists them in the same order.
+    for t in store.list_tasks(&all).await?.into_iter().rev() {
+        if t.state.is_final() {
+            w.put(Record::Task(t))?;
+        } else {
+            w.summary.skipped_unfinished_tasks += 1;
+        }
+    }
+    for p in store.list_installed_plugins().await? {
+        w.put(Record::Plugin(p))?;
+    }
+    w.out.flush()?;
+    Ok(w.summary)
+}
+
+/// Replay a dump into `store`, which must hold no repositories and no users.
+pub async fn import(store: &dyn Store, input: impl BufRead) -> anyhow::Result<Summary> {
+    let has_repos = !store
+        .list_repos(&RepoQuery {
+            limit: 1,
+            ..Default::default()
+        })
+        .await?
+        .is_empty();
+    let has_users = !store.list_users().await?.is_empty();
+    anyhow::ensure!(
+        !has_repos && !has_users,
+        "the target store already holds {}: import into a new, empty database",
+        if has_repos { "repositories" } else { "users" }
+    );
+    let mut summary = Summary::default();
+    let mut saw_header = false;
+    for (n, line) in input.lines().enumerate() {
+        let n = n + 1;
+        let line = line.with_context(|| format!("reading line {n} of the dump"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: Record = serde_json::from_str(&line)
+            .with_context(|| format!("line {n} is not a record of a wharf dump"))?;
+        if n == 1 {
+            match &record {
+                Record::Header {
+                    format, version, ..
+                } if format == FORMAT && *version <= FORMAT_VERSION => saw_header = true,
+                Record::Header {
+                    format, version, ..
+                } => anyhow::bail!(
+                    "the dump is {format} version {version}; this wharf reads {FORMAT} up to version {FORMAT_VERSION}"
+                ),
+                _ => anyhow::bail!(
+                    "line 1 is not a {FORMAT} header: is this the output of `wharf db export`?"
+                ),
+            }
+        }
+        apply(store, &record)
+            .await
+            .with_context(|| format!("importing line {n} ({})", record.kind()))?;
+        summary.add(&record);
+    }
+    anyhow::ensure!(
+        saw_header,
+        "the dump is empty: expected a {FORMAT} header line (the output of `wharf db export`)"
+    );
+    Ok(summary)
+}
+
+async fn apply(store: &dyn Store, record: &Record) -> StoreResult<()> {
+    match record {
+        Record::Header { .. } => Ok(()),
+        Record::Role(r) => store.create_role(r).await,
+        Record::User(u) => store.create_user(u).await,
+        Record::Permission(p) => store
+            .grant(&p.subject, &p.resource, &p.operations)
+            .await
+            .map(drop),
+        Record::Repository(r) => store.create_repo(r).await,
+        Record::Units { repo, units } => {
+            let changes: Vec<UnitChange> = units.iter().cloned().map(UnitChange::Add).collect();
+            store.apply_changes(repo, &changes).await
+        }
+        Record::Group(g) => store.create_group(g).await,
+        Record::Publication(p) => store.put_publication(p).await,
+        Record::Listener(l) => store.put_listener(l).await,
+        Record::Task(t) => store.put_task(t).await,
+        Record::Plugin(p) => store.put_installed_plugin(p).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Export a store filled by the conformance-like fixture, import it into
+    /// a fresh one, export again: the two dumps hold the same records.
+    #[tokio::test]
+    async fn export_import_round_trip_between_sqlite_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = sqlite::SqliteStore::open(&dir.path().join("a.db")).unwrap();
+        fill(&a).await;
+        let mut dump = Vec::new();
+        let s1 = export(&a, &mut dump).await.unwrap();
+        assert_eq!(s1.counts["unit associations"], 2);
+        assert_eq!(s1.skipped_unfinished_tasks, 1);
+
+        let b = sqlite::SqliteStore::open(&dir.path().join("b.db")).unwrap();
+        let s2 = import(&b, &dump[..]).await.unwrap();
+        assert_eq!(s1.counts, s2.counts);
+        let mut again = Vec::new();
+        export(&b, &mut again).await.unwrap();
+        let strip_header = |d: &[u8]| -> Vec<String> {
+            String::from_utf8(d.to_vec())
+                .unwrap()
+                .lines()
+                .skip(1)
+                .map(str::to_string)
+                .collect()
+        };
+        assert_eq!(strip_header(&dump), strip_header(&again));
+
+        let err = import(&b, &dump[..]).await.unwrap_err();
+        assert!(format!("{err:#}").contains("empty database"), "{err:#}");
+        let c = sqlite::SqliteStore::open(&dir.path().join("c.db")).unwrap();
+        let err = import(&c, &b"{\"kind\":\"role\",\"record\":{}}\n"[..])
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("line 1"), "{err:#}");
+    }
+
+    /// The move this module exists for: embedded SQLite to MongoDB, with
+    /// records whose plugin JSON has keys MongoDB field names restrict.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_to_mongo_keeps_every_record() {
+        let Some(url) = mongo::tests::test_url() else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let a = sqlite::SqliteStore::open(&dir.path().join("a.db")).unwrap();
+        fill(&a).await;
+        let mut dump = Vec::new();
+        export(&a, &mut dump).await.unwrap();
+        let name = format!("wharf_test_transfer_{}", uuid::Uuid::new_v4().simple());
+        let m = mongo::MongoStore::open_database(&url, Some(&name))
+            .await
+            .unwrap();
+        import(&m, &dump[..]).await.unwrap();
+        let mut again = Vec::new();
+        export(&m, &mut again).await.unwrap();
+        let body = |d: &[u8]| -> Vec<String> {
+            String::from_utf8(d.to_vec())
+                .unwrap()
+                .lines()
+                .skip(1)
+                .map(str::to_string)
+                .collect()
+        };
+        assert_eq!(body(&dump), body(&again));
+        m.drop_database().await.unwrap();
+    }
+
+    /// A bit of everything, as a running server leaves it.
+    pub(crate) async fn fill(s: &dyn Store) {
+        s.create_role(&Role {
+            id: "devs".into(),
+            description: "developers".into(),
+            users: vec![],
+        })
+        .await
+        .unwrap();
+        s.create_user(&User {
+            login: "ann".into(),
+            name: "Ann".into(),
+            password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+            source: UserSource::Local,
+            roles: vec!["devs".into()],
+            created_at: now(),
+            updated_at: now(),
+        })
+        .await
+        .unwrap();
+        s.grant(
+            &Subject::Role("devs".into()),
+            "/repositories/",
+            &[Operation::Read],
+        )
+        .await
+        .unwrap();
+        let repo = Repository {
+            id: "app".parse().unwrap(),
+            content_type: "docker".into(),
+            display_name: "App".into(),
+            description: String::new(),
+            notes: [("env".to_string(), "prod".to_string())].into(),
+            importer_config: serde_json::json!({"feed": "http://127.0.0.1:1"}),
+            distributor_config: serde_json::json!({"repo-registry-id": "my/app"}),
+            created_at: now(),
+            updated_at: now(),
+        };
+        s.create_repo(&repo).await.unwrap();
+        let unit = |t: &str, k: &str| Unit {
+            unit_type: t.into(),
+            key: k.into(),
+            metadata: serde_json::json!({"size": 3, "io.k8s.label": {"$weird": true}}),
+            blobs: vec![Digest::of(k.as_bytes())],
+        };
+        s.apply_changes(
+            &repo.id,
+            &[
+                UnitChange::Add(unit("tag", "latest")),
+                UnitChange::Add(unit("manifest", "sha256:1")),
+            ],
+        )
+        .await
+        .unwrap();
+        s.create_group(&Group {
+            id: "all".parse().unwrap(),
+            display_name: "All".into(),
+            description: String::new(),
+            notes: Notes::new(),
+            members: vec![repo.id.clone()],
+        })
+        .await
+        .unwrap();
+        s.put_publication(&Publication {
+            plugin: "docker".into(),
+            name: "my/app".into(),
+            repo_id: repo.id.clone(),
+            index: Digest::of(b"index"),
+            config: serde_json::json!({}),
+            published_at: now(),
+        })
+        .await
+        .unwrap();
+        for state in [TaskState::Finished, TaskState::Running] {
+            s.put_task(&Task {
+                id: TaskId::new(),
+                kind: "publish".into(),
+                state,
+                locks: vec!["repository:app".into()],
+                worker: None,
+                created_at: now(),
+                started_at: None,
+                finished_at: None,
+                progress: Progress::default(),
+                result: None,
+                error: None,
+                input: serde_json::json!({"publish": {"repo": "app"}}),
+                cancel_requested: false,
+            })
+            .await
+            .unwrap();
+        }
+        s.put_installed_plugin(&InstalledPlugin {
+            name: "extra".into(),
+            state: PluginState::Installed,
+            version: "1.0.0".into(),
+            wasm_sha256: Digest::of(b"wasm"),
+            changed_at: now(),
+        })
+        .await
+        .unwrap();
+    }
+}
