@@ -17,4 +17,5 @@ mod registry_clients;
 mod registry_support;
 mod registry_sync;
 mod runtime;
+mod serving;
 mod workers;
