@@ -216,9 +216,9 @@ pub async fn serve(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let addr = bound.spec.addr;
-    let service = router.into_make_service_with_connect_info::<SocketAddr>();
     let served = match bound.tls {
         None => {
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
             // Small responses (manifests, tag lists) must not wait for Nagle.
             let listener = bound.tcp.tap_io(|tcp| {
                 let _ = tcp.set_nodelay(true);
@@ -228,6 +228,9 @@ pub async fn serve(
                 .await
         }
         Some(cert) => {
+            let service = router
+                .layer(axum::middleware::from_fn(mark_https))
+                .into_make_service_with_connect_info::<SocketAddr>();
             let listener = TlsListener::start(bound.tcp, cert, bound.spec.side, stop.clone());
             // `tap_io` with nothing to do: axum hands the peer address to
             // `ConnectInfo` for tapped listeners of any kind.
@@ -237,6 +240,19 @@ pub async fn serve(
         }
     };
     served.with_context(|| format!("serving on {addr}"))
+}
+
+/// Requests that came over TLS say so, whatever the client sent: URLs the
+/// server hands out (the registry token realm) must be `https://` ones.
+async fn mark_https(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    req.headers_mut().insert(
+        "x-forwarded-proto",
+        axum::http::HeaderValue::from_static("https"),
+    );
+    next.run(req).await
 }
 
 type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;

@@ -155,14 +155,14 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let blob_bytes = Gauge::default();
     registry.register_with_unit(
         "blob_store",
-        "Size of the blob store (refreshed at most every 30 s)",
+        "Size of the blob store (refreshed at most every 10 s)",
         Unit::Bytes,
         blob_bytes.clone(),
     );
     let blob_count = Gauge::default();
     registry.register(
         "blob_store_blobs",
-        "Blobs in the blob store (refreshed at most every 30 s)",
+        "Blobs in the blob store (refreshed at most every 10 s)",
         blob_count.clone(),
     );
     Metrics {
@@ -182,7 +182,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
 });
 
 /// How stale the blob store gauges may get: a scan stats every blob.
-const BLOB_SCAN_EVERY: Duration = Duration::from_secs(30);
+const BLOB_SCAN_EVERY: Duration = Duration::from_secs(10);
 
 /// A plugin call ended: `outcome` is `ok` or [`PluginError::code`].
 ///

@@ -31,9 +31,17 @@ pub fn router(app: Arc<App>, side: Side) -> axum::Router {
                 "no such endpoint: this listener serves the admin API (/api/v1) only",
             )
         }),
-        // The API's paths fall to the plugins too, and no plugin claims them:
-        // the registry's own 404.
-        Side::Registry => ops.fallback(registry::dispatch),
+        // The token endpoint of the Docker token flow belongs to the registry
+        // protocol (the realm clients are sent to); the rest of the API's
+        // paths fall to the plugins, and no plugin claims them: the
+        // registry's own 404.
+        Side::Registry => ops
+            .route(
+                "/api/v1/registry/token",
+                get(crate::auth::registry_token::token),
+            )
+            .route_layer(axum::middleware::from_fn(crate::metrics::record_route))
+            .fallback(registry::dispatch),
     };
     let tracker = crate::metrics::Tracker {
         app: app.clone(),
