@@ -902,6 +902,10 @@ group_role = ["cn=ops,dc=example,dc=org=super-users"]
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
     }
     assert!(!out.contains("secret"), "a secret is printed:\n{out}");
+    // `serve --help` shows the file's values as the defaults, secrets aside.
+    let help = must(wharf().args(["serve", "--config"]).arg(&good).arg("--help"));
+    assert!(help.contains("[default: 4]"), "{help}");
+    assert!(!help.contains("secret"), "a secret is printed:\n{help}");
     // The environment beats the file.
     let out = must(
         wharf()
