@@ -144,11 +144,10 @@ impl ResolvesServerCert for ReloadingCert {
 }
 
 /// Reload every certificate on SIGHUP, and each one whose files changed
-/// every [`WATCH_EVERY`]; runs until the process ends.
+/// every [`WATCH_EVERY`]; runs until the process ends. Without certificates
+/// SIGHUP is still taken (and logged): an operator's reload must never stop
+/// the server, which is SIGHUP's default action.
 pub fn watch(certs: Vec<Arc<ReloadingCert>>) -> anyhow::Result<()> {
-    if certs.is_empty() {
-        return Ok(());
-    }
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot install the SIGHUP handler")?;
     tokio::spawn(async move {
@@ -156,7 +155,7 @@ pub fn watch(certs: Vec<Arc<ReloadingCert>>) -> anyhow::Result<()> {
         loop {
             tokio::select! {
                 _ = hup.recv() => {
-                    tracing::info!("SIGHUP: reloading TLS certificates");
+                    tracing::info!(certificates = certs.len(), "SIGHUP: reloading TLS certificates");
                     for c in &certs {
                         c.reload_logged();
                     }

@@ -560,6 +560,10 @@ fn admin_and_registry_listeners_from_a_config_file_serve_only_their_own_routes()
         assert_eq!(v["checks"]["broker"]["state"], "not configured");
         assert_eq!(get(format!("{base}/metrics")).0, 200);
     }
+    // A reload signal to a server without certificates does no harm.
+    must(Command::new("kill").args(["-HUP", &s.pid().to_string()]));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(get(format!("{admin}/healthz")).0, 200, "{}", s.log());
     // The file's setting that no flag overrode took effect.
     assert!(
         s.log().contains(&format!("registry http://{registry}")),
