@@ -269,8 +269,9 @@ pub fn with_file_defaults(
         // process, so leaking its few values costs nothing.
         let values: Vec<&'static str> =
             s.values.iter().map(|v| &*String::leak(v.clone())).collect();
-        // `--help` shows the file's values as defaults; never a secret.
-        let secret = SECRET_KEYS.contains(&s.key.as_str());
+        // `--help` shows the file's values as defaults; never a secret, nor
+        // a URL that may carry a password.
+        let secret = SECRET_KEYS.contains(&s.key.as_str()) || URL_KEYS.contains(&s.key.as_str());
         cmd = cmd.mut_arg(s.arg, |a| {
             a.default_values(values).hide_default_value(secret)
         });

@@ -182,7 +182,11 @@ impl Tasks {
         task: &crate::db::Task,
     ) -> Result<Option<TaskId>, crate::db::StoreError> {
         for lock in &task.locks {
-            for state in [TaskState::Running, TaskState::Waiting] {
+            // Waiting before running: a task only ever moves waiting ->
+            // running -> ended, so this order cannot miss one that starts
+            // between the two queries (the other order could, and then two
+            // workers ran tasks of one repository at once).
+            for state in [TaskState::Waiting, TaskState::Running] {
                 let q = TaskQuery {
                     state: Some(state),
                     lock: Some(lock.clone()),
