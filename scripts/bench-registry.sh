@@ -240,7 +240,8 @@ SYNC_BYTES=$(jq -r .result.bytes_stored "$W/last-sync.json")
 
 # ---------------------------------------------------------------- report --
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "-"; else printf "%.2f", a / b }'; }
-verdict() { if awk -v x="$1" 'BEGIN { exit !(x) }'; then echo met; else echo "NOT met"; fi; }
+# The condition is awk code (passed with -v it would be a string, always true).
+verdict() { if awk "BEGIN { exit !($1) }"; then echo met; else echo "NOT met"; fi; }
 CPU=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
 cat <<EOF
 

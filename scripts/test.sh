@@ -25,6 +25,7 @@ declare -A NEEDED=(
     [docker-registry]=docker-registry
     [jq]=jq
     [curl]=curl
+    [openssl]=openssl
     [slapd]=slapd
     [ldapadd]=ldap-utils
     [/usr/lib/rabbitmq/bin/rabbitmq-server]=rabbitmq-server
@@ -41,7 +42,7 @@ else
     export DEBIAN_FRONTEND=noninteractive
     apt-get -o DPkg::Lock::Timeout=600 update
     apt-get -o DPkg::Lock::Timeout=600 install -y \
-        docker.io podman skopeo umoci busybox-static docker-registry jq curl \
+        docker.io podman skopeo umoci busybox-static docker-registry jq curl openssl \
         slapd ldap-utils rabbitmq-server
 fi
 

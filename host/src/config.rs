@@ -1,13 +1,43 @@
-//! Server settings.
+//! Server settings: one [`ServeConfig`] from, in order of precedence, flags,
+//! `WHARF_*` environment variables, the TOML config file (`--config` /
+//! `WHARF_CONFIG`) and built-in defaults.
+//!
+//! The file is layered in as clap *defaults* (see [`with_file_defaults`]), so
+//! clap's own precedence (command line > environment > default) gives
+//! "flags > env > file > defaults" with one parser and one set of error
+//! messages. `docs/configuration.md` lists every setting.
 
+use anyhow::Context as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeConfig {
-    /// Address to listen on (admin API and registry).
+    /// TOML file with any of these settings (flags and environment variables
+    /// override it); see docs/configuration.md.
+    #[arg(long, env = "WHARF_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on: the admin API and the registry, unless
+    /// --admin-listen / --registry-listen give either its own.
     #[arg(long, env = "WHARF_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Address of the admin API (/api/v1) alone [default: --listen].
+    #[arg(long, env = "WHARF_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Address of the registry side (/v2/ and other plugin routes) alone
+    /// [default: --listen].
+    #[arg(long, env = "WHARF_REGISTRY_LISTEN")]
+    pub registry_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub tls: TlsConfig,
+    /// Log lines as human-readable `text` or one JSON object per line.
+    #[arg(long, env = "WHARF_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// On SIGTERM or Ctrl-C: how long in-flight requests and running tasks
+    /// get to finish before the server exits anyway, e.g. `30s`, `2m`.
+    #[arg(long, env = "WHARF_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
+    pub shutdown_timeout: Duration,
     /// Where blobs, the metadata store, uploads and the plugin cache live.
     #[arg(long, env = "WHARF_DATA_DIR", default_value = "./wharf-data")]
     pub data_dir: PathBuf,
@@ -43,10 +73,376 @@ pub struct ServeConfig {
     pub auth: crate::auth::config::AuthConfig,
 }
 
+/// TLS of the listeners. `--tls-*` apply to every listener; `--admin-tls-*`
+/// and `--registry-tls-*` override them for one side.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsConfig {
+    /// PEM certificate chain (leaf first) served by every listener: TLS only,
+    /// plain HTTP is refused. Reloaded on SIGHUP or when the file changes.
+    #[arg(long, env = "WHARF_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "WHARF_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve TLS with a self-signed CA and certificate generated on first
+    /// start into <data-dir>/tls (its CA is printed, and kept as ca.crt).
+    #[arg(long, env = "WHARF_TLS_SELF_SIGNED")]
+    pub tls_self_signed: bool,
+    /// PEM certificate chain of the admin listener [default: --tls-cert].
+    #[arg(long, env = "WHARF_ADMIN_TLS_CERT", value_name = "PEM")]
+    pub admin_tls_cert: Option<PathBuf>,
+    /// PEM private key of --admin-tls-cert.
+    #[arg(long, env = "WHARF_ADMIN_TLS_KEY", value_name = "PEM")]
+    pub admin_tls_key: Option<PathBuf>,
+    /// PEM certificate chain of the registry listener [default: --tls-cert].
+    #[arg(long, env = "WHARF_REGISTRY_TLS_CERT", value_name = "PEM")]
+    pub registry_tls_cert: Option<PathBuf>,
+    /// PEM private key of --registry-tls-cert.
+    #[arg(long, env = "WHARF_REGISTRY_TLS_KEY", value_name = "PEM")]
+    pub registry_tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 impl ServeConfig {
     pub fn plugin_dir(&self) -> PathBuf {
         self.plugin_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("plugins"))
+    }
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (e.g. 30s, 2m)"))
+}
+
+/// Each setting of the file (`section.key`) and the flag it stands for (its
+/// clap argument id). The file's layout groups what belongs together; the
+/// flags stay flat.
+pub const FILE_KEYS: &[(&str, &str)] = &[
+    ("listen", "listen"),
+    ("data_dir", "data_dir"),
+    ("plugin_dir", "plugin_dir"),
+    ("workers", "workers"),
+    ("broker", "broker"),
+    ("broker_queue", "broker_queue"),
+    // The metadata store URL (`--db`, e.g. mongodb://…); absent means the
+    // embedded SQLite store. Only builds that have `--db` accept it.
+    ("db", "db"),
+    ("log_format", "log_format"),
+    ("shutdown_timeout", "shutdown_timeout"),
+    ("tls.cert", "tls_cert"),
+    ("tls.key", "tls_key"),
+    ("tls.self_signed", "tls_self_signed"),
+    ("admin.listen", "admin_listen"),
+    ("admin.tls_cert", "admin_tls_cert"),
+    ("admin.tls_key", "admin_tls_key"),
+    ("registry.listen", "registry_listen"),
+    ("registry.tls_cert", "registry_tls_cert"),
+    ("registry.tls_key", "registry_tls_key"),
+    ("plugins.memory_mib", "plugin_memory_mib"),
+    ("plugins.call_timeout_ms", "plugin_call_timeout_ms"),
+    ("auth.token_ttl", "token_ttl"),
+    ("auth.public_url", "public_url"),
+    ("ldap.url", "ldap_url"),
+    ("ldap.starttls", "ldap_starttls"),
+    ("ldap.user_dn_template", "ldap_user_dn_template"),
+    ("ldap.base", "ldap_base"),
+    ("ldap.bind_dn", "ldap_bind_dn"),
+    ("ldap.bind_password", "ldap_bind_password"),
+    ("ldap.user_filter", "ldap_user_filter"),
+    ("ldap.group_base", "ldap_group_base"),
+    ("ldap.group_filter", "ldap_group_filter"),
+    ("ldap.group_role", "ldap_group_role"),
+    ("ldap.timeout_secs", "ldap_timeout_secs"),
+];
+
+/// Settings whose values are never printed.
+const SECRET_KEYS: &[&str] = &["ldap.bind_password"];
+/// Settings that are URLs whose password part is never printed.
+const URL_KEYS: &[&str] = &["broker", "db", "ldap.url"];
+
+/// The config file named on the command line (`--config FILE`,
+/// `--config=FILE`) or in `WHARF_CONFIG`, read before clap parses anything
+/// because its values become clap's defaults.
+pub fn file_from_args(args: &[std::ffi::OsString]) -> Option<PathBuf> {
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        let a = a.to_string_lossy();
+        if a == "--" {
+            break;
+        }
+        if a == "--config" {
+            return it.next().map(PathBuf::from);
+        }
+        if let Some(v) = a.strip_prefix("--config=") {
+            return Some(PathBuf::from(v));
+        }
+    }
+    std::env::var_os("WHARF_CONFIG")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// One setting read from the file.
+#[derive(Debug, Clone)]
+pub struct FileSetting {
+    pub key: String,
+    pub arg: &'static str,
+    pub values: Vec<String>,
+}
+
+/// Read and check a config file: TOML, known keys only, scalar values (or
+/// an array of strings for `ldap.group_role`).
+pub fn read_file(path: &Path) -> anyhow::Result<Vec<FileSetting>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the config file {}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{} is not valid TOML: {e}", path.display()))?;
+    let mut out = Vec::new();
+    flatten(&table, "", &mut out).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(out)
+}
+
+fn flatten(table: &toml::Table, prefix: &str, out: &mut Vec<FileSetting>) -> Result<(), String> {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        if let toml::Value::Table(t) = v {
+            if !FILE_KEYS
+                .iter()
+                .any(|(f, _)| f.starts_with(&format!("{key}.")))
+            {
+                return Err(format!("unknown section [{key}]; {}", known_keys()));
+            }
+            flatten(t, &key, out)?;
+            continue;
+        }
+        let Some((_, arg)) = FILE_KEYS.iter().find(|(f, _)| *f == key) else {
+            return Err(format!("unknown setting `{key}`; {}", known_keys()));
+        };
+        let scalar = |v: &toml::Value| match v {
+            toml::Value::String(s) => Ok(s.clone()),
+            toml::Value::Integer(i) => Ok(i.to_string()),
+            toml::Value::Boolean(b) => Ok(b.to_string()),
+            other => Err(format!(
+                "`{key}` must be a string, an integer or a boolean, not {}",
+                other.type_str()
+            )),
+        };
+        let values = match v {
+            toml::Value::Array(items) if *arg == "ldap_group_role" => {
+                items.iter().map(scalar).collect::<Result<_, _>>()?
+            }
+            v => vec![scalar(v)?],
+        };
+        out.push(FileSetting { key, arg, values });
+    }
+    Ok(())
+}
+
+fn known_keys() -> String {
+    let keys: Vec<&str> = FILE_KEYS.iter().map(|(k, _)| *k).collect();
+    format!(
+        "the settings are: {} (see docs/configuration.md)",
+        keys.join(", ")
+    )
+}
+
+/// `cmd` (the arguments of `serve` or `worker`) with the file's settings as
+/// defaults: flags and environment variables still win over them.
+pub fn with_file_defaults(
+    mut cmd: clap::Command,
+    settings: &[FileSetting],
+) -> anyhow::Result<clap::Command> {
+    for s in settings {
+        anyhow::ensure!(
+            cmd.get_arguments().any(|a| a.get_id() == s.arg),
+            "the config file sets `{}`, which this build of wharf does not support",
+            s.key
+        );
+        // clap keeps defaults as `&'static str`; the file is read once per
+        // process, so leaking its few values costs nothing.
+        let values: Vec<&'static str> =
+            s.values.iter().map(|v| &*String::leak(v.clone())).collect();
+        // `--help` shows the file's values as defaults; never a secret, nor
+        // a URL that may carry a password.
+        let secret = SECRET_KEYS.contains(&s.key.as_str()) || URL_KEYS.contains(&s.key.as_str());
+        cmd = cmd.mut_arg(s.arg, |a| {
+            a.default_values(values).hide_default_value(secret)
+        });
+    }
+    Ok(cmd)
+}
+
+/// Where an effective setting came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Flag,
+    Env,
+    File,
+    Default,
+}
+
+/// One line of `wharf config check`.
+#[derive(Debug, serde::Serialize)]
+pub struct Effective {
+    pub key: &'static str,
+    /// `None`: not set.
+    pub value: Option<serde_json::Value>,
+    pub from: Source,
+}
+
+/// `wharf config check [FILE]`: the settings `wharf serve` would run with
+/// (this file, the environment, defaults), secrets masked; an error says
+/// what is wrong with the file.
+pub fn check(file: &Path) -> anyhow::Result<Vec<Effective>> {
+    use clap::{Args as _, FromArgMatches as _};
+    let settings = read_file(file)?;
+    let cmd = with_file_defaults(
+        ServeConfig::augment_args(clap::Command::new("serve")),
+        &settings,
+    )?;
+    let matches = cmd.try_get_matches_from(["serve"]).map_err(|e| {
+        anyhow::anyhow!(
+            "{} (from {} or the environment)",
+            e.render().to_string().trim(),
+            file.display()
+        )
+    })?;
+    let config = ServeConfig::from_arg_matches(&matches)
+        .map_err(|e| anyhow::anyhow!("{}", e.render().to_string().trim()))?;
+    // The listener layout and TLS settings must make sense together.
+    crate::listeners::plan(&config)?;
+    let mut out = Vec::new();
+    for (key, arg) in FILE_KEYS {
+        let Ok(raw) = matches.try_get_raw(arg) else {
+            continue; // Not in this build (e.g. `db`).
+        };
+        let from = match matches.value_source(arg) {
+            Some(clap::parser::ValueSource::CommandLine) => Source::Flag,
+            Some(clap::parser::ValueSource::EnvVariable) => Source::Env,
+            _ if settings.iter().any(|s| s.key == *key) => Source::File,
+            _ => Source::Default,
+        };
+        let values: Vec<String> = raw
+            .into_iter()
+            .flatten()
+            .map(|v| v.to_string_lossy().into_owned())
+            .map(|v| mask(key, v))
+            .collect();
+        let value = match values.len() {
+            0 => None,
+            _ if *arg == "ldap_group_role" => Some(serde_json::json!(values)),
+            _ => Some(typed(&values[0])),
+        };
+        out.push(Effective { key, value, from });
+    }
+    Ok(out)
+}
+
+/// Numbers and booleans print as such, the rest as strings.
+fn typed(v: &str) -> serde_json::Value {
+    if let Ok(n) = v.parse::<u64>() {
+        return n.into();
+    }
+    match v {
+        "true" => true.into(),
+        "false" => false.into(),
+        _ => v.into(),
+    }
+}
+
+fn mask(key: &str, v: String) -> String {
+    if SECRET_KEYS.contains(&key) {
+        return "********".into();
+    }
+    if URL_KEYS.contains(&key)
+        && let Some((scheme, rest)) = v.split_once("://")
+        && let Some((userinfo, host)) = rest.split_once('@')
+        && let Some((user, _)) = userinfo.split_once(':')
+    {
+        return format!("{scheme}://{user}:********@{host}");
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_secrets() {
+        assert_eq!(
+            mask("broker", "amqp://guest:pw@127.0.0.1:5672/%2f".into()),
+            "amqp://guest:********@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(mask("ldap.bind_password", "pw".into()), "********");
+        assert_eq!(mask("listen", "127.0.0.1:1".into()), "127.0.0.1:1");
+    }
+
+    #[test]
+    fn every_file_key_but_db_is_a_flag() {
+        use clap::Args as _;
+        let cmd = ServeConfig::augment_args(clap::Command::new("serve"));
+        for (key, arg) in FILE_KEYS {
+            assert!(
+                *key == "db" || cmd.get_arguments().any(|a| a.get_id() == arg),
+                "{key} -> {arg}"
+            );
+        }
+    }
+
+    #[test]
+    fn precedence_flag_env_file_default() {
+        use clap::{Args as _, FromArgMatches as _};
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wharf.toml");
+        std::fs::write(
+            &file,
+            "workers = 7\nbroker_queue = \"from-file\"\n[plugins]\nmemory_mib = 64\n[ldap]\nstarttls = true\ngroup_role = [\"a=b\", \"c=d\"]\n",
+        )
+        .unwrap();
+        let settings = read_file(&file).unwrap();
+        let cmd = with_file_defaults(
+            ServeConfig::augment_args(clap::Command::new("serve")),
+            &settings,
+        )
+        .unwrap();
+        let m = cmd
+            .try_get_matches_from(["serve", "--workers", "3"])
+            .unwrap();
+        let c = ServeConfig::from_arg_matches(&m).unwrap();
+        assert_eq!(c.workers, 3, "a flag beats the file");
+        assert_eq!(c.broker_queue, "from-file");
+        assert_eq!(c.plugin_memory_mib, 64);
+        assert!(c.auth.ldap.ldap_starttls);
+        assert_eq!(c.auth.ldap.ldap_group_role, ["a=b", "c=d"]);
+        assert_eq!(c.plugin_call_timeout_ms, 2000, "untouched defaults stay");
+    }
+
+    #[test]
+    fn rejects_unknown_and_mistyped_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "[admin]\nlisten_on = \"x\"\n").unwrap();
+        let e = read_file(&file).unwrap_err().to_string();
+        assert!(e.contains("unknown setting `admin.listen_on`"), "{e}");
+        std::fs::write(&file, "workers = 1.5\n").unwrap();
+        let e = read_file(&file).unwrap_err().to_string();
+        assert!(e.contains("`workers` must be"), "{e}");
+        std::fs::write(&file, "[nope]\nx = 1\n").unwrap();
+        let e = read_file(&file).unwrap_err().to_string();
+        assert!(e.contains("unknown section [nope]"), "{e}");
     }
 }

@@ -1,24 +1,36 @@
-//! `wharf serve`: open the data directory, load plugins, listen.
+//! `wharf serve`: open the data directory, load plugins, listen; on SIGTERM
+//! or Ctrl-C stop gracefully within `--shutdown-timeout`.
 
 use crate::app::App;
 use crate::config::ServeConfig;
 use anyhow::Context as _;
-use axum::serve::ListenerExt as _;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// After the shutdown timeout, how long canceled tasks get to record it.
+const CANCEL_GRACE: Duration = Duration::from_secs(3);
 
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    let listen = config.listen;
+    // Check the listener layout before the (slower) start of everything else.
+    let specs = crate::listeners::plan(&config)?;
     let app = App::open(config).await?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    let bound = crate::listeners::bind(&app.config, specs).await?;
+    crate::tls::watch(bound.iter().filter_map(|b| b.cert().cloned()).collect())?;
     let plugins: Vec<String> = app
         .plugins
         .list()
         .iter()
         .map(|p| format!("{}@{}", p.info.name, p.info.version))
         .collect();
+    let listeners: Vec<String> = bound
+        .iter()
+        .map(|b| {
+            let scheme = if b.cert().is_some() { "https" } else { "http" };
+            format!("{} {scheme}://{}", b.spec.side.as_str(), b.spec.addr)
+        })
+        .collect();
     tracing::info!(
-        %listen,
+        listeners = %listeners.join(", "),
         plugins = %plugins.join(","),
         ready_ms = app.started.elapsed().as_secs_f64() * 1000.0,
         "wharf is ready"
@@ -51,28 +63,58 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             }
         });
     }
-    let router = crate::http::router(app);
-    // Small responses (manifests, tag lists) must not wait for Nagle.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    let stop = CancellationToken::new();
+    let mut servers = tokio::task::JoinSet::new();
+    for b in bound {
+        let router = crate::http::router(app.clone(), b.spec.side);
+        servers.spawn(crate::listeners::serve(b, router, stop.clone()));
+    }
+    // A listener that fails ends the server; a signal starts the graceful stop.
+    tokio::select! {
+        r = servers.join_next() => {
+            let r = r.expect("at least one listener");
+            return r.context("listener task panicked")?.context("a listener stopped");
+        }
+        _ = shutdown_signal() => {}
+    }
+    let timeout = app.config.shutdown_timeout;
+    tracing::info!(
+        ?timeout,
+        "shutting down: no new connections or tasks; waiting for requests and running tasks"
+    );
+    crate::health::mark_stopping();
+    stop.cancel();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let requests = async {
+        while let Some(r) = servers.join_next().await {
+            if let Ok(Err(e)) = r {
+                tracing::warn!("{e:#}");
+            }
+        }
+    };
+    let (finished, canceled) = tokio::join!(
+        tokio::time::timeout_at(deadline, requests),
+        app.tasks.drain(deadline, CANCEL_GRACE)
+    );
+    if finished.is_err() {
+        tracing::warn!(
+            ?timeout,
+            "requests still in flight after the shutdown timeout: closing their connections"
+        );
+    }
+    tracing::info!(canceled_tasks = canceled, "stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("signal handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    tracing::info!("shutting down");
+    tracing::info!("shutdown requested");
 }
 
 /// `wharf worker`: run tasks from RabbitMQ against the shared store and blob

@@ -19,4 +19,5 @@ mod registry_support;
 mod registry_sync;
 mod runtime;
 mod scaling;
+mod serving;
 mod workers;

@@ -11,7 +11,8 @@ pub struct AuthConfig {
     #[arg(long, env = "WHARF_TOKEN_TTL", default_value = "12h", value_parser = parse_duration)]
     pub token_ttl: Duration,
     /// The URL clients reach this server at (e.g. https://wharf.example.com),
-    /// used for the registry's token realm [default: http://<Host header>].
+    /// used for the registry's token realm [default: https://<Host header> on a
+    /// TLS listener or behind a proxy sending `X-Forwarded-Proto: https`, else http://].
     #[arg(long, env = "WHARF_PUBLIC_URL")]
     pub public_url: Option<String>,
     #[command(flatten)]

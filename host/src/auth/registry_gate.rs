@@ -226,7 +226,12 @@ fn realm(app: &App, headers: &HeaderMap) -> String {
                 .filter(|h| !h.is_empty() && !h.contains(['"', ' ', ',']))
                 .map(str::to_string)
                 .unwrap_or_else(|| app.config.listen.to_string());
-            format!("http://{host}")
+            // Set by a TLS listener (authoritative), or by a TLS-terminating proxy.
+            let scheme = match headers.get("x-forwarded-proto").map(|v| v.as_bytes()) {
+                Some(b"https") => "https",
+                _ => "http",
+            };
+            format!("{scheme}://{host}")
         }
     };
     format!("{base}/api/v1/registry/token")

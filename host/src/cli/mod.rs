@@ -43,7 +43,7 @@ pub mod status;
 pub mod task;
 pub mod upload;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches as _, Parser, Subcommand};
 use client::Client;
 use output::OutputFormat;
 use std::process::ExitCode;
@@ -163,7 +163,13 @@ impl Session {
 
 /// Parse the command line, run it, and turn the outcome into an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     let global = cli.global;
     // Each admin command opens a session only when it needs the server.
     let session = || Session::open(&global);
@@ -201,4 +207,43 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The command line, with the server config file (`serve --config FILE` or
+/// `WHARF_CONFIG`) layered under flags and environment variables.
+fn parse() -> anyhow::Result<Cli> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut cmd = Cli::command();
+    if let Some(sub) = server_subcommand(&args)
+        && let Some(file) = crate::config::file_from_args(&args)
+    {
+        let settings = crate::config::read_file(&file)?;
+        let with_file = crate::config::with_file_defaults(
+            cmd.find_subcommand(sub).expect("defined above").clone(),
+            &settings,
+        )
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        cmd = cmd.mut_subcommand(sub, |_| with_file);
+    }
+    let matches = cmd.get_matches_from(args);
+    Ok(Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()))
+}
+
+/// `serve` or `worker` when that is the command: only they read the server
+/// config file (an admin command must not fail on a broken server file).
+fn server_subcommand(args: &[std::ffi::OsString]) -> Option<&'static str> {
+    let mut it = args.iter().skip(1).map(|a| a.to_string_lossy());
+    while let Some(a) = it.next() {
+        match a.as_ref() {
+            // Global options that take a value.
+            "--server" | "--output" => {
+                it.next();
+            }
+            "serve" => return Some("serve"),
+            "worker" => return Some("worker"),
+            a if a.starts_with('-') => {}
+            _ => return None,
+        }
+    }
+    None
 }

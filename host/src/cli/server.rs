@@ -84,15 +84,20 @@ pub enum Bench {
 }
 
 pub fn serve(cfg: crate::config::ServeConfig) -> anyhow::Result<()> {
-    runtime()?.block_on(crate::server::serve(cfg))
+    let rt = runtime(cfg.log_format)?;
+    let outcome = rt.block_on(crate::server::serve(cfg));
+    // Connections still open after the shutdown timeout and blocking work
+    // (a plugin call, a blob write) must not hold the exit up.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    outcome
 }
 
 pub fn worker(cfg: crate::config::ServeConfig) -> anyhow::Result<()> {
-    runtime()?.block_on(crate::server::worker(cfg))
+    runtime(cfg.log_format)?.block_on(crate::server::worker(cfg))
 }
 
 pub fn bench(bench: Bench) -> anyhow::Result<()> {
-    let rt = runtime()?;
+    let rt = runtime(crate::config::LogFormat::Text)?;
     match bench {
         Bench::Runtime {
             plugin,
@@ -106,15 +111,18 @@ pub fn bench(bench: Bench) -> anyhow::Result<()> {
     }
 }
 
-/// Logging (`WHARF_LOG`, to stderr) and the async runtime the server runs on.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
-                .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+/// Logging (`WHARF_LOG` filter, to stderr, as text or JSON lines) and the
+/// async runtime the server runs on.
+fn runtime(format: crate::config::LogFormat) -> anyhow::Result<tokio::runtime::Runtime> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
+        .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        crate::config::LogFormat::Text => logs.init(),
+        crate::config::LogFormat::Json => logs.json().with_current_span(true).init(),
+    }
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)

@@ -1,19 +1,64 @@
 //! HTTP: the admin API under `/api/v1`, and everything else routed to the
-//! plugin that claims the path (the registry side).
+//! plugin that claims the path (the registry side); which of the two a
+//! listener serves is its [`Side`]. Every listener also answers `/healthz`,
+//! `/readyz` and `/metrics`, counts its requests and gives each a request id.
 
 pub mod error;
 pub mod openapi;
 pub mod registry;
 pub mod write;
+pub mod request_id;
 
 use crate::app::App;
+use crate::listeners::Side;
 use axum::Json;
 use axum::extract::State;
 use axum::routing::get;
 use std::sync::Arc;
 
-pub fn router(app: Arc<App>) -> axum::Router {
-    let api = axum::Router::new()
+/// The routes of one listener.
+pub fn router(app: Arc<App>, side: Side) -> axum::Router {
+    let ops = axum::Router::new()
+        .route("/healthz", get(crate::health::healthz))
+        .route("/readyz", get(crate::health::readyz))
+        .route("/metrics", get(crate::metrics::handler))
+        .route_layer(axum::middleware::from_fn(crate::metrics::record_route));
+    let routes = match side {
+        Side::Both => ops
+            .nest("/api/v1", api(app.clone()))
+            .fallback(registry::dispatch),
+        Side::Admin => ops.nest("/api/v1", api(app.clone())).fallback(|| async {
+            error::ApiError::not_found(
+                "no such endpoint: this listener serves the admin API (/api/v1) only",
+            )
+        }),
+        // The token endpoint of the Docker token flow belongs to the registry
+        // protocol (the realm clients are sent to); the rest of the API's
+        // paths fall to the plugins, and no plugin claims them: the
+        // registry's own 404.
+        Side::Registry => ops
+            .route(
+                "/api/v1/registry/token",
+                get(crate::auth::registry_token::token),
+            )
+            .route_layer(axum::middleware::from_fn(crate::metrics::record_route))
+            .fallback(registry::dispatch),
+    };
+    let tracker = crate::metrics::Tracker {
+        app: app.clone(),
+        listener: side.as_str(),
+    };
+    routes
+        .layer(axum::middleware::from_fn_with_state(
+            tracker,
+            crate::metrics::track,
+        ))
+        .layer(axum::middleware::from_fn(request_id::layer))
+        .with_state(app)
+}
+
+fn api(app: Arc<App>) -> axum::Router<Arc<App>> {
+    axum::Router::new()
         .route("/status", get(status))
         .route("/openapi.json", get(openapi::document))
         .merge(crate::repos::routes())
@@ -27,15 +72,11 @@ pub fn router(app: Arc<App>) -> axum::Router {
         // After every route: the access check applies to matched routes
         // (the fallback answers 404 to anyone).
         .route_layer(axum::middleware::from_fn_with_state(
-            app.clone(),
+            app,
             crate::auth::middleware::enforce,
         ))
-        .fallback(|| async { error::ApiError::not_found("no such API endpoint") });
-    axum::Router::new()
-        .nest("/api/v1", api)
-        .route("/healthz", get(|| async { "ok" }))
-        .fallback(registry::dispatch)
-        .with_state(app)
+        .route_layer(axum::middleware::from_fn(crate::metrics::record_route))
+        .fallback(|| async { error::ApiError::not_found("no such API endpoint") })
 }
 
 #[derive(serde::Serialize)]

@@ -393,6 +393,7 @@ impl Plugin {
         let result = f(&warm.bindings, &mut warm.store);
         match result {
             Ok(r) => {
+                crate::metrics::plugin_call(&self.name, "ok");
                 let data = warm.store.data_mut();
                 data.scope = CallScope::Describe;
                 data.cancel = None;
@@ -443,6 +444,12 @@ impl Plugin {
     }
 
     fn classify(&self, store: &mut Store<HostState>, e: wasmtime::Error) -> PluginError {
+        let error = self.classify_inner(store, e);
+        crate::metrics::plugin_call(&self.name, error.code());
+        error
+    }
+
+    fn classify_inner(&self, store: &mut Store<HostState>, e: wasmtime::Error) -> PluginError {
         let plugin = self.name.to_string();
         let data = store.data_mut();
         match data.interrupted {

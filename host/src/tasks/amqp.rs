@@ -59,6 +59,11 @@ impl Publisher {
         })
     }
 
+    /// Whether the connection to the broker is up (for `/readyz`).
+    pub fn connected(&self) -> bool {
+        self._conn.status().connected() && self.channel.status().connected()
+    }
+
     pub async fn publish(&self, id: &TaskId) -> anyhow::Result<()> {
         let confirm = self
             .channel
@@ -101,6 +106,11 @@ pub async fn consume(
             let _conn = conn;
             let mut consumer = consumer;
             while let Some(delivery) = consumer.next().await {
+                // Shutting down: leave it unacknowledged, the broker hands it
+                // to another worker once this connection closes.
+                if tasks.is_stopping() {
+                    break;
+                }
                 let delivery = match delivery {
                     Ok(d) => d,
                     Err(e) => {
@@ -172,7 +182,11 @@ impl Tasks {
         task: &crate::db::Task,
     ) -> Result<Option<TaskId>, crate::db::StoreError> {
         for lock in &task.locks {
-            for state in [TaskState::Running, TaskState::Waiting] {
+            // Waiting before running: a task only ever moves waiting ->
+            // running -> ended, so this order cannot miss one that starts
+            // between the two queries (the other order could, and then two
+            // workers ran tasks of one repository at once).
+            for state in [TaskState::Waiting, TaskState::Running] {
                 let q = TaskQuery {
                     state: Some(state),
                     lock: Some(lock.clone()),

@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
+use tracing::Instrument as _;
 
 /// How a task failed.
 #[derive(Debug)]
@@ -85,6 +86,8 @@ pub struct Tasks {
     worker_name: String,
     /// Tasks running in this process, for live progress and cancel.
     live: Mutex<HashMap<TaskId, LiveTask>>,
+    /// Set at shutdown: no task starts any more.
+    stopping: AtomicBool,
 }
 
 impl Tasks {
@@ -109,6 +112,7 @@ impl Tasks {
             dispatch,
             worker_name: format!("{}-{}", hostname(), std::process::id()),
             live: Mutex::new(HashMap::new()),
+            stopping: AtomicBool::new(false),
         })
     }
 
@@ -119,6 +123,54 @@ impl Tasks {
 
     pub fn is_brokered(&self) -> bool {
         matches!(self.dispatch, Dispatch::Broker(_))
+    }
+
+    /// `None` without a broker; else whether its connection is up.
+    pub fn broker_connected(&self) -> Option<bool> {
+        match &self.dispatch {
+            Dispatch::Broker(p) => Some(p.connected()),
+            Dispatch::Local { .. } => None,
+        }
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Shutdown: start no more tasks and wait until the running ones end,
+    /// at most until `deadline`; then ask those still running to cancel
+    /// (they stop at their next check and commit nothing) and give them
+    /// `grace` to record it. Tasks that never started stay `waiting`: the
+    /// next start marks them failed (in-process) or the broker redelivers
+    /// them. Returns how many were canceled.
+    pub async fn drain(&self, deadline: tokio::time::Instant, grace: Duration) -> usize {
+        self.stopping.store(true, Ordering::Relaxed);
+        let running = || self.live.lock().unwrap().len();
+        while running() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let left: Vec<Arc<AtomicBool>> = self
+            .live
+            .lock()
+            .unwrap()
+            .values()
+            .map(|(_, c)| c.clone())
+            .collect();
+        if left.is_empty() {
+            return 0;
+        }
+        tracing::warn!(
+            tasks = left.len(),
+            "shutdown timeout: canceling the tasks still running"
+        );
+        for c in &left {
+            c.store(true, Ordering::Relaxed);
+        }
+        let end = tokio::time::Instant::now() + grace;
+        while running() > 0 && tokio::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        left.len()
     }
 
     /// In-process only: tasks a previous process left unfinished can never
@@ -169,6 +221,10 @@ impl Tasks {
             cancel_requested: false,
         };
         self.store.put_task(&task).await?;
+        // The request that started it, in the task's log lines.
+        let request_id = crate::http::request_id::current().unwrap_or_default();
+        tracing::info!(task = %task.id, kind = %task.kind, request_id = %request_id, "task queued");
+        let span = tracing::info_span!("task", id = %task.id, request_id = %request_id);
         match &self.dispatch {
             Dispatch::Broker(publisher) => {
                 if let Err(e) = publisher.publish(&task.id).await {
@@ -195,19 +251,25 @@ impl Tasks {
                     }
                 }
                 let (this, workers, t) = (self.clone(), workers.clone(), task.clone());
-                tokio::spawn(async move {
-                    let mut guards = Vec::new();
-                    for w in waits {
-                        guards.push(w.await);
+                tokio::spawn(
+                    async move {
+                        let mut guards = Vec::new();
+                        for w in waits {
+                            guards.push(w.await);
+                        }
+                        let permit = workers
+                            .acquire_owned()
+                            .await
+                            .expect("semaphore never closed");
+                        if this.is_stopping() {
+                            return; // Left waiting; see `drain`.
+                        }
+                        this.execute(t, job).await;
+                        drop(permit);
+                        drop(guards);
                     }
-                    let permit = workers
-                        .acquire_owned()
-                        .await
-                        .expect("semaphore never closed");
-                    this.execute(t, job).await;
-                    drop(permit);
-                    drop(guards);
-                });
+                    .instrument(span),
+                );
             }
         }
         Ok(task)
@@ -233,6 +295,8 @@ impl Tasks {
             .unwrap()
             .insert(task.id, (record.clone(), cancel.clone()));
         let _ = self.store.update_live_task(&task).await;
+        crate::metrics::task_started(&task.kind);
+        let started = Instant::now();
         let result = if cancel.load(Ordering::Relaxed) {
             Err(TaskFailure::new("canceled before it started", "canceled"))
         } else {
@@ -248,6 +312,8 @@ impl Tasks {
         };
         self.finish(&record, result, cancel.load(Ordering::Relaxed))
             .await;
+        let state = record.lock().unwrap().state;
+        crate::metrics::task_ended(&task.kind, state.as_str(), started.elapsed());
     }
 
     /// Progress from the job updates the live record and, at most every

@@ -1,0 +1,405 @@
+//! Prometheus metrics, served as text (format 0.0.4) at `/metrics` on every
+//! listener.
+//!
+//! One process-wide registry: the modules that count (plugin runtime, tasks,
+//! listeners) do so with a one-line call into this module, without carrying
+//! a handle around. Labels are bounded: route *templates* (never raw paths),
+//! a fixed set of methods, plugin names, task kinds.
+
+use crate::app::App;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+use std::pin::Pin;
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    listener: &'static str,
+    route: String,
+    method: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    listener: &'static str,
+    route: String,
+    method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BytesLabels {
+    listener: &'static str,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    plugin: String,
+    /// `ok`, or the failure code: `plugin-trap`, `plugin-deadline` (epoch
+    /// interrupt at the deadline), `canceled` (epoch interrupt on cancel),
+    /// `plugin-out-of-memory`, ...
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskLabels {
+    kind: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: &'static str,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Histograms<RouteLabels>,
+    bytes: Family<BytesLabels, Counter>,
+    handshake_failures: Family<ListenerLabels, Counter>,
+    plugin_calls: Family<PluginLabels, Counter>,
+    tasks_running: Family<KindLabels, Gauge>,
+    tasks_ended: Family<TaskLabels, Counter>,
+    task_duration: Histograms<TaskLabels>,
+    blob_bytes: Gauge,
+    blob_count: Gauge,
+    /// When the blob gauges were last computed.
+    blobs_scanned: Mutex<Option<Instant>>,
+}
+
+/// Seconds, from 0.5 ms to ~16 s: manifest GETs land at the low end, blob
+/// transfers' first bytes in the middle.
+fn request_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// Seconds, from 10 ms to ~3 h.
+fn task_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 3.0, 14))
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let mut registry = Registry::with_prefix("wharf");
+    let requests = Family::default();
+    registry.register(
+        "http_requests",
+        "HTTP requests answered, by listener, route template, method and status",
+        requests.clone(),
+    );
+    let latency: Histograms<RouteLabels> = Family::new_with_constructor(request_histogram);
+    registry.register_with_unit(
+        "http_request_duration",
+        "Time from a request to its response headers",
+        Unit::Seconds,
+        latency.clone(),
+    );
+    let bytes = Family::default();
+    registry.register_with_unit(
+        "http_response_body",
+        "Response body bytes sent",
+        Unit::Bytes,
+        bytes.clone(),
+    );
+    let handshake_failures = Family::default();
+    registry.register(
+        "tls_handshake_failures",
+        "Connections to a TLS listener that did not complete a handshake (including plain HTTP)",
+        handshake_failures.clone(),
+    );
+    let plugin_calls = Family::default();
+    registry.register(
+        "plugin_calls",
+        "Plugin calls by plugin and outcome (ok, plugin-trap, plugin-deadline = epoch interrupt, ...)",
+        plugin_calls.clone(),
+    );
+    let tasks_running = Family::default();
+    registry.register(
+        "tasks_running",
+        "Tasks running in this process",
+        tasks_running.clone(),
+    );
+    let tasks_ended = Family::default();
+    registry.register(
+        "tasks_ended",
+        "Tasks run by this process that ended, by kind and final state",
+        tasks_ended.clone(),
+    );
+    let task_duration: Histograms<TaskLabels> = Family::new_with_constructor(task_histogram);
+    registry.register_with_unit(
+        "task_duration",
+        "Run time of ended tasks",
+        Unit::Seconds,
+        task_duration.clone(),
+    );
+    let blob_bytes = Gauge::default();
+    registry.register_with_unit(
+        "blob_store",
+        "Size of the blob store (refreshed at most every 10 s)",
+        Unit::Bytes,
+        blob_bytes.clone(),
+    );
+    let blob_count = Gauge::default();
+    registry.register(
+        "blob_store_blobs",
+        "Blobs in the blob store (refreshed at most every 10 s)",
+        blob_count.clone(),
+    );
+    Metrics {
+        registry,
+        requests,
+        latency,
+        bytes,
+        handshake_failures,
+        plugin_calls,
+        tasks_running,
+        tasks_ended,
+        task_duration,
+        blob_bytes,
+        blob_count,
+        blobs_scanned: Mutex::new(None),
+    }
+});
+
+/// How stale the blob store gauges may get: a scan stats every blob.
+const BLOB_SCAN_EVERY: Duration = Duration::from_secs(10);
+
+/// A plugin call ended: `outcome` is `ok` or [`PluginError::code`].
+///
+/// [`PluginError::code`]: crate::plugins::runtime::PluginError::code
+pub fn plugin_call(plugin: &str, outcome: &'static str) {
+    METRICS
+        .plugin_calls
+        .get_or_create(&PluginLabels {
+            plugin: plugin.to_string(),
+            outcome,
+        })
+        .inc();
+}
+
+/// A task started running in this process.
+pub fn task_started(kind: &str) {
+    METRICS
+        .tasks_running
+        .get_or_create(&KindLabels {
+            kind: kind.to_string(),
+        })
+        .inc();
+}
+
+/// A task that [`task_started`] ended in `state` after `ran`.
+pub fn task_ended(kind: &str, state: &'static str, ran: Duration) {
+    let m = &*METRICS;
+    m.tasks_running
+        .get_or_create(&KindLabels {
+            kind: kind.to_string(),
+        })
+        .dec();
+    let labels = TaskLabels {
+        kind: kind.to_string(),
+        state,
+    };
+    m.tasks_ended.get_or_create(&labels).inc();
+    m.task_duration
+        .get_or_create(&labels)
+        .observe(ran.as_secs_f64());
+}
+
+/// A connection to a TLS listener failed before its handshake completed.
+pub fn tls_handshake_failed(listener: &'static str) {
+    METRICS
+        .handshake_failures
+        .get_or_create(&ListenerLabels { listener })
+        .inc();
+}
+
+/// `GET /metrics`.
+pub async fn handler(State(app): State<Arc<App>>) -> Response {
+    refresh_blob_gauges(&app).await;
+    let mut text = String::with_capacity(16 * 1024);
+    if let Err(e) =
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &METRICS.registry)
+    {
+        tracing::error!("cannot encode metrics: {e}");
+        return (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode metrics\n",
+        )
+            .into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(prometheus_client::encoding::prometheus_text::CONTENT_TYPE),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn refresh_blob_gauges(app: &Arc<App>) {
+    {
+        let mut last = METRICS.blobs_scanned.lock().unwrap();
+        if last.is_some_and(|t| t.elapsed() < BLOB_SCAN_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+    }
+    let blobs = app.blobs.clone();
+    let scan = tokio::task::spawn_blocking(move || {
+        let list = blobs.list()?;
+        let bytes: u64 = list.iter().filter_map(|d| blobs.stat(d)).sum();
+        Ok::<_, std::io::Error>((list.len(), bytes))
+    })
+    .await;
+    match scan {
+        Ok(Ok((count, bytes))) => {
+            METRICS.blob_count.set(count as i64);
+            METRICS.blob_bytes.set(bytes as i64);
+        }
+        Ok(Err(e)) => tracing::warn!("cannot measure the blob store: {e}"),
+        Err(e) => tracing::warn!("cannot measure the blob store: {e}"),
+    }
+}
+
+/// Where a routed request records its route template (axum knows it only
+/// inside the router, the counting happens outside).
+#[derive(Clone, Default)]
+struct RouteSlot(Arc<OnceLock<String>>);
+
+/// Route layer: note the matched route template for [`track`].
+pub async fn record_route(matched: Option<MatchedPath>, req: Request, next: Next) -> Response {
+    if let (Some(m), Some(slot)) = (matched, req.extensions().get::<RouteSlot>()) {
+        let _ = slot.0.set(m.as_str().to_string());
+    }
+    next.run(req).await
+}
+
+/// What [`track`] needs: the listener's name and the plugins (whose route
+/// prefixes name the requests no axum route matched).
+#[derive(Clone)]
+pub struct Tracker {
+    pub app: Arc<App>,
+    pub listener: &'static str,
+}
+
+/// Outer layer: count the request, its latency and its body bytes.
+pub async fn track(State(t): State<Tracker>, mut req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = method_label(req.method());
+    let slot = RouteSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    let unrouted = plugin_route(&t.app, req.uri().path());
+    let resp = next.run(req).await;
+    let route = slot.0.get().cloned().unwrap_or(unrouted);
+    let m = &*METRICS;
+    m.requests
+        .get_or_create(&RequestLabels {
+            listener: t.listener,
+            route: route.clone(),
+            method,
+            status: resp.status().as_u16(),
+        })
+        .inc();
+    m.latency
+        .get_or_create(&RouteLabels {
+            listener: t.listener,
+            route: route.clone(),
+            method,
+        })
+        .observe(start.elapsed().as_secs_f64());
+    let counter = m
+        .bytes
+        .get_or_create(&BytesLabels {
+            listener: t.listener,
+            route,
+        })
+        .clone();
+    resp.map(|body| {
+        Body::new(Counted {
+            inner: body,
+            counter,
+        })
+    })
+}
+
+/// The route template of a request no axum route matched: the plugin route
+/// prefix it falls under (`/v2/*`), else `unmatched`.
+fn plugin_route(app: &App, path: &str) -> String {
+    if let Some(plugin) = app.plugins.for_path(path)
+        && let Some(prefix) = plugin
+            .info
+            .routes
+            .iter()
+            .find(|r| path.starts_with(r.as_str()) || r.strip_suffix('/') == Some(path))
+    {
+        return format!("{prefix}*");
+    }
+    "unmatched".into()
+}
+
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// A response body that counts the bytes actually sent (a client that
+/// disconnects halfway through a blob is counted for what it got).
+struct Counted {
+    inner: Body,
+    counter: Counter,
+}
+
+impl http_body::Body for Counted {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.counter.inc_by(data.len() as u64);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
