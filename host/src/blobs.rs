@@ -20,59 +20,124 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// the profile, small enough that memory stays flat.
 const COPY_CHUNK: usize = 1 << 20;
 
-/// Bytes gathered before a `write` while streaming to a file.
-const STREAM_BUFFER: usize = 4 << 20;
+/// Bytes gathered before a `write` while streaming to a file. Small enough
+/// that the buffers in flight (a few per stream) keep memory flat.
+const STREAM_BUFFER: usize = 1 << 20;
 /// Bytes written between two starts of the kernel's writeback.
 const WRITEBACK_EVERY: u64 = 32 << 20;
 
-/// Appends a stream to a file with large writes, and starts the kernel's
-/// writeback every few MiB, so the disk works while bytes still arrive and
-/// the final `sync_data` waits for the tail only.
-pub struct StreamingFile<'a> {
-    file: &'a std::fs::File,
-    /// File offset of `buf[0]`.
-    at: u64,
-    buf: Vec<u8>,
-    /// File offset up to which writeback was started.
-    writeback: u64,
+/// Why streaming a request body to a file stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("the body ended early: {0}")]
+    Body(String),
+    #[error("the body is larger than the {max} bytes allowed here")]
+    TooLarge { max: u64 },
+    #[error("writing the body: {0}")]
+    Io(#[from] io::Error),
 }
 
-impl<'a> StreamingFile<'a> {
-    /// Write from `offset` on (the caller positioned nothing: writes are
-    /// positional).
-    pub fn new(file: &'a std::fs::File, offset: u64) -> Self {
-        StreamingFile {
-            file,
-            at: offset,
-            buf: Vec::with_capacity(STREAM_BUFFER),
-            writeback: offset,
+/// Append a request body to `file` at `offset`, at most `max` bytes, and
+/// wait until it is on disk; with `hasher`, hash it on the way. Returns the
+/// bytes written and the hasher.
+///
+/// Receiving, writing and hashing overlap: the body is gathered into 1 MiB
+/// buffers on the async side, and two blocking threads write (starting the
+/// kernel's writeback every 32 MiB, so the final `sync_data` waits for the
+/// tail only) and hash them. On an error, bytes past `offset` may have been
+/// written: the caller truncates.
+pub async fn stream_to_file<E: std::fmt::Display>(
+    file: std::sync::Arc<std::fs::File>,
+    offset: u64,
+    mut body: impl futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    max: u64,
+    hasher: Option<Sha256>,
+) -> Result<(u64, Option<Sha256>), StreamError> {
+    use futures::StreamExt;
+    use std::sync::Arc;
+    use tokio::sync::mpsc;
+    let (write_tx, mut write_rx) = mpsc::channel::<Arc<Vec<u8>>>(2);
+    let writer = tokio::task::spawn_blocking(move || -> io::Result<()> {
+        let (mut at, mut writeback) = (offset, offset);
+        while let Some(buf) = write_rx.blocking_recv() {
+            file.write_all_at(&buf, at)?;
+            at += buf.len() as u64;
+            if at - writeback >= WRITEBACK_EVERY {
+                start_writeback(&file, writeback, at - writeback);
+                writeback = at;
+            }
+        }
+        file.sync_data()
+    });
+    let (hash_tx, hashing) = match hasher {
+        Some(mut h) => {
+            let (tx, mut rx) = mpsc::channel::<Arc<Vec<u8>>>(2);
+            let task = tokio::task::spawn_blocking(move || {
+                while let Some(buf) = rx.blocking_recv() {
+                    h.update(&buf[..]);
+                }
+                h
+            });
+            (Some(tx), Some(task))
+        }
+        None => (None, None),
+    };
+    let mut buf = Vec::with_capacity(STREAM_BUFFER);
+    let mut written = 0u64;
+    let mut failure = None;
+    loop {
+        let next = body.next().await;
+        let done = match next {
+            Some(Ok(chunk)) => {
+                written += chunk.len() as u64;
+                if written > max {
+                    failure = Some(StreamError::TooLarge { max });
+                    break;
+                }
+                buf.extend_from_slice(&chunk);
+                false
+            }
+            Some(Err(e)) => {
+                failure = Some(StreamError::Body(e.to_string()));
+                break;
+            }
+            None => true,
+        };
+        if (done && !buf.is_empty()) || buf.len() >= STREAM_BUFFER {
+            let full = Arc::new(std::mem::replace(
+                &mut buf,
+                Vec::with_capacity(STREAM_BUFFER),
+            ));
+            if let Some(tx) = &hash_tx
+                && tx.send(full.clone()).await.is_err()
+            {
+                break; // The hasher never fails; the writer's error follows.
+            }
+            if write_tx.send(full).await.is_err() {
+                break;
+            }
+        }
+        if done {
+            break;
         }
     }
-
-    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.buf.extend_from_slice(bytes);
-        if self.buf.len() >= STREAM_BUFFER {
-            self.flush()?;
-        }
-        Ok(())
+    drop(write_tx);
+    drop(hash_tx);
+    let wrote = writer
+        .await
+        .map_err(|e| io::Error::other(format!("writer thread: {e}")))?;
+    let hasher = match hashing {
+        Some(t) => Some(
+            t.await
+                .map_err(|e| io::Error::other(format!("hash thread: {e}")))?,
+        ),
+        None => None,
+    };
+    if let Some(f) = failure {
+        return Err(f);
     }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.write_all_at(&self.buf, self.at)?;
-        self.at += self.buf.len() as u64;
-        self.buf.clear();
-        if self.at - self.writeback >= WRITEBACK_EVERY {
-            start_writeback(self.file, self.writeback, self.at - self.writeback);
-            self.writeback = self.at;
-        }
-        Ok(())
-    }
-
-    /// Write what is buffered and wait until it is all on disk.
-    pub fn finish(mut self) -> io::Result<()> {
-        self.flush()?;
-        self.file.sync_data()
-    }
+    wrote?;
+    Ok((written, hasher))
 }
 
 /// Ask the kernel to start writing a range back (no waiting). Only a hint:
@@ -189,6 +254,7 @@ impl BlobStore {
             file: Some(file.into_std()),
             hasher: Sha256::new(),
             len: 0,
+            writeback: 0,
         })
     }
 
@@ -436,6 +502,8 @@ pub struct BlobWriter<'a> {
     file: Option<std::fs::File>,
     hasher: Sha256,
     len: u64,
+    /// Offset up to which the kernel's writeback was started.
+    writeback: u64,
 }
 
 impl BlobWriter<'_> {
@@ -468,9 +536,16 @@ impl BlobWriter<'_> {
 
 impl Write for BlobWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.as_mut().expect("not finished").write(buf)?;
+        let file = self.file.as_mut().expect("not finished");
+        let n = file.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.len += n as u64;
+        // Let the disk work while the copy goes on: `finish` then waits
+        // for the tail only.
+        if self.len - self.writeback >= WRITEBACK_EVERY {
+            start_writeback(file, self.writeback, self.len - self.writeback);
+            self.writeback = self.len;
+        }
         Ok(n)
     }
 

@@ -13,13 +13,12 @@
 //! plugin's or another repository's sessions, and every node sharing the
 //! data directory sees the same sessions.
 
-use crate::blobs::{BlobError, BlobStore, StreamingFile, hash_file_range};
+use crate::blobs::{BlobError, BlobStore, StreamError, hash_file_range, stream_to_file};
 use crate::digest::Digest;
 pub use crate::ids::SessionId;
 use axum::body::Body;
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::collections::{HashMap, HashSet};
@@ -145,35 +144,14 @@ impl Sessions {
             return Err(SessionError::WrongOffset { id, len });
         }
         // Keep hashing only if the state covers exactly what is on disk.
-        let mut hasher = match self.hashers.lock().unwrap().remove(&id) {
+        let hasher = match self.hashers.lock().unwrap().remove(&id) {
             Some((covered, h)) if covered == len => Some(h),
             _ => None,
         };
-        let mut out = StreamingFile::new(&file, len);
-        let mut stream = body.into_data_stream();
-        let mut written = 0u64;
-        let outcome: Result<(), SessionError> = async {
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| SessionError::Body(e.to_string()))?;
-                written += chunk.len() as u64;
-                if written > max {
-                    return Err(SessionError::TooLarge { max });
-                }
-                tokio::task::block_in_place(|| {
-                    out.write(&chunk)?;
-                    if let Some(h) = hasher.as_mut() {
-                        h.update(&chunk);
-                    }
-                    Ok::<_, std::io::Error>(())
-                })?;
-            }
-            // Acknowledged bytes are on disk: a commit after a crash finds them.
-            tokio::task::block_in_place(|| out.finish())?;
-            Ok(())
-        }
-        .await;
+        let file = std::sync::Arc::new(file);
+        let outcome = stream_to_file(file.clone(), len, body.into_data_stream(), max, hasher).await;
         match outcome {
-            Ok(()) => {
+            Ok((written, hasher)) => {
                 if let Some(h) = hasher {
                     self.hashers.lock().unwrap().insert(id, (len + written, h));
                 }
@@ -181,7 +159,11 @@ impl Sessions {
             }
             Err(e) => {
                 let _ = file.set_len(len);
-                Err(e)
+                Err(match e {
+                    StreamError::Body(m) => SessionError::Body(m),
+                    StreamError::TooLarge { max } => SessionError::TooLarge { max },
+                    StreamError::Io(e) => SessionError::Io(e),
+                })
             }
         }
     }

@@ -12,7 +12,7 @@
 //! Once linked, an upload's bytes are the blob's: further chunks are refused.
 
 use crate::app::App;
-use crate::blobs::StreamingFile;
+use crate::blobs::{StreamError, stream_to_file};
 use crate::db::{Upload, now};
 use crate::http::error::{ApiError, ApiErrorBody, ApiResult};
 use crate::ids::UploadId;
@@ -23,7 +23,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
-use futures::StreamExt;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -206,53 +205,33 @@ async fn put_chunk(
         ));
     }
     // Keep hashing only if the state covers exactly the recorded bytes.
-    let mut hasher = match app.uploads.hashers.lock().unwrap().remove(&id) {
+    let hasher = match app.uploads.hashers.lock().unwrap().remove(&id) {
         Some((covered, h)) if covered == offset => Some(h),
         _ if offset == 0 => Some(Sha256::new()),
         _ => None,
     };
     // Bytes past the recorded offset are from a chunk that never completed.
     file.set_len(offset).map_err(ApiError::internal)?;
-    let mut out = StreamingFile::new(&file, offset);
-    let mut stream = body.into_data_stream();
-    let mut written = 0u64;
-    let limit = upload.size.map(|s| s - offset);
-    let mut failure = None;
-    while let Some(chunk) = stream.next().await {
-        let chunk = match chunk {
-            Ok(c) => c,
-            Err(e) => {
-                failure = Some(ApiError::bad_request(format!(
+    let file = Arc::new(file);
+    let limit = upload.size.map_or(u64::MAX, |s| s - offset);
+    let outcome =
+        stream_to_file(file.clone(), offset, body.into_data_stream(), limit, hasher).await;
+    let (written, hasher) = match outcome {
+        Ok(done) => done,
+        Err(e) => {
+            let _ = file.set_len(offset);
+            return Err(match e {
+                StreamError::Body(e) => ApiError::bad_request(format!(
                     "the chunk ended early ({e}); resume at offset {offset}"
-                )));
-                break;
-            }
-        };
-        written += chunk.len() as u64;
-        if limit.is_some_and(|l| written > l) {
-            failure = Some(ApiError::bad_request(format!(
-                "upload {id} was declared as {} bytes; this chunk goes past the end",
-                upload.size.unwrap_or(0)
-            )));
-            break;
+                )),
+                StreamError::TooLarge { .. } => ApiError::bad_request(format!(
+                    "upload {id} was declared as {} bytes; this chunk goes past the end",
+                    upload.size.unwrap_or(0)
+                )),
+                StreamError::Io(e) => ApiError::internal(e),
+            });
         }
-        // Blocking write of at most one buffer; the runtime keeps other
-        // connections moving on its other threads.
-        tokio::task::block_in_place(|| {
-            out.write(&chunk)?;
-            if let Some(h) = hasher.as_mut() {
-                h.update(&chunk);
-            }
-            Ok::<_, std::io::Error>(())
-        })
-        .map_err(ApiError::internal)?;
-    }
-    if let Some(f) = failure {
-        drop(out);
-        let _ = file.set_len(offset);
-        return Err(f);
-    }
-    tokio::task::block_in_place(|| out.finish()).map_err(ApiError::internal)?;
+    };
     upload.offset = offset + written;
     app.store.put_upload(&upload).await?;
     if let Some(h) = hasher {

@@ -6,8 +6,8 @@
 pub mod error;
 pub mod openapi;
 pub mod registry;
-pub mod write;
 pub mod request_id;
+pub mod write;
 
 use crate::app::App;
 use crate::listeners::Side;
