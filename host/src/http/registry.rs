@@ -46,7 +46,7 @@ pub async fn dispatch(
         match crate::auth::registry_gate::admit(&app, &plugin, &method, path, &headers, addr).await
         {
             Ok(a) => a,
-            Err(denied) => return denied,
+            Err(denied) => return unread_body_closes(&method, denied),
         };
     let req = Request {
         method: method.as_str().to_string(),
@@ -86,13 +86,24 @@ pub async fn dispatch(
             .await
             {
                 Ok(plan) => plan,
-                Err(resp) => return head_safe(&method, resp),
+                Err(resp) => return unread_body_closes(&method, head_safe(&method, resp)),
             };
             execute(&app, &method, &headers, plan).await
         }
         Ok(plan) => execute(&app, &method, &headers, plan).await,
         Err(e) => plugin_failure(e),
     }
+}
+
+/// A write refused before (or while) its body was read leaves the rest of
+/// the body on the connection: ask the client not to reuse it, or its next
+/// request on it fails half-way.
+fn unread_body_closes(method: &Method, mut resp: Response) -> Response {
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 fn head_safe(method: &Method, mut resp: Response) -> Response {

@@ -40,8 +40,9 @@ fn registry_error(status: StatusCode, code: &str, message: impl std::fmt::Displa
     (status, axum::Json(body)).into_response()
 }
 
-/// The first number of `Content-Range` (`0-1023`, or `bytes 0-1023/*`).
-fn range_start(headers: &HeaderMap) -> Result<Option<u64>, Response> {
+/// The first number of `Content-Range` (`0-1023`, or `bytes 0-1023/*`);
+/// `Err` says why it cannot be read.
+fn range_start(headers: &HeaderMap) -> Result<Option<u64>, String> {
     let Some(v) = headers.get(header::CONTENT_RANGE) else {
         return Ok(None);
     };
@@ -53,13 +54,7 @@ fn range_start(headers: &HeaderMap) -> Result<Option<u64>, Response> {
         .next()
         .and_then(|n| n.trim().parse().ok())
         .map(Some)
-        .ok_or_else(|| {
-            registry_error(
-                StatusCode::BAD_REQUEST,
-                "BLOB_UPLOAD_INVALID",
-                format!("cannot parse Content-Range {text:?}; send START-END"),
-            )
-        })
+        .ok_or_else(|| format!("cannot parse Content-Range {text:?}; send START-END"))
 }
 
 fn session_failure(e: SessionError, location: Option<&str>) -> Response {
@@ -162,7 +157,8 @@ pub async fn run(
             let id = sessions
                 .find(name, &owner.plugin, Some(&owner.repository))
                 .ok_or_else(|| session_failure(SessionError::Unknown(name.clone()), None))?;
-            let start = range_start(headers)?;
+            let start = range_start(headers)
+                .map_err(|m| registry_error(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", m))?;
             sessions
                 .append(id, body, start, plan.max_body)
                 .await
