@@ -132,7 +132,7 @@ pub const FILE_KEYS: &[(&str, &str)] = &[
     ("broker", "broker"),
     ("broker_queue", "broker_queue"),
     // The metadata store URL (`--db`, e.g. mongodb://…); absent means the
-    // embedded SQLite store. Only builds that have `--db` accept it.
+    // embedded SQLite store.
     ("db", "db"),
     ("log_format", "log_format"),
     ("shutdown_timeout", "shutdown_timeout"),
