@@ -167,39 +167,40 @@ until /usr/bin/docker info >/dev/null 2>&1; do
 done
 echo "    dockerd pid $DOCKERD_PID ready: $(/usr/bin/docker version --format 'engine {{.Server.Version}}, client {{.Client.Version}}'), DOCKER_HOST=$DOCKER_HOST"
 
+# A service script (`SCRIPT start DIR PORT` prints its URL when ready,
+# `SCRIPT stop DIR` cleans up) on a random port, retried when the port is
+# taken; prints the URL.
+start_service() { # name script dir tries
+    local name=$1 script=$2 dir=$3 tries=$4 url
+    for _ in $(seq 1 "$tries"); do
+        if url=$("$script" start "$dir" $((20000 + RANDOM % 20000))); then
+            echo "$url"
+            return 0
+        fi
+        "$script" stop "$dir"
+    done
+    echo "$name did not start; see $dir" >&2
+    return 1
+}
+
 # ------------------------------------------------------------------- slapd --
 phase "starting slapd (LDAP)"
 SLAPD_DIR="$RUN/slapd"
-for try in 1 2 3 4 5; do
-    LDAP_PORT=$((20000 + RANDOM % 20000))
-    if WHARF_TEST_LDAP_URL=$(scripts/slapd.sh start "$SLAPD_DIR" "$LDAP_PORT"); then break; fi
-    scripts/slapd.sh stop "$SLAPD_DIR"
-    [ "$try" = 5 ] && { echo "slapd did not start; see $SLAPD_DIR" >&2; exit 1; }
-done
+WHARF_TEST_LDAP_URL=$(start_service slapd scripts/slapd.sh "$SLAPD_DIR" 5) || exit 1
 export WHARF_TEST_LDAP_URL
 echo "    slapd pid $(cat "$SLAPD_DIR/slapd.pid") ready at $WHARF_TEST_LDAP_URL"
 
 # ---------------------------------------------------------------- rabbitmq --
 phase "starting rabbitmq"
 RABBIT_DIR="$RUN/rabbitmq"
-for try in 1 2 3; do
-    AMQP_PORT=$((20000 + RANDOM % 20000))
-    if WHARF_TEST_AMQP_URL=$(scripts/rabbitmq.sh start "$RABBIT_DIR" "$AMQP_PORT"); then break; fi
-    scripts/rabbitmq.sh stop "$RABBIT_DIR"
-    [ "$try" = 3 ] && { echo "rabbitmq did not start; see $RABBIT_DIR" >&2; exit 1; }
-done
+WHARF_TEST_AMQP_URL=$(start_service rabbitmq scripts/rabbitmq.sh "$RABBIT_DIR" 3) || exit 1
 export WHARF_TEST_AMQP_URL
 echo "    rabbitmq ready at $WHARF_TEST_AMQP_URL"
 
 # ----------------------------------------------------------------- mongodb --
 phase "starting secantusdb (MongoDB wire protocol)"
 MONGO_DIR="$RUN/mongo"
-for try in 1 2 3 4 5; do
-    MONGO_PORT=$((20000 + RANDOM % 20000))
-    if WHARF_TEST_MONGO_URL=$(scripts/mongo.sh start "$MONGO_DIR" "$MONGO_PORT"); then break; fi
-    scripts/mongo.sh stop "$MONGO_DIR"
-    [ "$try" = 5 ] && { echo "secantusdb did not start; see $MONGO_DIR" >&2; exit 1; }
-done
+WHARF_TEST_MONGO_URL=$(start_service secantusdb scripts/mongo.sh "$MONGO_DIR" 5) || exit 1
 export WHARF_TEST_MONGO_URL
 echo "    secantusdb pid $(cat "$MONGO_DIR/secantusd.pid") ready at $WHARF_TEST_MONGO_URL"
 

@@ -39,6 +39,47 @@ impl Digest {
     }
 }
 
+/// Digest state of files written in order by this process, by id: how many
+/// bytes each state covers. A file received in one stream is hashed as it
+/// arrives, so storing it needs no second read. Lost on restart (and unknown
+/// to other nodes): callers hash the file then.
+pub struct RunningDigests<K>(std::sync::Mutex<std::collections::HashMap<K, (u64, Sha256)>>);
+
+impl<K> Default for RunningDigests<K> {
+    fn default() -> Self {
+        RunningDigests(Default::default())
+    }
+}
+
+impl<K: Eq + std::hash::Hash> RunningDigests<K> {
+    /// Take out the state of `key` if it covers exactly `len` bytes, to go
+    /// on hashing what is appended; a stale state is dropped.
+    pub fn take(&self, key: &K, len: u64) -> Option<Sha256> {
+        match self.0.lock().unwrap().remove(key) {
+            Some((covered, h)) if covered == len => Some(h),
+            _ => None,
+        }
+    }
+
+    /// Record the state of `key` after `len` bytes.
+    pub fn put(&self, key: K, len: u64, state: Sha256) {
+        self.0.lock().unwrap().insert(key, (len, state));
+    }
+
+    /// The digest of the first `len` bytes of `key`, if its state covers
+    /// exactly them (the state is kept).
+    pub fn digest(&self, key: &K, len: u64) -> Option<Digest> {
+        match self.0.lock().unwrap().get(key) {
+            Some((covered, h)) if *covered == len => Some(Digest::from_hasher(h.clone())),
+            _ => None,
+        }
+    }
+
+    pub fn forget(&self, key: &K) {
+        self.0.lock().unwrap().remove(key);
+    }
+}
+
 impl FromStr for Digest {
     type Err = InvalidDigest;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -14,14 +14,14 @@
 //! data directory sees the same sessions.
 
 use crate::blobs::{BlobError, BlobStore, StreamError, hash_file_range, stream_to_file};
-use crate::digest::Digest;
+use crate::digest::{Digest, RunningDigests};
 pub use crate::ids::SessionId;
 use axum::body::Body;
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -55,7 +55,7 @@ pub struct Sessions {
     dir: Dir,
     /// Digest state of sessions this process wrote in order: (bytes covered,
     /// state). Lost on restart; a commit then re-reads the file.
-    hashers: Mutex<HashMap<SessionId, (u64, Sha256)>>,
+    hashers: RunningDigests<SessionId>,
     /// Sessions with a request streaming into them right now.
     busy: Mutex<HashSet<SessionId>>,
 }
@@ -85,7 +85,7 @@ impl Sessions {
         std::fs::create_dir_all(&path)?;
         Ok(Sessions {
             dir: Dir::open_ambient_dir(&path, ambient_authority())?,
-            hashers: Mutex::default(),
+            hashers: RunningDigests::default(),
             busy: Mutex::default(),
         })
     }
@@ -99,7 +99,7 @@ impl Sessions {
             data_name(&id),
             OpenOptions::new().write(true).create_new(true),
         )?;
-        self.hashers.lock().unwrap().insert(id, (0, Sha256::new()));
+        self.hashers.put(id, 0, Sha256::new());
         Ok(id)
     }
 
@@ -144,16 +144,13 @@ impl Sessions {
             return Err(SessionError::WrongOffset { id, len });
         }
         // Keep hashing only if the state covers exactly what is on disk.
-        let hasher = match self.hashers.lock().unwrap().remove(&id) {
-            Some((covered, h)) if covered == len => Some(h),
-            _ => None,
-        };
+        let hasher = self.hashers.take(&id, len);
         let file = std::sync::Arc::new(file);
         let outcome = stream_to_file(file.clone(), len, body.into_data_stream(), max, hasher).await;
         match outcome {
             Ok((written, hasher)) => {
                 if let Some(h) = hasher {
-                    self.hashers.lock().unwrap().insert(id, (len + written, h));
+                    self.hashers.put(id, len + written, h);
                 }
                 Ok(len + written)
             }
@@ -183,9 +180,9 @@ impl Sessions {
             .map_err(|_| SessionError::Unknown(id.to_string()))?
             .into_std();
         let len = file.metadata()?.len();
-        let digest = match self.hashers.lock().unwrap().remove(&id) {
-            Some((covered, h)) if covered == len => Digest::from_hasher(h),
-            _ => hash_file_range(&file, 0, len)?,
+        let digest = match self.hashers.take(&id, len) {
+            Some(h) => Digest::from_hasher(h),
+            None => hash_file_range(&file, 0, len)?,
         };
         drop(file);
         if let Some(e) = expect
@@ -213,7 +210,7 @@ impl Sessions {
     fn remove(&self, id: &SessionId) {
         let _ = self.dir.remove_file(data_name(id));
         let _ = self.dir.remove_file(owner_name(id));
-        self.hashers.lock().unwrap().remove(id);
+        self.hashers.forget(id);
     }
 
     /// Drop sessions nobody has written to for `idle`; returns how many.
@@ -295,7 +292,7 @@ mod tests {
             .append(id, Body::from("abc"), None, u64::MAX)
             .await
             .unwrap();
-        sessions.hashers.lock().unwrap().clear();
+        sessions.hashers.forget(&id);
         let bad = Digest::of(b"abd");
         assert!(sessions.commit(id, &blobs, Some(&bad)).is_err());
         assert!(!blobs.contains(&Digest::of(b"abc")));

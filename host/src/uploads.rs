@@ -14,6 +14,7 @@
 use crate::app::App;
 use crate::blobs::{StreamError, stream_to_file};
 use crate::db::{Upload, now};
+use crate::digest::RunningDigests;
 use crate::http::error::{ApiError, ApiErrorBody, ApiResult};
 use crate::ids::UploadId;
 use axum::Json;
@@ -24,16 +25,15 @@ use axum::routing::{get, post};
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
 use sha2::{Digest as _, Sha256};
-use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// The directory holding upload data, named by upload id only.
 pub struct UploadDir {
     dir: Dir,
     /// Digest state of uploads received in order by this process: (bytes
     /// covered, state). Lost on restart; an import then hashes the file.
-    hashers: Mutex<HashMap<UploadId, (u64, Sha256)>>,
+    hashers: RunningDigests<UploadId>,
 }
 
 /// A whole upload, as an import may store it: the file can be linked into
@@ -49,18 +49,13 @@ impl UploadDir {
         std::fs::create_dir_all(path)?;
         Ok(UploadDir {
             dir: Dir::open_ambient_dir(path, ambient_authority())?,
-            hashers: Mutex::default(),
+            hashers: RunningDigests::default(),
         })
     }
 
     /// What an import needs to link the first `len` bytes of upload `id`.
     pub fn whole(&self, id: &UploadId, len: u64) -> std::io::Result<WholeUpload> {
-        let digest = match self.hashers.lock().unwrap().get(id) {
-            Some((covered, h)) if *covered == len => {
-                Some(crate::digest::Digest::from_hasher(h.clone()))
-            }
-            _ => None,
-        };
+        let digest = self.hashers.digest(id, len);
         Ok(WholeUpload {
             dir: self.dir.try_clone()?,
             name: Self::name(id),
@@ -84,7 +79,7 @@ impl UploadDir {
 
     pub fn remove(&self, id: &UploadId) {
         let _ = self.dir.remove_file(Self::name(id));
-        self.hashers.lock().unwrap().remove(id);
+        self.hashers.forget(id);
     }
 }
 
@@ -205,11 +200,11 @@ async fn put_chunk(
         ));
     }
     // Keep hashing only if the state covers exactly the recorded bytes.
-    let hasher = match app.uploads.hashers.lock().unwrap().remove(&id) {
-        Some((covered, h)) if covered == offset => Some(h),
-        _ if offset == 0 => Some(Sha256::new()),
-        _ => None,
-    };
+    let hasher = app
+        .uploads
+        .hashers
+        .take(&id, offset)
+        .or_else(|| (offset == 0).then(Sha256::new));
     // Bytes past the recorded offset are from a chunk that never completed.
     file.set_len(offset).map_err(ApiError::internal)?;
     let file = Arc::new(file);
@@ -235,11 +230,7 @@ async fn put_chunk(
     upload.offset = offset + written;
     app.store.put_upload(&upload).await?;
     if let Some(h) = hasher {
-        app.uploads
-            .hashers
-            .lock()
-            .unwrap()
-            .insert(id, (upload.offset, h));
+        app.uploads.hashers.put(id, upload.offset, h);
     }
     Ok(Json(upload))
 }

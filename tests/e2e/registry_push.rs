@@ -24,6 +24,34 @@ fn out_dir_file(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     (dir, file)
 }
 
+/// `skopeo copy` of the busybox test archive to `name:tag` on the server,
+/// as `user:password`.
+fn skopeo_push(s: &Server, user: &str, name_tag: &str) -> std::process::Command {
+    let mut c = skopeo();
+    c.args([
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        user,
+        &format!(
+            "docker-archive:{}",
+            images_dir().join("busybox.tar").display()
+        ),
+        &format!("docker://{}/{name_tag}", s.addr),
+    ]);
+    c
+}
+
+/// The status of `GET /v2/<name>/manifests/<reference>` as docker asks.
+fn manifest_status(s: &Server, name: &str, reference: &str) -> Response {
+    request(
+        s,
+        "GET",
+        &format!("/v2/{name}/manifests/{reference}"),
+        &[("Accept", DOCKER_ACCEPT)],
+    )
+}
+
 fn creds() -> String {
     format!("admin:{ADMIN_PASSWORD}")
 }
@@ -164,59 +192,27 @@ fn podman_push_and_skopeo_copy_of_a_multi_arch_index() {
 fn without_auto_publish_a_push_stays_invisible_until_publish() {
     let s = Server::start();
     push_repo(&s, "quiet", "quiet/app", false);
-    let archive = format!(
-        "docker-archive:{}",
-        images_dir().join("busybox.tar").display()
-    );
-    must(skopeo().args([
-        "copy",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        &creds(),
-        &archive,
-        &format!("docker://{}/quiet/app:v1", s.addr),
-    ]));
-    let r = request(
-        &s,
-        "GET",
-        "/v2/quiet/app/manifests/v1",
-        &[("Accept", DOCKER_ACCEPT)],
-    );
+    must(&mut skopeo_push(&s, &creds(), "quiet/app:v1"));
+    let r = manifest_status(&s, "quiet/app", "v1");
     assert_eq!(r.status().as_u16(), 404);
     assert_eq!(error_code(r), "NAME_UNKNOWN");
     publish(&s, "quiet");
-    let r = request(
-        &s,
-        "GET",
-        "/v2/quiet/app/manifests/v1",
-        &[("Accept", DOCKER_ACCEPT)],
+    assert_eq!(
+        manifest_status(&s, "quiet/app", "v1").status().as_u16(),
+        200
     );
-    assert_eq!(r.status().as_u16(), 200);
     // A second push to the now-published name: still not visible before the
     // next publish.
-    must(skopeo().args([
-        "copy",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        &creds(),
-        &archive,
-        &format!("docker://{}/quiet/app:v2", s.addr),
-    ]));
-    let r = request(
-        &s,
-        "GET",
-        "/v2/quiet/app/manifests/v2",
-        &[("Accept", DOCKER_ACCEPT)],
+    must(&mut skopeo_push(&s, &creds(), "quiet/app:v2"));
+    assert_eq!(
+        manifest_status(&s, "quiet/app", "v2").status().as_u16(),
+        404
     );
-    assert_eq!(r.status().as_u16(), 404);
     publish(&s, "quiet");
-    let r = request(
-        &s,
-        "GET",
-        "/v2/quiet/app/manifests/v2",
-        &[("Accept", DOCKER_ACCEPT)],
+    assert_eq!(
+        manifest_status(&s, "quiet/app", "v2").status().as_u16(),
+        200
     );
-    assert_eq!(r.status().as_u16(), 200);
 }
 
 /// The admin's client, on registry paths.
@@ -439,12 +435,7 @@ fn manifests_are_checked_tagged_and_deleted() {
     let r = put_manifest(&s, "man/app", "v1", good.clone());
     assert_eq!(r.status().as_u16(), 201);
     assert_eq!(header(&r, "docker-content-digest"), digest);
-    let r = request(
-        &s,
-        "GET",
-        "/v2/man/app/manifests/v1",
-        &[("Accept", DOCKER_ACCEPT)],
-    );
+    let r = manifest_status(&s, "man/app", "v1");
     assert_eq!(header(&r, "docker-content-digest"), digest);
     assert_eq!(r.bytes().unwrap().to_vec(), good);
     let r = request(&s, "GET", &format!("/v2/man/app/blobs/{layer_digest}"), &[]);
@@ -467,12 +458,7 @@ fn manifests_are_checked_tagged_and_deleted() {
     // Tag deletion.
     let r = send(&s, "DELETE", "/v2/man/app/manifests/v1", &[], vec![]);
     assert_eq!(r.status().as_u16(), 202);
-    let r = request(
-        &s,
-        "GET",
-        "/v2/man/app/manifests/v1",
-        &[("Accept", DOCKER_ACCEPT)],
-    );
+    let r = manifest_status(&s, "man/app", "v1");
     assert_eq!(status_and_code(r), (404, "MANIFEST_UNKNOWN".into()));
     let r = send(&s, "DELETE", "/v2/man/app/manifests/v1", &[], vec![]);
     assert_eq!(status_and_code(r), (404, "MANIFEST_UNKNOWN".into()));
@@ -519,18 +505,11 @@ fn pushing_needs_update_on_the_repository() {
         .send()
         .unwrap();
     assert_eq!(status_and_code(r), (403, "DENIED".into()));
-    let archive = format!(
-        "docker-archive:{}",
-        images_dir().join("busybox.tar").display()
-    );
-    let (ok, out) = run(skopeo().args([
-        "copy",
-        "--dest-tls-verify=false",
-        "--dest-creds",
+    let (ok, out) = run(&mut skopeo_push(
+        &s,
         "reader:reader-password",
-        &archive,
-        &format!("docker://{}/guarded/app:v1", s.addr),
-    ]));
+        "guarded/app:v1",
+    ));
     assert!(!ok, "a reader pushed: {out}");
     // The same with update: the push goes through.
     let (status, v) = s.post_json(
@@ -538,12 +517,9 @@ fn pushing_needs_update_on_the_repository() {
         &json!({"login": "reader", "resource": "/repositories/", "operations": ["update"]}),
     );
     assert_eq!(status, 200, "{v}");
-    must(skopeo().args([
-        "copy",
-        "--dest-tls-verify=false",
-        "--dest-creds",
+    must(&mut skopeo_push(
+        &s,
         "reader:reader-password",
-        &archive,
-        &format!("docker://{}/guarded/app:v1", s.addr),
-    ]));
+        "guarded/app:v1",
+    ));
 }

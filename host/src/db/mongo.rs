@@ -1484,35 +1484,16 @@ impl MongoStore {
             "members": &members,
             "doc": to_json(&record)?,
         };
-        self.txn((self.c.clone(), d, members), move |s, (c, d, members)| {
-            async move {
-                let id = d.get_str("_id").unwrap_or_default().to_string();
-                for m in members.iter() {
-                    if !claim(&c.repos, m, s).await? {
-                        return Err(abort(Abort::NotFound(format!("repository {m}"))));
-                    }
-                }
-                if insert {
-                    match c.groups.insert_one(d.clone()).session(&mut *s).await {
-                        Err(e) if is_duplicate(&e) => {
-                            return Err(abort(Abort::Conflict(format!("group {id}"))));
-                        }
-                        r => r?,
-                    };
-                } else if c
-                    .groups
-                    .replace_one(doc! {"_id": &id}, d.clone())
-                    .session(&mut *s)
-                    .await?
-                    .matched_count
-                    == 0
-                {
-                    return Err(abort(Abort::NotFound(format!("group {id}"))));
-                }
-                Ok(())
-            }
-            .boxed()
-        })
+        let c = &self.c;
+        self.write_claiming(
+            &c.groups,
+            "group",
+            d,
+            insert,
+            &c.repos,
+            "repository",
+            members,
+        )
         .await
     }
 
@@ -1528,30 +1509,50 @@ impl MongoStore {
             "roles": &roles,
             "doc": to_json(&record)?,
         };
-        self.txn((self.c.clone(), d, roles), move |s, (c, d, roles)| {
+        let c = &self.c;
+        self.write_claiming(&c.users, "user", d, insert, &c.roles, "role", roles)
+            .await
+    }
+
+    /// Create (`insert`) or replace document `d` of `target` in one
+    /// transaction that first claims every id of `refs` in `referenced`: a
+    /// missing one is not found, and a concurrent delete of one conflicts
+    /// instead of leaving a dangling reference.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_claiming(
+        &self,
+        target: &Collection<Document>,
+        kind: &'static str,
+        d: Document,
+        insert: bool,
+        referenced: &Collection<Document>,
+        ref_kind: &'static str,
+        refs: Vec<String>,
+    ) -> StoreResult<()> {
+        let ctx = (target.clone(), referenced.clone(), d, refs);
+        self.txn(ctx, move |s, (target, referenced, d, refs)| {
             async move {
-                let login = d.get_str("_id").unwrap_or_default().to_string();
-                for r in roles.iter() {
-                    if !claim(&c.roles, r, s).await? {
-                        return Err(abort(Abort::NotFound(format!("role {r}"))));
+                let id = d.get_str("_id").unwrap_or_default().to_string();
+                for r in refs.iter() {
+                    if !claim(referenced, r, s).await? {
+                        return Err(abort(Abort::NotFound(format!("{ref_kind} {r}"))));
                     }
                 }
                 if insert {
-                    match c.users.insert_one(d.clone()).session(&mut *s).await {
+                    match target.insert_one(d.clone()).session(&mut *s).await {
                         Err(e) if is_duplicate(&e) => {
-                            return Err(abort(Abort::Conflict(format!("user {login}"))));
+                            return Err(abort(Abort::Conflict(format!("{kind} {id}"))));
                         }
                         r => r?,
                     };
-                } else if c
-                    .users
-                    .replace_one(doc! {"_id": &login}, d.clone())
+                } else if target
+                    .replace_one(doc! {"_id": &id}, d.clone())
                     .session(&mut *s)
                     .await?
                     .matched_count
                     == 0
                 {
-                    return Err(abort(Abort::NotFound(format!("user {login}"))));
+                    return Err(abort(Abort::NotFound(format!("{kind} {id}"))));
                 }
                 Ok(())
             }

@@ -15,6 +15,7 @@
 
 use crate::app::App;
 use crate::auth::registry_gate::Admitted;
+use crate::auth::registry_token::registry_error;
 use crate::db::{Progress, Repository, TaskState};
 use crate::http::registry::plugin_failure;
 use crate::jobs::{Job, wit_repo};
@@ -26,19 +27,13 @@ use crate::plugins::runtime::Plugin;
 use crate::sessions::{Owner, SessionError, SessionId};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a push waits for its repository's auto-publish.
 const PUBLISH_WAIT: Duration = Duration::from_secs(120);
-
-/// A registry-style error (`{"errors": [...]}`), as the plugin's own are.
-fn registry_error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
-    let body = serde_json::json!({"errors": [{"code": code, "message": message.to_string(), "detail": {}}]});
-    (status, axum::Json(body)).into_response()
-}
 
 /// The first number of `Content-Range` (`0-1023`, or `bytes 0-1023/*`);
 /// `Err` says why it cannot be read.
@@ -58,29 +53,30 @@ fn range_start(headers: &HeaderMap) -> Result<Option<u64>, String> {
 }
 
 fn session_failure(e: SessionError, location: Option<&str>) -> Response {
-    match e {
-        SessionError::WrongOffset { len, .. } => {
-            let mut r =
-                registry_error(StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID", &e);
-            let range = format!("0-{}", len.saturating_sub(1));
-            r.headers_mut()
-                .insert(header::RANGE, HeaderValue::try_from(range).expect("ascii"));
-            if let Some(l) = location.and_then(|l| HeaderValue::try_from(l).ok()) {
-                r.headers_mut().insert(header::LOCATION, l);
-            }
-            r
+    let (status, code) = match &e {
+        SessionError::WrongOffset { .. } => {
+            (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID")
         }
-        SessionError::TooLarge { .. } => {
-            registry_error(StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID", e)
-        }
-        SessionError::Unknown(_) => registry_error(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN", e),
-        SessionError::Busy(_) => registry_error(StatusCode::CONFLICT, "BLOB_UPLOAD_INVALID", e),
-        SessionError::Body(_) => registry_error(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", e),
+        SessionError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
+        SessionError::Unknown(_) => (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
+        SessionError::Busy(_) => (StatusCode::CONFLICT, "BLOB_UPLOAD_INVALID"),
+        SessionError::Body(_) => (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
         SessionError::Blob(_) | SessionError::Io(_) => {
             tracing::error!("upload session: {e}");
-            registry_error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e)
+            (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN")
+        }
+    };
+    let mut r = registry_error(status, code, &e.to_string());
+    // Where to resume: the session's range, and its address.
+    if let SessionError::WrongOffset { len, .. } = e {
+        let range = format!("0-{}", len.saturating_sub(1));
+        r.headers_mut()
+            .insert(header::RANGE, HeaderValue::try_from(range).expect("ascii"));
+        if let Some(l) = location.and_then(|l| HeaderValue::try_from(l).ok()) {
+            r.headers_mut().insert(header::LOCATION, l);
         }
     }
+    r
 }
 
 /// The repository a write plan names, checked against the plugin and the gate.
@@ -94,7 +90,7 @@ async fn target(
         registry_error(
             StatusCode::NOT_FOUND,
             "NAME_UNKNOWN",
-            format!("repository {id} does not exist"),
+            &format!("repository {id} does not exist"),
         )
     };
     let repo_id = id.parse().map_err(|_| unknown())?;
@@ -102,7 +98,7 @@ async fn target(
         .store
         .get_repo(&repo_id)
         .await
-        .map_err(|e| registry_error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e))?
+        .map_err(|e| registry_error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", &e.to_string()))?
         .ok_or_else(unknown)?;
     if !plugin
         .info
@@ -119,7 +115,7 @@ async fn target(
         return Err(registry_error(
             StatusCode::FORBIDDEN,
             "DENIED",
-            format!("access was checked for repository {checked}, not {id}"),
+            &format!("access was checked for repository {checked}, not {id}"),
         ));
     }
     Ok(repo)
@@ -158,7 +154,7 @@ pub async fn run(
                 .find(name, &owner.plugin, Some(&owner.repository))
                 .ok_or_else(|| session_failure(SessionError::Unknown(name.clone()), None))?;
             let start = range_start(headers)
-                .map_err(|m| registry_error(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", m))?;
+                .map_err(|m| registry_error(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", &m))?;
             sessions
                 .append(id, body, start, plan.max_body)
                 .await
@@ -192,7 +188,9 @@ pub async fn run(
         app.store
             .apply_changes(&repo.id, &changes)
             .await
-            .map_err(|e| registry_error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e))?;
+            .map_err(|e| {
+                registry_error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", &e.to_string())
+            })?;
         if written.publish {
             publish_now(app, &repo).await;
         }
@@ -225,7 +223,7 @@ async fn call_write(
         })
     })
     .await
-    .map_err(|e| registry_error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e))?;
+    .map_err(|e| registry_error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", &e.to_string()))?;
     let (written, scope, _) = outcome.map_err(plugin_failure)?;
     let changes = match scope {
         CallScope::Task(call) => call.changes,
