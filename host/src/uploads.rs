@@ -162,7 +162,7 @@ fn chunk_offset(q: &ChunkQuery, headers: &HeaderMap) -> ApiResult<Option<u64>> {
 /// offset must equal the bytes received so far.
 #[utoipa::path(put, path = "/api/v1/uploads/{id}", tag = "uploads", params(ChunkQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 200, body = Upload), (status = 416, body = ApiErrorBody), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+    responses((status = 200, body = Upload), (status = 416, body = ApiErrorBody), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody, description = "the upload was imported as a blob and is frozen")))]
 async fn put_chunk(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
