@@ -119,13 +119,26 @@ wait_task "$TASK"
 t2=$(date +%s.%N)
 rss_kib=$(grep VmHWM /proc/$PID/status | awk '{print $2}')
 stop_server
-rm -f "$W/save.tar"
 up_s=$(echo "$t1 - $t0" | bc -l); imp_s=$(echo "$t2 - $t1" | bc -l); tot_s=$(echo "$t2 - $t0" | bc -l)
+# The same archive as the body of the import itself: layers are stored while
+# it arrives (what `wharf docker repo upload` does). A fresh server, so no
+# blob is already stored.
+start_server stream
+c -XPOST "$API/repositories" -H content-type:application/json -d '{"id":"d","content_type":"docker"}' > /dev/null
+t0=$(date +%s.%N)
+state=$(c -XPOST "$API/repositories/d/import" -H content-type:application/x-tar -T "$W/save.tar" | jq -r .state)
+t1=$(date +%s.%N)
+[ "$state" = finished ] || { echo "streaming import ended $state" >&2; exit 1; }
+stream_rss_kib=$(grep VmHWM /proc/$PID/status | awk '{print $2}')
+stop_server
+rm -f "$W/save.tar"
+stream_s=$(echo "$t1 - $t0" | bc -l)
 printf 'openssl dgst -sha256:  %.2f s (%.0f MiB/s)\n' "$openssl_s" "$(echo "$SAVE_MIB / $openssl_s" | bc -l)"
 printf 'upload (PUT, fsync):   %.2f s (%.0f MiB/s)\n' "$up_s" "$(echo "$SAVE_MIB / $up_s" | bc -l)"
 printf 'import (layers stored): %.2f s (%.0f MiB/s) = %.0f%% of openssl\n' "$imp_s" "$(echo "$SAVE_MIB / $imp_s" | bc -l)" "$(echo "100 * $openssl_s / $imp_s" | bc -l)"
 printf 'upload + import:       %.2f s (%.0f MiB/s) = %.0f%% of openssl\n' "$tot_s" "$(echo "$SAVE_MIB / $tot_s" | bc -l)" "$(echo "100 * $openssl_s / $tot_s" | bc -l)"
 printf 'server peak RSS:       %.0f MiB\n' "$(echo "$rss_kib / 1024" | bc -l)"
+printf 'streaming import:      %.2f s (%.0f MiB/s) = %.0f%% of openssl, server peak RSS %.0f MiB\n' "$stream_s" "$(echo "$SAVE_MIB / $stream_s" | bc -l)" "$(echo "100 * $openssl_s / $stream_s" | bc -l)" "$(echo "$stream_rss_kib / 1024" | bc -l)"
 
 echo "## the disk: durable write of ${SIZE_MIB} MiB (dd conv=fdatasync)"
 dd if=/dev/zero of="$W/dd" bs=1M count="$SIZE_MIB" conv=fdatasync 2>&1 | tail -1

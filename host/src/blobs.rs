@@ -24,7 +24,13 @@ const COPY_CHUNK: usize = 1 << 20;
 /// that the buffers in flight (a few per stream) keep memory flat.
 const STREAM_BUFFER: usize = 1 << 20;
 /// Bytes written between two starts of the kernel's writeback.
-const WRITEBACK_EVERY: u64 = 32 << 20;
+const WRITEBACK_EVERY: u64 = 8 << 20;
+/// Blobs from this size on are written by a helper thread while the caller
+/// hashes; below it a thread costs more than it saves.
+const PIPELINE_FROM: u64 = 4 << 20;
+/// Pieces queued for a blob's writer thread: with 1 MiB pieces (file
+/// copies) at most 16 MiB in flight; network chunks are far smaller.
+const PIPELINE_DEPTH: usize = 16;
 
 /// Why streaming a request body to a file stopped.
 #[derive(Debug, thiserror::Error)]
@@ -299,22 +305,79 @@ impl BlobStore {
                 })
             };
         }
-        let mut w = self.writer()?;
-        let mut buf = vec![0u8; COPY_CHUNK.min(len.max(1) as usize)];
+        let mut w = self.pipelined_writer(len)?;
         let mut done = 0u64;
         while done < len {
-            let want = ((len - done) as usize).min(buf.len());
-            let n = file.read_at(&mut buf[..want], offset + done)?;
+            let want = (len - done).min(COPY_CHUNK as u64) as usize;
+            let mut buf = vec![0u8; want];
+            let n = file.read_at(&mut buf, offset + done)?;
             if n == 0 {
                 return Err(BlobError::ShortSource {
                     want: len,
                     got: done,
                 });
             }
-            w.write_all(&buf[..n])?;
+            buf.truncate(n);
+            w.push(buf.into())?;
             done += n as u64;
         }
         w.finish(expect)
+    }
+
+    /// Start a blob of about `len` bytes whose bytes a helper thread writes
+    /// while the caller hashes them: on a long copy, hashing and writing each
+    /// keep a core busy. Small blobs are written in place.
+    pub fn pipelined_writer(&self, len: u64) -> io::Result<PipelinedWriter<'_>> {
+        let mut inner = self.writer()?;
+        let background = if len >= PIPELINE_FROM {
+            let mut file = inner.file.take().expect("fresh writer");
+            let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(PIPELINE_DEPTH);
+            let thread = std::thread::Builder::new()
+                .name("wharf-blob-writer".into())
+                .spawn(move || -> io::Result<std::fs::File> {
+                    // Pieces (network chunks, often a few hundred KiB) are
+                    // written in batches of STREAM_BUFFER with one `writev`,
+                    // never copied.
+                    let mut batch: Vec<bytes::Bytes> = Vec::new();
+                    let mut batched = 0usize;
+                    let (mut at, mut writeback) = (0u64, 0u64);
+                    let mut flush = |batch: &mut Vec<bytes::Bytes>,
+                                     file: &mut std::fs::File|
+                     -> io::Result<()> {
+                        let mut slices: Vec<io::IoSlice<'_>> =
+                            batch.iter().map(|b| io::IoSlice::new(b)).collect();
+                        let mut rest = &mut slices[..];
+                        while !rest.is_empty() {
+                            let n = file.write_vectored(rest)?;
+                            if n == 0 {
+                                return Err(io::ErrorKind::WriteZero.into());
+                            }
+                            at += n as u64;
+                            io::IoSlice::advance_slices(&mut rest, n);
+                        }
+                        batch.clear();
+                        if at - writeback >= WRITEBACK_EVERY {
+                            start_writeback(file, writeback, at - writeback);
+                            writeback = at;
+                        }
+                        Ok(())
+                    };
+                    while let Ok(piece) = rx.recv() {
+                        batched += piece.len();
+                        batch.push(piece);
+                        if batched >= STREAM_BUFFER {
+                            flush(&mut batch, &mut file)?;
+                            batched = 0;
+                        }
+                    }
+                    flush(&mut batch, &mut file)?;
+                    Ok(file)
+                })?;
+            Some((tx, thread))
+        } else {
+            None
+        };
+        Ok(PipelinedWriter { inner, background })
     }
 
     /// Store a small in-memory document.
@@ -551,6 +614,61 @@ impl Write for BlobWriter<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// A blob being written by a helper thread (see
+/// [`BlobStore::pipelined_writer`]). Dropped without
+/// [`PipelinedWriter::finish`], it leaves nothing behind.
+pub struct PipelinedWriter<'a> {
+    inner: BlobWriter<'a>,
+    /// The writer thread and its queue; `None` for small blobs, written in
+    /// place.
+    background: Option<(
+        std::sync::mpsc::SyncSender<bytes::Bytes>,
+        std::thread::JoinHandle<io::Result<std::fs::File>>,
+    )>,
+}
+
+impl PipelinedWriter<'_> {
+    /// Hash `bytes` here and queue them for the writer (no copy).
+    pub fn push(&mut self, bytes: bytes::Bytes) -> io::Result<()> {
+        if self.background.is_none() {
+            return self.inner.write_all(&bytes);
+        }
+        self.inner.hasher.update(&bytes);
+        self.inner.len += bytes.len() as u64;
+        self.send(bytes)
+    }
+
+    fn send(&mut self, buf: bytes::Bytes) -> io::Result<()> {
+        let (tx, _) = self.background.as_ref().expect("background writer");
+        if tx.send(buf).is_ok() {
+            return Ok(());
+        }
+        // The thread stopped: its error says why.
+        Err(self
+            .join()
+            .err()
+            .unwrap_or_else(|| io::Error::other("blob writer thread stopped")))
+    }
+
+    /// Wait for the writer thread and take its file back.
+    fn join(&mut self) -> io::Result<()> {
+        if let Some((tx, thread)) = self.background.take() {
+            drop(tx);
+            let file = thread
+                .join()
+                .map_err(|_| io::Error::other("blob writer thread panicked"))??;
+            self.inner.file = Some(file);
+        }
+        Ok(())
+    }
+
+    /// Write what is left, then verify, fsync and move the blob into place.
+    pub fn finish(mut self, expect: Option<&Digest>) -> Result<(Digest, u64), BlobError> {
+        self.join()?;
+        self.inner.finish(expect)
     }
 }
 

@@ -8,6 +8,7 @@ use crate::ids::{RepoId, UploadId};
 use crate::plugins::bindings::wharf::plugin::types as wit;
 use crate::plugins::host::{CallScope, SourceHandle, TaskCall, origin};
 use crate::plugins::runtime::Plugin;
+use crate::plugins::stream_source::StreamSource;
 use crate::tasks::{TaskContext, TaskFailure, TaskResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -25,6 +26,16 @@ pub enum Job {
         #[serde(default)]
         params: serde_json::Map<String, serde_json::Value>,
         delete_upload: bool,
+    },
+    /// Import the body of the request that started the task while it
+    /// arrives (`POST /repositories/{id}/import` with the content as the
+    /// body). Bound to the process that received the request.
+    #[serde(rename = "import-stream")]
+    ImportStream {
+        repository: RepoId,
+        size: u64,
+        #[serde(default)]
+        params: serde_json::Map<String, serde_json::Value>,
     },
     Sync {
         repository: RepoId,
@@ -49,7 +60,7 @@ pub enum Job {
 impl Job {
     pub fn kind(&self) -> &'static str {
         match self {
-            Job::Import { .. } => "import",
+            Job::Import { .. } | Job::ImportStream { .. } => "import",
             Job::Sync { .. } => "sync",
             Job::Publish { .. } => "publish",
             Job::Copy { .. } => "copy",
@@ -63,6 +74,7 @@ impl Job {
     pub fn locks(&self) -> Vec<String> {
         match self {
             Job::Import { repository, .. }
+            | Job::ImportStream { repository, .. }
             | Job::Sync { repository }
             | Job::Publish { repository }
             | Job::Copy { repository, .. }
@@ -73,7 +85,8 @@ impl Job {
 }
 
 /// Run a job to its end.
-pub async fn run(app: &Arc<App>, job: Job, ctx: TaskContext) -> TaskResult {
+pub async fn run(app: Arc<App>, job: Job, ctx: TaskContext) -> TaskResult {
+    let app = &app;
     match job {
         Job::Import {
             repository,
@@ -81,6 +94,13 @@ pub async fn run(app: &Arc<App>, job: Job, ctx: TaskContext) -> TaskResult {
             params,
             delete_upload,
         } => import(app, &repository, upload_id, params, delete_upload, ctx).await,
+        // Started by `Tasks::run_here` with its body; a record alone (say,
+        // redelivered after a crash) has no body to read.
+        Job::ImportStream { .. } => Err(TaskFailure::new(
+            "a streaming import reads the body of the request that started it, so only the \
+             process that received that request can run it; send the content again",
+            "not-rerunnable",
+        )),
         Job::Sync { repository } => {
             let (repo, plugin) = repo_and_plugin(app, &repository).await?;
             let version = plugin_version(&plugin);
@@ -169,6 +189,29 @@ async fn import(
         app.store.delete_upload(&upload_id).await?;
         app.uploads.remove(&upload_id);
     }
+    Ok(summary_json(&summary, bytes, version))
+}
+
+/// Run a streaming import: `source` is fed by the request body as the
+/// plugin reads it.
+pub async fn import_stream(
+    app: Arc<App>,
+    id: RepoId,
+    params: serde_json::Map<String, serde_json::Value>,
+    source: StreamSource,
+    ctx: TaskContext,
+) -> TaskResult {
+    let (repo, plugin) = repo_and_plugin(&app, &id).await?;
+    let params = serde_json::Value::Object(params).to_string();
+    let version = plugin_version(&plugin);
+    let (summary, bytes) = run_plugin_task(&app, plugin, repo, ctx, move |p, s, r| {
+        let handle = s
+            .data_mut()
+            .table
+            .push(SourceHandle::Stream(Box::new(source)))?;
+        p.wharf_plugin_plugin().call_upload(s, &r, handle, &params)
+    })
+    .await?;
     Ok(summary_json(&summary, bytes, version))
 }
 

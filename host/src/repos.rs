@@ -338,16 +338,62 @@ fn yes() -> bool {
     true
 }
 
-#[utoipa::path(post, path = "/api/v1/repositories/{id}/import", tag = "repositories", request_body = ImportRequest,
-    responses((status = 202, body = Task), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+/// Import content into a repository, either of two ways:
+/// - JSON `{"upload_id": ...}`: import a finished resumable upload (a task
+///   is queued; 202 at once);
+/// - the content itself as the body (`application/octet-stream` or
+///   `application/x-tar`, with `Content-Length`; plugin parameters as query
+///   parameters): the plugin imports it while it arrives, so each byte is
+///   received, hashed and written once. The task runs in this process and
+///   the answer (202, the ended task) comes when it ends.
+#[utoipa::path(post, path = "/api/v1/repositories/{id}/import", tag = "repositories",
+    request_body(content(
+        (ImportRequest = "application/json"),
+        (Vec<u8> = "application/octet-stream"),
+        (Vec<u8> = "application/x-tar"),
+    )),
+    responses((status = 202, body = Task), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
+        (status = 411, body = ApiErrorBody), (status = 415, body = ApiErrorBody)))]
 async fn import(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    body: Result<Json<ImportRequest>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<(StatusCode, Json<crate::db::Task>)> {
-    let Json(req) = body?;
+    Query(query): Query<BTreeMap<String, String>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
     let repo = get_repo(&app, &id).await?;
     plugin_for(&app, &repo)?;
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    match media {
+        "application/json" => {}
+        "application/octet-stream" | "application/x-tar" => {
+            return crate::http::stream_import::run(app, repo, query, &headers, body).await;
+        }
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                format!(
+                    "send JSON {{\"upload_id\": ...}} (application/json) to import an upload, or the \
+                     content itself as application/octet-stream; got {content_type:?}"
+                ),
+            ));
+        }
+    }
+    if !query.is_empty() {
+        return Err(ApiError::bad_request(
+            "query parameters are for streaming imports; put params in the JSON body",
+        ));
+    }
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("cannot read the request: {e}")))?;
+    let Json(req) = Json::<ImportRequest>::from_bytes(&bytes)?;
     let upload_id: UploadId = req
         .upload_id
         .parse()
@@ -367,7 +413,7 @@ async fn import(
         params: req.params,
         delete_upload: req.delete_upload,
     };
-    submit(&app, job).await
+    Ok(submit(&app, job).await?.into_response())
 }
 
 #[utoipa::path(post, path = "/api/v1/repositories/{id}/sync", tag = "repositories",

@@ -7,6 +7,7 @@ pub mod error;
 pub mod openapi;
 pub mod registry;
 pub mod request_id;
+pub mod stream_import;
 pub mod write;
 
 use crate::app::App;

@@ -11,6 +11,7 @@
 use super::bindings::wharf::plugin::{
     blobs, fetch, log, publications, repositories, sessions, types, units,
 };
+use super::stream_source;
 use crate::blobs::{BlobError, BlobStore};
 use crate::db::{self, Progress, Repository, Store, UnitChange};
 use crate::digest::Digest;
@@ -21,6 +22,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use stream_source::{StreamError, StreamSource};
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -57,6 +59,8 @@ pub enum SourceHandle {
         /// the file into the blob store instead of copying it.
         whole: Option<Arc<crate::uploads::WholeUpload>>,
     },
+    /// A request body still arriving (a streaming import).
+    Stream(Box<StreamSource>),
 }
 
 impl SourceHandle {
@@ -73,6 +77,7 @@ impl SourceHandle {
     fn len(&self) -> u64 {
         match self {
             SourceHandle::File { len, .. } => *len,
+            SourceHandle::Stream(s) => s.len(),
         }
     }
 }
@@ -281,6 +286,32 @@ impl HostState {
             .map_err(|e| err("invalid-handle", e.to_string()))
     }
 
+    /// A streaming source, and what stops a wait for its body: the call's
+    /// cancel flag and deadline (the epoch check cannot fire inside a host
+    /// call).
+    #[allow(clippy::type_complexity)]
+    fn stream(
+        &mut self,
+        r: &Resource<SourceHandle>,
+    ) -> Result<Option<(&mut StreamSource, impl Fn() -> Option<&'static str> + use<>)>, types::Error>
+    {
+        let (cancel, deadline) = (self.cancel.clone(), self.deadline);
+        let stop = move || {
+            if cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+                Some("the task was canceled")
+            } else if Instant::now() >= deadline {
+                Some("the task ran past its deadline")
+            } else {
+                None
+            }
+        };
+        match self.table.get_mut(r) {
+            Ok(SourceHandle::Stream(s)) => Ok(Some((s, stop))),
+            Ok(SourceHandle::File { .. }) => Ok(None),
+            Err(e) => Err(err("invalid-handle", e.to_string())),
+        }
+    }
+
     fn store_blob<T>(
         &mut self,
         f: impl FnOnce(&BlobStore) -> Result<T, BlobError>,
@@ -316,6 +347,15 @@ fn blob_err(e: BlobError) -> types::Error {
         BlobError::Io(_) => "io",
     };
     err(code, e.to_string())
+}
+
+fn stream_err(e: StreamError) -> types::Error {
+    match e {
+        StreamError::Blob(b) => blob_err(b),
+        StreamError::Interrupted(_) => err("interrupted", e.to_string()),
+        StreamError::Io(_) => err("io", e.to_string()),
+        _ => err("invalid-input", e.to_string()),
+    }
 }
 
 fn parse_digest(d: &str) -> Result<Digest, types::Error> {
@@ -414,12 +454,20 @@ impl blobs::HostSource for HostState {
         len: u32,
     ) -> Result<Vec<u8>, types::Error> {
         use std::os::unix::fs::FileExt;
+        if let Some((stream, stop)) = self.stream(&this)? {
+            return stream
+                .read(offset, len.min(MAX_READ) as u64, &stop)
+                .map_err(stream_err);
+        }
         let SourceHandle::File {
             file,
             offset: base,
             len: total,
             ..
-        } = self.source(&this)?;
+        } = self.source(&this)?
+        else {
+            unreachable!("streams are answered above")
+        };
         if offset >= *total {
             return Ok(Vec::new());
         }
@@ -447,18 +495,29 @@ impl blobs::HostSource for HostState {
         expect: Option<String>,
     ) -> Result<String, types::Error> {
         let expect = expect.as_deref().map(parse_digest).transpose()?;
-        let SourceHandle::File {
-            file,
-            offset: base,
-            len: total,
-            whole,
-        } = self.source(&this)?;
-        if offset.checked_add(len).is_none_or(|end| end > *total) {
+        let total = self.source(&this)?.len();
+        if offset.checked_add(len).is_none_or(|end| end > total) {
             return Err(err(
                 "invalid-input",
                 format!("range {offset}+{len} is outside the source ({total} bytes)"),
             ));
         }
+        if let Some((stream, stop)) = self.stream(&this)? {
+            let stored = stream
+                .store_range(offset, len, expect.as_ref(), &stop)
+                .map_err(stream_err)?;
+            self.bytes_stored += len;
+            return Ok(stored.into());
+        }
+        let SourceHandle::File {
+            file,
+            offset: base,
+            len: total,
+            whole,
+        } = self.source(&this)?
+        else {
+            unreachable!("streams are answered above")
+        };
         let (file, start) = (file.clone(), base + offset);
         let whole = whole
             .clone()

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod host;
 pub mod runtime;
+pub mod stream_source;
 pub mod sync;
 
 use runtime::{LoadStats, Plugin, PluginError, Runtime};

@@ -163,17 +163,23 @@ impl Tasks {
                 return tracing::error!(task = %id, "task input is not a job this worker knows: {e}");
             }
         };
+        self.wait_for_locks(&task).await;
+        self.execute(task, |app, ctx| crate::jobs::run(app, job, ctx))
+            .await;
+    }
+
+    /// Wait until no earlier unfinished task shares a lock with `task`.
+    pub(super) async fn wait_for_locks(&self, task: &crate::db::Task) {
         loop {
-            match self.blocked_by(&task).await {
+            match self.blocked_by(task).await {
                 Ok(None) => break,
                 Ok(Some(other)) => {
-                    tracing::debug!(task = %id, %other, "waiting for an earlier task on the same resource")
+                    tracing::debug!(task = %task.id, %other, "waiting for an earlier task on the same resource")
                 }
-                Err(e) => tracing::warn!(task = %id, "cannot check task locks: {e}"),
+                Err(e) => tracing::warn!(task = %task.id, "cannot check task locks: {e}"),
             }
             tokio::time::sleep(LOCK_POLL).await;
         }
-        self.execute(task, job).await;
     }
 
     /// An earlier unfinished task sharing a lock with `task`, if any.

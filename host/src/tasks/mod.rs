@@ -202,8 +202,8 @@ impl Tasks {
         Ok(n)
     }
 
-    /// Record a task and start it (here or through the broker).
-    pub async fn submit(self: &Arc<Self>, job: Job) -> Result<Task, crate::db::StoreError> {
+    /// A new task's record, stored as waiting.
+    async fn record(&self, job: &Job) -> Result<Task, crate::db::StoreError> {
         let task = Task {
             id: TaskId::new(),
             kind: job.kind().to_string(),
@@ -216,11 +216,17 @@ impl Tasks {
             progress: Progress::default(),
             result: None,
             error: None,
-            input: serde_json::to_value(&job)
+            input: serde_json::to_value(job)
                 .map_err(|e| crate::db::StoreError::Backend(e.into()))?,
             cancel_requested: false,
         };
         self.store.put_task(&task).await?;
+        Ok(task)
+    }
+
+    /// Record a task and start it (here or through the broker).
+    pub async fn submit(self: &Arc<Self>, job: Job) -> Result<Task, crate::db::StoreError> {
+        let task = self.record(&job).await?;
         // The request that started it, in the task's log lines.
         let request_id = crate::http::request_id::current().unwrap_or_default();
         tracing::info!(task = %task.id, kind = %task.kind, request_id = %request_id, "task queued");
@@ -264,7 +270,8 @@ impl Tasks {
                         if this.is_stopping() {
                             return; // Left waiting; see `drain`.
                         }
-                        this.execute(t, job).await;
+                        this.execute(t, |app, ctx| crate::jobs::run(app, job, ctx))
+                            .await;
                         drop(permit);
                         drop(guards);
                     }
@@ -275,8 +282,58 @@ impl Tasks {
         Ok(task)
     }
 
+    /// Record a task and run it here, now, whatever the dispatch, returning
+    /// its final record: for work bound to this process, like a streaming
+    /// import that reads the body of the request that started it. It still
+    /// waits for earlier tasks sharing one of its locks, but not for a free
+    /// worker: the client sending the body is what drives it.
+    pub async fn run_here<F, Fut>(
+        self: &Arc<Self>,
+        job: Job,
+        run: F,
+    ) -> Result<Task, crate::db::StoreError>
+    where
+        F: FnOnce(Arc<App>, TaskContext) -> Fut,
+        Fut: std::future::Future<Output = TaskResult>,
+    {
+        let task = self.record(&job).await?;
+        let id = task.id;
+        let request_id = crate::http::request_id::current().unwrap_or_default();
+        tracing::info!(task = %id, kind = %task.kind, request_id = %request_id, "task running here");
+        let span = tracing::info_span!("task", id = %id, request_id = %request_id);
+        async {
+            let mut guards = Vec::new();
+            match &self.dispatch {
+                Dispatch::Local { locks, .. } => {
+                    let mut waits = Vec::new();
+                    {
+                        let mut locks = locks.lock().unwrap();
+                        let mut names = task.locks.clone();
+                        names.sort();
+                        for name in names {
+                            waits.push(locks.entry(name).or_default().clone().lock_owned());
+                        }
+                    }
+                    for w in waits {
+                        guards.push(w.await);
+                    }
+                }
+                Dispatch::Broker(_) => self.wait_for_locks(&task).await,
+            }
+            self.execute(task, run).await;
+            drop(guards);
+        }
+        .instrument(span)
+        .await;
+        Ok(self.get(&id).await?.expect("the task was recorded above"))
+    }
+
     /// Run a task here to its end and record the outcome.
-    pub(crate) async fn execute(self: &Arc<Self>, mut task: Task, job: Job) {
+    pub(crate) async fn execute<F, Fut>(self: &Arc<Self>, mut task: Task, run: F)
+    where
+        F: FnOnce(Arc<App>, TaskContext) -> Fut,
+        Fut: std::future::Future<Output = TaskResult>,
+    {
         let Some(app) = self.app.get().and_then(Weak::upgrade) else {
             tracing::error!(task = %task.id, "task runner not attached to the application");
             return;
@@ -306,7 +363,7 @@ impl Tasks {
                 progress: self.progress_sink(record.clone()),
             };
             let watcher = self.watch_cancel(task.id, cancel.clone());
-            let r = crate::jobs::run(&app, job, ctx).await;
+            let r = run(app.clone(), ctx).await;
             watcher.abort();
             r
         };

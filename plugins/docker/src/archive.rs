@@ -4,6 +4,7 @@
 //! where each member's bytes are, so layers can later be stored by range
 //! without passing through guest memory.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use wharf_sdk::Error;
@@ -37,11 +38,25 @@ pub struct Archive {
 impl Archive {
     /// Read the tar headers of `reader`, refusing paths and links that could
     /// point outside the archive.
+    #[cfg(test)]
     pub fn scan<R: Read + Seek>(reader: &mut R) -> Result<Archive, Error> {
+        Self::scan_visiting(reader, |_, _, _| Ok(()))
+    }
+
+    /// Like [`Archive::scan`], calling `visit` with each regular file the
+    /// moment its header is read, before its bytes are skipped: on a source
+    /// that is still arriving, bytes stored then never need a second pass.
+    pub fn scan_visiting<R: Read + Seek>(
+        reader: &mut R,
+        mut visit: impl FnMut(&mut R, &str, FileRange) -> Result<(), Error>,
+    ) -> Result<Archive, Error> {
         let len = reader.seek(SeekFrom::End(0)).map_err(corrupt)?;
         reader.seek(SeekFrom::Start(0)).map_err(corrupt)?;
         let mut members = HashMap::new();
-        let mut tar = tar::Archive::new(reader);
+        // The tar reader and `visit` take turns with the source; neither
+        // holds it across a call.
+        let shared = RefCell::new(reader);
+        let mut tar = tar::Archive::new(Shared(&shared));
         for entry in tar.entries_with_seek().map_err(corrupt)? {
             let entry = entry.map_err(corrupt)?;
             let raw = entry.path_bytes();
@@ -74,6 +89,7 @@ impl Archive {
                         range.size, range.offset
                     )));
                 }
+                visit(&mut shared.borrow_mut(), &path, range)?;
                 Member::File(range)
             } else if kind.is_symlink() || kind.is_hard_link() {
                 let target = entry.link_name_bytes().ok_or_else(|| {
@@ -154,6 +170,21 @@ impl Archive {
     ) -> Result<Vec<u8>, Error> {
         let range = self.file(path)?;
         read_range(reader, range, cap, path)
+    }
+}
+
+/// A reader lent to the tar parser one call at a time.
+struct Shared<'a, 'r, R>(&'a RefCell<&'r mut R>);
+
+impl<R: Read> Read for Shared<'_, '_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().read(buf)
+    }
+}
+
+impl<R: Seek> Seek for Shared<'_, '_, R> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        self.0.borrow_mut().seek(to)
     }
 }
 

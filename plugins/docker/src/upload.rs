@@ -24,9 +24,36 @@ const MAX_CONFIG: u64 = 16 << 20;
 /// How deep indexes may nest inside indexes.
 const MAX_DEPTH: usize = 4;
 
+/// Members from this size on that are named like layers are stored as soon
+/// as the scan meets them (see [`import`]).
+const STORE_EARLY_FROM: u64 = 1 << 20;
+
 /// Import the archive `src` into the current repository.
+///
+/// Layers (`*/layer.tar`, `blobs/sha256/*` of a MiB or more) are stored
+/// while the headers are scanned, the moment the scan reaches them: when
+/// the source is a body still arriving (a streaming import), their bytes
+/// then go straight from the network into blobs, read once. What they are
+/// is only checked later, against the manifests; a stored blob that turns
+/// out to be unused is an orphan, removed by orphan cleanup.
 pub fn import<S: UploadSource, H: Host>(src: &mut S, host: &mut H) -> Result<Summary, Error> {
-    let archive = Archive::scan(src)?;
+    let mut early = HashMap::new();
+    let (mut done, total) = (0u64, src.seek(std::io::SeekFrom::End(0)).unwrap_or(0));
+    let archive = Archive::scan_visiting(src, |src, path, range| {
+        if range.size < STORE_EARLY_FROM
+            || !(path.ends_with("/layer.tar") || path.starts_with("blobs/sha256/"))
+        {
+            return Ok(());
+        }
+        // A digest-named blob is checked as it streams; a legacy layer is
+        // checked against its config's diff id later.
+        let expect = digest_of_name(path);
+        let digest = store_range(src, range, expect.as_deref(), path)?;
+        done += range.size;
+        host.progress(0, 0, done, total, &format!("stored {path}"));
+        early.insert(range, digest);
+        Ok(())
+    })?;
     let plan = if archive.contains("index.json") {
         Plan::Oci(plan_oci(&archive, src)?)
     } else if archive.contains("manifest.json") {
@@ -37,6 +64,7 @@ pub fn import<S: UploadSource, H: Host>(src: &mut S, host: &mut H) -> Result<Sum
         ));
     };
     let mut run = Run::new(src, host);
+    run.early = early;
     match plan {
         Plan::Legacy(images) => run.legacy(&images)?,
         Plan::Oci(plan) => run.oci(&plan)?,
@@ -159,6 +187,25 @@ fn plan_legacy<S: UploadSource>(archive: &Archive, src: &mut S) -> Result<Vec<Le
         });
     }
     Ok(images)
+}
+
+/// Store `range` of `src`; `what` names it in errors.
+fn store_range<S: UploadSource>(
+    src: &mut S,
+    range: FileRange,
+    expect: Option<&str>,
+    what: &str,
+) -> Result<String, Error> {
+    src.store_range(range.offset, range.size, expect)
+        .map_err(|e| {
+            // A digest mismatch means the archive lies about its content.
+            let code = if e.code == "digest-mismatch" {
+                "invalid-input"
+            } else {
+                e.code.as_str()
+            };
+            Error::new(code, format!("storing {what}: {}", e.message))
+        })
 }
 
 /// `<hex>.json` (legacy) and `blobs/sha256/<hex>` (Docker 25) configs are
@@ -360,6 +407,8 @@ struct Run<'a, S, H> {
     src: &'a mut S,
     host: &'a mut H,
     stored: HashMap<FileRange, String>,
+    /// Stored during the scan, not yet checked against what refers to them.
+    early: HashMap<FileRange, String>,
     layers_total: u64,
     layers_done: u64,
     bytes_total: u64,
@@ -375,6 +424,7 @@ impl<'a, S: UploadSource, H: Host> Run<'a, S, H> {
             src,
             host,
             stored: HashMap::new(),
+            early: HashMap::new(),
             layers_total: 0,
             layers_done: 0,
             bytes_total: 0,
@@ -401,18 +451,17 @@ impl<'a, S: UploadSource, H: Host> Run<'a, S, H> {
         if let Some(digest) = self.stored.get(&range) {
             return Ok(digest.clone());
         }
-        let digest = self
-            .src
-            .store_range(range.offset, range.size, expect)
-            .map_err(|e| {
-                // A digest mismatch means the archive lies about its content.
-                let code = if e.code == "digest-mismatch" {
-                    "invalid-input"
-                } else {
-                    e.code.as_str()
-                };
-                Error::new(code, format!("storing {what}: {}", e.message))
-            })?;
+        let digest = match self.early.remove(&range) {
+            Some(digest) => match expect {
+                Some(e) if e != digest => {
+                    return Err(Error::invalid(format!(
+                        "storing {what}: digest mismatch: expected {e}, got {digest}"
+                    )));
+                }
+                _ => digest,
+            },
+            None => store_range(self.src, range, expect, what)?,
+        };
         self.stored.insert(range, digest.clone());
         self.summary.bytes_stored += range.size;
         if layer {

@@ -1,0 +1,115 @@
+//! The HTTP half of a streaming import: the request body feeds a
+//! [`StreamSource`] that the plugin's `upload` reads while the bytes arrive
+//! (see `plugins::stream_source`). The task runs in this process, since
+//! only it has the body; the answer is the ended task.
+
+use crate::app::App;
+use crate::db::{Repository, TaskState};
+use crate::http::error::{ApiError, ApiResult};
+use crate::jobs::Job;
+use crate::plugins::stream_source::StreamSource;
+use axum::Json;
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Import `body` into `repo`; `query` holds the plugin's parameters.
+pub async fn run(
+    app: Arc<App>,
+    repo: Repository,
+    query: BTreeMap<String, String>,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    if app.tasks.is_stopping() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting-down",
+            "the server is shutting down; send the content again once it is back (or to another node)",
+        ));
+    }
+    let len = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::LENGTH_REQUIRED,
+                "length-required",
+                "a streaming import needs Content-Length; for content of unknown length, \
+                 use a resumable upload (POST /api/v1/uploads) and import that",
+            )
+        })?;
+    let params: serde_json::Map<String, serde_json::Value> = query
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::Value::String(v)))
+        .collect();
+    let (source, tx) = StreamSource::new(
+        len,
+        app.blobs.clone(),
+        &app.config.data_dir.join("spool"),
+        tokio::runtime::Handle::current(),
+    )
+    .map_err(ApiError::internal)?;
+    let job = Job::ImportStream {
+        repository: repo.id.clone(),
+        size: len,
+        params: params.clone(),
+    };
+    // Its own tokio task: if the client goes away, the import still ends
+    // (with an error: its body broke off) and its record says so.
+    let tasks = app.tasks.clone();
+    let run = tokio::spawn(async move {
+        tasks
+            .run_here(job, move |app, ctx| {
+                crate::jobs::import_stream(app, repo.id, params, source, ctx)
+            })
+            .await
+    });
+    // Feed the body until it ends or the import stops taking it.
+    let mut body = body.into_data_stream();
+    let mut complete = false;
+    loop {
+        match body.next().await {
+            Some(Ok(chunk)) => {
+                if tx.send(Ok(chunk)).await.is_err() {
+                    break;
+                }
+            }
+            Some(Err(e)) => {
+                let _ = tx.send(Err(e.to_string())).await;
+                break;
+            }
+            None => {
+                complete = true;
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let task = run
+        .await
+        .map_err(|e| ApiError::internal(format!("import task: {e}")))??;
+    // A finished import may not have read the last bytes (the zero blocks
+    // after a tar's end): take them, so the client sees its request complete.
+    if !complete && task.state == TaskState::Finished {
+        complete = true;
+        while let Some(chunk) = body.next().await {
+            if chunk.is_err() {
+                complete = false;
+                break;
+            }
+        }
+    }
+    let mut resp = (StatusCode::ACCEPTED, Json(task)).into_response();
+    if !complete {
+        // The rest of the body is unread: the connection cannot carry
+        // another request.
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    Ok(resp)
+}
