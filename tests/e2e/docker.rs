@@ -42,4 +42,25 @@ fn docker_save_upload_publish_pull_run() {
     ]));
     assert!(out.contains("hello from wharf"), "{out}");
     let _ = run(docker().args(["rmi", "-f", &name]));
+
+    // The same archive as the body of a streaming import, into a second
+    // repository: layers go from the request into blobs as they arrive.
+    s.create_repo(json!({"id": "streamed", "content_type": "docker", "distributor_config": {"repo_registry_id": "test/streamed"}}));
+    let t = s.import_stream("streamed", "", std::fs::read(&saved).unwrap());
+    assert_eq!(t["state"], "finished", "{t}\n{}", s.log());
+    let t = s.repo_task("streamed", "publish", json!({}));
+    assert_eq!(t["state"], "finished", "{t}");
+    let name = format!("{}/test/streamed:latest", s.addr);
+    must(docker().args(["pull", &name]));
+    let out = must(docker().args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &name,
+        "cat",
+        "/etc/hello.txt",
+    ]));
+    assert!(out.contains("hello from wharf"), "{out}");
+    let _ = run(docker().args(["rmi", "-f", &name]));
 }

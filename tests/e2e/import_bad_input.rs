@@ -6,9 +6,10 @@ use crate::registry_support::*;
 use crate::support::*;
 use serde_json::json;
 
-/// Import `bytes` into a repository that already holds busybox; the import
-/// must fail with a message containing every one of `needles`, and leave
-/// the repository (and what it serves) as it was.
+/// Import `bytes` into a repository that already holds busybox, both ways
+/// (a resumable upload imported afterwards, and the body of a streaming
+/// import); each import must fail with a message containing every one of
+/// `needles`, and leave the repository (and what it serves) as it was.
 fn refused(bytes: &[u8], needles: &[&str]) {
     let s = Server::start();
     docker_repo(&s, "app", "test/app", json!({}));
@@ -19,14 +20,17 @@ fn refused(bytes: &[u8], needles: &[&str]) {
     let tmp = scratch();
     let file = tmp.path().join("bad.tar");
     std::fs::write(&file, bytes).unwrap();
-    let t = import(&s, "app", &file);
-    let message = failed_with(&t);
-    eprintln!("import refused: {message}");
-    for needle in needles {
-        assert!(
-            message.contains(needle),
-            "error message lacks {needle:?}: {message}"
-        );
+    let uploaded = import(&s, "app", &file);
+    let streamed = s.import_stream("app", "", bytes.to_vec());
+    for (how, t) in [("upload", uploaded), ("stream", streamed)] {
+        let message = failed_with(&t);
+        eprintln!("import ({how}) refused: {message}");
+        for needle in needles {
+            assert!(
+                message.contains(needle),
+                "error message ({how}) lacks {needle:?}: {message}"
+            );
+        }
     }
     assert_eq!(content(&s, "app"), before);
     // A publish after the failure publishes the same content.

@@ -10,6 +10,7 @@ mod cli;
 mod docker;
 mod events;
 mod import_bad_input;
+mod import_stream;
 mod plugins;
 mod quickstart;
 mod registry_api;

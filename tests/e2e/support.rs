@@ -254,6 +254,26 @@ impl Server {
         self.wait_task(&t)
     }
 
+    /// Send `bytes` as the body of a streaming import (`query` holds the
+    /// plugin's parameters); returns the ended task.
+    pub fn import_stream(&self, repo: &str, query: &str, bytes: Vec<u8>) -> Value {
+        let r = self
+            .http
+            .post(self.url(&format!("/api/v1/repositories/{repo}/import{query}")))
+            .header("content-type", "application/x-tar")
+            .body(bytes)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let t: Value = r.json().unwrap_or(Value::Null);
+        assert_eq!(status, 202, "streaming import: {t}");
+        assert!(
+            ["finished", "error", "canceled"].contains(&t["state"].as_str().unwrap_or("")),
+            "a streaming import answers when its task has ended: {t}"
+        );
+        t
+    }
+
     /// Upload and import a file, then publish; asserts both succeed.
     pub fn import_and_publish(&self, repo: &str, file: &Path) {
         let upload = self.upload(file, 4 << 20);

@@ -183,6 +183,32 @@ impl Client {
     }
 
     /// The long operations answer 202 with the task doing the work.
+    /// Send the content itself to be imported while it arrives; the answer
+    /// is the ended import task. Parameters go as query parameters.
+    pub fn import_stream(
+        &self,
+        repo: &RepoId,
+        params: &Map<String, Value>,
+        body: reqwest::blocking::Body,
+        timeout: Duration,
+    ) -> ClientResult<Task> {
+        let query: Vec<(&str, String)> = params
+            .iter()
+            .map(|(k, v)| {
+                let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                (k.as_str(), v)
+            })
+            .collect();
+        self.send_body(
+            reqwest::Method::POST,
+            &format!("repositories/{repo}/import"),
+            &query,
+            body,
+            timeout,
+        )
+        .map_err(unknown_repo_hint)
+    }
+
     fn repo_task(&self, id: &RepoId, op: &str, body: Value) -> ClientResult<Task> {
         self.post(&format!("repositories/{id}/{op}"), &body)
             .map_err(unknown_repo_hint)
@@ -235,7 +261,8 @@ impl Client {
         body: reqwest::blocking::Body,
         timeout: Duration,
     ) -> ClientResult<Upload> {
-        self.put_body(
+        self.send_body(
+            reqwest::Method::PUT,
             &format!("uploads/{id}"),
             &[("offset", offset.to_string())],
             body,

@@ -199,22 +199,24 @@ impl Client {
         Err(self.refusal(&Method::DELETE, path, status, resp))
     }
 
-    /// PUT a streamed body of known length (an upload chunk) with its own
-    /// deadline: a big chunk on a slow link legitimately takes long.
-    pub fn put_body<T: DeserializeOwned>(
+    /// Send a streamed body of known length (an upload chunk, a streaming
+    /// import) with its own deadline: a big body on a slow link
+    /// legitimately takes long.
+    pub fn send_body<T: DeserializeOwned>(
         &self,
+        method: Method,
         path: &str,
         query: &[(&str, String)],
         body: Body,
         timeout: Duration,
     ) -> ClientResult<T> {
         let req = self
-            .request(Method::PUT, path)
+            .request(method.clone(), path)
             .query(query)
             .timeout(timeout)
             .header("content-type", "application/octet-stream")
             .body(body);
-        self.send(Method::PUT, path, req)
+        self.send(method, path, req)
     }
 
     fn execute(&self, req: RequestBuilder) -> ClientResult<Response> {

@@ -11,7 +11,7 @@ use super::repo::{
 };
 use super::task::WaitArgs;
 use crate::db::{Task, Unit};
-use crate::ids::{RepoId, UploadId};
+use crate::ids::RepoId;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde_json::Value;
@@ -67,16 +67,16 @@ pub enum DockerRepoCommand {
 
 #[derive(Subcommand)]
 pub enum DockerUploadsCommand {
-    /// Upload a `docker save` archive (resumable) and import its images.
+    /// Upload a `docker save` archive and import its images (while it
+    /// arrives; with --resumable, once it is all there).
     Upload {
         #[command(flatten)]
         repo: RepoIdArg,
         /// The archive, as written by `docker save -o FILE`.
         #[arg(short = 'f', long = "file", value_name = "FILE")]
         file: PathBuf,
-        /// Go on with an upload that stopped part-way (its id is in the error).
-        #[arg(long, value_name = "UPLOAD_ID", value_parser = super::upload::parse_upload_id)]
-        resume: Option<UploadId>,
+        #[command(flatten)]
+        sending: repo::SendingArgs,
         #[command(flatten)]
         wait: WaitArgs,
     },
@@ -242,11 +242,11 @@ pub fn run(s: &Session, DockerCommand::Repo(cmd): DockerCommand) -> anyhow::Resu
         DockerRepoCommand::Uploads(DockerUploadsCommand::Upload {
             repo,
             file,
-            resume,
+            sending,
             wait,
         }) => {
             ensure_docker(s, &repo.repo_id)?;
-            repo::upload_and_import(s, &repo.repo_id, &file, &Default::default(), resume, wait)?;
+            repo::upload_and_import(s, &repo.repo_id, &file, &Default::default(), sending, wait)?;
         }
     }
     Ok(())

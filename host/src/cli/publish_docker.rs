@@ -99,8 +99,8 @@ pub fn run(s: &Session, a: PublishDockerArgs) -> anyhow::Result<()> {
     let wait = WaitArgs { no_wait: false };
     if let Some((path, label)) = &archive {
         banner("Unit Upload");
-        let upload = upload::upload_file(&s.client, path, label, None)?;
-        repo::import(s, &id, &upload.id, &Default::default(), wait)?;
+        let task = upload::stream_import(&s.client, &id, path, label, &Default::default())?;
+        super::task::follow(s, task, wait, &format!("Importing into [{id}]"))?;
     }
     if a.publish {
         banner(&format!("Publishing Repository [{id}]"));

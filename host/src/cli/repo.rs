@@ -166,11 +166,25 @@ pub struct UploadArgs {
     /// A KEY=VALUE import parameter for the content type (repeatable).
     #[arg(long = "param", value_name = "KEY=VALUE")]
     pub params: Vec<Param>,
-    /// Go on with an upload that stopped part-way (its id is in the error).
-    #[arg(long, value_name = "UPLOAD_ID", value_parser = super::upload::parse_upload_id)]
-    pub resume: Option<UploadId>,
+    #[command(flatten)]
+    pub sending: SendingArgs,
     #[command(flatten)]
     pub wait: WaitArgs,
+}
+
+/// How a file goes to the server.
+#[derive(Args, Clone, Default)]
+pub struct SendingArgs {
+    /// Send the file as a resumable upload in 8 MiB chunks, imported once
+    /// it is all there (survives a broken connection, but the server writes
+    /// the bytes twice). By default the file is the body of one request and
+    /// imported while it arrives.
+    #[arg(long)]
+    pub resumable: bool,
+    /// Go on with a resumable upload that stopped part-way (its id is in
+    /// the error).
+    #[arg(long, value_name = "UPLOAD_ID", value_parser = super::upload::parse_upload_id)]
+    pub resume: Option<UploadId>,
 }
 
 /// `--note KEY=VALUE`; an empty value means "remove" on update.
@@ -364,7 +378,7 @@ pub fn run(s: &Session, cmd: RepoCommand) -> anyhow::Result<()> {
                 .into_iter()
                 .map(|p| (p.key, Value::String(p.value)))
                 .collect();
-            upload_and_import(s, &a.repo.repo_id, &a.file, &params, a.resume, a.wait)?;
+            upload_and_import(s, &a.repo.repo_id, &a.file, &params, a.sending, a.wait)?;
         }
         RepoCommand::Group(c) => super::group::run(s, c)?,
     }
@@ -624,14 +638,15 @@ fn content(s: &Session, id: &RepoId, unit_type: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Upload a file and import it into a repository, following the import
-/// task unless `--no-wait`.
+/// Send a file and import it into a repository: by default as the body of
+/// a streaming import (which ends with its request), else as a resumable
+/// upload whose import task is followed unless `--no-wait`.
 pub fn upload_and_import(
     s: &Session,
     repo: &RepoId,
     file: &Path,
     params: &Map<String, Value>,
-    resume: Option<UploadId>,
+    sending: SendingArgs,
     wait: WaitArgs,
 ) -> anyhow::Result<Option<Task>> {
     // Find out now, not after sending gigabytes, that the repository is wrong.
@@ -640,7 +655,11 @@ pub fn upload_and_import(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| file.display().to_string());
-    let upload = upload::upload_file(&s.client, file, &label, resume)?;
+    if !sending.resumable && sending.resume.is_none() {
+        let task = upload::stream_import(&s.client, repo, file, &label, params)?;
+        return task::follow(s, task, wait, &format!("Importing into [{repo}]"));
+    }
+    let upload = upload::upload_file(&s.client, file, &label, sending.resume)?;
     import(s, repo, &upload.id, params, wait)
 }
 

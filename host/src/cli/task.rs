@@ -325,7 +325,7 @@ pub fn follow(
         }
         return Ok(None);
     }
-    if s.output == OutputFormat::Table {
+    if s.output == OutputFormat::Table && !task.state.is_final() {
         eprintln!(
             "Task {} started; ctrl+c stops waiting, not the task.",
             task.id

@@ -1,3 +1,6 @@
+//! Sending files. By default a file is the body of a streaming import
+//! ([`stream_import`]): one request, imported while it arrives.
+//!
 //! Resumable uploads: create an upload of the file's size, PUT it in chunks
 //! streamed from the file (memory stays flat whatever the size), and after a
 //! failed chunk ask the server how much it really has and go on from there.
@@ -7,9 +10,10 @@
 
 use super::client::Client;
 use super::progress::Progress;
-use crate::db::Upload;
-use crate::ids::UploadId;
+use crate::db::{Task, Upload};
+use crate::ids::{RepoId, UploadId};
 use anyhow::Context as _;
+use serde_json::{Map, Value};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
@@ -137,6 +141,51 @@ pub fn upload_file(
 struct ChunkError {
     reason: String,
     transient: bool,
+}
+
+/// Send `path` (shown as `label`) as the body of a streaming import into
+/// `repo`: the server imports it while it arrives. Returns the ended task.
+pub fn stream_import(
+    client: &Client,
+    repo: &RepoId,
+    path: &Path,
+    label: &str,
+    params: &Map<String, Value>,
+) -> anyhow::Result<Task> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let size = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
+    let progress = Progress::bytes(&format!("Uploading: {label}"), Some(size));
+    let body = CountingReader {
+        inner: file,
+        at: 0,
+        progress: progress.clone(),
+    };
+    // As long as the chunks' deadline allows at the same slow rate.
+    let timeout = CHUNK_TIMEOUT + Duration::from_secs(size / (20 * 1024));
+    let sent = client.import_stream(
+        repo,
+        params,
+        reqwest::blocking::Body::sized(body, size),
+        timeout,
+    );
+    match sent {
+        Ok(task) => {
+            progress.finish("... completed");
+            Ok(task)
+        }
+        Err(e) => {
+            progress.abandon();
+            let hint = if e.is_transient() {
+                "; run the command again, or add --resumable to send it in chunks that survive interruptions"
+            } else {
+                ""
+            };
+            Err(anyhow::anyhow!("importing {}: {e}{hint}", path.display()))
+        }
+    }
 }
 
 /// PUT bytes `[offset, offset + len)` of `file`, read as the request goes.

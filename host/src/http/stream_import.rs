@@ -16,6 +16,9 @@ use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// How long a finished import waits for the rest of its body.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Import `body` into `repo`; `query` holds the plugin's parameters.
 pub async fn run(
     app: Arc<App>,
@@ -62,47 +65,55 @@ pub async fn run(
     // Its own tokio task: if the client goes away, the import still ends
     // (with an error: its body broke off) and its record says so.
     let tasks = app.tasks.clone();
-    let run = tokio::spawn(async move {
+    let mut run = tokio::spawn(async move {
         tasks
             .run_here(job, move |app, ctx| {
                 crate::jobs::import_stream(app, repo.id, params, source, ctx)
             })
             .await
     });
-    // Feed the body until it ends or the import stops taking it.
+    // Feed the body until it ends or the import ends (done, failed, or
+    // canceled while the client sends nothing).
     let mut body = body.into_data_stream();
+    let mut tx = Some(tx);
     let mut complete = false;
-    loop {
-        match body.next().await {
-            Some(Ok(chunk)) => {
-                if tx.send(Ok(chunk)).await.is_err() {
-                    break;
+    let ended = loop {
+        tokio::select! {
+            ended = &mut run => break ended,
+            next = body.next(), if tx.is_some() => match next {
+                Some(Ok(chunk)) => {
+                    let sender = tx.as_ref().expect("guarded by the branch condition");
+                    if sender.send(Ok(chunk)).await.is_err() {
+                        tx = None; // The import stopped reading.
+                    }
                 }
-            }
-            Some(Err(e)) => {
-                let _ = tx.send(Err(e.to_string())).await;
-                break;
-            }
-            None => {
-                complete = true;
-                break;
-            }
+                Some(Err(e)) => {
+                    if let Some(sender) = tx.take() {
+                        let _ = sender.send(Err(e.to_string())).await;
+                    }
+                }
+                None => {
+                    complete = true;
+                    tx = None;
+                }
+            },
         }
-    }
-    drop(tx);
-    let task = run
-        .await
-        .map_err(|e| ApiError::internal(format!("import task: {e}")))??;
+    };
+    let task = ended.map_err(|e| ApiError::internal(format!("import task: {e}")))??;
     // A finished import may not have read the last bytes (the zero blocks
     // after a tar's end): take them, so the client sees its request complete.
     if !complete && task.state == TaskState::Finished {
-        complete = true;
-        while let Some(chunk) = body.next().await {
-            if chunk.is_err() {
-                complete = false;
-                break;
+        let rest = async {
+            while let Some(chunk) = body.next().await {
+                chunk.ok()?;
             }
-        }
+            Some(())
+        };
+        complete = tokio::time::timeout(DRAIN_LIMIT, rest)
+            .await
+            .ok()
+            .flatten()
+            .is_some();
     }
     let mut resp = (StatusCode::ACCEPTED, Json(task)).into_response();
     if !complete {
