@@ -175,10 +175,11 @@ impl Tasks {
 
     /// In-process only: tasks a previous process left unfinished can never
     /// finish. (With a broker, unacknowledged tasks are redelivered instead.)
+    ///
+    /// With a broker, only tasks bound to a process of this machine that is
+    /// gone (streaming imports, see [`Tasks::run_here`]) are marked failed:
+    /// no worker can ever take them.
     pub async fn fail_abandoned(&self) -> anyhow::Result<usize> {
-        if self.is_brokered() {
-            return Ok(0);
-        }
         let mut n = 0;
         for state in [TaskState::Waiting, TaskState::Running] {
             let q = TaskQuery {
@@ -187,6 +188,9 @@ impl Tasks {
                 ..Default::default()
             };
             for mut t in self.store.list_tasks(&q).await? {
+                if self.is_brokered() && !bound_to_a_dead_local_process(&t) {
+                    continue;
+                }
                 t.state = TaskState::Error;
                 t.finished_at = Some(now());
                 t.error = Some(TaskError {
@@ -296,7 +300,11 @@ impl Tasks {
         F: FnOnce(Arc<App>, TaskContext) -> Fut,
         Fut: std::future::Future<Output = TaskResult>,
     {
-        let task = self.record(&job).await?;
+        let mut task = self.record(&job).await?;
+        // Bound to this process from the start: if it dies, the next start
+        // on this machine knows the task can never run (`fail_abandoned`).
+        task.worker = Some(self.worker_name.clone());
+        self.store.put_task(&task).await?;
         let id = task.id;
         let request_id = crate::http::request_id::current().unwrap_or_default();
         tracing::info!(task = %id, kind = %task.kind, request_id = %request_id, "task running here");
@@ -481,6 +489,26 @@ impl Tasks {
             flag.store(true, Ordering::Relaxed);
         }
         self.store.request_task_cancel(id).await
+    }
+}
+
+/// A task only its own process can run (a streaming import), whose process
+/// on this machine no longer exists.
+fn bound_to_a_dead_local_process(t: &Task) -> bool {
+    let bound = t.input.get("job").and_then(|j| j.as_str()) == Some("import-stream");
+    let pid = t
+        .worker
+        .as_deref()
+        .and_then(|w| w.strip_prefix(&format!("{}-", hostname())))
+        .and_then(|pid| pid.parse::<i32>().ok());
+    match pid {
+        // SAFETY: signal 0 only checks that the process exists.
+        Some(pid) if bound => {
+            let gone = unsafe { libc::kill(pid, 0) } != 0
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+            gone && pid != std::process::id() as i32
+        }
+        _ => false,
     }
 }
 

@@ -536,3 +536,60 @@ fn real_archives() {
     }
     assert!(seen > 0);
 }
+
+/// A layer of about `mib` MiB: large enough to be stored during the scan.
+fn big_layer(mib: usize) -> Vec<u8> {
+    let content: Vec<u8> = (0..mib << 20).map(|i| (i % 251) as u8).collect();
+    TarBuilder::new().file("data.bin", &content).finish()
+}
+
+#[test]
+fn large_layers_are_stored_during_the_scan_and_checked_against_the_config_after() {
+    let big = big_layer(2);
+    assert!(big.len() as u64 >= STORE_EARLY_FROM);
+    let (bytes, _) = legacy_archive(&[layer("small"), big.clone()], &["big:1"]);
+    let mut host = FakeHost::default();
+    import_bytes(&mut host, bytes).unwrap();
+    let m = tag_target(&host, "1").expect("tagged");
+    assert_eq!(manifest_meta(&host, &m).layers[1], sha256(&big));
+
+    // The same layer under a config that expects other bytes: stored early,
+    // refused when checked, nothing associated.
+    let config = config(&[sha256(b"something else")]);
+    let manifest = json!([{"Config": "c.json", "RepoTags": ["a:b"], "Layers": ["l/layer.tar"]}]);
+    let bytes = TarBuilder::new()
+        .file("l/layer.tar", &big)
+        .file("c.json", &config)
+        .file("manifest.json", manifest.to_string().as_bytes())
+        .finish();
+    let mut host = FakeHost::default();
+    let err = import_bytes(&mut host, bytes).unwrap_err();
+    assert_eq!(err.code, "invalid-input");
+    assert!(
+        err.message.contains("l/layer.tar")
+            && err.message.contains(&sha256(b"something else"))
+            && err.message.contains("digest mismatch"),
+        "{}",
+        err.message
+    );
+    assert!(host.repo.is_empty());
+}
+
+#[test]
+fn a_large_oci_blob_whose_name_is_not_its_digest_fails_as_the_scan_meets_it() {
+    let big = big_layer(2);
+    let claimed = sha256(b"claimed");
+    // Nothing else in the archive: the mismatch is found before any
+    // index.json or manifest is looked at.
+    let bytes = TarBuilder::new()
+        .file(&format!("blobs/sha256/{}", hex(&claimed)), &big)
+        .finish();
+    let mut host = FakeHost::default();
+    let err = import_bytes(&mut host, bytes).unwrap_err();
+    assert_eq!(err.code, "invalid-input");
+    assert!(
+        err.message.contains(&claimed) && err.message.contains("blobs/sha256/"),
+        "{}",
+        err.message
+    );
+}
