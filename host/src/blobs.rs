@@ -24,7 +24,12 @@ const COPY_CHUNK: usize = 1 << 20;
 /// that the buffers in flight (a few per stream) keep memory flat.
 const STREAM_BUFFER: usize = 1 << 20;
 /// Bytes written between two starts of the kernel's writeback.
-const WRITEBACK_EVERY: u64 = 8 << 20;
+const WRITEBACK_EVERY: u64 = 32 << 20;
+/// The same for a blob's writer thread: an import fsyncs one blob per layer,
+/// each waiting for the bytes written since the last start, so a shorter
+/// tail keeps that wait short (115 → 30 ms in all for 8 layers of a 1 GiB
+/// import, measured).
+const BLOB_WRITEBACK_EVERY: u64 = 8 << 20;
 /// Blobs from this size on are written by a helper thread while the caller
 /// hashes; below it a thread costs more than it saves.
 const PIPELINE_FROM: u64 = 4 << 20;
@@ -356,7 +361,7 @@ impl BlobStore {
                             io::IoSlice::advance_slices(&mut rest, n);
                         }
                         batch.clear();
-                        if at - writeback >= WRITEBACK_EVERY {
+                        if at - writeback >= BLOB_WRITEBACK_EVERY {
                             start_writeback(file, writeback, at - writeback);
                             writeback = at;
                         }

@@ -1072,7 +1072,25 @@ fn json_output_parses_for_scripts_even_when_a_task_fails() {
     ]);
     assert_eq!(task["state"], "finished", "{task}");
     assert_eq!(task["kind"], "import", "{task}");
+    assert_eq!(
+        task["input"]["job"], "import-stream",
+        "sent as the body: {task}"
+    );
     let task_id = task["id"].as_str().unwrap().to_string();
+    // The other way: a resumable upload, imported once complete.
+    let resumable = w.json(&[
+        "docker",
+        "repo",
+        "uploads",
+        "upload",
+        "--repo-id",
+        "app",
+        "-f",
+        &busybox_tar(),
+        "--resumable",
+    ]);
+    assert_eq!(resumable["state"], "finished", "{resumable}");
+    assert_eq!(resumable["input"]["job"], "import", "{resumable}");
 
     let shown = w.json(&["repo", "show", "--repo-id", "app"]);
     assert_eq!(shown["content_counts"]["tag"], 1, "{shown}");

@@ -286,17 +286,20 @@ impl HostState {
             .map_err(|e| err("invalid-handle", e.to_string()))
     }
 
-    /// A streaming source, and what stops a wait for its body: the call's
-    /// cancel flag and deadline (the epoch check cannot fire inside a host
-    /// call).
-    #[allow(clippy::type_complexity)]
-    fn stream(
+    fn source_mut(
         &mut self,
         r: &Resource<SourceHandle>,
-    ) -> Result<Option<(&mut StreamSource, impl Fn() -> Option<&'static str> + use<>)>, types::Error>
-    {
+    ) -> Result<&mut SourceHandle, types::Error> {
+        self.table
+            .get_mut(r)
+            .map_err(|e| err("invalid-handle", e.to_string()))
+    }
+
+    /// What stops a wait for a streaming source's body: the call's cancel
+    /// flag and deadline (the epoch check cannot fire inside a host call).
+    fn stop_check(&self) -> impl Fn() -> Option<&'static str> + use<> {
         let (cancel, deadline) = (self.cancel.clone(), self.deadline);
-        let stop = move || {
+        move || {
             if cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
                 Some("the task was canceled")
             } else if Instant::now() >= deadline {
@@ -304,11 +307,6 @@ impl HostState {
             } else {
                 None
             }
-        };
-        match self.table.get_mut(r) {
-            Ok(SourceHandle::Stream(s)) => Ok(Some((s, stop))),
-            Ok(SourceHandle::File { .. }) => Ok(None),
-            Err(e) => Err(err("invalid-handle", e.to_string())),
         }
     }
 
@@ -347,6 +345,34 @@ fn blob_err(e: BlobError) -> types::Error {
         BlobError::Io(_) => "io",
     };
     err(code, e.to_string())
+}
+
+/// At most `len` bytes at `offset` of a source that is a file range.
+fn read_file(
+    file: &std::fs::File,
+    base: u64,
+    total: u64,
+    offset: u64,
+    len: u64,
+) -> Result<Vec<u8>, types::Error> {
+    use std::os::unix::fs::FileExt;
+    if offset >= total {
+        return Ok(Vec::new());
+    }
+    let n = len.min(total - offset) as usize;
+    let mut buf = vec![0u8; n];
+    let mut done = 0;
+    while done < n {
+        let got = file
+            .read_at(&mut buf[done..], base + offset + done as u64)
+            .map_err(|e| err("io", e.to_string()))?;
+        if got == 0 {
+            break;
+        }
+        done += got;
+    }
+    buf.truncate(done);
+    Ok(buf)
 }
 
 fn stream_err(e: StreamError) -> types::Error {
@@ -453,38 +479,16 @@ impl blobs::HostSource for HostState {
         offset: u64,
         len: u32,
     ) -> Result<Vec<u8>, types::Error> {
-        use std::os::unix::fs::FileExt;
-        if let Some((stream, stop)) = self.stream(&this)? {
-            return stream
-                .read(offset, len.min(MAX_READ) as u64, &stop)
-                .map_err(stream_err);
+        let (len, stop) = (len.min(MAX_READ) as u64, self.stop_check());
+        match self.source_mut(&this)? {
+            SourceHandle::Stream(stream) => stream.read(offset, len, &stop).map_err(stream_err),
+            SourceHandle::File {
+                file,
+                offset: base,
+                len: total,
+                ..
+            } => read_file(file, *base, *total, offset, len),
         }
-        let SourceHandle::File {
-            file,
-            offset: base,
-            len: total,
-            ..
-        } = self.source(&this)?
-        else {
-            unreachable!("streams are answered above")
-        };
-        if offset >= *total {
-            return Ok(Vec::new());
-        }
-        let n = (len.min(MAX_READ) as u64).min(total - offset) as usize;
-        let mut buf = vec![0u8; n];
-        let mut done = 0;
-        while done < n {
-            let got = file
-                .read_at(&mut buf[done..], base + offset + done as u64)
-                .map_err(|e| err("io", e.to_string()))?;
-            if got == 0 {
-                break;
-            }
-            done += got;
-        }
-        buf.truncate(done);
-        Ok(buf)
     }
 
     fn store_range(
@@ -502,26 +506,28 @@ impl blobs::HostSource for HostState {
                 format!("range {offset}+{len} is outside the source ({total} bytes)"),
             ));
         }
-        if let Some((stream, stop)) = self.stream(&this)? {
-            let stored = stream
-                .store_range(offset, len, expect.as_ref(), &stop)
-                .map_err(stream_err)?;
-            self.bytes_stored += len;
-            return Ok(stored.into());
-        }
-        let SourceHandle::File {
-            file,
-            offset: base,
-            len: total,
-            whole,
-        } = self.source(&this)?
-        else {
-            unreachable!("streams are answered above")
+        let stop = self.stop_check();
+        let (file, start, whole) = match self.source_mut(&this)? {
+            SourceHandle::Stream(stream) => {
+                let stored = stream
+                    .store_range(offset, len, expect.as_ref(), &stop)
+                    .map_err(stream_err)?;
+                self.bytes_stored += len;
+                return Ok(stored.into());
+            }
+            SourceHandle::File {
+                file,
+                offset: base,
+                whole,
+                ..
+            } => {
+                // Storing all of an upload links its file instead of copying.
+                let whole = whole
+                    .clone()
+                    .filter(|_| *base == 0 && offset == 0 && len == total);
+                (file.clone(), *base + offset, whole)
+            }
         };
-        let (file, start) = (file.clone(), base + offset);
-        let whole = whole
-            .clone()
-            .filter(|_| *base == 0 && offset == 0 && len == *total);
         self.store_blob(
             |b| match &whole {
                 Some(w) => b.link_file(

@@ -91,7 +91,9 @@ impl StreamSource {
         spool_dir: &std::path::Path,
         rt: tokio::runtime::Handle,
     ) -> std::io::Result<(Self, BodySender)> {
-        let (tx, rx) = mpsc::channel(64);
+        // 16 network chunks (a few hundred KiB each) in flight: enough to
+        // keep the plugin's thread busy, few enough to keep memory flat.
+        let (tx, rx) = mpsc::channel(16);
         let source = StreamSource {
             len,
             body: rx,
