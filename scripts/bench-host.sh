@@ -9,8 +9,10 @@
 #      `openssl dgst -sha256` of the same file, with the server's peak RSS;
 #   4. import of a `docker save` archive of the same size (8 layers of random
 #      bytes) through the API against `openssl dgst -sha256` of the archive,
-#      with the server's peak RSS; and the disk's own durable write speed
-#      (`dd conv=fdatasync`), the bound of any store that fsyncs;
+#      with the server's peak RSS, two ways: a resumable upload imported once
+#      complete, and a streaming import (the archive as the request body);
+#      and the disk's own durable write speed (`dd conv=fdatasync`), the
+#      bound of any store that fsyncs;
 #   5. task dispatch: 1,000 tiny tasks, submit → running p50, in-process and
 #      through RabbitMQ (skipped when WHARF_BENCH_AMQP_URL is unset).
 # Usage: scripts/bench-host.sh [SIZE_MIB]   (default 1024)
@@ -121,7 +123,7 @@ rss_kib=$(grep VmHWM /proc/$PID/status | awk '{print $2}')
 stop_server
 up_s=$(echo "$t1 - $t0" | bc -l); imp_s=$(echo "$t2 - $t1" | bc -l); tot_s=$(echo "$t2 - $t0" | bc -l)
 # The same archive as the body of the import itself: layers are stored while
-# it arrives (what `wharf docker repo upload` does). A fresh server, so no
+# it arrives (what `wharf docker repo uploads upload` does). A fresh server, so no
 # blob is already stored.
 start_server stream
 c -XPOST "$API/repositories" -H content-type:application/json -d '{"id":"d","content_type":"docker"}' > /dev/null

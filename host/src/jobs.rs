@@ -36,6 +36,8 @@ pub enum Job {
         size: u64,
         #[serde(default)]
         params: serde_json::Map<String, serde_json::Value>,
+        /// The process that has the body.
+        process: crate::tasks::process::ProcessId,
     },
     Sync {
         repository: RepoId,

@@ -157,7 +157,7 @@ fn a_body_cut_off_midway_fails_the_import_and_changes_nothing() {
 }
 
 #[test]
-fn a_stalled_streaming_import_can_be_canceled_and_answers_at_once() {
+fn stalled_and_waiting_streaming_imports_can_be_canceled_and_answer_at_once() {
     let s = Server::start();
     docker_repo(&s, "app", "test/app", json!({}));
     let before = content(&s, "app");
@@ -177,7 +177,34 @@ fn a_stalled_streaming_import_can_be_canceled_and_answers_at_once() {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    let id = task["id"].as_str().unwrap();
+    let id = task["id"].as_str().unwrap().to_string();
+
+    // A second import of the same repository waits for the first's lock;
+    // canceled there, it answers at once too.
+    let second = start_raw_import(&s, "app", archive.len(), &archive[..4096]);
+    let waiting = loop {
+        let tasks = import_tasks(&s);
+        if let Some(t) = tasks.iter().find(|t| t["id"] != id.as_str()) {
+            break t.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no second import"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(waiting["state"], "waiting", "{waiting}");
+    let waiting_id = waiting["id"].as_str().unwrap();
+    let (status, v) = s.post_json(&format!("/api/v1/tasks/{waiting_id}/cancel"), &json!({}));
+    assert!(status < 300, "cancel: {v}");
+    let asked = Instant::now();
+    let answer = read_answer(second);
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "the waiting import's answer waited for the lock"
+    );
+    assert!(answer.contains("\"state\":\"canceled\""), "{answer}");
+
     let (status, v) = s.post_json(&format!("/api/v1/tasks/{id}/cancel"), &json!({}));
     assert!(status < 300, "cancel: {v}");
     let asked = Instant::now();

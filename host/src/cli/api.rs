@@ -182,7 +182,6 @@ impl Client {
         self.repo_task(repo, "import", body)
     }
 
-    /// The long operations answer 202 with the task doing the work.
     /// Send the content itself to be imported while it arrives; the answer
     /// is the ended import task. Parameters go as query parameters.
     pub fn import_stream(
@@ -209,6 +208,7 @@ impl Client {
         .map_err(unknown_repo_hint)
     }
 
+    /// The long operations answer 202 with the task doing the work.
     fn repo_task(&self, id: &RepoId, op: &str, body: Value) -> ClientResult<Task> {
         self.post(&format!("repositories/{id}/{op}"), &body)
             .map_err(unknown_repo_hint)

@@ -318,7 +318,9 @@ pub fn follow(
     wait_args: WaitArgs,
     label: &str,
 ) -> anyhow::Result<Option<Task>> {
-    if wait_args.no_wait {
+    // An ended task (a streaming import answers with one) is reported as
+    // such, failure included, whatever --no-wait says.
+    if wait_args.no_wait && !task.state.is_final() {
         match s.output {
             OutputFormat::Json => output::print_json(&task),
             OutputFormat::Table => output::say(task.id.to_string()),

@@ -179,9 +179,12 @@ pub fn stream_import(
         Err(e) => {
             progress.abandon();
             let hint = if e.is_transient() {
-                "; run the command again, or add --resumable to send it in chunks that survive interruptions"
+                format!(
+                    "; if the server refused the content early, `wharf task list --repo-id {repo}` shows why; \
+                     otherwise run the command again, or add --resumable to send it in chunks that survive interruptions"
+                )
             } else {
-                ""
+                String::new()
             };
             Err(anyhow::anyhow!("importing {}: {e}{hint}", path.display()))
         }

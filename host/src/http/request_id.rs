@@ -23,6 +23,14 @@ pub fn current() -> Option<String> {
     CURRENT.try_with(Clone::clone).ok()
 }
 
+/// Run `f` (say, a spawned task) as part of request `id`.
+pub async fn scope<F: std::future::Future>(id: Option<String>, f: F) -> F::Output {
+    match id {
+        Some(id) => CURRENT.scope(id, f).await,
+        None => f.await,
+    }
+}
+
 fn accept(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?;
     (!s.is_empty() && s.len() <= MAX_LEN && s.bytes().all(|b| b.is_ascii_graphic()))

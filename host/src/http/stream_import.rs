@@ -4,7 +4,7 @@
 //! only it has the body; the answer is the ended task.
 
 use crate::app::App;
-use crate::db::{Repository, TaskState};
+use crate::db::Repository;
 use crate::http::error::{ApiError, ApiResult};
 use crate::jobs::Job;
 use crate::plugins::stream_source::StreamSource;
@@ -16,8 +16,10 @@ use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// How long a finished import waits for the rest of its body.
-const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long an ended import takes the rest of its body, at most, and how
+/// long it waits for each next piece of it.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+const DRAIN_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Import `body` into `repo`; `query` holds the plugin's parameters.
 pub async fn run(
@@ -61,17 +63,19 @@ pub async fn run(
         repository: repo.id.clone(),
         size: len,
         params: params.clone(),
+        process: crate::tasks::process::ProcessId::current(),
     };
     // Its own tokio task: if the client goes away, the import still ends
     // (with an error: its body broke off) and its record says so.
     let tasks = app.tasks.clone();
-    let mut run = tokio::spawn(async move {
+    let request_id = crate::http::request_id::current();
+    let mut run = tokio::spawn(crate::http::request_id::scope(request_id, async move {
         tasks
             .run_here(job, move |app, ctx| {
                 crate::jobs::import_stream(app, repo.id, params, source, ctx)
             })
             .await
-    });
+    }));
     // Feed the body until it ends or the import ends (done, failed, or
     // canceled while the client sends nothing).
     let mut body = body.into_data_stream();
@@ -100,20 +104,23 @@ pub async fn run(
         }
     };
     let task = ended.map_err(|e| ApiError::internal(format!("import task: {e}")))??;
-    // A finished import may not have read the last bytes (the zero blocks
-    // after a tar's end): take them, so the client sees its request complete.
-    if !complete && task.state == TaskState::Finished {
+    // The import may have ended before the body did: finished without the
+    // last bytes (the zero blocks after a tar's end), or failed early. Take
+    // what the client still sends, for a while: a client that gets its
+    // answer while still sending, and then a reset, would never see it.
+    if !complete {
         let rest = async {
-            while let Some(chunk) = body.next().await {
-                chunk.ok()?;
+            loop {
+                match tokio::time::timeout(DRAIN_IDLE, body.next()).await {
+                    Ok(Some(Ok(_))) => {}
+                    Ok(None) => return true,
+                    Ok(Some(Err(_))) | Err(_) => return false,
+                }
             }
-            Some(())
         };
         complete = tokio::time::timeout(DRAIN_LIMIT, rest)
             .await
-            .ok()
-            .flatten()
-            .is_some();
+            .unwrap_or(false);
     }
     let mut resp = (StatusCode::ACCEPTED, Json(task)).into_response();
     if !complete {

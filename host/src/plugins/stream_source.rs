@@ -2,13 +2,13 @@
 //! (`POST /api/v1/repositories/{id}/import` with the archive as the body).
 //!
 //! The plugin sees an ordinary source: `read` and `store-range` anywhere in
-//! it. Behind that, each byte is written once. A `store-range` that starts
-//! at or before the last byte received so far takes the bytes still to come
-//! straight from the body into the blob (hashed on the plugin's thread,
-//! written by a helper), so a layer is never written twice; everything else
-//! (tar headers, small documents, bytes skipped over) goes to a sparse spool
-//! file at its own offset. A `read` of a range that went into a blob reads
-//! that blob. A read or store past what has arrived waits for the body.
+//! it. Behind that, each byte is written once. A `store-range` that reaches
+//! past the bytes received so far takes the bytes still to come straight
+//! from the body into the blob (hashed on the plugin's thread, written by a
+//! helper), so a layer is never written twice; everything else (tar
+//! headers, small documents, bytes skipped over) goes to a sparse spool file
+//! at its own offset. A `read` of a range that went into a blob reads that
+//! blob. A read or store past what has arrived waits for the body.
 
 use crate::blobs::{BlobError, BlobStore};
 use crate::digest::Digest;
@@ -39,7 +39,8 @@ pub enum StreamError {
     #[error("stopped: {0}")]
     Interrupted(&'static str),
     #[error(
-        "bytes {offset}..{end} of the upload were refused as a blob earlier and can no longer be read"
+        "bytes {offset}..{end} of the upload went into a blob that was not stored (an earlier \
+         error) and can no longer be read"
     )]
     Lost { offset: u64, end: u64 },
     #[error(transparent)]
@@ -53,7 +54,8 @@ pub enum StreamError {
 struct Diverted {
     offset: u64,
     len: u64,
-    /// `None` when the blob was refused (wrong digest): the bytes are gone.
+    /// `None` when the blob was not stored (wrong digest, a broken body, a
+    /// write error): the bytes are gone.
     blob: Option<Digest>,
     /// Where in the blob the range starts.
     blob_offset: u64,
@@ -135,9 +137,11 @@ impl StreamSource {
                 Ok(chunk) => Some(chunk),
                 Err(mpsc::error::TryRecvError::Disconnected) => None,
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    let wait = self
-                        .rt
-                        .block_on(tokio::time::timeout(WAIT_SLICE, self.body.recv()));
+                    // The timer is made inside the runtime: this thread may
+                    // not be one of its own.
+                    let (rt, body) = (&self.rt, &mut self.body);
+                    let wait =
+                        rt.block_on(async { tokio::time::timeout(WAIT_SLICE, body.recv()).await });
                     match wait {
                         Ok(chunk) => chunk,
                         Err(_) if since.elapsed() > STALL_LIMIT => {
@@ -273,13 +277,17 @@ impl StreamSource {
             self.spool_to(offset, stop)?;
         }
         let divert_from = self.placed.max(offset);
+        let mut taken = Ok(());
         while self.placed < end {
-            let chunk = self.next(end - self.placed, stop)?;
-            feed(chunk)?;
+            taken = self.next(end - self.placed, stop).and_then(&mut feed);
+            if taken.is_err() {
+                break;
+            }
         }
-        let result = match (writer, hasher) {
-            (Some(w), _) => w.finish(expect).map(|(d, _)| d),
-            (None, Some(h)) => {
+        let result = match (taken, writer, hasher) {
+            (Err(e), _, _) => Err(e),
+            (Ok(()), Some(w), _) => w.finish(expect).map(|(d, _)| d).map_err(StreamError::from),
+            (Ok(()), None, Some(h)) => {
                 let actual = Digest::from_hasher(h);
                 let expected = known.expect("hash-only when the blob is known");
                 if &actual == expected {
@@ -288,20 +296,23 @@ impl StreamSource {
                     Err(BlobError::DigestMismatch {
                         expected: expected.clone(),
                         actual,
-                    })
+                    }
+                    .into())
                 }
             }
-            (None, None) => unreachable!("one of the two is set"),
+            (Ok(()), None, None) => unreachable!("one of the two is set"),
         };
-        if divert_from < end {
+        // Whatever happened, the bytes taken from the body are accounted
+        // for: in the blob, or lost.
+        if divert_from < self.placed {
             self.diverted.push(Diverted {
                 offset: divert_from,
-                len: end - divert_from,
+                len: self.placed - divert_from,
                 blob: result.as_ref().ok().cloned(),
                 blob_offset: divert_from - offset,
             });
         }
-        Ok(result?)
+        result
     }
 }
 
@@ -417,6 +428,10 @@ mod tests {
                 .count(),
             0
         );
+        // The bytes taken before the end are accounted for as lost, not
+        // read back as zeros.
+        let err = src.read(0, 10, &no_stop).unwrap_err();
+        assert!(matches!(err, StreamError::Lost { .. }), "{err}");
     }
 
     #[test]

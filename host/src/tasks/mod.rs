@@ -15,6 +15,7 @@
 
 pub mod amqp;
 pub mod api;
+pub mod process;
 
 use crate::app::App;
 use crate::db::{Progress, Store, Task, TaskError, TaskQuery, TaskState, now};
@@ -173,12 +174,11 @@ impl Tasks {
         left.len()
     }
 
-    /// In-process only: tasks a previous process left unfinished can never
-    /// finish. (With a broker, unacknowledged tasks are redelivered instead.)
-    ///
-    /// With a broker, only tasks bound to a process of this machine that is
-    /// gone (streaming imports, see [`Tasks::run_here`]) are marked failed:
-    /// no worker can ever take them.
+    /// Mark failed the tasks that can never finish. In-process: every task a
+    /// previous process left unfinished. With a broker (which redelivers
+    /// unacknowledged tasks to other workers), only tasks bound to a process
+    /// of this machine that is gone (streaming imports, see
+    /// [`Tasks::run_here`]).
     pub async fn fail_abandoned(&self) -> anyhow::Result<usize> {
         let mut n = 0;
         for state in [TaskState::Waiting, TaskState::Running] {
@@ -188,7 +188,7 @@ impl Tasks {
                 ..Default::default()
             };
             for mut t in self.store.list_tasks(&q).await? {
-                if self.is_brokered() && !bound_to_a_dead_local_process(&t) {
+                if self.is_brokered() && !bound_to_a_process_that_is_gone(&t) {
                     continue;
                 }
                 t.state = TaskState::Error;
@@ -206,14 +206,19 @@ impl Tasks {
         Ok(n)
     }
 
-    /// A new task's record, stored as waiting.
-    async fn record(&self, job: &Job) -> Result<Task, crate::db::StoreError> {
+    /// A new task's record, stored as waiting; `worker` when it is bound to
+    /// one from the start.
+    async fn record(
+        &self,
+        job: &Job,
+        worker: Option<String>,
+    ) -> Result<Task, crate::db::StoreError> {
         let task = Task {
             id: TaskId::new(),
             kind: job.kind().to_string(),
             state: TaskState::Waiting,
             locks: job.locks(),
-            worker: None,
+            worker,
             created_at: now(),
             started_at: None,
             finished_at: None,
@@ -230,7 +235,7 @@ impl Tasks {
 
     /// Record a task and start it (here or through the broker).
     pub async fn submit(self: &Arc<Self>, job: Job) -> Result<Task, crate::db::StoreError> {
-        let task = self.record(&job).await?;
+        let task = self.record(&job, None).await?;
         // The request that started it, in the task's log lines.
         let request_id = crate::http::request_id::current().unwrap_or_default();
         tracing::info!(task = %task.id, kind = %task.kind, request_id = %request_id, "task queued");
@@ -300,33 +305,41 @@ impl Tasks {
         F: FnOnce(Arc<App>, TaskContext) -> Fut,
         Fut: std::future::Future<Output = TaskResult>,
     {
-        let mut task = self.record(&job).await?;
-        // Bound to this process from the start: if it dies, the next start
-        // on this machine knows the task can never run (`fail_abandoned`).
-        task.worker = Some(self.worker_name.clone());
-        self.store.put_task(&task).await?;
+        let task = self.record(&job, Some(self.worker_name.clone())).await?;
         let id = task.id;
         let request_id = crate::http::request_id::current().unwrap_or_default();
         tracing::info!(task = %id, kind = %task.kind, request_id = %request_id, "task running here");
         let span = tracing::info_span!("task", id = %id, request_id = %request_id);
         async {
-            let mut guards = Vec::new();
-            match &self.dispatch {
-                Dispatch::Local { locks, .. } => {
-                    let mut waits = Vec::new();
-                    {
-                        let mut locks = locks.lock().unwrap();
-                        let mut names = task.locks.clone();
-                        names.sort();
-                        for name in names {
-                            waits.push(locks.entry(name).or_default().clone().lock_owned());
+            let locked = async {
+                let mut guards = Vec::new();
+                match &self.dispatch {
+                    Dispatch::Local { locks, .. } => {
+                        let mut waits = Vec::new();
+                        {
+                            let mut locks = locks.lock().unwrap();
+                            let mut names = task.locks.clone();
+                            names.sort();
+                            for name in names {
+                                waits.push(locks.entry(name).or_default().clone().lock_owned());
+                            }
+                        }
+                        for w in waits {
+                            guards.push(w.await);
                         }
                     }
-                    for w in waits {
-                        guards.push(w.await);
-                    }
+                    Dispatch::Broker(_) => self.wait_for_locks(&task).await,
                 }
-                Dispatch::Broker(_) => self.wait_for_locks(&task).await,
+                guards
+            };
+            // A cancel while it waits ends it at once (the client is
+            // waiting too); `execute` then records it canceled unrun.
+            let guards = tokio::select! {
+                guards = locked => Some(guards),
+                () = cancel_requested(&*self.store, id) => None,
+            };
+            if self.is_stopping() {
+                let _ = self.store.request_task_cancel(&id).await;
             }
             self.execute(task, run).await;
             drop(guards);
@@ -410,15 +423,8 @@ impl Tasks {
     fn watch_cancel(&self, id: TaskId, flag: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
         let store = self.store.clone();
         tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(PERSIST_EVERY).await;
-                if let Ok(Some(t)) = store.get_task(&id).await
-                    && t.cancel_requested
-                {
-                    flag.store(true, Ordering::Relaxed);
-                    return;
-                }
-            }
+            cancel_requested(&*store, id).await;
+            flag.store(true, Ordering::Relaxed);
         })
     }
 
@@ -492,22 +498,24 @@ impl Tasks {
     }
 }
 
-/// A task only its own process can run (a streaming import), whose process
-/// on this machine no longer exists.
-fn bound_to_a_dead_local_process(t: &Task) -> bool {
-    let bound = t.input.get("job").and_then(|j| j.as_str()) == Some("import-stream");
-    let pid = t
-        .worker
-        .as_deref()
-        .and_then(|w| w.strip_prefix(&format!("{}-", hostname())))
-        .and_then(|pid| pid.parse::<i32>().ok());
-    match pid {
-        // SAFETY: signal 0 only checks that the process exists.
-        Some(pid) if bound => {
-            let gone = unsafe { libc::kill(pid, 0) } != 0
-                && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-            gone && pid != std::process::id() as i32
+/// Resolves once a cancel of task `id` is recorded in the store (where a
+/// cancel asked through any process lands).
+async fn cancel_requested(store: &dyn Store, id: TaskId) {
+    loop {
+        tokio::time::sleep(PERSIST_EVERY).await;
+        if let Ok(Some(t)) = store.get_task(&id).await
+            && t.cancel_requested
+        {
+            return;
         }
+    }
+}
+
+/// A task only its own process can run (a streaming import), whose process
+/// no longer exists.
+fn bound_to_a_process_that_is_gone(t: &Task) -> bool {
+    match serde_json::from_value::<Job>(t.input.clone()) {
+        Ok(Job::ImportStream { process, .. }) => process.is_gone(),
         _ => false,
     }
 }

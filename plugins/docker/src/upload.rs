@@ -38,7 +38,7 @@ const STORE_EARLY_FROM: u64 = 1 << 20;
 /// out to be unused is an orphan, removed by orphan cleanup.
 pub fn import<S: UploadSource, H: Host>(src: &mut S, host: &mut H) -> Result<Summary, Error> {
     let mut early = HashMap::new();
-    let (mut done, total) = (0u64, src.seek(std::io::SeekFrom::End(0)).unwrap_or(0));
+    let total = src.seek(std::io::SeekFrom::End(0)).unwrap_or(0);
     let archive = Archive::scan_visiting(src, |src, path, range| {
         if range.size < STORE_EARLY_FROM
             || !(path.ends_with("/layer.tar") || path.starts_with("blobs/sha256/"))
@@ -49,9 +49,11 @@ pub fn import<S: UploadSource, H: Host>(src: &mut S, host: &mut H) -> Result<Sum
         // checked against its config's diff id later.
         let expect = digest_of_name(path);
         let digest = store_range(src, range, expect.as_deref(), path)?;
-        done += range.size;
-        host.progress(0, 0, done, total, &format!("stored {path}"));
         early.insert(range, digest);
+        // Items: blobs stored so far (their number is unknown until the
+        // end); bytes: how far into the archive.
+        let at = range.offset + range.size;
+        host.progress(early.len() as u64, 0, at, total, &format!("stored {path}"));
         Ok(())
     })?;
     let plan = if archive.contains("index.json") {
@@ -451,22 +453,25 @@ impl<'a, S: UploadSource, H: Host> Run<'a, S, H> {
         if let Some(digest) = self.stored.get(&range) {
             return Ok(digest.clone());
         }
-        let digest = match self.early.remove(&range) {
+        // Stored during the scan (which reported its progress then), or now.
+        let (digest, now) = match self.early.remove(&range) {
             Some(digest) => match expect {
                 Some(e) if e != digest => {
                     return Err(Error::invalid(format!(
                         "storing {what}: digest mismatch: expected {e}, got {digest}"
                     )));
                 }
-                _ => digest,
+                _ => (digest, false),
             },
-            None => store_range(self.src, range, expect, what)?,
+            None => (store_range(self.src, range, expect, what)?, true),
         };
         self.stored.insert(range, digest.clone());
         self.summary.bytes_stored += range.size;
         if layer {
             self.layers_done += 1;
             self.bytes_done += range.size;
+        }
+        if layer && now {
             let message = format!("stored {what}");
             self.host.progress(
                 self.layers_done,
