@@ -307,7 +307,7 @@ async fn submit(app: &Arc<App>, job: Job) -> ApiResult<(StatusCode, Json<Task>)>
     Ok((StatusCode::ACCEPTED, Json(app.tasks.submit(job).await?)))
 }
 
-fn plugin_for(app: &App, repo: &Repository) -> ApiResult<()> {
+pub(crate) fn plugin_for(app: &App, repo: &Repository) -> ApiResult<()> {
     match app.plugins.for_content_type(&repo.content_type) {
         Some(_) => Ok(()),
         None => Err(ApiError::new(
@@ -358,12 +358,11 @@ async fn import(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     Query(query): Query<BTreeMap<String, String>>,
+    axum::Extension(principal): axum::Extension<crate::auth::Principal>,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
-    let repo = get_repo(&app, &id).await?;
-    plugin_for(&app, &repo)?;
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -372,7 +371,8 @@ async fn import(
     match media {
         "application/json" => {}
         "application/octet-stream" | "application/x-tar" => {
-            return crate::http::stream_import::run(app, repo, query, &headers, body).await;
+            return crate::http::stream_import::run(app, &id, &principal, query, &headers, body)
+                .await;
         }
         _ => {
             return Err(ApiError::new(
@@ -394,6 +394,8 @@ async fn import(
         .await
         .map_err(|e| ApiError::bad_request(format!("cannot read the request: {e}")))?;
     let Json(req) = Json::<ImportRequest>::from_bytes(&bytes)?;
+    let repo = get_repo(&app, &id).await?;
+    plugin_for(&app, &repo)?;
     let upload_id: UploadId = req
         .upload_id
         .parse()

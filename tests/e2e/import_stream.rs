@@ -222,3 +222,57 @@ fn stalled_and_waiting_streaming_imports_can_be_canceled_and_answer_at_once() {
     assert_eq!(content(&s, "app"), before);
     assert_no_leftovers(&s);
 }
+
+#[test]
+fn sending_content_needs_the_upload_right_as_well() {
+    let s = Server::start();
+    docker_repo(&s, "app", "test/app", json!({}));
+    let admin = |path: &str, body: Value, want: u16| {
+        let (status, v) = s.post_json(path, &body);
+        assert_eq!(status, want, "POST {path} {body}: {v}");
+    };
+    admin("/api/v1/roles", json!({"id": "publisher"}), 201);
+    admin(
+        "/api/v1/permissions/grant",
+        json!({"role_id": "publisher", "resource": "/repositories", "operations": ["read", "execute"]}),
+        200,
+    );
+    admin(
+        "/api/v1/users",
+        json!({"login": "pub", "name": "P", "password": "pub-password-1", "roles": ["publisher"]}),
+        201,
+    );
+    let publisher = s.client_with_token(&s.login("pub", "pub-password-1"));
+    let archive = std::fs::read(images_dir().join("busybox.tar")).unwrap();
+    let send = || {
+        publisher
+            .post(s.url("/api/v1/repositories/app/import"))
+            .header("content-type", "application/x-tar")
+            .body(archive.clone())
+            .send()
+            .unwrap()
+    };
+    let r = send();
+    assert_eq!(r.status().as_u16(), 403);
+    let v: Value = r.json().unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/content/uploads"),
+        "{v}"
+    );
+    assert!(
+        import_tasks(&s).is_empty(),
+        "a refused import starts no task"
+    );
+    admin(
+        "/api/v1/permissions/grant",
+        json!({"role_id": "publisher", "resource": "/content/uploads", "operations": ["create"]}),
+        200,
+    );
+    let r = send();
+    assert_eq!(r.status().as_u16(), 202);
+    let t: Value = r.json().unwrap();
+    assert_eq!(t["state"], "finished", "{t}");
+}

@@ -4,7 +4,8 @@
 //! the route's path parameter of that name.
 //!
 //! Choices: long operations on a repository (import, sync, publish, copy)
-//! need `execute` on it; creating and changing need `create` and `update`;
+//! need `execute` on it (a streaming import, which sends content, also
+//! `create` on `/content/uploads`: its handler checks that); creating and changing need `create` and `update`;
 //! listing and showing need `read`. A task may be read (or canceled) by who
 //! may read (or execute on) every repository it locks, or with `read`
 //! (`delete`) on the task itself.

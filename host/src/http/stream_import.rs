@@ -4,50 +4,44 @@
 //! only it has the body; the answer is the ended task.
 
 use crate::app::App;
-use crate::db::Repository;
+use crate::auth::Principal;
+use crate::db::{Operation, Repository};
 use crate::http::error::{ApiError, ApiResult};
 use crate::jobs::Job;
 use crate::plugins::stream_source::StreamSource;
 use axum::Json;
-use axum::body::Body;
+use axum::body::{Body, BodyDataStream};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// How long an ended import takes the rest of its body, at most, and how
-/// long it waits for each next piece of it.
+/// How long an ended or refused import takes the rest of its body, at most,
+/// and how long it waits for each next piece of it.
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 const DRAIN_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Import `body` into `repo`; `query` holds the plugin's parameters.
+/// Import `body` into repository `id` for `principal`; `query` holds the
+/// plugin's parameters. A refusal (no such repository, no right, no
+/// length) comes after the body has been taken, for a while, so the client
+/// sees it rather than a connection reset mid-send.
 pub async fn run(
     app: Arc<App>,
-    repo: Repository,
+    id: &str,
+    principal: &Principal,
     query: BTreeMap<String, String>,
     headers: &HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    if app.tasks.is_stopping() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting-down",
-            "the server is shutting down; send the content again once it is back (or to another node)",
-        ));
-    }
-    let len = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::LENGTH_REQUIRED,
-                "length-required",
-                "a streaming import needs Content-Length; for content of unknown length, \
-                 use a resumable upload (POST /api/v1/uploads) and import that",
-            )
-        })?;
+    let mut body = body.into_data_stream();
+    let (repo, len) = match prepare(&app, id, principal, headers).await {
+        Ok(ready) => ready,
+        Err(refused) => {
+            let complete = drain(&mut body).await;
+            return Ok(closing_unless(complete, refused.into_response()));
+        }
+    };
     let params: serde_json::Map<String, serde_json::Value> = query
         .into_iter()
         .map(|(k, v)| (k, serde_json::Value::String(v)))
@@ -78,7 +72,6 @@ pub async fn run(
     }));
     // Feed the body until it ends or the import ends (done, failed, or
     // canceled while the client sends nothing).
-    let mut body = body.into_data_stream();
     let mut tx = Some(tx);
     let mut complete = false;
     let ended = loop {
@@ -105,29 +98,75 @@ pub async fn run(
     };
     let task = ended.map_err(|e| ApiError::internal(format!("import task: {e}")))??;
     // The import may have ended before the body did: finished without the
-    // last bytes (the zero blocks after a tar's end), or failed early. Take
-    // what the client still sends, for a while: a client that gets its
-    // answer while still sending, and then a reset, would never see it.
+    // last bytes (the zero blocks after a tar's end), or failed early.
     if !complete {
-        let rest = async {
-            loop {
-                match tokio::time::timeout(DRAIN_IDLE, body.next()).await {
-                    Ok(Some(Ok(_))) => {}
-                    Ok(None) => return true,
-                    Ok(Some(Err(_))) | Err(_) => return false,
-                }
-            }
-        };
-        complete = tokio::time::timeout(DRAIN_LIMIT, rest)
-            .await
-            .unwrap_or(false);
+        complete = drain(&mut body).await;
     }
-    let mut resp = (StatusCode::ACCEPTED, Json(task)).into_response();
+    Ok(closing_unless(
+        complete,
+        (StatusCode::ACCEPTED, Json(task)).into_response(),
+    ))
+}
+
+/// The checks before anything is stored: the repository and its plugin,
+/// the right to send content, a length, a server not shutting down.
+async fn prepare(
+    app: &App,
+    id: &str,
+    principal: &Principal,
+    headers: &HeaderMap,
+) -> ApiResult<(Repository, u64)> {
+    let repo = crate::repos::get_repo(app, id).await?;
+    crate::repos::plugin_for(app, &repo)?;
+    // Sending content is uploading it: the right `POST /uploads` needs, on
+    // top of `execute` on the repository (which the access gate checked).
+    principal.require("/content/uploads/", Operation::Create)?;
+    if app.tasks.is_stopping() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting-down",
+            "the server is shutting down; send the content again once it is back (or to another node)",
+        ));
+    }
+    let len = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::LENGTH_REQUIRED,
+                "length-required",
+                "a streaming import needs Content-Length; for content of unknown length, \
+                 use a resumable upload (POST /api/v1/uploads) and import that",
+            )
+        })?;
+    Ok((repo, len))
+}
+
+/// Take what the client still sends, while it keeps sending (a client that
+/// gets its answer mid-send, then a reset, never sees the answer). Whether
+/// the body was read to its end.
+async fn drain(body: &mut BodyDataStream) -> bool {
+    let rest = async {
+        loop {
+            match tokio::time::timeout(DRAIN_IDLE, body.next()).await {
+                Ok(Some(Ok(_))) => {}
+                Ok(None) => return true,
+                Ok(Some(Err(_))) | Err(_) => return false,
+            }
+        }
+    };
+    tokio::time::timeout(DRAIN_LIMIT, rest)
+        .await
+        .unwrap_or(false)
+}
+
+/// `resp`, closing the connection unless the body was read to its end
+/// (the unread rest would be taken for the next request).
+fn closing_unless(complete: bool, mut resp: Response) -> Response {
     if !complete {
-        // The rest of the body is unread: the connection cannot carry
-        // another request.
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    Ok(resp)
+    resp
 }
