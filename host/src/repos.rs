@@ -352,8 +352,8 @@ fn yes() -> bool {
         (Vec<u8> = "application/octet-stream"),
         (Vec<u8> = "application/x-tar"),
     )),
-    responses((status = 202, body = Task), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
-        (status = 411, body = ApiErrorBody), (status = 415, body = ApiErrorBody)))]
+    responses((status = 202, body = Task), (status = 400, body = ApiErrorBody), (status = 403, body = ApiErrorBody),
+        (status = 404, body = ApiErrorBody), (status = 411, body = ApiErrorBody), (status = 415, body = ApiErrorBody)))]
 async fn import(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
