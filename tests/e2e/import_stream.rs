@@ -275,4 +275,32 @@ fn sending_content_needs_the_upload_right_as_well() {
     assert_eq!(r.status().as_u16(), 202);
     let t: Value = r.json().unwrap();
     assert_eq!(t["state"], "finished", "{t}");
+
+    // Refused at the gate (no `execute`), the CLI still shows the reason,
+    // not a connection reset in the middle of sending.
+    admin("/api/v1/roles", json!({"id": "reader"}), 201);
+    admin(
+        "/api/v1/permissions/grant",
+        json!({"role_id": "reader", "resource": "/", "operations": ["read", "create"]}),
+        200,
+    );
+    admin(
+        "/api/v1/users",
+        json!({"login": "reader", "name": "R", "password": "reader-password-1", "roles": ["reader"]}),
+        201,
+    );
+    let cli = crate::cli::Wharf::new(&s.base);
+    cli.login("reader", "reader-password-1");
+    let archive = images_dir().join("many-layers.tar");
+    let err = cli.fails(&[
+        "docker",
+        "repo",
+        "uploads",
+        "upload",
+        "--repo-id",
+        "app",
+        "-f",
+        archive.to_str().unwrap(),
+    ]);
+    assert!(err.contains("lacks 'execute'"), "{err}");
 }

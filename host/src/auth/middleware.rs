@@ -57,7 +57,7 @@ pub async fn enforce(
         ))
         .into_response();
         audit(&method, "-", &action, "-", resp.status());
-        return resp;
+        return refuse(req, resp).await;
     };
     if rule.access == Access::Public {
         return next.run(req).await;
@@ -72,12 +72,12 @@ pub async fn enforce(
             )
             .into_response();
             audit(&method, "-", &action, "-", resp.status());
-            return resp;
+            return refuse(req, resp).await;
         }
         Err(e) => {
             let resp = e.into_response();
             audit(&method, "-", &action, "-", resp.status());
-            return resp;
+            return refuse(req, resp).await;
         }
     };
     let resource = match authorize(&app, rule, &route, &rel_path, &principal, &mut req).await {
@@ -85,7 +85,7 @@ pub async fn enforce(
         Err((resource, e)) => {
             let resp = e.into_response();
             audit(&method, &principal.login, &action, &resource, resp.status());
-            return resp;
+            return refuse(req, resp).await;
         }
     };
     let login = principal.login.clone();
@@ -103,6 +103,17 @@ pub async fn enforce(
         }
     }
     resp
+}
+
+/// A refusal, answered once the request's body (an upload chunk, a
+/// streaming import) has been taken, within limits: a client still sending
+/// would otherwise see a reset instead of the reason.
+async fn refuse(req: Request, resp: Response) -> Response {
+    if !is_write(req.method()) {
+        return resp;
+    }
+    let limits = &crate::http::unread::AFTER_REFUSAL;
+    crate::http::unread::answer_after_draining(req.into_body(), limits, resp).await
 }
 
 fn audit(method: &Method, user: &str, action: &str, resource: &str, status: StatusCode) {

@@ -8,6 +8,7 @@ pub mod openapi;
 pub mod registry;
 pub mod request_id;
 pub mod stream_import;
+pub mod unread;
 pub mod write;
 
 use crate::app::App;

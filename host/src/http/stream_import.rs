@@ -7,20 +7,16 @@ use crate::app::App;
 use crate::auth::Principal;
 use crate::db::{Operation, Repository};
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::unread;
 use crate::jobs::Job;
 use crate::plugins::stream_source::StreamSource;
 use axum::Json;
-use axum::body::{Body, BodyDataStream};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// How long an ended or refused import takes the rest of its body, at most,
-/// and how long it waits for each next piece of it.
-const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
-const DRAIN_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Import `body` into repository `id` for `principal`; `query` holds the
 /// plugin's parameters. A refusal (no such repository, no right, no
@@ -38,8 +34,8 @@ pub async fn run(
     let (repo, len) = match prepare(&app, id, principal, headers).await {
         Ok(ready) => ready,
         Err(refused) => {
-            let complete = drain(&mut body).await;
-            return Ok(closing_unless(complete, refused.into_response()));
+            let complete = unread::drain(&mut body, &unread::AFTER_IMPORT).await;
+            return Ok(unread::closing_unless(complete, refused.into_response()));
         }
     };
     let params: serde_json::Map<String, serde_json::Value> = query
@@ -100,9 +96,9 @@ pub async fn run(
     // The import may have ended before the body did: finished without the
     // last bytes (the zero blocks after a tar's end), or failed early.
     if !complete {
-        complete = drain(&mut body).await;
+        complete = unread::drain(&mut body, &unread::AFTER_IMPORT).await;
     }
-    Ok(closing_unless(
+    Ok(unread::closing_unless(
         complete,
         (StatusCode::ACCEPTED, Json(task)).into_response(),
     ))
@@ -141,32 +137,4 @@ async fn prepare(
             )
         })?;
     Ok((repo, len))
-}
-
-/// Take what the client still sends, while it keeps sending (a client that
-/// gets its answer mid-send, then a reset, never sees the answer). Whether
-/// the body was read to its end.
-async fn drain(body: &mut BodyDataStream) -> bool {
-    let rest = async {
-        loop {
-            match tokio::time::timeout(DRAIN_IDLE, body.next()).await {
-                Ok(Some(Ok(_))) => {}
-                Ok(None) => return true,
-                Ok(Some(Err(_))) | Err(_) => return false,
-            }
-        }
-    };
-    tokio::time::timeout(DRAIN_LIMIT, rest)
-        .await
-        .unwrap_or(false)
-}
-
-/// `resp`, closing the connection unless the body was read to its end
-/// (the unread rest would be taken for the next request).
-fn closing_unless(complete: bool, mut resp: Response) -> Response {
-    if !complete {
-        resp.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    resp
 }
