@@ -71,7 +71,7 @@ enum Dispatch {
     /// Run here: the worker limit and FIFO lock queues live in memory.
     Local {
         workers: Arc<Semaphore>,
-        locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+        locks: LockQueues,
     },
     /// Publish to RabbitMQ; workers take it from there.
     Broker(Box<amqp::Publisher>),
@@ -256,15 +256,7 @@ impl Tasks {
             }
             Dispatch::Local { workers, locks } => {
                 // Queue on the lock mutexes now, in submission order.
-                let mut waits = Vec::new();
-                {
-                    let mut locks = locks.lock().unwrap();
-                    let mut names = task.locks.clone();
-                    names.sort();
-                    for name in names {
-                        waits.push(locks.entry(name).or_default().clone().lock_owned());
-                    }
-                }
+                let waits = queue_on(locks, &task.locks);
                 let (this, workers, t) = (self.clone(), workers.clone(), task.clone());
                 tokio::spawn(
                     async move {
@@ -315,16 +307,7 @@ impl Tasks {
                 let mut guards = Vec::new();
                 match &self.dispatch {
                     Dispatch::Local { locks, .. } => {
-                        let mut waits = Vec::new();
-                        {
-                            let mut locks = locks.lock().unwrap();
-                            let mut names = task.locks.clone();
-                            names.sort();
-                            for name in names {
-                                waits.push(locks.entry(name).or_default().clone().lock_owned());
-                            }
-                        }
-                        for w in waits {
+                        for w in queue_on(locks, &task.locks) {
                             guards.push(w.await);
                         }
                     }
@@ -496,6 +479,24 @@ impl Tasks {
         }
         self.store.request_task_cancel(id).await
     }
+}
+
+/// In-process lock queues, one FIFO mutex per lock name.
+type LockQueues = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
+
+/// Join the queues of `names` now (in sorted order, so two tasks never wait
+/// for each other crosswise); await the returned guards in order.
+fn queue_on(
+    queues: &LockQueues,
+    names: &[String],
+) -> Vec<impl std::future::Future<Output = tokio::sync::OwnedMutexGuard<()>> + use<>> {
+    let mut names = names.to_vec();
+    names.sort();
+    let mut queues = queues.lock().unwrap();
+    names
+        .into_iter()
+        .map(|name| queues.entry(name).or_default().clone().lock_owned())
+        .collect()
 }
 
 /// Resolves once a cancel of task `id` is recorded in the store (where a
