@@ -785,17 +785,8 @@ fn docker_pulls_a_protected_repository_after_login_only() {
     ]));
     assert!(out.contains("Login Succeeded"), "{out}");
     must(docker_with_config(&jdev_cfg).args(["pull", &secret]));
-    let out = must(docker().args([
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        &secret,
-        "cat",
-        "/etc/hello.txt",
-    ]));
+    let out = docker_run_cat(&secret, "/etc/hello.txt");
     assert!(out.contains("hello from wharf"), "{out}");
-    let _ = run(docker().args(["rmi", "-f", &secret]));
 
     // A valid user without read on the repository logs in but cannot pull.
     must(docker_with_config(&nobody_cfg).args([

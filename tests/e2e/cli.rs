@@ -718,18 +718,8 @@ fn groups_and_notes_organise_repositories_and_a_published_copy_is_pullable() {
     );
 
     let name = format!("{}/cli/base-prod:latest", s.addr);
-    must(docker().args(["pull", &name]));
-    let out = must(docker().args([
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        &name,
-        "cat",
-        "/etc/hello.txt",
-    ]));
+    let out = docker_pull_run_cat(&name, "/etc/hello.txt");
     assert!(out.contains("hello from wharf"), "{out}");
-    let _ = run(docker().args(["rmi", "-f", &name]));
 
     // `KEY=` removes a note.
     w.ok(&[
@@ -1060,7 +1050,8 @@ fn json_output_parses_for_scripts_even_when_a_task_fails() {
     ]);
     assert_eq!(repo["id"], "app", "{repo}");
     assert_eq!(repo["description"], "for scripts", "{repo}");
-    let task = w.json(&[
+    let archive = busybox_tar();
+    let upload = [
         "docker",
         "repo",
         "uploads",
@@ -1068,8 +1059,9 @@ fn json_output_parses_for_scripts_even_when_a_task_fails() {
         "--repo-id",
         "app",
         "-f",
-        &busybox_tar(),
-    ]);
+        &archive,
+    ];
+    let task = w.json(&upload);
     assert_eq!(task["state"], "finished", "{task}");
     assert_eq!(task["kind"], "import", "{task}");
     assert_eq!(
@@ -1078,17 +1070,7 @@ fn json_output_parses_for_scripts_even_when_a_task_fails() {
     );
     let task_id = task["id"].as_str().unwrap().to_string();
     // The other way: a resumable upload, imported once complete.
-    let resumable = w.json(&[
-        "docker",
-        "repo",
-        "uploads",
-        "upload",
-        "--repo-id",
-        "app",
-        "-f",
-        &busybox_tar(),
-        "--resumable",
-    ]);
+    let resumable = w.json(&[&upload[..], &["--resumable"]].concat());
     assert_eq!(resumable["state"], "finished", "{resumable}");
     assert_eq!(resumable["input"]["job"], "import", "{resumable}");
 

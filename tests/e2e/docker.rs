@@ -30,18 +30,8 @@ fn docker_save_upload_publish_pull_run() {
 
     s.import_and_publish("busybox", &saved);
     must(docker().args(["rmi", "-f", "test/busybox:latest"]));
-    must(docker().args(["pull", &name]));
-    let out = must(docker().args([
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        &name,
-        "cat",
-        "/etc/hello.txt",
-    ]));
+    let out = docker_pull_run_cat(&name, "/etc/hello.txt");
     assert!(out.contains("hello from wharf"), "{out}");
-    let _ = run(docker().args(["rmi", "-f", &name]));
 
     // The same archive as the body of a streaming import, into a second
     // repository: layers go from the request into blobs as they arrive.
@@ -51,16 +41,6 @@ fn docker_save_upload_publish_pull_run() {
     let t = s.repo_task("streamed", "publish", json!({}));
     assert_eq!(t["state"], "finished", "{t}");
     let name = format!("{}/test/streamed:latest", s.addr);
-    must(docker().args(["pull", &name]));
-    let out = must(docker().args([
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        &name,
-        "cat",
-        "/etc/hello.txt",
-    ]));
+    let out = docker_pull_run_cat(&name, "/etc/hello.txt");
     assert!(out.contains("hello from wharf"), "{out}");
-    let _ = run(docker().args(["rmi", "-f", &name]));
 }

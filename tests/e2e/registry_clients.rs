@@ -263,16 +263,6 @@ fn multi_arch_index_is_served_and_each_platform_resolves() {
 
     // And docker pulls its own platform out of the index.
     let name = format!("{}/test/multi:latest", s.addr);
-    must(docker().args(["pull", &name]));
-    let out = must(docker().args([
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        &name,
-        "cat",
-        "/etc/arch.txt",
-    ]));
+    let out = docker_pull_run_cat(&name, "/etc/arch.txt");
     assert_eq!(out.trim(), "amd64");
-    let _ = run(docker().args(["rmi", "-f", &name]));
 }

@@ -94,18 +94,8 @@ fn docker_push_then_pull_runs_the_image() {
     assert!(out.contains("Layer already exists"), "{out}");
 
     must(docker().args(["rmi", "-f", &name]));
-    must(docker().args(["pull", &name]));
-    let out = must(docker().args([
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        &name,
-        "cat",
-        "/etc/hello.txt",
-    ]));
+    let out = docker_pull_run_cat(&name, "/etc/hello.txt");
     assert!(out.contains("hello from wharf"), "{out}");
-    let _ = run(docker().args(["rmi", "-f", &name]));
 
     // The push left ordinary units: the repository lists them.
     let c = content(&s, "team-app");

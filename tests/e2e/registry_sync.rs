@@ -82,18 +82,8 @@ fn sync_mirrors_only_the_tags_the_filters_allow() {
         json!(["dev", "latest", "old-1", "v1", "v2"])
     );
     let name = format!("{}/mirror/app:dev", s.addr);
-    must(docker().args(["pull", &name]));
-    let out = must(docker().args([
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        &name,
-        "cat",
-        "/etc/second.txt",
-    ]));
+    let out = docker_pull_run_cat(&name, "/etc/second.txt");
     assert_eq!(out.trim(), "second layer");
-    let _ = run(docker().args(["rmi", "-f", &name]));
 }
 
 #[test]
@@ -147,18 +137,8 @@ fn resync_moves_a_changed_tag_and_fetches_only_the_new_blobs() {
     assert!(c.tags.contains(&format!("v1@{moved}")), "{:?}", c.tags);
 
     let name = format!("{}/mirror/app:v1", s.addr);
-    must(docker().args(["pull", &name]));
-    let out = must(docker().args([
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        &name,
-        "cat",
-        "/etc/second.txt",
-    ]));
+    let out = docker_pull_run_cat(&name, "/etc/second.txt");
     assert_eq!(out.trim(), "second layer");
-    let _ = run(docker().args(["rmi", "-f", &name]));
 
     // A tag deleted upstream leaves the mirror at the next sync.
     let r = reqwest::blocking::Client::new()

@@ -358,17 +358,8 @@ fn docker_and_skopeo_pull_over_https_and_plain_http_to_the_tls_port_fails_cleanl
         repo_digests.contains(&digest),
         "{repo_digests} lacks {digest}"
     );
-    let out = must(docker().args([
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        &image,
-        "cat",
-        "/etc/hello.txt",
-    ]));
+    let out = docker_run_cat(&image, "/etc/hello.txt");
     assert!(out.contains("hello from wharf"), "{out}");
-    let _ = run(docker().args(["rmi", "-f", &image]));
 
     // The pull went through the registry listener and none of it over plain HTTP.
     let m = Metrics::scrape(&s.http, &s.base);

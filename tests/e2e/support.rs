@@ -346,6 +346,20 @@ pub fn docker() -> Command {
     c
 }
 
+/// Run `image` without a network and return what `cat FILE` prints in it;
+/// the image is removed afterwards.
+pub fn docker_run_cat(image: &str, file: &str) -> String {
+    let out = must(docker().args(["run", "--rm", "--network", "none", image, "cat", file]));
+    let _ = run(docker().args(["rmi", "-f", image]));
+    out
+}
+
+/// `docker pull` `image`, then [`docker_run_cat`].
+pub fn docker_pull_run_cat(image: &str, file: &str) -> String {
+    must(docker().args(["pull", image]));
+    docker_run_cat(image, file)
+}
+
 pub fn images_dir() -> PathBuf {
     env_path("WHARF_TEST_IMAGES")
 }

@@ -29,6 +29,16 @@ use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
 use std::time::Duration;
 
+/// Every document of `coll` matching `filter`, in `_id` order.
+async fn all_by_id(coll: &Collection<Document>, filter: Document) -> StoreResult<Vec<Document>> {
+    Ok(coll
+        .find(filter)
+        .sort(doc! {"_id": 1})
+        .await?
+        .try_collect()
+        .await?)
+}
+
 /// The schema this build writes; a database with a newer one is refused.
 pub const SCHEMA_VERSION: i64 = 1;
 
@@ -1011,14 +1021,7 @@ impl Store for MongoStore {
         if let Some(n) = notes_filter(notes) {
             filter.insert("notes", n);
         }
-        let docs: Vec<Document> = self
-            .c
-            .groups
-            .find(filter)
-            .sort(doc! {"_id": 1})
-            .await?
-            .try_collect()
-            .await?;
+        let docs = all_by_id(&self.c.groups, filter).await?;
         Ok(docs.iter().map(read_group).collect::<MResult<_>>()?)
     }
 
@@ -1032,14 +1035,7 @@ impl Store for MongoStore {
     }
 
     async fn list_listeners(&self) -> StoreResult<Vec<crate::events::Listener>> {
-        let docs: Vec<Document> = self
-            .c
-            .listeners
-            .find(doc! {})
-            .sort(doc! {"_id": 1})
-            .await?
-            .try_collect()
-            .await?;
+        let docs = all_by_id(&self.c.listeners, doc! {}).await?;
         Ok(docs.iter().map(from_doc).collect::<MResult<_>>()?)
     }
 
@@ -1123,14 +1119,7 @@ impl Store for MongoStore {
     }
 
     async fn list_users(&self) -> StoreResult<Vec<User>> {
-        let docs: Vec<Document> = self
-            .c
-            .users
-            .find(doc! {})
-            .sort(doc! {"_id": 1})
-            .await?
-            .try_collect()
-            .await?;
+        let docs = all_by_id(&self.c.users, doc! {}).await?;
         Ok(docs.iter().map(read_user).collect::<MResult<_>>()?)
     }
 
@@ -1186,14 +1175,7 @@ impl Store for MongoStore {
     }
 
     async fn list_roles(&self) -> StoreResult<Vec<Role>> {
-        let docs: Vec<Document> = self
-            .c
-            .roles
-            .find(doc! {})
-            .sort(doc! {"_id": 1})
-            .await?
-            .try_collect()
-            .await?;
+        let docs = all_by_id(&self.c.roles, doc! {}).await?;
         let mut out = Vec::with_capacity(docs.len());
         for d in docs {
             let mut r: Role = from_doc(&d)?;
@@ -1442,14 +1424,7 @@ impl Store for MongoStore {
     }
 
     async fn list_installed_plugins(&self) -> StoreResult<Vec<InstalledPlugin>> {
-        let docs: Vec<Document> = self
-            .c
-            .plugins
-            .find(doc! {})
-            .sort(doc! {"_id": 1})
-            .await?
-            .try_collect()
-            .await?;
+        let docs = all_by_id(&self.c.plugins, doc! {}).await?;
         Ok(docs.iter().map(from_doc).collect::<MResult<_>>()?)
     }
 }

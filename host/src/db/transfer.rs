@@ -294,15 +294,7 @@ mod tests {
         assert_eq!(s1.counts, s2.counts);
         let mut again = Vec::new();
         export(&b, &mut again).await.unwrap();
-        let strip_header = |d: &[u8]| -> Vec<String> {
-            String::from_utf8(d.to_vec())
-                .unwrap()
-                .lines()
-                .skip(1)
-                .map(str::to_string)
-                .collect()
-        };
-        assert_eq!(strip_header(&dump), strip_header(&again));
+        assert_eq!(records(&dump), records(&again));
 
         let err = import(&b, &dump[..]).await.unwrap_err();
         assert!(format!("{err:#}").contains("empty database"), "{err:#}");
@@ -332,16 +324,19 @@ mod tests {
         import(&m, &dump[..]).await.unwrap();
         let mut again = Vec::new();
         export(&m, &mut again).await.unwrap();
-        let body = |d: &[u8]| -> Vec<String> {
-            String::from_utf8(d.to_vec())
-                .unwrap()
-                .lines()
-                .skip(1)
-                .map(str::to_string)
-                .collect()
-        };
-        assert_eq!(body(&dump), body(&again));
+        assert_eq!(records(&dump), records(&again));
         m.drop_database().await.unwrap();
+    }
+
+    /// The record lines of a dump (its header line, with the time of the
+    /// export, left out).
+    fn records(dump: &[u8]) -> Vec<String> {
+        String::from_utf8(dump.to_vec())
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(str::to_string)
+            .collect()
     }
 
     /// A bit of everything, as a running server leaves it.

@@ -118,6 +118,7 @@ impl StreamSource {
     }
 
     /// How far the body has been consumed.
+    #[cfg(test)]
     pub fn position(&self) -> u64 {
         self.placed
     }

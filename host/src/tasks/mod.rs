@@ -184,6 +184,8 @@ impl Tasks {
         for state in [TaskState::Waiting, TaskState::Running] {
             let q = TaskQuery {
                 state: Some(state),
+                // With a broker only streaming imports can be bound.
+                kind: self.is_brokered().then(|| "import".to_string()),
                 limit: 100_000,
                 ..Default::default()
             };

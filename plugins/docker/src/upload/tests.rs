@@ -141,16 +141,21 @@ fn legacy_symlinked_layers_are_followed_and_stored_once() {
     assert!(summary.message.contains("no tags"));
 }
 
-#[test]
-fn legacy_layer_that_does_not_match_its_diff_id_fails_the_upload() {
-    let good = layer("good");
+/// A legacy archive whose one layer, `l/layer.tar`, is `layer`, under a
+/// config that expects other bytes (diff id of "something else").
+fn with_a_lying_config(layer: &[u8]) -> Vec<u8> {
     let config = config(&[sha256(b"something else")]);
     let manifest = json!([{"Config": "c.json", "RepoTags": ["a:b"], "Layers": ["l/layer.tar"]}]);
-    let bytes = TarBuilder::new()
-        .file("l/layer.tar", &good)
+    TarBuilder::new()
+        .file("l/layer.tar", layer)
         .file("c.json", &config)
         .file("manifest.json", manifest.to_string().as_bytes())
-        .finish();
+        .finish()
+}
+
+#[test]
+fn legacy_layer_that_does_not_match_its_diff_id_fails_the_upload() {
+    let bytes = with_a_lying_config(&layer("good"));
     let mut host = FakeHost::default();
     let err = import_bytes(&mut host, bytes).unwrap_err();
     assert_eq!(err.code, "invalid-input");
@@ -555,13 +560,7 @@ fn large_layers_are_stored_during_the_scan_and_checked_against_the_config_after(
 
     // The same layer under a config that expects other bytes: stored early,
     // refused when checked, nothing associated.
-    let config = config(&[sha256(b"something else")]);
-    let manifest = json!([{"Config": "c.json", "RepoTags": ["a:b"], "Layers": ["l/layer.tar"]}]);
-    let bytes = TarBuilder::new()
-        .file("l/layer.tar", &big)
-        .file("c.json", &config)
-        .file("manifest.json", manifest.to_string().as_bytes())
-        .finish();
+    let bytes = with_a_lying_config(&big);
     let mut host = FakeHost::default();
     let err = import_bytes(&mut host, bytes).unwrap_err();
     assert_eq!(err.code, "invalid-input");
