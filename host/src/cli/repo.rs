@@ -152,7 +152,8 @@ pub struct ContentArgs {
 
 #[derive(Subcommand)]
 pub enum UploadsCommand {
-    /// Upload a file (in resumable chunks) and import it into a repository.
+    /// Upload a file and import it into a repository (while it arrives;
+    /// with --resumable, in resumable chunks imported once all there).
     Upload(UploadArgs),
 }
 

@@ -69,7 +69,8 @@ impl From<StateArg> for TaskState {
 #[derive(clap::Args, Clone, Copy)]
 pub struct WaitArgs {
     /// Print the task id and return at once instead of waiting for the
-    /// task (follow it with `wharf task show ID`).
+    /// task (follow it with `wharf task show ID`). A streaming import ends
+    /// with its request: its outcome is shown either way.
     #[arg(long)]
     pub no_wait: bool,
 }
