@@ -3,6 +3,7 @@
 use crate::blobs::BlobStore;
 use crate::config::ServeConfig;
 use crate::db::{DbLocation, Store};
+use crate::outbound::OutboundPolicy;
 use crate::plugins::host::HostEnv;
 use crate::plugins::runtime::{Limits, Runtime};
 use crate::plugins::{LoadFailure, Plugins};
@@ -21,8 +22,12 @@ pub struct App {
     pub blobs: Arc<BlobStore>,
     pub plugins: Arc<Plugins>,
     pub publications: Arc<PublicationMap>,
+    /// What each publication serves (the trust rule's check of plans).
+    pub served: crate::visibility::ServedSets,
     pub tasks: Arc<Tasks>,
     pub events: Arc<crate::events::Events>,
+    /// What outbound requests (feeds, token realms, webhooks) may reach.
+    pub outbound: Arc<OutboundPolicy>,
     pub uploads: UploadDir,
     pub plugin_failures: Mutex<Vec<LoadFailure>>,
     pub started: Instant,
@@ -32,7 +37,8 @@ impl App {
     pub async fn open(config: ServeConfig) -> anyhow::Result<Arc<App>> {
         let started = Instant::now();
         let data = &config.data_dir;
-        std::fs::create_dir_all(data)
+        // Private: the store, keys and uploads inside are for this user only.
+        crate::private_files::private_dir(data)
             .with_context(|| format!("creating data directory {}", data.display()))?;
         let db = DbLocation::or_default(config.db.as_ref(), data);
         let store: Arc<dyn Store> = db
@@ -47,12 +53,22 @@ impl App {
         std::fs::create_dir_all(&spool_dir)?;
         let publications = Arc::new(PublicationMap::default());
         publications.replace_all(store.list_publications().await?);
+        let outbound = Arc::new(OutboundPolicy::new(config.allow_outbound.clone()));
+        if !outbound.allowed().is_empty() {
+            let allowed: Vec<String> = outbound.allowed().iter().map(|c| c.to_string()).collect();
+            tracing::info!(
+                allowed = %allowed.join(","),
+                "outbound requests may reach these internal addresses"
+            );
+        }
         let env = Arc::new(HostEnv {
             blobs: blobs.clone(),
             store: store.clone(),
             publications: publications.clone(),
             sessions,
-            http: reqwest::Client::builder()
+            outbound: outbound.clone(),
+            http: outbound
+                .client_builder()
                 .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
                 .connect_timeout(Duration::from_secs(30))
                 .build()?,
@@ -97,15 +113,18 @@ impl App {
             );
         }
         let uploads = UploadDir::open(&data.join("uploads"))?;
-        let events = crate::events::Events::new(store.clone(), config.broker.clone());
+        let events =
+            crate::events::Events::new(store.clone(), config.broker.clone(), outbound.clone())?;
         let app = Arc::new(App {
             events,
+            outbound,
             config,
             store,
             auth,
             blobs,
             plugins,
             publications,
+            served: Default::default(),
             tasks,
             uploads,
             plugin_failures: Mutex::new(failures),

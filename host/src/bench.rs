@@ -3,7 +3,7 @@
 use crate::blobs::BlobStore;
 use crate::db::sqlite::SqliteStore;
 use crate::plugins::bindings::exports::wharf::plugin::plugin::Request;
-use crate::plugins::host::{CallScope, HostEnv};
+use crate::plugins::host::{CallScope, HostEnv, ResolveCall};
 use crate::plugins::runtime::{Limits, Runtime};
 use crate::publications::PublicationMap;
 use std::path::Path;
@@ -32,7 +32,10 @@ pub async fn runtime(plugin_file: &Path, path: &str, iterations: usize) -> anyho
         blobs,
         store,
         publications: Arc::new(PublicationMap::default()),
-        http: reqwest::Client::new(),
+        outbound: Arc::new(crate::outbound::OutboundPolicy::default()),
+        http: Arc::new(crate::outbound::OutboundPolicy::default())
+            .client_builder()
+            .build()?,
         rt: tokio::runtime::Handle::current(),
         spool_dir: dir.path().to_path_buf(),
     });
@@ -76,9 +79,11 @@ pub async fn runtime(plugin_file: &Path, path: &str, iterations: usize) -> anyho
         headers: vec![],
     };
     let call = || {
-        plugin.call(CallScope::Resolve, None, |p, s| {
-            p.wharf_plugin_plugin().call_resolve(s, &req)
-        })
+        plugin.call(
+            CallScope::Resolve(Box::new(ResolveCall::nothing())),
+            None,
+            |p, s| p.wharf_plugin_plugin().call_resolve(s, &req),
+        )
     };
     for _ in 0..1000 {
         call()?;
@@ -98,9 +103,10 @@ pub async fn runtime(plugin_file: &Path, path: &str, iterations: usize) -> anyho
     let mut fresh = Vec::new();
     for _ in 0..(iterations / 10).max(100) {
         let t = Instant::now();
-        plugin.call_fresh(CallScope::Resolve, |p, s| {
-            p.wharf_plugin_plugin().call_resolve(s, &req)
-        })?;
+        plugin.call_fresh(
+            CallScope::Resolve(Box::new(ResolveCall::nothing())),
+            |p, s| p.wharf_plugin_plugin().call_resolve(s, &req),
+        )?;
         fresh.push(t.elapsed());
     }
     fresh.sort();

@@ -68,6 +68,12 @@ pub struct ServeConfig {
     /// Deadline of a registry request's plugin call, in milliseconds.
     #[arg(long, env = "WHARF_PLUGIN_CALL_TIMEOUT_MS", default_value_t = 2000)]
     pub plugin_call_timeout_ms: u64,
+    /// Internal address blocks (e.g. `10.0.0.0/8,127.0.0.1/32`) that
+    /// outbound requests — feeds, token realms, redirects, webhooks — may
+    /// reach. Loopback, link-local, private, shared, unique-local, multicast
+    /// and broadcast addresses outside them are refused (docs/access.md).
+    #[arg(long, env = "WHARF_ALLOW_OUTBOUND", value_name = "CIDR", num_args = 1.., value_delimiter = ',')]
+    pub allow_outbound: Vec<crate::outbound::Cidr>,
     /// Access control: tokens, LDAP, the registry token realm.
     #[command(flatten)]
     pub auth: crate::auth::config::AuthConfig,
@@ -136,6 +142,9 @@ pub const FILE_KEYS: &[(&str, &str)] = &[
     ("db", "db"),
     ("log_format", "log_format"),
     ("shutdown_timeout", "shutdown_timeout"),
+    // Internal address blocks outbound requests may reach: an array of
+    // strings (or one comma-separated string).
+    ("allow_outbound", "allow_outbound"),
     ("tls.cert", "tls_cert"),
     ("tls.key", "tls_key"),
     ("tls.self_signed", "tls_self_signed"),
@@ -161,6 +170,9 @@ pub const FILE_KEYS: &[(&str, &str)] = &[
     ("ldap.group_role", "ldap_group_role"),
     ("ldap.timeout_secs", "ldap_timeout_secs"),
 ];
+
+/// Settings (clap argument ids) that take a list: an array in the file.
+const LIST_ARGS: &[&str] = &["ldap_group_role", "allow_outbound"];
 
 /// Settings whose values are never printed.
 const SECRET_KEYS: &[&str] = &["ldap.bind_password"];
@@ -198,7 +210,7 @@ pub struct FileSetting {
 }
 
 /// Read and check a config file: TOML, known keys only, scalar values (or
-/// an array of strings for `ldap.group_role`).
+/// an array of strings for `ldap.group_role` and `allow_outbound`).
 pub fn read_file(path: &Path) -> anyhow::Result<Vec<FileSetting>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the config file {}", path.display()))?;
@@ -240,8 +252,12 @@ fn flatten(table: &toml::Table, prefix: &str, out: &mut Vec<FileSetting>) -> Res
             )),
         };
         let values = match v {
-            toml::Value::Array(items) if *arg == "ldap_group_role" => {
+            toml::Value::Array(items) if LIST_ARGS.contains(arg) => {
                 items.iter().map(scalar).collect::<Result<_, _>>()?
+            }
+            // `allow_outbound = "10.0.0.0/8,127.0.0.1/32"`, as in the environment.
+            toml::Value::String(s) if *arg == "allow_outbound" => {
+                s.split(',').map(|p| p.trim().to_string()).collect()
             }
             v => vec![scalar(v)?],
         };
@@ -343,7 +359,7 @@ pub fn check(file: &Path) -> anyhow::Result<Vec<Effective>> {
             .collect();
         let value = match values.len() {
             0 => None,
-            _ if *arg == "ldap_group_role" => Some(serde_json::json!(values)),
+            _ if LIST_ARGS.contains(arg) => Some(serde_json::json!(values)),
             _ => Some(typed(&values[0])),
         };
         out.push(Effective { key, value, from });
@@ -429,6 +445,46 @@ mod tests {
         assert!(c.auth.ldap.ldap_starttls);
         assert_eq!(c.auth.ldap.ldap_group_role, ["a=b", "c=d"]);
         assert_eq!(c.plugin_call_timeout_ms, 2000, "untouched defaults stay");
+        assert!(
+            c.allow_outbound.is_empty(),
+            "internal addresses refused by default"
+        );
+    }
+
+    #[test]
+    fn allow_outbound_from_file_env_style_string_and_flags() {
+        use clap::{Args as _, FromArgMatches as _};
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wharf.toml");
+        let parse = |toml: &str, args: &[&str]| {
+            std::fs::write(&file, toml).unwrap();
+            let cmd = with_file_defaults(
+                ServeConfig::augment_args(clap::Command::new("serve")),
+                &read_file(&file).unwrap(),
+            )
+            .unwrap();
+            let m = cmd
+                .try_get_matches_from(std::iter::once("serve").chain(args.iter().copied()))
+                .map_err(|e| e.to_string())?;
+            let c = ServeConfig::from_arg_matches(&m).map_err(|e| e.to_string())?;
+            Ok::<_, String>(
+                c.allow_outbound
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let array = "allow_outbound = [\"10.0.0.0/8\", \"127.0.0.1/32\"]\n";
+        assert_eq!(parse(array, &[]).unwrap(), ["10.0.0.0/8", "127.0.0.1/32"]);
+        let string = "allow_outbound = \"10.0.0.0/8, 127.0.0.2\"\n";
+        assert_eq!(parse(string, &[]).unwrap(), ["10.0.0.0/8", "127.0.0.2/32"]);
+        assert_eq!(
+            parse(array, &["--allow-outbound", "fd00::/8,192.168.0.0/16"]).unwrap(),
+            ["fd00::/8", "192.168.0.0/16"],
+            "a flag beats the file"
+        );
+        let e = parse("allow_outbound = [\"10.1.2.3/8\"]\n", &[]).unwrap_err();
+        assert!(e.contains("host bits are set"), "{e}");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! listener never fails a task and never blocks a worker.
 
 use crate::db::{Store, now};
+use crate::outbound::OutboundPolicy;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -101,23 +102,31 @@ struct Delivery {
 
 pub struct Events {
     store: Arc<dyn Store>,
+    /// The outbound policy's client: a listener may not reach internal
+    /// addresses the operator did not allow, not even through a redirect.
     http: reqwest::Client,
+    outbound: Arc<OutboundPolicy>,
     broker: Option<String>,
     deliveries: Mutex<Vec<Delivery>>,
 }
 
 impl Events {
-    pub fn new(store: Arc<dyn Store>, broker: Option<String>) -> Arc<Self> {
-        let http = reqwest::Client::builder()
+    pub fn new(
+        store: Arc<dyn Store>,
+        broker: Option<String>,
+        outbound: Arc<OutboundPolicy>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let http = outbound
+            .client_builder()
             .timeout(Duration::from_secs(10))
-            .build()
-            .expect("http client");
-        Arc::new(Events {
+            .build()?;
+        Ok(Arc::new(Events {
             store,
             http,
+            outbound,
             broker,
             deliveries: Mutex::new(Vec::new()),
-        })
+        }))
     }
 
     /// Tell every interested listener. Never fails and never waits on a
@@ -173,6 +182,15 @@ impl Events {
             "sha256={}",
             hex::encode(hmac_sha256(secret.as_bytes(), body))
         );
+        // Listeners are checked when created; the allow list may have
+        // shrunk since (IP literals bypass the client's resolver check).
+        if let Err(e) = url
+            .parse::<reqwest::Url>()
+            .map_err(|e| e.to_string())
+            .and_then(|u| self.outbound.check_url(&u).map_err(|e| e.to_string()))
+        {
+            return tracing::error!(listener, event = %event.event_type, "event not delivered: {e}");
+        }
         let mut backoff = Duration::from_millis(500);
         for attempt in 1..=HTTP_ATTEMPTS {
             let sent = self
@@ -190,7 +208,10 @@ impl Events {
                 Ok(r) => {
                     tracing::warn!(listener, attempt, status = %r.status(), "http listener refused the event")
                 }
-                Err(e) => tracing::warn!(listener, attempt, "http listener unreachable: {e}"),
+                Err(e) => {
+                    let why = crate::outbound::describe(&e.without_url());
+                    tracing::warn!(listener, attempt, "http listener unreachable: {why}")
+                }
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(60));
@@ -321,6 +342,11 @@ pub mod api {
                         "http listeners need an http:// or https:// url",
                     ));
                 }
+                // An internal IP literal is refused now; a hostname is
+                // checked on every delivery, after it resolves.
+                app.outbound
+                    .check_url(&u)
+                    .map_err(|e| ApiError::bad_request(format!("listener url: {e}")))?;
             }
             Target::Amqp if app.config.broker.is_none() => {
                 return Err(ApiError::bad_request(

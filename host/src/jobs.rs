@@ -11,7 +11,6 @@ use crate::plugins::runtime::Plugin;
 use crate::plugins::stream_source::StreamSource;
 use crate::tasks::{TaskContext, TaskFailure, TaskResult};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -106,7 +105,7 @@ pub async fn run(app: Arc<App>, job: Job, ctx: TaskContext) -> TaskResult {
         Job::Sync { repository } => {
             let (repo, plugin) = repo_and_plugin(app, &repository).await?;
             let version = plugin_version(&plugin);
-            let (summary, bytes) = run_plugin_task(app, plugin, repo, ctx, |p, s, r| {
+            let (summary, bytes, _) = run_plugin_task(app, plugin, repo, ctx, |p, s, r| {
                 p.wharf_plugin_plugin().call_sync(s, &r)
             })
             .await?;
@@ -182,7 +181,7 @@ async fn import(
     };
     let params = serde_json::Value::Object(params).to_string();
     let version = plugin_version(&plugin);
-    let (summary, bytes) = run_plugin_task(app, plugin, repo, ctx, move |p, s, r| {
+    let (summary, bytes, _) = run_plugin_task(app, plugin, repo, ctx, move |p, s, r| {
         let handle = s.data_mut().table.push(source)?;
         p.wharf_plugin_plugin().call_upload(s, &r, handle, &params)
     })
@@ -206,7 +205,7 @@ pub async fn import_stream(
     let (repo, plugin) = repo_and_plugin(&app, &id).await?;
     let params = serde_json::Value::Object(params).to_string();
     let version = plugin_version(&plugin);
-    let (summary, bytes) = run_plugin_task(&app, plugin, repo, ctx, move |p, s, r| {
+    let (summary, bytes, _) = run_plugin_task(&app, plugin, repo, ctx, move |p, s, r| {
         let handle = s
             .data_mut()
             .table
@@ -221,7 +220,7 @@ async fn publish(app: &Arc<App>, id: &RepoId, ctx: TaskContext) -> TaskResult {
     let (repo, plugin) = repo_and_plugin(app, id).await?;
     let plugin_name = plugin.info.name.clone();
     let version = plugin_version(&plugin);
-    let (published, _) = run_plugin_task(app, plugin, repo.clone(), ctx, |p, s, r| {
+    let (published, _, seen) = run_plugin_task(app, plugin, repo.clone(), ctx, |p, s, r| {
         p.wharf_plugin_plugin().call_publish(s, &r)
     })
     .await?;
@@ -246,6 +245,7 @@ async fn publish(app: &Arc<App>, id: &RepoId, ctx: TaskContext) -> TaskResult {
             "conflict",
         ));
     }
+    let published_index = index.clone();
     let publication = Publication {
         plugin: plugin_name,
         name: published.name.clone(),
@@ -253,6 +253,9 @@ async fn publish(app: &Arc<App>, id: &RepoId, ctx: TaskContext) -> TaskResult {
         index,
         config: repo.distributor_config.clone(),
         published_at: now(),
+        // What the publish stored or read (a generated manifest file, say)
+        // is served with the index.
+        blobs: seen.into_iter().filter(|d| *d != published_index).collect(),
     };
     app.store.put_publication(&publication).await?;
     app.publications.put(publication);
@@ -287,19 +290,18 @@ async fn run_plugin_task<R: Send + 'static>(
     ) -> wasmtime::Result<Result<R, wit::Error>>
     + Send
     + 'static,
-) -> Result<(R, u64), TaskFailure> {
+) -> Result<(R, u64, std::collections::HashSet<crate::digest::Digest>), TaskFailure> {
     let feed = repo
         .importer_config
         .get("feed")
         .and_then(|f| f.as_str())
         .and_then(|f| f.parse::<reqwest::Url>().ok());
-    let call = TaskCall {
-        repo: repo.clone(),
-        overlay: BTreeMap::new(),
-        changes: Vec::new(),
-        progress: ctx.progress.clone(),
-        allowed_origins: feed.iter().map(origin).collect(),
-    };
+    let call = TaskCall::new(
+        repo.clone(),
+        ctx.progress.clone(),
+        feed.iter().map(origin).collect(),
+        None,
+    );
     let wrepo = wit_repo(&repo);
     let cancel = ctx.cancel.clone();
     let outcome = tokio::task::spawn_blocking(move || {
@@ -309,20 +311,31 @@ async fn run_plugin_task<R: Send + 'static>(
     })
     .await
     .map_err(|e| TaskFailure::new("the plugin call panicked in the host", e.to_string()))?;
-    let (result, scope, bytes) = outcome.map_err(|e| TaskFailure::new(e.to_string(), e.code()))?;
-    let value = result.map_err(|e| TaskFailure::new(e.message, e.code))?;
+    // A failure is recorded in the task, which whoever may read the
+    // repository reads: never with the repository's secrets in it.
+    let secrets = crate::secrets::secret_values(&repo);
+    let failure = |message: String, cause: String| {
+        TaskFailure::new(
+            crate::secrets::scrub(&message, &secrets),
+            crate::secrets::scrub(&cause, &secrets),
+        )
+    };
+    let (result, scope, bytes) = outcome.map_err(|e| failure(e.to_string(), e.code().into()))?;
+    let value = result.map_err(|e| failure(e.message, e.code))?;
     if ctx.cancel.load(Ordering::Relaxed) {
         return Err(TaskFailure::new(
             "canceled; nothing was committed",
             "canceled",
         ));
     }
-    if let CallScope::Task(call) = scope
-        && !call.changes.is_empty()
-    {
-        app.store.apply_changes(&repo.id, &call.changes).await?;
+    let mut seen = Default::default();
+    if let CallScope::Task(call) = scope {
+        if !call.changes.is_empty() {
+            app.store.apply_changes(&repo.id, &call.changes).await?;
+        }
+        seen = call.visible;
     }
-    Ok((value, bytes))
+    Ok((value, bytes, seen))
 }
 
 /// `name@version`: which plugin version ran a task (upgrades happen live).

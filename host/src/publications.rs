@@ -54,11 +54,24 @@ impl PublicationMap {
 
     /// Names published by `plugin`, sorted, after `after`.
     pub fn names(&self, plugin: &str, after: Option<&str>, limit: usize) -> Vec<String> {
+        self.names_where(plugin, after, limit, |_| true)
+    }
+
+    /// Names published by `plugin` whose publication passes `keep`, sorted,
+    /// after `after`.
+    pub fn names_where(
+        &self,
+        plugin: &str,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&Publication) -> bool,
+    ) -> Vec<String> {
         let map = self.by_name.read().unwrap();
         let start = (plugin.to_string(), after.unwrap_or("").to_string());
         map.range(start..)
             .take_while(|((p, _), _)| p == plugin)
             .filter(|((_, n), _)| after.is_none_or(|a| n.as_str() > a))
+            .filter(|(_, p)| keep(p))
             .take(limit)
             .map(|((_, n), _)| n.clone())
             .collect()

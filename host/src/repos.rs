@@ -8,6 +8,7 @@ use crate::http::error::ApiErrorBody;
 use crate::http::error::{ApiError, ApiResult};
 use crate::ids::{RepoId, UploadId};
 use crate::jobs::Job;
+use crate::secrets;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -47,6 +48,11 @@ pub struct CreateRepo {
 fn parse_repo_id(id: &str) -> ApiResult<RepoId> {
     id.parse()
         .map_err(|e: crate::ids::InvalidRepoId| ApiError::bad_request(e.to_string()))
+}
+
+/// New settings: an object, without a masked secret (there is nothing stored to keep).
+fn new_config(v: Option<serde_json::Value>, what: &str) -> ApiResult<serde_json::Value> {
+    secrets::unmask(config_object(v, what)?, None, what).map_err(ApiError::bad_request)
 }
 
 fn config_object(v: Option<serde_json::Value>, what: &str) -> ApiResult<serde_json::Value> {
@@ -92,13 +98,13 @@ async fn create(
         content_type: req.content_type,
         description: req.description,
         notes: req.notes,
-        importer_config: config_object(req.importer_config, "importer_config")?,
-        distributor_config: config_object(req.distributor_config, "distributor_config")?,
+        importer_config: new_config(req.importer_config, "importer_config")?,
+        distributor_config: new_config(req.distributor_config, "distributor_config")?,
         created_at: now(),
         updated_at: now(),
     };
     app.store.create_repo(&repo).await?;
-    Ok((StatusCode::CREATED, Json(repo)))
+    Ok((StatusCode::CREATED, Json(secrets::mask_repo(repo))))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -155,6 +161,7 @@ async fn list(
     } else {
         None
     };
+    let items = items.into_iter().map(secrets::mask_repo).collect();
     Ok(Json(Page { items, next }))
 }
 
@@ -183,10 +190,10 @@ async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<
         .publications
         .for_repo(repo.id.as_str())
         .into_iter()
-        .map(|p| (*p).clone())
+        .map(|p| secrets::mask_publication((*p).clone()))
         .collect();
     Ok(Json(RepoDetail {
-        repo,
+        repo: secrets::mask_repo(repo),
         content_counts,
         publications,
     }))
@@ -199,14 +206,27 @@ struct UpdateRepo {
     description: Option<String>,
     /// Notes to set; a null value removes the note.
     notes: Option<BTreeMap<String, Option<String>>>,
-    /// Merged into the existing settings; a null value removes a key.
+    /// Merged into the existing settings; a null value removes a key. A
+    /// secret (e.g. `password`) sent back as read, `********`, keeps its
+    /// stored value.
     #[schema(value_type = Option<Object>)]
     importer_config: Option<serde_json::Map<String, serde_json::Value>>,
     #[schema(value_type = Option<Object>)]
     distributor_config: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-fn merge(into: &mut serde_json::Value, delta: serde_json::Map<String, serde_json::Value>) {
+/// Merge `delta` into stored settings; a secret sent back masked (as read)
+/// keeps its stored value.
+fn merge(
+    into: &mut serde_json::Value,
+    delta: serde_json::Map<String, serde_json::Value>,
+    what: &str,
+) -> ApiResult<()> {
+    let delta = secrets::unmask(serde_json::Value::Object(delta), Some(&*into), what)
+        .map_err(ApiError::bad_request)?;
+    let serde_json::Value::Object(delta) = delta else {
+        unreachable!("unmask keeps the shape")
+    };
     let obj = into.as_object_mut().expect("configs are objects");
     for (k, v) in delta {
         if v.is_null() {
@@ -215,6 +235,7 @@ fn merge(into: &mut serde_json::Value, delta: serde_json::Map<String, serde_json
             obj.insert(k, v);
         }
     }
+    Ok(())
 }
 
 #[utoipa::path(patch, path = "/api/v1/repositories/{id}", tag = "repositories", request_body = UpdateRepo,
@@ -239,14 +260,14 @@ async fn update(
         };
     }
     if let Some(c) = req.importer_config {
-        merge(&mut repo.importer_config, c);
+        merge(&mut repo.importer_config, c, "importer_config")?;
     }
     if let Some(c) = req.distributor_config {
-        merge(&mut repo.distributor_config, c);
+        merge(&mut repo.distributor_config, c, "distributor_config")?;
     }
     repo.updated_at = now();
     app.store.update_repo(&repo).await?;
-    Ok(Json(repo))
+    Ok(Json(secrets::mask_repo(repo)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/repositories/{id}", tag = "repositories",

@@ -51,6 +51,10 @@ pub enum SessionError {
     Io(#[from] std::io::Error),
 }
 
+/// How long a blob received through a repository's upload session may be
+/// named by that repository's later writes without being held by it.
+pub const RECEIVED_FOR: Duration = Duration::from_secs(24 * 3600);
+
 pub struct Sessions {
     dir: Dir,
     /// Digest state of sessions this process wrote in order: (bytes covered,
@@ -200,6 +204,36 @@ impl Sessions {
         Ok((digest, len))
     }
 
+    /// Note that `repository` received the blob `digest` through one of its
+    /// sessions, so that its later writes (the manifest PUT naming the
+    /// blob), on any node sharing this directory, may name it. Kept as an
+    /// empty file `received/<repository>/<hex>`; a note older than
+    /// [`RECEIVED_FOR`] no longer counts. Best effort: without the note the
+    /// client is asked to push the blob again.
+    pub fn mark_received(&self, repository: &str, digest: &Digest) {
+        let dir = Path::new("received").join(repository);
+        let path = dir.join(digest.hex());
+        let noted = self
+            .dir
+            .create_dir_all(&dir)
+            .and_then(|_| self.dir.write(&path, b""));
+        if let Err(e) = noted {
+            tracing::warn!(repository, %digest, "cannot note a received blob: {e}");
+        }
+    }
+
+    /// Whether `repository` received `digest` through its sessions lately.
+    pub fn received(&self, repository: &str, digest: &Digest) -> bool {
+        if repository.parse::<crate::ids::RepoId>().is_err() {
+            return false;
+        }
+        let path = Path::new("received").join(repository).join(digest.hex());
+        self.dir
+            .metadata(&path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.into_std().elapsed().is_ok_and(|age| age < RECEIVED_FOR))
+    }
+
     /// End a session and drop its bytes.
     pub fn abort(&self, id: &SessionId) -> bool {
         let existed = self.dir.remove_file(owner_name(id)).is_ok();
@@ -230,7 +264,26 @@ impl Sessions {
                 removed += 1;
             }
         }
+        self.remove_stale_notes()?;
         Ok(removed)
+    }
+
+    /// Drop received-blob notes that no longer count.
+    fn remove_stale_notes(&self) -> std::io::Result<()> {
+        let Ok(received) = self.dir.open_dir("received") else {
+            return Ok(());
+        };
+        for repo in received.entries()? {
+            let repo = received.open_dir(repo?.file_name())?;
+            for note in repo.entries()? {
+                let note = note?;
+                let age = note.metadata()?.modified()?.into_std().elapsed();
+                if age.is_ok_and(|a| a >= RECEIVED_FOR) {
+                    let _ = repo.remove_file(note.file_name());
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -243,6 +296,21 @@ mod tests {
             plugin: "docker".into(),
             repository: "app".into(),
         }
+    }
+
+    #[test]
+    fn received_notes_belong_to_one_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let sessions = Sessions::open(dir.path()).unwrap();
+        let d = Digest::of(b"layer");
+        assert!(!sessions.received("app", &d));
+        sessions.mark_received("app", &d);
+        assert!(sessions.received("app", &d));
+        assert!(!sessions.received("other", &d));
+        assert!(!sessions.received("app", &Digest::of(b"other")));
+        assert!(!sessions.received("../app", &d));
+        sessions.remove_stale_notes().unwrap();
+        assert!(sessions.received("app", &d), "a fresh note stays");
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -45,8 +45,8 @@ pub struct WholeUpload {
 }
 
 impl UploadDir {
-    pub fn open(path: &std::path::Path) -> std::io::Result<Self> {
-        std::fs::create_dir_all(path)?;
+    pub fn open(path: &std::path::Path) -> anyhow::Result<Self> {
+        crate::private_files::private_dir(path)?;
         Ok(UploadDir {
             dir: Dir::open_ambient_dir(path, ambient_authority())?,
             hashers: RunningDigests::default(),
@@ -72,8 +72,12 @@ impl UploadDir {
     }
 
     fn open_write(&self, id: &UploadId, create: bool) -> std::io::Result<std::fs::File> {
+        use cap_std::fs::OpenOptionsExt as _;
         let mut opts = OpenOptions::new();
-        opts.write(true).create(create);
+        // Uploaded content is the uploader's until imported: private.
+        opts.write(true)
+            .create(create)
+            .mode(crate::private_files::FILE_MODE);
         Ok(self.dir.open_with(Self::name(id), &opts)?.into_std())
     }
 

@@ -152,7 +152,7 @@ fn if_none_match_with_the_digest_etag_answers_304() {
 #[test]
 fn tags_list_pages_with_n_last_and_link() {
     let s = Server::start();
-    docker_repo(&s, "tags", "test/tags", json!({}));
+    docker_repo(&s, "tags", "test/taglist", json!({}));
     // Five tags on one image: a docker-archive naming them all.
     let tmp = scratch();
     let archive = tmp.path().join("tags.tar");
@@ -163,30 +163,30 @@ fn tags_list_pages_with_n_last_and_link() {
             "docker-archive:{}",
             images_dir().join("busybox.tar").display()
         ),
-        &format!("docker-archive:{}:test/tags:a", archive.display()),
+        &format!("docker-archive:{}:test/taglist:a", archive.display()),
         "--additional-tag",
-        "test/tags:b",
+        "test/taglist:b",
         "--additional-tag",
-        "test/tags:c",
+        "test/taglist:c",
         "--additional-tag",
-        "test/tags:d",
+        "test/taglist:d",
         "--additional-tag",
-        "test/tags:e",
+        "test/taglist:e",
     ]));
     s.import_and_publish("tags", &archive);
 
-    let all = request(&s, "GET", "/v2/test/tags/tags/list", &[]);
+    let all = request(&s, "GET", "/v2/test/taglist/tags/list", &[]);
     assert_eq!(all.status().as_u16(), 200);
     assert!(header(&all, "link").is_empty());
     let all: Value = all.json().unwrap();
     assert_eq!(
         all,
-        json!({"name": "test/tags", "tags": ["a", "b", "c", "d", "e"]})
+        json!({"name": "test/taglist", "tags": ["a", "b", "c", "d", "e"]})
     );
 
     // Follow Link headers with n=2: a b | c d | e.
     let mut pages = Vec::new();
-    let mut next = Some("/v2/test/tags/tags/list?n=2".to_string());
+    let mut next = Some("/v2/test/taglist/tags/list?n=2".to_string());
     while let Some(path) = next.take() {
         assert!(pages.len() < 10, "pagination does not end: {pages:?}");
         let r = request(&s, "GET", &path, &[]);
@@ -205,7 +205,7 @@ fn tags_list_pages_with_n_last_and_link() {
         vec![json!(["a", "b"]), json!(["c", "d"]), json!(["e"])]
     );
 
-    let r = request(&s, "GET", "/v2/test/tags/tags/list?n=10&last=c", &[]);
+    let r = request(&s, "GET", "/v2/test/taglist/tags/list?n=10&last=c", &[]);
     assert!(header(&r, "link").is_empty());
     assert_eq!(r.json::<Value>().unwrap()["tags"], json!(["d", "e"]));
 }

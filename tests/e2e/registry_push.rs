@@ -332,7 +332,9 @@ fn blob_uploads_chunked_resumed_mounted_and_checked() {
     );
     assert_eq!(r.status().as_u16(), 201);
 
-    // Mount of a stored blob: no upload at all.
+    // Mount of a blob no repository the pusher may read holds (it was
+    // only uploaded): a digest is no key, so an upload starts instead
+    // (mounts that work: tests/e2e/hostile_registry.rs).
     let r = send(
         &s,
         "POST",
@@ -340,8 +342,7 @@ fn blob_uploads_chunked_resumed_mounted_and_checked() {
         &[],
         vec![],
     );
-    assert_eq!(r.status().as_u16(), 201);
-    assert_eq!(header(&r, "docker-content-digest"), digest);
+    assert_eq!(r.status().as_u16(), 202);
     // Canceling an upload.
     let r = send(&s, "POST", "/v2/raw/app/blobs/uploads/", &[], vec![]);
     let location = header(&r, "location");

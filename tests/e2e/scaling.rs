@@ -97,6 +97,7 @@ impl Cluster {
             .arg("--plugin-dir")
             .arg(&self.plugin_dir)
             .args(self.shared_args())
+            .args(ALLOW_LOOPBACK)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -378,7 +379,7 @@ fn an_embedded_installation_moves_to_mongodb() {
     let data = old.data_dir();
     let dump = tmp.path().join("dump.jsonl");
     let out = Command::new(env_path("WHARF_BIN"))
-        .args(["db", "export", "--data-dir"])
+        .args(["db", "export", "--include-secrets", "--data-dir"])
         .arg(&data)
         .stdout(std::fs::File::create(&dump).unwrap())
         .output()

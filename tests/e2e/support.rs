@@ -16,6 +16,11 @@ pub fn env_path(var: &str) -> PathBuf {
 /// (`WHARF_ADMIN_PASSWORD`).
 pub const ADMIN_PASSWORD: &str = "admin-test-password";
 
+/// What test servers and workers are started with: the suite's feeds
+/// (docker-registry, local listeners) and webhook receivers are on
+/// 127.0.0.1, which the outbound policy refuses by default.
+pub const ALLOW_LOOPBACK: [&str; 2] = ["--allow-outbound", "127.0.0.1/32"];
+
 /// A `wharf serve` process on a free port with its own data directory, its
 /// `admin` logged in.
 pub struct Server {
@@ -69,9 +74,30 @@ impl Server {
         server.ready()
     }
 
+    /// A server with the built-in plugins that refuses every internal
+    /// address outbound (no `--allow-outbound` unless `extra_args` give one).
+    pub fn start_strict(extra_args: &[&str]) -> Server {
+        Self::spawn_with(None, &env_path("WHARF_PLUGIN_DIR"), extra_args, false).ready()
+    }
+
     /// Start the process without waiting for it: [`Server::ready`] waits
     /// and logs in (so that several nodes can start at once).
+    ///
+    /// Test feeds and webhook receivers listen on 127.0.0.1, so the server
+    /// gets `--allow-outbound 127.0.0.1/32` ([`ALLOW_LOOPBACK`]) unless
+    /// `extra_args` name `--allow-outbound` themselves; [`Server::start_strict`]
+    /// starts one without it.
     pub fn spawn(data_dir: Option<&Path>, plugin_dir: &Path, extra_args: &[&str]) -> Server {
+        let allow_loopback = !extra_args.contains(&"--allow-outbound");
+        Self::spawn_with(data_dir, plugin_dir, extra_args, allow_loopback)
+    }
+
+    fn spawn_with(
+        data_dir: Option<&Path>,
+        plugin_dir: &Path,
+        extra_args: &[&str],
+        allow_loopback: bool,
+    ) -> Server {
         let data = tempfile::tempdir_in(env_path("WHARF_TEST_RUN_DIR")).unwrap();
         let data_dir = data_dir
             .map(Path::to_path_buf)
@@ -86,6 +112,9 @@ impl Server {
         args.push(data_dir.clone().into());
         args.push("--plugin-dir".into());
         args.push(plugin_dir.into());
+        if allow_loopback {
+            args.extend(ALLOW_LOOPBACK.iter().map(Into::into));
+        }
         args.extend(extra_args.iter().map(Into::into));
         let child = Command::new(env_path("WHARF_BIN"))
             .args(&args)

@@ -40,6 +40,7 @@ impl Worker {
             .arg(server.data_dir())
             .arg("--plugin-dir")
             .arg(env_path("WHARF_PLUGIN_DIR"))
+            .args(ALLOW_LOOPBACK)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

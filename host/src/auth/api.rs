@@ -3,7 +3,7 @@
 //! `pulp-admin auth user|role|permission`). What each needs is in
 //! [`super::rules`]; handlers get the caller as an `Extension<Principal>`.
 
-use super::principal::normalize_resource;
+use super::principal::{forbidden, normalize_resource};
 use super::{AuthError, ClientAddr, Credential, Credentials, Principal, SUPER_USERS, check_name};
 use super::{passwords, tokens};
 use crate::app::App;
@@ -143,6 +143,60 @@ async fn user_or_404(app: &App, login: &str) -> ApiResult<User> {
         .ok_or_else(|| ApiError::not_found(format!("user {login} not found")))
 }
 
+// Who may grant what (docs/access.md): nobody hands out more than they hold.
+
+/// Permissions granted to any of `subjects` (none for no subject: the
+/// store lists everything for an empty filter).
+async fn permissions_of(app: &App, subjects: Vec<Subject>) -> ApiResult<Vec<Permission>> {
+    if subjects.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(app.store.list_permissions(&subjects).await?)
+}
+
+/// Refuse giving `roles` to anyone unless `p` holds every permission each
+/// carries; `super-users` only a super-user gives.
+async fn require_may_grant_roles(app: &App, p: &Principal, roles: &[String]) -> ApiResult<()> {
+    if p.is_super_user() {
+        return Ok(());
+    }
+    for role in roles {
+        let perms = permissions_of(app, vec![Subject::Role(role.clone())]).await?;
+        p.require_grantable_role(role, &perms)?;
+    }
+    Ok(())
+}
+
+/// Refuse `what` (setting the password of, deleting) on `target` unless
+/// `p` holds everything the target holds: whoever sets a user's password
+/// can act as that user.
+async fn require_outranks(app: &App, p: &Principal, target: &User, what: &str) -> ApiResult<()> {
+    if p.is_super_user() || p.login == target.login {
+        return Ok(());
+    }
+    if target.roles.iter().any(|r| r == SUPER_USERS) {
+        return Err(forbidden(format!(
+            "user {} is not a super-user: only a super-user may {what} the super-user {}",
+            p.login, target.login
+        )));
+    }
+    let mut subjects = vec![Subject::User(target.login.clone())];
+    subjects.extend(target.roles.iter().cloned().map(Subject::Role));
+    let perms = permissions_of(app, subjects).await?;
+    p.require_all(&perms, &format!("{what} {}, who holds it", target.login))
+}
+
+/// Refuse taking `super-users` away from someone unless `p` is a super-user.
+fn require_may_demote(p: &Principal, login: &str) -> ApiResult<()> {
+    if p.is_super_user() {
+        return Ok(());
+    }
+    Err(forbidden(format!(
+        "user {} is not a super-user: only a super-user may remove {login} from {SUPER_USERS}",
+        p.login
+    )))
+}
+
 #[utoipa::path(get, path = "/api/v1/me", tag = "auth",
     responses((status = 200, body = Me), (status = 401, body = ApiErrorBody)))]
 pub async fn me(
@@ -223,9 +277,12 @@ pub struct CreateUser {
 }
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "auth", request_body = CreateUser,
-    responses((status = 201, body = UserView), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody, description = "a role does not exist"), (status = 409, body = ApiErrorBody)))]
+    responses((status = 201, body = UserView), (status = 400, body = ApiErrorBody),
+        (status = 403, body = ApiErrorBody, description = "a role carries a permission the caller lacks, or is super-users"),
+        (status = 404, body = ApiErrorBody, description = "a role does not exist"), (status = 409, body = ApiErrorBody)))]
 pub async fn create_user(
     State(app): State<Arc<App>>,
+    Extension(p): Extension<Principal>,
     body: Result<Json<CreateUser>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<UserView>)> {
     let Json(req) = body?;
@@ -234,6 +291,7 @@ pub async fn create_user(
     let mut roles = req.roles;
     roles.sort();
     roles.dedup();
+    require_may_grant_roles(&app, &p, &roles).await?;
     let user = User {
         name: if req.name.is_empty() {
             req.login.clone()
@@ -282,7 +340,9 @@ pub struct UpdateUser {
     name: Option<String>,
     /// A new password: every token of the user is revoked.
     password: Option<String>,
-    /// Replaces the user's roles.
+    /// Replaces the user's roles. Adding a role needs every permission it
+    /// carries (super-users: a super-user); so does setting the password
+    /// of another user, for the permissions that user holds.
     roles: Option<Vec<String>>,
 }
 
@@ -298,21 +358,34 @@ async fn keep_a_super_user(app: &App, losing: &str) -> ApiResult<()> {
 }
 
 #[utoipa::path(patch, path = "/api/v1/users/{login}", tag = "auth", request_body = UpdateUser,
-    responses((status = 200, body = UserView), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody)))]
+    responses((status = 200, body = UserView), (status = 400, body = ApiErrorBody),
+        (status = 403, body = ApiErrorBody, description = "a role or the user's permissions are more than the caller holds"),
+        (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody)))]
 pub async fn update_user(
     State(app): State<Arc<App>>,
+    Extension(p): Extension<Principal>,
     Path(login): Path<String>,
     body: Result<Json<UpdateUser>, JsonRejection>,
 ) -> ApiResult<Json<UserView>> {
     let Json(req) = body?;
     let mut user = user_or_404(&app, &login).await?;
+    if req.password.is_some() {
+        require_outranks(&app, &p, &user, "set the password of").await?;
+    }
     if let Some(name) = req.name {
         user.name = name;
     }
     if let Some(mut roles) = req.roles {
         roles.sort();
         roles.dedup();
+        let added: Vec<String> = roles
+            .iter()
+            .filter(|r| !user.roles.contains(r))
+            .cloned()
+            .collect();
+        require_may_grant_roles(&app, &p, &added).await?;
         if user.roles.iter().any(|r| r == SUPER_USERS) && !roles.iter().any(|r| r == SUPER_USERS) {
+            require_may_demote(&p, &login)?;
             keep_a_super_user(&app, &login).await?;
         }
         user.roles = roles;
@@ -333,12 +406,15 @@ pub async fn update_user(
 }
 
 #[utoipa::path(delete, path = "/api/v1/users/{login}", tag = "auth",
-    responses((status = 204), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody)))]
+    responses((status = 204), (status = 403, body = ApiErrorBody, description = "the user holds more than the caller"),
+        (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody)))]
 pub async fn delete_user(
     State(app): State<Arc<App>>,
+    Extension(p): Extension<Principal>,
     Path(login): Path<String>,
 ) -> ApiResult<StatusCode> {
     let user = user_or_404(&app, &login).await?;
+    require_outranks(&app, &p, &user, "delete").await?;
     if user.roles.iter().any(|r| r == SUPER_USERS) {
         keep_a_super_user(&app, &login).await?;
     }
@@ -418,24 +494,29 @@ pub struct RoleUser {
 }
 
 #[utoipa::path(post, path = "/api/v1/roles/{id}/users", tag = "auth", request_body = RoleUser,
-    responses((status = 200, body = Role), (status = 404, body = ApiErrorBody)))]
+    responses((status = 200, body = Role), (status = 403, body = ApiErrorBody, description = "the role carries a permission the caller lacks, or is super-users"),
+        (status = 404, body = ApiErrorBody)))]
 pub async fn add_role_user(
     State(app): State<Arc<App>>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
     body: Result<Json<RoleUser>, JsonRejection>,
 ) -> ApiResult<Json<Role>> {
     let Json(req) = body?;
+    require_may_grant_roles(&app, &p, std::slice::from_ref(&id)).await?;
     app.store.set_role_member(&id, &req.login, true).await?;
     Ok(Json(role_or_404(&app, &id).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/roles/{id}/users/{login}", tag = "auth",
-    responses((status = 200, body = Role), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody)))]
+    responses((status = 200, body = Role), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody)))]
 pub async fn remove_role_user(
     State(app): State<Arc<App>>,
+    Extension(p): Extension<Principal>,
     Path((id, login)): Path<(String, String)>,
 ) -> ApiResult<Json<Role>> {
     if id == SUPER_USERS {
+        require_may_demote(&p, &login)?;
         keep_a_super_user(&app, &login).await?;
     }
     app.store.set_role_member(&id, &login, false).await?;
@@ -512,13 +593,25 @@ impl PermissionChange {
 }
 
 #[utoipa::path(post, path = "/api/v1/permissions/grant", tag = "auth", request_body = PermissionChange,
-    responses((status = 200, body = Permission, description = "the permission as it now is"), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+    responses((status = 200, body = Permission, description = "the permission as it now is"), (status = 400, body = ApiErrorBody),
+        (status = 403, body = ApiErrorBody, description = "the caller lacks one of the operations on the resource"), (status = 404, body = ApiErrorBody)))]
 pub async fn grant(
     State(app): State<Arc<App>>,
+    Extension(p): Extension<Principal>,
     body: Result<Json<PermissionChange>, JsonRejection>,
 ) -> ApiResult<Json<Permission>> {
     let Json(req) = body?;
     let (subject, resource, ops) = req.parse()?;
+    let to = match &subject {
+        Subject::User(l) => format!("user {l}"),
+        Subject::Role(r) => format!("role {r}"),
+    };
+    let wanted = Permission {
+        subject: subject.clone(),
+        resource: resource.clone(),
+        operations: ops.clone(),
+    };
+    p.require_all(&[wanted], &format!("grant it to {to}"))?;
     Ok(Json(app.store.grant(&subject, &resource, &ops).await?))
 }
 

@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod bootstrap;
+pub mod canonical;
 pub mod config;
 pub mod ldap;
 pub mod middleware;

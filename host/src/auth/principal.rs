@@ -66,6 +66,48 @@ impl Principal {
     }
 }
 
+/// Who may grant what: nobody hands out more than they hold. Granting
+/// operations on a resource (to a user or a role), or a role carrying them,
+/// needs the granter to hold each of them, by the same covering rule as
+/// [`Principal::allows`]; the role `super-users` only a super-user grants.
+impl Principal {
+    /// The first of `ops` on `resource` this principal does not hold.
+    pub fn missing(&self, resource: &str, ops: &[Operation]) -> Option<Operation> {
+        ops.iter().copied().find(|&op| !self.allows(resource, op))
+    }
+
+    /// `Ok` if this principal holds every permission in `perms`, so that it
+    /// may hand them on; else the 403 naming the first one missing and
+    /// `what` it was trying to do (e.g. "grant the role repo_admin").
+    pub fn require_all(&self, perms: &[Permission], what: &str) -> Result<(), ApiError> {
+        for p in perms {
+            if let Some(op) = self.missing(&p.resource, &p.operations) {
+                return Err(forbidden(format!(
+                    "user {} lacks '{}' on {}, so may not {what}: only permissions one holds                      can be handed on (or by a super-user)",
+                    self.login,
+                    op.as_str(),
+                    p.resource
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// `Ok` if this principal may grant `role`, which carries `perms`.
+    pub fn require_grantable_role(&self, role: &str, perms: &[Permission]) -> Result<(), ApiError> {
+        if self.is_super_user() {
+            return Ok(());
+        }
+        if role == SUPER_USERS {
+            return Err(forbidden(format!(
+                "user {} is not a super-user: only a super-user may grant the role {SUPER_USERS}",
+                self.login
+            )));
+        }
+        self.require_all(perms, &format!("grant the role {role}"))
+    }
+}
+
 pub fn forbidden(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
 }
@@ -140,6 +182,45 @@ mod tests {
                 .contains("user u lacks 'delete' on /repositories/x/")
         );
         assert!(principal(&[SUPER_USERS], &[]).allows("/anything/", Execute));
+    }
+
+    #[test]
+    fn only_what_one_holds_can_be_granted() {
+        use Operation::*;
+        let p = principal(
+            &[],
+            &[("/repositories", &[Read, Update]), ("/users", &[Create])],
+        );
+        let perm = |r: &str, ops: &[Operation]| Permission {
+            subject: Subject::Role("r".into()),
+            resource: normalize_resource(r).unwrap(),
+            operations: ops.to_vec(),
+        };
+        assert!(
+            p.require_grantable_role("readers", &[perm("/repositories/app", &[Read])])
+                .is_ok()
+        );
+        let err = p
+            .require_grantable_role("repo_admin", &[perm("/repositories", &[Read, Delete])])
+            .unwrap_err();
+        assert_eq!(err.status, StatusCode::FORBIDDEN);
+        assert!(
+            err.message.contains(
+                "user u lacks 'delete' on /repositories/, so may not grant the role repo_admin"
+            ),
+            "{}",
+            err.message
+        );
+        let err = p.require_grantable_role(SUPER_USERS, &[]).unwrap_err();
+        assert!(err.message.contains("only a super-user"), "{}", err.message);
+        assert_eq!(p.missing("/", &[Read]), Some(Read));
+        let admin = principal(&[SUPER_USERS], &[]);
+        assert!(admin.require_grantable_role(SUPER_USERS, &[]).is_ok());
+        assert!(
+            admin
+                .require_all(&[perm("/", &[Delete])], "grant it")
+                .is_ok()
+        );
     }
 
     #[test]

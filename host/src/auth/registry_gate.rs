@@ -4,7 +4,9 @@
 //! The host does not parse registry paths; it finds the repository a
 //! request is about through the publication map: the longest published name
 //! that prefixes the path after the plugin's route prefix, on a `/`
-//! boundary (`/v2/my/app/manifests/x` → `my/app`). Then:
+//! boundary (`/v2/my/app/manifests/x` → `my/app`). The path is the
+//! canonical one ([`super::canonical`]), the same string the plugin parses.
+//! Then:
 //!
 //! - reads (GET, HEAD) of an unprotected repository, or of a path that maps
 //!   to no publication (`/v2/_catalog`, unknown names), need nothing;
@@ -16,18 +18,26 @@
 //!   with the token challenge to anonymous callers: that is how Docker
 //!   learns where to get tokens, also for anonymous pulls.
 //!
-//! Limitation: a name whose path continues with what looks like a published
-//! name (a repository `a` and another `a/manifests`) resolves to the longest.
+//! What the gate admitted ([`Admitted`]) bounds what the plugin may do
+//! with the request: it sees only that repository's publication and the
+//! blobs it serves (`plugins::host`), and a plan naming anything else is
+//! not carried out (`http::registry`). So a name that continues with what
+//! looks like another published name (a repository `a` and another
+//! `a/manifests`) resolves to the longest, and the plugin, which parses
+//! `a`, finds nothing.
 
 use super::registry_token::{Claims, SERVICE, registry_error};
 use super::{AuthError, Credentials, Principal, parse_authorization};
 use crate::app::App;
 use crate::db::Operation;
+use crate::ids::RepoId;
 use crate::plugins::runtime::Plugin;
+use crate::visibility::Reader;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Who is pulling or pushing.
 enum Caller {
@@ -83,11 +93,41 @@ fn is_write(m: &Method) -> bool {
 }
 
 /// What the gate let through.
-#[derive(Debug, Default)]
 pub struct Admitted {
     /// The repository access was checked against, when the path names a
     /// published one; a write must then change that repository and no other.
     pub repository: Option<String>,
+    /// Whether the caller may read a repository (the catalog lists only
+    /// those; a push may mount blobs only from those).
+    pub reader: Reader,
+}
+
+impl Admitted {
+    fn new(app: &App, repository: Option<String>, caller: Caller) -> Self {
+        Admitted {
+            repository,
+            reader: reader(app, caller),
+        }
+    }
+}
+
+/// Whether `caller` may read a repository: an unprotected one, or one its
+/// token (pull on a published name) or its permissions (read) allow.
+fn reader(app: &App, caller: Caller) -> Reader {
+    let (auth, publications) = (app.auth.clone(), app.publications.clone());
+    Arc::new(move |repo: &RepoId| {
+        if !auth.protection.contains(repo.as_str()) {
+            return true;
+        }
+        match &caller {
+            Caller::Anonymous => false,
+            Caller::Token(claims) => publications
+                .for_repo(repo.as_str())
+                .iter()
+                .any(|p| claims.grants(&p.name, "pull")),
+            Caller::User(p) => p.allows(&repo_resource(repo.as_str()), Operation::Read),
+        }
+    })
 }
 
 /// `Ok` to let the request through to the plugin, else the answer to send.
@@ -105,7 +145,7 @@ pub async fn admit(
         .iter()
         .find(|r| path.starts_with(r.as_str()) || path == r.trim_end_matches('/'))
     else {
-        return Ok(Admitted::default());
+        return Ok(Admitted::new(app, None, Caller::Anonymous));
     };
     let rest = path.get(prefix.len()..).unwrap_or("");
     let challenge = |scope: Option<String>, error: Option<&str>| {
@@ -114,7 +154,7 @@ pub async fn admit(
     if rest.is_empty() {
         return match caller(app, method, headers, addr).await? {
             Caller::Anonymous => Err(challenge(None, None)),
-            _ => Ok(Admitted::default()),
+            c => Ok(Admitted::new(app, None, c)),
         };
     }
     let write = is_write(method);
@@ -122,11 +162,18 @@ pub async fn admit(
     let protected = target
         .as_ref()
         .is_some_and(|(_, repo)| app.auth.protection.contains(repo));
-    let admitted = Admitted {
-        repository: target.as_ref().map(|(_, r)| r.clone()),
-    };
+    let repository = target.as_ref().map(|(_, r)| r.clone());
     if !write && !protected {
-        return Ok(admitted);
+        // A public read needs nobody; credentials sent anyway (a catalog
+        // of what this caller may read) count when they are valid.
+        let who = if headers.contains_key(header::AUTHORIZATION) {
+            caller(app, method, headers, addr)
+                .await
+                .unwrap_or(Caller::Anonymous)
+        } else {
+            Caller::Anonymous
+        };
+        return Ok(Admitted::new(app, repository, who));
     }
     let action = if write { "push" } else { "pull" };
     let scope = target.as_ref().map(|(name, _)| {
@@ -148,7 +195,7 @@ pub async fn admit(
                 }),
             };
             if ok {
-                Ok(admitted)
+                Ok(Admitted::new(app, repository, Caller::Token(claims)))
             } else {
                 Err(challenge(scope, Some("insufficient_scope")))
             }
@@ -160,7 +207,7 @@ pub async fn admit(
                 may_pull(app, Some(&p), &repos)
             };
             if ok {
-                Ok(admitted)
+                Ok(Admitted::new(app, repository, Caller::User(p)))
             } else {
                 Err(head_safe(
                     method,

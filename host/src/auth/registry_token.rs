@@ -94,6 +94,8 @@ impl SigningKey {
         let path = data_dir.join(KEY_FILE);
         let secret = match std::fs::read(&path) {
             Ok(bytes) => {
+                // Made readable by others by an older version, or by hand.
+                crate::private_files::tighten(&path, crate::private_files::FILE_MODE)?;
                 anyhow::ensure!(
                     bytes.len() >= 32,
                     "{} is shorter than 32 bytes: remove it to make a new one (issued registry tokens become invalid)",

@@ -14,10 +14,13 @@ pub enum DbCommand {
     /// Write every record of the metadata store to stdout as JSON lines
     /// (repositories, content, publications, groups, users, roles,
     /// permissions, event listeners, ended tasks, installed plugins).
-    /// Login tokens and unfinished uploads are not exported.
-    Export(StoreArgs),
+    /// Login tokens and unfinished uploads are not exported. Secrets
+    /// (password hashes, feed passwords and tokens, webhook secrets) read
+    /// `********` unless --include-secrets is given; such a dump cannot be
+    /// imported.
+    Export(ExportArgs),
     /// Read a `wharf db export` dump from stdin into an empty store, e.g.
-    /// `wharf db export --data-dir D | wharf db import --db mongodb://HOST/wharf`.
+    /// `wharf db export --include-secrets --data-dir D | wharf db import --db mongodb://HOST/wharf`.
     Import(StoreArgs),
 }
 
@@ -32,6 +35,17 @@ pub struct StoreArgs {
     pub db: Option<DbLocation>,
 }
 
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Write secrets as they are stored (needed for `wharf db import`).
+    /// Whoever runs this can read the store's files already; keep the dump
+    /// as private as the data directory.
+    #[arg(long)]
+    pub include_secrets: bool,
+}
+
 impl StoreArgs {
     fn location(&self) -> DbLocation {
         DbLocation::or_default(self.db.as_ref(), &self.data_dir)
@@ -44,7 +58,10 @@ pub fn run(cmd: DbCommand) -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async {
         match cmd {
-            DbCommand::Export(args) => {
+            DbCommand::Export(ExportArgs {
+                store: args,
+                include_secrets,
+            }) => {
                 let from = args.location();
                 if let DbLocation::Sqlite(path) = &from {
                     // Opening would create an empty store: a typo'd data
@@ -58,9 +75,16 @@ pub fn run(cmd: DbCommand) -> anyhow::Result<()> {
                 let store = from.open().await?;
                 let stdout = std::io::stdout();
                 let mut out = std::io::BufWriter::new(stdout.lock());
-                let summary = crate::db::transfer::export(&*store, &mut out).await?;
+                let summary =
+                    crate::db::transfer::export(&*store, &mut out, include_secrets).await?;
                 out.flush()?;
                 eprintln!("exported from {from}: {summary}");
+                if !include_secrets {
+                    eprintln!(
+                        "secrets are masked: this dump is for reading; to move the store, export \
+                         with --include-secrets"
+                    );
+                }
                 Ok(())
             }
             DbCommand::Import(args) => {

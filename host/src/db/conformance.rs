@@ -191,6 +191,21 @@ async fn units_and_copy(s: &dyn Store) {
         "copy is idempotent"
     );
     assert_eq!(s.count_units(&r2).await.unwrap()["blob"], 2);
+    let mut held = s.repo_blobs(&r1).await.unwrap();
+    held.sort();
+    let mut want = vec![Digest::of(b"a"), Digest::of(b"b")];
+    want.sort();
+    assert_eq!(held, want);
+    assert_eq!(
+        s.repos_holding_blob(&Digest::of(b"a")).await.unwrap(),
+        vec![r1.clone(), r2.clone()]
+    );
+    assert!(
+        s.repos_holding_blob(&Digest::of(b"zzz"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     s.apply_changes(
         &r1,
@@ -207,6 +222,11 @@ async fn units_and_copy(s: &dyn Store) {
     );
     // Still referenced by r2: not an orphan.
     assert_eq!(s.remove_orphan_units().await.unwrap(), 0);
+    assert_eq!(s.repo_blobs(&r1).await.unwrap(), vec![Digest::of(b"b")]);
+    assert_eq!(
+        s.repos_holding_blob(&Digest::of(b"a")).await.unwrap(),
+        vec![r2.clone()]
+    );
     s.apply_changes(
         &r2,
         &[UnitChange::Remove {
@@ -228,6 +248,7 @@ async fn publications(s: &dyn Store) {
         index: Digest::of(name.as_bytes()),
         config: serde_json::json!({}),
         published_at: now(),
+        blobs: vec![Digest::of(b"generated")],
     };
     s.put_publication(&p("my/app", "r1")).await.unwrap();
     s.put_publication(&p("my/app2", "r1")).await.unwrap(); // renames r1's publication
@@ -240,6 +261,15 @@ async fn publications(s: &dyn Store) {
         .map(|p| p.name)
         .collect();
     assert_eq!(names, ["my/app2", "other"]);
+    let listed = s.list_publications().await.unwrap();
+    assert_eq!(listed[0].blobs, [Digest::of(b"generated")], "kept");
+    assert!(
+        s.referenced_blobs()
+            .await
+            .unwrap()
+            .contains(&Digest::of(b"generated")),
+        "what a publication serves is referenced"
+    );
     assert!(s.delete_repo(&"r2".parse().unwrap()).await.unwrap());
     let names: Vec<_> = s
         .list_publications()

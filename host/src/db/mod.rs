@@ -109,7 +109,9 @@ pub struct Repository {
     pub display_name: String,
     pub description: String,
     pub notes: Notes,
-    /// Content-type specific importer settings (feed, upstream name, tag filters).
+    /// Content-type specific importer settings (feed, upstream name, tag
+    /// filters, credentials). Secrets (`password`, `token`, ...; see
+    /// `docs/access.md`) read as `********`.
     #[schema(value_type = Object)]
     pub importer_config: serde_json::Value,
     /// Content-type specific distributor settings (registry name, redirect url).
@@ -152,6 +154,11 @@ pub struct Publication {
     #[schema(value_type = Object)]
     pub config: serde_json::Value,
     pub published_at: String,
+    /// Blobs the publish stored besides its index (a generated manifest
+    /// file, say): the publication serves them too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<String>)]
+    pub blobs: Vec<Digest>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -437,6 +444,11 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_orphan_units(&self) -> StoreResult<u64>;
     /// Every blob some unit references.
     async fn referenced_blobs(&self) -> StoreResult<Vec<Digest>>;
+    /// Every blob the units associated with `repo` reference: what the
+    /// repository may serve (see `visibility`).
+    async fn repo_blobs(&self, repo: &RepoId) -> StoreResult<Vec<Digest>>;
+    /// The repositories some unit of which references `blob`.
+    async fn repos_holding_blob(&self, blob: &Digest) -> StoreResult<Vec<RepoId>>;
 
     /// Replace the publication of `p.repo_id` for `p.plugin`.
     async fn put_publication(&self, p: &Publication) -> StoreResult<()>;

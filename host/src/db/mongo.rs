@@ -294,6 +294,16 @@ fn read_unit(d: &Document) -> MResult<Unit> {
     let unit_type = d.get_str("unit_type").unwrap_or_default().to_string();
     let key = d.get_str("key").unwrap_or_default().to_string();
     let metadata: serde_json::Value = from_doc(d)?;
+    Ok(Unit {
+        unit_type,
+        key,
+        metadata,
+        blobs: unit_blobs(d)?,
+    })
+}
+
+/// The `blobs` of a unit document.
+fn unit_blobs(d: &Document) -> MResult<Vec<Digest>> {
     let mut blobs = Vec::new();
     for b in strings(d, "blobs")? {
         blobs.push(
@@ -301,12 +311,7 @@ fn read_unit(d: &Document) -> MResult<Unit> {
                 .map_err(|e| abort(Abort::Corrupt(format!("unit blob {b:?}: {e}"))))?,
         );
     }
-    Ok(Unit {
-        unit_type,
-        key,
-        metadata,
-        blobs,
-    })
+    Ok(blobs)
 }
 
 fn index(keys: Document, unique: bool) -> IndexModel {
@@ -880,9 +885,72 @@ impl Store for MongoStore {
         }
         let pubs: Vec<Document> = self.c.pubs.find(doc! {}).await?.try_collect().await?;
         for p in pubs {
-            out.push(from_doc::<Publication>(&p)?.index);
+            let p = from_doc::<Publication>(&p)?;
+            out.push(p.index);
+            out.extend(p.blobs);
         }
         Ok(out)
+    }
+
+    async fn repo_blobs(&self, repo: &RepoId) -> StoreResult<Vec<Digest>> {
+        let assocs: Vec<Document> = self
+            .c
+            .assocs
+            .find(doc! {"repo": repo.as_str()})
+            .projection(doc! {"unit": 1})
+            .await?
+            .try_collect()
+            .await?;
+        let ids: Vec<&str> = assocs
+            .iter()
+            .filter_map(|a| a.get_str("unit").ok())
+            .collect();
+        let units: Vec<Document> = self
+            .c
+            .units
+            .find(doc! {"_id": {"$in": &ids}})
+            .projection(doc! {"blobs": 1})
+            .await?
+            .try_collect()
+            .await?;
+        let mut out = std::collections::BTreeSet::new();
+        for u in &units {
+            out.extend(unit_blobs(u)?);
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    async fn repos_holding_blob(&self, blob: &Digest) -> StoreResult<Vec<RepoId>> {
+        let units: Vec<Document> = self
+            .c
+            .units
+            .find(doc! {"blobs": blob.to_string()})
+            .projection(doc! {"_id": 1})
+            .await?
+            .try_collect()
+            .await?;
+        let ids: Vec<&str> = units.iter().filter_map(|u| u.get_str("_id").ok()).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let assocs: Vec<Document> = self
+            .c
+            .assocs
+            .find(doc! {"unit": {"$in": &ids}})
+            .projection(doc! {"repo": 1})
+            .await?
+            .try_collect()
+            .await?;
+        let mut out = std::collections::BTreeSet::new();
+        for a in &assocs {
+            let repo = a
+                .get_str("repo")
+                .map_err(|e| StoreError::Backend(e.into()))?;
+            out.insert(repo.parse::<RepoId>().map_err(|e| {
+                StoreError::Backend(anyhow::anyhow!("association of {repo:?}: {e}"))
+            })?);
+        }
+        Ok(out.into_iter().collect())
     }
 
     async fn put_publication(&self, p: &Publication) -> StoreResult<()> {

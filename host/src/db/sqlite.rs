@@ -111,9 +111,18 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Open (creating if needed) the store at `path`. The file is private
+    /// (0600), and so are its `-wal` and `-shm` files, which SQLite creates
+    /// with the database file's mode.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
+        crate::private_files::private_file(path)?;
         let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            crate::private_files::tighten(Path::new(&side), crate::private_files::FILE_MODE)?;
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
@@ -626,7 +635,42 @@ impl Store for SqliteStore {
             }
             let mut pubs = c.prepare("SELECT doc FROM publications")?;
             for doc in pubs.query_map([], |r| r.get::<_, String>(0))? {
-                out.push(serde_json::from_str::<Publication>(&doc?)?.index);
+                let p = serde_json::from_str::<Publication>(&doc?)?;
+                out.push(p.index);
+                out.extend(p.blobs);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn repo_blobs(&self, repo: &RepoId) -> StoreResult<Vec<Digest>> {
+        let repo = repo.clone();
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT DISTINCT j.value FROM associations a JOIN units u ON u.id = a.unit_id, \
+                 json_each(u.blobs) j WHERE a.repo_id = ?1",
+            )?;
+            let mut out = Vec::new();
+            for d in stmt.query_map([repo.as_str()], |r| r.get::<_, String>(0))? {
+                out.push(d?.parse().map_err(backend)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn repos_holding_blob(&self, blob: &Digest) -> StoreResult<Vec<RepoId>> {
+        let blob = blob.to_string();
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT DISTINCT a.repo_id FROM units u JOIN associations a ON a.unit_id = u.id \
+                 WHERE EXISTS (SELECT 1 FROM json_each(u.blobs) j WHERE j.value = ?1) \
+                 ORDER BY a.repo_id",
+            )?;
+            let mut out = Vec::new();
+            for id in stmt.query_map([blob.as_str()], |r| r.get::<_, String>(0))? {
+                out.push(id?.parse().map_err(backend)?);
             }
             Ok(out)
         })

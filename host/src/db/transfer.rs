@@ -8,6 +8,11 @@
 //! uploads, units no repository holds (orphans), and tasks that had not ended
 //! (export with the server stopped). Blobs stay where they are: the data
 //! directory is shared, whatever the metadata store.
+//!
+//! Secrets (password hashes, secrets in repository and publication settings
+//! by the rule of [`crate::secrets`], webhook secrets) are masked unless the
+//! export is asked to include them; a masked dump is for reading, and
+//! [`import`] refuses it.
 
 use super::*;
 use anyhow::Context as _;
@@ -28,6 +33,9 @@ pub enum Record {
         format: String,
         version: u32,
         exported_at: String,
+        /// Secrets were replaced by a mask: such a dump cannot be imported.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        secrets_masked: bool,
     },
     Role(Role),
     User(User),
@@ -108,10 +116,13 @@ impl std::fmt::Display for Summary {
 struct Writer<'a, W: Write> {
     out: &'a mut W,
     summary: Summary,
+    /// Mask secrets.
+    mask: bool,
 }
 
 impl<W: Write> Writer<'_, W> {
     fn put(&mut self, r: Record) -> anyhow::Result<()> {
+        let r = if self.mask { masked(r) } else { r };
         serde_json::to_writer(&mut *self.out, &r)?;
         self.out.write_all(b"\n")?;
         self.summary.add(&r);
@@ -119,16 +130,23 @@ impl<W: Write> Writer<'_, W> {
     }
 }
 
-/// Write every record of `store` to `out`, one JSON document per line.
-pub async fn export(store: &dyn Store, out: &mut impl Write) -> anyhow::Result<Summary> {
+/// Write every record of `store` to `out`, one JSON document per line;
+/// secrets masked unless `include_secrets`.
+pub async fn export(
+    store: &dyn Store,
+    out: &mut impl Write,
+    include_secrets: bool,
+) -> anyhow::Result<Summary> {
     let mut w = Writer {
         out,
         summary: Summary::default(),
+        mask: !include_secrets,
     };
     w.put(Record::Header {
         format: FORMAT.into(),
         version: FORMAT_VERSION,
         exported_at: now(),
+        secrets_masked: !include_secrets,
     })?;
     // Roles before users (a user's roles must exist), users before
     // permissions (their subject must exist).
@@ -199,6 +217,23 @@ pub async fn export(store: &dyn Store, out: &mut impl Write) -> anyhow::Result<S
     Ok(w.summary)
 }
 
+/// A record with its secrets masked.
+fn masked(r: Record) -> Record {
+    use crate::secrets::{MASK, mask_publication, mask_repo};
+    match r {
+        Record::User(mut u) => {
+            if u.password_hash.is_some() {
+                u.password_hash = Some(MASK.into());
+            }
+            Record::User(u)
+        }
+        Record::Repository(repo) => Record::Repository(mask_repo(repo)),
+        Record::Publication(p) => Record::Publication(mask_publication(p)),
+        Record::Listener(l) => Record::Listener(l.redacted()),
+        r => r,
+    }
+}
+
 /// Replay a dump into `store`, which must hold no repositories and no users.
 pub async fn import(store: &dyn Store, input: impl BufRead) -> anyhow::Result<Summary> {
     let has_repos = !store
@@ -226,6 +261,14 @@ pub async fn import(store: &dyn Store, input: impl BufRead) -> anyhow::Result<Su
             .with_context(|| format!("line {n} is not a record of a wharf dump"))?;
         if n == 1 {
             match &record {
+                Record::Header {
+                    secrets_masked: true,
+                    ..
+                } => anyhow::bail!(
+                    "this dump was exported without --include-secrets: its passwords and secrets \
+                     are masked, and importing it would lose them; export again with \
+                     `wharf db export --include-secrets`"
+                ),
                 Record::Header {
                     format, version, ..
                 } if format == FORMAT && *version <= FORMAT_VERSION => saw_header = true,
@@ -285,7 +328,7 @@ mod tests {
         let a = sqlite::SqliteStore::open(&dir.path().join("a.db")).unwrap();
         fill(&a).await;
         let mut dump = Vec::new();
-        let s1 = export(&a, &mut dump).await.unwrap();
+        let s1 = export(&a, &mut dump, true).await.unwrap();
         assert_eq!(s1.counts["unit associations"], 2);
         assert_eq!(s1.skipped_unfinished_tasks, 1);
 
@@ -293,7 +336,7 @@ mod tests {
         let s2 = import(&b, &dump[..]).await.unwrap();
         assert_eq!(s1.counts, s2.counts);
         let mut again = Vec::new();
-        export(&b, &mut again).await.unwrap();
+        export(&b, &mut again, true).await.unwrap();
         assert_eq!(records(&dump), records(&again));
 
         let err = import(&b, &dump[..]).await.unwrap_err();
@@ -316,16 +359,46 @@ mod tests {
         let a = sqlite::SqliteStore::open(&dir.path().join("a.db")).unwrap();
         fill(&a).await;
         let mut dump = Vec::new();
-        export(&a, &mut dump).await.unwrap();
+        export(&a, &mut dump, true).await.unwrap();
         let name = format!("wharf_test_transfer_{}", uuid::Uuid::new_v4().simple());
         let m = mongo::MongoStore::open_database(&url, Some(&name))
             .await
             .unwrap();
         import(&m, &dump[..]).await.unwrap();
         let mut again = Vec::new();
-        export(&m, &mut again).await.unwrap();
+        export(&m, &mut again, true).await.unwrap();
         assert_eq!(records(&dump), records(&again));
         m.drop_database().await.unwrap();
+    }
+
+    /// Without `--include-secrets`: no secret in the dump, and no import of it.
+    #[tokio::test]
+    async fn a_default_export_masks_secrets_and_cannot_be_imported() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = sqlite::SqliteStore::open(&dir.path().join("a.db")).unwrap();
+        fill(&a).await;
+        let mut dump = Vec::new();
+        let masked = export(&a, &mut dump, false).await.unwrap();
+        let text = String::from_utf8(dump.clone()).unwrap();
+        for secret in [
+            "feed-password",
+            "$argon2id$",
+            "hook-secret",
+            "publish-token",
+        ] {
+            assert!(!text.contains(secret), "{secret} in the dump:\n{text}");
+        }
+        assert!(text.contains(crate::secrets::MASK));
+        let mut full = Vec::new();
+        let all = export(&a, &mut full, true).await.unwrap();
+        assert_eq!(masked.counts, all.counts, "the same records, masked");
+        let full = String::from_utf8(full).unwrap();
+        assert!(full.contains("feed-password") && full.contains("hook-secret"));
+
+        let b = sqlite::SqliteStore::open(&dir.path().join("b.db")).unwrap();
+        let err = import(&b, &dump[..]).await.unwrap_err();
+        assert!(format!("{err:#}").contains("--include-secrets"), "{err:#}");
+        assert!(b.list_users().await.unwrap().is_empty(), "nothing imported");
     }
 
     /// The record lines of a dump (its header line, with the time of the
@@ -372,8 +445,8 @@ mod tests {
             display_name: "App".into(),
             description: String::new(),
             notes: [("env".to_string(), "prod".to_string())].into(),
-            importer_config: serde_json::json!({"feed": "http://127.0.0.1:1"}),
-            distributor_config: serde_json::json!({"repo-registry-id": "my/app"}),
+            importer_config: serde_json::json!({"feed": "http://127.0.0.1:1", "username": "u", "password": "feed-password"}),
+            distributor_config: serde_json::json!({"repo-registry-id": "my/app", "token": "publish-token"}),
             created_at: now(),
             updated_at: now(),
         };
@@ -407,8 +480,20 @@ mod tests {
             name: "my/app".into(),
             repo_id: repo.id.clone(),
             index: Digest::of(b"index"),
-            config: serde_json::json!({}),
+            config: serde_json::json!({"token": "publish-token"}),
             published_at: now(),
+            blobs: Vec::new(),
+        })
+        .await
+        .unwrap();
+        s.put_listener(&crate::events::Listener {
+            id: "hook".into(),
+            target: crate::events::Target::Http {
+                url: "http://127.0.0.1:1/hook".into(),
+                secret: "hook-secret".into(),
+            },
+            events: vec![],
+            created_at: now(),
         })
         .await
         .unwrap();

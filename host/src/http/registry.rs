@@ -2,14 +2,20 @@
 //! plugin's `resolve`, and the host carries out the plan it returns (serve a
 //! blob with Range and ETag, send a body, redirect, fail, or carry out a
 //! write through the plugin's `write`, see [`write`]). Access is checked
-//! first by `auth::registry_gate`.
+//! first by `auth::registry_gate`, on the canonical path
+//! (`auth::canonical`) that the plugin then sees too; the plugin's view is
+//! bounded by what the gate admitted (`plugins::host::ResolveCall`), and a
+//! plan that serves a blob the admitted repository does not serve is
+//! refused here.
 
 use crate::app::App;
+use crate::auth::registry_token::registry_error;
 use crate::digest::Digest;
 use crate::plugins::bindings::exports::wharf::plugin::plugin::{Plan, Request};
 use crate::plugins::bindings::wharf::plugin::types::Header;
-use crate::plugins::host::CallScope;
+use crate::plugins::host::{CallScope, ResolveCall};
 use crate::plugins::runtime::PluginError;
+use crate::visibility::Served;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
@@ -37,20 +43,39 @@ pub async fn dispatch(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let path = uri.path();
-    let Some(plugin) = app.plugins.for_path(path) else {
+    let path = match crate::auth::canonical::canonical_path(uri.path()) {
+        Ok(p) => p,
+        Err(e) => {
+            let refused = registry_error(StatusCode::BAD_REQUEST, "NAME_INVALID", &e.to_string());
+            return unread_body_closes(&method, head_safe(&method, refused));
+        }
+    };
+    let Some(plugin) = app.plugins.for_path(&path) else {
         return plain(StatusCode::NOT_FOUND, "not found\n");
     };
     // Protected repositories, pushes and the API root need credentials.
-    let admitted =
-        match crate::auth::registry_gate::admit(&app, &plugin, &method, path, &headers, addr).await
-        {
-            Ok(a) => a,
-            Err(denied) => return unread_body_closes(&method, denied),
-        };
+    let admitted = match crate::auth::registry_gate::admit(
+        &app, &plugin, &method, &path, &headers, addr,
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(denied) => return unread_body_closes(&method, denied),
+    };
+    // What the admitted repository serves: the only blobs this request
+    // may see or be answered with.
+    let served = match admitted_publication(&app, &plugin.info.name, &admitted).await {
+        Ok(s) => s,
+        Err(resp) => return unread_body_closes(&method, head_safe(&method, resp)),
+    };
+    let scope = ResolveCall {
+        admitted: served.clone(),
+        write: !matches!(method, Method::GET | Method::HEAD),
+        reader: admitted.reader.clone(),
+    };
     let req = Request {
         method: method.as_str().to_string(),
-        path: path.to_string(),
+        path,
         query: uri.query().unwrap_or("").to_string(),
         headers: headers
             .iter()
@@ -68,7 +93,7 @@ pub async fn dispatch(
     // not do: block_in_place hands this worker's other tasks to another thread
     // instead of paying a thread hop per request.
     let plan = tokio::task::block_in_place(|| {
-        plugin.call(CallScope::Resolve, None, |p, s| {
+        plugin.call(CallScope::Resolve(Box::new(scope)), None, |p, s| {
             p.wharf_plugin_plugin().call_resolve(s, &req)
         })
     });
@@ -88,11 +113,42 @@ pub async fn dispatch(
                 Ok(plan) => plan,
                 Err(resp) => return unread_body_closes(&method, head_safe(&method, resp)),
             };
-            execute(&app, &method, &headers, plan).await
+            execute(&app, &method, &headers, plan, served.as_deref()).await
         }
-        Ok(plan) => execute(&app, &method, &headers, plan).await,
+        Ok(plan) => execute(&app, &method, &headers, plan, served.as_deref()).await,
         Err(e) => plugin_failure(e),
     }
+}
+
+/// The served set of the publication the gate admitted, if it admitted one.
+async fn admitted_publication(
+    app: &App,
+    plugin: &str,
+    admitted: &crate::auth::registry_gate::Admitted,
+) -> Result<Option<Arc<Served>>, Response> {
+    let Some(repo) = &admitted.repository else {
+        return Ok(None);
+    };
+    let Some(publication) = app
+        .publications
+        .for_repo(repo)
+        .into_iter()
+        .find(|p| p.plugin == plugin)
+    else {
+        return Ok(None);
+    };
+    app.served
+        .get(app.store.as_ref(), &publication)
+        .await
+        .map(Some)
+        .map_err(|e| {
+            tracing::error!(repo, "reading what the publication serves: {e}");
+            registry_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "the metadata store is not answering; try again",
+            )
+        })
 }
 
 /// A write refused before (or while) its body was read leaves the rest of
@@ -141,7 +197,13 @@ fn add_headers(resp: &mut Response, headers: &[Header]) {
     }
 }
 
-async fn execute(app: &App, method: &Method, req_headers: &HeaderMap, plan: Plan) -> Response {
+async fn execute(
+    app: &App,
+    method: &Method,
+    req_headers: &HeaderMap,
+    plan: Plan,
+    served: Option<&Served>,
+) -> Response {
     match plan {
         Plan::Body(b) => {
             let status =
@@ -192,6 +254,11 @@ async fn execute(app: &App, method: &Method, req_headers: &HeaderMap, plan: Plan
             "the plugin answered a write with another write\n",
         ),
         Plan::Blob(b) => match b.digest.parse::<Digest>() {
+            // The trust rule: only what the admitted repository serves.
+            Ok(d) if !served.is_some_and(|s| s.contains(&d)) => {
+                tracing::warn!(digest = %d, repo = ?served.map(|s| &s.repo), "plugin planned to serve a blob the admitted repository does not serve; refused");
+                blob_unknown(method, &d)
+            }
             Ok(d) => serve_blob(app, method, req_headers, &d, &b.media_type, &b.headers).await,
             Err(e) => {
                 tracing::error!("plugin asked to serve {e}");
@@ -202,6 +269,14 @@ async fn execute(app: &App, method: &Method, req_headers: &HeaderMap, plan: Plan
             }
         },
     }
+}
+
+fn blob_unknown(method: &Method, d: &Digest) -> Response {
+    let body = serde_json::json!({"errors": [{"code": "BLOB_UNKNOWN", "message": format!("blob {d} is not stored"), "detail": {}}]});
+    head_safe(
+        method,
+        (StatusCode::NOT_FOUND, axum::Json(body)).into_response(),
+    )
 }
 
 /// A single `bytes=` range, resolved against `len`. `Err` means unsatisfiable.
@@ -243,8 +318,7 @@ async fn serve_blob(
         Ok(f) => tokio::fs::File::from_std(f),
         Err(e) => {
             tracing::error!("publication names {d}, which cannot be opened: {e}");
-            let body = serde_json::json!({"errors": [{"code": "BLOB_UNKNOWN", "message": format!("blob {d} is not stored"), "detail": {}}]});
-            return (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
+            return blob_unknown(method, d);
         }
     };
     let len = match file.metadata().await {

@@ -28,7 +28,6 @@ use crate::sessions::{Owner, SessionError, SessionId};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -162,7 +161,7 @@ pub async fn run(
             (Some(id), false)
         }
     };
-    let written = call_write(plugin, &repo, req, session).await;
+    let written = call_write(plugin, &repo, req, session, admitted.reader.clone()).await;
     let (written, changes) = match written {
         Ok(w) => w,
         Err(resp) => {
@@ -205,14 +204,14 @@ async fn call_write(
     repo: &Repository,
     req: Request,
     session: Option<SessionId>,
+    reader: crate::visibility::Reader,
 ) -> Result<(Written, Vec<crate::db::UnitChange>), Response> {
-    let call = TaskCall {
-        repo: repo.clone(),
-        overlay: BTreeMap::new(),
-        changes: Vec::new(),
-        progress: Arc::new(|_: Progress| {}),
-        allowed_origins: Vec::new(),
-    };
+    let call = TaskCall::new(
+        repo.clone(),
+        Arc::new(|_: Progress| {}),
+        Vec::new(),
+        Some(reader),
+    );
     let wrepo = wit_repo(repo);
     let session = session.map(|s| s.to_string());
     let plugin = plugin.clone();

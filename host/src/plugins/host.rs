@@ -1,10 +1,15 @@
 //! What a plugin can reach: the host side of the `wharf:plugin` imports.
 //!
-//! Every capability is scoped to the current call. `resolve` (the registry hot
-//! path) sees publications, blobs, repositories of its content types and the
-//! length of its upload sessions; an import, sync, publish or registry write
-//! sees the units and upload sessions of its own repository, and `fetch`
-//! reaches that repository's feed host only. Unit changes are staged here and committed in
+//! Every capability is scoped to the current call, and the scope is the
+//! host's decision, never the plugin's (the trust rule, docs/access.md).
+//! `resolve` (the registry hot path) sees the publication of the repository
+//! the access gate admitted and only the blobs it serves, the catalog of
+//! what the caller may read, repositories of its content types and the
+//! length of its upload sessions. An import, sync, publish or registry write
+//! sees the units and upload sessions of its own repository, and only blobs
+//! it stored itself, its repository holds, it received through this
+//! repository's upload sessions, or (a push) the pusher may read elsewhere;
+//! `fetch` reaches that repository's feed host only. Unit changes are staged here and committed in
 //! one transaction when the call succeeds, so a failed import leaves nothing
 //! behind.
 
@@ -17,8 +22,9 @@ use crate::db::{self, Progress, Repository, Store, UnitChange};
 use crate::digest::Digest;
 use crate::publications::PublicationMap;
 use crate::sessions::{SessionError, Sessions};
-use std::collections::BTreeMap;
+use crate::visibility::{Reader, Served};
 use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -42,6 +48,9 @@ pub struct HostEnv {
     pub store: Arc<dyn Store>,
     pub publications: Arc<PublicationMap>,
     pub sessions: Arc<Sessions>,
+    /// What `fetch` may reach beyond the feed's origin rule; `http` is built
+    /// by it and checks every resolved address and redirect hop.
+    pub outbound: Arc<crate::outbound::OutboundPolicy>,
     pub http: reqwest::Client,
     pub rt: tokio::runtime::Handle,
     /// Where fetched bodies are spooled (unlinked files).
@@ -98,6 +107,59 @@ pub struct TaskCall {
     pub progress: Arc<dyn Fn(Progress) + Send + Sync>,
     /// Origins (scheme://host:port) `fetch` may reach.
     pub allowed_origins: Vec<String>,
+    /// Whether the caller may read a repository: the pusher in a registry
+    /// write; `None` for tasks, which read their own repository only.
+    pub reader: Option<Reader>,
+    /// Blobs this call may name: stored by it, or found visible to it.
+    pub visible: HashSet<Digest>,
+    /// The blobs the repository's units held when first asked.
+    held: Option<HashSet<Digest>>,
+}
+
+impl TaskCall {
+    pub fn new(
+        repo: Repository,
+        progress: Arc<dyn Fn(Progress) + Send + Sync>,
+        allowed_origins: Vec<String>,
+        reader: Option<Reader>,
+    ) -> Self {
+        TaskCall {
+            repo,
+            overlay: BTreeMap::new(),
+            changes: Vec::new(),
+            progress,
+            allowed_origins,
+            reader,
+            visible: HashSet::new(),
+            held: None,
+        }
+    }
+}
+
+/// A registry request's view: what the access gate admitted.
+pub struct ResolveCall {
+    /// The repository the gate admitted and what its publication serves;
+    /// `None` when the path names no published repository.
+    pub admitted: Option<Arc<Served>>,
+    /// A push: a digest that a repository the caller may read holds may
+    /// be looked at (a cross-repository mount).
+    pub write: bool,
+    pub reader: Reader,
+}
+
+impl ResolveCall {
+    /// A request that was admitted for nothing.
+    pub fn nothing() -> Self {
+        ResolveCall {
+            admitted: None,
+            write: false,
+            reader: crate::visibility::no_reader(),
+        }
+    }
+
+    fn serves(&self, d: &Digest) -> bool {
+        self.admitted.as_ref().is_some_and(|s| s.contains(d))
+    }
 }
 
 /// What the current call may touch.
@@ -105,7 +167,7 @@ pub enum CallScope {
     /// Loading: `describe` only.
     Describe,
     /// A registry request.
-    Resolve,
+    Resolve(Box<ResolveCall>),
     Task(Box<TaskCall>),
 }
 
@@ -319,6 +381,45 @@ impl HostState {
         self.bytes_stored += len;
         Ok(out)
     }
+
+    /// Record that this call stored (or verified) `d`: it may name it.
+    fn stored(&mut self, d: &Digest) {
+        if let CallScope::Task(t) = &mut self.scope {
+            t.visible.insert(d.clone());
+        }
+    }
+
+    /// Whether the current call may open, stat or name the blob `d`. A
+    /// blob it may not see looks exactly like one that is not stored.
+    fn may_see(&mut self, d: &Digest) -> bool {
+        let env = self.env.clone();
+        let holders = || env.rt.block_on(env.store.repos_holding_blob(d));
+        match &mut self.scope {
+            CallScope::Describe => false,
+            CallScope::Resolve(r) => {
+                r.serves(d)
+                    || (r.write
+                        && holders().is_ok_and(|repos| repos.iter().any(|id| (r.reader)(id))))
+            }
+            CallScope::Task(t) => {
+                if t.visible.contains(d) || env.sessions.received(t.repo.id.as_str(), d) {
+                    return true;
+                }
+                if t.held.is_none() {
+                    let held = env.rt.block_on(env.store.repo_blobs(&t.repo.id));
+                    t.held = Some(held.unwrap_or_default().into_iter().collect());
+                }
+                let seen = t.held.as_ref().is_some_and(|h| h.contains(d))
+                    || t.reader.as_ref().is_some_and(|may_read| {
+                        holders().is_ok_and(|repos| repos.iter().any(|id| may_read(id)))
+                    });
+                if seen {
+                    t.visible.insert(d.clone());
+                }
+                seen
+            }
+        }
+    }
 }
 
 impl WasiView for HostState {
@@ -434,6 +535,9 @@ impl blobs::Host for HostState {
 
     fn open(&mut self, digest: String) -> Result<Resource<SourceHandle>, types::Error> {
         let d = parse_digest(&digest)?;
+        if !self.may_see(&d) {
+            return Err(blob_err(BlobError::NotFound(d)));
+        }
         let file = self.env.blobs.open_blob(&d).map_err(blob_err)?;
         let handle = SourceHandle::file(file).map_err(|e| err("io", e.to_string()))?;
         self.table
@@ -442,10 +546,11 @@ impl blobs::Host for HostState {
     }
 
     fn stat(&mut self, digest: String) -> Option<u64> {
-        digest
-            .parse::<Digest>()
-            .ok()
-            .and_then(|d| self.env.blobs.stat(&d))
+        let d = digest.parse::<Digest>().ok()?;
+        if !self.may_see(&d) {
+            return None;
+        }
+        self.env.blobs.stat(&d)
     }
 
     fn store_bytes(
@@ -463,8 +568,9 @@ impl blobs::Host for HostState {
         }
         let expect = expect.as_deref().map(parse_digest).transpose()?;
         let len = bytes.len() as u64;
-        self.store_blob(|b| b.store_bytes(&bytes, expect.as_ref()), len)
-            .map(String::from)
+        let d = self.store_blob(|b| b.store_bytes(&bytes, expect.as_ref()), len)?;
+        self.stored(&d);
+        Ok(d.into())
     }
 }
 
@@ -513,6 +619,7 @@ impl blobs::HostSource for HostState {
                     .store_range(offset, len, expect.as_ref(), &stop)
                     .map_err(stream_err)?;
                 self.bytes_stored += len;
+                self.stored(&stored);
                 return Ok(stored.into());
             }
             SourceHandle::File {
@@ -528,7 +635,7 @@ impl blobs::HostSource for HostState {
                 (file.clone(), *base + offset, whole)
             }
         };
-        self.store_blob(
+        let (d, _) = self.store_blob(
             |b| match &whole {
                 Some(w) => b.link_file(
                     &file,
@@ -541,8 +648,9 @@ impl blobs::HostSource for HostState {
                 None => b.store_file_range(&file, start, len, expect.as_ref()),
             },
             len,
-        )
-        .map(|(d, _)| String::from(d))
+        )?;
+        self.stored(&d);
+        Ok(d.into())
     }
 
     fn drop(&mut self, rep: Resource<SourceHandle>) -> wasmtime::Result<()> {
@@ -573,11 +681,17 @@ impl units::Host for HostState {
         let mut blobs = Vec::with_capacity(unit.blobs.len());
         for b in &unit.blobs {
             let d = parse_digest(b)?;
-            // A unit may only name bytes that are really stored.
-            if !self.env.blobs.contains(&d) {
+            // A unit may only name bytes that are really stored, and that
+            // this call may see (it stored them, its repository holds them,
+            // or the pusher may read a repository that does).
+            if !self.may_see(&d) || !self.env.blobs.contains(&d) {
                 return Err(err(
                     "not-found",
-                    format!("unit {} names blob {d}, which is not stored", unit.key),
+                    format!(
+                        "unit {} names blob {d}, which is not stored or not visible to this \
+                         repository; store (or push) its bytes first",
+                        unit.key
+                    ),
                 ));
             }
             blobs.push(d);
@@ -675,10 +789,18 @@ fn to_wit_unit(u: db::Unit) -> units::Unit {
 }
 
 impl publications::Host for HostState {
+    /// Only the publication of the repository this call is about: the one
+    /// the gate admitted, or the task's own.
     fn lookup(&mut self, name: String) -> Option<publications::Publication> {
+        let mine = match &self.scope {
+            CallScope::Resolve(r) => r.admitted.as_ref().map(|s| s.repo.clone()),
+            CallScope::Task(t) => Some(t.repo.id.clone()),
+            CallScope::Describe => None,
+        }?;
         self.env
             .publications
             .get(&self.plugin, &name)
+            .filter(|p| p.repo_id == mine)
             .map(|p| publications::Publication {
                 name: p.name.clone(),
                 repository_id: p.repo_id.to_string(),
@@ -687,12 +809,23 @@ impl publications::Host for HostState {
             })
     }
 
+    /// Names of the repositories the caller may read (a task: its own).
     fn names(&mut self, after: Option<String>, limit: u32) -> Vec<String> {
-        self.env.publications.names(
-            &self.plugin,
-            after.as_deref(),
-            limit.clamp(1, 10_000) as usize,
-        )
+        let limit = limit.clamp(1, 10_000) as usize;
+        let after = after.as_deref();
+        match &self.scope {
+            CallScope::Resolve(r) => {
+                self.env
+                    .publications
+                    .names_where(&self.plugin, after, limit, |p| (r.reader)(&p.repo_id))
+            }
+            CallScope::Task(t) => {
+                self.env
+                    .publications
+                    .names_where(&self.plugin, after, limit, |p| p.repo_id == t.repo.id)
+            }
+            CallScope::Describe => Vec::new(),
+        }
     }
 }
 
@@ -710,7 +843,7 @@ impl HostState {
     fn session(&self, id: &str) -> Option<crate::sessions::SessionId> {
         let repo = match &self.scope {
             CallScope::Task(t) => Some(t.repo.id.as_str()),
-            CallScope::Resolve => None,
+            CallScope::Resolve(_) => None,
             CallScope::Describe => return None,
         };
         self.env.sessions.find(id, &self.plugin, repo)
@@ -739,6 +872,11 @@ impl sessions::Host for HostState {
             .commit(sid, &self.env.blobs, expect.as_ref())
             .map_err(session_err)?;
         self.bytes_stored += len;
+        self.stored(&digest);
+        // Later writes of this repository (the manifest PUT that names
+        // this blob) may name it too, on any node.
+        let repo = self.task("sessions.commit")?.repo.id.clone();
+        self.env.sessions.mark_received(repo.as_str(), &digest);
         Ok(digest.into())
     }
 
@@ -800,6 +938,22 @@ impl repositories::Host for HostState {
     }
 }
 
+/// A request error for a task record: the policy's refusal, or the error
+/// and its causes (without the URL, which the message names already).
+fn describe(e: reqwest::Error) -> String {
+    crate::outbound::describe(&e.without_url())
+}
+
+/// A URL for a message: no credentials, no query (it may carry tokens).
+fn shown(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_query(None);
+    u.set_fragment(None);
+    u.to_string()
+}
+
 /// `scheme://host:port` of a URL.
 pub fn origin(url: &reqwest::Url) -> String {
     format!(
@@ -815,6 +969,7 @@ impl HostState {
         let url: reqwest::Url = url
             .parse()
             .map_err(|e| err("invalid-input", format!("bad URL {url:?}: {e}")))?;
+        let outbound = self.env.outbound.clone();
         let t = self.task("fetch")?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(err(
@@ -822,6 +977,10 @@ impl HostState {
                 format!("fetch only speaks http and https, not {}", url.scheme()),
             ));
         }
+        // Internal addresses first: the feed itself may name one.
+        outbound
+            .check_url(&url)
+            .map_err(|e| err("denied", e.to_string()))?;
         if !t.allowed_origins.contains(&origin(&url)) {
             return Err(err(
                 "denied",
@@ -839,7 +998,8 @@ impl HostState {
 
     /// A bearer challenge from the feed names the realm that issues its
     /// tokens; the realm may live on another host, and is allowed once the
-    /// feed itself pointed at it.
+    /// feed itself pointed at it — if the outbound policy lets it through (a
+    /// learned realm's hostname is still checked again when it resolves).
     fn learn_auth_realm(&mut self, headers: &reqwest::header::HeaderMap) {
         for v in headers.get_all(reqwest::header::WWW_AUTHENTICATE) {
             let Ok(v) = v.to_str() else { continue };
@@ -853,10 +1013,14 @@ impl HostState {
                 .split(',')
                 .find_map(|p| p.trim().strip_prefix("realm="))
                 .map(|r| r.trim_matches('"'));
-            if let (Some(realm), CallScope::Task(t)) = (
-                realm.and_then(|r| r.parse::<reqwest::Url>().ok()),
-                &mut self.scope,
-            ) {
+            let Some(realm) = realm.and_then(|r| r.parse::<reqwest::Url>().ok()) else {
+                continue;
+            };
+            if let Err(e) = self.env.outbound.check_url(&realm) {
+                tracing::warn!(plugin = %self.plugin, "token realm not learned: {e}");
+                continue;
+            }
+            if let CallScope::Task(t) = &mut self.scope {
                 let o = origin(&realm);
                 if !t.allowed_origins.contains(&o) {
                     t.allowed_origins.push(o);
@@ -894,14 +1058,14 @@ impl fetch::Host for HostState {
             let mut resp = request
                 .send()
                 .await
-                .map_err(|e| err("fetch", format!("GET {url}: {e}")))?;
+                .map_err(|e| err("fetch", format!("GET {}: {}", shown(&url), describe(e))))?;
             let mut file =
                 tempfile::tempfile_in(&env.spool_dir).map_err(|e| err("io", e.to_string()))?;
             let mut got = 0u64;
             while let Some(chunk) = resp
                 .chunk()
                 .await
-                .map_err(|e| err("fetch", format!("reading {url}: {e}")))?
+                .map_err(|e| err("fetch", format!("reading {}: {}", shown(&url), describe(e))))?
             {
                 got += chunk.len() as u64;
                 if got > MAX_FETCH_BODY {
@@ -947,15 +1111,23 @@ impl fetch::Host for HostState {
         for d in &downloads {
             prepared.push(parse_digest(&d.digest).and_then(|digest| {
                 let url = self.check_fetch_url(&d.url)?;
-                Ok((digest, build_request(&env.http, "GET", url, &d.headers)?))
+                // Skipped only when this repository already holds it: a
+                // digest a feed merely lists is never a key to bytes stored
+                // for another repository; those are downloaded and verified.
+                let held = self.may_see(&digest) && env.blobs.contains(&digest);
+                Ok((
+                    digest,
+                    held,
+                    build_request(&env.http, "GET", url, &d.headers)?,
+                ))
             }));
         }
         let results: Vec<Result<(Digest, u64), types::Error>> = env.rt.block_on(
             futures::stream::iter(prepared.into_iter().map(|p| {
                 let env = env.clone();
                 async move {
-                    let (digest, req) = p?;
-                    if env.blobs.contains(&digest) {
+                    let (digest, held, req) = p?;
+                    if held {
                         return Ok((digest, 0));
                     }
                     download_blob(&env, req, &digest).await.map(|n| (digest, n))
@@ -969,6 +1141,7 @@ impl fetch::Host for HostState {
             .map(|r| {
                 r.map(|(d, n)| {
                     self.bytes_stored += n;
+                    self.stored(&d);
                     String::from(d)
                 })
             })
@@ -986,7 +1159,9 @@ async fn download_blob(
     let mut resp = req
         .send()
         .await
-        .map_err(|e| err("fetch", format!("{digest}: {e}")))?;
+        .map_err(|e| err("fetch", format!("{digest}: {}", describe(e))))?;
+    // The status and its reason only: an upstream's error body never
+    // reaches the task record.
     if !resp.status().is_success() {
         return Err(err(
             "fetch",
@@ -997,7 +1172,7 @@ async fn download_blob(
     while let Some(chunk) = resp
         .chunk()
         .await
-        .map_err(|e| err("fetch", format!("{digest}: {e}")))?
+        .map_err(|e| err("fetch", format!("{digest}: {}", describe(e))))?
     {
         w.write_all(&chunk).map_err(|e| err("io", e.to_string()))?;
     }

@@ -97,7 +97,11 @@ pub fn token_from_body(body: &[u8]) -> Result<String, Error> {
     let response: TokenResponse = serde_json::from_slice(body).map_err(|e| {
         Error::new(
             "denied",
-            format!("the token endpoint answered invalid JSON: {e}"),
+            // Where, not what: serde quotes the values it did not expect.
+            format!(
+                "the token endpoint answered invalid JSON (at {})",
+                crate::sync::json_error_at(&e)
+            ),
         )
     })?;
     response

@@ -33,6 +33,11 @@ pub fn parse_config(json: &str) -> Result<DistributorConfig, Error> {
 }
 
 /// The name clients pull by: `repo_registry_id`, else the repository id.
+/// Path components the registry's routes use after a name: a name holding
+/// one could be split two ways (`a/manifests` + `latest` or `a` +
+/// `manifests/latest`).
+const ROUTE_WORDS: [&str; 5] = ["manifests", "blobs", "tags", "uploads", "referrers"];
+
 pub fn registry_name(config: &DistributorConfig, repo_id: &str) -> Result<String, Error> {
     let (name, from) = match config.repo_registry_id.as_deref().filter(|n| !n.is_empty()) {
         Some(name) => (name, "repo_registry_id"),
@@ -42,6 +47,14 @@ pub fn registry_name(config: &DistributorConfig, repo_id: &str) -> Result<String
         return Err(Error::invalid(format!(
             "{from} {name:?} is not a valid registry name: use lowercase path components \
              ([a-z0-9] separated by '.', '_' or '-') joined by '/'; set repo_registry_id"
+        )));
+    }
+    if let Some(word) = name.split('/').find(|c| ROUTE_WORDS.contains(c)) {
+        return Err(Error::invalid(format!(
+            "{from} {name:?} has the path component {word:?}, which the registry's routes use \
+             (/v2/<name>/{word}/...): a request path could then name two repositories; \
+             choose a name without {}",
+            ROUTE_WORDS.join(", ")
         )));
     }
     Ok(name.to_string())

@@ -12,7 +12,7 @@ use crate::host::{Host, Sessions};
 use crate::manifest::{self, Kind, MAX_MANIFEST};
 use crate::model::{self, MANIFEST, ManifestMeta, TAG};
 use crate::publish::{parse_config, registry_name};
-use crate::reference::{is_valid_digest, is_valid_tag};
+use crate::reference::{is_valid_digest, is_valid_name, is_valid_tag};
 use crate::routes::{Registry, Route, digest_header, failure, parse_path, percent_decode};
 use wharf_sdk::{
     Body, BodyTarget, Error, Failure, Header, Plan, Repository, Request, ServeBlob, WritePlan,
@@ -116,7 +116,10 @@ pub fn plan<R: Registry>(registry: &mut R, req: &Request, route: Route) -> Resul
             let repo = push_target(registry, &name)?;
             // Cross-repository mount: the bytes are stored already, so the
             // blob only needs naming by a manifest of this repository later.
+            // The host shows its size only if the pusher may read a
+            // repository that holds it; otherwise the client uploads it.
             if let Some(mount) = query_param(&req.query, "mount")
+                && query_param(&req.query, "from").is_some_and(|f| is_valid_name(&f))
                 && is_valid_digest(&mount)
                 && registry.blob_size(&mount).is_some()
             {

@@ -191,7 +191,10 @@ impl<H: Host> Client<'_, H> {
                 if response.status != 200 {
                     return Err(Error::new(
                         "denied",
-                        format!("the token endpoint {url} answered {}", response.status),
+                        format!(
+                            "the token endpoint {url} answered {}",
+                            status_text(response.status)
+                        ),
                     ));
                 }
                 self.authorization =
@@ -226,15 +229,47 @@ impl<H: Host> Client<'_, H> {
     }
 }
 
+/// A non-2xx answer as an error: its status and reason only. The body never
+/// reaches the task record (an internal service's answer must not leak
+/// through a sync's error).
 fn ensure_ok(response: &HttpResponse, url: &str) -> Result<(), Error> {
     if (200..300).contains(&response.status) {
         return Ok(());
     }
-    let body = String::from_utf8_lossy(&response.body[..response.body.len().min(200)]).into_owned();
     Err(Error::new(
         UPSTREAM,
-        format!("{url} answered {}: {body}", response.status),
+        format!("{url}: upstream answered {}", status_text(response.status)),
     ))
+}
+
+/// `404 Not Found`: a status with its usual reason phrase.
+pub fn status_text(status: u16) -> String {
+    let reason = match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        416 => "Range Not Satisfiable",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
+    };
+    format!("{status} {reason}").trim_end().to_string()
+}
+
+/// Where a JSON document failed to parse, never what it held (serde's
+/// messages quote the values they did not expect).
+pub fn json_error_at(e: &serde_json::Error) -> String {
+    format!("line {}, column {}", e.line(), e.column())
 }
 
 #[derive(Deserialize)]
@@ -397,7 +432,13 @@ fn list_tags<H: Host>(
         }
         ensure_ok(&response, &url)?;
         let page: TagsPage = serde_json::from_slice(&response.body).map_err(|e| {
-            Error::new(UPSTREAM, format!("{url} answered an invalid tag list: {e}"))
+            Error::new(
+                UPSTREAM,
+                format!(
+                    "{url} answered an invalid tag list (at {})",
+                    json_error_at(&e)
+                ),
+            )
         })?;
         tags.extend(
             page.tags

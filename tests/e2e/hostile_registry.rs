@@ -1,0 +1,548 @@
+//! The registry side attacked as an attacker would (issue 15, the trust
+//! rule): encoded, dotted and shadowed names aimed at a protected
+//! repository, and digests of its blobs used as keys (HEAD, mount,
+//! manifest PUT) from a repository the attacker controls. Every test also
+//! checks that the legitimate path still works.
+
+use crate::registry_support::*;
+use crate::support::*;
+use reqwest::blocking::Response;
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::time::Duration;
+
+const MALLORY: (&str, &str) = ("mallory", "mallory-password-1");
+const CAROL: (&str, &str) = ("carol", "carol-password-1");
+
+fn admin_post(s: &Server, path: &str, body: Value) {
+    let (status, v) = s.post_json(path, &body);
+    assert!(status < 300, "POST {path} {body}: {status} {v}");
+}
+
+/// A user whose own role grants `grants` (resource, operations).
+fn user_with(s: &Server, (login, password): (&str, &str), grants: &[(&str, &[&str])]) {
+    let role = format!("{login}-role");
+    admin_post(s, "/api/v1/roles", json!({"id": role}));
+    for (resource, ops) in grants {
+        admin_post(
+            s,
+            "/api/v1/permissions/grant",
+            json!({"role_id": role, "resource": resource, "operations": ops}),
+        );
+    }
+    admin_post(
+        s,
+        "/api/v1/users",
+        json!({"login": login, "name": login, "password": password, "roles": [role]}),
+    );
+}
+
+/// `secret/app` (protected, the two-layer image, tag `v1`) and `public/app` (busybox)
+/// published; `mallory` may change only the push repository `mallory/app`,
+/// `carol` may also read `secret`.
+fn two_repositories() -> Server {
+    let s = Server::start();
+    s.create_repo(json!({"id": "secret", "content_type": "docker",
+        "distributor_config": {"repo_registry_id": "secret/app", "protected": true}}));
+    s.create_repo(json!({"id": "public", "content_type": "docker",
+        "distributor_config": {"repo_registry_id": "public/app"}}));
+    s.import_and_publish("secret", &images_dir().join("two-layer.tar"));
+    s.import_and_publish("public", &images_dir().join("busybox.tar"));
+    for (id, name) in [("mallory", "mallory/app"), ("carol", "carol/app")] {
+        s.create_repo(json!({"id": id, "content_type": "docker",
+            "distributor_config": {"repo_registry_id": name, "auto_publish": true}}));
+        // Published (empty) once, so that `update` on the repository alone
+        // lets its owner push (docs/access.md).
+        publish(&s, id);
+    }
+    let own: &[&str] = &["read", "update", "execute"];
+    user_with(&s, MALLORY, &[("/repositories/mallory/", own)]);
+    user_with(
+        &s,
+        CAROL,
+        &[
+            ("/repositories/carol/", own),
+            ("/repositories/secret/", &["read"]),
+        ],
+    );
+    s
+}
+
+fn basic((login, password): (&str, &str)) -> String {
+    use base64::Engine as _;
+    let pair = format!("{login}:{password}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+fn admin() -> String {
+    basic(("admin", ADMIN_PASSWORD))
+}
+
+/// One request written byte for byte (no client normalises the path);
+/// returns the status and the body.
+fn raw(s: &Server, method: &str, path: &str, auth: Option<&str>) -> (u16, String) {
+    let mut c = std::net::TcpStream::connect(&s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: {DOCKER_ACCEPT}\r\n",
+        s.addr
+    );
+    if let Some(a) = auth {
+        req.push_str(&format!("Authorization: {a}\r\n"));
+    }
+    req.push_str("\r\n");
+    c.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A request through a client, with headers and a body.
+fn call(s: &Server, method: &str, path: &str, auth: &str, body: Vec<u8>) -> Response {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut r = no_redirects()
+        .request(method, s.url(path))
+        .header("Accept", DOCKER_ACCEPT)
+        .body(body);
+    if !auth.is_empty() {
+        r = r.header("Authorization", auth);
+    }
+    r.send().unwrap()
+}
+
+/// The manifest of `name:tag` as the administrator reads it.
+fn manifest(s: &Server, name: &str, tag: &str) -> Value {
+    let r = call(
+        s,
+        "GET",
+        &format!("/v2/{name}/manifests/{tag}"),
+        &admin(),
+        vec![],
+    );
+    assert_eq!(r.status().as_u16(), 200);
+    r.json().unwrap()
+}
+
+/// A layer (digest, size) of `secret/app` that `public/app` does not have.
+fn secret_layer(s: &Server) -> (String, u64) {
+    let public: Vec<Value> = manifest(s, "public/app", "latest")["layers"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let secret = manifest(s, "secret/app", "v1");
+    let layer = secret["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| !public.iter().any(|p| p["digest"] == l["digest"]))
+        .expect("the two-layer image has a layer busybox lacks")
+        .clone();
+    (
+        layer["digest"].as_str().unwrap().to_string(),
+        layer["size"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn encoded_dotted_and_cased_names_never_reach_a_protected_repository() {
+    let s = two_repositories();
+    let (layer, _) = secret_layer(&s);
+    let mut attacks = Vec::new();
+    for tail in [
+        "tags/list".to_string(),
+        "manifests/v1".to_string(),
+        format!("blobs/{layer}"),
+    ] {
+        for name in [
+            "%73ecret/app",
+            "secret%2Fapp",
+            "secret%2fapp",
+            "%2573ecret/app",
+            "%252573ecret/app",
+            "SECRET/app",
+            "Secret/App",
+            "secret//app",
+            "public/app/../../secret/app",
+            "public/app/%2e%2e/%2e%2e/secret/app",
+            "public/app/%2E%2E/%2E%2E/secret/app",
+            "./secret/app",
+            "secret/./app",
+            "secret/app/",
+        ] {
+            attacks.push(format!("/v2/{name}/{tail}"));
+        }
+        attacks.push(format!("/v2//secret/app/{tail}"));
+    }
+    for path in &attacks {
+        for method in ["GET", "HEAD"] {
+            let (status, body) = raw(&s, method, path, None);
+            assert!(
+                [400, 401, 403, 404].contains(&status),
+                "{method} {path} answered {status}: {body}"
+            );
+            for leak in ["\"tags\"", "\"layers\"", "sha256:"] {
+                assert!(
+                    !body.contains(leak),
+                    "{method} {path} leaked {leak}: {body}"
+                );
+            }
+        }
+    }
+    // The legitimate paths: public anonymously (even written with an
+    // escape, decoded once), secret with credentials.
+    for path in ["/v2/public/app/tags/list", "/v2/%70ublic/app/tags/list"] {
+        let (status, body) = raw(&s, "GET", path, None);
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(body.contains("latest"), "{body}");
+    }
+    let (status, body) = raw(&s, "GET", "/v2/secret/app/tags/list", Some(&admin()));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("v1"), "{body}");
+    let (status, _) = raw(
+        &s,
+        "HEAD",
+        &format!("/v2/secret/app/blobs/{layer}"),
+        Some(&admin()),
+    );
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn shadow_names_cannot_be_published_and_serve_nothing_of_the_real_repository() {
+    let s = two_repositories();
+    for (id, shadow) in [
+        ("shadow-m", "secret/app/manifests"),
+        ("shadow-b", "secret/app/blobs"),
+        ("shadow-t", "secret/app/tags"),
+    ] {
+        s.create_repo(json!({"id": id, "content_type": "docker",
+            "distributor_config": {"repo_registry_id": shadow}}));
+        let t = import(&s, id, &images_dir().join("busybox.tar"));
+        assert_eq!(t["state"], "finished", "{t}");
+        let t = s.repo_task(id, "publish", json!({}));
+        let why = failed_with(&t);
+        assert!(why.contains("registry's routes use"), "{why}");
+    }
+    let (status, body) = raw(&s, "GET", "/v2/secret/app/manifests/v1", None);
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = raw(&s, "GET", "/v2/secret/app/tags/list", None);
+    assert_eq!(status, 401, "{body}");
+    // A name that merely contains a keyword elsewhere is still refused, and
+    // an ordinary name still publishes.
+    s.create_repo(json!({"id": "fine", "content_type": "docker",
+        "distributor_config": {"repo_registry_id": "fine/app"}}));
+    s.import_and_publish("fine", &images_dir().join("busybox.tar"));
+    let (status, _) = raw(&s, "GET", "/v2/fine/app/manifests/latest", None);
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn a_digest_is_no_key_to_another_repositorys_blob() {
+    let s = two_repositories();
+    let (layer, size) = secret_layer(&s);
+    let mallory = basic(MALLORY);
+    // HEAD on a name the attacker may push to, anonymously or as mallory.
+    for auth in ["", mallory.as_str()] {
+        let r = call(
+            &s,
+            "HEAD",
+            &format!("/v2/mallory/app/blobs/{layer}"),
+            auth,
+            vec![],
+        );
+        assert_eq!(r.status().as_u16(), 404, "HEAD told a foreign blob");
+        assert!(r.headers().get("content-length").is_none_or(|l| l == "0"));
+    }
+    // Mount from the protected repository: no 201, an upload starts instead.
+    let r = call(
+        &s,
+        "POST",
+        &format!("/v2/mallory/app/blobs/uploads/?mount={layer}&from=secret/app"),
+        &mallory,
+        vec![],
+    );
+    assert_eq!(
+        r.status().as_u16(),
+        202,
+        "mount of a blob mallory may not read"
+    );
+    // A manifest naming the foreign layer next to mallory's own config.
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config_digest = push(&s, "mallory/app", &mallory, config);
+    let put = |auth: &str, name: &str, layers: &[(&str, u64)]| {
+        let m = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                "size": config.len(), "digest": config_digest},
+            "layers": layers.iter().map(|(d, n)| json!({
+                "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                "size": n, "digest": d})).collect::<Vec<_>>(),
+        });
+        no_redirects()
+            .put(s.url(&format!("/v2/{name}/manifests/stolen")))
+            .header("Authorization", auth)
+            .header(
+                "Content-Type",
+                "application/vnd.docker.distribution.manifest.v2+json",
+            )
+            .body(m.to_string())
+            .send()
+            .unwrap()
+    };
+    let r = put(&mallory, "mallory/app", &[(&layer, size)]);
+    assert_eq!(
+        status_code(r),
+        (400, "MANIFEST_BLOB_UNKNOWN".to_string()),
+        "a manifest PUT linked a foreign layer"
+    );
+    let r = call(
+        &s,
+        "GET",
+        &format!("/v2/mallory/app/blobs/{layer}"),
+        "",
+        vec![],
+    );
+    assert_eq!(r.status().as_u16(), 404);
+
+    // Legitimate: mallory's own layer works, and carol, who may read
+    // `secret`, mounts its layer and publishes it in her own repository.
+    let own_layer = b"mallory's own layer bytes";
+    let own = push(&s, "mallory/app", &mallory, own_layer);
+    let r = put(&mallory, "mallory/app", &[(&own, own_layer.len() as u64)]);
+    assert_eq!(r.status().as_u16(), 201, "{:?}", r.text());
+    let carol = basic(CAROL);
+    let r = call(
+        &s,
+        "POST",
+        &format!("/v2/carol/app/blobs/uploads/?mount={layer}&from=secret/app"),
+        &carol,
+        vec![],
+    );
+    assert_eq!(
+        r.status().as_u16(),
+        201,
+        "carol may read secret: mount works"
+    );
+    push(&s, "carol/app", &carol, config);
+    let r = put(&carol, "carol/app", &[(&layer, size)]);
+    assert_eq!(r.status().as_u16(), 201, "{:?}", r.text());
+    let r = call(
+        &s,
+        "GET",
+        &format!("/v2/carol/app/blobs/{layer}"),
+        "",
+        vec![],
+    );
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.bytes().unwrap().len() as u64, size);
+}
+
+#[test]
+fn the_catalog_lists_only_what_the_caller_may_read() {
+    let s = two_repositories();
+    let names = |auth: Option<&str>| -> Vec<String> {
+        let (status, body) = raw(&s, "GET", "/v2/_catalog", auth);
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        v["repositories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap().to_string())
+            .collect()
+    };
+    let anonymous = names(None);
+    assert!(
+        anonymous.contains(&"public/app".to_string()),
+        "{anonymous:?}"
+    );
+    assert!(
+        !anonymous.contains(&"secret/app".to_string()),
+        "{anonymous:?}"
+    );
+    let mallory = names(Some(&basic(MALLORY)));
+    assert!(!mallory.contains(&"secret/app".to_string()), "{mallory:?}");
+    for who in [basic(CAROL), admin()] {
+        let listed = names(Some(&who));
+        assert!(listed.contains(&"secret/app".to_string()), "{listed:?}");
+        assert!(listed.contains(&"public/app".to_string()), "{listed:?}");
+    }
+}
+
+/// Push `bytes` as a blob of `name` in one request; returns its digest.
+fn push(s: &Server, name: &str, auth: &str, bytes: &[u8]) -> String {
+    let digest = sha256_digest(bytes);
+    let r = call(
+        s,
+        "POST",
+        &format!("/v2/{name}/blobs/uploads/?digest={digest}"),
+        auth,
+        bytes.to_vec(),
+    );
+    assert_eq!(r.status().as_u16(), 201, "{:?}", r.text());
+    digest
+}
+
+fn status_code(r: Response) -> (u16, String) {
+    let status = r.status().as_u16();
+    (status, error_code(r))
+}
+
+/// A registry that serves one image `evil/app:latest` (a manifest naming
+/// `config` and one layer) and answers the layer's digest with `layer_bytes`
+/// (true or false); counts the layer's downloads.
+struct FakeUpstream {
+    url: String,
+    layer_gets: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FakeUpstream {
+    fn start(config: Vec<u8>, layer: (String, u64), layer_bytes: Vec<u8>) -> FakeUpstream {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let config_digest = sha256_digest(&config);
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                "size": config.len(), "digest": config_digest},
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                "size": layer.1, "digest": layer.0}],
+        })
+        .to_string()
+        .into_bytes();
+        let manifest_digest = sha256_digest(&manifest);
+        let layer_gets = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = layer_gets.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { break };
+                let mut buf = [0u8; 8192];
+                let n = conn.read(&mut buf).unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                let (status, ctype, body): (&str, &str, Vec<u8>) = if path == "/v2/" {
+                    ("200 OK", "application/json", b"{}".to_vec())
+                } else if path.starts_with("/v2/evil/app/tags/list") {
+                    (
+                        "200 OK",
+                        "application/json",
+                        br#"{"name":"evil/app","tags":["latest"]}"#.to_vec(),
+                    )
+                } else if path.starts_with("/v2/evil/app/manifests/") {
+                    (
+                        "200 OK",
+                        "application/vnd.docker.distribution.manifest.v2+json",
+                        manifest.clone(),
+                    )
+                } else if path == format!("/v2/evil/app/blobs/{config_digest}") {
+                    ("200 OK", "application/octet-stream", config.clone())
+                } else if path == format!("/v2/evil/app/blobs/{}", layer.0) {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    ("200 OK", "application/octet-stream", layer_bytes.clone())
+                } else {
+                    ("404 Not Found", "application/json", b"{}".to_vec())
+                };
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nDocker-Content-Digest: {manifest_digest}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(reply.as_bytes());
+                let _ = conn.write_all(&body);
+            }
+        });
+        FakeUpstream { url, layer_gets }
+    }
+
+    fn layer_downloads(&self) -> usize {
+        self.layer_gets.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn a_feed_that_merely_lists_a_protected_digest_gets_no_bytes() {
+    let s = two_repositories();
+    let (layer, size) = secret_layer(&s);
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+            .to_vec();
+    // The attacker's upstream names the protected layer but cannot serve it.
+    let liar = FakeUpstream::start(
+        config.clone(),
+        (layer.clone(), size),
+        vec![b'x'; size as usize],
+    );
+    docker_repo(
+        &s,
+        "evil",
+        "evil/app",
+        json!({"feed": liar.url, "upstream_name": "evil/app"}),
+    );
+    let t = sync(&s, "evil");
+    assert!(
+        liar.layer_downloads() >= 1,
+        "the sync linked the stored blob instead of downloading it: {t}"
+    );
+    assert_ne!(
+        t["state"], "finished",
+        "a layer with wrong bytes was accepted: {t}"
+    );
+    let _ = s.repo_task("evil", "publish", json!({}));
+    let r = call(
+        &s,
+        "GET",
+        &format!("/v2/evil/app/blobs/{layer}"),
+        "",
+        vec![],
+    );
+    assert_eq!(r.status().as_u16(), 404, "the protected layer leaked");
+    // The protected repository still serves its own layer intact.
+    let r = call(
+        &s,
+        "GET",
+        &format!("/v2/secret/app/blobs/{layer}"),
+        &admin(),
+        vec![],
+    );
+    assert_eq!(r.status().as_u16(), 200);
+    let real = r.bytes().unwrap().to_vec();
+    assert_eq!(sha256_digest(&real), layer);
+
+    // Legitimate: an upstream that really has the bytes is mirrored (they
+    // are downloaded and verified, even though the store has them).
+    let honest = FakeUpstream::start(config, (layer.clone(), size), real);
+    docker_repo(
+        &s,
+        "mirror",
+        "mirror/app",
+        json!({"feed": honest.url, "upstream_name": "evil/app"}),
+    );
+    let t = sync(&s, "mirror");
+    assert_eq!(t["state"], "finished", "{t}");
+    assert_eq!(honest.layer_downloads(), 1);
+    publish(&s, "mirror");
+    let r = call(
+        &s,
+        "GET",
+        &format!("/v2/mirror/app/blobs/{layer}"),
+        "",
+        vec![],
+    );
+    assert_eq!(r.status().as_u16(), 200);
+}
