@@ -396,12 +396,35 @@ impl BlobStore {
                 actual,
             });
         }
-        if !self.contains(&actual) {
+        if self.contains(&actual) {
+            self.touch(&actual)?;
+        } else {
             let mut w = self.writer()?;
             w.write_all(bytes)?;
             w.finish(Some(&actual))?;
         }
         Ok(actual)
+    }
+
+    /// A blob stored again: orphan cleanup's protection window starts over,
+    /// so whatever is about to name it (a manifest, an import's units) has
+    /// time to.
+    fn touch(&self, d: &Digest) -> io::Result<()> {
+        let existing = self
+            .dir
+            .open_with(Self::rel_path(d), OpenOptions::new().write(true))?;
+        existing
+            .into_std()
+            .set_modified(std::time::SystemTime::now())
+    }
+
+    /// Make a rename or link into `dest`'s directory durable: without this
+    /// a power cut after an acknowledgement may lose the name.
+    fn sync_parent(&self, dest: &Path) -> io::Result<()> {
+        let parent = dest.parent().expect("sharded path");
+        // Read-only, not `open_dir`: cap-std opens directories O_PATH,
+        // which cannot be fsynced.
+        self.dir.open(parent)?.into_std().sync_all()
     }
 
     /// Move the file `name` of `from` (on the same filesystem) into the store
@@ -410,14 +433,7 @@ impl BlobStore {
     pub fn adopt(&self, from: &Dir, name: &Path, d: &Digest) -> Result<(), BlobError> {
         if self.contains(d) {
             from.remove_file(name)?;
-            // Stored again just now: orphan cleanup's protection window
-            // starts over, so a manifest has time to name it.
-            let existing = self
-                .dir
-                .open_with(Self::rel_path(d), OpenOptions::new().write(true))?;
-            existing
-                .into_std()
-                .set_modified(std::time::SystemTime::now())?;
+            self.touch(d)?;
             return Ok(());
         }
         from.open(name)?.into_std().sync_all()?;
@@ -425,7 +441,7 @@ impl BlobStore {
         self.dir
             .create_dir_all(dest.parent().expect("sharded path"))?;
         match from.rename(name, &self.dir, &dest) {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(self.sync_parent(&dest)?),
             Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
                 // A data directory split over filesystems: copy, verifying.
                 let file = from.open(name)?.into_std();
@@ -485,13 +501,17 @@ impl BlobStore {
             });
         }
         if self.contains(&actual) {
+            self.touch(&actual)?;
             return Ok((actual, len));
         }
         let dest = Self::rel_path(&actual);
         self.dir
             .create_dir_all(dest.parent().expect("sharded path"))?;
         match dir.hard_link(name, &self.dir, &dest) {
-            Ok(()) => Ok((actual, len)),
+            Ok(()) => {
+                self.sync_parent(&dest)?;
+                Ok((actual, len))
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok((actual, len)),
             Err(_) => self.store_file_range(file, 0, len, Some(&actual)),
         }
@@ -589,6 +609,7 @@ impl BlobWriter<'_> {
         }
         let dest = BlobStore::rel_path(&actual);
         if self.store.contains(&actual) {
+            self.store.touch(&actual)?;
             return Ok((actual, self.len)); // Drop removes the temp file.
         }
         file.sync_all()?;
@@ -598,6 +619,7 @@ impl BlobWriter<'_> {
             .create_dir_all(dest.parent().expect("sharded path"))?;
         self.store.dir.rename(&self.tmp, &self.store.dir, &dest)?;
         self.tmp.clear();
+        self.store.sync_parent(&dest)?;
         Ok((actual, self.len))
     }
 }

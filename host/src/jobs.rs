@@ -220,10 +220,15 @@ async fn publish(app: &Arc<App>, id: &RepoId, ctx: TaskContext) -> TaskResult {
     let (repo, plugin) = repo_and_plugin(app, id).await?;
     let plugin_name = plugin.info.name.clone();
     let version = plugin_version(&plugin);
+    // What the publication serves: every blob of the repository's units
+    // (read before and after the plugin's call, so a unit changed meanwhile
+    // is covered either way) and what the publish itself stored or read.
+    let before = app.store.repo_blobs(&repo.id).await?;
     let (published, _, seen) = run_plugin_task(app, plugin, repo.clone(), ctx, |p, s, r| {
         p.wharf_plugin_plugin().call_publish(s, &r)
     })
     .await?;
+    let after = app.store.repo_blobs(&repo.id).await?;
     let index = published
         .index
         .parse()
@@ -253,9 +258,14 @@ async fn publish(app: &Arc<App>, id: &RepoId, ctx: TaskContext) -> TaskResult {
         index,
         config: repo.distributor_config.clone(),
         published_at: now(),
-        // What the publish stored or read (a generated manifest file, say)
-        // is served with the index.
-        blobs: seen.into_iter().filter(|d| *d != published_index).collect(),
+        blobs: before
+            .into_iter()
+            .chain(after)
+            .chain(seen)
+            .filter(|d| *d != published_index)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect(),
     };
     app.store.put_publication(&publication).await?;
     app.publications.put(publication);

@@ -2,7 +2,11 @@
 //! references. Runs as a task (`POST /api/v1/orphans/cleanup`).
 //!
 //! A blob is stored before the units naming it are committed (an import in
-//! flight), so only blobs older than a protection window are candidates.
+//! flight), so only blobs older than a protection window are candidates;
+//! storing an existing blob again restarts its window. Kept whatever their
+//! age: blobs of units, blobs every live publication serves (recorded with
+//! it, so a manifest deleted since the last publish stays served), and
+//! blobs pushed to a repository in the last day (a manifest may name them).
 
 use crate::app::App;
 use crate::http::error::ApiResult;
@@ -48,9 +52,14 @@ pub async fn remove_orphans(app: &App, protection: Duration) -> crate::tasks::Ta
         tokio::task::spawn_blocking(move || -> std::io::Result<(u64, u64, usize)> {
             // Pushes abandoned half-way: untouched for the protection window.
             let idle_sessions = sessions.remove_idle(protection)?;
+            // Pushed blobs a manifest may still name (docs/access.md).
+            let received = sessions.received_blobs()?;
             let (mut removed, mut bytes) = (0, 0);
             for d in blobs.list()? {
-                if referenced.contains(&d) || blobs.modified(&d).is_none_or(|m| m > cutoff) {
+                if referenced.contains(&d)
+                    || received.contains(&d)
+                    || blobs.modified(&d).is_none_or(|m| m > cutoff)
+                {
                     continue;
                 }
                 bytes += blobs.stat(&d).unwrap_or(0);

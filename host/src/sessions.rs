@@ -268,6 +268,31 @@ impl Sessions {
         Ok(removed)
     }
 
+    /// Every blob some repository received through its sessions lately and
+    /// may still name: orphan cleanup keeps them.
+    pub fn received_blobs(&self) -> std::io::Result<HashSet<Digest>> {
+        let mut out = HashSet::new();
+        let Ok(received) = self.dir.open_dir("received") else {
+            return Ok(out);
+        };
+        for repo in received.entries()? {
+            let repo = received.open_dir(repo?.file_name())?;
+            for note in repo.entries()? {
+                let note = note?;
+                let fresh = note.metadata()?.modified()?.into_std().elapsed();
+                if fresh.is_ok_and(|a| a < RECEIVED_FOR)
+                    && let Some(d) = note
+                        .file_name()
+                        .to_str()
+                        .and_then(|hex| format!("sha256:{hex}").parse().ok())
+                {
+                    out.insert(d);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Drop received-blob notes that no longer count.
     fn remove_stale_notes(&self) -> std::io::Result<()> {
         let Ok(received) = self.dir.open_dir("received") else {
@@ -311,6 +336,7 @@ mod tests {
         assert!(!sessions.received("../app", &d));
         sessions.remove_stale_notes().unwrap();
         assert!(sessions.received("app", &d), "a fresh note stays");
+        assert!(sessions.received_blobs().unwrap().contains(&d));
     }
 
     #[tokio::test(flavor = "multi_thread")]

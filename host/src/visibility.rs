@@ -4,9 +4,10 @@
 //! serve is checked here, so a plugin is trusted to parse, never to
 //! authorise.
 //!
-//! - [`Served`]: the blobs a published repository serves (the blobs of
-//!   its units and its publication index), built once per publication and
-//!   kept warm in [`ServedSets`], so the hot path never asks the database.
+//! - [`Served`]: the blobs a published repository serves (recorded with
+//!   the publication: its units' blobs at publish time, what the publish
+//!   stored, and its index), kept warm in [`ServedSets`], so the hot path
+//!   never asks the database.
 //! - [`Reader`]: whether the caller of the current request may read a
 //!   repository; a digest held by a repository the caller may read may be
 //!   mounted or linked by it.
@@ -58,10 +59,11 @@ pub struct ServedSets {
 }
 
 impl ServedSets {
-    /// What `p` serves: the blobs of its repository's units when first
-    /// asked, and its index.
+    /// What `p` serves: its index and the blobs it recorded at publish
+    /// time (a publication from before those were recorded: its
+    /// repository's units' blobs when first asked).
     ///
-    /// A unit removed after the set was built stays served until the next
+    /// A unit removed after the publish stays served until the next
     /// publish, as the publication itself does.
     pub async fn get(&self, store: &dyn Store, p: &Publication) -> StoreResult<Arc<Served>> {
         let slot = {
@@ -76,9 +78,12 @@ impl ServedSets {
             }
         };
         slot.get_or_try_init(|| async {
-            let mut blobs = store.repo_blobs(&p.repo_id).await?;
+            let mut blobs = if p.blobs.is_empty() {
+                store.repo_blobs(&p.repo_id).await?
+            } else {
+                p.blobs.clone()
+            };
             blobs.push(p.index.clone());
-            blobs.extend(p.blobs.iter().cloned());
             Ok(Arc::new(Served::new(p.repo_id.clone(), blobs)))
         })
         .await

@@ -154,8 +154,10 @@ pub struct Publication {
     #[schema(value_type = Object)]
     pub config: serde_json::Value,
     pub published_at: String,
-    /// Blobs the publish stored besides its index (a generated manifest
-    /// file, say): the publication serves them too.
+    /// Every blob the publication serves besides its index: its
+    /// repository's units' blobs at publish time and what the publish stored
+    /// (a generated manifest file, say). Orphan cleanup keeps them while the
+    /// publication lives; a registry request may be served only these.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<String>)]
     pub blobs: Vec<Digest>,

@@ -25,7 +25,7 @@ use anyhow::Context as _;
 use futures::TryStreamExt as _;
 use futures::future::{BoxFuture, FutureExt as _};
 use mongodb::bson::{Bson, Document, doc};
-use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern};
 use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
 use std::time::Duration;
 
@@ -432,6 +432,15 @@ impl MongoStore {
             .server_selection_timeout
             .get_or_insert(Duration::from_secs(10));
         options.app_name.get_or_insert_with(|| "wharf".into());
+        // An acknowledged write (a push, an import, a task's end) survives
+        // the loss of a node: it is on a majority of the replica set, in its
+        // journal. A URL's own `w=`/`journal=` wins.
+        options.write_concern.get_or_insert_with(|| {
+            WriteConcern::builder()
+                .w(Acknowledgment::Majority)
+                .journal(true)
+                .build()
+        });
         let name = database
             .map(str::to_string)
             .or_else(|| options.default_database.clone())

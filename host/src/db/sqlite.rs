@@ -123,7 +123,10 @@ impl SqliteStore {
             side.push(suffix);
             crate::private_files::tighten(Path::new(&side), crate::private_files::FILE_MODE)?;
         }
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // FULL: a commit that acknowledges a push, an import or a task's
+        // end is on disk when it returns (NORMAL in WAL mode may lose the
+        // last commits to a power cut).
+        conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
