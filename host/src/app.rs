@@ -71,9 +71,12 @@ impl App {
                 .client_builder()
                 .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
                 .connect_timeout(Duration::from_secs(30))
+                // A feed that goes silent mid-answer is given up on.
+                .read_timeout(crate::plugins::download::LIMITS.idle)
                 .build()?,
             rt: tokio::runtime::Handle::current(),
             spool_dir,
+            max_blob_size: config.max_blob_size,
         });
         let limits = Limits {
             memory_bytes: config.plugin_memory_mib << 20,
@@ -134,6 +137,7 @@ impl App {
         // Installs and removals made on other nodes while this one was down.
         crate::plugins::sync::reconcile(&app).await?;
         crate::plugins::sync::spawn(&app);
+        crate::uploads::spawn_expiry(&app);
         Ok(app)
     }
 }

@@ -31,6 +31,9 @@ pub struct ServeConfig {
     pub registry_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub tls: TlsConfig,
+    /// Connection limits and timeouts of every listener (docs/configuration.md).
+    #[command(flatten)]
+    pub connections: crate::connections::Limits,
     /// Log lines as human-readable `text` or one JSON object per line.
     #[arg(long, env = "WHARF_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -38,6 +41,10 @@ pub struct ServeConfig {
     /// get to finish before the server exits anyway, e.g. `30s`, `2m`.
     #[arg(long, env = "WHARF_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
     pub shutdown_timeout: Duration,
+    /// Uploads (`/api/v1/uploads`) and registry upload sessions nobody has
+    /// written to for this long are removed, e.g. `24h`, `90m`.
+    #[arg(long, env = "WHARF_UPLOAD_EXPIRY", default_value = "24h", value_parser = parse_timeout)]
+    pub upload_expiry: Duration,
     /// Where blobs, the metadata store, uploads and the plugin cache live.
     #[arg(long, env = "WHARF_DATA_DIR", default_value = "./wharf-data")]
     pub data_dir: PathBuf,
@@ -74,6 +81,11 @@ pub struct ServeConfig {
     /// and broadcast addresses outside them are refused (docs/access.md).
     #[arg(long, env = "WHARF_ALLOW_OUTBOUND", value_name = "CIDR", num_args = 1.., value_delimiter = ',')]
     pub allow_outbound: Vec<crate::outbound::Cidr>,
+    /// Largest blob a push may send (more gets 413) and a sync may download
+    /// (a feed blob whose descriptor gives no size is cut off here), e.g.
+    /// `64GiB`, `512MiB` or a number of bytes.
+    #[arg(long, env = "WHARF_MAX_BLOB_SIZE", value_name = "SIZE", default_value = "64GiB", value_parser = parse_size)]
+    pub max_blob_size: u64,
     /// Access control: tokens, LDAP, the registry token realm.
     #[command(flatten)]
     pub auth: crate::auth::config::AuthConfig,
@@ -127,6 +139,39 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (e.g. 30s, 2m)"))
 }
 
+/// A size in bytes: a number, optionally with a unit (`KiB`, `MiB`, `GiB`,
+/// `TiB`, or `K`, `M`, `G`, `T` for the same; `KB`, `MB`, `GB`, `TB` are
+/// powers of 1000).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let unit = unit.trim();
+    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (e.g. 64GiB, 512MiB, 1048576)"
+            ));
+        }
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 64GiB, 512MiB, 1048576)"))?;
+    match n.checked_mul(scale) {
+        Some(0) | None => Err(format!("{s:?}: the size must be above 0 and below 16 EiB")),
+        Some(v) => Ok(v),
+    }
+}
+
 /// Each setting of the file (`section.key`) and the flag it stands for (its
 /// clap argument id). The file's layout groups what belongs together; the
 /// flags stay flat.
@@ -142,9 +187,19 @@ pub const FILE_KEYS: &[(&str, &str)] = &[
     ("db", "db"),
     ("log_format", "log_format"),
     ("shutdown_timeout", "shutdown_timeout"),
+    // Idle uploads and upload sessions are removed after this long.
+    ("upload_expiry", "upload_expiry"),
     // Internal address blocks outbound requests may reach: an array of
     // strings (or one comma-separated string).
     ("allow_outbound", "allow_outbound"),
+    // Largest pushed or synced blob (a size: 64GiB, 512MiB, bytes).
+    ("max_blob_size", "max_blob_size"),
+    ("connections.header_timeout", "header_timeout"),
+    ("connections.idle_timeout", "idle_timeout"),
+    ("connections.body_timeout", "body_timeout"),
+    ("connections.max", "max_connections"),
+    ("connections.max_tls_handshakes", "max_tls_handshakes"),
+    ("connections.tls_handshake_timeout", "tls_handshake_timeout"),
     ("tls.cert", "tls_cert"),
     ("tls.key", "tls_key"),
     ("tls.self_signed", "tls_self_signed"),
@@ -416,6 +471,26 @@ mod tests {
                 *key == "db" || cmd.get_arguments().any(|a| a.get_id() == arg),
                 "{key} -> {arg}"
             );
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64GiB"), Ok(64 << 30));
+        assert_eq!(parse_size("512 MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("2k"), Ok(2048));
+        assert_eq!(parse_size("3GB"), Ok(3_000_000_000));
+        for bad in [
+            "",
+            "0",
+            "MiB",
+            "1.5GiB",
+            "12 parsecs",
+            "99999999999TiB",
+            "-1",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
         }
     }
 

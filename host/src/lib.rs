@@ -7,6 +7,7 @@ pub mod bench;
 pub mod blobs;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod db;
 pub mod digest;
 pub mod events;

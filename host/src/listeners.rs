@@ -9,16 +9,12 @@
 use crate::config::ServeConfig;
 use crate::tls::{CertFiles, ReloadingCert};
 use anyhow::Context as _;
-use axum::serve::ListenerExt as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
-
-/// A client gets this long to complete its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Which routes a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +123,7 @@ pub struct Bound {
     pub spec: ListenerSpec,
     tcp: TcpListener,
     tls: Option<Arc<ReloadingCert>>,
+    limits: crate::connections::Limits,
 }
 
 impl Bound {
@@ -138,6 +135,7 @@ impl Bound {
 /// Bind every listener and load its certificate, so that a wrong address or
 /// certificate stops the start with a clear error before anything is served.
 pub async fn bind(config: &ServeConfig, specs: Vec<ListenerSpec>) -> anyhow::Result<Vec<Bound>> {
+    crate::connections::raise_open_file_limit(specs.len(), &config.connections);
     let mut self_signed: Option<Arc<ReloadingCert>> = None;
     let mut bound = Vec::new();
     for spec in specs {
@@ -170,7 +168,13 @@ pub async fn bind(config: &ServeConfig, specs: Vec<ListenerSpec>) -> anyhow::Res
                 spec.side.as_str()
             )
         })?;
-        bound.push(Bound { spec, tcp, tls });
+        let limits = config.connections.clone();
+        bound.push(Bound {
+            spec,
+            tcp,
+            tls,
+            limits,
+        });
     }
     Ok(bound)
 }
@@ -210,36 +214,25 @@ fn self_signed_names(config: &ServeConfig) -> Vec<String> {
 
 /// Serve `router` on `bound` until `stop` fires, then stop accepting and let
 /// open connections finish their requests (the caller bounds the wait).
+/// Connection limits and timeouts: `connections`.
 pub async fn serve(
     bound: Bound,
     router: axum::Router,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let addr = bound.spec.addr;
-    let served = match bound.tls {
-        None => {
-            let service = router.into_make_service_with_connect_info::<SocketAddr>();
-            // Small responses (manifests, tag lists) must not wait for Nagle.
-            let listener = bound.tcp.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            axum::serve(listener, service)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        }
-        Some(cert) => {
-            let service = router
-                .layer(axum::middleware::from_fn(mark_https))
-                .into_make_service_with_connect_info::<SocketAddr>();
-            let listener = TlsListener::start(bound.tcp, cert, bound.spec.side, stop.clone());
-            // `tap_io` with nothing to do: axum hands the peer address to
-            // `ConnectInfo` for tapped listeners of any kind.
-            axum::serve(listener.tap_io(|_| ()), service)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        }
+    let (router, tls) = match bound.tls {
+        None => (router, None),
+        Some(cert) => (
+            router.layer(axum::middleware::from_fn(mark_https)),
+            Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
+                cert,
+            ))),
+        ),
     };
-    served.with_context(|| format!("serving on {addr}"))
+    crate::connections::serve(bound.tcp, tls, router, bound.limits, bound.spec.side, stop)
+        .await
+        .with_context(|| format!("serving on {addr}"))
 }
 
 /// Requests that came over TLS say so, whatever the client sent: URLs the
@@ -257,74 +250,26 @@ async fn mark_https(
 
 type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
 
-/// Accepts TCP connections and completes their TLS handshakes concurrently
-/// (a slow or hostile client cannot hold up the others); hands finished
-/// connections to axum.
-pub struct TlsListener {
-    local: SocketAddr,
-    ready: tokio::sync::mpsc::Receiver<(TlsStream, SocketAddr)>,
-}
-
-impl TlsListener {
-    fn start(
-        tcp: TcpListener,
-        cert: Arc<ReloadingCert>,
-        side: Side,
-        stop: CancellationToken,
-    ) -> Self {
-        let local = tcp.local_addr().expect("a bound socket has an address");
-        let acceptor = tokio_rustls::TlsAcceptor::from(crate::tls::server_config(cert));
-        let (tx, ready) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(async move {
-            loop {
-                let (stream, peer) = tokio::select! {
-                    // Stop accepting at once: the socket closes with this task.
-                    _ = stop.cancelled() => return,
-                    _ = tx.closed() => return,
-                    r = tcp.accept() => match r {
-                        Ok(c) => c,
-                        Err(e) => {
-                            // Out of file descriptors and the like: do not spin.
-                            tracing::warn!("accept on {local}: {e}");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    },
-                };
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
-                    match handshake(&acceptor, stream, local).await {
-                        Ok(tls) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Err(e) => {
-                            crate::metrics::tls_handshake_failed(side.as_str());
-                            tracing::debug!(%peer, "TLS handshake failed: {e}");
-                        }
-                    }
-                });
-            }
-        });
-        TlsListener { local, ready }
-    }
-}
-
-/// A TLS handshake. A client speaking plain HTTP gets a short plain-HTTP 400
+/// A TLS handshake, done within `timeout` of the connection and once one of
+/// the listener's handshake `slots` is free (a client that sends nothing
+/// holds no slot). A client speaking plain HTTP gets a short plain-HTTP 400
 /// that says to use https (what it would otherwise see is a reset), and is
 /// disconnected.
-async fn handshake(
+pub(crate) async fn handshake(
     acceptor: &tokio_rustls::TlsAcceptor,
     stream: TcpStream,
     local: SocketAddr,
+    timeout: Duration,
+    slots: &tokio::sync::Semaphore,
 ) -> anyhow::Result<TlsStream> {
-    let _ = stream.set_nodelay(true);
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut first = [0u8; 1];
-    let peeked = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await;
+    let peeked = tokio::time::timeout_at(deadline, stream.peek(&mut first)).await;
     match peeked {
         Ok(Ok(1)) => {}
         Ok(Ok(_)) => anyhow::bail!("closed before sending anything"),
         Ok(Err(e)) => return Err(e.into()),
-        Err(_) => anyhow::bail!("sent nothing for {HANDSHAKE_TIMEOUT:?}"),
+        Err(_) => anyhow::bail!("sent nothing for {timeout:?}"),
     }
     // 0x16: a TLS handshake record. An ASCII letter: an HTTP method.
     if first[0].is_ascii_uppercase() {
@@ -343,27 +288,14 @@ async fn handshake(
         .await;
         anyhow::bail!("plain HTTP sent to a TLS listener");
     }
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+    let _slot = tokio::time::timeout_at(deadline, slots.acquire())
         .await
-        .map_err(|_| anyhow::anyhow!("handshake not done within {HANDSHAKE_TIMEOUT:?}"))?
+        .map_err(|_| anyhow::anyhow!("no free handshake slot within {timeout:?}"))?
+        .expect("the semaphore is never closed");
+    tokio::time::timeout_at(deadline, acceptor.accept(stream))
+        .await
+        .map_err(|_| anyhow::anyhow!("handshake not done within {timeout:?}"))?
         .map_err(Into::into)
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(c) => c,
-            // The accept loop ended (shutdown): serve's graceful stop takes over.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
 }
 
 #[cfg(test)]

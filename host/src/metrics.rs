@@ -70,6 +70,14 @@ struct ListenerLabels {
     listener: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClosedLabels {
+    listener: &'static str,
+    /// `over-capacity`, `header-timeout`, `idle-timeout`, `body-timeout`,
+    /// `send-timeout` (see `connections`).
+    reason: &'static str,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 struct Metrics {
@@ -78,6 +86,8 @@ struct Metrics {
     latency: Histograms<RouteLabels>,
     bytes: Family<BytesLabels, Counter>,
     handshake_failures: Family<ListenerLabels, Counter>,
+    connections_open: Family<ListenerLabels, Gauge>,
+    connections_closed: Family<ClosedLabels, Counter>,
     plugin_calls: Family<PluginLabels, Counter>,
     tasks_running: Family<KindLabels, Gauge>,
     tasks_ended: Family<TaskLabels, Counter>,
@@ -127,6 +137,19 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Connections to a TLS listener that did not complete a handshake (including plain HTTP)",
         handshake_failures.clone(),
     );
+    let connections_open = Family::default();
+    registry.register(
+        "connections_open",
+        "Open connections (TLS handshakes in progress included), by listener",
+        connections_open.clone(),
+    );
+    let connections_closed = Family::default();
+    registry.register(
+        "connections_closed",
+        "Connections refused or closed by a limit (over-capacity, header-timeout, idle-timeout, \
+         send-timeout) and requests failed by body-timeout, by listener and reason",
+        connections_closed.clone(),
+    );
     let plugin_calls = Family::default();
     registry.register(
         "plugin_calls",
@@ -171,6 +194,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         latency,
         bytes,
         handshake_failures,
+        connections_open,
+        connections_closed,
         plugin_calls,
         tasks_running,
         tasks_ended,
@@ -230,6 +255,30 @@ pub fn tls_handshake_failed(listener: &'static str) {
     METRICS
         .handshake_failures
         .get_or_create(&ListenerLabels { listener })
+        .inc();
+}
+
+/// A listener accepted a connection (within its cap).
+pub fn connection_opened(listener: &'static str) {
+    METRICS
+        .connections_open
+        .get_or_create(&ListenerLabels { listener })
+        .inc();
+}
+
+/// A connection that [`connection_opened`] counted is closed.
+pub fn connection_ended(listener: &'static str) {
+    METRICS
+        .connections_open
+        .get_or_create(&ListenerLabels { listener })
+        .dec();
+}
+
+/// A limit refused or closed a connection, or failed a request's body.
+pub fn connection_closed(listener: &'static str, reason: &'static str) {
+    METRICS
+        .connections_closed
+        .get_or_create(&ClosedLabels { listener, reason })
         .inc();
 }
 

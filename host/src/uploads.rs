@@ -67,6 +67,29 @@ impl UploadDir {
         id.0.simple().to_string()
     }
 
+    /// Uploads nobody has written to for `idle`, and no request is writing.
+    fn idle(&self, idle: std::time::Duration) -> std::io::Result<Vec<UploadId>> {
+        let mut out = Vec::new();
+        for entry in self.dir.entries()? {
+            let entry = entry?;
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<UploadId>().ok())
+            else {
+                continue;
+            };
+            let age = entry.metadata()?.modified()?.into_std().elapsed();
+            if age.is_ok_and(|a| a > idle) {
+                let file = self.dir.open(entry.file_name())?.into_std();
+                if file.try_lock().is_ok() {
+                    out.push(id);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     pub fn open_read(&self, id: &UploadId) -> std::io::Result<std::fs::File> {
         Ok(self.dir.open(Self::name(id))?.into_std())
     }
@@ -166,7 +189,7 @@ fn chunk_offset(q: &ChunkQuery, headers: &HeaderMap) -> ApiResult<Option<u64>> {
 /// offset must equal the bytes received so far.
 #[utoipa::path(put, path = "/api/v1/uploads/{id}", tag = "uploads", params(ChunkQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 200, body = Upload), (status = 416, body = ApiErrorBody), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody, description = "the upload was imported as a blob and is frozen")))]
+    responses((status = 200, body = Upload), (status = 416, body = ApiErrorBody), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody, description = "another request is writing the upload (upload-busy), or it was imported as a blob and is frozen (upload-frozen)")))]
 async fn put_chunk(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -191,9 +214,24 @@ async fn put_chunk(
         .uploads
         .open_write(&id, false)
         .map_err(ApiError::internal)?;
-    // An import linking this upload into the blob store holds the same lock:
-    // once it has, the bytes are the blob's and must not change.
-    tokio::task::block_in_place(|| file.lock()).map_err(ApiError::internal)?;
+    // One writer at a time, and never a wait: a second request writing this
+    // upload (or an import linking it into the blob store, which holds the
+    // same lock; once it has, the bytes are the blob's and must not change)
+    // is answered 409 at once instead of parking a thread on the lock.
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "upload-busy",
+                format!(
+                    "upload {id} is being written by another request; wait for it to end, \
+                     then resume at the offset GET /api/v1/uploads/{id} reports"
+                ),
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(ApiError::internal(e)),
+    }
     if file.metadata().map_err(ApiError::internal)?.nlink() > 1 {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -237,6 +275,49 @@ async fn put_chunk(
         app.uploads.hashers.put(id, upload.offset, h);
     }
     Ok(Json(upload))
+}
+
+/// Remove uploads and registry upload sessions idle for longer than
+/// `idle`; returns how many of each.
+pub async fn expire(app: &App, idle: std::time::Duration) -> anyhow::Result<(usize, usize)> {
+    let ids = tokio::task::block_in_place(|| app.uploads.idle(idle))?;
+    for id in &ids {
+        app.store.delete_upload(id).await?;
+        let _ = app.uploads.dir.remove_file(UploadDir::name(id));
+        app.uploads.hashers.forget(id);
+    }
+    let sessions = app.plugins.runtime.env.sessions.clone();
+    let sessions = tokio::task::spawn_blocking(move || sessions.remove_idle(idle)).await??;
+    Ok((ids.len(), sessions))
+}
+
+/// Once at start and then every quarter of `--upload-expiry` (at most ten
+/// minutes apart), [`expire`] what has been idle that long.
+pub fn spawn_expiry(app: &Arc<App>) {
+    let (app, idle) = (Arc::downgrade(app), app.config.upload_expiry);
+    let period = (idle / 4).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(600),
+    );
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tick.tick().await;
+            let Some(app) = app.upgrade() else { return };
+            match expire(&app, idle).await {
+                Ok((0, 0)) => {}
+                Ok((uploads, sessions)) => {
+                    tracing::info!(
+                        uploads,
+                        sessions,
+                        ?idle,
+                        "removed idle uploads and upload sessions"
+                    )
+                }
+                Err(e) => tracing::warn!("removing idle uploads: {e}"),
+            }
+        }
+    });
 }
 
 #[utoipa::path(delete, path = "/api/v1/uploads/{id}", tag = "uploads",

@@ -39,7 +39,7 @@ pub use bindings::wharf::plugin::units::{self, Unit};
 pub use reader::SourceReader;
 
 /// The WIT package version this SDK was built against.
-pub const WIT_VERSION: &str = "0.2.0";
+pub const WIT_VERSION: &str = "0.3.0";
 
 /// Export a type implementing [`Guest`] as the plugin.
 #[macro_export]

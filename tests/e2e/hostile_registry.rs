@@ -403,78 +403,6 @@ fn status_code(r: Response) -> (u16, String) {
     (status, error_code(r))
 }
 
-/// A registry that serves one image `evil/app:latest` (a manifest naming
-/// `config` and one layer) and answers the layer's digest with `layer_bytes`
-/// (true or false); counts the layer's downloads.
-struct FakeUpstream {
-    url: String,
-    layer_gets: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl FakeUpstream {
-    fn start(config: Vec<u8>, layer: (String, u64), layer_bytes: Vec<u8>) -> FakeUpstream {
-        use std::sync::atomic::Ordering;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let config_digest = sha256_digest(&config);
-        let manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-            "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
-                "size": config.len(), "digest": config_digest},
-            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                "size": layer.1, "digest": layer.0}],
-        })
-        .to_string()
-        .into_bytes();
-        let manifest_digest = sha256_digest(&manifest);
-        let layer_gets = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = layer_gets.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { break };
-                let mut buf = [0u8; 8192];
-                let n = conn.read(&mut buf).unwrap_or(0);
-                let head = String::from_utf8_lossy(&buf[..n]).to_string();
-                let path = head.split(' ').nth(1).unwrap_or("").to_string();
-                let (status, ctype, body): (&str, &str, Vec<u8>) = if path == "/v2/" {
-                    ("200 OK", "application/json", b"{}".to_vec())
-                } else if path.starts_with("/v2/evil/app/tags/list") {
-                    (
-                        "200 OK",
-                        "application/json",
-                        br#"{"name":"evil/app","tags":["latest"]}"#.to_vec(),
-                    )
-                } else if path.starts_with("/v2/evil/app/manifests/") {
-                    (
-                        "200 OK",
-                        "application/vnd.docker.distribution.manifest.v2+json",
-                        manifest.clone(),
-                    )
-                } else if path == format!("/v2/evil/app/blobs/{config_digest}") {
-                    ("200 OK", "application/octet-stream", config.clone())
-                } else if path == format!("/v2/evil/app/blobs/{}", layer.0) {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    ("200 OK", "application/octet-stream", layer_bytes.clone())
-                } else {
-                    ("404 Not Found", "application/json", b"{}".to_vec())
-                };
-                let reply = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nDocker-Content-Digest: {manifest_digest}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = conn.write_all(reply.as_bytes());
-                let _ = conn.write_all(&body);
-            }
-        });
-        FakeUpstream { url, layer_gets }
-    }
-
-    fn layer_downloads(&self) -> usize {
-        self.layer_gets.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
 #[test]
 fn a_feed_that_merely_lists_a_protected_digest_gets_no_bytes() {
     let s = two_repositories();
@@ -486,7 +414,7 @@ fn a_feed_that_merely_lists_a_protected_digest_gets_no_bytes() {
     let liar = FakeUpstream::start(
         config.clone(),
         (layer.clone(), size),
-        vec![b'x'; size as usize],
+        LayerReply::Bytes(vec![b'x'; size as usize]),
     );
     docker_repo(
         &s,
@@ -526,7 +454,7 @@ fn a_feed_that_merely_lists_a_protected_digest_gets_no_bytes() {
 
     // Legitimate: an upstream that really has the bytes is mirrored (they
     // are downloaded and verified, even though the store has them).
-    let honest = FakeUpstream::start(config, (layer.clone(), size), real);
+    let honest = FakeUpstream::start(config, (layer.clone(), size), LayerReply::Bytes(real));
     docker_repo(
         &s,
         "mirror",
@@ -545,4 +473,67 @@ fn a_feed_that_merely_lists_a_protected_digest_gets_no_bytes() {
         vec![],
     );
     assert_eq!(r.status().as_u16(), 200);
+}
+
+/// Orphan cleanup with no protection window, as a task; returns its result.
+fn cleanup_now(s: &Server) -> Value {
+    let (status, t) = s.post_json("/api/v1/orphans/cleanup?protection_minutes=0", &json!({}));
+    assert_eq!(status, 202, "{t}");
+    let t = s.wait_task(&t);
+    assert_eq!(t["state"], "finished", "{t}");
+    t["result"].clone()
+}
+
+#[test]
+fn cleanup_keeps_what_a_publication_serves_and_what_was_just_pushed() {
+    let s = Server::start();
+    s.create_repo(json!({"id": "gc", "content_type": "docker",
+        "distributor_config": {"repo_registry_id": "gc/app", "auto_publish": false}}));
+    publish(&s, "gc");
+    let auth = admin();
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let layer = b"a layer that only a manifest names";
+    let put = |tag: &str, layer_digest: &str, layer_len: usize, config_digest: &str| {
+        let m = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                "size": config.len(), "digest": config_digest},
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                "size": layer_len, "digest": layer_digest}],
+        });
+        no_redirects()
+            .put(s.url(&format!("/v2/gc/app/manifests/{tag}")))
+            .header("Authorization", &auth)
+            .header(
+                "Content-Type",
+                "application/vnd.docker.distribution.manifest.v2+json",
+            )
+            .body(m.to_string())
+            .send()
+            .unwrap()
+    };
+    // Pushed blobs no manifest names yet survive a cleanup: the manifest
+    // that names them afterwards is accepted and served.
+    let config_digest = push(&s, "gc/app", &auth, config);
+    let layer_digest = push(&s, "gc/app", &auth, layer);
+    cleanup_now(&s);
+    let r = put("v1", &layer_digest, layer.len(), &config_digest);
+    assert_eq!(r.status().as_u16(), 201, "{:?}", r.text());
+    publish(&s, "gc");
+    let served = |path: &str| call(&s, "GET", path, "", vec![]).status().as_u16();
+    assert_eq!(served(&format!("/v2/gc/app/blobs/{layer_digest}")), 200);
+
+    // A manifest deleted after the publish: its units go, the publication
+    // still serves it until the next publish, and a cleanup keeps its bytes.
+    let r = call(&s, "DELETE", "/v2/gc/app/manifests/v1", &auth, vec![]);
+    assert_eq!(r.status().as_u16(), 202);
+    let removed = cleanup_now(&s);
+    assert_eq!(served("/v2/gc/app/manifests/v1"), 200, "cleanup: {removed}");
+    assert_eq!(served(&format!("/v2/gc/app/blobs/{layer_digest}")), 200);
+    // Once published without it, its bytes are collectable (the pushed-blob
+    // notes aside) and the tag is gone.
+    publish(&s, "gc");
+    assert_eq!(served("/v2/gc/app/manifests/v1"), 404);
 }

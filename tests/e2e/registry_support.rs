@@ -1,13 +1,17 @@
 //! Helpers for the registry-side tests: the real peers (skopeo, podman, a
-//! CNCF distribution registry), registry HTTP calls, snapshots of a
-//! repository's content, and a tar writer for hostile archives.
+//! CNCF distribution registry), a fake upstream registry, registry HTTP
+//! calls, snapshots of a repository's content, and a tar writer for hostile
+//! archives.
 
 use crate::support::*;
 use reqwest::blocking::{Client, Response};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The media types `docker pull` asks for (engine 20.10 sends these four).
@@ -290,6 +294,185 @@ impl Drop for Distribution {
             );
         }
     }
+}
+
+/// How a [`FakeUpstream`] answers GETs of its layer.
+#[derive(Clone)]
+pub enum LayerReply {
+    /// These bytes (true or false), with their length.
+    Bytes(Vec<u8>),
+    /// `503 Service Unavailable` with `Retry-After: 1` to the first `n`
+    /// GETs, then these bytes.
+    UnavailableThen(usize, Vec<u8>),
+    /// 64 KiB of `x` every `pause`, with no length, until the client hangs
+    /// up (bounded: 4 GiB or 5 minutes).
+    Endless { pause: Duration },
+}
+
+/// What a [`FakeUpstream`] saw of its layer.
+#[derive(Default)]
+struct LayerStats {
+    gets: AtomicUsize,
+    sent: AtomicU64,
+    /// Layer answers still being written.
+    open: AtomicUsize,
+}
+
+/// A registry on loopback that serves one image under any name: tag
+/// `latest`, a manifest naming `config` and one layer (the digest and size
+/// given, whatever bytes `reply` says); counts and watches the layer's
+/// downloads. One thread per connection, each answer closes its connection.
+pub struct FakeUpstream {
+    pub url: String,
+    layer: Arc<LayerStats>,
+}
+
+impl FakeUpstream {
+    pub fn start(config: Vec<u8>, layer: (String, u64), reply: LayerReply) -> FakeUpstream {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let config_digest = sha256_digest(&config);
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST,
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                "size": config.len(), "digest": config_digest},
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                "size": layer.1, "digest": layer.0}],
+        })
+        .to_string()
+        .into_bytes();
+        let stats = Arc::new(LayerStats::default());
+        let seen = stats.clone();
+        let blobs = Arc::new((config_digest, layer.0));
+        std::thread::spawn(move || {
+            // Bounded: a test makes a few dozen requests at most.
+            for conn in listener.incoming().take(1000) {
+                let Ok(conn) = conn else { break };
+                let (config, manifest, blobs, reply, stats) = (
+                    config.clone(),
+                    manifest.clone(),
+                    blobs.clone(),
+                    reply.clone(),
+                    seen.clone(),
+                );
+                std::thread::spawn(move || {
+                    serve_upstream(conn, &config, &manifest, &blobs, &reply, &stats);
+                });
+            }
+        });
+        FakeUpstream { url, layer: stats }
+    }
+
+    /// GETs of the layer so far.
+    pub fn layer_downloads(&self) -> usize {
+        self.layer.gets.load(Ordering::SeqCst)
+    }
+
+    /// Layer bytes written to clients so far.
+    pub fn layer_bytes_sent(&self) -> u64 {
+        self.layer.sent.load(Ordering::SeqCst)
+    }
+
+    /// Layer answers still being written (a client still reading, or not
+    /// yet seen to hang up).
+    pub fn layer_streams_open(&self) -> usize {
+        self.layer.open.load(Ordering::SeqCst)
+    }
+}
+
+/// Answer one request of a [`FakeUpstream`].
+fn serve_upstream(
+    mut conn: std::net::TcpStream,
+    config: &[u8],
+    manifest: &[u8],
+    (config_digest, layer): &(String, String),
+    reply: &LayerReply,
+    stats: &LayerStats,
+) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 << 10 {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    let path = head.split(' ').nth(1).unwrap_or("").to_string();
+    let manifest_digest = sha256_digest(manifest);
+    let answer =
+        |conn: &mut std::net::TcpStream, status: &str, ctype: &str, extra: &str, body: &[u8]| {
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\
+             Docker-Content-Digest: {manifest_digest}\r\n{extra}Connection: close\r\n\r\n",
+                body.len()
+            );
+            conn.write_all(head.as_bytes())
+                .and_then(|()| conn.write_all(body))
+        };
+    let name = path
+        .strip_prefix("/v2/")
+        .and_then(|p| p.split_once("/tags/list"))
+        .map(|(n, _)| n.to_string());
+    let _ = if path == "/v2/" {
+        answer(&mut conn, "200 OK", "application/json", "", b"{}")
+    } else if let Some(name) = name {
+        let tags = json!({"name": name, "tags": ["latest"]}).to_string();
+        answer(&mut conn, "200 OK", "application/json", "", tags.as_bytes())
+    } else if path.contains("/manifests/") {
+        answer(&mut conn, "200 OK", DOCKER_MANIFEST, "", manifest)
+    } else if path.ends_with(&format!("/blobs/{config_digest}")) {
+        answer(&mut conn, "200 OK", "application/octet-stream", "", config)
+    } else if path.ends_with(&format!("/blobs/{layer}")) {
+        let n = stats.gets.fetch_add(1, Ordering::SeqCst);
+        stats.open.fetch_add(1, Ordering::SeqCst);
+        let octets = "application/octet-stream";
+        let whole = |conn: &mut std::net::TcpStream, bytes: &[u8]| {
+            let r = answer(conn, "200 OK", octets, "", bytes);
+            if r.is_ok() {
+                stats.sent.fetch_add(bytes.len() as u64, Ordering::SeqCst);
+            }
+            r
+        };
+        let result = match reply {
+            LayerReply::Bytes(bytes) => whole(&mut conn, bytes),
+            LayerReply::UnavailableThen(failures, _) if n < *failures => answer(
+                &mut conn,
+                "503 Service Unavailable",
+                "application/json",
+                "Retry-After: 1\r\n",
+                b"{}",
+            ),
+            LayerReply::UnavailableThen(_, bytes) => whole(&mut conn, bytes),
+            LayerReply::Endless { pause } => {
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {octets}\r\nConnection: close\r\n\r\n"
+                );
+                let chunk = vec![b'x'; 64 << 10];
+                let start = Instant::now();
+                let mut result = conn.write_all(head.as_bytes());
+                for _ in 0..(1 << 16) {
+                    if result.is_err() || start.elapsed() > Duration::from_secs(300) {
+                        break;
+                    }
+                    result = conn.write_all(&chunk);
+                    if result.is_ok() {
+                        stats.sent.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+                    }
+                    if !pause.is_zero() {
+                        std::thread::sleep(*pause);
+                    }
+                }
+                result
+            }
+        };
+        stats.open.fetch_sub(1, Ordering::SeqCst);
+        result
+    } else {
+        answer(&mut conn, "404 Not Found", "application/json", "", b"{}")
+    };
 }
 
 /// A tar writer that also writes what real tools refuse to: `..` paths,

@@ -240,7 +240,13 @@ pub async fn change_own_password(
     app.auth
         .check_password(&p.login, &req.current_password, addr)
         .await
-        .map_err(|_| ApiError::bad_request("current_password is wrong").into_response())?;
+        .map_err(|e| match e {
+            AuthError::Unauthenticated(_) => {
+                ApiError::bad_request("current_password is wrong").into_response()
+            }
+            // Throttled or busy: say so, with Retry-After.
+            e => e.into_response(),
+        })?;
     set_password(&app, user, &req.new_password)
         .await
         .map_err(IntoResponse::into_response)?;

@@ -101,7 +101,10 @@ mod tests {
             std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        assert!(passwords::verify(admin.password_hash.as_deref(), pw.trim()).await);
+        assert_eq!(
+            passwords::verify(admin.password_hash.as_deref(), pw.trim()).await,
+            Ok(true)
+        );
         // A second start changes nothing.
         first_start_with(&store, dir.path(), Some("another password".into()))
             .await
@@ -122,7 +125,10 @@ mod tests {
             .await
             .unwrap();
         let admin = store.get_user(ADMIN).await.unwrap().unwrap();
-        assert!(passwords::verify(admin.password_hash.as_deref(), "from the env").await);
+        assert_eq!(
+            passwords::verify(admin.password_hash.as_deref(), "from the env").await,
+            Ok(true)
+        );
         assert!(!dir.path().join(PASSWORD_FILE).exists());
     }
 }

@@ -55,8 +55,11 @@ pub struct Auth {
 pub enum AuthError {
     /// Missing, malformed or wrong credentials (401).
     Unauthenticated(String),
-    /// Too many failed password checks (429).
+    /// Too many failed password checks from this address (429).
     RateLimited(Duration),
+    /// Too many password checks at once: none was free within
+    /// [`passwords::QUEUE_WAIT`] (429).
+    Busy(Duration),
     /// The store or the directory failed.
     Unavailable(String),
 }
@@ -85,9 +88,18 @@ impl IntoResponse for AuthError {
                 let mut r = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "too-many-failures",
-                    format!(
-                        "too many failed logins for this user or from this address; try again in {secs} s"
-                    ),
+                    format!("too many failed logins from this address; try again in {secs} s"),
+                )
+                .into_response();
+                r.headers_mut().insert(header::RETRY_AFTER, secs.into());
+                r
+            }
+            AuthError::Busy(wait) => {
+                let secs = wait.as_secs().max(1);
+                let mut r = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "busy",
+                    format!("too many password checks at once; try again in {secs} s"),
                 )
                 .into_response();
                 r.headers_mut().insert(header::RETRY_AFTER, secs.into());
@@ -280,52 +292,71 @@ impl Auth {
         Ok(Principal::new(user, permissions, credential))
     }
 
-    /// Check a login and password (throttled): a local user's argon2 hash,
-    /// else the LDAP directory, which creates or refreshes the user.
+    /// Check a login and password (throttled per login and address and per
+    /// address, see [`ratelimit`]; argon2 bounded by [`passwords`]' gate):
+    /// a local user's argon2 hash, else the LDAP directory, which creates or
+    /// refreshes the user. Every path that takes a password comes here.
     pub async fn check_password(
         &self,
         login: &str,
         password: &str,
         addr: Option<IpAddr>,
     ) -> Result<User, AuthError> {
-        self.limiter
-            .check(login, addr)
+        // Reserved before anything is checked: a burst cannot pass together.
+        let attempt = self
+            .limiter
+            .begin(login, addr)
             .map_err(AuthError::RateLimited)?;
-        let user = self.store.get_user(login).await?;
+        let user = match self.store.get_user(login).await {
+            Ok(u) => u,
+            Err(e) => {
+                attempt.not_tried();
+                return Err(e.into());
+            }
+        };
+        let busy = || AuthError::Busy(Duration::from_secs(1));
         let outcome = match (&user, &self.ldap) {
             (Some(u), _) if u.source == UserSource::Local => {
-                if passwords::verify(u.password_hash.as_deref(), password).await {
-                    Ok(u.clone())
-                } else {
-                    Err(None)
+                match passwords::verify(u.password_hash.as_deref(), password).await {
+                    Ok(true) => Ok(u.clone()),
+                    Ok(false) => Err(None),
+                    Err(passwords::Busy) => Err(Some(busy())),
                 }
             }
             (_, Some(ldap)) => match ldap.authenticate(login, password).await {
-                Ok(Some(found)) => Ok(self.ldap_user(login, found, user).await?),
+                Ok(Some(found)) => match self.ldap_user(login, found, user).await {
+                    Ok(u) => Ok(u),
+                    Err(e) => Err(Some(e)),
+                },
                 Ok(None) => Err(None),
-                Err(e) => Err(Some(e)),
+                Err(e) => {
+                    tracing::error!("LDAP: {e:#}");
+                    Err(Some(AuthError::Unavailable(format!(
+                        "the LDAP directory did not answer ({e:#}); local users can still log in"
+                    ))))
+                }
             },
             (_, None) => {
                 // Same cost as a wrong password: logins cannot be probed by timing.
-                passwords::verify(None, password).await;
-                Err(None)
+                match passwords::verify(None, password).await {
+                    Ok(_) => Err(None),
+                    Err(passwords::Busy) => Err(Some(busy())),
+                }
             }
         };
         match outcome {
             Ok(u) => {
-                self.limiter.succeeded(login);
+                attempt.succeeded();
                 Ok(u)
             }
             Err(None) => {
-                self.limiter.failed(login, addr);
+                attempt.failed();
                 tracing::info!(target: "wharf::audit", user = login, client = ?addr, action = "login", result = "denied", "wrong login or password");
                 Err(AuthError::Unauthenticated("wrong login or password".into()))
             }
             Err(Some(e)) => {
-                tracing::error!("LDAP: {e:#}");
-                Err(AuthError::Unavailable(format!(
-                    "the LDAP directory did not answer ({e:#}); local users can still log in"
-                )))
+                attempt.not_tried();
+                Err(e)
             }
         }
     }

@@ -224,12 +224,12 @@ pub async fn token(
                 "incorrect username or password",
             );
         }
-        Err(e @ AuthError::RateLimited(_)) => {
-            let mut r = registry_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "TOOMANYREQUESTS",
-                "too many failed logins; try again later",
-            );
+        Err(e @ (AuthError::RateLimited(_) | AuthError::Busy(_))) => {
+            let why = match e {
+                AuthError::Busy(_) => "too many password checks at once; try again later",
+                _ => "too many failed logins; try again later",
+            };
+            let mut r = registry_error(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS", why);
             if let Some(v) = e.into_response().headers().get(header::RETRY_AFTER) {
                 r.headers_mut().insert(header::RETRY_AFTER, v.clone());
             }

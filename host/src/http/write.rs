@@ -78,6 +78,26 @@ fn session_failure(e: SessionError, location: Option<&str>) -> Response {
     r
 }
 
+/// [`session_failure`], naming `--max-blob-size` when that was the limit a
+/// body ran into.
+fn over_max_blob(
+    e: SessionError,
+    server_limit: bool,
+    max_blob: u64,
+    location: Option<&str>,
+) -> Response {
+    match e {
+        SessionError::TooLarge { .. } if server_limit => registry_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "SIZE_INVALID",
+            &format!(
+                "the blob is larger than this server's maximum blob size of {max_blob} bytes (--max-blob-size)"
+            ),
+        ),
+        e => session_failure(e, location),
+    }
+}
+
 /// The repository a write plan names, checked against the plugin and the gate.
 async fn target(
     app: &App,
@@ -136,15 +156,19 @@ pub async fn run(
         repository: repo.id.to_string(),
     };
     let sessions = &app.plugins.runtime.env.sessions;
+    // A session never grows past the server's maximum blob size, whatever
+    // the plan allows.
+    let max_blob = app.config.max_blob_size;
     let (session, created): (Option<SessionId>, bool) = match &plan.body {
         BodyTarget::None => (None, false),
         BodyTarget::NewSession => {
             let id = sessions
                 .create(&owner)
                 .map_err(|e| session_failure(e.into(), None))?;
-            if let Err(e) = sessions.append(id, body, None, plan.max_body).await {
+            let max = plan.max_body.min(max_blob);
+            if let Err(e) = sessions.append(id, body, None, max).await {
                 sessions.abort(&id);
-                return Err(session_failure(e, None));
+                return Err(over_max_blob(e, max < plan.max_body, max_blob, None));
             }
             (Some(id), true)
         }
@@ -154,10 +178,14 @@ pub async fn run(
                 .ok_or_else(|| session_failure(SessionError::Unknown(name.clone()), None))?;
             let start = range_start(headers)
                 .map_err(|m| registry_error(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", &m))?;
+            // What the session holds counts: chunks add up to one blob.
+            let held = sessions.length(&id).unwrap_or(0);
+            let room = max_blob.saturating_sub(held);
+            let max = plan.max_body.min(room);
             sessions
-                .append(id, body, start, plan.max_body)
+                .append(id, body, start, max)
                 .await
-                .map_err(|e| session_failure(e, Some(&req.path)))?;
+                .map_err(|e| over_max_blob(e, max < plan.max_body, max_blob, Some(&req.path)))?;
             (Some(id), false)
         }
     };

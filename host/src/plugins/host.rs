@@ -55,6 +55,8 @@ pub struct HostEnv {
     pub rt: tokio::runtime::Handle,
     /// Where fetched bodies are spooled (unlinked files).
     pub spool_dir: std::path::PathBuf,
+    /// The largest blob a download may bring (`--max-blob-size`).
+    pub max_blob_size: u64,
 }
 
 /// Bytes a plugin holds a handle to.
@@ -1054,7 +1056,7 @@ impl fetch::Host for HostState {
         let url = self.check_fetch_url(&req.url)?;
         let env = self.env.clone();
         let request = build_request(&env.http, &req.method, url.clone(), &req.headers)?;
-        let (status, headers, file) = env.rt.block_on(async {
+        let fetching = async {
             let mut resp = request
                 .send()
                 .await
@@ -1078,7 +1080,12 @@ impl fetch::Host for HostState {
                     .map_err(|e| err("io", e.to_string()))?;
             }
             Ok::<_, types::Error>((resp.status().as_u16(), resp.headers().clone(), file))
-        })?;
+        };
+        // A cancel stops a slow answer too (see `fetch_blobs`).
+        let fetched = env
+            .rt
+            .block_on(super::download::unless_stopped(fetching, self.stop_check()));
+        let (status, headers, file) = fetched.map_err(|why| err("canceled", why))??;
         self.learn_auth_realm(&headers);
         let body = SourceHandle::file(file).map_err(|e| err("io", e.to_string()))?;
         let body = self
@@ -1105,12 +1112,33 @@ impl fetch::Host for HostState {
         &mut self,
         downloads: Vec<fetch::BlobDownload>,
     ) -> Vec<Result<String, types::Error>> {
+        use super::download::{self, Expect};
         use futures::StreamExt;
         let env = self.env.clone();
+        let stop = self.stop_check();
+        if let Some(why) = stop() {
+            return downloads
+                .iter()
+                .map(|_| Err(err("canceled", why)))
+                .collect();
+        }
+        let max = env.max_blob_size;
         let mut prepared = Vec::with_capacity(downloads.len());
         for d in &downloads {
             prepared.push(parse_digest(&d.digest).and_then(|digest| {
                 let url = self.check_fetch_url(&d.url)?;
+                // Bounded by the descriptor's size, or by the server's
+                // maximum blob size without one.
+                let expect = match d.size {
+                    Some(n) if n > max => {
+                        return Err(err(
+                            "too-large",
+                            format!("{digest}: its descriptor gives {n} bytes, more than this server's maximum blob size of {max} (--max-blob-size)"),
+                        ));
+                    }
+                    Some(n) => Expect::Exactly(n),
+                    None => Expect::AtMost(max),
+                };
                 // Skipped only when this repository already holds it: a
                 // digest a feed merely lists is never a key to bytes stored
                 // for another repository; those are downloaded and verified.
@@ -1118,24 +1146,33 @@ impl fetch::Host for HostState {
                 Ok((
                     digest,
                     held,
+                    expect,
                     build_request(&env.http, "GET", url, &d.headers)?,
                 ))
             }));
         }
-        let results: Vec<Result<(Digest, u64), types::Error>> = env.rt.block_on(
-            futures::stream::iter(prepared.into_iter().map(|p| {
-                let env = env.clone();
-                async move {
-                    let (digest, held, req) = p?;
-                    if held {
-                        return Ok((digest, 0));
-                    }
-                    download_blob(&env, req, &digest).await.map(|n| (digest, n))
+        let count = prepared.len();
+        let all = futures::stream::iter(prepared.into_iter().map(|p| {
+            let env = env.clone();
+            async move {
+                let (digest, held, expect, req) = p?;
+                if held {
+                    return Ok((digest, 0));
                 }
-            }))
-            .buffered(4)
-            .collect(),
-        );
+                download::blob(&env.blobs, &req, &digest, expect, &download::LIMITS)
+                    .await
+                    .map(|n| (digest, n))
+            }
+        }))
+        .buffered(4)
+        .collect::<Vec<_>>();
+        // A cancel (or the deadline) drops every transfer within
+        // `STOP_POLL`: connections close, temp files go.
+        let results: Vec<Result<(Digest, u64), types::Error>> =
+            match env.rt.block_on(download::unless_stopped(all, stop)) {
+                Ok(results) => results,
+                Err(why) => (0..count).map(|_| Err(err("canceled", why))).collect(),
+            };
         results
             .into_iter()
             .map(|r| {
@@ -1147,41 +1184,4 @@ impl fetch::Host for HostState {
             })
             .collect()
     }
-}
-
-/// Stream one blob into the store, hashing as it arrives.
-async fn download_blob(
-    env: &HostEnv,
-    req: reqwest::RequestBuilder,
-    digest: &Digest,
-) -> Result<u64, types::Error> {
-    use std::io::Write;
-    let mut resp = req
-        .send()
-        .await
-        .map_err(|e| err("fetch", format!("{digest}: {}", describe(e))))?;
-    // The status and its reason only: an upstream's error body never
-    // reaches the task record.
-    if !resp.status().is_success() {
-        return Err(err(
-            "fetch",
-            format!("{digest}: upstream answered {}", resp.status()),
-        ));
-    }
-    let mut w = env.blobs.writer().map_err(|e| err("io", e.to_string()))?;
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| err("fetch", format!("{digest}: {}", describe(e))))?
-    {
-        w.write_all(&chunk).map_err(|e| err("io", e.to_string()))?;
-    }
-    let (_, n) = w.finish(Some(digest)).map_err(|e| match e {
-        BlobError::DigestMismatch { expected, actual } => err(
-            "digest-mismatch",
-            format!("upstream served wrong bytes for {expected} (they hash to {actual}); nothing was stored"),
-        ),
-        e => blob_err(e),
-    })?;
-    Ok(n)
 }

@@ -2,6 +2,7 @@
 //! may reach ([`host`]), and the set of loaded plugins ([`Plugins`]).
 
 pub mod api;
+pub mod download;
 pub mod host;
 pub mod runtime;
 pub mod stream_source;

@@ -22,7 +22,7 @@ use wasmtime::{
 
 /// The contract this host implements.
 pub const CONTRACT_PACKAGE: &str = "wharf:plugin";
-pub const CONTRACT_VERSION: (u64, u64, u64) = (0, 2, 0);
+pub const CONTRACT_VERSION: (u64, u64, u64) = (0, 3, 0);
 
 /// How often the epoch advances; the granularity of deadlines and cancel.
 const EPOCH_TICK: Duration = Duration::from_millis(10);

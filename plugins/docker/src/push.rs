@@ -19,7 +19,8 @@ use wharf_sdk::{
     Written,
 };
 
-/// Blob uploads have no size limit of their own: the disk is the limit.
+/// Blob uploads have no size limit of their own: the host caps every
+/// session at the server's maximum blob size (`--max-blob-size`).
 const MAX_BLOB: u64 = u64::MAX;
 
 fn header(name: &str, value: impl Into<String>) -> Header {

@@ -633,10 +633,12 @@ fn fetch<H: Host>(client: &mut Client<'_, H>, batch: &[(&str, u64)]) -> Vec<Resu
     let headers = client.headers(None);
     let downloads: Vec<BlobDownload> = batch
         .iter()
-        .map(|(digest, _)| BlobDownload {
+        .map(|(digest, size)| BlobDownload {
             url: format!("{}/blobs/{digest}", client.base),
             headers: headers.clone(),
             digest: digest.to_string(),
+            // The descriptor's size: the host reads no more than this.
+            size: Some(*size),
         })
         .collect();
     client.host.fetch_blobs(&downloads)

@@ -205,6 +205,20 @@ impl Host for FakeHost {
                         format!("{} answered {status}", d.url),
                     ));
                 }
+                // As the host does: a body of another length than the
+                // descriptor's is refused.
+                if let Some(size) = d.size
+                    && body.len() as u64 != size
+                {
+                    return Err(Error::new(
+                        "size-mismatch",
+                        format!(
+                            "{}: the descriptor gives {size} bytes, upstream sent {}",
+                            d.digest,
+                            body.len()
+                        ),
+                    ));
+                }
                 put(&self.blobs, &body, Some(&d.digest))
             })
             .collect()

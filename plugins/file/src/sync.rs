@@ -170,6 +170,8 @@ fn download<H: Host>(
                 url: feed.file_url(&e.relative_path),
                 headers: Vec::new(),
                 digest: e.digest.clone(),
+                // The manifest's size: the host reads no more than this.
+                size: Some(e.size),
             })
             .collect();
         let results = host.fetch_blobs(&downloads);
@@ -365,10 +367,10 @@ mod tests {
             "http://feed/repo/PULP_MANIFEST" => (200, manifest.clone().into_bytes()),
             _ => (200, b"data".to_vec()),
         });
+        // The host refuses the body (it is bounded by the manifest's size).
         let e = run(&mut host, CONFIG).unwrap_err();
         assert!(
-            e.message
-                .contains("f: the manifest says 99 bytes, the file has 4"),
+            e.message.contains("f: ") && e.message.contains("gives 99 bytes, upstream sent 4"),
             "{}",
             e.message
         );

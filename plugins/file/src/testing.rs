@@ -165,6 +165,20 @@ impl Host for FakeHost {
                         format!("{}: upstream answered {status}", d.digest),
                     ));
                 }
+                // As the host does: a body of another length than the
+                // manifest's is refused.
+                if let Some(size) = d.size
+                    && body.len() as u64 != size
+                {
+                    return Err(Error::new(
+                        "size-mismatch",
+                        format!(
+                            "{}: the manifest gives {size} bytes, upstream sent {}",
+                            d.digest,
+                            body.len()
+                        ),
+                    ));
+                }
                 put(&self.blobs, &body, Some(&d.digest))
             })
             .collect()

@@ -61,6 +61,8 @@ struct Upstream {
     page: usize,
     /// Serve this digest with wrong bytes.
     corrupt: Option<String>,
+    /// Serve this digest with more bytes than its descriptor gives.
+    padded: Option<String>,
 }
 
 impl Upstream {
@@ -207,6 +209,11 @@ impl Upstream {
         if let Some(digest) = rest.strip_prefix("/blobs/") {
             if self.corrupt.as_deref() == Some(digest) {
                 return (200, vec![], b"corrupted".to_vec());
+            }
+            if self.padded.as_deref() == Some(digest) {
+                let mut bytes = self.content[digest].1.clone();
+                bytes.extend_from_slice(&[0; 4096]);
+                return (200, vec![], bytes);
             }
             return match self.content.get(digest) {
                 Some((_, bytes)) => (200, vec![], bytes.clone()),
@@ -394,6 +401,24 @@ fn corrupt_blob_fails_its_tag_only() {
         host.repo_unit(MANIFEST, &bad.0).is_none(),
         "no incomplete manifest units"
     );
+}
+
+#[test]
+fn downloads_are_bounded_by_the_descriptors_size() {
+    let up = Rc::new(RefCell::new(Upstream::new("library/busybox")));
+    let (d, _) = up.borrow_mut().image("x", 1);
+    up.borrow_mut().tag("t", &d);
+    // The layer: the one blob of the manifest that is neither it nor its config.
+    let layer = sha256(b"layer x 0");
+    up.borrow_mut().padded = Some(layer.clone());
+    let mut host = host_for(&up);
+    let err = run(&mut host, &config("")).unwrap_err();
+    assert!(
+        err.message.contains(&layer) && err.message.contains("the descriptor gives 9 bytes"),
+        "{}",
+        err.message
+    );
+    assert!(tags_of(&host).is_empty());
 }
 
 #[test]
