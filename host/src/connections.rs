@@ -80,10 +80,16 @@ const RETRY_AFTER_SECS: u64 = 5;
 /// Over-capacity answers in progress per listener; past them an
 /// over-capacity connection is just closed.
 const MAX_REFUSALS: usize = 64;
-/// How long an over-capacity answer may take, reading what the client sent
-/// included (so that closing does not reset the connection before the
-/// client reads the answer).
+/// How long an over-capacity answer waits for the request's head: a client
+/// answered before it has sent its request may take the answer for a
+/// broken connection (hyper's client does).
+const REFUSAL_HEAD_WAIT: Duration = Duration::from_secs(1);
+/// How long an over-capacity answer may take in all, reading what the
+/// client sent included (so that closing does not reset the connection
+/// before the client reads the answer).
 const REFUSAL_TIME: Duration = Duration::from_secs(2);
+/// Most bytes of a refused connection's request read before the close.
+const REFUSAL_READ: usize = 64 << 10;
 
 /// Open files the server keeps besides its connections: the store, blobs
 /// being written, uploads, plugin caches.
@@ -196,9 +202,11 @@ pub async fn serve(
 }
 
 /// A connection past the cap: a plain-HTTP client gets a short `503` with
-/// `Retry-After` (its request is read and dropped, so that the close does
-/// not reset the connection before it reads the answer); a TLS client, or
-/// any client while [`MAX_REFUSALS`] answers are under way, is closed.
+/// `Retry-After` once its request's head arrived (or after
+/// [`REFUSAL_HEAD_WAIT`]); the rest of its request is read and dropped, so
+/// that the close does not reset the connection before it reads the answer.
+/// A TLS client, or any client while [`MAX_REFUSALS`] answers are under way,
+/// is closed at once.
 fn over_capacity(shared: &Arc<Shared>, stream: TcpStream, plain: bool) {
     crate::metrics::connection_closed(shared.side, "over-capacity");
     {
@@ -236,11 +244,22 @@ fn over_capacity(shared: &Arc<Shared>, stream: TcpStream, plain: bool) {
             body.len()
         );
         let _ = tokio::time::timeout(REFUSAL_TIME, async {
+            let mut buf = [0u8; 4096];
+            let mut head = Vec::new();
+            let _ = tokio::time::timeout(REFUSAL_HEAD_WAIT, async {
+                while head.len() < REFUSAL_READ && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await? {
+                        0 => break,
+                        n => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                Ok::<_, std::io::Error>(())
+            })
+            .await;
             stream.write_all(reply.as_bytes()).await?;
             stream.shutdown().await?;
-            let mut buf = [0u8; 4096];
-            let mut read = 0;
-            while read < 64 << 10 {
+            let mut read = head.len();
+            while read < REFUSAL_READ {
                 match stream.read(&mut buf).await? {
                     0 => break,
                     n => read += n,

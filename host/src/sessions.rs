@@ -268,6 +268,21 @@ impl Sessions {
         Ok(removed)
     }
 
+    /// The repositories that received `digest` through their sessions lately.
+    pub fn receivers(&self, digest: &Digest) -> Vec<crate::ids::RepoId> {
+        let Ok(received) = self.dir.open_dir("received") else {
+            return Vec::new();
+        };
+        let Ok(entries) = received.entries() else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|repo| self.received(repo, digest))
+            .filter_map(|repo| repo.parse().ok())
+            .collect()
+    }
+
     /// Every blob some repository received through its sessions lately and
     /// may still name: orphan cleanup keeps them.
     pub fn received_blobs(&self) -> std::io::Result<HashSet<Digest>> {

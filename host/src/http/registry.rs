@@ -113,9 +113,25 @@ pub async fn dispatch(
                 Ok(plan) => plan,
                 Err(resp) => return unread_body_closes(&method, head_safe(&method, resp)),
             };
-            execute(&app, &method, &headers, plan, served.as_deref()).await
+            execute(&app, &method, &headers, plan, served.as_deref(), &|_| false).await
         }
-        Ok(plan) => execute(&app, &method, &headers, plan, served.as_deref()).await,
+        Ok(plan) => {
+            // A client checks a blob it just pushed with HEAD before any
+            // publish serves it: its length may be told to whoever may read
+            // a repository that received it.
+            let pushed = |d: &Digest| {
+                method == Method::HEAD
+                    && app
+                        .plugins
+                        .runtime
+                        .env
+                        .sessions
+                        .receivers(d)
+                        .iter()
+                        .any(|id| (admitted.reader)(id))
+            };
+            execute(&app, &method, &headers, plan, served.as_deref(), &pushed).await
+        }
         Err(e) => plugin_failure(e),
     }
 }
@@ -203,6 +219,7 @@ async fn execute(
     req_headers: &HeaderMap,
     plan: Plan,
     served: Option<&Served>,
+    pushed: &(dyn Fn(&Digest) -> bool + Sync),
 ) -> Response {
     match plan {
         Plan::Body(b) => {
@@ -255,7 +272,7 @@ async fn execute(
         ),
         Plan::Blob(b) => match b.digest.parse::<Digest>() {
             // The trust rule: only what the admitted repository serves.
-            Ok(d) if !served.is_some_and(|s| s.contains(&d)) => {
+            Ok(d) if !served.is_some_and(|s| s.contains(&d)) && !pushed(&d) => {
                 tracing::warn!(digest = %d, repo = ?served.map(|s| &s.repo), "plugin planned to serve a blob the admitted repository does not serve; refused");
                 blob_unknown(method, &d)
             }

@@ -400,6 +400,9 @@ impl HostState {
             CallScope::Describe => false,
             CallScope::Resolve(r) => {
                 r.serves(d)
+                    // A blob just pushed (a client checks its upload with
+                    // HEAD), to a repository the caller may read.
+                    || env.sessions.receivers(d).iter().any(|id| (r.reader)(id))
                     || (r.write
                         && holders().is_ok_and(|repos| repos.iter().any(|id| (r.reader)(id))))
             }
