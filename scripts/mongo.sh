@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start or stop a private MongoDB-wire-compatible server for the tests:
-# secantusdb (PyPI; no mongod can be installed here, see ../shared/PEERS.md).
+# secantusdb (from PyPI: Debian ships no mongod).
 #   scripts/mongo.sh start DIR PORT   -> prints the MongoDB URL when ready
 #   scripts/mongo.sh stop DIR
 # DIR holds its data, log and PID; nothing outside DIR is touched except the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start or stop a private RabbitMQ for the tests (see ../shared/PEERS.md).
+# Start or stop a private RabbitMQ (Debian's rabbitmq-server) for the tests.
 #   scripts/rabbitmq.sh start DIR PORT   -> prints the AMQP URL when ready
 #   scripts/rabbitmq.sh stop DIR
 # DIR holds its data, logs and PID; nothing outside DIR is touched except the

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Start or stop a private OpenLDAP server (slapd) for the tests (see
-# ../shared/PEERS.md), filled with the test directory below.
+# Start or stop a private OpenLDAP server (Debian's slapd) for the tests,
+# filled with the test directory below.
 #   scripts/slapd.sh start DIR PORT   -> prints the LDAP URL when ready
 #   scripts/slapd.sh stop DIR
 # DIR holds its config, database, log and PID; nothing outside DIR is touched.
