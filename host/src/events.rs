@@ -88,7 +88,7 @@ impl Listener {
         if let Target::Http { secret, .. } = &mut l.target
             && !secret.is_empty()
         {
-            *secret = "********".into();
+            *secret = crate::secrets::MASK.into();
         }
         l
     }

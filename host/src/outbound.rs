@@ -241,22 +241,13 @@ impl OutboundPolicy {
     /// http(s) only, and an IP-literal host must pass [`Self::check_ip`].
     /// Hostnames pass here; the client's resolver checks what they resolve to.
     pub fn check_url(&self, url: &reqwest::Url) -> Result<(), OutboundError> {
-        // The URL without credentials, query or fragment, for messages.
-        let shown = || {
-            let mut u = url.clone();
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.set_query(None);
-            u.set_fragment(None);
-            u.to_string()
-        };
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(OutboundError::Scheme { url: shown() });
+            return Err(OutboundError::Scheme { url: shown(url) });
         }
         // The URL parser has already turned every spelling of an IPv4
         // address (`2130706433`, `0x7f.1`) into dotted form; IPv6 is bracketed.
         let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
-            return Err(OutboundError::NoHost { url: shown() });
+            return Err(OutboundError::NoHost { url: shown(url) });
         };
         let literal = host.trim_start_matches('[').trim_end_matches(']');
         match literal.parse::<IpAddr>() {
@@ -322,15 +313,44 @@ impl reqwest::dns::Resolve for PolicyResolver {
     }
 }
 
-/// A request error as one line for a user: the policy's refusal alone when
-/// that is the cause, else the error and its causes. Never a body.
-pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
+/// A URL for a message: no credentials, no query, no fragment (they may
+/// carry tokens).
+pub fn shown(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_query(None);
+    u.set_fragment(None);
+    u.to_string()
+}
+
+/// The policy's refusal in `e` or one of its causes.
+fn refusal<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a OutboundError> {
     let mut cur = Some(e);
     while let Some(err) = cur {
         if let Some(refused) = err.downcast_ref::<OutboundError>() {
-            return refused.to_string();
+            return Some(refused);
         }
+        cur = err.source();
+    }
+    None
+}
+
+/// Whether the outbound policy refused the request `e` is the error of
+/// (itself or one of its causes): no later attempt will do better.
+pub fn is_refusal(e: &(dyn std::error::Error + 'static)) -> bool {
+    refusal(e).is_some()
+}
+
+/// A request error as one line for a user: the policy's refusal alone when
+/// that is the cause, else the error and its causes. Never a body.
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    if let Some(refused) = refusal(e) {
+        return refused.to_string();
+    }
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(e);
+    while let Some(err) = cur {
         let s = err.to_string();
         if !parts.iter().any(|p| p.contains(&s)) {
             parts.push(s);
@@ -338,6 +358,12 @@ pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
         cur = err.source();
     }
     parts.join(": ")
+}
+
+/// [`describe`] for a request's error, without its URL (which the caller's
+/// message names already, as [`shown`] shows it).
+pub fn describe_request(e: reqwest::Error) -> String {
+    describe(&e.without_url())
 }
 
 #[cfg(test)]

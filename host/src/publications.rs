@@ -52,11 +52,6 @@ impl PublicationMap {
             .collect()
     }
 
-    /// Names published by `plugin`, sorted, after `after`.
-    pub fn names(&self, plugin: &str, after: Option<&str>, limit: usize) -> Vec<String> {
-        self.names_where(plugin, after, limit, |_| true)
-    }
-
     /// Names published by `plugin` whose publication passes `keep`, sorted,
     /// after `after`.
     pub fn names_where(

@@ -45,6 +45,32 @@ pub struct CreateRepo {
     distributor_config: Option<serde_json::Value>,
 }
 
+/// A repository as the API shows it: its secrets masked
+/// ([`secrets::mask_repo`]). Every handler that answers with a repository
+/// answers with this, and the only way to make one masks.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = Repository)]
+pub struct RepoView(Repository);
+
+impl From<Repository> for RepoView {
+    fn from(r: Repository) -> Self {
+        RepoView(secrets::mask_repo(r))
+    }
+}
+
+/// A publication as the API shows it: its settings masked.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = Publication)]
+pub struct PublicationView(Publication);
+
+impl From<Publication> for PublicationView {
+    fn from(p: Publication) -> Self {
+        PublicationView(secrets::mask_publication(p))
+    }
+}
+
 fn parse_repo_id(id: &str) -> ApiResult<RepoId> {
     id.parse()
         .map_err(|e: crate::ids::InvalidRepoId| ApiError::bad_request(e.to_string()))
@@ -70,7 +96,7 @@ fn config_object(v: Option<serde_json::Value>, what: &str) -> ApiResult<serde_js
 async fn create(
     State(app): State<Arc<App>>,
     body: Result<Json<CreateRepo>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Repository>)> {
+) -> ApiResult<(StatusCode, Json<RepoView>)> {
     let Json(req) = body?;
     let id = parse_repo_id(&req.id)?;
     if app.plugins.for_content_type(&req.content_type).is_none() {
@@ -104,7 +130,7 @@ async fn create(
         updated_at: now(),
     };
     app.store.create_repo(&repo).await?;
-    Ok((StatusCode::CREATED, Json(secrets::mask_repo(repo))))
+    Ok((StatusCode::CREATED, Json(repo.into())))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -140,7 +166,7 @@ pub struct Page<T> {
 async fn list(
     State(app): State<Arc<App>>,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Page<Repository>>> {
+) -> ApiResult<Json<Page<RepoView>>> {
     let Query(q) = q?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let query = RepoQuery {
@@ -161,7 +187,7 @@ async fn list(
     } else {
         None
     };
-    let items = items.into_iter().map(secrets::mask_repo).collect();
+    let items = items.into_iter().map(RepoView::from).collect();
     Ok(Json(Page { items, next }))
 }
 
@@ -176,9 +202,9 @@ pub async fn get_repo(app: &App, id: &str) -> ApiResult<Repository> {
 #[derive(serde::Serialize, utoipa::ToSchema)]
 struct RepoDetail {
     #[serde(flatten)]
-    repo: Repository,
+    repo: RepoView,
     content_counts: BTreeMap<String, u64>,
-    publications: Vec<Publication>,
+    publications: Vec<PublicationView>,
 }
 
 #[utoipa::path(get, path = "/api/v1/repositories/{id}", tag = "repositories",
@@ -190,10 +216,10 @@ async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<
         .publications
         .for_repo(repo.id.as_str())
         .into_iter()
-        .map(|p| secrets::mask_publication((*p).clone()))
+        .map(|p| PublicationView::from((*p).clone()))
         .collect();
     Ok(Json(RepoDetail {
-        repo: secrets::mask_repo(repo),
+        repo: repo.into(),
         content_counts,
         publications,
     }))
@@ -244,7 +270,7 @@ async fn update(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     body: Result<Json<UpdateRepo>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Json<Repository>> {
+) -> ApiResult<Json<RepoView>> {
     let Json(req) = body?;
     let mut repo = get_repo(&app, &id).await?;
     if let Some(d) = req.display_name {
@@ -267,7 +293,7 @@ async fn update(
     }
     repo.updated_at = now();
     app.store.update_repo(&repo).await?;
-    Ok(Json(secrets::mask_repo(repo)))
+    Ok(Json(repo.into()))
 }
 
 #[utoipa::path(delete, path = "/api/v1/repositories/{id}", tag = "repositories",

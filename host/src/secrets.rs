@@ -158,7 +158,7 @@ pub fn secret_values(r: &Repository) -> Vec<String> {
                     && let Some(pw) = u.password()
                 {
                     out.push(pw.to_string());
-                    if let Ok(decoded) = percent_decode(pw) {
+                    if let Some(decoded) = crate::auth::percent::decode(pw, false) {
                         out.push(decoded);
                     }
                 }
@@ -174,26 +174,6 @@ pub fn secret_values(r: &Repository) -> Vec<String> {
     out.sort_by_key(|s| std::cmp::Reverse(s.len()));
     out.dedup();
     out
-}
-
-fn percent_decode(s: &str) -> Result<String, std::string::FromUtf8Error> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out)
 }
 
 /// `text` with every one of `secrets` replaced by [`MASK`].

@@ -10,26 +10,6 @@ use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Command;
 
-fn send(r: reqwest::blocking::RequestBuilder) -> (u16, Value) {
-    let r = r.send().unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().unwrap_or(Value::Null))
-}
-
-fn message(v: &Value) -> String {
-    v["error"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// `POST path` as the administrator; asserts the status.
-fn admin_post(s: &Server, path: &str, body: Value, want: u16) -> Value {
-    let (status, v) = s.post_json(path, &body);
-    assert_eq!(status, want, "POST {path} {body}: {v}");
-    v
-}
-
 fn create_user(s: &Server, login: &str, password: &str, roles: &[&str]) {
     admin_post(
         s,

@@ -13,30 +13,10 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-fn send(r: RequestBuilder) -> (u16, Value) {
-    let r = r.send().unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().unwrap_or(Value::Null))
-}
-
 /// The raw text of an answer (what a client could see, all of it).
 fn text(r: RequestBuilder) -> (u16, String) {
     let r = r.send().unwrap();
     (r.status().as_u16(), r.text().unwrap())
-}
-
-fn message(v: &Value) -> String {
-    v["error"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// `POST path` as the administrator; asserts the status.
-fn admin_post(s: &Server, path: &str, body: Value, want: u16) -> Value {
-    let (status, v) = s.post_json(path, &body);
-    assert_eq!(status, want, "POST {path} {body}: {v}");
-    v
 }
 
 fn grant(s: &Server, subject: (&str, &str), resource: &str, ops: &[&str]) {

@@ -10,8 +10,6 @@ use crate::support::*;
 use futures::future::join_all;
 use serde_json::{Value, json};
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const ATTACKER: &str = "127.0.0.1";
@@ -43,40 +41,6 @@ fn memory_kib(pid: u32) -> (u64, u64) {
             .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status"))
     };
     (field("VmHWM:"), field("VmRSS:"))
-}
-
-/// Samples the server's VmRSS until dropped; reports the largest seen.
-struct RssSampler {
-    stop: Arc<AtomicBool>,
-    peak: Arc<AtomicU64>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl RssSampler {
-    fn start(pid: u32) -> RssSampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let peak = Arc::new(AtomicU64::new(0));
-        let thread = {
-            let (stop, peak) = (stop.clone(), peak.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    peak.fetch_max(memory_kib(pid).1, Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            })
-        };
-        RssSampler {
-            stop,
-            peak,
-            thread: Some(thread),
-        }
-    }
-
-    fn finish(mut self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.take().unwrap().join().unwrap();
-        self.peak.load(Ordering::Relaxed)
-    }
 }
 
 /// Every way to hand the server a password.
@@ -155,7 +119,6 @@ fn a_burst_against_admin_leaves_the_real_admin_able_to_log_in() {
     create_user(&s, "jdev", "jdev-password");
     let pid = s.pid();
     let (hwm_before, rss_before) = memory_kib(pid);
-    let sampler = RssSampler::start(pid);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let base = s.base.as_str();
     let attacker = client_from(ATTACKER);
@@ -200,15 +163,13 @@ fn a_burst_against_admin_leaves_the_real_admin_able_to_log_in() {
         };
         tokio::join!(burst, hammering, admin_logins)
     });
-    let peak_rss = sampler.finish();
     let (hwm_after, _) = memory_kib(pid);
     let hammering: Vec<_> = hammering.into_iter().flatten().collect();
     eprintln!(
         "burst of 300 + {} more guesses in 3 s; admin logins (status, latency, at): {admin_logins:?}; \
-         server RSS before {} MiB, peak sampled {} MiB, VmHWM before {} MiB, after {} MiB",
+         server RSS before {} MiB, VmHWM before {} MiB, after {} MiB",
         hammering.len(),
         rss_before / 1024,
-        peak_rss / 1024,
         hwm_before / 1024,
         hwm_after / 1024,
     );

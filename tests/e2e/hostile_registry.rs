@@ -280,29 +280,9 @@ fn a_digest_is_no_key_to_another_repositorys_blob() {
         "mount of a blob mallory may not read"
     );
     // A manifest naming the foreign layer next to mallory's own config.
-    let config =
-        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
-    let config_digest = push(&s, "mallory/app", &mallory, config);
+    let config_digest = push(&s, "mallory/app", &mallory, CONFIG);
     let put = |auth: &str, name: &str, layers: &[(&str, u64)]| {
-        let m = json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-            "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
-                "size": config.len(), "digest": config_digest},
-            "layers": layers.iter().map(|(d, n)| json!({
-                "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                "size": n, "digest": d})).collect::<Vec<_>>(),
-        });
-        no_redirects()
-            .put(s.url(&format!("/v2/{name}/manifests/stolen")))
-            .header("Authorization", auth)
-            .header(
-                "Content-Type",
-                "application/vnd.docker.distribution.manifest.v2+json",
-            )
-            .body(m.to_string())
-            .send()
-            .unwrap()
+        put_manifest(&s, auth, &format!("{name}:stolen"), &config_digest, layers)
     };
     let r = put(&mallory, "mallory/app", &[(&layer, size)]);
     assert_eq!(
@@ -338,7 +318,7 @@ fn a_digest_is_no_key_to_another_repositorys_blob() {
         201,
         "carol may read secret: mount works"
     );
-    push(&s, "carol/app", &carol, config);
+    push(&s, "carol/app", &carol, CONFIG);
     let r = put(&carol, "carol/app", &[(&layer, size)]);
     assert_eq!(r.status().as_u16(), 201, "{:?}", r.text());
     let r = call(
@@ -384,6 +364,43 @@ fn the_catalog_lists_only_what_the_caller_may_read() {
     }
 }
 
+/// An image config the manifests of these tests name (its content is never
+/// read).
+const CONFIG: &[u8] =
+    br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+
+/// `PUT /v2/<name>/manifests/<tag>` (`name_tag` is `name:tag`) of a Docker
+/// schema 2 manifest naming the config [`CONFIG`] (stored as
+/// `config_digest`) and `layers` (digest, size).
+fn put_manifest(
+    s: &Server,
+    auth: &str,
+    name_tag: &str,
+    config_digest: &str,
+    layers: &[(&str, u64)],
+) -> Response {
+    let (name, tag) = name_tag.rsplit_once(':').unwrap();
+    let m = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": CONFIG.len(), "digest": config_digest},
+        "layers": layers.iter().map(|(d, n)| json!({
+            "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            "size": n, "digest": d})).collect::<Vec<_>>(),
+    });
+    no_redirects()
+        .put(s.url(&format!("/v2/{name}/manifests/{tag}")))
+        .header("Authorization", auth)
+        .header(
+            "Content-Type",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        )
+        .body(m.to_string())
+        .send()
+        .unwrap()
+}
+
 /// Push `bytes` as a blob of `name` in one request; returns its digest.
 fn push(s: &Server, name: &str, auth: &str, bytes: &[u8]) -> String {
     let digest = sha256_digest(bytes);
@@ -407,12 +424,9 @@ fn status_code(r: Response) -> (u16, String) {
 fn a_feed_that_merely_lists_a_protected_digest_gets_no_bytes() {
     let s = two_repositories();
     let (layer, size) = secret_layer(&s);
-    let config =
-        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
-            .to_vec();
     // The attacker's upstream names the protected layer but cannot serve it.
     let liar = FakeUpstream::start(
-        config.clone(),
+        CONFIG.to_vec(),
         (layer.clone(), size),
         LayerReply::Bytes(vec![b'x'; size as usize]),
     );
@@ -454,7 +468,11 @@ fn a_feed_that_merely_lists_a_protected_digest_gets_no_bytes() {
 
     // Legitimate: an upstream that really has the bytes is mirrored (they
     // are downloaded and verified, even though the store has them).
-    let honest = FakeUpstream::start(config, (layer.clone(), size), LayerReply::Bytes(real));
+    let honest = FakeUpstream::start(
+        CONFIG.to_vec(),
+        (layer.clone(), size),
+        LayerReply::Bytes(real),
+    );
     docker_repo(
         &s,
         "mirror",
@@ -491,35 +509,14 @@ fn cleanup_keeps_what_a_publication_serves_and_what_was_just_pushed() {
         "distributor_config": {"repo_registry_id": "gc/app", "auto_publish": false}}));
     publish(&s, "gc");
     let auth = admin();
-    let config =
-        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
     let layer = b"a layer that only a manifest names";
-    let put = |tag: &str, layer_digest: &str, layer_len: usize, config_digest: &str| {
-        let m = json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-            "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
-                "size": config.len(), "digest": config_digest},
-            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                "size": layer_len, "digest": layer_digest}],
-        });
-        no_redirects()
-            .put(s.url(&format!("/v2/gc/app/manifests/{tag}")))
-            .header("Authorization", &auth)
-            .header(
-                "Content-Type",
-                "application/vnd.docker.distribution.manifest.v2+json",
-            )
-            .body(m.to_string())
-            .send()
-            .unwrap()
-    };
     // Pushed blobs no manifest names yet survive a cleanup: the manifest
     // that names them afterwards is accepted and served.
-    let config_digest = push(&s, "gc/app", &auth, config);
+    let config_digest = push(&s, "gc/app", &auth, CONFIG);
     let layer_digest = push(&s, "gc/app", &auth, layer);
     cleanup_now(&s);
-    let r = put("v1", &layer_digest, layer.len(), &config_digest);
+    let layers = [(layer_digest.as_str(), layer.len() as u64)];
+    let r = put_manifest(&s, &auth, "gc/app:v1", &config_digest, &layers);
     assert_eq!(r.status().as_u16(), 201, "{:?}", r.text());
     publish(&s, "gc");
     let served = |path: &str| call(&s, "GET", path, "", vec![]).status().as_u16();

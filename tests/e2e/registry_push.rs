@@ -332,13 +332,23 @@ fn blob_uploads_chunked_resumed_mounted_and_checked() {
     );
     assert_eq!(r.status().as_u16(), 201);
 
-    // Mount of a blob no repository the pusher may read holds (it was
-    // only uploaded): a digest is no key, so an upload starts instead
-    // (mounts that work: tests/e2e/hostile_registry.rs).
+    // Mount of a blob this repository received a moment ago: it is
+    // already there for its manifest, so the mount answers 201.
     let r = send(
         &s,
         "POST",
         &format!("/v2/raw/app/blobs/uploads/?mount={digest}&from=other/repo"),
+        &[],
+        vec![],
+    );
+    assert_eq!(r.status().as_u16(), 201);
+    // Mount of a digest nobody stored: an upload starts instead (mounts
+    // across users and repositories: tests/e2e/hostile_registry.rs).
+    let unknown = sha256_digest(b"never uploaded anywhere");
+    let r = send(
+        &s,
+        "POST",
+        &format!("/v2/raw/app/blobs/uploads/?mount={unknown}&from=other/repo"),
         &[],
         vec![],
     );

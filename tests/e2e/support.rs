@@ -345,6 +345,28 @@ impl Drop for Server {
     }
 }
 
+/// Send an API request: its status and JSON body (`null` if none).
+pub fn send(r: reqwest::blocking::RequestBuilder) -> (u16, Value) {
+    let r = r.send().unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(Value::Null))
+}
+
+/// The `error.message` of an API error answer.
+pub fn message(v: &Value) -> String {
+    v["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `POST path` as the administrator; asserts the status.
+pub fn admin_post(s: &Server, path: &str, body: Value, want: u16) -> Value {
+    let (status, v) = s.post_json(path, &body);
+    assert_eq!(status, want, "POST {path} {body}: {v}");
+    v
+}
+
 /// Run a command, returning (success, stdout+stderr).
 pub fn run(cmd: &mut Command) -> (bool, String) {
     let out = cmd

@@ -180,9 +180,7 @@ async fn require_outranks(app: &App, p: &Principal, target: &User, what: &str) -
             p.login, target.login
         )));
     }
-    let mut subjects = vec![Subject::User(target.login.clone())];
-    subjects.extend(target.roles.iter().cloned().map(Subject::Role));
-    let perms = permissions_of(app, subjects).await?;
+    let perms = permissions_of(app, super::subjects_of(target)).await?;
     p.require_all(&perms, &format!("{what} {}, who holds it", target.login))
 }
 
@@ -612,12 +610,7 @@ pub async fn grant(
         Subject::User(l) => format!("user {l}"),
         Subject::Role(r) => format!("role {r}"),
     };
-    let wanted = Permission {
-        subject: subject.clone(),
-        resource: resource.clone(),
-        operations: ops.clone(),
-    };
-    p.require_all(&[wanted], &format!("grant it to {to}"))?;
+    p.require_ops(&resource, &ops, &format!("grant it to {to}"))?;
     Ok(Json(app.store.grant(&subject, &resource, &ops).await?))
 }
 

@@ -58,10 +58,24 @@ pub enum AuthError {
     /// Too many failed password checks from this address (429).
     RateLimited(Duration),
     /// Too many password checks at once: none was free within
-    /// [`passwords::QUEUE_WAIT`] (429).
-    Busy(Duration),
+    /// [`passwords::QUEUE_WAIT`] (429, retry after [`BUSY_RETRY`]).
+    Busy,
     /// The store or the directory failed.
     Unavailable(String),
+}
+
+/// When a client refused with [`AuthError::Busy`] is told to try again.
+pub const BUSY_RETRY: Duration = Duration::from_secs(1);
+
+impl AuthError {
+    /// For a 429: the whole seconds to send as `Retry-After` (at least 1).
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            AuthError::RateLimited(wait) => Some(wait.as_secs().max(1)),
+            AuthError::Busy => Some(BUSY_RETRY.as_secs().max(1)),
+            AuthError::Unauthenticated(_) | AuthError::Unavailable(_) => None,
+        }
+    }
 }
 
 impl From<StoreError> for AuthError {
@@ -83,23 +97,19 @@ impl IntoResponse for AuthError {
                 );
                 r
             }
-            AuthError::RateLimited(wait) => {
-                let secs = wait.as_secs().max(1);
+            AuthError::RateLimited(_) | AuthError::Busy => {
+                let secs = self.retry_after().expect("a 429 has a Retry-After");
+                let (code, why) = match self {
+                    AuthError::Busy => ("busy", "too many password checks at once"),
+                    _ => (
+                        "too-many-failures",
+                        "too many failed logins from this address",
+                    ),
+                };
                 let mut r = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
-                    "too-many-failures",
-                    format!("too many failed logins from this address; try again in {secs} s"),
-                )
-                .into_response();
-                r.headers_mut().insert(header::RETRY_AFTER, secs.into());
-                r
-            }
-            AuthError::Busy(wait) => {
-                let secs = wait.as_secs().max(1);
-                let mut r = ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "busy",
-                    format!("too many password checks at once; try again in {secs} s"),
+                    code,
+                    format!("{why}; try again in {secs} s"),
                 )
                 .into_response();
                 r.headers_mut().insert(header::RETRY_AFTER, secs.into());
@@ -186,6 +196,13 @@ pub fn check_name(what: &str, s: &str) -> Result<(), ApiError> {
             "invalid {what} {s:?}: use 1-128 letters, digits, '.', '-', '_' or '@'"
         )))
     }
+}
+
+/// Whom the permissions `user` holds are granted to: the user and its roles.
+pub fn subjects_of(user: &User) -> Vec<Subject> {
+    let mut subjects = vec![Subject::User(user.login.clone())];
+    subjects.extend(user.roles.iter().cloned().map(Subject::Role));
+    subjects
 }
 
 impl Auth {
@@ -286,9 +303,7 @@ impl Auth {
         user: &User,
         credential: Credential,
     ) -> Result<Principal, AuthError> {
-        let mut subjects = vec![Subject::User(user.login.clone())];
-        subjects.extend(user.roles.iter().cloned().map(Subject::Role));
-        let permissions = self.store.list_permissions(&subjects).await?;
+        let permissions = self.store.list_permissions(&subjects_of(user)).await?;
         Ok(Principal::new(user, permissions, credential))
     }
 
@@ -314,13 +329,12 @@ impl Auth {
                 return Err(e.into());
             }
         };
-        let busy = || AuthError::Busy(Duration::from_secs(1));
         let outcome = match (&user, &self.ldap) {
             (Some(u), _) if u.source == UserSource::Local => {
                 match passwords::verify(u.password_hash.as_deref(), password).await {
                     Ok(true) => Ok(u.clone()),
                     Ok(false) => Err(None),
-                    Err(passwords::Busy) => Err(Some(busy())),
+                    Err(passwords::Busy) => Err(Some(AuthError::Busy)),
                 }
             }
             (_, Some(ldap)) => match ldap.authenticate(login, password).await {
@@ -340,7 +354,7 @@ impl Auth {
                 // Same cost as a wrong password: logins cannot be probed by timing.
                 match passwords::verify(None, password).await {
                     Ok(_) => Err(None),
-                    Err(passwords::Busy) => Err(Some(busy())),
+                    Err(passwords::Busy) => Err(Some(AuthError::Busy)),
                 }
             }
         };

@@ -81,24 +81,31 @@ impl Principal {
     /// `what` it was trying to do (e.g. "grant the role repo_admin").
     pub fn require_all(&self, perms: &[Permission], what: &str) -> Result<(), ApiError> {
         for p in perms {
-            if let Some(op) = self.missing(&p.resource, &p.operations) {
-                return Err(forbidden(format!(
-                    "user {} lacks '{}' on {}, so may not {what}: only permissions one holds                      can be handed on (or by a super-user)",
-                    self.login,
-                    op.as_str(),
-                    p.resource
-                )));
-            }
+            self.require_ops(&p.resource, &p.operations, what)?;
         }
         Ok(())
     }
 
+    /// [`Self::require_all`] for `ops` on one `resource`.
+    pub fn require_ops(
+        &self,
+        resource: &str,
+        ops: &[Operation],
+        what: &str,
+    ) -> Result<(), ApiError> {
+        match self.missing(resource, ops) {
+            None => Ok(()),
+            Some(op) => Err(forbidden(format!(
+                "user {} lacks '{}' on {resource}, so may not {what}: only permissions one holds can be handed on (or by a super-user)",
+                self.login,
+                op.as_str(),
+            ))),
+        }
+    }
+
     /// `Ok` if this principal may grant `role`, which carries `perms`.
     pub fn require_grantable_role(&self, role: &str, perms: &[Permission]) -> Result<(), ApiError> {
-        if self.is_super_user() {
-            return Ok(());
-        }
-        if role == SUPER_USERS {
+        if role == SUPER_USERS && !self.is_super_user() {
             return Err(forbidden(format!(
                 "user {} is not a super-user: only a super-user may grant the role {SUPER_USERS}",
                 self.login

@@ -224,14 +224,14 @@ pub async fn token(
                 "incorrect username or password",
             );
         }
-        Err(e @ (AuthError::RateLimited(_) | AuthError::Busy(_))) => {
+        Err(e @ (AuthError::RateLimited(_) | AuthError::Busy)) => {
             let why = match e {
-                AuthError::Busy(_) => "too many password checks at once; try again later",
+                AuthError::Busy => "too many password checks at once; try again later",
                 _ => "too many failed logins; try again later",
             };
             let mut r = registry_error(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS", why);
-            if let Some(v) = e.into_response().headers().get(header::RETRY_AFTER) {
-                r.headers_mut().insert(header::RETRY_AFTER, v.clone());
+            if let Some(secs) = e.retry_after() {
+                r.headers_mut().insert(header::RETRY_AFTER, secs.into());
             }
             return r;
         }

@@ -5,6 +5,7 @@
 //! first, so that nothing changes during the move.
 
 use crate::db::DbLocation;
+use crate::db::transfer::{MaskSecrets, Record};
 use clap::Subcommand;
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -75,8 +76,8 @@ pub fn run(cmd: DbCommand) -> anyhow::Result<()> {
                 let store = from.open().await?;
                 let stdout = std::io::stdout();
                 let mut out = std::io::BufWriter::new(stdout.lock());
-                let summary =
-                    crate::db::transfer::export(&*store, &mut out, include_secrets).await?;
+                let mask = (!include_secrets).then_some(masked as MaskSecrets);
+                let summary = crate::db::transfer::export(&*store, &mut out, mask).await?;
                 out.flush()?;
                 eprintln!("exported from {from}: {summary}");
                 if !include_secrets {
@@ -97,4 +98,59 @@ pub fn run(cmd: DbCommand) -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// A record of an export as it may be shown: its secrets masked by the rule
+/// of [`crate::secrets`].
+fn masked(r: Record) -> Record {
+    use crate::secrets::{MASK, mask_publication, mask_repo};
+    match r {
+        Record::User(mut u) => {
+            if u.password_hash.is_some() {
+                u.password_hash = Some(MASK.into());
+            }
+            Record::User(u)
+        }
+        Record::Repository(repo) => Record::Repository(mask_repo(repo)),
+        Record::Publication(p) => Record::Publication(mask_publication(p)),
+        Record::Listener(l) => Record::Listener(l.redacted()),
+        r => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::transfer::{export, import, tests::fill};
+    use crate::db::{Store as _, sqlite};
+
+    /// Without `--include-secrets`: no secret in the dump, and no import of it.
+    #[tokio::test]
+    async fn a_default_export_masks_secrets_and_cannot_be_imported() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = sqlite::SqliteStore::open(&dir.path().join("a.db")).unwrap();
+        fill(&a).await;
+        let mut dump = Vec::new();
+        let masked = export(&a, &mut dump, Some(masked)).await.unwrap();
+        let text = String::from_utf8(dump.clone()).unwrap();
+        for secret in [
+            "feed-password",
+            "$argon2id$",
+            "hook-secret",
+            "publish-token",
+        ] {
+            assert!(!text.contains(secret), "{secret} in the dump:\n{text}");
+        }
+        assert!(text.contains(crate::secrets::MASK));
+        let mut full = Vec::new();
+        let all = export(&a, &mut full, None).await.unwrap();
+        assert_eq!(masked.counts, all.counts, "the same records, masked");
+        let full = String::from_utf8(full).unwrap();
+        assert!(full.contains("feed-password") && full.contains("hook-secret"));
+
+        let b = sqlite::SqliteStore::open(&dir.path().join("b.db")).unwrap();
+        let err = import(&b, &dump[..]).await.unwrap_err();
+        assert!(format!("{err:#}").contains("--include-secrets"), "{err:#}");
+        assert!(b.list_users().await.unwrap().is_empty(), "nothing imported");
+    }
 }

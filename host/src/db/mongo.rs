@@ -290,6 +290,14 @@ fn read_user(d: &Document) -> MResult<User> {
     Ok(u)
 }
 
+/// The `unit` ids association documents point at, in their order.
+fn unit_ids(assocs: &[Document]) -> Vec<&str> {
+    assocs
+        .iter()
+        .filter_map(|a| a.get_str("unit").ok())
+        .collect()
+}
+
 fn read_unit(d: &Document) -> MResult<Unit> {
     let unit_type = d.get_str("unit_type").unwrap_or_default().to_string();
     let key = d.get_str("key").unwrap_or_default().to_string();
@@ -475,6 +483,27 @@ impl MongoStore {
             .await
             .with_context(|| format!("MongoDB database {name} at {shown}"))?;
         Ok(store)
+    }
+
+    /// Unit documents by id, in no particular order; only the fields of
+    /// `projection` when given.
+    async fn units_by_id(
+        &self,
+        ids: &[&str],
+        projection: Option<Document>,
+    ) -> StoreResult<Vec<Document>> {
+        Ok(self
+            .c
+            .units
+            .find(doc! {"_id": {"$in": ids}})
+            .with_options(
+                mongodb::options::FindOptions::builder()
+                    .projection(projection)
+                    .build(),
+            )
+            .await?
+            .try_collect()
+            .await?)
     }
 
     /// The schema version recorded in the database (0: empty database).
@@ -700,17 +729,8 @@ impl Store for MongoStore {
             .await?
             .try_collect()
             .await?;
-        let ids: Vec<&str> = assocs
-            .iter()
-            .filter_map(|a| a.get_str("unit").ok())
-            .collect();
-        let units: Vec<Document> = self
-            .c
-            .units
-            .find(doc! {"_id": {"$in": &ids}})
-            .await?
-            .try_collect()
-            .await?;
+        let ids = unit_ids(&assocs);
+        let units = self.units_by_id(&ids, None).await?;
         let mut by_id: BTreeMap<&str, &Document> = units
             .iter()
             .filter_map(|u| Some((u.get_str("_id").ok()?, u)))
@@ -910,17 +930,8 @@ impl Store for MongoStore {
             .await?
             .try_collect()
             .await?;
-        let ids: Vec<&str> = assocs
-            .iter()
-            .filter_map(|a| a.get_str("unit").ok())
-            .collect();
-        let units: Vec<Document> = self
-            .c
-            .units
-            .find(doc! {"_id": {"$in": &ids}})
-            .projection(doc! {"blobs": 1})
-            .await?
-            .try_collect()
+        let units = self
+            .units_by_id(&unit_ids(&assocs), Some(doc! {"blobs": 1}))
             .await?;
         let mut out = std::collections::BTreeSet::new();
         for u in &units {

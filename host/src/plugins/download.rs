@@ -14,9 +14,10 @@
 //!   the dropped writer and the connection is closed.
 
 use super::bindings::wharf::plugin::types;
-use super::host::err;
+use super::err;
 use crate::blobs::{BlobError, BlobStore};
 use crate::digest::Digest;
+use crate::outbound::{describe_request, is_refusal};
 use backon::{ExponentialBuilder, Retryable};
 use std::io::Write;
 use std::time::{Duration, SystemTime};
@@ -177,8 +178,8 @@ async fn once(
             // no better the second time; connections and timeouts may be.
             let retry = (e.is_connect() || e.is_timeout() || e.is_request())
                 && !e.is_builder()
-                && !refused(&e);
-            let error = err("fetch", format!("{digest}: {}", describe(e)));
+                && !is_refusal(&e);
+            let error = err("fetch", format!("{digest}: {}", describe_request(e)));
             return Err(Failure {
                 error,
                 retry,
@@ -224,7 +225,7 @@ async fn once(
             Ok(Err(e)) => {
                 return Err(Failure::transient(err(
                     "fetch",
-                    format!("{digest}: after {got} bytes: {}", describe(e)),
+                    format!("{digest}: after {got} bytes: {}", describe_request(e)),
                 )));
             }
             Ok(Ok(None)) => break,
@@ -286,22 +287,6 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     }
     let at = httpdate::parse_http_date(v).ok()?;
     Some(at.duration_since(SystemTime::now()).unwrap_or_default())
-}
-
-/// Whether the outbound policy refused the address.
-fn refused(e: &reqwest::Error) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if err.is::<crate::outbound::OutboundError>() {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
-}
-
-fn describe(e: reqwest::Error) -> String {
-    crate::outbound::describe(&e.without_url())
 }
 
 #[cfg(test)]

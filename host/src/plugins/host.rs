@@ -16,10 +16,12 @@
 use super::bindings::wharf::plugin::{
     blobs, fetch, log, publications, repositories, sessions, types, units,
 };
+use super::err;
 use super::stream_source;
 use crate::blobs::{BlobError, BlobStore};
 use crate::db::{self, Progress, Repository, Store, UnitChange};
 use crate::digest::Digest;
+use crate::outbound::{describe_request, shown};
 use crate::publications::PublicationMap;
 use crate::sessions::{SessionError, Sessions};
 use crate::visibility::{Reader, Served};
@@ -433,13 +435,6 @@ impl WasiView for HostState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
-    }
-}
-
-pub fn err(code: &str, message: impl Into<String>) -> types::Error {
-    types::Error {
-        code: code.to_string(),
-        message: message.into(),
     }
 }
 
@@ -943,22 +938,6 @@ impl repositories::Host for HostState {
     }
 }
 
-/// A request error for a task record: the policy's refusal, or the error
-/// and its causes (without the URL, which the message names already).
-fn describe(e: reqwest::Error) -> String {
-    crate::outbound::describe(&e.without_url())
-}
-
-/// A URL for a message: no credentials, no query (it may carry tokens).
-fn shown(url: &reqwest::Url) -> String {
-    let mut u = url.clone();
-    let _ = u.set_username("");
-    let _ = u.set_password(None);
-    u.set_query(None);
-    u.set_fragment(None);
-    u.to_string()
-}
-
 /// `scheme://host:port` of a URL.
 pub fn origin(url: &reqwest::Url) -> String {
     format!(
@@ -1060,18 +1039,21 @@ impl fetch::Host for HostState {
         let env = self.env.clone();
         let request = build_request(&env.http, &req.method, url.clone(), &req.headers)?;
         let fetching = async {
-            let mut resp = request
-                .send()
-                .await
-                .map_err(|e| err("fetch", format!("GET {}: {}", shown(&url), describe(e))))?;
+            let mut resp = request.send().await.map_err(|e| {
+                err(
+                    "fetch",
+                    format!("GET {}: {}", shown(&url), describe_request(e)),
+                )
+            })?;
             let mut file =
                 tempfile::tempfile_in(&env.spool_dir).map_err(|e| err("io", e.to_string()))?;
             let mut got = 0u64;
-            while let Some(chunk) = resp
-                .chunk()
-                .await
-                .map_err(|e| err("fetch", format!("reading {}: {}", shown(&url), describe(e))))?
-            {
+            while let Some(chunk) = resp.chunk().await.map_err(|e| {
+                err(
+                    "fetch",
+                    format!("reading {}: {}", shown(&url), describe_request(e)),
+                )
+            })? {
                 got += chunk.len() as u64;
                 if got > MAX_FETCH_BODY {
                     return Err(err(

@@ -22,6 +22,15 @@ pub mod bindings {
     });
 }
 
+/// An error for a plugin: its `code` (`fetch`, `denied`, `too-large`, ...)
+/// and a message for the task record.
+pub fn err(code: &str, message: impl Into<String>) -> bindings::wharf::plugin::types::Error {
+    bindings::wharf::plugin::types::Error {
+        code: code.to_string(),
+        message: message.into(),
+    }
+}
+
 /// A snapshot of the loaded plugins. Replaced whole on install, so a call that
 /// holds an `Arc<Plugin>` finishes on the version it started with.
 #[derive(Default, Clone)]
