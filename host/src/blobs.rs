@@ -6,10 +6,18 @@
 //! reader never sees a partial or corrupt blob under a digest name, even after
 //! a crash. All access goes through a cap-std `Dir`: paths come from validated
 //! [`Digest`]s only, never from a request.
+//!
+//! Every way a blob becomes available to name — written, found written
+//! already, linked — leases it for the caller's [`Holder`] under the link
+//! lock ([`leases`]), so orphan cleanup cannot delete it before the unit or
+//! publication naming it commits.
+
+pub mod leases;
 
 use crate::digest::Digest;
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
+use leases::{Generation, Holder, Leases};
 use sha2::{Digest as _, Sha256};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
@@ -186,6 +194,16 @@ pub struct BlobStore {
     dir: Dir,
     root: PathBuf,
     tmp_seq: AtomicU64,
+    leases: Leases,
+}
+
+/// What [`BlobStore::collect`] did.
+#[derive(Debug, Default, PartialEq)]
+pub struct Collected {
+    pub removed: u64,
+    pub bytes: u64,
+    /// Candidates kept because something is about to name them.
+    pub leased: u64,
 }
 
 impl BlobStore {
@@ -217,6 +235,7 @@ impl BlobStore {
             dir,
             root: root.to_path_buf(),
             tmp_seq: AtomicU64::new(0),
+            leases: Leases::open(root)?,
         })
     }
 
@@ -247,6 +266,46 @@ impl BlobStore {
         self.stat(d).is_some()
     }
 
+    /// If `d` is stored, lease it to `holder` (see [`leases`]) and say so:
+    /// the holder may name it, and it stays stored until the holder's
+    /// changes commit. A blob not stored, or collected meanwhile, answers
+    /// `false`.
+    pub fn lease(&self, d: &Digest, holder: &Holder) -> io::Result<bool> {
+        let locked = self.leases.linking()?;
+        if !self.contains(d) {
+            return Ok(false);
+        }
+        self.leases.grant(&locked, holder, d)?;
+        Ok(true)
+    }
+
+    /// Start a cleanup run (see [`leases`]): take the snapshot of what is
+    /// referenced after this, and pass the generation to [`Self::collect`].
+    pub fn begin_collection(&self) -> io::Result<Generation> {
+        self.leases.begin_collection()
+    }
+
+    /// Delete the `candidates` that hold no lease counting for `run`,
+    /// deciding under the link lock so that no writer leases one
+    /// meanwhile: orphan cleanup, after its own checks.
+    pub fn collect(&self, candidates: &[Digest], run: Generation) -> io::Result<Collected> {
+        let locked = self.leases.collecting()?;
+        let held = self.leases.held(&locked, run)?;
+        let mut out = Collected::default();
+        for d in candidates {
+            if held.contains(d) {
+                out.leased += 1;
+                continue;
+            }
+            let size = self.stat(d);
+            if self.remove(d)? {
+                out.removed += 1;
+                out.bytes += size.unwrap_or(0);
+            }
+        }
+        Ok(out)
+    }
+
     /// Start writing a new blob.
     pub fn writer(&self) -> io::Result<BlobWriter<'_>> {
         let name = format!(
@@ -274,6 +333,7 @@ impl BlobStore {
         &self,
         mut r: impl Read,
         expect: Option<&Digest>,
+        holder: &Holder,
     ) -> Result<(Digest, u64), BlobError> {
         let mut w = self.writer()?;
         let mut buf = vec![0u8; COPY_CHUNK];
@@ -284,7 +344,7 @@ impl BlobStore {
             }
             w.write_all(&buf[..n])?;
         }
-        w.finish(expect)
+        w.finish(expect, holder)
     }
 
     /// Store bytes `[offset, offset + len)` of `file`.
@@ -294,11 +354,12 @@ impl BlobStore {
         offset: u64,
         len: u64,
         expect: Option<&Digest>,
+        holder: &Holder,
     ) -> Result<(Digest, u64), BlobError> {
         // Already stored: hashing is still needed to prove the range matches,
         // but the write and fsync are not.
         if let Some(d) = expect
-            && self.contains(d)
+            && self.lease(d, holder)?
         {
             let actual = hash_file_range(file, offset, len)?;
             return if &actual == d {
@@ -326,7 +387,7 @@ impl BlobStore {
             w.push(buf.into())?;
             done += n as u64;
         }
-        w.finish(expect)
+        w.finish(expect, holder)
     }
 
     /// Start a blob of about `len` bytes whose bytes a helper thread writes
@@ -386,7 +447,12 @@ impl BlobStore {
     }
 
     /// Store a small in-memory document.
-    pub fn store_bytes(&self, bytes: &[u8], expect: Option<&Digest>) -> Result<Digest, BlobError> {
+    pub fn store_bytes(
+        &self,
+        bytes: &[u8],
+        expect: Option<&Digest>,
+        holder: &Holder,
+    ) -> Result<Digest, BlobError> {
         let actual = Digest::of(bytes);
         if let Some(e) = expect
             && e != &actual
@@ -396,19 +462,19 @@ impl BlobStore {
                 actual,
             });
         }
-        if self.contains(&actual) {
+        if self.lease(&actual, holder)? {
             self.touch(&actual)?;
         } else {
             let mut w = self.writer()?;
             w.write_all(bytes)?;
-            w.finish(Some(&actual))?;
+            w.finish(Some(&actual), holder)?;
         }
         Ok(actual)
     }
 
-    /// A blob stored again: orphan cleanup's protection window starts over,
-    /// so whatever is about to name it (a manifest, an import's units) has
-    /// time to.
+    /// A blob stored again: orphan cleanup's protection window starts over
+    /// (what keeps it for whatever is about to name it is its lease; this
+    /// keeps the window meaning "unused for").
     fn touch(&self, d: &Digest) -> io::Result<()> {
         let existing = self
             .dir
@@ -430,8 +496,14 @@ impl BlobStore {
     /// Move the file `name` of `from` (on the same filesystem) into the store
     /// as blob `d`, whose digest the caller computed from its bytes. The file
     /// is fsynced before it gets its digest name.
-    pub fn adopt(&self, from: &Dir, name: &Path, d: &Digest) -> Result<(), BlobError> {
-        if self.contains(d) {
+    pub fn adopt(
+        &self,
+        from: &Dir,
+        name: &Path,
+        d: &Digest,
+        holder: &Holder,
+    ) -> Result<(), BlobError> {
+        if self.lease(d, holder)? {
             from.remove_file(name)?;
             self.touch(d)?;
             return Ok(());
@@ -440,12 +512,18 @@ impl BlobStore {
         let dest = Self::rel_path(d);
         self.dir
             .create_dir_all(dest.parent().expect("sharded path"))?;
+        let locked = self.leases.linking()?;
         match from.rename(name, &self.dir, &dest) {
-            Ok(()) => Ok(self.sync_parent(&dest)?),
+            Ok(()) => {
+                self.leases.grant(&locked, holder, d)?;
+                drop(locked);
+                Ok(self.sync_parent(&dest)?)
+            }
             Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+                drop(locked);
                 // A data directory split over filesystems: copy, verifying.
                 let file = from.open(name)?.into_std();
-                self.store_reader(file, Some(d))?;
+                self.store_reader(file, Some(d), holder)?;
                 from.remove_file(name)?;
                 Ok(())
             }
@@ -465,16 +543,18 @@ impl BlobStore {
         len: u64,
         known: Option<&Digest>,
         expect: Option<&Digest>,
+        holder: &Holder,
     ) -> Result<(Digest, u64), BlobError> {
         // Chunks are written under this lock (see `uploads`), so the bytes
         // cannot change between the checks and the link; after the link they
         // are refused.
         file.lock()?;
-        let linked = self.link_locked(file, dir, name, len, known, expect);
+        let linked = self.link_locked(file, dir, name, len, known, expect, holder);
         file.unlock()?;
         linked
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn link_locked(
         &self,
         file: &std::fs::File,
@@ -483,10 +563,11 @@ impl BlobStore {
         len: u64,
         known: Option<&Digest>,
         expect: Option<&Digest>,
+        holder: &Holder,
     ) -> Result<(Digest, u64), BlobError> {
         if file.metadata()?.len() != len {
             // Bytes of an unfinished chunk follow: copy the range instead.
-            return self.store_file_range(file, 0, len, expect);
+            return self.store_file_range(file, 0, len, expect, holder);
         }
         let actual = match known {
             Some(d) => d.clone(),
@@ -500,20 +581,29 @@ impl BlobStore {
                 actual,
             });
         }
-        if self.contains(&actual) {
+        if self.lease(&actual, holder)? {
             self.touch(&actual)?;
             return Ok((actual, len));
         }
         let dest = Self::rel_path(&actual);
         self.dir
             .create_dir_all(dest.parent().expect("sharded path"))?;
+        let locked = self.leases.linking()?;
         match dir.hard_link(name, &self.dir, &dest) {
             Ok(()) => {
+                self.leases.grant(&locked, holder, &actual)?;
+                drop(locked);
                 self.sync_parent(&dest)?;
                 Ok((actual, len))
             }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok((actual, len)),
-            Err(_) => self.store_file_range(file, 0, len, Some(&actual)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                self.leases.grant(&locked, holder, &actual)?;
+                Ok((actual, len))
+            }
+            Err(_) => {
+                drop(locked);
+                self.store_file_range(file, 0, len, Some(&actual), holder)
+            }
         }
     }
 
@@ -595,8 +685,12 @@ pub struct BlobWriter<'a> {
 }
 
 impl BlobWriter<'_> {
-    /// Verify, fsync and move the blob into place.
-    pub fn finish(mut self, expect: Option<&Digest>) -> Result<(Digest, u64), BlobError> {
+    /// Verify, fsync and move the blob into place, leased to `holder`.
+    pub fn finish(
+        mut self,
+        expect: Option<&Digest>,
+        holder: &Holder,
+    ) -> Result<(Digest, u64), BlobError> {
         let file = self.file.take().expect("finish called once");
         let actual = Digest::from_hasher(std::mem::take(&mut self.hasher));
         if let Some(e) = expect
@@ -608,7 +702,7 @@ impl BlobWriter<'_> {
             });
         }
         let dest = BlobStore::rel_path(&actual);
-        if self.store.contains(&actual) {
+        if self.store.lease(&actual, holder)? {
             self.store.touch(&actual)?;
             return Ok((actual, self.len)); // Drop removes the temp file.
         }
@@ -617,8 +711,11 @@ impl BlobWriter<'_> {
         self.store
             .dir
             .create_dir_all(dest.parent().expect("sharded path"))?;
+        let locked = self.store.leases.linking()?;
         self.store.dir.rename(&self.tmp, &self.store.dir, &dest)?;
         self.tmp.clear();
+        self.store.leases.grant(&locked, holder, &actual)?;
+        drop(locked);
         self.store.sync_parent(&dest)?;
         Ok((actual, self.len))
     }
@@ -692,10 +789,15 @@ impl PipelinedWriter<'_> {
         Ok(())
     }
 
-    /// Write what is left, then verify, fsync and move the blob into place.
-    pub fn finish(mut self, expect: Option<&Digest>) -> Result<(Digest, u64), BlobError> {
+    /// Write what is left, then verify, fsync and move the blob into place,
+    /// leased to `holder`.
+    pub fn finish(
+        mut self,
+        expect: Option<&Digest>,
+        holder: &Holder,
+    ) -> Result<(Digest, u64), BlobError> {
         self.join()?;
-        self.inner.finish(expect)
+        self.inner.finish(expect, holder)
     }
 }
 
@@ -715,15 +817,16 @@ mod tests {
     fn store_verify_dedup_and_mismatch() {
         let tmp = tempfile::tempdir().unwrap();
         let store = BlobStore::open(tmp.path()).unwrap();
-        let d = store.store_bytes(b"hello", None).unwrap();
+        let h = Holder::new();
+        let d = store.store_bytes(b"hello", None, &h).unwrap();
         assert_eq!(d, Digest::of(b"hello"));
         assert_eq!(store.stat(&d), Some(5));
         assert!(store.verify(&d).unwrap());
-        assert_eq!(store.store_bytes(b"hello", Some(&d)).unwrap(), d);
+        assert_eq!(store.store_bytes(b"hello", Some(&d), &h).unwrap(), d);
 
         let wrong = Digest::of(b"other");
         let err = store
-            .store_reader(&b"hello!"[..], Some(&wrong))
+            .store_reader(&b"hello!"[..], Some(&wrong), &h)
             .unwrap_err();
         assert!(matches!(err, BlobError::DigestMismatch { .. }));
         assert!(!store.contains(&Digest::of(b"hello!")));
@@ -739,14 +842,44 @@ mod tests {
     fn file_range_and_short_source() {
         let tmp = tempfile::tempdir().unwrap();
         let store = BlobStore::open(&tmp.path().join("b")).unwrap();
+        let h = Holder::new();
         let path = tmp.path().join("src");
         std::fs::write(&path, b"0123456789").unwrap();
         let f = std::fs::File::open(&path).unwrap();
-        let (d, n) = store.store_file_range(&f, 2, 3, None).unwrap();
+        let (d, n) = store.store_file_range(&f, 2, 3, None, &h).unwrap();
         assert_eq!((d, n), (Digest::of(b"234"), 3));
         assert!(matches!(
-            store.store_file_range(&f, 8, 5, None),
+            store.store_file_range(&f, 8, 5, None, &h),
             Err(BlobError::ShortSource { .. })
         ));
+    }
+
+    #[test]
+    fn collection_spares_what_a_holder_leased_until_its_commit_is_seen() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(tmp.path()).unwrap();
+        let old = store.store_bytes(b"old", None, &Holder::new()).unwrap();
+        let reused = store.store_bytes(b"reused", None, &Holder::new()).unwrap();
+        let run = store.begin_collection().unwrap();
+        // A push finds `reused` stored while the run goes on.
+        let push = Holder::new();
+        assert!(store.lease(&reused, &push).unwrap());
+        assert!(!store.lease(&Digest::of(b"never stored"), &push).unwrap());
+        let candidates = [old.clone(), reused.clone()];
+        let done = store.collect(&candidates, run).unwrap();
+        assert_eq!((done.removed, done.leased), (1, 1), "{done:?}");
+        assert!(!store.contains(&old) && store.contains(&reused));
+        // Committed and released during the run: still spared by it...
+        drop(push);
+        assert_eq!(store.collect(&candidates, run).unwrap().leased, 1);
+        // ...and not by the next one, whose snapshot has the commit.
+        let next = store.begin_collection().unwrap();
+        assert_eq!(store.collect(&candidates, next).unwrap().removed, 1);
+        // A blob collected is stored again, and leased, by the next write.
+        let again = Holder::new();
+        assert!(!store.lease(&old, &again).unwrap());
+        assert_eq!(store.store_bytes(b"old", None, &again).unwrap(), old);
+        let last = store.begin_collection().unwrap();
+        assert_eq!(store.collect(&[old.clone()], last).unwrap().leased, 1);
     }
 }

@@ -41,8 +41,12 @@ mod tests {
     fn finds_and_optionally_removes_corrupt_blobs() {
         let dir = tempfile::tempdir().unwrap();
         let blobs = super::BlobStore::open(&dir.path().join("blobs")).unwrap();
-        let good = blobs.store_bytes(b"good", None).unwrap();
-        let bad = blobs.store_bytes(b"bad", None).unwrap();
+        let good = blobs
+            .store_bytes(b"good", None, &crate::blobs::leases::Holder::new())
+            .unwrap();
+        let bad = blobs
+            .store_bytes(b"bad", None, &crate::blobs::leases::Holder::new())
+            .unwrap();
         let hex = bad.hex();
         std::fs::write(
             dir.path().join("blobs/sha256").join(&hex[..2]).join(hex),

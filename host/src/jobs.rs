@@ -3,6 +3,7 @@
 //! RabbitMQ — can run it from the task record alone.
 
 use crate::app::App;
+use crate::blobs::leases::Holder;
 use crate::db::{Publication, Repository, now};
 use crate::ids::{RepoId, UploadId};
 use crate::plugins::bindings::wharf::plugin::types as wit;
@@ -105,7 +106,7 @@ pub async fn run(app: Arc<App>, job: Job, ctx: TaskContext) -> TaskResult {
         Job::Sync { repository } => {
             let (repo, plugin) = repo_and_plugin(app, &repository).await?;
             let version = plugin_version(&plugin);
-            let (summary, bytes, _) = run_plugin_task(app, plugin, repo, ctx, |p, s, r| {
+            let (summary, bytes, _, _) = run_plugin_task(app, plugin, repo, ctx, |p, s, r| {
                 p.wharf_plugin_plugin().call_sync(s, &r)
             })
             .await?;
@@ -181,7 +182,7 @@ async fn import(
     };
     let params = serde_json::Value::Object(params).to_string();
     let version = plugin_version(&plugin);
-    let (summary, bytes, _) = run_plugin_task(app, plugin, repo, ctx, move |p, s, r| {
+    let (summary, bytes, _, _) = run_plugin_task(app, plugin, repo, ctx, move |p, s, r| {
         let handle = s.data_mut().table.push(source)?;
         p.wharf_plugin_plugin().call_upload(s, &r, handle, &params)
     })
@@ -205,7 +206,7 @@ pub async fn import_stream(
     let (repo, plugin) = repo_and_plugin(&app, &id).await?;
     let params = serde_json::Value::Object(params).to_string();
     let version = plugin_version(&plugin);
-    let (summary, bytes, _) = run_plugin_task(&app, plugin, repo, ctx, move |p, s, r| {
+    let (summary, bytes, _, _) = run_plugin_task(&app, plugin, repo, ctx, move |p, s, r| {
         let handle = s
             .data_mut()
             .table
@@ -224,10 +225,11 @@ async fn publish(app: &Arc<App>, id: &RepoId, ctx: TaskContext) -> TaskResult {
     // (read before and after the plugin's call, so a unit changed meanwhile
     // is covered either way) and what the publish itself stored or read.
     let before = app.store.repo_blobs(&repo.id).await?;
-    let (published, _, seen) = run_plugin_task(app, plugin, repo.clone(), ctx, |p, s, r| {
-        p.wharf_plugin_plugin().call_publish(s, &r)
-    })
-    .await?;
+    let (published, _, seen, _leases) =
+        run_plugin_task(app, plugin, repo.clone(), ctx, |p, s, r| {
+            p.wharf_plugin_plugin().call_publish(s, &r)
+        })
+        .await?;
     let after = app.store.repo_blobs(&repo.id).await?;
     let index = published
         .index
@@ -287,7 +289,10 @@ pub(crate) fn wit_repo(r: &Repository) -> wit::Repository {
 type PluginStore = wasmtime::Store<crate::plugins::host::HostState>;
 
 /// Run one plugin task call off the async threads, and commit its staged
-/// unit changes in one transaction if, and only if, it succeeded.
+/// unit changes in one transaction if, and only if, it succeeded. Returns
+/// what it answered, the bytes it stored, the blobs it may name and their
+/// leases (`blobs::leases`): keep those until whatever names the blobs
+/// beyond the units (a publication) is recorded.
 async fn run_plugin_task<R: Send + 'static>(
     app: &Arc<App>,
     plugin: Arc<Plugin>,
@@ -300,7 +305,15 @@ async fn run_plugin_task<R: Send + 'static>(
     ) -> wasmtime::Result<Result<R, wit::Error>>
     + Send
     + 'static,
-) -> Result<(R, u64, std::collections::HashSet<crate::digest::Digest>), TaskFailure> {
+) -> Result<
+    (
+        R,
+        u64,
+        std::collections::HashSet<crate::digest::Digest>,
+        Arc<Holder>,
+    ),
+    TaskFailure,
+> {
     let feed = repo
         .importer_config
         .get("feed")
@@ -338,14 +351,14 @@ async fn run_plugin_task<R: Send + 'static>(
             "canceled",
         ));
     }
-    let mut seen = Default::default();
+    let (mut seen, mut leases) = Default::default();
     if let CallScope::Task(call) = scope {
         if !call.changes.is_empty() {
             app.store.apply_changes(&repo.id, &call.changes).await?;
         }
-        seen = call.visible;
+        (seen, leases) = (call.visible, call.leases);
     }
-    Ok((value, bytes, seen))
+    Ok((value, bytes, seen, leases))
 }
 
 /// `name@version`: which plugin version ran a task (upgrades happen live).

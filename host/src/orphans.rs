@@ -1,12 +1,19 @@
 //! Orphan cleanup: delete units no repository holds and blobs nothing
 //! references. Runs as a task (`POST /api/v1/orphans/cleanup`).
 //!
-//! A blob is stored before the units naming it are committed (an import in
-//! flight), so only blobs older than a protection window are candidates;
-//! storing an existing blob again restarts its window. Kept whatever their
-//! age: blobs of units, blobs every live publication serves (recorded with
-//! it, so a manifest deleted since the last publish stays served), and
-//! blobs pushed to a repository in the last day (a manifest may name them).
+//! Kept whatever their age: blobs of units, blobs every live publication
+//! serves (recorded with it, so a manifest deleted since the last publish
+//! stays served), blobs pushed to a repository in the last day (a manifest
+//! may name them), and leased blobs: those a plugin call stored, found
+//! stored or linked, until its changes commit (`blobs::leases`). The
+//! references are a snapshot taken after the run began a new lease
+//! generation; whatever became referenced since was leased first, so the
+//! candidates are re-checked for leases, and deleted, under the link lock
+//! that every writer takes to lease. Beyond that, only blobs unused for the
+//! protection window go; with no window, in-flight work is still safe.
+//! Upload sessions are left to the upload expiry (`uploads`), however short
+//! the window: a session idle for a second may be a push between two
+//! requests.
 
 use crate::app::App;
 use crate::http::error::ApiResult;
@@ -25,7 +32,8 @@ pub fn routes() -> axum::Router<Arc<App>> {
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 struct CleanupQuery {
-    /// Keep unreferenced blobs younger than this (default 60 minutes).
+    /// Keep unreferenced blobs unused for less than this (default 60
+    /// minutes). In-flight work is kept whatever this is (leases).
     protection_minutes: Option<u64>,
 }
 
@@ -43,37 +51,35 @@ async fn cleanup(
 }
 
 pub async fn remove_orphans(app: &App, protection: Duration) -> crate::tasks::TaskResult {
+    let blobs = app.blobs.clone();
+    let run = tokio::task::spawn_blocking(move || blobs.begin_collection()).await??;
     let units = app.store.remove_orphan_units().await?;
     let referenced: HashSet<_> = app.store.referenced_blobs().await?.into_iter().collect();
     let blobs = app.blobs.clone();
     let sessions = app.plugins.runtime.env.sessions.clone();
+    let session_idle = protection.max(app.config.upload_expiry);
     let cutoff = SystemTime::now() - protection;
-    let (removed, bytes, idle_sessions) =
-        tokio::task::spawn_blocking(move || -> std::io::Result<(u64, u64, usize)> {
-            // Pushes abandoned half-way: untouched for the protection window.
-            let idle_sessions = sessions.remove_idle(protection)?;
-            // Pushed blobs a manifest may still name (docs/access.md).
-            let received = sessions.received_blobs()?;
-            let (mut removed, mut bytes) = (0, 0);
-            for d in blobs.list()? {
-                if referenced.contains(&d)
-                    || received.contains(&d)
-                    || blobs.modified(&d).is_none_or(|m| m > cutoff)
-                {
-                    continue;
-                }
-                bytes += blobs.stat(&d).unwrap_or(0);
-                if blobs.remove(&d)? {
-                    removed += 1;
-                }
-            }
-            Ok((removed, bytes, idle_sessions))
-        })
-        .await??;
+    let (collected, idle_sessions) = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+        let idle_sessions = sessions.remove_idle(session_idle)?;
+        // Pushed blobs a manifest may still name (docs/access.md).
+        let received = sessions.received_blobs()?;
+        let candidates: Vec<_> = blobs
+            .list()?
+            .into_iter()
+            .filter(|d| {
+                !referenced.contains(d)
+                    && !received.contains(d)
+                    && blobs.modified(d).is_some_and(|m| m <= cutoff)
+            })
+            .collect();
+        Ok((blobs.collect(&candidates, run)?, idle_sessions))
+    })
+    .await??;
     Ok(serde_json::json!({
         "units_removed": units,
-        "blobs_removed": removed,
-        "bytes_freed": bytes,
+        "blobs_removed": collected.removed,
+        "bytes_freed": collected.bytes,
+        "blobs_leased": collected.leased,
         "upload_sessions_removed": idle_sessions,
     }))
 }

@@ -13,6 +13,7 @@
 //! plugin's or another repository's sessions, and every node sharing the
 //! data directory sees the same sessions.
 
+use crate::blobs::leases::Holder;
 use crate::blobs::{BlobError, BlobStore, StreamError, hash_file_range, stream_to_file};
 use crate::digest::{Digest, RunningDigests};
 pub use crate::ids::SessionId;
@@ -169,13 +170,15 @@ impl Sessions {
         }
     }
 
-    /// Store the session's bytes as a blob and end the session; on a digest
-    /// mismatch the session ends too (its bytes can never become that blob).
+    /// Store the session's bytes as a blob, leased to `holder`, and end the
+    /// session; on a digest mismatch the session ends too (its bytes can
+    /// never become that blob).
     pub fn commit(
         &self,
         id: SessionId,
         blobs: &BlobStore,
         expect: Option<&Digest>,
+        holder: &Holder,
     ) -> Result<(Digest, u64), SessionError> {
         let _busy = self.claim(id)?;
         let file = self
@@ -199,7 +202,7 @@ impl Sessions {
             }
             .into());
         }
-        blobs.adopt(&self.dir, Path::new(&data_name(&id)), &digest)?;
+        blobs.adopt(&self.dir, Path::new(&data_name(&id)), &digest, holder)?;
         let _ = self.dir.remove_file(owner_name(&id));
         Ok((digest, len))
     }
@@ -388,7 +391,9 @@ mod tests {
             .await
             .unwrap();
         let expect = Digest::of(b"hello world");
-        let (d, len) = sessions.commit(id, &blobs, Some(&expect)).unwrap();
+        let (d, len) = sessions
+            .commit(id, &blobs, Some(&expect), &Holder::new())
+            .unwrap();
         assert_eq!((d, len), (expect.clone(), 11));
         assert!(blobs.contains(&expect));
         assert_eq!(sessions.length(&id), None);
@@ -403,7 +408,11 @@ mod tests {
             .unwrap();
         sessions.hashers.forget(&id);
         let bad = Digest::of(b"abd");
-        assert!(sessions.commit(id, &blobs, Some(&bad)).is_err());
+        assert!(
+            sessions
+                .commit(id, &blobs, Some(&bad), &Holder::new())
+                .is_err()
+        );
         assert!(!blobs.contains(&Digest::of(b"abc")));
         assert_eq!(sessions.length(&id), None, "a mismatch ends the session");
     }

@@ -11,6 +11,7 @@ mod docker;
 mod events;
 mod hostile_access;
 mod hostile_feeds;
+mod hostile_gc;
 mod hostile_load;
 mod hostile_login;
 mod hostile_outbound;

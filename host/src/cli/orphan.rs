@@ -12,9 +12,9 @@ use clap::Subcommand;
 pub enum OrphanCommand {
     /// Remove every orphaned unit and blob, as a task.
     Remove {
-        /// Keep unreferenced blobs younger than this many minutes: an
-        /// import in flight stores blobs before it commits the units naming
-        /// them.
+        /// Keep unreferenced blobs unused for less than this many minutes.
+        /// Blobs of imports, syncs and pushes in flight are kept whatever
+        /// this is (they are leased until their units commit).
         #[arg(long, default_value_t = 60)]
         protection_minutes: u64,
         #[command(flatten)]

@@ -15,6 +15,7 @@
 
 use super::bindings::wharf::plugin::types;
 use super::err;
+use crate::blobs::leases::Holder;
 use crate::blobs::{BlobError, BlobStore};
 use crate::digest::Digest;
 use crate::outbound::{describe_request, is_refusal};
@@ -117,6 +118,7 @@ pub async fn blob(
     digest: &Digest,
     expect: Expect,
     limits: &Limits,
+    holder: &Holder,
 ) -> Result<u64, types::Error> {
     let backoff = ExponentialBuilder::default()
         .with_min_delay(limits.first_backoff)
@@ -128,7 +130,7 @@ pub async fn blob(
         let req = req
             .try_clone()
             .ok_or_else(|| Failure::fatal(err("fetch", "the request cannot be repeated")))?;
-        once(blobs, req, digest, expect, limits).await
+        once(blobs, req, digest, expect, limits, holder).await
     };
     attempt
         .retry(backoff)
@@ -160,6 +162,7 @@ async fn once(
     digest: &Digest,
     expect: Expect,
     limits: &Limits,
+    holder: &Holder,
 ) -> Result<u64, Failure> {
     let idle = limits.idle;
     let silent = |after: &str| {
@@ -250,7 +253,7 @@ async fn once(
             ),
         )));
     }
-    let (_, n) = w.finish(Some(digest)).map_err(|e| {
+    let (_, n) = w.finish(Some(digest), holder).map_err(|e| {
         Failure::fatal(match e {
             BlobError::DigestMismatch { expected, actual } => err(
                 "digest-mismatch",
@@ -387,7 +390,7 @@ mod tests {
         let start = Instant::now();
         let result = rt.block_on(async {
             let req = reqwest::Client::new().get(&url);
-            blob(&store, &req, &digest, expect, &limits).await
+            blob(&store, &req, &digest, expect, &limits, &Holder::new()).await
         });
         Run {
             result,
@@ -509,6 +512,7 @@ mod tests {
                 &Digest::of(b"hello"),
                 expect,
                 &limits,
+                &Holder::new(),
             )
             .await
         });
@@ -539,7 +543,15 @@ mod tests {
         let start = Instant::now();
         let stopped = rt.block_on(async {
             let req = reqwest::Client::new().get(&url);
-            let download = blob(&store, &req, &digest, Expect::AtMost(u64::MAX), &FAST);
+            let holder = Holder::new();
+            let download = blob(
+                &store,
+                &req,
+                &digest,
+                Expect::AtMost(u64::MAX),
+                &FAST,
+                &holder,
+            );
             unless_stopped(download, || {
                 (start.elapsed() > Duration::from_millis(300)).then_some("canceled")
             })

@@ -18,6 +18,7 @@ use super::bindings::wharf::plugin::{
 };
 use super::err;
 use super::stream_source;
+use crate::blobs::leases::Holder;
 use crate::blobs::{BlobError, BlobStore};
 use crate::db::{self, Progress, Repository, Store, UnitChange};
 use crate::digest::Digest;
@@ -118,6 +119,9 @@ pub struct TaskCall {
     pub visible: HashSet<Digest>,
     /// The blobs the repository's units held when first asked.
     held: Option<HashSet<Digest>>,
+    /// The leases of the blobs this call stored or found stored
+    /// (`blobs::leases`): keep it until the call's changes are committed.
+    pub leases: Arc<Holder>,
 }
 
 impl TaskCall {
@@ -136,6 +140,7 @@ impl TaskCall {
             reader,
             visible: HashSet::new(),
             held: None,
+            leases: Arc::new(Holder::new()),
         }
     }
 }
@@ -550,6 +555,13 @@ impl blobs::Host for HostState {
         if !self.may_see(&d) {
             return None;
         }
+        // A write deciding on this answer that the blob is there (a mount,
+        // a layer not stored again) will name it: it is leased until then.
+        if let Some(holder) = self.linker()
+            && !self.env.blobs.lease(&d, &holder).unwrap_or(false)
+        {
+            return None;
+        }
         self.env.blobs.stat(&d)
     }
 
@@ -559,7 +571,7 @@ impl blobs::Host for HostState {
         expect: Option<String>,
     ) -> Result<String, types::Error> {
         // Only import, sync and publish write content; resolve reads.
-        self.task("blobs.store-bytes")?;
+        let holder = self.task("blobs.store-bytes")?.leases.clone();
         if bytes.len() > MAX_STORE_BYTES {
             return Err(err(
                 "too-large",
@@ -568,7 +580,7 @@ impl blobs::Host for HostState {
         }
         let expect = expect.as_deref().map(parse_digest).transpose()?;
         let len = bytes.len() as u64;
-        let d = self.store_blob(|b| b.store_bytes(&bytes, expect.as_ref()), len)?;
+        let d = self.store_blob(|b| b.store_bytes(&bytes, expect.as_ref(), &holder), len)?;
         self.stored(&d);
         Ok(d.into())
     }
@@ -613,10 +625,11 @@ impl blobs::HostSource for HostState {
             ));
         }
         let stop = self.stop_check();
+        let holder = self.linker().unwrap_or_default();
         let (file, start, whole) = match self.source_mut(&this)? {
             SourceHandle::Stream(stream) => {
                 let stored = stream
-                    .store_range(offset, len, expect.as_ref(), &stop)
+                    .store_range(offset, len, expect.as_ref(), &stop, &holder)
                     .map_err(stream_err)?;
                 self.bytes_stored += len;
                 self.stored(&stored);
@@ -644,8 +657,9 @@ impl blobs::HostSource for HostState {
                     len,
                     w.digest.as_ref(),
                     expect.as_ref(),
+                    &holder,
                 ),
-                None => b.store_file_range(&file, start, len, expect.as_ref()),
+                None => b.store_file_range(&file, start, len, expect.as_ref(), &holder),
             },
             len,
         )?;
@@ -683,8 +697,16 @@ impl units::Host for HostState {
             let d = parse_digest(b)?;
             // A unit may only name bytes that are really stored, and that
             // this call may see (it stored them, its repository holds them,
-            // or the pusher may read a repository that does).
-            if !self.may_see(&d) || !self.env.blobs.contains(&d) {
+            // or the pusher may read a repository that does). Leased, so
+            // that they are still stored when the unit commits.
+            let holder = self.task("units.add")?.leases.clone();
+            let named = self.may_see(&d)
+                && self
+                    .env
+                    .blobs
+                    .lease(&d, &holder)
+                    .map_err(|e| err("io", format!("leasing blob {d}: {e}")))?;
+            if !named {
                 return Err(err(
                     "not-found",
                     format!(
@@ -852,6 +874,22 @@ impl HostState {
     fn owns(&self, r: &Repository) -> bool {
         self.content_types.contains(&r.content_type)
     }
+
+    /// Who leases the blobs this call finds stored, if it may name them: a
+    /// task's holder, released after its commit; for a registry write's
+    /// `resolve` (a mount), whose blob a later request names, one kept
+    /// until its leases lapse.
+    fn linker(&self) -> Option<Arc<Holder>> {
+        match &self.scope {
+            CallScope::Task(t) => Some(t.leases.clone()),
+            CallScope::Resolve(r) if r.write => {
+                let kept = Holder::new();
+                kept.keep();
+                Some(Arc::new(kept))
+            }
+            _ => None,
+        }
+    }
 }
 
 impl sessions::Host for HostState {
@@ -861,7 +899,7 @@ impl sessions::Host for HostState {
     }
 
     fn commit(&mut self, id: String, expect: Option<String>) -> Result<String, types::Error> {
-        self.task("sessions.commit")?;
+        let holder = self.task("sessions.commit")?.leases.clone();
         let expect = expect.as_deref().map(parse_digest).transpose()?;
         let sid = self
             .session(&id)
@@ -869,7 +907,7 @@ impl sessions::Host for HostState {
         let (digest, len) = self
             .env
             .sessions
-            .commit(sid, &self.env.blobs, expect.as_ref())
+            .commit(sid, &self.env.blobs, expect.as_ref(), &holder)
             .map_err(session_err)?;
         self.bytes_stored += len;
         self.stored(&digest);
@@ -1108,6 +1146,7 @@ impl fetch::Host for HostState {
                 .collect();
         }
         let max = env.max_blob_size;
+        let holder = self.linker().unwrap_or_default();
         let mut prepared = Vec::with_capacity(downloads.len());
         for d in &downloads {
             prepared.push(parse_digest(&d.digest).and_then(|digest| {
@@ -1127,7 +1166,8 @@ impl fetch::Host for HostState {
                 // Skipped only when this repository already holds it: a
                 // digest a feed merely lists is never a key to bytes stored
                 // for another repository; those are downloaded and verified.
-                let held = self.may_see(&digest) && env.blobs.contains(&digest);
+                let held =
+                    self.may_see(&digest) && env.blobs.lease(&digest, &holder).unwrap_or(false);
                 Ok((
                     digest,
                     held,
@@ -1138,15 +1178,22 @@ impl fetch::Host for HostState {
         }
         let count = prepared.len();
         let all = futures::stream::iter(prepared.into_iter().map(|p| {
-            let env = env.clone();
+            let (env, holder) = (env.clone(), holder.clone());
             async move {
                 let (digest, held, expect, req) = p?;
                 if held {
                     return Ok((digest, 0));
                 }
-                download::blob(&env.blobs, &req, &digest, expect, &download::LIMITS)
-                    .await
-                    .map(|n| (digest, n))
+                download::blob(
+                    &env.blobs,
+                    &req,
+                    &digest,
+                    expect,
+                    &download::LIMITS,
+                    &holder,
+                )
+                .await
+                .map(|n| (digest, n))
             }
         }))
         .buffered(4)

@@ -10,6 +10,7 @@
 //! at its own offset. A `read` of a range that went into a blob reads that
 //! blob. A read or store past what has arrived waits for the body.
 
+use crate::blobs::leases::Holder;
 use crate::blobs::{BlobError, BlobStore};
 use crate::digest::Digest;
 use bytes::Bytes;
@@ -244,13 +245,15 @@ impl StreamSource {
         len: u64,
         expect: Option<&Digest>,
         stop: Stop<'_>,
+        holder: &Holder,
     ) -> Result<Digest, StreamError> {
         let end = offset + len;
         debug_assert!(end <= self.len, "the caller checks the range");
         let blobs = self.blobs.clone();
         // Already stored: the bytes still have to prove they match, but
-        // need not be written.
-        let known = expect.filter(|d| blobs.contains(d));
+        // need not be written. Leased, so that it stays stored until the
+        // import commits (if leasing fails, it is written again).
+        let known = expect.filter(|d| blobs.lease(d, holder).unwrap_or(false));
         let mut writer = match known {
             Some(_) => None,
             None => Some(blobs.pipelined_writer(len)?),
@@ -287,7 +290,10 @@ impl StreamSource {
         }
         let result = match (taken, writer, hasher) {
             (Err(e), _, _) => Err(e),
-            (Ok(()), Some(w), _) => w.finish(expect).map(|(d, _)| d).map_err(StreamError::from),
+            (Ok(()), Some(w), _) => w
+                .finish(expect, holder)
+                .map(|(d, _)| d)
+                .map_err(StreamError::from),
             (Ok(()), None, Some(h)) => {
                 let actual = Digest::from_hasher(h);
                 let expected = known.expect("hash-only when the blob is known");
@@ -359,7 +365,9 @@ mod tests {
         let (mut src, blobs) = source(&rt, dir.path(), bytes.clone(), 65536, bytes.len());
         // A header read, then a range stored as it arrives.
         assert_eq!(src.read(0, 512, &no_stop).unwrap(), &bytes[..512]);
-        let d = src.store_range(512, 6 << 20, None, &no_stop).unwrap();
+        let d = src
+            .store_range(512, 6 << 20, None, &no_stop, &Holder::new())
+            .unwrap();
         assert_eq!(d, Digest::of(&bytes[512..512 + (6 << 20)]));
         assert_eq!(src.position(), 512 + (6 << 20));
         // A read spanning spool, blob and bytes still to come.
@@ -371,12 +379,13 @@ mod tests {
         // A range partly behind the position, with the right expectation.
         let want = Digest::of(&bytes[(6 << 20)..(9 << 20)]);
         let got = src
-            .store_range(6 << 20, 3 << 20, Some(&want), &no_stop)
+            .store_range(6 << 20, 3 << 20, Some(&want), &no_stop, &Holder::new())
             .unwrap();
         assert_eq!(got, want);
         // Already stored: only hashed, and still checked.
         assert_eq!(
-            src.store_range(512, 6 << 20, Some(&d), &no_stop).unwrap(),
+            src.store_range(512, 6 << 20, Some(&d), &no_stop, &Holder::new())
+                .unwrap(),
             d
         );
         assert_eq!(blobs.list().unwrap().len(), 2);
@@ -394,7 +403,7 @@ mod tests {
         let (mut src, blobs) = source(&rt, dir.path(), bytes.clone(), 1 << 20, bytes.len());
         let wrong = Digest::of(b"not these bytes");
         let err = src
-            .store_range(0, 5 << 20, Some(&wrong), &no_stop)
+            .store_range(0, 5 << 20, Some(&wrong), &no_stop, &Holder::new())
             .unwrap_err();
         assert!(
             matches!(err, StreamError::Blob(BlobError::DigestMismatch { .. })),
@@ -416,7 +425,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bytes = data(1 << 20);
         let (mut src, blobs) = source(&rt, dir.path(), bytes, 4096, 300_000);
-        let err = src.store_range(0, 1 << 20, None, &no_stop).unwrap_err();
+        let err = src
+            .store_range(0, 1 << 20, None, &no_stop, &Holder::new())
+            .unwrap_err();
         assert!(
             err.to_string()
                 .contains("ended after 300000 of its 1048576 bytes"),
