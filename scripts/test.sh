@@ -214,12 +214,15 @@ export WHARF_BIN="$ROOT/target/release/wharf"
 export WHARF_PLUGIN_DIR="$ROOT/target/plugins"
 export WHARF_TEST_PLUGIN_DIR="$ROOT/target/test-plugins"
 export WHARF_TEST_RUN_DIR="$RUN"
+# Each parser fuzz target runs this long (docs/fuzzing.md); six targets, two
+# test binaries in turn, two cores: about a minute in all.
+export WHARF_FUZZ_SECONDS=${WHARF_FUZZ_SECONDS:-20}
 # Tests that need a service fail, rather than skip, when it is missing.
 export WHARF_TEST_REQUIRE_SERVICES=1
 export PODMAN_ARGS="--root $RUN/p-root --runroot $PODMAN_RUNROOT --storage-driver vfs"
 
 phase "cargo test --release --workspace $*"
-for v in WHARF_BIN WHARF_PLUGIN_DIR WHARF_TEST_PLUGIN_DIR WHARF_TEST_IMAGES WHARF_TEST_RUN_DIR PODMAN_ARGS DOCKER_HOST WHARF_TEST_LDAP_URL WHARF_TEST_AMQP_URL WHARF_TEST_MONGO_URL; do
+for v in WHARF_FUZZ_SECONDS WHARF_BIN WHARF_PLUGIN_DIR WHARF_TEST_PLUGIN_DIR WHARF_TEST_IMAGES WHARF_TEST_RUN_DIR PODMAN_ARGS DOCKER_HOST WHARF_TEST_LDAP_URL WHARF_TEST_AMQP_URL WHARF_TEST_MONGO_URL; do
     echo "    $v=${!v}"
 done
 cargo test --release --workspace "$@"

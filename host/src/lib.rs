@@ -12,6 +12,8 @@ pub mod db;
 pub mod digest;
 pub mod events;
 pub mod fsck;
+#[cfg(test)]
+mod fuzz;
 pub mod groups;
 pub mod health;
 pub mod http;

@@ -160,12 +160,12 @@ async fn status(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResul
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
-struct ChunkQuery {
-    offset: Option<u64>,
+pub(crate) struct ChunkQuery {
+    pub(crate) offset: Option<u64>,
 }
 
 /// The chunk's start: `?offset=N` or `Content-Range: bytes N-M/T`.
-fn chunk_offset(q: &ChunkQuery, headers: &HeaderMap) -> ApiResult<Option<u64>> {
+pub(crate) fn chunk_offset(q: &ChunkQuery, headers: &HeaderMap) -> ApiResult<Option<u64>> {
     if let Some(o) = q.offset {
         return Ok(Some(o));
     }

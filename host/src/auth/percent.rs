@@ -10,7 +10,11 @@ pub fn decode(s: &str, plus_is_space: bool) -> Option<String> {
     while i < bytes.len() {
         match bytes[i] {
             b'%' => {
+                // Two hex digits: `from_str_radix` alone would take "+f".
                 let hex = s.get(i + 1..i + 3)?;
+                if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return None;
+                }
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
             }
@@ -50,6 +54,8 @@ mod tests {
         assert_eq!(decode("a+b", false).unwrap(), "a+b");
         assert!(decode("%zz", false).is_none());
         assert!(decode("%4", false).is_none());
+        // A sign is not a hex digit (the canonical-path fuzz target).
+        assert!(decode("%+f", false).is_none());
         assert_eq!(
             query_pairs("scope=repository%3Amy%2Fapp%3Apull&scope=x&service=wharf"),
             [

@@ -297,7 +297,7 @@ fn blob_unknown(method: &Method, d: &Digest) -> Response {
 }
 
 /// A single `bytes=` range, resolved against `len`. `Err` means unsatisfiable.
-fn parse_range(v: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
+pub(crate) fn parse_range(v: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
     let spec = v.strip_prefix("bytes=")?;
     if spec.contains(',') {
         return None; // Multiple ranges: serve the whole blob instead.
@@ -306,7 +306,7 @@ fn parse_range(v: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
     let range = match (a.trim(), b.trim()) {
         ("", n) => {
             let n: u64 = n.parse().ok()?;
-            if n == 0 {
+            if n == 0 || len == 0 {
                 return Some(Err(()));
             }
             (len.saturating_sub(n), len - 1)
@@ -410,6 +410,8 @@ mod tests {
         assert_eq!(parse_range("bytes=-10", 100), Some(Ok((90, 99))));
         assert_eq!(parse_range("bytes=50-500", 100), Some(Ok((50, 99))));
         assert_eq!(parse_range("bytes=100-", 100), Some(Err(())));
+        // An empty blob has no last byte (the byte-range fuzz target).
+        assert_eq!(parse_range("bytes=-10", 0), Some(Err(())));
         assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
         assert_eq!(parse_range("items=0-1", 100), None);
     }

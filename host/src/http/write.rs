@@ -16,7 +16,6 @@
 use crate::app::App;
 use crate::auth::registry_gate::Admitted;
 use crate::auth::registry_token::registry_error;
-use crate::blobs::leases::Holder;
 use crate::db::{Progress, Repository, TaskState};
 use crate::http::registry::plugin_failure;
 use crate::jobs::{Job, wit_repo};
@@ -37,7 +36,7 @@ const PUBLISH_WAIT: Duration = Duration::from_secs(120);
 
 /// The first number of `Content-Range` (`0-1023`, or `bytes 0-1023/*`);
 /// `Err` says why it cannot be read.
-fn range_start(headers: &HeaderMap) -> Result<Option<u64>, String> {
+pub(crate) fn range_start(headers: &HeaderMap) -> Result<Option<u64>, String> {
     let Some(v) = headers.get(header::CONTENT_RANGE) else {
         return Ok(None);
     };
@@ -191,9 +190,7 @@ pub async fn run(
         }
     };
     let written = call_write(plugin, &repo, req, session, admitted.reader.clone()).await;
-    // `_leases` keeps the blobs the write names from cleanup until its
-    // changes are committed (`blobs::leases`).
-    let (written, changes, _leases) = match written {
+    let (written, changes) = match written {
         Ok(w) => w,
         Err(resp) => {
             if created && let Some(id) = session {
@@ -236,7 +233,7 @@ async fn call_write(
     req: Request,
     session: Option<SessionId>,
     reader: crate::visibility::Reader,
-) -> Result<(Written, Vec<crate::db::UnitChange>, Option<Arc<Holder>>), Response> {
+) -> Result<(Written, Vec<crate::db::UnitChange>), Response> {
     let call = TaskCall::new(
         repo.clone(),
         Arc::new(|_: Progress| {}),
@@ -255,11 +252,11 @@ async fn call_write(
     .await
     .map_err(|e| registry_error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", &e.to_string()))?;
     let (written, scope, _) = outcome.map_err(plugin_failure)?;
-    let (changes, leases) = match scope {
-        CallScope::Task(call) => (call.changes, Some(call.leases)),
-        _ => (Vec::new(), None),
+    let changes = match scope {
+        CallScope::Task(call) => call.changes,
+        _ => Vec::new(),
     };
-    Ok((written, changes, leases))
+    Ok((written, changes))
 }
 
 /// Publish `repo` through the task queue (so it is ordered with the

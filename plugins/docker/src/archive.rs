@@ -75,6 +75,13 @@ impl Archive {
             })?;
             let kind = entry.header().entry_type();
             let member = if kind.is_file() || kind == tar::EntryType::Continuous {
+                // Found by fuzzing: a file named "" or "." was handed to
+                // `visit` with an empty path.
+                if path.is_empty() {
+                    return Err(Error::invalid(format!(
+                        "archive entry {name:?} is a file without a name"
+                    )));
+                }
                 let range = FileRange {
                     offset: entry.raw_file_position(),
                     size: entry.size(),
@@ -392,6 +399,15 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn nameless_files_refused() {
+        for name in ["", ".", "./"] {
+            let bytes = TarBuilder::new().file_raw_name(name, b"x").finish();
+            let err = Archive::scan(&mut Cursor::new(bytes)).unwrap_err();
+            assert!(err.message.contains("without a name"), "{}", err.message);
+        }
     }
 
     #[test]

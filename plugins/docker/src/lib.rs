@@ -19,6 +19,8 @@ mod sync;
 mod upload;
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod testing;
 
 use host::{WasmHost, WasmUpload};
