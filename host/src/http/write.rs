@@ -16,6 +16,7 @@
 use crate::app::App;
 use crate::auth::registry_gate::Admitted;
 use crate::auth::registry_token::registry_error;
+use crate::blobs::leases::Holder;
 use crate::db::{Progress, Repository, TaskState};
 use crate::http::registry::plugin_failure;
 use crate::jobs::{Job, wit_repo};
@@ -190,7 +191,9 @@ pub async fn run(
         }
     };
     let written = call_write(plugin, &repo, req, session, admitted.reader.clone()).await;
-    let (written, changes) = match written {
+    // `_leases` keeps the blobs the write names from cleanup until its
+    // changes are committed (`blobs::leases`).
+    let (written, changes, _leases) = match written {
         Ok(w) => w,
         Err(resp) => {
             if created && let Some(id) = session {
@@ -233,7 +236,7 @@ async fn call_write(
     req: Request,
     session: Option<SessionId>,
     reader: crate::visibility::Reader,
-) -> Result<(Written, Vec<crate::db::UnitChange>), Response> {
+) -> Result<(Written, Vec<crate::db::UnitChange>, Option<Arc<Holder>>), Response> {
     let call = TaskCall::new(
         repo.clone(),
         Arc::new(|_: Progress| {}),
@@ -252,11 +255,11 @@ async fn call_write(
     .await
     .map_err(|e| registry_error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", &e.to_string()))?;
     let (written, scope, _) = outcome.map_err(plugin_failure)?;
-    let changes = match scope {
-        CallScope::Task(call) => call.changes,
-        _ => Vec::new(),
+    let (changes, leases) = match scope {
+        CallScope::Task(call) => (call.changes, Some(call.leases)),
+        _ => (Vec::new(), None),
     };
-    Ok((written, changes))
+    Ok((written, changes, leases))
 }
 
 /// Publish `repo` through the task queue (so it is ordered with the
