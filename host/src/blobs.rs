@@ -535,6 +535,7 @@ impl BlobStore {
     /// it into the store: no copy, no second fsync (the caller fsynced it).
     /// `known` is its digest if the caller hashed it while receiving it.
     /// Falls back to a copy where links cannot be made.
+    #[allow(clippy::too_many_arguments)]
     pub fn link_file(
         &self,
         file: &std::fs::File,
@@ -880,6 +881,12 @@ mod tests {
         assert!(!store.lease(&old, &again).unwrap());
         assert_eq!(store.store_bytes(b"old", None, &again).unwrap(), old);
         let last = store.begin_collection().unwrap();
-        assert_eq!(store.collect(&[old.clone()], last).unwrap().leased, 1);
+        assert_eq!(
+            store
+                .collect(std::slice::from_ref(&old), last)
+                .unwrap()
+                .leased,
+            1
+        );
     }
 }

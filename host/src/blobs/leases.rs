@@ -105,7 +105,9 @@ impl Holder {
 
 impl Drop for Holder {
     /// Release: the leases keep counting for cleanup runs that began before
-    /// now (see the module documentation).
+    /// now (see the module documentation). The link lock may be held by a
+    /// cleanup for a while, so on an async runtime the release waits for
+    /// it on a blocking thread (released a little later is still safe).
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap();
         let Some(dir) = state.dir.take() else { return };
@@ -113,16 +115,24 @@ impl Drop for Holder {
             return;
         }
         let name = self.name();
-        let released = lock(&dir, false).and_then(|_lock| {
-            let generation = read_generation(&dir)?;
-            dir.rename(
-                Path::new(ACTIVE).join(&name),
-                &dir,
-                Path::new(RELEASED).join(format!("{}-{name}", generation.0)),
-            )
-        });
-        if let Err(e) = released {
-            tracing::warn!("cannot release blob leases {name} (they lapse in {LEASE_FOR:?}): {e}");
+        let release = move || {
+            let released = lock(&dir, false).and_then(|_lock| {
+                let generation = read_generation(&dir)?;
+                dir.rename(
+                    Path::new(ACTIVE).join(&name),
+                    &dir,
+                    Path::new(RELEASED).join(format!("{}-{name}", generation.0)),
+                )
+            });
+            if let Err(e) = released {
+                tracing::warn!(
+                    "cannot release blob leases {name} (they lapse in {LEASE_FOR:?}): {e}"
+                );
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(release)),
+            Err(_) => release(),
         }
     }
 }
