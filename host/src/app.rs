@@ -29,6 +29,8 @@ pub struct App {
     /// What outbound requests (feeds, token realms, webhooks) may reach.
     pub outbound: Arc<OutboundPolicy>,
     pub uploads: UploadDir,
+    /// Streaming imports running on this node.
+    pub import_slots: crate::import_slots::ImportSlots,
     pub plugin_failures: Mutex<Vec<LoadFailure>>,
     pub started: Instant,
 }
@@ -118,7 +120,12 @@ impl App {
         let uploads = UploadDir::open(&data.join("uploads"))?;
         let events =
             crate::events::Events::new(store.clone(), config.broker.clone(), outbound.clone())?;
+        let import_slots = crate::import_slots::ImportSlots::new(
+            config.max_stream_imports.into(),
+            config.max_stream_imports_per_user.into(),
+        );
         let app = Arc::new(App {
+            import_slots,
             events,
             outbound,
             config,

@@ -43,7 +43,7 @@ pub struct ServeConfig {
     pub shutdown_timeout: Duration,
     /// Uploads (`/api/v1/uploads`) and registry upload sessions nobody has
     /// written to for this long are removed, e.g. `24h`, `90m`.
-    #[arg(long, env = "WHARF_UPLOAD_EXPIRY", default_value = "24h", value_parser = parse_timeout)]
+    #[arg(long, env = "WHARF_UPLOAD_EXPIRY", default_value = "24h", value_parser = parse_positive_duration)]
     pub upload_expiry: Duration,
     /// Where blobs, the metadata store, uploads and the plugin cache live.
     #[arg(long, env = "WHARF_DATA_DIR", default_value = "./wharf-data")]
@@ -86,6 +86,15 @@ pub struct ServeConfig {
     /// `64GiB`, `512MiB` or a number of bytes.
     #[arg(long, env = "WHARF_MAX_BLOB_SIZE", value_name = "SIZE", default_value = "64GiB", value_parser = parse_size)]
     pub max_blob_size: u64,
+    /// Streaming imports (`POST /api/v1/repositories/{id}/import` with the
+    /// content as the body) this node runs at once; more get 429.
+    #[arg(long, env = "WHARF_MAX_STREAM_IMPORTS", default_value_t = 16,
+        value_parser = clap::value_parser!(u16).range(1..=MAX_STREAM_IMPORTS))]
+    pub max_stream_imports: u16,
+    /// Streaming imports one user runs at once on this node; more get 429.
+    #[arg(long, env = "WHARF_MAX_STREAM_IMPORTS_PER_USER", default_value_t = 4,
+        value_parser = clap::value_parser!(u16).range(1..=MAX_STREAM_IMPORTS))]
+    pub max_stream_imports_per_user: u16,
     /// Access control: tokens, LDAP, the registry token realm.
     #[command(flatten)]
     pub auth: crate::auth::config::AuthConfig,
@@ -135,8 +144,20 @@ impl ServeConfig {
     }
 }
 
+/// Streaming imports hold a task's plugin instance each: well below the
+/// tasks' share of the pool, which task workers use too.
+const MAX_STREAM_IMPORTS: i64 = (crate::plugins::admission::Shares::TASKS / 2) as i64;
+
 fn parse_timeout(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (e.g. 30s, 2m)"))
+}
+
+/// A duration above zero.
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_timeout(s)? {
+        d if d.is_zero() => Err(format!("{s:?}: must be above zero (e.g. 24h, 90m)")),
+        d => Ok(d),
+    }
 }
 
 /// A size in bytes: a number, optionally with a unit (`KiB`, `MiB`, `GiB`,
@@ -194,6 +215,9 @@ pub const FILE_KEYS: &[(&str, &str)] = &[
     ("allow_outbound", "allow_outbound"),
     // Largest pushed or synced blob (a size: 64GiB, 512MiB, bytes).
     ("max_blob_size", "max_blob_size"),
+    // Streaming imports at once, on this node and per user.
+    ("max_stream_imports", "max_stream_imports"),
+    ("max_stream_imports_per_user", "max_stream_imports_per_user"),
     ("connections.header_timeout", "header_timeout"),
     ("connections.idle_timeout", "idle_timeout"),
     ("connections.body_timeout", "body_timeout"),
@@ -472,6 +496,19 @@ mod tests {
                 "{key} -> {arg}"
             );
         }
+    }
+
+    #[test]
+    fn an_expiry_of_zero_is_refused() {
+        assert_eq!(
+            parse_positive_duration("90m"),
+            Ok(Duration::from_secs(5400))
+        );
+        assert!(
+            parse_positive_duration("0s")
+                .unwrap_err()
+                .contains("above zero")
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::app::App;
 use crate::blobs::leases::Holder;
 use crate::db::{Publication, Repository, now};
 use crate::ids::{RepoId, UploadId};
+use crate::plugins::admission::Share;
 use crate::plugins::bindings::wharf::plugin::types as wit;
 use crate::plugins::host::{CallScope, SourceHandle, TaskCall, origin};
 use crate::plugins::runtime::Plugin;
@@ -328,9 +329,12 @@ async fn run_plugin_task<R: Send + 'static>(
     let wrepo = wit_repo(&repo);
     let cancel = ctx.cancel.clone();
     let outcome = tokio::task::spawn_blocking(move || {
-        plugin.call_task(CallScope::Task(Box::new(call)), Some(cancel), |p, s| {
-            f(p, s, wrepo)
-        })
+        plugin.call_task(
+            Share::Tasks,
+            CallScope::Task(Box::new(call)),
+            Some(cancel),
+            |p, s| f(p, s, wrepo),
+        )
     })
     .await
     .map_err(|e| TaskFailure::new("the plugin call panicked in the host", e.to_string()))?;

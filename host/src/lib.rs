@@ -18,6 +18,7 @@ pub mod groups;
 pub mod health;
 pub mod http;
 pub mod ids;
+pub mod import_slots;
 pub mod jobs;
 pub mod listeners;
 pub mod metrics;

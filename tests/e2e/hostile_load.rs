@@ -525,3 +525,114 @@ fn stalled_tls_handshakes_are_cut_and_take_no_slot_while_silent() {
     let r = https.get(format!("https://{registry}/v2/")).send().unwrap();
     assert!(r.status().as_u16() < 500, "{}", r.status());
 }
+
+/// An import that holds its slot: the head and the first bytes of
+/// `archive` sent, the rest never (until the stream is dropped).
+fn held_import(s: &Server, token: &str, repo: &str, archive: &[u8]) -> TcpStream {
+    let mut c = TcpStream::connect(&s.addr).unwrap();
+    let head = format!(
+        "POST /api/v1/repositories/{repo}/import HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
+        archive.len()
+    );
+    c.write_all(head.as_bytes()).unwrap();
+    c.write_all(&archive[..512]).unwrap();
+    c
+}
+
+/// A whole streaming import as `token`: (status, Retry-After, body).
+fn import_as(s: &Server, token: &str, repo: &str, archive: &[u8]) -> (u16, String, Value) {
+    let r = s
+        .client_with_token(token)
+        .post(s.url(&format!("/api/v1/repositories/{repo}/import")))
+        .header("content-type", "application/x-tar")
+        .body(archive.to_vec())
+        .send()
+        .unwrap();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (r.status().as_u16(), retry, r.json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn streaming_imports_past_the_per_user_and_per_node_caps_get_429_while_pulls_go_on() {
+    let s = Server::start_with_plugin_dir(
+        &env_path("WHARF_PLUGIN_DIR"),
+        &[
+            "--max-stream-imports",
+            "2",
+            "--max-stream-imports-per-user",
+            "1",
+        ],
+    );
+    for login in ["jdev", "carol"] {
+        let body = json!({"login": login, "name": login, "password": "a-long-password",
+            "roles": ["super-users"]});
+        let (status, v) = s.post_json("/api/v1/users", &body);
+        assert_eq!(status, 201, "{v}");
+    }
+    let jdev = s.login("jdev", "a-long-password");
+    let carol = s.login("carol", "a-long-password");
+    let archive = std::fs::read(images_dir().join("busybox.tar")).unwrap();
+    // One repository per import: imports of one repository wait for each
+    // other whatever their slots.
+    for (id, name) in [
+        ("held", "test/held"),
+        ("jdevs", "test/jdevs"),
+        ("carols", "test/carols"),
+    ] {
+        docker_repo(&s, id, name, json!({}));
+    }
+    docker_repo(&s, "served", "test/served", json!({}));
+    s.import_and_publish("served", &images_dir().join("busybox.tar"));
+    let pull = || {
+        let r = request(&s, "GET", "/v2/test/served/manifests/latest", &[]);
+        r.status().as_u16()
+    };
+
+    // admin holds one import: a second one of admin's is refused.
+    let admin_held = held_import(&s, &s.token, "held", &archive);
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, retry, v) = import_as(&s, &s.token, "held", &archive);
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (429, Some("too-many-imports")),
+        "{v}"
+    );
+    assert!(
+        retry.parse::<u64>().is_ok_and(|n| n >= 1),
+        "Retry-After {retry:?}"
+    );
+    assert!(message(&v).contains("--max-stream-imports-per-user"), "{v}");
+    // Another user may still import, and holds the node's second slot.
+    let jdev_held = held_import(&s, &jdev, "jdevs", &archive);
+    std::thread::sleep(Duration::from_millis(500));
+    // The node is full: a third user is refused, saying so.
+    let (status, _, v) = import_as(&s, &carol, "carols", &archive);
+    assert_eq!(status, 429, "{v}");
+    assert!(message(&v).contains("(--max-stream-imports)"), "{v}");
+    // Pulls are answered throughout (registry calls have their own share
+    // of plugin instances).
+    assert_eq!(pull(), 200);
+
+    // A dropped import gives its slot back: carol's import then runs.
+    drop(admin_held);
+    let started = Instant::now();
+    let task = loop {
+        let (status, _, v) = import_as(&s, &carol, "carols", &archive);
+        if status == 202 {
+            break v;
+        }
+        assert_eq!(status, 429, "{v}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the slot never came back"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(task["state"], "finished", "{task}");
+    drop(jdev_held);
+    assert_eq!(pull(), 200);
+}

@@ -106,14 +106,13 @@ impl IntoResponse for AuthError {
                         "too many failed logins from this address",
                     ),
                 };
-                let mut r = ApiError::new(
+                ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     code,
                     format!("{why}; try again in {secs} s"),
                 )
-                .into_response();
-                r.headers_mut().insert(header::RETRY_AFTER, secs.into());
-                r
+                .retry_after(Duration::from_secs(secs))
+                .into_response()
             }
             AuthError::Unavailable(m) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -187,8 +187,18 @@ fn head_safe(method: &Method, mut resp: Response) -> Response {
 
 pub(crate) fn plugin_failure(e: PluginError) -> Response {
     tracing::warn!("registry request failed: {e}");
-    let body = serde_json::json!({"errors": [{"code": "UNKNOWN", "message": e.to_string(), "detail": {"reason": e.code()}}]});
-    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+    // Every instance taken: the client should come back, not give up.
+    let (status, code) = match e {
+        PluginError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "TOOMANYREQUESTS"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
+    };
+    let body = serde_json::json!({"errors": [{"code": code, "message": e.to_string(), "detail": {"reason": e.code()}}]});
+    let mut resp = (status, axum::Json(body)).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    resp
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response {

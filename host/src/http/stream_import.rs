@@ -8,6 +8,7 @@ use crate::auth::Principal;
 use crate::db::{Operation, Repository};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::unread;
+use crate::import_slots::ImportSlot;
 use crate::jobs::Job;
 use crate::plugins::stream_source::StreamSource;
 use axum::Json;
@@ -31,7 +32,7 @@ pub async fn run(
     body: Body,
 ) -> ApiResult<Response> {
     let mut body = body.into_data_stream();
-    let (repo, len) = match prepare(&app, id, principal, headers).await {
+    let (repo, len, slot) = match prepare(&app, id, principal, headers).await {
         Ok(ready) => ready,
         Err(refused) => {
             let complete = unread::drain(&mut body, &unread::AFTER_IMPORT).await;
@@ -70,6 +71,7 @@ pub async fn run(
     // canceled while the client sends nothing).
     let mut tx = Some(tx);
     let mut complete = false;
+    let mut broken = false;
     let ended = loop {
         tokio::select! {
             ended = &mut run => break ended,
@@ -81,6 +83,7 @@ pub async fn run(
                     }
                 }
                 Some(Err(e)) => {
+                    broken = true;
                     if let Some(sender) = tx.take() {
                         let _ = sender.send(Err(e.to_string())).await;
                     }
@@ -92,10 +95,12 @@ pub async fn run(
             },
         }
     };
+    drop(slot);
     let task = ended.map_err(|e| ApiError::internal(format!("import task: {e}")))??;
     // The import may have ended before the body did: finished without the
-    // last bytes (the zero blocks after a tar's end), or failed early.
-    if !complete {
+    // last bytes (the zero blocks after a tar's end), or failed early. A
+    // body that broke off has no more to give.
+    if !complete && !broken {
         complete = unread::drain(&mut body, &unread::AFTER_IMPORT).await;
     }
     Ok(unread::closing_unless(
@@ -105,13 +110,14 @@ pub async fn run(
 }
 
 /// The checks before anything is stored: the repository and its plugin,
-/// the right to send content, a length, a server not shutting down.
+/// the right to send content, a length, a server not shutting down, a free
+/// import slot (held until the import ends).
 async fn prepare(
     app: &App,
     id: &str,
     principal: &Principal,
     headers: &HeaderMap,
-) -> ApiResult<(Repository, u64)> {
+) -> ApiResult<(Repository, u64, ImportSlot)> {
     let repo = crate::repos::get_repo(app, id).await?;
     crate::repos::plugin_for(app, &repo)?;
     // Sending content is uploading it: the right `POST /uploads` needs, on
@@ -136,5 +142,16 @@ async fn prepare(
                  use a resumable upload (POST /api/v1/uploads) and import that",
             )
         })?;
-    Ok((repo, len))
+    let slot = app.import_slots.take(&principal.login).map_err(|full| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-imports",
+            full.to_string(),
+        )
+        .retry_after(IMPORT_RETRY)
+    })?;
+    Ok((repo, len, slot))
 }
+
+/// When a client refused a slot is told to come back.
+const IMPORT_RETRY: std::time::Duration = std::time::Duration::from_secs(5);

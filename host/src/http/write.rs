@@ -20,6 +20,7 @@ use crate::blobs::leases::Holder;
 use crate::db::{Progress, Repository, TaskState};
 use crate::http::registry::plugin_failure;
 use crate::jobs::{Job, wit_repo};
+use crate::plugins::admission::Share;
 use crate::plugins::bindings::exports::wharf::plugin::plugin::{
     BodyTarget, Plan, Request, WritePlan, Written,
 };
@@ -247,10 +248,15 @@ async fn call_write(
     let session = session.map(|s| s.to_string());
     let plugin = plugin.clone();
     let outcome = tokio::task::spawn_blocking(move || {
-        plugin.call_task(CallScope::Task(Box::new(call)), None, |p, s| {
-            p.wharf_plugin_plugin()
-                .call_write(s, &req, &wrepo, session.as_deref())
-        })
+        plugin.call_task(
+            Share::Requests,
+            CallScope::Task(Box::new(call)),
+            None,
+            |p, s| {
+                p.wharf_plugin_plugin()
+                    .call_write(s, &req, &wrepo, session.as_deref())
+            },
+        )
     })
     .await
     .map_err(|e| registry_error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", &e.to_string()))?;

@@ -1,6 +1,7 @@
 //! Content-type plugins: the sandboxed runtime ([`runtime`]), what plugins
 //! may reach ([`host`]), and the set of loaded plugins ([`Plugins`]).
 
+pub mod admission;
 pub mod api;
 pub mod download;
 pub mod host;

@@ -6,13 +6,14 @@
 //! runs, and returns it unless it trapped. Compiled components are cached on
 //! disk keyed by the wasm's sha256 and the engine's compatibility hash.
 
+use super::admission::{Busy, Permit, Share, Shares};
 use super::bindings::{ContentPlugin, ContentPluginPre};
 use super::host::{CallScope, HostEnv, HostState, Interrupt};
 use crate::digest::Digest;
 use anyhow::Context as _;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
@@ -26,7 +27,7 @@ pub const CONTRACT_VERSION: (u64, u64, u64) = (0, 3, 0);
 
 /// How often the epoch advances; the granularity of deadlines and cancel.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
-/// Warm instances kept per plugin.
+/// Warm instances kept per plugin (and [`Shares::IDLE`] over all plugins).
 const MAX_IDLE: usize = 32;
 
 #[derive(Debug, Clone)]
@@ -64,6 +65,8 @@ pub enum PluginError {
     Invalid(String),
     #[error("plugin {plugin}: {message}")]
     Host { plugin: String, message: String },
+    #[error("plugin {plugin}: every instance for {share:?} is in use; try again in a moment")]
+    Busy { plugin: String, share: Share },
 }
 
 impl PluginError {
@@ -76,6 +79,7 @@ impl PluginError {
             PluginError::Trap { .. } => "plugin-trap",
             PluginError::Invalid(_) => "plugin-invalid",
             PluginError::Host { .. } => "plugin-host",
+            PluginError::Busy { .. } => "plugin-busy",
         }
     }
 }
@@ -86,6 +90,10 @@ pub struct Runtime {
     cache_dir: PathBuf,
     pub env: Arc<HostEnv>,
     pub limits: Limits,
+    /// Who may take an instance of the pool now.
+    pub shares: Shares,
+    /// Warm instances kept over all plugins (at most [`Shares::IDLE`]).
+    idle_total: AtomicUsize,
 }
 
 /// What `load` measured, for the status endpoint and benchmarks.
@@ -101,10 +109,11 @@ impl Runtime {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(256);
-        pool.total_core_instances(1024);
-        pool.total_memories(256);
-        pool.total_tables(512);
+        let instances = Shares::POOL as u32;
+        pool.total_component_instances(instances);
+        pool.total_core_instances(4 * instances);
+        pool.total_memories(instances);
+        pool.total_tables(2 * instances);
         pool.max_memories_per_component(4);
         pool.max_tables_per_component(8);
         pool.max_component_instance_size(1 << 20);
@@ -136,6 +145,8 @@ impl Runtime {
             cache_dir,
             env,
             limits,
+            shares: Shares::new(),
+            idle_total: AtomicUsize::new(0),
         })
     }
 
@@ -320,6 +331,13 @@ pub struct Plugin {
     idle: Mutex<Vec<Warm>>,
 }
 
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        let kept = self.idle.get_mut().map(|idle| idle.len()).unwrap_or(0);
+        self.runtime.idle_total.fetch_sub(kept, Ordering::Relaxed);
+    }
+}
+
 impl Plugin {
     fn validate_info(&self) -> Result<(), PluginError> {
         let i = &self.info;
@@ -351,15 +369,39 @@ impl Plugin {
         Ok(())
     }
 
-    /// Run `f` on a warm instance under `scope`. The instance goes back to the
-    /// pool unless the call trapped or was interrupted.
+    /// A place for one call in `share` ([`Shares::admit`]).
+    fn admit(&self, share: Share, cancel: Option<&AtomicBool>) -> Result<Permit<'_>, PluginError> {
+        self.runtime
+            .shares
+            .admit(share, cancel)
+            .map_err(|Busy| PluginError::Busy {
+                plugin: self.name.to_string(),
+                share,
+            })
+    }
+
+    /// Run `f` for a request on a warm instance under `scope`. The instance
+    /// goes back to the pool unless the call trapped or was interrupted.
     pub fn call<R>(
         &self,
         scope: CallScope,
         cancel: Option<Arc<AtomicBool>>,
         f: impl FnOnce(&ContentPlugin, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
+        self.call_in(Share::Requests, scope, cancel, f)
+    }
+
+    /// [`Plugin::call`] drawing an instance from `share` (waiting for one
+    /// as [`Shares::admit`] does).
+    fn call_in<R>(
+        &self,
+        share: Share,
+        scope: CallScope,
+        cancel: Option<Arc<AtomicBool>>,
+        f: impl FnOnce(&ContentPlugin, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
         let rt = &self.runtime;
+        let _permit = self.admit(share, cancel.as_deref())?;
         let timeout = match scope {
             CallScope::Task(_) => rt.limits.task_timeout,
             _ => rt.limits.call_timeout,
@@ -374,6 +416,9 @@ impl Plugin {
             store.set_epoch_deadline(1);
         };
         let pooled = self.idle.lock().unwrap().pop();
+        if pooled.is_some() {
+            rt.idle_total.fetch_sub(1, Ordering::Relaxed);
+        }
         let mut warm = match pooled {
             Some(mut w) => {
                 arm(&mut w.store, scope, cancel);
@@ -398,7 +443,14 @@ impl Plugin {
                 data.scope = CallScope::Describe;
                 data.cancel = None;
                 let mut idle = self.idle.lock().unwrap();
-                if idle.len() < MAX_IDLE {
+                if idle.len() < MAX_IDLE
+                    && rt
+                        .idle_total
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                            (n < Shares::IDLE).then_some(n + 1)
+                        })
+                        .is_ok()
+                {
                     idle.push(warm);
                 }
                 Ok(r)
@@ -414,6 +466,7 @@ impl Plugin {
         scope: CallScope,
         f: impl FnOnce(&ContentPlugin, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
+        let _permit = self.admit(Share::Requests, None)?;
         let mut store = self
             .runtime
             .new_store(self.name.clone(), self.content_types.clone());
@@ -427,15 +480,16 @@ impl Plugin {
         f(&bindings, &mut store).map_err(|e| self.classify(&mut store, e))
     }
 
-    /// Like [`Plugin::call`], handing back the store's task scope (staged
-    /// changes) with the result.
+    /// Like [`Plugin::call`] with an instance of `share`, handing back the
+    /// store's task scope (staged changes) with the result.
     pub fn call_task<R>(
         &self,
+        share: Share,
         scope: CallScope,
         cancel: Option<Arc<AtomicBool>>,
         f: impl FnOnce(&ContentPlugin, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<(R, CallScope, u64), PluginError> {
-        self.call(scope, cancel, |p, s| {
+        self.call_in(share, scope, cancel, |p, s| {
             let r = f(p, s)?;
             let data = s.data_mut();
             let scope = std::mem::replace(&mut data.scope, CallScope::Describe);
