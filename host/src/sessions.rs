@@ -42,6 +42,10 @@ pub enum SessionError {
     WrongOffset { id: SessionId, len: u64 },
     #[error("the body is larger than the {max} bytes allowed here")]
     TooLarge { max: u64 },
+    #[error(
+        "the blob is larger than this server's maximum blob size of {max} bytes (--max-blob-size)"
+    )]
+    BlobTooLarge { max: u64 },
     #[error("upload session {0} is being written by another request")]
     Busy(SessionId),
     #[error("the request body ended early: {0}")]
@@ -129,14 +133,18 @@ impl Sessions {
     }
 
     /// Stream `body` onto the end of the session. `start`, when the client
-    /// gave one (`Content-Range`), must be the session's length. Nothing of a
-    /// body that fails half-way stays. Returns the new length.
+    /// gave one (`Content-Range`), must be the session's length. The body
+    /// may bring at most `max_body` bytes, and the session may not grow past
+    /// `max_blob` (checked while the session is claimed, so concurrent
+    /// chunks cannot add up past it). Nothing of a body that fails
+    /// half-way stays. Returns the new length.
     pub async fn append(
         &self,
         id: SessionId,
         body: Body,
         start: Option<u64>,
-        max: u64,
+        max_body: u64,
+        max_blob: u64,
     ) -> Result<u64, SessionError> {
         let _busy = self.claim(id)?;
         let file = self
@@ -148,6 +156,8 @@ impl Sessions {
         if start.is_some_and(|s| s != len) {
             return Err(SessionError::WrongOffset { id, len });
         }
+        let room = max_blob.saturating_sub(len);
+        let max = max_body.min(room);
         // Keep hashing only if the state covers exactly what is on disk.
         let hasher = self.hashers.take(&id, len);
         let file = std::sync::Arc::new(file);
@@ -163,6 +173,9 @@ impl Sessions {
                 let _ = file.set_len(len);
                 Err(match e {
                     StreamError::Body(m) => SessionError::Body(m),
+                    StreamError::TooLarge { .. } if room < max_body => {
+                        SessionError::BlobTooLarge { max: max_blob }
+                    }
                     StreamError::TooLarge { max } => SessionError::TooLarge { max },
                     StreamError::Io(e) => SessionError::Io(e),
                 })
@@ -368,26 +381,34 @@ mod tests {
         assert_eq!(sessions.find(&s, "docker", Some("other")), None);
         assert_eq!(sessions.find(&s, "file", None), None);
         assert_eq!(sessions.find("../../etc/passwd", "docker", None), None);
-        let n = sessions.append(id, Body::from("hello "), None, u64::MAX);
+        let n = sessions.append(id, Body::from("hello "), None, u64::MAX, u64::MAX);
         assert_eq!(n.await.unwrap(), 6);
         let wrong = sessions
-            .append(id, Body::from("x"), Some(3), u64::MAX)
+            .append(id, Body::from("x"), Some(3), u64::MAX, u64::MAX)
             .await;
         assert!(matches!(
             wrong,
             Err(SessionError::WrongOffset { len: 6, .. })
         ));
         let big = sessions
-            .append(id, Body::from("too long"), Some(6), 4)
+            .append(id, Body::from("too long"), Some(6), 4, u64::MAX)
             .await;
         assert!(matches!(big, Err(SessionError::TooLarge { .. })));
+        // The blob's cap counts what the session already holds (6 bytes).
+        let past_blob = sessions
+            .append(id, Body::from("12345"), Some(6), u64::MAX, 10)
+            .await;
+        assert!(matches!(
+            past_blob,
+            Err(SessionError::BlobTooLarge { max: 10 })
+        ));
         assert_eq!(
             sessions.length(&id),
             Some(6),
             "a refused chunk leaves nothing"
         );
         sessions
-            .append(id, Body::from("world"), Some(6), u64::MAX)
+            .append(id, Body::from("world"), Some(6), u64::MAX, u64::MAX)
             .await
             .unwrap();
         let expect = Digest::of(b"hello world");
@@ -403,7 +424,7 @@ mod tests {
         // commit re-reads the file; a wrong digest stores nothing.
         let id = sessions.create(&owner()).unwrap();
         sessions
-            .append(id, Body::from("abc"), None, u64::MAX)
+            .append(id, Body::from("abc"), None, u64::MAX, u64::MAX)
             .await
             .unwrap();
         sessions.hashers.forget(&id);

@@ -68,7 +68,17 @@ impl UploadDir {
     }
 
     /// Uploads nobody has written to for `idle`, and no request is writing.
-    fn idle(&self, idle: std::time::Duration) -> std::io::Result<Vec<UploadId>> {
+    /// Uploads nobody has written to for `idle`, each with its file locked
+    /// (held until the caller drops it, so no writer starts on an upload
+    /// about to be removed). One being written, or gone meanwhile, is
+    /// skipped.
+    fn idle(&self, idle: std::time::Duration) -> std::io::Result<Vec<(UploadId, std::fs::File)>> {
+        fn skip_gone<T>(r: std::io::Result<T>) -> std::io::Result<Option<T>> {
+            match r {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                r => r.map(Some),
+            }
+        }
         let mut out = Vec::new();
         for entry in self.dir.entries()? {
             let entry = entry?;
@@ -79,12 +89,19 @@ impl UploadDir {
             else {
                 continue;
             };
-            let age = entry.metadata()?.modified()?.into_std().elapsed();
-            if age.is_ok_and(|a| a > idle) {
-                let file = self.dir.open(entry.file_name())?.into_std();
-                if file.try_lock().is_ok() {
-                    out.push(id);
-                }
+            let Some(meta) = skip_gone(entry.metadata())? else {
+                continue;
+            };
+            if meta
+                .modified()?
+                .into_std()
+                .elapsed()
+                .is_ok_and(|a| a > idle)
+                && let Some(file) =
+                    skip_gone(self.dir.open(entry.file_name()).map(|f| f.into_std()))?
+                && file.try_lock().is_ok()
+            {
+                out.push((id, file));
             }
         }
         Ok(out)
@@ -280,15 +297,14 @@ async fn put_chunk(
 /// Remove uploads and registry upload sessions idle for longer than
 /// `idle`; returns how many of each.
 pub async fn expire(app: &App, idle: std::time::Duration) -> anyhow::Result<(usize, usize)> {
-    let ids = tokio::task::block_in_place(|| app.uploads.idle(idle))?;
-    for id in &ids {
+    let locked = tokio::task::block_in_place(|| app.uploads.idle(idle))?;
+    for (id, _lock) in &locked {
         app.store.delete_upload(id).await?;
-        let _ = app.uploads.dir.remove_file(UploadDir::name(id));
-        app.uploads.hashers.forget(id);
+        app.uploads.remove(id);
     }
     let sessions = app.plugins.runtime.env.sessions.clone();
     let sessions = tokio::task::spawn_blocking(move || sessions.remove_idle(idle)).await??;
-    Ok((ids.len(), sessions))
+    Ok((locked.len(), sessions))
 }
 
 /// Once at start and then every quarter of `--upload-expiry` (at most ten

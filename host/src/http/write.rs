@@ -58,7 +58,9 @@ fn session_failure(e: SessionError, location: Option<&str>) -> Response {
         SessionError::WrongOffset { .. } => {
             (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID")
         }
-        SessionError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
+        SessionError::TooLarge { .. } | SessionError::BlobTooLarge { .. } => {
+            (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID")
+        }
         SessionError::Unknown(_) => (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
         SessionError::Busy(_) => (StatusCode::CONFLICT, "BLOB_UPLOAD_INVALID"),
         SessionError::Body(_) => (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
@@ -78,26 +80,6 @@ fn session_failure(e: SessionError, location: Option<&str>) -> Response {
         }
     }
     r
-}
-
-/// [`session_failure`], naming `--max-blob-size` when that was the limit a
-/// body ran into.
-fn over_max_blob(
-    e: SessionError,
-    server_limit: bool,
-    max_blob: u64,
-    location: Option<&str>,
-) -> Response {
-    match e {
-        SessionError::TooLarge { .. } if server_limit => registry_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "SIZE_INVALID",
-            &format!(
-                "the blob is larger than this server's maximum blob size of {max_blob} bytes (--max-blob-size)"
-            ),
-        ),
-        e => session_failure(e, location),
-    }
 }
 
 /// The repository a write plan names, checked against the plugin and the gate.
@@ -167,10 +149,12 @@ pub async fn run(
             let id = sessions
                 .create(&owner)
                 .map_err(|e| session_failure(e.into(), None))?;
-            let max = plan.max_body.min(max_blob);
-            if let Err(e) = sessions.append(id, body, None, max).await {
+            if let Err(e) = sessions
+                .append(id, body, None, plan.max_body, max_blob)
+                .await
+            {
                 sessions.abort(&id);
-                return Err(over_max_blob(e, max < plan.max_body, max_blob, None));
+                return Err(session_failure(e, None));
             }
             (Some(id), true)
         }
@@ -180,14 +164,11 @@ pub async fn run(
                 .ok_or_else(|| session_failure(SessionError::Unknown(name.clone()), None))?;
             let start = range_start(headers)
                 .map_err(|m| registry_error(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", &m))?;
-            // What the session holds counts: chunks add up to one blob.
-            let held = sessions.length(&id).unwrap_or(0);
-            let room = max_blob.saturating_sub(held);
-            let max = plan.max_body.min(room);
+            // Chunks add up to one blob: `append` counts what it holds.
             sessions
-                .append(id, body, start, max)
+                .append(id, body, start, plan.max_body, max_blob)
                 .await
-                .map_err(|e| over_max_blob(e, max < plan.max_body, max_blob, Some(&req.path)))?;
+                .map_err(|e| session_failure(e, Some(&req.path)))?;
             (Some(id), false)
         }
     };
