@@ -106,14 +106,6 @@ fn age(dir: &Path) {
     }
 }
 
-fn cleanup_now(s: &Server) -> Value {
-    let (status, t) = s.post_json("/api/v1/orphans/cleanup?protection_minutes=0", &json!({}));
-    assert_eq!(status, 202, "{t}");
-    let t = s.wait_task(&t);
-    assert_eq!(t["state"], "finished", "{t}");
-    t["result"].clone()
-}
-
 /// One image of pusher `p`, round `round`: the shared config, `REUSED` old
 /// layers and a layer of its own. Returns the manifest's bytes.
 fn push_image(s: &Server, p: usize, round: usize) -> Result<Vec<u8>, String> {

@@ -493,15 +493,6 @@ fn a_feed_that_merely_lists_a_protected_digest_gets_no_bytes() {
     assert_eq!(r.status().as_u16(), 200);
 }
 
-/// Orphan cleanup with no protection window, as a task; returns its result.
-fn cleanup_now(s: &Server) -> Value {
-    let (status, t) = s.post_json("/api/v1/orphans/cleanup?protection_minutes=0", &json!({}));
-    assert_eq!(status, 202, "{t}");
-    let t = s.wait_task(&t);
-    assert_eq!(t["state"], "finished", "{t}");
-    t["result"].clone()
-}
-
 #[test]
 fn cleanup_keeps_what_a_publication_serves_and_what_was_just_pushed() {
     let s = Server::start();
@@ -533,4 +524,34 @@ fn cleanup_keeps_what_a_publication_serves_and_what_was_just_pushed() {
     // notes aside) and the tag is gone.
     publish(&s, "gc");
     assert_eq!(served("/v2/gc/app/manifests/v1"), 404);
+}
+
+/// A blob one repository just received (pushed, named by no manifest yet)
+/// is there, for a pusher who may read that repository, both to a HEAD
+/// and to a manifest of another repository that names it on that word.
+#[test]
+fn a_blob_a_readable_repository_just_received_may_be_named_after_a_head() {
+    let s = Server::start();
+    for id in ["first", "second"] {
+        s.create_repo(json!({"id": id, "content_type": "docker",
+            "distributor_config": {"repo_registry_id": format!("{id}/app"), "auto_publish": false}}));
+        publish(&s, id);
+    }
+    let auth = admin();
+    let config = push(&s, "first/app", &auth, CONFIG);
+    let layer = b"a layer first/app received";
+    let layer_digest = push(&s, "first/app", &auth, layer);
+    for d in [&config, &layer_digest] {
+        let r = call(
+            &s,
+            "HEAD",
+            &format!("/v2/second/app/blobs/{d}"),
+            &auth,
+            vec![],
+        );
+        assert_eq!(r.status().as_u16(), 200, "HEAD of {d} in second/app");
+    }
+    let layers = [(layer_digest.as_str(), layer.len() as u64)];
+    let r = put_manifest(&s, &auth, "second/app:v1", &config, &layers);
+    assert_eq!(r.status().as_u16(), 201, "{:?}", r.text());
 }

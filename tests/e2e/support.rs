@@ -367,6 +367,18 @@ pub fn admin_post(s: &Server, path: &str, body: Value, want: u16) -> Value {
     v
 }
 
+/// Orphan cleanup with no protection window, as a task; waits for it; returns its result.
+pub fn cleanup_now(s: &Server) -> Value {
+    let (status, t) = s.post_json(
+        "/api/v1/orphans/cleanup?protection_minutes=0",
+        &serde_json::json!({}),
+    );
+    assert_eq!(status, 202, "{t}");
+    let t = s.wait_task(&t);
+    assert_eq!(t["state"], "finished", "{t}");
+    t["result"].clone()
+}
+
 /// Run a command, returning (success, stdout+stderr).
 pub fn run(cmd: &mut Command) -> (bool, String) {
     let out = cmd

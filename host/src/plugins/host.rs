@@ -421,9 +421,13 @@ impl HostState {
                     let held = env.rt.block_on(env.store.repo_blobs(&t.repo.id));
                     t.held = Some(held.unwrap_or_default().into_iter().collect());
                 }
+                // As a registry HEAD answers (the client skips the upload
+                // on its word): also what a repository the writer may read
+                // holds, or received lately.
                 let seen = t.held.as_ref().is_some_and(|h| h.contains(d))
                     || t.reader.as_ref().is_some_and(|may_read| {
-                        holders().is_ok_and(|repos| repos.iter().any(|id| may_read(id)))
+                        env.sessions.receivers(d).iter().any(|id| may_read(id))
+                            || holders().is_ok_and(|repos| repos.iter().any(|id| may_read(id)))
                     });
                 if seen {
                     t.visible.insert(d.clone());
