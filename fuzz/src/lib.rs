@@ -2,7 +2,8 @@
 //!
 //! A target is an ordinary `#[test]` next to the parser it attacks. It calls
 //! [`run`] with its name, a few tokens worth splicing in, a generator of
-//! inputs of its own, and a property: what must hold for *any* input. The
+//! inputs of its own, and a property: what must hold for *any* input
+//! ([`run_matching`] when that generator is a regular expression). The
 //! driver then
 //!
 //! 1. runs the property on every file of `fuzz/corpus/<target>/` as it is
@@ -35,7 +36,7 @@ const SHOWN: usize = 512;
 /// Edits applied to one corpus input, at most.
 const MAX_EDITS: usize = 8;
 
-/// Where target `name` keeps its seeds.
+/// Where a target keeps its seeds.
 pub fn corpus_dir(target: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("corpus")
@@ -194,6 +195,14 @@ pub fn mutants(seeds: Vec<Vec<u8>>, dictionary: Vec<Vec<u8>>) -> BoxedStrategy<V
         .boxed()
 }
 
+/// Inputs matching a regular expression, as bytes.
+pub fn matching(regex: &str) -> BoxedStrategy<Vec<u8>> {
+    proptest::string::string_regex(regex)
+        .expect("fuzz input regex")
+        .prop_map(String::into_bytes)
+        .boxed()
+}
+
 /// What one [`run`] did.
 #[derive(Debug)]
 pub struct Report {
@@ -204,7 +213,8 @@ pub struct Report {
 
 /// Fuzz `property` for the time [`budget`]: the corpus of `target` first,
 /// then mutants of it (with `dictionary` tokens spliced in) and inputs of
-/// `generated`, until the deadline. Panics with the smallest failing input.
+/// `generated`, until the deadline. At least one batch of generated cases
+/// runs, however small the budget. Panics with the smallest failing input.
 pub fn run(
     target: &str,
     dictionary: &[&[u8]],
@@ -212,6 +222,17 @@ pub fn run(
     property: impl Fn(&[u8]) -> Result<(), TestCaseError>,
 ) -> Report {
     run_for(budget(), target, dictionary, generated, property)
+}
+
+/// [`run`] with the target's own inputs drawn from the regular expression
+/// `regex` ([`matching`]).
+pub fn run_matching(
+    target: &str,
+    dictionary: &[&[u8]],
+    regex: &str,
+    property: impl Fn(&[u8]) -> Result<(), TestCaseError>,
+) -> Report {
+    run(target, dictionary, matching(regex), property)
 }
 
 /// [`run`] for `time` instead of the configured budget.
