@@ -188,15 +188,19 @@ fn head_safe(method: &Method, mut resp: Response) -> Response {
 pub(crate) fn plugin_failure(e: PluginError) -> Response {
     tracing::warn!("registry request failed: {e}");
     // Every instance taken: the client should come back, not give up.
-    let (status, code) = match e {
-        PluginError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "TOOMANYREQUESTS"),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
+    let (status, code, retry_after) = match e {
+        PluginError::Busy { .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "TOOMANYREQUESTS",
+            Some("1"),
+        ),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", None),
     };
     let body = serde_json::json!({"errors": [{"code": code, "message": e.to_string(), "detail": {"reason": e.code()}}]});
     let mut resp = (status, axum::Json(body)).into_response();
-    if status == StatusCode::SERVICE_UNAVAILABLE {
+    if let Some(secs) = retry_after {
         resp.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static(secs));
     }
     resp
 }

@@ -6,8 +6,8 @@
 //! allowance ([`Shares::IDLE`]), so the three add up to the pool.
 //!
 //! A request that finds its share taken waits briefly ([`REQUEST_WAIT`]),
-//! then gets [`Busy`] (503 with Retry-After); a task waits for its turn
-//! until it is canceled.
+//! then is refused as [`Refused::Busy`] (503 with Retry-After); a task
+//! waits for its turn until it is canceled ([`Refused::Canceled`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -27,9 +27,14 @@ pub const REQUEST_WAIT: Duration = Duration::from_secs(1);
 /// How often a waiting task looks at its cancel flag.
 const CANCEL_POLL: Duration = Duration::from_millis(100);
 
-/// Every instance of the share was in use for all of [`REQUEST_WAIT`].
-#[derive(Debug, Clone, Copy)]
-pub struct Busy;
+/// Why a call got no place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Every instance of the share was in use for all of [`REQUEST_WAIT`].
+    Busy,
+    /// The call was canceled while it waited.
+    Canceled,
+}
 
 /// The shares of one engine's pool.
 pub struct Shares {
@@ -56,8 +61,8 @@ impl Shares {
     }
 
     /// A place in `share` for one call, held until the permit is dropped.
-    /// A task gives up only when `cancel` is set (`Busy` then).
-    pub fn admit(&self, share: Share, cancel: Option<&AtomicBool>) -> Result<Permit<'_>, Busy> {
+    /// A task gives up only when `cancel` is set.
+    pub fn admit(&self, share: Share, cancel: Option<&AtomicBool>) -> Result<Permit<'_>, Refused> {
         match share {
             Share::Requests => self.requests.take(Some(REQUEST_WAIT), None),
             Share::Tasks => self.tasks.take(None, cancel),
@@ -99,18 +104,18 @@ impl Gate {
         &self,
         wait: Option<Duration>,
         cancel: Option<&AtomicBool>,
-    ) -> Result<Permit<'_>, Busy> {
+    ) -> Result<Permit<'_>, Refused> {
         let until = wait.map(|w| Instant::now() + w);
         let mut taken = self.taken.lock().unwrap();
         while *taken >= self.size {
             if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-                return Err(Busy);
+                return Err(Refused::Canceled);
             }
             let step = match until {
                 Some(until) => {
                     let left = until.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        return Err(Busy);
+                        return Err(Refused::Busy);
                     }
                     left.min(CANCEL_POLL)
                 }
@@ -151,7 +156,10 @@ mod tests {
             .map(|_| shares.admit(Share::Requests, None).unwrap())
             .collect();
         let start = Instant::now();
-        assert!(shares.admit(Share::Requests, None).is_err());
+        assert_eq!(
+            shares.admit(Share::Requests, None).err(),
+            Some(Refused::Busy)
+        );
         assert!(start.elapsed() >= REQUEST_WAIT);
         let task = shares
             .admit(Share::Tasks, None)
@@ -171,10 +179,14 @@ mod tests {
             .collect();
         let cancel = AtomicBool::new(false);
         std::thread::scope(|s| {
-            let waiting = s.spawn(|| shares.admit(Share::Tasks, Some(&cancel)).is_ok());
+            let waiting = s.spawn(|| shares.admit(Share::Tasks, Some(&cancel)).err());
             std::thread::sleep(Duration::from_millis(50));
             cancel.store(true, Ordering::Relaxed);
-            assert!(!waiting.join().unwrap(), "a canceled task stops waiting");
+            assert_eq!(
+                waiting.join().unwrap(),
+                Some(Refused::Canceled),
+                "a canceled task stops waiting"
+            );
         });
         let cancel = AtomicBool::new(false);
         std::thread::scope(|s| {

@@ -6,7 +6,7 @@
 //! runs, and returns it unless it trapped. Compiled components are cached on
 //! disk keyed by the wasm's sha256 and the engine's compatibility hash.
 
-use super::admission::{Busy, Permit, Share, Shares};
+use super::admission::{Permit, Refused, Share, Shares};
 use super::bindings::{ContentPlugin, ContentPluginPre};
 use super::host::{CallScope, HostEnv, HostState, Interrupt};
 use crate::digest::Digest;
@@ -371,13 +371,13 @@ impl Plugin {
 
     /// A place for one call in `share` ([`Shares::admit`]).
     fn admit(&self, share: Share, cancel: Option<&AtomicBool>) -> Result<Permit<'_>, PluginError> {
-        self.runtime
-            .shares
-            .admit(share, cancel)
-            .map_err(|Busy| PluginError::Busy {
-                plugin: self.name.to_string(),
-                share,
-            })
+        self.runtime.shares.admit(share, cancel).map_err(|refused| {
+            let plugin = self.name.to_string();
+            match refused {
+                Refused::Busy => PluginError::Busy { plugin, share },
+                Refused::Canceled => PluginError::Canceled { plugin },
+            }
+        })
     }
 
     /// Run `f` for a request on a warm instance under `scope`. The instance
