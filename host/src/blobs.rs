@@ -279,6 +279,35 @@ impl BlobStore {
         Ok(true)
     }
 
+    /// A blob about to be stored again: if it is stored already, lease it
+    /// to `holder`, restart its protection window and say so.
+    fn reuse(&self, d: &Digest, holder: &Holder) -> io::Result<bool> {
+        let stored = self.lease(d, holder)?;
+        if stored {
+            self.touch(d)?;
+        }
+        Ok(stored)
+    }
+
+    /// Give blob `d` its name with `put` (a rename or a link to the path it
+    /// is handed), leasing it to `holder` under the link lock, then fsync
+    /// the directory: cleanup cannot delete it between the two.
+    fn place(
+        &self,
+        d: &Digest,
+        holder: &Holder,
+        put: impl FnOnce(&Path) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let dest = Self::rel_path(d);
+        self.dir
+            .create_dir_all(dest.parent().expect("sharded path"))?;
+        let locked = self.leases.linking()?;
+        put(&dest)?;
+        self.leases.grant(&locked, holder, d)?;
+        drop(locked);
+        self.sync_parent(&dest)
+    }
+
     /// Start a cleanup run (see [`leases`]): take the snapshot of what is
     /// referenced after this, and pass the generation to [`Self::collect`].
     pub fn begin_collection(&self) -> io::Result<Generation> {
@@ -462,9 +491,7 @@ impl BlobStore {
                 actual,
             });
         }
-        if self.lease(&actual, holder)? {
-            self.touch(&actual)?;
-        } else {
+        if !self.reuse(&actual, holder)? {
             let mut w = self.writer()?;
             w.write_all(bytes)?;
             w.finish(Some(&actual), holder)?;
@@ -503,24 +530,14 @@ impl BlobStore {
         d: &Digest,
         holder: &Holder,
     ) -> Result<(), BlobError> {
-        if self.lease(d, holder)? {
+        if self.reuse(d, holder)? {
             from.remove_file(name)?;
-            self.touch(d)?;
             return Ok(());
         }
         from.open(name)?.into_std().sync_all()?;
-        let dest = Self::rel_path(d);
-        self.dir
-            .create_dir_all(dest.parent().expect("sharded path"))?;
-        let locked = self.leases.linking()?;
-        match from.rename(name, &self.dir, &dest) {
-            Ok(()) => {
-                self.leases.grant(&locked, holder, d)?;
-                drop(locked);
-                Ok(self.sync_parent(&dest)?)
-            }
+        match self.place(d, holder, |dest| from.rename(name, &self.dir, dest)) {
+            Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
-                drop(locked);
                 // A data directory split over filesystems: copy, verifying.
                 let file = from.open(name)?.into_std();
                 self.store_reader(file, Some(d), holder)?;
@@ -582,29 +599,24 @@ impl BlobStore {
                 actual,
             });
         }
-        if self.lease(&actual, holder)? {
-            self.touch(&actual)?;
+        if self.reuse(&actual, holder)? {
             return Ok((actual, len));
         }
-        let dest = Self::rel_path(&actual);
-        self.dir
-            .create_dir_all(dest.parent().expect("sharded path"))?;
-        let locked = self.leases.linking()?;
-        match dir.hard_link(name, &self.dir, &dest) {
-            Ok(()) => {
-                self.leases.grant(&locked, holder, &actual)?;
-                drop(locked);
-                self.sync_parent(&dest)?;
-                Ok((actual, len))
+        let mut unlinkable = false;
+        let placed = self.place(&actual, holder, |dest| {
+            match dir.hard_link(name, &self.dir, dest) {
+                // Linked by another writer meanwhile: leased all the same.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => {
+                    unlinkable = true;
+                    Err(e)
+                }
+                Ok(()) => Ok(()),
             }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                self.leases.grant(&locked, holder, &actual)?;
-                Ok((actual, len))
-            }
-            Err(_) => {
-                drop(locked);
-                self.store_file_range(file, 0, len, Some(&actual), holder)
-            }
+        });
+        match placed {
+            Err(_) if unlinkable => self.store_file_range(file, 0, len, Some(&actual), holder),
+            placed => Ok(placed.map(|()| (actual, len))?),
         }
     }
 
@@ -702,22 +714,17 @@ impl BlobWriter<'_> {
                 actual,
             });
         }
-        let dest = BlobStore::rel_path(&actual);
-        if self.store.lease(&actual, holder)? {
-            self.store.touch(&actual)?;
+        let store = self.store;
+        if store.reuse(&actual, holder)? {
             return Ok((actual, self.len)); // Drop removes the temp file.
         }
         file.sync_all()?;
         drop(file);
-        self.store
-            .dir
-            .create_dir_all(dest.parent().expect("sharded path"))?;
-        let locked = self.store.leases.linking()?;
-        self.store.dir.rename(&self.tmp, &self.store.dir, &dest)?;
+        let tmp = &self.tmp;
+        store.place(&actual, holder, |dest| {
+            store.dir.rename(tmp, &store.dir, dest)
+        })?;
         self.tmp.clear();
-        self.store.leases.grant(&locked, holder, &actual)?;
-        drop(locked);
-        self.store.sync_parent(&dest)?;
         Ok((actual, self.len))
     }
 }

@@ -41,12 +41,9 @@ mod tests {
     fn finds_and_optionally_removes_corrupt_blobs() {
         let dir = tempfile::tempdir().unwrap();
         let blobs = super::BlobStore::open(&dir.path().join("blobs")).unwrap();
-        let good = blobs
-            .store_bytes(b"good", None, &crate::blobs::leases::Holder::new())
-            .unwrap();
-        let bad = blobs
-            .store_bytes(b"bad", None, &crate::blobs::leases::Holder::new())
-            .unwrap();
+        let holder = crate::blobs::leases::Holder::new();
+        let good = blobs.store_bytes(b"good", None, &holder).unwrap();
+        let bad = blobs.store_bytes(b"bad", None, &holder).unwrap();
         let hex = bad.hex();
         std::fs::write(
             dir.path().join("blobs/sha256").join(&hex[..2]).join(hex),

@@ -273,7 +273,9 @@ impl Sessions {
             let Some(id) = name.to_str().and_then(|n| n.parse::<SessionId>().ok()) else {
                 continue;
             };
-            let modified = entry.metadata()?.modified()?.into_std();
+            let Some(modified) = modified(&entry)? else {
+                continue;
+            };
             let in_use = self.busy.lock().unwrap().contains(&id);
             if !in_use && now.duration_since(modified).unwrap_or_default() > idle {
                 self.remove(&id);
@@ -310,8 +312,10 @@ impl Sessions {
             let repo = received.open_dir(repo?.file_name())?;
             for note in repo.entries()? {
                 let note = note?;
-                let fresh = note.metadata()?.modified()?.into_std().elapsed();
-                if fresh.is_ok_and(|a| a < RECEIVED_FOR)
+                let Some(modified) = modified(&note)? else {
+                    continue;
+                };
+                if modified.elapsed().is_ok_and(|a| a < RECEIVED_FOR)
                     && let Some(d) = note
                         .file_name()
                         .to_str()
@@ -333,13 +337,26 @@ impl Sessions {
             let repo = received.open_dir(repo?.file_name())?;
             for note in repo.entries()? {
                 let note = note?;
-                let age = note.metadata()?.modified()?.into_std().elapsed();
-                if age.is_ok_and(|a| a >= RECEIVED_FOR) {
+                let Some(modified) = modified(&note)? else {
+                    continue;
+                };
+                if modified.elapsed().is_ok_and(|a| a >= RECEIVED_FOR) {
                     let _ = repo.remove_file(note.file_name());
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// When a session's file or a note was last written; `None` if it went
+/// while its directory was listed (a session committed or removed
+/// meanwhile: cleanup runs while pushes do).
+fn modified(entry: &cap_std::fs::DirEntry) -> std::io::Result<Option<SystemTime>> {
+    match entry.metadata().and_then(|m| m.modified()) {
+        Ok(t) => Ok(Some(t.into_std())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -152,24 +152,37 @@ fn lock(dir: &Dir, exclusive: bool) -> io::Result<LinkLock> {
     Ok(LinkLock { _file: file })
 }
 
+/// The current generation (0 before the first run). Contents that are not
+/// a number are an error, never a generation going back: a release would
+/// then be dated before a run in progress, and its leases dropped early.
 fn read_generation(dir: &Dir) -> io::Result<Generation> {
     match dir.read_to_string(GENERATION_FILE) {
-        Ok(s) => Ok(Generation(s.trim().parse().unwrap_or(0))),
+        Ok(s) => s.trim().parse().map(Generation).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("blobs/leases/{GENERATION_FILE} holds no generation number: {s:.40?}"),
+            )
+        }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Generation(0)),
         Err(e) => Err(e),
     }
 }
 
+/// Whether a holder's last lease was granted less than [`LEASE_FOR`] ago.
+/// A time in the future (the clock of the node that wrote it is ahead)
+/// counts as fresh.
 fn fresh(modified: io::Result<SystemTime>) -> bool {
-    modified.is_ok_and(|t| t.elapsed().is_ok_and(|age| age < LEASE_FOR))
+    modified.is_ok_and(|t| t.elapsed().map_or(true, |age| age < LEASE_FOR))
 }
 
-/// The digests listed in a holder's file.
+/// The digests listed in a holder's file; lines that are not one (a line
+/// torn by a crash) are skipped.
 fn digests_in(dir: &Dir, path: &Path) -> io::Result<impl Iterator<Item = Digest>> {
-    let mut text = String::new();
-    dir.open(path)?.read_to_string(&mut text)?;
-    let digests: Vec<Digest> = text
-        .lines()
+    let mut bytes = Vec::new();
+    dir.open(path)?.read_to_end(&mut bytes)?;
+    let digests: Vec<Digest> = bytes
+        .split(|&b| b == b'\n')
+        .filter_map(|line| std::str::from_utf8(line).ok())
         .filter_map(|hex| format!("sha256:{hex}").parse().ok())
         .collect();
     Ok(digests.into_iter())
@@ -221,8 +234,15 @@ impl Leases {
     /// snapshot of references after this.
     pub fn begin_collection(&self) -> io::Result<Generation> {
         let _locked = self.collecting()?;
-        let next = Generation(read_generation(&self.dir)?.0 + 1);
-        self.dir.write(GENERATION_FILE, next.0.to_string())?;
+        let next = read_generation(&self.dir)?
+            .0
+            .checked_add(1)
+            .map(Generation)
+            .ok_or_else(|| io::Error::other("the lease generation is at its maximum"))?;
+        // Written aside and renamed: a crash never leaves a partial number.
+        let tmp = format!("{GENERATION_FILE}.tmp");
+        self.dir.write(&tmp, next.0.to_string())?;
+        self.dir.rename(&tmp, &self.dir, GENERATION_FILE)?;
         Ok(next)
     }
 
@@ -234,6 +254,9 @@ impl Leases {
         let mut held = HashSet::new();
         for entry in self.dir.read_dir(ACTIVE)? {
             let entry = entry?;
+            if !entry.file_type()?.is_file() {
+                continue; // Not a holder's file: none of ours.
+            }
             let path = Path::new(ACTIVE).join(entry.file_name());
             if fresh(entry.metadata()?.modified().map(|t| t.into_std())) {
                 held.extend(digests_in(&self.dir, &path)?);
@@ -243,6 +266,9 @@ impl Leases {
         }
         for entry in self.dir.read_dir(RELEASED)? {
             let entry = entry?;
+            if !entry.file_type()?.is_file() {
+                continue;
+            }
             let name = entry.file_name();
             let path = Path::new(RELEASED).join(&name);
             let generation = name
@@ -274,17 +300,17 @@ mod tests {
         leases.held(&leases.collecting().unwrap(), run).unwrap()
     }
 
+    fn grant(leases: &Leases, holder: &Holder, d: &Digest) {
+        leases.grant(&leases.linking().unwrap(), holder, d).unwrap();
+    }
+
     #[test]
     fn a_released_lease_counts_only_for_runs_begun_before_the_release() {
         let (_dir, leases) = open();
         let d = Digest::of(b"layer");
         let holder = Holder::new();
-        leases
-            .grant(&leases.linking().unwrap(), &holder, &d)
-            .unwrap();
-        leases
-            .grant(&leases.linking().unwrap(), &holder, &d)
-            .unwrap();
+        grant(&leases, &holder, &d);
+        grant(&leases, &holder, &d);
         let before = leases.begin_collection().unwrap();
         assert_eq!(held(&leases, before), HashSet::from([d.clone()]));
         // Released while that run goes on: its commit may be missing from
@@ -302,9 +328,7 @@ mod tests {
         let (dir, leases) = open();
         let d = Digest::of(b"layer");
         let holder = Holder::new();
-        leases
-            .grant(&leases.linking().unwrap(), &holder, &d)
-            .unwrap();
+        grant(&leases, &holder, &d);
         holder.keep();
         let file = dir.path().join("leases/active").join(holder.name());
         drop(holder);
@@ -319,6 +343,64 @@ mod tests {
             .unwrap();
         assert!(held(&leases, run).is_empty());
         assert!(!file.exists());
+    }
+
+    /// What other nodes or a damaged disk leave in `leases/` neither
+    /// crashes a run nor costs a valid lease: torn or foreign lines are
+    /// skipped, stray names and directories ignored, a file dated ahead
+    /// (another node's clock) still counts.
+    #[test]
+    fn stray_and_damaged_lease_files_cost_no_lease() {
+        let (dir, leases) = open();
+        let root = dir.path().join("leases");
+        let d = Digest::of(b"layer");
+        let holder = Holder::new();
+        grant(&leases, &holder, &d);
+        let mine = root.join("active").join(holder.name());
+        let mut contents = std::fs::read(&mine).unwrap();
+        contents.extend_from_slice(b"\xff\xfe not utf-8\n../../etc/passwd\n");
+        contents.extend_from_slice(&Digest::of(b"torn").hex().as_bytes()[..20]);
+        std::fs::write(&mine, contents).unwrap();
+        std::fs::create_dir(root.join("active/a-directory")).unwrap();
+        std::fs::create_dir(root.join("released/99-a-directory")).unwrap();
+        std::fs::write(root.join("released/no-generation"), d.hex()).unwrap();
+        let foreign = std::os::unix::ffi::OsStrExt::from_bytes(b"7-\xff\xfe");
+        let foreign: &std::ffi::OsStr = foreign;
+        std::fs::write(root.join("released").join(foreign), b"\0\0\0").unwrap();
+        let ahead = SystemTime::now() + Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&mine)
+            .unwrap()
+            .set_modified(ahead)
+            .unwrap();
+        let run = leases.begin_collection().unwrap();
+        assert_eq!(held(&leases, run), HashSet::from([d.clone()]));
+        assert!(mine.exists(), "a lease dated ahead is not lapsed");
+        assert!(!root.join("released/no-generation").exists());
+    }
+
+    /// A generation file that holds no number stops cleanup runs and
+    /// releases (the leases then count until they lapse) rather than
+    /// sending the generation back; a release keeps its leases.
+    #[test]
+    fn a_damaged_generation_stops_runs_and_keeps_leases() {
+        let (dir, leases) = open();
+        let d = Digest::of(b"layer");
+        let run = leases.begin_collection().unwrap();
+        let holder = Holder::new();
+        grant(&leases, &holder, &d);
+        let generation = dir.path().join("leases/generation");
+        std::fs::write(&generation, b"\xffgarbage").unwrap();
+        drop(holder);
+        assert_eq!(held(&leases, run), HashSet::from([d.clone()]));
+        let e = leases.begin_collection().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        std::fs::write(&generation, u64::MAX.to_string()).unwrap();
+        assert!(leases.begin_collection().is_err(), "no wrap to 0");
+        std::fs::write(&generation, b"41\n").unwrap();
+        assert_eq!(leases.begin_collection().unwrap(), Generation(42));
+        assert_eq!(std::fs::read_to_string(&generation).unwrap(), "42");
     }
 
     #[test]
