@@ -11,7 +11,7 @@
 //!
 //! Secrets (password hashes, secrets in repository and publication settings,
 //! webhook secrets) are masked by the caller's mapper (the CLI's follows
-//! `crate::secrets`; storage does not know the rule) unless the export is
+//! `wharf::secrets`; storage does not know the rule) unless the export is
 //! asked to include them; a masked dump is for reading, and [`import`]
 //! refuses it.
 
@@ -49,7 +49,7 @@ pub enum Record {
     },
     Group(Group),
     Publication(Publication),
-    Listener(crate::events::Listener),
+    Listener(crate::db::Listener),
     Task(Task),
     Plugin(InstalledPlugin),
 }
@@ -307,7 +307,8 @@ async fn apply(store: &dyn Store, record: &Record) -> StoreResult<()> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
+    use super::fixture::fill;
     use super::*;
 
     /// Export a store filled by the conformance-like fixture, import it into
@@ -371,9 +372,15 @@ pub(crate) mod tests {
             .map(str::to_string)
             .collect()
     }
+}
+
+/// A store filled with one record of every kind, for round-trip tests.
+#[cfg(any(test, feature = "testing"))]
+pub mod fixture {
+    use super::*;
 
     /// A bit of everything, as a running server leaves it.
-    pub(crate) async fn fill(s: &dyn Store) {
+    pub async fn fill(s: &dyn Store) {
         s.create_role(&Role {
             id: "devs".into(),
             description: "developers".into(),
@@ -446,9 +453,9 @@ pub(crate) mod tests {
         })
         .await
         .unwrap();
-        s.put_listener(&crate::events::Listener {
+        s.put_listener(&crate::db::Listener {
             id: "hook".into(),
-            target: crate::events::Target::Http {
+            target: crate::db::Target::Http {
                 url: "http://127.0.0.1:1/hook".into(),
                 secret: "hook-secret".into(),
             },

@@ -337,9 +337,9 @@ async fn tasks_and_uploads(s: &dyn Store) {
     };
     assert!(s.list_tasks(&q).await.unwrap().is_empty());
 
-    let l = crate::events::Listener {
+    let l = crate::db::Listener {
         id: "l1".into(),
-        target: crate::events::Target::Http {
+        target: crate::db::Target::Http {
             url: "http://127.0.0.1:1/".into(),
             secret: "s".into(),
         },

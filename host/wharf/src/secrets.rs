@@ -131,6 +131,11 @@ fn masked_without_value(path: &str) -> String {
     )
 }
 
+/// The listener as it may be shown: its webhook secret masked.
+pub fn mask_listener(l: &crate::db::Listener) -> crate::db::Listener {
+    l.masked(MASK)
+}
+
 /// The repository as it may be shown.
 pub fn mask_repo(mut r: Repository) -> Repository {
     r.importer_config = mask(&r.importer_config);

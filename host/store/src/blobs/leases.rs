@@ -29,7 +29,6 @@
 //! do. A holder whose process died is never released: its leases lapse
 //! [`LEASE_FOR`] after its last one.
 
-use crate::digest::Digest;
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
 use std::collections::HashSet;
@@ -37,6 +36,7 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
+use wharf_core::digest::Digest;
 
 /// How long the leases of a holder that is never released (its process
 /// died, or it leased for a later request, as a mount does) count: more

@@ -115,13 +115,16 @@ impl SqliteStore {
     /// (0600), and so are its `-wal` and `-shm` files, which SQLite creates
     /// with the database file's mode.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        crate::private_files::private_file(path)?;
+        wharf_core::private_files::private_file(path)?;
         let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         for suffix in ["-wal", "-shm"] {
             let mut side = path.as_os_str().to_owned();
             side.push(suffix);
-            crate::private_files::tighten(Path::new(&side), crate::private_files::FILE_MODE)?;
+            wharf_core::private_files::tighten(
+                Path::new(&side),
+                wharf_core::private_files::FILE_MODE,
+            )?;
         }
         // FULL: a commit that acknowledges a push, an import or a task's
         // end is on disk when it returns (NORMAL in WAL mode may lose the
@@ -861,7 +864,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn put_listener(&self, l: &crate::events::Listener) -> StoreResult<()> {
+    async fn put_listener(&self, l: &crate::db::Listener) -> StoreResult<()> {
         let l = l.clone();
         self.run(move |c| {
             c.execute(
@@ -873,7 +876,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_listeners(&self) -> StoreResult<Vec<crate::events::Listener>> {
+    async fn list_listeners(&self) -> StoreResult<Vec<crate::db::Listener>> {
         self.run(|c| {
             let mut stmt = c.prepare_cached("SELECT doc FROM listeners ORDER BY id")?;
             let mut out = Vec::new();

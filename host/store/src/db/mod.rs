@@ -10,17 +10,21 @@
 //! change is one call (one transaction). [`transfer`] moves everything from
 //! one backend to another (`wharf db export` / `wharf db import`).
 
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
+mod listener;
 pub mod mongo;
 pub mod sqlite;
 pub mod transfer;
 
-use crate::digest::Digest;
-use crate::ids::{RepoId, TaskId, UploadId};
+pub use listener::{Listener, Target};
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use wharf_core::digest::Digest;
+use wharf_core::ids::{RepoId, TaskId, UploadId};
 
 /// Where the metadata store lives (`--db` / `WHARF_DB`).
 #[derive(Clone, PartialEq)]
@@ -475,8 +479,8 @@ pub trait Store: Send + Sync + 'static {
     /// Groups in id order; with `notes`, only groups having all of them.
     async fn list_groups(&self, notes: &Notes) -> StoreResult<Vec<Group>>;
 
-    async fn put_listener(&self, l: &crate::events::Listener) -> StoreResult<()>;
-    async fn list_listeners(&self) -> StoreResult<Vec<crate::events::Listener>>;
+    async fn put_listener(&self, l: &crate::db::Listener) -> StoreResult<()>;
+    async fn list_listeners(&self) -> StoreResult<Vec<crate::db::Listener>>;
     async fn delete_listener(&self, id: &str) -> StoreResult<bool>;
 
     async fn put_upload(&self, u: &Upload) -> StoreResult<()>;

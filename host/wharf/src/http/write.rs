@@ -150,7 +150,7 @@ pub async fn run(
                 .create(&owner)
                 .map_err(|e| session_failure(e.into(), None))?;
             if let Err(e) = sessions
-                .append(id, body, None, plan.max_body, max_blob)
+                .append(id, body.into_data_stream(), None, plan.max_body, max_blob)
                 .await
             {
                 sessions.abort(&id);
@@ -166,7 +166,7 @@ pub async fn run(
                 .map_err(|m| registry_error(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", &m))?;
             // Chunks add up to one blob: `append` counts what it holds.
             sessions
-                .append(id, body, start, plan.max_body, max_blob)
+                .append(id, body.into_data_stream(), start, plan.max_body, max_blob)
                 .await
                 .map_err(|e| session_failure(e, Some(&req.path)))?;
             (Some(id), false)

@@ -20,7 +20,7 @@ pub mod config;
 pub mod ldap;
 pub mod middleware;
 pub mod passwords;
-pub mod percent;
+pub use wharf_core::percent;
 pub mod principal;
 pub mod protection;
 pub mod ratelimit;

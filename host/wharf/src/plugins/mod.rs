@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 /// Generated from `wit/plugin.wit`.
 pub mod bindings {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../../wit",
         world: "content-plugin",
         with: { "wharf:plugin/blobs.source": super::host::SourceHandle },
     });

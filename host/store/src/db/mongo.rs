@@ -1113,7 +1113,7 @@ impl Store for MongoStore {
         Ok(docs.iter().map(read_group).collect::<MResult<_>>()?)
     }
 
-    async fn put_listener(&self, l: &crate::events::Listener) -> StoreResult<()> {
+    async fn put_listener(&self, l: &crate::db::Listener) -> StoreResult<()> {
         self.c
             .listeners
             .replace_one(doc! {"_id": &l.id}, doc! {"_id": &l.id, "doc": to_json(l)?})
@@ -1122,7 +1122,7 @@ impl Store for MongoStore {
         Ok(())
     }
 
-    async fn list_listeners(&self) -> StoreResult<Vec<crate::events::Listener>> {
+    async fn list_listeners(&self) -> StoreResult<Vec<crate::db::Listener>> {
         let docs = all_by_id(&self.c.listeners, doc! {}).await?;
         Ok(docs.iter().map(from_doc).collect::<MResult<_>>()?)
     }

@@ -14,7 +14,6 @@
 
 pub mod leases;
 
-use crate::digest::Digest;
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
 use leases::{Generation, Holder, Leases};
@@ -23,6 +22,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use wharf_core::digest::Digest;
 
 /// Bytes moved per read while copying; large enough that syscalls vanish in
 /// the profile, small enough that memory stays flat.

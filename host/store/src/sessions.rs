@@ -15,9 +15,6 @@
 
 use crate::blobs::leases::Holder;
 use crate::blobs::{BlobError, BlobStore, StreamError, hash_file_range, stream_to_file};
-use crate::digest::{Digest, RunningDigests};
-pub use crate::ids::SessionId;
-use axum::body::Body;
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
 use serde::{Deserialize, Serialize};
@@ -26,6 +23,8 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
+use wharf_core::digest::{Digest, RunningDigests};
+pub use wharf_core::ids::SessionId;
 
 /// Whom a session belongs to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -138,10 +137,10 @@ impl Sessions {
     /// `max_blob` (checked while the session is claimed, so concurrent
     /// chunks cannot add up past it). Nothing of a body that fails
     /// half-way stays. Returns the new length.
-    pub async fn append(
+    pub async fn append<E: std::fmt::Display>(
         &self,
         id: SessionId,
-        body: Body,
+        body: impl futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         start: Option<u64>,
         max_body: u64,
         max_blob: u64,
@@ -161,7 +160,7 @@ impl Sessions {
         // Keep hashing only if the state covers exactly what is on disk.
         let hasher = self.hashers.take(&id, len);
         let file = std::sync::Arc::new(file);
-        let outcome = stream_to_file(file.clone(), len, body.into_data_stream(), max, hasher).await;
+        let outcome = stream_to_file(file.clone(), len, body, max, hasher).await;
         match outcome {
             Ok((written, hasher)) => {
                 if let Some(h) = hasher {
@@ -240,7 +239,7 @@ impl Sessions {
 
     /// Whether `repository` received `digest` through its sessions lately.
     pub fn received(&self, repository: &str, digest: &Digest) -> bool {
-        if repository.parse::<crate::ids::RepoId>().is_err() {
+        if repository.parse::<wharf_core::ids::RepoId>().is_err() {
             return false;
         }
         let path = Path::new("received").join(repository).join(digest.hex());
@@ -287,7 +286,7 @@ impl Sessions {
     }
 
     /// The repositories that received `digest` through their sessions lately.
-    pub fn receivers(&self, digest: &Digest) -> Vec<crate::ids::RepoId> {
+    pub fn receivers(&self, digest: &Digest) -> Vec<wharf_core::ids::RepoId> {
         let Ok(received) = self.dir.open_dir("received") else {
             return Vec::new();
         };
@@ -364,6 +363,15 @@ fn modified(entry: &cap_std::fs::DirEntry) -> std::io::Result<Option<SystemTime>
 mod tests {
     use super::*;
 
+    /// A request body of one chunk.
+    fn body(
+        text: &'static str,
+    ) -> futures::stream::Iter<
+        std::array::IntoIter<Result<bytes::Bytes, std::convert::Infallible>, 1>,
+    > {
+        futures::stream::iter([Ok(bytes::Bytes::from_static(text.as_bytes()))])
+    }
+
     fn owner() -> Owner {
         Owner {
             plugin: "docker".into(),
@@ -398,22 +406,22 @@ mod tests {
         assert_eq!(sessions.find(&s, "docker", Some("other")), None);
         assert_eq!(sessions.find(&s, "file", None), None);
         assert_eq!(sessions.find("../../etc/passwd", "docker", None), None);
-        let n = sessions.append(id, Body::from("hello "), None, u64::MAX, u64::MAX);
+        let n = sessions.append(id, body("hello "), None, u64::MAX, u64::MAX);
         assert_eq!(n.await.unwrap(), 6);
         let wrong = sessions
-            .append(id, Body::from("x"), Some(3), u64::MAX, u64::MAX)
+            .append(id, body("x"), Some(3), u64::MAX, u64::MAX)
             .await;
         assert!(matches!(
             wrong,
             Err(SessionError::WrongOffset { len: 6, .. })
         ));
         let big = sessions
-            .append(id, Body::from("too long"), Some(6), 4, u64::MAX)
+            .append(id, body("too long"), Some(6), 4, u64::MAX)
             .await;
         assert!(matches!(big, Err(SessionError::TooLarge { .. })));
         // The blob's cap counts what the session already holds (6 bytes).
         let past_blob = sessions
-            .append(id, Body::from("12345"), Some(6), u64::MAX, 10)
+            .append(id, body("12345"), Some(6), u64::MAX, 10)
             .await;
         assert!(matches!(
             past_blob,
@@ -425,7 +433,7 @@ mod tests {
             "a refused chunk leaves nothing"
         );
         sessions
-            .append(id, Body::from("world"), Some(6), u64::MAX, u64::MAX)
+            .append(id, body("world"), Some(6), u64::MAX, u64::MAX)
             .await
             .unwrap();
         let expect = Digest::of(b"hello world");
@@ -441,7 +449,7 @@ mod tests {
         // commit re-reads the file; a wrong digest stores nothing.
         let id = sessions.create(&owner()).unwrap();
         sessions
-            .append(id, Body::from("abc"), None, u64::MAX, u64::MAX)
+            .append(id, body("abc"), None, u64::MAX, u64::MAX)
             .await
             .unwrap();
         sessions.hashers.forget(&id);

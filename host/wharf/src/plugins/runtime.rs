@@ -551,7 +551,7 @@ mod tests {
 
     #[test]
     fn the_contract_version_is_the_wit_packages() {
-        let wit = include_str!("../../../wit/plugin.wit");
+        let wit = include_str!("../../../../wit/plugin.wit");
         let (major, minor, patch) = CONTRACT_VERSION;
         let line = format!("package {CONTRACT_PACKAGE}@{major}.{minor}.{patch};");
         assert!(

@@ -11,6 +11,7 @@
 //! Delivery runs on its own tasks with bounded queues: a slow or failing
 //! listener never fails a task and never blocks a worker.
 
+pub use crate::db::{Listener, Target};
 use crate::db::{Store, now};
 use crate::outbound::OutboundPolicy;
 use serde::{Deserialize, Serialize};
@@ -45,52 +46,6 @@ impl Event {
             time: now(),
             data,
         }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum Target {
-    /// POST each event to `url`.
-    Http {
-        url: String,
-        /// HMAC key for `X-Wharf-Signature`; never shown back.
-        #[serde(default, skip_serializing_if = "String::is_empty")]
-        secret: String,
-    },
-    /// Publish to the `wharf.events` topic exchange of the server's broker.
-    Amqp,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Listener {
-    pub id: String,
-    #[serde(flatten)]
-    pub target: Target,
-    /// Event types to send (`task.*` style prefixes allowed); all when empty.
-    #[serde(default)]
-    pub events: Vec<String>,
-    pub created_at: String,
-}
-
-impl Listener {
-    pub fn wants(&self, event_type: &str) -> bool {
-        self.events.is_empty()
-            || self.events.iter().any(|p| match p.strip_suffix('*') {
-                Some(prefix) => event_type.starts_with(prefix),
-                None => p == event_type,
-            })
-    }
-
-    /// The listener as shown by the API: secrets masked.
-    pub fn redacted(&self) -> Listener {
-        let mut l = self.clone();
-        if let Target::Http { secret, .. } = &mut l.target
-            && !secret.is_empty()
-        {
-            *secret = crate::secrets::MASK.into();
-        }
-        l
     }
 }
 
@@ -362,7 +317,7 @@ pub mod api {
             created_at: crate::db::now(),
         };
         app.store.put_listener(&l).await?;
-        Ok((StatusCode::CREATED, Json(l.redacted())))
+        Ok((StatusCode::CREATED, Json(crate::secrets::mask_listener(&l))))
     }
 
     #[utoipa::path(get, path = "/api/v1/events/listeners", tag = "events", responses((status = 200, body = Vec<Listener>)))]
@@ -372,7 +327,7 @@ pub mod api {
                 .list_listeners()
                 .await?
                 .iter()
-                .map(Listener::redacted)
+                .map(crate::secrets::mask_listener)
                 .collect(),
         ))
     }

@@ -113,7 +113,7 @@ fn masked(r: Record) -> Record {
         }
         Record::Repository(repo) => Record::Repository(mask_repo(repo)),
         Record::Publication(p) => Record::Publication(mask_publication(p)),
-        Record::Listener(l) => Record::Listener(l.redacted()),
+        Record::Listener(l) => Record::Listener(crate::secrets::mask_listener(&l)),
         r => r,
     }
 }
@@ -121,7 +121,7 @@ fn masked(r: Record) -> Record {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::transfer::{export, import, tests::fill};
+    use crate::db::transfer::{export, fixture::fill, import};
     use crate::db::{Store as _, sqlite};
 
     /// Without `--include-secrets`: no secret in the dump, and no import of it.
