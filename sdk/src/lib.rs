@@ -10,10 +10,27 @@
 //!
 //! Build it with `cargo build --release --target wasm32-wasip2`; the `.wasm` in
 //! `target/wasm32-wasip2/release/` is the plugin. See `docs/plugin-guide.md`.
+//!
+//! Besides the bindings, the helpers every plugin needs:
+//!
+//! - [`host`]: the [`host::Host`] trait over the imports a task uses (blobs,
+//!   units, fetch, progress, log), [`host::Sessions`] and
+//!   [`host::UploadSource`], and their real implementations
+//!   ([`host::WasmHost`], [`host::WasmUpload`]); logic written against the
+//!   traits runs natively in tests;
+//! - `testing` (feature `testing`): `FakeHost`, an in-memory host for those
+//!   tests;
+//! - [`paging`]: whole unit listings and key-prefix listings over `units.list`;
+//! - [`capped`]: reading a source or a stored blob whole, with a size cap;
+//! - [`cache`]: a bounded per-instance cache of parsed immutable documents
+//!   (publication indexes, manifests) by digest;
+//! - [`percent`]: percent-encoding and -decoding of paths and query strings;
+//! - [`json`]: repository settings from their JSON text, and versioned JSON
+//!   documents (publication indexes).
 
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "content-plugin",
         pub_export_macro: true,
         export_macro_name: "export",
@@ -22,7 +39,15 @@ pub mod bindings {
     });
 }
 
+pub mod cache;
+pub mod capped;
+pub mod host;
+pub mod json;
+pub mod paging;
+pub mod percent;
 mod reader;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use bindings::exports::wharf::plugin::plugin::{
     Body, BodyTarget, ContentType, Failure, Guest, Info, Plan, Published, Request, ServeBlob,

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use wharf_sdk::Error;
+use wharf_sdk::{Error, percent};
 
 /// A parsed `WWW-Authenticate` challenge.
 #[derive(Debug, PartialEq)]
@@ -75,13 +75,13 @@ pub fn token_url(challenge: &Challenge, fallback_scope: &str) -> Result<String, 
         })?;
     let mut query = Vec::new();
     if let Some(service) = challenge.params.get("service") {
-        query.push(format!("service={}", query_escape(service)));
+        query.push(format!("service={}", percent::encode(service)));
     }
     let scope = challenge
         .params
         .get("scope")
         .map_or(fallback_scope, String::as_str);
-    query.push(format!("scope={}", query_escape(scope)));
+    query.push(format!("scope={}", percent::encode(scope)));
     let sep = if realm.contains('?') { '&' } else { '?' };
     Ok(format!("{realm}{sep}{}", query.join("&")))
 }
@@ -109,19 +109,6 @@ pub fn token_from_body(body: &[u8]) -> Result<String, Error> {
         .or(response.access_token)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| Error::new("denied", "the token endpoint answered without a token"))
-}
-
-/// Percent-encode everything but unreserved characters.
-pub fn query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn base64(bytes: &[u8]) -> String {

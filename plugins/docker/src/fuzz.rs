@@ -8,12 +8,14 @@ use crate::archive::Archive;
 use crate::auth::{parse_challenge, token_from_body, token_url};
 use crate::manifest::{self, Kind, docker_schema2, is_manifest_type};
 use crate::reference::{is_sha256_digest, is_valid_name};
-use crate::routes::{Route, parse_page, parse_path, percent_decode};
-use crate::testing::{FakeHost, TarBuilder};
+use crate::routes::{Route, parse_page, parse_path};
+use crate::testing::TarBuilder;
 use crate::upload;
 use std::io::Cursor;
 use wharf_fuzz::proptest::prelude::*;
 use wharf_fuzz::proptest::string::string_regex;
+use wharf_sdk::percent::decode as percent_decode;
+use wharf_sdk::testing::FakeHost;
 
 // ------------------------------------------------------------------ tar --
 

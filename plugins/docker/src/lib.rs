@@ -7,7 +7,6 @@
 mod archive;
 mod auth;
 mod glob;
-mod host;
 mod index;
 mod manifest;
 mod model;
@@ -23,25 +22,29 @@ mod fuzz;
 #[cfg(test)]
 mod testing;
 
-use host::{WasmHost, WasmUpload};
-use index::{ByteCache, IndexCache, MAX_INDEX, PublicationIndex};
+use index::{MAX_INDEX, PublicationIndex};
 use std::cell::RefCell;
-use std::io::Read;
 use std::rc::Rc;
+use wharf_sdk::cache::DigestCache;
+use wharf_sdk::capped;
+use wharf_sdk::host::{WasmHost, WasmUpload};
+use wharf_sdk::json::Versioned;
 use wharf_sdk::publications::{self, Publication};
 use wharf_sdk::{
-    ContentType, Error, Guest, Info, Plan, Published, Repository, Request, Source, SourceReader,
-    Summary, Written, blobs, repositories, sessions,
+    ContentType, Error, Guest, Info, Plan, Published, Repository, Request, Source, Summary,
+    Written, blobs, repositories, sessions,
 };
 
 /// Parsed indexes kept per instance; a pooled instance serves many requests.
 const CACHED_INDEXES: usize = 64;
 /// Manifest bytes kept per instance (the host pools up to a few dozen).
-const CACHED_MANIFEST_BYTES: usize = 4 << 20;
+const CACHED_MANIFEST_BYTES: u64 = 4 << 20;
 
 thread_local! {
-    static INDEXES: RefCell<IndexCache> = RefCell::new(IndexCache::new(CACHED_INDEXES));
-    static MANIFESTS: RefCell<ByteCache> = RefCell::new(ByteCache::new(CACHED_MANIFEST_BYTES));
+    static INDEXES: RefCell<DigestCache<PublicationIndex>> =
+        RefCell::new(DigestCache::new(CACHED_INDEXES, u64::MAX));
+    static MANIFESTS: RefCell<DigestCache<Vec<u8>>> =
+        RefCell::new(DigestCache::new(usize::MAX, CACHED_MANIFEST_BYTES));
 }
 
 struct DockerPlugin;
@@ -93,11 +96,19 @@ impl routes::Registry for HostRegistry {
     }
 
     fn index(&mut self, digest: &str) -> Result<Rc<PublicationIndex>, String> {
-        INDEXES.with_borrow_mut(|cache| cache.get_or_load(digest, || read_index(digest)))
+        INDEXES.with_borrow_mut(|cache| {
+            cache.get_or_load(digest, || {
+                let bytes = capped::read_blob(digest, MAX_INDEX).map_err(|e| e.message)?;
+                let len = bytes.len() as u64;
+                Ok((PublicationIndex::from_bytes(&bytes)?, len))
+            })
+        })
     }
 
     fn manifest(&mut self, digest: &str, size: u64) -> Result<Rc<Vec<u8>>, String> {
-        MANIFESTS.with_borrow_mut(|cache| cache.get_or_load(digest, || read_blob(digest, size)))
+        MANIFESTS.with_borrow_mut(|cache| {
+            cache.get_or_load(digest, || read_manifest(digest, size).map(|b| (b, size)))
+        })
     }
 
     fn repository(&mut self, id: &str) -> Option<Repository> {
@@ -117,36 +128,17 @@ impl routes::Registry for HostRegistry {
     }
 }
 
-/// A stored blob of known `size` read whole (the host wrote it under its
-/// verified digest, so only the length is checked).
-fn read_blob(digest: &str, size: u64) -> Result<Vec<u8>, String> {
-    let source = blobs::open(digest).map_err(|e| e.to_string())?;
-    if source.len() != size {
+/// A stored manifest of known `size` read whole (the host wrote it under
+/// its verified digest, so only the length is checked).
+fn read_manifest(digest: &str, size: u64) -> Result<Vec<u8>, String> {
+    let bytes = capped::read_blob(digest, size).map_err(|e| e.message)?;
+    if bytes.len() as u64 != size {
         return Err(format!(
             "blob {digest} is {} bytes, the publication says {size}",
-            source.len()
+            bytes.len()
         ));
     }
-    let mut bytes = Vec::with_capacity(size as usize);
-    SourceReader::new(&source)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("reading {digest}: {e}"))?;
     Ok(bytes)
-}
-
-fn read_index(digest: &str) -> Result<PublicationIndex, String> {
-    let source = blobs::open(digest).map_err(|e| e.to_string())?;
-    let len = source.len();
-    if len > MAX_INDEX {
-        return Err(format!(
-            "index {digest} is {len} bytes, more than the {MAX_INDEX} byte limit"
-        ));
-    }
-    let mut bytes = Vec::with_capacity(len as usize);
-    SourceReader::new(&source)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("reading index {digest}: {e}"))?;
-    PublicationIndex::from_bytes(&bytes)
 }
 
 wharf_sdk::export_plugin!(DockerPlugin);

@@ -192,9 +192,7 @@ pub fn docker_schema2(config: &Descriptor, layers: &[Descriptor]) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn digest(c: char) -> String {
-        format!("sha256:{}", c.to_string().repeat(64))
-    }
+    use wharf_sdk::testing::digest_of as digest;
 
     #[test]
     fn builds_deterministic_schema2() {

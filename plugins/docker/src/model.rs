@@ -6,9 +6,9 @@
 //!   repositories, so the key carries the target; a repository holds one tag
 //!   unit per name, which [`set_tag`] maintains.
 
-use crate::host::Host;
 use crate::manifest::{Kind, Parsed};
 use serde::{Deserialize, Serialize};
+use wharf_sdk::host::Host;
 use wharf_sdk::{Error, Unit};
 
 pub const BLOB: &str = "blob";
@@ -178,34 +178,15 @@ pub fn remove_tag<H: Host + ?Sized>(host: &mut H, name: &str) -> Result<bool, Er
 /// Tag units for `name`: keys sort by name first and tags cannot contain `@`,
 /// so they are exactly the keys after `name@` that start with it.
 fn tags_named<H: Host + ?Sized>(host: &mut H, name: &str) -> Result<Vec<Unit>, Error> {
-    const PAGE: u32 = 16;
-    let prefix = format!("{name}@");
-    let mut found: Vec<Unit> = Vec::new();
-    let mut after = prefix.clone();
-    loop {
-        let page = host.list_units(TAG, Some(&after), PAGE)?;
-        let full = page.len() == PAGE as usize;
-        for unit in page {
-            if !unit.key.starts_with(&prefix) {
-                return Ok(found);
-            }
-            after = unit.key.clone();
-            found.push(unit);
-        }
-        if !full {
-            return Ok(found);
-        }
-    }
+    wharf_sdk::paging::list_prefixed(host, TAG, &format!("{name}@"), 16)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::FakeHost;
+    use wharf_sdk::testing::FakeHost;
 
-    fn d(c: char) -> String {
-        format!("sha256:{}", c.to_string().repeat(64))
-    }
+    use wharf_sdk::testing::digest_of as d;
 
     #[test]
     fn manifest_unit_lists_every_blob_once() {

@@ -1,11 +1,13 @@
 //! The distributor: turn a repository's units into a publication index.
 
-use crate::host::{Host, list_all};
 use crate::index::PublicationIndex;
 use crate::model::{BLOB, MANIFEST, TAG};
 use crate::reference::is_valid_name;
 use serde::Deserialize;
+use wharf_sdk::host::Host;
+use wharf_sdk::json::Versioned;
 use wharf_sdk::log::Level;
+use wharf_sdk::paging::list_all;
 use wharf_sdk::{Error, Published, Repository, Summary};
 
 #[derive(Debug, Default, Deserialize)]
@@ -17,10 +19,7 @@ pub struct DistributorConfig {
 }
 
 pub fn parse_config(json: &str) -> Result<DistributorConfig, Error> {
-    if json.trim().is_empty() {
-        return Ok(DistributorConfig::default());
-    }
-    let config: DistributorConfig = serde_json::from_str(json)
+    let config: DistributorConfig = wharf_sdk::json::settings(json)
         .map_err(|e| Error::invalid(format!("distributor settings are not valid JSON: {e}")))?;
     if let Some(url) = config.redirect_url.as_deref().filter(|u| !u.is_empty())
         && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -96,7 +95,7 @@ pub fn publish<H: Host>(host: &mut H, repo: &Repository) -> Result<Published, Er
 mod tests {
     use super::*;
     use crate::model::{ManifestMeta, blob_unit, manifest_unit, tag_unit};
-    use crate::testing::FakeHost;
+    use wharf_sdk::testing::FakeHost;
 
     fn repo(id: &str, config: &str) -> Repository {
         Repository {

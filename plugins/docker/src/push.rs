@@ -8,12 +8,13 @@
 //! answers and records units. Blob bytes never enter the plugin: a finished
 //! upload is committed by the host, hashing as it goes.
 
-use crate::host::{Host, Sessions};
 use crate::manifest::{self, Kind, MAX_MANIFEST};
 use crate::model::{self, MANIFEST, ManifestMeta, TAG};
 use crate::publish::{parse_config, registry_name};
 use crate::reference::{is_valid_digest, is_valid_name, is_valid_tag};
-use crate::routes::{Registry, Route, digest_header, failure, parse_path, percent_decode};
+use crate::routes::{Registry, Route, digest_header, failure, parse_path};
+use wharf_sdk::host::{Host, Sessions};
+use wharf_sdk::percent::query_param;
 use wharf_sdk::{
     Body, BodyTarget, Error, Failure, Header, Plan, Repository, Request, ServeBlob, WritePlan,
     Written,
@@ -38,16 +39,6 @@ fn empty(status: u16, headers: Vec<Header>) -> Plan {
         headers,
         body: Vec::new(),
     })
-}
-
-/// `key=value` from a query string, percent-decoded (clients send
-/// `digest=sha256%3A...`).
-fn query_param(query: &str, key: &str) -> Option<String> {
-    query
-        .split('&')
-        .filter_map(|p| p.split_once('='))
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| percent_decode(v).unwrap_or_else(|| v.to_string()))
 }
 
 fn method_is(req: &Request, m: &str) -> bool {
@@ -449,7 +440,7 @@ fn delete_manifest<H: Host>(host: &mut H, name: &str, reference: &str) -> Result
             return Err(unknown());
         }
         // Tags pointing at it go with it, as in distribution.
-        for tag in crate::host::list_all(host, TAG).map_err(host_failure)? {
+        for tag in wharf_sdk::paging::list_all(host, TAG).map_err(host_failure)? {
             let meta = model::tag_meta(&tag).map_err(host_failure)?;
             if meta.manifest == reference {
                 host.remove_unit(TAG, &tag.key).map_err(host_failure)?;

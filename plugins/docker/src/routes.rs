@@ -6,7 +6,7 @@ use crate::manifest::essence;
 use crate::reference::{is_valid_digest, is_valid_name, is_valid_tag};
 use std::rc::Rc;
 use wharf_sdk::publications::Publication;
-use wharf_sdk::{Body, Failure, Header, Plan, Repository, Request, ServeBlob};
+use wharf_sdk::{Body, Failure, Header, Plan, Repository, Request, ServeBlob, percent};
 
 /// Manifests up to this size are answered inline from the instance's cache
 /// (no file open or read in the host per request); larger ones are served
@@ -74,7 +74,7 @@ pub fn failure(status: u16, code: &str, message: impl Into<String>) -> Failure {
 /// Map a URL path to a route. Names have several segments, so the path is
 /// split at the last `/manifests/`, `/blobs/` or `/tags/list`.
 pub fn parse_path(raw: &str) -> Result<Route, Failure> {
-    let decoded = percent_decode(raw);
+    let decoded = percent::decode(raw);
     let path = decoded.as_deref().unwrap_or(raw);
     let not_found = || failure(404, "NOT_FOUND", format!("no registry route for {raw}"));
     let rest = match path {
@@ -135,9 +135,7 @@ pub struct Page {
 
 pub fn parse_page(query: &str) -> Result<Page, Failure> {
     let mut page = Page::default();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_decode(value).unwrap_or_else(|| value.to_string());
+    for (key, value) in percent::query_pairs(query) {
         match key {
             "n" => {
                 let n = value.parse::<usize>().map_err(|_| {
@@ -154,33 +152,6 @@ pub fn parse_page(query: &str) -> Result<Page, Failure> {
         }
     }
     Ok(page)
-}
-
-/// `%XX` decoding; `None` when there is nothing to decode or the result is
-/// not UTF-8 (the raw text is used then).
-pub fn percent_decode(s: &str) -> Option<String> {
-    if !s.contains('%') {
-        return None;
-    }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%'
-            && let (Some(h), Some(l)) = (
-                b.get(i + 1).copied().and_then(hex),
-                b.get(i + 2).copied().and_then(hex),
-            )
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Whether a client that sent these headers takes `media_type`. No Accept

@@ -8,14 +8,15 @@
 
 use crate::auth::{self, Challenge};
 use crate::glob::TagFilter;
-use crate::host::{Host, HttpResponse, list_all};
 use crate::manifest::{self, ACCEPT_ALL, Kind, MAX_MANIFEST, essence};
 use crate::model::{self, MANIFEST, ManifestMeta, TAG};
 use crate::reference::{is_sha256_digest, is_valid_name, is_valid_tag};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use wharf_sdk::fetch::BlobDownload;
+use wharf_sdk::host::{Host, HttpResponse};
 use wharf_sdk::log::Level;
+use wharf_sdk::paging::list_all;
 use wharf_sdk::{Error, Header, Summary};
 
 /// Cap for a page of `tags/list` and for token answers.
@@ -50,12 +51,8 @@ pub struct Settings {
 }
 
 pub fn settings(json: &str) -> Result<Settings, Error> {
-    let config: ImporterConfig = if json.trim().is_empty() {
-        ImporterConfig::default()
-    } else {
-        serde_json::from_str(json)
-            .map_err(|e| Error::invalid(format!("importer settings are not valid JSON: {e}")))?
-    };
+    let config: ImporterConfig = wharf_sdk::json::settings(json)
+        .map_err(|e| Error::invalid(format!("importer settings are not valid JSON: {e}")))?;
     let feed = config.feed.filter(|f| !f.is_empty()).ok_or_else(|| {
         Error::invalid(
             "set the importer's `feed` (the upstream registry URL, e.g. http://host:5000)",

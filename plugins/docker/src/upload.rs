@@ -8,12 +8,12 @@
 //! range, so layer bytes never enter guest memory.
 
 use crate::archive::{Archive, FileRange, read_range};
-use crate::host::{Host, UploadSource};
 use crate::manifest::{self, DOCKER_CONFIG, DOCKER_LAYER_TAR, Descriptor, Kind, MAX_MANIFEST};
 use crate::model::{self, ManifestMeta};
 use crate::reference::{is_lower_hex, is_sha256_digest, is_valid_tag, tag_of_reference};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use wharf_sdk::host::{Host, UploadSource};
 use wharf_sdk::log::Level;
 use wharf_sdk::{Error, Summary};
 

@@ -9,7 +9,6 @@
 //! This file wires the WIT exports to host-independent logic (the other
 //! modules), which is tested natively against in-memory fakes.
 
-mod host;
 mod index;
 mod manifest;
 mod paths;
@@ -19,18 +18,16 @@ mod sync;
 mod unit;
 mod upload;
 
-#[cfg(test)]
-mod testing;
-
-use host::{WasmHost, WasmUpload};
-use index::{IndexCache, MAX_INDEX, PublicationIndex};
+use index::{MAX_INDEX, PublicationIndex};
 use std::cell::RefCell;
-use std::io::Read;
 use std::rc::Rc;
+use wharf_sdk::cache::DigestCache;
+use wharf_sdk::capped;
+use wharf_sdk::host::{WasmHost, WasmUpload};
+use wharf_sdk::json::Versioned;
 use wharf_sdk::publications::{self, Publication};
 use wharf_sdk::{
-    ContentType, Error, Guest, Info, Plan, Published, Repository, Request, Source, SourceReader,
-    Summary, Written, blobs,
+    ContentType, Error, Guest, Info, Plan, Published, Repository, Request, Source, Summary, Written,
 };
 
 /// Parsed indexes an instance keeps: a pooled instance serves many requests,
@@ -41,8 +38,8 @@ const CACHED_INDEX_BYTES: u64 = 64 << 20;
 
 thread_local! {
     // A plugin instance is single-threaded; this is its per-instance static.
-    static INDEXES: RefCell<IndexCache> =
-        RefCell::new(IndexCache::new(CACHED_INDEXES, CACHED_INDEX_BYTES));
+    static INDEXES: RefCell<DigestCache<PublicationIndex>> =
+        RefCell::new(DigestCache::new(CACHED_INDEXES, CACHED_INDEX_BYTES));
 }
 
 struct FilePlugin;
@@ -66,7 +63,7 @@ impl Guest for FilePlugin {
     }
 
     fn upload(_repo: Repository, data: Source, params: String) -> Result<Summary, Error> {
-        upload::import(&mut WasmHost, &mut WasmUpload(&data), &params)
+        upload::import(&mut WasmHost, &mut WasmUpload::new(&data), &params)
     }
 
     fn sync(repo: Repository) -> Result<Summary, Error> {
@@ -101,17 +98,9 @@ impl routes::Registry for HostRegistry {
 
 /// Read and parse a stored index; its size is what the cache accounts.
 fn read_index(digest: &str) -> Result<(PublicationIndex, u64), String> {
-    let source = blobs::open(digest).map_err(|e| format!("index {digest}: {}", e.message))?;
-    let len = source.len();
-    if len > MAX_INDEX {
-        return Err(format!(
-            "index {digest} is {len} bytes, more than the {MAX_INDEX} byte limit"
-        ));
-    }
-    let mut bytes = Vec::with_capacity(len as usize);
-    SourceReader::new(&source)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("reading index {digest}: {e}"))?;
+    let bytes = capped::read_blob(digest, MAX_INDEX)
+        .map_err(|e| format!("index {digest}: {}", e.message))?;
+    let len = bytes.len() as u64;
     Ok((PublicationIndex::from_bytes(&bytes)?, len))
 }
 

@@ -1,4 +1,5 @@
-//! Relative paths: validation, and percent-encoding for URLs.
+//! Relative paths: validation (percent-coding them for URLs is
+//! `wharf_sdk::percent`).
 //!
 //! The plugin never touches a filesystem (the host stores and serves blobs by
 //! digest), but relative paths end up in URLs, in PULP_MANIFEST files other
@@ -57,59 +58,6 @@ pub fn validate(path: &str, what: &str, max: usize) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Bytes a URL path segment may carry as they are: RFC 3986 unreserved
-/// characters. Everything else is percent-encoded, which every server decodes.
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-/// Percent-encode one path segment (a `/` in it is encoded too).
-pub fn encode_segment(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for &b in segment.as_bytes() {
-        if is_unreserved(b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Percent-encode a relative path segment by segment, keeping its `/`s.
-pub fn encode_path(path: &str) -> String {
-    path.split('/')
-        .map(encode_segment)
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-/// Decode `%XX` escapes. A `%` not followed by two hex digits, or bytes that
-/// are not UTF-8 once decoded, are an error.
-pub fn percent_decode(s: &str) -> Result<String, String> {
-    if !s.contains('%') {
-        return Ok(s.to_string());
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("{s:?} has a malformed percent-escape"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("{s:?} does not decode to UTF-8"))
 }
 
 #[cfg(test)]
@@ -171,29 +119,5 @@ mod tests {
         assert!(e.contains("at most 952"), "{e}");
         assert!(validate(&"b".repeat(1024), "base_path", MAX_BASE_PATH).is_ok());
         assert!(validate(&"b".repeat(1025), "base_path", MAX_BASE_PATH).is_err());
-    }
-
-    #[test]
-    fn encodes_segments_but_keeps_separators() {
-        assert_eq!(encode_path("dir/name.txt"), "dir/name.txt");
-        assert_eq!(encode_path("a b/c%d?#"), "a%20b/c%25d%3F%23");
-        assert_eq!(encode_path("ü"), "%C3%BC");
-        assert_eq!(encode_segment("a/b"), "a%2Fb");
-    }
-
-    #[test]
-    fn decodes_what_it_encodes() {
-        for p in ["a b/c%d?#", "ü/ファイル", "plain", "a,b;c=d"] {
-            assert_eq!(percent_decode(&encode_path(p)).unwrap(), p);
-        }
-        assert_eq!(percent_decode("%2e%2E").unwrap(), "..");
-    }
-
-    #[test]
-    fn refuses_malformed_escapes() {
-        assert!(percent_decode("a%").is_err());
-        assert!(percent_decode("a%2").is_err());
-        assert!(percent_decode("a%zz").is_err());
-        assert!(percent_decode("%FF").is_err(), "not UTF-8");
     }
 }

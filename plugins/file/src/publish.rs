@@ -1,13 +1,15 @@
 //! The distributor: write a PULP_MANIFEST and an index of the repository's
 //! files, and name the publication by its base path.
 
-use crate::host::Host;
 use crate::index::{PublicationIndex, Stored};
 use crate::manifest::{self, Entry};
 use crate::paths::{self, MAX_BASE_PATH};
-use crate::unit::{self, FileMeta};
+use crate::unit::{FILE, FileMeta};
 use serde::Deserialize;
+use wharf_sdk::host::Host;
+use wharf_sdk::json::Versioned;
 use wharf_sdk::log::Level;
+use wharf_sdk::paging::list_all;
 use wharf_sdk::{Error, Published, Repository, Summary};
 
 #[derive(Debug, Default, Deserialize)]
@@ -18,12 +20,8 @@ struct DistributorConfig {
 /// Where the publication appears under `/files/`: `base_path` from the
 /// distributor settings, else the repository id.
 pub fn base_path(distributor_config: &str, repo_id: &str) -> Result<String, Error> {
-    let config: DistributorConfig = if distributor_config.trim().is_empty() {
-        DistributorConfig::default()
-    } else {
-        serde_json::from_str(distributor_config)
-            .map_err(|e| Error::invalid(format!("distributor settings are not valid: {e}")))?
-    };
+    let config: DistributorConfig = wharf_sdk::json::settings(distributor_config)
+        .map_err(|e| Error::invalid(format!("distributor settings are not valid: {e}")))?;
     let (path, what) = match config.base_path.filter(|p| !p.is_empty()) {
         Some(p) => (p, "base_path"),
         None => (
@@ -67,7 +65,7 @@ fn entries(units: &[wharf_sdk::Unit]) -> Result<Vec<Entry>, Error> {
 
 pub fn publish<H: Host>(host: &mut H, repo: &Repository) -> Result<Published, Error> {
     let name = base_path(&repo.distributor_config, &repo.id)?;
-    let entries = entries(&unit::list_all(host)?)?;
+    let entries = entries(&list_all(host, FILE)?)?;
     if entries
         .iter()
         .any(|e| e.relative_path == manifest::FILE_NAME)
@@ -82,11 +80,11 @@ pub fn publish<H: Host>(host: &mut H, repo: &Repository) -> Result<Published, Er
     }
     let text = manifest::format(&entries);
     let manifest = Stored {
-        digest: host.store_bytes(text.as_bytes())?,
+        digest: host.store_bytes(text.as_bytes(), None)?,
         size: text.len() as u64,
     };
     let index = PublicationIndex::new(manifest, &entries).to_bytes();
-    let index_digest = host.store_bytes(&index)?;
+    let index_digest = host.store_bytes(&index, None)?;
     let files: u64 = entries.iter().map(|e| e.size).sum();
     Ok(Published {
         summary: Summary {
@@ -106,7 +104,8 @@ pub fn publish<H: Host>(host: &mut H, repo: &Repository) -> Result<Published, Er
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{FakeHost, sha256};
+    use crate::unit::AddFile;
+    use wharf_sdk::testing::{FakeHost, sha256};
 
     fn repo(distributor_config: &str) -> Repository {
         Repository {
@@ -118,7 +117,7 @@ mod tests {
     }
 
     fn file(host: &mut FakeHost, path: &str, content: &[u8]) {
-        let digest = host.store_bytes(content).unwrap();
+        let digest = host.store_bytes(content, None).unwrap();
         host.add_file(&FileMeta {
             relative_path: path.into(),
             digest,

@@ -11,7 +11,7 @@ use crate::manifest;
 use crate::paths::{self, MAX_BASE_PATH};
 use std::rc::Rc;
 use wharf_sdk::publications::Publication;
-use wharf_sdk::{Body, Failure, Header, Plan, Request, ServeBlob};
+use wharf_sdk::{Body, Failure, Header, Plan, Request, ServeBlob, percent};
 
 /// The URL prefix the plugin answers.
 pub const ROUTE: &str = "/files/";
@@ -74,7 +74,7 @@ pub fn components(path: &str) -> Result<Vec<String>, Plan> {
     }
     let mut out = Vec::new();
     for raw in rest.split('/') {
-        let c = paths::percent_decode(raw).map_err(|e| failure(400, "invalid-path", e))?;
+        let c = percent::decode_strict(raw).map_err(|e| failure(400, "invalid-path", e))?;
         // An encoded '/' is data, not a separator, and no stored file has
         // one in a component.
         if c.contains('/') {
@@ -142,9 +142,7 @@ mod tests {
     use crate::manifest::Entry;
     use std::collections::HashMap;
 
-    fn d(c: char) -> String {
-        format!("sha256:{}", c.to_string().repeat(64))
-    }
+    use wharf_sdk::testing::digest_of as d;
 
     /// Publications by name, each with an index listing `files`.
     #[derive(Default)]

@@ -7,15 +7,15 @@
 //! leaves the repository as it was (and the files that did arrive stay
 //! stored for the next attempt).
 
-use crate::host::Host;
 use crate::manifest::{self, Entry};
-use crate::paths;
-use crate::unit::{self, FILE, FileMeta};
+use crate::unit::{FILE, FileMeta};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use wharf_sdk::fetch::BlobDownload;
+use wharf_sdk::host::Host;
 use wharf_sdk::log::Level;
-use wharf_sdk::{Error, Summary};
+use wharf_sdk::paging::list_all;
+use wharf_sdk::{Error, Summary, percent};
 
 /// Largest manifest the plugin reads (the host's own cap on fetched bodies).
 const MAX_MANIFEST: u64 = 64 << 20;
@@ -42,7 +42,7 @@ pub struct Feed {
 impl Feed {
     /// The URL of a file the manifest lists.
     pub fn file_url(&self, relative_path: &str) -> String {
-        format!("{}{}", self.base, paths::encode_path(relative_path))
+        format!("{}{}", self.base, percent::encode_path(relative_path))
     }
 }
 
@@ -86,12 +86,8 @@ pub fn parse_feed(feed: &str) -> Result<Feed, Error> {
 }
 
 fn feed_of(importer_config: &str) -> Result<Feed, Error> {
-    let config: ImporterConfig = if importer_config.trim().is_empty() {
-        ImporterConfig::default()
-    } else {
-        serde_json::from_str(importer_config)
-            .map_err(|e| Error::invalid(format!("importer settings are not valid: {e}")))?
-    };
+    let config: ImporterConfig = wharf_sdk::json::settings(importer_config)
+        .map_err(|e| Error::invalid(format!("importer settings are not valid: {e}")))?;
     let feed = config.feed.filter(|f| !f.is_empty()).ok_or_else(|| {
         Error::invalid(
             r#"the repository has no feed to sync from: set importer_config {"feed": "http://host/path/PULP_MANIFEST"}"#,
@@ -105,7 +101,8 @@ pub fn run<H: Host>(host: &mut H, importer_config: &str) -> Result<Summary, Erro
     let feed = feed_of(importer_config)?;
     let url = &feed.manifest_url;
     host.progress(0, 0, 0, 0, "fetching PULP_MANIFEST");
-    let (status, body) = host.get(url, MAX_MANIFEST)?;
+    let response = host.get(url, &[], MAX_MANIFEST)?;
+    let (status, body) = (response.status, response.body);
     if !(200..300).contains(&status) {
         return Err(Error::new(
             "fetch-failed",
@@ -123,7 +120,7 @@ pub fn run<H: Host>(host: &mut H, importer_config: &str) -> Result<Summary, Erro
     download(host, &feed, &entries, total_bytes)?;
 
     let wanted: BTreeSet<String> = entries.iter().map(|e| FileMeta::from(e).key()).collect();
-    let held: BTreeSet<String> = unit::list_all(host)?.into_iter().map(|u| u.key).collect();
+    let held: BTreeSet<String> = list_all(host, FILE)?.into_iter().map(|u| u.key).collect();
     let mut removed = 0;
     for key in held.difference(&wanted) {
         if host.remove_unit(FILE, key)? {
@@ -221,8 +218,9 @@ fn download<H: Host>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{FakeHost, sha256};
+    use crate::unit::AddFile;
     use std::collections::HashMap;
+    use wharf_sdk::testing::{FakeHost, sha256};
 
     #[test]
     fn feeds_name_the_manifest_and_its_directory() {
@@ -271,7 +269,7 @@ mod tests {
             let hex = sha256(bytes)["sha256:".len()..].to_string();
             manifest.push_str(&format!("{path},{hex},{}\n", bytes.len()));
             served.insert(
-                format!("http://feed/repo/{}", paths::encode_path(path)),
+                format!("http://feed/repo/{}", percent::encode_path(path)),
                 bytes.to_vec(),
             );
         }
@@ -279,7 +277,7 @@ mod tests {
             "http://feed/repo/PULP_MANIFEST".into(),
             manifest.into_bytes(),
         );
-        FakeHost::with_http(move |url| match served.get(url) {
+        FakeHost::serving(move |url| match served.get(url) {
             Some(body) => (200, body.clone()),
             None => (404, b"not found".to_vec()),
         })
@@ -345,7 +343,7 @@ mod tests {
         let good = sha256(b"good")["sha256:".len()..].to_string();
         let wrong = sha256(b"expected")["sha256:".len()..].to_string();
         let manifest = format!("good,{good},4\nbad,{wrong},8\nmissing,{good},4\n");
-        let mut host = FakeHost::with_http(move |url| match url {
+        let mut host = FakeHost::serving(move |url| match url {
             "http://feed/repo/PULP_MANIFEST" => (200, manifest.clone().into_bytes()),
             "http://feed/repo/good" => (200, b"good".to_vec()),
             "http://feed/repo/bad" => (200, b"tampered".to_vec()),
@@ -363,7 +361,7 @@ mod tests {
     fn a_size_that_disagrees_with_the_manifest_fails() {
         let hex = sha256(b"data")["sha256:".len()..].to_string();
         let manifest = format!("f,{hex},99\n");
-        let mut host = FakeHost::with_http(move |url| match url {
+        let mut host = FakeHost::serving(move |url| match url {
             "http://feed/repo/PULP_MANIFEST" => (200, manifest.clone().into_bytes()),
             _ => (200, b"data".to_vec()),
         });
@@ -378,7 +376,7 @@ mod tests {
 
     #[test]
     fn manifest_errors_name_the_url_and_line() {
-        let mut host = FakeHost::with_http(|_| (200, b"a,xyz,1\n".to_vec()));
+        let mut host = FakeHost::serving(|_| (200, b"a,xyz,1\n".to_vec()));
         let e = run(&mut host, CONFIG).unwrap_err();
         assert_eq!(e.code, "invalid-input");
         assert!(
@@ -388,7 +386,7 @@ mod tests {
             "{}",
             e.message
         );
-        let mut host = FakeHost::with_http(|_| (404, Vec::new()));
+        let mut host = FakeHost::serving(|_| (404, Vec::new()));
         let e = run(&mut host, CONFIG).unwrap_err();
         assert!(e.message.contains("answered HTTP 404"), "{}", e.message);
     }

@@ -13,17 +13,15 @@
 //! short listing that starts right after `P:sha256:`, instead of reading the
 //! whole repository.
 
-use crate::host::Host;
 use crate::manifest::Entry;
 use crate::paths::KEY_DIGEST_SUFFIX;
 use serde::{Deserialize, Serialize};
+use wharf_sdk::host::Host;
+use wharf_sdk::paging::{self, LIST_PAGE};
 use wharf_sdk::{Error, Unit};
 
 /// The unit type (and content type) name.
 pub const FILE: &str = "file";
-
-/// Page size for unit listings.
-const LIST_PAGE: u32 = 500;
 
 /// A `file` unit's metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,51 +90,35 @@ pub fn is_key_at(key: &str, relative_path: &str) -> bool {
 /// The current repository's `file` units at `relative_path` (normally none
 /// or one).
 pub fn at_path<H: Host + ?Sized>(host: &mut H, relative_path: &str) -> Result<Vec<Unit>, Error> {
-    let prefix = format!("{relative_path}:sha256:");
-    let mut found = Vec::new();
-    let mut after = prefix.clone();
-    loop {
-        let page = host.list_units(FILE, Some(&after), LIST_PAGE)?;
-        let full = page.len() == LIST_PAGE as usize;
-        for unit in page {
-            if !unit.key.starts_with(&prefix) {
-                return Ok(found);
-            }
-            after.clone_from(&unit.key);
-            // Keys of longer paths that start with `P:sha256:` sort among
-            // ours; the length tells them apart.
-            if is_key_at(&unit.key, relative_path) {
-                found.push(unit);
-            }
-        }
-        if !full {
-            return Ok(found);
-        }
-    }
+    let mut found =
+        paging::list_prefixed(host, FILE, &format!("{relative_path}:sha256:"), LIST_PAGE)?;
+    // Keys of longer paths that start with `P:sha256:` sort among ours; the
+    // length tells them apart.
+    found.retain(|unit| is_key_at(&unit.key, relative_path));
+    Ok(found)
 }
 
-/// All `file` units of the current repository, in key order.
-pub fn list_all<H: Host + ?Sized>(host: &mut H) -> Result<Vec<Unit>, Error> {
-    let mut all: Vec<Unit> = Vec::new();
-    loop {
-        let after = all.last().map(|u| u.key.clone());
-        let page = host.list_units(FILE, after.as_deref(), LIST_PAGE)?;
-        let done = page.len() < LIST_PAGE as usize;
-        all.extend(page);
-        if done {
-            return Ok(all);
-        }
+/// Test helper: associate a file unit with the fake host's repository,
+/// pretending its blob is stored.
+#[cfg(test)]
+pub trait AddFile {
+    fn add_file(&mut self, meta: &FileMeta);
+}
+
+#[cfg(test)]
+impl AddFile for wharf_sdk::testing::FakeHost {
+    fn add_file(&mut self, meta: &FileMeta) {
+        self.pretend_stored(&meta.digest);
+        self.add_unit(&meta.to_unit()).unwrap();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::FakeHost;
+    use wharf_sdk::testing::FakeHost;
 
-    fn d(c: char) -> String {
-        format!("sha256:{}", c.to_string().repeat(64))
-    }
+    use wharf_sdk::testing::digest_of as d;
 
     fn meta(path: &str, c: char) -> FileMeta {
         FileMeta {
@@ -220,6 +202,9 @@ mod tests {
             size: 1,
         });
         assert_eq!(at_path(&mut host, "p").unwrap().len(), 1);
-        assert_eq!(list_all(&mut host).unwrap().len(), LIST_PAGE as usize + 21);
+        assert_eq!(
+            paging::list_all(&mut host, FILE).unwrap().len(),
+            LIST_PAGE as usize + 21
+        );
     }
 }

@@ -3,14 +3,14 @@
 //! The bytes never enter the guest: the host hashes and stores the whole
 //! upload with `store-range`, and the plugin only records where it lives.
 
-use crate::host::{Host, UploadSource};
 use crate::paths::{self, MAX_FILE_PATH};
 use crate::unit::{self, FILE, FileMeta};
 use serde::Deserialize;
+use wharf_sdk::host::{Host, UploadSource};
 use wharf_sdk::{Error, Summary};
 
 /// The import parameters: `{"relative_path": "dir/name.txt"}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 struct Params {
     /// `relative-path` is accepted too (the spelling the WIT example uses).
     #[serde(alias = "relative-path")]
@@ -19,12 +19,7 @@ struct Params {
 
 /// The relative path the client asked for, validated.
 pub fn relative_path(params: &str) -> Result<String, Error> {
-    let params = if params.trim().is_empty() {
-        "{}"
-    } else {
-        params
-    };
-    let parsed: Params = serde_json::from_str(params)
+    let parsed: Params = wharf_sdk::json::settings(params)
         .map_err(|e| Error::invalid(format!("import params are not valid: {e}")))?;
     let path = parsed.relative_path.ok_or_else(|| {
         Error::invalid(
@@ -44,7 +39,7 @@ pub fn import<H: Host, U: UploadSource>(
 ) -> Result<Summary, Error> {
     let relative_path = relative_path(params)?;
     let size = data.len();
-    let digest = data.store_range(0, size)?;
+    let digest = data.store_range(0, size, None)?;
     let meta = FileMeta {
         relative_path,
         digest,
@@ -85,7 +80,7 @@ pub fn import<H: Host, U: UploadSource>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{FakeHost, sha256};
+    use wharf_sdk::testing::{FakeHost, sha256};
 
     #[test]
     fn params_need_a_safe_relative_path() {

@@ -1,7 +1,7 @@
 use super::*;
 use crate::manifest::{DOCKER_CONFIG, DOCKER_LAYER_TAR, DOCKER_MANIFEST, Descriptor, OCI_INDEX};
 use crate::routes::tests::{error, registry, req};
-use crate::testing::{FakeHost, sha256};
+use wharf_sdk::testing::{FakeHost, sha256};
 
 fn repo(id: &str, distributor: &str) -> Repository {
     Repository {
@@ -32,7 +32,7 @@ fn answer(plan: Plan, status: u16) -> Vec<Header> {
 }
 
 fn get<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
-    crate::host::header(headers, name)
+    wharf_sdk::host::header(headers, name)
 }
 
 #[test]

@@ -3,9 +3,7 @@ use crate::index::ManifestEntry;
 use crate::manifest::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 use std::collections::BTreeMap;
 
-fn d(c: char) -> String {
-    format!("sha256:{}", c.to_string().repeat(64))
-}
+use wharf_sdk::testing::digest_of as d;
 
 pub(crate) struct FakeRegistry {
     pub(crate) publications: BTreeMap<String, Publication>,

@@ -1,10 +1,10 @@
 use super::*;
 use crate::manifest::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX};
 use crate::model::{BLOB, TagMeta};
-use crate::testing::{FakeHost, sha256};
 use serde_json::json;
 use std::cell::RefCell;
 use std::rc::Rc;
+use wharf_sdk::testing::{FakeHost, sha256};
 
 #[test]
 fn settings_name_what_is_missing() {
