@@ -79,6 +79,7 @@ impl App {
             rt: tokio::runtime::Handle::current(),
             spool_dir,
             max_blob_size: config.max_blob_size,
+            call_ended: crate::metrics::plugin_call,
         });
         let limits = Limits {
             memory_bytes: config.plugin_memory_mib << 20,

@@ -39,6 +39,7 @@ pub async fn runtime(plugin_file: &Path, path: &str, iterations: usize) -> anyho
         rt: tokio::runtime::Handle::current(),
         spool_dir: dir.path().to_path_buf(),
         max_blob_size: u64::MAX,
+        call_ended: crate::metrics::plugin_call,
     });
     let wasm = std::fs::read(plugin_file)?;
     println!(

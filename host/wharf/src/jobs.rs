@@ -11,6 +11,7 @@ use crate::plugins::bindings::wharf::plugin::types as wit;
 use crate::plugins::host::{CallScope, SourceHandle, TaskCall, origin};
 use crate::plugins::runtime::Plugin;
 use crate::plugins::stream_source::StreamSource;
+use crate::plugins::wit_repo;
 use crate::tasks::{TaskContext, TaskFailure, TaskResult};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -276,15 +277,6 @@ async fn publish(app: &Arc<App>, id: &RepoId, ctx: TaskContext) -> TaskResult {
     result["name"] = published.name.into();
     result["index"] = published.index.into();
     Ok(result)
-}
-
-pub(crate) fn wit_repo(r: &Repository) -> wit::Repository {
-    wit::Repository {
-        id: r.id.to_string(),
-        content_type: r.content_type.clone(),
-        importer_config: r.importer_config.to_string(),
-        distributor_config: r.distributor_config.to_string(),
-    }
 }
 
 type PluginStore = wasmtime::Store<crate::plugins::host::HostState>;

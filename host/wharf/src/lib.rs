@@ -3,6 +3,7 @@
 
 // The lower layers, under the names the modules of this crate use.
 pub use wharf_core::{digest, ids, private_files};
+pub use wharf_runtime::{outbound, publications, visibility};
 pub use wharf_store::{blobs, db, sessions};
 
 pub mod app;
@@ -23,13 +24,10 @@ pub mod jobs;
 pub mod listeners;
 pub mod metrics;
 pub mod orphans;
-pub mod outbound;
 pub mod plugins;
-pub mod publications;
 pub mod repos;
 pub mod secrets;
 pub mod server;
 pub mod tasks;
 pub mod tls;
 pub mod uploads;
-pub mod visibility;

@@ -17,6 +17,7 @@ use crate::db::{Upload, now};
 use crate::digest::RunningDigests;
 use crate::http::error::{ApiError, ApiErrorBody, ApiResult};
 use crate::ids::UploadId;
+use crate::plugins::host::WholeUpload;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -34,14 +35,6 @@ pub struct UploadDir {
     /// Digest state of uploads received in order by this process: (bytes
     /// covered, state). Lost on restart; an import then hashes the file.
     hashers: RunningDigests<UploadId>,
-}
-
-/// A whole upload, as an import may store it: the file can be linked into
-/// the blob store, and its digest may be known already.
-pub struct WholeUpload {
-    pub dir: Dir,
-    pub name: String,
-    pub digest: Option<crate::digest::Digest>,
 }
 
 impl UploadDir {

@@ -19,13 +19,14 @@ use crate::auth::registry_token::registry_error;
 use crate::blobs::leases::Holder;
 use crate::db::{Progress, Repository, TaskState};
 use crate::http::registry::plugin_failure;
-use crate::jobs::{Job, wit_repo};
+use crate::jobs::Job;
 use crate::plugins::admission::Share;
 use crate::plugins::bindings::exports::wharf::plugin::plugin::{
     BodyTarget, Plan, Request, WritePlan, Written,
 };
 use crate::plugins::host::{CallScope, TaskCall};
 use crate::plugins::runtime::Plugin;
+use crate::plugins::wit_repo;
 use crate::sessions::{Owner, SessionError, SessionId};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};

@@ -2,9 +2,9 @@
 //! in-memory map from (plugin, name) to publication, loaded from the store at
 //! start and replaced on each publish. No request touches the database.
 
-use crate::db::Publication;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
+use wharf_store::db::Publication;
 
 #[derive(Default)]
 pub struct PublicationMap {

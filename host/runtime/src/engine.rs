@@ -6,10 +6,9 @@
 //! runs, and returns it unless it trapped. Compiled components are cached on
 //! disk keyed by the wasm's sha256 and the engine's compatibility hash.
 
-use super::admission::{Permit, Refused, Share, Shares};
-use super::bindings::{ContentPlugin, ContentPluginPre};
-use super::host::{CallScope, HostEnv, HostState, Interrupt};
-use crate::digest::Digest;
+use crate::admission::{Permit, Refused, Share, Shares};
+use crate::bindings::{ContentPlugin, ContentPluginPre};
+use crate::host::{CallScope, HostEnv, HostState, Interrupt};
 use anyhow::Context as _;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
@@ -20,6 +19,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
 };
+use wharf_core::digest::Digest;
 
 /// The contract this host implements.
 pub const CONTRACT_PACKAGE: &str = "wharf:plugin";
@@ -438,7 +438,7 @@ impl Plugin {
         let result = f(&warm.bindings, &mut warm.store);
         match result {
             Ok(r) => {
-                crate::metrics::plugin_call(&self.name, "ok");
+                (rt.env.call_ended)(&self.name, "ok");
                 let data = warm.store.data_mut();
                 data.scope = CallScope::Describe;
                 data.cancel = None;
@@ -499,7 +499,7 @@ impl Plugin {
 
     fn classify(&self, store: &mut Store<HostState>, e: wasmtime::Error) -> PluginError {
         let error = self.classify_inner(store, e);
-        crate::metrics::plugin_call(&self.name, error.code());
+        (self.runtime.env.call_ended)(&self.name, error.code());
         error
     }
 
@@ -551,7 +551,7 @@ mod tests {
 
     #[test]
     fn the_contract_version_is_the_wit_packages() {
-        let wit = include_str!("../../../../wit/plugin.wit");
+        let wit = include_str!("../../../wit/plugin.wit");
         let (major, minor, patch) = CONTRACT_VERSION;
         let line = format!("package {CONTRACT_PACKAGE}@{major}.{minor}.{patch};");
         assert!(

@@ -10,14 +10,14 @@
 //! at its own offset. A `read` of a range that went into a blob reads that
 //! blob. A read or store past what has arrived waits for the body.
 
-use crate::blobs::leases::Holder;
-use crate::blobs::{BlobError, BlobStore};
-use crate::digest::Digest;
 use bytes::Bytes;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+use wharf_core::digest::Digest;
+use wharf_store::blobs::leases::Holder;
+use wharf_store::blobs::{BlobError, BlobStore};
 
 /// How long the body may send nothing before the import gives up on it.
 const STALL_LIMIT: Duration = Duration::from_secs(120);

@@ -13,15 +13,15 @@
 //!   task's cancel flag and deadline every 100 ms); the temp file goes with
 //!   the dropped writer and the connection is closed.
 
-use super::bindings::wharf::plugin::types;
-use super::err;
-use crate::blobs::leases::Holder;
-use crate::blobs::{BlobError, BlobStore};
-use crate::digest::Digest;
+use crate::bindings::wharf::plugin::types;
+use crate::err;
 use crate::outbound::{describe_request, is_refusal};
 use backon::{ExponentialBuilder, Retryable};
 use std::io::Write;
 use std::time::{Duration, SystemTime};
+use wharf_core::digest::Digest;
+use wharf_store::blobs::leases::Holder;
+use wharf_store::blobs::{BlobError, BlobStore};
 
 /// How long, how often, how patiently.
 #[derive(Debug, Clone, Copy)]

@@ -13,18 +13,13 @@
 //! one transaction when the call succeeds, so a failed import leaves nothing
 //! behind.
 
-use super::bindings::wharf::plugin::{
+use crate::bindings::wharf::plugin::{
     blobs, fetch, log, publications, repositories, sessions, types, units,
 };
-use super::err;
-use super::stream_source;
-use crate::blobs::leases::Holder;
-use crate::blobs::{BlobError, BlobStore};
-use crate::db::{self, Progress, Repository, Store, UnitChange};
-use crate::digest::Digest;
+use crate::err;
 use crate::outbound::{describe_request, shown};
 use crate::publications::PublicationMap;
-use crate::sessions::{SessionError, Sessions};
+use crate::stream_source;
 use crate::visibility::{Reader, Served};
 use std::collections::VecDeque;
 use std::collections::{BTreeMap, HashSet};
@@ -35,6 +30,11 @@ use stream_source::{StreamError, StreamSource};
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wharf_core::digest::Digest;
+use wharf_store::blobs::leases::Holder;
+use wharf_store::blobs::{BlobError, BlobStore};
+use wharf_store::db::{self, Progress, Repository, Store, UnitChange};
+use wharf_store::sessions::{SessionError, Sessions};
 
 /// Largest `read` the host answers.
 pub const MAX_READ: u32 = 1 << 20;
@@ -60,6 +60,17 @@ pub struct HostEnv {
     pub spool_dir: std::path::PathBuf,
     /// The largest blob a download may bring (`--max-blob-size`).
     pub max_blob_size: u64,
+    /// Told of every plugin call that ended: the plugin and `ok` or the
+    /// [`PluginError::code`](crate::engine::PluginError::code) (metrics).
+    pub call_ended: fn(plugin: &str, outcome: &'static str),
+}
+
+/// A whole upload, as an import may store it: the file can be linked into
+/// the blob store, and its digest may be known already.
+pub struct WholeUpload {
+    pub dir: cap_std::fs::Dir,
+    pub name: String,
+    pub digest: Option<wharf_core::digest::Digest>,
 }
 
 /// Bytes a plugin holds a handle to.
@@ -71,7 +82,7 @@ pub enum SourceHandle {
         len: u64,
         /// Set when the range is a whole upload: storing all of it links
         /// the file into the blob store instead of copying it.
-        whole: Option<Arc<crate::uploads::WholeUpload>>,
+        whole: Option<Arc<WholeUpload>>,
     },
     /// A request body still arriving (a streaming import).
     Stream(Box<StreamSource>),
@@ -679,7 +690,7 @@ impl blobs::HostSource for HostState {
 
 impl units::Host for HostState {
     fn add(&mut self, unit: units::Unit) -> Result<(), types::Error> {
-        if !crate::ids::is_unit_type(&unit.unit_type)
+        if !wharf_core::ids::is_unit_type(&unit.unit_type)
             || unit.key.is_empty()
             || unit.key.len() > 1024
         {
@@ -866,7 +877,7 @@ fn session_err(e: SessionError) -> types::Error {
 
 impl HostState {
     /// A session of this plugin, of the write's repository when in a write.
-    fn session(&self, id: &str) -> Option<crate::sessions::SessionId> {
+    fn session(&self, id: &str) -> Option<wharf_store::sessions::SessionId> {
         let repo = match &self.scope {
             CallScope::Task(t) => Some(t.repo.id.as_str()),
             CallScope::Resolve(_) => None,
@@ -936,10 +947,10 @@ impl repositories::Host for HostState {
         if matches!(self.scope, CallScope::Describe) {
             return None;
         }
-        let id: crate::ids::RepoId = id.parse().ok()?;
+        let id: wharf_core::ids::RepoId = id.parse().ok()?;
         let env = self.env.clone();
         let repo = env.rt.block_on(env.store.get_repo(&id)).ok()??;
-        self.owns(&repo).then(|| crate::jobs::wit_repo(&repo))
+        self.owns(&repo).then(|| crate::wit_repo(&repo))
     }
 
     fn find(&mut self, distributor_key: String, value: String) -> Vec<types::Repository> {
@@ -969,7 +980,7 @@ impl repositories::Host for HostState {
                             r.distributor_config.get(&distributor_key)
                                 == Some(&serde_json::Value::String(value.clone()))
                         })
-                        .map(crate::jobs::wit_repo),
+                        .map(crate::wit_repo),
                 );
                 if !full {
                     break;
@@ -1111,7 +1122,7 @@ impl fetch::Host for HostState {
         // A cancel stops a slow answer too (see `fetch_blobs`).
         let fetched = env
             .rt
-            .block_on(super::download::unless_stopped(fetching, self.stop_check()));
+            .block_on(crate::download::unless_stopped(fetching, self.stop_check()));
         let (status, headers, file) = fetched.map_err(|why| err("canceled", why))??;
         self.learn_auth_realm(&headers);
         let body = SourceHandle::file(file).map_err(|e| err("io", e.to_string()))?;
@@ -1139,7 +1150,7 @@ impl fetch::Host for HostState {
         &mut self,
         downloads: Vec<fetch::BlobDownload>,
     ) -> Vec<Result<String, types::Error>> {
-        use super::download::{self, Expect};
+        use crate::download::{self, Expect};
         use futures::StreamExt;
         let env = self.env.clone();
         let stop = self.stop_check();

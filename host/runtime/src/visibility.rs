@@ -12,12 +12,12 @@
 //!   repository; a digest held by a repository the caller may read may be
 //!   mounted or linked by it.
 
-use crate::db::{Publication, Store, StoreResult};
-use crate::digest::Digest;
-use crate::ids::RepoId;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
+use wharf_core::digest::Digest;
+use wharf_core::ids::RepoId;
+use wharf_store::db::{Publication, Store, StoreResult};
 
 /// Whether the caller of the current request may read a repository.
 pub type Reader = Arc<dyn Fn(&RepoId) -> bool + Send + Sync>;
