@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 const ATTACKER: &str = "127.0.0.1";
 const ADMIN_ADDR: &str = "127.0.0.2";
-/// The server's limits (host/src/auth/ratelimit.rs): failures of one login
+/// The server's limits (host/wharf/src/auth/ratelimit.rs): failures of one login
 /// from one address, and from one address, within 5 minutes.
 const MAX_PER_LOGIN_ADDR: usize = 10;
 const MAX_PER_ADDR: usize = 30;

@@ -53,7 +53,7 @@ pub async fn enforce(
     let Some(rule) = rules::find(method.as_str(), &route) else {
         let resp = super::principal::forbidden(format!(
             "no access rule for {method} {API_PREFIX}{route}: access is denied by default \
-             (a route needs a row in host/src/auth/rules.rs)"
+             (a route needs a row in host/wharf/src/auth/rules.rs)"
         ))
         .into_response();
         audit(&method, "-", &action, "-", resp.status());
