@@ -2,17 +2,20 @@
 
 use crate::blobs::BlobStore;
 use crate::config::ServeConfig;
+use crate::db::Task;
 use crate::db::{DbLocation, Store};
+use crate::jobs::Job;
 use crate::outbound::OutboundPolicy;
 use crate::plugins::host::HostEnv;
 use crate::plugins::runtime::{Limits, Runtime};
 use crate::plugins::{LoadFailure, Plugins};
 use crate::publications::PublicationMap;
 use crate::sessions::Sessions;
-use crate::tasks::Tasks;
+use crate::tasks::{JobRunner, TaskContext, TaskResult, Tasks};
 use crate::uploads::UploadDir;
 use anyhow::Context as _;
-use std::sync::{Arc, Mutex};
+use futures::future::BoxFuture;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 pub struct App {
@@ -141,11 +144,28 @@ impl App {
             plugin_failures: Mutex::new(failures),
             started,
         });
-        app.tasks.attach(&app);
+        app.tasks
+            .attach(Arc::downgrade(&app) as Weak<dyn JobRunner>);
         // Installs and removals made on other nodes while this one was down.
         crate::plugins::sync::reconcile(&app).await?;
         crate::plugins::sync::spawn(&app);
         crate::uploads::spawn_expiry(&app);
         Ok(app)
+    }
+}
+
+/// The application runs the tasks' jobs: a job needs plugins, blobs and the
+/// store, which the task scheduler does not know.
+impl JobRunner for App {
+    fn run(self: Arc<Self>, job: Job, ctx: TaskContext) -> BoxFuture<'static, TaskResult> {
+        Box::pin(crate::jobs::run(self, job, ctx))
+    }
+
+    fn ended(self: Arc<Self>, task: Task) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            for e in crate::events::for_task(&task) {
+                self.events.emit(e).await;
+            }
+        })
     }
 }

@@ -59,11 +59,12 @@ pub async fn run(
     // Its own tokio task: if the client goes away, the import still ends
     // (with an error: its body broke off) and its record says so.
     let tasks = app.tasks.clone();
+    let importer = app.clone();
     let request_id = crate::http::request_id::current();
     let mut run = tokio::spawn(crate::http::request_id::scope(request_id, async move {
         tasks
-            .run_here(job, move |app, ctx| {
-                crate::jobs::import_stream(app, repo.id, params, source, ctx)
+            .run_here(job, move |_, ctx| {
+                crate::jobs::import_stream(importer, repo.id, params, source, ctx)
             })
             .await
     }));

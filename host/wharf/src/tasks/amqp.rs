@@ -164,8 +164,7 @@ impl Tasks {
             }
         };
         self.wait_for_locks(&task).await;
-        self.execute(task, |app, ctx| crate::jobs::run(app, job, ctx))
-            .await;
+        self.execute(task, |runner, ctx| runner.run(job, ctx)).await;
     }
 
     /// Wait until no earlier unfinished task shares a lock with `task`.

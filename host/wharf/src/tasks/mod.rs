@@ -17,10 +17,10 @@ pub mod amqp;
 pub mod api;
 pub mod process;
 
-use crate::app::App;
 use crate::db::{Progress, Store, Task, TaskError, TaskQuery, TaskState, now};
 use crate::ids::TaskId;
 use crate::jobs::Job;
+use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -55,6 +55,17 @@ impl<E: std::fmt::Display> From<E> for TaskFailure {
 
 pub type TaskResult = Result<serde_json::Value, TaskFailure>;
 
+/// What runs a task's job and hears of its end: the application, handed to
+/// [`Tasks::attach`] once it is built. Tasks know a job as data; what it
+/// needs to run (plugins, blobs, the store) stays on the other side of this
+/// trait.
+pub trait JobRunner: Send + Sync + 'static {
+    /// Run `job` to its end.
+    fn run(self: Arc<Self>, job: Job, ctx: TaskContext) -> BoxFuture<'static, TaskResult>;
+    /// The task's final record is stored (events go out from here).
+    fn ended(self: Arc<Self>, task: Task) -> BoxFuture<'static, ()>;
+}
+
 /// What a running task sees.
 #[derive(Clone)]
 pub struct TaskContext {
@@ -82,7 +93,7 @@ type LiveTask = (Arc<Mutex<Task>>, Arc<AtomicBool>);
 
 pub struct Tasks {
     store: Arc<dyn Store>,
-    app: OnceLock<Weak<App>>,
+    runner: OnceLock<Weak<dyn JobRunner>>,
     dispatch: Dispatch,
     worker_name: String,
     /// Tasks running in this process, for live progress and cancel.
@@ -109,7 +120,7 @@ impl Tasks {
     fn with_dispatch(store: Arc<dyn Store>, dispatch: Dispatch) -> Arc<Self> {
         Arc::new(Tasks {
             store,
-            app: OnceLock::new(),
+            runner: OnceLock::new(),
             dispatch,
             worker_name: format!("{}-{}", hostname(), std::process::id()),
             live: Mutex::new(HashMap::new()),
@@ -117,9 +128,13 @@ impl Tasks {
         })
     }
 
-    /// Jobs need the whole application (plugins, blobs, store).
-    pub fn attach(&self, app: &Arc<App>) {
-        let _ = self.app.set(Arc::downgrade(app));
+    /// Who runs the jobs (held weakly: the runner owns these tasks).
+    pub fn attach(&self, runner: Weak<dyn JobRunner>) {
+        let _ = self.runner.set(runner);
+    }
+
+    fn runner(&self) -> Option<Arc<dyn JobRunner>> {
+        self.runner.get().and_then(Weak::upgrade)
     }
 
     pub fn is_brokered(&self) -> bool {
@@ -273,8 +288,7 @@ impl Tasks {
                         if this.is_stopping() {
                             return; // Left waiting; see `drain`.
                         }
-                        this.execute(t, |app, ctx| crate::jobs::run(app, job, ctx))
-                            .await;
+                        this.execute(t, |runner, ctx| runner.run(job, ctx)).await;
                         drop(permit);
                         drop(guards);
                     }
@@ -296,7 +310,7 @@ impl Tasks {
         run: F,
     ) -> Result<Task, crate::db::StoreError>
     where
-        F: FnOnce(Arc<App>, TaskContext) -> Fut,
+        F: FnOnce(Arc<dyn JobRunner>, TaskContext) -> Fut,
         Fut: std::future::Future<Output = TaskResult>,
     {
         let task = self.record(&job, Some(self.worker_name.clone())).await?;
@@ -337,10 +351,10 @@ impl Tasks {
     /// Run a task here to its end and record the outcome.
     pub(crate) async fn execute<F, Fut>(self: &Arc<Self>, mut task: Task, run: F)
     where
-        F: FnOnce(Arc<App>, TaskContext) -> Fut,
+        F: FnOnce(Arc<dyn JobRunner>, TaskContext) -> Fut,
         Fut: std::future::Future<Output = TaskResult>,
     {
-        let Some(app) = self.app.get().and_then(Weak::upgrade) else {
+        let Some(runner) = self.runner() else {
             tracing::error!(task = %task.id, "task runner not attached to the application");
             return;
         };
@@ -369,7 +383,7 @@ impl Tasks {
                 progress: self.progress_sink(record.clone()),
             };
             let watcher = self.watch_cancel(task.id, cancel.clone());
-            let r = run(app.clone(), ctx).await;
+            let r = run(runner.clone(), ctx).await;
             watcher.abort();
             r
         };
@@ -446,10 +460,8 @@ impl Tasks {
         }
         tracing::info!(task = %snapshot.id, kind = %snapshot.kind, state = snapshot.state.as_str(), "task ended");
         self.live.lock().unwrap().remove(&snapshot.id);
-        if let Some(app) = self.app.get().and_then(Weak::upgrade) {
-            for e in crate::events::for_task(&snapshot) {
-                app.events.emit(e).await;
-            }
+        if let Some(runner) = self.runner() {
+            runner.ended(snapshot).await;
         }
     }
 
