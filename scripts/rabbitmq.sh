@@ -2,8 +2,8 @@
 # Start or stop a private RabbitMQ (Debian's rabbitmq-server) for the tests.
 #   scripts/rabbitmq.sh start DIR PORT   -> prints the AMQP URL when ready
 #   scripts/rabbitmq.sh stop DIR
-# DIR holds its data, logs and PID; nothing outside DIR is touched except the
-# epmd it starts (stopped by PID on stop).
+# DIR holds its data, logs, PID and any erl_crash.dump; nothing outside DIR
+# is touched except the epmd it starts (stopped by PID on stop).
 set -euo pipefail
 cmd=$1 R=$2
 # A node name of its own (from the port), so that several test runs, or a
@@ -17,6 +17,9 @@ export HOME=$R/home RABBITMQ_NODENAME=$NODE RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
     ERL_EPMD_ADDRESS=127.0.0.1 RABBITMQ_MNESIA_BASE=$R/mnesia RABBITMQ_LOG_BASE=$R/log \
     RABBITMQ_PID_FILE=$R/rabbit.pid RABBITMQ_ENABLED_PLUGINS_FILE=$R/enabled_plugins \
     RABBITMQ_CONFIG_FILE=$R/rabbitmq
+# An Erlang VM that crashes (the node, or rabbitmqctl) writes erl_crash.dump
+# into its working directory, i.e. the repository: keep it in DIR instead.
+export ERL_CRASH_DUMP=$R/erl_crash.dump
 BIN=/usr/lib/rabbitmq/bin
 case $cmd in
 start)

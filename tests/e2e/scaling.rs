@@ -374,6 +374,9 @@ fn an_embedded_installation_moves_to_mongodb() {
     assert_eq!(code, 201, "{v}");
     let (_, repos_before) = old.get_json("/api/v1/repositories/bb");
     let digest_before = skopeo_pull(&old, "test/busybox");
+    let (_, status) = old.get_json("/api/v1/status");
+    assert_eq!(status["storage"]["db"]["backend"], "sqlite", "{status}");
+    assert_eq!(status["storage"]["db"]["ok"], true, "{status}");
     // Stop the server, then move its metadata.
     old.kill();
     let data = old.data_dir();
@@ -413,6 +416,9 @@ fn an_embedded_installation_moves_to_mongodb() {
 
     // The same data directory (blobs), the metadata now in MongoDB.
     let new = Server::start_on_data_dir(Some(&data), &plugins, &["--db", &db]);
+    let (_, status) = new.get_json("/api/v1/status");
+    assert_eq!(status["storage"]["db"]["backend"], "mongodb", "{status}");
+    assert_eq!(status["storage"]["db"]["ok"], true, "{status}");
     let (_, repo) = new.get_json("/api/v1/repositories/bb");
     assert_eq!(
         repo["content_counts"], repos_before["content_counts"],

@@ -411,6 +411,10 @@ pub struct InstalledPlugin {
 
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Which backend this is: `"sqlite"` or `"mongodb"` (reported by
+    /// `/api/v1/status` as `storage.db.backend`).
+    fn backend(&self) -> &'static str;
+
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> StoreResult<()>;
 

@@ -559,6 +559,10 @@ impl MongoStore {
 
 #[async_trait::async_trait]
 impl Store for MongoStore {
+    fn backend(&self) -> &'static str {
+        "mongodb"
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.db.run_command(doc! {"ping": 1}).await?;
         Ok(())

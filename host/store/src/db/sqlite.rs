@@ -384,6 +384,10 @@ fn row_unit(unit_type: String, key: String, metadata: String, blobs: String) -> 
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.run(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
             .await

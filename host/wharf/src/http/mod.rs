@@ -97,7 +97,8 @@ struct ContentTypeStatus {
 }
 
 /// Anyone gets the version and whether the server is healthy; an
-/// authenticated user also gets plugins and storage.
+/// authenticated user also gets plugins and storage (the blob directory, and
+/// the metadata store's backend, `sqlite` or `mongodb`, and health).
 async fn status(
     State(app): State<Arc<App>>,
     crate::auth::ClientAddr(addr): crate::auth::ClientAddr,
@@ -133,9 +134,10 @@ async fn status(
         })
         .collect();
     let db_ok_flag = db_ok.is_ok();
+    let backend = app.store.backend();
     let db = match db_ok {
-        Ok(()) => serde_json::json!({"backend": "sqlite", "ok": true}),
-        Err(e) => serde_json::json!({"backend": "sqlite", "ok": false, "error": e.to_string()}),
+        Ok(()) => serde_json::json!({"backend": backend, "ok": true}),
+        Err(e) => serde_json::json!({"backend": backend, "ok": false, "error": e.to_string()}),
     };
     let blobs_ok = std::fs::metadata(app.blobs.root()).is_ok();
     Json(serde_json::json!({
