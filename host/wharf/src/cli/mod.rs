@@ -1,51 +1,17 @@
-//! The `wharf` command line: the server (`serve`, `bench`) and the admin
-//! client, in the spirit of `pulp-admin` and `pulp-publish-docker` (same nouns
-//! and flags where they fit).
-//!
-//! The admin client talks to a server over the REST API only, so it works the
-//! same against a local `wharf serve` and a remote one. A module per concept:
-//!
-//! - [`server`]: `serve` and `bench` (this process is the server).
-//! - [`config`]: the client's config file and where the server URL comes from.
-//! - [`client`]: HTTP and its failures; [`api`]: the endpoints as typed calls.
-//! - [`output`]: tables for people, `--output json` for scripts.
-//! - [`progress`]: bars on a terminal, plain lines otherwise.
-//! - [`task`]: `wharf task`, and following a task to its end.
-//! - [`upload`]: resumable chunked uploads.
-//! - [`repo`]: `wharf repo` for every content type; [`group`]: `wharf repo
-//!   group`; [`docker`]: `wharf docker repo`, the same with Docker's settings
-//!   as flags; [`publish_docker`]: the one-step `docker save | wharf
-//!   publish-docker` workflow.
-//! - [`orphan`]: `wharf orphan remove`.
-//! - [`db`]: `wharf db export|import`, on the metadata store directly.
-//! - [`status`]: `wharf status`.
-//!
-//! - [`auth`]: `wharf login`, `wharf logout`, `wharf auth user|role|permission`;
-//!   the token lives in the config file, per server ([`config::ClientConfig`]),
-//!   and goes onto every request in [`client::Client`].
+//! The `wharf` command line: the server's own commands (`serve`,
+//! `worker`, `bench`, `fsck`, `db`, `config check`; [`server`], [`db`]) and
+//! the admin client's (crate `wharf-cli`, re-exported here), in one command
+//! tree.
 
-pub mod api;
-pub mod auth;
-pub mod client;
-pub mod config;
 pub mod db;
-pub mod docker;
-pub mod event;
-pub mod group;
-pub mod orphan;
-pub mod output;
-pub mod plugin;
-pub mod progress;
-pub mod publish_docker;
-pub mod repo;
 pub mod server;
-pub mod status;
-pub mod task;
-pub mod upload;
+
+pub use wharf_cli::{
+    GlobalArgs, Session, api, auth, client, config, docker, event, group, orphan, output, plugin,
+    progress, publish_docker, repo, status, task, upload,
+};
 
 use clap::{CommandFactory, FromArgMatches as _, Parser, Subcommand};
-use client::Client;
-use output::OutputFormat;
 use std::process::ExitCode;
 
 /// Wharf: a content platform (Docker/OCI registry and more) whose content
@@ -57,30 +23,6 @@ pub struct Cli {
     pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Options of the admin commands (`serve` and `bench` ignore them).
-#[derive(clap::Args)]
-pub struct GlobalArgs {
-    /// The Wharf server to manage [default: `server` in the config file,
-    /// else http://127.0.0.1:8080].
-    #[arg(
-        long,
-        global = true,
-        env = "WHARF_SERVER",
-        value_name = "URL",
-        help_heading = "Global options"
-    )]
-    pub server: Option<String>,
-    /// `table` for people, `json` for scripts (full records, on stdout).
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        default_value_t = OutputFormat::Table,
-        help_heading = "Global options"
-    )]
-    pub output: OutputFormat,
 }
 
 #[derive(Subcommand)]
@@ -132,33 +74,15 @@ pub enum Command {
     /// (from -f or stdin), import it and publish it, in one step.
     #[command(name = "publish-docker")]
     PublishDocker(publish_docker::PublishDockerArgs),
-    /// The admin client's settings file.
+    /// The admin client's settings file, and a check of a server's.
     #[command(subcommand)]
-    Config(config::ConfigCommand),
+    Config(server::ConfigCommand),
     /// Print a shell completion script, e.g. `wharf completions bash >
     /// /etc/bash_completion.d/wharf`.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-}
-
-/// What an admin command works with: the server and how to print.
-pub struct Session {
-    pub client: Client,
-    pub output: OutputFormat,
-}
-
-impl Session {
-    fn open(global: &GlobalArgs) -> anyhow::Result<Self> {
-        let config = config::ClientConfig::load()?;
-        let server = config::resolve_server(global.server.as_deref(), &config)?;
-        let token = config.login_for(&server).map(|l| l.token.clone());
-        Ok(Session {
-            client: Client::new(server, token)?,
-            output: global.output,
-        })
-    }
 }
 
 /// Parse the command line, run it, and turn the outcome into an exit code.
@@ -192,7 +116,12 @@ pub fn main() -> ExitCode {
         Command::Plugin(c) => session().and_then(|s| plugin::run(&s, c)),
         Command::Event(c) => session().and_then(|s| event::run(&s, c)),
         Command::PublishDocker(a) => session().and_then(|s| publish_docker::run(&s, a)),
-        Command::Config(c) => config::run(c, global.server.as_deref(), global.output),
+        Command::Config(server::ConfigCommand::Client(c)) => {
+            config::run(c, global.server.as_deref(), global.output)
+        }
+        Command::Config(server::ConfigCommand::Check { file }) => {
+            server::config_check(&file, global.output)
+        }
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "wharf", &mut script);

@@ -139,3 +139,43 @@ pub fn report(outcome: anyhow::Result<()>) -> ExitCode {
         }
     }
 }
+
+/// `wharf config`: the admin client's settings, and `check` of a server's
+/// config file (which needs the server's settings parser).
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    #[command(flatten)]
+    Client(wharf_cli::config::ConfigCommand),
+    /// Validate a *server* config file (TOML, see docs/configuration.md) and
+    /// print the settings `wharf serve` would run with (file, environment
+    /// and defaults; secrets masked). Exits non-zero if the file is wrong.
+    Check {
+        /// The file [default: $WHARF_CONFIG].
+        #[arg(env = "WHARF_CONFIG")]
+        file: PathBuf,
+    },
+}
+
+/// `wharf config check FILE`.
+pub fn config_check(file: &std::path::Path, format: OutputFormat) -> anyhow::Result<()> {
+    let settings = crate::config::check(file)?;
+    match format {
+        OutputFormat::Json => output::print_json(&settings),
+        OutputFormat::Table => {
+            output::say(format!("{}: OK. Effective settings:", file.display()));
+            for s in settings {
+                let value = match &s.value {
+                    None => "(not set)".to_string(),
+                    Some(v) => v.to_string(),
+                };
+                let from = serde_json::to_value(s.from).unwrap_or_default();
+                output::emit(&format!(
+                    "{} = {value}    # {}\n",
+                    s.key,
+                    from.as_str().unwrap_or("")
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,8 +1,8 @@
 //! `wharf event listener create|list|delete`: who hears about tasks,
 //! repositories and plugins.
 
-use super::Session;
-use super::output::{self, OutputFormat};
+use crate::Session;
+use crate::output::{self, OutputFormat};
 use anyhow::Context as _;
 use clap::{Subcommand, ValueEnum};
 

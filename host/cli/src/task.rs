@@ -1,14 +1,14 @@
 //! `wharf task list|show|cancel`, and following a task the server started
 //! (import, sync, publish, copy, delete) to its end.
 
-use super::Session;
-use super::output::{self, OutputFormat};
-use super::progress::Progress;
-use crate::db::{Task, TaskState};
-use crate::ids::{RepoId, TaskId};
+use crate::Session;
+use crate::output::{self, OutputFormat};
+use crate::progress::Progress;
 use anyhow::Context as _;
 use clap::Subcommand;
 use std::time::{Duration, Instant};
+use wharf_core::ids::{RepoId, TaskId};
+use wharf_store::db::{Task, TaskState};
 
 #[derive(Subcommand)]
 pub enum TaskCommand {
@@ -83,7 +83,7 @@ pub fn run(s: &Session, cmd: TaskCommand) -> anyhow::Result<()> {
             kind,
             limit,
         } => {
-            let filter = super::api::TaskFilter {
+            let filter = crate::api::TaskFilter {
                 state: state.map(Into::into),
                 kind,
                 repository: repo_id,

@@ -3,17 +3,17 @@
 //! The operations here are shared with `wharf docker repo` and
 //! `wharf publish-docker`, which only spell the settings differently.
 
-use super::Session;
-use super::api::{NewRepo, RepoDetail, RepoFilter, RepoPatch};
-use super::output::{self, OutputFormat};
-use super::task::{self, WaitArgs};
-use super::upload;
-use crate::db::{Notes, Repository, Task};
-use crate::ids::{RepoId, UploadId};
+use crate::Session;
+use crate::api::{NewRepo, RepoDetail, RepoFilter, RepoPatch};
+use crate::output::{self, OutputFormat};
+use crate::task::{self, WaitArgs};
+use crate::upload;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
+use wharf_core::ids::{RepoId, UploadId};
+use wharf_store::db::{Notes, Repository, Task};
 
 #[derive(Subcommand)]
 pub enum RepoCommand {
@@ -41,7 +41,7 @@ pub enum RepoCommand {
     Uploads(UploadsCommand),
     /// Repository groups: named sets of repositories.
     #[command(subcommand)]
-    Group(super::group::GroupCommand),
+    Group(crate::group::GroupCommand),
 }
 
 #[derive(Args)]
@@ -184,7 +184,7 @@ pub struct SendingArgs {
     pub resumable: bool,
     /// Go on with a resumable upload that stopped part-way (its id is in
     /// the error).
-    #[arg(long, value_name = "UPLOAD_ID", value_parser = super::upload::parse_upload_id)]
+    #[arg(long, value_name = "UPLOAD_ID", value_parser = crate::upload::parse_upload_id)]
     pub resume: Option<UploadId>,
 }
 
@@ -381,7 +381,7 @@ pub fn run(s: &Session, cmd: RepoCommand) -> anyhow::Result<()> {
                 .collect();
             upload_and_import(s, &a.repo.repo_id, &a.file, &params, a.sending, a.wait)?;
         }
-        RepoCommand::Group(c) => super::group::run(s, c)?,
+        RepoCommand::Group(c) => crate::group::run(s, c)?,
     }
     Ok(())
 }

@@ -1,13 +1,13 @@
 //! The admin API's endpoints as typed calls. Records are the server's own
-//! types ([`crate::db`]), so the client and the server cannot drift apart.
+//! types ([`wharf_store::db`]), so the client and the server cannot drift apart.
 
-use super::client::{ApiFailure, Client, ClientError, ClientResult};
-use crate::db::{Notes, Publication, Repository, Task, TaskState, Unit, Upload};
-use crate::ids::{RepoId, TaskId, UploadId};
+use crate::client::{ApiFailure, Client, ClientError, ClientResult};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
+use wharf_core::ids::{RepoId, TaskId, UploadId};
+use wharf_store::db::{Notes, Publication, Repository, Task, TaskState, Unit, Upload};
 
 /// One page of a list; `next` is the `after` of the following page.
 #[derive(Deserialize)]

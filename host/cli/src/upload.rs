@@ -8,16 +8,16 @@
 //! The server records an offset only once the chunk is on its disk, so its
 //! offset is the truth; the client never guesses.
 
-use super::client::Client;
-use super::progress::Progress;
-use crate::db::{Task, Upload};
-use crate::ids::{RepoId, UploadId};
+use crate::client::Client;
+use crate::progress::Progress;
 use anyhow::Context as _;
 use serde_json::{Map, Value};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::time::Duration;
+use wharf_core::ids::{RepoId, UploadId};
+use wharf_store::db::{Task, Upload};
 
 /// Bytes per PUT: big enough that request overhead vanishes, small enough
 /// that a failure costs little to resend.

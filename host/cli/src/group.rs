@@ -6,14 +6,14 @@
 //! wharf repo group members add --group-id baseos --repo-id centos
 //! ```
 
-use super::Session;
-use super::output::{self, OutputFormat};
-use super::repo::{DescribeArgs, Note};
-use crate::db::{Group, Notes};
-use crate::ids::RepoId;
+use crate::Session;
+use crate::output::{self, OutputFormat};
+use crate::repo::{DescribeArgs, Note};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use std::collections::BTreeMap;
+use wharf_core::ids::RepoId;
+use wharf_store::db::{Group, Notes};
 
 #[derive(Subcommand)]
 pub enum GroupCommand {
@@ -259,8 +259,8 @@ fn get(s: &Session, id: &RepoId) -> anyhow::Result<Group> {
 }
 
 /// A group's 404: say where the right one is.
-fn group_hint(e: super::client::ClientError) -> super::client::ClientError {
-    use super::client::{ApiFailure, ClientError};
+fn group_hint(e: crate::client::ClientError) -> crate::client::ClientError {
+    use crate::client::{ApiFailure, ClientError};
     match e {
         ClientError::Api(f) if f.code == "not-found" && f.message.starts_with("group") => {
             ClientError::Api(ApiFailure {

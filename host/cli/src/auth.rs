@@ -12,14 +12,14 @@
 //! `login` trades a password (HTTP basic, once) for a token, kept in the
 //! config file for that server only.
 
-use super::Session;
-use super::config::{ClientConfig, SavedLogin};
-use super::output::{self, OutputFormat};
-use crate::db::{Permission, Role};
+use crate::Session;
+use crate::config::{ClientConfig, SavedLogin};
+use crate::output::{self, OutputFormat};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead as _, IsTerminal as _};
+use wharf_store::db::{Permission, Role};
 
 #[derive(Args)]
 pub struct LoginArgs {
@@ -575,8 +575,8 @@ fn permission(s: &Session, cmd: PermissionCommand) -> anyhow::Result<()> {
 
 fn subject(p: &Permission) -> String {
     match &p.subject {
-        crate::db::Subject::User(l) => format!("user {l}"),
-        crate::db::Subject::Role(r) => format!("role {r}"),
+        wharf_store::db::Subject::User(l) => format!("user {l}"),
+        wharf_store::db::Subject::Role(r) => format!("role {r}"),
     }
 }
 

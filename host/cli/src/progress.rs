@@ -2,11 +2,11 @@
 //! lines otherwise (logs and CI have no use for carriage returns). Always on
 //! stderr: stdout is for results.
 
-use crate::db::TaskState;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use wharf_store::db::TaskState;
 
 /// Plain lines come at most this often, unless the message changes.
 const LINE_EVERY: Duration = Duration::from_secs(2);
@@ -132,7 +132,7 @@ impl Progress {
 
     /// A task's reported progress: bytes when it counts bytes (with items
     /// in the message), else items, else its message alone.
-    pub fn show_task(&self, state: TaskState, p: &crate::db::Progress) {
+    pub fn show_task(&self, state: TaskState, p: &wharf_store::db::Progress) {
         let mut message = p.message.clone();
         let (measure, done, total) = if p.bytes_total > 0 {
             if p.items_total > 0 {

@@ -67,7 +67,7 @@ pub fn bytes(n: u64) -> String {
 }
 
 /// `k=v, k2=v2`.
-pub fn notes(notes: &crate::db::Notes) -> String {
+pub fn notes(notes: &wharf_store::db::Notes) -> String {
     notes
         .iter()
         .map(|(k, v)| format!("{k}={v}"))

@@ -1,7 +1,7 @@
 //! `wharf status`: is the server up, what does it run, is its storage well.
 
-use super::Session;
-use super::output::{self, OutputFormat};
+use crate::Session;
+use crate::output::{self, OutputFormat};
 use serde::Deserialize;
 
 /// The parts of `GET /api/v1/status` a person reads; `--output json` prints

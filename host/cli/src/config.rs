@@ -16,7 +16,7 @@
 //! The file is written with mode 0600 because it holds tokens; a looser file
 //! gets a warning, as ssh does for keys.
 
-use super::output::{self, OutputFormat};
+use crate::output::{self, OutputFormat};
 use anyhow::Context as _;
 use clap::Subcommand;
 use reqwest::Url;
@@ -203,14 +203,6 @@ pub enum ConfigCommand {
         key: ConfigKey,
         value: String,
     },
-    /// Validate a *server* config file (TOML, see docs/configuration.md) and
-    /// print the settings `wharf serve` would run with (file, environment
-    /// and defaults; secrets masked). Exits non-zero if the file is wrong.
-    Check {
-        /// The file [default: $WHARF_CONFIG].
-        #[arg(env = "WHARF_CONFIG")]
-        file: PathBuf,
-    },
 }
 
 /// The settings the file holds.
@@ -222,28 +214,6 @@ pub enum ConfigKey {
 
 pub fn run(cmd: ConfigCommand, flag: Option<&str>, format: OutputFormat) -> anyhow::Result<()> {
     match cmd {
-        ConfigCommand::Check { file } => {
-            let settings = crate::config::check(&file)?;
-            match format {
-                OutputFormat::Json => output::print_json(&settings),
-                OutputFormat::Table => {
-                    output::say(format!("{}: OK. Effective settings:", file.display()));
-                    for s in settings {
-                        let value = match &s.value {
-                            None => "(not set)".to_string(),
-                            Some(v) => v.to_string(),
-                        };
-                        let from = serde_json::to_value(s.from).unwrap_or_default();
-                        output::emit(&format!(
-                            "{} = {value}    # {}\n",
-                            s.key,
-                            from.as_str().unwrap_or("")
-                        ));
-                    }
-                }
-            }
-            Ok(())
-        }
         ConfigCommand::Show => {
             let file = path();
             let config = ClientConfig::load()?;

@@ -4,18 +4,18 @@
 //! importer `feed`, `upstream_name`, `include_tags`, `exclude_tags`;
 //! distributor `repo_registry_id`, `redirect_url`.
 
-use super::Session;
-use super::output::{self, OutputFormat};
-use super::repo::{
+use crate::Session;
+use crate::output::{self, OutputFormat};
+use crate::repo::{
     self, DescribeArgs, Intent, Note, RepoChanges, RepoColumns, RepoIdArg, RepoTaskArgs,
 };
-use super::task::WaitArgs;
-use crate::db::{Task, Unit};
-use crate::ids::RepoId;
+use crate::task::WaitArgs;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 use std::path::PathBuf;
+use wharf_core::ids::RepoId;
+use wharf_store::db::{Task, Unit};
 
 /// The content type these commands manage.
 pub const CONTENT_TYPE: &str = "docker";

@@ -3,8 +3,8 @@
 //! repositories is shared, so deleting a repository frees nothing until this
 //! runs.
 
-use super::Session;
-use super::task::{self, WaitArgs};
+use crate::Session;
+use crate::task::{self, WaitArgs};
 use anyhow::Context as _;
 use clap::Subcommand;
 

@@ -12,18 +12,18 @@
 //! `-u`), uploads the archive from `-f` or stdin, imports it, and publishes
 //! with `--publish`, saying what it did as `pulp-publish-docker` does.
 
-use super::Session;
-use super::docker::{self, CONTENT_TYPE};
-use super::output;
-use super::progress::Progress;
-use super::repo::{self, DescribeArgs, Intent, Note, RepoChanges, RepoColumns};
-use super::task::WaitArgs;
-use super::upload;
-use crate::ids::RepoId;
+use crate::Session;
+use crate::docker::{self, CONTENT_TYPE};
+use crate::output;
+use crate::progress::Progress;
+use crate::repo::{self, DescribeArgs, Intent, Note, RepoChanges, RepoColumns};
+use crate::task::WaitArgs;
+use crate::upload;
 use anyhow::Context as _;
 use clap::Args;
 use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::path::PathBuf;
+use wharf_core::ids::RepoId;
 
 #[derive(Args)]
 #[command(after_help = "\
@@ -100,7 +100,7 @@ pub fn run(s: &Session, a: PublishDockerArgs) -> anyhow::Result<()> {
     if let Some((path, label)) = &archive {
         banner("Unit Upload");
         let task = upload::stream_import(&s.client, &id, path, label, &Default::default())?;
-        super::task::follow(s, task, wait, &format!("Importing into [{id}]"))?;
+        crate::task::follow(s, task, wait, &format!("Importing into [{id}]"))?;
     }
     if a.publish {
         banner(&format!("Publishing Repository [{id}]"));

@@ -1,7 +1,7 @@
 //! `wharf plugin list|install|remove`: content types, hot-loaded.
 
-use super::Session;
-use super::output::{self, OutputFormat};
+use crate::Session;
+use crate::output::{self, OutputFormat};
 use anyhow::Context as _;
 use clap::Subcommand;
 use std::path::PathBuf;

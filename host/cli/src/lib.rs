@@ -1,0 +1,88 @@
+//! The admin client: `wharf repo`, `wharf docker repo`, `wharf task`, `wharf
+//! auth` and the rest, in the spirit of `pulp-admin` and
+//! `pulp-publish-docker` (same nouns and flags where they fit).
+//!
+//! It talks to a server over the REST API only, so it works the same
+//! against a local `wharf serve` and a remote one, and it depends on the
+//! API's types alone (the records of `wharf-store`, the ids of
+//! `wharf-core`), never on the server. The `wharf` binary puts these
+//! commands beside `serve`, `worker`, `bench`, `fsck` and `db`. A module
+//! per concept:
+//!
+//! - [`config`]: the client's config file and where the server URL comes from.
+//! - [`client`]: HTTP and its failures; [`api`]: the endpoints as typed calls.
+//! - [`output`]: tables for people, `--output json` for scripts.
+//! - [`progress`]: bars on a terminal, plain lines otherwise.
+//! - [`task`]: `wharf task`, and following a task to its end.
+//! - [`upload`]: resumable chunked uploads.
+//! - [`repo`]: `wharf repo` for every content type; [`group`]: `wharf repo
+//!   group`; [`docker`]: `wharf docker repo`, the same with Docker's settings
+//!   as flags; [`publish_docker`]: the one-step `docker save | wharf
+//!   publish-docker` workflow.
+//! - [`orphan`]: `wharf orphan remove`; [`plugin`]: `wharf plugin`;
+//!   [`event`]: `wharf event listener`; [`status`]: `wharf status`.
+//! - [`auth`]: `wharf login`, `wharf logout`, `wharf auth user|role|permission`;
+//!   the token lives in the config file, per server ([`config::ClientConfig`]),
+//!   and goes onto every request in [`client::Client`].
+
+pub mod api;
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod docker;
+pub mod event;
+pub mod group;
+pub mod orphan;
+pub mod output;
+pub mod plugin;
+pub mod progress;
+pub mod publish_docker;
+pub mod repo;
+pub mod status;
+pub mod task;
+pub mod upload;
+
+use client::Client;
+use output::OutputFormat;
+
+/// Options of the admin commands (`serve` and `bench` ignore them).
+#[derive(clap::Args)]
+pub struct GlobalArgs {
+    /// The Wharf server to manage [default: `server` in the config file,
+    /// else http://127.0.0.1:8080].
+    #[arg(
+        long,
+        global = true,
+        env = "WHARF_SERVER",
+        value_name = "URL",
+        help_heading = "Global options"
+    )]
+    pub server: Option<String>,
+    /// `table` for people, `json` for scripts (full records, on stdout).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = OutputFormat::Table,
+        help_heading = "Global options"
+    )]
+    pub output: OutputFormat,
+}
+
+/// What an admin command works with: the server and how to print.
+pub struct Session {
+    pub client: Client,
+    pub output: OutputFormat,
+}
+
+impl Session {
+    pub fn open(global: &GlobalArgs) -> anyhow::Result<Self> {
+        let config = config::ClientConfig::load()?;
+        let server = config::resolve_server(global.server.as_deref(), &config)?;
+        let token = config.login_for(&server).map(|l| l.token.clone());
+        Ok(Session {
+            client: Client::new(server, token)?,
+            output: global.output,
+        })
+    }
+}
