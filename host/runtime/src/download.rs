@@ -112,7 +112,7 @@ impl Failure {
 
 /// Download `digest` with `req` (cloned for each attempt) into `blobs`;
 /// returns the bytes stored.
-pub async fn blob(
+pub(crate) async fn blob(
     blobs: &BlobStore,
     req: &reqwest::RequestBuilder,
     digest: &Digest,

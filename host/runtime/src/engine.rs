@@ -8,7 +8,8 @@
 
 use crate::admission::{Permit, Refused, Share, Shares};
 use crate::bindings::{ContentPlugin, ContentPluginPre};
-use crate::host::{CallScope, HostEnv, HostState, Interrupt};
+use crate::calls::Staged;
+use crate::host::{CallScope, HostEnv, HostState, Interrupt, TaskCall};
 use anyhow::Context as _;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
@@ -382,7 +383,7 @@ impl Plugin {
 
     /// Run `f` for a request on a warm instance under `scope`. The instance
     /// goes back to the pool unless the call trapped or was interrupted.
-    pub fn call<R>(
+    pub(crate) fn call<R>(
         &self,
         scope: CallScope,
         cancel: Option<Arc<AtomicBool>>,
@@ -461,7 +462,7 @@ impl Plugin {
 
     /// Run `f` on a new instance that is thrown away afterwards (benchmarks
     /// compare this with the warm pool).
-    pub fn call_fresh<R>(
+    pub(crate) fn call_fresh<R>(
         &self,
         scope: CallScope,
         f: impl FnOnce(&ContentPlugin, &mut Store<HostState>) -> wasmtime::Result<R>,
@@ -480,21 +481,35 @@ impl Plugin {
         f(&bindings, &mut store).map_err(|e| self.classify(&mut store, e))
     }
 
-    /// Like [`Plugin::call`] with an instance of `share`, handing back the
-    /// store's task scope (staged changes) with the result.
-    pub fn call_task<R>(
+    /// Like [`Plugin::call`] with an instance of `share` under the task
+    /// scope `call`, handing back that scope (staged changes) with the
+    /// result.
+    pub(crate) fn call_task<R>(
         &self,
         share: Share,
-        scope: CallScope,
+        call: TaskCall,
         cancel: Option<Arc<AtomicBool>>,
         f: impl FnOnce(&ContentPlugin, &mut Store<HostState>) -> wasmtime::Result<R>,
-    ) -> Result<(R, CallScope, u64), PluginError> {
-        self.call_in(share, scope, cancel, |p, s| {
-            let r = f(p, s)?;
-            let data = s.data_mut();
-            let scope = std::mem::replace(&mut data.scope, CallScope::Describe);
-            Ok((r, scope, data.bytes_stored))
-        })
+    ) -> Result<Staged<R>, PluginError> {
+        let (answer, scope, bytes_stored) =
+            self.call_in(share, CallScope::Task(Box::new(call)), cancel, |p, s| {
+                let r = f(p, s)?;
+                let data = s.data_mut();
+                let scope = std::mem::replace(&mut data.scope, CallScope::Describe);
+                Ok((r, scope, data.bytes_stored))
+            })?;
+        // The host imports never replace the scope a call was armed with.
+        match scope {
+            CallScope::Task(call) => Ok(Staged {
+                answer,
+                call,
+                bytes_stored,
+            }),
+            _ => Err(PluginError::Host {
+                plugin: self.name.to_string(),
+                message: "the task call lost its scope".into(),
+            }),
+        }
     }
 
     fn classify(&self, store: &mut Store<HostState>, e: wasmtime::Error) -> PluginError {

@@ -2,13 +2,16 @@
 //! ([`engine`]), their shares of the instance pool ([`admission`]), what a
 //! plugin may reach ([`host`], with [`download`] and [`stream_source`] behind
 //! its imports, [`outbound`] the policy for every request the host makes for
-//! it, [`visibility`] and [`publications`] what it may see), and the set of
-//! loaded plugins ([`Plugins`]).
+//! it, [`visibility`] and [`publications`] what it may see), the set of
+//! loaded plugins ([`Plugins`]), and the typed calls of a plugin's exports
+//! ([`calls`]).
 //!
 //! Layer 3: depends on `wharf-core` and `wharf-store` only. The generated
-//! bindings ([`bindings`]) are this crate's to use.
+//! bindings (`bindings`) are this crate's alone: the crates above call a
+//! plugin through [`calls`], with host-owned types.
 
 pub mod admission;
+pub mod calls;
 pub mod download;
 pub mod engine;
 pub mod host;
@@ -23,7 +26,7 @@ pub use registry::{LoadFailure, Plugins};
 use wharf_store::db::Repository;
 
 /// Generated from `wit/plugin.wit`.
-pub mod bindings {
+pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "content-plugin",
@@ -33,7 +36,7 @@ pub mod bindings {
 
 /// An error for a plugin: its `code` (`fetch`, `denied`, `too-large`, ...)
 /// and a message for the task record.
-pub fn err(code: &str, message: impl Into<String>) -> bindings::wharf::plugin::types::Error {
+pub(crate) fn err(code: &str, message: impl Into<String>) -> bindings::wharf::plugin::types::Error {
     bindings::wharf::plugin::types::Error {
         code: code.to_string(),
         message: message.into(),
@@ -41,7 +44,7 @@ pub fn err(code: &str, message: impl Into<String>) -> bindings::wharf::plugin::t
 }
 
 /// A repository as a plugin sees it.
-pub fn wit_repo(r: &Repository) -> bindings::wharf::plugin::types::Repository {
+pub(crate) fn wit_repo(r: &Repository) -> bindings::wharf::plugin::types::Repository {
     bindings::wharf::plugin::types::Repository {
         id: r.id.to_string(),
         content_type: r.content_type.clone(),

@@ -2,8 +2,8 @@
 
 use crate::blobs::BlobStore;
 use crate::db::sqlite::SqliteStore;
-use crate::plugins::bindings::exports::wharf::plugin::plugin::Request;
-use crate::plugins::host::{CallScope, HostEnv, ResolveCall};
+use crate::plugins::calls::Request;
+use crate::plugins::host::{HostEnv, ResolveCall};
 use crate::plugins::runtime::{Limits, Runtime};
 use crate::publications::PublicationMap;
 use std::path::Path;
@@ -80,13 +80,7 @@ pub async fn runtime(plugin_file: &Path, path: &str, iterations: usize) -> anyho
         query: String::new(),
         headers: vec![],
     };
-    let call = || {
-        plugin.call(
-            CallScope::Resolve(Box::new(ResolveCall::nothing())),
-            None,
-            |p, s| p.wharf_plugin_plugin().call_resolve(s, &req),
-        )
-    };
+    let call = || plugin.resolve(ResolveCall::nothing(), &req);
     for _ in 0..1000 {
         call()?;
     }
@@ -105,10 +99,7 @@ pub async fn runtime(plugin_file: &Path, path: &str, iterations: usize) -> anyho
     let mut fresh = Vec::new();
     for _ in 0..(iterations / 10).max(100) {
         let t = Instant::now();
-        plugin.call_fresh(
-            CallScope::Resolve(Box::new(ResolveCall::nothing())),
-            |p, s| p.wharf_plugin_plugin().call_resolve(s, &req),
-        )?;
+        plugin.resolve_fresh(ResolveCall::nothing(), &req)?;
         fresh.push(t.elapsed());
     }
     fresh.sort();

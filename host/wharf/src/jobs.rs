@@ -6,16 +6,14 @@ use crate::app::App;
 use crate::blobs::leases::Holder;
 use crate::db::{Publication, Repository, now};
 use crate::ids::{RepoId, UploadId};
-use crate::plugins::admission::Share;
-use crate::plugins::bindings::wharf::plugin::types as wit;
-use crate::plugins::host::{CallScope, SourceHandle, TaskCall, origin};
-use crate::plugins::runtime::Plugin;
+use crate::plugins::calls::{Staged, Summary, TaskAnswer};
+use crate::plugins::host::{SourceHandle, TaskCall, origin};
+use crate::plugins::runtime::{Plugin, PluginError};
 use crate::plugins::stream_source::StreamSource;
-use crate::plugins::wit_repo;
 use crate::tasks::{TaskContext, TaskFailure, TaskResult};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,10 +106,11 @@ pub async fn run(app: Arc<App>, job: Job, ctx: TaskContext) -> TaskResult {
         Job::Sync { repository } => {
             let (repo, plugin) = repo_and_plugin(app, &repository).await?;
             let version = plugin_version(&plugin);
-            let (summary, bytes, _, _) = run_plugin_task(app, plugin, repo, ctx, |p, s, r| {
-                p.wharf_plugin_plugin().call_sync(s, &r)
-            })
-            .await?;
+            let (summary, bytes, _, _) =
+                run_plugin_task(app, plugin, repo, ctx, |p, call, cancel| {
+                    p.sync(call, cancel)
+                })
+                .await?;
             Ok(summary_json(&summary, bytes, version))
         }
         Job::Publish { repository } => publish(app, &repository, ctx).await,
@@ -184,9 +183,8 @@ async fn import(
     };
     let params = serde_json::Value::Object(params).to_string();
     let version = plugin_version(&plugin);
-    let (summary, bytes, _, _) = run_plugin_task(app, plugin, repo, ctx, move |p, s, r| {
-        let handle = s.data_mut().table.push(source)?;
-        p.wharf_plugin_plugin().call_upload(s, &r, handle, &params)
+    let (summary, bytes, _, _) = run_plugin_task(app, plugin, repo, ctx, move |p, call, cancel| {
+        p.upload(call, cancel, source, &params)
     })
     .await?;
     if delete_upload {
@@ -208,14 +206,16 @@ pub async fn import_stream(
     let (repo, plugin) = repo_and_plugin(&app, &id).await?;
     let params = serde_json::Value::Object(params).to_string();
     let version = plugin_version(&plugin);
-    let (summary, bytes, _, _) = run_plugin_task(&app, plugin, repo, ctx, move |p, s, r| {
-        let handle = s
-            .data_mut()
-            .table
-            .push(SourceHandle::Stream(Box::new(source)))?;
-        p.wharf_plugin_plugin().call_upload(s, &r, handle, &params)
-    })
-    .await?;
+    let (summary, bytes, _, _) =
+        run_plugin_task(&app, plugin, repo, ctx, move |p, call, cancel| {
+            p.upload(
+                call,
+                cancel,
+                SourceHandle::Stream(Box::new(source)),
+                &params,
+            )
+        })
+        .await?;
     Ok(summary_json(&summary, bytes, version))
 }
 
@@ -228,8 +228,8 @@ async fn publish(app: &Arc<App>, id: &RepoId, ctx: TaskContext) -> TaskResult {
     // is covered either way) and what the publish itself stored or read.
     let before = app.store.repo_blobs(&repo.id).await?;
     let (published, _, seen, _leases) =
-        run_plugin_task(app, plugin, repo.clone(), ctx, |p, s, r| {
-            p.wharf_plugin_plugin().call_publish(s, &r)
+        run_plugin_task(app, plugin, repo.clone(), ctx, |p, call, cancel| {
+            p.publish(call, cancel)
         })
         .await?;
     let after = app.store.repo_blobs(&repo.id).await?;
@@ -279,8 +279,6 @@ async fn publish(app: &Arc<App>, id: &RepoId, ctx: TaskContext) -> TaskResult {
     Ok(result)
 }
 
-type PluginStore = wasmtime::Store<crate::plugins::host::HostState>;
-
 /// Run one plugin task call off the async threads, and commit its staged
 /// unit changes in one transaction if, and only if, it succeeded. Returns
 /// what it answered, the bytes it stored, the blobs it may name and their
@@ -291,11 +289,7 @@ async fn run_plugin_task<R: Send + 'static>(
     plugin: Arc<Plugin>,
     repo: Repository,
     ctx: TaskContext,
-    f: impl FnOnce(
-        &crate::plugins::bindings::ContentPlugin,
-        &mut PluginStore,
-        wit::Repository,
-    ) -> wasmtime::Result<Result<R, wit::Error>>
+    f: impl FnOnce(&Plugin, TaskCall, Arc<AtomicBool>) -> Result<Staged<TaskAnswer<R>>, PluginError>
     + Send
     + 'static,
 ) -> Result<
@@ -318,18 +312,10 @@ async fn run_plugin_task<R: Send + 'static>(
         feed.iter().map(origin).collect(),
         None,
     );
-    let wrepo = wit_repo(&repo);
     let cancel = ctx.cancel.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        plugin.call_task(
-            Share::Tasks,
-            CallScope::Task(Box::new(call)),
-            Some(cancel),
-            |p, s| f(p, s, wrepo),
-        )
-    })
-    .await
-    .map_err(|e| TaskFailure::new("the plugin call panicked in the host", e.to_string()))?;
+    let outcome = tokio::task::spawn_blocking(move || f(&plugin, call, cancel))
+        .await
+        .map_err(|e| TaskFailure::new("the plugin call panicked in the host", e.to_string()))?;
     // A failure is recorded in the task, which whoever may read the
     // repository reads: never with the repository's secrets in it.
     let secrets = crate::secrets::secret_values(&repo);
@@ -339,22 +325,22 @@ async fn run_plugin_task<R: Send + 'static>(
             crate::secrets::scrub(&cause, &secrets),
         )
     };
-    let (result, scope, bytes) = outcome.map_err(|e| failure(e.to_string(), e.code().into()))?;
-    let value = result.map_err(|e| failure(e.message, e.code))?;
+    let Staged {
+        answer,
+        call,
+        bytes_stored: bytes,
+    } = outcome.map_err(|e| failure(e.to_string(), e.code().into()))?;
+    let value = answer.map_err(|e| failure(e.message, e.code))?;
     if ctx.cancel.load(Ordering::Relaxed) {
         return Err(TaskFailure::new(
             "canceled; nothing was committed",
             "canceled",
         ));
     }
-    let (mut seen, mut leases) = Default::default();
-    if let CallScope::Task(call) = scope {
-        if !call.changes.is_empty() {
-            app.store.apply_changes(&repo.id, &call.changes).await?;
-        }
-        (seen, leases) = (call.visible, call.leases);
+    if !call.changes.is_empty() {
+        app.store.apply_changes(&repo.id, &call.changes).await?;
     }
-    Ok((value, bytes, seen, leases))
+    Ok((value, bytes, call.visible, call.leases))
 }
 
 /// `name@version`: which plugin version ran a task (upgrades happen live).
@@ -362,7 +348,7 @@ fn plugin_version(p: &Plugin) -> String {
     format!("{}@{}", p.info.name, p.info.version)
 }
 
-fn summary_json(s: &wit::Summary, bytes_stored: u64, plugin: String) -> serde_json::Value {
+fn summary_json(s: &Summary, bytes_stored: u64, plugin: String) -> serde_json::Value {
     serde_json::json!({
         "plugin": plugin,
         "units_added": s.units_added,

@@ -11,9 +11,8 @@
 use crate::app::App;
 use crate::auth::registry_token::registry_error;
 use crate::digest::Digest;
-use crate::plugins::bindings::exports::wharf::plugin::plugin::{Plan, Request};
-use crate::plugins::bindings::wharf::plugin::types::Header;
-use crate::plugins::host::{CallScope, ResolveCall};
+use crate::plugins::calls::{Header, Plan, Request};
+use crate::plugins::host::ResolveCall;
 use crate::plugins::runtime::PluginError;
 use crate::visibility::Served;
 use axum::body::Body;
@@ -92,11 +91,7 @@ pub async fn dispatch(
     // on the runtime (e.g. a guest writing stderr), which a worker thread may
     // not do: block_in_place hands this worker's other tasks to another thread
     // instead of paying a thread hop per request.
-    let plan = tokio::task::block_in_place(|| {
-        plugin.call(CallScope::Resolve(Box::new(scope)), None, |p, s| {
-            p.wharf_plugin_plugin().call_resolve(s, &req)
-        })
-    });
+    let plan = tokio::task::block_in_place(|| plugin.resolve(scope, &req));
     match plan {
         // The gate let a read through without write access: a write plan
         // for it is the plugin's bug, never carried out.

@@ -20,13 +20,9 @@ use crate::blobs::leases::Holder;
 use crate::db::{Progress, Repository, TaskState};
 use crate::http::registry::plugin_failure;
 use crate::jobs::Job;
-use crate::plugins::admission::Share;
-use crate::plugins::bindings::exports::wharf::plugin::plugin::{
-    BodyTarget, Plan, Request, WritePlan, Written,
-};
-use crate::plugins::host::{CallScope, TaskCall};
+use crate::plugins::calls::{BodyTarget, Plan, Request, WritePlan, Written};
+use crate::plugins::host::TaskCall;
 use crate::plugins::runtime::Plugin;
-use crate::plugins::wit_repo;
 use crate::sessions::{Owner, SessionError, SessionId};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -219,35 +215,22 @@ async fn call_write(
     req: Request,
     session: Option<SessionId>,
     reader: crate::visibility::Reader,
-) -> Result<(Written, Vec<crate::db::UnitChange>, Option<Arc<Holder>>), Response> {
+) -> Result<(Written, Vec<crate::db::UnitChange>, Arc<Holder>), Response> {
     let call = TaskCall::new(
         repo.clone(),
         Arc::new(|_: Progress| {}),
         Vec::new(),
         Some(reader),
     );
-    let wrepo = wit_repo(repo);
     let session = session.map(|s| s.to_string());
     let plugin = plugin.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        plugin.call_task(
-            Share::Requests,
-            CallScope::Task(Box::new(call)),
-            None,
-            |p, s| {
-                p.wharf_plugin_plugin()
-                    .call_write(s, &req, &wrepo, session.as_deref())
-            },
-        )
-    })
-    .await
-    .map_err(|e| registry_error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", &e.to_string()))?;
-    let (written, scope, _) = outcome.map_err(plugin_failure)?;
-    let (changes, leases) = match scope {
-        CallScope::Task(call) => (call.changes, Some(call.leases)),
-        _ => (Vec::new(), None),
-    };
-    Ok((written, changes, leases))
+    let outcome = tokio::task::spawn_blocking(move || plugin.write(call, &req, session.as_deref()))
+        .await
+        .map_err(|e| {
+            registry_error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", &e.to_string())
+        })?;
+    let staged = outcome.map_err(plugin_failure)?;
+    Ok((staged.answer, staged.call.changes, staged.call.leases))
 }
 
 /// Publish `repo` through the task queue (so it is ordered with the

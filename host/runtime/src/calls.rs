@@ -1,0 +1,526 @@
+//! The typed facade over a plugin's exports: `resolve`, `write`, `upload`,
+//! `sync` and `publish` as methods of [`Plugin`], with host-owned types for
+//! what crosses the boundary (a [`Request`], the [`Plan`] that answers it, a
+//! task's [`Summary`] or [`TaskError`]). The generated bindings stay inside
+//! this crate: the conversions from and to them are here, and nothing above
+//! the runtime names a WIT type.
+//!
+//! Two kinds of failure are kept apart: [`PluginError`] says the call itself
+//! failed (deadline, trap, busy pool, ...), while a [`TaskError`] is what the
+//! plugin answered a task with.
+
+use crate::bindings::exports::wharf::plugin::plugin as wire;
+use crate::bindings::wharf::plugin::types as wire_types;
+use crate::engine::{Plugin, PluginError};
+use crate::host::{CallScope, ResolveCall, SourceHandle, TaskCall};
+use crate::wit_repo;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+/// A name/value pair: an HTTP header of a request or of a plan's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    pub value: String,
+}
+
+/// A request on a plugin's routes, as the plugin sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    /// The canonical path the access gate decided on.
+    pub path: String,
+    pub query: String,
+    /// The headers the host forwards (never credentials).
+    pub headers: Vec<Header>,
+}
+
+/// What the host does with a request on a plugin's routes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Serve a stored blob (if the admitted repository serves it).
+    Blob(ServeBlob),
+    /// Answer with this body.
+    Body(Body),
+    /// Redirect (302) to this URL.
+    Redirect(String),
+    /// Answer with an error document.
+    Error(Failure),
+    /// Carry out a write through the plugin's `write`.
+    Write(WritePlan),
+}
+
+/// A blob to serve, with Range and ETag handled by the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeBlob {
+    /// The digest as the plugin wrote it; the host parses and checks it.
+    pub digest: String,
+    pub media_type: String,
+    pub headers: Vec<Header>,
+}
+
+/// A complete answer the plugin built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Body {
+    pub status: u16,
+    /// Empty for none.
+    pub content_type: String,
+    pub headers: Vec<Header>,
+    pub body: Vec<u8>,
+}
+
+/// An error answer in the plugin's content type's format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+/// A request that changes a repository (a push).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WritePlan {
+    /// The repository id the write is for, as the plugin named it.
+    pub repository: String,
+    pub body: BodyTarget,
+    /// The most request-body bytes to accept.
+    pub max_body: u64,
+}
+
+/// Where the host puts a write's request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyTarget {
+    /// The request has no body worth keeping.
+    None,
+    /// A new upload session of the write's repository.
+    NewSession,
+    /// Appended to this session of the write's repository.
+    Session(String),
+}
+
+/// The answer to a write, and whether to publish the repository before
+/// answering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub plan: Plan,
+    pub publish: bool,
+}
+
+/// What an import, sync or publish did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub units_added: u64,
+    pub units_removed: u64,
+    pub bytes_stored: u64,
+    pub message: String,
+}
+
+/// What a publish made visible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The client-facing name.
+    pub name: String,
+    /// The index blob's digest as the plugin wrote it; the host checks it.
+    pub index: String,
+    pub summary: Summary,
+}
+
+/// Why a plugin's task did not do its work: a stable machine word (`fetch`,
+/// `invalid-input`, `denied`, ...) and a message for the task record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskError {
+    pub code: String,
+    pub message: String,
+}
+
+/// What a task call (`upload`, `sync`, `publish`, `write`) answered, with
+/// its view after the call: its staged unit changes (committed by the
+/// caller, and only if the answer is a success), the blobs it may name and
+/// their leases.
+pub struct Staged<R> {
+    pub answer: R,
+    pub call: Box<TaskCall>,
+    /// Bytes the call stored, as the host counted them.
+    pub bytes_stored: u64,
+}
+
+/// What a task (`upload`, `sync`, `publish`) answers: its result, or the
+/// error the plugin reported.
+pub type TaskAnswer<T> = Result<T, TaskError>;
+
+impl Plugin {
+    /// Ask the plugin how to answer `request`, seeing what `scope` admits,
+    /// on a warm instance.
+    pub fn resolve(&self, scope: ResolveCall, request: &Request) -> Result<Plan, PluginError> {
+        let request = wire::Request::from(request);
+        self.call(CallScope::Resolve(Box::new(scope)), None, |p, s| {
+            p.wharf_plugin_plugin().call_resolve(s, &request)
+        })
+        .map(Plan::from)
+    }
+
+    /// [`Plugin::resolve`] on a new instance thrown away afterwards
+    /// (benchmarks compare it with the warm pool).
+    pub fn resolve_fresh(
+        &self,
+        scope: ResolveCall,
+        request: &Request,
+    ) -> Result<Plan, PluginError> {
+        let request = wire::Request::from(request);
+        self.call_fresh(CallScope::Resolve(Box::new(scope)), |p, s| {
+            p.wharf_plugin_plugin().call_resolve(s, &request)
+        })
+        .map(Plan::from)
+    }
+
+    /// Carry out a write that `resolve` planned, on the repository of `call`
+    /// (an instance of the requests' share); `session` holds the body.
+    pub fn write(
+        &self,
+        call: TaskCall,
+        request: &Request,
+        session: Option<&str>,
+    ) -> Result<Staged<Written>, PluginError> {
+        let request = wire::Request::from(request);
+        let repo = wit_repo(&call.repo);
+        self.call_task(crate::admission::Share::Requests, call, None, |p, s| {
+            p.wharf_plugin_plugin()
+                .call_write(s, &request, &repo, session)
+        })
+        .map(|staged| staged.map(Written::from))
+    }
+
+    /// Import the bytes of `source` into the repository of `call`; `params`
+    /// is the JSON object the client gave with the import.
+    pub fn upload(
+        &self,
+        call: TaskCall,
+        cancel: Arc<AtomicBool>,
+        source: SourceHandle,
+        params: &str,
+    ) -> Result<Staged<TaskAnswer<Summary>>, PluginError> {
+        let repo = wit_repo(&call.repo);
+        self.call_task(
+            crate::admission::Share::Tasks,
+            call,
+            Some(cancel),
+            |p, s| {
+                let handle = s.data_mut().table.push(source)?;
+                p.wharf_plugin_plugin()
+                    .call_upload(s, &repo, handle, params)
+            },
+        )
+        .map(|staged| staged.map(task_answer))
+    }
+
+    /// Mirror the feed of the repository of `call`.
+    pub fn sync(
+        &self,
+        call: TaskCall,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<Staged<TaskAnswer<Summary>>, PluginError> {
+        let repo = wit_repo(&call.repo);
+        self.call_task(
+            crate::admission::Share::Tasks,
+            call,
+            Some(cancel),
+            |p, s| p.wharf_plugin_plugin().call_sync(s, &repo),
+        )
+        .map(|staged| staged.map(task_answer))
+    }
+
+    /// Make the current content of the repository of `call` visible to
+    /// clients.
+    pub fn publish(
+        &self,
+        call: TaskCall,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<Staged<TaskAnswer<Published>>, PluginError> {
+        let repo = wit_repo(&call.repo);
+        self.call_task(
+            crate::admission::Share::Tasks,
+            call,
+            Some(cancel),
+            |p, s| p.wharf_plugin_plugin().call_publish(s, &repo),
+        )
+        .map(|staged| staged.map(task_answer))
+    }
+}
+
+impl<R> Staged<R> {
+    fn map<T>(self, f: impl FnOnce(R) -> T) -> Staged<T> {
+        Staged {
+            answer: f(self.answer),
+            call: self.call,
+            bytes_stored: self.bytes_stored,
+        }
+    }
+}
+
+fn task_answer<W, T: From<W>>(answer: Result<W, wire_types::Error>) -> TaskAnswer<T> {
+    answer.map(T::from).map_err(TaskError::from)
+}
+
+impl From<&Header> for wire_types::Header {
+    fn from(h: &Header) -> Self {
+        wire_types::Header {
+            name: h.name.clone(),
+            value: h.value.clone(),
+        }
+    }
+}
+
+impl From<wire_types::Header> for Header {
+    fn from(h: wire_types::Header) -> Self {
+        Header {
+            name: h.name,
+            value: h.value,
+        }
+    }
+}
+
+fn headers(wire: Vec<wire_types::Header>) -> Vec<Header> {
+    wire.into_iter().map(Header::from).collect()
+}
+
+impl From<&Request> for wire::Request {
+    fn from(r: &Request) -> Self {
+        wire::Request {
+            method: r.method.clone(),
+            path: r.path.clone(),
+            query: r.query.clone(),
+            headers: r.headers.iter().map(wire_types::Header::from).collect(),
+        }
+    }
+}
+
+impl From<wire::Plan> for Plan {
+    fn from(p: wire::Plan) -> Self {
+        match p {
+            wire::Plan::Blob(b) => Plan::Blob(ServeBlob {
+                digest: b.digest,
+                media_type: b.media_type,
+                headers: headers(b.headers),
+            }),
+            wire::Plan::Body(b) => Plan::Body(Body {
+                status: b.status,
+                content_type: b.content_type,
+                headers: headers(b.headers),
+                body: b.body,
+            }),
+            wire::Plan::Redirect(url) => Plan::Redirect(url),
+            wire::Plan::Error(f) => Plan::Error(Failure {
+                status: f.status,
+                code: f.code,
+                message: f.message,
+            }),
+            wire::Plan::Write(w) => Plan::Write(WritePlan {
+                repository: w.repository,
+                body: match w.body {
+                    wire::BodyTarget::None => BodyTarget::None,
+                    wire::BodyTarget::NewSession => BodyTarget::NewSession,
+                    wire::BodyTarget::Session(id) => BodyTarget::Session(id),
+                },
+                max_body: w.max_body,
+            }),
+        }
+    }
+}
+
+impl From<wire::Written> for Written {
+    fn from(w: wire::Written) -> Self {
+        Written {
+            plan: w.plan.into(),
+            publish: w.publish,
+        }
+    }
+}
+
+impl From<wire_types::Summary> for Summary {
+    fn from(s: wire_types::Summary) -> Self {
+        Summary {
+            units_added: s.units_added,
+            units_removed: s.units_removed,
+            bytes_stored: s.bytes_stored,
+            message: s.message,
+        }
+    }
+}
+
+impl From<wire::Published> for Published {
+    fn from(p: wire::Published) -> Self {
+        Published {
+            name: p.name,
+            index: p.index,
+            summary: p.summary.into(),
+        }
+    }
+}
+
+impl From<wire_types::Error> for TaskError {
+    fn from(e: wire_types::Error) -> Self {
+        TaskError {
+            code: e.code,
+            message: e.message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_crosses_as_it_is() {
+        let request = Request {
+            method: "GET".into(),
+            path: "/v2/app/manifests/1".into(),
+            query: "n=1".into(),
+            headers: vec![Header {
+                name: "accept".into(),
+                value: "application/json".into(),
+            }],
+        };
+        let w = wire::Request::from(&request);
+        assert_eq!(
+            (w.method.as_str(), w.path.as_str(), w.query.as_str()),
+            ("GET", "/v2/app/manifests/1", "n=1")
+        );
+        assert_eq!(w.headers.len(), 1);
+        assert_eq!(
+            (w.headers[0].name.as_str(), w.headers[0].value.as_str()),
+            ("accept", "application/json")
+        );
+    }
+
+    #[test]
+    fn every_plan_comes_back_whole() {
+        let header = || wire_types::Header {
+            name: "docker-content-digest".into(),
+            value: "sha256:00".into(),
+        };
+        let ours = || Header {
+            name: "docker-content-digest".into(),
+            value: "sha256:00".into(),
+        };
+        let cases = [
+            (
+                wire::Plan::Blob(wire::ServeBlob {
+                    digest: "sha256:00".into(),
+                    media_type: "application/octet-stream".into(),
+                    headers: vec![header()],
+                }),
+                Plan::Blob(ServeBlob {
+                    digest: "sha256:00".into(),
+                    media_type: "application/octet-stream".into(),
+                    headers: vec![ours()],
+                }),
+            ),
+            (
+                wire::Plan::Body(wire::Body {
+                    status: 200,
+                    content_type: "text/plain".into(),
+                    headers: vec![header()],
+                    body: b"hi".to_vec(),
+                }),
+                Plan::Body(Body {
+                    status: 200,
+                    content_type: "text/plain".into(),
+                    headers: vec![ours()],
+                    body: b"hi".to_vec(),
+                }),
+            ),
+            (
+                wire::Plan::Redirect("https://cdn.example/x".into()),
+                Plan::Redirect("https://cdn.example/x".into()),
+            ),
+            (
+                wire::Plan::Error(wire::Failure {
+                    status: 404,
+                    code: "MANIFEST_UNKNOWN".into(),
+                    message: "no such tag".into(),
+                }),
+                Plan::Error(Failure {
+                    status: 404,
+                    code: "MANIFEST_UNKNOWN".into(),
+                    message: "no such tag".into(),
+                }),
+            ),
+            (
+                wire::Plan::Write(wire::WritePlan {
+                    repository: "app".into(),
+                    body: wire::BodyTarget::Session("s1".into()),
+                    max_body: 7,
+                }),
+                Plan::Write(WritePlan {
+                    repository: "app".into(),
+                    body: BodyTarget::Session("s1".into()),
+                    max_body: 7,
+                }),
+            ),
+            (
+                wire::Plan::Write(wire::WritePlan {
+                    repository: "app".into(),
+                    body: wire::BodyTarget::NewSession,
+                    max_body: 0,
+                }),
+                Plan::Write(WritePlan {
+                    repository: "app".into(),
+                    body: BodyTarget::NewSession,
+                    max_body: 0,
+                }),
+            ),
+            (
+                wire::Plan::Write(wire::WritePlan {
+                    repository: "app".into(),
+                    body: wire::BodyTarget::None,
+                    max_body: 0,
+                }),
+                Plan::Write(WritePlan {
+                    repository: "app".into(),
+                    body: BodyTarget::None,
+                    max_body: 0,
+                }),
+            ),
+        ];
+        for (wire, ours) in cases {
+            assert_eq!(Plan::from(wire), ours);
+        }
+    }
+
+    #[test]
+    fn a_task_answer_keeps_its_summary_or_its_error() {
+        let published: TaskAnswer<Published> = task_answer(Ok(wire::Published {
+            name: "my/app".into(),
+            index: "sha256:11".into(),
+            summary: wire_types::Summary {
+                units_added: 1,
+                units_removed: 2,
+                bytes_stored: 3,
+                message: "done".into(),
+            },
+        }));
+        assert_eq!(
+            published,
+            Ok(Published {
+                name: "my/app".into(),
+                index: "sha256:11".into(),
+                summary: Summary {
+                    units_added: 1,
+                    units_removed: 2,
+                    bytes_stored: 3,
+                    message: "done".into(),
+                },
+            })
+        );
+        let failed: TaskAnswer<Summary> =
+            task_answer::<wire_types::Summary, _>(Err(crate::err("fetch", "upstream 502")));
+        assert_eq!(
+            failed,
+            Err(TaskError {
+                code: "fetch".into(),
+                message: "upstream 502".into(),
+            })
+        );
+    }
+}
