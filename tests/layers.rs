@@ -13,9 +13,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("wharf-core", &[]),
     ("wharf-store", &["wharf-core"]),
     ("wharf-runtime", &["wharf-core", "wharf-store"]),
+    // The admin client knows the API's types, not the server.
+    ("wharf-cli", &["wharf-core", "wharf-store"]),
+    (
+        "wharf-server",
+        &["wharf-core", "wharf-store", "wharf-runtime", "wharf-fuzz"],
+    ),
+    // The binary: the server's commands beside the admin client's.
     (
         "wharf",
-        &["wharf-core", "wharf-store", "wharf-runtime", "wharf-fuzz"],
+        &["wharf-core", "wharf-store", "wharf-server", "wharf-cli"],
     ),
     // The guest side: plugins know the SDK and the contract, never the host.
     ("wharf-sdk", &[]),
@@ -86,6 +93,8 @@ fn every_crate_depends_only_on_the_layers_below_it() {
         "wharf-core",
         "wharf-store",
         "wharf-runtime",
+        "wharf-server",
+        "wharf-cli",
         "wharf",
         "wharf-sdk",
     ] {

@@ -1,5 +1,8 @@
-//! The `wharf` binary; the command tree lives in [`wharf::cli`].
+//! The `wharf` binary: one command tree ([`cli`]) over the server's own
+//! commands and the admin client's.
+
+mod cli;
 
 fn main() -> std::process::ExitCode {
-    wharf::cli::main()
+    cli::main()
 }

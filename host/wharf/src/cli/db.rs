@@ -4,11 +4,11 @@
 //! the store directly, not through a server: stop the servers and workers
 //! first, so that nothing changes during the move.
 
-use crate::db::DbLocation;
-use crate::db::transfer::{MaskSecrets, Record};
 use clap::Subcommand;
 use std::io::Write as _;
 use std::path::PathBuf;
+use wharf_server::db::DbLocation;
+use wharf_server::db::transfer::{MaskSecrets, Record};
 
 #[derive(Subcommand)]
 pub enum DbCommand {
@@ -77,7 +77,7 @@ pub fn run(cmd: DbCommand) -> anyhow::Result<()> {
                 let stdout = std::io::stdout();
                 let mut out = std::io::BufWriter::new(stdout.lock());
                 let mask = (!include_secrets).then_some(masked as MaskSecrets);
-                let summary = crate::db::transfer::export(&*store, &mut out, mask).await?;
+                let summary = wharf_server::db::transfer::export(&*store, &mut out, mask).await?;
                 out.flush()?;
                 eprintln!("exported from {from}: {summary}");
                 if !include_secrets {
@@ -92,7 +92,7 @@ pub fn run(cmd: DbCommand) -> anyhow::Result<()> {
                 let to = args.location();
                 let store = to.open().await?;
                 let stdin = std::io::stdin();
-                let summary = crate::db::transfer::import(&*store, stdin.lock()).await?;
+                let summary = wharf_server::db::transfer::import(&*store, stdin.lock()).await?;
                 eprintln!("imported into {to}: {summary}");
                 Ok(())
             }
@@ -101,9 +101,9 @@ pub fn run(cmd: DbCommand) -> anyhow::Result<()> {
 }
 
 /// A record of an export as it may be shown: its secrets masked by the rule
-/// of [`crate::secrets`].
+/// of [`wharf_server::secrets`].
 fn masked(r: Record) -> Record {
-    use crate::secrets::{MASK, mask_publication, mask_repo};
+    use wharf_server::secrets::{MASK, mask_publication, mask_repo};
     match r {
         Record::User(mut u) => {
             if u.password_hash.is_some() {
@@ -113,7 +113,7 @@ fn masked(r: Record) -> Record {
         }
         Record::Repository(repo) => Record::Repository(mask_repo(repo)),
         Record::Publication(p) => Record::Publication(mask_publication(p)),
-        Record::Listener(l) => Record::Listener(crate::secrets::mask_listener(&l)),
+        Record::Listener(l) => Record::Listener(wharf_server::secrets::mask_listener(&l)),
         r => r,
     }
 }
@@ -121,7 +121,7 @@ fn masked(r: Record) -> Record {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::{Listener, Publication, Repository, Target, User, UserSource};
+    use wharf_server::db::{Listener, Publication, Repository, Target, User, UserSource};
 
     /// Every kind of record with a secret, masked as a default export shows
     /// it (the export and the refused import run against the real binary
@@ -154,7 +154,7 @@ mod tests {
             plugin: "docker".into(),
             name: "my/app".into(),
             repo_id: repo.id.clone(),
-            index: crate::digest::Digest::of(b"index"),
+            index: wharf_server::digest::Digest::of(b"index"),
             config: serde_json::json!({"token": "publication-token"}),
             published_at: "t".into(),
             blobs: vec![],
@@ -187,7 +187,10 @@ mod tests {
             ] {
                 assert!(!after.contains(secret), "{secret} in {after}");
             }
-            assert!(after.contains(crate::secrets::MASK), "{before} -> {after}");
+            assert!(
+                after.contains(wharf_server::secrets::MASK),
+                "{before} -> {after}"
+            );
             assert_ne!(before, after);
         }
     }

@@ -1,14 +1,13 @@
 //! The `wharf` command line: the server's own commands (`serve`,
 //! `worker`, `bench`, `fsck`, `db`, `config check`; [`server`], [`db`]) and
-//! the admin client's (crate `wharf-cli`, re-exported here), in one command
-//! tree.
+//! the admin client's (crate `wharf-cli`), in one command tree.
 
 pub mod db;
 pub mod server;
 
-pub use wharf_cli::{
-    GlobalArgs, Session, api, auth, client, config, docker, event, group, orphan, output, plugin,
-    progress, publish_docker, repo, status, task, upload,
+use wharf_cli::{
+    GlobalArgs, Session, auth, config, docker, event, orphan, output, plugin, publish_docker, repo,
+    status, task,
 };
 
 use clap::{CommandFactory, FromArgMatches as _, Parser, Subcommand};
@@ -28,10 +27,10 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the server: admin API under /api/v1 and the plugins' routes (/v2/ for Docker).
-    Serve(crate::config::ServeConfig),
+    Serve(wharf_server::config::ServeConfig),
     /// Run tasks taken from RabbitMQ (--broker) against the shared metadata
     /// store and blob directory, without serving HTTP.
-    Worker(crate::config::ServeConfig),
+    Worker(wharf_server::config::ServeConfig),
     /// Measure the plugin runtime and server start (figures for docs/benchmarks.md).
     #[command(subcommand)]
     Bench(server::Bench),
@@ -144,10 +143,10 @@ fn parse() -> anyhow::Result<Cli> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let mut cmd = Cli::command();
     if let Some(sub) = server_subcommand(&args)
-        && let Some(file) = crate::config::file_from_args(&args)
+        && let Some(file) = wharf_server::config::file_from_args(&args)
     {
-        let settings = crate::config::read_file(&file)?;
-        let with_file = crate::config::with_file_defaults(
+        let settings = wharf_server::config::read_file(&file)?;
+        let with_file = wharf_server::config::with_file_defaults(
             cmd.find_subcommand(sub).expect("defined above").clone(),
             &settings,
         )

@@ -23,7 +23,7 @@ pub struct FsckArgs {
 /// Re-hash every blob; corrupt blobs are a failure (exit status 1) even when
 /// removed, so a script notices.
 pub fn fsck(args: FsckArgs, format: OutputFormat) -> anyhow::Result<()> {
-    let report = crate::fsck::run(&args.data_dir, args.remove_corrupt)?;
+    let report = wharf_server::fsck::run(&args.data_dir, args.remove_corrupt)?;
     match format {
         OutputFormat::Json => output::print_json(&report),
         OutputFormat::Table => {
@@ -83,45 +83,45 @@ pub enum Bench {
     },
 }
 
-pub fn serve(cfg: crate::config::ServeConfig) -> anyhow::Result<()> {
+pub fn serve(cfg: wharf_server::config::ServeConfig) -> anyhow::Result<()> {
     let rt = runtime(cfg.log_format)?;
-    let outcome = rt.block_on(crate::server::serve(cfg));
+    let outcome = rt.block_on(wharf_server::server::serve(cfg));
     // Connections still open after the shutdown timeout and blocking work
     // (a plugin call, a blob write) must not hold the exit up.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     outcome
 }
 
-pub fn worker(cfg: crate::config::ServeConfig) -> anyhow::Result<()> {
-    runtime(cfg.log_format)?.block_on(crate::server::worker(cfg))
+pub fn worker(cfg: wharf_server::config::ServeConfig) -> anyhow::Result<()> {
+    runtime(cfg.log_format)?.block_on(wharf_server::server::worker(cfg))
 }
 
 pub fn bench(bench: Bench) -> anyhow::Result<()> {
-    let rt = runtime(crate::config::LogFormat::Text)?;
+    let rt = runtime(wharf_server::config::LogFormat::Text)?;
     match bench {
         Bench::Runtime {
             plugin,
             path,
             iterations,
-        } => rt.block_on(crate::bench::runtime(&plugin, &path, iterations)),
+        } => rt.block_on(wharf_server::bench::runtime(&plugin, &path, iterations)),
         Bench::Startup { plugin_dir, runs } => {
-            rt.block_on(crate::bench::startup(&plugin_dir, runs))
+            rt.block_on(wharf_server::bench::startup(&plugin_dir, runs))
         }
-        Bench::Store { units, repos } => rt.block_on(crate::bench::store(units, repos)),
+        Bench::Store { units, repos } => rt.block_on(wharf_server::bench::store(units, repos)),
     }
 }
 
 /// Logging (`WHARF_LOG` filter, to stderr, as text or JSON lines) and the
 /// async runtime the server runs on.
-fn runtime(format: crate::config::LogFormat) -> anyhow::Result<tokio::runtime::Runtime> {
+fn runtime(format: wharf_server::config::LogFormat) -> anyhow::Result<tokio::runtime::Runtime> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
         .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        crate::config::LogFormat::Text => logs.init(),
-        crate::config::LogFormat::Json => logs.json().with_current_span(true).init(),
+        wharf_server::config::LogFormat::Text => logs.init(),
+        wharf_server::config::LogFormat::Json => logs.json().with_current_span(true).init(),
     }
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -158,7 +158,7 @@ pub enum ConfigCommand {
 
 /// `wharf config check FILE`.
 pub fn config_check(file: &std::path::Path, format: OutputFormat) -> anyhow::Result<()> {
-    let settings = crate::config::check(file)?;
+    let settings = wharf_server::config::check(file)?;
     match format {
         OutputFormat::Json => output::print_json(&settings),
         OutputFormat::Table => {

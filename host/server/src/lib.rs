@@ -1,5 +1,6 @@
-//! Wharf: a content platform whose content types are sandboxed WebAssembly
-//! plugins. See `docs/architecture.md` for the map of this crate.
+//! The server: the services (repositories, uploads, tasks and jobs, events,
+//! access, the plugin API) and the HTTP layer over them, on the plugin
+//! runtime and the stores below. See `docs/architecture.md` for the map.
 
 // The lower layers, under the names the modules of this crate use.
 pub use wharf_core::{digest, ids, private_files};
@@ -9,7 +10,6 @@ pub use wharf_store::{blobs, db, sessions};
 pub mod app;
 pub mod auth;
 pub mod bench;
-pub mod cli;
 pub mod config;
 pub mod connections;
 pub mod events;
