@@ -50,8 +50,8 @@ mod reader;
 pub mod testing;
 
 pub use bindings::exports::wharf::plugin::plugin::{
-    Body, BodyTarget, ContentType, Failure, Guest, Info, Plan, Published, Request, ServeBlob,
-    WritePlan, Written,
+    Body, BodyTarget, ContentType, ErrorFormat, Failure, Guest, Info, Plan, Published, Refusal,
+    Request, ServeBlob, WritePlan, Written,
 };
 pub use bindings::wharf::plugin::blobs::{self, Source};
 pub use bindings::wharf::plugin::fetch;
@@ -64,7 +64,7 @@ pub use bindings::wharf::plugin::units::{self, Unit};
 pub use reader::SourceReader;
 
 /// The WIT package version this SDK was built against.
-pub const WIT_VERSION: &str = "0.3.0";
+pub const WIT_VERSION: &str = "0.4.0";
 
 /// Export a type implementing [`Guest`] as the plugin.
 #[macro_export]
@@ -86,6 +86,50 @@ impl Error {
     /// The input was malformed or hostile.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new("invalid-input", message)
+    }
+}
+
+impl ErrorFormat {
+    /// Wharf's neutral shape, the admin API's:
+    /// `{"error":{"code":"...","message":"..."}}` with each refusal's
+    /// kebab-case name as its code. Add codes with [`ErrorFormat::code`].
+    pub fn neutral() -> Self {
+        Self::json(r#"{"error":{"code":"{code}","message":"{message}"}}"#)
+    }
+
+    /// A JSON error body (`application/json`): `{code}` and `{message}` in
+    /// `template` are replaced by the host, escaped as inside a JSON string
+    /// (so write them between quotes). The template must contain
+    /// `{message}` and be at most 4 KiB, or the host refuses the plugin.
+    pub fn json(template: &str) -> Self {
+        ErrorFormat {
+            content_type: "application/json".to_string(),
+            template: template.to_string(),
+            codes: Vec::new(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// The content type's code for one of the host's refusals.
+    pub fn code(mut self, refusal: Refusal, code: &str) -> Self {
+        self.codes.retain(|(r, _)| *r != refusal);
+        self.codes.push((refusal, code.to_string()));
+        self
+    }
+
+    /// A header every error answer on the plugin's routes carries.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push(Header {
+            name: name.to_string(),
+            value: value.to_string(),
+        });
+        self
+    }
+}
+
+impl Default for ErrorFormat {
+    fn default() -> Self {
+        Self::neutral()
     }
 }
 

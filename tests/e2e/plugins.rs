@@ -298,3 +298,60 @@ fn the_sandbox_denies_files_sockets_other_hosts_and_foreign_units() {
         "{t}"
     );
 }
+
+/// What an anonymous client gets for `path`: status, headers and body.
+fn anonymous_get(s: &Server, path: &str) -> (u16, reqwest::header::HeaderMap, String) {
+    let r = anonymous_client().get(s.url(path)).send().unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.text().unwrap())
+}
+
+#[test]
+fn refusals_on_a_plugins_routes_come_in_its_error_format() {
+    let s = Server::start();
+    s.create_repo(json!({"id": "sec", "content_type": "file",
+        "distributor_config": {"base_path": "sec/f", "protected": true}}));
+    let t = s.repo_task("sec", "publish", json!({}));
+    assert_eq!(t["state"], "finished", "{t}");
+
+    // The file plugin's shape (the admin API's), its codes, no Docker header.
+    let file_error = |path: &str, want_status: u16, want_code: &str| {
+        let (status, headers, body) = anonymous_get(&s, path);
+        assert_eq!(status, want_status, "{path}: {body}");
+        assert_eq!(headers["content-type"], "application/json", "{path}");
+        assert!(
+            !headers.contains_key("docker-distribution-api-version"),
+            "{path}: {headers:?}"
+        );
+        assert!(
+            !body.contains("\"errors\""),
+            "{path}: Docker's envelope: {body}"
+        );
+        let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        assert_eq!(v["error"]["code"], want_code, "{path}: {body}");
+        assert!(v["error"]["message"].is_string(), "{body}");
+    };
+    // A host refusal: anonymous read of a protected repository.
+    file_error("/files/sec/f/PULP_MANIFEST", 401, "unauthenticated");
+    // A host refusal: a path that cannot be canonicalised.
+    file_error("/files/..%2F..%2Fetc%2Fpasswd", 400, "invalid-path");
+    // The plugin's own failure, in the same format.
+    file_error("/files/nothing/here.txt", 404, "not-found");
+
+    // The same refusals on /v2/ stay Docker's.
+    let docker_error = |path: &str, want_status: u16, want_code: &str| {
+        let (status, headers, body) = anonymous_get(&s, path);
+        assert_eq!(status, want_status, "{path}: {body}");
+        assert_eq!(headers["docker-distribution-api-version"], "registry/2.0");
+        let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        assert_eq!(v["errors"][0]["code"], want_code, "{path}: {body}");
+    };
+    docker_error("/v2/", 401, "UNAUTHORIZED");
+    docker_error(
+        "/v2/..%2F..%2Fetc%2Fpasswd/blobs/sha256:00",
+        400,
+        "NAME_INVALID",
+    );
+    docker_error("/v2/nothing/here/manifests/latest", 404, "NAME_UNKNOWN");
+}

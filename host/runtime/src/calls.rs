@@ -17,6 +17,8 @@ use crate::wit_repo;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+pub use crate::error_format::{ErrorFormat, Refusal, Rendered};
+
 /// A name/value pair: an HTTP header of a request or of a plan's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {

@@ -24,7 +24,7 @@ use wharf_core::digest::Digest;
 
 /// The contract this host implements.
 pub const CONTRACT_PACKAGE: &str = "wharf:plugin";
-pub const CONTRACT_VERSION: (u64, u64, u64) = (0, 3, 0);
+pub const CONTRACT_VERSION: (u64, u64, u64) = (0, 4, 0);
 
 /// How often the epoch advances; the granularity of deadlines and cancel.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -189,6 +189,7 @@ impl Runtime {
         let mut plugin = Plugin {
             name: "(loading)".into(),
             info: PluginInfo::default(),
+            errors: crate::error_format::ErrorFormat::neutral(),
             wasm_digest: digest,
             load: LoadStats {
                 from_cache,
@@ -214,6 +215,12 @@ impl Runtime {
             routes: info.routes,
         };
         plugin.validate_info()?;
+        plugin.errors = crate::error_format::ErrorFormat::from_wire(info.errors).map_err(|e| {
+            PluginError::Invalid(format!(
+                "plugin {} declares an error format the host cannot use: {e}",
+                plugin.info.name
+            ))
+        })?;
         plugin.content_types = plugin
             .info
             .content_types
@@ -322,6 +329,8 @@ struct Warm {
 pub struct Plugin {
     pub name: Arc<str>,
     pub info: PluginInfo,
+    /// How errors on the plugin's routes look (checked at load).
+    pub errors: crate::error_format::ErrorFormat,
     pub wasm_digest: Digest,
     /// The content types of `info`, shared with every instance.
     content_types: Arc<[String]>,

@@ -3,8 +3,8 @@
 //! plugin may reach ([`host`], with [`download`] and [`stream_source`] behind
 //! its imports, [`outbound`] the policy for every request the host makes for
 //! it, [`visibility`] and [`publications`] what it may see), the set of
-//! loaded plugins ([`Plugins`]), and the typed calls of a plugin's exports
-//! ([`calls`]).
+//! loaded plugins ([`Plugins`]), the typed calls of a plugin's exports
+//! ([`calls`]), and how errors on a plugin's routes look ([`error_format`]).
 //!
 //! Layer 3: depends on `wharf-core` and `wharf-store` only. The generated
 //! bindings (`bindings`) are this crate's alone: the crates above call a
@@ -14,6 +14,7 @@ pub mod admission;
 pub mod calls;
 pub mod download;
 pub mod engine;
+pub mod error_format;
 pub mod host;
 pub mod outbound;
 pub mod publications;

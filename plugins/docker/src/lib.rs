@@ -59,6 +59,7 @@ impl Guest for DockerPlugin {
                 description: "Docker and OCI container images".to_string(),
             }],
             routes: vec!["/v2/".to_string()],
+            errors: routes::error_format(),
         }
     }
 

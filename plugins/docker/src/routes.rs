@@ -6,7 +6,9 @@ use crate::manifest::essence;
 use crate::reference::{is_valid_digest, is_valid_name, is_valid_tag};
 use std::rc::Rc;
 use wharf_sdk::publications::Publication;
-use wharf_sdk::{Body, Failure, Header, Plan, Repository, Request, ServeBlob, percent};
+use wharf_sdk::{
+    Body, ErrorFormat, Failure, Header, Plan, Refusal, Repository, Request, ServeBlob, percent,
+};
 
 /// Manifests up to this size are answered inline from the instance's cache
 /// (no file open or read in the host per request); larger ones are served
@@ -61,6 +63,24 @@ pub enum Route {
         name: String,
         id: String,
     },
+}
+
+/// The Docker Registry HTTP API's error envelope and codes, for the host's
+/// refusals on `/v2/` and for this plugin's own failures.
+pub fn error_format() -> ErrorFormat {
+    ErrorFormat::json(r#"{"errors":[{"code":"{code}","message":"{message}","detail":{}}]}"#)
+        .code(Refusal::NameInvalid, "NAME_INVALID")
+        .code(Refusal::Unauthorized, "UNAUTHORIZED")
+        .code(Refusal::Denied, "DENIED")
+        .code(Refusal::NameUnknown, "NAME_UNKNOWN")
+        .code(Refusal::BlobUnknown, "BLOB_UNKNOWN")
+        .code(Refusal::UploadInvalid, "BLOB_UPLOAD_INVALID")
+        .code(Refusal::UploadUnknown, "BLOB_UPLOAD_UNKNOWN")
+        .code(Refusal::TooLarge, "SIZE_INVALID")
+        .code(Refusal::TooManyRequests, "TOOMANYREQUESTS")
+        .code(Refusal::Unavailable, "UNAVAILABLE")
+        .code(Refusal::Internal, "UNKNOWN")
+        .header("Docker-Distribution-API-Version", "registry/2.0")
 }
 
 pub fn failure(status: u16, code: &str, message: impl Into<String>) -> Failure {

@@ -59,6 +59,7 @@ impl Guest for FilePlugin {
                 description: "Files described by a PULP_MANIFEST (name,sha256,size)".to_string(),
             }],
             routes: vec![routes::ROUTE.to_string()],
+            errors: routes::error_format(),
         }
     }
 

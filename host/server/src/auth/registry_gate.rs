@@ -26,11 +26,12 @@
 //! `a/manifests`) resolves to the longest, and the plugin, which parses
 //! `a`, finds nothing.
 
-use super::registry_token::{Claims, SERVICE, registry_error};
+use super::registry_token::{Claims, SERVICE, refusal};
 use super::{AuthError, Credentials, Principal, parse_authorization};
 use crate::app::App;
 use crate::db::Operation;
 use crate::ids::RepoId;
+use crate::plugins::calls::Refusal;
 use crate::plugins::runtime::Plugin;
 use crate::visibility::Reader;
 use axum::body::Body;
@@ -149,10 +150,10 @@ pub async fn admit(
     };
     let rest = path.get(prefix.len()..).unwrap_or("");
     let challenge = |scope: Option<String>, error: Option<&str>| {
-        unauthorized(app, method, headers, scope, error)
+        unauthorized(app, plugin, method, headers, scope, error)
     };
     if rest.is_empty() {
-        return match caller(app, method, headers, addr).await? {
+        return match caller(app, plugin, method, headers, addr).await? {
             Caller::Anonymous => Err(challenge(None, None)),
             c => Ok(Admitted::new(app, None, c)),
         };
@@ -167,7 +168,7 @@ pub async fn admit(
         // A public read needs nobody; credentials sent anyway (a catalog
         // of what this caller may read) count when they are valid.
         let who = if headers.contains_key(header::AUTHORIZATION) {
-            caller(app, method, headers, addr)
+            caller(app, plugin, method, headers, addr)
                 .await
                 .unwrap_or(Caller::Anonymous)
         } else {
@@ -183,7 +184,7 @@ pub async fn admit(
         )
     });
     let repos: Vec<String> = target.iter().map(|(_, r)| r.clone()).collect();
-    match caller(app, method, headers, addr).await? {
+    match caller(app, plugin, method, headers, addr).await? {
         Caller::Anonymous => Err(challenge(scope, None)),
         Caller::Token(claims) => {
             let ok = match &target {
@@ -211,9 +212,10 @@ pub async fn admit(
             } else {
                 Err(head_safe(
                     method,
-                    registry_error(
+                    refusal(
+                        &plugin.errors,
                         StatusCode::FORBIDDEN,
-                        "DENIED",
+                        Refusal::Denied,
                         &format!(
                             "user {} may not {action} here: requested access to the resource is denied",
                             p.login
@@ -227,6 +229,7 @@ pub async fn admit(
 
 async fn caller(
     app: &App,
+    plugin: &Plugin,
     method: &Method,
     headers: &HeaderMap,
     addr: Option<IpAddr>,
@@ -239,6 +242,7 @@ async fn caller(
                 Some(c) => Ok(Caller::Token(c)),
                 None => Err(unauthorized(
                     app,
+                    plugin,
                     method,
                     headers,
                     None,
@@ -253,6 +257,7 @@ async fn caller(
         Ok(None) => Ok(Caller::Anonymous),
         Err(AuthError::Unauthenticated(_)) => Err(unauthorized(
             app,
+            plugin,
             method,
             headers,
             None,
@@ -284,9 +289,10 @@ fn realm(app: &App, headers: &HeaderMap) -> String {
     format!("{base}/api/v1/registry/token")
 }
 
-/// 401 with the Docker token challenge.
+/// 401 with the token challenge, in the plugin's error format.
 fn unauthorized(
     app: &App,
+    plugin: &Plugin,
     method: &Method,
     headers: &HeaderMap,
     scope: Option<String>,
@@ -309,14 +315,15 @@ fn unauthorized(
         Some(_) => "authentication required: the credentials are invalid or expired",
         None => "authentication required",
     };
-    let mut r = registry_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message);
+    let mut r = refusal(
+        &plugin.errors,
+        StatusCode::UNAUTHORIZED,
+        Refusal::Unauthorized,
+        message,
+    );
     if let Ok(v) = HeaderValue::try_from(challenge) {
         r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
-    r.headers_mut().insert(
-        "docker-distribution-api-version",
-        HeaderValue::from_static("registry/2.0"),
-    );
     head_safe(method, r)
 }
 

@@ -12,10 +12,11 @@
 
 use super::{AuthError, ClientAddr, Principal, percent, registry_gate};
 use crate::app::App;
+use crate::plugins::calls::{ErrorFormat, Refusal, Rendered};
 use anyhow::Context as _;
 use axum::Json;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -149,10 +150,38 @@ pub struct TokenResponse {
     issued_at: String,
 }
 
-/// A registry-style error body (`{"errors": [...]}`), as Docker clients print it.
-pub fn registry_error(status: StatusCode, code: &str, message: &str) -> Response {
+/// An error of the token endpoint (`{"errors": [...]}`): the endpoint
+/// speaks the Docker token protocol, whose clients print this shape. It is
+/// the host's own endpoint, not a plugin's route; refusals on a plugin's
+/// routes use the plugin's format ([`refusal`]).
+fn registry_error(status: StatusCode, code: &str, message: &str) -> Response {
     let body = serde_json::json!({"errors": [{"code": code, "message": message, "detail": null}]});
     (status, Json(body)).into_response()
+}
+
+/// A refusal on a plugin's routes, in the plugin's error format (its code
+/// for `kind`, its envelope and headers).
+pub fn refusal(format: &ErrorFormat, status: StatusCode, kind: Refusal, message: &str) -> Response {
+    rendered(status, format.refusal(kind, message))
+}
+
+/// An error answer rendered in a plugin's format.
+pub fn rendered(status: StatusCode, r: Rendered<'_>) -> Response {
+    let mut resp = (status, r.body).into_response();
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::try_from(r.content_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    // Checked at load: valid names and values.
+    for (name, value) in r.headers {
+        if let (Ok(k), Ok(v)) = (
+            header::HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) {
+            h.insert(k, v);
+        }
+    }
+    resp
 }
 
 /// `repository:NAME:pull,push` → (NAME, actions); other resource types are ignored.

@@ -7,11 +7,16 @@
 //! bounded by what the gate admitted (`plugins::host::ResolveCall`), and a
 //! plan that serves a blob the admitted repository does not serve is
 //! refused here.
+//!
+//! Every error on a plugin's routes, the host's refusals as much as the
+//! plugin's own `error` plans, is rendered in the plugin's error format
+//! (`calls::ErrorFormat`, declared by its `describe`): the host knows no
+//! content type's envelope, codes or headers.
 
 use crate::app::App;
-use crate::auth::registry_token::registry_error;
+use crate::auth::registry_token::{refusal, rendered};
 use crate::digest::Digest;
-use crate::plugins::calls::{Header, Plan, Request};
+use crate::plugins::calls::{ErrorFormat, Header, Plan, Refusal, Request};
 use crate::plugins::host::ResolveCall;
 use crate::plugins::runtime::PluginError;
 use crate::visibility::Served;
@@ -45,7 +50,19 @@ pub async fn dispatch(
     let path = match crate::auth::canonical::canonical_path(uri.path()) {
         Ok(p) => p,
         Err(e) => {
-            let refused = registry_error(StatusCode::BAD_REQUEST, "NAME_INVALID", &e.to_string());
+            // The raw path's plugin, if its route prefixes it; else the
+            // host's own format.
+            let format = app
+                .plugins
+                .for_path(uri.path())
+                .map(|p| p.errors.clone())
+                .unwrap_or_default();
+            let refused = refusal(
+                &format,
+                StatusCode::BAD_REQUEST,
+                Refusal::NameInvalid,
+                &e.to_string(),
+            );
             return unread_body_closes(&method, head_safe(&method, refused));
         }
     };
@@ -63,10 +80,11 @@ pub async fn dispatch(
     };
     // What the admitted repository serves: the only blobs this request
     // may see or be answered with.
-    let served = match admitted_publication(&app, &plugin.info.name, &admitted).await {
-        Ok(s) => s,
-        Err(resp) => return unread_body_closes(&method, head_safe(&method, resp)),
-    };
+    let served =
+        match admitted_publication(&app, &plugin.info.name, &plugin.errors, &admitted).await {
+            Ok(s) => s,
+            Err(resp) => return unread_body_closes(&method, head_safe(&method, resp)),
+        };
     let scope = ResolveCall {
         admitted: served.clone(),
         write: !matches!(method, Method::GET | Method::HEAD),
@@ -108,7 +126,16 @@ pub async fn dispatch(
                 Ok(plan) => plan,
                 Err(resp) => return unread_body_closes(&method, head_safe(&method, resp)),
             };
-            execute(&app, &method, &headers, plan, served.as_deref(), &|_| false).await
+            execute(
+                &app,
+                &plugin.errors,
+                &method,
+                &headers,
+                plan,
+                served.as_deref(),
+                &|_| false,
+            )
+            .await
         }
         Ok(plan) => {
             // A client checks a blob it just pushed with HEAD before any
@@ -125,9 +152,18 @@ pub async fn dispatch(
                         .iter()
                         .any(|id| (admitted.reader)(id))
             };
-            execute(&app, &method, &headers, plan, served.as_deref(), &pushed).await
+            execute(
+                &app,
+                &plugin.errors,
+                &method,
+                &headers,
+                plan,
+                served.as_deref(),
+                &pushed,
+            )
+            .await
         }
-        Err(e) => plugin_failure(e),
+        Err(e) => head_safe(&method, plugin_failure(&plugin.errors, e)),
     }
 }
 
@@ -135,6 +171,7 @@ pub async fn dispatch(
 async fn admitted_publication(
     app: &App,
     plugin: &str,
+    errors: &ErrorFormat,
     admitted: &crate::auth::registry_gate::Admitted,
 ) -> Result<Option<Arc<Served>>, Response> {
     let Some(repo) = &admitted.repository else {
@@ -154,9 +191,10 @@ async fn admitted_publication(
         .map(Some)
         .map_err(|e| {
             tracing::error!(repo, "reading what the publication serves: {e}");
-            registry_error(
+            refusal(
+                errors,
                 StatusCode::SERVICE_UNAVAILABLE,
-                "UNAVAILABLE",
+                Refusal::Unavailable,
                 "the metadata store is not answering; try again",
             )
         })
@@ -180,19 +218,18 @@ fn head_safe(method: &Method, mut resp: Response) -> Response {
     resp
 }
 
-pub(crate) fn plugin_failure(e: PluginError) -> Response {
+pub(crate) fn plugin_failure(errors: &ErrorFormat, e: PluginError) -> Response {
     tracing::warn!("registry request failed: {e}");
     // Every instance taken: the client should come back, not give up.
-    let (status, code, retry_after) = match e {
+    let (status, kind, retry_after) = match e {
         PluginError::Busy { .. } => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "TOOMANYREQUESTS",
+            Refusal::TooManyRequests,
             Some("1"),
         ),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", None),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, Refusal::Internal, None),
     };
-    let body = serde_json::json!({"errors": [{"code": code, "message": e.to_string(), "detail": {"reason": e.code()}}]});
-    let mut resp = (status, axum::Json(body)).into_response();
+    let mut resp = refusal(errors, status, kind, &e.to_string());
     if let Some(secs) = retry_after {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static(secs));
@@ -224,6 +261,7 @@ fn add_headers(resp: &mut Response, headers: &[Header]) {
 
 async fn execute(
     app: &App,
+    errors: &ErrorFormat,
     method: &Method,
     req_headers: &HeaderMap,
     plan: Plan,
@@ -268,12 +306,7 @@ async fn execute(
         Plan::Error(f) => {
             let status =
                 StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let body = serde_json::json!({"errors": [{"code": f.code, "message": f.message, "detail": {}}]});
-            let mut resp = (status, axum::Json(body)).into_response();
-            if *method == Method::HEAD {
-                *resp.body_mut() = Body::empty();
-            }
-            resp
+            head_safe(method, rendered(status, errors.render(&f.code, &f.message)))
         }
         Plan::Write(_) => plain(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -283,9 +316,20 @@ async fn execute(
             // The trust rule: only what the admitted repository serves.
             Ok(d) if !served.is_some_and(|s| s.contains(&d)) && !pushed(&d) => {
                 tracing::warn!(digest = %d, repo = ?served.map(|s| &s.repo), "plugin planned to serve a blob the admitted repository does not serve; refused");
-                blob_unknown(method, &d)
+                blob_unknown(errors, method, &d)
             }
-            Ok(d) => serve_blob(app, method, req_headers, &d, &b.media_type, &b.headers).await,
+            Ok(d) => {
+                serve_blob(
+                    app,
+                    errors,
+                    method,
+                    req_headers,
+                    &d,
+                    &b.media_type,
+                    &b.headers,
+                )
+                .await
+            }
             Err(e) => {
                 tracing::error!("plugin asked to serve {e}");
                 plain(
@@ -297,11 +341,15 @@ async fn execute(
     }
 }
 
-fn blob_unknown(method: &Method, d: &Digest) -> Response {
-    let body = serde_json::json!({"errors": [{"code": "BLOB_UNKNOWN", "message": format!("blob {d} is not stored"), "detail": {}}]});
+fn blob_unknown(errors: &ErrorFormat, method: &Method, d: &Digest) -> Response {
     head_safe(
         method,
-        (StatusCode::NOT_FOUND, axum::Json(body)).into_response(),
+        refusal(
+            errors,
+            StatusCode::NOT_FOUND,
+            Refusal::BlobUnknown,
+            &format!("blob {d} is not stored"),
+        ),
     )
 }
 
@@ -334,6 +382,7 @@ pub(crate) fn parse_range(v: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
 
 async fn serve_blob(
     app: &App,
+    errors: &ErrorFormat,
     method: &Method,
     req_headers: &HeaderMap,
     d: &Digest,
@@ -344,7 +393,7 @@ async fn serve_blob(
         Ok(f) => tokio::fs::File::from_std(f),
         Err(e) => {
             tracing::error!("publication names {d}, which cannot be opened: {e}");
-            return blob_unknown(method, d);
+            return blob_unknown(errors, method, d);
         }
     };
     let len = match file.metadata().await {

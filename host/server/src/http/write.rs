@@ -15,12 +15,12 @@
 
 use crate::app::App;
 use crate::auth::registry_gate::Admitted;
-use crate::auth::registry_token::registry_error;
+use crate::auth::registry_token::refusal;
 use crate::blobs::leases::Holder;
 use crate::db::{Progress, Repository, TaskState};
 use crate::http::registry::plugin_failure;
 use crate::jobs::Job;
-use crate::plugins::calls::{BodyTarget, Plan, Request, WritePlan, Written};
+use crate::plugins::calls::{BodyTarget, ErrorFormat, Plan, Refusal, Request, WritePlan, Written};
 use crate::plugins::host::TaskCall;
 use crate::plugins::runtime::Plugin;
 use crate::sessions::{Owner, SessionError, SessionId};
@@ -50,23 +50,23 @@ pub(crate) fn range_start(headers: &HeaderMap) -> Result<Option<u64>, String> {
         .ok_or_else(|| format!("cannot parse Content-Range {text:?}; send START-END"))
 }
 
-fn session_failure(e: SessionError, location: Option<&str>) -> Response {
-    let (status, code) = match &e {
+fn session_failure(errors: &ErrorFormat, e: SessionError, location: Option<&str>) -> Response {
+    let (status, kind) = match &e {
         SessionError::WrongOffset { .. } => {
-            (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID")
+            (StatusCode::RANGE_NOT_SATISFIABLE, Refusal::UploadInvalid)
         }
         SessionError::TooLarge { .. } | SessionError::BlobTooLarge { .. } => {
-            (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID")
+            (StatusCode::PAYLOAD_TOO_LARGE, Refusal::TooLarge)
         }
-        SessionError::Unknown(_) => (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
-        SessionError::Busy(_) => (StatusCode::CONFLICT, "BLOB_UPLOAD_INVALID"),
-        SessionError::Body(_) => (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
+        SessionError::Unknown(_) => (StatusCode::NOT_FOUND, Refusal::UploadUnknown),
+        SessionError::Busy(_) => (StatusCode::CONFLICT, Refusal::UploadInvalid),
+        SessionError::Body(_) => (StatusCode::BAD_REQUEST, Refusal::UploadInvalid),
         SessionError::Blob(_) | SessionError::Io(_) => {
             tracing::error!("upload session: {e}");
-            (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN")
+            (StatusCode::INTERNAL_SERVER_ERROR, Refusal::Internal)
         }
     };
-    let mut r = registry_error(status, code, &e.to_string());
+    let mut r = refusal(errors, status, kind, &e.to_string());
     // Where to resume: the session's range, and its address.
     if let SessionError::WrongOffset { len, .. } = e {
         let range = format!("0-{}", len.saturating_sub(1));
@@ -79,6 +79,16 @@ fn session_failure(e: SessionError, location: Option<&str>) -> Response {
     r
 }
 
+/// A 500 in the plugin's format.
+fn internal(errors: &ErrorFormat, e: impl std::fmt::Display) -> Response {
+    refusal(
+        errors,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Refusal::Internal,
+        &e.to_string(),
+    )
+}
+
 /// The repository a write plan names, checked against the plugin and the gate.
 async fn target(
     app: &App,
@@ -86,10 +96,12 @@ async fn target(
     admitted: &Admitted,
     id: &str,
 ) -> Result<Repository, Response> {
+    let errors = &plugin.errors;
     let unknown = || {
-        registry_error(
+        refusal(
+            errors,
             StatusCode::NOT_FOUND,
-            "NAME_UNKNOWN",
+            Refusal::NameUnknown,
             &format!("repository {id} does not exist"),
         )
     };
@@ -98,7 +110,7 @@ async fn target(
         .store
         .get_repo(&repo_id)
         .await
-        .map_err(|e| registry_error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", &e.to_string()))?
+        .map_err(|e| internal(errors, e))?
         .ok_or_else(unknown)?;
     if !plugin
         .info
@@ -112,9 +124,10 @@ async fn target(
     if let Some(checked) = &admitted.repository
         && checked != id
     {
-        return Err(registry_error(
+        return Err(refusal(
+            errors,
             StatusCode::FORBIDDEN,
-            "DENIED",
+            Refusal::Denied,
             &format!("access was checked for repository {checked}, not {id}"),
         ));
     }
@@ -131,6 +144,7 @@ pub async fn run(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Plan, Response> {
+    let errors = &plugin.errors;
     let repo = target(app, plugin, &admitted, &plan.repository).await?;
     let owner = Owner {
         plugin: plugin.info.name.clone(),
@@ -145,27 +159,30 @@ pub async fn run(
         BodyTarget::NewSession => {
             let id = sessions
                 .create(&owner)
-                .map_err(|e| session_failure(e.into(), None))?;
+                .map_err(|e| session_failure(errors, e.into(), None))?;
             if let Err(e) = sessions
                 .append(id, body.into_data_stream(), None, plan.max_body, max_blob)
                 .await
             {
                 sessions.abort(&id);
-                return Err(session_failure(e, None));
+                return Err(session_failure(errors, e, None));
             }
             (Some(id), true)
         }
         BodyTarget::Session(name) => {
             let id = sessions
                 .find(name, &owner.plugin, Some(&owner.repository))
-                .ok_or_else(|| session_failure(SessionError::Unknown(name.clone()), None))?;
-            let start = range_start(headers)
-                .map_err(|m| registry_error(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", &m))?;
+                .ok_or_else(|| {
+                    session_failure(errors, SessionError::Unknown(name.clone()), None)
+                })?;
+            let start = range_start(headers).map_err(|m| {
+                refusal(errors, StatusCode::BAD_REQUEST, Refusal::UploadInvalid, &m)
+            })?;
             // Chunks add up to one blob: `append` counts what it holds.
             sessions
                 .append(id, body.into_data_stream(), start, plan.max_body, max_blob)
                 .await
-                .map_err(|e| session_failure(e, Some(&req.path)))?;
+                .map_err(|e| session_failure(errors, e, Some(&req.path)))?;
             (Some(id), false)
         }
     };
@@ -197,9 +214,7 @@ pub async fn run(
         app.store
             .apply_changes(&repo.id, &changes)
             .await
-            .map_err(|e| {
-                registry_error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", &e.to_string())
-            })?;
+            .map_err(|e| internal(errors, e))?;
         if written.publish {
             publish_now(app, &repo).await;
         }
@@ -223,13 +238,12 @@ async fn call_write(
         Some(reader),
     );
     let session = session.map(|s| s.to_string());
+    let errors = &plugin.errors;
     let plugin = plugin.clone();
     let outcome = tokio::task::spawn_blocking(move || plugin.write(call, &req, session.as_deref()))
         .await
-        .map_err(|e| {
-            registry_error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", &e.to_string())
-        })?;
-    let staged = outcome.map_err(plugin_failure)?;
+        .map_err(|e| internal(errors, e))?;
+    let staged = outcome.map_err(|e| plugin_failure(errors, e))?;
     Ok((staged.answer, staged.call.changes, staged.call.leases))
 }
 

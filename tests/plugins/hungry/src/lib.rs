@@ -20,6 +20,7 @@ impl Guest for Hungry {
                 description: "test plugin whose resolve allocates without bound".into(),
             }],
             routes: vec!["/test/hungry/".into()],
+            errors: wharf_sdk::ErrorFormat::neutral(),
         }
     }
 

@@ -9,7 +9,7 @@ wit_bindgen::generate!({
 });
 
 use exports::wharf::plugin::plugin::{
-    ContentType, Failure, Guest, Info, Plan, Published, Request, Written,
+    ContentType, ErrorFormat, Failure, Guest, Info, Plan, Published, Request, Written,
 };
 use wharf::plugin::blobs::Source;
 use wharf::plugin::types::{Error, Repository, Summary};
@@ -33,6 +33,12 @@ impl Guest for Incompatible {
                 description: "test plugin built against wharf:plugin@1.0.0".into(),
             }],
             routes: vec!["/test/incompatible/".into()],
+            errors: ErrorFormat {
+                content_type: "application/json".into(),
+                template: r#"{"error":{"code":"{code}","message":"{message}"}}"#.into(),
+                codes: Vec::new(),
+                headers: Vec::new(),
+            },
         }
     }
 

@@ -17,6 +17,7 @@ impl Guest for Looping {
                 description: "test plugin whose resolve loops forever".into(),
             }],
             routes: vec!["/test/looping/".into()],
+            errors: wharf_sdk::ErrorFormat::neutral(),
         }
     }
 

@@ -31,6 +31,7 @@ impl Guest for Snoop {
                 description: "sandbox probe".into(),
             }],
             routes: vec!["/test/snoop/".into()],
+            errors: wharf_sdk::ErrorFormat::neutral(),
         }
     }
 

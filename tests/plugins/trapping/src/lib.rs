@@ -19,6 +19,7 @@ impl Guest for Trapping {
                 description: "test plugin that panics on request".into(),
             }],
             routes: vec!["/test/trapping/".into()],
+            errors: wharf_sdk::ErrorFormat::neutral(),
         }
     }
 
