@@ -78,7 +78,7 @@ pub struct RepoFilter {
 #[derive(Debug, Default)]
 pub struct TaskFilter {
     pub state: Option<TaskState>,
-    pub kind: Option<String>,
+    pub kind: Option<wharf_store::db::TaskKind>,
     pub repository: Option<RepoId>,
     pub limit: u32,
 }
@@ -280,7 +280,7 @@ impl Client {
             q.push(("state", s.as_str().to_string()));
         }
         if let Some(k) = &filter.kind {
-            q.push(("kind", k.clone()));
+            q.push(("kind", k.to_string()));
         }
         if let Some(r) = &filter.repository {
             q.push(("repository", r.to_string()));

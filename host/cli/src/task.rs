@@ -19,9 +19,9 @@ pub enum TaskCommand {
         /// Only tasks working on this repository.
         #[arg(long)]
         repo_id: Option<RepoId>,
-        /// Only tasks of this kind (import, sync, publish, copy, delete).
+        /// Only tasks of this kind (import, sync, publish, copy, delete, orphans).
         #[arg(long)]
-        kind: Option<String>,
+        kind: Option<wharf_store::db::TaskKind>,
         /// At most this many (the server caps it at 1000).
         #[arg(long, default_value_t = 100)]
         limit: u32,
@@ -100,7 +100,7 @@ pub fn run(s: &Session, cmd: TaskCommand) -> anyhow::Result<()> {
                         .map(|t| {
                             vec![
                                 t.id.to_string(),
-                                t.kind.clone(),
+                                t.kind.to_string(),
                                 t.state.as_str().to_string(),
                                 repositories(t),
                                 output::time(&t.created_at),
@@ -211,7 +211,7 @@ fn result_lines(result: &serde_json::Value) -> Vec<(String, String)> {
 fn print_task(t: &Task) {
     let mut rows: Vec<(&str, String)> = vec![
         ("Task", t.id.to_string()),
-        ("Kind", t.kind.clone()),
+        ("Kind", t.kind.to_string()),
         ("State", t.state.as_str().to_string()),
         ("Repository", repositories(t)),
         ("Worker", t.worker.clone().unwrap_or_default()),

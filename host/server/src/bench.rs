@@ -172,7 +172,7 @@ pub async fn startup(plugin_dir: &Path, runs: usize) -> anyhow::Result<()> {
 /// Copy of 10,000 units between repositories and listing 10,000
 /// repositories, on the embedded store.
 pub async fn store(units: usize, repos: usize) -> anyhow::Result<()> {
-    use crate::db::{RepoQuery, Repository, Store, Unit, UnitChange, now};
+    use crate::db::{RepoQuery, Repository, RepositoryStore as _, Unit, UnitChange, now};
     let dir = tempfile::tempdir()?;
     let store = SqliteStore::open(&dir.path().join("wharf.db"))?;
     let repo = |id: String| Repository {

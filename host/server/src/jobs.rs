@@ -4,7 +4,7 @@
 
 use crate::app::App;
 use crate::blobs::leases::Holder;
-use crate::db::{Publication, Repository, now};
+use crate::db::{Publication, Repository, TaskKind, now};
 use crate::ids::{RepoId, UploadId};
 use crate::plugins::calls::{Staged, Summary, TaskAnswer};
 use crate::plugins::host::{SourceHandle, TaskCall, origin};
@@ -60,14 +60,14 @@ pub enum Job {
 }
 
 impl Job {
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> TaskKind {
         match self {
-            Job::Import { .. } | Job::ImportStream { .. } => "import",
-            Job::Sync { .. } => "sync",
-            Job::Publish { .. } => "publish",
-            Job::Copy { .. } => "copy",
-            Job::Delete { .. } => "delete",
-            Job::Orphans { .. } => "orphans",
+            Job::Import { .. } | Job::ImportStream { .. } => TaskKind::Import,
+            Job::Sync { .. } => TaskKind::Sync,
+            Job::Publish { .. } => TaskKind::Publish,
+            Job::Copy { .. } => TaskKind::Copy,
+            Job::Delete { .. } => TaskKind::Delete,
+            Job::Orphans { .. } => TaskKind::Orphans,
         }
     }
 

@@ -86,6 +86,7 @@ async fn first_start_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::AccessStore as _;
     use std::os::unix::fs::PermissionsExt as _;
 
     #[tokio::test(flavor = "multi_thread")]

@@ -1,7 +1,7 @@
 //! `/api/v1/tasks`: list, show, cancel.
 
 use crate::app::App;
-use crate::db::{Task, TaskQuery, TaskState};
+use crate::db::{Task, TaskKind, TaskQuery, TaskState};
 use crate::http::error::{ApiError, ApiErrorBody, ApiResult};
 use crate::ids::TaskId;
 use axum::Json;
@@ -20,7 +20,8 @@ pub fn routes() -> axum::Router<Arc<App>> {
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 struct ListQuery {
     state: Option<TaskState>,
-    kind: Option<String>,
+    #[param(value_type = Option<String>)]
+    kind: Option<TaskKind>,
     repository: Option<String>,
     limit: Option<u32>,
 }

@@ -200,7 +200,7 @@ impl Tasks {
             let q = TaskQuery {
                 state: Some(state),
                 // With a broker only streaming imports can be bound.
-                kind: self.is_brokered().then(|| "import".to_string()),
+                kind: self.is_brokered().then_some(crate::db::TaskKind::Import),
                 limit: 100_000,
                 ..Default::default()
             };
@@ -232,7 +232,7 @@ impl Tasks {
     ) -> Result<Task, crate::db::StoreError> {
         let task = Task {
             id: TaskId::new(),
-            kind: job.kind().to_string(),
+            kind: job.kind(),
             state: TaskState::Waiting,
             locks: job.locks(),
             worker,
@@ -372,7 +372,7 @@ impl Tasks {
             .unwrap()
             .insert(task.id, (record.clone(), cancel.clone()));
         let _ = self.store.update_live_task(&task).await;
-        crate::metrics::task_started(&task.kind);
+        crate::metrics::task_started(task.kind.as_str());
         let started = Instant::now();
         let result = if cancel.load(Ordering::Relaxed) {
             Err(TaskFailure::new("canceled before it started", "canceled"))
@@ -390,7 +390,7 @@ impl Tasks {
         self.finish(&record, result, cancel.load(Ordering::Relaxed))
             .await;
         let state = record.lock().unwrap().state;
-        crate::metrics::task_ended(&task.kind, state.as_str(), started.elapsed());
+        crate::metrics::task_ended(task.kind.as_str(), state.as_str(), started.elapsed());
     }
 
     /// Progress from the job updates the live record and, at most every

@@ -288,7 +288,7 @@ async fn publications(s: &dyn Store) {
 async fn tasks_and_uploads(s: &dyn Store) {
     let mut t = Task {
         id: TaskId::new(),
-        kind: "publish".into(),
+        kind: TaskKind::Publish,
         state: TaskState::Waiting,
         locks: vec!["repository:r1".into()],
         worker: None,

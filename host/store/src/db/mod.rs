@@ -1,11 +1,13 @@
 //! The metadata store: repositories, content units and their associations,
 //! publications, tasks, uploads, and users, roles, permissions and login
-//! tokens, behind one trait.
+//! tokens. A trait per aggregate ([`RepositoryStore`], [`TaskStore`],
+//! [`UploadStore`], [`AccessStore`], [`EventStore`], [`PluginStore`]);
+//! [`Store`] is all of them in one backend, which is what the server holds.
 //!
 //! [`sqlite::SqliteStore`] is the embedded default (one file in the data
 //! directory); [`mongo::MongoStore`] is the scale-out backend that several
 //! nodes share (`--db mongodb://…`). Every backend passes the same
-//! conformance suite ([`conformance`]); the trait is shaped for a document
+//! conformance suite ([`conformance`]); the traits are shaped for a document
 //! database: no joins are required of the caller, and every multi-record
 //! change is one call (one transaction). [`transfer`] moves everything from
 //! one backend to another (`wharf db export` / `wharf db import`).
@@ -196,6 +198,66 @@ impl TaskState {
     }
 }
 
+/// What a task does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    /// Uploaded or streamed content into a repository.
+    Import,
+    /// A repository's feed mirrored.
+    Sync,
+    /// A repository's content made visible to clients.
+    Publish,
+    /// Units copied between repositories.
+    Copy,
+    /// A repository deleted.
+    Delete,
+    /// Content no repository holds removed.
+    Orphans,
+}
+
+impl TaskKind {
+    pub const ALL: [TaskKind; 6] = [
+        TaskKind::Import,
+        TaskKind::Sync,
+        TaskKind::Publish,
+        TaskKind::Copy,
+        TaskKind::Delete,
+        TaskKind::Orphans,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Import => "import",
+            TaskKind::Sync => "sync",
+            TaskKind::Publish => "publish",
+            TaskKind::Copy => "copy",
+            TaskKind::Delete => "delete",
+            TaskKind::Orphans => "orphans",
+        }
+    }
+}
+
+impl std::fmt::Display for TaskKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for TaskKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        TaskKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                let all: Vec<&str> = TaskKind::ALL.iter().map(|k| k.as_str()).collect();
+                format!("unknown task kind {s:?}: one of {}", all.join(", "))
+            })
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Progress {
     pub items_done: u64,
@@ -215,8 +277,7 @@ pub struct TaskError {
 pub struct Task {
     #[schema(value_type = String)]
     pub id: TaskId,
-    /// `import`, `sync`, `publish`, `copy`, `delete`, `orphans`.
-    pub kind: String,
+    pub kind: TaskKind,
     pub state: TaskState,
     /// Resources the task locks (e.g. `repository:app`).
     pub locks: Vec<String>,
@@ -382,7 +443,7 @@ pub struct RepoQuery {
 #[derive(Debug, Clone, Default)]
 pub struct TaskQuery {
     pub state: Option<TaskState>,
-    pub kind: Option<String>,
+    pub kind: Option<TaskKind>,
     pub lock: Option<String>,
     pub limit: u32,
 }
@@ -409,24 +470,24 @@ pub struct InstalledPlugin {
     pub changed_at: String,
 }
 
+/// Repositories, their content (units and their associations),
+/// publications and repository groups.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Which backend this is: `"sqlite"` or `"mongodb"` (reported by
-    /// `/api/v1/status` as `storage.db.backend`).
-    fn backend(&self) -> &'static str;
-
-    /// A cheap round trip, for readiness.
-    async fn ping(&self) -> StoreResult<()>;
-
+pub trait RepositoryStore: Send + Sync {
     async fn create_repo(&self, repo: &Repository) -> StoreResult<()>;
+
     async fn get_repo(&self, id: &RepoId) -> StoreResult<Option<Repository>>;
+
     async fn update_repo(&self, repo: &Repository) -> StoreResult<()>;
+
     /// Delete a repository, its associations and its publications.
     async fn delete_repo(&self, id: &RepoId) -> StoreResult<bool>;
+
     async fn list_repos(&self, q: &RepoQuery) -> StoreResult<Vec<Repository>>;
 
     /// Apply staged changes atomically: all of them or none.
     async fn apply_changes(&self, repo: &RepoId, changes: &[UnitChange]) -> StoreResult<()>;
+
     /// Units of `unit_type` associated with `repo`, in key order after `after`.
     async fn list_units(
         &self,
@@ -435,14 +496,17 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<Unit>>;
+
     async fn get_unit(
         &self,
         repo: &RepoId,
         unit_type: &str,
         key: &str,
     ) -> StoreResult<Option<Unit>>;
+
     /// Number of associated units per type.
     async fn count_units(&self, repo: &RepoId) -> StoreResult<BTreeMap<String, u64>>;
+
     /// Copy associations (never bytes); returns how many were new in `to`.
     async fn copy_units(
         &self,
@@ -450,63 +514,94 @@ pub trait Store: Send + Sync + 'static {
         to: &RepoId,
         unit_types: &[String],
     ) -> StoreResult<u64>;
+
     /// Delete units no repository references; returns how many.
     async fn remove_orphan_units(&self) -> StoreResult<u64>;
+
     /// Every blob some unit references.
     async fn referenced_blobs(&self) -> StoreResult<Vec<Digest>>;
+
     /// Every blob the units associated with `repo` reference: what the
     /// repository may serve (see `visibility`).
     async fn repo_blobs(&self, repo: &RepoId) -> StoreResult<Vec<Digest>>;
+
     /// The repositories some unit of which references `blob`.
     async fn repos_holding_blob(&self, blob: &Digest) -> StoreResult<Vec<RepoId>>;
 
     /// Replace the publication of `p.repo_id` for `p.plugin`.
     async fn put_publication(&self, p: &Publication) -> StoreResult<()>;
+
     async fn list_publications(&self) -> StoreResult<Vec<Publication>>;
 
+    /// Create a group; its members must exist.
+    async fn create_group(&self, g: &Group) -> StoreResult<()>;
+
+    async fn get_group(&self, id: &RepoId) -> StoreResult<Option<Group>>;
+
+    /// Replace a group's fields and members.
+    async fn update_group(&self, g: &Group) -> StoreResult<()>;
+
+    async fn delete_group(&self, id: &RepoId) -> StoreResult<bool>;
+
+    /// Groups in id order; with `notes`, only groups having all of them.
+    async fn list_groups(&self, notes: &Notes) -> StoreResult<Vec<Group>>;
+}
+
+/// Tasks: their records, live progress and cancel requests.
+#[async_trait::async_trait]
+pub trait TaskStore: Send + Sync {
     async fn put_task(&self, t: &Task) -> StoreResult<()>;
+
     /// Write a task that has not ended yet (progress, start), keeping a cancel
     /// request already recorded. Returns false, writing nothing, if the
     /// stored task already ended: a late progress write never undoes an end.
     async fn update_live_task(&self, t: &Task) -> StoreResult<bool>;
+
     /// Record a cancel request if the task has not ended; false otherwise.
     async fn request_task_cancel(&self, id: &TaskId) -> StoreResult<bool>;
+
     async fn get_task(&self, id: &TaskId) -> StoreResult<Option<Task>>;
+
     async fn list_tasks(&self, q: &TaskQuery) -> StoreResult<Vec<Task>>;
+}
 
-    /// Create a group; its members must exist.
-    async fn create_group(&self, g: &Group) -> StoreResult<()>;
-    async fn get_group(&self, id: &RepoId) -> StoreResult<Option<Group>>;
-    /// Replace a group's fields and members.
-    async fn update_group(&self, g: &Group) -> StoreResult<()>;
-    async fn delete_group(&self, id: &RepoId) -> StoreResult<bool>;
-    /// Groups in id order; with `notes`, only groups having all of them.
-    async fn list_groups(&self, notes: &Notes) -> StoreResult<Vec<Group>>;
-
-    async fn put_listener(&self, l: &crate::db::Listener) -> StoreResult<()>;
-    async fn list_listeners(&self) -> StoreResult<Vec<crate::db::Listener>>;
-    async fn delete_listener(&self, id: &str) -> StoreResult<bool>;
-
+/// Resumable uploads (the records; the bytes are in the data directory).
+#[async_trait::async_trait]
+pub trait UploadStore: Send + Sync {
     async fn put_upload(&self, u: &Upload) -> StoreResult<()>;
-    async fn get_upload(&self, id: &UploadId) -> StoreResult<Option<Upload>>;
-    async fn delete_upload(&self, id: &UploadId) -> StoreResult<bool>;
 
+    async fn get_upload(&self, id: &UploadId) -> StoreResult<Option<Upload>>;
+
+    async fn delete_upload(&self, id: &UploadId) -> StoreResult<bool>;
+}
+
+/// Users, roles, permissions and login tokens.
+#[async_trait::async_trait]
+pub trait AccessStore: Send + Sync {
     /// Create a user; its roles must exist.
     async fn create_user(&self, u: &User) -> StoreResult<()>;
+
     async fn get_user(&self, login: &str) -> StoreResult<Option<User>>;
+
     /// Replace a user's fields and roles; the roles must exist.
     async fn update_user(&self, u: &User) -> StoreResult<()>;
+
     /// Delete a user with its memberships, permissions and tokens.
     async fn delete_user(&self, login: &str) -> StoreResult<bool>;
+
     /// Users in login order.
     async fn list_users(&self) -> StoreResult<Vec<User>>;
 
     async fn create_role(&self, r: &Role) -> StoreResult<()>;
+
     async fn get_role(&self, id: &str) -> StoreResult<Option<Role>>;
+
     /// Delete a role with its memberships and permissions.
     async fn delete_role(&self, id: &str) -> StoreResult<bool>;
+
     /// Roles in id order.
     async fn list_roles(&self) -> StoreResult<Vec<Role>>;
+
     /// Add (`member`) or remove a user from a role; returns whether anything
     /// changed. Both must exist.
     async fn set_role_member(&self, role: &str, login: &str, member: bool) -> StoreResult<bool>;
@@ -519,6 +614,7 @@ pub trait Store: Send + Sync + 'static {
         resource: &str,
         ops: &[Operation],
     ) -> StoreResult<Permission>;
+
     /// Remove operations (the permission goes when none is left); returns
     /// whether anything changed.
     async fn revoke(
@@ -527,22 +623,56 @@ pub trait Store: Send + Sync + 'static {
         resource: &str,
         ops: &[Operation],
     ) -> StoreResult<bool>;
+
     /// The permissions of the given subjects (all when empty), by subject and resource.
     async fn list_permissions(&self, subjects: &[Subject]) -> StoreResult<Vec<Permission>>;
 
     /// Store a token; its user must exist.
     async fn put_token(&self, t: &ApiToken) -> StoreResult<()>;
+
     async fn get_token(&self, hash: &str) -> StoreResult<Option<ApiToken>>;
+
     async fn delete_token(&self, hash: &str) -> StoreResult<bool>;
+
     /// Delete every token of a user; returns how many.
     async fn delete_user_tokens(&self, login: &str) -> StoreResult<u64>;
+
     /// Delete tokens that expired before `now` (Unix seconds); returns how many.
     async fn delete_expired_tokens(&self, now: u64) -> StoreResult<u64>;
+}
 
+/// Event listeners.
+#[async_trait::async_trait]
+pub trait EventStore: Send + Sync {
+    async fn put_listener(&self, l: &crate::db::Listener) -> StoreResult<()>;
+
+    async fn list_listeners(&self) -> StoreResult<Vec<crate::db::Listener>>;
+
+    async fn delete_listener(&self, id: &str) -> StoreResult<bool>;
+}
+
+/// Installs and removals of plugins, which every node reconciles with.
+#[async_trait::async_trait]
+pub trait PluginStore: Send + Sync {
     /// Record the install or removal of a plugin (one record per name).
     async fn put_installed_plugin(&self, p: &InstalledPlugin) -> StoreResult<()>;
+
     /// Every plugin record, by name.
     async fn list_installed_plugins(&self) -> StoreResult<Vec<InstalledPlugin>>;
+}
+
+/// The whole metadata store: one backend holding every aggregate. Code
+/// that needs one aggregate names its trait (`TaskStore`, ...).
+#[async_trait::async_trait]
+pub trait Store:
+    RepositoryStore + TaskStore + UploadStore + AccessStore + EventStore + PluginStore + 'static
+{
+    /// Which backend this is: `"sqlite"` or `"mongodb"` (reported by
+    /// `/api/v1/status` as `storage.db.backend`).
+    fn backend(&self) -> &'static str;
+
+    /// A cheap round trip, for readiness.
+    async fn ping(&self) -> StoreResult<()>;
 }
 
 /// Now, as RFC 3339 UTC.

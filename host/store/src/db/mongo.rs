@@ -253,7 +253,7 @@ async fn find_all(
 fn task_doc(t: &Task) -> StoreResult<Document> {
     Ok(doc! {
         "_id": t.id.to_string(),
-        "kind": &t.kind,
+        "kind": t.kind.as_str(),
         "state": t.state.as_str(),
         "locks": &t.locks,
         "cancel_requested": t.cancel_requested,
@@ -567,7 +567,10 @@ impl Store for MongoStore {
         self.db.run_command(doc! {"ping": 1}).await?;
         Ok(())
     }
+}
 
+#[async_trait::async_trait]
+impl RepositoryStore for MongoStore {
     async fn create_repo(&self, repo: &Repository) -> StoreResult<()> {
         let d = doc! {
             "_id": repo.id.as_str(),
@@ -1018,6 +1021,36 @@ impl Store for MongoStore {
         Ok(docs.iter().map(from_doc).collect::<MResult<_>>()?)
     }
 
+    async fn create_group(&self, g: &Group) -> StoreResult<()> {
+        self.write_group(g, true).await
+    }
+
+    async fn get_group(&self, id: &RepoId) -> StoreResult<Option<Group>> {
+        let d = self.c.groups.find_one(doc! {"_id": id.as_str()}).await?;
+        Ok(d.map(|d| read_group(&d)).transpose()?)
+    }
+
+    async fn update_group(&self, g: &Group) -> StoreResult<()> {
+        self.write_group(g, false).await
+    }
+
+    async fn delete_group(&self, id: &RepoId) -> StoreResult<bool> {
+        let r = self.c.groups.delete_one(doc! {"_id": id.as_str()}).await?;
+        Ok(r.deleted_count > 0)
+    }
+
+    async fn list_groups(&self, notes: &Notes) -> StoreResult<Vec<Group>> {
+        let mut filter = doc! {};
+        if let Some(n) = notes_filter(notes) {
+            filter.insert("notes", n);
+        }
+        let docs = all_by_id(&self.c.groups, filter).await?;
+        Ok(docs.iter().map(read_group).collect::<MResult<_>>()?)
+    }
+}
+
+#[async_trait::async_trait]
+impl TaskStore for MongoStore {
     async fn put_task(&self, t: &Task) -> StoreResult<()> {
         self.c
             .tasks
@@ -1029,7 +1062,7 @@ impl Store for MongoStore {
 
     async fn update_live_task(&self, t: &Task) -> StoreResult<bool> {
         let mut set = doc! {
-            "kind": &t.kind,
+            "kind": t.kind.as_str(),
             "state": t.state.as_str(),
             "locks": &t.locks,
             "doc": to_json(t)?,
@@ -1072,7 +1105,7 @@ impl Store for MongoStore {
             filter.insert("state", s.as_str());
         }
         if let Some(k) = &q.kind {
-            filter.insert("kind", k);
+            filter.insert("kind", k.as_str());
         }
         if let Some(l) = &q.lock {
             filter.insert("locks", l);
@@ -1089,58 +1122,10 @@ impl Store for MongoStore {
             .await?;
         Ok(docs.iter().map(read_task).collect::<MResult<_>>()?)
     }
+}
 
-    async fn create_group(&self, g: &Group) -> StoreResult<()> {
-        self.write_group(g, true).await
-    }
-
-    async fn get_group(&self, id: &RepoId) -> StoreResult<Option<Group>> {
-        let d = self.c.groups.find_one(doc! {"_id": id.as_str()}).await?;
-        Ok(d.map(|d| read_group(&d)).transpose()?)
-    }
-
-    async fn update_group(&self, g: &Group) -> StoreResult<()> {
-        self.write_group(g, false).await
-    }
-
-    async fn delete_group(&self, id: &RepoId) -> StoreResult<bool> {
-        let r = self.c.groups.delete_one(doc! {"_id": id.as_str()}).await?;
-        Ok(r.deleted_count > 0)
-    }
-
-    async fn list_groups(&self, notes: &Notes) -> StoreResult<Vec<Group>> {
-        let mut filter = doc! {};
-        if let Some(n) = notes_filter(notes) {
-            filter.insert("notes", n);
-        }
-        let docs = all_by_id(&self.c.groups, filter).await?;
-        Ok(docs.iter().map(read_group).collect::<MResult<_>>()?)
-    }
-
-    async fn put_listener(&self, l: &crate::db::Listener) -> StoreResult<()> {
-        self.c
-            .listeners
-            .replace_one(doc! {"_id": &l.id}, doc! {"_id": &l.id, "doc": to_json(l)?})
-            .upsert(true)
-            .await?;
-        Ok(())
-    }
-
-    async fn list_listeners(&self) -> StoreResult<Vec<crate::db::Listener>> {
-        let docs = all_by_id(&self.c.listeners, doc! {}).await?;
-        Ok(docs.iter().map(from_doc).collect::<MResult<_>>()?)
-    }
-
-    async fn delete_listener(&self, id: &str) -> StoreResult<bool> {
-        Ok(self
-            .c
-            .listeners
-            .delete_one(doc! {"_id": id})
-            .await?
-            .deleted_count
-            > 0)
-    }
-
+#[async_trait::async_trait]
+impl UploadStore for MongoStore {
     async fn put_upload(&self, u: &Upload) -> StoreResult<()> {
         let id = u.id.to_string();
         self.c
@@ -1169,7 +1154,10 @@ impl Store for MongoStore {
             .deleted_count
             > 0)
     }
+}
 
+#[async_trait::async_trait]
+impl AccessStore for MongoStore {
     async fn create_user(&self, u: &User) -> StoreResult<()> {
         self.write_user(u, true).await
     }
@@ -1502,7 +1490,37 @@ impl Store for MongoStore {
             .await?
             .deleted_count)
     }
+}
 
+#[async_trait::async_trait]
+impl EventStore for MongoStore {
+    async fn put_listener(&self, l: &crate::db::Listener) -> StoreResult<()> {
+        self.c
+            .listeners
+            .replace_one(doc! {"_id": &l.id}, doc! {"_id": &l.id, "doc": to_json(l)?})
+            .upsert(true)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_listeners(&self) -> StoreResult<Vec<crate::db::Listener>> {
+        let docs = all_by_id(&self.c.listeners, doc! {}).await?;
+        Ok(docs.iter().map(from_doc).collect::<MResult<_>>()?)
+    }
+
+    async fn delete_listener(&self, id: &str) -> StoreResult<bool> {
+        Ok(self
+            .c
+            .listeners
+            .delete_one(doc! {"_id": id})
+            .await?
+            .deleted_count
+            > 0)
+    }
+}
+
+#[async_trait::async_trait]
+impl PluginStore for MongoStore {
     async fn put_installed_plugin(&self, p: &InstalledPlugin) -> StoreResult<()> {
         self.c
             .plugins

@@ -392,7 +392,10 @@ impl Store for SqliteStore {
         self.run(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
             .await
     }
+}
 
+#[async_trait::async_trait]
+impl RepositoryStore for SqliteStore {
     async fn create_repo(&self, repo: &Repository) -> StoreResult<()> {
         let repo = repo.clone();
         self.run(move |c| {
@@ -723,90 +726,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn put_task(&self, t: &Task) -> StoreResult<()> {
-        let t = t.clone();
-        self.run(move |c| {
-            c.execute(
-                "INSERT OR REPLACE INTO tasks (id, kind, state, doc) VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    t.id.to_string(),
-                    t.kind,
-                    t.state.as_str(),
-                    serde_json::to_string(&t)?
-                ],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn update_live_task(&self, t: &Task) -> StoreResult<bool> {
-        let t = t.clone();
-        self.run(move |c| {
-            let n = c.execute(
-                "UPDATE tasks SET state = ?2,
-                     doc = json_set(?3, '$.cancel_requested',
-                         json(CASE WHEN json_extract(doc, '$.cancel_requested') THEN 'true' ELSE ?4 END))
-                 WHERE id = ?1 AND state IN ('waiting', 'running')",
-                params![
-                    t.id.to_string(),
-                    t.state.as_str(),
-                    serde_json::to_string(&t)?,
-                    if t.cancel_requested { "true" } else { "false" }
-                ],
-            )?;
-            Ok(n > 0)
-        })
-        .await
-    }
-
-    async fn request_task_cancel(&self, id: &TaskId) -> StoreResult<bool> {
-        let id = id.to_string();
-        self.run(move |c| {
-            let n = c.execute(
-                "UPDATE tasks SET doc = json_set(doc, '$.cancel_requested', json('true'))
-                 WHERE id = ?1 AND state IN ('waiting', 'running')",
-                [id],
-            )?;
-            Ok(n > 0)
-        })
-        .await
-    }
-
-    async fn get_task(&self, id: &TaskId) -> StoreResult<Option<Task>> {
-        let id = id.to_string();
-        self.run(move |c| {
-            let doc: Option<String> = c
-                .query_row("SELECT doc FROM tasks WHERE id = ?1", [id], |r| r.get(0))
-                .optional()?;
-            Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
-        })
-        .await
-    }
-
-    async fn list_tasks(&self, q: &TaskQuery) -> StoreResult<Vec<Task>> {
-        let q = q.clone();
-        self.run(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT doc FROM tasks WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR kind = ?2)
-                 ORDER BY id DESC",
-            )?;
-            let rows = stmt.query_map(params![q.state.map(|s| s.as_str()), q.kind], |r| r.get::<_, String>(0))?;
-            let mut out = Vec::new();
-            for doc in rows {
-                let t: Task = serde_json::from_str(&doc?)?;
-                if q.lock.as_ref().is_none_or(|l| t.locks.contains(l)) {
-                    out.push(t);
-                }
-                if out.len() >= q.limit.max(1) as usize {
-                    break;
-                }
-            }
-            Ok(out)
-        })
-        .await
-    }
-
     async fn create_group(&self, g: &Group) -> StoreResult<()> {
         let g = g.clone();
         self.run(move |c| {
@@ -867,37 +786,97 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
-    async fn put_listener(&self, l: &crate::db::Listener) -> StoreResult<()> {
-        let l = l.clone();
+#[async_trait::async_trait]
+impl TaskStore for SqliteStore {
+    async fn put_task(&self, t: &Task) -> StoreResult<()> {
+        let t = t.clone();
         self.run(move |c| {
             c.execute(
-                "INSERT OR REPLACE INTO listeners (id, doc) VALUES (?1, ?2)",
-                params![l.id, serde_json::to_string(&l)?],
+                "INSERT OR REPLACE INTO tasks (id, kind, state, doc) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    t.id.to_string(),
+                    t.kind.as_str(),
+                    t.state.as_str(),
+                    serde_json::to_string(&t)?
+                ],
             )?;
             Ok(())
         })
         .await
     }
 
-    async fn list_listeners(&self) -> StoreResult<Vec<crate::db::Listener>> {
-        self.run(|c| {
-            let mut stmt = c.prepare_cached("SELECT doc FROM listeners ORDER BY id")?;
+    async fn update_live_task(&self, t: &Task) -> StoreResult<bool> {
+        let t = t.clone();
+        self.run(move |c| {
+            let n = c.execute(
+                "UPDATE tasks SET state = ?2,
+                     doc = json_set(?3, '$.cancel_requested',
+                         json(CASE WHEN json_extract(doc, '$.cancel_requested') THEN 'true' ELSE ?4 END))
+                 WHERE id = ?1 AND state IN ('waiting', 'running')",
+                params![
+                    t.id.to_string(),
+                    t.state.as_str(),
+                    serde_json::to_string(&t)?,
+                    if t.cancel_requested { "true" } else { "false" }
+                ],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn request_task_cancel(&self, id: &TaskId) -> StoreResult<bool> {
+        let id = id.to_string();
+        self.run(move |c| {
+            let n = c.execute(
+                "UPDATE tasks SET doc = json_set(doc, '$.cancel_requested', json('true'))
+                 WHERE id = ?1 AND state IN ('waiting', 'running')",
+                [id],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn get_task(&self, id: &TaskId) -> StoreResult<Option<Task>> {
+        let id = id.to_string();
+        self.run(move |c| {
+            let doc: Option<String> = c
+                .query_row("SELECT doc FROM tasks WHERE id = ?1", [id], |r| r.get(0))
+                .optional()?;
+            Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+        })
+        .await
+    }
+
+    async fn list_tasks(&self, q: &TaskQuery) -> StoreResult<Vec<Task>> {
+        let q = q.clone();
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT doc FROM tasks WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR kind = ?2)
+                 ORDER BY id DESC",
+            )?;
+            let rows = stmt.query_map(params![q.state.map(|s| s.as_str()), q.kind.map(|k| k.as_str())], |r| r.get::<_, String>(0))?;
             let mut out = Vec::new();
-            for doc in stmt.query_map([], |r| r.get::<_, String>(0))? {
-                out.push(serde_json::from_str(&doc?)?);
+            for doc in rows {
+                let t: Task = serde_json::from_str(&doc?)?;
+                if q.lock.as_ref().is_none_or(|l| t.locks.contains(l)) {
+                    out.push(t);
+                }
+                if out.len() >= q.limit.max(1) as usize {
+                    break;
+                }
             }
             Ok(out)
         })
         .await
     }
+}
 
-    async fn delete_listener(&self, id: &str) -> StoreResult<bool> {
-        let id = id.to_string();
-        self.run(move |c| Ok(c.execute("DELETE FROM listeners WHERE id = ?1", [id])? > 0))
-            .await
-    }
-
+#[async_trait::async_trait]
+impl UploadStore for SqliteStore {
     async fn put_upload(&self, u: &Upload) -> StoreResult<()> {
         let u = u.clone();
         self.run(move |c| {
@@ -926,7 +905,10 @@ impl Store for SqliteStore {
         self.run(move |c| Ok(c.execute("DELETE FROM uploads WHERE id = ?1", [id])? > 0))
             .await
     }
+}
 
+#[async_trait::async_trait]
+impl AccessStore for SqliteStore {
     async fn create_user(&self, u: &User) -> StoreResult<()> {
         let u = u.clone();
         self.run(move |c| {
@@ -1210,7 +1192,43 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait::async_trait]
+impl EventStore for SqliteStore {
+    async fn put_listener(&self, l: &crate::db::Listener) -> StoreResult<()> {
+        let l = l.clone();
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO listeners (id, doc) VALUES (?1, ?2)",
+                params![l.id, serde_json::to_string(&l)?],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_listeners(&self) -> StoreResult<Vec<crate::db::Listener>> {
+        self.run(|c| {
+            let mut stmt = c.prepare_cached("SELECT doc FROM listeners ORDER BY id")?;
+            let mut out = Vec::new();
+            for doc in stmt.query_map([], |r| r.get::<_, String>(0))? {
+                out.push(serde_json::from_str(&doc?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_listener(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_string();
+        self.run(move |c| Ok(c.execute("DELETE FROM listeners WHERE id = ?1", [id])? > 0))
+            .await
+    }
+}
+
+#[async_trait::async_trait]
+impl PluginStore for SqliteStore {
     async fn put_installed_plugin(&self, p: &InstalledPlugin) -> StoreResult<()> {
         let p = p.clone();
         self.run(move |c| {

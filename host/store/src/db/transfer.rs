@@ -467,7 +467,7 @@ pub mod fixture {
         for state in [TaskState::Finished, TaskState::Running] {
             s.put_task(&Task {
                 id: TaskId::new(),
-                kind: "publish".into(),
+                kind: TaskKind::Publish,
                 state,
                 locks: vec!["repository:app".into()],
                 worker: None,
