@@ -201,18 +201,10 @@ impl Plugin {
         source: SourceHandle,
         params: &str,
     ) -> Result<Staged<TaskAnswer<Summary>>, PluginError> {
-        let repo = wit_repo(&call.repo);
-        self.call_task(
-            crate::admission::Share::Tasks,
-            call,
-            Some(cancel),
-            |p, s| {
-                let handle = s.data_mut().table.push(source)?;
-                p.wharf_plugin_plugin()
-                    .call_upload(s, &repo, handle, params)
-            },
-        )
-        .map(|staged| staged.map(task_answer))
+        self.task(call, cancel, |p, s, repo| {
+            let handle = s.data_mut().table.push(source)?;
+            p.wharf_plugin_plugin().call_upload(s, repo, handle, params)
+        })
     }
 
     /// Mirror the feed of the repository of `call`.
@@ -221,14 +213,9 @@ impl Plugin {
         call: TaskCall,
         cancel: Arc<AtomicBool>,
     ) -> Result<Staged<TaskAnswer<Summary>>, PluginError> {
-        let repo = wit_repo(&call.repo);
-        self.call_task(
-            crate::admission::Share::Tasks,
-            call,
-            Some(cancel),
-            |p, s| p.wharf_plugin_plugin().call_sync(s, &repo),
-        )
-        .map(|staged| staged.map(task_answer))
+        self.task(call, cancel, |p, s, repo| {
+            p.wharf_plugin_plugin().call_sync(s, repo)
+        })
     }
 
     /// Make the current content of the repository of `call` visible to
@@ -238,12 +225,29 @@ impl Plugin {
         call: TaskCall,
         cancel: Arc<AtomicBool>,
     ) -> Result<Staged<TaskAnswer<Published>>, PluginError> {
+        self.task(call, cancel, |p, s, repo| {
+            p.wharf_plugin_plugin().call_publish(s, repo)
+        })
+    }
+
+    /// One task export on an instance of the tasks' share, on the
+    /// repository of `call` as the plugin sees it, its answer converted.
+    fn task<W, T: From<W>>(
+        &self,
+        call: TaskCall,
+        cancel: Arc<AtomicBool>,
+        f: impl FnOnce(
+            &crate::bindings::ContentPlugin,
+            &mut wasmtime::Store<crate::host::HostState>,
+            &wire_types::Repository,
+        ) -> wasmtime::Result<Result<W, wire_types::Error>>,
+    ) -> Result<Staged<TaskAnswer<T>>, PluginError> {
         let repo = wit_repo(&call.repo);
         self.call_task(
             crate::admission::Share::Tasks,
             call,
             Some(cancel),
-            |p, s| p.wharf_plugin_plugin().call_publish(s, &repo),
+            |p, s| f(p, s, &repo),
         )
         .map(|staged| staged.map(task_answer))
     }
