@@ -682,7 +682,18 @@ pub fn now() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::DbLocation;
+    use super::{DbLocation, TaskKind};
+
+    #[test]
+    fn task_kinds_parse_back_and_an_unknown_one_names_the_known_ones() {
+        for k in TaskKind::ALL {
+            assert_eq!(k.as_str().parse::<TaskKind>(), Ok(k));
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        let err = "bogus".parse::<TaskKind>().unwrap_err();
+        assert!(err.contains("bogus") && err.contains("orphans"), "{err}");
+        assert!("Import".parse::<TaskKind>().is_err(), "kinds are lowercase");
+    }
 
     #[test]
     fn db_locations_parse_and_never_show_a_password() {
