@@ -229,6 +229,7 @@ fn path_of(route: &Route) -> String {
         Route::Blob { name, digest } => format!("/v2/{name}/blobs/{digest}"),
         Route::Uploads { name } => format!("/v2/{name}/blobs/uploads/"),
         Route::Upload { name, id } => format!("/v2/{name}/blobs/uploads/{id}"),
+        Route::Referrers { name, digest } => format!("/v2/{name}/referrers/{digest}"),
     }
 }
 
@@ -247,7 +248,8 @@ fn check_registry_path(bytes: &[u8]) -> Result<(), TestCaseError> {
         | Route::Manifest { name, .. }
         | Route::Blob { name, .. }
         | Route::Uploads { name }
-        | Route::Upload { name, .. } => Some(name),
+        | Route::Upload { name, .. }
+        | Route::Referrers { name, .. } => Some(name),
     };
     if let Some(name) = name {
         prop_assert!(is_valid_name(name), "route names repository {name:?}");
@@ -270,6 +272,7 @@ fn fuzz_registry_paths() {
         b"/blobs/",
         b"/blobs/uploads/",
         b"/tags/list",
+        b"/referrers/",
         b"_catalog",
         b"sha256:",
         b"%2F",
@@ -283,7 +286,7 @@ fn fuzz_registry_paths() {
     wharf_fuzz::run_matching(
         "registry-path",
         dictionary,
-        "(/v2)?(/([a-z0-9]|[._-]{1,2}|%[0-9a-fA-F]{2}|%){0,6}){0,5}(/manifests/|/blobs/|/tags/list|/blobs/uploads/?)?[a-zA-Z0-9:._%/-]{0,72}",
+        "(/v2)?(/([a-z0-9]|[._-]{1,2}|%[0-9a-fA-F]{2}|%){0,6}){0,5}(/manifests/|/blobs/|/tags/list|/blobs/uploads/?|/referrers/)?[a-zA-Z0-9:._%/-]{0,72}",
         check_registry_path,
     );
 }

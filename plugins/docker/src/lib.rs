@@ -13,6 +13,7 @@ mod model;
 mod publish;
 mod push;
 mod reference;
+mod referrers;
 mod routes;
 mod sync;
 mod upload;
@@ -60,6 +61,7 @@ impl Guest for DockerPlugin {
             }],
             routes: vec!["/v2/".to_string()],
             errors: routes::error_format(),
+            naming: routes::naming(),
         }
     }
 

@@ -35,6 +35,9 @@ pub struct Descriptor {
     pub platform: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// OCI 1.1: what kind of artifact the described manifest is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
 }
 
 impl Descriptor {
@@ -46,6 +49,7 @@ impl Descriptor {
             urls: Vec::new(),
             platform: None,
             annotations: BTreeMap::new(),
+            artifact_type: None,
         }
     }
 
@@ -72,9 +76,40 @@ pub enum Kind {
 pub struct Parsed {
     pub media_type: String,
     pub kind: Kind,
+    /// OCI 1.1 artifacts: the manifest this one refers to (a signature's,
+    /// an SBOM's image). It need not exist.
+    pub subject: Option<Descriptor>,
+    /// OCI 1.1 artifacts: the document's own `artifactType`.
+    pub artifact_type: Option<String>,
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl Parsed {
+    /// A document without the OCI 1.1 artifact fields.
+    pub fn plain(media_type: &str, kind: Kind) -> Self {
+        Parsed {
+            media_type: media_type.to_string(),
+            kind,
+            subject: None,
+            artifact_type: None,
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    /// What kind of artifact this is, as the referrers API reports it: the
+    /// document's `artifactType`, else an image manifest's config media type.
+    pub fn effective_artifact_type(&self) -> Option<String> {
+        let config_type = match &self.kind {
+            Kind::Image { config, .. } => Some(&config.media_type),
+            Kind::List { .. } => None,
+        };
+        self.artifact_type
+            .as_ref()
+            .or(config_type)
+            .filter(|t| !t.is_empty())
+            .cloned()
+    }
+
     /// Digests of everything this document references directly.
     pub fn children(&self) -> Vec<&Descriptor> {
         match &self.kind {
@@ -114,6 +149,10 @@ struct RawManifest {
     config: Option<Descriptor>,
     layers: Option<Vec<Descriptor>>,
     manifests: Option<Vec<Descriptor>>,
+    subject: Option<Descriptor>,
+    artifact_type: Option<String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
 }
 
 /// Parse a manifest or index. `declared` is what its referrer said it is (a
@@ -153,10 +192,17 @@ pub fn parse(bytes: &[u8], declared: Option<&str>) -> Result<Parsed, String> {
     } else {
         return Err(format!("unsupported manifest media type {media_type:?}"));
     };
-    let parsed = Parsed { media_type, kind };
+    let parsed = Parsed {
+        media_type,
+        kind,
+        subject: raw.subject,
+        artifact_type: raw.artifact_type.filter(|t| !t.is_empty()),
+        annotations: raw.annotations,
+    };
     if let Some(bad) = parsed
         .children()
         .into_iter()
+        .chain(&parsed.subject)
         .find(|d| !is_sha256_digest(&d.digest))
     {
         return Err(format!(

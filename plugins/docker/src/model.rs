@@ -1,13 +1,16 @@
 //! The unit model: what the plugin records in the host's unit store.
 //!
 //! - `blob`: key = digest; a config or layer.
-//! - `manifest`: key = digest; a manifest or index, listing every blob it needs.
+//! - `manifest`: key = digest; a manifest or index, listing every blob it
+//!   needs, and for OCI 1.1 artifacts its subject, artifact type and
+//!   annotations (what the referrers API answers with).
 //! - `tag`: key = `<name>@<manifest digest>`. Units are shared across
 //!   repositories, so the key carries the target; a repository holds one tag
 //!   unit per name, which [`set_tag`] maintains.
 
 use crate::manifest::{Kind, Parsed};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use wharf_sdk::host::Host;
 use wharf_sdk::{Error, Unit};
 
@@ -15,13 +18,17 @@ pub const BLOB: &str = "blob";
 pub const MANIFEST: &str = "manifest";
 pub const TAG: &str = "tag";
 
+/// Bytes of annotation keys and values a manifest unit keeps (the
+/// publication index repeats them for every referrer).
+pub const MAX_ANNOTATION_BYTES: usize = 16 << 10;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BlobMeta {
     pub media_type: String,
     pub size: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ManifestMeta {
     pub media_type: String,
     pub size: u64,
@@ -32,6 +39,16 @@ pub struct ManifestMeta {
     pub manifests: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<serde_json::Value>,
+    /// The digest of the manifest this one refers to (OCI `subject`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The `artifactType`, else an image manifest's config media type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// The document's annotations, in key order, at most
+    /// [`MAX_ANNOTATION_BYTES`] of them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl ManifestMeta {
@@ -55,8 +72,25 @@ impl ManifestMeta {
             layers,
             manifests,
             platform,
+            subject: parsed.subject.as_ref().map(|s| s.digest.clone()),
+            artifact_type: parsed.effective_artifact_type(),
+            annotations: bounded(&parsed.annotations),
         }
     }
+}
+
+/// Annotations in key order while their keys and values fit in
+/// [`MAX_ANNOTATION_BYTES`]; the rest are dropped.
+fn bounded(annotations: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut used = 0usize;
+    annotations
+        .iter()
+        .take_while(|(k, v)| {
+            used += k.len() + v.len();
+            used <= MAX_ANNOTATION_BYTES
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -166,11 +200,14 @@ pub fn set_tag<H: Host + ?Sized>(
     Ok(change)
 }
 
-/// Drop tag `name` from the current repository; false if it had none.
-pub fn remove_tag<H: Host + ?Sized>(host: &mut H, name: &str) -> Result<bool, Error> {
-    let mut removed = false;
+/// Drop tag `name` from the current repository: the manifest it pointed
+/// at, or `None` if it had no such tag.
+pub fn remove_tag<H: Host + ?Sized>(host: &mut H, name: &str) -> Result<Option<String>, Error> {
+    let mut removed = None;
     for unit in tags_named(host, name)? {
-        removed |= host.remove_unit(TAG, &unit.key)?;
+        if host.remove_unit(TAG, &unit.key)? {
+            removed = Some(tag_meta(&unit)?.manifest);
+        }
     }
     Ok(removed)
 }
@@ -196,13 +233,42 @@ mod tests {
             config: Some(d('c')),
             layers: vec![d('1'), d('2'), d('1')],
             manifests: vec![],
-            platform: None,
+            ..Default::default()
         };
         let u = manifest_unit(&d('m'), &meta);
         assert_eq!(u.blobs, vec![d('m'), d('c'), d('1'), d('2')]);
         let back: ManifestMeta = serde_json::from_str(&u.metadata).unwrap();
         assert_eq!(back, meta);
         assert!(!u.metadata.contains("platform"));
+        assert!(!u.metadata.contains("subject"), "{}", u.metadata);
+    }
+
+    #[test]
+    fn artifact_fields_are_recorded_and_annotations_bounded() {
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": crate::manifest::OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.example.sbom", "digest": d('c'), "size": 2},
+            "layers": [],
+            "subject": {"mediaType": crate::manifest::OCI_MANIFEST, "digest": d('f'), "size": 9},
+            "annotations": {"a": "1", "b": "x".repeat(MAX_ANNOTATION_BYTES), "c": "3"},
+        });
+        let parsed = crate::manifest::parse(manifest.to_string().as_bytes(), None).unwrap();
+        let meta = ManifestMeta::new(&parsed, 100, None);
+        assert_eq!(meta.subject, Some(d('f')));
+        // No artifactType: the config's media type stands for it.
+        assert_eq!(
+            meta.artifact_type.as_deref(),
+            Some("application/vnd.example.sbom")
+        );
+        assert_eq!(meta.annotations.keys().collect::<Vec<_>>(), ["a"]);
+        let back: ManifestMeta =
+            serde_json::from_str(&manifest_unit(&d('m'), &meta).metadata).unwrap();
+        assert_eq!(back, meta);
+        // Metadata written before these fields existed still reads.
+        let old: ManifestMeta =
+            serde_json::from_str(r#"{"media_type":"m","size":1,"config":null}"#).unwrap();
+        assert_eq!((old.subject, old.artifact_type), (None, None));
     }
 
     #[test]

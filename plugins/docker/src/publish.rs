@@ -142,7 +142,7 @@ mod tests {
             config: Some(c.clone()),
             layers: vec![l.clone()],
             manifests: vec![],
-            platform: None,
+            ..Default::default()
         };
         host.add_unit(&manifest_unit(&m, &meta)).unwrap();
         host.add_unit(&tag_unit("latest", &m)).unwrap();

@@ -7,17 +7,21 @@
 //! caller may change that repository, and calls `write` ([`write`]), which
 //! answers and records units. Blob bytes never enter the plugin: a finished
 //! upload is committed by the host, hashing as it goes.
+//!
+//! A write that changes units tells the host's event listeners what it did
+//! (`written.events`): a manifest PUT is `pushed`, a DELETE `deleted`.
 
 use crate::manifest::{self, Kind, MAX_MANIFEST};
 use crate::model::{self, MANIFEST, ManifestMeta, TAG};
 use crate::publish::{parse_config, registry_name};
 use crate::reference::{is_valid_digest, is_valid_name, is_valid_tag};
-use crate::routes::{Registry, Route, digest_header, failure, parse_path};
+use crate::referrers::SUBJECT_HEADER;
+use crate::routes::{Registry, Route, digest_header, digest_invalid, failure, parse_path};
 use wharf_sdk::host::{Host, Sessions};
 use wharf_sdk::percent::query_param;
 use wharf_sdk::{
-    Body, BodyTarget, Error, Failure, Header, Plan, Repository, Request, ServeBlob, WritePlan,
-    Written,
+    Body, BodyTarget, ContentAction, ContentEvent, Error, Failure, Header, Plan, Repository,
+    Request, WritePlan, Written,
 };
 
 /// Blob uploads have no size limit of their own: the host caps every
@@ -45,13 +49,19 @@ fn method_is(req: &Request, m: &str) -> bool {
     req.method.eq_ignore_ascii_case(m)
 }
 
-/// The repository a push to `name` changes: the published one, else the one
-/// whose `repo_registry_id` is `name`, else the repository whose id is `name`
-/// (its default registry name).
+/// The repository a push to `name` changes: the published one, else
+/// [`repository_named`] `name`.
 fn push_target<R: Registry>(registry: &mut R, name: &str) -> Result<String, Failure> {
     if let Some(p) = registry.lookup(name) {
         return Ok(p.repository_id);
     }
+    repository_named(registry, name)
+}
+
+/// The repository whose `repo_registry_id` is `name`, else the one whose id
+/// is `name` (its default registry name), published or not; `NAME_UNKNOWN`
+/// when there is none.
+pub fn repository_named<R: Registry>(registry: &mut R, name: &str) -> Result<String, Failure> {
     let found = registry.find_repositories("repo_registry_id", name);
     match found.as_slice() {
         [one] => return Ok(one.id.clone()),
@@ -146,20 +156,6 @@ pub fn plan<R: Registry>(registry: &mut R, req: &Request, route: Route) -> Resul
     }
 }
 
-/// `HEAD /v2/<name>/blobs/<digest>` for a blob stored but not (yet)
-/// published under `name`, when `name` is a repository one can push to: the
-/// host answers with the blob's length and no body. Only existence is told,
-/// as a cross-repository mount would tell it.
-pub fn pushed_blob_head<R: Registry>(registry: &mut R, name: &str, digest: &str) -> Option<Plan> {
-    registry.blob_size(digest)?;
-    push_target(registry, name).ok()?;
-    Some(Plan::Blob(ServeBlob {
-        digest: digest.to_string(),
-        media_type: "application/octet-stream".to_string(),
-        headers: digest_header(digest),
-    }))
-}
-
 /// `GET /v2/<name>/blobs/uploads/<id>`: how much of an upload arrived.
 pub fn upload_status<R: Registry>(registry: &mut R, name: &str, id: &str) -> Result<Plan, Failure> {
     let len = registry
@@ -205,18 +201,28 @@ pub fn write<H: Host + Sessions>(
 ) -> Written {
     match write_route(host, req, session) {
         Ok(Changed::No(plan)) => Written::answer(plan),
-        Ok(Changed::Yes(plan)) => Written {
+        Ok(Changed::Yes(plan, event)) => Written {
             plan,
             publish: auto_publish(repo),
+            events: vec![event],
         },
         Err(f) => Written::answer(Plan::Error(f)),
     }
 }
 
-/// Whether an answer changed the repository's units (and so may publish).
+/// Whether an answer changed the repository's units (and so may publish),
+/// and what it did, for the event listeners.
 enum Changed {
     No(Plan),
-    Yes(Plan),
+    Yes(Plan, ContentEvent),
+}
+
+fn event(action: ContentAction, reference: &str, digest: Option<String>) -> ContentEvent {
+    ContentEvent {
+        action,
+        reference: reference.to_string(),
+        digest,
+    }
 }
 
 fn host_failure(e: Error) -> Failure {
@@ -264,10 +270,14 @@ fn write_route<H: Host + Sessions>(
             }
         }
         Route::Manifest { name, reference } if method_is(req, "PUT") => {
-            put_manifest(host, req, &name, &reference, session()?).map(Changed::Yes)
+            let (plan, digest) = put_manifest(host, req, &name, &reference, session()?)?;
+            let pushed = event(ContentAction::Pushed, &reference, Some(digest));
+            Ok(Changed::Yes(plan, pushed))
         }
         Route::Manifest { name, reference } => {
-            delete_manifest(host, &name, &reference).map(Changed::Yes)
+            let digest = delete_manifest(host, &name, &reference)?;
+            let deleted = event(ContentAction::Deleted, &reference, Some(digest));
+            Ok(Changed::Yes(empty(202, Vec::new()), deleted))
         }
         _ => Err(unsupported(req, "this route")),
     }
@@ -281,11 +291,7 @@ fn commit_blob<H: Sessions>(
 ) -> Result<Plan, Failure> {
     if !is_valid_digest(digest) {
         host.abort(id);
-        return Err(failure(
-            400,
-            "DIGEST_INVALID",
-            format!("invalid digest {digest:?}"),
-        ));
+        return Err(digest_invalid(digest));
     }
     match host.commit(id, Some(digest)) {
         Ok(stored) => Ok(empty(201, blob_created(name, &stored))),
@@ -303,21 +309,18 @@ fn manifest_invalid(message: impl Into<String>) -> Failure {
     failure(400, "MANIFEST_INVALID", message)
 }
 
+/// Store and record a manifest; the answer and the manifest's digest.
 fn put_manifest<H: Host + Sessions>(
     host: &mut H,
     req: &Request,
     name: &str,
     reference: &str,
     session: &str,
-) -> Result<Plan, Failure> {
+) -> Result<(Plan, String), Failure> {
     let by_digest = reference.contains(':');
     if by_digest && !is_valid_digest(reference) {
         host.abort(session);
-        return Err(failure(
-            400,
-            "DIGEST_INVALID",
-            format!("invalid digest {reference:?}"),
-        ));
+        return Err(digest_invalid(reference));
     }
     if !by_digest && !is_valid_tag(reference) {
         host.abort(session);
@@ -414,10 +417,15 @@ fn put_manifest<H: Host + Sessions>(
     }
     let mut headers = digest_header(&digest);
     headers.push(header("Location", format!("/v2/{name}/manifests/{digest}")));
-    Ok(empty(201, headers))
+    if let Some(subject) = &parsed.subject {
+        headers.push(header(SUBJECT_HEADER, subject.digest.as_str()));
+    }
+    Ok((empty(201, headers), digest))
 }
 
-fn delete_manifest<H: Host>(host: &mut H, name: &str, reference: &str) -> Result<Plan, Failure> {
+/// Remove a manifest (by digest, with every tag on it) or a tag; the digest
+/// of the manifest it named.
+fn delete_manifest<H: Host>(host: &mut H, name: &str, reference: &str) -> Result<String, Failure> {
     let unknown = || {
         failure(
             404,
@@ -427,11 +435,7 @@ fn delete_manifest<H: Host>(host: &mut H, name: &str, reference: &str) -> Result
     };
     if reference.contains(':') {
         if !is_valid_digest(reference) {
-            return Err(failure(
-                400,
-                "DIGEST_INVALID",
-                format!("invalid digest {reference:?}"),
-            ));
+            return Err(digest_invalid(reference));
         }
         if !host
             .remove_unit(MANIFEST, reference)
@@ -454,11 +458,11 @@ fn delete_manifest<H: Host>(host: &mut H, name: &str, reference: &str) -> Result
                 format!("invalid tag {reference:?}"),
             ));
         }
-        if !model::remove_tag(host, reference).map_err(host_failure)? {
-            return Err(unknown());
-        }
+        return model::remove_tag(host, reference)
+            .map_err(host_failure)?
+            .ok_or_else(unknown);
     }
-    Ok(empty(202, Vec::new()))
+    Ok(reference.to_string())
 }
 
 #[cfg(test)]

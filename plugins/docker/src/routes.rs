@@ -1,13 +1,21 @@
-//! The registry side: Docker Registry HTTP API V2 requests resolved into
-//! plans. Reads are answered here; writes (pushes) are planned in [`crate::push`].
+//! The registry side: Docker Registry HTTP API V2 (and OCI Distribution
+//! 1.1) requests resolved into plans. Reads are answered here, the referrers
+//! API in [`crate::referrers`]; writes (pushes) are planned in [`crate::push`].
+//!
+//! A name no repository has is `NAME_UNKNOWN`; a repository that exists but
+//! is not published yet reads as an empty one (no tags, no manifests, no
+//! referrers), except for blobs pushed to it, which the host serves.
 
 use crate::index::PublicationIndex;
 use crate::manifest::essence;
 use crate::reference::{is_valid_digest, is_valid_name, is_valid_tag};
+use crate::referrers;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use wharf_sdk::publications::Publication;
 use wharf_sdk::{
-    Body, ErrorFormat, Failure, Header, Plan, Refusal, Repository, Request, ServeBlob, percent,
+    Body, ErrorFormat, Failure, Header, Naming, Plan, Refusal, Repository, Request, ServeBlob,
+    percent,
 };
 
 /// Manifests up to this size are answered inline from the instance's cache
@@ -63,6 +71,11 @@ pub enum Route {
         name: String,
         id: String,
     },
+    /// `/v2/<name>/referrers/<digest>`: the manifests whose subject is `digest`.
+    Referrers {
+        name: String,
+        digest: String,
+    },
 }
 
 /// The Docker Registry HTTP API's error envelope and codes, for the host's
@@ -83,6 +96,19 @@ pub fn error_format() -> ErrorFormat {
         .header("Docker-Distribution-API-Version", "registry/2.0")
 }
 
+/// Names are everything between `/v2/` and the last of these markers;
+/// a repository's name is its `repo_registry_id`, else its id; a push to a
+/// new name creates a repository that publishes on push.
+pub fn naming() -> Naming {
+    Naming {
+        markers: ["/manifests/", "/blobs/", "/tags/list", "/referrers/"]
+            .map(String::from)
+            .to_vec(),
+        name_setting: Some("repo_registry_id".to_string()),
+        create_on_push: Some(r#"{"auto_publish":true}"#.to_string()),
+    }
+}
+
 pub fn failure(status: u16, code: &str, message: impl Into<String>) -> Failure {
     Failure {
         status,
@@ -92,7 +118,7 @@ pub fn failure(status: u16, code: &str, message: impl Into<String>) -> Failure {
 }
 
 /// Map a URL path to a route. Names have several segments, so the path is
-/// split at the last `/manifests/`, `/blobs/` or `/tags/list`.
+/// split at the last `/manifests/`, `/blobs/`, `/referrers/` or `/tags/list`.
 pub fn parse_path(raw: &str) -> Result<Route, Failure> {
     let decoded = percent::decode(raw);
     let path = decoded.as_deref().unwrap_or(raw);
@@ -118,13 +144,21 @@ pub fn parse_path(raw: &str) -> Result<Route, Failure> {
             name: name_of(name)?,
         });
     }
-    let manifests = rest.rfind("/manifests/").map(|i| (i, "/manifests/".len()));
-    let blobs = rest.rfind("/blobs/").map(|i| (i, "/blobs/".len()));
-    let Some((at, skip)) = manifests.max(blobs) else {
+    let at = |marker: &str| rest.rfind(marker).map(|i| (i, marker.len()));
+    let manifests = at("/manifests/");
+    let blobs = at("/blobs/");
+    let referrers = at("/referrers/");
+    let Some((at, skip)) = manifests.max(blobs).max(referrers) else {
         return Err(not_found());
     };
     let (name, target) = (&rest[..at], &rest[at + skip..]);
     let name = name_of(name)?;
+    if referrers == Some((at, skip)) {
+        return Ok(Route::Referrers {
+            name,
+            digest: target.to_string(),
+        });
+    }
     if blobs == Some((at, skip)) {
         if target == "uploads" || target == "uploads/" {
             return Ok(Route::Uploads { name });
@@ -269,13 +303,14 @@ fn resolve_route<R: Registry>(registry: &mut R, req: &Request) -> Result<Plan, F
             ))
         }
         Route::Tags { name } => {
-            let (_, index) = publication(registry, &name)?;
+            let named = named(registry, &name)?;
+            let no_tags = BTreeMap::new();
+            let all = named.index().map_or(&no_tags, |index| &index.tags);
             let page = parse_page(&req.query)?;
             // Without `n`, all tags, as distribution does.
             let n = page.n.map_or(usize::MAX, |n| n.min(MAX_PAGE));
             let after = page.last.as_deref();
-            let mut tags: Vec<&String> = index
-                .tags
+            let mut tags: Vec<&String> = all
                 .keys()
                 .filter(|t| after.is_none_or(|a| t.as_str() > a))
                 .take(n.saturating_add(1))
@@ -292,7 +327,7 @@ fn resolve_route<R: Registry>(registry: &mut R, req: &Request) -> Result<Plan, F
             ))
         }
         Route::Manifest { name, reference } => {
-            let (_, index) = publication(registry, &name)?;
+            let named = named(registry, &name)?;
             let unknown = || {
                 failure(
                     404,
@@ -300,23 +335,22 @@ fn resolve_route<R: Registry>(registry: &mut R, req: &Request) -> Result<Plan, F
                     format!("manifest {reference} is not in {name}"),
                 )
             };
-            let digest = if reference.contains(':') {
-                if !is_valid_digest(&reference) {
-                    return Err(failure(
-                        400,
-                        "DIGEST_INVALID",
-                        format!("invalid digest {reference:?}"),
-                    ));
-                }
-                &reference
-            } else if is_valid_tag(&reference) {
-                index.tags.get(&reference).ok_or_else(unknown)?
-            } else {
+            let by_digest = reference.contains(':');
+            if by_digest && !is_valid_digest(&reference) {
+                return Err(digest_invalid(&reference));
+            }
+            if !by_digest && !is_valid_tag(&reference) {
                 return Err(failure(
                     400,
                     "TAG_INVALID",
                     format!("invalid tag {reference:?}"),
                 ));
+            }
+            let index = named.index().ok_or_else(unknown)?;
+            let digest = if by_digest {
+                &reference
+            } else {
+                index.tags.get(&reference).ok_or_else(unknown)?
             };
             let entry = index.manifests.get(digest).ok_or_else(unknown)?;
             if !accepts(&req.headers, &entry.media_type) {
@@ -367,63 +401,69 @@ fn resolve_route<R: Registry>(registry: &mut R, req: &Request) -> Result<Plan, F
         }
         Route::Blob { name, digest } => {
             if !is_valid_digest(&digest) {
-                return Err(failure(
-                    400,
-                    "DIGEST_INVALID",
-                    format!("invalid digest {digest:?}"),
-                ));
+                return Err(digest_invalid(&digest));
             }
-            let published = publication(registry, &name);
-            let in_publication = published
-                .as_ref()
-                .is_ok_and(|(_, index)| index.blobs.contains(&digest));
-            // A pusher checks a blob it just uploaded (or may skip) with HEAD
-            // before any publish names it: answer with its size, never its
-            // bytes.
-            if !in_publication
-                && req.method.eq_ignore_ascii_case("HEAD")
-                && let Some(plan) = crate::push::pushed_blob_head(registry, &name, &digest)
-            {
-                return Ok(plan);
-            }
-            let (publication, index) = published?;
-            if !index.blobs.contains(&digest) {
-                return Err(failure(
+            match named(registry, &name)? {
+                Named::Published(publication, index) if index.blobs.contains(&digest) => {
+                    if req.method.eq_ignore_ascii_case("GET")
+                        && let Some(base) = redirect_url(&publication.config)
+                    {
+                        return Ok(Plan::Redirect(format!(
+                            "{}/{digest}",
+                            base.trim_end_matches('/')
+                        )));
+                    }
+                    Ok(serve_blob(&digest))
+                }
+                // Stored but not named by a published manifest (pushed,
+                // not yet published): the host serves it only if this
+                // repository received it through its own uploads.
+                _ if registry.blob_size(&digest).is_some() => Ok(serve_blob(&digest)),
+                _ => Err(failure(
                     404,
                     "BLOB_UNKNOWN",
                     format!("blob {digest} is not in {name}"),
-                ));
+                )),
             }
-            if req.method.eq_ignore_ascii_case("GET")
-                && let Some(base) = redirect_url(&publication.config)
-            {
-                return Ok(Plan::Redirect(format!(
-                    "{}/{digest}",
-                    base.trim_end_matches('/')
-                )));
+        }
+        Route::Referrers { name, digest } => {
+            let named = named(registry, &name)?;
+            if !is_valid_digest(&digest) {
+                return Err(digest_invalid(&digest));
             }
-            Ok(Plan::Blob(ServeBlob {
-                digest: digest.clone(),
-                media_type: "application/octet-stream".to_string(),
-                headers: digest_header(&digest),
-            }))
+            let filter = referrers::Filter::parse(&req.query);
+            Ok(referrers::answer(named.index(), &digest, &filter))
         }
         Route::Uploads { .. } => Err(failure(405, "UNSUPPORTED", "start a blob upload with POST")),
         Route::Upload { name, id } => crate::push::upload_status(registry, &name, &id),
     }
 }
 
-fn publication<R: Registry>(
-    registry: &mut R,
-    name: &str,
-) -> Result<(Publication, Rc<PublicationIndex>), Failure> {
-    let publication = registry.lookup(name).ok_or_else(|| {
-        failure(
-            404,
-            "NAME_UNKNOWN",
-            format!("repository {name} is not known to this registry"),
-        )
-    })?;
+/// What a name on a read route is.
+enum Named {
+    /// A published repository: its publication and index.
+    Published(Publication, Rc<PublicationIndex>),
+    /// A repository that exists but has no publication yet.
+    Unpublished,
+}
+
+impl Named {
+    /// The published content; none before the first publish.
+    fn index(&self) -> Option<&PublicationIndex> {
+        match self {
+            Named::Published(_, index) => Some(index),
+            Named::Unpublished => None,
+        }
+    }
+}
+
+/// The repository `name` names: `NAME_UNKNOWN` only when no repository has
+/// that name.
+fn named<R: Registry>(registry: &mut R, name: &str) -> Result<Named, Failure> {
+    let Some(publication) = registry.lookup(name) else {
+        crate::push::repository_named(registry, name)?;
+        return Ok(Named::Unpublished);
+    };
     let index = registry.index(&publication.index).map_err(|e| {
         failure(
             500,
@@ -431,7 +471,20 @@ fn publication<R: Registry>(
             format!("cannot read the publication of {name}: {e}"),
         )
     })?;
-    Ok((publication, index))
+    Ok(Named::Published(publication, index))
+}
+
+pub fn digest_invalid(digest: &str) -> Failure {
+    failure(400, "DIGEST_INVALID", format!("invalid digest {digest:?}"))
+}
+
+/// The host serves a stored blob (HEAD: its length, no body).
+fn serve_blob(digest: &str) -> Plan {
+    Plan::Blob(ServeBlob {
+        digest: digest.to_string(),
+        media_type: "application/octet-stream".to_string(),
+        headers: digest_header(digest),
+    })
 }
 
 /// Crane's redirect mode: blobs are served from `redirect_url/<digest>`.

@@ -530,10 +530,8 @@ impl<'a, S: UploadSource, H: Host> Run<'a, S, H> {
             let bytes = manifest::docker_schema2(&config, &layers);
             let digest = self.host.store_bytes(&bytes, None)?;
             self.summary.bytes_stored += bytes.len() as u64;
-            let parsed = manifest::Parsed {
-                media_type: manifest::DOCKER_MANIFEST.to_string(),
-                kind: Kind::Image { config, layers },
-            };
+            let parsed =
+                manifest::Parsed::plain(manifest::DOCKER_MANIFEST, Kind::Image { config, layers });
             stored.push((
                 digest,
                 ManifestMeta::new(&parsed, bytes.len() as u64, None),

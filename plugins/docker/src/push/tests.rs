@@ -1,5 +1,7 @@
 use super::*;
-use crate::manifest::{DOCKER_CONFIG, DOCKER_LAYER_TAR, DOCKER_MANIFEST, Descriptor, OCI_INDEX};
+use crate::manifest::{
+    DOCKER_CONFIG, DOCKER_LAYER_TAR, DOCKER_MANIFEST, Descriptor, OCI_INDEX, OCI_MANIFEST,
+};
 use crate::routes::tests::{error, registry, req};
 use wharf_sdk::testing::{FakeHost, sha256};
 
@@ -85,6 +87,7 @@ fn plans_per_route() {
     let h = answer(plan(&mut r, "GET", "/v2/my/app/blobs/uploads/s1"), 204);
     assert_eq!(get(&h, "Range"), Some("0-9"));
     assert_eq!(get(&h, "Location"), Some("/v2/my/app/blobs/uploads/s1"));
+    assert_eq!(get(&h, "Docker-Upload-UUID"), Some("s1"));
 }
 
 #[test]
@@ -132,12 +135,15 @@ fn chunked_upload_then_commit() {
     assert!(!w.publish, "a blob upload changes no units");
     assert_eq!(get(&h, "Range"), Some("0-5"));
     assert_eq!(get(&h, "Docker-Upload-UUID"), Some("s1"));
+    assert_eq!(get(&h, "Location"), Some("/v2/a/blobs/uploads/s1"));
     host.sessions.get_mut("s1").unwrap().extend(b"world");
     let h = answer(
         write_req(&mut host, "PATCH", "/v2/a/blobs/uploads/s1", "", Some("s1")).plan,
         202,
     );
     assert_eq!(get(&h, "Range"), Some("0-10"));
+    assert_eq!(get(&h, "Docker-Upload-UUID"), Some("s1"));
+    assert_eq!(get(&h, "Location"), Some("/v2/a/blobs/uploads/s1"));
     let d = sha256(b"hello world");
     let h = answer(
         write_req(
@@ -154,6 +160,7 @@ fn chunked_upload_then_commit() {
         get(&h, "Location"),
         Some(format!("/v2/a/blobs/{d}").as_str())
     );
+    assert_eq!(get(&h, "Docker-Content-Digest"), Some(d.as_str()));
     assert_eq!(host.blob(&d).unwrap(), b"hello world");
     assert!(host.sessions.is_empty());
 }
@@ -304,23 +311,281 @@ fn deletes_tags_and_manifests() {
 }
 
 #[test]
-fn head_of_a_pushed_blob_answers_before_any_publish() {
+fn a_pushed_blob_is_served_before_any_publish() {
     let mut r = registry();
     r.repositories = vec![repo("fresh", r#"{"repo_registry_id": "team/new"}"#)];
     let d = sha256(b"pushed layer");
-    let head = |r: &mut _, name: &str| {
-        crate::routes::resolve(r, &req("HEAD", &format!("/v2/{name}/blobs/{d}"), "", &[]))
+    let read = |r: &mut _, method: &str, name: &str| {
+        crate::routes::resolve(r, &req(method, &format!("/v2/{name}/blobs/{d}"), "", &[]))
     };
-    error(head(&mut r, "team/new"), 404, "NAME_UNKNOWN");
+    for method in ["HEAD", "GET"] {
+        error(read(&mut r, method, "team/new"), 404, "BLOB_UNKNOWN");
+    }
     r.stored.insert(d.clone(), 12);
-    assert!(matches!(head(&mut r, "team/new"), Plan::Blob(ref b) if b.digest == d));
+    // The host serves it only if the repository received it by upload.
+    for method in ["HEAD", "GET"] {
+        let plan = read(&mut r, method, "team/new");
+        let Plan::Blob(b) = plan else {
+            panic!("{plan:?}")
+        };
+        assert_eq!(b.digest, d);
+        assert_eq!(get(&b.headers, "Docker-Content-Digest"), Some(d.as_str()));
+    }
     // A published repository, and a blob its publication lacks.
-    assert!(matches!(head(&mut r, "my/app"), Plan::Blob(_)));
-    // Never the bytes, and never for a name nobody can push to.
-    let get = crate::routes::resolve(
-        &mut r,
-        &req("GET", &format!("/v2/team/new/blobs/{d}"), "", &[]),
+    assert!(matches!(read(&mut r, "GET", "my/app"), Plan::Blob(_)));
+    // Never for a name no repository has.
+    error(read(&mut r, "HEAD", "nobody"), 404, "NAME_UNKNOWN");
+}
+
+/// (action, reference, digest) of each event a write reports.
+fn events(w: &Written) -> Vec<(ContentAction, String, Option<String>)> {
+    w.events
+        .iter()
+        .map(|e| (e.action, e.reference.clone(), e.digest.clone()))
+        .collect()
+}
+
+#[test]
+fn writes_tell_what_they_pushed_and_deleted() {
+    let mut host = FakeHost::default();
+    let bytes = image(&mut host, b"layer");
+    let digest = sha256(&bytes);
+    let w = put_manifest_as(&mut host, "latest", &bytes);
+    assert_eq!(
+        events(&w),
+        [(ContentAction::Pushed, "latest".into(), Some(digest.clone()))]
     );
-    error(get, 404, "NAME_UNKNOWN");
-    error(head(&mut r, "nobody"), 404, "NAME_UNKNOWN");
+    let w = put_manifest_as(&mut host, &digest, &bytes);
+    assert_eq!(
+        events(&w),
+        [(ContentAction::Pushed, digest.clone(), Some(digest.clone()))]
+    );
+    let w = write_req(&mut host, "DELETE", "/v2/a/manifests/latest", "", None);
+    assert_eq!(
+        events(&w),
+        [(
+            ContentAction::Deleted,
+            "latest".into(),
+            Some(digest.clone())
+        )]
+    );
+    let by_digest = format!("/v2/a/manifests/{digest}");
+    let w = write_req(&mut host, "DELETE", &by_digest, "", None);
+    assert_eq!(
+        events(&w),
+        [(ContentAction::Deleted, digest.clone(), Some(digest.clone()))]
+    );
+    // Failures and blob uploads tell nothing.
+    let w = write_req(&mut host, "DELETE", &by_digest, "", None);
+    error(w.plan.clone(), 404, "MANIFEST_UNKNOWN");
+    assert!(w.events.is_empty());
+    let w = put_manifest_as(&mut host, "latest", b"{not json");
+    assert!(w.events.is_empty());
+    host.sessions.insert("s1".into(), b"blob".to_vec());
+    let w = write_req(&mut host, "POST", "/v2/a/blobs/uploads/", "", Some("s1"));
+    answer(w.plan, 202);
+    assert!(w.events.is_empty());
+}
+
+/// The 2-byte config OCI artifacts without a config of their own use.
+const EMPTY_CONFIG: &str =
+    "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
+const EMPTY_TYPE: &str = "application/vnd.oci.empty.v1+json";
+const SIGNATURE: &str = "application/vnd.example.signature";
+
+/// An artifact manifest (an empty config, one layer of its own type)
+/// referring to `subject`, with its layer and config stored.
+fn artifact(host: &mut FakeHost, subject: &str, payload: &[u8]) -> Vec<u8> {
+    assert_eq!(host.store_bytes(b"{}", None).unwrap(), EMPTY_CONFIG);
+    let layer = host.store_bytes(payload, None).unwrap();
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": SIGNATURE,
+        "config": {"mediaType": EMPTY_TYPE, "digest": EMPTY_CONFIG, "size": 2, "data": "e30="},
+        "layers": [{"mediaType": "application/vnd.example.signature.v1", "digest": layer, "size": payload.len()}],
+        "subject": {"mediaType": DOCKER_MANIFEST, "digest": subject, "size": 123},
+        "annotations": {"org.opencontainers.image.created": "2026-12-04T00:00:00Z"},
+    }))
+    .unwrap()
+}
+
+/// What a client pulling `a` sees once the repository is published.
+fn published(host: &mut FakeHost) -> crate::routes::tests::FakeRegistry {
+    use crate::index::PublicationIndex;
+    use std::rc::Rc;
+    use wharf_sdk::json::Versioned;
+    let done = crate::publish::publish(host, &repo("r", r#"{"repo_registry_id": "a"}"#)).unwrap();
+    let index = PublicationIndex::from_bytes(&host.blob(&done.index).unwrap()).unwrap();
+    let mut r = registry();
+    r.publications.insert(
+        "a".into(),
+        wharf_sdk::publications::Publication {
+            name: "a".into(),
+            repository_id: "r".into(),
+            index: done.index.clone(),
+            config: "{}".into(),
+        },
+    );
+    for digest in index.manifests.keys() {
+        r.manifests
+            .insert(digest.clone(), Rc::new(host.blob(digest).unwrap()));
+    }
+    r.indexes.insert(done.index, Rc::new(index));
+    r
+}
+
+/// A manifest as a client gets it: media type and bytes.
+#[track_caller]
+fn pull(r: &mut crate::routes::tests::FakeRegistry, reference: &str) -> (String, Vec<u8>) {
+    let plan = crate::routes::resolve(
+        r,
+        &req(
+            "GET",
+            &format!("/v2/a/manifests/{reference}"),
+            "",
+            &[manifest::ACCEPT_ALL],
+        ),
+    );
+    match plan {
+        Plan::Body(b) if b.status == 200 => (b.content_type, b.body),
+        other => panic!("expected the manifest, got {other:?}"),
+    }
+}
+
+#[test]
+fn artifacts_with_subjects_are_stored_and_served_as_pushed() {
+    let mut host = FakeHost::default();
+    let image_bytes = image(&mut host, b"layer");
+    let subject = sha256(&image_bytes);
+    answer(put_manifest_as(&mut host, "v1", &image_bytes).plan, 201);
+
+    let signature = artifact(&mut host, &subject, b"signed!");
+    let sig_digest = sha256(&signature);
+    let w = put_manifest_as(&mut host, &sig_digest, &signature);
+    let h = answer(w.plan, 201);
+    assert_eq!(get(&h, "OCI-Subject"), Some(subject.as_str()));
+    assert_eq!(get(&h, "Docker-Content-Digest"), Some(sig_digest.as_str()));
+    let meta: ManifestMeta =
+        serde_json::from_str(&host.repo_unit(MANIFEST, &sig_digest).unwrap().metadata).unwrap();
+    assert_eq!(meta.subject.as_deref(), Some(subject.as_str()));
+    assert_eq!(meta.artifact_type.as_deref(), Some(SIGNATURE));
+    assert_eq!(
+        meta.annotations["org.opencontainers.image.created"],
+        "2026-12-04T00:00:00Z"
+    );
+
+    // The subject need not exist; without an artifactType the config's
+    // media type names the artifact.
+    let missing = crate::manifest::Descriptor::new(DOCKER_MANIFEST, &sha256(b"gone"), 1);
+    let mut orphan: serde_json::Value =
+        serde_json::from_slice(&artifact(&mut host, &missing.digest, b"sbom")).unwrap();
+    orphan.as_object_mut().unwrap().remove("artifactType");
+    let orphan = serde_json::to_vec(&orphan).unwrap();
+    let h = answer(
+        put_manifest_as(&mut host, &sha256(&orphan), &orphan).plan,
+        201,
+    );
+    assert_eq!(get(&h, "OCI-Subject"), Some(missing.digest.as_str()));
+
+    // An index can be an artifact with a subject too.
+    let bundle = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "artifactType": "application/vnd.example.bundle",
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": sig_digest, "size": signature.len(), "artifactType": SIGNATURE}],
+        "subject": {"mediaType": DOCKER_MANIFEST, "digest": subject, "size": image_bytes.len()},
+    }))
+    .unwrap();
+    let bundle_digest = sha256(&bundle);
+    let h = answer(
+        put_manifest_as(&mut host, &bundle_digest, &bundle).plan,
+        201,
+    );
+    assert_eq!(get(&h, "OCI-Subject"), Some(subject.as_str()));
+
+    let mut r = published(&mut host);
+    assert_eq!(
+        pull(&mut r, &sig_digest),
+        (OCI_MANIFEST.to_string(), signature.clone())
+    );
+    assert_eq!(
+        pull(&mut r, &bundle_digest),
+        (OCI_INDEX.to_string(), bundle.clone())
+    );
+    let config = crate::routes::resolve(
+        &mut r,
+        &req("GET", &format!("/v2/a/blobs/{EMPTY_CONFIG}"), "", &[]),
+    );
+    assert!(
+        matches!(config, Plan::Blob(ref b) if b.digest == EMPTY_CONFIG),
+        "{config:?}"
+    );
+
+    let referrers = |r: &mut _, subject: &str| {
+        let plan = crate::routes::resolve(
+            r,
+            &req("GET", &format!("/v2/a/referrers/{subject}"), "", &[]),
+        );
+        let Plan::Body(b) = plan else {
+            panic!("{plan:?}")
+        };
+        assert_eq!((b.status, b.content_type.as_str()), (200, OCI_INDEX));
+        serde_json::from_slice::<serde_json::Value>(&b.body).unwrap()["manifests"].clone()
+    };
+    let mut listed = referrers(&mut r, &subject).as_array().unwrap().clone();
+    listed.sort_by_key(|m| m["digest"].as_str().unwrap().to_string());
+    let mut expected = vec![
+        serde_json::json!({
+            "mediaType": OCI_MANIFEST,
+            "digest": sig_digest,
+            "size": signature.len(),
+            "artifactType": SIGNATURE,
+            "annotations": {"org.opencontainers.image.created": "2026-12-04T00:00:00Z"},
+        }),
+        serde_json::json!({
+            "mediaType": OCI_INDEX,
+            "digest": bundle_digest,
+            "size": bundle.len(),
+            "artifactType": "application/vnd.example.bundle",
+        }),
+    ];
+    expected.sort_by_key(|m| m["digest"].as_str().unwrap().to_string());
+    assert_eq!(listed, expected);
+    let listed = referrers(&mut r, &missing.digest);
+    assert_eq!(listed[0]["artifactType"], EMPTY_TYPE);
+    assert_eq!(referrers(&mut r, &sig_digest), serde_json::json!([]));
+}
+
+#[test]
+fn referrers_tag_schema_indexes_are_accepted_and_served() {
+    // Clients that find no referrers API push an index of the referrers
+    // under the tag `sha256-<hex of the subject>`.
+    let mut host = FakeHost::default();
+    let image_bytes = image(&mut host, b"layer");
+    let subject = sha256(&image_bytes);
+    answer(put_manifest_as(&mut host, "v1", &image_bytes).plan, 201);
+    let signature = artifact(&mut host, &subject, b"signed!");
+    answer(
+        put_manifest_as(&mut host, &sha256(&signature), &signature).plan,
+        201,
+    );
+    let fallback = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": sha256(&signature), "size": signature.len(), "artifactType": SIGNATURE}],
+    }))
+    .unwrap();
+    let tag = subject.replace(':', "-");
+    let w = put_manifest_as(&mut host, &tag, &fallback);
+    assert_eq!(events(&w)[0].1, tag);
+    answer(w.plan, 201);
+
+    let mut r = published(&mut host);
+    let (v, _) = crate::routes::tests::body(crate::routes::resolve(
+        &mut r,
+        &req("GET", "/v2/a/tags/list", "", &[]),
+    ));
+    assert_eq!(v["tags"], serde_json::json!([tag, "v1"]));
+    assert_eq!(pull(&mut r, &tag), (OCI_INDEX.to_string(), fallback));
 }

@@ -236,6 +236,28 @@ fn paths() {
             id: "xyz".into()
         }
     );
+    assert_eq!(
+        parse_path("/v2/a/b/referrers/sha256:ab").unwrap(),
+        Route::Referrers {
+            name: "a/b".into(),
+            digest: "sha256:ab".into()
+        }
+    );
+    // The last marker splits, whichever it is.
+    assert_eq!(
+        parse_path("/v2/a/blobs/b/referrers/sha256:ab").unwrap(),
+        Route::Referrers {
+            name: "a/blobs/b".into(),
+            digest: "sha256:ab".into()
+        }
+    );
+    assert_eq!(
+        parse_path("/v2/a/referrers/b/manifests/x").unwrap(),
+        Route::Manifest {
+            name: "a/referrers/b".into(),
+            reference: "x".into()
+        }
+    );
 }
 
 #[test]
@@ -493,4 +515,55 @@ fn redirect_config() {
         Some("http://x")
     );
     assert_eq!(redirect_url(r#"{"redirect_url": 5}"#), None);
+}
+
+/// The test registry and a repository, `team/new`, that was never published.
+pub(crate) fn with_unpublished() -> FakeRegistry {
+    let mut r = registry();
+    r.repositories.push(Repository {
+        id: "fresh".into(),
+        content_type: "docker".into(),
+        importer_config: "{}".into(),
+        distributor_config: r#"{"repo_registry_id": "team/new"}"#.into(),
+    });
+    r
+}
+
+#[test]
+fn an_unpublished_repository_reads_as_empty() {
+    let mut r = with_unpublished();
+    let mut get = |path: &str| resolve(&mut r, &req("GET", path, "", &[]));
+    let (v, h) = body(get("/v2/team/new/tags/list"));
+    assert_eq!(v, serde_json::json!({"name": "team/new", "tags": []}));
+    assert_eq!(link(&h), None);
+    error(
+        get("/v2/team/new/manifests/latest"),
+        404,
+        "MANIFEST_UNKNOWN",
+    );
+    error(
+        get(&format!("/v2/team/new/manifests/{}", d('a'))),
+        404,
+        "MANIFEST_UNKNOWN",
+    );
+    // A bad reference is still a bad reference.
+    error(get("/v2/team/new/manifests/-x"), 400, "TAG_INVALID");
+    error(
+        get("/v2/team/new/manifests/sha256:x"),
+        400,
+        "DIGEST_INVALID",
+    );
+    error(
+        get(&format!("/v2/team/new/blobs/{}", d('1'))),
+        404,
+        "BLOB_UNKNOWN",
+    );
+    // Its id is no name of it: it has a repo_registry_id.
+    error(get("/v2/fresh/tags/list"), 404, "NAME_UNKNOWN");
+    error(get("/v2/nobody/manifests/latest"), 404, "NAME_UNKNOWN");
+    error(
+        get(&format!("/v2/nobody/blobs/{}", d('1'))),
+        404,
+        "NAME_UNKNOWN",
+    );
 }
