@@ -7,6 +7,7 @@ mod support;
 mod api;
 mod auth;
 mod cli;
+mod conformance;
 mod docker;
 mod events;
 mod hostile_access;
