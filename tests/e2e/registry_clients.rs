@@ -266,3 +266,195 @@ fn multi_arch_index_is_served_and_each_platform_resolves() {
     let out = docker_pull_run_cat(&name, "/etc/arch.txt");
     assert_eq!(out.trim(), "amd64");
 }
+
+// Pushes to names no repository has (issue 17): the push creates the
+// repository; nothing is set up through the admin API.
+
+fn admin_creds() -> String {
+    format!("admin:{ADMIN_PASSWORD}")
+}
+
+/// The names `GET /v2/_catalog` lists.
+fn catalog(s: &Server) -> Value {
+    let r = request(s, "GET", "/v2/_catalog", &[]);
+    assert_eq!(r.status().as_u16(), 200);
+    r.json::<Value>().unwrap()["repositories"].clone()
+}
+
+#[test]
+fn docker_push_to_a_new_name_then_pull_runs_the_image() {
+    let s = Server::start();
+    let name = format!("{}/fresh/docker:v1", s.addr);
+    let tmp = scratch();
+    let config = tmp.path().join("docker");
+    let docker_cfg = || {
+        let mut c = docker();
+        c.env("DOCKER_CONFIG", &config);
+        c
+    };
+    let renamed = tmp.path().join("renamed.tar");
+    must(skopeo().args([
+        "copy",
+        "--quiet",
+        &format!(
+            "docker-archive:{}",
+            images_dir().join("busybox.tar").display()
+        ),
+        &format!("docker-archive:{}:{name}", renamed.display()),
+    ]));
+    must(docker().arg("load").arg("-i").arg(&renamed));
+    // Anonymous: refused, and no repository appears.
+    let (ok, out) = run(docker_cfg().args(["push", &name]));
+    assert!(!ok, "anonymous push worked: {out}");
+    assert_eq!(catalog(&s), json!([]));
+
+    must(docker_cfg().args(["login", &s.addr, "-u", "admin", "-p", ADMIN_PASSWORD]));
+    let out = must(docker_cfg().args(["push", &name]));
+    assert!(out.contains("digest: sha256:"), "{out}");
+    assert_eq!(catalog(&s), json!(["fresh/docker"]));
+    must(docker().args(["rmi", "-f", &name]));
+    // Anyone pulls it back (the created repository is public).
+    let out = docker_pull_run_cat(&name, "/etc/hello.txt");
+    assert!(out.contains("hello from wharf"), "{out}");
+}
+
+#[test]
+fn podman_push_to_a_new_name_and_skopeo_lists_its_tags() {
+    let s = Server::start();
+    let name = format!("{}/fresh/podman:v1", s.addr);
+    let archive = format!(
+        "docker-archive:{}",
+        images_dir().join("busybox.tar").display()
+    );
+    must(podman().args(["pull", &archive]));
+    let loaded = must(podman().args(["images", "-q", "--filter", "reference=test/busybox"]));
+    let id = loaded
+        .lines()
+        .next()
+        .expect("podman loaded the image")
+        .trim()
+        .to_string();
+    must(podman().args(["tag", &id, &name]));
+    let (ok, out) = run(podman().args([
+        "push",
+        "--tls-verify=false",
+        "--creds",
+        "nobody:wrong",
+        &name,
+    ]));
+    assert!(!ok, "a push with wrong credentials worked: {out}");
+    must(podman().args([
+        "push",
+        "--tls-verify=false",
+        "--creds",
+        &admin_creds(),
+        &name,
+    ]));
+    let _ = run(podman().args(["rmi", "-f", &name]));
+    let tags = must(skopeo().args([
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{}/fresh/podman", s.addr),
+    ]));
+    let tags: Value = serde_json::from_str(&tags).unwrap();
+    assert_eq!(tags["Tags"], json!(["v1"]), "{tags}");
+    // The bytes pulled back are the image pushed.
+    let raw = must(skopeo().args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{name}"),
+    ]));
+    let served = request(
+        &s,
+        "GET",
+        "/v2/fresh/podman/manifests/v1",
+        &[("Accept", DOCKER_ACCEPT)],
+    );
+    assert_eq!(
+        sha256_digest(raw.as_bytes()),
+        header(&served, "docker-content-digest")
+    );
+}
+
+#[test]
+fn skopeo_copies_a_multi_arch_index_to_a_new_name_and_deletes_it() {
+    let s = Server::start();
+    let tmp = scratch();
+    let digest_file = tmp.path().join("digest");
+    let dest = format!("docker://{}/fresh/multi:latest", s.addr);
+    must(skopeo().args([
+        "copy",
+        "--all",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &admin_creds(),
+        "--digestfile",
+        &digest_file.display().to_string(),
+        &format!(
+            "oci-archive:{}",
+            images_dir().join("multi-arch-oci.tar").display()
+        ),
+        &dest,
+    ]));
+    let digest = std::fs::read_to_string(&digest_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    let served = request(
+        &s,
+        "GET",
+        "/v2/fresh/multi/manifests/latest",
+        &[("Accept", OCI_INDEX)],
+    );
+    assert_eq!(served.status().as_u16(), 200);
+    assert_eq!(header(&served, "docker-content-digest"), digest);
+    let index: Value = served.json().unwrap();
+    let children: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(children.len(), 2, "{index}");
+    for arch in ["amd64", "arm64"] {
+        let dir = tmp.path().join(arch);
+        must(skopeo().args([
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            "--override-arch",
+            arch,
+            &dest,
+            &format!("dir:{}", dir.display()),
+        ]));
+        let copied = std::fs::read(dir.join("manifest.json")).unwrap();
+        assert!(
+            children.contains(&sha256_digest(&copied)),
+            "{arch}: not a child of the index"
+        );
+    }
+
+    // skopeo delete resolves the tag and deletes the index by digest.
+    let (ok, out) = run(skopeo().args(["delete", "--tls-verify=false", &dest]));
+    assert!(!ok, "an anonymous delete worked: {out}");
+    must(skopeo().args([
+        "delete",
+        "--tls-verify=false",
+        "--creds",
+        &admin_creds(),
+        &dest,
+    ]));
+    for reference in ["latest", digest.as_str()] {
+        let r = request(
+            &s,
+            "GET",
+            &format!("/v2/fresh/multi/manifests/{reference}"),
+            &[("Accept", OCI_INDEX)],
+        );
+        assert_eq!(r.status().as_u16(), 404, "{reference} after the delete");
+        assert_eq!(error_code(r), "MANIFEST_UNKNOWN");
+    }
+    let (ok, out) = run(skopeo().args(["inspect", "--raw", "--tls-verify=false", &dest]));
+    assert!(!ok, "the deleted index is still served: {out}");
+}
