@@ -50,8 +50,8 @@ mod reader;
 pub mod testing;
 
 pub use bindings::exports::wharf::plugin::plugin::{
-    Body, BodyTarget, ContentType, ErrorFormat, Failure, Guest, Info, Plan, Published, Refusal,
-    Request, ServeBlob, WritePlan, Written,
+    Body, BodyTarget, ContentAction, ContentEvent, ContentType, ErrorFormat, Failure, Guest, Info,
+    Naming, Plan, Published, Refusal, Request, ServeBlob, WritePlan, Written,
 };
 pub use bindings::wharf::plugin::blobs::{self, Source};
 pub use bindings::wharf::plugin::fetch;
@@ -64,7 +64,7 @@ pub use bindings::wharf::plugin::units::{self, Unit};
 pub use reader::SourceReader;
 
 /// The WIT package version this SDK was built against.
-pub const WIT_VERSION: &str = "0.4.0";
+pub const WIT_VERSION: &str = "0.5.0";
 
 /// Export a type implementing [`Guest`] as the plugin.
 #[macro_export]
@@ -127,6 +127,18 @@ impl ErrorFormat {
     }
 }
 
+impl Naming {
+    /// Repositories named by their ids, in the path up to the last of
+    /// `markers`; no creation on push.
+    pub fn by_id(markers: &[&str]) -> Self {
+        Naming {
+            markers: markers.iter().map(|m| m.to_string()).collect(),
+            name_setting: None,
+            create_on_push: None,
+        }
+    }
+}
+
 impl Default for ErrorFormat {
     fn default() -> Self {
         Self::neutral()
@@ -139,6 +151,7 @@ impl Written {
         Written {
             plan,
             publish: false,
+            events: Vec::new(),
         }
     }
 

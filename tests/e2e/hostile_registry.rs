@@ -527,10 +527,11 @@ fn cleanup_keeps_what_a_publication_serves_and_what_was_just_pushed() {
 }
 
 /// A blob one repository just received (pushed, named by no manifest yet)
-/// is there, for a pusher who may read that repository, both to a HEAD
-/// and to a manifest of another repository that names it on that word.
+/// is readable through that repository only: another repository's name
+/// does not tell it (HEAD), but a pusher who may read the first may mount
+/// it into the second, and a manifest there may then name it.
 #[test]
-fn a_blob_a_readable_repository_just_received_may_be_named_after_a_head() {
+fn a_blob_a_readable_repository_just_received_is_mounted_not_told() {
     let s = Server::start();
     for id in ["first", "second"] {
         s.create_repo(json!({"id": id, "content_type": "docker",
@@ -542,14 +543,21 @@ fn a_blob_a_readable_repository_just_received_may_be_named_after_a_head() {
     let layer = b"a layer first/app received";
     let layer_digest = push(&s, "first/app", &auth, layer);
     for d in [&config, &layer_digest] {
+        let path = |name: &str| format!("/v2/{name}/blobs/{d}");
+        for method in ["HEAD", "GET"] {
+            let r = call(&s, method, &path("first/app"), &auth, vec![]);
+            assert_eq!(r.status().as_u16(), 200, "{method} of {d} in first/app");
+            let r = call(&s, method, &path("second/app"), &auth, vec![]);
+            assert_eq!(r.status().as_u16(), 404, "{method} of {d} in second/app");
+        }
         let r = call(
             &s,
-            "HEAD",
-            &format!("/v2/second/app/blobs/{d}"),
+            "POST",
+            &format!("/v2/second/app/blobs/uploads/?mount={d}&from=first/app"),
             &auth,
             vec![],
         );
-        assert_eq!(r.status().as_u16(), 200, "HEAD of {d} in second/app");
+        assert_eq!(r.status().as_u16(), 201, "mount of {d} into second/app");
     }
     let layers = [(layer_digest.as_str(), layer.len() as u64)];
     let r = put_manifest(&s, &auth, "second/app:v1", &config, &layers);

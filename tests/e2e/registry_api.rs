@@ -249,15 +249,12 @@ fn unknown_names_manifests_blobs_and_invalid_digests_get_registry_errors() {
     assert_eq!(t["state"], "finished", "{t}");
     let zero = format!("sha256:{}", "0".repeat(64));
     for (path, status, code) in [
+        // A repository that exists without a publication lacks the
+        // manifest; only a name no repository has is unknown.
         (
             "/v2/test/unpublished/manifests/latest".to_string(),
             404,
-            "NAME_UNKNOWN",
-        ),
-        (
-            "/v2/test/unpublished/tags/list".to_string(),
-            404,
-            "NAME_UNKNOWN",
+            "MANIFEST_UNKNOWN",
         ),
         (
             "/v2/no/such/repo/blobs/".to_string() + &zero,
@@ -297,6 +294,13 @@ fn unknown_names_manifests_blobs_and_invalid_digests_get_registry_errors() {
         let head = request(&s, "HEAD", &path, &[("Accept", DOCKER_ACCEPT)]);
         assert_eq!(head.status().as_u16(), status, "HEAD {path}");
     }
+    // Its tag list is empty until it is published.
+    let r = request(&s, "GET", "/v2/test/unpublished/tags/list", &[]);
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.json::<Value>().unwrap(),
+        json!({"name": "test/unpublished", "tags": []})
+    );
     // A blob of another published repository is not reachable through this one.
     docker_repo(&s, "other", "test/other", json!({}));
     s.import_and_publish("other", &images_dir().join("busybox-oci.tar"));

@@ -185,7 +185,7 @@ fn without_auto_publish_a_push_stays_invisible_until_publish() {
     must(&mut skopeo_push(&s, &creds(), "quiet/app:v1"));
     let r = manifest_status(&s, "quiet/app", "v1");
     assert_eq!(r.status().as_u16(), 404);
-    assert_eq!(error_code(r), "NAME_UNKNOWN");
+    assert_eq!(error_code(r), "MANIFEST_UNKNOWN");
     publish(&s, "quiet");
     assert_eq!(
         manifest_status(&s, "quiet/app", "v1").status().as_u16(),
@@ -228,9 +228,16 @@ fn blob_uploads_chunked_resumed_mounted_and_checked() {
     let r = request(&s, "POST", "/v2/raw/app/blobs/uploads/", &[]);
     assert_eq!(r.status().as_u16(), 401);
     assert!(header(&r, "www-authenticate").starts_with("Bearer realm="));
-    // A name nobody registered.
+    // A name nobody registered: the admin's push creates its repository.
     let r = send(&s, "POST", "/v2/nobody/here/blobs/uploads/", &[], vec![]);
-    assert_eq!(status_and_code(r), (404, "NAME_UNKNOWN".into()));
+    assert_eq!(r.status().as_u16(), 202);
+    let (status, repo) = s.get_json("/api/v1/repositories/nobody-here");
+    assert_eq!(status, 200, "{repo}");
+    assert_eq!(
+        repo["distributor_config"]["repo_registry_id"],
+        "nobody/here"
+    );
+    assert_eq!(repo["distributor_config"]["auto_publish"], true);
 
     // Start, two chunks, a chunk at the wrong offset, status, finish.
     let r = send(&s, "POST", "/v2/raw/app/blobs/uploads/", &[], vec![]);

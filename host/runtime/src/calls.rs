@@ -106,6 +106,36 @@ pub enum BodyTarget {
 pub struct Written {
     pub plan: Plan,
     pub publish: bool,
+    /// What the write changed, for the event listeners.
+    pub events: Vec<ContentEvent>,
+}
+
+/// Whether a write put content in or took it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentAction {
+    Pushed,
+    Deleted,
+}
+
+impl ContentAction {
+    /// The event type listeners receive.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            ContentAction::Pushed => "content.pushed",
+            ContentAction::Deleted => "content.deleted",
+        }
+    }
+}
+
+/// One change a write made, as the plugin tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentEvent {
+    pub action: ContentAction,
+    /// What the client named (a tag or a digest).
+    pub reference: String,
+    /// The digest it names now (pushed) or named (deleted), as the plugin
+    /// wrote it.
+    pub digest: Option<String>,
 }
 
 /// What an import, sync or publish did.
@@ -338,6 +368,18 @@ impl From<wire::Written> for Written {
         Written {
             plan: w.plan.into(),
             publish: w.publish,
+            events: w
+                .events
+                .into_iter()
+                .map(|e| ContentEvent {
+                    action: match e.action {
+                        wire::ContentAction::Pushed => ContentAction::Pushed,
+                        wire::ContentAction::Deleted => ContentAction::Deleted,
+                    },
+                    reference: e.reference,
+                    digest: e.digest,
+                })
+                .collect(),
         }
     }
 }

@@ -24,7 +24,7 @@ use wharf_core::digest::Digest;
 
 /// The contract this host implements.
 pub const CONTRACT_PACKAGE: &str = "wharf:plugin";
-pub const CONTRACT_VERSION: (u64, u64, u64) = (0, 4, 0);
+pub const CONTRACT_VERSION: (u64, u64, u64) = (0, 5, 0);
 
 /// How often the epoch advances; the granularity of deadlines and cancel.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -190,6 +190,7 @@ impl Runtime {
             name: "(loading)".into(),
             info: PluginInfo::default(),
             errors: crate::error_format::ErrorFormat::neutral(),
+            naming: crate::naming::Naming::default(),
             wasm_digest: digest,
             load: LoadStats {
                 from_cache,
@@ -218,6 +219,12 @@ impl Runtime {
         plugin.errors = crate::error_format::ErrorFormat::from_wire(info.errors).map_err(|e| {
             PluginError::Invalid(format!(
                 "plugin {} declares an error format the host cannot use: {e}",
+                plugin.info.name
+            ))
+        })?;
+        plugin.naming = crate::naming::Naming::from_wire(info.naming).map_err(|e| {
+            PluginError::Invalid(format!(
+                "plugin {} declares naming rules the host cannot use: {e}",
                 plugin.info.name
             ))
         })?;
@@ -331,6 +338,8 @@ pub struct Plugin {
     pub info: PluginInfo,
     /// How errors on the plugin's routes look (checked at load).
     pub errors: crate::error_format::ErrorFormat,
+    /// How its routes name repositories (checked at load).
+    pub naming: crate::naming::Naming,
     pub wasm_digest: Digest,
     /// The content types of `info`, shared with every instance.
     content_types: Arc<[String]>,

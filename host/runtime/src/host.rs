@@ -161,6 +161,9 @@ pub struct ResolveCall {
     /// The repository the gate admitted and what its publication serves;
     /// `None` when the path names no published repository.
     pub admitted: Option<Arc<Served>>,
+    /// The repository the gate admitted, published or not: blobs it
+    /// received through its own upload sessions are readable at once.
+    pub repository: Option<wharf_core::ids::RepoId>,
     /// A push: a digest that a repository the caller may read holds may
     /// be looked at (a cross-repository mount).
     pub write: bool,
@@ -172,6 +175,7 @@ impl ResolveCall {
     pub fn nothing() -> Self {
         ResolveCall {
             admitted: None,
+            repository: None,
             write: false,
             reader: crate::visibility::no_reader(),
         }
@@ -418,8 +422,12 @@ impl HostState {
             CallScope::Describe => false,
             CallScope::Resolve(r) => {
                 r.serves(d)
-                    // A blob just pushed (a client checks its upload with
-                    // HEAD), to a repository the caller may read.
+                    // A blob just pushed to the admitted repository, or to
+                    // a repository the caller may read (a mount's source).
+                    || r
+                        .repository
+                        .as_ref()
+                        .is_some_and(|repo| env.sessions.received(repo.as_str(), d))
                     || env.sessions.receivers(d).iter().any(|id| (r.reader)(id))
                     || (r.write
                         && holders().is_ok_and(|repos| repos.iter().any(|id| (r.reader)(id))))
@@ -959,14 +967,14 @@ impl repositories::Host for HostState {
         }
         let env = self.env.clone();
         let mut found = Vec::new();
-        // Pushes only (not the pull path): a scan of this plugin's
-        // repositories, a page at a time.
+        // Answered from the store's settings index, a page at a time.
         for content_type in self.content_types.iter() {
             let mut q = db::RepoQuery {
                 after: None,
                 limit: 1000,
                 content_type: Some(content_type.clone()),
-                notes: Default::default(),
+                setting: Some((distributor_key.clone(), value.clone())),
+                ..Default::default()
             };
             loop {
                 let Ok(page) = env.rt.block_on(env.store.list_repos(&q)) else {
@@ -974,14 +982,7 @@ impl repositories::Host for HostState {
                 };
                 let full = page.len() == q.limit as usize;
                 q.after = page.last().map(|r| r.id.to_string());
-                found.extend(
-                    page.iter()
-                        .filter(|r| {
-                            r.distributor_config.get(&distributor_key)
-                                == Some(&serde_json::Value::String(value.clone()))
-                        })
-                        .map(crate::wit_repo),
-                );
+                found.extend(page.iter().map(crate::wit_repo));
                 if !full {
                     break;
                 }

@@ -16,6 +16,7 @@ pub mod download;
 pub mod engine;
 pub mod error_format;
 pub mod host;
+pub mod naming;
 pub mod outbound;
 pub mod publications;
 mod registry;

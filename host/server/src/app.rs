@@ -28,6 +28,8 @@ pub struct App {
     /// What each publication serves (the trust rule's check of plans).
     pub served: crate::visibility::ServedSets,
     pub tasks: Arc<Tasks>,
+    /// One publish on push at a time per repository on this node.
+    pub push_publishes: crate::jobs::PublishLocks,
     pub events: Arc<crate::events::Events>,
     /// What outbound requests (feeds, token realms, webhooks) may reach.
     pub outbound: Arc<OutboundPolicy>,
@@ -139,6 +141,7 @@ impl App {
             plugins,
             publications,
             served: Default::default(),
+            push_publishes: Default::default(),
             tasks,
             uploads,
             plugin_failures: Mutex::new(failures),

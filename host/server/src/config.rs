@@ -86,6 +86,12 @@ pub struct ServeConfig {
     /// `64GiB`, `512MiB` or a number of bytes.
     #[arg(long, env = "WHARF_MAX_BLOB_SIZE", value_name = "SIZE", default_value = "64GiB", value_parser = parse_size)]
     pub max_blob_size: u64,
+    /// Whether a push to a name no repository has creates one, for a caller
+    /// who may create repositories (docs/registry.md); `false` keeps such
+    /// pushes refused with NAME_UNKNOWN.
+    #[arg(long, env = "WHARF_CREATE_ON_PUSH", value_name = "BOOL", default_value_t = true,
+        action = clap::ArgAction::Set)]
+    pub create_on_push: bool,
     /// Streaming imports (`POST /api/v1/repositories/{id}/import` with the
     /// content as the body) this node runs at once; more get 429.
     #[arg(long, env = "WHARF_MAX_STREAM_IMPORTS", default_value_t = 16,
@@ -215,6 +221,8 @@ pub const FILE_KEYS: &[(&str, &str)] = &[
     ("allow_outbound", "allow_outbound"),
     // Largest pushed or synced blob (a size: 64GiB, 512MiB, bytes).
     ("max_blob_size", "max_blob_size"),
+    // Whether a push to a new name creates its repository (true/false).
+    ("create_on_push", "create_on_push"),
     // Streaming imports at once, on this node and per user.
     ("max_stream_imports", "max_stream_imports"),
     ("max_stream_imports_per_user", "max_stream_imports_per_user"),

@@ -30,7 +30,9 @@ pub struct Event {
     pub id: String,
     /// `task.finished`, `task.failed`, `task.canceled`, `repo.imported`,
     /// `repo.synced`, `repo.published`, `repo.copied`, `repo.deleted`,
-    /// `plugin.installed`, `plugin.upgraded`, `plugin.removed`.
+    /// `content.pushed`, `content.deleted` (a registry push or delete:
+    /// `{repository, plugin, reference, digest}`), `plugin.installed`,
+    /// `plugin.upgraded`, `plugin.removed`.
     #[serde(rename = "type")]
     pub event_type: String,
     pub time: String,

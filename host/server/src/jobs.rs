@@ -279,6 +279,39 @@ async fn publish(app: &Arc<App>, id: &RepoId, ctx: TaskContext) -> TaskResult {
     Ok(result)
 }
 
+/// Per-repository locks of publishes on push ([`publish_on_push`]).
+#[derive(Default)]
+pub struct PublishLocks(
+    std::sync::Mutex<std::collections::HashMap<RepoId, Arc<tokio::sync::Mutex<()>>>>,
+);
+
+impl PublishLocks {
+    fn of(&self, repo: &RepoId) -> Arc<tokio::sync::Mutex<()>> {
+        self.0
+            .lock()
+            .unwrap()
+            .entry(repo.clone())
+            .or_default()
+            .clone()
+    }
+}
+
+/// Publish a repository that publishes on push, right after a push changed
+/// it and before the push is answered: the same work as a publish task,
+/// without the task (no record, no queue). Publishes of one repository on
+/// this node run one at a time, each reading the repository's state when
+/// it starts, so the last to finish shows every push answered before it.
+pub async fn publish_on_push(app: &Arc<App>, repo: &RepoId) -> Result<(), TaskFailure> {
+    let lock = app.push_publishes.of(repo);
+    let _held = lock.lock().await;
+    let ctx = TaskContext {
+        id: crate::ids::TaskId::new(),
+        cancel: Arc::new(AtomicBool::new(false)),
+        progress: Arc::new(|_| {}),
+    };
+    publish(app, repo, ctx).await.map(|_| ())
+}
+
 /// Run one plugin task call off the async threads, and commit its staged
 /// unit changes in one transaction if, and only if, it succeeded. Returns
 /// what it answered, the bytes it stored, the blobs it may name and their

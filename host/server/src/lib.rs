@@ -25,6 +25,7 @@ pub mod listeners;
 pub mod metrics;
 pub mod orphans;
 pub mod plugins;
+pub mod registry_names;
 pub mod repos;
 pub mod secrets;
 pub mod server;

@@ -179,6 +179,7 @@ async fn list(
             .map(parse_notes)
             .transpose()?
             .unwrap_or_default(),
+        setting: None,
     };
     let mut items = app.store.list_repos(&query).await?;
     let next = if items.len() > limit as usize {

@@ -60,6 +60,7 @@ impl Guest for FilePlugin {
             }],
             routes: vec![routes::ROUTE.to_string()],
             errors: routes::error_format(),
+            naming: wharf_sdk::Naming::by_id(&[]),
         }
     }
 

@@ -1,19 +1,27 @@
 //! The registry side's access check, run by `http::registry::dispatch`
 //! before a request reaches its plugin.
 //!
-//! The host does not parse registry paths; it finds the repository a
-//! request is about through the publication map: the longest published name
-//! that prefixes the path after the plugin's route prefix, on a `/`
-//! boundary (`/v2/my/app/manifests/x` → `my/app`). The path is the
-//! canonical one ([`super::canonical`]), the same string the plugin parses.
-//! Then:
+//! The host does not parse registry paths beyond what the plugin declared
+//! (`Naming`): the name is the part of the canonical path
+//! ([`super::canonical`], the same string the plugin parses) after the route
+//! prefix and before the last of the plugin's markers
+//! (`/v2/my/app/manifests/x` → `my/app`), and its repository is found by
+//! `registry_names`, published or not. A plugin that declares no markers
+//! names repositories by publication only: the longest published name that
+//! prefixes the path, on a `/` boundary. Then:
 //!
-//! - reads (GET, HEAD) of an unprotected repository, or of a path that maps
-//!   to no publication (`/v2/_catalog`, unknown names), need nothing;
+//! - reads (GET, HEAD) of an unprotected repository, or of a path that names
+//!   no repository (`/v2/_catalog`, unknown names), need nothing;
 //! - reads of a protected repository need `pull` in a registry token, or a
 //!   user (HTTP basic or a login token) with `read` on it;
-//! - writes need `push` (or `update` on the repository; on `/repositories`
-//!   for a name not published yet);
+//! - writes need `push` on the name in a registry token, or a user with
+//!   `update` on the repository; for a name no repository has, `create` on
+//!   `/repositories/`, and a POST or PUT then creates the
+//!   repository when the plugin and the server allow it
+//!   (`registry_names::create_for_push`);
+//! - a 401 names the scope of the request (`repository:NAME:pull` or
+//!   `repository:NAME:pull,push`), so clients that follow the challenge ask
+//!   the token endpoint for exactly that;
 //! - the route root itself (`GET /v2/`, the API version check) answers 401
 //!   with the token challenge to anonymous callers: that is how Docker
 //!   learns where to get tokens, also for anonymous pulls.
@@ -47,16 +55,6 @@ enum Caller {
     User(Principal),
 }
 
-/// Repository ids published under `name`, by any plugin.
-pub fn repositories_named(app: &App, name: &str) -> Vec<String> {
-    app.plugins
-        .list()
-        .iter()
-        .filter_map(|p| app.publications.get(&p.info.name, name))
-        .map(|p| p.repo_id.to_string())
-        .collect()
-}
-
 fn repo_resource(id: &str) -> String {
     format!("/repositories/{id}/")
 }
@@ -71,7 +69,8 @@ pub fn may_pull(app: &App, caller: Option<&Principal>, repos: &[String]) -> bool
 pub fn may_push(caller: Option<&Principal>, repos: &[String]) -> bool {
     let Some(p) = caller else { return false };
     if repos.is_empty() {
-        return p.allows("/repositories/", Operation::Update);
+        // A new name: pushing it creates its repository.
+        return p.allows("/repositories/", Operation::Create);
     }
     repos
         .iter()
@@ -159,11 +158,17 @@ pub async fn admit(
         };
     }
     let write = is_write(method);
-    let target = published_target(app, &plugin.info.name, rest);
-    let protected = target
+    let target = match plugin.naming.name_in(rest) {
+        Some(name) => match crate::registry_names::repository_named(app, plugin, name).await {
+            Ok(repo) => Some((name.to_string(), repo.map(|r| r.to_string()))),
+            Err(e) => return Err(name_failure(plugin, method, e)),
+        },
+        None => published_target(app, &plugin.info.name, rest).map(|(n, r)| (n, Some(r))),
+    };
+    let repository = target.as_ref().and_then(|(_, r)| r.clone());
+    let protected = repository
         .as_ref()
-        .is_some_and(|(_, repo)| app.auth.protection.contains(repo));
-    let repository = target.as_ref().map(|(_, r)| r.clone());
+        .is_some_and(|repo| app.auth.protection.contains(repo));
     if !write && !protected {
         // A public read needs nobody; credentials sent anyway (a catalog
         // of what this caller may read) count when they are valid.
@@ -183,48 +188,89 @@ pub async fn admit(
             if write { "pull,push" } else { "pull" }
         )
     });
-    let repos: Vec<String> = target.iter().map(|(_, r)| r.clone()).collect();
-    match caller(app, plugin, method, headers, addr).await? {
-        Caller::Anonymous => Err(challenge(scope, None)),
-        Caller::Token(claims) => {
-            let ok = match &target {
-                Some((name, _)) => claims.grants(name, action),
-                None => claims.access.iter().any(|a| {
-                    a.kind == "repository"
-                        && rest.starts_with(&format!("{}/", a.name))
-                        && a.actions.iter().any(|x| x == action)
-                }),
-            };
-            if ok {
-                Ok(Admitted::new(app, repository, Caller::Token(claims)))
-            } else {
-                Err(challenge(scope, Some("insufficient_scope")))
-            }
-        }
+    let repos: Vec<String> = repository.iter().cloned().collect();
+    let who = caller(app, plugin, method, headers, addr).await?;
+    let allowed = match &who {
+        Caller::Anonymous => return Err(challenge(scope, None)),
+        Caller::Token(claims) => match &target {
+            Some((name, _)) => claims.grants(name, action),
+            None => false,
+        },
         Caller::User(p) => {
-            let ok = if write {
-                may_push(Some(&p), &repos)
+            if write {
+                may_push(Some(p), &repos)
             } else {
-                may_pull(app, Some(&p), &repos)
-            };
-            if ok {
-                Ok(Admitted::new(app, repository, Caller::User(p)))
-            } else {
-                Err(head_safe(
-                    method,
-                    refusal(
-                        &plugin.errors,
-                        StatusCode::FORBIDDEN,
-                        Refusal::Denied,
-                        &format!(
-                            "user {} may not {action} here: requested access to the resource is denied",
-                            p.login
-                        ),
-                    ),
-                ))
+                may_pull(app, Some(p), &repos)
             }
         }
+    };
+    if !allowed {
+        return Err(match &who {
+            Caller::User(p) => head_safe(
+                method,
+                refusal(
+                    &plugin.errors,
+                    StatusCode::FORBIDDEN,
+                    Refusal::Denied,
+                    &format!(
+                        "user {} may not {action} here: requested access to the resource is denied",
+                        p.login
+                    ),
+                ),
+            ),
+            _ => challenge(scope, Some("insufficient_scope")),
+        });
     }
+    // A push to a name no repository has: create it, for a caller who may.
+    let repository = match (&target, repository) {
+        (Some((name, None)), None)
+            if matches!(*method, Method::POST | Method::PUT)
+                && crate::registry_names::creates_on_push(app, plugin)
+                && may_create(&who) =>
+        {
+            let login = match &who {
+                Caller::Token(c) => c.sub.as_str(),
+                Caller::User(p) => p.login.as_str(),
+                Caller::Anonymous => "",
+            };
+            match crate::registry_names::create_for_push(app, plugin, name, login).await {
+                Ok(id) => Some(id.to_string()),
+                Err(e) => return Err(name_failure(plugin, method, e)),
+            }
+        }
+        (_, repository) => repository,
+    };
+    Ok(Admitted::new(app, repository, who))
+}
+
+/// Whether a caller the gate let push may create a repository: a user with
+/// `create` on `/repositories/`, or a token (the token endpoint grants push
+/// on a new name only to such users).
+fn may_create(who: &Caller) -> bool {
+    match who {
+        Caller::Anonymous => false,
+        Caller::Token(_) => true,
+        Caller::User(p) => p.allows("/repositories/", Operation::Create),
+    }
+}
+
+/// A name that maps to several repositories, or a store that does not answer.
+fn name_failure(plugin: &Plugin, method: &Method, e: crate::registry_names::NameError) -> Response {
+    use crate::registry_names::NameError;
+    let (status, kind) = match &e {
+        NameError::Ambiguous { .. } => (StatusCode::BAD_REQUEST, Refusal::NameInvalid),
+        NameError::Store(crate::db::StoreError::Conflict(_)) => {
+            (StatusCode::CONFLICT, Refusal::NameInvalid)
+        }
+        NameError::Store(e) => {
+            tracing::error!("finding a repository by name: {e}");
+            (StatusCode::SERVICE_UNAVAILABLE, Refusal::Unavailable)
+        }
+    };
+    head_safe(
+        method,
+        refusal(&plugin.errors, status, kind, &e.to_string()),
+    )
 }
 
 async fn caller(

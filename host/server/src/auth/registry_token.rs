@@ -3,7 +3,8 @@
 //! auth answers a short-lived JWT (HS256) whose `access` claim lists what
 //! was granted. Anonymous callers get `pull` on unprotected names; users
 //! get `pull` where they may read the repository and `push` where they may
-//! update it. A scope that is not granted is left out, not refused: the
+//! update it (on a name no repository has: where they may create one, as
+//! the push creates it). A scope that is not granted is left out, not refused: the
 //! registry then answers 401 for it, as Docker expects.
 //!
 //! The signing key is 32 random bytes made at first start and kept in
@@ -202,8 +203,19 @@ fn parse_scope(scope: &str) -> Option<(String, Vec<String>)> {
 
 /// What the caller may do on the repository name: the requested actions
 /// that are allowed, in request order.
-fn granted(app: &App, caller: Option<&Principal>, name: &str, requested: &[String]) -> Vec<String> {
-    let repos = registry_gate::repositories_named(app, name);
+async fn granted(
+    app: &App,
+    caller: Option<&Principal>,
+    name: &str,
+    requested: &[String],
+) -> Vec<String> {
+    let repos: Vec<String> = match crate::registry_names::repositories_named(app, name).await {
+        Ok(ids) => ids.iter().map(|r| r.to_string()).collect(),
+        Err(e) => {
+            tracing::warn!(name, "token scope not granted: {e}");
+            return Vec::new();
+        }
+    };
     let mut out: Vec<String> = Vec::new();
     for action in requested {
         let ok = match action.as_str() {
@@ -273,7 +285,7 @@ pub async fn token(
             let Some((name, requested)) = parse_scope(one) else {
                 continue;
             };
-            let actions = granted(&app, caller.as_ref(), &name, &requested);
+            let actions = granted(&app, caller.as_ref(), &name, &requested).await;
             match access.iter_mut().find(|a| a.name == name) {
                 Some(a) => {
                     for x in actions {

@@ -87,6 +87,7 @@ pub async fn dispatch(
         };
     let scope = ResolveCall {
         admitted: served.clone(),
+        repository: admitted.repository.as_deref().and_then(|r| r.parse().ok()),
         write: !matches!(method, Method::GET | Method::HEAD),
         reader: admitted.reader.clone(),
     };
@@ -138,19 +139,15 @@ pub async fn dispatch(
             .await
         }
         Ok(plan) => {
-            // A client checks a blob it just pushed with HEAD before any
-            // publish serves it: its length may be told to whoever may read
-            // a repository that received it.
+            // A blob pushed to the admitted repository is readable there at
+            // once (GET and HEAD), before any manifest or publish names it;
+            // never through another repository's name.
+            let sessions = &app.plugins.runtime.env.sessions;
             let pushed = |d: &Digest| {
-                method == Method::HEAD
-                    && app
-                        .plugins
-                        .runtime
-                        .env
-                        .sessions
-                        .receivers(d)
-                        .iter()
-                        .any(|id| (admitted.reader)(id))
+                admitted
+                    .repository
+                    .as_deref()
+                    .is_some_and(|repo| sessions.received(repo, d))
             };
             execute(
                 &app,

@@ -10,16 +10,18 @@
 //! 3. The plugin's `write` runs with the repository's units and sessions;
 //!    its unit changes are committed in one transaction only if it answered
 //!    without an error.
-//! 4. If it asked, the repository is published (a publish task, awaited)
-//!    before the answer goes out, so a pushed tag is pullable at once.
+//! 4. If it asked (the repository publishes on push), the repository is
+//!    published inline (`jobs::publish_on_push`, no task) before the answer
+//!    goes out, so a pushed tag is pullable as soon as the PUT answers; and
+//!    the plugin's content events go to the event listeners.
 
 use crate::app::App;
 use crate::auth::registry_gate::Admitted;
 use crate::auth::registry_token::refusal;
 use crate::blobs::leases::Holder;
-use crate::db::{Progress, Repository, TaskState};
+use crate::db::{Progress, Repository};
+use crate::events::Event;
 use crate::http::registry::plugin_failure;
-use crate::jobs::Job;
 use crate::plugins::calls::{BodyTarget, ErrorFormat, Plan, Refusal, Request, WritePlan, Written};
 use crate::plugins::host::TaskCall;
 use crate::plugins::runtime::Plugin;
@@ -28,10 +30,6 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// How long a push waits for its repository's auto-publish.
-const PUBLISH_WAIT: Duration = Duration::from_secs(120);
 
 /// The first number of `Content-Range` (`0-1023`, or `bytes 0-1023/*`);
 /// `Err` says why it cannot be read.
@@ -215,9 +213,34 @@ pub async fn run(
             .apply_changes(&repo.id, &changes)
             .await
             .map_err(|e| internal(errors, e))?;
-        if written.publish {
-            publish_now(app, &repo).await;
+        if written.publish
+            && let Err(e) = crate::jobs::publish_on_push(app, &repo.id).await
+        {
+            // The push itself is kept; the next publish shows it.
+            tracing::error!(repo = %repo.id, "publish on push failed: {}", e.message);
+            return Err(refusal(
+                errors,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Refusal::Internal,
+                &format!(
+                    "the push was stored, but publishing {} failed: {}; publish it again",
+                    repo.id, e.message
+                ),
+            ));
         }
+    }
+    for event in &written.events {
+        app.events
+            .emit(Event::new(
+                event.action.event_type(),
+                serde_json::json!({
+                    "repository": repo.id,
+                    "plugin": plugin.info.name,
+                    "reference": event.reference,
+                    "digest": event.digest,
+                }),
+            ))
+            .await;
     }
     Ok(written.plan)
 }
@@ -245,50 +268,4 @@ async fn call_write(
         .map_err(|e| internal(errors, e))?;
     let staged = outcome.map_err(|e| plugin_failure(errors, e))?;
     Ok((staged.answer, staged.call.changes, staged.call.leases))
-}
-
-/// Publish `repo` through the task queue (so it is ordered with the
-/// repository's other tasks) and wait for it. A failure is logged: the push
-/// itself succeeded and the next publish shows it.
-async fn publish_now(app: &Arc<App>, repo: &Repository) {
-    let task = match app
-        .tasks
-        .submit(Job::Publish {
-            repository: repo.id.clone(),
-        })
-        .await
-    {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::error!(repo = %repo.id, "auto-publish not queued: {e}");
-            return;
-        }
-    };
-    let deadline = Instant::now() + PUBLISH_WAIT;
-    let mut pause = Duration::from_millis(1);
-    while Instant::now() < deadline {
-        match app.tasks.get(&task.id).await {
-            Ok(Some(t)) if t.state.is_final() => {
-                if t.state != TaskState::Finished {
-                    tracing::warn!(repo = %repo.id, task = %t.id, "auto-publish failed: {:?}", t.error);
-                }
-                // Published by a worker elsewhere: load it now rather than
-                // at the next refresh.
-                if app.tasks.is_brokered()
-                    && let Ok(pubs) = app.store.list_publications().await
-                {
-                    app.publications.replace_all(pubs);
-                }
-                return;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(repo = %repo.id, "auto-publish: {e}");
-                return;
-            }
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(50));
-    }
-    tracing::warn!(repo = %repo.id, task = %task.id, "auto-publish still running after {PUBLISH_WAIT:?}; answering the push anyway");
 }

@@ -87,6 +87,48 @@ async fn repositories(s: &dyn Store) {
         s.update_repo(&repo("nope", &[])).await,
         Err(StoreError::NotFound(_))
     ));
+
+    // Found by a distributor setting, through its index; the index follows
+    // updates, and keys or values it cannot hold match nothing.
+    let by = |k: &str, v: &str| RepoQuery {
+        limit: 100,
+        setting: Some((k.to_string(), v.to_string())),
+        ..Default::default()
+    };
+    let mut named = r2.clone();
+    named.distributor_config = serde_json::json!({"repo_registry_id": "team/app", "n": 1});
+    s.update_repo(&named).await.unwrap();
+    assert_eq!(
+        ids(s
+            .list_repos(&by("repo_registry_id", "team/app"))
+            .await
+            .unwrap()),
+        ["r1"]
+    );
+    assert!(
+        s.list_repos(&by("repo_registry_id", "team"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.list_repos(&by("n", "1")).await.unwrap().is_empty());
+    assert!(s.list_repos(&by("a.b", "x")).await.unwrap().is_empty());
+    assert!(s.list_repos(&by("$where", "x")).await.unwrap().is_empty());
+    named.distributor_config = serde_json::json!({"repo_registry_id": "team/other"});
+    s.update_repo(&named).await.unwrap();
+    assert!(
+        s.list_repos(&by("repo_registry_id", "team/app"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        ids(s
+            .list_repos(&by("repo_registry_id", "team/other"))
+            .await
+            .unwrap()),
+        ["r1"]
+    );
 }
 
 async fn groups(s: &dyn Store) {

@@ -438,6 +438,44 @@ pub struct RepoQuery {
     pub content_type: Option<String>,
     /// Every note given must match.
     pub notes: Notes,
+    /// A distributor setting that must hold this string (`(key, value)`),
+    /// answered from an index (see [`indexed_settings`]); a key or value
+    /// the store does not index matches nothing.
+    pub setting: Option<(String, String)>,
+}
+
+/// The longest distributor setting value the store indexes.
+pub const MAX_INDEXED_SETTING: usize = 256;
+
+/// Whether a distributor setting key is one the store indexes: 1-64
+/// letters, digits, `-` or `_`.
+pub fn is_setting_key(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= 64
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The distributor settings a repository is found by ([`RepoQuery::setting`]):
+/// its top-level string values of at most [`MAX_INDEXED_SETTING`] bytes
+/// under keys that pass [`is_setting_key`].
+pub fn indexed_settings(repo: &Repository) -> Vec<(&str, &str)> {
+    repo.distributor_config
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
+        .filter(|(k, v)| is_setting_key(k) && v.len() <= MAX_INDEXED_SETTING)
+        .collect()
+}
+
+impl RepoQuery {
+    /// Whether the setting filter can match at all.
+    pub fn setting_is_indexed(&self) -> bool {
+        self.setting
+            .as_ref()
+            .is_none_or(|(k, v)| is_setting_key(k) && v.len() <= MAX_INDEXED_SETTING)
+    }
 }
 
 #[derive(Debug, Clone, Default)]

@@ -40,16 +40,22 @@ async fn all_by_id(coll: &Collection<Document>, filter: Document) -> StoreResult
 }
 
 /// The schema this build writes; a database with a newer one is refused.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The database used when the URL names none.
 pub const DEFAULT_DATABASE: &str = "wharf";
 
 /// Schema migrations: (version, what it does). [`migrate`] applies each.
-pub const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "collections and an index for every query path (repositories by content type and notes, associations by repository/type/key and by unit, publications by plugin and name, tasks by state, lock and kind, role members, tokens by login and expiry, installed plugins)",
-)];
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "collections and an index for every query path (repositories by content type and notes, associations by repository/type/key and by unit, publications by plugin and name, tasks by state, lock and kind, role members, tokens by login and expiry, installed plugins)",
+    ),
+    (
+        2,
+        "repositories found by distributor setting: a `settings` field on every repository and its index",
+    ),
+];
 
 mod coll {
     pub const META: &str = "meta";
@@ -166,6 +172,15 @@ fn notes_index(notes: &Notes) -> Vec<String> {
     notes
         .iter()
         .map(|(k, v)| serde_json::to_string(&(k, v)).expect("strings serialize"))
+        .collect()
+}
+
+/// The indexed distributor settings of a repository, one string per
+/// `(key, value)`, as `notes_index` does for notes.
+fn settings_index(repo: &Repository) -> Vec<String> {
+    indexed_settings(repo)
+        .into_iter()
+        .map(|kv| serde_json::to_string(&kv).expect("strings serialize"))
         .collect()
 }
 
@@ -413,6 +428,27 @@ async fn migrate(db: &Database, version: i64) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        2 => {
+            c(coll::REPOS)
+                .create_indexes(vec![index(doc! {"settings": 1}, false)])
+                .await
+                .context("creating the settings index of repositories")?;
+            // Index the repositories written before: idempotent, so a node
+            // that runs it again (or at once) rewrites the same values.
+            let mut cursor = c(coll::REPOS)
+                .find(doc! {"settings": {"$exists": false}})
+                .await?;
+            while let Some(d) = cursor.try_next().await? {
+                let repo: Repository = from_doc(&d)?;
+                c(coll::REPOS)
+                    .update_one(
+                        doc! {"_id": repo.id.as_str()},
+                        doc! {"$set": {"settings": settings_index(&repo)}},
+                    )
+                    .await?;
+            }
+            Ok(())
+        }
         v => anyhow::bail!("no migration to schema version {v}"),
     }
 }
@@ -576,6 +612,7 @@ impl RepositoryStore for MongoStore {
             "_id": repo.id.as_str(),
             "content_type": &repo.content_type,
             "notes": notes_index(&repo.notes),
+            "settings": settings_index(repo),
             "doc": to_json(repo)?,
         };
         match self.c.repos.insert_one(d).await {
@@ -600,6 +637,7 @@ impl RepositoryStore for MongoStore {
                 doc! {"$set": {
                     "content_type": &repo.content_type,
                     "notes": notes_index(&repo.notes),
+                    "settings": settings_index(repo),
                     "doc": to_json(repo)?,
                 }},
             )
@@ -645,6 +683,13 @@ impl RepositoryStore for MongoStore {
         }
         if let Some(n) = notes_filter(&q.notes) {
             filter.insert("notes", n);
+        }
+        if !q.setting_is_indexed() {
+            return Ok(Vec::new());
+        }
+        if let Some(kv) = &q.setting {
+            let key = serde_json::to_string(kv).expect("strings serialize");
+            filter.insert("settings", key);
         }
         let docs: Vec<Document> = self
             .c

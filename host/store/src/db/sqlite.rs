@@ -8,8 +8,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// 2: `installed_plugins`.
-const SCHEMA_VERSION: i64 = 2;
+/// 2: `installed_plugins`. 3: `repository_settings`.
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS repositories (
@@ -24,6 +24,14 @@ CREATE TABLE IF NOT EXISTS repository_notes (
     PRIMARY KEY (repo_id, name)
 );
 CREATE INDEX IF NOT EXISTS repository_notes_by_value ON repository_notes(name, value);
+-- The distributor settings repositories are found by (db::indexed_settings).
+CREATE TABLE IF NOT EXISTS repository_settings (
+    repo_id TEXT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (repo_id, name)
+);
+CREATE INDEX IF NOT EXISTS repository_settings_by_value ON repository_settings(name, value);
 CREATE TABLE IF NOT EXISTS units (
     id INTEGER PRIMARY KEY,
     unit_type TEXT NOT NULL,
@@ -139,6 +147,15 @@ impl SqliteStore {
             path.display()
         );
         conn.execute_batch(SCHEMA)?;
+        if (1..3).contains(&version) {
+            // Repositories from before the settings index: index them now.
+            conn.execute_batch(&format!(
+                "INSERT OR IGNORE INTO repository_settings (repo_id, name, value)
+                 SELECT r.id, j.key, j.value FROM repositories r,
+                     json_each(r.doc, '$.distributor_config') j
+                 WHERE j.type = 'text' AND length(j.value) <= {MAX_INDEXED_SETTING};"
+            ))?;
+        }
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
@@ -189,6 +206,16 @@ fn write_notes(tx: &rusqlite::Transaction, repo: &Repository) -> rusqlite::Resul
         "INSERT INTO repository_notes (repo_id, name, value) VALUES (?1, ?2, ?3)",
     )?;
     for (k, v) in &repo.notes {
+        ins.execute(params![repo.id.as_str(), k, v])?;
+    }
+    tx.execute(
+        "DELETE FROM repository_settings WHERE repo_id = ?1",
+        [repo.id.as_str()],
+    )?;
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO repository_settings (repo_id, name, value) VALUES (?1, ?2, ?3)",
+    )?;
+    for (k, v) in indexed_settings(repo) {
         ins.execute(params![repo.id.as_str(), k, v])?;
     }
     Ok(())
@@ -459,6 +486,9 @@ impl RepositoryStore for SqliteStore {
     }
 
     async fn list_repos(&self, q: &RepoQuery) -> StoreResult<Vec<Repository>> {
+        if !q.setting_is_indexed() {
+            return Ok(Vec::new());
+        }
         let q = q.clone();
         self.run(move |c| {
             let mut sql = String::from("SELECT doc FROM repositories r WHERE id > ?1");
@@ -472,6 +502,15 @@ impl RepositoryStore for SqliteStore {
                 args.push(v.clone());
                 sql += &format!(
                     " AND EXISTS (SELECT 1 FROM repository_notes n WHERE n.repo_id = r.id AND n.name = ?{} AND n.value = ?{})",
+                    args.len() - 1,
+                    args.len()
+                );
+            }
+            if let Some((k, v)) = &q.setting {
+                args.push(k.clone());
+                args.push(v.clone());
+                sql += &format!(
+                    " AND EXISTS (SELECT 1 FROM repository_settings s WHERE s.repo_id = r.id AND s.name = ?{} AND s.value = ?{})",
                     args.len() - 1,
                     args.len()
                 );

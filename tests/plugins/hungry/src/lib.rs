@@ -21,6 +21,7 @@ impl Guest for Hungry {
             }],
             routes: vec!["/test/hungry/".into()],
             errors: wharf_sdk::ErrorFormat::neutral(),
+            naming: wharf_sdk::Naming::by_id(&[]),
         }
     }
 

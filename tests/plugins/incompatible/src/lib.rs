@@ -9,7 +9,7 @@ wit_bindgen::generate!({
 });
 
 use exports::wharf::plugin::plugin::{
-    ContentType, ErrorFormat, Failure, Guest, Info, Plan, Published, Request, Written,
+    ContentType, ErrorFormat, Failure, Guest, Info, Naming, Plan, Published, Request, Written,
 };
 use wharf::plugin::blobs::Source;
 use wharf::plugin::types::{Error, Repository, Summary};
@@ -39,6 +39,11 @@ impl Guest for Incompatible {
                 codes: Vec::new(),
                 headers: Vec::new(),
             },
+            naming: Naming {
+                markers: Vec::new(),
+                name_setting: None,
+                create_on_push: None,
+            },
         }
     }
 
@@ -58,6 +63,7 @@ impl Guest for Incompatible {
         Written {
             plan: Self::resolve(req),
             publish: false,
+            events: Vec::new(),
         }
     }
 

@@ -18,6 +18,7 @@ impl Guest for Looping {
             }],
             routes: vec!["/test/looping/".into()],
             errors: wharf_sdk::ErrorFormat::neutral(),
+            naming: wharf_sdk::Naming::by_id(&[]),
         }
     }
 

@@ -32,6 +32,7 @@ impl Guest for Snoop {
             }],
             routes: vec!["/test/snoop/".into()],
             errors: wharf_sdk::ErrorFormat::neutral(),
+            naming: wharf_sdk::Naming::by_id(&[]),
         }
     }
 

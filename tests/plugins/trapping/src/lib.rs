@@ -20,6 +20,7 @@ impl Guest for Trapping {
             }],
             routes: vec!["/test/trapping/".into()],
             errors: wharf_sdk::ErrorFormat::neutral(),
+            naming: wharf_sdk::Naming::by_id(&[]),
         }
     }
 
