@@ -145,6 +145,11 @@ struct OciClient {
     http: Client,
     /// HTTP basic credentials given to the token realm; none: anonymous.
     login: Option<(String, String)>,
+    /// The last token issued. A streamed body (no length) is sent with it
+    /// at once, as docker streams a layer with the token its upload's POST
+    /// got: a server may answer 401 before reading a stream, and a stream
+    /// cannot be sent twice.
+    last_token: std::cell::RefCell<Option<String>>,
 }
 
 impl OciClient {
@@ -157,6 +162,7 @@ impl OciClient {
                 .build()
                 .unwrap(),
             login: None,
+            last_token: Default::default(),
         }
     }
 
@@ -233,7 +239,8 @@ impl OciClient {
     ) -> Reply {
         let url = self.url(target);
         let what = format!("{method} {target}");
-        let first = self.attempt(method, &url, headers, body, chunked, None);
+        let cached = self.last_token.borrow().clone().filter(|_| chunked);
+        let first = self.attempt(method, &url, headers, body, chunked, cached.as_deref());
         if first.status().as_u16() != 401 {
             return Self::reply(what, first, None);
         }
@@ -269,6 +276,7 @@ impl OciClient {
             .or(v["access_token"].as_str())
             .unwrap_or_else(|| panic!("the realm answered no token: {t}"))
             .to_string();
+        *self.last_token.borrow_mut() = Some(token.clone());
         let second = self.attempt(method, &url, headers, body, chunked, Some(&token));
         Self::reply(format!("{what} (with a token)"), second, Some(challenge))
     }
@@ -580,6 +588,7 @@ fn pull_manifests_and_blobs_by_tag_and_digest() {
         assert!(r.body.is_empty(), "HEAD with a body: {r}");
         expect_digest_header(&r, &image.digest);
         assert_eq!(r.header("content-length"), length, "{r}");
+        assert_eq!(r.header("content-type"), OCI_MANIFEST, "{r}");
     }
     let mut blobs = vec![image.config.clone()];
     blobs.extend(image.layers.iter().cloned());
@@ -781,6 +790,35 @@ fn push_to_a_new_name_creates_the_repository() {
     expect(&anon.get_manifest("conf/second", "latest"), 200);
 }
 
+/// Wharf refuses names with a path component its routes use (`manifests`,
+/// `blobs`, `tags`, `uploads`, `referrers`), though the spec's name grammar
+/// allows them: the refusal must be a clean `NAME_INVALID` at the first
+/// write, before anything is stored or created, not a 5xx after the push.
+#[test]
+fn a_name_with_a_route_word_is_refused_before_anything_is_stored() {
+    let s = Server::start();
+    let c = OciClient::admin(&s);
+    for name in ["conf/tags", "conf/manifests/app"] {
+        let blob = bytes(name, 100);
+        let digest = sha256_digest(&blob);
+        let uploads = format!("/v2/{name}/blobs/uploads/");
+        let r = c.send("POST", &uploads, &[], &[]);
+        expect_error(&r, 400, "NAME_INVALID");
+        let r = c.send("POST", &with_query(&uploads, "digest", &digest), &[], &blob);
+        expect_error(&r, 400, "NAME_INVALID");
+        let manifest = oci_manifest(desc(OCI_EMPTY, b"{}"), vec![], json!({}));
+        let r = c.put_manifest(name, "v1", OCI_MANIFEST, &manifest);
+        expect_error(&r, 400, "NAME_INVALID");
+    }
+    let (status, repos) = s.get_json("/api/v1/repositories");
+    assert_eq!(status, 200, "{repos}");
+    assert_eq!(
+        repos["items"],
+        json!([]),
+        "a refused name left a repository"
+    );
+}
+
 #[test]
 fn anonymous_and_unprivileged_pushes_are_refused_and_create_nothing() {
     let s = Server::start();
@@ -821,7 +859,7 @@ fn push_blob_post_then_put() {
     let c = OciClient::admin(&s);
     let blob = bytes("post-put", 50_000);
     let digest = sha256_digest(&blob);
-    let location = c.start_upload("conf/blobs");
+    let location = c.start_upload("conf/blobbed");
     let r = c.send(
         "PUT",
         &with_query(&location, "digest", &digest),
@@ -838,7 +876,10 @@ fn push_blob_post_then_put() {
     // The session is over.
     expect_error(&c.get(&location), 404, "BLOB_UPLOAD_UNKNOWN");
     // Two sessions at once have different locations.
-    assert_ne!(c.start_upload("conf/blobs"), c.start_upload("conf/blobs"));
+    assert_ne!(
+        c.start_upload("conf/blobbed"),
+        c.start_upload("conf/blobbed")
+    );
 }
 
 #[test]
@@ -1168,7 +1209,7 @@ fn push_manifest_by_tag_and_by_digest_is_visible_at_once() {
     let s = Server::start();
     let c = OciClient::admin(&s);
     let anon = OciClient::anonymous(&s);
-    let name = "conf/manifests";
+    let name = "conf/pushed";
     let image = push_image(&c, name, "v1", "manifests");
     // The tag push was checked by push_image; here its answer in detail.
     let r = c.put_manifest(name, "v1", OCI_MANIFEST, &image.manifest);
@@ -1390,7 +1431,7 @@ fn tags_list_is_sorted_and_paginated() {
     let s = Server::start();
     let c = OciClient::admin(&s);
     let anon = OciClient::anonymous(&s);
-    let name = "conf/tags";
+    let name = "conf/tagged";
     let image = push_image(&c, name, "latest", "tags");
     for tag in ["v2", "alpha", "v10", "v1", "beta", "1.0", "v1.0_rc-1"] {
         c.push_manifest(name, tag, OCI_MANIFEST, &image.manifest);
@@ -1466,7 +1507,7 @@ fn catalog_is_paginated() {
     let c = OciClient::admin(&s);
     let names = ["conf/cat/c", "conf/cat/a", "conf/cat/b", "conf/cat/d"];
     for n in names {
-        c.push_blob(n, n.as_bytes());
+        push_image(&c, n, "v1", n);
     }
     let mut sorted = names.to_vec();
     sorted.sort();
@@ -1558,7 +1599,7 @@ fn referrers_are_listed_filtered_and_empty_when_none() {
     let s = Server::start();
     let c = OciClient::admin(&s);
     let anon = OciClient::anonymous(&s);
-    let name = "conf/referrers";
+    let name = "conf/referred";
     let (image, refs) = image_with_referrers(&c, name);
 
     let (r, list) = referrers(&anon, name, &image.digest, "");
