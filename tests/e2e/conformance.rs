@@ -1185,7 +1185,7 @@ fn mount_from_another_repository() {
         &s,
         "pusher",
         "pusher-password",
-        &[("/repositories/", &["update"])],
+        &[("/repositories/", &["create", "update"])],
     );
     let pusher = OciClient::user(&s, "pusher", "pusher-password");
     pusher.push_blob("conf/pusher", b"the pusher's own");
@@ -1319,11 +1319,21 @@ fn push_artifact_with_the_empty_config_and_layers_of_any_media_type() {
     for (_, l) in &layers {
         c.push_blob(name, l);
     }
+    // Descriptors with annotations and `data`, and a field no spec names:
+    // all kept as pushed.
+    let mut described: Vec<Value> = layers.iter().map(|(t, l)| desc(t, l)).collect();
+    described[1]["annotations"] = json!({"org.opencontainers.image.title": "hello.txt"});
+    {
+        use base64::Engine as _;
+        described[2]["data"] =
+            json!(base64::engine::general_purpose::STANDARD.encode(&layers[2].1));
+    }
     let manifest = oci_manifest(
         json!({"mediaType": OCI_EMPTY, "digest": empty_digest, "size": 2}),
-        layers.iter().map(|(t, l)| desc(t, l)).collect(),
+        described,
         json!({"artifactType": "application/vnd.example.thing.v1",
-               "annotations": {"org.opencontainers.image.title": "thing"}}),
+               "annotations": {"org.opencontainers.image.title": "thing"},
+               "org.example.custom": {"kept": [1, 2, 3]}}),
     );
     let digest = c.push_manifest(name, "thing", OCI_MANIFEST, &manifest);
     let r = anon.get_manifest(name, "thing");
@@ -1376,6 +1386,19 @@ fn push_image_index() {
         assert_eq!(r.header("content-type"), OCI_INDEX, "{r}");
         expect_digest_header(&r, &digest);
     }
+    // An empty index, and an index of indexes.
+    let empty = oci_index(vec![], json!({}));
+    let empty_digest = c.push_manifest(name, "empty", OCI_INDEX, &empty);
+    assert_eq!(anon.get_manifest(name, "empty").body, empty);
+    let nested = oci_index(
+        vec![desc(OCI_INDEX, &index), desc(OCI_INDEX, &empty)],
+        json!({"annotations": {"org.example.nested": "yes"}}),
+    );
+    c.push_manifest(name, "nested", OCI_INDEX, &nested);
+    let r = anon.get_manifest(name, "nested");
+    expect(&r, 200);
+    assert_eq!(r.body, nested);
+    expect(&anon.get_manifest(name, &empty_digest), 200);
     // An index naming a manifest this repository does not have.
     let stray = oci_manifest(desc(OCI_EMPTY, b"{}"), vec![], json!({}));
     let mut bad_entries = entries;
