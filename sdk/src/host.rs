@@ -73,6 +73,10 @@ pub trait Sessions {
     /// Store the session's bytes as a blob and end the session.
     fn commit(&mut self, id: &str, expect: Option<&str>) -> Result<String, Error>;
     fn abort(&mut self, id: &str) -> bool;
+    /// In a write: the write's repository received the stored blob
+    /// `digest` without an upload (a mount). False if the caller may not
+    /// see it or it is not stored.
+    fn receive(&mut self, digest: &str) -> bool;
 }
 
 /// Uploaded bytes: readable (in bounded reads) for headers and small
@@ -178,6 +182,10 @@ impl Sessions for WasmHost {
 
     fn abort(&mut self, id: &str) -> bool {
         sessions::abort(id)
+    }
+
+    fn receive(&mut self, digest: &str) -> bool {
+        sessions::receive(digest)
     }
 }
 

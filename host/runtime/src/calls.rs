@@ -191,6 +191,14 @@ impl Plugin {
         .map(Plan::from)
     }
 
+    /// Whether `name` may name a repository created on a push to it; `Err`
+    /// inside says why not, in the plugin's words.
+    pub fn valid_name(&self, name: &str) -> Result<Result<(), String>, PluginError> {
+        self.call(CallScope::Describe, None, |p, s| {
+            p.wharf_plugin_plugin().call_valid_name(s, name)
+        })
+    }
+
     /// [`Plugin::resolve`] on a new instance thrown away afterwards
     /// (benchmarks compare it with the warm pool).
     pub fn resolve_fresh(

@@ -948,6 +948,30 @@ impl sessions::Host for HostState {
         self.session(&id)
             .is_some_and(|sid| self.env.sessions.abort(&sid))
     }
+
+    fn receive(&mut self, digest: String) -> bool {
+        let Ok(repo) = self.task("sessions.receive").map(|t| t.repo.id.clone()) else {
+            return false;
+        };
+        let Ok(d) = digest.parse::<Digest>() else {
+            return false;
+        };
+        if !self.may_see(&d) {
+            return false;
+        }
+        // Leased until the note is written, so cleanup cannot take the
+        // blob between the check and the note.
+        if let Some(holder) = self.linker()
+            && !self.env.blobs.lease(&d, &holder).unwrap_or(false)
+        {
+            return false;
+        }
+        if !self.env.blobs.contains(&d) {
+            return false;
+        }
+        self.env.sessions.mark_received(repo.as_str(), &d);
+        true
+    }
 }
 
 impl repositories::Host for HostState {

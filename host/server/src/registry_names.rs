@@ -13,6 +13,7 @@ use crate::db::{RepoQuery, Repository, StoreError, now};
 use crate::ids::RepoId;
 use crate::plugins::runtime::Plugin;
 use sha2::Digest as _;
+use std::sync::Arc;
 
 /// Why a name cannot be mapped to one repository.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +23,8 @@ pub enum NameError {
         ids.join(", ")
     )]
     Ambiguous { name: String, ids: Vec<String> },
+    #[error("{0}")]
+    Invalid(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -111,13 +114,32 @@ fn ids_for(name: &str) -> [String; 2] {
 }
 
 /// Create the repository a push to `name` asked for (see
-/// [`creates_on_push`]), or find the one a concurrent push created.
+/// [`creates_on_push`]), or find the one a concurrent push created. The
+/// plugin checks the name first (`valid-name`); the new repository is
+/// published at once, empty, so that it is listed and answers as one.
 pub async fn create_for_push(
-    app: &App,
+    app: &Arc<App>,
     plugin: &Plugin,
     name: &str,
     login: &str,
 ) -> Result<RepoId, NameError> {
+    match tokio::task::block_in_place(|| plugin.valid_name(name)) {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => return Err(NameError::Invalid(why)),
+        Err(e) => {
+            return Err(NameError::Invalid(format!(
+                "the plugin could not check the name {name}: {e}"
+            )));
+        }
+    }
+    let id = create(app, plugin, name, login).await?;
+    if let Err(e) = crate::jobs::publish_on_push(app, &id).await {
+        tracing::warn!(repo = %id, "publishing the repository a push created: {}", e.message);
+    }
+    Ok(id)
+}
+
+async fn create(app: &App, plugin: &Plugin, name: &str, login: &str) -> Result<RepoId, NameError> {
     let settings = plugin
         .naming
         .settings_for(name)

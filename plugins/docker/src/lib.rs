@@ -65,6 +65,10 @@ impl Guest for DockerPlugin {
         }
     }
 
+    fn valid_name(name: String) -> Result<(), String> {
+        publish::check_name(&name).map_err(|why| format!("repository name {name:?} {why}"))
+    }
+
     fn upload(_repo: Repository, data: Source, _params: String) -> Result<Summary, Error> {
         upload::import(&mut WasmUpload::new(&data), &mut WasmHost)
     }

@@ -42,21 +42,30 @@ pub fn registry_name(config: &DistributorConfig, repo_id: &str) -> Result<String
         Some(name) => (name, "repo_registry_id"),
         None => (repo_id, "the repository id"),
     };
+    check_name(name)
+        .map(|()| name.to_string())
+        .map_err(|why| Error::invalid(format!("{from} {name:?} {why}; set repo_registry_id")))
+}
+
+/// Whether clients can use `name`; `Err` ends a sentence that starts with
+/// the name.
+pub fn check_name(name: &str) -> Result<(), String> {
     if !is_valid_name(name) {
-        return Err(Error::invalid(format!(
-            "{from} {name:?} is not a valid registry name: use lowercase path components \
-             ([a-z0-9] separated by '.', '_' or '-') joined by '/'; set repo_registry_id"
-        )));
+        return Err(
+            "is not a valid registry name: use lowercase path components \
+             ([a-z0-9] separated by '.', '_' or '-') joined by '/'"
+                .to_string(),
+        );
     }
     if let Some(word) = name.split('/').find(|c| ROUTE_WORDS.contains(c)) {
-        return Err(Error::invalid(format!(
-            "{from} {name:?} has the path component {word:?}, which the registry's routes use \
+        return Err(format!(
+            "has the path component {word:?}, which the registry's routes use \
              (/v2/<name>/{word}/...): a request path could then name two repositories; \
              choose a name without {}",
             ROUTE_WORDS.join(", ")
-        )));
+        ));
     }
-    Ok(name.to_string())
+    Ok(())
 }
 
 /// Build and store the publication index of the current repository.

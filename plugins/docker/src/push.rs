@@ -115,18 +115,9 @@ fn unsupported(req: &Request, what: &str) -> Failure {
 pub fn plan<R: Registry>(registry: &mut R, req: &Request, route: Route) -> Result<Plan, Failure> {
     match route {
         Route::Uploads { name } if method_is(req, "POST") => {
+            // A mount is decided in `write` (the host notes the blob as
+            // received there); the session is its fallback.
             let repo = push_target(registry, &name)?;
-            // Cross-repository mount: the bytes are stored already, so the
-            // blob only needs naming by a manifest of this repository later.
-            // The host shows its size only if the pusher may read a
-            // repository that holds it; otherwise the client uploads it.
-            if let Some(mount) = query_param(&req.query, "mount")
-                && query_param(&req.query, "from").is_some_and(|f| is_valid_name(&f))
-                && is_valid_digest(&mount)
-                && registry.blob_size(&mount).is_some()
-            {
-                return Ok(empty(201, blob_created(&name, &mount)));
-            }
             Ok(write_plan(repo, BodyTarget::NewSession, MAX_BLOB))
         }
         Route::Upload { name, id } => {
@@ -239,6 +230,16 @@ fn write_route<H: Host + Sessions>(
     match route {
         Route::Uploads { name } => {
             let id = session()?;
+            // Cross-repository mount: the bytes are stored already. The host
+            // notes them as received by this repository only if the pusher
+            // may see them (a repository it may read holds them); otherwise
+            // the client uploads into the session, as the spec says.
+            if let Some(mount) = mount_of(req)
+                && host.receive(&mount)
+            {
+                host.abort(id);
+                return Ok(Changed::No(empty(201, blob_created(&name, &mount))));
+            }
             match query_param(&req.query, "digest") {
                 // Monolithic: the whole blob came with the POST.
                 Some(digest) => commit_blob(host, &name, id, &digest).map(Changed::No),
@@ -280,6 +281,15 @@ fn write_route<H: Host + Sessions>(
             Ok(Changed::Yes(empty(202, Vec::new()), deleted))
         }
         _ => Err(unsupported(req, "this route")),
+    }
+}
+
+/// The digest a POST asks to mount (`?mount=<digest>[&from=<name>]`).
+fn mount_of(req: &Request) -> Option<String> {
+    let mount = query_param(&req.query, "mount").filter(|d| is_valid_digest(d))?;
+    match query_param(&req.query, "from") {
+        Some(from) if !is_valid_name(&from) => None,
+        _ => Some(mount),
     }
 }
 

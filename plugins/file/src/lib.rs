@@ -64,6 +64,10 @@ impl Guest for FilePlugin {
         }
     }
 
+    fn valid_name(_name: String) -> Result<(), String> {
+        Err("this content type creates no repositories on push".into())
+    }
+
     fn upload(_repo: Repository, data: Source, params: String) -> Result<Summary, Error> {
         upload::import(&mut WasmHost, &mut WasmUpload::new(&data), &params)
     }

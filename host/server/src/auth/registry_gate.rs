@@ -132,7 +132,7 @@ fn reader(app: &App, caller: Caller) -> Reader {
 
 /// `Ok` to let the request through to the plugin, else the answer to send.
 pub async fn admit(
-    app: &App,
+    app: &Arc<App>,
     plugin: &Plugin,
     method: &Method,
     path: &str,
@@ -258,7 +258,9 @@ fn may_create(who: &Caller) -> bool {
 fn name_failure(plugin: &Plugin, method: &Method, e: crate::registry_names::NameError) -> Response {
     use crate::registry_names::NameError;
     let (status, kind) = match &e {
-        NameError::Ambiguous { .. } => (StatusCode::BAD_REQUEST, Refusal::NameInvalid),
+        NameError::Ambiguous { .. } | NameError::Invalid(_) => {
+            (StatusCode::BAD_REQUEST, Refusal::NameInvalid)
+        }
         NameError::Store(crate::db::StoreError::Conflict(_)) => {
             (StatusCode::CONFLICT, Refusal::NameInvalid)
         }

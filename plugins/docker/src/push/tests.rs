@@ -92,23 +92,53 @@ fn plans_per_route() {
 
 #[test]
 fn mount_of_a_stored_blob_needs_no_upload() {
+    // resolve plans a session either way: the mount is decided in write.
     let mut r = registry();
     let d = sha256(b"layer");
-    r.stored.insert(d.clone(), 5);
     let query = format!("mount={}&from=other", d.replace(':', "%3A"));
     let plan = crate::routes::resolve(
         &mut r,
         &req("POST", "/v2/my/app/blobs/uploads/", &query, &[]),
     );
-    let h = answer(plan, 201);
-    assert_eq!(get(&h, "Docker-Content-Digest"), Some(d.as_str()));
-    // Not stored: an ordinary upload starts.
-    let query = format!("mount={}&from=other", sha256(b"missing"));
-    let plan = crate::routes::resolve(
-        &mut r,
-        &req("POST", "/v2/my/app/blobs/uploads/", &query, &[]),
-    );
     write_target(plan);
+    // Stored (and visible to the pusher): 201, and the session is dropped.
+    let mut host = FakeHost::default();
+    let stored = host.store_bytes(b"layer", None).unwrap();
+    assert_eq!(stored, d);
+    host.sessions.insert("s1".into(), Vec::new());
+    let w = write_req(
+        &mut host,
+        "POST",
+        "/v2/my/app/blobs/uploads/",
+        &query,
+        Some("s1"),
+    );
+    let h = answer(w.plan, 201);
+    assert_eq!(get(&h, "Docker-Content-Digest"), Some(d.as_str()));
+    assert!(!host.sessions.contains_key("s1"));
+    // Not stored: the session is the upload.
+    host.sessions.insert("s2".into(), Vec::new());
+    let query = format!("mount={}&from=other", sha256(b"missing"));
+    let w = write_req(
+        &mut host,
+        "POST",
+        "/v2/my/app/blobs/uploads/",
+        &query,
+        Some("s2"),
+    );
+    let h = answer(w.plan, 202);
+    assert_eq!(get(&h, "Docker-Upload-UUID"), Some("s2"));
+    // A `from` that is no name: no mount.
+    host.sessions.insert("s3".into(), Vec::new());
+    let query = format!("mount={d}&from=..%2Fx");
+    let w = write_req(
+        &mut host,
+        "POST",
+        "/v2/my/app/blobs/uploads/",
+        &query,
+        Some("s3"),
+    );
+    answer(w.plan, 202);
 }
 
 fn write_req(

@@ -47,6 +47,10 @@ impl Guest for Incompatible {
         }
     }
 
+    fn valid_name(_name: String) -> Result<(), String> {
+        Err("this content type creates no repositories on push".into())
+    }
+
     fn upload(_repo: Repository, _data: Source, _params: String) -> Result<Summary, Error> {
         Err(unsupported("take uploads"))
     }

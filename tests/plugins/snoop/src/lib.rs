@@ -36,6 +36,10 @@ impl Guest for Snoop {
         }
     }
 
+    fn valid_name(_name: String) -> Result<(), String> {
+        Err("this content type creates no repositories on push".into())
+    }
+
     fn upload(_repo: Repository, _data: Source, _params: String) -> Result<Summary, Error> {
         Err(Error::new(
             "unsupported",
