@@ -154,8 +154,12 @@ struct OciClient {
 
 impl OciClient {
     fn anonymous(s: &Server) -> OciClient {
+        OciClient::anonymous_at(&s.base)
+    }
+
+    fn anonymous_at(base: &str) -> OciClient {
         OciClient {
-            base: s.base.clone(),
+            base: base.to_string(),
             http: Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(Duration::from_secs(120))
@@ -702,6 +706,81 @@ fn pull_of_a_protected_repository_is_challenged_with_the_pull_scope() {
     expect_scope(&r, "repository:conf/private:pull,push");
     assert!(r.status == 401 || r.status == 403, "a reader pushed: {r}");
     check_error_body(&r);
+}
+
+/// The `access` claim (Docker token specification) of a token the realm
+/// that `GET /v2/` names issues for `scope`, as `client` would fetch it.
+fn granted(client: &OciClient, scope: &str) -> Value {
+    use base64::Engine as _;
+    let c = OciClient::anonymous_at(&client.base)
+        .get("/v2/")
+        .challenge
+        .expect("GET /v2/ challenges");
+    let mut t = client
+        .http
+        .get(client.url(&c.realm))
+        .query(&[("service", c.service.as_str()), ("scope", scope)]);
+    if let Some((login, password)) = &client.login {
+        t = t.basic_auth(login, Some(password));
+    }
+    let r = t.send().unwrap();
+    assert_eq!(r.status().as_u16(), 200, "token for {scope}");
+    let v: Value = r.json().unwrap();
+    let jwt = v["token"].as_str().unwrap();
+    let payload = jwt.split('.').nth(1).expect("a JWT");
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .unwrap(),
+    )
+    .unwrap();
+    claims["access"].clone()
+}
+
+#[test]
+fn the_realm_grants_the_asked_actions_the_caller_holds() {
+    let s = Server::start();
+    protected_repo(&s, "granted", "conf/granted");
+    user(
+        &s,
+        "reader",
+        "reader-password",
+        &[("/repositories/granted/", &["read"])],
+    );
+    let reader = OciClient::user(&s, "reader", "reader-password");
+    let admin = OciClient::admin(&s);
+    let anon = OciClient::anonymous(&s);
+    let access = |name: &str, actions: &[&str]| json!([{"type": "repository", "name": name, "actions": actions}]);
+    let both = "repository:conf/granted:pull,push";
+    assert_eq!(
+        granted(&admin, both),
+        access("conf/granted", &["pull", "push"])
+    );
+    assert_eq!(granted(&reader, both), access("conf/granted", &["pull"]));
+    let none: &[&str] = &[];
+    for (who, client) in [("anonymous", &anon), ("reader", &reader)] {
+        let a = granted(client, "repository:conf/granted:push");
+        assert!(
+            a == access("conf/granted", none) || a == json!([]),
+            "{who} got push: {a}"
+        );
+    }
+    let a = granted(&anon, both);
+    assert!(
+        a == access("conf/granted", none) || a == json!([]),
+        "anonymous got access to a protected repository: {a}"
+    );
+    // A new name: only a caller who may create repositories gets push.
+    let fresh = "repository:conf/unborn:pull,push";
+    assert_eq!(
+        granted(&admin, fresh),
+        access("conf/unborn", &["pull", "push"])
+    );
+    let a = granted(&reader, fresh);
+    assert!(
+        !a.to_string().contains("push"),
+        "the reader may create repositories: {a}"
+    );
 }
 
 #[test]
