@@ -240,12 +240,14 @@ fn two_nodes_and_two_workers_share_mongodb_rabbitmq_and_the_data_directory() {
             "the publication reaches both nodes",
             Duration::from_secs(15),
             || {
-                s.http
+                // The repository exists on both at once; its tag comes with
+                // the publication.
+                let r = s
+                    .http
                     .get(s.url("/v2/test/busybox/tags/list"))
                     .send()
-                    .unwrap()
-                    .status()
-                    == 200
+                    .unwrap();
+                r.status() == 200 && r.json::<Value>().unwrap()["tags"] == json!(["latest"])
             },
         );
     }

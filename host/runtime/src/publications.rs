@@ -1,52 +1,103 @@
 //! The published state the registry side reads on every request: an
 //! in-memory map from (plugin, name) to publication, loaded from the store at
-//! start and replaced on each publish. No request touches the database.
+//! start and replaced on each publish. No request touches the database, and
+//! no lookup walks the map: publications are indexed by name and by
+//! repository.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use wharf_store::db::Publication;
 
+/// (plugin, name)
+type Key = (String, String);
+
+#[derive(Default)]
+struct Maps {
+    by_name: BTreeMap<Key, Arc<Publication>>,
+    /// Repository id → the keys of its publications (one per plugin).
+    by_repo: HashMap<String, Vec<Key>>,
+}
+
+impl Maps {
+    fn insert(&mut self, p: Publication) {
+        let key = (p.plugin.clone(), p.name.clone());
+        let repo = p.repo_id.to_string();
+        // A name taken over from another repository leaves that one.
+        if let Some(old) = self.by_name.insert(key.clone(), Arc::new(p))
+            && old.repo_id.as_str() != repo
+            && let Some(keys) = self.by_repo.get_mut(old.repo_id.as_str())
+        {
+            keys.retain(|k| *k != key);
+        }
+        let keys = self.by_repo.entry(repo).or_default();
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+
+    fn remove_repo(&mut self, repo: &str, plugin: Option<&str>) {
+        let Some(keys) = self.by_repo.get_mut(repo) else {
+            return;
+        };
+        keys.retain(|key| {
+            let gone = plugin.is_none_or(|p| key.0 == p);
+            if gone
+                && self
+                    .by_name
+                    .get(key)
+                    .is_some_and(|p| p.repo_id.as_str() == repo)
+            {
+                self.by_name.remove(key);
+            }
+            !gone
+        });
+        if keys.is_empty() {
+            self.by_repo.remove(repo);
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct PublicationMap {
-    by_name: RwLock<BTreeMap<(String, String), Arc<Publication>>>,
+    maps: RwLock<Maps>,
 }
 
 impl PublicationMap {
     pub fn replace_all(&self, pubs: Vec<Publication>) {
-        let map = pubs
-            .into_iter()
-            .map(|p| ((p.plugin.clone(), p.name.clone()), Arc::new(p)))
-            .collect();
-        *self.by_name.write().unwrap() = map;
+        let mut maps = Maps::default();
+        for p in pubs {
+            maps.insert(p);
+        }
+        *self.maps.write().unwrap() = maps;
     }
 
     /// Publish `p`, replacing any earlier publication of its repository.
     pub fn put(&self, p: Publication) {
-        let mut map = self.by_name.write().unwrap();
-        map.retain(|_, old| !(old.plugin == p.plugin && old.repo_id == p.repo_id));
-        map.insert((p.plugin.clone(), p.name.clone()), Arc::new(p));
+        let mut maps = self.maps.write().unwrap();
+        maps.remove_repo(p.repo_id.as_str(), Some(&p.plugin));
+        maps.insert(p);
     }
 
     pub fn remove_repo(&self, repo: &str) {
-        self.by_name
-            .write()
-            .unwrap()
-            .retain(|_, p| p.repo_id.as_str() != repo);
+        self.maps.write().unwrap().remove_repo(repo, None);
     }
 
     pub fn get(&self, plugin: &str, name: &str) -> Option<Arc<Publication>> {
-        self.by_name
+        self.maps
             .read()
             .unwrap()
+            .by_name
             .get(&(plugin.to_string(), name.to_string()))
             .cloned()
     }
 
     pub fn for_repo(&self, repo: &str) -> Vec<Arc<Publication>> {
-        self.by_name
-            .read()
-            .unwrap()
-            .values()
+        let maps = self.maps.read().unwrap();
+        maps.by_repo
+            .get(repo)
+            .into_iter()
+            .flatten()
+            .filter_map(|key| maps.by_name.get(key))
             .filter(|p| p.repo_id.as_str() == repo)
             .cloned()
             .collect()
@@ -61,14 +112,63 @@ impl PublicationMap {
         limit: usize,
         keep: impl Fn(&Publication) -> bool,
     ) -> Vec<String> {
-        let map = self.by_name.read().unwrap();
+        let maps = self.maps.read().unwrap();
         let start = (plugin.to_string(), after.unwrap_or("").to_string());
-        map.range(start..)
+        maps.by_name
+            .range(start..)
             .take_while(|((p, _), _)| p == plugin)
             .filter(|((_, n), _)| after.is_none_or(|a| n.as_str() > a))
             .filter(|(_, p)| keep(p))
             .take(limit)
             .map(|((_, n), _)| n.clone())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publication(plugin: &str, name: &str, repo: &str) -> Publication {
+        Publication {
+            plugin: plugin.into(),
+            name: name.into(),
+            repo_id: repo.parse().unwrap(),
+            index: wharf_core::digest::Digest::of(name.as_bytes()),
+            config: serde_json::json!({}),
+            published_at: "t".into(),
+            blobs: Vec::new(),
+        }
+    }
+
+    fn names(m: &PublicationMap, repo: &str) -> Vec<String> {
+        m.for_repo(repo).iter().map(|p| p.name.clone()).collect()
+    }
+
+    #[test]
+    fn a_repository_has_one_publication_per_plugin_found_by_name_and_repository() {
+        let m = PublicationMap::default();
+        m.put(publication("docker", "a/app", "a"));
+        m.put(publication("file", "a-files", "a"));
+        assert_eq!(names(&m, "a"), ["a/app", "a-files"]);
+        // A new name for the repository replaces its old one.
+        m.put(publication("docker", "a/renamed", "a"));
+        assert!(m.get("docker", "a/app").is_none());
+        assert_eq!(names(&m, "a"), ["a-files", "a/renamed"]);
+        // A name another repository takes over leaves the first without it.
+        m.put(publication("docker", "a/renamed", "b"));
+        assert_eq!(names(&m, "a"), ["a-files"]);
+        assert_eq!(names(&m, "b"), ["a/renamed"]);
+        m.remove_repo("a");
+        assert!(names(&m, "a").is_empty());
+        assert!(m.get("file", "a-files").is_none());
+        assert_eq!(m.get("docker", "a/renamed").unwrap().repo_id.as_str(), "b");
+        m.replace_all(vec![publication("docker", "x", "c")]);
+        assert_eq!(names(&m, "c"), ["x"]);
+        assert!(names(&m, "b").is_empty());
+        assert_eq!(
+            m.names_where("docker", None, 10, |_| true),
+            ["x".to_string()]
+        );
     }
 }
