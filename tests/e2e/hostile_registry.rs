@@ -51,8 +51,7 @@ fn two_repositories() -> Server {
     for (id, name) in [("mallory", "mallory/app"), ("carol", "carol/app")] {
         s.create_repo(json!({"id": id, "content_type": "docker",
             "distributor_config": {"repo_registry_id": name, "auto_publish": true}}));
-        // Published (empty) once, so that `update` on the repository alone
-        // lets its owner push (docs/access.md).
+        // Published (empty) once, as a repository in use.
         publish(&s, id);
     }
     let own: &[&str] = &["read", "update", "execute"];
@@ -562,4 +561,110 @@ fn a_blob_a_readable_repository_just_received_is_mounted_not_told() {
     let layers = [(layer_digest.as_str(), layer.len() as u64)];
     let r = put_manifest(&s, &auth, "second/app:v1", &config, &layers);
     assert_eq!(r.status().as_u16(), 201, "{:?}", r.text());
+}
+
+const DAVE: (&str, &str) = ("dave", "dave-password-1");
+
+/// A push to a name no repository has creates one, but only for a caller
+/// who may create repositories, only under a name the plugin accepts, and
+/// never by taking over an existing repository: a name that is another
+/// repository's id (not its name) gets its own repository, an existing
+/// name stays its owner's. The creator may go on pushing to what it made.
+#[test]
+fn pushes_to_new_names_create_only_what_the_pusher_may_create() {
+    let s = two_repositories();
+    // dave may create repositories and nothing else.
+    user_with(&s, DAVE, &[("/repositories/", &["create"])]);
+    let exists = |id: &str| s.get_json(&format!("/api/v1/repositories/{id}")).0 == 200;
+    let repo_count = || {
+        s.get_json("/api/v1/repositories?limit=1000").1["items"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let before = repo_count();
+
+    // Anonymous and mallory (no create): refused, nothing created.
+    for (auth, status) in [("", 401), (basic(MALLORY).as_str(), 403)] {
+        let r = call(&s, "POST", "/v2/team/new/blobs/uploads/", auth, vec![]);
+        assert_eq!(r.status().as_u16(), status, "{:?}", r.text());
+    }
+    assert!(!exists("team-new"));
+    // Names the plugin refuses, or the path canonicalisation does.
+    let dave = basic(DAVE);
+    for (path, status) in [
+        ("/v2/Team/New/blobs/uploads/", 400),
+        ("/v2/team/tags/x/blobs/uploads/", 400),
+        ("/v2/team/..%2Fsecret/blobs/uploads/", 400),
+        ("/v2/team%2fnew/blobs/uploads/", 400),
+    ] {
+        let r = call(&s, "POST", path, &dave, vec![]);
+        assert_eq!(r.status().as_u16(), status, "{path}: {:?}", r.text());
+    }
+    assert_eq!(repo_count(), before, "a refused name created a repository");
+
+    // An existing name is its owner's: dave may not push to it.
+    let r = call(&s, "POST", "/v2/secret/app/blobs/uploads/", &dave, vec![]);
+    assert_eq!(r.status().as_u16(), 403);
+    // `secret` is a repository's id but not its name: dave's push makes a
+    // repository of its own, and the protected one is untouched.
+    let config = push(&s, "secret", &dave, CONFIG);
+    let created = s.get_json("/api/v1/repositories?limit=1000").1["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["distributor_config"]["repo_registry_id"] == "secret")
+        .cloned()
+        .expect("a repository named secret");
+    let id = created["id"].as_str().unwrap().to_string();
+    assert!(
+        id.starts_with("secret-") && id.len() == "secret-".len() + 8,
+        "{id}"
+    );
+    let (_, original) = s.get_json("/api/v1/repositories/secret");
+    assert_eq!(
+        original["distributor_config"]["repo_registry_id"],
+        "secret/app"
+    );
+    // The creator goes on pushing to what it made; the image is pullable.
+    let layer = b"dave's layer";
+    let layer_digest = push(&s, "secret", &dave, layer);
+    let r = put_manifest(
+        &s,
+        &dave,
+        "secret:v1",
+        &config,
+        &[(&layer_digest, layer.len() as u64)],
+    );
+    assert_eq!(r.status().as_u16(), 201, "{:?}", r.text());
+    let (status, _) = raw(&s, "GET", "/v2/secret/manifests/v1", None);
+    assert_eq!(status, 200);
+    // And the protected repository still serves only its own, to its readers.
+    let (status, _) = raw(&s, "GET", "/v2/secret/app/manifests/v1", None);
+    assert_eq!(status, 401);
+    let (status, _) = raw(&s, "GET", "/v2/secret/app/manifests/v1", Some(&admin()));
+    assert_eq!(status, 200);
+}
+
+/// Two first pushes of one new name at once create one repository.
+#[test]
+fn concurrent_first_pushes_of_a_name_create_one_repository() {
+    let s = Server::start();
+    // A login token: six password checks at once would be throttled.
+    let auth = format!("Bearer {}", s.login("admin", ADMIN_PASSWORD));
+    std::thread::scope(|scope| {
+        for i in 0..6 {
+            let (s, auth) = (&s, auth.clone());
+            scope.spawn(move || push(s, "race/app", &auth, format!("blob {i}").as_bytes()));
+        }
+    });
+    let items = s.get_json("/api/v1/repositories?limit=1000").1["items"].clone();
+    let named: Vec<&Value> = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["distributor_config"]["repo_registry_id"] == "race/app")
+        .collect();
+    assert_eq!(named.len(), 1, "{items}");
+    assert_eq!(named[0]["id"], "race-app");
 }

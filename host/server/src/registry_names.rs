@@ -9,7 +9,7 @@
 //! no other name. Lookups go to the store's settings index, never a scan.
 
 use crate::app::App;
-use crate::db::{RepoQuery, Repository, StoreError, now};
+use crate::db::{Operation, RepoQuery, Repository, StoreError, Subject, now};
 use crate::ids::RepoId;
 use crate::plugins::runtime::Plugin;
 use sha2::Digest as _;
@@ -115,8 +115,9 @@ fn ids_for(name: &str) -> [String; 2] {
 
 /// Create the repository a push to `name` asked for (see
 /// [`creates_on_push`]), or find the one a concurrent push created. The
-/// plugin checks the name first (`valid-name`); the new repository is
-/// published at once, empty, so that it is listed and answers as one.
+/// plugin checks the name first (`valid-name`); the creator is granted
+/// `read` and `update` on the new repository, which is published at once,
+/// empty, so that it is listed and answers as one.
 pub async fn create_for_push(
     app: &Arc<App>,
     plugin: &Plugin,
@@ -163,6 +164,15 @@ async fn create(app: &App, plugin: &Plugin, name: &str, login: &str) -> Result<R
         match app.store.create_repo(&repo).await {
             Ok(()) => {
                 tracing::info!(repo = %id, name, user = login, "repository created by a push");
+                // Its creator may go on pushing to it (and pull it), as
+                // the owner of what it made; deleting it stays a grant.
+                if !login.is_empty() {
+                    let resource = format!("/repositories/{id}/");
+                    let owner = Subject::User(login.to_string());
+                    app.store
+                        .grant(&owner, &resource, &[Operation::Read, Operation::Update])
+                        .await?;
+                }
                 return Ok(id);
             }
             Err(StoreError::Conflict(_)) => {
