@@ -5,3 +5,4 @@ pub mod digest;
 pub mod ids;
 pub mod percent;
 pub mod private_files;
+pub mod time;
