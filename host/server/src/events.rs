@@ -258,7 +258,8 @@ pub mod api {
 
     use super::{Listener, Target};
     use crate::app::App;
-    use crate::http::error::{ApiError, ApiErrorBody, ApiResult};
+    use crate::error::{Error, Result};
+    use crate::http::ApiErrorBody;
     use axum::Json;
     use axum::extract::rejection::JsonRejection;
     use axum::extract::{Path, State};
@@ -286,16 +287,16 @@ pub mod api {
         responses((status = 201, body = Listener), (status = 400, body = ApiErrorBody)))]
     async fn create(
         State(app): State<Arc<App>>,
-        body: Result<Json<CreateListener>, JsonRejection>,
-    ) -> ApiResult<(StatusCode, Json<Listener>)> {
+        body: std::result::Result<Json<CreateListener>, JsonRejection>,
+    ) -> Result<(StatusCode, Json<Listener>)> {
         let Json(req) = body?;
         match &req.target {
             Target::Http { url, .. } => {
                 let u: reqwest::Url = url
                     .parse()
-                    .map_err(|e| ApiError::bad_request(format!("listener url {url:?}: {e}")))?;
+                    .map_err(|e| Error::invalid(format!("listener url {url:?}: {e}")))?;
                 if !matches!(u.scheme(), "http" | "https") {
-                    return Err(ApiError::bad_request(
+                    return Err(Error::invalid(
                         "http listeners need an http:// or https:// url",
                     ));
                 }
@@ -303,10 +304,10 @@ pub mod api {
                 // checked on every delivery, after it resolves.
                 app.outbound
                     .check_url(&u)
-                    .map_err(|e| ApiError::bad_request(format!("listener url: {e}")))?;
+                    .map_err(|e| Error::invalid(format!("listener url: {e}")))?;
             }
             Target::Amqp if app.config.broker.is_none() => {
-                return Err(ApiError::bad_request(
+                return Err(Error::invalid(
                     "amqp listeners publish to the server's broker; start wharf with --broker",
                 ));
             }
@@ -323,7 +324,7 @@ pub mod api {
     }
 
     #[utoipa::path(get, path = "/api/v1/events/listeners", tag = "events", responses((status = 200, body = Vec<Listener>)))]
-    async fn list(State(app): State<Arc<App>>) -> ApiResult<Json<Vec<Listener>>> {
+    async fn list(State(app): State<Arc<App>>) -> Result<Json<Vec<Listener>>> {
         Ok(Json(
             app.store
                 .list_listeners()
@@ -336,10 +337,10 @@ pub mod api {
 
     #[utoipa::path(delete, path = "/api/v1/events/listeners/{id}", tag = "events",
         responses((status = 204), (status = 404, body = ApiErrorBody)))]
-    async fn remove(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    async fn remove(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<StatusCode> {
         match app.store.delete_listener(&id).await? {
             true => Ok(StatusCode::NO_CONTENT),
-            false => Err(ApiError::not_found(format!("listener {id} not found"))),
+            false => Err(Error::not_found(format!("listener {id} not found"))),
         }
     }
 }

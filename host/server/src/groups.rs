@@ -3,7 +3,8 @@
 
 use crate::app::App;
 use crate::db::{Group, Notes};
-use crate::http::error::{ApiError, ApiErrorBody, ApiResult};
+use crate::error::{Error, Result};
+use crate::http::ApiErrorBody;
 use crate::ids::RepoId;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -22,9 +23,9 @@ pub fn routes() -> axum::Router<Arc<App>> {
         .route("/groups/{id}/members/{repo_id}", delete(remove_member))
 }
 
-fn parse_id(id: &str) -> ApiResult<RepoId> {
+fn parse_id(id: &str) -> Result<RepoId> {
     id.parse().map_err(|_| {
-        ApiError::bad_request(format!(
+        Error::invalid(format!(
             "invalid group or repository id {id:?}: use letters, digits, '.', '-' or '_'"
         ))
     })
@@ -47,8 +48,8 @@ struct CreateGroup {
     responses((status = 201, body = Group), (status = 400, body = ApiErrorBody), (status = 409, body = ApiErrorBody)))]
 async fn create(
     State(app): State<Arc<App>>,
-    body: Result<Json<CreateGroup>, JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Group>)> {
+    body: std::result::Result<Json<CreateGroup>, JsonRejection>,
+) -> Result<(StatusCode, Json<Group>)> {
     let Json(req) = body?;
     let id = parse_id(&req.id)?;
     let g = Group {
@@ -60,7 +61,7 @@ async fn create(
             .members
             .iter()
             .map(|m| parse_id(m))
-            .collect::<ApiResult<_>>()?,
+            .collect::<Result<_>>()?,
     };
     app.store.create_group(&g).await?;
     Ok((StatusCode::CREATED, Json(g)))
@@ -75,8 +76,8 @@ struct ListQuery {
 #[utoipa::path(get, path = "/api/v1/groups", tag = "groups", params(ListQuery), responses((status = 200, body = Vec<Group>)))]
 async fn list(
     State(app): State<Arc<App>>,
-    q: Result<Query<ListQuery>, QueryRejection>,
-) -> ApiResult<Json<Vec<Group>>> {
+    q: std::result::Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Vec<Group>>> {
     let Query(q) = q?;
     let notes = q
         .note
@@ -87,16 +88,16 @@ async fn list(
     Ok(Json(app.store.list_groups(&notes).await?))
 }
 
-async fn get_group(app: &App, id: &str) -> ApiResult<Group> {
+async fn get_group(app: &App, id: &str) -> Result<Group> {
     let id = parse_id(id)?;
     app.store
         .get_group(&id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("group {id} not found")))
+        .ok_or_else(|| Error::not_found(format!("group {id} not found")))
 }
 
 #[utoipa::path(get, path = "/api/v1/groups/{id}", tag = "groups", responses((status = 200, body = Group), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
-async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Group>> {
+async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<Group>> {
     Ok(Json(get_group(&app, &id).await?))
 }
 
@@ -116,8 +117,8 @@ struct UpdateGroup {
 async fn update(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    body: Result<Json<UpdateGroup>, JsonRejection>,
-) -> ApiResult<Json<Group>> {
+    body: std::result::Result<Json<UpdateGroup>, JsonRejection>,
+) -> Result<Json<Group>> {
     let Json(req) = body?;
     let mut g = get_group(&app, &id).await?;
     if let Some(d) = req.display_name {
@@ -133,18 +134,18 @@ async fn update(
         };
     }
     if let Some(m) = req.members {
-        g.members = m.iter().map(|m| parse_id(m)).collect::<ApiResult<_>>()?;
+        g.members = m.iter().map(|m| parse_id(m)).collect::<Result<_>>()?;
     }
     app.store.update_group(&g).await?;
     Ok(Json(g))
 }
 
 #[utoipa::path(delete, path = "/api/v1/groups/{id}", tag = "groups", responses((status = 204), (status = 404, body = ApiErrorBody)))]
-async fn remove(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn remove(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<StatusCode> {
     let id = parse_id(&id)?;
     match app.store.delete_group(&id).await? {
         true => Ok(StatusCode::NO_CONTENT),
-        false => Err(ApiError::not_found(format!("group {id} not found"))),
+        false => Err(Error::not_found(format!("group {id} not found"))),
     }
 }
 
@@ -159,8 +160,8 @@ struct AddMember {
 async fn add_member(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    body: Result<Json<AddMember>, JsonRejection>,
-) -> ApiResult<Json<Group>> {
+    body: std::result::Result<Json<AddMember>, JsonRejection>,
+) -> Result<Json<Group>> {
     let Json(req) = body?;
     let mut g = get_group(&app, &id).await?;
     let repo = parse_id(&req.repo_id)?;
@@ -176,13 +177,13 @@ async fn add_member(
 async fn remove_member(
     State(app): State<Arc<App>>,
     Path((id, repo)): Path<(String, String)>,
-) -> ApiResult<Json<Group>> {
+) -> Result<Json<Group>> {
     let mut g = get_group(&app, &id).await?;
     let repo = parse_id(&repo)?;
     let before = g.members.len();
     g.members.retain(|m| m != &repo);
     if g.members.len() == before {
-        return Err(ApiError::not_found(format!(
+        return Err(Error::not_found(format!(
             "repository {repo} is not a member of group {id}"
         )));
     }

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod bench;
 pub mod config;
 pub mod connections;
+pub mod error;
 pub mod events;
 pub mod fsck;
 #[cfg(test)]
@@ -27,6 +28,7 @@ pub mod orphans;
 pub mod plugins;
 pub mod registry_names;
 pub mod repos;
+pub mod request_context;
 pub mod secrets;
 pub mod server;
 pub mod tasks;

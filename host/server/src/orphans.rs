@@ -16,7 +16,7 @@
 //! requests.
 
 use crate::app::App;
-use crate::http::error::ApiResult;
+use crate::error::Result;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -41,8 +41,8 @@ struct CleanupQuery {
     responses((status = 202, body = crate::db::Task)))]
 async fn cleanup(
     State(app): State<Arc<App>>,
-    q: Result<Query<CleanupQuery>, QueryRejection>,
-) -> ApiResult<(StatusCode, Json<crate::db::Task>)> {
+    q: std::result::Result<Query<CleanupQuery>, QueryRejection>,
+) -> Result<(StatusCode, Json<crate::db::Task>)> {
     let Query(q) = q?;
     let job = crate::jobs::Job::Orphans {
         protection_minutes: q.protection_minutes.unwrap_or(60),

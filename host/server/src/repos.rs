@@ -4,8 +4,8 @@
 
 use crate::app::App;
 use crate::db::{Notes, Publication, RepoQuery, Repository, Task, now};
-use crate::http::error::ApiErrorBody;
-use crate::http::error::{ApiError, ApiResult};
+use crate::error::{Error, ErrorKind, Result};
+use crate::http::ApiErrorBody;
 use crate::ids::{RepoId, UploadId};
 use crate::jobs::Job;
 use crate::secrets;
@@ -71,23 +71,21 @@ impl From<Publication> for PublicationView {
     }
 }
 
-fn parse_repo_id(id: &str) -> ApiResult<RepoId> {
+fn parse_repo_id(id: &str) -> Result<RepoId> {
     id.parse()
-        .map_err(|e: crate::ids::InvalidRepoId| ApiError::bad_request(e.to_string()))
+        .map_err(|e: crate::ids::InvalidRepoId| Error::invalid(e.to_string()))
 }
 
 /// New settings: an object, without a masked secret (there is nothing stored to keep).
-fn new_config(v: Option<serde_json::Value>, what: &str) -> ApiResult<serde_json::Value> {
-    secrets::unmask(config_object(v, what)?, None, what).map_err(ApiError::bad_request)
+fn new_config(v: Option<serde_json::Value>, what: &str) -> Result<serde_json::Value> {
+    secrets::unmask(config_object(v, what)?, None, what).map_err(Error::invalid)
 }
 
-fn config_object(v: Option<serde_json::Value>, what: &str) -> ApiResult<serde_json::Value> {
+fn config_object(v: Option<serde_json::Value>, what: &str) -> Result<serde_json::Value> {
     match v {
         None => Ok(serde_json::json!({})),
         Some(v @ serde_json::Value::Object(_)) => Ok(v),
-        Some(_) => Err(ApiError::bad_request(format!(
-            "{what} must be a JSON object"
-        ))),
+        Some(_) => Err(Error::invalid(format!("{what} must be a JSON object"))),
     }
 }
 
@@ -95,8 +93,8 @@ fn config_object(v: Option<serde_json::Value>, what: &str) -> ApiResult<serde_js
     responses((status = 201, body = Repository), (status = 400, body = ApiErrorBody), (status = 409, body = ApiErrorBody)))]
 async fn create(
     State(app): State<Arc<App>>,
-    body: Result<Json<CreateRepo>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<(StatusCode, Json<RepoView>)> {
+    body: std::result::Result<Json<CreateRepo>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<RepoView>)> {
     let Json(req) = body?;
     let id = parse_repo_id(&req.id)?;
     if app.plugins.for_content_type(&req.content_type).is_none() {
@@ -112,7 +110,7 @@ async fn create(
             .iter()
             .flat_map(|p| p.info.content_types.iter().map(|(t, _)| t.clone()))
             .collect();
-        return Err(ApiError::bad_request(format!(
+        return Err(Error::invalid(format!(
             "unknown content type {:?}; this server has: {}",
             req.content_type,
             known.join(", ")
@@ -143,12 +141,12 @@ struct ListQuery {
     note: Option<String>,
 }
 
-pub fn parse_notes(s: &str) -> ApiResult<Notes> {
+pub fn parse_notes(s: &str) -> Result<Notes> {
     let mut notes = Notes::new();
     for pair in s.split(',').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').ok_or_else(|| {
-            ApiError::bad_request(format!("note filter {pair:?} is not key=value"))
-        })?;
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| Error::invalid(format!("note filter {pair:?} is not key=value")))?;
         notes.insert(k.to_string(), v.to_string());
     }
     Ok(notes)
@@ -165,8 +163,8 @@ pub struct Page<T> {
     responses((status = 200, body = Page<Repository>), (status = 400, body = ApiErrorBody)))]
 async fn list(
     State(app): State<Arc<App>>,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Page<RepoView>>> {
+    q: std::result::Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Page<RepoView>>> {
     let Query(q) = q?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let query = RepoQuery {
@@ -192,12 +190,12 @@ async fn list(
     Ok(Json(Page { items, next }))
 }
 
-pub async fn get_repo(app: &App, id: &str) -> ApiResult<Repository> {
+pub async fn get_repo(app: &App, id: &str) -> Result<Repository> {
     let id = parse_repo_id(id)?;
     app.store
         .get_repo(&id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("repository {id} not found")))
+        .ok_or_else(|| Error::not_found(format!("repository {id} not found")))
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -210,7 +208,7 @@ struct RepoDetail {
 
 #[utoipa::path(get, path = "/api/v1/repositories/{id}", tag = "repositories",
     responses((status = 200, body = RepoDetail), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
-async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<RepoDetail>> {
+async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<RepoDetail>> {
     let repo = get_repo(&app, &id).await?;
     let content_counts = app.store.count_units(&repo.id).await?;
     let publications = app
@@ -248,9 +246,9 @@ fn merge(
     into: &mut serde_json::Value,
     delta: serde_json::Map<String, serde_json::Value>,
     what: &str,
-) -> ApiResult<()> {
+) -> Result<()> {
     let delta = secrets::unmask(serde_json::Value::Object(delta), Some(&*into), what)
-        .map_err(ApiError::bad_request)?;
+        .map_err(Error::invalid)?;
     let serde_json::Value::Object(delta) = delta else {
         unreachable!("unmask keeps the shape")
     };
@@ -270,8 +268,8 @@ fn merge(
 async fn update(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    body: Result<Json<UpdateRepo>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Json<RepoView>> {
+    body: std::result::Result<Json<UpdateRepo>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<RepoView>> {
     let Json(req) = body?;
     let mut repo = get_repo(&app, &id).await?;
     if let Some(d) = req.display_name {
@@ -302,7 +300,7 @@ async fn update(
 async fn delete(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-) -> ApiResult<(StatusCode, Json<crate::db::Task>)> {
+) -> Result<(StatusCode, Json<crate::db::Task>)> {
     let repo = get_repo(&app, &id).await?;
     submit(
         &app,
@@ -326,11 +324,11 @@ struct ContentQuery {
 async fn content(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    q: Result<Query<ContentQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Page<crate::db::Unit>>> {
+    q: std::result::Result<Query<ContentQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Page<crate::db::Unit>>> {
     let Query(q) = q?;
     if !crate::ids::is_unit_type(&q.unit_type) {
-        return Err(ApiError::bad_request(format!(
+        return Err(Error::invalid(format!(
             "invalid unit type {:?}: use 1-64 lowercase letters, digits, '-' or '_'",
             q.unit_type
         )));
@@ -351,15 +349,15 @@ async fn content(
 }
 
 /// Submit a job as a task; answers 202 with the task.
-async fn submit(app: &Arc<App>, job: Job) -> ApiResult<(StatusCode, Json<Task>)> {
+async fn submit(app: &Arc<App>, job: Job) -> Result<(StatusCode, Json<Task>)> {
     Ok((StatusCode::ACCEPTED, Json(app.tasks.submit(job).await?)))
 }
 
-pub(crate) fn plugin_for(app: &App, repo: &Repository) -> ApiResult<()> {
+pub(crate) fn plugin_for(app: &App, repo: &Repository) -> Result<()> {
     match app.plugins.for_content_type(&repo.content_type) {
         Some(_) => Ok(()),
-        None => Err(ApiError::new(
-            StatusCode::CONFLICT,
+        None => Err(Error::new(
+            ErrorKind::Conflict,
             "plugin-missing",
             format!(
                 "no plugin provides content type {:?} of repository {}; install it first",
@@ -409,7 +407,7 @@ async fn import(
     axum::Extension(principal): axum::Extension<crate::auth::Principal>,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
-) -> ApiResult<axum::response::Response> {
+) -> Result<axum::response::Response> {
     use axum::response::IntoResponse;
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
@@ -423,8 +421,8 @@ async fn import(
                 .await;
         }
         _ => {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            return Err(Error::new(
+                ErrorKind::UnsupportedType,
                 "unsupported-media-type",
                 format!(
                     "send JSON {{\"upload_id\": ...}} (application/json) to import an upload, or the \
@@ -434,25 +432,25 @@ async fn import(
         }
     }
     if !query.is_empty() {
-        return Err(ApiError::bad_request(
+        return Err(Error::invalid(
             "query parameters are for streaming imports; put params in the JSON body",
         ));
     }
     let bytes = axum::body::to_bytes(body, 1 << 20)
         .await
-        .map_err(|e| ApiError::bad_request(format!("cannot read the request: {e}")))?;
+        .map_err(|e| Error::invalid(format!("cannot read the request: {e}")))?;
     let Json(req) = Json::<ImportRequest>::from_bytes(&bytes)?;
     let repo = get_repo(&app, &id).await?;
     plugin_for(&app, &repo)?;
     let upload_id: UploadId = req
         .upload_id
         .parse()
-        .map_err(|_| ApiError::bad_request(format!("invalid upload id {:?}", req.upload_id)))?;
+        .map_err(|_| Error::invalid(format!("invalid upload id {:?}", req.upload_id)))?;
     let upload = crate::uploads::get_upload(&app, &upload_id).await?;
     if let Some(size) = upload.size
         && upload.offset < size
     {
-        return Err(ApiError::bad_request(format!(
+        return Err(Error::invalid(format!(
             "upload {upload_id} is incomplete: {} of {size} bytes received; resume it at offset {}",
             upload.offset, upload.offset
         )));
@@ -471,7 +469,7 @@ async fn import(
 async fn sync(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-) -> ApiResult<(StatusCode, Json<crate::db::Task>)> {
+) -> Result<(StatusCode, Json<crate::db::Task>)> {
     let repo = get_repo(&app, &id).await?;
     plugin_for(&app, &repo)?;
     submit(
@@ -488,7 +486,7 @@ async fn sync(
 async fn publish(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-) -> ApiResult<(StatusCode, Json<crate::db::Task>)> {
+) -> Result<(StatusCode, Json<crate::db::Task>)> {
     let repo = get_repo(&app, &id).await?;
     plugin_for(&app, &repo)?;
     submit(
@@ -515,13 +513,13 @@ struct CopyRequest {
 async fn copy(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    body: Result<Json<CopyRequest>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<(StatusCode, Json<crate::db::Task>)> {
+    body: std::result::Result<Json<CopyRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<crate::db::Task>)> {
     let Json(req) = body?;
     let to = get_repo(&app, &id).await?;
     let from = get_repo(&app, &req.from).await?;
     if from.content_type != to.content_type {
-        return Err(ApiError::bad_request(format!(
+        return Err(Error::invalid(format!(
             "cannot copy {} content into {} repository {}",
             from.content_type, to.content_type, to.id
         )));

@@ -15,7 +15,8 @@ use crate::app::App;
 use crate::blobs::{StreamError, stream_to_file};
 use crate::db::{Upload, now};
 use crate::digest::RunningDigests;
-use crate::http::error::{ApiError, ApiErrorBody, ApiResult};
+use crate::error::{Error, ErrorKind, Result};
+use crate::http::ApiErrorBody;
 use crate::ids::UploadId;
 use crate::plugins::host::WholeUpload;
 use axum::Json;
@@ -136,7 +137,7 @@ struct CreateUpload {
 async fn create(
     State(app): State<Arc<App>>,
     body: Option<Json<CreateUpload>>,
-) -> ApiResult<(StatusCode, Json<Upload>)> {
+) -> Result<(StatusCode, Json<Upload>)> {
     let req = body.map(|b| b.0).unwrap_or_default();
     let upload = Upload {
         id: UploadId::new(),
@@ -146,26 +147,26 @@ async fn create(
     };
     app.uploads
         .open_write(&upload.id, true)
-        .map_err(ApiError::internal)?;
+        .map_err(Error::internal)?;
     app.store.put_upload(&upload).await?;
     Ok((StatusCode::CREATED, Json(upload)))
 }
 
-fn parse_id(id: &str) -> ApiResult<UploadId> {
+fn parse_id(id: &str) -> Result<UploadId> {
     id.parse()
-        .map_err(|_| ApiError::bad_request(format!("invalid upload id {id:?}")))
+        .map_err(|_| Error::invalid(format!("invalid upload id {id:?}")))
 }
 
-pub async fn get_upload(app: &App, id: &UploadId) -> ApiResult<Upload> {
+pub async fn get_upload(app: &App, id: &UploadId) -> Result<Upload> {
     app.store
         .get_upload(id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("upload {id} not found")))
+        .ok_or_else(|| Error::not_found(format!("upload {id} not found")))
 }
 
 #[utoipa::path(get, path = "/api/v1/uploads/{id}", tag = "uploads",
     responses((status = 200, body = Upload), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
-async fn status(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Upload>> {
+async fn status(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<Upload>> {
     Ok(Json(get_upload(&app, &parse_id(&id)?).await?))
 }
 
@@ -175,7 +176,7 @@ pub(crate) struct ChunkQuery {
 }
 
 /// The chunk's start: `?offset=N` or `Content-Range: bytes N-M/T`.
-pub(crate) fn chunk_offset(q: &ChunkQuery, headers: &HeaderMap) -> ApiResult<Option<u64>> {
+pub(crate) fn chunk_offset(q: &ChunkQuery, headers: &HeaderMap) -> Result<Option<u64>> {
     if let Some(o) = q.offset {
         return Ok(Some(o));
     }
@@ -188,7 +189,7 @@ pub(crate) fn chunk_offset(q: &ChunkQuery, headers: &HeaderMap) -> ApiResult<Opt
         .and_then(|r| r.split('-').next())
         .and_then(|n| n.trim().parse().ok())
         .ok_or_else(|| {
-            ApiError::bad_request(format!(
+            Error::invalid(format!(
                 "cannot parse Content-Range {v:?}; use 'bytes START-END/TOTAL'"
             ))
         })?;
@@ -206,13 +207,13 @@ async fn put_chunk(
     Query(q): Query<ChunkQuery>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<Upload>> {
+) -> Result<Json<Upload>> {
     let id = parse_id(&id)?;
     let mut upload = get_upload(&app, &id).await?;
     let offset = chunk_offset(&q, &headers)?.unwrap_or(upload.offset);
     if offset != upload.offset {
-        return Err(ApiError::new(
-            StatusCode::RANGE_NOT_SATISFIABLE,
+        return Err(Error::new(
+            ErrorKind::BadRange,
             "wrong-offset",
             format!(
                 "upload {id} has {} bytes; send the next chunk at offset {} (got {offset})",
@@ -223,7 +224,7 @@ async fn put_chunk(
     let file = app
         .uploads
         .open_write(&id, false)
-        .map_err(ApiError::internal)?;
+        .map_err(Error::internal)?;
     // One writer at a time, and never a wait: a second request writing this
     // upload (or an import linking it into the blob store, which holds the
     // same lock; once it has, the bytes are the blob's and must not change)
@@ -231,8 +232,8 @@ async fn put_chunk(
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
+            return Err(Error::new(
+                ErrorKind::Conflict,
                 "upload-busy",
                 format!(
                     "upload {id} is being written by another request; wait for it to end, \
@@ -240,11 +241,11 @@ async fn put_chunk(
                 ),
             ));
         }
-        Err(std::fs::TryLockError::Error(e)) => return Err(ApiError::internal(e)),
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::internal(e)),
     }
-    if file.metadata().map_err(ApiError::internal)?.nlink() > 1 {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
+    if file.metadata().map_err(Error::internal)?.nlink() > 1 {
+        return Err(Error::new(
+            ErrorKind::Conflict,
             "upload-frozen",
             format!(
                 "upload {id} was imported as a blob and can no longer change; start a new upload"
@@ -258,7 +259,7 @@ async fn put_chunk(
         .take(&id, offset)
         .or_else(|| (offset == 0).then(Sha256::new));
     // Bytes past the recorded offset are from a chunk that never completed.
-    file.set_len(offset).map_err(ApiError::internal)?;
+    file.set_len(offset).map_err(Error::internal)?;
     let file = Arc::new(file);
     let limit = upload.size.map_or(u64::MAX, |s| s - offset);
     let outcome =
@@ -268,14 +269,14 @@ async fn put_chunk(
         Err(e) => {
             let _ = file.set_len(offset);
             return Err(match e {
-                StreamError::Body(e) => ApiError::bad_request(format!(
+                StreamError::Body(e) => Error::invalid(format!(
                     "the chunk ended early ({e}); resume at offset {offset}"
                 )),
-                StreamError::TooLarge { .. } => ApiError::bad_request(format!(
+                StreamError::TooLarge { .. } => Error::invalid(format!(
                     "upload {id} was declared as {} bytes; this chunk goes past the end",
                     upload.size.unwrap_or(0)
                 )),
-                StreamError::Io(e) => ApiError::internal(e),
+                StreamError::Io(e) => Error::internal(e),
             });
         }
     };
@@ -331,10 +332,10 @@ pub fn spawn_expiry(app: &Arc<App>) {
 
 #[utoipa::path(delete, path = "/api/v1/uploads/{id}", tag = "uploads",
     responses((status = 204), (status = 404, body = ApiErrorBody)))]
-async fn delete(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn delete(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<StatusCode> {
     let id = parse_id(&id)?;
     if !app.store.delete_upload(&id).await? {
-        return Err(ApiError::not_found(format!("upload {id} not found")));
+        return Err(Error::not_found(format!("upload {id} not found")));
     }
     app.uploads.remove(&id);
     Ok(StatusCode::NO_CONTENT)

@@ -3,12 +3,13 @@
 //! `pulp-admin auth user|role|permission`). What each needs is in
 //! [`super::rules`]; handlers get the caller as an `Extension<Principal>`.
 
-use super::principal::{forbidden, normalize_resource};
+use super::principal::normalize_resource;
 use super::{AuthError, ClientAddr, Credential, Credentials, Principal, SUPER_USERS, check_name};
 use super::{passwords, tokens};
 use crate::app::App;
 use crate::db::{Operation, Permission, Role, Subject, User, UserSource, now};
-use crate::http::error::{ApiError, ApiErrorBody, ApiResult};
+use crate::error::{Error, Result};
+use crate::http::ApiErrorBody;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -74,7 +75,7 @@ pub async fn login(
     };
     let (token, record) = tokens::issue(&user.login, app.auth.config.token_ttl);
     if let Err(e) = app.store.put_token(&record).await {
-        return ApiError::from(e).into_response();
+        return Error::from(e).into_response();
     }
     tracing::info!(target: "wharf::audit", user = %user.login, client = ?addr, action = "login", result = "ok", "token issued");
     Json(LoginResponse {
@@ -91,13 +92,13 @@ pub async fn login(
 pub async fn logout(
     State(app): State<Arc<App>>,
     Extension(p): Extension<Principal>,
-) -> ApiResult<StatusCode> {
+) -> Result<StatusCode> {
     match &p.credential {
         Credential::Token(hash) => {
             app.store.delete_token(hash).await?;
             Ok(StatusCode::NO_CONTENT)
         }
-        Credential::Password => Err(ApiError::bad_request(
+        Credential::Password => Err(Error::invalid(
             "nothing to log out: this request carried a password, not a token",
         )),
     }
@@ -136,18 +137,18 @@ pub struct Me {
     pub permissions: Vec<Permission>,
 }
 
-async fn user_or_404(app: &App, login: &str) -> ApiResult<User> {
+async fn user_or_404(app: &App, login: &str) -> Result<User> {
     app.store
         .get_user(login)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("user {login} not found")))
+        .ok_or_else(|| Error::not_found(format!("user {login} not found")))
 }
 
 // Who may grant what (docs/access.md): nobody hands out more than they hold.
 
 /// Permissions granted to any of `subjects` (none for no subject: the
 /// store lists everything for an empty filter).
-async fn permissions_of(app: &App, subjects: Vec<Subject>) -> ApiResult<Vec<Permission>> {
+async fn permissions_of(app: &App, subjects: Vec<Subject>) -> Result<Vec<Permission>> {
     if subjects.is_empty() {
         return Ok(Vec::new());
     }
@@ -156,7 +157,7 @@ async fn permissions_of(app: &App, subjects: Vec<Subject>) -> ApiResult<Vec<Perm
 
 /// Refuse giving `roles` to anyone unless `p` holds every permission each
 /// carries; `super-users` only a super-user gives.
-async fn require_may_grant_roles(app: &App, p: &Principal, roles: &[String]) -> ApiResult<()> {
+async fn require_may_grant_roles(app: &App, p: &Principal, roles: &[String]) -> Result<()> {
     if p.is_super_user() {
         return Ok(());
     }
@@ -170,12 +171,12 @@ async fn require_may_grant_roles(app: &App, p: &Principal, roles: &[String]) -> 
 /// Refuse `what` (setting the password of, deleting) on `target` unless
 /// `p` holds everything the target holds: whoever sets a user's password
 /// can act as that user.
-async fn require_outranks(app: &App, p: &Principal, target: &User, what: &str) -> ApiResult<()> {
+async fn require_outranks(app: &App, p: &Principal, target: &User, what: &str) -> Result<()> {
     if p.is_super_user() || p.login == target.login {
         return Ok(());
     }
     if target.roles.iter().any(|r| r == SUPER_USERS) {
-        return Err(forbidden(format!(
+        return Err(Error::forbidden(format!(
             "user {} is not a super-user: only a super-user may {what} the super-user {}",
             p.login, target.login
         )));
@@ -185,11 +186,11 @@ async fn require_outranks(app: &App, p: &Principal, target: &User, what: &str) -
 }
 
 /// Refuse taking `super-users` away from someone unless `p` is a super-user.
-fn require_may_demote(p: &Principal, login: &str) -> ApiResult<()> {
+fn require_may_demote(p: &Principal, login: &str) -> Result<()> {
     if p.is_super_user() {
         return Ok(());
     }
-    Err(forbidden(format!(
+    Err(Error::forbidden(format!(
         "user {} is not a super-user: only a super-user may remove {login} from {SUPER_USERS}",
         p.login
     )))
@@ -200,7 +201,7 @@ fn require_may_demote(p: &Principal, login: &str) -> ApiResult<()> {
 pub async fn me(
     State(app): State<Arc<App>>,
     Extension(p): Extension<Principal>,
-) -> ApiResult<Json<Me>> {
+) -> Result<Json<Me>> {
     let user = user_or_404(&app, &p.login).await?;
     Ok(Json(Me {
         super_user: p.is_super_user(),
@@ -223,14 +224,14 @@ pub async fn change_own_password(
     State(app): State<Arc<App>>,
     ClientAddr(addr): ClientAddr,
     Extension(p): Extension<Principal>,
-    body: Result<Json<PasswordChange>, JsonRejection>,
-) -> Result<StatusCode, Response> {
-    let Json(req) = body.map_err(|e| ApiError::from(e).into_response())?;
+    body: std::result::Result<Json<PasswordChange>, JsonRejection>,
+) -> std::result::Result<StatusCode, Response> {
+    let Json(req) = body.map_err(|e| Error::from(e).into_response())?;
     let user = user_or_404(&app, &p.login)
         .await
         .map_err(IntoResponse::into_response)?;
     if user.source != UserSource::Local {
-        return Err(ApiError::bad_request(
+        return Err(Error::invalid(
             "this user's password is kept by the LDAP directory: change it there",
         )
         .into_response());
@@ -240,7 +241,7 @@ pub async fn change_own_password(
         .await
         .map_err(|e| match e {
             AuthError::Unauthenticated(_) => {
-                ApiError::bad_request("current_password is wrong").into_response()
+                Error::invalid("current_password is wrong").into_response()
             }
             // Throttled or busy: say so, with Retry-After.
             e => e.into_response(),
@@ -252,13 +253,9 @@ pub async fn change_own_password(
 }
 
 /// Hash and store a new password, and revoke every token of the user.
-async fn set_password(app: &App, mut user: User, password: &str) -> ApiResult<User> {
-    passwords::check_policy(password).map_err(ApiError::bad_request)?;
-    user.password_hash = Some(
-        passwords::hash(password)
-            .await
-            .map_err(ApiError::internal)?,
-    );
+async fn set_password(app: &App, mut user: User, password: &str) -> Result<User> {
+    passwords::check_policy(password).map_err(Error::invalid)?;
+    user.password_hash = Some(passwords::hash(password).await.map_err(Error::internal)?);
     user.updated_at = now();
     app.store.update_user(&user).await?;
     let revoked = app.store.delete_user_tokens(&user.login).await?;
@@ -287,11 +284,11 @@ pub struct CreateUser {
 pub async fn create_user(
     State(app): State<Arc<App>>,
     Extension(p): Extension<Principal>,
-    body: Result<Json<CreateUser>, JsonRejection>,
-) -> ApiResult<(StatusCode, Json<UserView>)> {
+    body: std::result::Result<Json<CreateUser>, JsonRejection>,
+) -> Result<(StatusCode, Json<UserView>)> {
     let Json(req) = body?;
     check_name("login", &req.login)?;
-    passwords::check_policy(&req.password).map_err(ApiError::bad_request)?;
+    passwords::check_policy(&req.password).map_err(Error::invalid)?;
     let mut roles = req.roles;
     roles.sort();
     roles.dedup();
@@ -306,7 +303,7 @@ pub async fn create_user(
         password_hash: Some(
             passwords::hash(&req.password)
                 .await
-                .map_err(ApiError::internal)?,
+                .map_err(Error::internal)?,
         ),
         source: UserSource::Local,
         roles,
@@ -318,7 +315,7 @@ pub async fn create_user(
 }
 
 #[utoipa::path(get, path = "/api/v1/users", tag = "auth", responses((status = 200, body = Vec<UserView>)))]
-pub async fn list_users(State(app): State<Arc<App>>) -> ApiResult<Json<Vec<UserView>>> {
+pub async fn list_users(State(app): State<Arc<App>>) -> Result<Json<Vec<UserView>>> {
     Ok(Json(
         app.store
             .list_users()
@@ -334,7 +331,7 @@ pub async fn list_users(State(app): State<Arc<App>>) -> ApiResult<Json<Vec<UserV
 pub async fn show_user(
     State(app): State<Arc<App>>,
     Path(login): Path<String>,
-) -> ApiResult<Json<UserView>> {
+) -> Result<Json<UserView>> {
     Ok(Json(user_or_404(&app, &login).await?.into()))
 }
 
@@ -351,10 +348,10 @@ pub struct UpdateUser {
 }
 
 /// Refuse a change that would leave no member in `super-users`.
-async fn keep_a_super_user(app: &App, losing: &str) -> ApiResult<()> {
+async fn keep_a_super_user(app: &App, losing: &str) -> Result<()> {
     let role = app.store.get_role(SUPER_USERS).await?;
     if role.is_some_and(|r| r.users.iter().all(|u| u == losing)) {
-        return Err(ApiError::conflict(format!(
+        return Err(Error::conflict(format!(
             "{losing} is the last member of {SUPER_USERS}: add another super-user first"
         )));
     }
@@ -369,8 +366,8 @@ pub async fn update_user(
     State(app): State<Arc<App>>,
     Extension(p): Extension<Principal>,
     Path(login): Path<String>,
-    body: Result<Json<UpdateUser>, JsonRejection>,
-) -> ApiResult<Json<UserView>> {
+    body: std::result::Result<Json<UpdateUser>, JsonRejection>,
+) -> Result<Json<UserView>> {
     let Json(req) = body?;
     let mut user = user_or_404(&app, &login).await?;
     if req.password.is_some() {
@@ -398,7 +395,7 @@ pub async fn update_user(
     match req.password {
         Some(pw) => {
             if user.source != UserSource::Local {
-                return Err(ApiError::bad_request(format!(
+                return Err(Error::invalid(format!(
                     "{login} is an LDAP user: its password is kept by the directory"
                 )));
             }
@@ -416,7 +413,7 @@ pub async fn delete_user(
     State(app): State<Arc<App>>,
     Extension(p): Extension<Principal>,
     Path(login): Path<String>,
-) -> ApiResult<StatusCode> {
+) -> Result<StatusCode> {
     let user = user_or_404(&app, &login).await?;
     require_outranks(&app, &p, &user, "delete").await?;
     if user.roles.iter().any(|r| r == SUPER_USERS) {
@@ -440,8 +437,8 @@ pub struct CreateRole {
     responses((status = 201, body = Role), (status = 400, body = ApiErrorBody), (status = 409, body = ApiErrorBody)))]
 pub async fn create_role(
     State(app): State<Arc<App>>,
-    body: Result<Json<CreateRole>, JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Role>)> {
+    body: std::result::Result<Json<CreateRole>, JsonRejection>,
+) -> Result<(StatusCode, Json<Role>)> {
     let Json(req) = body?;
     check_name("role id", &req.id)?;
     let role = Role {
@@ -454,23 +451,20 @@ pub async fn create_role(
 }
 
 #[utoipa::path(get, path = "/api/v1/roles", tag = "auth", responses((status = 200, body = Vec<Role>)))]
-pub async fn list_roles(State(app): State<Arc<App>>) -> ApiResult<Json<Vec<Role>>> {
+pub async fn list_roles(State(app): State<Arc<App>>) -> Result<Json<Vec<Role>>> {
     Ok(Json(app.store.list_roles().await?))
 }
 
-async fn role_or_404(app: &App, id: &str) -> ApiResult<Role> {
+async fn role_or_404(app: &App, id: &str) -> Result<Role> {
     app.store
         .get_role(id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("role {id} not found")))
+        .ok_or_else(|| Error::not_found(format!("role {id} not found")))
 }
 
 #[utoipa::path(get, path = "/api/v1/roles/{id}", tag = "auth",
     responses((status = 200, body = Role), (status = 404, body = ApiErrorBody)))]
-pub async fn show_role(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Role>> {
+pub async fn show_role(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<Role>> {
     Ok(Json(role_or_404(&app, &id).await?))
 }
 
@@ -479,14 +473,14 @@ pub async fn show_role(
 pub async fn delete_role(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
+) -> Result<StatusCode> {
     if id == SUPER_USERS {
-        return Err(ApiError::conflict(format!(
+        return Err(Error::conflict(format!(
             "{SUPER_USERS} is built in and cannot be deleted"
         )));
     }
     if !app.store.delete_role(&id).await? {
-        return Err(ApiError::not_found(format!("role {id} not found")));
+        return Err(Error::not_found(format!("role {id} not found")));
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -504,8 +498,8 @@ pub async fn add_role_user(
     State(app): State<Arc<App>>,
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
-    body: Result<Json<RoleUser>, JsonRejection>,
-) -> ApiResult<Json<Role>> {
+    body: std::result::Result<Json<RoleUser>, JsonRejection>,
+) -> Result<Json<Role>> {
     let Json(req) = body?;
     require_may_grant_roles(&app, &p, std::slice::from_ref(&id)).await?;
     app.store.set_role_member(&id, &req.login, true).await?;
@@ -518,7 +512,7 @@ pub async fn remove_role_user(
     State(app): State<Arc<App>>,
     Extension(p): Extension<Principal>,
     Path((id, login)): Path<(String, String)>,
-) -> ApiResult<Json<Role>> {
+) -> Result<Json<Role>> {
     if id == SUPER_USERS {
         require_may_demote(&p, &login)?;
         keep_a_super_user(&app, &login).await?;
@@ -541,8 +535,8 @@ pub struct PermissionQuery {
     responses((status = 200, body = Vec<Permission>)))]
 pub async fn list_permissions(
     State(app): State<Arc<App>>,
-    q: Result<Query<PermissionQuery>, QueryRejection>,
-) -> ApiResult<Json<Vec<Permission>>> {
+    q: std::result::Result<Query<PermissionQuery>, QueryRejection>,
+) -> Result<Json<Vec<Permission>>> {
     let Query(q) = q?;
     let mut subjects = Vec::new();
     subjects.extend(q.login.map(Subject::User));
@@ -564,19 +558,17 @@ pub struct PermissionChange {
 }
 
 impl PermissionChange {
-    fn parse(self) -> ApiResult<(Subject, String, Vec<Operation>)> {
+    fn parse(self) -> Result<(Subject, String, Vec<Operation>)> {
         let subject = match (self.login, self.role_id) {
             (Some(l), None) => Subject::User(l),
             (None, Some(r)) => Subject::Role(r),
             _ => {
-                return Err(ApiError::bad_request(
-                    "give exactly one of login and role_id",
-                ));
+                return Err(Error::invalid("give exactly one of login and role_id"));
             }
         };
-        let resource = normalize_resource(&self.resource).map_err(ApiError::bad_request)?;
+        let resource = normalize_resource(&self.resource).map_err(Error::invalid)?;
         if self.operations.is_empty() {
-            return Err(ApiError::bad_request(
+            return Err(Error::invalid(
                 "operations is empty: give some of create, read, update, delete, execute",
             ));
         }
@@ -586,7 +578,7 @@ impl PermissionChange {
                 .into_iter()
                 .find(|x| x.as_str().eq_ignore_ascii_case(o.trim()))
                 .ok_or_else(|| {
-                    ApiError::bad_request(format!(
+                    Error::invalid(format!(
                         "unknown operation {o:?}: use create, read, update, delete or execute"
                     ))
                 })?;
@@ -602,8 +594,8 @@ impl PermissionChange {
 pub async fn grant(
     State(app): State<Arc<App>>,
     Extension(p): Extension<Principal>,
-    body: Result<Json<PermissionChange>, JsonRejection>,
-) -> ApiResult<Json<Permission>> {
+    body: std::result::Result<Json<PermissionChange>, JsonRejection>,
+) -> Result<Json<Permission>> {
     let Json(req) = body?;
     let (subject, resource, ops) = req.parse()?;
     let to = match &subject {
@@ -618,8 +610,8 @@ pub async fn grant(
     responses((status = 200, body = Permission, description = "the permission as it now is (operations may be empty)"), (status = 400, body = ApiErrorBody)))]
 pub async fn revoke(
     State(app): State<Arc<App>>,
-    body: Result<Json<PermissionChange>, JsonRejection>,
-) -> ApiResult<Json<Permission>> {
+    body: std::result::Result<Json<PermissionChange>, JsonRejection>,
+) -> Result<Json<Permission>> {
     let Json(req) = body?;
     let (subject, resource, ops) = req.parse()?;
     app.store.revoke(&subject, &resource, &ops).await?;

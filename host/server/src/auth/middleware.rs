@@ -9,7 +9,7 @@ use super::rules::{self, Access, Rule};
 use super::{ClientAddr, Principal, percent};
 use crate::app::App;
 use crate::db::Operation;
-use crate::http::error::ApiError;
+use crate::error::Error;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, StatusCode};
@@ -51,7 +51,7 @@ pub async fn enforce(
     let action = format!("{method} {path}");
 
     let Some(rule) = rules::find(method.as_str(), &route) else {
-        let resp = super::principal::forbidden(format!(
+        let resp = Error::forbidden(format!(
             "no access rule for {method} {API_PREFIX}{route}: access is denied by default \
              (a route needs a row in host/wharf/src/auth/rules.rs)"
         ))
@@ -142,8 +142,8 @@ fn audit(method: &Method, user: &str, action: &str, resource: &str, status: Stat
 }
 
 /// A decoded path parameter that is safe as a resource path segment.
-fn segment(name: &str, raw: &str) -> Result<String, ApiError> {
-    let bad = || ApiError::bad_request(format!("invalid {name} {raw:?} in the path"));
+fn segment(name: &str, raw: &str) -> Result<String, Error> {
+    let bad = || Error::invalid(format!("invalid {name} {raw:?} in the path"));
     let v = percent::decode(raw, false).ok_or_else(bad)?;
     match normalize_resource(&v) {
         Ok(n) if n.matches('/').count() == 2 => Ok(v),
@@ -160,10 +160,10 @@ async fn authorize(
     rel_path: &str,
     p: &Principal,
     req: &mut Request,
-) -> Result<String, (String, ApiError)> {
+) -> Result<String, (String, Error)> {
     let unknown = |e| ("-".to_string(), e);
     let params = rules::params(route, rel_path).ok_or_else(|| {
-        unknown(ApiError::internal(format!(
+        unknown(Error::internal(format!(
             "route {route} does not match {rel_path}"
         )))
     })?;
@@ -176,7 +176,7 @@ async fn authorize(
         for (name, v) in &values {
             s = s.replace(&format!("{{{name}}}"), v);
         }
-        normalize_resource(&s).map_err(|e| unknown(ApiError::internal(e)))
+        normalize_resource(&s).map_err(|e| unknown(Error::internal(e)))
     };
     let resource = match rule.access {
         Access::Public | Access::Authenticated => String::new(),
@@ -213,7 +213,7 @@ async fn task_repos_allow(
     p: &Principal,
     values: &[(&str, String)],
     op: Operation,
-) -> Result<bool, ApiError> {
+) -> Result<bool, Error> {
     let Some((_, id)) = values.iter().find(|(n, _)| *n == "id") else {
         return Ok(false);
     };
@@ -237,15 +237,11 @@ async fn task_repos_allow(
 /// Read the (small, JSON) body to check `read` on the repository its
 /// `field` names, then put it back for the handler. A body without that
 /// field is left to the handler to refuse.
-async fn check_body_repository(
-    p: &Principal,
-    field: &str,
-    req: &mut Request,
-) -> Result<(), ApiError> {
+async fn check_body_repository(p: &Principal, field: &str, req: &mut Request) -> Result<(), Error> {
     let body = std::mem::replace(req.body_mut(), Body::empty());
     let bytes = axum::body::to_bytes(body, MAX_INSPECTED_BODY)
         .await
-        .map_err(|e| ApiError::bad_request(format!("request body: {e}")))?;
+        .map_err(|e| Error::invalid(format!("request body: {e}")))?;
     let named = serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
         .and_then(|v| v.get(field).and_then(|f| f.as_str()).map(str::to_string));

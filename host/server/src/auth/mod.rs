@@ -32,8 +32,8 @@ pub mod tokens;
 pub use principal::{Credential, Principal, SUPER_USERS};
 
 use crate::db::{Store, StoreError, Subject, User, UserSource, now};
-use crate::http::error::ApiError;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use crate::error::{Error, ErrorKind};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use std::net::{IpAddr, SocketAddr};
@@ -85,42 +85,49 @@ impl From<StoreError> for AuthError {
     }
 }
 
-impl IntoResponse for AuthError {
-    fn into_response(self) -> Response {
-        match self {
+impl From<AuthError> for Error {
+    fn from(e: AuthError) -> Self {
+        match e {
             AuthError::Unauthenticated(m) => {
-                let mut r =
-                    ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", m).into_response();
-                r.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Basic realm=\"wharf\", charset=\"UTF-8\""),
-                );
-                r
+                Error::new(ErrorKind::Unauthenticated, "unauthenticated", m)
             }
             AuthError::RateLimited(_) | AuthError::Busy => {
-                let secs = self.retry_after().expect("a 429 has a Retry-After");
-                let (code, why) = match self {
+                let secs = e.retry_after().expect("a 429 has a Retry-After");
+                let (code, why) = match e {
                     AuthError::Busy => ("busy", "too many password checks at once"),
                     _ => (
                         "too-many-failures",
                         "too many failed logins from this address",
                     ),
                 };
-                ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
+                Error::new(
+                    ErrorKind::TooManyRequests,
                     code,
                     format!("{why}; try again in {secs} s"),
                 )
                 .retry_after(Duration::from_secs(secs))
-                .into_response()
             }
-            AuthError::Unavailable(m) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
+            AuthError::Unavailable(m) => Error::new(
+                ErrorKind::Unavailable,
                 "auth-unavailable",
                 format!("cannot check credentials now: {m}"),
-            )
-            .into_response(),
+            ),
         }
+    }
+}
+
+/// The error's answer; a 401 also names the scheme to authenticate with.
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        let challenge = matches!(self, AuthError::Unauthenticated(_));
+        let mut r = Error::from(self).into_response();
+        if challenge {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"wharf\", charset=\"UTF-8\""),
+            );
+        }
+        r
     }
 }
 
@@ -181,7 +188,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
 }
 
 /// Logins and role ids: safe in resource paths and URLs.
-pub fn check_name(what: &str, s: &str) -> Result<(), ApiError> {
+pub fn check_name(what: &str, s: &str) -> Result<(), Error> {
     let ok = !s.is_empty()
         && s.len() <= 128
         && s != "."
@@ -191,7 +198,7 @@ pub fn check_name(what: &str, s: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::bad_request(format!(
+        Err(Error::invalid(format!(
             "invalid {what} {s:?}: use 1-128 letters, digits, '.', '-', '_' or '@'"
         )))
     }

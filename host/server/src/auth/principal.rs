@@ -3,8 +3,7 @@
 //! permission on a resource path covers everything below it.
 
 use crate::db::{Operation, Permission, User};
-use crate::http::error::ApiError;
-use axum::http::StatusCode;
+use crate::error::Error;
 
 /// The built-in role whose members may do everything.
 pub const SUPER_USERS: &str = "super-users";
@@ -52,11 +51,11 @@ impl Principal {
     }
 
     /// `Ok` if allowed, else the 403 that names what is missing.
-    pub fn require(&self, resource: &str, op: Operation) -> Result<(), ApiError> {
+    pub fn require(&self, resource: &str, op: Operation) -> Result<(), Error> {
         if self.allows(resource, op) {
             Ok(())
         } else {
-            Err(forbidden(format!(
+            Err(Error::forbidden(format!(
                 "user {} lacks '{}' on {resource}; a super-user can grant it: \
                  POST /api/v1/permissions/grant",
                 self.login,
@@ -79,7 +78,7 @@ impl Principal {
     /// `Ok` if this principal holds every permission in `perms`, so that it
     /// may hand them on; else the 403 naming the first one missing and
     /// `what` it was trying to do (e.g. "grant the role repo_admin").
-    pub fn require_all(&self, perms: &[Permission], what: &str) -> Result<(), ApiError> {
+    pub fn require_all(&self, perms: &[Permission], what: &str) -> Result<(), Error> {
         for p in perms {
             self.require_ops(&p.resource, &p.operations, what)?;
         }
@@ -87,15 +86,10 @@ impl Principal {
     }
 
     /// [`Self::require_all`] for `ops` on one `resource`.
-    pub fn require_ops(
-        &self,
-        resource: &str,
-        ops: &[Operation],
-        what: &str,
-    ) -> Result<(), ApiError> {
+    pub fn require_ops(&self, resource: &str, ops: &[Operation], what: &str) -> Result<(), Error> {
         match self.missing(resource, ops) {
             None => Ok(()),
-            Some(op) => Err(forbidden(format!(
+            Some(op) => Err(Error::forbidden(format!(
                 "user {} lacks '{}' on {resource}, so may not {what}: only permissions one holds can be handed on (or by a super-user)",
                 self.login,
                 op.as_str(),
@@ -104,19 +98,15 @@ impl Principal {
     }
 
     /// `Ok` if this principal may grant `role`, which carries `perms`.
-    pub fn require_grantable_role(&self, role: &str, perms: &[Permission]) -> Result<(), ApiError> {
+    pub fn require_grantable_role(&self, role: &str, perms: &[Permission]) -> Result<(), Error> {
         if role == SUPER_USERS && !self.is_super_user() {
-            return Err(forbidden(format!(
+            return Err(Error::forbidden(format!(
                 "user {} is not a super-user: only a super-user may grant the role {SUPER_USERS}",
                 self.login
             )));
         }
         self.require_all(perms, &format!("grant the role {role}"))
     }
-}
-
-pub fn forbidden(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
 }
 
 /// A resource path in its one stored form: `/a/b/` (leading and trailing
@@ -147,6 +137,7 @@ pub fn normalize_resource(path: &str) -> Result<String, String> {
 mod tests {
     use super::*;
     use crate::db::{Subject, UserSource};
+    use crate::error::ErrorKind;
 
     fn principal(roles: &[&str], perms: &[(&str, &[Operation])]) -> Principal {
         let user = User {
@@ -183,7 +174,7 @@ mod tests {
         assert!(!p.allows("/repositories/", Delete));
         assert!(!p.allows("/users/", Read));
         let err = p.require("/repositories/x/", Delete).unwrap_err();
-        assert_eq!(err.status, StatusCode::FORBIDDEN);
+        assert_eq!(err.kind, ErrorKind::Forbidden);
         assert!(
             err.message
                 .contains("user u lacks 'delete' on /repositories/x/")
@@ -210,7 +201,7 @@ mod tests {
         let err = p
             .require_grantable_role("repo_admin", &[perm("/repositories", &[Read, Delete])])
             .unwrap_err();
-        assert_eq!(err.status, StatusCode::FORBIDDEN);
+        assert_eq!(err.kind, ErrorKind::Forbidden);
         assert!(
             err.message.contains(
                 "user u lacks 'delete' on /repositories/, so may not grant the role repo_admin"

@@ -1,5 +1,8 @@
 //! The admin API's one error shape: `{"error": {"code": ..., "message": ...}}`.
+//! A service's [`Error`] becomes an answer here: its kind picks the status,
+//! its code and message make the body, and a wait becomes `Retry-After`.
 
+use crate::error::{Error, ErrorKind};
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -17,55 +20,27 @@ pub struct ApiErrorDetail {
     pub message: String,
 }
 
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    /// Sent as `Retry-After` (whole seconds, at least 1).
-    pub retry_after: Option<std::time::Duration>,
-}
-
-pub type ApiResult<T> = Result<T, ApiError>;
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    /// The same error, telling the client when to try again.
-    pub fn retry_after(mut self, wait: std::time::Duration) -> Self {
-        self.retry_after = Some(wait);
-        self
-    }
-
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid-input", message)
-    }
-
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not-found", message)
-    }
-
-    pub fn conflict(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, "conflict", message)
-    }
-
-    pub fn internal(e: impl std::fmt::Display) -> Self {
-        tracing::error!("internal error: {e}");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+/// The status each kind of error is answered with.
+pub fn status(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::LengthRequired => StatusCode::LENGTH_REQUIRED,
+        ErrorKind::UnsupportedType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorKind::BadRange => StatusCode::RANGE_NOT_SATISFIABLE,
+        ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
-impl IntoResponse for ApiError {
+impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        let mut r = (self.status, Json(body)).into_response();
+        let mut r = (status(self.kind), Json(body)).into_response();
         if let Some(wait) = self.retry_after {
             let secs = wait.as_secs().max(1);
             r.headers_mut()
@@ -75,31 +50,36 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<crate::db::StoreError> for ApiError {
-    fn from(e: crate::db::StoreError) -> Self {
-        use crate::db::StoreError::*;
-        match e {
-            Conflict(what) => ApiError::conflict(format!("{what} already exists")),
-            NotFound(what) => ApiError::not_found(format!("{what} not found")),
-            Backend(e) => ApiError::internal(format!("{e:#}")),
-        }
-    }
-}
-
-impl From<axum::extract::rejection::JsonRejection> for ApiError {
+impl From<axum::extract::rejection::JsonRejection> for Error {
     fn from(e: axum::extract::rejection::JsonRejection) -> Self {
-        ApiError::bad_request(format!("request body: {}", e.body_text()))
+        Error::invalid(format!("request body: {}", e.body_text()))
     }
 }
 
-impl From<axum::extract::rejection::QueryRejection> for ApiError {
+impl From<axum::extract::rejection::QueryRejection> for Error {
     fn from(e: axum::extract::rejection::QueryRejection) -> Self {
-        ApiError::bad_request(format!("query: {}", e.body_text()))
+        Error::invalid(format!("query: {}", e.body_text()))
     }
 }
 
-impl From<axum::extract::rejection::PathRejection> for ApiError {
+impl From<axum::extract::rejection::PathRejection> for Error {
     fn from(e: axum::extract::rejection::PathRejection) -> Self {
-        ApiError::bad_request(format!("path: {}", e.body_text()))
+        Error::invalid(format!("path: {}", e.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn body_status_and_retry_after() {
+        let r = Error::new(ErrorKind::TooManyRequests, "busy", "later")
+            .retry_after(std::time::Duration::from_millis(10))
+            .into_response();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[axum::http::header::RETRY_AFTER], "1");
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        assert_eq!(&body[..], br#"{"error":{"code":"busy","message":"later"}}"#);
     }
 }

@@ -4,6 +4,7 @@
 //! `/readyz` and `/metrics`, counts its requests and gives each a request id.
 
 pub mod error;
+pub use error::ApiErrorBody;
 pub mod openapi;
 pub mod registry;
 pub mod request_id;
@@ -30,7 +31,7 @@ pub fn router(app: Arc<App>, side: Side) -> axum::Router {
             .nest("/api/v1", api(app.clone()))
             .fallback(registry::dispatch),
         Side::Admin => ops.nest("/api/v1", api(app.clone())).fallback(|| async {
-            error::ApiError::not_found(
+            crate::error::Error::not_found(
                 "no such endpoint: this listener serves the admin API (/api/v1) only",
             )
         }),
@@ -78,7 +79,7 @@ fn api(app: Arc<App>) -> axum::Router<Arc<App>> {
             crate::auth::middleware::enforce,
         ))
         .route_layer(axum::middleware::from_fn(crate::metrics::record_route))
-        .fallback(|| async { error::ApiError::not_found("no such API endpoint") })
+        .fallback(|| async { crate::error::Error::not_found("no such API endpoint") })
 }
 
 #[derive(serde::Serialize)]

@@ -60,7 +60,7 @@ use utoipa::OpenApi;
         crate::auth::registry_token::token,
     ),
     components(schemas(
-        crate::http::error::ApiErrorBody,
+        crate::http::ApiErrorBody,
         crate::db::Task,
         crate::db::Repository,
         crate::db::Group,

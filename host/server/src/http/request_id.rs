@@ -1,7 +1,7 @@
 //! A request id per request: the client's `X-Request-Id` when it is sane,
 //! else a new UUIDv7. It is echoed in the response, carried by every log
 //! line of the request (a tracing span), and handed to the tasks the request
-//! starts (their logs carry it too; see [`current`]).
+//! starts (their logs carry it too; see [`crate::request_context`]).
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
@@ -13,23 +13,6 @@ pub static HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// At most this long, visible ASCII only: it goes into logs and headers.
 const MAX_LEN: usize = 128;
-
-tokio::task_local! {
-    static CURRENT: String;
-}
-
-/// The id of the request being handled on this task, if any.
-pub fn current() -> Option<String> {
-    CURRENT.try_with(Clone::clone).ok()
-}
-
-/// Run `f` (say, a spawned task) as part of request `id`.
-pub async fn scope<F: std::future::Future>(id: Option<String>, f: F) -> F::Output {
-    match id {
-        Some(id) => CURRENT.scope(id, f).await,
-        None => f.await,
-    }
-}
 
 fn accept(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?;
@@ -47,7 +30,7 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     req.headers_mut().insert(HEADER.clone(), value.clone());
     let span =
         tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
-    let mut resp = CURRENT.scope(id, next.run(req).instrument(span)).await;
+    let mut resp = crate::request_context::scope(Some(id), next.run(req).instrument(span)).await;
     resp.headers_mut().insert(HEADER.clone(), value);
     resp
 }

@@ -6,7 +6,7 @@
 use crate::app::App;
 use crate::auth::Principal;
 use crate::db::{Operation, Repository};
-use crate::http::error::{ApiError, ApiResult};
+use crate::error::{Error, ErrorKind, Result};
 use crate::http::unread;
 use crate::import_slots::ImportSlot;
 use crate::jobs::Job;
@@ -30,7 +30,7 @@ pub async fn run(
     query: BTreeMap<String, String>,
     headers: &HeaderMap,
     body: Body,
-) -> ApiResult<Response> {
+) -> Result<Response> {
     let mut body = body.into_data_stream();
     let (repo, len, slot) = match prepare(&app, id, principal, headers).await {
         Ok(ready) => ready,
@@ -49,7 +49,7 @@ pub async fn run(
         &app.config.data_dir.join("spool"),
         tokio::runtime::Handle::current(),
     )
-    .map_err(ApiError::internal)?;
+    .map_err(Error::internal)?;
     let job = Job::ImportStream {
         repository: repo.id.clone(),
         size: len,
@@ -60,8 +60,8 @@ pub async fn run(
     // (with an error: its body broke off) and its record says so.
     let tasks = app.tasks.clone();
     let importer = app.clone();
-    let request_id = crate::http::request_id::current();
-    let mut run = tokio::spawn(crate::http::request_id::scope(request_id, async move {
+    let request_id = crate::request_context::current();
+    let mut run = tokio::spawn(crate::request_context::scope(request_id, async move {
         tasks
             .run_here(job, move |_, ctx| {
                 crate::jobs::import_stream(importer, repo.id, params, source, ctx)
@@ -97,7 +97,7 @@ pub async fn run(
         }
     };
     drop(slot);
-    let task = ended.map_err(|e| ApiError::internal(format!("import task: {e}")))??;
+    let task = ended.map_err(|e| Error::internal(format!("import task: {e}")))??;
     // The import may have ended before the body did: finished without the
     // last bytes (the zero blocks after a tar's end), or failed early. A
     // body that broke off has no more to give.
@@ -118,15 +118,15 @@ async fn prepare(
     id: &str,
     principal: &Principal,
     headers: &HeaderMap,
-) -> ApiResult<(Repository, u64, ImportSlot)> {
+) -> Result<(Repository, u64, ImportSlot)> {
     let repo = crate::repos::get_repo(app, id).await?;
     crate::repos::plugin_for(app, &repo)?;
     // Sending content is uploading it: the right `POST /uploads` needs, on
     // top of `execute` on the repository (which the access gate checked).
     principal.require("/content/uploads/", Operation::Create)?;
     if app.tasks.is_stopping() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+        return Err(Error::new(
+            ErrorKind::Unavailable,
             "shutting-down",
             "the server is shutting down; send the content again once it is back (or to another node)",
         ));
@@ -136,16 +136,16 @@ async fn prepare(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::LENGTH_REQUIRED,
+            Error::new(
+                ErrorKind::LengthRequired,
                 "length-required",
                 "a streaming import needs Content-Length; for content of unknown length, \
                  use a resumable upload (POST /api/v1/uploads) and import that",
             )
         })?;
     let slot = app.import_slots.take(&principal.login).map_err(|full| {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
+        Error::new(
+            ErrorKind::TooManyRequests,
             "too-many-imports",
             full.to_string(),
         )

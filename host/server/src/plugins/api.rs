@@ -11,7 +11,8 @@
 
 use crate::app::App;
 use crate::db::{InstalledPlugin, PluginState, RepoQuery, now};
-use crate::http::error::{ApiError, ApiErrorBody, ApiResult};
+use crate::error::{Error, ErrorKind, Result};
+use crate::http::ApiErrorBody;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
@@ -82,9 +83,9 @@ pub struct Installed {
 async fn install(
     State(app): State<Arc<App>>,
     body: Bytes,
-) -> ApiResult<(StatusCode, Json<Installed>)> {
+) -> Result<(StatusCode, Json<Installed>)> {
     if body.is_empty() {
-        return Err(ApiError::bad_request(
+        return Err(Error::invalid(
             "send the plugin's .wasm file as the request body",
         ));
     }
@@ -95,8 +96,8 @@ async fn install(
     // Compiling takes a while and runs guest code: off the async threads.
     let (plugin, stats) = tokio::task::spawn_blocking(move || plugins.install(&wasm))
         .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "plugin-invalid", e.to_string()))?;
+        .map_err(Error::internal)?
+        .map_err(|e| Error::new(ErrorKind::Invalid, "plugin-invalid", e.to_string()))?;
     let upgraded_from = previous
         .iter()
         .find(|p| p.info.name == plugin.info.name)
@@ -107,7 +108,7 @@ async fn install(
         .and_then(|_| std::fs::write(path.with_extension("tmp"), &body))
         .and_then(|_| std::fs::rename(path.with_extension("tmp"), &path));
     if let Err(e) = persist {
-        return Err(ApiError::internal(format!(
+        return Err(Error::internal(format!(
             "plugin loaded but not saved for the next start: {e}"
         )));
     }
@@ -119,7 +120,7 @@ async fn install(
         changed_at: now(),
     };
     app.store.put_installed_plugin(&record).await.map_err(|e| {
-        ApiError::internal(format!(
+        Error::internal(format!(
             "plugin loaded and saved here, but other nodes will not learn of it: {e}; install it again"
         ))
     })?;
@@ -151,8 +152,8 @@ struct RemoveQuery {
 async fn remove(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
-    q: Result<Query<RemoveQuery>, QueryRejection>,
-) -> ApiResult<StatusCode> {
+    q: std::result::Result<Query<RemoveQuery>, QueryRejection>,
+) -> Result<StatusCode> {
     let Query(q) = q?;
     let _guard = app.plugins.changes.lock().await;
     let plugin = app
@@ -160,7 +161,7 @@ async fn remove(
         .list()
         .into_iter()
         .find(|p| p.info.name == name)
-        .ok_or_else(|| ApiError::not_found(format!("no plugin named {name:?} is loaded")))?;
+        .ok_or_else(|| Error::not_found(format!("no plugin named {name:?} is loaded")))?;
     if !q.force {
         for (t, _) in &plugin.info.content_types {
             let q = RepoQuery {
@@ -169,7 +170,7 @@ async fn remove(
                 ..Default::default()
             };
             if let Some(r) = app.store.list_repos(&q).await?.first() {
-                return Err(ApiError::conflict(format!(
+                return Err(Error::conflict(format!(
                     "repositories of content type {t:?} exist (e.g. {}); delete them first or remove with ?force=true",
                     r.id
                 )));

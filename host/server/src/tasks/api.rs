@@ -2,7 +2,8 @@
 
 use crate::app::App;
 use crate::db::{Task, TaskKind, TaskQuery, TaskState};
-use crate::http::error::{ApiError, ApiErrorBody, ApiResult};
+use crate::error::{Error, Result};
+use crate::http::ApiErrorBody;
 use crate::ids::TaskId;
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -30,8 +31,8 @@ struct ListQuery {
     responses((status = 200, body = Vec<Task>)))]
 async fn list(
     State(app): State<Arc<App>>,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Vec<Task>>> {
+    q: std::result::Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<Task>>> {
     let Query(q) = q?;
     let query = TaskQuery {
         state: q.state,
@@ -42,20 +43,20 @@ async fn list(
     Ok(Json(app.tasks.list(&query).await?))
 }
 
-fn parse(id: &str) -> ApiResult<TaskId> {
+fn parse(id: &str) -> Result<TaskId> {
     id.parse()
-        .map_err(|_| ApiError::bad_request(format!("invalid task id {id:?}")))
+        .map_err(|_| Error::invalid(format!("invalid task id {id:?}")))
 }
 
 #[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks",
     responses((status = 200, body = Task), (status = 404, body = ApiErrorBody)))]
-async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Task>> {
+async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<Task>> {
     let id = parse(&id)?;
     app.tasks
         .get(&id)
         .await?
         .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("task {id} not found")))
+        .ok_or_else(|| Error::not_found(format!("task {id} not found")))
 }
 
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/cancel", tag = "tasks",
@@ -63,15 +64,15 @@ async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<
 async fn cancel(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-) -> ApiResult<(StatusCode, Json<Task>)> {
+) -> Result<(StatusCode, Json<Task>)> {
     let id = parse(&id)?;
     let task = app
         .tasks
         .get(&id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("task {id} not found")))?;
+        .ok_or_else(|| Error::not_found(format!("task {id} not found")))?;
     if task.state.is_final() || !app.tasks.cancel(&id).await? {
-        return Err(ApiError::conflict(format!(
+        return Err(Error::conflict(format!(
             "task {id} already ended ({})",
             task.state.as_str()
         )));

@@ -254,7 +254,7 @@ impl Tasks {
     pub async fn submit(self: &Arc<Self>, job: Job) -> Result<Task, crate::db::StoreError> {
         let task = self.record(&job, None).await?;
         // The request that started it, in the task's log lines.
-        let request_id = crate::http::request_id::current().unwrap_or_default();
+        let request_id = crate::request_context::current().unwrap_or_default();
         tracing::info!(task = %task.id, kind = %task.kind, request_id = %request_id, "task queued");
         let span = tracing::info_span!("task", id = %task.id, request_id = %request_id);
         match &self.dispatch {
@@ -315,7 +315,7 @@ impl Tasks {
     {
         let task = self.record(&job, Some(self.worker_name.clone())).await?;
         let id = task.id;
-        let request_id = crate::http::request_id::current().unwrap_or_default();
+        let request_id = crate::request_context::current().unwrap_or_default();
         tracing::info!(task = %id, kind = %task.kind, request_id = %request_id, "task running here");
         let span = tracing::info_span!("task", id = %id, request_id = %request_id);
         async {
