@@ -562,8 +562,8 @@ pub fn show(s: &Session, id: &RepoId) -> anyhow::Result<RepoDetail> {
                         publications
                     },
                 ),
-                ("Created", r.created_at.clone()),
-                ("Updated", r.updated_at.clone()),
+                ("Created", r.created_at.to_string()),
+                ("Updated", r.updated_at.to_string()),
             ]);
         }
     }

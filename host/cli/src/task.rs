@@ -103,7 +103,7 @@ pub fn run(s: &Session, cmd: TaskCommand) -> anyhow::Result<()> {
                                 t.kind.to_string(),
                                 t.state.as_str().to_string(),
                                 repositories(t),
-                                output::time(&t.created_at),
+                                output::time(t.created_at.as_str()),
                                 detail(t),
                             ]
                         })
@@ -215,9 +215,21 @@ fn print_task(t: &Task) {
         ("State", t.state.as_str().to_string()),
         ("Repository", repositories(t)),
         ("Worker", t.worker.clone().unwrap_or_default()),
-        ("Created", t.created_at.clone()),
-        ("Started", t.started_at.clone().unwrap_or_default()),
-        ("Finished", t.finished_at.clone().unwrap_or_default()),
+        ("Created", t.created_at.to_string()),
+        (
+            "Started",
+            t.started_at
+                .as_ref()
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            "Finished",
+            t.finished_at
+                .as_ref()
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+        ),
         ("Progress", progress_text(t)),
     ];
     let result = t

@@ -65,7 +65,10 @@ mod tests {
         );
         let b = Timestamp::at(SystemTime::UNIX_EPOCH + Duration::from_secs(86_400));
         assert!(a < b);
-        assert_eq!(serde_json::to_value(&a).unwrap(), "1970-01-01T00:00:01.500Z");
+        assert_eq!(
+            serde_json::to_value(&a).unwrap(),
+            "1970-01-01T00:00:01.500Z"
+        );
         let back: Timestamp = serde_json::from_value(serde_json::json!("t")).unwrap();
         assert_eq!(back.system_time(), None);
         assert_eq!(back.age(), Duration::ZERO);

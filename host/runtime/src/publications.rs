@@ -136,7 +136,7 @@ mod tests {
             repo_id: repo.parse().unwrap(),
             index: wharf_core::digest::Digest::of(name.as_bytes()),
             config: serde_json::json!({}),
-            published_at: "t".into(),
+            published_at: wharf_core::time::Timestamp::now(),
             blobs: Vec::new(),
         }
     }

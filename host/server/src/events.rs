@@ -35,7 +35,8 @@ pub struct Event {
     /// `plugin.upgraded`, `plugin.removed`.
     #[serde(rename = "type")]
     pub event_type: String,
-    pub time: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub time: crate::db::Timestamp,
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
 }

@@ -290,8 +290,8 @@ mod tests {
             notes: Default::default(),
             importer_config: json!({"feed": "http://u:p%40ss-url@h/", "password": "hunter22", "x": "abc"}),
             distributor_config: json!({"token": "tok-tok"}),
-            created_at: String::new(),
-            updated_at: String::new(),
+            created_at: crate::db::now(),
+            updated_at: crate::db::now(),
         };
         let s = secret_values(&repo);
         let text = scrub(

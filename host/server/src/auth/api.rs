@@ -7,6 +7,7 @@ use super::principal::normalize_resource;
 use super::{AuthError, ClientAddr, Credential, Credentials, Principal, SUPER_USERS, check_name};
 use super::{passwords, tokens};
 use crate::app::App;
+use crate::db::Timestamp;
 use crate::db::{Operation, Permission, Role, Subject, User, UserSource, now};
 use crate::error::{Error, Result};
 use crate::http::ApiErrorBody;
@@ -111,8 +112,10 @@ pub struct UserView {
     pub name: String,
     pub source: UserSource,
     pub roles: Vec<String>,
-    pub created_at: String,
-    pub updated_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
 }
 
 impl From<User> for UserView {

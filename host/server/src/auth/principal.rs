@@ -146,8 +146,8 @@ mod tests {
             password_hash: None,
             source: UserSource::Local,
             roles: roles.iter().map(|r| r.to_string()).collect(),
-            created_at: String::new(),
-            updated_at: String::new(),
+            created_at: crate::db::now(),
+            updated_at: crate::db::now(),
         };
         let permissions = perms
             .iter()

@@ -2,6 +2,7 @@
 //! event types it wants. Delivery lives with the events service.
 
 use serde::{Deserialize, Serialize};
+use wharf_core::time::Timestamp;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -25,7 +26,8 @@ pub struct Listener {
     /// Event types to send (`task.*` style prefixes allowed); all when empty.
     #[serde(default)]
     pub events: Vec<String>,
-    pub created_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
 }
 
 impl Listener {

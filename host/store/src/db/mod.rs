@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wharf_core::digest::Digest;
 use wharf_core::ids::{RepoId, TaskId, UploadId};
+pub use wharf_core::time::Timestamp;
 
 /// Where the metadata store lives (`--db` / `WHARF_DB`).
 #[derive(Clone, PartialEq)]
@@ -123,8 +124,10 @@ pub struct Repository {
     /// Content-type specific distributor settings (registry name, redirect url).
     #[schema(value_type = Object)]
     pub distributor_config: serde_json::Value,
-    pub created_at: String,
-    pub updated_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
 }
 
 /// A content unit: shared across repositories, unique by (type, key).
@@ -159,7 +162,8 @@ pub struct Publication {
     pub index: Digest,
     #[schema(value_type = Object)]
     pub config: serde_json::Value,
-    pub published_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub published_at: Timestamp,
     /// Every blob the publication serves besides its index: its
     /// repository's units' blobs at publish time and what the publish stored
     /// (a generated manifest file, say). Orphan cleanup keeps them while the
@@ -282,9 +286,12 @@ pub struct Task {
     /// Resources the task locks (e.g. `repository:app`).
     pub locks: Vec<String>,
     pub worker: Option<String>,
-    pub created_at: String,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished_at: Option<Timestamp>,
     pub progress: Progress,
     #[schema(value_type = Option<Object>)]
     pub result: Option<serde_json::Value>,
@@ -305,7 +312,8 @@ pub struct Upload {
     pub size: Option<u64>,
     /// Bytes received so far; the next chunk must start here.
     pub offset: u64,
-    pub created_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
 }
 
 /// A named set of repositories (the seed's repository groups).
@@ -384,8 +392,8 @@ pub struct User {
     pub source: UserSource,
     /// Role ids, sorted. Stored as memberships: deleting a role removes it here.
     pub roles: Vec<String>,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 /// A named set of users that permissions can be granted to.
@@ -425,7 +433,7 @@ pub struct ApiToken {
     /// Hex SHA-256 of the token.
     pub hash: String,
     pub login: String,
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// Seconds since the Unix epoch.
     pub expires_at: u64,
 }
@@ -505,7 +513,7 @@ pub struct InstalledPlugin {
     /// The component installed (`<data-dir>/installed-plugins/<name>.wasm`
     /// must have this digest), or the one that was removed.
     pub wasm_sha256: Digest,
-    pub changed_at: String,
+    pub changed_at: Timestamp,
 }
 
 /// Repositories, their content (units and their associations),
@@ -713,9 +721,9 @@ pub trait Store:
     async fn ping(&self) -> StoreResult<()>;
 }
 
-/// Now, as RFC 3339 UTC.
-pub fn now() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+/// Now, as records keep it.
+pub fn now() -> Timestamp {
+    Timestamp::now()
 }
 
 #[cfg(test)]

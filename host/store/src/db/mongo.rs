@@ -567,7 +567,7 @@ impl MongoStore {
             // $max: a node that ran an older migration late never lowers it.
             meta.update_one(
                 doc! {"_id": "schema"},
-                doc! {"$max": {"version": *v}, "$set": {"updated_at": now()}},
+                doc! {"$max": {"version": *v}, "$set": {"updated_at": now().as_str()}},
             )
             .upsert(true)
             .await?;

@@ -33,7 +33,7 @@ pub enum Record {
     Header {
         format: String,
         version: u32,
-        exported_at: String,
+        exported_at: Timestamp,
         /// Secrets were replaced by a mask: such a dump cannot be imported.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         secrets_masked: bool,

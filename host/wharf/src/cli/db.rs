@@ -134,8 +134,8 @@ mod tests {
             password_hash: Some("$argon2id$v=19$secret-hash".into()),
             source: UserSource::Local,
             roles: vec![],
-            created_at: "t".into(),
-            updated_at: "t".into(),
+            created_at: wharf_server::db::now(),
+            updated_at: wharf_server::db::now(),
         };
         let repo = Repository {
             id: "app".parse().unwrap(),
@@ -147,8 +147,8 @@ mod tests {
                 "feed": "https://u:url-password@registry.example", "password": "feed-password"
             }),
             distributor_config: serde_json::json!({"repo-registry-id": "my/app", "token": "publish-token"}),
-            created_at: "t".into(),
-            updated_at: "t".into(),
+            created_at: wharf_server::db::now(),
+            updated_at: wharf_server::db::now(),
         };
         let publication = Publication {
             plugin: "docker".into(),
@@ -156,7 +156,7 @@ mod tests {
             repo_id: repo.id.clone(),
             index: wharf_server::digest::Digest::of(b"index"),
             config: serde_json::json!({"token": "publication-token"}),
-            published_at: "t".into(),
+            published_at: wharf_server::db::now(),
             blobs: vec![],
         };
         let listener = Listener {
@@ -166,7 +166,7 @@ mod tests {
                 secret: "hook-secret".into(),
             },
             events: vec![],
-            created_at: "t".into(),
+            created_at: wharf_server::db::now(),
         };
         let records = [
             Record::User(user),
