@@ -143,7 +143,8 @@ pub fn run(s: &Session, cmd: TaskCommand) -> anyhow::Result<()> {
 fn repositories(t: &Task) -> String {
     t.locks
         .iter()
-        .filter_map(|l| l.strip_prefix("repository:"))
+        .filter_map(|l| l.repository())
+        .map(|r| r.as_str())
         .collect::<Vec<_>>()
         .join(",")
 }

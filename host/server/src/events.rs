@@ -352,8 +352,8 @@ pub fn for_task(t: &crate::db::Task) -> Vec<Event> {
     let repository = t
         .locks
         .iter()
-        .find_map(|l| l.strip_prefix("repository:"))
-        .map(str::to_string);
+        .find_map(|l| l.repository())
+        .map(|r| r.to_string());
     let data = serde_json::json!({
         "task": t.id,
         "kind": t.kind,

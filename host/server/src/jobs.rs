@@ -4,7 +4,7 @@
 
 use crate::app::App;
 use crate::blobs::leases::Holder;
-use crate::db::{Publication, Repository, TaskKind, now};
+use crate::db::{Publication, Repository, TaskKind, TaskLock, now};
 use crate::ids::{RepoId, UploadId};
 use crate::plugins::calls::{Staged, Summary, TaskAnswer};
 use crate::plugins::host::{SourceHandle, TaskCall, origin};
@@ -73,15 +73,15 @@ impl Job {
 
     /// Resources the job holds while it runs; jobs sharing one run in
     /// submission order.
-    pub fn locks(&self) -> Vec<String> {
+    pub fn locks(&self) -> Vec<TaskLock> {
         match self {
             Job::Import { repository, .. }
             | Job::ImportStream { repository, .. }
             | Job::Sync { repository }
             | Job::Publish { repository }
             | Job::Copy { repository, .. }
-            | Job::Delete { repository } => vec![format!("repository:{repository}")],
-            Job::Orphans { .. } => vec!["orphans".into()],
+            | Job::Delete { repository } => vec![TaskLock::Repository(repository.clone())],
+            Job::Orphans { .. } => vec![TaskLock::Orphans],
         }
     }
 }
@@ -406,6 +406,7 @@ mod tests {
         let v = serde_json::to_value(&job).unwrap();
         assert_eq!(v["job"], "import");
         assert_eq!(serde_json::from_value::<Job>(v).unwrap(), job);
-        assert_eq!(job.locks(), ["repository:app"]);
+        assert_eq!(job.locks(), [TaskLock::Repository("app".parse().unwrap())]);
+        assert_eq!(job.locks()[0].to_string(), "repository:app");
     }
 }

@@ -226,7 +226,8 @@ async fn task_repos_allow(
     let repos: Vec<&str> = task
         .locks
         .iter()
-        .filter_map(|l| l.strip_prefix("repository:"))
+        .filter_map(|l| l.repository())
+        .map(|r| r.as_str())
         .collect();
     Ok(!repos.is_empty()
         && repos

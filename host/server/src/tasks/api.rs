@@ -37,7 +37,11 @@ async fn list(
     let query = TaskQuery {
         state: q.state,
         kind: q.kind,
-        lock: q.repository.map(|r| format!("repository:{r}")),
+        lock: q
+            .repository
+            .map(|r| r.parse().map(crate::db::TaskLock::Repository))
+            .transpose()
+            .map_err(|e: crate::ids::InvalidRepoId| Error::invalid(e.to_string()))?,
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
     };
     Ok(Json(app.tasks.list(&query).await?))

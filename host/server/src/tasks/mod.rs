@@ -17,7 +17,7 @@ pub mod amqp;
 pub mod api;
 pub mod process;
 
-use crate::db::{Progress, Store, Task, TaskError, TaskQuery, TaskState, now};
+use crate::db::{Progress, Store, Task, TaskError, TaskLock, TaskQuery, TaskState, now};
 use crate::ids::TaskId;
 use crate::jobs::Job;
 use futures::future::BoxFuture;
@@ -496,13 +496,13 @@ impl Tasks {
 }
 
 /// In-process lock queues, one FIFO mutex per lock name.
-type LockQueues = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
+type LockQueues = Mutex<HashMap<TaskLock, Arc<tokio::sync::Mutex<()>>>>;
 
 /// Join the queues of `names` now (in sorted order, so two tasks never wait
 /// for each other crosswise); await the returned guards in order.
 fn queue_on(
     queues: &LockQueues,
-    names: &[String],
+    names: &[TaskLock],
 ) -> Vec<impl std::future::Future<Output = tokio::sync::OwnedMutexGuard<()>> + use<>> {
     let mut names = names.to_vec();
     names.sort();

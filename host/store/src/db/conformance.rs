@@ -332,7 +332,7 @@ async fn tasks_and_uploads(s: &dyn Store) {
         id: TaskId::new(),
         kind: TaskKind::Publish,
         state: TaskState::Waiting,
-        locks: vec!["repository:r1".into()],
+        locks: vec![TaskLock::Repository("r1".parse().unwrap())],
         worker: None,
         created_at: now(),
         started_at: None,
@@ -373,7 +373,7 @@ async fn tasks_and_uploads(s: &dyn Store) {
     };
     assert_eq!(s.list_tasks(&q).await.unwrap().len(), 1);
     let q = TaskQuery {
-        lock: Some("repository:zz".into()),
+        lock: Some(TaskLock::Repository("zz".parse().unwrap())),
         limit: 10,
         ..Default::default()
     };

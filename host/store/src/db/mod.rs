@@ -277,6 +277,67 @@ pub struct TaskError {
     pub cause: String,
 }
 
+/// What a task holds while it runs: tasks sharing a lock run one at a
+/// time. Written `repository:<id>` (or `orphans`) in records and queries.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum TaskLock {
+    /// The repository's content and settings.
+    Repository(RepoId),
+    /// Orphan cleanup: one at a time.
+    Orphans,
+}
+
+impl TaskLock {
+    /// The repository this lock is about.
+    pub fn repository(&self) -> Option<&RepoId> {
+        match self {
+            TaskLock::Repository(id) => Some(id),
+            TaskLock::Orphans => None,
+        }
+    }
+}
+
+impl std::fmt::Display for TaskLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TaskLock::Repository(id) => write!(f, "repository:{id}"),
+            TaskLock::Orphans => f.write_str("orphans"),
+        }
+    }
+}
+
+impl std::str::FromStr for TaskLock {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "orphans" {
+            return Ok(TaskLock::Orphans);
+        }
+        match s.split_once(':') {
+            Some(("repository", id)) => id
+                .parse()
+                .map(TaskLock::Repository)
+                .map_err(|e: wharf_core::ids::InvalidRepoId| e.to_string()),
+            _ => Err(format!(
+                "unknown task lock {s:?}: expected repository:<id> or orphans"
+            )),
+        }
+    }
+}
+
+impl TryFrom<String> for TaskLock {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<TaskLock> for String {
+    fn from(l: TaskLock) -> String {
+        l.to_string()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Task {
     #[schema(value_type = String)]
@@ -284,7 +345,8 @@ pub struct Task {
     pub kind: TaskKind,
     pub state: TaskState,
     /// Resources the task locks (e.g. `repository:app`).
-    pub locks: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    pub locks: Vec<TaskLock>,
     pub worker: Option<String>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
@@ -490,7 +552,7 @@ impl RepoQuery {
 pub struct TaskQuery {
     pub state: Option<TaskState>,
     pub kind: Option<TaskKind>,
-    pub lock: Option<String>,
+    pub lock: Option<TaskLock>,
     pub limit: u32,
 }
 
@@ -729,6 +791,29 @@ pub fn now() -> Timestamp {
 #[cfg(test)]
 mod tests {
     use super::{DbLocation, TaskKind};
+
+    #[test]
+    fn task_locks_read_back_from_their_text() {
+        use super::TaskLock;
+        for text in ["repository:app", "orphans"] {
+            let lock: TaskLock = text.parse().unwrap();
+            assert_eq!(lock.to_string(), text);
+            assert_eq!(serde_json::to_value(&lock).unwrap(), text);
+        }
+        assert_eq!(
+            "repository:app"
+                .parse::<TaskLock>()
+                .unwrap()
+                .repository()
+                .unwrap()
+                .as_str(),
+            "app"
+        );
+        for bad in ["repository:", "repository:a/b", "group:x", "orphans:x"] {
+            assert!(bad.parse::<TaskLock>().is_err(), "{bad}");
+            assert!(serde_json::from_value::<TaskLock>(bad.into()).is_err());
+        }
+    }
 
     #[test]
     fn task_kinds_parse_back_and_an_unknown_one_names_the_known_ones() {

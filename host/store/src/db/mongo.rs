@@ -270,7 +270,7 @@ fn task_doc(t: &Task) -> StoreResult<Document> {
         "_id": t.id.to_string(),
         "kind": t.kind.as_str(),
         "state": t.state.as_str(),
-        "locks": &t.locks,
+        "locks": t.locks.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
         "cancel_requested": t.cancel_requested,
         "doc": to_json(t)?,
     })
@@ -1109,7 +1109,7 @@ impl TaskStore for MongoStore {
         let mut set = doc! {
             "kind": t.kind.as_str(),
             "state": t.state.as_str(),
-            "locks": &t.locks,
+            "locks": t.locks.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
             "doc": to_json(t)?,
         };
         // Never clear a cancel request recorded meanwhile.
@@ -1153,7 +1153,7 @@ impl TaskStore for MongoStore {
             filter.insert("kind", k.as_str());
         }
         if let Some(l) = &q.lock {
-            filter.insert("locks", l);
+            filter.insert("locks", l.to_string());
         }
         let docs: Vec<Document> = self
             .c

@@ -469,7 +469,7 @@ pub mod fixture {
                 id: TaskId::new(),
                 kind: TaskKind::Publish,
                 state,
-                locks: vec!["repository:app".into()],
+                locks: vec![TaskLock::Repository("app".parse().unwrap())],
                 worker: None,
                 created_at: now(),
                 started_at: None,
