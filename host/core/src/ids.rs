@@ -65,6 +65,52 @@ pub fn is_unit_type(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
+/// A content unit's type as a plugin names it (`manifest`, `blob`, `tag`,
+/// `file`, ...): 1-64 lowercase letters, digits, `-` or `_`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UnitType(String);
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid unit type {0:?}: use 1-64 lowercase letters, digits, '-' or '_'")]
+pub struct InvalidUnitType(pub String);
+
+impl UnitType {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for UnitType {
+    type Error = InvalidUnitType;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        if is_unit_type(&s) {
+            Ok(UnitType(s))
+        } else {
+            Err(InvalidUnitType(s))
+        }
+    }
+}
+
+impl std::str::FromStr for UnitType {
+    type Err = InvalidUnitType;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.to_string().try_into()
+    }
+}
+
+impl From<UnitType> for String {
+    fn from(t: UnitType) -> String {
+        t.0
+    }
+}
+
+impl fmt::Display for UnitType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 macro_rules! uuid_id {
     ($name:ident, $what:literal) => {
         #[doc = concat!("A ", $what, " id (a UUID v7: sortable by creation time).")]

@@ -31,6 +31,7 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wharf_core::digest::Digest;
+use wharf_core::ids::UnitType;
 use wharf_store::blobs::leases::Holder;
 use wharf_store::blobs::{BlobError, BlobStore};
 use wharf_store::db::{self, Progress, Repository, Store, UnitChange};
@@ -118,7 +119,7 @@ pub enum Interrupt {
 pub struct TaskCall {
     pub repo: Repository,
     /// Unit changes not yet committed; later entries win.
-    pub overlay: BTreeMap<(String, String), Option<db::Unit>>,
+    pub overlay: BTreeMap<(UnitType, String), Option<db::Unit>>,
     pub changes: Vec<UnitChange>,
     pub progress: Arc<dyn Fn(Progress) + Send + Sync>,
     /// Origins (scheme://host:port) `fetch` may reach.
@@ -698,14 +699,9 @@ impl blobs::HostSource for HostState {
 
 impl units::Host for HostState {
     fn add(&mut self, unit: units::Unit) -> Result<(), types::Error> {
-        if !wharf_core::ids::is_unit_type(&unit.unit_type)
-            || unit.key.is_empty()
-            || unit.key.len() > 1024
-        {
-            return Err(err(
-                "invalid-input",
-                "unit types are 1-64 lowercase letters, digits, '-' or '_'; keys are 1-1024 bytes",
-            ));
+        let unit_type = parse_unit_type(&unit.unit_type)?;
+        if unit.key.is_empty() || unit.key.len() > 1024 {
+            return Err(err("invalid-input", "unit keys are 1-1024 bytes"));
         }
         if unit.metadata.len() > MAX_METADATA {
             return Err(err(
@@ -742,7 +738,7 @@ impl units::Host for HostState {
             blobs.push(d);
         }
         let u = db::Unit {
-            unit_type: unit.unit_type,
+            unit_type,
             key: unit.key,
             metadata,
             blobs,
@@ -756,6 +752,7 @@ impl units::Host for HostState {
 
     fn remove(&mut self, unit_type: String, key: String) -> Result<bool, types::Error> {
         let existed = self.get(unit_type.clone(), key.clone())?.is_some();
+        let unit_type = parse_unit_type(&unit_type)?;
         let t = self.task("units.remove")?;
         t.overlay.insert((unit_type.clone(), key.clone()), None);
         t.changes.push(UnitChange::Remove { unit_type, key });
@@ -769,6 +766,7 @@ impl units::Host for HostState {
         limit: u32,
     ) -> Result<Vec<units::Unit>, types::Error> {
         let limit = limit.clamp(1, 10_000);
+        let unit_type = parse_unit_type(&unit_type)?;
         let env = self.env.clone();
         let t = self.task("units.list")?;
         let staged: Vec<_> = t
@@ -811,6 +809,7 @@ impl units::Host for HostState {
     }
 
     fn get(&mut self, unit_type: String, key: String) -> Result<Option<units::Unit>, types::Error> {
+        let unit_type = parse_unit_type(&unit_type)?;
         let env = self.env.clone();
         let t = self.task("units.get")?;
         if let Some(staged) = t.overlay.get(&(unit_type.clone(), key.clone())) {
@@ -824,9 +823,15 @@ impl units::Host for HostState {
     }
 }
 
+/// A unit type a plugin named, checked.
+fn parse_unit_type(s: &str) -> Result<UnitType, types::Error> {
+    s.parse()
+        .map_err(|e: wharf_core::ids::InvalidUnitType| err("invalid-input", e.to_string()))
+}
+
 fn to_wit_unit(u: db::Unit) -> units::Unit {
     units::Unit {
-        unit_type: u.unit_type,
+        unit_type: u.unit_type.into(),
         key: u.key,
         metadata: u.metadata.to_string(),
         blobs: u.blobs.into_iter().map(String::from).collect(),

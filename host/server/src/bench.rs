@@ -192,7 +192,7 @@ pub async fn store(units: usize, repos: usize) -> anyhow::Result<()> {
         .map(|i| {
             let key = format!("sha256:{:064x}", i);
             UnitChange::Add(Unit {
-                unit_type: "blob".into(),
+                unit_type: "blob".parse().expect("a unit type"),
                 key: key.clone(),
                 metadata: serde_json::json!({"size": i}),
                 blobs: vec![crate::digest::Digest::of(key.as_bytes())],

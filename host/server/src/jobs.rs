@@ -49,7 +49,7 @@ pub enum Job {
     Copy {
         repository: RepoId,
         from: RepoId,
-        unit_types: Vec<String>,
+        unit_types: Vec<crate::ids::UnitType>,
     },
     Delete {
         repository: RepoId,

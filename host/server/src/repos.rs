@@ -210,7 +210,13 @@ struct RepoDetail {
     responses((status = 200, body = RepoDetail), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<RepoDetail>> {
     let repo = get_repo(&app, &id).await?;
-    let content_counts = app.store.count_units(&repo.id).await?;
+    let content_counts = app
+        .store
+        .count_units(&repo.id)
+        .await?
+        .into_iter()
+        .map(|(t, n)| (t.into(), n))
+        .collect();
     let publications = app
         .publications
         .for_repo(repo.id.as_str())
@@ -327,17 +333,15 @@ async fn content(
     q: std::result::Result<Query<ContentQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Page<crate::db::Unit>>> {
     let Query(q) = q?;
-    if !crate::ids::is_unit_type(&q.unit_type) {
-        return Err(Error::invalid(format!(
-            "invalid unit type {:?}: use 1-64 lowercase letters, digits, '-' or '_'",
-            q.unit_type
-        )));
-    }
+    let unit_type: crate::ids::UnitType = q
+        .unit_type
+        .parse()
+        .map_err(|e: crate::ids::InvalidUnitType| Error::invalid(e.to_string()))?;
     let repo = get_repo(&app, &id).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let mut items = app
         .store
-        .list_units(&repo.id, &q.unit_type, q.after.as_deref(), limit + 1)
+        .list_units(&repo.id, &unit_type, q.after.as_deref(), limit + 1)
         .await?;
     let next = if items.len() > limit as usize {
         items.truncate(limit as usize);
@@ -505,7 +509,8 @@ struct CopyRequest {
     from: String,
     /// Unit types to copy; all when empty.
     #[serde(default)]
-    unit_types: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    unit_types: Vec<crate::ids::UnitType>,
 }
 
 #[utoipa::path(post, path = "/api/v1/repositories/{id}/copy", tag = "repositories", request_body = CopyRequest,

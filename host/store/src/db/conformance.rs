@@ -23,7 +23,7 @@ fn repo(id: &str, notes: &[(&str, &str)]) -> Repository {
 
 fn unit(t: &str, key: &str) -> Unit {
     Unit {
-        unit_type: t.into(),
+        unit_type: t.parse().unwrap(),
         key: key.into(),
         metadata: serde_json::json!({"k": key}),
         blobs: vec![Digest::of(key.as_bytes())],
@@ -211,20 +211,21 @@ async fn units_and_copy(s: &dyn Store) {
             .contains(&Digest::of(b"zzz"))
     );
 
+    let blob: UnitType = "blob".parse().unwrap();
     let keys = |v: Vec<Unit>| v.into_iter().map(|u| u.key).collect::<Vec<_>>();
     assert_eq!(
-        keys(s.list_units(&r1, "blob", None, 10).await.unwrap()),
+        keys(s.list_units(&r1, &blob, None, 10).await.unwrap()),
         ["a", "b"]
     );
     assert_eq!(
-        keys(s.list_units(&r1, "blob", Some("a"), 10).await.unwrap()),
+        keys(s.list_units(&r1, &blob, Some("a"), 10).await.unwrap()),
         ["b"]
     );
     assert_eq!(
-        s.get_unit(&r1, "blob", "a").await.unwrap().unwrap(),
+        s.get_unit(&r1, &blob, "a").await.unwrap().unwrap(),
         unit("blob", "a")
     );
-    assert!(s.get_unit(&r2, "blob", "a").await.unwrap().is_none());
+    assert!(s.get_unit(&r2, &blob, "a").await.unwrap().is_none());
 
     assert_eq!(s.copy_units(&r1, &r2, &[]).await.unwrap(), 2);
     assert_eq!(
@@ -232,7 +233,7 @@ async fn units_and_copy(s: &dyn Store) {
         0,
         "copy is idempotent"
     );
-    assert_eq!(s.count_units(&r2).await.unwrap()["blob"], 2);
+    assert_eq!(s.count_units(&r2).await.unwrap()[&blob], 2);
     let mut held = s.repo_blobs(&r1).await.unwrap();
     held.sort();
     let mut want = vec![Digest::of(b"a"), Digest::of(b"b")];
@@ -252,14 +253,14 @@ async fn units_and_copy(s: &dyn Store) {
     s.apply_changes(
         &r1,
         &[UnitChange::Remove {
-            unit_type: "blob".into(),
+            unit_type: "blob".parse().unwrap(),
             key: "a".into(),
         }],
     )
     .await
     .unwrap();
     assert_eq!(
-        keys(s.list_units(&r1, "blob", None, 10).await.unwrap()),
+        keys(s.list_units(&r1, &blob, None, 10).await.unwrap()),
         ["b"]
     );
     // Still referenced by r2: not an orphan.
@@ -272,7 +273,7 @@ async fn units_and_copy(s: &dyn Store) {
     s.apply_changes(
         &r2,
         &[UnitChange::Remove {
-            unit_type: "blob".into(),
+            unit_type: "blob".parse().unwrap(),
             key: "a".into(),
         }],
     )

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wharf_core::digest::Digest;
-use wharf_core::ids::{RepoId, TaskId, UploadId};
+use wharf_core::ids::{RepoId, TaskId, UnitType, UploadId};
 pub use wharf_core::time::Timestamp;
 
 /// Where the metadata store lives (`--db` / `WHARF_DB`).
@@ -133,7 +133,8 @@ pub struct Repository {
 /// A content unit: shared across repositories, unique by (type, key).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Unit {
-    pub unit_type: String,
+    #[schema(value_type = String)]
+    pub unit_type: UnitType,
     pub key: String,
     /// The plugin's JSON.
     #[schema(value_type = Object)]
@@ -148,7 +149,7 @@ pub enum UnitChange {
     /// Create the unit if absent, associate it with the repository.
     Add(Unit),
     /// Drop the association.
-    Remove { unit_type: String, key: String },
+    Remove { unit_type: UnitType, key: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -600,7 +601,7 @@ pub trait RepositoryStore: Send + Sync {
     async fn list_units(
         &self,
         repo: &RepoId,
-        unit_type: &str,
+        unit_type: &UnitType,
         after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<Unit>>;
@@ -608,19 +609,19 @@ pub trait RepositoryStore: Send + Sync {
     async fn get_unit(
         &self,
         repo: &RepoId,
-        unit_type: &str,
+        unit_type: &UnitType,
         key: &str,
     ) -> StoreResult<Option<Unit>>;
 
     /// Number of associated units per type.
-    async fn count_units(&self, repo: &RepoId) -> StoreResult<BTreeMap<String, u64>>;
+    async fn count_units(&self, repo: &RepoId) -> StoreResult<BTreeMap<UnitType, u64>>;
 
     /// Copy associations (never bytes); returns how many were new in `to`.
     async fn copy_units(
         &self,
         from: &RepoId,
         to: &RepoId,
-        unit_types: &[String],
+        unit_types: &[UnitType],
     ) -> StoreResult<u64>;
 
     /// Delete units no repository references; returns how many.

@@ -314,7 +314,11 @@ fn unit_ids(assocs: &[Document]) -> Vec<&str> {
 }
 
 fn read_unit(d: &Document) -> MResult<Unit> {
-    let unit_type = d.get_str("unit_type").unwrap_or_default().to_string();
+    let unit_type = d.get_str("unit_type").unwrap_or_default().parse().map_err(
+        |e: wharf_core::ids::InvalidUnitType| {
+            mongodb::error::Error::custom(format!("a stored unit: {e}"))
+        },
+    )?;
     let key = d.get_str("key").unwrap_or_default().to_string();
     let metadata: serde_json::Value = from_doc(d)?;
     Ok(Unit {
@@ -709,14 +713,14 @@ impl RepositoryStore for MongoStore {
         for ch in changes {
             staged.push(match ch {
                 UnitChange::Add(u) => (
-                    u.unit_type.clone(),
+                    u.unit_type.to_string(),
                     u.key.clone(),
                     Some((
                         to_json(&u.metadata)?,
                         u.blobs.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
                     )),
                 ),
-                UnitChange::Remove { unit_type, key } => (unit_type.clone(), key.clone(), None),
+                UnitChange::Remove { unit_type, key } => (unit_type.to_string(), key.clone(), None),
             });
         }
         self.txn((self.c.clone(), repo.clone(), staged), |s, (c, repo, staged)| {
@@ -767,10 +771,11 @@ impl RepositoryStore for MongoStore {
     async fn list_units(
         &self,
         repo: &RepoId,
-        unit_type: &str,
+        unit_type: &UnitType,
         after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<Unit>> {
+        let unit_type = unit_type.as_str();
         let assocs: Vec<Document> = self
             .c
             .assocs
@@ -802,9 +807,10 @@ impl RepositoryStore for MongoStore {
     async fn get_unit(
         &self,
         repo: &RepoId,
-        unit_type: &str,
+        unit_type: &UnitType,
         key: &str,
     ) -> StoreResult<Option<Unit>> {
+        let unit_type = unit_type.as_str();
         if self
             .c
             .assocs
@@ -822,7 +828,7 @@ impl RepositoryStore for MongoStore {
         Ok(u.map(|u| read_unit(&u)).transpose()?)
     }
 
-    async fn count_units(&self, repo: &RepoId) -> StoreResult<BTreeMap<String, u64>> {
+    async fn count_units(&self, repo: &RepoId) -> StoreResult<BTreeMap<UnitType, u64>> {
         let rows: Vec<Document> = self
             .c
             .assocs
@@ -846,6 +852,9 @@ impl RepositoryStore for MongoStore {
                     )));
                 }
             };
+            let t = t.parse().map_err(|e: wharf_core::ids::InvalidUnitType| {
+                StoreError::Backend(anyhow::anyhow!("a stored unit count: {e}"))
+            })?;
             out.insert(t, n);
         }
         Ok(out)
@@ -855,8 +864,9 @@ impl RepositoryStore for MongoStore {
         &self,
         from: &RepoId,
         to: &RepoId,
-        unit_types: &[String],
+        unit_types: &[UnitType],
     ) -> StoreResult<u64> {
+        let unit_types: Vec<String> = unit_types.iter().map(|t| t.to_string()).collect();
         let ctx = (
             self.c.clone(),
             from.clone(),
@@ -1756,7 +1766,7 @@ pub(crate) mod tests {
                 tokio::spawn(async move {
                     let key = format!("k{i}");
                     let unit = Unit {
-                        unit_type: "blob".into(),
+                        unit_type: "blob".parse().unwrap(),
                         key: key.clone(),
                         metadata: serde_json::json!({}),
                         blobs: vec![Digest::of(key.as_bytes())],
@@ -1768,7 +1778,10 @@ pub(crate) mod tests {
         for w in writers {
             w.await.unwrap().unwrap();
         }
-        assert_eq!(store.count_units(&repo.id).await.unwrap()["blob"], 8);
+        assert_eq!(
+            store.count_units(&repo.id).await.unwrap()[&"blob".parse::<UnitType>().unwrap()],
+            8
+        );
         store.drop_database().await.unwrap();
     }
 

@@ -402,7 +402,7 @@ fn read_role(c: &Connection, doc: String) -> StoreResult<Role> {
 
 fn row_unit(unit_type: String, key: String, metadata: String, blobs: String) -> StoreResult<Unit> {
     Ok(Unit {
-        unit_type,
+        unit_type: unit_type.parse().map_err(backend)?,
         key,
         metadata: serde_json::from_str(&metadata)?,
         blobs: serde_json::from_str(&blobs)?,
@@ -556,16 +556,16 @@ impl RepositoryStore for SqliteStore {
                     match change {
                         UnitChange::Add(u) => {
                             ins_unit.execute(params![
-                                u.unit_type,
+                                u.unit_type.as_str(),
                                 u.key,
                                 serde_json::to_string(&u.metadata)?,
                                 serde_json::to_string(&u.blobs)?
                             ])?;
-                            let id: i64 = unit_id.query_row(params![u.unit_type, u.key], |r| r.get(0))?;
-                            assoc.execute(params![repo.as_str(), u.unit_type, u.key, id])?;
+                            let id: i64 = unit_id.query_row(params![u.unit_type.as_str(), u.key], |r| r.get(0))?;
+                            assoc.execute(params![repo.as_str(), u.unit_type.as_str(), u.key, id])?;
                         }
                         UnitChange::Remove { unit_type, key } => {
-                            unassoc.execute(params![repo.as_str(), unit_type, key])?;
+                            unassoc.execute(params![repo.as_str(), unit_type.as_str(), key])?;
                         }
                     }
                 }
@@ -579,10 +579,11 @@ impl RepositoryStore for SqliteStore {
     async fn list_units(
         &self,
         repo: &RepoId,
-        unit_type: &str,
+        unit_type: &UnitType,
         after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<Unit>> {
+        let unit_type = unit_type.as_str();
         let (repo, unit_type, after) = (
             repo.clone(),
             unit_type.to_string(),
@@ -610,9 +611,10 @@ impl RepositoryStore for SqliteStore {
     async fn get_unit(
         &self,
         repo: &RepoId,
-        unit_type: &str,
+        unit_type: &UnitType,
         key: &str,
     ) -> StoreResult<Option<Unit>> {
+        let unit_type = unit_type.as_str();
         let (repo, unit_type, key) = (repo.clone(), unit_type.to_string(), key.to_string());
         self.run(move |c| {
             let row: Option<(String, String, String, String)> = c
@@ -628,14 +630,19 @@ impl RepositoryStore for SqliteStore {
         .await
     }
 
-    async fn count_units(&self, repo: &RepoId) -> StoreResult<BTreeMap<String, u64>> {
+    async fn count_units(&self, repo: &RepoId) -> StoreResult<BTreeMap<UnitType, u64>> {
         let repo = repo.clone();
         self.run(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT unit_type, COUNT(*) FROM associations WHERE repo_id = ?1 GROUP BY unit_type",
             )?;
             let rows = stmt.query_map([repo.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let mut out = BTreeMap::new();
+            for row in rows {
+                let (t, n) = row?;
+                out.insert(t.parse().map_err(backend)?, n);
+            }
+            Ok(out)
         })
         .await
     }
@@ -644,8 +651,9 @@ impl RepositoryStore for SqliteStore {
         &self,
         from: &RepoId,
         to: &RepoId,
-        unit_types: &[String],
+        unit_types: &[UnitType],
     ) -> StoreResult<u64> {
+        let unit_types: Vec<String> = unit_types.iter().map(|t| t.to_string()).collect();
         let (from, to, types) = (from.clone(), to.clone(), unit_types.to_vec());
         self.run(move |c| {
             let tx = c.transaction()?;

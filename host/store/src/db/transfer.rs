@@ -419,7 +419,7 @@ pub mod fixture {
         };
         s.create_repo(&repo).await.unwrap();
         let unit = |t: &str, k: &str| Unit {
-            unit_type: t.into(),
+            unit_type: t.parse().unwrap(),
             key: k.into(),
             metadata: serde_json::json!({"size": 3, "io.k8s.label": {"$weird": true}}),
             blobs: vec![Digest::of(k.as_bytes())],
