@@ -4,7 +4,7 @@ use crate::blobs::BlobStore;
 use crate::config::ServeConfig;
 use crate::db::Task;
 use crate::db::{DbLocation, Store};
-use crate::jobs::Job;
+use crate::tasks::Job;
 use crate::outbound::OutboundPolicy;
 use crate::plugins::host::HostEnv;
 use crate::plugins::runtime::{Limits, Runtime};

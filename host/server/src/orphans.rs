@@ -44,7 +44,7 @@ async fn cleanup(
     q: std::result::Result<Query<CleanupQuery>, QueryRejection>,
 ) -> Result<(StatusCode, Json<crate::db::Task>)> {
     let Query(q) = q?;
-    let job = crate::jobs::Job::Orphans {
+    let job = crate::tasks::Job::Orphans {
         protection_minutes: q.protection_minutes.unwrap_or(60),
     };
     Ok((StatusCode::ACCEPTED, Json(app.tasks.submit(job).await?)))

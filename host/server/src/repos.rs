@@ -7,7 +7,7 @@ use crate::db::{Notes, Publication, RepoQuery, Repository, Task, now};
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::ApiErrorBody;
 use crate::ids::{RepoId, UploadId};
-use crate::jobs::Job;
+use crate::tasks::Job;
 use crate::secrets;
 use axum::Json;
 use axum::extract::{Path, Query, State};

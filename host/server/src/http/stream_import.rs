@@ -9,7 +9,7 @@ use crate::db::{Operation, Repository};
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::unread;
 use crate::import_slots::ImportSlot;
-use crate::jobs::Job;
+use crate::tasks::Job;
 use crate::plugins::stream_source::StreamSource;
 use axum::Json;
 use axum::body::Body;

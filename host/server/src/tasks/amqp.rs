@@ -5,10 +5,10 @@
 //! again from the start (it committed nothing). Tasks that share a lock wait
 //! for every earlier unfinished task holding it, read from the shared store.
 
+use super::Job;
 use super::Tasks;
 use crate::db::{TaskQuery, TaskState};
 use crate::ids::TaskId;
-use crate::jobs::Job;
 use anyhow::Context as _;
 use futures::StreamExt;
 use lapin::options::{

@@ -15,12 +15,13 @@
 
 pub mod amqp;
 pub mod api;
+mod job;
 pub mod process;
 
 use crate::db::{Progress, Store, Task, TaskError, TaskLock, TaskQuery, TaskState, now};
 use crate::ids::TaskId;
-use crate::jobs::Job;
 use futures::future::BoxFuture;
+pub use job::Job;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};

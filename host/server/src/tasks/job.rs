@@ -1,0 +1,97 @@
+//! What a task is asked to do: a [`Job`] is plain data (it is the task's
+//! `input`), so any worker — in this process or a `wharf worker` fed by
+//! RabbitMQ — can run it from the task record alone (`jobs` does the work).
+
+use crate::db::{TaskKind, TaskLock};
+use crate::ids::{RepoId, UploadId};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "job", rename_all = "lowercase")]
+pub enum Job {
+    /// Import an upload through the content type's importer.
+    Import {
+        repository: RepoId,
+        upload_id: UploadId,
+        #[serde(default)]
+        params: serde_json::Map<String, serde_json::Value>,
+        delete_upload: bool,
+    },
+    /// Import the body of the request that started the task while it
+    /// arrives (`POST /repositories/{id}/import` with the content as the
+    /// body). Bound to the process that received the request.
+    #[serde(rename = "import-stream")]
+    ImportStream {
+        repository: RepoId,
+        size: u64,
+        #[serde(default)]
+        params: serde_json::Map<String, serde_json::Value>,
+        /// The process that has the body.
+        process: super::process::ProcessId,
+    },
+    Sync {
+        repository: RepoId,
+    },
+    Publish {
+        repository: RepoId,
+    },
+    /// Copy associations (never bytes) from `from` into `repository`.
+    Copy {
+        repository: RepoId,
+        from: RepoId,
+        unit_types: Vec<crate::ids::UnitType>,
+    },
+    Delete {
+        repository: RepoId,
+    },
+    Orphans {
+        protection_minutes: u64,
+    },
+}
+
+impl Job {
+    pub fn kind(&self) -> TaskKind {
+        match self {
+            Job::Import { .. } | Job::ImportStream { .. } => TaskKind::Import,
+            Job::Sync { .. } => TaskKind::Sync,
+            Job::Publish { .. } => TaskKind::Publish,
+            Job::Copy { .. } => TaskKind::Copy,
+            Job::Delete { .. } => TaskKind::Delete,
+            Job::Orphans { .. } => TaskKind::Orphans,
+        }
+    }
+
+    /// Resources the job holds while it runs; jobs sharing one run in
+    /// submission order.
+    pub fn locks(&self) -> Vec<TaskLock> {
+        match self {
+            Job::Import { repository, .. }
+            | Job::ImportStream { repository, .. }
+            | Job::Sync { repository }
+            | Job::Publish { repository }
+            | Job::Copy { repository, .. }
+            | Job::Delete { repository } => vec![TaskLock::Repository(repository.clone())],
+            Job::Orphans { .. } => vec![TaskLock::Orphans],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_round_trip_as_task_input() {
+        let job = Job::Import {
+            repository: "app".parse().unwrap(),
+            upload_id: UploadId::new(),
+            params: Default::default(),
+            delete_upload: true,
+        };
+        let v = serde_json::to_value(&job).unwrap();
+        assert_eq!(v["job"], "import");
+        assert_eq!(serde_json::from_value::<Job>(v).unwrap(), job);
+        assert_eq!(job.locks(), [TaskLock::Repository("app".parse().unwrap())]);
+        assert_eq!(job.locks()[0].to_string(), "repository:app");
+    }
+}
