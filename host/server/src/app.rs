@@ -1,22 +1,22 @@
 //! The server's shared state, built once at start.
 
-use crate::blobs::BlobStore;
 use crate::config::ServeConfig;
-use crate::db::Task;
-use crate::db::{DbLocation, Store};
 use crate::tasks::Job;
-use crate::outbound::OutboundPolicy;
-use crate::plugins::host::HostEnv;
-use crate::plugins::runtime::{Limits, Runtime};
-use crate::plugins::{LoadFailure, Plugins};
-use crate::publications::PublicationMap;
-use crate::sessions::Sessions;
 use crate::tasks::{JobRunner, TaskContext, TaskResult, Tasks};
 use crate::uploads::UploadDir;
 use anyhow::Context as _;
 use futures::future::BoxFuture;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
+use wharf_runtime::engine::{Limits, Runtime};
+use wharf_runtime::host::HostEnv;
+use wharf_runtime::outbound::OutboundPolicy;
+use wharf_runtime::publications::PublicationMap;
+use wharf_runtime::{LoadFailure, Plugins};
+use wharf_store::blobs::BlobStore;
+use wharf_store::db::Task;
+use wharf_store::db::{DbLocation, Store};
+use wharf_store::sessions::Sessions;
 
 pub struct App {
     pub config: ServeConfig,
@@ -26,7 +26,7 @@ pub struct App {
     pub plugins: Arc<Plugins>,
     pub publications: Arc<PublicationMap>,
     /// What each publication serves (the trust rule's check of plans).
-    pub served: crate::visibility::ServedSets,
+    pub served: wharf_runtime::visibility::ServedSets,
     pub tasks: Arc<Tasks>,
     /// One publish on push at a time per repository on this node.
     pub push_publishes: crate::jobs::PublishLocks,
@@ -45,7 +45,7 @@ impl App {
         let started = Instant::now();
         let data = &config.data_dir;
         // Private: the store, keys and uploads inside are for this user only.
-        crate::private_files::private_dir(data)
+        wharf_core::private_files::private_dir(data)
             .with_context(|| format!("creating data directory {}", data.display()))?;
         let db = DbLocation::or_default(config.db.as_ref(), data);
         let store: Arc<dyn Store> = db
@@ -79,7 +79,7 @@ impl App {
                 .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
                 .connect_timeout(Duration::from_secs(30))
                 // A feed that goes silent mid-answer is given up on.
-                .read_timeout(crate::plugins::download::LIMITS.idle)
+                .read_timeout(wharf_runtime::download::LIMITS.idle)
                 .build()?,
             rt: tokio::runtime::Handle::current(),
             spool_dir,

@@ -1,14 +1,14 @@
 //! `wharf bench runtime`: the plugin runtime's costs, measured here and now.
 
-use crate::blobs::BlobStore;
-use crate::db::sqlite::SqliteStore;
-use crate::plugins::calls::Request;
-use crate::plugins::host::{HostEnv, ResolveCall};
-use crate::plugins::runtime::{Limits, Runtime};
-use crate::publications::PublicationMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use wharf_runtime::calls::Request;
+use wharf_runtime::engine::{Limits, Runtime};
+use wharf_runtime::host::{HostEnv, ResolveCall};
+use wharf_runtime::publications::PublicationMap;
+use wharf_store::blobs::BlobStore;
+use wharf_store::db::sqlite::SqliteStore;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p) as usize]
@@ -28,12 +28,12 @@ pub async fn runtime(plugin_file: &Path, path: &str, iterations: usize) -> anyho
     let store = Arc::new(SqliteStore::open(&dir.path().join("wharf.db"))?);
     let blobs = Arc::new(BlobStore::open(&dir.path().join("blobs"))?);
     let env = Arc::new(HostEnv {
-        sessions: Arc::new(crate::sessions::Sessions::open(blobs.root())?),
+        sessions: Arc::new(wharf_store::sessions::Sessions::open(blobs.root())?),
         blobs,
         store,
         publications: Arc::new(PublicationMap::default()),
-        outbound: Arc::new(crate::outbound::OutboundPolicy::default()),
-        http: Arc::new(crate::outbound::OutboundPolicy::default())
+        outbound: Arc::new(wharf_runtime::outbound::OutboundPolicy::default()),
+        http: Arc::new(wharf_runtime::outbound::OutboundPolicy::default())
             .client_builder()
             .build()?,
         rt: tokio::runtime::Handle::current(),
@@ -172,7 +172,7 @@ pub async fn startup(plugin_dir: &Path, runs: usize) -> anyhow::Result<()> {
 /// Copy of 10,000 units between repositories and listing 10,000
 /// repositories, on the embedded store.
 pub async fn store(units: usize, repos: usize) -> anyhow::Result<()> {
-    use crate::db::{RepoQuery, Repository, RepositoryStore as _, Unit, UnitChange, now};
+    use wharf_store::db::{RepoQuery, Repository, RepositoryStore as _, Unit, UnitChange, now};
     let dir = tempfile::tempdir()?;
     let store = SqliteStore::open(&dir.path().join("wharf.db"))?;
     let repo = |id: String| Repository {
@@ -195,7 +195,7 @@ pub async fn store(units: usize, repos: usize) -> anyhow::Result<()> {
                 unit_type: "blob".parse().expect("a unit type"),
                 key: key.clone(),
                 metadata: serde_json::json!({"size": i}),
-                blobs: vec![crate::digest::Digest::of(key.as_bytes())],
+                blobs: vec![wharf_core::digest::Digest::of(key.as_bytes())],
             })
         })
         .collect();

@@ -52,7 +52,7 @@ pub struct ServeConfig {
     /// node and worker; see docs/scaling.md) or `sqlite:PATH`
     /// [default: the embedded file <data-dir>/wharf.db].
     #[arg(long, env = "WHARF_DB", value_name = "URL")]
-    pub db: Option<crate::db::DbLocation>,
+    pub db: Option<wharf_store::db::DbLocation>,
     /// Directory of built-in plugins (`*.wasm`) loaded at start
     /// [default: <data-dir>/plugins].
     #[arg(long, env = "WHARF_PLUGIN_DIR")]
@@ -80,7 +80,7 @@ pub struct ServeConfig {
     /// reach. Loopback, link-local, private, shared, unique-local, multicast
     /// and broadcast addresses outside them are refused (docs/access.md).
     #[arg(long, env = "WHARF_ALLOW_OUTBOUND", value_name = "CIDR", num_args = 1.., value_delimiter = ',')]
-    pub allow_outbound: Vec<crate::outbound::Cidr>,
+    pub allow_outbound: Vec<wharf_runtime::outbound::Cidr>,
     /// Largest blob a push may send (more gets 413) and a sync may download
     /// (a feed blob whose descriptor gives no size is cut off here), e.g.
     /// `64GiB`, `512MiB` or a number of bytes.
@@ -152,7 +152,7 @@ impl ServeConfig {
 
 /// Streaming imports hold a task's plugin instance each: well below the
 /// tasks' share of the pool, which task workers use too.
-const MAX_STREAM_IMPORTS: i64 = (crate::plugins::admission::Shares::TASKS / 2) as i64;
+const MAX_STREAM_IMPORTS: i64 = (wharf_runtime::admission::Shares::TASKS / 2) as i64;
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (e.g. 30s, 2m)"))

@@ -96,9 +96,9 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-impl From<crate::db::StoreError> for Error {
-    fn from(e: crate::db::StoreError) -> Self {
-        use crate::db::StoreError::*;
+impl From<wharf_store::db::StoreError> for Error {
+    fn from(e: wharf_store::db::StoreError) -> Self {
+        use wharf_store::db::StoreError::*;
         match e {
             Conflict(what) => Error::conflict(format!("{what} already exists")),
             NotFound(what) => Error::not_found(format!("{what} not found")),

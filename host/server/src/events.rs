@@ -11,13 +11,13 @@
 //! Delivery runs on its own tasks with bounded queues: a slow or failing
 //! listener never fails a task and never blocks a worker.
 
-pub use crate::db::{Listener, Target};
-use crate::db::{Store, now};
-use crate::outbound::OutboundPolicy;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use wharf_runtime::outbound::OutboundPolicy;
+pub use wharf_store::db::{Listener, Target};
+use wharf_store::db::{Store, now};
 
 pub const EXCHANGE: &str = "wharf.events";
 /// Events waiting per listener before the oldest are dropped (and logged).
@@ -36,7 +36,7 @@ pub struct Event {
     #[serde(rename = "type")]
     pub event_type: String,
     #[schema(value_type = String, format = DateTime)]
-    pub time: crate::db::Timestamp,
+    pub time: wharf_store::db::Timestamp,
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
 }
@@ -167,7 +167,7 @@ impl Events {
                     tracing::warn!(listener, attempt, status = %r.status(), "http listener refused the event")
                 }
                 Err(e) => {
-                    let why = crate::outbound::describe(&e.without_url());
+                    let why = wharf_runtime::outbound::describe(&e.without_url());
                     tracing::warn!(listener, attempt, "http listener unreachable: {why}")
                 }
             }
@@ -318,7 +318,7 @@ pub mod api {
             id: uuid::Uuid::now_v7().to_string(),
             target: req.target,
             events: req.events,
-            created_at: crate::db::now(),
+            created_at: wharf_store::db::now(),
         };
         app.store.put_listener(&l).await?;
         Ok((StatusCode::CREATED, Json(crate::secrets::mask_listener(&l))))
@@ -347,8 +347,8 @@ pub mod api {
 }
 
 /// The events a task's end means.
-pub fn for_task(t: &crate::db::Task) -> Vec<Event> {
-    use crate::db::TaskState;
+pub fn for_task(t: &wharf_store::db::Task) -> Vec<Event> {
+    use wharf_store::db::TaskState;
     let repository = t
         .locks
         .iter()

@@ -1,9 +1,9 @@
 //! `wharf fsck`: re-hash every blob and report those whose bytes do not match
 //! their name. It never deletes unless asked.
 
-use crate::blobs::BlobStore;
-use crate::digest::Digest;
 use std::path::Path;
+use wharf_core::digest::Digest;
+use wharf_store::blobs::BlobStore;
 
 #[derive(Debug, Default, serde::Serialize)]
 pub struct FsckReport {
@@ -41,7 +41,7 @@ mod tests {
     fn finds_and_optionally_removes_corrupt_blobs() {
         let dir = tempfile::tempdir().unwrap();
         let blobs = super::BlobStore::open(&dir.path().join("blobs")).unwrap();
-        let holder = crate::blobs::leases::Holder::new();
+        let holder = wharf_store::blobs::leases::Holder::new();
         let good = blobs.store_bytes(b"good", None, &holder).unwrap();
         let bad = blobs.store_bytes(b"bad", None, &holder).unwrap();
         let hex = bad.hex();

@@ -2,10 +2,8 @@
 //! description and notes.
 
 use crate::app::App;
-use crate::db::{Group, Notes};
 use crate::error::{Error, Result};
 use crate::http::ApiErrorBody;
-use crate::ids::RepoId;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -14,6 +12,8 @@ use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use wharf_core::ids::RepoId;
+use wharf_store::db::{Group, Notes};
 
 pub fn routes() -> axum::Router<Arc<App>> {
     axum::Router::new()

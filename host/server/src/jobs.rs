@@ -3,17 +3,17 @@
 //! worker takes the task.
 
 use crate::app::App;
-use crate::blobs::leases::Holder;
-use crate::db::{Publication, Repository, now};
-use crate::ids::{RepoId, UploadId};
-use crate::plugins::calls::{Staged, Summary, TaskAnswer};
-use crate::plugins::host::{SourceHandle, TaskCall, origin};
-use crate::plugins::runtime::{Plugin, PluginError};
-use crate::plugins::stream_source::StreamSource;
 use crate::tasks::{Job, TaskContext, TaskFailure, TaskResult};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use wharf_core::ids::{RepoId, UploadId};
+use wharf_runtime::calls::{Staged, Summary, TaskAnswer};
+use wharf_runtime::engine::{Plugin, PluginError};
+use wharf_runtime::host::{SourceHandle, TaskCall, origin};
+use wharf_runtime::stream_source::StreamSource;
+use wharf_store::blobs::leases::Holder;
+use wharf_store::db::{Publication, Repository, now};
 
 /// Run a job to its end.
 pub async fn run(app: Arc<App>, job: Job, ctx: TaskContext) -> TaskResult {
@@ -234,7 +234,7 @@ pub async fn publish_on_push(app: &Arc<App>, repo: &RepoId) -> Result<(), TaskFa
     let lock = app.push_publishes.of(repo);
     let _held = lock.lock().await;
     let ctx = TaskContext {
-        id: crate::ids::TaskId::new(),
+        id: wharf_core::ids::TaskId::new(),
         cancel: Arc::new(AtomicBool::new(false)),
         progress: Arc::new(|_| {}),
     };
@@ -258,7 +258,7 @@ async fn run_plugin_task<R: Send + 'static>(
     (
         R,
         u64,
-        std::collections::HashSet<crate::digest::Digest>,
+        std::collections::HashSet<wharf_core::digest::Digest>,
         Arc<Holder>,
     ),
     TaskFailure,

@@ -2,11 +2,6 @@
 //! access, the plugin API) and the HTTP layer over them, on the plugin
 //! runtime and the stores below. See `docs/architecture.md` for the map.
 
-// The lower layers, under the names the modules of this crate use.
-pub use wharf_core::{digest, ids, private_files};
-pub use wharf_runtime::{outbound, publications, visibility};
-pub use wharf_store::{blobs, db, sessions};
-
 pub mod app;
 pub mod auth;
 pub mod bench;

@@ -211,7 +211,7 @@ const BLOB_SCAN_EVERY: Duration = Duration::from_secs(10);
 
 /// A plugin call ended: `outcome` is `ok` or [`PluginError::code`].
 ///
-/// [`PluginError::code`]: crate::plugins::runtime::PluginError::code
+/// [`PluginError::code`]: wharf_runtime::engine::PluginError::code
 pub fn plugin_call(plugin: &str, outcome: &'static str) {
     METRICS
         .plugin_calls

@@ -38,11 +38,11 @@ struct CleanupQuery {
 }
 
 #[utoipa::path(post, path = "/api/v1/orphans/cleanup", tag = "orphans", params(CleanupQuery),
-    responses((status = 202, body = crate::db::Task)))]
+    responses((status = 202, body = wharf_store::db::Task)))]
 async fn cleanup(
     State(app): State<Arc<App>>,
     q: std::result::Result<Query<CleanupQuery>, QueryRejection>,
-) -> Result<(StatusCode, Json<crate::db::Task>)> {
+) -> Result<(StatusCode, Json<wharf_store::db::Task>)> {
     let Query(q) = q?;
     let job = crate::tasks::Job::Orphans {
         protection_minutes: q.protection_minutes.unwrap_or(60),

@@ -2,18 +2,18 @@
 //! and the repository a push to a new name creates.
 //!
 //! A plugin declares how its routes name repositories
-//! (`plugins::runtime::Naming`): the access gate takes the name from the
+//! (`wharf_runtime::naming::Naming`): the access gate takes the name from the
 //! canonical path, and this module finds its repository: the one published
 //! under it, else the one whose name setting (e.g. Docker's
 //! `repo_registry_id`) holds it, else the one whose id it is and that has
 //! no other name. Lookups go to the store's settings index, never a scan.
 
 use crate::app::App;
-use crate::db::{Operation, RepoQuery, Repository, StoreError, Subject, now};
-use crate::ids::RepoId;
-use crate::plugins::runtime::Plugin;
 use sha2::Digest as _;
 use std::sync::Arc;
+use wharf_core::ids::RepoId;
+use wharf_runtime::engine::Plugin;
+use wharf_store::db::{Operation, RepoQuery, Repository, StoreError, Subject, now};
 
 /// Why a name cannot be mapped to one repository.
 #[derive(Debug, thiserror::Error)]

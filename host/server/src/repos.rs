@@ -3,12 +3,10 @@
 //! run as a task that locks the repository.
 
 use crate::app::App;
-use crate::db::{Notes, Publication, RepoQuery, Repository, Task, now};
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::ApiErrorBody;
-use crate::ids::{RepoId, UploadId};
-use crate::tasks::Job;
 use crate::secrets;
+use crate::tasks::Job;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -16,6 +14,8 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use wharf_core::ids::{RepoId, UploadId};
+use wharf_store::db::{Notes, Publication, RepoQuery, Repository, Task, now};
 
 pub fn routes() -> axum::Router<Arc<App>> {
     axum::Router::new()
@@ -73,7 +73,7 @@ impl From<Publication> for PublicationView {
 
 fn parse_repo_id(id: &str) -> Result<RepoId> {
     id.parse()
-        .map_err(|e: crate::ids::InvalidRepoId| Error::invalid(e.to_string()))
+        .map_err(|e: wharf_core::ids::InvalidRepoId| Error::invalid(e.to_string()))
 }
 
 /// New settings: an object, without a masked secret (there is nothing stored to keep).
@@ -306,7 +306,7 @@ async fn update(
 async fn delete(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<crate::db::Task>)> {
+) -> Result<(StatusCode, Json<wharf_store::db::Task>)> {
     let repo = get_repo(&app, &id).await?;
     submit(
         &app,
@@ -326,17 +326,17 @@ struct ContentQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/repositories/{id}/content", tag = "repositories", params(ContentQuery),
-    responses((status = 200, body = Page<crate::db::Unit>), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+    responses((status = 200, body = Page<wharf_store::db::Unit>), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 async fn content(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     q: std::result::Result<Query<ContentQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Page<crate::db::Unit>>> {
+) -> Result<Json<Page<wharf_store::db::Unit>>> {
     let Query(q) = q?;
-    let unit_type: crate::ids::UnitType = q
+    let unit_type: wharf_core::ids::UnitType = q
         .unit_type
         .parse()
-        .map_err(|e: crate::ids::InvalidUnitType| Error::invalid(e.to_string()))?;
+        .map_err(|e: wharf_core::ids::InvalidUnitType| Error::invalid(e.to_string()))?;
     let repo = get_repo(&app, &id).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let mut items = app
@@ -473,7 +473,7 @@ async fn import(
 async fn sync(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<crate::db::Task>)> {
+) -> Result<(StatusCode, Json<wharf_store::db::Task>)> {
     let repo = get_repo(&app, &id).await?;
     plugin_for(&app, &repo)?;
     submit(
@@ -490,7 +490,7 @@ async fn sync(
 async fn publish(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<crate::db::Task>)> {
+) -> Result<(StatusCode, Json<wharf_store::db::Task>)> {
     let repo = get_repo(&app, &id).await?;
     plugin_for(&app, &repo)?;
     submit(
@@ -510,7 +510,7 @@ struct CopyRequest {
     /// Unit types to copy; all when empty.
     #[serde(default)]
     #[schema(value_type = Vec<String>)]
-    unit_types: Vec<crate::ids::UnitType>,
+    unit_types: Vec<wharf_core::ids::UnitType>,
 }
 
 #[utoipa::path(post, path = "/api/v1/repositories/{id}/copy", tag = "repositories", request_body = CopyRequest,
@@ -519,7 +519,7 @@ async fn copy(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     body: std::result::Result<Json<CopyRequest>, axum::extract::rejection::JsonRejection>,
-) -> Result<(StatusCode, Json<crate::db::Task>)> {
+) -> Result<(StatusCode, Json<wharf_store::db::Task>)> {
     let Json(req) = body?;
     let to = get_repo(&app, &id).await?;
     let from = get_repo(&app, &req.from).await?;

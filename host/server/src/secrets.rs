@@ -17,8 +17,8 @@
 //! GET-modify-PATCH round trip does not destroy a secret; [`MASK`] itself is
 //! never stored as a secret.
 
-use crate::db::{Publication, Repository};
 use serde_json::{Map, Value};
+use wharf_store::db::{Publication, Repository};
 
 /// What a secret reads as.
 pub const MASK: &str = "********";
@@ -132,7 +132,7 @@ fn masked_without_value(path: &str) -> String {
 }
 
 /// The listener as it may be shown: its webhook secret masked.
-pub fn mask_listener(l: &crate::db::Listener) -> crate::db::Listener {
+pub fn mask_listener(l: &wharf_store::db::Listener) -> wharf_store::db::Listener {
     l.masked(MASK)
 }
 
@@ -290,8 +290,8 @@ mod tests {
             notes: Default::default(),
             importer_config: json!({"feed": "http://u:p%40ss-url@h/", "password": "hunter22", "x": "abc"}),
             distributor_config: json!({"token": "tok-tok"}),
-            created_at: crate::db::now(),
-            updated_at: crate::db::now(),
+            created_at: wharf_store::db::now(),
+            updated_at: wharf_store::db::now(),
         };
         let s = secret_values(&repo);
         let text = scrub(

@@ -49,7 +49,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             }
         });
     }
-    if app.tasks.is_brokered() || matches!(app.config.db, Some(crate::db::DbLocation::Mongo(_))) {
+    if app.tasks.is_brokered()
+        || matches!(app.config.db, Some(wharf_store::db::DbLocation::Mongo(_)))
+    {
         // Publishes run in other processes (workers, other nodes): follow
         // the shared store.
         let app = app.clone();

@@ -212,7 +212,7 @@ pub fn self_signed(dir: &Path, names: &[String]) -> anyhow::Result<SelfSigned> {
         },
     };
     if set.files.cert.exists() && set.files.key.exists() && set.ca_cert.exists() {
-        crate::private_files::tighten(&set.files.key, crate::private_files::FILE_MODE)?;
+        wharf_core::private_files::tighten(&set.files.key, wharf_core::private_files::FILE_MODE)?;
         tracing::info!(
             ca = %set.ca_cert.display(),
             "using the self-signed certificate of an earlier start (delete {} to make a new one)",

@@ -12,13 +12,8 @@
 //! Once linked, an upload's bytes are the blob's: further chunks are refused.
 
 use crate::app::App;
-use crate::blobs::{StreamError, stream_to_file};
-use crate::db::{Upload, now};
-use crate::digest::RunningDigests;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::ApiErrorBody;
-use crate::ids::UploadId;
-use crate::plugins::host::WholeUpload;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -29,6 +24,11 @@ use cap_std::fs::{Dir, OpenOptions};
 use sha2::{Digest as _, Sha256};
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
+use wharf_core::digest::RunningDigests;
+use wharf_core::ids::UploadId;
+use wharf_runtime::host::WholeUpload;
+use wharf_store::blobs::{StreamError, stream_to_file};
+use wharf_store::db::{Upload, now};
 
 /// The directory holding upload data, named by upload id only.
 pub struct UploadDir {
@@ -40,7 +40,7 @@ pub struct UploadDir {
 
 impl UploadDir {
     pub fn open(path: &std::path::Path) -> anyhow::Result<Self> {
-        crate::private_files::private_dir(path)?;
+        wharf_core::private_files::private_dir(path)?;
         Ok(UploadDir {
             dir: Dir::open_ambient_dir(path, ambient_authority())?,
             hashers: RunningDigests::default(),
@@ -111,7 +111,7 @@ impl UploadDir {
         // Uploaded content is the uploader's until imported: private.
         opts.write(true)
             .create(create)
-            .mode(crate::private_files::FILE_MODE);
+            .mode(wharf_core::private_files::FILE_MODE);
         Ok(self.dir.open_with(Self::name(id), &opts)?.into_std())
     }
 

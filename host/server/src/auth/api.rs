@@ -7,8 +7,6 @@ use super::principal::normalize_resource;
 use super::{AuthError, ClientAddr, Credential, Credentials, Principal, SUPER_USERS, check_name};
 use super::{passwords, tokens};
 use crate::app::App;
-use crate::db::Timestamp;
-use crate::db::{Operation, Permission, Role, Subject, User, UserSource, now};
 use crate::error::{Error, Result};
 use crate::http::ApiErrorBody;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -19,6 +17,8 @@ use axum::routing::{delete, get, post};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use wharf_store::db::Timestamp;
+use wharf_store::db::{Operation, Permission, Role, Subject, User, UserSource, now};
 
 pub fn routes() -> axum::Router<Arc<App>> {
     axum::Router::new()

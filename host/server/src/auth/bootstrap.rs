@@ -4,11 +4,11 @@
 //! `<data-dir>/initial-admin-password` (mode 0600). There is no fixed default.
 
 use super::{SUPER_USERS, passwords};
-use crate::db::{Role, Store, StoreError, User, UserSource, now};
 use anyhow::Context as _;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
+use wharf_store::db::{Role, Store, StoreError, User, UserSource, now};
 
 pub const ADMIN: &str = "admin";
 pub const PASSWORD_ENV: &str = "WHARF_ADMIN_PASSWORD";
@@ -86,13 +86,13 @@ async fn first_start_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::AccessStore as _;
     use std::os::unix::fs::PermissionsExt as _;
+    use wharf_store::db::AccessStore as _;
 
     #[tokio::test(flavor = "multi_thread")]
     async fn creates_admin_once_with_a_generated_password() {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::db::sqlite::SqliteStore::open(&dir.path().join("db")).unwrap();
+        let store = wharf_store::db::sqlite::SqliteStore::open(&dir.path().join("db")).unwrap();
         first_start_with(&store, dir.path(), None).await.unwrap();
         let admin = store.get_user(ADMIN).await.unwrap().unwrap();
         assert_eq!(admin.roles, [SUPER_USERS]);
@@ -116,7 +116,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn takes_the_password_from_the_environment() {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::db::sqlite::SqliteStore::open(&dir.path().join("db")).unwrap();
+        let store = wharf_store::db::sqlite::SqliteStore::open(&dir.path().join("db")).unwrap();
         assert!(
             first_start_with(&store, dir.path(), Some("short".into()))
                 .await

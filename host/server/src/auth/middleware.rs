@@ -8,7 +8,6 @@ use super::principal::normalize_resource;
 use super::rules::{self, Access, Rule};
 use super::{ClientAddr, Principal, percent};
 use crate::app::App;
-use crate::db::Operation;
 use crate::error::Error;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
@@ -16,6 +15,7 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
+use wharf_store::db::Operation;
 
 pub const API_PREFIX: &str = "/api/v1";
 /// Largest JSON body read here (to find a copy's source repository).
@@ -217,7 +217,7 @@ async fn task_repos_allow(
     let Some((_, id)) = values.iter().find(|(n, _)| *n == "id") else {
         return Ok(false);
     };
-    let Ok(id) = id.parse::<crate::ids::TaskId>() else {
+    let Ok(id) = id.parse::<wharf_core::ids::TaskId>() else {
         return Ok(false);
     };
     let Some(task) = app.store.get_task(&id).await? else {

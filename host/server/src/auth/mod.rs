@@ -31,7 +31,6 @@ pub mod tokens;
 
 pub use principal::{Credential, Principal, SUPER_USERS};
 
-use crate::db::{Store, StoreError, Subject, User, UserSource, now};
 use crate::error::{Error, ErrorKind};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -40,6 +39,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use wharf_store::db::{Store, StoreError, Subject, User, UserSource, now};
 
 pub struct Auth {
     store: Arc<dyn Store>,

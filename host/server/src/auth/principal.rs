@@ -2,8 +2,8 @@
 //! roles and the permissions granted to the user and to those roles; a
 //! permission on a resource path covers everything below it.
 
-use crate::db::{Operation, Permission, User};
 use crate::error::Error;
+use wharf_store::db::{Operation, Permission, User};
 
 /// The built-in role whose members may do everything.
 pub const SUPER_USERS: &str = "super-users";
@@ -136,8 +136,8 @@ pub fn normalize_resource(path: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::{Subject, UserSource};
     use crate::error::ErrorKind;
+    use wharf_store::db::{Subject, UserSource};
 
     fn principal(roles: &[&str], perms: &[(&str, &[Operation])]) -> Principal {
         let user = User {
@@ -146,8 +146,8 @@ mod tests {
             password_hash: None,
             source: UserSource::Local,
             roles: roles.iter().map(|r| r.to_string()).collect(),
-            created_at: crate::db::now(),
-            updated_at: crate::db::now(),
+            created_at: wharf_store::db::now(),
+            updated_at: wharf_store::db::now(),
         };
         let permissions = perms
             .iter()

@@ -6,9 +6,9 @@
 //! through this server's API, and every 30 s (changes made through another
 //! host sharing the store).
 
-use crate::db::{RepoQuery, Repository, Store, StoreResult};
 use std::collections::HashSet;
 use std::sync::RwLock;
+use wharf_store::db::{RepoQuery, Repository, Store, StoreResult};
 
 /// The `distributor_config` key that protects a repository.
 pub const KEY: &str = "protected";

@@ -37,16 +37,16 @@
 use super::registry_token::{Claims, SERVICE, refusal};
 use super::{AuthError, Credentials, Principal, parse_authorization};
 use crate::app::App;
-use crate::db::Operation;
-use crate::ids::RepoId;
-use crate::plugins::calls::Refusal;
-use crate::plugins::runtime::Plugin;
-use crate::visibility::Reader;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::net::IpAddr;
 use std::sync::Arc;
+use wharf_core::ids::RepoId;
+use wharf_runtime::calls::Refusal;
+use wharf_runtime::engine::Plugin;
+use wharf_runtime::visibility::Reader;
+use wharf_store::db::Operation;
 
 /// Who is pulling or pushing.
 enum Caller {
@@ -261,7 +261,7 @@ fn name_failure(plugin: &Plugin, method: &Method, e: crate::registry_names::Name
         NameError::Ambiguous { .. } | NameError::Invalid(_) => {
             (StatusCode::BAD_REQUEST, Refusal::NameInvalid)
         }
-        NameError::Store(crate::db::StoreError::Conflict(_)) => {
+        NameError::Store(wharf_store::db::StoreError::Conflict(_)) => {
             (StatusCode::CONFLICT, Refusal::NameInvalid)
         }
         NameError::Store(e) => {

@@ -13,7 +13,6 @@
 
 use super::{AuthError, ClientAddr, Principal, percent, registry_gate};
 use crate::app::App;
-use crate::plugins::calls::{ErrorFormat, Refusal, Rendered};
 use anyhow::Context as _;
 use axum::Json;
 use axum::extract::{RawQuery, State};
@@ -25,6 +24,7 @@ use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 use std::sync::Arc;
+use wharf_runtime::calls::{ErrorFormat, Refusal, Rendered};
 
 pub const SERVICE: &str = "wharf";
 pub const TTL_SECS: u64 = 300;
@@ -97,7 +97,7 @@ impl SigningKey {
         let secret = match std::fs::read(&path) {
             Ok(bytes) => {
                 // Made readable by others by an older version, or by hand.
-                crate::private_files::tighten(&path, crate::private_files::FILE_MODE)?;
+                wharf_core::private_files::tighten(&path, wharf_core::private_files::FILE_MODE)?;
                 anyhow::ensure!(
                     bytes.len() >= 32,
                     "{} is shorter than 32 bytes: remove it to make a new one (issued registry tokens become invalid)",

@@ -10,7 +10,7 @@
 //! may read (or execute on) every repository it locks, or with `read`
 //! (`delete`) on the task itself.
 
-use crate::db::Operation::{self, *};
+use wharf_store::db::Operation::{self, *};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Access {

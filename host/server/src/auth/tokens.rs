@@ -3,12 +3,12 @@
 //! database holds no usable token. A token expires (`--token-ttl`), and is
 //! revoked by logout, by a password change and by deleting its user.
 
-use crate::db::{ApiToken, now};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest as _, Sha256};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq as _;
+use wharf_store::db::{ApiToken, now};
 
 /// A new token and the record to store for it.
 pub fn issue(login: &str, ttl: Duration) -> (String, ApiToken) {

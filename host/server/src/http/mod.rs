@@ -144,9 +144,9 @@ async fn status(
     Json(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "ok": db_ok_flag,
-        "contract": format!("{}@{}.{}.{}", crate::plugins::runtime::CONTRACT_PACKAGE,
-            crate::plugins::runtime::CONTRACT_VERSION.0, crate::plugins::runtime::CONTRACT_VERSION.1,
-            crate::plugins::runtime::CONTRACT_VERSION.2),
+        "contract": format!("{}@{}.{}.{}", wharf_runtime::engine::CONTRACT_PACKAGE,
+            wharf_runtime::engine::CONTRACT_VERSION.0, wharf_runtime::engine::CONTRACT_VERSION.1,
+            wharf_runtime::engine::CONTRACT_VERSION.2),
         "uptime_seconds": app.started.elapsed().as_secs(),
         "plugins": plugins,
         "plugin_load_failures": *app.plugin_failures.lock().unwrap(),

@@ -61,12 +61,12 @@ use utoipa::OpenApi;
     ),
     components(schemas(
         crate::http::ApiErrorBody,
-        crate::db::Task,
-        crate::db::Repository,
-        crate::db::Group,
-        crate::db::Role,
-        crate::db::Permission,
-        crate::db::Operation
+        wharf_store::db::Task,
+        wharf_store::db::Repository,
+        wharf_store::db::Group,
+        wharf_store::db::Role,
+        wharf_store::db::Permission,
+        wharf_store::db::Operation
     )),
     modifiers(&Security),
     security(("token" = []), ("basic" = []))

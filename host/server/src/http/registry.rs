@@ -15,11 +15,6 @@
 
 use crate::app::App;
 use crate::auth::registry_token::{refusal, rendered};
-use crate::digest::Digest;
-use crate::plugins::calls::{ErrorFormat, Header, Plan, Refusal, Request};
-use crate::plugins::host::ResolveCall;
-use crate::plugins::runtime::PluginError;
-use crate::visibility::Served;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
@@ -27,6 +22,11 @@ use axum::response::{IntoResponse, Response};
 use std::io::SeekFrom;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use wharf_core::digest::Digest;
+use wharf_runtime::calls::{ErrorFormat, Header, Plan, Refusal, Request};
+use wharf_runtime::engine::PluginError;
+use wharf_runtime::host::ResolveCall;
+use wharf_runtime::visibility::Served;
 
 /// Headers a plugin may see: what content negotiation, caching and writes
 /// need.

@@ -5,12 +5,10 @@
 
 use crate::app::App;
 use crate::auth::Principal;
-use crate::db::{Operation, Repository};
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::unread;
 use crate::import_slots::ImportSlot;
 use crate::tasks::Job;
-use crate::plugins::stream_source::StreamSource;
 use axum::Json;
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -18,6 +16,8 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use wharf_runtime::stream_source::StreamSource;
+use wharf_store::db::{Operation, Repository};
 
 /// Import `body` into repository `id` for `principal`; `query` holds the
 /// plugin's parameters. A refusal (no such repository, no right, no

@@ -18,18 +18,18 @@
 use crate::app::App;
 use crate::auth::registry_gate::Admitted;
 use crate::auth::registry_token::refusal;
-use crate::blobs::leases::Holder;
-use crate::db::{Progress, Repository};
 use crate::events::Event;
 use crate::http::registry::plugin_failure;
-use crate::plugins::calls::{BodyTarget, ErrorFormat, Plan, Refusal, Request, WritePlan, Written};
-use crate::plugins::host::TaskCall;
-use crate::plugins::runtime::Plugin;
-use crate::sessions::{Owner, SessionError, SessionId};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use std::sync::Arc;
+use wharf_runtime::calls::{BodyTarget, ErrorFormat, Plan, Refusal, Request, WritePlan, Written};
+use wharf_runtime::engine::Plugin;
+use wharf_runtime::host::TaskCall;
+use wharf_store::blobs::leases::Holder;
+use wharf_store::db::{Progress, Repository};
+use wharf_store::sessions::{Owner, SessionError, SessionId};
 
 /// The first number of `Content-Range` (`0-1023`, or `bytes 0-1023/*`);
 /// `Err` says why it cannot be read.
@@ -252,8 +252,8 @@ async fn call_write(
     repo: &Repository,
     req: Request,
     session: Option<SessionId>,
-    reader: crate::visibility::Reader,
-) -> Result<(Written, Vec<crate::db::UnitChange>, Arc<Holder>), Response> {
+    reader: wharf_runtime::visibility::Reader,
+) -> Result<(Written, Vec<wharf_store::db::UnitChange>, Arc<Holder>), Response> {
     let call = TaskCall::new(
         repo.clone(),
         Arc::new(|_: Progress| {}),

@@ -10,7 +10,6 @@
 //! they started with.
 
 use crate::app::App;
-use crate::db::{InstalledPlugin, PluginState, RepoQuery, now};
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::ApiErrorBody;
 use axum::Json;
@@ -20,6 +19,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use std::sync::Arc;
+use wharf_store::db::{InstalledPlugin, PluginState, RepoQuery, now};
 
 /// Largest plugin accepted.
 const MAX_PLUGIN_BYTES: usize = 64 << 20;
@@ -46,7 +46,7 @@ pub struct PluginView {
     pub from_cache: bool,
 }
 
-fn view(p: &crate::plugins::runtime::Plugin) -> PluginView {
+fn view(p: &wharf_runtime::engine::Plugin) -> PluginView {
     PluginView {
         name: p.info.name.clone(),
         version: p.info.version.clone(),

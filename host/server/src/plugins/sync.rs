@@ -17,10 +17,10 @@
 //! node.
 
 use crate::app::App;
-use crate::db::{InstalledPlugin, PluginState};
-use crate::digest::Digest;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
+use wharf_core::digest::Digest;
+use wharf_store::db::{InstalledPlugin, PluginState};
 
 /// How often a node looks for installs and removals made elsewhere.
 pub const INTERVAL: Duration = Duration::from_secs(2);

@@ -7,8 +7,6 @@
 
 use super::Job;
 use super::Tasks;
-use crate::db::{TaskQuery, TaskState};
-use crate::ids::TaskId;
 use anyhow::Context as _;
 use futures::StreamExt;
 use lapin::options::{
@@ -18,6 +16,8 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use std::sync::Arc;
 use std::time::Duration;
+use wharf_core::ids::TaskId;
+use wharf_store::db::{TaskQuery, TaskState};
 
 /// How often a task waiting for a lock held in another process looks again.
 const LOCK_POLL: Duration = Duration::from_millis(50);
@@ -168,7 +168,7 @@ impl Tasks {
     }
 
     /// Wait until no earlier unfinished task shares a lock with `task`.
-    pub(super) async fn wait_for_locks(&self, task: &crate::db::Task) {
+    pub(super) async fn wait_for_locks(&self, task: &wharf_store::db::Task) {
         loop {
             match self.blocked_by(task).await {
                 Ok(None) => break,
@@ -184,8 +184,8 @@ impl Tasks {
     /// An earlier unfinished task sharing a lock with `task`, if any.
     async fn blocked_by(
         &self,
-        task: &crate::db::Task,
-    ) -> Result<Option<TaskId>, crate::db::StoreError> {
+        task: &wharf_store::db::Task,
+    ) -> Result<Option<TaskId>, wharf_store::db::StoreError> {
         for lock in &task.locks {
             // Waiting before running: a task only ever moves waiting ->
             // running -> ended, so this order cannot miss one that starts

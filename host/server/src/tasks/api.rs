@@ -1,15 +1,15 @@
 //! `/api/v1/tasks`: list, show, cancel.
 
 use crate::app::App;
-use crate::db::{Task, TaskKind, TaskQuery, TaskState};
 use crate::error::{Error, Result};
 use crate::http::ApiErrorBody;
-use crate::ids::TaskId;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use std::sync::Arc;
+use wharf_core::ids::TaskId;
+use wharf_store::db::{Task, TaskKind, TaskQuery, TaskState};
 
 pub fn routes() -> axum::Router<Arc<App>> {
     axum::Router::new()
@@ -39,9 +39,9 @@ async fn list(
         kind: q.kind,
         lock: q
             .repository
-            .map(|r| r.parse().map(crate::db::TaskLock::Repository))
+            .map(|r| r.parse().map(wharf_store::db::TaskLock::Repository))
             .transpose()
-            .map_err(|e: crate::ids::InvalidRepoId| Error::invalid(e.to_string()))?,
+            .map_err(|e: wharf_core::ids::InvalidRepoId| Error::invalid(e.to_string()))?,
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
     };
     Ok(Json(app.tasks.list(&query).await?))

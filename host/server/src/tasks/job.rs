@@ -2,9 +2,9 @@
 //! `input`), so any worker — in this process or a `wharf worker` fed by
 //! RabbitMQ — can run it from the task record alone (`jobs` does the work).
 
-use crate::db::{TaskKind, TaskLock};
-use crate::ids::{RepoId, UploadId};
 use serde::{Deserialize, Serialize};
+use wharf_core::ids::{RepoId, UploadId};
+use wharf_store::db::{TaskKind, TaskLock};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "job", rename_all = "lowercase")]
@@ -39,7 +39,7 @@ pub enum Job {
     Copy {
         repository: RepoId,
         from: RepoId,
-        unit_types: Vec<crate::ids::UnitType>,
+        unit_types: Vec<wharf_core::ids::UnitType>,
     },
     Delete {
         repository: RepoId,

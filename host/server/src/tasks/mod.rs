@@ -18,8 +18,6 @@ pub mod api;
 mod job;
 pub mod process;
 
-use crate::db::{Progress, Store, Task, TaskError, TaskLock, TaskQuery, TaskState, now};
-use crate::ids::TaskId;
 use futures::future::BoxFuture;
 pub use job::Job;
 use std::collections::HashMap;
@@ -28,6 +26,8 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tracing::Instrument as _;
+use wharf_core::ids::TaskId;
+use wharf_store::db::{Progress, Store, Task, TaskError, TaskLock, TaskQuery, TaskState, now};
 
 /// How a task failed.
 #[derive(Debug)]
@@ -201,7 +201,9 @@ impl Tasks {
             let q = TaskQuery {
                 state: Some(state),
                 // With a broker only streaming imports can be bound.
-                kind: self.is_brokered().then_some(crate::db::TaskKind::Import),
+                kind: self
+                    .is_brokered()
+                    .then_some(wharf_store::db::TaskKind::Import),
                 limit: 100_000,
                 ..Default::default()
             };
@@ -230,7 +232,7 @@ impl Tasks {
         &self,
         job: &Job,
         worker: Option<String>,
-    ) -> Result<Task, crate::db::StoreError> {
+    ) -> Result<Task, wharf_store::db::StoreError> {
         let task = Task {
             id: TaskId::new(),
             kind: job.kind(),
@@ -244,7 +246,7 @@ impl Tasks {
             result: None,
             error: None,
             input: serde_json::to_value(job)
-                .map_err(|e| crate::db::StoreError::Backend(e.into()))?,
+                .map_err(|e| wharf_store::db::StoreError::Backend(e.into()))?,
             cancel_requested: false,
         };
         self.store.put_task(&task).await?;
@@ -252,7 +254,7 @@ impl Tasks {
     }
 
     /// Record a task and start it (here or through the broker).
-    pub async fn submit(self: &Arc<Self>, job: Job) -> Result<Task, crate::db::StoreError> {
+    pub async fn submit(self: &Arc<Self>, job: Job) -> Result<Task, wharf_store::db::StoreError> {
         let task = self.record(&job, None).await?;
         // The request that started it, in the task's log lines.
         let request_id = crate::request_context::current().unwrap_or_default();
@@ -309,7 +311,7 @@ impl Tasks {
         self: &Arc<Self>,
         job: Job,
         run: F,
-    ) -> Result<Task, crate::db::StoreError>
+    ) -> Result<Task, wharf_store::db::StoreError>
     where
         F: FnOnce(Arc<dyn JobRunner>, TaskContext) -> Fut,
         Fut: std::future::Future<Output = TaskResult>,
@@ -467,14 +469,14 @@ impl Tasks {
     }
 
     /// A task, with live progress if it is running here.
-    pub async fn get(&self, id: &TaskId) -> Result<Option<Task>, crate::db::StoreError> {
+    pub async fn get(&self, id: &TaskId) -> Result<Option<Task>, wharf_store::db::StoreError> {
         if let Some((rec, _)) = self.live.lock().unwrap().get(id) {
             return Ok(Some(rec.lock().unwrap().clone()));
         }
         self.store.get_task(id).await
     }
 
-    pub async fn list(&self, q: &TaskQuery) -> Result<Vec<Task>, crate::db::StoreError> {
+    pub async fn list(&self, q: &TaskQuery) -> Result<Vec<Task>, wharf_store::db::StoreError> {
         let mut tasks = self.store.list_tasks(q).await?;
         let live = self.live.lock().unwrap();
         for t in &mut tasks {
@@ -488,7 +490,7 @@ impl Tasks {
     /// Ask a task to stop. A waiting task never starts; a running one is
     /// interrupted at its next check (plugin calls within one epoch tick).
     /// Returns false when the task already ended.
-    pub async fn cancel(&self, id: &TaskId) -> Result<bool, crate::db::StoreError> {
+    pub async fn cancel(&self, id: &TaskId) -> Result<bool, wharf_store::db::StoreError> {
         if let Some((_, flag)) = self.live.lock().unwrap().get(id) {
             flag.store(true, Ordering::Relaxed);
         }

@@ -7,8 +7,8 @@
 use clap::Subcommand;
 use std::io::Write as _;
 use std::path::PathBuf;
-use wharf_server::db::DbLocation;
-use wharf_server::db::transfer::{MaskSecrets, Record};
+use wharf_store::db::DbLocation;
+use wharf_store::db::transfer::{MaskSecrets, Record};
 
 #[derive(Subcommand)]
 pub enum DbCommand {
@@ -77,7 +77,7 @@ pub fn run(cmd: DbCommand) -> anyhow::Result<()> {
                 let stdout = std::io::stdout();
                 let mut out = std::io::BufWriter::new(stdout.lock());
                 let mask = (!include_secrets).then_some(masked as MaskSecrets);
-                let summary = wharf_server::db::transfer::export(&*store, &mut out, mask).await?;
+                let summary = wharf_store::db::transfer::export(&*store, &mut out, mask).await?;
                 out.flush()?;
                 eprintln!("exported from {from}: {summary}");
                 if !include_secrets {
@@ -92,7 +92,7 @@ pub fn run(cmd: DbCommand) -> anyhow::Result<()> {
                 let to = args.location();
                 let store = to.open().await?;
                 let stdin = std::io::stdin();
-                let summary = wharf_server::db::transfer::import(&*store, stdin.lock()).await?;
+                let summary = wharf_store::db::transfer::import(&*store, stdin.lock()).await?;
                 eprintln!("imported into {to}: {summary}");
                 Ok(())
             }
@@ -121,7 +121,7 @@ fn masked(r: Record) -> Record {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wharf_server::db::{Listener, Publication, Repository, Target, User, UserSource};
+    use wharf_store::db::{Listener, Publication, Repository, Target, User, UserSource};
 
     /// Every kind of record with a secret, masked as a default export shows
     /// it (the export and the refused import run against the real binary
@@ -134,8 +134,8 @@ mod tests {
             password_hash: Some("$argon2id$v=19$secret-hash".into()),
             source: UserSource::Local,
             roles: vec![],
-            created_at: wharf_server::db::now(),
-            updated_at: wharf_server::db::now(),
+            created_at: wharf_store::db::now(),
+            updated_at: wharf_store::db::now(),
         };
         let repo = Repository {
             id: "app".parse().unwrap(),
@@ -147,16 +147,16 @@ mod tests {
                 "feed": "https://u:url-password@registry.example", "password": "feed-password"
             }),
             distributor_config: serde_json::json!({"repo-registry-id": "my/app", "token": "publish-token"}),
-            created_at: wharf_server::db::now(),
-            updated_at: wharf_server::db::now(),
+            created_at: wharf_store::db::now(),
+            updated_at: wharf_store::db::now(),
         };
         let publication = Publication {
             plugin: "docker".into(),
             name: "my/app".into(),
             repo_id: repo.id.clone(),
-            index: wharf_server::digest::Digest::of(b"index"),
+            index: wharf_core::digest::Digest::of(b"index"),
             config: serde_json::json!({"token": "publication-token"}),
-            published_at: wharf_server::db::now(),
+            published_at: wharf_store::db::now(),
             blobs: vec![],
         };
         let listener = Listener {
@@ -166,7 +166,7 @@ mod tests {
                 secret: "hook-secret".into(),
             },
             events: vec![],
-            created_at: wharf_server::db::now(),
+            created_at: wharf_store::db::now(),
         };
         let records = [
             Record::User(user),
