@@ -281,21 +281,9 @@ fn the_quickstart_replays_against_a_real_server_docker_engine_and_upstream_regis
         ]
         .into(),
     );
-    // The reader's `my/app`: busybox, under a name of its own (another test
-    // may remove `test/busybox` from the shared engine at any time).
+    // The reader's `my/app`: busybox, under a name of its own.
+    docker_load_busybox_as("my/app:latest");
     let work = scratch();
-    let archive = work.path().join("my-app-source.tar");
-    must(skopeo().args([
-        "copy",
-        "--quiet",
-        &format!(
-            "docker-archive:{}",
-            images_dir().join("busybox.tar").display()
-        ),
-        &format!("docker-archive:{}:my/app:latest", archive.display()),
-    ]));
-    must(docker().arg("load").arg("-i").arg(&archive));
-    std::fs::remove_file(&archive).unwrap();
 
     let client = Wharf::new(&s.base);
     for c in &doc.commands {

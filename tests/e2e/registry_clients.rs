@@ -292,17 +292,7 @@ fn docker_push_to_a_new_name_then_pull_runs_the_image() {
         c.env("DOCKER_CONFIG", &config);
         c
     };
-    let renamed = tmp.path().join("renamed.tar");
-    must(skopeo().args([
-        "copy",
-        "--quiet",
-        &format!(
-            "docker-archive:{}",
-            images_dir().join("busybox.tar").display()
-        ),
-        &format!("docker-archive:{}:{name}", renamed.display()),
-    ]));
-    must(docker().arg("load").arg("-i").arg(&renamed));
+    docker_load_busybox_as(&name);
     // Anonymous: refused, and no repository appears.
     let (ok, out) = run(docker_cfg().args(["push", &name]));
     assert!(!ok, "anonymous push worked: {out}");

@@ -68,19 +68,7 @@ fn docker_push_then_pull_runs_the_image() {
         c.env("DOCKER_CONFIG", &config);
         c
     };
-    // Load the test image under our own name (other tests remove the shared
-    // `test/busybox` tag at any time).
-    let renamed = tmp.path().join("renamed.tar");
-    must(skopeo().args([
-        "copy",
-        "--quiet",
-        &format!(
-            "docker-archive:{}",
-            images_dir().join("busybox.tar").display()
-        ),
-        &format!("docker-archive:{}:{name}", renamed.display()),
-    ]));
-    must(docker().arg("load").arg("-i").arg(&renamed));
+    docker_load_busybox_as(&name);
 
     // Anonymous pushes are refused.
     let (ok, out) = run(docker_cfg().args(["push", &name]));

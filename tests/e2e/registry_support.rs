@@ -63,6 +63,24 @@ pub fn scratch() -> tempfile::TempDir {
     tempfile::tempdir_in(env_path("WHARF_TEST_RUN_DIR")).unwrap()
 }
 
+/// Load the test busybox image into the Docker engine as `name_tag`, a
+/// name of the test's own (other tests remove the shared `test/busybox`
+/// tag from the engine at any time).
+pub fn docker_load_busybox_as(name_tag: &str) {
+    let tmp = scratch();
+    let archive = tmp.path().join("renamed.tar");
+    must(skopeo().args([
+        "copy",
+        "--quiet",
+        &format!(
+            "docker-archive:{}",
+            images_dir().join("busybox.tar").display()
+        ),
+        &format!("docker-archive:{}:{name_tag}", archive.display()),
+    ]));
+    must(docker().arg("load").arg("-i").arg(&archive));
+}
+
 /// An HTTP client that reports redirects instead of following them.
 pub fn no_redirects() -> Client {
     Client::builder()
