@@ -318,3 +318,43 @@ fn a_spray_over_many_logins_and_every_path_locks_out_only_its_address() {
     let (status, v) = s.get_json("/api/v1/me");
     assert_eq!(status, 200, "{v}");
 }
+
+/// A client that answers every registry challenge with HTTP basic auth
+/// (`podman push` asks a token per layer scope, many at once) is not taken
+/// for a guesser once its password checked out: the same credentials are
+/// not hashed again for a minute. A wrong password gains nothing from it.
+#[test]
+fn a_checked_password_sent_again_in_a_burst_is_not_throttled() {
+    let s = Server::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let token = |password: &'static str, scope: String| {
+        let client = client_from(ATTACKER);
+        let url = s.url(&format!(
+            "/api/v1/registry/token?service=wharf&scope={scope}"
+        ));
+        async move {
+            client
+                .get(url)
+                .basic_auth("admin", Some(password))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // The first check is a real one.
+    assert_eq!(
+        rt.block_on(token(ADMIN_PASSWORD, "repository:a/b:pull".into())),
+        200
+    );
+    // Then twenty at once, each for its own scope, as podman sends them.
+    let burst = (0..20).map(|i| token(ADMIN_PASSWORD, format!("repository:layer/{i}:pull")));
+    let statuses = rt.block_on(join_all(burst));
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    // A wrong password in a burst is still checked, and throttled.
+    let burst = (0..20).map(|i| token("wrong-password", format!("repository:x/{i}:pull")));
+    let statuses = rt.block_on(join_all(burst));
+    assert!(!statuses.contains(&200), "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+}

@@ -712,14 +712,19 @@ fn metrics_move_with_requests_tasks_and_plugin_calls_and_request_ids_reach_task_
     assert_eq!(header_of(&r, "x-request-id"), "serving-test-42");
     let task: Value = r.json().unwrap();
     assert_eq!(s.wait_task(&task)["state"], "finished");
-    let log = s.log();
+    // The end is recorded, then logged: give the line a moment to land.
     let task_id = task["id"].as_str().unwrap();
-    assert!(
-        log.lines().any(|l| l.contains("serving-test-42")
-            && l.contains(task_id)
-            && l.contains("task ended")),
-        "no task log line carries the request id:\n{log}"
-    );
+    let logged = |log: &str| {
+        log.lines().any(|l| {
+            l.contains("serving-test-42") && l.contains(task_id) && l.contains("task ended")
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !logged(&s.log()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = s.log();
+    assert!(logged(&log), "no task log line carries the request id:\n{log}");
     // Without one, the server makes one up.
     let r = s.http.get(s.url("/api/v1/status")).send().unwrap();
     assert_eq!(header_of(&r, "x-request-id").len(), 36);

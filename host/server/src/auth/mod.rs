@@ -28,6 +28,7 @@ pub mod registry_gate;
 pub mod registry_token;
 pub mod rules;
 pub mod tokens;
+pub mod verified;
 
 pub use principal::{Credential, Principal, SUPER_USERS};
 
@@ -45,6 +46,8 @@ pub struct Auth {
     store: Arc<dyn Store>,
     pub config: config::AuthConfig,
     limiter: ratelimit::LoginLimiter,
+    /// Local users' passwords checked lately (not hashed again).
+    verified: verified::Verified,
     ldap: Option<ldap::Ldap>,
     pub registry_key: registry_token::SigningKey,
     pub protection: protection::Protection,
@@ -228,6 +231,7 @@ impl Auth {
             store,
             config: config.clone(),
             limiter: ratelimit::LoginLimiter::default(),
+            verified: verified::Verified::default(),
             ldap,
             registry_key,
             protection,
@@ -323,6 +327,13 @@ impl Auth {
         password: &str,
         addr: Option<IpAddr>,
     ) -> Result<User, AuthError> {
+        // Checked lately (and not locked out since): no second argon2, and
+        // no count against the burst limit.
+        if self.limiter.locked_out(login, addr).is_none()
+            && let Some(u) = self.verified_lately(login, password).await
+        {
+            return Ok(u);
+        }
         // Reserved before anything is checked: a burst cannot pass together.
         let attempt = self
             .limiter
@@ -338,7 +349,12 @@ impl Auth {
         let outcome = match (&user, &self.ldap) {
             (Some(u), _) if u.source == UserSource::Local => {
                 match passwords::verify(u.password_hash.as_deref(), password).await {
-                    Ok(true) => Ok(u.clone()),
+                    Ok(true) => {
+                        if let Some(hash) = &u.password_hash {
+                            self.verified.insert(login, password, hash);
+                        }
+                        Ok(u.clone())
+                    }
                     Ok(false) => Err(None),
                     Err(passwords::Busy) => Err(Some(AuthError::Busy)),
                 }
@@ -379,6 +395,15 @@ impl Auth {
                 Err(e)
             }
         }
+    }
+
+    /// A local user whose password was checked lately with these exact
+    /// credentials (see [`verified`]); `None` sends them through the check.
+    async fn verified_lately(&self, login: &str, password: &str) -> Option<User> {
+        let user = self.store.get_user(login).await.ok()??;
+        let hash = user.password_hash.as_deref()?;
+        (user.source == UserSource::Local && self.verified.contains(login, password, hash))
+            .then_some(user)
     }
 
     /// Create or refresh the record of a user the directory vouched for:

@@ -203,6 +203,27 @@ impl LoginLimiter {
     /// Reserve a password check of `login` from `addr`, or `Err(retry_after)`
     /// when the failures recorded plus the checks in progress reach the
     /// limit of the login at this address or of the address.
+    /// Whether `login` from `addr` is locked out by failures (not by
+    /// attempts in progress), and for how long: nothing may vouch for a
+    /// password from there meanwhile, not even one checked lately.
+    pub fn locked_out(&self, login: &str, addr: Option<IpAddr>) -> Option<Duration> {
+        let now = Instant::now();
+        let mut map = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut wait = Duration::ZERO;
+        for key in keys(login, addr) {
+            let Some(entry) = map.get_mut(&key) else {
+                continue;
+            };
+            entry.expire(now);
+            let limit = key.limit();
+            if entry.failures.len() >= limit {
+                let oldest = entry.failures[entry.failures.len() - limit];
+                wait = wait.max(WINDOW.saturating_sub(now.duration_since(oldest)));
+            }
+        }
+        (!wait.is_zero()).then(|| wait.max(Duration::from_secs(1)))
+    }
+
     pub fn begin(&self, login: &str, addr: Option<IpAddr>) -> Result<Attempt<'_>, Duration> {
         let keys = keys(login, addr);
         let now = Instant::now();
