@@ -41,6 +41,7 @@ pub mod bindings {
 
 pub mod cache;
 pub mod capped;
+pub mod challenge;
 pub mod host;
 pub mod json;
 pub mod paging;

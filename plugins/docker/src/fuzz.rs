@@ -5,7 +5,8 @@
 //! and on mutants of it.
 
 use crate::archive::Archive;
-use crate::auth::{parse_challenge, token_from_body, token_url};
+use crate::auth::{token_from_body, token_url};
+use wharf_sdk::challenge::parse as parse_challenge;
 use crate::manifest::{self, Kind, docker_schema2, is_manifest_type};
 use crate::reference::{is_sha256_digest, is_valid_name};
 use crate::routes::{Route, parse_page, parse_path};

@@ -6,7 +6,8 @@
 //! parallel, verified while streaming; units are added only once everything
 //! a manifest needs is stored, so a tag in the repository is always complete.
 
-use crate::auth::{self, Challenge};
+use crate::auth;
+use wharf_sdk::challenge::Challenge;
 use crate::glob::TagFilter;
 use crate::manifest::{self, ACCEPT_ALL, Kind, MAX_MANIFEST, essence};
 use crate::model::{self, MANIFEST, ManifestMeta, TAG};
@@ -151,7 +152,7 @@ impl<H: Host> Client<'_, H> {
         }
         let challenge = response
             .header("www-authenticate")
-            .and_then(auth::parse_challenge)
+            .and_then(wharf_sdk::challenge::parse)
             .ok_or_else(|| {
                 Error::new(
                     "denied",
@@ -181,7 +182,7 @@ impl<H: Host> Client<'_, H> {
                     .iter()
                     .map(|(u, p)| Header {
                         name: "Authorization".into(),
-                        value: auth::basic(u, p),
+                        value: wharf_sdk::challenge::basic(u, p),
                     })
                     .collect();
                 let response = self.host.get(&url, &headers, MAX_JSON)?;
@@ -205,7 +206,7 @@ impl<H: Host> Client<'_, H> {
                         "the upstream asks for Basic auth: set username and password",
                     )
                 })?;
-                self.authorization = Some(auth::basic(user, password));
+                self.authorization = Some(wharf_sdk::challenge::basic(user, password));
             }
             other => {
                 return Err(Error::new(

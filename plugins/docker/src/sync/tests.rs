@@ -131,7 +131,7 @@ impl Upstream {
                 )),
                 "{url}"
             );
-            if auth != Some(&crate::auth::basic("u", "p")) {
+            if auth != Some(&wharf_sdk::challenge::basic("u", "p")) {
                 return (401, vec![], vec![]);
             }
             return (
