@@ -98,6 +98,20 @@ impl ErrorFormat {
         Self::json(r#"{"error":{"code":"{code}","message":"{message}"}}"#)
     }
 
+    /// Wharf's own shape with the admin API's codes for the host's
+    /// refusals (`unauthenticated`, `forbidden`, `not-found`, `busy`;
+    /// `invalid-path` for a path the host cannot canonicalise): for a
+    /// content type with no error convention of its own.
+    pub fn wharf() -> Self {
+        Self::neutral()
+            .code(Refusal::NameInvalid, "invalid-path")
+            .code(Refusal::Unauthorized, "unauthenticated")
+            .code(Refusal::Denied, "forbidden")
+            .code(Refusal::NameUnknown, "not-found")
+            .code(Refusal::BlobUnknown, "not-found")
+            .code(Refusal::TooManyRequests, "busy")
+    }
+
     /// A JSON error body (`application/json`): `{code}` and `{message}` in
     /// `template` are replaced by the host, escaped as inside a JSON string
     /// (so write them between quotes). The template must contain

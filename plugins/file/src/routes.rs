@@ -11,7 +11,7 @@ use crate::manifest;
 use crate::paths::{self, MAX_BASE_PATH};
 use std::rc::Rc;
 use wharf_sdk::publications::Publication;
-use wharf_sdk::{Body, ErrorFormat, Failure, Header, Plan, Refusal, Request, ServeBlob, percent};
+use wharf_sdk::{Body, ErrorFormat, Failure, Header, Plan, Request, ServeBlob, percent};
 
 /// The URL prefix the plugin answers.
 pub const ROUTE: &str = "/files/";
@@ -22,17 +22,11 @@ pub trait Registry {
     fn index(&mut self, digest: &str) -> Result<Rc<PublicationIndex>, String>;
 }
 
-/// Wharf's own error shape (the admin API's,
-/// `{"error":{"code":"...","message":"..."}}`) with its kebab-case codes,
-/// for the host's refusals on `/files/` and this plugin's failures.
+/// Wharf's own error shape and codes (the admin API's,
+/// `{"error":{"code":"...","message":"..."}}`), for the host's refusals on
+/// `/files/` and this plugin's failures.
 pub fn error_format() -> ErrorFormat {
-    ErrorFormat::neutral()
-        .code(Refusal::NameInvalid, "invalid-path")
-        .code(Refusal::Unauthorized, "unauthenticated")
-        .code(Refusal::Denied, "forbidden")
-        .code(Refusal::NameUnknown, "not-found")
-        .code(Refusal::BlobUnknown, "not-found")
-        .code(Refusal::TooManyRequests, "busy")
+    ErrorFormat::wharf()
 }
 
 fn failure(status: u16, code: &str, message: impl Into<String>) -> Plan {
