@@ -724,7 +724,10 @@ fn metrics_move_with_requests_tasks_and_plugin_calls_and_request_ids_reach_task_
         std::thread::sleep(Duration::from_millis(50));
     }
     let log = s.log();
-    assert!(logged(&log), "no task log line carries the request id:\n{log}");
+    assert!(
+        logged(&log),
+        "no task log line carries the request id:\n{log}"
+    );
     // Without one, the server makes one up.
     let r = s.http.get(s.url("/api/v1/status")).send().unwrap();
     assert_eq!(header_of(&r, "x-request-id").len(), 36);

@@ -6,7 +6,6 @@
 
 use crate::archive::Archive;
 use crate::auth::{token_from_body, token_url};
-use wharf_sdk::challenge::parse as parse_challenge;
 use crate::manifest::{self, Kind, docker_schema2, is_manifest_type};
 use crate::reference::{is_sha256_digest, is_valid_name};
 use crate::routes::{Route, parse_page, parse_path};
@@ -15,6 +14,7 @@ use crate::upload;
 use std::io::Cursor;
 use wharf_fuzz::proptest::prelude::*;
 use wharf_fuzz::proptest::string::string_regex;
+use wharf_sdk::challenge::parse as parse_challenge;
 use wharf_sdk::percent::decode as percent_decode;
 use wharf_sdk::testing::FakeHost;
 

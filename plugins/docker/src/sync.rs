@@ -7,13 +7,13 @@
 //! a manifest needs is stored, so a tag in the repository is always complete.
 
 use crate::auth;
-use wharf_sdk::challenge::Challenge;
 use crate::glob::TagFilter;
 use crate::manifest::{self, ACCEPT_ALL, Kind, MAX_MANIFEST, essence};
 use crate::model::{self, MANIFEST, ManifestMeta, TAG};
 use crate::reference::{is_sha256_digest, is_valid_name, is_valid_tag};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use wharf_sdk::challenge::Challenge;
 use wharf_sdk::fetch::BlobDownload;
 use wharf_sdk::host::{Host, HttpResponse};
 use wharf_sdk::log::Level;
