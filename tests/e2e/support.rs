@@ -135,9 +135,16 @@ impl Server {
         }
     }
 
-    /// Wait until a spawned server answers, then log in as `admin`.
+    /// Wait until a spawned server answers, then log in as `admin`. A port
+    /// that another process took between [`free_port`] and the server's
+    /// bind is no failure of the test: the server starts again on another.
     pub fn ready(mut self) -> Server {
-        self.wait_ready();
+        for _ in 0..3 {
+            if self.wait_ready() {
+                break;
+            }
+            self.move_to_a_new_port();
+        }
         self.token = self.login("admin", ADMIN_PASSWORD);
         self.http = self.client_with_token(&self.token);
         self
@@ -179,6 +186,12 @@ impl Server {
     /// flags. Login tokens are in the store: `http` keeps working.
     pub fn crash_and_restart(&mut self) {
         self.kill();
+        self.respawn();
+        assert!(self.wait_ready(), "its port was taken meanwhile");
+    }
+
+    /// Start the process again with `args`, its log appended to.
+    fn respawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .append(true)
             .open(self.data.path().join("server.log"))
@@ -190,20 +203,35 @@ impl Server {
             .stderr(log)
             .spawn()
             .expect("restart wharf");
-        self.wait_ready();
     }
 
-    /// Wait until the server answers (`/api/v1/status` needs no login).
-    fn wait_ready(&self) {
+    /// The same server on another free port (its first one was taken).
+    fn move_to_a_new_port(&mut self) {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let at = self.args.iter().position(|a| a == "--listen").unwrap() + 1;
+        self.args[at] = addr.clone().into();
+        self.base = format!("http://{addr}");
+        self.addr = addr;
+        self.respawn();
+    }
+
+    /// Wait until the server answers (`/api/v1/status` needs no login);
+    /// false if it exited because its port was taken.
+    fn wait_ready(&mut self) -> bool {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(60) {
+            if let Ok(Some(_)) = self.child.try_wait()
+                && self.log().contains("Address already in use")
+            {
+                return false;
+            }
             if self
                 .http
                 .get(self.url("/api/v1/status"))
                 .send()
                 .is_ok_and(|r| r.status().is_success())
             {
-                return;
+                return true;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
