@@ -314,19 +314,7 @@ fn podman_push_to_a_new_name_and_skopeo_lists_its_tags() {
     let name = format!("{}/fresh/podman:v1", s.addr);
     // An image no other podman test uses: podman keeps one record per image
     // id, and a push rewrites its digest under another test's feet.
-    let archive = format!(
-        "docker-archive:{}",
-        images_dir().join("many-layers.tar").display()
-    );
-    must(podman().args(["pull", &archive]));
-    let loaded = must(podman().args(["images", "-q", "--filter", "reference=test/many"]));
-    let id = loaded
-        .lines()
-        .next()
-        .expect("podman loaded the image")
-        .trim()
-        .to_string();
-    must(podman().args(["tag", &id, &name]));
+    podman_load_as("many-layers.tar", "test/many", &name);
     let (ok, out) = run(podman().args([
         "push",
         "--tls-verify=false",

@@ -96,19 +96,7 @@ fn podman_push_and_skopeo_copy_of_a_multi_arch_index() {
     push_repo(&s, "pod", "pod/app", true);
     push_repo(&s, "multi", "multi/app", true);
     let name = format!("{}/pod/app:latest", s.addr);
-    let archive = format!(
-        "docker-archive:{}",
-        images_dir().join("busybox.tar").display()
-    );
-    must(podman().args(["pull", &archive]));
-    let loaded = must(podman().args(["images", "-q", "--filter", "reference=test/busybox"]));
-    let id = loaded
-        .lines()
-        .next()
-        .expect("podman loaded the image")
-        .trim()
-        .to_string();
-    must(podman().args(["tag", &id, &name]));
+    podman_load_as("busybox.tar", "test/busybox", &name);
     must(podman().args(["push", "--tls-verify=false", "--creds", &creds(), &name]));
     let tags = must(skopeo().args([
         "list-tags",

@@ -81,6 +81,22 @@ pub fn docker_load_busybox_as(name_tag: &str) {
     must(docker().arg("load").arg("-i").arg(&archive));
 }
 
+/// Load a test image archive into podman (whose archive names it
+/// `archive_ref`) and tag it `name`.
+pub fn podman_load_as(file: &str, archive_ref: &str, name: &str) {
+    let archive = format!("docker-archive:{}", images_dir().join(file).display());
+    must(podman().args(["pull", &archive]));
+    let filter = format!("reference={archive_ref}");
+    let loaded = must(podman().args(["images", "-q", "--filter", &filter]));
+    let id = loaded
+        .lines()
+        .next()
+        .expect("podman loaded the image")
+        .trim()
+        .to_string();
+    must(podman().args(["tag", &id, name]));
+}
+
 /// An HTTP client that reports redirects instead of following them.
 pub fn no_redirects() -> Client {
     Client::builder()

@@ -101,6 +101,16 @@ impl Entry {
         }
     }
 
+    /// How long `key` stays locked out by the failures recorded (older ones
+    /// expired first), or `None`: free again when enough of the oldest have
+    /// aged out.
+    fn lockout(&mut self, key: &Key, now: Instant) -> Option<Duration> {
+        self.expire(now);
+        let limit = key.limit();
+        let oldest = *self.failures.get(self.failures.len().checked_sub(limit)?)?;
+        Some(WINDOW.saturating_sub(now.duration_since(oldest)))
+    }
+
     fn idle(&self, now: Instant) -> bool {
         self.pending == 0
             && self
@@ -200,30 +210,22 @@ impl Drop for Attempt<'_> {
 }
 
 impl LoginLimiter {
-    /// Reserve a password check of `login` from `addr`, or `Err(retry_after)`
-    /// when the failures recorded plus the checks in progress reach the
-    /// limit of the login at this address or of the address.
     /// Whether `login` from `addr` is locked out by failures (not by
     /// attempts in progress), and for how long: nothing may vouch for a
     /// password from there meanwhile, not even one checked lately.
     pub fn locked_out(&self, login: &str, addr: Option<IpAddr>) -> Option<Duration> {
         let now = Instant::now();
         let mut map = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let mut wait = Duration::ZERO;
-        for key in keys(login, addr) {
-            let Some(entry) = map.get_mut(&key) else {
-                continue;
-            };
-            entry.expire(now);
-            let limit = key.limit();
-            if entry.failures.len() >= limit {
-                let oldest = entry.failures[entry.failures.len() - limit];
-                wait = wait.max(WINDOW.saturating_sub(now.duration_since(oldest)));
-            }
-        }
-        (!wait.is_zero()).then(|| wait.max(Duration::from_secs(1)))
+        let wait = keys(login, addr)
+            .iter()
+            .filter_map(|key| map.get_mut(key).and_then(|e| e.lockout(key, now)))
+            .max()?;
+        Some(wait.max(Duration::from_secs(1)))
     }
 
+    /// Reserve a password check of `login` from `addr`, or `Err(retry_after)`
+    /// when the failures recorded plus the checks in progress reach the
+    /// limit of the login at this address or of the address.
     pub fn begin(&self, login: &str, addr: Option<IpAddr>) -> Result<Attempt<'_>, Duration> {
         let keys = keys(login, addr);
         let now = Instant::now();
@@ -236,13 +238,9 @@ impl LoginLimiter {
             let Some(entry) = map.get_mut(key) else {
                 continue;
             };
-            entry.expire(now);
-            let limit = key.limit();
-            if entry.failures.len() >= limit {
-                // Free again when enough of the oldest have aged out.
-                let oldest = entry.failures[entry.failures.len() - limit];
-                wait = wait.max(WINDOW.saturating_sub(now.duration_since(oldest)));
-            } else if entry.failures.len() + entry.pending >= limit
+            if let Some(lockout) = entry.lockout(key, now) {
+                wait = wait.max(lockout);
+            } else if entry.failures.len() + entry.pending >= key.limit()
                 || matches!(key, Key::At(_)) && entry.pending >= MAX_IN_PROGRESS_PER_ADDR
             {
                 wait = wait.max(PENDING_WAIT);
@@ -289,6 +287,12 @@ mod tests {
         l.begin("jdev", a).unwrap().succeeded();
         // A success elsewhere does not unlock the attacker's address.
         assert!(l.begin("admin", a).is_err());
+        // Locked out by failures, not by checks in progress.
+        let wait = l.locked_out("admin", a).expect("locked out");
+        assert!(wait <= WINDOW && wait > WINDOW - Duration::from_secs(5));
+        assert_eq!(l.locked_out("admin", b), None);
+        let _in_progress = l.begin("jdev", b).unwrap();
+        assert_eq!(l.locked_out("jdev", b), None);
     }
 
     #[test]
