@@ -16,6 +16,7 @@ fn repo(id: &str, notes: &[(&str, &str)]) -> Repository {
             .collect(),
         importer_config: serde_json::json!({}),
         distributor_config: serde_json::json!({}),
+        retain_versions: None,
         created_at: now(),
         updated_at: now(),
     }
@@ -40,6 +41,15 @@ pub async fn run_all(s: &dyn Store) {
     users_roles_permissions(s).await;
     tokens(s).await;
     installed_plugins(s).await;
+    versions(s).await;
+}
+
+fn origin(cause: VersionCause) -> VersionOrigin {
+    VersionOrigin::new(cause, None)
+}
+
+fn import() -> VersionOrigin {
+    origin(VersionCause::Import)
 }
 
 async fn repositories(s: &dyn Store) {
@@ -194,13 +204,14 @@ async fn units_and_copy(s: &dyn Store) {
             UnitChange::Add(unit("blob", "a")),
             UnitChange::Add(unit("blob", "b")),
         ],
+        &import(),
     )
     .await
     .unwrap();
     // All or nothing: a change set for a missing repository writes nothing.
     let missing: RepoId = "missing".parse().unwrap();
     assert!(
-        s.apply_changes(&missing, &[UnitChange::Add(unit("blob", "zzz"))])
+        s.apply_changes(&missing, &[UnitChange::Add(unit("blob", "zzz"))], &import())
             .await
             .is_err()
     );
@@ -227,11 +238,15 @@ async fn units_and_copy(s: &dyn Store) {
     );
     assert!(s.get_unit(&r2, &blob, "a").await.unwrap().is_none());
 
-    assert_eq!(s.copy_units(&r1, &r2, &[]).await.unwrap(), 2);
+    let all = CopySelection::Types(vec![]);
+    let copy = origin(VersionCause::Copy);
+    let made = s.copy_units(&r1, &r2, &all, &copy).await.unwrap().unwrap();
+    assert_eq!(made.added[&blob], 2);
+    assert_eq!(made.cause, VersionCause::Copy);
     assert_eq!(
-        s.copy_units(&r1, &r2, &[]).await.unwrap(),
-        0,
-        "copy is idempotent"
+        s.copy_units(&r1, &r2, &all, &copy).await.unwrap(),
+        None,
+        "copy is idempotent, and a copy that adds nothing makes no version"
     );
     assert_eq!(s.count_units(&r2).await.unwrap()[&blob], 2);
     let mut held = s.repo_blobs(&r1).await.unwrap();
@@ -256,6 +271,7 @@ async fn units_and_copy(s: &dyn Store) {
             unit_type: "blob".parse().unwrap(),
             key: "a".into(),
         }],
+        &origin(VersionCause::Remove),
     )
     .await
     .unwrap();
@@ -276,11 +292,339 @@ async fn units_and_copy(s: &dyn Store) {
             unit_type: "blob".parse().unwrap(),
             key: "a".into(),
         }],
+        &origin(VersionCause::Remove),
     )
     .await
     .unwrap();
+    assert_eq!(
+        s.remove_orphan_units().await.unwrap(),
+        0,
+        "earlier versions of r1 and r2 still hold a"
+    );
+    // Keeping one version drops the older ones at the next change: then
+    // nothing holds a.
+    for id in [&r1, &r2] {
+        let mut r = s.get_repo(id).await.unwrap().unwrap();
+        r.retain_versions = Some(1);
+        s.update_repo(&r).await.unwrap();
+        s.apply_changes(id, &[UnitChange::Add(unit("blob", "c"))], &import())
+            .await
+            .unwrap()
+            .unwrap();
+    }
     assert_eq!(s.remove_orphan_units().await.unwrap(), 1);
-    assert_eq!(s.referenced_blobs().await.unwrap(), vec![Digest::of(b"b")]);
+    let mut left = s.referenced_blobs().await.unwrap();
+    left.sort();
+    let mut want = vec![Digest::of(b"b"), Digest::of(b"c")];
+    want.sort();
+    assert_eq!(left, want);
+}
+
+/// Repository versions (`db::version`): numbering, content, diffs, copies
+/// of chosen units, concurrent changes, the version limit and history.
+async fn versions(s: &dyn Store) {
+    let layer: UnitType = "layer".parse().unwrap();
+    let (v1, v2): (RepoId, RepoId) = ("v1".parse().unwrap(), "v2".parse().unwrap());
+    let add = |k: &str| UnitChange::Add(unit("layer", k));
+    let remove = |k: &str| UnitChange::Remove {
+        unit_type: "layer".parse().unwrap(),
+        key: k.into(),
+    };
+    let r = |k: &str| UnitRef {
+        unit_type: "layer".parse().unwrap(),
+        key: k.into(),
+    };
+    let keys = |v: Vec<Unit>| v.into_iter().map(|u| u.key).collect::<Vec<_>>();
+    let numbers = |v: Vec<RepoVersion>| v.into_iter().map(|v| v.number).collect::<Vec<_>>();
+    s.create_repo(&repo("v1", &[])).await.unwrap();
+    s.create_repo(&repo("v2", &[])).await.unwrap();
+
+    let v0 = s.latest_version(&v1).await.unwrap().unwrap();
+    assert_eq!((v0.number, v0.cause), (0, VersionCause::Created));
+    assert!(v0.content.is_empty());
+
+    let one = s
+        .apply_changes(&v1, &[add("a"), add("b")], &import())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (one.number, one.added[&layer], one.content[&layer]),
+        (1, 2, 2)
+    );
+    assert_eq!(
+        s.apply_changes(&v1, &[add("a"), remove("zz")], &import())
+            .await
+            .unwrap(),
+        None,
+        "adding what it holds and removing what it does not changes nothing"
+    );
+    let two = s
+        .apply_changes(&v1, &[remove("a"), add("c")], &origin(VersionCause::Push))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(two.number, 2);
+    assert_eq!((two.added[&layer], two.removed[&layer]), (1, 1));
+    assert_eq!(two.cause, VersionCause::Push);
+    // The last change staged for a unit wins.
+    let three = s
+        .apply_changes(&v1, &[add("d"), remove("d"), remove("b")], &import())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((three.number, three.changed()), (3, 1));
+    s.apply_changes(&v1, &[add("b")], &import())
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert!(
+        keys(
+            s.list_version_units(&v1, 0, &layer, None, 10)
+                .await
+                .unwrap()
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        keys(
+            s.list_version_units(&v1, 1, &layer, None, 10)
+                .await
+                .unwrap()
+        ),
+        ["a", "b"]
+    );
+    assert_eq!(
+        keys(
+            s.list_version_units(&v1, 2, &layer, None, 10)
+                .await
+                .unwrap()
+        ),
+        ["b", "c"]
+    );
+    assert_eq!(
+        keys(
+            s.list_version_units(&v1, 3, &layer, None, 10)
+                .await
+                .unwrap()
+        ),
+        ["c"]
+    );
+    assert_eq!(
+        keys(
+            s.list_version_units(&v1, 4, &layer, None, 10)
+                .await
+                .unwrap()
+        ),
+        ["b", "c"]
+    );
+    assert_eq!(
+        keys(
+            s.list_version_units(&v1, 2, &layer, Some("b"), 10)
+                .await
+                .unwrap()
+        ),
+        ["c"]
+    );
+    assert_eq!(
+        keys(s.list_version_units(&v1, 1, &layer, None, 1).await.unwrap()),
+        ["a"]
+    );
+    assert_eq!(
+        keys(s.list_units(&v1, &layer, None, 10).await.unwrap()),
+        ["b", "c"]
+    );
+    assert!(
+        s.get_version_unit(&v1, 1, &layer, "a")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        s.get_version_unit(&v1, 2, &layer, "a")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let mut blobs = s.version_blobs(&v1, 1).await.unwrap();
+    blobs.sort();
+    let mut want = vec![Digest::of(b"a"), Digest::of(b"b")];
+    want.sort();
+    assert_eq!(blobs, want);
+
+    let d = s.diff_versions(&v1, 1, 2).await.unwrap();
+    assert_eq!((d.added, d.removed), (vec![r("c")], vec![r("a")]));
+    let d = s.diff_versions(&v1, 2, 1).await.unwrap();
+    assert_eq!((d.added, d.removed), (vec![r("a")], vec![r("c")]));
+    let d = s.diff_versions(&v1, 2, 4).await.unwrap();
+    assert!(
+        d.added.is_empty() && d.removed.is_empty(),
+        "b went and came back: {d:?}"
+    );
+    let d = s.diff_versions(&v1, 0, 4).await.unwrap();
+    assert_eq!((d.added, d.removed), (vec![r("b"), r("c")], vec![]));
+    assert!(matches!(
+        s.diff_versions(&v1, 0, 99).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    assert_eq!(
+        numbers(s.list_versions(&v1, None, 100).await.unwrap()),
+        [0, 1, 2, 3, 4]
+    );
+    assert_eq!(
+        numbers(s.list_versions(&v1, Some(2), 100).await.unwrap()),
+        [3, 4]
+    );
+    assert_eq!(s.get_version(&v1, 2).await.unwrap().unwrap(), two);
+
+    // Copying chosen units: only those, once, and only what the source holds.
+    let copy = origin(VersionCause::Copy);
+    let chosen = CopySelection::Units(vec![r("c")]);
+    let c1 = s
+        .copy_units(&v1, &v2, &chosen, &copy)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((c1.number, c1.added[&layer]), (1, 1));
+    assert_eq!(
+        keys(s.list_units(&v2, &layer, None, 10).await.unwrap()),
+        ["c"]
+    );
+    assert_eq!(s.copy_units(&v1, &v2, &chosen, &copy).await.unwrap(), None);
+    let absent = CopySelection::Units(vec![r("a")]);
+    assert!(matches!(
+        s.copy_units(&v1, &v2, &absent, &copy).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(s.latest_version(&v2).await.unwrap().unwrap().number, 1);
+
+    // Concurrent changes number versions without gaps or duplicates.
+    let changes: Vec<Vec<UnitChange>> = (0..8).map(|i| vec![add(&format!("n{i}"))]).collect();
+    let imp = import();
+    let made =
+        futures::future::join_all(changes.iter().map(|c| s.apply_changes(&v1, c, &imp))).await;
+    let mut made: Vec<u64> = made
+        .into_iter()
+        .map(|v| v.unwrap().unwrap().number)
+        .collect();
+    made.sort();
+    assert_eq!(made, (5..13).collect::<Vec<_>>());
+    assert_eq!(
+        numbers(s.list_versions(&v1, None, 100).await.unwrap()),
+        (0..13).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        s.latest_version(&v1).await.unwrap().unwrap().content[&layer],
+        10
+    );
+
+    // History out and in again (db export / import).
+    let mut history = Vec::new();
+    let mut after: Option<(UnitRef, u64)> = None;
+    loop {
+        let page = s.list_history(&v1, after.as_ref(), 3).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some((r(&last.unit.key), last.added_in));
+        history.extend(page);
+    }
+    assert_eq!(
+        history.len(),
+        12,
+        "b twice, a retired, d never held: {history:?}"
+    );
+    let copy_of = |v: RepoVersion| RepoVersion {
+        repo_id: "v3".parse().unwrap(),
+        ..v
+    };
+    let kept: Vec<RepoVersion> = s.list_versions(&v1, None, 100).await.unwrap();
+    let v3: RepoId = "v3".parse().unwrap();
+    s.create_repo(&repo("v3", &[])).await.unwrap();
+    s.import_history(&v3, &history, &[]).await.unwrap();
+    s.import_history(
+        &v3,
+        &[],
+        &kept.iter().cloned().map(copy_of).collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    for n in [1, 2, 4, 12] {
+        assert_eq!(
+            keys(
+                s.list_version_units(&v3, n, &layer, None, 100)
+                    .await
+                    .unwrap()
+            ),
+            keys(
+                s.list_version_units(&v1, n, &layer, None, 100)
+                    .await
+                    .unwrap()
+            ),
+            "version {n} imported"
+        );
+    }
+    assert_eq!(s.latest_version(&v3).await.unwrap().unwrap().number, 12);
+    let next = s
+        .apply_changes(&v3, &[add("x")], &import())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        next.number, 13,
+        "an imported repository goes on from its latest version"
+    );
+    assert!(s.delete_repo(&v3).await.unwrap());
+    s.create_repo(&repo("v3", &[])).await.unwrap();
+    assert_eq!(
+        numbers(s.list_versions(&v3, None, 100).await.unwrap()),
+        [0],
+        "a deleted repository leaves no versions behind"
+    );
+
+    // Keeping 2 versions: the older ones go at the next change, and so do
+    // units only they held (a was removed in version 2).
+    let mut r1 = s.get_repo(&v1).await.unwrap().unwrap();
+    r1.retain_versions = Some(2);
+    s.update_repo(&r1).await.unwrap();
+    assert!(s.delete_repo(&v3).await.unwrap());
+    s.apply_changes(&v1, &[remove("n0")], &origin(VersionCause::Remove))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        numbers(s.list_versions(&v1, None, 100).await.unwrap()),
+        [12, 13]
+    );
+    assert!(s.get_version(&v1, 2).await.unwrap().is_none());
+    assert!(matches!(
+        s.diff_versions(&v1, 2, 13).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        keys(
+            s.list_version_units(&v1, 12, &layer, Some("m"), 100)
+                .await
+                .unwrap()
+        )
+        .len(),
+        8
+    );
+    s.remove_orphan_units().await.unwrap();
+    let referenced = s.referenced_blobs().await.unwrap();
+    assert!(
+        !referenced.contains(&Digest::of(b"a")),
+        "a: only old versions held it"
+    );
+    assert!(!referenced.contains(&Digest::of(b"d")), "d: never held");
+    assert!(
+        referenced.contains(&Digest::of(b"n0")),
+        "n0: version 12 holds it"
+    );
+    assert!(
+        referenced.contains(&Digest::of(b"c")),
+        "c: v1 and v2 hold it"
+    );
 }
 
 async fn publications(s: &dyn Store) {
@@ -289,6 +633,7 @@ async fn publications(s: &dyn Store) {
         name: name.into(),
         repo_id: repo.parse().unwrap(),
         index: Digest::of(name.as_bytes()),
+        version: Some(1),
         config: serde_json::json!({}),
         published_at: now(),
         blobs: vec![Digest::of(b"generated")],

@@ -18,8 +18,13 @@ mod listener;
 pub mod mongo;
 pub mod sqlite;
 pub mod transfer;
+pub mod version;
 
 pub use listener::{Listener, Target};
+pub use version::{
+    CopySelection, HistoryEntry, RepoVersion, UnitCounts, UnitRef, VersionCause, VersionDiff,
+    VersionOrigin, last_change_per_unit,
+};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -124,6 +129,10 @@ pub struct Repository {
     /// Content-type specific distributor settings (registry name, redirect url).
     #[schema(value_type = Object)]
     pub distributor_config: serde_json::Value,
+    /// How many versions to keep (the newest); `None` keeps all. Applied
+    /// when the next version is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_versions: Option<u64>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
@@ -161,6 +170,9 @@ pub struct Publication {
     pub repo_id: RepoId,
     #[schema(value_type = String)]
     pub index: Digest,
+    /// The repository version it serves (`None`: published before versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
     #[schema(value_type = Object)]
     pub config: serde_json::Value,
     #[schema(value_type = String, format = DateTime)]
@@ -594,8 +606,16 @@ pub trait RepositoryStore: Send + Sync {
 
     async fn list_repos(&self, q: &RepoQuery) -> StoreResult<Vec<Repository>>;
 
-    /// Apply staged changes atomically: all of them or none.
-    async fn apply_changes(&self, repo: &RepoId, changes: &[UnitChange]) -> StoreResult<()>;
+    /// Apply staged changes atomically, all of them or none, as one new
+    /// version (the last change to a unit wins). Returns that version, or
+    /// `None` when nothing changed (adding what the repository holds,
+    /// removing what it does not): no version is made then.
+    async fn apply_changes(
+        &self,
+        repo: &RepoId,
+        changes: &[UnitChange],
+        origin: &VersionOrigin,
+    ) -> StoreResult<Option<RepoVersion>>;
 
     /// Units of `unit_type` associated with `repo`, in key order after `after`.
     async fn list_units(
@@ -613,16 +633,81 @@ pub trait RepositoryStore: Send + Sync {
         key: &str,
     ) -> StoreResult<Option<Unit>>;
 
+    /// [`RepositoryStore::list_units`] of version `version`.
+    async fn list_version_units(
+        &self,
+        repo: &RepoId,
+        version: u64,
+        unit_type: &UnitType,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Unit>>;
+
+    /// [`RepositoryStore::get_unit`] in version `version`.
+    async fn get_version_unit(
+        &self,
+        repo: &RepoId,
+        version: u64,
+        unit_type: &UnitType,
+        key: &str,
+    ) -> StoreResult<Option<Unit>>;
+
     /// Number of associated units per type.
     async fn count_units(&self, repo: &RepoId) -> StoreResult<BTreeMap<UnitType, u64>>;
 
-    /// Copy associations (never bytes); returns how many were new in `to`.
+    /// Copy associations (never bytes) as one new version of `to`; `None`
+    /// when `to` held them all already. Selected units `from` does not hold
+    /// are [`StoreError::NotFound`].
     async fn copy_units(
         &self,
         from: &RepoId,
         to: &RepoId,
-        unit_types: &[UnitType],
-    ) -> StoreResult<u64>;
+        what: &CopySelection,
+        origin: &VersionOrigin,
+    ) -> StoreResult<Option<RepoVersion>>;
+
+    /// A repository's versions kept, oldest first, numbered after `after`.
+    async fn list_versions(
+        &self,
+        repo: &RepoId,
+        after: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<RepoVersion>>;
+
+    /// One version, if kept.
+    async fn get_version(&self, repo: &RepoId, number: u64) -> StoreResult<Option<RepoVersion>>;
+
+    /// The newest version (every repository has at least version 0).
+    async fn latest_version(&self, repo: &RepoId) -> StoreResult<Option<RepoVersion>>;
+
+    /// Units in `to` and not in `from`, and the reverse; both versions must
+    /// be kept ([`StoreError::NotFound`] otherwise). Costs the units
+    /// changed between them.
+    async fn diff_versions(&self, repo: &RepoId, from: u64, to: u64) -> StoreResult<VersionDiff>;
+
+    /// Every blob the units of version `version` reference.
+    async fn version_blobs(&self, repo: &RepoId, version: u64) -> StoreResult<Vec<Digest>>;
+
+    /// A repository's associations, current and retired, with their units:
+    /// in type, key and version order after `after` (what `db export`
+    /// carries).
+    async fn list_history(
+        &self,
+        repo: &RepoId,
+        after: Option<&(UnitRef, u64)>,
+        limit: u32,
+    ) -> StoreResult<Vec<HistoryEntry>>;
+
+    /// Write history entries and version records as exported (`db import`
+    /// into a repository that has no content yet): units are created if
+    /// absent; when `versions` is not empty, it replaces every version
+    /// record the repository has (so give them all at once).
+    async fn import_history(
+        &self,
+        repo: &RepoId,
+        entries: &[HistoryEntry],
+        versions: &[RepoVersion],
+    ) -> StoreResult<()>;
 
     /// Delete units no repository references; returns how many.
     async fn remove_orphan_units(&self) -> StoreResult<u64>;
@@ -630,8 +715,8 @@ pub trait RepositoryStore: Send + Sync {
     /// Every blob some unit references.
     async fn referenced_blobs(&self) -> StoreResult<Vec<Digest>>;
 
-    /// Every blob the units associated with `repo` reference: what the
-    /// repository may serve (see `visibility`).
+    /// Every blob the units associated with `repo` (its latest version)
+    /// reference: what the repository may serve (see `visibility`).
     async fn repo_blobs(&self, repo: &RepoId) -> StoreResult<Vec<Digest>>;
 
     /// The repositories some unit of which references `blob`.

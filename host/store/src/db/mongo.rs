@@ -40,7 +40,7 @@ async fn all_by_id(coll: &Collection<Document>, filter: Document) -> StoreResult
 }
 
 /// The schema this build writes; a database with a newer one is refused.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The database used when the URL names none.
 pub const DEFAULT_DATABASE: &str = "wharf";
@@ -55,6 +55,10 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         2,
         "repositories found by distributor setting: a `settings` field on every repository and its index",
     ),
+    (
+        3,
+        "repository versions: `added_in` on associations, `retired_associations`, `repository_versions`, a `version` field on every repository, and version 0 of every repository",
+    ),
 ];
 
 mod coll {
@@ -62,6 +66,8 @@ mod coll {
     pub const REPOS: &str = "repositories";
     pub const UNITS: &str = "units";
     pub const ASSOCS: &str = "associations";
+    pub const RETIRED: &str = "retired_associations";
+    pub const VERSIONS: &str = "repository_versions";
     pub const PUBS: &str = "publications";
     pub const TASKS: &str = "tasks";
     pub const GROUPS: &str = "groups";
@@ -80,6 +86,8 @@ struct Colls {
     repos: Collection<Document>,
     units: Collection<Document>,
     assocs: Collection<Document>,
+    retired: Collection<Document>,
+    versions: Collection<Document>,
     pubs: Collection<Document>,
     tasks: Collection<Document>,
     groups: Collection<Document>,
@@ -194,6 +202,176 @@ fn unit_id(unit_type: &str, key: &str) -> String {
 
 fn assoc_id(repo: &RepoId, unit_type: &str, key: &str) -> String {
     serde_json::to_string(&(repo.as_str(), unit_type, key)).expect("strings serialize")
+}
+
+/// A retired association: added in `added_in`, so unique per repository
+/// and unit.
+fn retired_id(repo: &RepoId, unit_type: &str, key: &str, added_in: i64) -> String {
+    serde_json::to_string(&(repo.as_str(), unit_type, key, added_in)).expect("strings serialize")
+}
+
+fn version_id(repo: &str, number: u64) -> String {
+    serde_json::to_string(&(repo, number)).expect("strings serialize")
+}
+
+fn version_doc(v: &RepoVersion) -> MResult<Document> {
+    let json = serde_json::to_string(v).map_err(|e| abort(Abort::Corrupt(e.to_string())))?;
+    Ok(doc! {
+        "_id": version_id(v.repo_id.as_str(), v.number),
+        "repo": v.repo_id.as_str(),
+        "number": v.number as i64,
+        "doc": json,
+    })
+}
+
+/// An integer field (MongoDB may hand back any integer width).
+fn int(d: &Document, field: &str) -> MResult<i64> {
+    match d.get(field) {
+        Some(Bson::Int64(n)) => Ok(*n),
+        Some(Bson::Int32(n)) => Ok(i64::from(*n)),
+        Some(Bson::Double(n)) => Ok(*n as i64),
+        other => Err(abort(Abort::Corrupt(format!(
+            "{field} of {:?} is {other:?}, not a number",
+            d.get("_id")
+        )))),
+    }
+}
+
+/// Unit references of association documents.
+fn refs_of(assocs: &[Document]) -> StoreResult<Vec<UnitRef>> {
+    assocs
+        .iter()
+        .map(|a| {
+            Ok(UnitRef {
+                unit_type: a.get_str("unit_type").unwrap_or_default().parse().map_err(
+                    |e: wharf_core::ids::InvalidUnitType| {
+                        StoreError::Backend(anyhow::anyhow!("an association: {e}"))
+                    },
+                )?,
+                key: a.get_str("key").unwrap_or_default().to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The filter of a repository's associations that version `v` holds:
+/// for `associations` (`retired` false) or `retired_associations`.
+fn held_in(repo: &RepoId, v: u64, retired: bool) -> Document {
+    let mut f = doc! {"repo": repo.as_str(), "added_in": {"$lte": v as i64}};
+    if retired {
+        f.insert("removed_in", doc! {"$gt": v as i64});
+    }
+    f
+}
+
+/// Start a change to a repository's content inside a transaction: claim
+/// the repository (so that concurrent changes conflict and retry, and
+/// number versions without gaps) and read its version limit and latest
+/// version.
+async fn begin_version(
+    c: &Colls,
+    repo: &RepoId,
+    s: &mut ClientSession,
+) -> MResult<(Option<u64>, RepoVersion)> {
+    if !claim(&c.repos, repo.as_str(), s).await? {
+        return Err(abort(Abort::NotFound(format!("repository {repo}"))));
+    }
+    let d = c
+        .repos
+        .find_one(doc! {"_id": repo.as_str()})
+        .session(&mut *s)
+        .await?
+        .ok_or_else(|| abort(Abort::NotFound(format!("repository {repo}"))))?;
+    let retain = from_doc::<Repository>(&d)?.retain_versions;
+    let n = int(&d, "version")? as u64;
+    let latest = c
+        .versions
+        .find_one(doc! {"_id": version_id(repo.as_str(), n)})
+        .session(&mut *s)
+        .await?
+        .ok_or_else(|| {
+            abort(Abort::Corrupt(format!(
+                "repository {repo} is at version {n}, whose record is missing"
+            )))
+        })?;
+    Ok((retain, from_doc(&latest)?))
+}
+
+/// Move the association `aid` of `repo` to the retired ones, removed in
+/// version `n`; false if the repository did not hold it.
+async fn retire(
+    c: &Colls,
+    repo: &RepoId,
+    aid: &str,
+    n: i64,
+    s: &mut ClientSession,
+) -> MResult<bool> {
+    let Some(mut a) = c
+        .assocs
+        .find_one(doc! {"_id": aid})
+        .session(&mut *s)
+        .await?
+    else {
+        return Ok(false);
+    };
+    c.assocs
+        .delete_one(doc! {"_id": aid})
+        .session(&mut *s)
+        .await?;
+    let added_in = int(&a, "added_in")?;
+    let id = retired_id(
+        repo,
+        a.get_str("unit_type").unwrap_or_default(),
+        a.get_str("key").unwrap_or_default(),
+        added_in,
+    );
+    a.insert("_id", id);
+    a.insert("removed_in", n);
+    c.retired.insert_one(a).session(&mut *s).await?;
+    Ok(true)
+}
+
+/// End a change begun with [`begin_version`]: record the new version, move
+/// the repository to it and drop what its version limit no longer keeps;
+/// `None` (nothing written) when nothing changed.
+async fn commit_version(
+    c: &Colls,
+    (retain, latest): (Option<u64>, RepoVersion),
+    origin: &VersionOrigin,
+    added: UnitCounts,
+    removed: UnitCounts,
+    s: &mut ClientSession,
+) -> MResult<Option<RepoVersion>> {
+    if added.is_empty() && removed.is_empty() {
+        return Ok(None);
+    }
+    let v = latest.next(origin, added, removed);
+    let repo = v.repo_id.as_str();
+    c.versions
+        .insert_one(version_doc(&v)?)
+        .session(&mut *s)
+        .await?;
+    c.repos
+        .update_one(
+            doc! {"_id": repo},
+            doc! {"$set": {"version": v.number as i64}},
+        )
+        .session(&mut *s)
+        .await?;
+    if let Some(keep) = retain
+        && v.number + 1 > keep.max(1)
+    {
+        let oldest = (v.number + 1 - keep.max(1)) as i64;
+        c.versions
+            .delete_many(doc! {"repo": repo, "number": {"$lt": oldest}})
+            .session(&mut *s)
+            .await?;
+        c.retired
+            .delete_many(doc! {"repo": repo, "removed_in": {"$lte": oldest}})
+            .session(&mut *s)
+            .await?;
+    }
+    Ok(Some(v))
 }
 
 fn pub_id(plugin: &str, name: &str) -> String {
@@ -453,8 +631,90 @@ async fn migrate(db: &Database, version: i64) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        3 => {
+            let plan: &[(&str, Vec<IndexModel>)] = &[
+                (
+                    coll::ASSOCS,
+                    vec![index(doc! {"repo": 1, "added_in": 1}, false)],
+                ),
+                (
+                    coll::RETIRED,
+                    vec![
+                        index(
+                            doc! {"repo": 1, "unit_type": 1, "key": 1, "added_in": 1},
+                            true,
+                        ),
+                        index(doc! {"repo": 1, "added_in": 1}, false),
+                        index(doc! {"repo": 1, "removed_in": 1}, false),
+                        index(doc! {"unit": 1}, false),
+                    ],
+                ),
+                (
+                    coll::VERSIONS,
+                    vec![index(doc! {"repo": 1, "number": 1}, true)],
+                ),
+            ];
+            for (name, indexes) in plan {
+                c(name)
+                    .create_indexes(indexes.clone())
+                    .await
+                    .with_context(|| format!("creating the indexes of {name}"))?;
+            }
+            // Associations from before versions belong to version 0, which
+            // holds each repository's content then. Idempotent.
+            c(coll::ASSOCS)
+                .update_many(
+                    doc! {"added_in": {"$exists": false}},
+                    doc! {"$set": {"added_in": 0_i64}},
+                )
+                .await?;
+            let mut cursor = c(coll::REPOS)
+                .find(doc! {"version": {"$exists": false}})
+                .await?;
+            while let Some(d) = cursor.try_next().await? {
+                let repo: Repository = from_doc(&d)?;
+                let counts = count_assocs(&c(coll::ASSOCS), &repo.id).await?;
+                let v0 = RepoVersion::initial(repo.id.clone(), counts);
+                c(coll::VERSIONS)
+                    .replace_one(
+                        doc! {"_id": version_id(repo.id.as_str(), 0)},
+                        version_doc(&v0)?,
+                    )
+                    .upsert(true)
+                    .await?;
+                c(coll::REPOS)
+                    .update_one(
+                        doc! {"_id": repo.id.as_str(), "version": {"$exists": false}},
+                        doc! {"$set": {"version": 0_i64}},
+                    )
+                    .await?;
+            }
+            Ok(())
+        }
         v => anyhow::bail!("no migration to schema version {v}"),
     }
+}
+
+/// Units per type a repository's associations hold.
+async fn count_assocs(assocs: &Collection<Document>, repo: &RepoId) -> StoreResult<UnitCounts> {
+    let rows: Vec<Document> = assocs
+        .aggregate([
+            doc! {"$match": {"repo": repo.as_str()}},
+            doc! {"$group": {"_id": "$unit_type", "n": {"$sum": 1_i64}}},
+        ])
+        .await?
+        .try_collect()
+        .await?;
+    let mut out = BTreeMap::new();
+    for r in rows {
+        let t = r.get_str("_id").unwrap_or_default().to_string();
+        let n = int(&r, "n")? as u64;
+        let t = t.parse().map_err(|e: wharf_core::ids::InvalidUnitType| {
+            StoreError::Backend(anyhow::anyhow!("a stored unit count: {e}"))
+        })?;
+        out.insert(t, n);
+    }
+    Ok(out)
 }
 
 /// Another node created the collection first (server error 48).
@@ -504,6 +764,8 @@ impl MongoStore {
                 repos: c(coll::REPOS),
                 units: c(coll::UNITS),
                 assocs: c(coll::ASSOCS),
+                retired: c(coll::RETIRED),
+                versions: c(coll::VERSIONS),
                 pubs: c(coll::PUBS),
                 tasks: c(coll::TASKS),
                 groups: c(coll::GROUPS),
@@ -544,6 +806,26 @@ impl MongoStore {
             .await?
             .try_collect()
             .await?)
+    }
+
+    /// The units association documents of `repo` point at, in their order.
+    async fn units_in_order(&self, repo: &RepoId, assocs: &[Document]) -> StoreResult<Vec<Unit>> {
+        let ids = unit_ids(assocs);
+        let units = self.units_by_id(&ids, None).await?;
+        let by_id: BTreeMap<&str, &Document> = units
+            .iter()
+            .filter_map(|u| Some((u.get_str("_id").ok()?, u)))
+            .collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let u = by_id.get(id).ok_or_else(|| {
+                StoreError::Backend(anyhow::anyhow!(
+                    "repository {repo} is associated with unit {id}, which does not exist"
+                ))
+            })?;
+            out.push(read_unit(u)?);
+        }
+        Ok(out)
     }
 
     /// The schema version recorded in the database (0: empty database).
@@ -617,14 +899,31 @@ impl RepositoryStore for MongoStore {
             "content_type": &repo.content_type,
             "notes": notes_index(&repo.notes),
             "settings": settings_index(repo),
+            "version": 0_i64,
             "doc": to_json(repo)?,
         };
-        match self.c.repos.insert_one(d).await {
-            Err(e) if is_duplicate(&e) => {
-                Err(StoreError::Conflict(format!("repository {}", repo.id)))
+        let v0 = version_doc(&RepoVersion::initial(repo.id.clone(), UnitCounts::new()))?;
+        self.txn((self.c.clone(), d, v0), |s, (c, d, v0)| {
+            async move {
+                match c.repos.insert_one(&*d).session(&mut *s).await {
+                    Err(e) if is_duplicate(&e) => {
+                        let id = d.get_str("_id").unwrap_or_default();
+                        return Err(abort(Abort::Conflict(format!("repository {id}"))));
+                    }
+                    r => r?,
+                };
+                // A repository of this id deleted before may have left none;
+                // replace rather than insert to be sure.
+                c.versions
+                    .replace_one(doc! {"_id": v0.get_str("_id").unwrap_or_default()}, &*v0)
+                    .upsert(true)
+                    .session(&mut *s)
+                    .await?;
+                Ok(())
             }
-            r => r.map(|_| ()).map_err(Into::into),
-        }
+            .boxed()
+        })
+        .await
     }
 
     async fn get_repo(&self, id: &RepoId) -> StoreResult<Option<Repository>> {
@@ -656,10 +955,9 @@ impl RepositoryStore for MongoStore {
         self.txn((self.c.clone(), id.to_string()), |s, (c, id)| {
             async move {
                 let id = id.as_str();
-                c.assocs
-                    .delete_many(doc! {"repo": id})
-                    .session(&mut *s)
-                    .await?;
+                for coll in [&c.assocs, &c.retired, &c.versions] {
+                    coll.delete_many(doc! {"repo": id}).session(&mut *s).await?;
+                }
                 c.pubs
                     .delete_many(doc! {"repo": id})
                     .session(&mut *s)
@@ -707,30 +1005,36 @@ impl RepositoryStore for MongoStore {
         Ok(docs.iter().map(from_doc).collect::<MResult<_>>()?)
     }
 
-    async fn apply_changes(&self, repo: &RepoId, changes: &[UnitChange]) -> StoreResult<()> {
+    async fn apply_changes(
+        &self,
+        repo: &RepoId,
+        changes: &[UnitChange],
+        origin: &VersionOrigin,
+    ) -> StoreResult<Option<RepoVersion>> {
         // Serialized before the transaction: a retry reuses them.
         let mut staged = Vec::with_capacity(changes.len());
-        for ch in changes {
+        for ch in last_change_per_unit(changes) {
             staged.push(match ch {
                 UnitChange::Add(u) => (
-                    u.unit_type.to_string(),
+                    u.unit_type.clone(),
                     u.key.clone(),
                     Some((
                         to_json(&u.metadata)?,
                         u.blobs.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
                     )),
                 ),
-                UnitChange::Remove { unit_type, key } => (unit_type.to_string(), key.clone(), None),
+                UnitChange::Remove { unit_type, key } => (unit_type.clone(), key.clone(), None),
             });
         }
-        self.txn((self.c.clone(), repo.clone(), staged), |s, (c, repo, staged)| {
+        let ctx = (self.c.clone(), repo.clone(), staged, origin.clone());
+        self.txn(ctx, |s, (c, repo, staged, origin)| {
             async move {
-                if !claim(&c.repos, repo.as_str(), s).await? {
-                    return Err(abort(Abort::NotFound(format!("repository {repo}"))));
-                }
+                let begun = begin_version(c, repo, s).await?;
+                let n = (begun.1.number + 1) as i64;
+                let (mut added, mut removed) = (UnitCounts::new(), UnitCounts::new());
                 for (unit_type, key, add) in staged.iter() {
-                    let uid = unit_id(unit_type, key);
-                    let aid = assoc_id(repo, unit_type, key);
+                    let uid = unit_id(unit_type.as_str(), key);
+                    let aid = assoc_id(repo, unit_type.as_str(), key);
                     match add {
                         Some((metadata, blobs)) => {
                             // Units are immutable once created; the $inc is the
@@ -740,26 +1044,327 @@ impl RepositoryStore for MongoStore {
                                 .update_one(
                                     doc! {"_id": &uid},
                                     doc! {
-                                        "$setOnInsert": {"unit_type": unit_type, "key": key, "doc": metadata, "blobs": blobs},
+                                        "$setOnInsert": {"unit_type": unit_type.as_str(), "key": key, "doc": metadata, "blobs": blobs},
                                         "$inc": {"claims": 1_i64},
                                     },
                                 )
                                 .upsert(true)
                                 .session(&mut *s)
                                 .await?;
-                            c.assocs
+                            let r = c
+                                .assocs
                                 .update_one(
                                     doc! {"_id": &aid},
-                                    doc! {"$set": {"repo": repo.as_str(), "unit_type": unit_type, "key": key, "unit": &uid}},
+                                    doc! {"$setOnInsert": {"repo": repo.as_str(), "unit_type": unit_type.as_str(), "key": key, "unit": &uid, "added_in": n}},
                                 )
                                 .upsert(true)
                                 .session(&mut *s)
                                 .await?;
+                            if r.upserted_id.is_some() {
+                                *added.entry(unit_type.clone()).or_default() += 1;
+                            }
                         }
                         None => {
-                            c.assocs.delete_one(doc! {"_id": &aid}).session(&mut *s).await?;
+                            if retire(c, repo, &aid, n, s).await? {
+                                *removed.entry(unit_type.clone()).or_default() += 1;
+                            }
                         }
                     }
+                }
+                commit_version(c, begun.clone(), origin, added, removed, s).await
+            }
+            .boxed()
+        })
+        .await
+    }
+
+    async fn list_version_units(
+        &self,
+        repo: &RepoId,
+        version: u64,
+        unit_type: &UnitType,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Unit>> {
+        let limit = limit.max(1) as usize;
+        let mut rows = Vec::new();
+        for (coll, retired) in [(&self.c.assocs, false), (&self.c.retired, true)] {
+            let mut f = held_in(repo, version, retired);
+            f.insert("unit_type", unit_type.as_str());
+            f.insert("key", doc! {"$gt": after.unwrap_or_default()});
+            let found: Vec<Document> = coll
+                .find(f)
+                .sort(doc! {"key": 1})
+                .limit(limit as i64)
+                .projection(doc! {"key": 1, "unit": 1})
+                .await?
+                .try_collect()
+                .await?;
+            rows.extend(found);
+        }
+        rows.sort_by(|a, b| a.get_str("key").ok().cmp(&b.get_str("key").ok()));
+        rows.truncate(limit);
+        self.units_in_order(repo, &rows).await
+    }
+
+    async fn get_version_unit(
+        &self,
+        repo: &RepoId,
+        version: u64,
+        unit_type: &UnitType,
+        key: &str,
+    ) -> StoreResult<Option<Unit>> {
+        for (coll, retired) in [(&self.c.assocs, false), (&self.c.retired, true)] {
+            let mut f = held_in(repo, version, retired);
+            f.insert("unit_type", unit_type.as_str());
+            f.insert("key", key);
+            if coll.find_one(f).await?.is_some() {
+                let u = self
+                    .c
+                    .units
+                    .find_one(doc! {"_id": unit_id(unit_type.as_str(), key)})
+                    .await?;
+                return Ok(u.map(|u| read_unit(&u)).transpose()?);
+            }
+        }
+        Ok(None)
+    }
+
+    async fn list_versions(
+        &self,
+        repo: &RepoId,
+        after: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<RepoVersion>> {
+        let after = after.map_or(-1, |n| n as i64);
+        let docs: Vec<Document> = self
+            .c
+            .versions
+            .find(doc! {"repo": repo.as_str(), "number": {"$gt": after}})
+            .sort(doc! {"number": 1})
+            .limit(i64::from(limit.max(1)))
+            .await?
+            .try_collect()
+            .await?;
+        Ok(docs.iter().map(from_doc).collect::<MResult<_>>()?)
+    }
+
+    async fn get_version(&self, repo: &RepoId, number: u64) -> StoreResult<Option<RepoVersion>> {
+        let d = self
+            .c
+            .versions
+            .find_one(doc! {"_id": version_id(repo.as_str(), number)})
+            .await?;
+        Ok(d.map(|d| from_doc(&d)).transpose()?)
+    }
+
+    async fn latest_version(&self, repo: &RepoId) -> StoreResult<Option<RepoVersion>> {
+        let d = self
+            .c
+            .versions
+            .find_one(doc! {"repo": repo.as_str()})
+            .sort(doc! {"number": -1})
+            .await?;
+        Ok(d.map(|d| from_doc(&d)).transpose()?)
+    }
+
+    async fn diff_versions(&self, repo: &RepoId, from: u64, to: u64) -> StoreResult<VersionDiff> {
+        for n in [from, to] {
+            if self.get_version(repo, n).await?.is_none() {
+                return Err(StoreError::NotFound(format!(
+                    "version {n} of repository {repo}"
+                )));
+            }
+        }
+        let (lo, hi) = (from.min(to) as i64, from.max(to) as i64);
+        let proj = doc! {"unit_type": 1, "key": 1};
+        let find = |coll: &Collection<Document>, f: Document| {
+            let coll = coll.clone();
+            let proj = proj.clone();
+            async move {
+                let d: Vec<Document> = coll.find(f).projection(proj).await?.try_collect().await?;
+                refs_of(&d)
+            }
+        };
+        let added_in = doc! {"$gt": lo, "$lte": hi};
+        let mut gained = find(
+            &self.c.assocs,
+            doc! {"repo": repo.as_str(), "added_in": added_in.clone()},
+        )
+        .await?;
+        gained.extend(
+            find(
+                &self.c.retired,
+                doc! {"repo": repo.as_str(), "added_in": added_in, "removed_in": {"$gt": hi}},
+            )
+            .await?,
+        );
+        let lost = find(
+            &self.c.retired,
+            doc! {"repo": repo.as_str(), "removed_in": {"$gt": lo, "$lte": hi}, "added_in": {"$lte": lo}},
+        )
+        .await?;
+        Ok(super::version::diff(from, to, gained, lost))
+    }
+
+    async fn version_blobs(&self, repo: &RepoId, version: u64) -> StoreResult<Vec<Digest>> {
+        let mut rows = Vec::new();
+        for (coll, retired) in [(&self.c.assocs, false), (&self.c.retired, true)] {
+            let found: Vec<Document> = coll
+                .find(held_in(repo, version, retired))
+                .projection(doc! {"unit": 1})
+                .await?
+                .try_collect()
+                .await?;
+            rows.extend(found);
+        }
+        let units = self
+            .units_by_id(&unit_ids(&rows), Some(doc! {"blobs": 1}))
+            .await?;
+        let mut out = std::collections::BTreeSet::new();
+        for u in &units {
+            out.extend(unit_blobs(u)?);
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    async fn list_history(
+        &self,
+        repo: &RepoId,
+        after: Option<&(UnitRef, u64)>,
+        limit: u32,
+    ) -> StoreResult<Vec<HistoryEntry>> {
+        let limit = limit.max(1) as usize;
+        let mut f = doc! {"repo": repo.as_str()};
+        if let Some((r, n)) = after {
+            let t = r.unit_type.as_str();
+            f.insert(
+                "$or",
+                vec![
+                    doc! {"unit_type": {"$gt": t}},
+                    doc! {"unit_type": t, "key": {"$gt": &r.key}},
+                    doc! {"unit_type": t, "key": &r.key, "added_in": {"$gt": *n as i64}},
+                ],
+            );
+        }
+        let mut rows = Vec::new();
+        for coll in [&self.c.assocs, &self.c.retired] {
+            let found: Vec<Document> = coll
+                .find(f.clone())
+                .sort(doc! {"unit_type": 1, "key": 1, "added_in": 1})
+                .limit(limit as i64)
+                .await?
+                .try_collect()
+                .await?;
+            rows.extend(found);
+        }
+        let order = |d: &Document| {
+            (
+                d.get_str("unit_type").unwrap_or_default().to_string(),
+                d.get_str("key").unwrap_or_default().to_string(),
+                int(d, "added_in").unwrap_or_default(),
+            )
+        };
+        rows.sort_by_key(order);
+        rows.truncate(limit);
+        let units = self.units_in_order(repo, &rows).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (unit, row) in units.into_iter().zip(&rows) {
+            out.push(HistoryEntry {
+                unit,
+                added_in: int(row, "added_in")? as u64,
+                removed_in: match row.get("removed_in") {
+                    None => None,
+                    Some(_) => Some(int(row, "removed_in")? as u64),
+                },
+            });
+        }
+        Ok(out)
+    }
+
+    async fn import_history(
+        &self,
+        repo: &RepoId,
+        entries: &[HistoryEntry],
+        versions: &[RepoVersion],
+    ) -> StoreResult<()> {
+        let mut staged = Vec::with_capacity(entries.len());
+        for e in entries {
+            let u = &e.unit;
+            staged.push((
+                u.unit_type.to_string(),
+                u.key.clone(),
+                to_json(&u.metadata)?,
+                u.blobs.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
+                e.added_in as i64,
+                e.removed_in.map(|r| r as i64),
+            ));
+        }
+        let mut vdocs = Vec::with_capacity(versions.len());
+        for v in versions {
+            if v.repo_id != *repo {
+                return Err(StoreError::Backend(anyhow::anyhow!(
+                    "version {} of repository {} given for repository {repo}",
+                    v.number,
+                    v.repo_id
+                )));
+            }
+            vdocs.push(version_doc(v)?);
+        }
+        let latest = versions.iter().map(|v| v.number as i64).max();
+        let ctx = (self.c.clone(), repo.clone(), staged, vdocs, latest);
+        self.txn(ctx, |s, (c, repo, staged, vdocs, latest)| {
+            async move {
+                if !claim(&c.repos, repo.as_str(), s).await? {
+                    return Err(abort(Abort::NotFound(format!("repository {repo}"))));
+                }
+                for (t, k, metadata, blobs, added_in, removed_in) in staged.iter() {
+                    let uid = unit_id(t, k);
+                    c.units
+                        .update_one(
+                            doc! {"_id": &uid},
+                            doc! {
+                                "$setOnInsert": {"unit_type": t, "key": k, "doc": metadata, "blobs": blobs},
+                                "$inc": {"claims": 1_i64},
+                            },
+                        )
+                        .upsert(true)
+                        .session(&mut *s)
+                        .await?;
+                    let row = doc! {"repo": repo.as_str(), "unit_type": t, "key": k, "unit": &uid, "added_in": *added_in};
+                    match removed_in {
+                        None => {
+                            c.assocs
+                                .replace_one(doc! {"_id": assoc_id(repo, t, k)}, row)
+                                .upsert(true)
+                                .session(&mut *s)
+                                .await?
+                        }
+                        Some(r) => {
+                            let mut row = row;
+                            row.insert("removed_in", *r);
+                            c.retired
+                                .replace_one(doc! {"_id": retired_id(repo, t, k, *added_in)}, row)
+                                .upsert(true)
+                                .session(&mut *s)
+                                .await?
+                        }
+                    };
+                }
+                if !vdocs.is_empty() {
+                    c.versions
+                        .delete_many(doc! {"repo": repo.as_str()})
+                        .session(&mut *s)
+                        .await?;
+                }
+                for d in vdocs.iter() {
+                    c.versions.insert_one(d).session(&mut *s).await?;
+                }
+                if let Some(n) = latest {
+                    c.repos
+                        .update_one(doc! {"_id": repo.as_str()}, doc! {"$set": {"version": *n}})
+                        .session(&mut *s)
+                        .await?;
                 }
                 Ok(())
             }
@@ -786,22 +1391,7 @@ impl RepositoryStore for MongoStore {
             .await?
             .try_collect()
             .await?;
-        let ids = unit_ids(&assocs);
-        let units = self.units_by_id(&ids, None).await?;
-        let mut by_id: BTreeMap<&str, &Document> = units
-            .iter()
-            .filter_map(|u| Some((u.get_str("_id").ok()?, u)))
-            .collect();
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let u = by_id.remove(id).ok_or_else(|| {
-                StoreError::Backend(anyhow::anyhow!(
-                    "repository {repo} is associated with unit {id}, which does not exist"
-                ))
-            })?;
-            out.push(read_unit(u)?);
-        }
-        Ok(out)
+        self.units_in_order(repo, &assocs).await
     }
 
     async fn get_unit(
@@ -829,63 +1419,59 @@ impl RepositoryStore for MongoStore {
     }
 
     async fn count_units(&self, repo: &RepoId) -> StoreResult<BTreeMap<UnitType, u64>> {
-        let rows: Vec<Document> = self
-            .c
-            .assocs
-            .aggregate([
-                doc! {"$match": {"repo": repo.as_str()}},
-                doc! {"$group": {"_id": "$unit_type", "n": {"$sum": 1_i64}}},
-            ])
-            .await?
-            .try_collect()
-            .await?;
-        let mut out = BTreeMap::new();
-        for r in rows {
-            let t = r.get_str("_id").unwrap_or_default().to_string();
-            let n = match r.get("n") {
-                Some(Bson::Int64(n)) => *n as u64,
-                Some(Bson::Int32(n)) => *n as u64,
-                Some(Bson::Double(n)) => *n as u64,
-                other => {
-                    return Err(StoreError::Backend(anyhow::anyhow!(
-                        "count of {t} units is {other:?}, not a number"
-                    )));
-                }
-            };
-            let t = t.parse().map_err(|e: wharf_core::ids::InvalidUnitType| {
-                StoreError::Backend(anyhow::anyhow!("a stored unit count: {e}"))
-            })?;
-            out.insert(t, n);
-        }
-        Ok(out)
+        count_assocs(&self.c.assocs, repo).await
     }
 
     async fn copy_units(
         &self,
         from: &RepoId,
         to: &RepoId,
-        unit_types: &[UnitType],
-    ) -> StoreResult<u64> {
-        let unit_types: Vec<String> = unit_types.iter().map(|t| t.to_string()).collect();
+        what: &CopySelection,
+        origin: &VersionOrigin,
+    ) -> StoreResult<Option<RepoVersion>> {
         let ctx = (
             self.c.clone(),
             from.clone(),
             to.clone(),
-            unit_types.to_vec(),
+            what.clone(),
+            origin.clone(),
         );
-        self.txn(ctx, |s, (c, from, to, types)| {
+        self.txn(ctx, |s, (c, from, to, what, origin)| {
             async move {
-                for id in [&*from, &*to] {
-                    if !claim(&c.repos, id.as_str(), s).await? {
-                        return Err(abort(Abort::NotFound(format!("repository {id}"))));
+                if !claim(&c.repos, from.as_str(), s).await? {
+                    return Err(abort(Abort::NotFound(format!("repository {from}"))));
+                }
+                let begun = begin_version(c, to, s).await?;
+                let n = (begun.1.number + 1) as i64;
+                let assocs = match &*what {
+                    CopySelection::Types(types) => {
+                        let mut filter = doc! {"repo": from.as_str()};
+                        if !types.is_empty() {
+                            let types: Vec<&str> = types.iter().map(|t| t.as_str()).collect();
+                            filter.insert("unit_type", doc! {"$in": types});
+                        }
+                        find_all(&c.assocs, filter, doc! {"_id": 1}, s).await?
                     }
-                }
-                let mut filter = doc! {"repo": from.as_str()};
-                if !types.is_empty() {
-                    filter.insert("unit_type", doc! {"$in": &*types});
-                }
-                let assocs = find_all(&c.assocs, filter, doc! {"_id": 1}, s).await?;
-                let mut added = 0;
+                    CopySelection::Units(refs) => {
+                        let mut found = Vec::with_capacity(refs.len());
+                        for r in refs.iter().collect::<std::collections::BTreeSet<_>>() {
+                            let a = c
+                                .assocs
+                                .find_one(doc! {"_id": assoc_id(from, r.unit_type.as_str(), &r.key)})
+                                .session(&mut *s)
+                                .await?
+                                .ok_or_else(|| {
+                                    abort(Abort::NotFound(format!(
+                                        "{} {} in repository {from}",
+                                        r.unit_type, r.key
+                                    )))
+                                })?;
+                            found.push(a);
+                        }
+                        found
+                    }
+                };
+                let mut added = UnitCounts::new();
                 for a in assocs {
                     let (t, k, u) = (
                         a.get_str("unit_type").unwrap_or_default(),
@@ -896,16 +1482,19 @@ impl RepositoryStore for MongoStore {
                         .assocs
                         .update_one(
                             doc! {"_id": assoc_id(to, t, k)},
-                            doc! {"$setOnInsert": {"repo": to.as_str(), "unit_type": t, "key": k, "unit": u}},
+                            doc! {"$setOnInsert": {"repo": to.as_str(), "unit_type": t, "key": k, "unit": u, "added_in": n}},
                         )
                         .upsert(true)
                         .session(&mut *s)
                         .await?;
                     if r.upserted_id.is_some() {
-                        added += 1;
+                        let t = t.parse().map_err(|e: wharf_core::ids::InvalidUnitType| {
+                            abort(Abort::Corrupt(format!("an association: {e}")))
+                        })?;
+                        *added.entry(t).or_default() += 1;
                     }
                 }
-                Ok(added)
+                commit_version(c, begun, origin, added, UnitCounts::new(), s).await
             }
             .boxed()
         })
@@ -922,6 +1511,8 @@ impl RepositoryStore for MongoStore {
                 doc! {"$project": {"_id": 1}},
                 doc! {"$lookup": {"from": coll::ASSOCS, "localField": "_id", "foreignField": "unit", "as": "refs"}},
                 doc! {"$match": {"refs": {"$size": 0}}},
+                doc! {"$lookup": {"from": coll::RETIRED, "localField": "_id", "foreignField": "unit", "as": "history"}},
+                doc! {"$match": {"history": {"$size": 0}}},
                 doc! {"$project": {"_id": 1}},
             ])
             .await?
@@ -937,16 +1528,15 @@ impl RepositoryStore for MongoStore {
             removed += self
                 .txn((self.c.clone(), batch.to_vec()), |s, (c, batch)| {
                     async move {
-                        let referenced: Vec<String> = find_all(
-                            &c.assocs,
-                            doc! {"unit": {"$in": &*batch}},
-                            doc! {"_id": 1},
-                            s,
-                        )
-                        .await?
-                        .iter()
-                        .filter_map(|a| a.get_str("unit").ok().map(str::to_string))
-                        .collect();
+                        let mut referenced: Vec<String> = Vec::new();
+                        for coll in [&c.assocs, &c.retired] {
+                            referenced.extend(
+                                find_all(coll, doc! {"unit": {"$in": &*batch}}, doc! {"_id": 1}, s)
+                                    .await?
+                                    .iter()
+                                    .filter_map(|a| a.get_str("unit").ok().map(str::to_string)),
+                            );
+                        }
                         let orphans: Vec<&String> =
                             batch.iter().filter(|u| !referenced.contains(u)).collect();
                         let r = c
@@ -1756,6 +2346,7 @@ pub(crate) mod tests {
             notes: Notes::new(),
             importer_config: serde_json::json!({}),
             distributor_config: serde_json::json!({}),
+            retain_versions: None,
             created_at: now(),
             updated_at: now(),
         };
@@ -1771,7 +2362,10 @@ pub(crate) mod tests {
                         metadata: serde_json::json!({}),
                         blobs: vec![Digest::of(key.as_bytes())],
                     };
-                    store.apply_changes(&id, &[UnitChange::Add(unit)]).await
+                    let origin = VersionOrigin::new(VersionCause::Push, None);
+                    store
+                        .apply_changes(&id, &[UnitChange::Add(unit)], &origin)
+                        .await
                 })
             })
             .collect();

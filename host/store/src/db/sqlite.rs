@@ -8,8 +8,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// 2: `installed_plugins`. 3: `repository_settings`.
-const SCHEMA_VERSION: i64 = 3;
+/// 2: `installed_plugins`. 3: `repository_settings`. 4: repository
+/// versions (`associations.added_in`, `retired_associations`,
+/// `repository_versions`).
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS repositories (
@@ -45,9 +47,30 @@ CREATE TABLE IF NOT EXISTS associations (
     unit_type TEXT NOT NULL,
     key TEXT NOT NULL,
     unit_id INTEGER NOT NULL REFERENCES units(id),
+    added_in INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (repo_id, unit_type, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS associations_by_unit ON associations(unit_id);
+CREATE INDEX IF NOT EXISTS associations_by_version ON associations(repo_id, added_in);
+-- Associations an older version held and a later one removed (db::version).
+CREATE TABLE IF NOT EXISTS retired_associations (
+    repo_id TEXT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    unit_type TEXT NOT NULL,
+    key TEXT NOT NULL,
+    unit_id INTEGER NOT NULL REFERENCES units(id),
+    added_in INTEGER NOT NULL,
+    removed_in INTEGER NOT NULL,
+    PRIMARY KEY (repo_id, unit_type, key, added_in)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS retired_by_unit ON retired_associations(unit_id);
+CREATE INDEX IF NOT EXISTS retired_by_addition ON retired_associations(repo_id, added_in);
+CREATE INDEX IF NOT EXISTS retired_by_removal ON retired_associations(repo_id, removed_in);
+CREATE TABLE IF NOT EXISTS repository_versions (
+    repo_id TEXT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    number INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (repo_id, number)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS publications (
     plugin TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -146,7 +169,16 @@ impl SqliteStore {
             "{} has schema version {version}, newer than this wharf understands ({SCHEMA_VERSION}); upgrade wharf",
             path.display()
         );
+        if (1..4).contains(&version) {
+            // Associations from before versions belong to version 0.
+            conn.execute_batch(
+                "ALTER TABLE associations ADD COLUMN added_in INTEGER NOT NULL DEFAULT 0;",
+            )?;
+        }
         conn.execute_batch(SCHEMA)?;
+        if (1..4).contains(&version) {
+            initial_versions(&conn)?;
+        }
         if (1..3).contains(&version) {
             // Repositories from before the settings index: index them now.
             conn.execute_batch(&format!(
@@ -400,6 +432,152 @@ fn read_role(c: &Connection, doc: String) -> StoreResult<Role> {
     Ok(r)
 }
 
+/// Version 0, holding its content then, for every repository older than
+/// versions (schema 4).
+fn initial_versions(c: &Connection) -> anyhow::Result<()> {
+    let ids: Vec<String> = c
+        .prepare(
+            "SELECT id FROM repositories r WHERE NOT EXISTS \
+             (SELECT 1 FROM repository_versions v WHERE v.repo_id = r.id)",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in ids {
+        let v = RepoVersion::initial(id.parse()?, unit_counts(c, &id)?);
+        put_version(c, &v)?;
+    }
+    Ok(())
+}
+
+fn unit_counts(c: &Connection, repo: &str) -> StoreResult<UnitCounts> {
+    let mut stmt = c.prepare_cached(
+        "SELECT unit_type, COUNT(*) FROM associations WHERE repo_id = ?1 GROUP BY unit_type",
+    )?;
+    let rows = stmt.query_map([repo], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))
+    })?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let (t, n) = row?;
+        out.insert(t.parse().map_err(backend)?, n);
+    }
+    Ok(out)
+}
+
+fn put_version(c: &Connection, v: &RepoVersion) -> StoreResult<()> {
+    c.prepare_cached(
+        "INSERT OR REPLACE INTO repository_versions (repo_id, number, doc) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![
+        v.repo_id.as_str(),
+        v.number,
+        serde_json::to_string(v)?
+    ])?;
+    Ok(())
+}
+
+fn read_version(doc: String) -> StoreResult<RepoVersion> {
+    Ok(serde_json::from_str(&doc)?)
+}
+
+/// Start a change to `repo`'s content: its version limit and its latest
+/// version, read inside the change's (immediate) transaction so that
+/// concurrent changes number their versions without gaps or duplicates.
+fn begin_version(c: &Connection, repo: &RepoId) -> StoreResult<(Option<u64>, RepoVersion)> {
+    let doc: Option<String> = c
+        .query_row(
+            "SELECT doc FROM repositories WHERE id = ?1",
+            [repo.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(doc) = doc else {
+        return Err(StoreError::NotFound(format!("repository {repo}")));
+    };
+    let retain = serde_json::from_str::<Repository>(&doc)?.retain_versions;
+    let latest = c
+        .query_row(
+            "SELECT doc FROM repository_versions WHERE repo_id = ?1 ORDER BY number DESC LIMIT 1",
+            [repo.as_str()],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()?;
+    let latest = match latest {
+        Some(doc) => read_version(doc)?,
+        None => RepoVersion::initial(repo.clone(), unit_counts(c, repo.as_str())?),
+    };
+    Ok((retain, latest))
+}
+
+/// End a change begun with [`begin_version`]: record the new version (and
+/// drop what the version limit no longer keeps) and commit, or, when
+/// nothing changed, roll back and make no version.
+fn commit_version(
+    tx: rusqlite::Transaction,
+    (retain, latest): (Option<u64>, RepoVersion),
+    origin: &VersionOrigin,
+    added: UnitCounts,
+    removed: UnitCounts,
+) -> StoreResult<Option<RepoVersion>> {
+    if added.is_empty() && removed.is_empty() {
+        return Ok(None);
+    }
+    let v = latest.next(origin, added, removed);
+    put_version(&tx, &v)?;
+    if let Some(keep) = retain
+        && v.number + 1 > keep.max(1)
+    {
+        let oldest = v.number + 1 - keep.max(1);
+        tx.execute(
+            "DELETE FROM repository_versions WHERE repo_id = ?1 AND number < ?2",
+            params![v.repo_id.as_str(), oldest],
+        )?;
+        // Visible only in versions before `oldest`.
+        tx.execute(
+            "DELETE FROM retired_associations WHERE repo_id = ?1 AND removed_in <= ?2",
+            params![v.repo_id.as_str(), oldest],
+        )?;
+    }
+    tx.commit()?;
+    Ok(Some(v))
+}
+
+/// The associations version ?2 of repository ?1 holds, as a subquery with
+/// the columns of `associations`.
+const VERSION_ROWS: &str = "(SELECT repo_id, unit_type, key, unit_id FROM associations \
+     WHERE repo_id = ?1 AND added_in <= ?2 \
+     UNION ALL SELECT repo_id, unit_type, key, unit_id FROM retired_associations \
+     WHERE repo_id = ?1 AND added_in <= ?2 AND removed_in > ?2)";
+
+fn get_version_record(
+    c: &Connection,
+    repo: &RepoId,
+    number: u64,
+) -> StoreResult<Option<RepoVersion>> {
+    c.query_row(
+        "SELECT doc FROM repository_versions WHERE repo_id = ?1 AND number = ?2",
+        params![repo.as_str(), number],
+        |r| r.get::<_, String>(0),
+    )
+    .optional()?
+    .map(read_version)
+    .transpose()
+}
+
+fn unit_refs(c: &Connection, sql: &str, p: impl rusqlite::Params) -> StoreResult<Vec<UnitRef>> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let rows = stmt.query_map(p, |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (t, key) = row?;
+        out.push(UnitRef {
+            unit_type: t.parse().map_err(backend)?,
+            key,
+        });
+    }
+    Ok(out)
+}
+
 fn row_unit(unit_type: String, key: String, metadata: String, blobs: String) -> StoreResult<Unit> {
     Ok(Unit {
         unit_type: unit_type.parse().map_err(backend)?,
@@ -438,6 +616,10 @@ impl RepositoryStore for SqliteStore {
                 r => r?,
             };
             write_notes(&tx, &repo)?;
+            put_version(
+                &tx,
+                &RepoVersion::initial(repo.id.clone(), UnitCounts::new()),
+            )?;
             tx.commit()?;
             Ok(())
         })
@@ -527,19 +709,19 @@ impl RepositoryStore for SqliteStore {
         .await
     }
 
-    async fn apply_changes(&self, repo: &RepoId, changes: &[UnitChange]) -> StoreResult<()> {
-        let repo = repo.clone();
-        let changes = changes.to_vec();
+    async fn apply_changes(
+        &self,
+        repo: &RepoId,
+        changes: &[UnitChange],
+        origin: &VersionOrigin,
+    ) -> StoreResult<Option<RepoVersion>> {
+        let (repo, changes, origin) = (repo.clone(), changes.to_vec(), origin.clone());
         self.run(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let begun = begin_version(&tx, &repo)?;
+            let n = begun.1.number + 1;
+            let (mut added, mut removed) = (UnitCounts::new(), UnitCounts::new());
             {
-                let exists: bool = tx
-                    .query_row("SELECT 1 FROM repositories WHERE id = ?1", [repo.as_str()], |_| Ok(()))
-                    .optional()?
-                    .is_some();
-                if !exists {
-                    return Err(StoreError::NotFound(format!("repository {repo}")));
-                }
                 let mut ins_unit = tx.prepare_cached(
                     "INSERT INTO units (unit_type, key, metadata, blobs) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (unit_type, key) DO NOTHING",
@@ -547,12 +729,18 @@ impl RepositoryStore for SqliteStore {
                 let mut unit_id =
                     tx.prepare_cached("SELECT id FROM units WHERE unit_type = ?1 AND key = ?2")?;
                 let mut assoc = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO associations (repo_id, unit_type, key, unit_id) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT OR IGNORE INTO associations (repo_id, unit_type, key, unit_id, added_in)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                let mut retire = tx.prepare_cached(
+                    "INSERT INTO retired_associations (repo_id, unit_type, key, unit_id, added_in, removed_in)
+                     SELECT repo_id, unit_type, key, unit_id, added_in, ?4 FROM associations
+                     WHERE repo_id = ?1 AND unit_type = ?2 AND key = ?3",
                 )?;
                 let mut unassoc = tx.prepare_cached(
                     "DELETE FROM associations WHERE repo_id = ?1 AND unit_type = ?2 AND key = ?3",
                 )?;
-                for change in &changes {
+                for change in last_change_per_unit(&changes) {
                     match change {
                         UnitChange::Add(u) => {
                             ins_unit.execute(params![
@@ -562,13 +750,248 @@ impl RepositoryStore for SqliteStore {
                                 serde_json::to_string(&u.blobs)?
                             ])?;
                             let id: i64 = unit_id.query_row(params![u.unit_type.as_str(), u.key], |r| r.get(0))?;
-                            assoc.execute(params![repo.as_str(), u.unit_type.as_str(), u.key, id])?;
+                            if assoc.execute(params![repo.as_str(), u.unit_type.as_str(), u.key, id, n])? > 0 {
+                                *added.entry(u.unit_type.clone()).or_default() += 1;
+                            }
                         }
                         UnitChange::Remove { unit_type, key } => {
-                            unassoc.execute(params![repo.as_str(), unit_type.as_str(), key])?;
+                            retire.execute(params![repo.as_str(), unit_type.as_str(), key, n])?;
+                            if unassoc.execute(params![repo.as_str(), unit_type.as_str(), key])? > 0 {
+                                *removed.entry(unit_type.clone()).or_default() += 1;
+                            }
                         }
                     }
                 }
+            }
+            commit_version(tx, begun, &origin, added, removed)
+        })
+        .await
+    }
+
+    async fn list_version_units(
+        &self,
+        repo: &RepoId,
+        version: u64,
+        unit_type: &UnitType,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Unit>> {
+        let (repo, unit_type, after) = (
+            repo.clone(),
+            unit_type.to_string(),
+            after.map(str::to_string),
+        );
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT u.unit_type, u.key, u.metadata, u.blobs FROM {VERSION_ROWS} a JOIN units u ON u.id = a.unit_id
+                 WHERE a.unit_type = ?3 AND a.key > ?4 ORDER BY a.key LIMIT ?5"
+            ))?;
+            let rows = stmt.query_map(
+                params![repo.as_str(), version, unit_type, after.unwrap_or_default(), limit.max(1)],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (t, k, m, b) = row?;
+                out.push(row_unit(t, k, m, b)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn get_version_unit(
+        &self,
+        repo: &RepoId,
+        version: u64,
+        unit_type: &UnitType,
+        key: &str,
+    ) -> StoreResult<Option<Unit>> {
+        let (repo, unit_type, key) = (repo.clone(), unit_type.to_string(), key.to_string());
+        self.run(move |c| {
+            let row: Option<(String, String, String, String)> = c
+                .query_row(
+                    &format!(
+                        "SELECT u.unit_type, u.key, u.metadata, u.blobs FROM {VERSION_ROWS} a JOIN units u ON u.id = a.unit_id
+                         WHERE a.unit_type = ?3 AND a.key = ?4"
+                    ),
+                    params![repo.as_str(), version, unit_type, key],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?;
+            row.map(|(t, k, m, b)| row_unit(t, k, m, b)).transpose()
+        })
+        .await
+    }
+
+    async fn list_versions(
+        &self,
+        repo: &RepoId,
+        after: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<RepoVersion>> {
+        let repo = repo.clone();
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT doc FROM repository_versions WHERE repo_id = ?1 AND number > ?2 ORDER BY number LIMIT ?3",
+            )?;
+            let after = after.map_or(-1, |n| n as i64);
+            let rows = stmt.query_map(params![repo.as_str(), after, limit.max(1)], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for doc in rows {
+                out.push(read_version(doc?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn get_version(&self, repo: &RepoId, number: u64) -> StoreResult<Option<RepoVersion>> {
+        let repo = repo.clone();
+        self.run(move |c| get_version_record(c, &repo, number))
+            .await
+    }
+
+    async fn latest_version(&self, repo: &RepoId) -> StoreResult<Option<RepoVersion>> {
+        let repo = repo.clone();
+        self.run(move |c| {
+            c.query_row(
+                "SELECT doc FROM repository_versions WHERE repo_id = ?1 ORDER BY number DESC LIMIT 1",
+                [repo.as_str()],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?
+            .map(read_version)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn diff_versions(&self, repo: &RepoId, from: u64, to: u64) -> StoreResult<VersionDiff> {
+        let repo = repo.clone();
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            for n in [from, to] {
+                if get_version_record(&tx, &repo, n)?.is_none() {
+                    return Err(StoreError::NotFound(format!("version {n} of repository {repo}")));
+                }
+            }
+            let (lo, hi) = (from.min(to), from.max(to));
+            let gained = unit_refs(
+                &tx,
+                "SELECT unit_type, key FROM associations WHERE repo_id = ?1 AND added_in > ?2 AND added_in <= ?3
+                 UNION SELECT unit_type, key FROM retired_associations
+                 WHERE repo_id = ?1 AND added_in > ?2 AND added_in <= ?3 AND removed_in > ?3",
+                params![repo.as_str(), lo, hi],
+            )?;
+            let lost = unit_refs(
+                &tx,
+                "SELECT unit_type, key FROM retired_associations
+                 WHERE repo_id = ?1 AND removed_in > ?2 AND removed_in <= ?3 AND added_in <= ?2",
+                params![repo.as_str(), lo, hi],
+            )?;
+            Ok(version::diff(from, to, gained, lost))
+        })
+        .await
+    }
+
+    async fn version_blobs(&self, repo: &RepoId, version: u64) -> StoreResult<Vec<Digest>> {
+        let repo = repo.clone();
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT DISTINCT j.value FROM {VERSION_ROWS} a JOIN units u ON u.id = a.unit_id, json_each(u.blobs) j"
+            ))?;
+            let mut out = Vec::new();
+            for d in stmt.query_map(params![repo.as_str(), version], |r| r.get::<_, String>(0))? {
+                out.push(d?.parse().map_err(backend)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list_history(
+        &self,
+        repo: &RepoId,
+        after: Option<&(UnitRef, u64)>,
+        limit: u32,
+    ) -> StoreResult<Vec<HistoryEntry>> {
+        let repo = repo.clone();
+        let after = after.map(|(r, n)| (r.unit_type.to_string(), r.key.clone(), *n as i64));
+        self.run(move |c| {
+            let (t, k, n) = after.unwrap_or_else(|| (String::new(), String::new(), -1));
+            let mut stmt = c.prepare_cached(
+                "SELECT u.unit_type, u.key, u.metadata, u.blobs, a.added_in, a.removed_in FROM
+                 (SELECT unit_type, key, unit_id, added_in, NULL AS removed_in FROM associations WHERE repo_id = ?1
+                  UNION ALL SELECT unit_type, key, unit_id, added_in, removed_in FROM retired_associations WHERE repo_id = ?1) a
+                 JOIN units u ON u.id = a.unit_id
+                 WHERE (a.unit_type, a.key, a.added_in) > (?2, ?3, ?4)
+                 ORDER BY a.unit_type, a.key, a.added_in LIMIT ?5",
+            )?;
+            let rows = stmt.query_map(params![repo.as_str(), t, k, n, limit.max(1)], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, u64>(4)?, r.get::<_, Option<u64>>(5)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (t, k, m, b, added_in, removed_in) = row?;
+                out.push(HistoryEntry { unit: row_unit(t, k, m, b)?, added_in, removed_in });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn import_history(
+        &self,
+        repo: &RepoId,
+        entries: &[HistoryEntry],
+        versions: &[RepoVersion],
+    ) -> StoreResult<()> {
+        let (repo, entries, versions) = (repo.clone(), entries.to_vec(), versions.to_vec());
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            begin_version(&tx, &repo)?;
+            {
+                let mut ins_unit = tx.prepare_cached(
+                    "INSERT INTO units (unit_type, key, metadata, blobs) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (unit_type, key) DO NOTHING",
+                )?;
+                let mut unit_id =
+                    tx.prepare_cached("SELECT id FROM units WHERE unit_type = ?1 AND key = ?2")?;
+                let mut current = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO associations (repo_id, unit_type, key, unit_id, added_in)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                let mut retired = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO retired_associations (repo_id, unit_type, key, unit_id, added_in, removed_in)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for e in &entries {
+                    let u = &e.unit;
+                    ins_unit.execute(params![
+                        u.unit_type.as_str(),
+                        u.key,
+                        serde_json::to_string(&u.metadata)?,
+                        serde_json::to_string(&u.blobs)?
+                    ])?;
+                    let id: i64 = unit_id.query_row(params![u.unit_type.as_str(), u.key], |r| r.get(0))?;
+                    match e.removed_in {
+                        None => current.execute(params![repo.as_str(), u.unit_type.as_str(), u.key, id, e.added_in])?,
+                        Some(r) => retired.execute(params![repo.as_str(), u.unit_type.as_str(), u.key, id, e.added_in, r])?,
+                    };
+                }
+            }
+            if !versions.is_empty() {
+                tx.execute("DELETE FROM repository_versions WHERE repo_id = ?1", [repo.as_str()])?;
+            }
+            for v in &versions {
+                if v.repo_id != repo {
+                    return Err(backend(anyhow::anyhow!(
+                        "version {} of repository {} given for repository {repo}",
+                        v.number, v.repo_id
+                    )));
+                }
+                put_version(&tx, v)?;
             }
             tx.commit()?;
             Ok(())
@@ -632,45 +1055,65 @@ impl RepositoryStore for SqliteStore {
 
     async fn count_units(&self, repo: &RepoId) -> StoreResult<BTreeMap<UnitType, u64>> {
         let repo = repo.clone();
-        self.run(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT unit_type, COUNT(*) FROM associations WHERE repo_id = ?1 GROUP BY unit_type",
-            )?;
-            let rows = stmt.query_map([repo.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
-            let mut out = BTreeMap::new();
-            for row in rows {
-                let (t, n) = row?;
-                out.insert(t.parse().map_err(backend)?, n);
-            }
-            Ok(out)
-        })
-        .await
+        self.run(move |c| unit_counts(c, repo.as_str())).await
     }
 
     async fn copy_units(
         &self,
         from: &RepoId,
         to: &RepoId,
-        unit_types: &[UnitType],
-    ) -> StoreResult<u64> {
-        let unit_types: Vec<String> = unit_types.iter().map(|t| t.to_string()).collect();
-        let (from, to, types) = (from.clone(), to.clone(), unit_types.to_vec());
+        what: &CopySelection,
+        origin: &VersionOrigin,
+    ) -> StoreResult<Option<RepoVersion>> {
+        let (from, to, what, origin) = (from.clone(), to.clone(), what.clone(), origin.clone());
         self.run(move |c| {
-            let tx = c.transaction()?;
-            for id in [&from, &to] {
-                if tx.query_row("SELECT 1 FROM repositories WHERE id = ?1", [id.as_str()], |_| Ok(())).optional()?.is_none() {
-                    return Err(StoreError::NotFound(format!("repository {id}")));
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            if tx.query_row("SELECT 1 FROM repositories WHERE id = ?1", [from.as_str()], |_| Ok(())).optional()?.is_none() {
+                return Err(StoreError::NotFound(format!("repository {from}")));
+            }
+            let begun = begin_version(&tx, &to)?;
+            let n = begun.1.number + 1;
+            let mut added = UnitCounts::new();
+            match &what {
+                CopySelection::Types(types) => {
+                    let types: Vec<&str> = types.iter().map(|t| t.as_str()).collect();
+                    let types_json = serde_json::to_string(&types)?;
+                    let copied = tx.execute(
+                        "INSERT OR IGNORE INTO associations (repo_id, unit_type, key, unit_id, added_in)
+                         SELECT ?2, unit_type, key, unit_id, ?4 FROM associations
+                         WHERE repo_id = ?1 AND (?3 = '[]' OR unit_type IN (SELECT value FROM json_each(?3)))",
+                        params![from.as_str(), to.as_str(), types_json, n],
+                    )?;
+                    if copied > 0 {
+                        let mut stmt = tx.prepare_cached(
+                            "SELECT unit_type, COUNT(*) FROM associations WHERE repo_id = ?1 AND added_in = ?2 GROUP BY unit_type",
+                        )?;
+                        for row in stmt.query_map(params![to.as_str(), n], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))? {
+                            let (t, count) = row?;
+                            added.insert(t.parse().map_err(backend)?, count);
+                        }
+                    }
+                }
+                CopySelection::Units(refs) => {
+                    let mut held = tx.prepare_cached(
+                        "SELECT unit_id FROM associations WHERE repo_id = ?1 AND unit_type = ?2 AND key = ?3",
+                    )?;
+                    let mut assoc = tx.prepare_cached(
+                        "INSERT OR IGNORE INTO associations (repo_id, unit_type, key, unit_id, added_in)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?;
+                    for r in refs.iter().collect::<std::collections::BTreeSet<_>>() {
+                        let id: i64 = held
+                            .query_row(params![from.as_str(), r.unit_type.as_str(), r.key], |row| row.get(0))
+                            .optional()?
+                            .ok_or_else(|| StoreError::NotFound(format!("{} {} in repository {from}", r.unit_type, r.key)))?;
+                        if assoc.execute(params![to.as_str(), r.unit_type.as_str(), r.key, id, n])? > 0 {
+                            *added.entry(r.unit_type.clone()).or_default() += 1;
+                        }
+                    }
                 }
             }
-            let types_json = serde_json::to_string(&types)?;
-            let n = tx.execute(
-                "INSERT OR IGNORE INTO associations (repo_id, unit_type, key, unit_id)
-                 SELECT ?2, unit_type, key, unit_id FROM associations
-                 WHERE repo_id = ?1 AND (?3 = '[]' OR unit_type IN (SELECT value FROM json_each(?3)))",
-                params![from.as_str(), to.as_str(), types_json],
-            )?;
-            tx.commit()?;
-            Ok(n as u64)
+            commit_version(tx, begun, &origin, added, UnitCounts::new())
         })
         .await
     }
@@ -678,7 +1121,8 @@ impl RepositoryStore for SqliteStore {
     async fn remove_orphan_units(&self) -> StoreResult<u64> {
         self.run(|c| {
             Ok(c.execute(
-                "DELETE FROM units WHERE NOT EXISTS (SELECT 1 FROM associations a WHERE a.unit_id = units.id)",
+                "DELETE FROM units WHERE NOT EXISTS (SELECT 1 FROM associations a WHERE a.unit_id = units.id)
+                 AND NOT EXISTS (SELECT 1 FROM retired_associations r WHERE r.unit_id = units.id)",
                 [],
             )? as u64)
         })

@@ -21,9 +21,11 @@ use std::io::{BufRead, Write};
 
 /// First line of every dump.
 pub const FORMAT: &str = "wharf-db-export";
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: repositories carry their versions (`history` and `versions` lines);
+/// version 1 dumps (`units` lines) still import.
+pub const FORMAT_VERSION: u32 = 2;
 
-/// Units per `units` line: one `apply_changes` (one transaction) each.
+/// History entries per `history` line: one transaction each on import.
 const UNITS_PER_LINE: u32 = 500;
 
 /// One line of a dump.
@@ -42,10 +44,22 @@ pub enum Record {
     User(User),
     Permission(Permission),
     Repository(Repository),
-    /// Units held by one repository (created if absent, then associated).
+    /// Units held by one repository (created if absent, then associated):
+    /// what version 1 dumps carry.
     Units {
         repo: RepoId,
         units: Vec<Unit>,
+    },
+    /// Associations of one repository, current and retired, with their
+    /// units (created if absent).
+    History {
+        repo: RepoId,
+        entries: Vec<HistoryEntry>,
+    },
+    /// Every version one repository keeps.
+    Versions {
+        repo: RepoId,
+        versions: Vec<RepoVersion>,
     },
     Group(Group),
     Publication(Publication),
@@ -62,7 +76,8 @@ impl Record {
             Record::User(_) => "users",
             Record::Permission(_) => "permissions",
             Record::Repository(_) => "repositories",
-            Record::Units { .. } => "unit associations",
+            Record::Units { .. } | Record::History { .. } => "unit associations",
+            Record::Versions { .. } => "repository versions",
             Record::Group(_) => "groups",
             Record::Publication(_) => "publications",
             Record::Listener(_) => "event listeners",
@@ -74,6 +89,8 @@ impl Record {
     fn count(&self) -> u64 {
         match self {
             Record::Units { units, .. } => units.len() as u64,
+            Record::History { entries, .. } => entries.len() as u64,
+            Record::Versions { versions, .. } => versions.len() as u64,
             _ => 1,
         }
     }
@@ -180,20 +197,38 @@ pub async fn export(
         for repo in page {
             let id = repo.id.clone();
             w.put(Record::Repository(repo))?;
-            for unit_type in store.count_units(&id).await?.into_keys() {
-                let mut after: Option<String> = None;
-                loop {
-                    let units = store
-                        .list_units(&id, &unit_type, after.as_deref(), UNITS_PER_LINE)
-                        .await?;
-                    let Some(last) = units.last() else { break };
-                    after = Some(last.key.clone());
-                    w.put(Record::Units {
-                        repo: id.clone(),
-                        units,
-                    })?;
-                }
+            let mut after: Option<(UnitRef, u64)> = None;
+            loop {
+                let entries = store
+                    .list_history(&id, after.as_ref(), UNITS_PER_LINE)
+                    .await?;
+                let Some(last) = entries.last() else { break };
+                after = Some((
+                    UnitRef {
+                        unit_type: last.unit.unit_type.clone(),
+                        key: last.unit.key.clone(),
+                    },
+                    last.added_in,
+                ));
+                w.put(Record::History {
+                    repo: id.clone(),
+                    entries,
+                })?;
             }
+            let mut versions = Vec::new();
+            loop {
+                let page = store
+                    .list_versions(&id, versions.last().map(|v: &RepoVersion| v.number), 1000)
+                    .await?;
+                if page.is_empty() {
+                    break;
+                }
+                versions.extend(page);
+            }
+            w.put(Record::Versions {
+                repo: id.clone(),
+                versions,
+            })?;
         }
     }
     for g in store.list_groups(&Notes::new()).await? {
@@ -296,8 +331,11 @@ async fn apply(store: &dyn Store, record: &Record) -> StoreResult<()> {
         Record::Repository(r) => store.create_repo(r).await,
         Record::Units { repo, units } => {
             let changes: Vec<UnitChange> = units.iter().cloned().map(UnitChange::Add).collect();
-            store.apply_changes(repo, &changes).await
+            let origin = VersionOrigin::new(VersionCause::Import, None);
+            store.apply_changes(repo, &changes, &origin).await.map(drop)
         }
+        Record::History { repo, entries } => store.import_history(repo, entries, &[]).await,
+        Record::Versions { repo, versions } => store.import_history(repo, &[], versions).await,
         Record::Group(g) => store.create_group(g).await,
         Record::Publication(p) => store.put_publication(p).await,
         Record::Listener(l) => store.put_listener(l).await,
@@ -320,7 +358,8 @@ mod tests {
         fill(&a).await;
         let mut dump = Vec::new();
         let s1 = export(&a, &mut dump, None).await.unwrap();
-        assert_eq!(s1.counts["unit associations"], 2);
+        assert_eq!(s1.counts["unit associations"], 3, "two held, one retired");
+        assert_eq!(s1.counts["repository versions"], 3);
         assert_eq!(s1.skipped_unfinished_tasks, 1);
 
         let b = sqlite::SqliteStore::open(&dir.path().join("b.db")).unwrap();
@@ -414,6 +453,7 @@ pub mod fixture {
             notes: [("env".to_string(), "prod".to_string())].into(),
             importer_config: serde_json::json!({"feed": "http://127.0.0.1:1", "username": "u", "password": "feed-password"}),
             distributor_config: serde_json::json!({"repo-registry-id": "my/app", "token": "publish-token"}),
+            retain_versions: None,
             created_at: now(),
             updated_at: now(),
         };
@@ -429,7 +469,20 @@ pub mod fixture {
             &[
                 UnitChange::Add(unit("tag", "latest")),
                 UnitChange::Add(unit("manifest", "sha256:1")),
+                UnitChange::Add(unit("tag", "old")),
             ],
+            &VersionOrigin::new(VersionCause::Import, None),
+        )
+        .await
+        .unwrap();
+        // Version 2 drops a tag: the dump must carry both versions.
+        s.apply_changes(
+            &repo.id,
+            &[UnitChange::Remove {
+                unit_type: "tag".parse().unwrap(),
+                key: "old".into(),
+            }],
+            &VersionOrigin::new(VersionCause::Remove, None),
         )
         .await
         .unwrap();
@@ -447,6 +500,7 @@ pub mod fixture {
             name: "my/app".into(),
             repo_id: repo.id.clone(),
             index: Digest::of(b"index"),
+            version: Some(2),
             config: serde_json::json!({"token": "publish-token"}),
             published_at: now(),
             blobs: Vec::new(),
