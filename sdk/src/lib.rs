@@ -4,7 +4,7 @@
 //!
 //! ```ignore
 //! struct MyType;
-//! impl wharf_sdk::Guest for MyType { /* describe, upload, sync, publish, resolve */ }
+//! impl wharf_sdk::Guest for MyType { /* describe, upload, sync, publish, select, edit, resolve, write */ }
 //! wharf_sdk::export!(MyType);
 //! ```
 //!
@@ -13,6 +13,10 @@
 //!
 //! Besides the bindings, the helpers every plugin needs:
 //!
+//! - the exports' types, re-exported: [`Guest`], [`Info`], [`Plan`],
+//!   [`Written`], and for `select` and `edit` (0.6.0) [`UnitRef`], [`Change`]
+//!   and [`TagEdit`]; [`Error`] has constructors for the codes those calls
+//!   answer (`invalid`, `not-found`, `conflict`, `unsupported`);
 //! - [`host`]: the [`host::Host`] trait over the imports a task uses (blobs,
 //!   units, fetch, progress, log), [`host::Sessions`] and
 //!   [`host::UploadSource`], and their real implementations
@@ -51,8 +55,9 @@ mod reader;
 pub mod testing;
 
 pub use bindings::exports::wharf::plugin::plugin::{
-    Body, BodyTarget, ContentAction, ContentEvent, ContentType, ErrorFormat, Failure, Guest, Info,
-    Naming, Plan, Published, Refusal, Request, ServeBlob, WritePlan, Written,
+    Body, BodyTarget, Change, ContentAction, ContentEvent, ContentType, ErrorFormat, Failure,
+    Guest, Info, Naming, Plan, Published, Refusal, Request, ServeBlob, TagEdit, UnitRef, WritePlan,
+    Written,
 };
 pub use bindings::wharf::plugin::blobs::{self, Source};
 pub use bindings::wharf::plugin::fetch;
@@ -65,7 +70,7 @@ pub use bindings::wharf::plugin::units::{self, Unit};
 pub use reader::SourceReader;
 
 /// The WIT package version this SDK was built against.
-pub const WIT_VERSION: &str = "0.5.0";
+pub const WIT_VERSION: &str = "0.6.0";
 
 /// Export a type implementing [`Guest`] as the plugin.
 #[macro_export]
@@ -87,6 +92,51 @@ impl Error {
     /// The input was malformed or hostile.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new("invalid-input", message)
+    }
+
+    /// `select` or `edit` named a reference the content type has no words
+    /// for (code `invalid`).
+    pub fn invalid_reference(message: impl Into<String>) -> Self {
+        Self::new("invalid", message)
+    }
+
+    /// `select` or `edit` named a reference the repository does not hold
+    /// (code `not-found`).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new("not-found", message)
+    }
+
+    /// An `edit` that would break other content of the repository (code
+    /// `conflict`).
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new("conflict", message)
+    }
+
+    /// An `edit` the content type cannot make (code `unsupported`).
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Self::new("unsupported", message)
+    }
+}
+
+impl UnitRef {
+    /// The unit of type `unit_type` with key `key`.
+    pub fn new(unit_type: &str, key: impl Into<String>) -> Self {
+        UnitRef {
+            unit_type: unit_type.to_string(),
+            key: key.into(),
+        }
+    }
+}
+
+impl Summary {
+    /// What an `edit` did: units added and removed, with a message.
+    pub fn edited(units_added: u64, units_removed: u64, message: impl Into<String>) -> Self {
+        Summary {
+            units_added,
+            units_removed,
+            bytes_stored: 0,
+            message: message.into(),
+        }
     }
 }
 

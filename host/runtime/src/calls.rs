@@ -1,7 +1,8 @@
 //! The typed facade over a plugin's exports: `resolve`, `write`, `upload`,
-//! `sync` and `publish` as methods of [`Plugin`], with host-owned types for
-//! what crosses the boundary (a [`Request`], the [`Plan`] that answers it, a
-//! task's [`Summary`] or [`TaskError`]). The generated bindings stay inside
+//! `sync`, `publish`, `select` and `edit` as methods of [`Plugin`], with
+//! host-owned types for what crosses the boundary (a [`Request`], the
+//! [`Plan`] that answers it, a task's [`Summary`] or [`TaskError`], the
+//! [`UnitRef`]s a selection names, an [`Edit`]). The generated bindings stay inside
 //! this crate: the conversions from and to them are here, and nothing above
 //! the runtime names a WIT type.
 //!
@@ -16,6 +17,7 @@ use crate::host::{CallScope, ResolveCall, SourceHandle, TaskCall};
 use crate::wit_repo;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use wharf_core::ids::UnitType;
 
 pub use crate::error_format::{ErrorFormat, Refusal, Rendered};
 
@@ -157,6 +159,24 @@ pub struct Published {
     pub summary: Summary,
 }
 
+/// A unit named by its type and key: one of the units a selection of
+/// references is made of.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UnitRef {
+    pub unit_type: UnitType,
+    pub key: String,
+}
+
+/// A change to a repository's content, in the content type's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit {
+    /// Take these references (tags, digests, ...) out of the repository,
+    /// with what only they needed.
+    Remove(Vec<String>),
+    /// Tag `target` (a reference in the repository) as `name`.
+    Tag { name: String, target: String },
+}
+
 /// Why a plugin's task did not do its work: a stable machine word (`fetch`,
 /// `invalid-input`, `denied`, ...) and a message for the task record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -268,6 +288,50 @@ impl Plugin {
         })
     }
 
+    /// The units that make up `references` (tags or digests, in the
+    /// content type's words) in the repository of `call`: what copying just
+    /// those references associates with another repository. A selection
+    /// changes nothing: commit none of what the call staged. An answer
+    /// naming an invalid unit type is [`PluginError::Invalid`].
+    pub fn select(
+        &self,
+        call: TaskCall,
+        cancel: Arc<AtomicBool>,
+        references: &[String],
+    ) -> Result<Staged<TaskAnswer<Vec<UnitRef>>>, PluginError> {
+        let staged: Staged<TaskAnswer<Vec<wire::UnitRef>>> =
+            self.task(call, cancel, |p, s, repo| {
+                p.wharf_plugin_plugin().call_select(s, repo, references)
+            })?;
+        let answer = match staged.answer {
+            Ok(units) => Ok(units
+                .into_iter()
+                .map(|u| unit_ref(&self.name, u))
+                .collect::<Result<Vec<_>, _>>()?),
+            Err(e) => Err(e),
+        };
+        Ok(Staged {
+            answer,
+            call: staged.call,
+            bytes_stored: staged.bytes_stored,
+        })
+    }
+
+    /// Change the content of the repository of `call` as `edit` says; the
+    /// changes are staged, for the caller to commit as one new version if
+    /// (and only if) the answer is a success.
+    pub fn edit(
+        &self,
+        call: TaskCall,
+        cancel: Arc<AtomicBool>,
+        edit: &Edit,
+    ) -> Result<Staged<TaskAnswer<Summary>>, PluginError> {
+        let change = wire::Change::from(edit);
+        self.task(call, cancel, |p, s, repo| {
+            p.wharf_plugin_plugin().call_edit(s, repo, &change)
+        })
+    }
+
     /// One task export on an instance of the tasks' share, on the
     /// repository of `call` as the plugin sees it, its answer converted.
     fn task<W, T: From<W>>(
@@ -297,6 +361,29 @@ impl<R> Staged<R> {
             answer: f(self.answer),
             call: self.call,
             bytes_stored: self.bytes_stored,
+        }
+    }
+}
+
+/// A unit reference the plugin answered, its unit type checked.
+fn unit_ref(plugin: &str, u: wire::UnitRef) -> Result<UnitRef, PluginError> {
+    let unit_type = u.unit_type.parse().map_err(|e| {
+        PluginError::Invalid(format!("plugin {plugin} answered select with an {e}"))
+    })?;
+    Ok(UnitRef {
+        unit_type,
+        key: u.key,
+    })
+}
+
+impl From<&Edit> for wire::Change {
+    fn from(e: &Edit) -> Self {
+        match e {
+            Edit::Remove(references) => wire::Change::Remove(references.clone()),
+            Edit::Tag { name, target } => wire::Change::Tag(wire::TagEdit {
+                name: name.clone(),
+                target: target.clone(),
+            }),
         }
     }
 }
@@ -542,6 +629,49 @@ mod tests {
         for (wire, ours) in cases {
             assert_eq!(Plan::from(wire), ours);
         }
+    }
+
+    #[test]
+    fn an_edit_crosses_as_it_is() {
+        let remove = Edit::Remove(vec!["latest".into(), "sha256:00".into()]);
+        match wire::Change::from(&remove) {
+            wire::Change::Remove(r) => assert_eq!(r, ["latest", "sha256:00"]),
+            other => panic!("{other:?}"),
+        }
+        let tag = Edit::Tag {
+            name: "prod".into(),
+            target: "dev".into(),
+        };
+        match wire::Change::from(&tag) {
+            wire::Change::Tag(t) => {
+                assert_eq!((t.name.as_str(), t.target.as_str()), ("prod", "dev"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_selected_unit_type_is_checked() {
+        let ok = unit_ref(
+            "docker",
+            wire::UnitRef {
+                unit_type: "manifest".into(),
+                key: "sha256:00".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(ok.unit_type.as_str(), "manifest");
+        assert_eq!(ok.key, "sha256:00");
+        let bad = unit_ref(
+            "docker",
+            wire::UnitRef {
+                unit_type: "Not A Type".into(),
+                key: "k".into(),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(bad.code(), "plugin-invalid");
+        assert!(bad.to_string().contains("docker"), "{bad}");
     }
 
     #[test]

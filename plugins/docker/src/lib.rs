@@ -1,11 +1,13 @@
 //! Wharf's Docker/OCI content type: imports `docker save` archives, mirrors
-//! upstream registries, publishes repositories and answers the registry API.
+//! upstream registries, publishes repositories and answers the registry API;
+//! selects, removes and tags images by tag or digest ([`edit`]).
 //!
 //! Everything but this file is host-independent logic behind the traits in
 //! [`host`] and [`routes::Registry`], so it is tested natively.
 
 mod archive;
 mod auth;
+mod edit;
 mod glob;
 mod index;
 mod manifest;
@@ -32,8 +34,8 @@ use wharf_sdk::host::{WasmHost, WasmUpload};
 use wharf_sdk::json::Versioned;
 use wharf_sdk::publications::{self, Publication};
 use wharf_sdk::{
-    ContentType, Error, Guest, Info, Plan, Published, Repository, Request, Source, Summary,
-    Written, blobs, repositories, sessions,
+    Change, ContentType, Error, Guest, Info, Plan, Published, Repository, Request, Source, Summary,
+    UnitRef, Written, blobs, repositories, sessions,
 };
 
 /// Parsed indexes kept per instance; a pooled instance serves many requests.
@@ -79,6 +81,14 @@ impl Guest for DockerPlugin {
 
     fn publish(repo: Repository) -> Result<Published, Error> {
         publish::publish(&mut WasmHost, &repo)
+    }
+
+    fn select(_repo: Repository, references: Vec<String>) -> Result<Vec<UnitRef>, Error> {
+        edit::select(&mut WasmHost, &references)
+    }
+
+    fn edit(_repo: Repository, change: Change) -> Result<Summary, Error> {
+        edit::edit(&mut WasmHost, &change)
     }
 
     fn resolve(req: Request) -> Plan {

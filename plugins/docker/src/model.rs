@@ -214,7 +214,7 @@ pub fn remove_tag<H: Host + ?Sized>(host: &mut H, name: &str) -> Result<Option<S
 
 /// Tag units for `name`: keys sort by name first and tags cannot contain `@`,
 /// so they are exactly the keys after `name@` that start with it.
-fn tags_named<H: Host + ?Sized>(host: &mut H, name: &str) -> Result<Vec<Unit>, Error> {
+pub fn tags_named<H: Host + ?Sized>(host: &mut H, name: &str) -> Result<Vec<Unit>, Error> {
     wharf_sdk::paging::list_prefixed(host, TAG, &format!("{name}@"), 16)
 }
 

@@ -4,11 +4,13 @@
 //! - upload: one uploaded file at a client-given relative path
 //! - sync: mirror a remote PULP_MANIFEST and its files
 //! - publish: write a PULP_MANIFEST and an index under a base path
+//! - select, edit: pick or remove files by relative path (no tags)
 //! - resolve: serve `/files/<base path>/<relative path>` and the manifest
 //!
 //! This file wires the WIT exports to host-independent logic (the other
 //! modules), which is tested natively against in-memory fakes.
 
+mod edit;
 mod index;
 mod manifest;
 mod paths;
@@ -27,7 +29,8 @@ use wharf_sdk::host::{WasmHost, WasmUpload};
 use wharf_sdk::json::Versioned;
 use wharf_sdk::publications::{self, Publication};
 use wharf_sdk::{
-    ContentType, Error, Guest, Info, Plan, Published, Repository, Request, Source, Summary, Written,
+    Change, ContentType, Error, Guest, Info, Plan, Published, Repository, Request, Source, Summary,
+    UnitRef, Written,
 };
 
 /// Parsed indexes an instance keeps: a pooled instance serves many requests,
@@ -78,6 +81,14 @@ impl Guest for FilePlugin {
 
     fn publish(repo: Repository) -> Result<Published, Error> {
         publish::publish(&mut WasmHost, &repo)
+    }
+
+    fn select(_repo: Repository, references: Vec<String>) -> Result<Vec<UnitRef>, Error> {
+        edit::select(&mut WasmHost, &references)
+    }
+
+    fn edit(_repo: Repository, change: Change) -> Result<Summary, Error> {
+        edit::edit(&mut WasmHost, &change)
     }
 
     fn write(req: Request, _repo: Repository, _session: Option<String>) -> Written {

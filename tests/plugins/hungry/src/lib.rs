@@ -1,8 +1,10 @@
-//! Test plugin `hungry`: `resolve` allocates without bound. The host's memory
-//! limit must stop it (a trap), and the host must survive.
+//! Test plugin `hungry`: `resolve`, `select` and `edit` allocate without
+//! bound. The host's memory limit must stop them (a trap), and the host must
+//! survive.
 
 use wharf_sdk::{
-    ContentType, Error, Guest, Info, Plan, Published, Repository, Request, Source, Summary, Written,
+    Change, ContentType, Error, Guest, Info, Plan, Published, Repository, Request, Source, Summary,
+    UnitRef, Written,
 };
 
 struct Hungry;
@@ -17,7 +19,8 @@ impl Guest for Hungry {
             version: env!("CARGO_PKG_VERSION").into(),
             content_types: vec![ContentType {
                 name: "hungry-test".into(),
-                description: "test plugin whose resolve allocates without bound".into(),
+                description: "test plugin whose resolve, select and edit allocate without bound"
+                    .into(),
             }],
             routes: vec!["/test/hungry/".into()],
             errors: wharf_sdk::ErrorFormat::neutral(),
@@ -48,19 +51,32 @@ impl Guest for Hungry {
         Written::unsupported(&req)
     }
 
+    fn select(_repo: Repository, _references: Vec<String>) -> Result<Vec<UnitRef>, Error> {
+        hoard()
+    }
+
+    fn edit(_repo: Repository, _change: Change) -> Result<Summary, Error> {
+        hoard()
+    }
+
     fn resolve(_req: Request) -> Plan {
-        let mut hoard: Vec<Vec<u8>> = Vec::new();
-        let mut n: u8 = 0;
-        loop {
-            let mut chunk = vec![0u8; MIB];
-            // Touch every page so the memory is really used, not just reserved.
-            for i in (0..MIB).step_by(PAGE) {
-                chunk[i] = n;
-            }
-            n = n.wrapping_add(1);
-            hoard.push(std::hint::black_box(chunk));
-            std::hint::black_box(&hoard);
+        hoard()
+    }
+}
+
+/// Allocate (and touch) memory until the host stops the call.
+fn hoard() -> ! {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    let mut n: u8 = 0;
+    loop {
+        let mut chunk = vec![0u8; MIB];
+        // Touch every page so the memory is really used, not just reserved.
+        for i in (0..MIB).step_by(PAGE) {
+            chunk[i] = n;
         }
+        n = n.wrapping_add(1);
+        hoard.push(std::hint::black_box(chunk));
+        std::hint::black_box(&hoard);
     }
 }
 

@@ -9,7 +9,8 @@ wit_bindgen::generate!({
 });
 
 use exports::wharf::plugin::plugin::{
-    ContentType, ErrorFormat, Failure, Guest, Info, Naming, Plan, Published, Request, Written,
+    Change, ContentType, ErrorFormat, Failure, Guest, Info, Naming, Plan, Published, Request,
+    UnitRef, Written,
 };
 use wharf::plugin::blobs::Source;
 use wharf::plugin::types::{Error, Repository, Summary};
@@ -61,6 +62,14 @@ impl Guest for Incompatible {
 
     fn publish(_repo: Repository) -> Result<Published, Error> {
         Err(unsupported("publish"))
+    }
+
+    fn select(_repo: Repository, _references: Vec<String>) -> Result<Vec<UnitRef>, Error> {
+        Err(unsupported("select"))
+    }
+
+    fn edit(_repo: Repository, _change: Change) -> Result<Summary, Error> {
+        Err(unsupported("edit"))
     }
 
     fn write(req: Request, _repo: Repository, _session: Option<String>) -> Written {

@@ -1,8 +1,10 @@
-//! Test plugin `looping`: `resolve` never returns. The host must interrupt it
-//! (epoch/fuel deadline) and keep serving other requests.
+//! Test plugin `looping`: `resolve`, `select` and `edit` never return. The
+//! host must interrupt them (deadline or task cancel) and keep serving other
+//! requests.
 
 use wharf_sdk::{
-    ContentType, Error, Guest, Info, Plan, Published, Repository, Request, Source, Summary, Written,
+    Change, ContentType, Error, Guest, Info, Plan, Published, Repository, Request, Source, Summary,
+    UnitRef, Written,
 };
 
 struct Looping;
@@ -45,13 +47,25 @@ impl Guest for Looping {
         Written::unsupported(&req)
     }
 
+    fn select(_repo: Repository, _references: Vec<String>) -> Result<Vec<UnitRef>, Error> {
+        spin()
+    }
+
+    fn edit(_repo: Repository, _change: Change) -> Result<Summary, Error> {
+        spin()
+    }
+
     fn resolve(_req: Request) -> Plan {
-        // `black_box` keeps the counter opaque to the optimizer, so the loop
-        // stays a real loop that burns CPU forever.
-        let mut counter: u64 = 0;
-        loop {
-            counter = std::hint::black_box(counter.wrapping_add(1));
-        }
+        spin()
+    }
+}
+
+/// Burn CPU forever: `black_box` keeps the counter opaque to the optimizer,
+/// so the loop stays a real loop.
+fn spin() -> ! {
+    let mut counter: u64 = 0;
+    loop {
+        counter = std::hint::black_box(counter.wrapping_add(1));
     }
 }
 

@@ -4,8 +4,8 @@
 //! and fails with the host's answer.
 
 use wharf_sdk::{
-    Body, ContentType, Error, Guest, Info, Plan, Published, Repository, Request, Source, Summary,
-    Written, blobs, fetch, units,
+    Body, Change, ContentType, Error, Guest, Info, Plan, Published, Repository, Request, Source,
+    Summary, UnitRef, Written, blobs, fetch, units,
 };
 
 struct Snoop;
@@ -64,6 +64,14 @@ impl Guest for Snoop {
 
     fn publish(_repo: Repository) -> Result<Published, Error> {
         Err(Error::new("unsupported", "snoop-test does not publish"))
+    }
+
+    fn select(_repo: Repository, _references: Vec<String>) -> Result<Vec<UnitRef>, Error> {
+        Err(Error::new("unsupported", "snoop-test does not select"))
+    }
+
+    fn edit(_repo: Repository, _change: Change) -> Result<Summary, Error> {
+        Err(Error::new("unsupported", "snoop-test does not edit"))
     }
 
     fn write(req: Request, _repo: Repository, _session: Option<String>) -> Written {

@@ -1,10 +1,11 @@
 //! Test plugin `trapping`: `/test/trapping/ok/<n>` answers `ok <n>`,
 //! `/test/trapping/panic` panics (a trap in the host). After a trap the host
-//! must still answer `ok` requests from a fresh instance.
+//! must still answer `ok` requests from a fresh instance. `select` and `edit`
+//! always panic.
 
 use wharf_sdk::{
-    Body, ContentType, Error, Failure, Guest, Info, Plan, Published, Repository, Request, Source,
-    Summary, Written,
+    Body, Change, ContentType, Error, Failure, Guest, Info, Plan, Published, Repository, Request,
+    Source, Summary, UnitRef, Written,
 };
 
 struct Trapping;
@@ -45,6 +46,17 @@ impl Guest for Trapping {
 
     fn write(req: Request, _repo: Repository, _session: Option<String>) -> Written {
         Written::unsupported(&req)
+    }
+
+    fn select(repo: Repository, references: Vec<String>) -> Result<Vec<UnitRef>, Error> {
+        panic!(
+            "trapping-test: select of {references:?} in {} always panics",
+            repo.id
+        );
+    }
+
+    fn edit(repo: Repository, _change: Change) -> Result<Summary, Error> {
+        panic!("trapping-test: edit of {} always panics", repo.id);
     }
 
     fn resolve(req: Request) -> Plan {
