@@ -7,7 +7,9 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use wharf_core::ids::{RepoId, TaskId, UploadId};
-use wharf_store::db::{Notes, Publication, Repository, Task, TaskState, Unit, Upload};
+use wharf_store::db::{
+    Notes, Publication, RepoVersion, Repository, Task, TaskState, Unit, Upload, VersionDiff,
+};
 
 /// One page of a list; `next` is the `after` of the following page.
 #[derive(Deserialize)]
@@ -24,6 +26,9 @@ pub struct RepoDetail {
     pub repo: Repository,
     /// Units per unit type.
     pub content_counts: BTreeMap<String, u64>,
+    /// The newest version's number.
+    #[serde(default)]
+    pub latest_version: Option<u64>,
     pub publications: Vec<Publication>,
 }
 
@@ -38,6 +43,8 @@ pub struct NewRepo {
     pub notes: Notes,
     pub importer_config: Map<String, Value>,
     pub distributor_config: Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retain_versions: Option<u64>,
 }
 
 /// `PATCH /repositories/{id}`: only what is given changes; a `None` note or
@@ -54,11 +61,15 @@ pub struct RepoPatch {
     pub importer_config: Map<String, Value>,
     #[serde(skip_serializing_if = "Map::is_empty")]
     pub distributor_config: Map<String, Value>,
+    /// `Some(None)`: keep every version again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retain_versions: Option<Option<u64>>,
 }
 
 impl RepoPatch {
     pub fn is_empty(&self) -> bool {
-        self.display_name.is_none()
+        self.retain_versions.is_none()
+            && self.display_name.is_none()
             && self.description.is_none()
             && self.notes.is_empty()
             && self.importer_config.is_empty()
@@ -154,8 +165,57 @@ impl Client {
         self.repo_task(id, "sync", serde_json::json!({}))
     }
 
-    pub fn publish_repo(&self, id: &RepoId) -> ClientResult<Task> {
-        self.repo_task(id, "publish", serde_json::json!({}))
+    /// Publish a version (the latest when `None`).
+    pub fn publish_repo(&self, id: &RepoId, version: Option<u64>) -> ClientResult<Task> {
+        let body = match version {
+            Some(n) => serde_json::json!({"version": n}),
+            None => serde_json::json!({}),
+        };
+        self.repo_task(id, "publish", body)
+    }
+
+    /// Copy the units making up `references` (tags, digests: the content
+    /// type's words) from `from` into `to`.
+    pub fn copy_references(
+        &self,
+        from: &RepoId,
+        to: &RepoId,
+        references: &[String],
+    ) -> ClientResult<Task> {
+        let body = serde_json::json!({"from": from, "references": references});
+        self.repo_task(to, "copy", body)
+    }
+
+    /// Take `references` out of a repository.
+    pub fn remove_references(&self, id: &RepoId, references: &[String]) -> ClientResult<Task> {
+        self.repo_task(id, "remove", serde_json::json!({"references": references}))
+    }
+
+    /// Point `tag` at `target` in a repository.
+    pub fn tag(&self, id: &RepoId, tag: &str, target: &str) -> ClientResult<Task> {
+        self.repo_task(id, "tag", serde_json::json!({"tag": tag, "target": target}))
+    }
+
+    /// Every version a repository keeps, oldest first.
+    pub fn versions(&self, id: &RepoId) -> ClientResult<Vec<RepoVersion>> {
+        self.all_pages(&format!("repositories/{id}/versions"), vec![])
+            .map_err(unknown_repo_hint)
+    }
+
+    pub fn version(&self, id: &RepoId, n: u64) -> ClientResult<RepoVersion> {
+        self.get(&format!("repositories/{id}/versions/{n}"), &[])
+            .map_err(unknown_repo_hint)
+    }
+
+    pub fn diff(&self, id: &RepoId, from: u64, to: u64) -> ClientResult<VersionDiff> {
+        let q = [("from", from.to_string()), ("to", to.to_string())];
+        self.get(&format!("repositories/{id}/diff"), &q)
+            .map_err(unknown_repo_hint)
+    }
+
+    /// Make version `n`'s content the latest again (a task).
+    pub fn restore_version(&self, id: &RepoId, n: u64) -> ClientResult<Task> {
+        self.repo_task(id, &format!("versions/{n}/restore"), serde_json::json!({}))
     }
 
     /// Copy unit associations (never bytes) from `from` into `to`; every

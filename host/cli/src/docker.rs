@@ -46,17 +46,46 @@ pub enum DockerRepoCommand {
     /// Mirror images from the feed; creates the repository first if it does
     /// not exist and --feed is given.
     Sync(DockerSyncArgs),
-    /// Make the repository's current images pullable (`docker pull`).
-    Publish(RepoTaskArgs),
+    /// Make a version of the repository pullable (`docker pull`): the
+    /// latest by default; an older one rolls back.
+    Publish(repo::PublishArgs),
     /// The repository's tags and manifests.
     Images(RepoIdArg),
-    /// Copy every image from one repository into another (no bytes are
-    /// duplicated).
+    /// Copy images from one repository into another, as a new version of
+    /// the target (no bytes are duplicated): the tags and manifests given
+    /// with what they need, or every image.
     Copy {
         #[arg(long)]
         from_repo_id: RepoId,
         #[arg(long)]
         to_repo_id: RepoId,
+        #[command(flatten)]
+        images: ImageArgs,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Take tags or images out of a repository, as a new version: a tag
+    /// alone, or a manifest with its tags and the layers no other image
+    /// needs.
+    Remove {
+        #[command(flatten)]
+        repo: RepoIdArg,
+        #[command(flatten)]
+        images: ImageArgs,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Point a tag at a manifest of the repository (adding or moving it),
+    /// as a new version.
+    Tag {
+        #[command(flatten)]
+        repo: RepoIdArg,
+        /// The tag to add or move.
+        #[arg(long, value_name = "TAG")]
+        tag: String,
+        /// The manifest it points at (sha256:...).
+        #[arg(long, value_name = "DIGEST")]
+        manifest: String,
         #[command(flatten)]
         wait: WaitArgs,
     },
@@ -80,6 +109,24 @@ pub enum DockerUploadsCommand {
         #[command(flatten)]
         wait: WaitArgs,
     },
+}
+
+/// Images by tag or by manifest digest.
+#[derive(Args)]
+pub struct ImageArgs {
+    /// A tag (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// A manifest digest, sha256:... (repeatable).
+    #[arg(long = "manifest", value_name = "DIGEST")]
+    pub manifests: Vec<String>,
+}
+
+impl ImageArgs {
+    /// The references the plugin reads (tags and digests alike).
+    fn references(self) -> Vec<String> {
+        self.tags.into_iter().chain(self.manifests).collect()
+    }
 }
 
 /// Docker's settings as flags.
@@ -226,18 +273,48 @@ pub fn run(s: &Session, DockerCommand::Repo(cmd): DockerCommand) -> anyhow::Resu
         DockerRepoCommand::Sync(a) => sync(s, a)?,
         DockerRepoCommand::Publish(a) => {
             ensure_docker(s, &a.repo.repo_id)?;
-            let done = repo::publish(s, &a.repo.repo_id, a.wait)?;
+            let done = repo::publish(s, &a.repo.repo_id, a.version, a.wait)?;
             print_pull_hint(s, done.as_ref());
         }
         DockerRepoCommand::Images(a) => images(s, &a.repo_id)?,
         DockerRepoCommand::Copy {
             from_repo_id,
             to_repo_id,
+            images,
             wait,
         } => {
             ensure_docker(s, &from_repo_id)?;
             ensure_docker(s, &to_repo_id)?;
-            repo::copy(s, &from_repo_id, &to_repo_id, &[], wait)?;
+            let refs = images.references();
+            let what = if refs.is_empty() {
+                repo::Copied::Types(vec![])
+            } else {
+                repo::Copied::References(refs)
+            };
+            repo::copy(s, &from_repo_id, &to_repo_id, what, wait)?;
+        }
+        DockerRepoCommand::Remove { repo, images, wait } => {
+            ensure_docker(s, &repo.repo_id)?;
+            let refs = images.references();
+            if refs.is_empty() {
+                anyhow::bail!("name what to remove: --tag TAG or --manifest sha256:...");
+            }
+            repo::remove(s, &repo.repo_id, refs, wait)?;
+        }
+        DockerRepoCommand::Tag {
+            repo,
+            tag,
+            manifest,
+            wait,
+        } => {
+            let id = &repo.repo_id;
+            ensure_docker(s, id)?;
+            let t = s
+                .client
+                .tag(id, &tag, &manifest)
+                .with_context(|| format!("cannot tag {manifest} as {tag} in repository {id}"))?;
+            let done = crate::task::follow(s, t, wait, &format!("Tagging [{id}] {tag}"))?;
+            repo::say_version(s, done.as_ref(), &format!("Made version of [{id}]:"));
         }
         DockerRepoCommand::Uploads(DockerUploadsCommand::Upload {
             repo,

@@ -41,6 +41,7 @@ pub mod repo;
 pub mod status;
 pub mod task;
 pub mod upload;
+pub mod version;
 
 use client::Client;
 use output::OutputFormat;

@@ -104,7 +104,7 @@ pub fn run(s: &Session, a: PublishDockerArgs) -> anyhow::Result<()> {
     }
     if a.publish {
         banner(&format!("Publishing Repository [{id}]"));
-        let task = repo::publish(s, &id, wait)?;
+        let task = repo::publish(s, &id, None, wait)?;
         docker::print_pull_hint(s, task.as_ref());
     }
     if archive.is_none() && !a.publish && !created {
@@ -132,6 +132,7 @@ fn ensure_repository(s: &Session, id: &RepoId, a: &PublishDockerArgs) -> anyhow:
                 display_name: a.display_name.clone(),
                 description: a.description.clone(),
                 notes: a.notes.clone(),
+                retain_versions: None,
             };
             let settings = docker::DockerSettingsArgs {
                 repo_registry_id: a.repo.clone(),
@@ -173,6 +174,7 @@ fn ensure_repository(s: &Session, id: &RepoId, a: &PublishDockerArgs) -> anyhow:
             .filter(|n| existing.notes.get(&n.key) != n.value.as_ref())
             .cloned()
             .collect(),
+        retain_versions: None,
     };
     let settings = docker::DockerSettingsArgs {
         repo_registry_id: differs(&a.repo, &distributor("repo_registry_id")),

@@ -29,11 +29,17 @@ pub enum RepoCommand {
     Delete(RepoTaskArgs),
     /// Fetch the repository's content from its feed.
     Sync(RepoTaskArgs),
-    /// Make the repository's current content visible to clients.
-    Publish(RepoTaskArgs),
+    /// Make a version of the repository (the latest by default) what
+    /// clients see; publishing an older one rolls back.
+    Publish(PublishArgs),
     /// Copy content from one repository into another (metadata only: no
-    /// bytes are duplicated).
+    /// bytes are duplicated), as a new version of the target.
     Copy(CopyArgs),
+    /// Take content out of a repository, as a new version.
+    Remove(RemoveArgs),
+    /// A repository's versions: list, show, diff, restore.
+    #[command(subcommand)]
+    Versions(crate::version::VersionsCommand),
     /// List a repository's units of one type.
     Content(ContentArgs),
     /// Upload files into a repository.
@@ -59,7 +65,8 @@ pub struct RepoTaskArgs {
     pub wait: WaitArgs,
 }
 
-/// What describes a repository to people.
+/// What describes a repository to people, and how much of its history it
+/// keeps.
 #[derive(Args, Default)]
 pub struct DescribeArgs {
     /// A name for people [default on create: the id].
@@ -71,6 +78,29 @@ pub struct DescribeArgs {
     /// A KEY=VALUE note (repeatable); on update, `KEY=` removes the note.
     #[arg(long = "note", value_name = "KEY=VALUE")]
     pub notes: Vec<Note>,
+    /// Keep the newest N versions (older ones go when the next version is
+    /// made); `all` keeps every version [default: all].
+    #[arg(long, value_name = "N|all")]
+    pub retain_versions: Option<RetainVersions>,
+}
+
+/// `--retain-versions`: a number of versions, or `all`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RetainVersions(pub Option<u64>);
+
+impl std::str::FromStr for RetainVersions {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all" => Ok(RetainVersions(None)),
+            n => match n.parse::<u64>() {
+                Ok(n) if n >= 1 => Ok(RetainVersions(Some(n))),
+                _ => Err(format!(
+                    "{s:?} is not a number of versions: give 1 or more, or `all`"
+                )),
+            },
+        }
+    }
 }
 
 /// The settings of any content type: the common ones as flags, the rest as
@@ -137,6 +167,34 @@ pub struct CopyArgs {
     /// Copy only units of this type (repeatable) [default: all].
     #[arg(long = "type-unit", value_name = "UNIT_TYPE")]
     pub unit_types: Vec<String>,
+    /// Copy only this (repeatable), with what it needs: a tag, digest or
+    /// name in the content type's words.
+    #[arg(long = "reference", value_name = "REF", conflicts_with = "unit_types")]
+    pub references: Vec<String>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+#[derive(Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub repo: RepoIdArg,
+    /// The version to publish [default: the latest]; an older one rolls
+    /// back what clients see.
+    #[arg(long, value_name = "N")]
+    pub version: Option<u64>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+#[derive(Args)]
+pub struct RemoveArgs {
+    #[command(flatten)]
+    pub repo: RepoIdArg,
+    /// What to take out (repeatable): a tag, digest or name in the content
+    /// type's words.
+    #[arg(long = "reference", value_name = "REF", required = true)]
+    pub references: Vec<String>,
     #[command(flatten)]
     pub wait: WaitArgs,
 }
@@ -259,6 +317,7 @@ pub struct RepoChanges {
     pub display_name: Option<String>,
     pub description: Option<String>,
     pub notes: Vec<Note>,
+    pub retain_versions: Option<RetainVersions>,
     pub importer: Map<String, Value>,
     pub distributor: Map<String, Value>,
 }
@@ -269,6 +328,7 @@ impl RepoChanges {
             display_name: describe.display_name,
             description: describe.description,
             notes: describe.notes,
+            retain_versions: describe.retain_versions,
             ..Default::default()
         }
     }
@@ -314,6 +374,7 @@ impl RepoChanges {
             notes,
             importer_config: self.importer,
             distributor_config: self.distributor,
+            retain_versions: self.retain_versions.and_then(|r| r.0),
         })
     }
 
@@ -324,12 +385,14 @@ impl RepoChanges {
             notes: self.notes.into_iter().map(|n| (n.key, n.value)).collect(),
             importer_config: self.importer,
             distributor_config: self.distributor,
+            retain_versions: self.retain_versions.map(|r| r.0),
         }
     }
 
     pub fn is_empty(&self) -> bool {
         self.display_name.is_none()
             && self.description.is_none()
+            && self.retain_versions.is_none()
             && self.notes.is_empty()
             && self.importer.is_empty()
             && self.distributor.is_empty()
@@ -369,9 +432,18 @@ pub fn run(s: &Session, cmd: RepoCommand) -> anyhow::Result<()> {
             sync(s, &a.repo.repo_id, a.wait)?;
         }
         RepoCommand::Publish(a) => {
-            publish(s, &a.repo.repo_id, a.wait)?;
+            publish(s, &a.repo.repo_id, a.version, a.wait)?;
         }
-        RepoCommand::Copy(a) => copy(s, &a.from_repo_id, &a.to_repo_id, &a.unit_types, a.wait)?,
+        RepoCommand::Copy(a) => {
+            let what = if a.references.is_empty() {
+                Copied::Types(a.unit_types)
+            } else {
+                Copied::References(a.references)
+            };
+            copy(s, &a.from_repo_id, &a.to_repo_id, what, a.wait)?
+        }
+        RepoCommand::Remove(a) => remove(s, &a.repo.repo_id, a.references, a.wait)?,
+        RepoCommand::Versions(c) => crate::version::run(s, c)?,
         RepoCommand::Content(a) => content(s, &a.repo.repo_id, &a.unit_type)?,
         RepoCommand::Uploads(UploadsCommand::Upload(a)) => {
             let params = a
@@ -535,7 +607,10 @@ pub fn show(s: &Session, id: &RepoId) -> anyhow::Result<RepoDetail> {
             let publications = d
                 .publications
                 .iter()
-                .map(|p| format!("{} (by {}, {})", p.name, p.plugin, p.published_at))
+                .map(|p| {
+                    let version = p.version.map_or(String::new(), |n| format!("version {n}, "));
+                    format!("{} ({version}by {}, {})", p.name, p.plugin, p.published_at)
+                })
                 .collect::<Vec<_>>()
                 .join("\n");
             output::print_details(&[
@@ -544,6 +619,14 @@ pub fn show(s: &Session, id: &RepoId) -> anyhow::Result<RepoDetail> {
                 ("Display Name", r.display_name.clone()),
                 ("Description", r.description.clone()),
                 ("Notes", output::notes(&r.notes)),
+                (
+                    "Latest Version",
+                    d.latest_version.map_or("none".into(), |n| n.to_string()),
+                ),
+                (
+                    "Keeps Versions",
+                    r.retain_versions.map_or("all".into(), |n| format!("the newest {n}")),
+                ),
                 ("Importer", r.importer_config.to_string()),
                 ("Distributor", r.distributor_config.to_string()),
                 (
@@ -591,27 +674,79 @@ pub fn sync(s: &Session, id: &RepoId, wait: WaitArgs) -> anyhow::Result<Option<T
     task::follow(s, t, wait, &format!("Synchronizing [{id}]"))
 }
 
-/// Publish; returns the finished task, whose result names the publication.
-pub fn publish(s: &Session, id: &RepoId, wait: WaitArgs) -> anyhow::Result<Option<Task>> {
+/// Publish a version (the latest when `None`); returns the finished task,
+/// whose result names the publication and the version.
+pub fn publish(
+    s: &Session,
+    id: &RepoId,
+    version: Option<u64>,
+    wait: WaitArgs,
+) -> anyhow::Result<Option<Task>> {
     let t = s
         .client
-        .publish_repo(id)
+        .publish_repo(id, version)
         .with_context(|| format!("cannot publish repository {id}"))?;
-    task::follow(s, t, wait, &format!("Publishing [{id}]"))
+    let what = match version {
+        Some(n) => format!("Publishing version {n} of [{id}]"),
+        None => format!("Publishing [{id}]"),
+    };
+    let done = task::follow(s, t, wait, &what)?;
+    say_version(s, done.as_ref(), "Published version");
+    Ok(done)
+}
+
+/// After a task that made or published a version: which one.
+pub fn say_version(s: &Session, done: Option<&Task>, what: &str) {
+    let n = done
+        .and_then(|t| t.result.as_ref())
+        .and_then(|r| r.get("version"));
+    if s.output == OutputFormat::Table {
+        match n.and_then(Value::as_u64) {
+            Some(n) => output::say(format!("{what} {n}")),
+            None if n.is_some() => output::say("Nothing changed: no new version"),
+            None => {}
+        }
+    }
+}
+
+/// What a copy takes.
+pub enum Copied {
+    /// Every unit of these types (all when empty).
+    Types(Vec<String>),
+    /// These tags, digests or names, with what each needs.
+    References(Vec<String>),
 }
 
 pub fn copy(
     s: &Session,
     from: &RepoId,
     to: &RepoId,
-    unit_types: &[String],
+    what: Copied,
+    wait: WaitArgs,
+) -> anyhow::Result<()> {
+    let t = match &what {
+        Copied::Types(types) => s.client.copy_units(from, to, types),
+        Copied::References(refs) => s.client.copy_references(from, to, refs),
+    }
+    .with_context(|| format!("cannot copy from repository {from} into {to}"))?;
+    let done = task::follow(s, t, wait, &format!("Copying [{from}] into [{to}]"))?;
+    say_version(s, done.as_ref(), &format!("Made version of [{to}]:"));
+    Ok(())
+}
+
+/// Take references out of a repository, as a new version.
+pub fn remove(
+    s: &Session,
+    id: &RepoId,
+    references: Vec<String>,
     wait: WaitArgs,
 ) -> anyhow::Result<()> {
     let t = s
         .client
-        .copy_units(from, to, unit_types)
-        .with_context(|| format!("cannot copy from repository {from} into {to}"))?;
-    task::follow(s, t, wait, &format!("Copying [{from}] into [{to}]"))?;
+        .remove_references(id, &references)
+        .with_context(|| format!("cannot remove content from repository {id}"))?;
+    let done = task::follow(s, t, wait, &format!("Removing from [{id}]"))?;
+    say_version(s, done.as_ref(), &format!("Made version of [{id}]:"));
     Ok(())
 }
 

@@ -118,6 +118,9 @@ pub enum Interrupt {
 /// A task's view: its repository, staged changes, progress.
 pub struct TaskCall {
     pub repo: Repository,
+    /// The repository version the call reads (`units.list`, `units.get`
+    /// and the blobs it may name); `None`: the latest, as it changes.
+    pub version: Option<u64>,
     /// Unit changes not yet committed; later entries win.
     pub overlay: BTreeMap<(UnitType, String), Option<db::Unit>>,
     pub changes: Vec<UnitChange>,
@@ -145,6 +148,7 @@ impl TaskCall {
     ) -> Self {
         TaskCall {
             repo,
+            version: None,
             overlay: BTreeMap::new(),
             changes: Vec::new(),
             progress,
@@ -154,6 +158,14 @@ impl TaskCall {
             held: None,
             leases: Arc::new(Holder::new()),
         }
+    }
+}
+
+impl TaskCall {
+    /// The same call reading version `n` of its repository.
+    pub fn at_version(mut self, n: u64) -> Self {
+        self.version = Some(n);
+        self
     }
 }
 
@@ -438,7 +450,12 @@ impl HostState {
                     return true;
                 }
                 if t.held.is_none() {
-                    let held = env.rt.block_on(env.store.repo_blobs(&t.repo.id));
+                    let held = env.rt.block_on(async {
+                        match t.version {
+                            Some(v) => env.store.version_blobs(&t.repo.id, v).await,
+                            None => env.store.repo_blobs(&t.repo.id).await,
+                        }
+                    });
                     t.held = Some(held.unwrap_or_default().into_iter().collect());
                 }
                 // As a registry HEAD answers (the client skips the upload
@@ -780,10 +797,20 @@ impl units::Host for HostState {
         let want = limit + removed;
         let rows = env
             .rt
-            .block_on(
-                env.store
-                    .list_units(&t.repo.id, &unit_type, after.as_deref(), want),
-            )
+            .block_on(async {
+                match t.version {
+                    Some(v) => {
+                        env.store
+                            .list_version_units(&t.repo.id, v, &unit_type, after.as_deref(), want)
+                            .await
+                    }
+                    None => {
+                        env.store
+                            .list_units(&t.repo.id, &unit_type, after.as_deref(), want)
+                            .await
+                    }
+                }
+            })
             .map_err(store_err)?;
         // Staged keys beyond the last stored row may hide stored rows that
         // were not fetched, so a full page bounds what may be merged.
@@ -817,7 +844,16 @@ impl units::Host for HostState {
         }
         let u = env
             .rt
-            .block_on(env.store.get_unit(&t.repo.id, &unit_type, &key))
+            .block_on(async {
+                match t.version {
+                    Some(v) => {
+                        env.store
+                            .get_version_unit(&t.repo.id, v, &unit_type, &key)
+                            .await
+                    }
+                    None => env.store.get_unit(&t.repo.id, &unit_type, &key).await,
+                }
+            })
             .map_err(store_err)?;
         Ok(u.map(to_wit_unit))
     }

@@ -135,6 +135,7 @@ mod tests {
             name: name.into(),
             repo_id: repo.parse().unwrap(),
             index: wharf_core::digest::Digest::of(name.as_bytes()),
+            version: None,
             config: serde_json::json!({}),
             published_at: wharf_core::time::Timestamp::now(),
             blobs: Vec::new(),

@@ -172,7 +172,10 @@ pub async fn startup(plugin_dir: &Path, runs: usize) -> anyhow::Result<()> {
 /// Copy of 10,000 units between repositories and listing 10,000
 /// repositories, on the embedded store.
 pub async fn store(units: usize, repos: usize) -> anyhow::Result<()> {
-    use wharf_store::db::{RepoQuery, Repository, RepositoryStore as _, Unit, UnitChange, now};
+    use wharf_store::db::{
+        CopySelection, RepoQuery, Repository, RepositoryStore as _, Unit, UnitChange,
+        VersionCause, VersionOrigin, now,
+    };
     let dir = tempfile::tempdir()?;
     let store = SqliteStore::open(&dir.path().join("wharf.db"))?;
     let repo = |id: String| Repository {
@@ -183,6 +186,7 @@ pub async fn store(units: usize, repos: usize) -> anyhow::Result<()> {
         notes: [("env".to_string(), "bench".to_string())].into(),
         importer_config: serde_json::json!({}),
         distributor_config: serde_json::json!({}),
+        retain_versions: None,
         created_at: now(),
         updated_at: now(),
     };
@@ -200,12 +204,16 @@ pub async fn store(units: usize, repos: usize) -> anyhow::Result<()> {
         })
         .collect();
     let t = Instant::now();
-    store.apply_changes(&"src".parse()?, &changes).await?;
+    let import = VersionOrigin::new(VersionCause::Import, None);
+    store.apply_changes(&"src".parse()?, &changes, &import).await?;
     println!("add {units} units in one transaction: {}", ms(t.elapsed()));
     let t = Instant::now();
-    let copied = store
-        .copy_units(&"src".parse()?, &"dst".parse()?, &[])
-        .await?;
+    let copy = VersionOrigin::new(VersionCause::Copy, None);
+    let all = CopySelection::Types(vec![]);
+    let copied: u64 = store
+        .copy_units(&"src".parse()?, &"dst".parse()?, &all, &copy)
+        .await?
+        .map_or(0, |v| v.added.values().sum());
     println!(
         "copy {copied} units (associations only): {}",
         ms(t.elapsed())

@@ -8,12 +8,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use wharf_core::ids::{RepoId, UploadId};
-use wharf_runtime::calls::{Staged, Summary, TaskAnswer};
+use wharf_runtime::calls::{Edit, Staged, Summary, TaskAnswer};
 use wharf_runtime::engine::{Plugin, PluginError};
 use wharf_runtime::host::{SourceHandle, TaskCall, origin};
 use wharf_runtime::stream_source::StreamSource;
 use wharf_store::blobs::leases::Holder;
-use wharf_store::db::{Publication, Repository, now};
+use wharf_store::db::{
+    CopySelection, Publication, RepoVersion, Repository, UnitChange, UnitRef, VersionCause,
+    VersionOrigin, now,
+};
 
 /// Run a job to its end.
 pub async fn run(app: Arc<App>, job: Job, ctx: TaskContext) -> TaskResult {
@@ -35,25 +38,38 @@ pub async fn run(app: Arc<App>, job: Job, ctx: TaskContext) -> TaskResult {
         Job::Sync { repository } => {
             let (repo, plugin) = repo_and_plugin(app, &repository).await?;
             let version = plugin_version(&plugin);
-            let (summary, bytes, _, _) =
-                run_plugin_task(app, plugin, repo, ctx, |p, call, cancel| {
-                    p.sync(call, cancel)
-                })
-                .await?;
-            Ok(summary_json(&summary, bytes, version))
+            let run = run_plugin_task(app, plugin, repo, ctx, Some(VersionCause::Sync), |p, call, cancel| {
+                p.sync(call, cancel)
+            })
+            .await?;
+            Ok(run.summary_json(version))
         }
-        Job::Publish { repository } => publish(app, &repository, ctx).await,
+        Job::Publish {
+            repository,
+            version,
+        } => publish(app, &repository, version, ctx).await,
         Job::Copy {
             repository,
             from,
             unit_types,
+            references,
+        } => copy(app, &repository, &from, unit_types, references, ctx).await,
+        Job::Remove {
+            repository,
+            references,
+        } => edit(app, &repository, Edit::Remove(references), VersionCause::Remove, ctx).await,
+        Job::Tag {
+            repository,
+            tag,
+            target,
         } => {
-            let n = app
-                .store
-                .copy_units(&from, &repository, &unit_types)
-                .await?;
-            Ok(serde_json::json!({"units_added": n}))
+            let edit_tag = Edit::Tag { name: tag, target };
+            edit(app, &repository, edit_tag, VersionCause::Tag, ctx).await
         }
+        Job::Restore {
+            repository,
+            version,
+        } => restore(app, &repository, version, ctx).await,
         Job::Delete { repository } => {
             app.store.delete_repo(&repository).await?;
             app.publications.remove_repo(repository.as_str());
@@ -112,15 +128,20 @@ async fn import(
     };
     let params = serde_json::Value::Object(params).to_string();
     let version = plugin_version(&plugin);
-    let (summary, bytes, _, _) = run_plugin_task(app, plugin, repo, ctx, move |p, call, cancel| {
-        p.upload(call, cancel, source, &params)
-    })
+    let run = run_plugin_task(
+        app,
+        plugin,
+        repo,
+        ctx,
+        Some(VersionCause::Import),
+        move |p, call, cancel| p.upload(call, cancel, source, &params),
+    )
     .await?;
     if delete_upload {
         app.store.delete_upload(&upload_id).await?;
         app.uploads.remove(&upload_id);
     }
-    Ok(summary_json(&summary, bytes, version))
+    Ok(run.summary_json(version))
 }
 
 /// Run a streaming import: `source` is fed by the request body as the
@@ -135,33 +156,64 @@ pub async fn import_stream(
     let (repo, plugin) = repo_and_plugin(&app, &id).await?;
     let params = serde_json::Value::Object(params).to_string();
     let version = plugin_version(&plugin);
-    let (summary, bytes, _, _) =
-        run_plugin_task(&app, plugin, repo, ctx, move |p, call, cancel| {
+    let run = run_plugin_task(
+        &app,
+        plugin,
+        repo,
+        ctx,
+        Some(VersionCause::Import),
+        move |p, call, cancel| {
             p.upload(
                 call,
                 cancel,
                 SourceHandle::Stream(Box::new(source)),
                 &params,
             )
-        })
-        .await?;
-    Ok(summary_json(&summary, bytes, version))
+        },
+    )
+    .await?;
+    Ok(run.summary_json(version))
 }
 
-async fn publish(app: &Arc<App>, id: &RepoId, ctx: TaskContext) -> TaskResult {
+async fn publish(
+    app: &Arc<App>,
+    id: &RepoId,
+    version: Option<u64>,
+    ctx: TaskContext,
+) -> TaskResult {
     let (repo, plugin) = repo_and_plugin(app, id).await?;
     let plugin_name = plugin.info.name.clone();
-    let version = plugin_version(&plugin);
-    // What the publication serves: every blob of the repository's units
-    // (read before and after the plugin's call, so a unit changed meanwhile
-    // is covered either way) and what the publish itself stored or read.
-    let before = app.store.repo_blobs(&repo.id).await?;
-    let (published, _, seen, _leases) =
-        run_plugin_task(app, plugin, repo.clone(), ctx, |p, call, cancel| {
-            p.publish(call, cancel)
-        })
-        .await?;
-    let after = app.store.repo_blobs(&repo.id).await?;
+    let plugin_ver = plugin_version(&plugin);
+    // One exact version: the plugin reads that version's units, and the
+    // publication serves that version's blobs and what the publish itself
+    // stored or read.
+    let version = match version {
+        Some(n) => app.store.get_version(&repo.id, n).await?.ok_or_else(|| {
+            TaskFailure::new(
+                format!(
+                    "repository {} has no version {n} (deleted by its version limit, or not made yet); \
+                     list them with `wharf repo versions list --repo-id {}`",
+                    repo.id, repo.id
+                ),
+                "not-found",
+            )
+        })?,
+        None => latest_version(app, &repo.id).await?,
+    };
+    let held = app.store.version_blobs(&repo.id, version.number).await?;
+    let run = run_plugin_task(
+        app,
+        plugin,
+        repo.clone(),
+        ctx,
+        None,
+        {
+            let n = version.number;
+            move |p, call, cancel| p.publish(call.at_version(n), cancel)
+        },
+    )
+    .await?;
+    let (published, seen) = (run.answer, run.visible);
     let index = published
         .index
         .parse()
@@ -189,11 +241,11 @@ async fn publish(app: &Arc<App>, id: &RepoId, ctx: TaskContext) -> TaskResult {
         name: published.name.clone(),
         repo_id: repo.id.clone(),
         index,
+        version: Some(version.number),
         config: repo.distributor_config.clone(),
         published_at: now(),
-        blobs: before
+        blobs: held
             .into_iter()
-            .chain(after)
             .chain(seen)
             .filter(|d| *d != published_index)
             .collect::<std::collections::BTreeSet<_>>()
@@ -202,10 +254,130 @@ async fn publish(app: &Arc<App>, id: &RepoId, ctx: TaskContext) -> TaskResult {
     };
     app.store.put_publication(&publication).await?;
     app.publications.put(publication);
-    let mut result = summary_json(&published.summary, 0, version);
+    drop(run.leases);
+    let mut result = summary_json(&published.summary, 0, plugin_ver);
     result["name"] = published.name.into();
     result["index"] = published.index.into();
+    result["version"] = version.number.into();
     Ok(result)
+}
+
+/// A repository's newest version.
+async fn latest_version(app: &App, id: &RepoId) -> Result<RepoVersion, TaskFailure> {
+    app.store.latest_version(id).await?.ok_or_else(|| {
+        TaskFailure::new(
+            format!("repository {id} has no versions; run `wharf fsck`"),
+            "corrupt",
+        )
+    })
+}
+
+/// Copy units from `from` into `to` as a new version of `to`: the units
+/// making up `references` (the plugin of `from` says which), or every unit
+/// of `unit_types`.
+async fn copy(
+    app: &Arc<App>,
+    to: &RepoId,
+    from: &RepoId,
+    unit_types: Vec<wharf_core::ids::UnitType>,
+    references: Vec<String>,
+    ctx: TaskContext,
+) -> TaskResult {
+    let origin = VersionOrigin::new(VersionCause::Copy, Some(ctx.id.clone()));
+    let what = if references.is_empty() {
+        CopySelection::Types(unit_types)
+    } else {
+        let (source, plugin) = repo_and_plugin(app, from).await?;
+        let run = run_plugin_task(
+            app,
+            plugin,
+            source,
+            ctx,
+            None,
+            move |p, call, cancel| p.select(call, cancel, &references),
+        )
+        .await?;
+        CopySelection::Units(
+            run.answer
+                .into_iter()
+                .map(|r| UnitRef {
+                    unit_type: r.unit_type,
+                    key: r.key,
+                })
+                .collect(),
+        )
+    };
+    let made = app.store.copy_units(from, to, &what, &origin).await?;
+    Ok(version_json(made.as_ref()))
+}
+
+/// Change a repository's content through its plugin (remove, tag).
+async fn edit(
+    app: &Arc<App>,
+    id: &RepoId,
+    change: Edit,
+    cause: VersionCause,
+    ctx: TaskContext,
+) -> TaskResult {
+    let (repo, plugin) = repo_and_plugin(app, id).await?;
+    let version = plugin_version(&plugin);
+    let run = run_plugin_task(app, plugin, repo, ctx, Some(cause), move |p, call, cancel| {
+        p.edit(call, cancel, &change)
+    })
+    .await?;
+    Ok(run.summary_json(version))
+}
+
+/// Make version `n`'s content the latest again, as a new version: what it
+/// costs is what changed since, not the repository's size.
+async fn restore(app: &Arc<App>, id: &RepoId, n: u64, ctx: TaskContext) -> TaskResult {
+    let latest = latest_version(app, id).await?;
+    let diff = app
+        .store
+        .diff_versions(id, latest.number, n)
+        .await
+        .map_err(|e| match e {
+            wharf_store::db::StoreError::NotFound(what) => TaskFailure::new(
+                format!("{what}: it was deleted by the version limit, or never made"),
+                "not-found",
+            ),
+            e => e.into(),
+        })?;
+    let mut changes: Vec<UnitChange> = diff
+        .removed
+        .into_iter()
+        .map(|r| UnitChange::Remove {
+            unit_type: r.unit_type,
+            key: r.key,
+        })
+        .collect();
+    for r in diff.added {
+        let unit = app
+            .store
+            .get_version_unit(id, n, &r.unit_type, &r.key)
+            .await?
+            .ok_or_else(|| {
+                TaskFailure::new(
+                    format!("{} {} of version {n} is gone", r.unit_type, r.key),
+                    "conflict",
+                )
+            })?;
+        changes.push(UnitChange::Add(unit));
+    }
+    let origin = VersionOrigin::new(VersionCause::Restore, Some(ctx.id.clone()));
+    let made = app.store.apply_changes(id, &changes, &origin).await?;
+    let mut result = version_json(made.as_ref());
+    result["restored"] = n.into();
+    Ok(result)
+}
+
+/// What a task that made (or did not need to make) a version answers.
+fn version_json(made: Option<&RepoVersion>) -> serde_json::Value {
+    serde_json::json!({
+        "version": made.map(|v| v.number),
+        "units_added": made.map_or(0, |v| v.added.values().sum::<u64>()),
+        "units_removed": made.map_or(0, |v| v.removed.values().sum::<u64>()),
+    })
 }
 
 /// Per-repository locks of publishes on push ([`publish_on_push`]).
@@ -238,31 +410,46 @@ pub async fn publish_on_push(app: &Arc<App>, repo: &RepoId) -> Result<(), TaskFa
         cancel: Arc::new(AtomicBool::new(false)),
         progress: Arc::new(|_| {}),
     };
-    publish(app, repo, ctx).await.map(|_| ())
+    publish(app, repo, None, ctx).await.map(|_| ())
+}
+
+/// What a plugin task call did, once its staged changes are committed.
+struct PluginRun<R> {
+    answer: R,
+    /// Bytes it stored.
+    bytes: u64,
+    /// The blobs it may name.
+    visible: std::collections::HashSet<wharf_core::digest::Digest>,
+    /// The leases of those blobs (`blobs::leases`): keep them until
+    /// whatever names the blobs beyond the units (a publication) is
+    /// recorded.
+    leases: Arc<Holder>,
+    /// The version its changes made; `None` when it changed nothing.
+    version: Option<RepoVersion>,
+}
+
+impl PluginRun<Summary> {
+    fn summary_json(&self, plugin: String) -> serde_json::Value {
+        let mut v = summary_json(&self.answer, self.bytes, plugin);
+        v["version"] = self.version.as_ref().map(|v| v.number).into();
+        v
+    }
 }
 
 /// Run one plugin task call off the async threads, and commit its staged
-/// unit changes in one transaction if, and only if, it succeeded. Returns
-/// what it answered, the bytes it stored, the blobs it may name and their
-/// leases (`blobs::leases`): keep those until whatever names the blobs
-/// beyond the units (a publication) is recorded.
+/// unit changes in one transaction, as a new version made for `cause`,
+/// if, and only if, it succeeded. A call made with no cause (publish,
+/// select) may not change content.
 async fn run_plugin_task<R: Send + 'static>(
     app: &Arc<App>,
     plugin: Arc<Plugin>,
     repo: Repository,
     ctx: TaskContext,
+    cause: Option<VersionCause>,
     f: impl FnOnce(&Plugin, TaskCall, Arc<AtomicBool>) -> Result<Staged<TaskAnswer<R>>, PluginError>
     + Send
     + 'static,
-) -> Result<
-    (
-        R,
-        u64,
-        std::collections::HashSet<wharf_core::digest::Digest>,
-        Arc<Holder>,
-    ),
-    TaskFailure,
-> {
+) -> Result<PluginRun<R>, TaskFailure> {
     let feed = repo
         .importer_config
         .get("feed")
@@ -292,17 +479,35 @@ async fn run_plugin_task<R: Send + 'static>(
         call,
         bytes_stored: bytes,
     } = outcome.map_err(|e| failure(e.to_string(), e.code().into()))?;
-    let value = answer.map_err(|e| failure(e.message, e.code))?;
+    let answer = answer.map_err(|e| failure(e.message, e.code))?;
     if ctx.cancel.load(Ordering::Relaxed) {
         return Err(TaskFailure::new(
             "canceled; nothing was committed",
             "canceled",
         ));
     }
-    if !call.changes.is_empty() {
-        app.store.apply_changes(&repo.id, &call.changes).await?;
-    }
-    Ok((value, bytes, call.visible, call.leases))
+    let version = match cause {
+        _ if call.changes.is_empty() => None,
+        Some(cause) => {
+            let origin = VersionOrigin::new(cause, Some(ctx.id.clone()));
+            app.store
+                .apply_changes(&repo.id, &call.changes, &origin)
+                .await?
+        }
+        None => {
+            return Err(TaskFailure::new(
+                "the plugin changed content in a call that may only read it; nothing was committed",
+                "plugin-invalid",
+            ));
+        }
+    };
+    Ok(PluginRun {
+        answer,
+        bytes,
+        visible: call.visible,
+        leases: call.leases,
+        version,
+    })
 }
 
 /// `name@version`: which plugin version ran a task (upgrades happen live).

@@ -29,3 +29,4 @@ pub mod server;
 pub mod tasks;
 pub mod tls;
 pub mod uploads;
+pub mod versions;

@@ -158,6 +158,7 @@ async fn create(app: &App, plugin: &Plugin, name: &str, login: &str) -> Result<R
             notes: Default::default(),
             importer_config: serde_json::json!({}),
             distributor_config: settings.clone(),
+            retain_versions: None,
             created_at: now(),
             updated_at: now(),
         };

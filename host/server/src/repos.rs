@@ -1,6 +1,7 @@
 //! Repositories (`/api/v1/repositories`): create, list, update, delete, and
-//! the long operations on them (import an upload, sync, publish, copy), each
-//! run as a task that locks the repository.
+//! the long operations on them (import an upload, sync, publish, copy,
+//! remove, tag), each run as a task that locks the repository. Their
+//! versions have their own module (`versions`).
 
 use crate::app::App;
 use crate::error::{Error, ErrorKind, Result};
@@ -26,6 +27,8 @@ pub fn routes() -> axum::Router<Arc<App>> {
         .route("/repositories/{id}/sync", post(sync))
         .route("/repositories/{id}/publish", post(publish))
         .route("/repositories/{id}/copy", post(copy))
+        .route("/repositories/{id}/remove", post(remove))
+        .route("/repositories/{id}/tag", post(tag))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -43,6 +46,8 @@ pub struct CreateRepo {
     importer_config: Option<serde_json::Value>,
     #[schema(value_type = Option<Object>)]
     distributor_config: Option<serde_json::Value>,
+    /// How many versions to keep (the newest); all when absent.
+    retain_versions: Option<u64>,
 }
 
 /// A repository as the API shows it: its secrets masked
@@ -124,6 +129,7 @@ async fn create(
         notes: req.notes,
         importer_config: new_config(req.importer_config, "importer_config")?,
         distributor_config: new_config(req.distributor_config, "distributor_config")?,
+        retain_versions: retain_versions(req.retain_versions)?,
         created_at: now(),
         updated_at: now(),
     };
@@ -139,6 +145,17 @@ struct ListQuery {
     /// `key=value`, repeatable as `note=a=1&note=b=2` is not supported by
     /// serde_urlencoded; use comma separated `note=a=1,b=2`.
     note: Option<String>,
+}
+
+/// A version limit as asked for: at least 1 (the latest is always kept).
+fn retain_versions(n: Option<u64>) -> Result<Option<u64>> {
+    match n {
+        Some(0) => Err(Error::invalid(
+            "retain_versions must be at least 1 (the latest version is always kept); \
+             leave it out to keep every version",
+        )),
+        n => Ok(n),
+    }
 }
 
 pub fn parse_notes(s: &str) -> Result<Notes> {
@@ -203,6 +220,9 @@ struct RepoDetail {
     #[serde(flatten)]
     repo: RepoView,
     content_counts: BTreeMap<String, u64>,
+    /// The newest version's number.
+    latest_version: Option<u64>,
+    /// Each publication names the version it serves (`version`).
     publications: Vec<PublicationView>,
 }
 
@@ -223,9 +243,11 @@ async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Jso
         .into_iter()
         .map(|p| PublicationView::from((*p).clone()))
         .collect();
+    let latest_version = app.store.latest_version(&repo.id).await?.map(|v| v.number);
     Ok(Json(RepoDetail {
         repo: repo.into(),
         content_counts,
+        latest_version,
         publications,
     }))
 }
@@ -244,6 +266,18 @@ struct UpdateRepo {
     importer_config: Option<serde_json::Map<String, serde_json::Value>>,
     #[schema(value_type = Option<Object>)]
     distributor_config: Option<serde_json::Map<String, serde_json::Value>>,
+    /// How many versions to keep; `null` keeps all again. Applied when the
+    /// next version is made.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>)]
+    retain_versions: Option<Option<u64>>,
+}
+
+/// A field that may be absent (outer `None`), `null` (`Some(None)`) or set.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Merge `delta` into stored settings; a secret sent back masked (as read)
@@ -296,6 +330,9 @@ async fn update(
     if let Some(c) = req.distributor_config {
         merge(&mut repo.distributor_config, c, "distributor_config")?;
     }
+    if let Some(n) = req.retain_versions {
+        repo.retain_versions = retain_versions(n)?;
+    }
     repo.updated_at = now();
     app.store.update_repo(&repo).await?;
     Ok(Json(repo.into()))
@@ -323,6 +360,8 @@ struct ContentQuery {
     unit_type: String,
     after: Option<String>,
     limit: Option<u32>,
+    /// A version's content instead of the latest.
+    version: Option<u64>,
 }
 
 #[utoipa::path(get, path = "/api/v1/repositories/{id}/content", tag = "repositories", params(ContentQuery),
@@ -339,10 +378,20 @@ async fn content(
         .map_err(|e: wharf_core::ids::InvalidUnitType| Error::invalid(e.to_string()))?;
     let repo = get_repo(&app, &id).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let mut items = app
-        .store
-        .list_units(&repo.id, &unit_type, q.after.as_deref(), limit + 1)
-        .await?;
+    let after = q.after.as_deref();
+    let mut items = match q.version {
+        None => {
+            app.store
+                .list_units(&repo.id, &unit_type, after, limit + 1)
+                .await?
+        }
+        Some(n) => {
+            crate::versions::get_version(&app, &repo.id, n).await?;
+            app.store
+                .list_version_units(&repo.id, n, &unit_type, after, limit + 1)
+                .await?
+        }
+    };
     let next = if items.len() > limit as usize {
         items.truncate(limit as usize);
         items.last().map(|u| u.key.clone())
@@ -485,18 +534,34 @@ async fn sync(
     .await
 }
 
-#[utoipa::path(post, path = "/api/v1/repositories/{id}/publish", tag = "repositories",
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct PublishRequest {
+    /// The version to publish (a rollback, when it is an older one); the
+    /// latest when absent.
+    version: Option<u64>,
+}
+
+/// Publish a version of the repository: what clients are served becomes
+/// exactly that version. The body is optional.
+#[utoipa::path(post, path = "/api/v1/repositories/{id}/publish", tag = "repositories", request_body = Option<PublishRequest>,
     responses((status = 202, body = Task), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 async fn publish(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
+    body: std::result::Result<Option<Json<PublishRequest>>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<wharf_store::db::Task>)> {
+    let version = body?.and_then(|Json(r)| r.version);
     let repo = get_repo(&app, &id).await?;
     plugin_for(&app, &repo)?;
+    if let Some(n) = version {
+        crate::versions::get_version(&app, &repo.id, n).await?;
+    }
     submit(
         &app,
         Job::Publish {
             repository: repo.id,
+            version,
         },
     )
     .await
@@ -511,6 +576,11 @@ struct CopyRequest {
     #[serde(default)]
     #[schema(value_type = Vec<String>)]
     unit_types: Vec<wharf_core::ids::UnitType>,
+    /// Copy only these, with what each needs to be served: tags or
+    /// digests, in the content type's words (e.g. `latest`,
+    /// `sha256:…`). Not together with `unit_types`.
+    #[serde(default)]
+    references: Vec<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/repositories/{id}/copy", tag = "repositories", request_body = CopyRequest,
@@ -529,12 +599,103 @@ async fn copy(
             from.content_type, to.content_type, to.id
         )));
     }
+    if !req.references.is_empty() && !req.unit_types.is_empty() {
+        return Err(Error::invalid(
+            "give references or unit_types, not both: references copy those images with what they need",
+        ));
+    }
+    references(&req.references, true)?;
+    plugin_for(&app, &from)?;
     submit(
         &app,
         Job::Copy {
             repository: to.id,
             from: from.id,
             unit_types: req.unit_types,
+            references: req.references,
+        },
+    )
+    .await
+}
+
+/// References as a request gives them: at most 1,000, each 1-256 bytes
+/// without control characters (the plugin decides what they mean).
+fn references(refs: &[String], may_be_empty: bool) -> Result<()> {
+    if refs.is_empty() && !may_be_empty {
+        return Err(Error::invalid("name at least one reference (a tag or a digest)"));
+    }
+    if refs.len() > 1000 {
+        return Err(Error::invalid("at most 1000 references per request"));
+    }
+    for r in refs {
+        if r.is_empty() || r.len() > 256 || r.chars().any(char::is_control) {
+            return Err(Error::invalid(format!(
+                "{r:?} is not a reference: 1-256 characters, no control characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RemoveRequest {
+    /// What to take out: tags or digests, in the content type's words.
+    references: Vec<String>,
+}
+
+/// Take tags or images out of a repository, as a task that makes a new
+/// version (removing an image takes its tags and what no other image of
+/// the repository needs).
+#[utoipa::path(post, path = "/api/v1/repositories/{id}/remove", tag = "repositories", request_body = RemoveRequest,
+    responses((status = 202, body = Task), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+async fn remove(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    body: std::result::Result<Json<RemoveRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<wharf_store::db::Task>)> {
+    let Json(req) = body?;
+    references(&req.references, false)?;
+    let repo = get_repo(&app, &id).await?;
+    plugin_for(&app, &repo)?;
+    submit(
+        &app,
+        Job::Remove {
+            repository: repo.id,
+            references: req.references,
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct TagRequest {
+    /// The tag to add or move.
+    tag: String,
+    /// What it points at: a digest or another tag.
+    target: String,
+}
+
+/// Point a tag at an image of the repository, as a task that makes a new
+/// version.
+#[utoipa::path(post, path = "/api/v1/repositories/{id}/tag", tag = "repositories", request_body = TagRequest,
+    responses((status = 202, body = Task), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+async fn tag(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    body: std::result::Result<Json<TagRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<wharf_store::db::Task>)> {
+    let Json(req) = body?;
+    references(&[req.tag.clone(), req.target.clone()], false)?;
+    let repo = get_repo(&app, &id).await?;
+    plugin_for(&app, &repo)?;
+    submit(
+        &app,
+        Job::Tag {
+            repository: repo.id,
+            tag: req.tag,
+            target: req.target,
         },
     )
     .await

@@ -290,6 +290,7 @@ mod tests {
             notes: Default::default(),
             importer_config: json!({"feed": "http://u:p%40ss-url@h/", "password": "hunter22", "x": "abc"}),
             distributor_config: json!({"token": "tok-tok"}),
+            retain_versions: None,
             created_at: wharf_store::db::now(),
             updated_at: wharf_store::db::now(),
         };

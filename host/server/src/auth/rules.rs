@@ -3,8 +3,8 @@
 //! deny), so a new endpoint must be added here. `{name}` in a resource is
 //! the route's path parameter of that name.
 //!
-//! Choices: long operations on a repository (import, sync, publish, copy)
-//! need `execute` on it (a streaming import, which sends content, also
+//! Choices: long operations on a repository (import, sync, publish, copy,
+//! remove, tag, restore) need `execute` on it (a streaming import, which sends content, also
 //! `create` on `/content/uploads`: its handler checks that); creating and changing need `create` and `update`;
 //! listing and showing need `read`. A task may be read (or canceled) by who
 //! may read (or execute on) every repository it locks, or with `read`
@@ -77,6 +77,12 @@ pub const RULES: &[Rule] = &[
     perm("POST",   "/repositories/{id}/publish",           "/repositories/{id}",           Execute),
     Rule { body_repository: Some("from"),
       ..perm("POST", "/repositories/{id}/copy",            "/repositories/{id}",           Execute) },
+    perm("POST",   "/repositories/{id}/remove",            "/repositories/{id}",           Execute),
+    perm("POST",   "/repositories/{id}/tag",               "/repositories/{id}",           Execute),
+    perm("GET",    "/repositories/{id}/versions",          "/repositories/{id}",           Read),
+    perm("GET",    "/repositories/{id}/versions/{number}", "/repositories/{id}",           Read),
+    perm("POST",   "/repositories/{id}/versions/{number}/restore", "/repositories/{id}",   Execute),
+    perm("GET",    "/repositories/{id}/diff",              "/repositories/{id}",           Read),
     // Uploads.
     perm("POST",   "/uploads",                             "/content/uploads",             Create),
     perm("GET",    "/uploads/{id}",                        "/content/uploads/{id}",        Read),

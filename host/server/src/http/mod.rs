@@ -65,6 +65,7 @@ fn api(app: Arc<App>) -> axum::Router<Arc<App>> {
         .route("/status", get(status))
         .route("/openapi.json", get(openapi::document))
         .merge(crate::repos::routes())
+        .merge(crate::versions::routes())
         .merge(crate::uploads::routes())
         .merge(crate::tasks::api::routes())
         .merge(crate::groups::routes())

@@ -209,8 +209,9 @@ pub async fn run(
         return Ok(written.plan);
     }
     if !changes.is_empty() {
+        let pushed = wharf_store::db::VersionOrigin::new(wharf_store::db::VersionCause::Push, None);
         app.store
-            .apply_changes(&repo.id, &changes)
+            .apply_changes(&repo.id, &changes, &pushed)
             .await
             .map_err(|e| internal(errors, e))?;
         if written.publish

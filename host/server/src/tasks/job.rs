@@ -32,14 +32,38 @@ pub enum Job {
     Sync {
         repository: RepoId,
     },
+    /// Publish a version of the repository (the latest when `None`).
     Publish {
         repository: RepoId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u64>,
     },
-    /// Copy associations (never bytes) from `from` into `repository`.
+    /// Copy associations (never bytes) from `from` into `repository`: the
+    /// units making up `references` (tags, digests: the content type's
+    /// words) when given, else every unit of `unit_types` (all when empty).
     Copy {
         repository: RepoId,
         from: RepoId,
+        #[serde(default)]
         unit_types: Vec<wharf_core::ids::UnitType>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        references: Vec<String>,
+    },
+    /// Take `references` (and what only they needed) out of the repository.
+    Remove {
+        repository: RepoId,
+        references: Vec<String>,
+    },
+    /// Point the tag `tag` at `target`.
+    Tag {
+        repository: RepoId,
+        tag: String,
+        target: String,
+    },
+    /// Make version `version`'s content the repository's latest again.
+    Restore {
+        repository: RepoId,
+        version: u64,
     },
     Delete {
         repository: RepoId,
@@ -56,6 +80,9 @@ impl Job {
             Job::Sync { .. } => TaskKind::Sync,
             Job::Publish { .. } => TaskKind::Publish,
             Job::Copy { .. } => TaskKind::Copy,
+            Job::Remove { .. } => TaskKind::Remove,
+            Job::Tag { .. } => TaskKind::Tag,
+            Job::Restore { .. } => TaskKind::Restore,
             Job::Delete { .. } => TaskKind::Delete,
             Job::Orphans { .. } => TaskKind::Orphans,
         }
@@ -68,8 +95,11 @@ impl Job {
             Job::Import { repository, .. }
             | Job::ImportStream { repository, .. }
             | Job::Sync { repository }
-            | Job::Publish { repository }
+            | Job::Publish { repository, .. }
             | Job::Copy { repository, .. }
+            | Job::Remove { repository, .. }
+            | Job::Tag { repository, .. }
+            | Job::Restore { repository, .. }
             | Job::Delete { repository } => vec![TaskLock::Repository(repository.clone())],
             Job::Orphans { .. } => vec![TaskLock::Orphans],
         }

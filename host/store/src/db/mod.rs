@@ -227,6 +227,12 @@ pub enum TaskKind {
     Publish,
     /// Units copied between repositories.
     Copy,
+    /// Content (tags, images) taken out of a repository.
+    Remove,
+    /// A tag added or moved.
+    Tag,
+    /// An earlier version's content made a repository's latest again.
+    Restore,
     /// A repository deleted.
     Delete,
     /// Content no repository holds removed.
@@ -234,11 +240,14 @@ pub enum TaskKind {
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 6] = [
+    pub const ALL: [TaskKind; 9] = [
         TaskKind::Import,
         TaskKind::Sync,
         TaskKind::Publish,
         TaskKind::Copy,
+        TaskKind::Remove,
+        TaskKind::Tag,
+        TaskKind::Restore,
         TaskKind::Delete,
         TaskKind::Orphans,
     ];
@@ -249,6 +258,9 @@ impl TaskKind {
             TaskKind::Sync => "sync",
             TaskKind::Publish => "publish",
             TaskKind::Copy => "copy",
+            TaskKind::Remove => "remove",
+            TaskKind::Tag => "tag",
+            TaskKind::Restore => "restore",
             TaskKind::Delete => "delete",
             TaskKind::Orphans => "orphans",
         }

@@ -1756,3 +1756,60 @@ mod tests {
         eprintln!("sqlite conformance suite: {:?}", start.elapsed());
     }
 }
+
+#[cfg(test)]
+mod upgrade_tests {
+    use super::*;
+
+    /// A file written by schema 3 (no versions) opens with every repository
+    /// at version 0, holding what it held.
+    #[tokio::test]
+    async fn a_schema_3_file_gets_version_0_of_each_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE repositories (id TEXT PRIMARY KEY, content_type TEXT NOT NULL, doc TEXT NOT NULL);
+                 CREATE TABLE units (id INTEGER PRIMARY KEY, unit_type TEXT NOT NULL, key TEXT NOT NULL,
+                     metadata TEXT NOT NULL, blobs TEXT NOT NULL, UNIQUE (unit_type, key));
+                 CREATE TABLE associations (repo_id TEXT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+                     unit_type TEXT NOT NULL, key TEXT NOT NULL, unit_id INTEGER NOT NULL REFERENCES units(id),
+                     PRIMARY KEY (repo_id, unit_type, key)) WITHOUT ROWID;
+                 INSERT INTO units VALUES (1, 'tag', 'latest', '{}', '[]');
+                 PRAGMA user_version = 3;",
+            )
+            .unwrap();
+            let repo = serde_json::json!({
+                "id": "old", "content_type": "docker", "display_name": "old", "description": "",
+                "notes": {}, "importer_config": {}, "distributor_config": {},
+                "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"
+            });
+            c.execute(
+                "INSERT INTO repositories VALUES ('old', 'docker', ?1)",
+                [repo.to_string()],
+            )
+            .unwrap();
+            c.execute("INSERT INTO associations VALUES ('old', 'tag', 'latest', 1)", [])
+                .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let id: RepoId = "old".parse().unwrap();
+        let tag: UnitType = "tag".parse().unwrap();
+        let v0 = s.latest_version(&id).await.unwrap().unwrap();
+        assert_eq!((v0.number, v0.content[&tag]), (0, 1));
+        let held = s.list_version_units(&id, 0, &tag, None, 10).await.unwrap();
+        assert_eq!(held[0].key, "latest");
+        let origin = VersionOrigin::new(VersionCause::Remove, None);
+        let remove = UnitChange::Remove {
+            unit_type: tag.clone(),
+            key: "latest".into(),
+        };
+        let v1 = s.apply_changes(&id, &[remove], &origin).await.unwrap().unwrap();
+        assert_eq!((v1.number, v1.removed[&tag]), (1, 1));
+        drop(s);
+        // Opening again changes nothing.
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.latest_version(&id).await.unwrap().unwrap().number, 1);
+    }
+}

@@ -147,6 +147,7 @@ mod tests {
                 "feed": "https://u:url-password@registry.example", "password": "feed-password"
             }),
             distributor_config: serde_json::json!({"repo-registry-id": "my/app", "token": "publish-token"}),
+            retain_versions: None,
             created_at: wharf_store::db::now(),
             updated_at: wharf_store::db::now(),
         };
@@ -155,6 +156,7 @@ mod tests {
             name: "my/app".into(),
             repo_id: repo.id.clone(),
             index: wharf_core::digest::Digest::of(b"index"),
+            version: Some(1),
             config: serde_json::json!({"token": "publication-token"}),
             published_at: wharf_store::db::now(),
             blobs: vec![],
