@@ -24,6 +24,7 @@
 //!   traits runs natively in tests;
 //! - `testing` (feature `testing`): `FakeHost`, an in-memory host for those
 //!   tests;
+//! - [`adopt`]: copied units replacing their namesakes (the `adopt` edit);
 //! - [`paging`]: whole unit listings and key-prefix listings over `units.list`;
 //! - [`capped`]: reading a source or a stored blob whole, with a size cap;
 //! - [`cache`]: a bounded per-instance cache of parsed immutable documents
@@ -43,6 +44,7 @@ pub mod bindings {
     });
 }
 
+pub mod adopt;
 pub mod cache;
 pub mod capped;
 pub mod challenge;

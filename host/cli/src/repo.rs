@@ -608,7 +608,9 @@ pub fn show(s: &Session, id: &RepoId) -> anyhow::Result<RepoDetail> {
                 .publications
                 .iter()
                 .map(|p| {
-                    let version = p.version.map_or(String::new(), |n| format!("version {n}, "));
+                    let version = p
+                        .version
+                        .map_or(String::new(), |n| format!("version {n}, "));
                     format!("{} ({version}by {}, {})", p.name, p.plugin, p.published_at)
                 })
                 .collect::<Vec<_>>()
@@ -625,7 +627,8 @@ pub fn show(s: &Session, id: &RepoId) -> anyhow::Result<RepoDetail> {
                 ),
                 (
                     "Keeps Versions",
-                    r.retain_versions.map_or("all".into(), |n| format!("the newest {n}")),
+                    r.retain_versions
+                        .map_or("all".into(), |n| format!("the newest {n}")),
                 ),
                 ("Importer", r.importer_config.to_string()),
                 ("Distributor", r.distributor_config.to_string()),

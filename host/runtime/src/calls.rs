@@ -175,6 +175,10 @@ pub enum Edit {
     Remove(Vec<String>),
     /// Tag `target` (a reference in the repository) as `name`.
     Tag { name: String, target: String },
+    /// These units were just copied in (staged in the same call): make the
+    /// repository consistent with them (a copied tag replaces the one of
+    /// the same name).
+    Adopt(Vec<UnitRef>),
 }
 
 /// Why a plugin's task did not do its work: a stable machine word (`fetch`,
@@ -384,6 +388,15 @@ impl From<&Edit> for wire::Change {
                 name: name.clone(),
                 target: target.clone(),
             }),
+            Edit::Adopt(units) => wire::Change::Adopt(
+                units
+                    .iter()
+                    .map(|u| wire::UnitRef {
+                        unit_type: u.unit_type.to_string(),
+                        key: u.key.clone(),
+                    })
+                    .collect(),
+            ),
         }
     }
 }

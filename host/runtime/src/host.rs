@@ -167,6 +167,15 @@ impl TaskCall {
         self.version = Some(n);
         self
     }
+
+    /// Stage the addition of a unit the host vouches for (one another
+    /// repository holds, copied in): the plugin reads it as staged, and it
+    /// commits with the call's own changes.
+    pub fn stage(&mut self, u: db::Unit) {
+        self.overlay
+            .insert((u.unit_type.clone(), u.key.clone()), Some(u.clone()));
+        self.changes.push(UnitChange::Add(u));
+    }
 }
 
 /// A registry request's view: what the access gate admitted.

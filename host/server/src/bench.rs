@@ -173,8 +173,8 @@ pub async fn startup(plugin_dir: &Path, runs: usize) -> anyhow::Result<()> {
 /// repositories, on the embedded store.
 pub async fn store(units: usize, repos: usize) -> anyhow::Result<()> {
     use wharf_store::db::{
-        CopySelection, RepoQuery, Repository, RepositoryStore as _, Unit, UnitChange,
-        VersionCause, VersionOrigin, now,
+        RepoQuery, Repository, RepositoryStore as _, Unit, UnitChange, VersionCause, VersionOrigin,
+        now,
     };
     let dir = tempfile::tempdir()?;
     let store = SqliteStore::open(&dir.path().join("wharf.db"))?;
@@ -205,13 +205,14 @@ pub async fn store(units: usize, repos: usize) -> anyhow::Result<()> {
         .collect();
     let t = Instant::now();
     let import = VersionOrigin::new(VersionCause::Import, None);
-    store.apply_changes(&"src".parse()?, &changes, &import).await?;
+    store
+        .apply_changes(&"src".parse()?, &changes, &import)
+        .await?;
     println!("add {units} units in one transaction: {}", ms(t.elapsed()));
     let t = Instant::now();
     let copy = VersionOrigin::new(VersionCause::Copy, None);
-    let all = CopySelection::Types(vec![]);
     let copied: u64 = store
-        .copy_units(&"src".parse()?, &"dst".parse()?, &all, &copy)
+        .copy_units(&"src".parse()?, &"dst".parse()?, &[], &copy)
         .await?
         .map_or(0, |v| v.added.values().sum());
     println!(

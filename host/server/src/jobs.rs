@@ -14,8 +14,7 @@ use wharf_runtime::host::{SourceHandle, TaskCall, origin};
 use wharf_runtime::stream_source::StreamSource;
 use wharf_store::blobs::leases::Holder;
 use wharf_store::db::{
-    CopySelection, Publication, RepoVersion, Repository, UnitChange, UnitRef, VersionCause,
-    VersionOrigin, now,
+    Publication, RepoVersion, Repository, UnitChange, VersionCause, VersionOrigin, now,
 };
 
 /// Run a job to its end.
@@ -38,9 +37,14 @@ pub async fn run(app: Arc<App>, job: Job, ctx: TaskContext) -> TaskResult {
         Job::Sync { repository } => {
             let (repo, plugin) = repo_and_plugin(app, &repository).await?;
             let version = plugin_version(&plugin);
-            let run = run_plugin_task(app, plugin, repo, ctx, Some(VersionCause::Sync), |p, call, cancel| {
-                p.sync(call, cancel)
-            })
+            let run = run_plugin_task(
+                app,
+                plugin,
+                repo,
+                ctx,
+                Some(VersionCause::Sync),
+                |p, call, cancel| p.sync(call, cancel),
+            )
             .await?;
             Ok(run.summary_json(version))
         }
@@ -57,7 +61,16 @@ pub async fn run(app: Arc<App>, job: Job, ctx: TaskContext) -> TaskResult {
         Job::Remove {
             repository,
             references,
-        } => edit(app, &repository, Edit::Remove(references), VersionCause::Remove, ctx).await,
+        } => {
+            edit(
+                app,
+                &repository,
+                Edit::Remove(references),
+                VersionCause::Remove,
+                ctx,
+            )
+            .await
+        }
         Job::Tag {
             repository,
             tag,
@@ -201,17 +214,10 @@ async fn publish(
         None => latest_version(app, &repo.id).await?,
     };
     let held = app.store.version_blobs(&repo.id, version.number).await?;
-    let run = run_plugin_task(
-        app,
-        plugin,
-        repo.clone(),
-        ctx,
-        None,
-        {
-            let n = version.number;
-            move |p, call, cancel| p.publish(call.at_version(n), cancel)
-        },
-    )
+    let run = run_plugin_task(app, plugin, repo.clone(), ctx, None, {
+        let n = version.number;
+        move |p, call, cancel| p.publish(call.at_version(n), cancel)
+    })
     .await?;
     let (published, seen) = (run.answer, run.visible);
     let index = published
@@ -272,9 +278,10 @@ async fn latest_version(app: &App, id: &RepoId) -> Result<RepoVersion, TaskFailu
     })
 }
 
-/// Copy units from `from` into `to` as a new version of `to`: the units
-/// making up `references` (the plugin of `from` says which), or every unit
-/// of `unit_types`.
+/// Copy units from `from` into `to` as one new version of `to`: every unit
+/// of `unit_types`, or the units making up `references`, which the plugin
+/// of `from` names (`select`) and the plugin of `to` adopts (a copied tag
+/// replacing the tag of that name there).
 async fn copy(
     app: &Arc<App>,
     to: &RepoId,
@@ -283,32 +290,59 @@ async fn copy(
     references: Vec<String>,
     ctx: TaskContext,
 ) -> TaskResult {
-    let origin = VersionOrigin::new(VersionCause::Copy, Some(ctx.id.clone()));
-    let what = if references.is_empty() {
-        CopySelection::Types(unit_types)
-    } else {
-        let (source, plugin) = repo_and_plugin(app, from).await?;
-        let run = run_plugin_task(
-            app,
-            plugin,
-            source,
-            ctx,
-            None,
-            move |p, call, cancel| p.select(call, cancel, &references),
-        )
-        .await?;
-        CopySelection::Units(
-            run.answer
-                .into_iter()
-                .map(|r| UnitRef {
-                    unit_type: r.unit_type,
-                    key: r.key,
-                })
-                .collect(),
-        )
-    };
-    let made = app.store.copy_units(from, to, &what, &origin).await?;
-    Ok(version_json(made.as_ref()))
+    if references.is_empty() {
+        let origin = VersionOrigin::new(VersionCause::Copy, Some(ctx.id.clone()));
+        let made = app.store.copy_units(from, to, &unit_types, &origin).await?;
+        return Ok(version_json(made.as_ref()));
+    }
+    let (source, plugin) = repo_and_plugin(app, from).await?;
+    let selected = run_plugin_task(
+        app,
+        plugin,
+        source,
+        ctx.clone(),
+        None,
+        move |p, call, cancel| p.select(call, cancel, &references),
+    )
+    .await?
+    .answer;
+    let mut units = Vec::with_capacity(selected.len());
+    for r in &selected {
+        let unit = app
+            .store
+            .get_unit(from, &r.unit_type, &r.key)
+            .await?
+            .ok_or_else(|| {
+                TaskFailure::new(
+                    format!(
+                        "{} {} left repository {from} during the copy; copy again",
+                        r.unit_type, r.key
+                    ),
+                    "conflict",
+                )
+            })?;
+        units.push(unit);
+    }
+    let (target, plugin) = repo_and_plugin(app, to).await?;
+    let version = plugin_version(&plugin);
+    let run = run_plugin_task(
+        app,
+        plugin,
+        target,
+        ctx,
+        Some(VersionCause::Copy),
+        move |p, mut call, cancel| {
+            for u in units {
+                call.stage(u);
+            }
+            p.edit(call, cancel, &Edit::Adopt(selected))
+        },
+    )
+    .await?;
+    let mut result = version_json(run.version.as_ref());
+    result["plugin"] = version.into();
+    result["message"] = run.answer.message.into();
+    Ok(result)
 }
 
 /// Change a repository's content through its plugin (remove, tag).
@@ -321,9 +355,14 @@ async fn edit(
 ) -> TaskResult {
     let (repo, plugin) = repo_and_plugin(app, id).await?;
     let version = plugin_version(&plugin);
-    let run = run_plugin_task(app, plugin, repo, ctx, Some(cause), move |p, call, cancel| {
-        p.edit(call, cancel, &change)
-    })
+    let run = run_plugin_task(
+        app,
+        plugin,
+        repo,
+        ctx,
+        Some(cause),
+        move |p, call, cancel| p.edit(call, cancel, &change),
+    )
     .await?;
     Ok(run.summary_json(version))
 }

@@ -549,7 +549,10 @@ struct PublishRequest {
 async fn publish(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    body: std::result::Result<Option<Json<PublishRequest>>, axum::extract::rejection::JsonRejection>,
+    body: std::result::Result<
+        Option<Json<PublishRequest>>,
+        axum::extract::rejection::JsonRejection,
+    >,
 ) -> Result<(StatusCode, Json<wharf_store::db::Task>)> {
     let version = body?.and_then(|Json(r)| r.version);
     let repo = get_repo(&app, &id).await?;
@@ -622,7 +625,9 @@ async fn copy(
 /// without control characters (the plugin decides what they mean).
 fn references(refs: &[String], may_be_empty: bool) -> Result<()> {
     if refs.is_empty() && !may_be_empty {
-        return Err(Error::invalid("name at least one reference (a tag or a digest)"));
+        return Err(Error::invalid(
+            "name at least one reference (a tag or a digest)",
+        ));
     }
     if refs.len() > 1000 {
         return Err(Error::invalid("at most 1000 references per request"));

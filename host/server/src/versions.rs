@@ -21,7 +21,10 @@ pub fn routes() -> axum::Router<Arc<App>> {
     axum::Router::new()
         .route("/repositories/{id}/versions", get(list))
         .route("/repositories/{id}/versions/{number}", get(show))
-        .route("/repositories/{id}/versions/{number}/restore", post(restore))
+        .route(
+            "/repositories/{id}/versions/{number}/restore",
+            post(restore),
+        )
         .route("/repositories/{id}/diff", get(diff))
 }
 
@@ -60,7 +63,10 @@ async fn list(
     let Query(q) = q?;
     let repo = get_repo(&app, &id).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let mut items = app.store.list_versions(&repo.id, q.after, limit + 1).await?;
+    let mut items = app
+        .store
+        .list_versions(&repo.id, q.after, limit + 1)
+        .await?;
     let next = if items.len() > limit as usize {
         items.truncate(limit as usize);
         items.last().map(|v| v.number.to_string())
@@ -77,7 +83,9 @@ async fn show(
     Path((id, number)): Path<(String, String)>,
 ) -> Result<Json<RepoVersion>> {
     let repo = get_repo(&app, &id).await?;
-    Ok(Json(get_version(&app, &repo.id, number_of(&number)?).await?))
+    Ok(Json(
+        get_version(&app, &repo.id, number_of(&number)?).await?,
+    ))
 }
 
 fn number_of(s: &str) -> Result<u64> {

@@ -211,6 +211,16 @@ pub fn edit<H: Host + ?Sized>(host: &mut H, change: &Change) -> Result<Summary, 
     match change {
         Change::Remove(references) => remove(host, references),
         Change::Tag(t) => tag(host, &t.name, &t.target),
+        Change::Adopt(units) => {
+            let removed = wharf_sdk::adopt::replace_namesakes(host, units, TAG, |host, unit| {
+                model::tags_named(host, &model::tag_meta(unit)?.name)
+            })?;
+            Ok(Summary::edited(
+                0,
+                removed,
+                format!("{removed} tag(s) replaced by copied ones"),
+            ))
+        }
     }
 }
 
@@ -576,6 +586,29 @@ mod tests {
         // With its index, it goes.
         remove(&mut host, &strings(&[&d('a'), &d('e')])).unwrap();
         assert_eq!(host.repo_keys(MANIFEST), vec![d('c')]);
+    }
+
+    #[test]
+    fn an_adopted_tag_replaces_its_namesake_and_nothing_else() {
+        let mut host = repository();
+        // `c` copied in from elsewhere, pointing at b: the old `c` goes.
+        let copied = tag_unit("c", &d('b'));
+        host.add_unit(&copied).unwrap();
+        let adopted = vec![UnitRef::new(TAG, copied.key.clone())];
+        let s = edit(&mut host, &Change::Adopt(adopted)).unwrap();
+        assert_eq!(s.units_removed, 1, "{}", s.message);
+        assert_eq!(
+            host.repo_keys(TAG),
+            vec![tag_key("c", &d('b')), tag_key("multi", &d('e'))]
+        );
+        assert!(
+            host.repo_unit(MANIFEST, &d('c')).is_some(),
+            "manifests stay"
+        );
+        // Adopting what the repository does not hold is refused.
+        let missing = vec![UnitRef::new(TAG, tag_key("zz", &d('b')))];
+        let e = edit(&mut host, &Change::Adopt(missing)).unwrap_err();
+        assert_eq!(e.code, "not-found");
     }
 
     #[test]

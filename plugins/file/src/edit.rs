@@ -5,7 +5,7 @@
 //! repositories have no tags.
 
 use crate::paths::{self, MAX_FILE_PATH};
-use crate::unit::{FILE, at_path};
+use crate::unit::{FILE, FileMeta, at_path};
 use wharf_sdk::host::Host;
 use wharf_sdk::{Change, Error, Summary, Unit, UnitRef};
 
@@ -54,13 +54,23 @@ pub fn edit<H: Host + ?Sized>(host: &mut H, change: &Change) -> Result<Summary, 
             ))
         }
         Change::Tag(_) => Err(Error::unsupported("file repositories have no tags")),
+        Change::Adopt(units) => {
+            let removed = wharf_sdk::adopt::replace_namesakes(host, units, FILE, |host, unit| {
+                at_path(host, &FileMeta::from_unit(unit)?.relative_path)
+            })?;
+            Ok(Summary::edited(
+                0,
+                removed,
+                format!("{removed} file(s) replaced by copied ones"),
+            ))
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::unit::{AddFile, FileMeta, key};
+    use crate::unit::{AddFile, key};
     use wharf_sdk::TagEdit;
     use wharf_sdk::testing::FakeHost;
     use wharf_sdk::testing::digest_of as d;

@@ -238,13 +238,12 @@ async fn units_and_copy(s: &dyn Store) {
     );
     assert!(s.get_unit(&r2, &blob, "a").await.unwrap().is_none());
 
-    let all = CopySelection::Types(vec![]);
     let copy = origin(VersionCause::Copy);
-    let made = s.copy_units(&r1, &r2, &all, &copy).await.unwrap().unwrap();
+    let made = s.copy_units(&r1, &r2, &[], &copy).await.unwrap().unwrap();
     assert_eq!(made.added[&blob], 2);
     assert_eq!(made.cause, VersionCause::Copy);
     assert_eq!(
-        s.copy_units(&r1, &r2, &all, &copy).await.unwrap(),
+        s.copy_units(&r1, &r2, &[], &copy).await.unwrap(),
         None,
         "copy is idempotent, and a copy that adds nothing makes no version"
     );
@@ -479,25 +478,36 @@ async fn versions(s: &dyn Store) {
     );
     assert_eq!(s.get_version(&v1, 2).await.unwrap().unwrap(), two);
 
-    // Copying chosen units: only those, once, and only what the source holds.
+    // A copy of one type: only those, once, as a version of the target.
     let copy = origin(VersionCause::Copy);
-    let chosen = CopySelection::Units(vec![r("c")]);
+    let vt: RepoId = "vt".parse().unwrap();
+    s.create_repo(&repo("vt", &[])).await.unwrap();
+    s.apply_changes(
+        &vt,
+        &[UnitChange::Add(unit("tag", "t1")), add("q")],
+        &import(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let tags: UnitType = "tag".parse().unwrap();
+    let only_tags = std::slice::from_ref(&tags);
     let c1 = s
-        .copy_units(&v1, &v2, &chosen, &copy)
+        .copy_units(&vt, &v2, only_tags, &copy)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((c1.number, c1.added[&layer]), (1, 1));
-    assert_eq!(
-        keys(s.list_units(&v2, &layer, None, 10).await.unwrap()),
-        ["c"]
+    assert_eq!((c1.number, c1.added[&tags], c1.content.len()), (1, 1, 1));
+    assert!(
+        s.list_units(&v2, &layer, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
     );
-    assert_eq!(s.copy_units(&v1, &v2, &chosen, &copy).await.unwrap(), None);
-    let absent = CopySelection::Units(vec![r("a")]);
-    assert!(matches!(
-        s.copy_units(&v1, &v2, &absent, &copy).await,
-        Err(StoreError::NotFound(_))
-    ));
+    assert_eq!(
+        s.copy_units(&vt, &v2, only_tags, &copy).await.unwrap(),
+        None
+    );
     assert_eq!(s.latest_version(&v2).await.unwrap().unwrap().number, 1);
 
     // Concurrent changes number versions without gaps or duplicates.

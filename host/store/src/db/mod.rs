@@ -22,8 +22,8 @@ pub mod version;
 
 pub use listener::{Listener, Target};
 pub use version::{
-    CopySelection, HistoryEntry, RepoVersion, UnitCounts, UnitRef, VersionCause, VersionDiff,
-    VersionOrigin, last_change_per_unit,
+    HistoryEntry, RepoVersion, UnitCounts, UnitRef, VersionCause, VersionDiff, VersionOrigin,
+    last_change_per_unit,
 };
 
 use serde::{Deserialize, Serialize};
@@ -667,14 +667,14 @@ pub trait RepositoryStore: Send + Sync {
     /// Number of associated units per type.
     async fn count_units(&self, repo: &RepoId) -> StoreResult<BTreeMap<UnitType, u64>>;
 
-    /// Copy associations (never bytes) as one new version of `to`; `None`
-    /// when `to` held them all already. Selected units `from` does not hold
-    /// are [`StoreError::NotFound`].
+    /// Copy the associations (never bytes) of every unit of `unit_types`
+    /// (every unit when empty) as one new version of `to`; `None` when `to`
+    /// held them all already.
     async fn copy_units(
         &self,
         from: &RepoId,
         to: &RepoId,
-        what: &CopySelection,
+        unit_types: &[UnitType],
         origin: &VersionOrigin,
     ) -> StoreResult<Option<RepoVersion>>;
 

@@ -1426,51 +1426,29 @@ impl RepositoryStore for MongoStore {
         &self,
         from: &RepoId,
         to: &RepoId,
-        what: &CopySelection,
+        unit_types: &[UnitType],
         origin: &VersionOrigin,
     ) -> StoreResult<Option<RepoVersion>> {
+        let types: Vec<String> = unit_types.iter().map(|t| t.to_string()).collect();
         let ctx = (
             self.c.clone(),
             from.clone(),
             to.clone(),
-            what.clone(),
+            types,
             origin.clone(),
         );
-        self.txn(ctx, |s, (c, from, to, what, origin)| {
+        self.txn(ctx, |s, (c, from, to, types, origin)| {
             async move {
                 if !claim(&c.repos, from.as_str(), s).await? {
                     return Err(abort(Abort::NotFound(format!("repository {from}"))));
                 }
                 let begun = begin_version(c, to, s).await?;
                 let n = (begun.1.number + 1) as i64;
-                let assocs = match &*what {
-                    CopySelection::Types(types) => {
-                        let mut filter = doc! {"repo": from.as_str()};
-                        if !types.is_empty() {
-                            let types: Vec<&str> = types.iter().map(|t| t.as_str()).collect();
-                            filter.insert("unit_type", doc! {"$in": types});
-                        }
-                        find_all(&c.assocs, filter, doc! {"_id": 1}, s).await?
-                    }
-                    CopySelection::Units(refs) => {
-                        let mut found = Vec::with_capacity(refs.len());
-                        for r in refs.iter().collect::<std::collections::BTreeSet<_>>() {
-                            let a = c
-                                .assocs
-                                .find_one(doc! {"_id": assoc_id(from, r.unit_type.as_str(), &r.key)})
-                                .session(&mut *s)
-                                .await?
-                                .ok_or_else(|| {
-                                    abort(Abort::NotFound(format!(
-                                        "{} {} in repository {from}",
-                                        r.unit_type, r.key
-                                    )))
-                                })?;
-                            found.push(a);
-                        }
-                        found
-                    }
-                };
+                let mut filter = doc! {"repo": from.as_str()};
+                if !types.is_empty() {
+                    filter.insert("unit_type", doc! {"$in": &*types});
+                }
+                let assocs = find_all(&c.assocs, filter, doc! {"_id": 1}, s).await?;
                 let mut added = UnitCounts::new();
                 for a in assocs {
                     let (t, k, u) = (

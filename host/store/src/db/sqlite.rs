@@ -1062,10 +1062,11 @@ impl RepositoryStore for SqliteStore {
         &self,
         from: &RepoId,
         to: &RepoId,
-        what: &CopySelection,
+        unit_types: &[UnitType],
         origin: &VersionOrigin,
     ) -> StoreResult<Option<RepoVersion>> {
-        let (from, to, what, origin) = (from.clone(), to.clone(), what.clone(), origin.clone());
+        let types: Vec<String> = unit_types.iter().map(|t| t.to_string()).collect();
+        let (from, to, origin) = (from.clone(), to.clone(), origin.clone());
         self.run(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             if tx.query_row("SELECT 1 FROM repositories WHERE id = ?1", [from.as_str()], |_| Ok(())).optional()?.is_none() {
@@ -1074,43 +1075,20 @@ impl RepositoryStore for SqliteStore {
             let begun = begin_version(&tx, &to)?;
             let n = begun.1.number + 1;
             let mut added = UnitCounts::new();
-            match &what {
-                CopySelection::Types(types) => {
-                    let types: Vec<&str> = types.iter().map(|t| t.as_str()).collect();
-                    let types_json = serde_json::to_string(&types)?;
-                    let copied = tx.execute(
-                        "INSERT OR IGNORE INTO associations (repo_id, unit_type, key, unit_id, added_in)
-                         SELECT ?2, unit_type, key, unit_id, ?4 FROM associations
-                         WHERE repo_id = ?1 AND (?3 = '[]' OR unit_type IN (SELECT value FROM json_each(?3)))",
-                        params![from.as_str(), to.as_str(), types_json, n],
-                    )?;
-                    if copied > 0 {
-                        let mut stmt = tx.prepare_cached(
-                            "SELECT unit_type, COUNT(*) FROM associations WHERE repo_id = ?1 AND added_in = ?2 GROUP BY unit_type",
-                        )?;
-                        for row in stmt.query_map(params![to.as_str(), n], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))? {
-                            let (t, count) = row?;
-                            added.insert(t.parse().map_err(backend)?, count);
-                        }
-                    }
-                }
-                CopySelection::Units(refs) => {
-                    let mut held = tx.prepare_cached(
-                        "SELECT unit_id FROM associations WHERE repo_id = ?1 AND unit_type = ?2 AND key = ?3",
-                    )?;
-                    let mut assoc = tx.prepare_cached(
-                        "INSERT OR IGNORE INTO associations (repo_id, unit_type, key, unit_id, added_in)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                    )?;
-                    for r in refs.iter().collect::<std::collections::BTreeSet<_>>() {
-                        let id: i64 = held
-                            .query_row(params![from.as_str(), r.unit_type.as_str(), r.key], |row| row.get(0))
-                            .optional()?
-                            .ok_or_else(|| StoreError::NotFound(format!("{} {} in repository {from}", r.unit_type, r.key)))?;
-                        if assoc.execute(params![to.as_str(), r.unit_type.as_str(), r.key, id, n])? > 0 {
-                            *added.entry(r.unit_type.clone()).or_default() += 1;
-                        }
-                    }
+            let types_json = serde_json::to_string(&types)?;
+            let copied = tx.execute(
+                "INSERT OR IGNORE INTO associations (repo_id, unit_type, key, unit_id, added_in)
+                 SELECT ?2, unit_type, key, unit_id, ?4 FROM associations
+                 WHERE repo_id = ?1 AND (?3 = '[]' OR unit_type IN (SELECT value FROM json_each(?3)))",
+                params![from.as_str(), to.as_str(), types_json, n],
+            )?;
+            if copied > 0 {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT unit_type, COUNT(*) FROM associations WHERE repo_id = ?1 AND added_in = ?2 GROUP BY unit_type",
+                )?;
+                for row in stmt.query_map(params![to.as_str(), n], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))? {
+                    let (t, count) = row?;
+                    added.insert(t.parse().map_err(backend)?, count);
                 }
             }
             commit_version(tx, begun, &origin, added, UnitCounts::new())
@@ -1790,8 +1768,11 @@ mod upgrade_tests {
                 [repo.to_string()],
             )
             .unwrap();
-            c.execute("INSERT INTO associations VALUES ('old', 'tag', 'latest', 1)", [])
-                .unwrap();
+            c.execute(
+                "INSERT INTO associations VALUES ('old', 'tag', 'latest', 1)",
+                [],
+            )
+            .unwrap();
         }
         let s = SqliteStore::open(&path).unwrap();
         let id: RepoId = "old".parse().unwrap();
@@ -1805,7 +1786,11 @@ mod upgrade_tests {
             unit_type: tag.clone(),
             key: "latest".into(),
         };
-        let v1 = s.apply_changes(&id, &[remove], &origin).await.unwrap().unwrap();
+        let v1 = s
+            .apply_changes(&id, &[remove], &origin)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((v1.number, v1.removed[&tag]), (1, 1));
         drop(s);
         // Opening again changes nothing.

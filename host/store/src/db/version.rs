@@ -151,15 +151,6 @@ pub struct VersionDiff {
     pub removed: Vec<UnitRef>,
 }
 
-/// Which units a copy associates with its target.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CopySelection {
-    /// Every unit of these types (every unit when empty).
-    Types(Vec<UnitType>),
-    /// Exactly these units (each must be in the source).
-    Units(Vec<UnitRef>),
-}
-
 /// One association in a repository's history, as `db export` carries it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
