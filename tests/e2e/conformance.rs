@@ -20,7 +20,7 @@ use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
@@ -140,7 +140,7 @@ impl std::fmt::Display for Reply {
 
 /// A registry client that follows token challenges, as `docker`, containerd
 /// and the official conformance suite do.
-struct OciClient {
+pub(crate) struct OciClient {
     base: String,
     http: Client,
     /// HTTP basic credentials given to the token realm; none: anonymous.
@@ -157,7 +157,7 @@ impl OciClient {
         OciClient::anonymous_at(&s.base)
     }
 
-    fn anonymous_at(base: &str) -> OciClient {
+    pub(crate) fn anonymous_at(base: &str) -> OciClient {
         OciClient {
             base: base.to_string(),
             http: Client::builder()
@@ -179,6 +179,14 @@ impl OciClient {
 
     fn admin(s: &Server) -> OciClient {
         OciClient::user(s, "admin", ADMIN_PASSWORD)
+    }
+
+    /// The administrator, at a server's base URL.
+    pub(crate) fn admin_at(base: &str) -> OciClient {
+        OciClient {
+            login: Some(("admin".to_string(), ADMIN_PASSWORD.to_string())),
+            ..OciClient::anonymous_at(base)
+        }
     }
 
     /// A path, or a URL (an absolute `Location`), as a URL.
@@ -353,7 +361,13 @@ impl OciClient {
     }
 
     /// Push a manifest; asserts 201 and returns its digest.
-    fn push_manifest(&self, name: &str, reference: &str, media_type: &str, bytes: &[u8]) -> String {
+    pub(crate) fn push_manifest(
+        &self,
+        name: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> String {
         let r = self.put_manifest(name, reference, media_type, bytes);
         expect(&r, 201);
         sha256_digest(bytes)
@@ -484,15 +498,15 @@ fn oci_index(manifests: Vec<Value>, extra: Value) -> Vec<u8> {
 }
 
 /// An image pushed: its manifest and blobs.
-struct Image {
-    manifest: Vec<u8>,
-    digest: String,
+pub(crate) struct Image {
+    pub(crate) manifest: Vec<u8>,
+    pub(crate) digest: String,
     config: Vec<u8>,
     layers: Vec<Vec<u8>>,
 }
 
 /// Push a config, two layers and their OCI manifest under `tag`.
-fn push_image(c: &OciClient, name: &str, tag: &str, seed: &str) -> Image {
+pub(crate) fn push_image(c: &OciClient, name: &str, tag: &str, seed: &str) -> Image {
     let layers = vec![
         bytes(&format!("{seed}-1"), 3000),
         bytes(&format!("{seed}-2"), 700),

@@ -30,4 +30,5 @@ mod registry_sync;
 mod runtime;
 mod scaling;
 mod serving;
+mod versions;
 mod workers;

@@ -186,6 +186,13 @@ const SEED_WORKFLOWS: &[&str] = &[
     "wharf docker repo publish --repo-id busybox-prod",
     "docker pull \"$REGISTRY/busybox-prod:latest\"",
     "wharf task list",
+    // Beyond the seed: versions, promotion and rollback.
+    "wharf docker repo copy --from-repo-id app-dev --to-repo-id app-prod --tag latest",
+    "wharf docker repo tag --repo-id app-dev --tag latest --from-tag 2",
+    "wharf repo versions diff --repo-id app-dev --from 1 --to 3",
+    "wharf docker repo publish --repo-id app-prod --version 1",
+    "wharf repo versions restore --repo-id app-prod --version 1",
+    "wharf docker repo remove --repo-id app-dev --tag 2",
     // Beyond the seed: pushing.
     "docker push \"$REGISTRY/team/app:1.0\"",
     "docker pull \"$REGISTRY/team/app:1.0\"",

@@ -375,6 +375,8 @@ fn an_embedded_installation_moves_to_mongodb() {
     );
     assert_eq!(code, 201, "{v}");
     let (_, repos_before) = old.get_json("/api/v1/repositories/bb");
+    let (_, versions_before) = old.get_json("/api/v1/repositories/bb/versions");
+    assert_eq!(versions_before["items"].as_array().unwrap().len(), 2);
     let digest_before = skopeo_pull(&old, "test/busybox");
     let (_, status) = old.get_json("/api/v1/status");
     assert_eq!(status["storage"]["db"]["backend"], "sqlite", "{status}");
@@ -430,6 +432,8 @@ fn an_embedded_installation_moves_to_mongodb() {
         repo["content_counts"]["tag"].as_u64().unwrap() >= 1,
         "{repo}"
     );
+    let (_, versions_after) = new.get_json("/api/v1/repositories/bb/versions");
+    assert_eq!(versions_after, versions_before, "the versions move too");
     new.login("dev", "dev-password-1");
     assert_eq!(skopeo_pull(&new, "test/busybox"), digest_before);
     // The SQLite file is no longer needed.
@@ -437,4 +441,57 @@ fn an_embedded_installation_moves_to_mongodb() {
     let (code, _) = new.get_json("/api/v1/repositories/bb");
     assert_eq!(code, 200, "the server does not use the SQLite file");
     drop(old);
+}
+
+/// Pushes to one repository through two nodes at once each make a version,
+/// and MongoDB numbers them 1..N without a gap or a duplicate.
+#[test]
+fn versions_are_numbered_without_gaps_when_two_nodes_push_at_once() {
+    use crate::conformance::{OCI_MANIFEST, OciClient, push_image};
+    let dir = tempfile::tempdir_in(env_path("WHARF_TEST_RUN_DIR")).unwrap();
+    let plugins = docker_only(dir.path());
+    let db = mongo_db_url("versions");
+    let data = dir.path().join("data");
+    let args = ["--db", db.as_str()];
+    let (a, b) = (
+        Server::spawn(Some(&data), &plugins, &args),
+        Server::spawn(Some(&data), &plugins, &args),
+    );
+    let (a, b) = (a.ready(), b.ready());
+    // The first push creates the repository (version 1 holds the image).
+    let image = push_image(&OciClient::admin_at(&a.base), "team/busy", "first", "busy");
+    const TAGS: usize = 12;
+    let bases = [a.base.clone(), b.base.clone()];
+    let pushes: Vec<_> = (0..TAGS)
+        .map(|i| {
+            let base = bases[i % 2].clone();
+            let manifest = image.manifest.clone();
+            std::thread::spawn(move || {
+                OciClient::admin_at(&base).push_manifest(
+                    "team/busy",
+                    &format!("t{i}"),
+                    OCI_MANIFEST,
+                    &manifest,
+                )
+            })
+        })
+        .collect();
+    for p in pushes {
+        assert_eq!(p.join().unwrap(), image.digest);
+    }
+    let (status, page) = a.get_json("/api/v1/repositories/team-busy/versions?limit=1000");
+    assert_eq!(status, 200, "{page}");
+    let numbers: Vec<u64> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, (0..=(TAGS as u64 + 1)).collect::<Vec<_>>(), "{page}");
+    for v in &page["items"].as_array().unwrap()[2..] {
+        assert_eq!(v["cause"], "push", "{v}");
+        assert_eq!(v["added"]["tag"], 1, "each push added its tag: {v}");
+    }
+    let (_, latest) = b.get_json("/api/v1/repositories/team-busy");
+    assert_eq!(latest["content_counts"]["tag"], TAGS as u64 + 1, "{latest}");
 }

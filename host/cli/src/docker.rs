@@ -84,8 +84,11 @@ pub enum DockerRepoCommand {
         #[arg(long, value_name = "TAG")]
         tag: String,
         /// The manifest it points at (sha256:...).
-        #[arg(long, value_name = "DIGEST")]
-        manifest: String,
+        #[arg(long, value_name = "DIGEST", required_unless_present = "from_tag")]
+        manifest: Option<String>,
+        /// Or: the manifest another tag points at.
+        #[arg(long, value_name = "TAG", conflicts_with = "manifest")]
+        from_tag: Option<String>,
         #[command(flatten)]
         wait: WaitArgs,
     },
@@ -305,14 +308,16 @@ pub fn run(s: &Session, DockerCommand::Repo(cmd): DockerCommand) -> anyhow::Resu
             repo,
             tag,
             manifest,
+            from_tag,
             wait,
         } => {
             let id = &repo.repo_id;
             ensure_docker(s, id)?;
+            let target = manifest.or(from_tag).expect("clap requires one");
             let t = s
                 .client
-                .tag(id, &tag, &manifest)
-                .with_context(|| format!("cannot tag {manifest} as {tag} in repository {id}"))?;
+                .tag(id, &tag, &target)
+                .with_context(|| format!("cannot tag {target} as {tag} in repository {id}"))?;
             let done = crate::task::follow(s, t, wait, &format!("Tagging [{id}] {tag}"))?;
             repo::say_version(s, done.as_ref(), &format!("Made version of [{id}]:"));
         }
