@@ -487,7 +487,11 @@ fn versions_are_numbered_without_gaps_when_two_nodes_push_at_once() {
         .iter()
         .map(|v| v["number"].as_u64().unwrap())
         .collect();
-    assert_eq!(numbers, (0..=(TAGS as u64 + 1)).collect::<Vec<_>>(), "{page}");
+    assert_eq!(
+        numbers,
+        (0..=(TAGS as u64 + 1)).collect::<Vec<_>>(),
+        "{page}"
+    );
     for v in &page["items"].as_array().unwrap()[2..] {
         assert_eq!(v["cause"], "push", "{v}");
         assert_eq!(v["added"]["tag"], 1, "each push added its tag: {v}");

@@ -13,10 +13,16 @@ use std::collections::BTreeSet;
 const BUSYBOX: &str = "busybox.tar";
 const TWO: &str = "two-layer.tar";
 
-fn manifest_of(file: &str) -> String {
-    image_info(file)["manifest_digest"]
-        .as_str()
-        .unwrap()
+/// The manifest `tag` points at in `repo` (an import writes its own
+/// manifest of a `docker save` archive, so its digest is the repository's
+/// to tell).
+fn tagged(s: &Server, repo: &str, tag: &str) -> String {
+    let c = content(s, repo);
+    let prefix = format!("{tag}@");
+    c.tags
+        .iter()
+        .find_map(|k| k.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no tag {tag} in {repo}: {c:?}"))
         .to_string()
 }
 
@@ -74,7 +80,13 @@ fn diff(s: &Server, repo: &str, from: u64, to: u64) -> (BTreeSet<String>, BTreeS
         d[k].as_array()
             .unwrap()
             .iter()
-            .map(|u| format!("{} {}", u["unit_type"].as_str().unwrap(), u["key"].as_str().unwrap()))
+            .map(|u| {
+                format!(
+                    "{} {}",
+                    u["unit_type"].as_str().unwrap(),
+                    u["key"].as_str().unwrap()
+                )
+            })
             .collect::<BTreeSet<_>>()
     };
     (side("added"), side("removed"))
@@ -107,12 +119,12 @@ fn pull_and_cat(image: &str, file: &str) -> Option<String> {
 fn imports_make_versions_and_publishing_an_older_one_rolls_back() {
     let s = Server::start();
     docker_repo(&s, "app", "versions/app", json!({}));
-    let (m1, m2) = (manifest_of(BUSYBOX), manifest_of(TWO));
 
     // Version 0 is the repository as created; each import makes one more,
     // recording its task.
     let first = import_file(&s, "app", BUSYBOX);
     let second = import_file(&s, "app", TWO);
+    let (m1, m2) = (tagged(&s, "app", "latest"), tagged(&s, "app", "v1"));
     assert_eq!(first["result"]["version"], 1, "{first}");
     assert_eq!(second["result"]["version"], 2, "{second}");
     let vs = versions(&s, "app");
@@ -140,7 +152,10 @@ fn imports_make_versions_and_publishing_an_older_one_rolls_back() {
     assert_eq!(added.len(), 4, "one more: the second layer: {added:?}");
     assert_eq!(
         added,
-        held(&s, "app", 2).difference(&held(&s, "app", 1)).cloned().collect(),
+        held(&s, "app", 2)
+            .difference(&held(&s, "app", 1))
+            .cloned()
+            .collect(),
         "the diff and the two versions' content agree"
     );
     assert_eq!(diff(&s, "app", 2, 1), (removed.clone(), added.clone()));
@@ -169,7 +184,11 @@ fn imports_make_versions_and_publishing_an_older_one_rolls_back() {
         pull_and_cat(&image, "/etc/second.txt").is_none(),
         "the rolled-back image has no second layer"
     );
-    assert!(pull_and_cat(&image, "/etc/hello.txt").unwrap().contains("hello from wharf"));
+    assert!(
+        pull_and_cat(&image, "/etc/hello.txt")
+            .unwrap()
+            .contains("hello from wharf")
+    );
     let (_, detail) = s.get_json("/api/v1/repositories/app");
     assert_eq!(detail["latest_version"], 3);
     assert_eq!(detail["publications"][0]["version"], 1, "{detail}");
@@ -198,9 +217,14 @@ fn a_tag_copied_from_dev_to_prod_brings_that_image_only() {
     docker_repo(&s, "prod", "lifecycle/prod", json!({}));
     import_file(&s, "dev", BUSYBOX); // latest -> m1
     import_file(&s, "dev", TWO); // v1 -> m2
-    let (m1, m2) = (manifest_of(BUSYBOX), manifest_of(TWO));
+    let (m1, m2) = (tagged(&s, "dev", "latest"), tagged(&s, "dev", "v1"));
 
-    let copied = done(&s, "prod", "copy", json!({"from": "dev", "references": ["v1"]}));
+    let copied = done(
+        &s,
+        "prod",
+        "copy",
+        json!({"from": "dev", "references": ["v1"]}),
+    );
     assert_eq!(copied["version"], 1, "{copied}");
     let prod = content(&s, "prod");
     assert_eq!(tag_names(&prod), ["v1"]);
@@ -217,18 +241,45 @@ fn a_tag_copied_from_dev_to_prod_brings_that_image_only() {
 
     // Promote `latest` (busybox), then move latest in dev and promote it
     // again: prod's latest is replaced, never doubled.
-    done(&s, "prod", "copy", json!({"from": "dev", "references": ["latest"]}));
+    done(
+        &s,
+        "prod",
+        "copy",
+        json!({"from": "dev", "references": ["latest"]}),
+    );
     done(&s, "dev", "tag", json!({"tag": "latest", "target": m2}));
-    let again = done(&s, "prod", "copy", json!({"from": "dev", "references": ["latest"]}));
-    assert_eq!((again["units_added"].as_u64(), again["units_removed"].as_u64()), (Some(1), Some(1)), "{again}");
+    let again = done(
+        &s,
+        "prod",
+        "copy",
+        json!({"from": "dev", "references": ["latest"]}),
+    );
+    assert_eq!(
+        (
+            again["units_added"].as_u64(),
+            again["units_removed"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{again}"
+    );
     let prod = content(&s, "prod");
     assert_eq!(tag_names(&prod), ["latest", "v1"]);
     assert!(prod.tags.contains(&format!("latest@{m2}")), "{prod:?}");
     // Copying what prod holds already changes nothing: no version.
-    let same = done(&s, "prod", "copy", json!({"from": "dev", "references": ["latest"]}));
+    let same = done(
+        &s,
+        "prod",
+        "copy",
+        json!({"from": "dev", "references": ["latest"]}),
+    );
     assert_eq!(same["version"], Value::Null, "{same}");
     // By digest: the manifest and what it needs, no tag.
-    done(&s, "prod", "copy", json!({"from": "dev", "references": [m1]}));
+    done(
+        &s,
+        "prod",
+        "copy",
+        json!({"from": "dev", "references": [m1]}),
+    );
     let prod = content(&s, "prod");
     assert!(prod.manifests.contains(&m1));
     assert_eq!(tag_names(&prod), ["latest", "v1"]);
@@ -245,12 +296,24 @@ fn a_tag_copied_from_dev_to_prod_brings_that_image_only() {
         &json!({"from": "dev", "references": ["latest"], "unit_types": ["tag"]}),
     );
     assert_eq!(status, 400, "{v}");
-    for (reference, code) in [("nope", "not-found"), ("../etc/passwd", "invalid"), ("sha256:zz", "invalid")] {
-        let t = s.repo_task("prod", "copy", json!({"from": "dev", "references": [reference]}));
+    for (reference, code) in [
+        ("nope", "not-found"),
+        ("../etc/passwd", "invalid"),
+        ("sha256:zz", "invalid"),
+    ] {
+        let t = s.repo_task(
+            "prod",
+            "copy",
+            json!({"from": "dev", "references": [reference]}),
+        );
         assert_eq!(t["state"], "error", "{reference}: {t}");
         assert_eq!(t["error"]["cause"], code, "{reference}: {t}");
     }
-    assert_eq!(versions(&s, "prod").len(), before, "no version from a failed copy");
+    assert_eq!(
+        versions(&s, "prod").len(),
+        before,
+        "no version from a failed copy"
+    );
 }
 
 #[test]
@@ -259,14 +322,18 @@ fn removing_a_tag_or_an_image_makes_a_version_without_it() {
     docker_repo(&s, "rm", "lifecycle/rm", json!({}));
     import_file(&s, "rm", BUSYBOX);
     import_file(&s, "rm", TWO);
-    let (m1, m2) = (manifest_of(BUSYBOX), manifest_of(TWO));
+    let (m1, m2) = (tagged(&s, "rm", "latest"), tagged(&s, "rm", "v1"));
     done(&s, "rm", "publish", json!({}));
     let image = format!("{}/lifecycle/rm:v1", s.addr);
     assert!(pull_and_cat(&image, "/etc/second.txt").is_some());
 
     // The tag alone goes; its manifest stays.
     let r = done(&s, "rm", "remove", json!({"references": ["v1"]}));
-    assert_eq!((r["version"].as_u64(), r["units_removed"].as_u64()), (Some(3), Some(1)), "{r}");
+    assert_eq!(
+        (r["version"].as_u64(), r["units_removed"].as_u64()),
+        (Some(3), Some(1)),
+        "{r}"
+    );
     let c = content(&s, "rm");
     assert_eq!(tag_names(&c), ["latest"]);
     assert!(c.manifests.contains(&m2));
@@ -315,8 +382,13 @@ fn a_version_limit_drops_the_oldest_and_cleanup_frees_only_what_nothing_holds() 
     docker_repo(&s, "keep", "lifecycle/keep", json!({}));
     import_file(&s, "lim", BUSYBOX); // 1
     import_file(&s, "lim", TWO); // 2
-    done(&s, "keep", "copy", json!({"from": "lim", "references": ["v1"]}));
-    let (m1, m2) = (manifest_of(BUSYBOX), manifest_of(TWO));
+    done(
+        &s,
+        "keep",
+        "copy",
+        json!({"from": "lim", "references": ["v1"]}),
+    );
+    let (m1, m2) = (tagged(&s, "lim", "latest"), tagged(&s, "lim", "v1"));
     let (c1, c2) = (config_of(BUSYBOX), config_of(TWO));
 
     // With every version kept, removing content frees nothing.

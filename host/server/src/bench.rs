@@ -266,3 +266,96 @@ pub async fn store(units: usize, repos: usize) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// What one version costs as a repository grows: for each size, a
+/// repository of that many units, then one-unit changes (each a new
+/// version), a diff of the last two versions and a page of the latest
+/// version, on the store at `db` (a fresh SQLite file when `None`; a
+/// MongoDB database is used as given and its repositories are left).
+pub async fn versions(
+    db: Option<wharf_store::db::DbLocation>,
+    sizes: &[usize],
+) -> anyhow::Result<()> {
+    use wharf_store::db::{Repository, Unit, UnitChange, VersionCause, VersionOrigin, now};
+    let dir = tempfile::tempdir()?;
+    let location =
+        db.unwrap_or_else(|| wharf_store::db::DbLocation::Sqlite(dir.path().join("wharf.db")));
+    let store = location.open().await?;
+    println!("store: {location}");
+    let unit = |i: usize| {
+        let key = format!("sha256:{i:064x}");
+        Unit {
+            unit_type: "blob".parse().expect("a unit type"),
+            key: key.clone(),
+            metadata: serde_json::json!({"size": i}),
+            blobs: vec![wharf_core::digest::Digest::of(key.as_bytes())],
+        }
+    };
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let import = VersionOrigin::new(VersionCause::Import, None);
+    for &size in sizes {
+        let id: wharf_core::ids::RepoId = format!("bench-{size}-{}", &run[..8]).parse()?;
+        store
+            .create_repo(&Repository {
+                id: id.clone(),
+                content_type: "docker".into(),
+                display_name: String::new(),
+                description: String::new(),
+                notes: Default::default(),
+                importer_config: serde_json::json!({}),
+                distributor_config: serde_json::json!({}),
+                retain_versions: None,
+                created_at: now(),
+                updated_at: now(),
+            })
+            .await?;
+        let t = Instant::now();
+        for chunk in (0..size).collect::<Vec<_>>().chunks(5000) {
+            let changes: Vec<UnitChange> =
+                chunk.iter().map(|&i| UnitChange::Add(unit(i))).collect();
+            store.apply_changes(&id, &changes, &import).await?;
+        }
+        let fill = t.elapsed();
+        let mut one = Vec::new();
+        for i in 0..30 {
+            let change = if i % 2 == 0 {
+                UnitChange::Add(unit(size + i))
+            } else {
+                let u = unit(i);
+                UnitChange::Remove {
+                    unit_type: u.unit_type,
+                    key: u.key,
+                }
+            };
+            let t = Instant::now();
+            let made = store.apply_changes(&id, &[change], &import).await?;
+            one.push(t.elapsed());
+            anyhow::ensure!(made.is_some_and(|v| v.changed() == 1), "a one-unit version");
+        }
+        one.sort();
+        let latest = store
+            .latest_version(&id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no versions"))?
+            .number;
+        let t = Instant::now();
+        let d = store.diff_versions(&id, latest - 1, latest).await?;
+        let diff = t.elapsed();
+        anyhow::ensure!(d.added.len() + d.removed.len() == 1, "a one-unit diff");
+        let blob = "blob".parse()?;
+        let t = Instant::now();
+        store
+            .list_version_units(&id, latest - 10, &blob, None, 100)
+            .await?;
+        let page = t.elapsed();
+        println!(
+            "{size:>7} units: fill {}; one-unit change (a version) p50 {} p90 {}; diff of two versions {}; first 100 units of an older version {}",
+            ms(fill),
+            ms(percentile(&one, 0.5)),
+            ms(percentile(&one, 0.9)),
+            ms(diff),
+            ms(page)
+        );
+    }
+    Ok(())
+}

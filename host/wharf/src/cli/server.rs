@@ -74,6 +74,18 @@ pub enum Bench {
         #[arg(long, default_value_t = 10_000)]
         repos: usize,
     },
+    /// What a one-unit change (a new version), a diff and a page of an older
+    /// version cost as a repository grows.
+    Versions {
+        /// The store to measure [default: a fresh embedded SQLite file];
+        /// e.g. mongodb://127.0.0.1:27017/wharf_bench (left with the
+        /// repositories it made).
+        #[arg(long, value_name = "URL")]
+        db: Option<wharf_store::db::DbLocation>,
+        /// Repository sizes, in units.
+        #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 100_000])]
+        units: Vec<usize>,
+    },
     /// Time from `wharf serve` to ready, with a warm plugin cache.
     Startup {
         #[arg(long, default_value = "target/plugins")]
@@ -108,6 +120,7 @@ pub fn bench(bench: Bench) -> anyhow::Result<()> {
             rt.block_on(wharf_server::bench::startup(&plugin_dir, runs))
         }
         Bench::Store { units, repos } => rt.block_on(wharf_server::bench::store(units, repos)),
+        Bench::Versions { db, units } => rt.block_on(wharf_server::bench::versions(db, &units)),
     }
 }
 
