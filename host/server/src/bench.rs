@@ -344,16 +344,20 @@ pub async fn versions(
         anyhow::ensure!(d.added.len() + d.removed.len() == 1, "a one-unit diff");
         let blob = "blob".parse()?;
         let t = Instant::now();
+        store.list_units(&id, &blob, None, 100).await?;
+        let latest_page = t.elapsed();
+        let t = Instant::now();
         store
             .list_version_units(&id, latest - 10, &blob, None, 100)
             .await?;
         let page = t.elapsed();
         println!(
-            "{size:>7} units: fill {}; one-unit change (a version) p50 {} p90 {}; diff of two versions {}; first 100 units of an older version {}",
+            "{size:>7} units: fill {}; one-unit change (a version) p50 {} p90 {}; diff of two versions {}; first 100 units of the latest {} / of an older version {}",
             ms(fill),
             ms(percentile(&one, 0.5)),
             ms(percentile(&one, 0.9)),
             ms(diff),
+            ms(latest_page),
             ms(page)
         );
     }

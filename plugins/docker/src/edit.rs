@@ -61,6 +61,18 @@ struct Content {
 
 impl Content {
     fn load<H: Host + ?Sized>(host: &mut H) -> Result<Self, Error> {
+        let mut content = Content::manifests(host)?;
+        content.blobs = list_all(host, BLOB)?.into_iter().map(|u| u.key).collect();
+        for unit in list_all(host, TAG)? {
+            let meta = model::tag_meta(&unit)?;
+            content.tags.push((unit.key, meta.name, meta.manifest));
+        }
+        Ok(content)
+    }
+
+    /// The manifests alone (no tags, no blobs): what a selection reads,
+    /// whatever the number of tags.
+    fn manifests<H: Host + ?Sized>(host: &mut H) -> Result<Self, Error> {
         let mut manifests = BTreeMap::new();
         for unit in list_all(host, MANIFEST)? {
             let meta: ManifestMeta = serde_json::from_str(&unit.metadata).map_err(|e| {
@@ -70,12 +82,6 @@ impl Content {
                 )
             })?;
             manifests.insert(unit.key, meta);
-        }
-        let blobs = list_all(host, BLOB)?.into_iter().map(|u| u.key).collect();
-        let mut tags = Vec::new();
-        for unit in list_all(host, TAG)? {
-            let meta = model::tag_meta(&unit)?;
-            tags.push((unit.key, meta.name, meta.manifest));
         }
         let mut parents: HashMap<String, Vec<String>> = HashMap::new();
         let mut referrers: HashMap<String, Vec<String>> = HashMap::new();
@@ -95,8 +101,8 @@ impl Content {
         }
         Ok(Content {
             manifests,
-            blobs,
-            tags,
+            blobs: HashSet::new(),
+            tags: Vec::new(),
             parents,
             referrers,
         })
@@ -161,8 +167,14 @@ impl Selection {
         fresh
     }
 
-    /// `digest` with its children, blobs and referrers.
-    fn closure(&mut self, content: &Content, digest: &str) {
+    /// `digest` with its children, blobs (those `held` says the repository
+    /// has a unit of) and referrers.
+    fn closure(
+        &mut self,
+        content: &Content,
+        digest: &str,
+        mut held: impl FnMut(&str) -> Result<bool, Error>,
+    ) -> Result<(), Error> {
         let mut todo = vec![digest.to_string()];
         while let Some(d) = todo.pop() {
             let Some(meta) = content.manifests.get(&d) else {
@@ -172,13 +184,14 @@ impl Selection {
                 continue;
             }
             for blob in Content::blobs_of(meta) {
-                if content.blobs.contains(blob) {
+                if held(blob)? {
                     self.push(BLOB, blob);
                 }
             }
             todo.extend(meta.manifests.iter().cloned());
             todo.extend(content.referrers(&d).iter().cloned());
         }
+        Ok(())
     }
 }
 
@@ -192,16 +205,35 @@ pub fn select<H: Host + ?Sized>(
         .iter()
         .map(|r| parse(r))
         .collect::<Result<Vec<_>, _>>()?;
-    let content = Content::load(host)?;
+    // Tags and blobs are looked up one by one: copying one tag out of
+    // thousands reads that tag, not the thousands.
+    let content = Content::manifests(host)?;
     let mut selection = Selection::default();
     for reference in parsed {
-        let digest = content.resolve(reference)?;
-        if let Reference::Tag(name) = reference {
-            for (key, _, _) in content.tagged(name) {
-                selection.push(TAG, key);
+        let digest = match reference {
+            Reference::Tag(name) => {
+                let tags = model::tags_named(host, name)?;
+                let Some(first) = tags.first() else {
+                    return Err(Error::not_found(format!(
+                        "tag {name} is not in the repository"
+                    )));
+                };
+                let digest = model::tag_meta(first)?.manifest;
+                for t in &tags {
+                    selection.push(TAG, &t.key);
+                }
+                digest
             }
+            Reference::Digest(digest) => digest.to_string(),
+        };
+        if !content.manifests.contains_key(&digest) {
+            return Err(Error::not_found(format!(
+                "manifest {digest} is not in the repository"
+            )));
         }
-        selection.closure(&content, &digest);
+        selection.closure(&content, &digest, |blob| {
+            Ok(host.get_unit(BLOB, blob)?.is_some())
+        })?;
     }
     Ok(selection.units)
 }

@@ -782,10 +782,19 @@ impl RepositoryStore for SqliteStore {
             after.map(str::to_string),
         );
         self.run(move |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT u.unit_type, u.key, u.metadata, u.blobs FROM {VERSION_ROWS} a JOIN units u ON u.id = a.unit_id
-                 WHERE a.unit_type = ?3 AND a.key > ?4 ORDER BY a.key LIMIT ?5"
-            ))?;
+            // Each side walks its primary key in key order and stops at the
+            // page's end: a page costs the page, not the repository.
+            let mut stmt = c.prepare_cached(
+                "SELECT u.unit_type, u.key, u.metadata, u.blobs FROM (
+                     SELECT * FROM (SELECT unit_type, key, unit_id FROM associations
+                         WHERE repo_id = ?1 AND unit_type = ?3 AND key > ?4 AND added_in <= ?2
+                         ORDER BY key LIMIT ?5)
+                     UNION ALL
+                     SELECT * FROM (SELECT unit_type, key, unit_id FROM retired_associations
+                         WHERE repo_id = ?1 AND unit_type = ?3 AND key > ?4 AND added_in <= ?2 AND removed_in > ?2
+                         ORDER BY key LIMIT ?5)
+                 ) a JOIN units u ON u.id = a.unit_id ORDER BY a.key LIMIT ?5",
+            )?;
             let rows = stmt.query_map(
                 params![repo.as_str(), version, unit_type, after.unwrap_or_default(), limit.max(1)],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
