@@ -276,11 +276,23 @@ impl Client {
 
     /// The units of one type in a repository, through all pages.
     pub fn units(&self, repo: &RepoId, unit_type: &str) -> ClientResult<Vec<Unit>> {
-        self.all_pages(
-            &format!("repositories/{repo}/content"),
-            vec![("type", unit_type.to_string())],
-        )
-        .map_err(unknown_repo_hint)
+        self.version_units(repo, unit_type, None)
+    }
+
+    /// The units of one type in a version of a repository (the latest when
+    /// `None`), through all pages.
+    pub fn version_units(
+        &self,
+        repo: &RepoId,
+        unit_type: &str,
+        version: Option<u64>,
+    ) -> ClientResult<Vec<Unit>> {
+        let mut query = vec![("type", unit_type.to_string())];
+        if let Some(n) = version {
+            query.push(("version", n.to_string()));
+        }
+        self.all_pages(&format!("repositories/{repo}/content"), query)
+            .map_err(unknown_repo_hint)
     }
 
     fn all_pages<T: serde::de::DeserializeOwned>(

@@ -206,6 +206,9 @@ pub struct ContentArgs {
     /// The unit type (e.g. tag, manifest, blob for docker).
     #[arg(long = "type", value_name = "UNIT_TYPE")]
     pub unit_type: String,
+    /// What a version held [default: the latest].
+    #[arg(long, value_name = "N")]
+    pub version: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -444,7 +447,7 @@ pub fn run(s: &Session, cmd: RepoCommand) -> anyhow::Result<()> {
         }
         RepoCommand::Remove(a) => remove(s, &a.repo.repo_id, a.references, a.wait)?,
         RepoCommand::Versions(c) => crate::version::run(s, c)?,
-        RepoCommand::Content(a) => content(s, &a.repo.repo_id, &a.unit_type)?,
+        RepoCommand::Content(a) => content(s, &a.repo.repo_id, &a.unit_type, a.version)?,
         RepoCommand::Uploads(UploadsCommand::Upload(a)) => {
             let params = a
                 .params
@@ -753,8 +756,8 @@ pub fn remove(
     Ok(())
 }
 
-fn content(s: &Session, id: &RepoId, unit_type: &str) -> anyhow::Result<()> {
-    let units = s.client.units(id, unit_type)?;
+fn content(s: &Session, id: &RepoId, unit_type: &str, version: Option<u64>) -> anyhow::Result<()> {
+    let units = s.client.version_units(id, unit_type, version)?;
     match s.output {
         OutputFormat::Json => output::print_json(&units),
         OutputFormat::Table if units.is_empty() => {

@@ -291,7 +291,7 @@ async fn copy(
     ctx: TaskContext,
 ) -> TaskResult {
     if references.is_empty() {
-        let origin = VersionOrigin::new(VersionCause::Copy, Some(ctx.id.clone()));
+        let origin = VersionOrigin::new(VersionCause::Copy, Some(ctx.id));
         let made = app.store.copy_units(from, to, &unit_types, &origin).await?;
         return Ok(version_json(made.as_ref()));
     }
@@ -403,7 +403,7 @@ async fn restore(app: &Arc<App>, id: &RepoId, n: u64, ctx: TaskContext) -> TaskR
             })?;
         changes.push(UnitChange::Add(unit));
     }
-    let origin = VersionOrigin::new(VersionCause::Restore, Some(ctx.id.clone()));
+    let origin = VersionOrigin::new(VersionCause::Restore, Some(ctx.id));
     let made = app.store.apply_changes(id, &changes, &origin).await?;
     let mut result = version_json(made.as_ref());
     result["restored"] = n.into();
@@ -528,7 +528,7 @@ async fn run_plugin_task<R: Send + 'static>(
     let version = match cause {
         _ if call.changes.is_empty() => None,
         Some(cause) => {
-            let origin = VersionOrigin::new(cause, Some(ctx.id.clone()));
+            let origin = VersionOrigin::new(cause, Some(ctx.id));
             app.store
                 .apply_changes(&repo.id, &call.changes, &origin)
                 .await?

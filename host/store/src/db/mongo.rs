@@ -297,6 +297,31 @@ async fn begin_version(
     Ok((retain, from_doc(&latest)?))
 }
 
+/// Create a unit unless it exists (units are immutable once created); the
+/// `$inc` is the claim that makes a concurrent orphan removal of it
+/// conflict with this transaction.
+async fn put_unit(
+    c: &Colls,
+    uid: &str,
+    (unit_type, key): (&str, &str),
+    metadata: &str,
+    blobs: &[String],
+    s: &mut ClientSession,
+) -> MResult<()> {
+    c.units
+        .update_one(
+            doc! {"_id": uid},
+            doc! {
+                "$setOnInsert": {"unit_type": unit_type, "key": key, "doc": metadata, "blobs": blobs},
+                "$inc": {"claims": 1_i64},
+            },
+        )
+        .upsert(true)
+        .session(&mut *s)
+        .await?;
+    Ok(())
+}
+
 /// Move the association `aid` of `repo` to the retired ones, removed in
 /// version `n`; false if the repository did not hold it.
 async fn retire(
@@ -1037,20 +1062,7 @@ impl RepositoryStore for MongoStore {
                     let aid = assoc_id(repo, unit_type.as_str(), key);
                     match add {
                         Some((metadata, blobs)) => {
-                            // Units are immutable once created; the $inc is the
-                            // claim that makes a concurrent orphan removal of
-                            // this unit conflict with us.
-                            c.units
-                                .update_one(
-                                    doc! {"_id": &uid},
-                                    doc! {
-                                        "$setOnInsert": {"unit_type": unit_type.as_str(), "key": key, "doc": metadata, "blobs": blobs},
-                                        "$inc": {"claims": 1_i64},
-                                    },
-                                )
-                                .upsert(true)
-                                .session(&mut *s)
-                                .await?;
+                            put_unit(c, &uid, (unit_type.as_str(), key), metadata, blobs, s).await?;
                             let r = c
                                 .assocs
                                 .update_one(
@@ -1320,17 +1332,7 @@ impl RepositoryStore for MongoStore {
                 }
                 for (t, k, metadata, blobs, added_in, removed_in) in staged.iter() {
                     let uid = unit_id(t, k);
-                    c.units
-                        .update_one(
-                            doc! {"_id": &uid},
-                            doc! {
-                                "$setOnInsert": {"unit_type": t, "key": k, "doc": metadata, "blobs": blobs},
-                                "$inc": {"claims": 1_i64},
-                            },
-                        )
-                        .upsert(true)
-                        .session(&mut *s)
-                        .await?;
+                    put_unit(c, &uid, (t, k), metadata, blobs, s).await?;
                     let row = doc! {"repo": repo.as_str(), "unit_type": t, "key": k, "unit": &uid, "added_in": *added_in};
                     match removed_in {
                         None => {

@@ -480,21 +480,25 @@ fn read_version(doc: String) -> StoreResult<RepoVersion> {
     Ok(serde_json::from_str(&doc)?)
 }
 
+fn read_repo(c: &Connection, id: &RepoId) -> StoreResult<Option<Repository>> {
+    let doc: Option<String> = c
+        .query_row(
+            "SELECT doc FROM repositories WHERE id = ?1",
+            [id.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+}
+
 /// Start a change to `repo`'s content: its version limit and its latest
 /// version, read inside the change's (immediate) transaction so that
 /// concurrent changes number their versions without gaps or duplicates.
 fn begin_version(c: &Connection, repo: &RepoId) -> StoreResult<(Option<u64>, RepoVersion)> {
-    let doc: Option<String> = c
-        .query_row(
-            "SELECT doc FROM repositories WHERE id = ?1",
-            [repo.as_str()],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let Some(doc) = doc else {
+    let Some(record) = read_repo(c, repo)? else {
         return Err(StoreError::NotFound(format!("repository {repo}")));
     };
-    let retain = serde_json::from_str::<Repository>(&doc)?.retain_versions;
+    let retain = record.retain_versions;
     let latest = c
         .query_row(
             "SELECT doc FROM repository_versions WHERE repo_id = ?1 ORDER BY number DESC LIMIT 1",
@@ -578,6 +582,35 @@ fn unit_refs(c: &Connection, sql: &str, p: impl rusqlite::Params) -> StoreResult
     Ok(out)
 }
 
+/// Create `u` unless it exists (units are immutable); its row id.
+fn put_unit(tx: &rusqlite::Transaction, u: &Unit) -> StoreResult<i64> {
+    tx.prepare_cached(
+        "INSERT INTO units (unit_type, key, metadata, blobs) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (unit_type, key) DO NOTHING",
+    )?
+    .execute(params![
+        u.unit_type.as_str(),
+        u.key,
+        serde_json::to_string(&u.metadata)?,
+        serde_json::to_string(&u.blobs)?
+    ])?;
+    Ok(tx
+        .prepare_cached("SELECT id FROM units WHERE unit_type = ?1 AND key = ?2")?
+        .query_row(params![u.unit_type.as_str(), u.key], |r| r.get(0))?)
+}
+
+/// The units a query of `unit_type, key, metadata, blobs` rows answers.
+fn query_units(c: &Connection, sql: &str, p: impl rusqlite::Params) -> StoreResult<Vec<Unit>> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let rows = stmt.query_map(p, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (t, k, m, b) = row?;
+        out.push(row_unit(t, k, m, b)?);
+    }
+    Ok(out)
+}
+
 fn row_unit(unit_type: String, key: String, metadata: String, blobs: String) -> StoreResult<Unit> {
     Ok(Unit {
         unit_type: unit_type.parse().map_err(backend)?,
@@ -628,17 +661,7 @@ impl RepositoryStore for SqliteStore {
 
     async fn get_repo(&self, id: &RepoId) -> StoreResult<Option<Repository>> {
         let id = id.clone();
-        self.run(move |c| {
-            let doc: Option<String> = c
-                .query_row(
-                    "SELECT doc FROM repositories WHERE id = ?1",
-                    [id.as_str()],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
-        })
-        .await
+        self.run(move |c| read_repo(c, &id)).await
     }
 
     async fn update_repo(&self, repo: &Repository) -> StoreResult<()> {
@@ -722,12 +745,6 @@ impl RepositoryStore for SqliteStore {
             let n = begun.1.number + 1;
             let (mut added, mut removed) = (UnitCounts::new(), UnitCounts::new());
             {
-                let mut ins_unit = tx.prepare_cached(
-                    "INSERT INTO units (unit_type, key, metadata, blobs) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (unit_type, key) DO NOTHING",
-                )?;
-                let mut unit_id =
-                    tx.prepare_cached("SELECT id FROM units WHERE unit_type = ?1 AND key = ?2")?;
                 let mut assoc = tx.prepare_cached(
                     "INSERT OR IGNORE INTO associations (repo_id, unit_type, key, unit_id, added_in)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -743,13 +760,7 @@ impl RepositoryStore for SqliteStore {
                 for change in last_change_per_unit(&changes) {
                     match change {
                         UnitChange::Add(u) => {
-                            ins_unit.execute(params![
-                                u.unit_type.as_str(),
-                                u.key,
-                                serde_json::to_string(&u.metadata)?,
-                                serde_json::to_string(&u.blobs)?
-                            ])?;
-                            let id: i64 = unit_id.query_row(params![u.unit_type.as_str(), u.key], |r| r.get(0))?;
+                            let id = put_unit(&tx, u)?;
                             if assoc.execute(params![repo.as_str(), u.unit_type.as_str(), u.key, id, n])? > 0 {
                                 *added.entry(u.unit_type.clone()).or_default() += 1;
                             }
@@ -784,7 +795,8 @@ impl RepositoryStore for SqliteStore {
         self.run(move |c| {
             // Each side walks its primary key in key order and stops at the
             // page's end: a page costs the page, not the repository.
-            let mut stmt = c.prepare_cached(
+            query_units(
+                c,
                 "SELECT u.unit_type, u.key, u.metadata, u.blobs FROM (
                      SELECT * FROM (SELECT unit_type, key, unit_id FROM associations
                          WHERE repo_id = ?1 AND unit_type = ?3 AND key > ?4 AND added_in <= ?2
@@ -794,17 +806,8 @@ impl RepositoryStore for SqliteStore {
                          WHERE repo_id = ?1 AND unit_type = ?3 AND key > ?4 AND added_in <= ?2 AND removed_in > ?2
                          ORDER BY key LIMIT ?5)
                  ) a JOIN units u ON u.id = a.unit_id ORDER BY a.key LIMIT ?5",
-            )?;
-            let rows = stmt.query_map(
                 params![repo.as_str(), version, unit_type, after.unwrap_or_default(), limit.max(1)],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (t, k, m, b) = row?;
-                out.push(row_unit(t, k, m, b)?);
-            }
-            Ok(out)
+            )
         })
         .await
     }
@@ -818,17 +821,12 @@ impl RepositoryStore for SqliteStore {
     ) -> StoreResult<Option<Unit>> {
         let (repo, unit_type, key) = (repo.clone(), unit_type.to_string(), key.to_string());
         self.run(move |c| {
-            let row: Option<(String, String, String, String)> = c
-                .query_row(
-                    &format!(
-                        "SELECT u.unit_type, u.key, u.metadata, u.blobs FROM {VERSION_ROWS} a JOIN units u ON u.id = a.unit_id
-                         WHERE a.unit_type = ?3 AND a.key = ?4"
-                    ),
-                    params![repo.as_str(), version, unit_type, key],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .optional()?;
-            row.map(|(t, k, m, b)| row_unit(t, k, m, b)).transpose()
+            let sql = format!(
+                "SELECT u.unit_type, u.key, u.metadata, u.blobs FROM {VERSION_ROWS} a JOIN units u ON u.id = a.unit_id
+                 WHERE a.unit_type = ?3 AND a.key = ?4"
+            );
+            let found = query_units(c, &sql, params![repo.as_str(), version, unit_type, key])?;
+            Ok(found.into_iter().next())
         })
         .await
     }
@@ -961,12 +959,6 @@ impl RepositoryStore for SqliteStore {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             begin_version(&tx, &repo)?;
             {
-                let mut ins_unit = tx.prepare_cached(
-                    "INSERT INTO units (unit_type, key, metadata, blobs) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (unit_type, key) DO NOTHING",
-                )?;
-                let mut unit_id =
-                    tx.prepare_cached("SELECT id FROM units WHERE unit_type = ?1 AND key = ?2")?;
                 let mut current = tx.prepare_cached(
                     "INSERT OR REPLACE INTO associations (repo_id, unit_type, key, unit_id, added_in)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -977,13 +969,7 @@ impl RepositoryStore for SqliteStore {
                 )?;
                 for e in &entries {
                     let u = &e.unit;
-                    ins_unit.execute(params![
-                        u.unit_type.as_str(),
-                        u.key,
-                        serde_json::to_string(&u.metadata)?,
-                        serde_json::to_string(&u.blobs)?
-                    ])?;
-                    let id: i64 = unit_id.query_row(params![u.unit_type.as_str(), u.key], |r| r.get(0))?;
+                    let id = put_unit(&tx, u)?;
                     match e.removed_in {
                         None => current.execute(params![repo.as_str(), u.unit_type.as_str(), u.key, id, e.added_in])?,
                         Some(r) => retired.execute(params![repo.as_str(), u.unit_type.as_str(), u.key, id, e.added_in, r])?,
@@ -1022,20 +1008,12 @@ impl RepositoryStore for SqliteStore {
             after.map(str::to_string),
         );
         self.run(move |c| {
-            let mut stmt = c.prepare_cached(
+            query_units(
+                c,
                 "SELECT u.unit_type, u.key, u.metadata, u.blobs FROM associations a JOIN units u ON u.id = a.unit_id
                  WHERE a.repo_id = ?1 AND a.unit_type = ?2 AND a.key > ?3 ORDER BY a.key LIMIT ?4",
-            )?;
-            let rows = stmt.query_map(
                 params![repo.as_str(), unit_type, after.unwrap_or_default(), limit.max(1)],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (t, k, m, b) = row?;
-                out.push(row_unit(t, k, m, b)?);
-            }
-            Ok(out)
+            )
         })
         .await
     }
@@ -1049,15 +1027,13 @@ impl RepositoryStore for SqliteStore {
         let unit_type = unit_type.as_str();
         let (repo, unit_type, key) = (repo.clone(), unit_type.to_string(), key.to_string());
         self.run(move |c| {
-            let row: Option<(String, String, String, String)> = c
-                .query_row(
-                    "SELECT u.unit_type, u.key, u.metadata, u.blobs FROM associations a JOIN units u ON u.id = a.unit_id
-                     WHERE a.repo_id = ?1 AND a.unit_type = ?2 AND a.key = ?3",
-                    params![repo.as_str(), unit_type, key],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .optional()?;
-            row.map(|(t, k, m, b)| row_unit(t, k, m, b)).transpose()
+            let found = query_units(
+                c,
+                "SELECT u.unit_type, u.key, u.metadata, u.blobs FROM associations a JOIN units u ON u.id = a.unit_id
+                 WHERE a.repo_id = ?1 AND a.unit_type = ?2 AND a.key = ?3",
+                params![repo.as_str(), unit_type, key],
+            )?;
+            Ok(found.into_iter().next())
         })
         .await
     }

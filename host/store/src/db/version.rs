@@ -117,7 +117,7 @@ impl RepoVersion {
             number: self.number + 1,
             created_at: Timestamp::now(),
             cause: origin.cause,
-            task: origin.task.clone(),
+            task: origin.task,
             added,
             removed,
             content,
