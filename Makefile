@@ -7,14 +7,15 @@ PREFIX ?= /usr/local
 
 .PHONY: run build install test plugins fmt lint
 
-## run: build the plugins (docker, file) and the server, then serve on $(LISTEN) with target/plugins
+## run: build the plugins (docker, file) into the server, then serve on $(LISTEN)
 run: build
-	target/dist/wharf serve --listen $(LISTEN) --data-dir $(DATA_DIR) --plugin-dir target/plugins
+	target/dist/wharf serve --listen $(LISTEN) --data-dir $(DATA_DIR)
 
-## build: target/plugins/*.wasm, and target/dist/wharf: the release binary
-## with its debug info moved aside to target/dist/wharf.debug (found by
-## gdb through its debug link), about 66 MB instead of 290. Built with the
-## features `make test` uses, so switching between the two rebuilds nothing.
+## build: target/plugins/*.wasm, then target/dist/wharf: the release binary,
+## which carries those plugins (host/server/build.rs embeds them), with its
+## debug info moved aside to target/dist/wharf.debug (found by gdb through
+## its debug link), about 66 MB instead of 290. Built with the features
+## `make test` uses, so switching between the two rebuilds nothing.
 build:
 	scripts/build-plugins.sh
 	$(CARGO) build --release -p wharf
@@ -22,10 +23,9 @@ build:
 	objcopy --only-keep-debug target/release/wharf target/dist/wharf.debug
 	objcopy --strip-debug --add-gnu-debuglink=target/dist/wharf.debug target/release/wharf target/dist/wharf
 
-## install: the stripped binary to $(PREFIX)/bin, the plugins to $(PREFIX)/lib/wharf/plugins
+## install: the stripped binary, plugins inside, to $(PREFIX)/bin (no other file needed)
 install: build
 	install -D -m 0755 target/dist/wharf $(PREFIX)/bin/wharf
-	install -D -m 0644 -t $(PREFIX)/lib/wharf/plugins target/plugins/*.wasm
 
 ## test: the whole suite (installs peers, starts dockerd, builds images, cargo test)
 test:

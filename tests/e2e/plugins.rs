@@ -7,6 +7,10 @@ use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::time::Duration;
 
+/// The binary's own plugins left out: the plugin directory says exactly
+/// what is loaded.
+const NO_BUILTIN: [&str; 2] = ["--builtin-plugins", "false"];
+
 /// A plugin directory with only the docker plugin.
 fn docker_only(dir: &std::path::Path) -> std::path::PathBuf {
     let pd = dir.join("builtin");
@@ -93,7 +97,7 @@ fn sha256_hex(b: &[u8]) -> String {
 #[test]
 fn install_use_upgrade_restart_remove_without_restarting() {
     let tmp = tempfile::tempdir_in(env_path("WHARF_TEST_RUN_DIR")).unwrap();
-    let mut s = Server::start_with_plugin_dir(&docker_only(tmp.path()), &[]);
+    let mut s = Server::start_with_plugin_dir(&docker_only(tmp.path()), &NO_BUILTIN);
     assert_eq!(plugin_names(&s).len(), 1);
     let (code, v) = s.post_json(
         "/api/v1/repositories",
@@ -227,7 +231,7 @@ fn install_use_upgrade_restart_remove_without_restarting() {
 #[test]
 fn invalid_plugins_are_refused_before_anything_changes() {
     let tmp = tempfile::tempdir_in(env_path("WHARF_TEST_RUN_DIR")).unwrap();
-    let s = Server::start_with_plugin_dir(&docker_only(tmp.path()), &[]);
+    let s = Server::start_with_plugin_dir(&docker_only(tmp.path()), &NO_BUILTIN);
     let garbage = tmp.path().join("garbage.wasm");
     std::fs::write(&garbage, b"\0asm not really").unwrap();
     let (code, v) = install(&s, &garbage);
@@ -263,7 +267,7 @@ fn invalid_plugins_are_refused_before_anything_changes() {
 #[test]
 fn the_sandbox_denies_files_sockets_other_hosts_and_foreign_units() {
     let tmp = tempfile::tempdir_in(env_path("WHARF_TEST_RUN_DIR")).unwrap();
-    let s = Server::start_with_plugin_dir(&docker_only(tmp.path()), &[]);
+    let s = Server::start_with_plugin_dir(&docker_only(tmp.path()), &NO_BUILTIN);
     let (code, v) = install(&s, &env_path("WHARF_TEST_PLUGIN_DIR").join("snoop.wasm"));
     assert_eq!(code, 201, "{v}");
     for probe in ["file", "dir", "socket", "env", "units", "store", "fetch"] {
@@ -354,4 +358,46 @@ fn refusals_on_a_plugins_routes_come_in_its_error_format() {
         "NAME_INVALID",
     );
     docker_error("/v2/nothing/here/manifests/latest", 404, "NAME_UNKNOWN");
+}
+
+/// The plugins built into the binary: a server with an empty plugin
+/// directory serves `docker pull`; a plugin directory's plugin of the same
+/// name overrides the built-in one; `--builtin-plugins false` leaves them out.
+#[test]
+fn the_binary_alone_serves_docker_pull_and_a_plugin_dir_overrides_its_plugins() {
+    let tmp = tempfile::tempdir_in(env_path("WHARF_TEST_RUN_DIR")).unwrap();
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let s = Server::start_with_plugin_dir(&empty, &[]);
+    let names = plugin_names(&s);
+    assert!(
+        names.iter().any(|n| n.starts_with("docker@"))
+            && names.iter().any(|n| n.starts_with("file@")),
+        "{names:?}"
+    );
+    s.create_repo(json!({"id": "alone", "content_type": "docker", "distributor_config": {"repo_registry_id": "alone/busybox"}}));
+    s.import_and_publish("alone", &images_dir().join("busybox.tar"));
+    let image = format!("{}/alone/busybox:latest", s.addr);
+    let _ = run(docker().args(["rmi", "-f", &image]));
+    assert!(docker_pull_run_cat(&image, "/etc/hello.txt").contains("hello from wharf"));
+
+    // The next version of the file plugin in the plugin directory wins.
+    let next = tmp.path().join("next");
+    std::fs::create_dir_all(&next).unwrap();
+    std::fs::copy(
+        env_path("WHARF_TEST_PLUGIN_DIR").join("file-next.wasm"),
+        next.join("file.wasm"),
+    )
+    .unwrap();
+    let s = Server::start_with_plugin_dir(&next, &[]);
+    let names = plugin_names(&s);
+    let file: Vec<&String> = names.iter().filter(|n| n.starts_with("file@")).collect();
+    assert_eq!(file.len(), 1, "{names:?}");
+    assert_ne!(
+        file[0], "file@0.1.0",
+        "the directory's version replaced the built-in one: {names:?}"
+    );
+
+    let s = Server::start_with_plugin_dir(&empty, &NO_BUILTIN);
+    assert!(plugin_names(&s).is_empty(), "{:?}", plugin_names(&s));
 }

@@ -85,7 +85,7 @@ impl Cluster {
     /// An API/registry node (no task workers of its own), not yet ready.
     fn spawn_node(&self) -> Server {
         let mut args = self.shared_args();
-        args.extend(["--workers", "0"]);
+        args.extend(["--workers", "0", "--builtin-plugins", "false"]);
         Server::spawn(Some(&self.data_dir()), &self.plugin_dir, &args)
     }
 
@@ -97,6 +97,7 @@ impl Cluster {
             .arg("--plugin-dir")
             .arg(&self.plugin_dir)
             .args(self.shared_args())
+            .args(["--builtin-plugins", "false"])
             .args(ALLOW_LOOPBACK)
             .stdout(Stdio::null())
             .stderr(log)

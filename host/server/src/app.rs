@@ -94,8 +94,17 @@ impl App {
         let runtime = Arc::new(Runtime::new(env, data.join("cache"), limits)?);
         let plugins = Arc::new(Plugins::new(runtime));
         let plugin_dir = config.plugin_dir();
-        // Built-in plugins first; installed ones (possibly upgrades) after.
-        let mut failures = tokio::task::block_in_place(|| plugins.load_dir(&plugin_dir))?;
+        // The binary's own plugins first, then the plugin directory's (which
+        // may add or override them), then those installed through the API
+        // (possibly upgrades).
+        let mut failures = if config.builtin_plugins {
+            tokio::task::block_in_place(|| crate::plugins::builtin::load(&plugins))
+        } else {
+            Vec::new()
+        };
+        failures.extend(tokio::task::block_in_place(|| {
+            plugins.load_dir(&plugin_dir)
+        })?);
         let installed = data.join("installed-plugins");
         std::fs::create_dir_all(&installed)?;
         failures.extend(tokio::task::block_in_place(|| {

@@ -53,10 +53,16 @@ pub struct ServeConfig {
     /// [default: the embedded file <data-dir>/wharf.db].
     #[arg(long, env = "WHARF_DB", value_name = "URL")]
     pub db: Option<wharf_store::db::DbLocation>,
-    /// Directory of built-in plugins (`*.wasm`) loaded at start
-    /// [default: <data-dir>/plugins].
+    /// Directory of plugins (`*.wasm`) loaded at start, after those built
+    /// into the binary: it adds plugins, or overrides a built-in one of the
+    /// same name [default: <data-dir>/plugins].
     #[arg(long, env = "WHARF_PLUGIN_DIR")]
     pub plugin_dir: Option<PathBuf>,
+    /// Whether to load the plugins built into the binary (docker, file);
+    /// `false` loads only --plugin-dir's and those installed through the API.
+    #[arg(long, env = "WHARF_BUILTIN_PLUGINS", value_name = "BOOL", default_value_t = true,
+        action = clap::ArgAction::Set)]
+    pub builtin_plugins: bool,
     /// Task workers in this process. With `--broker` they take tasks from
     /// RabbitMQ like `wharf worker` does; 0 makes an API-only node.
     #[arg(long, env = "WHARF_WORKERS", default_value_t = 2)]
@@ -223,6 +229,8 @@ pub const FILE_KEYS: &[(&str, &str)] = &[
     ("max_blob_size", "max_blob_size"),
     // Whether a push to a new name creates its repository (true/false).
     ("create_on_push", "create_on_push"),
+    // Whether the plugins built into the binary are loaded (true/false).
+    ("builtin_plugins", "builtin_plugins"),
     // Streaming imports at once, on this node and per user.
     ("max_stream_imports", "max_stream_imports"),
     ("max_stream_imports_per_user", "max_stream_imports_per_user"),

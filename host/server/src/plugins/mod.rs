@@ -1,7 +1,9 @@
-//! Plugins as the server sees them: the plugin API ([`api`]) and the
-//! reconciliation of the loaded plugins with the store ([`sync`]). The
+//! Plugins as the server sees them: the ones built into the binary
+//! ([`builtin`]), the plugin API ([`api`]) and the reconciliation of the
+//! loaded plugins with the store ([`sync`]). The
 //! runtime itself is the crate `wharf-runtime` (a plugin is called through
 //! its typed facade, `wharf_runtime::calls`).
 
 pub mod api;
+pub mod builtin;
 pub mod sync;
