@@ -368,19 +368,13 @@ fn the_binary_alone_serves_docker_pull_and_a_plugin_dir_overrides_its_plugins() 
     let tmp = tempfile::tempdir_in(env_path("WHARF_TEST_RUN_DIR")).unwrap();
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let s = Server::start_with_plugin_dir(&empty, &[]);
-    let names = plugin_names(&s);
+    let alone = Server::start_with_plugin_dir(&empty, &[]);
+    let names = plugin_names(&alone);
     assert!(
         names.iter().any(|n| n.starts_with("docker@"))
             && names.iter().any(|n| n.starts_with("file@")),
         "{names:?}"
     );
-    s.create_repo(json!({"id": "alone", "content_type": "docker", "distributor_config": {"repo_registry_id": "alone/busybox"}}));
-    s.import_and_publish("alone", &images_dir().join("busybox.tar"));
-    let image = format!("{}/alone/busybox:latest", s.addr);
-    let _ = run(docker().args(["rmi", "-f", &image]));
-    assert!(docker_pull_run_cat(&image, "/etc/hello.txt").contains("hello from wharf"));
-
     // The next version of the file plugin in the plugin directory wins.
     let next = tmp.path().join("next");
     std::fs::create_dir_all(&next).unwrap();
@@ -389,8 +383,8 @@ fn the_binary_alone_serves_docker_pull_and_a_plugin_dir_overrides_its_plugins() 
         next.join("file.wasm"),
     )
     .unwrap();
-    let s = Server::start_with_plugin_dir(&next, &[]);
-    let names = plugin_names(&s);
+    let overridden = Server::start_with_plugin_dir(&next, &[]);
+    let names = plugin_names(&overridden);
     let file: Vec<&String> = names.iter().filter(|n| n.starts_with("file@")).collect();
     assert_eq!(file.len(), 1, "{names:?}");
     assert_ne!(
@@ -398,6 +392,14 @@ fn the_binary_alone_serves_docker_pull_and_a_plugin_dir_overrides_its_plugins() 
         "the directory's version replaced the built-in one: {names:?}"
     );
 
-    let s = Server::start_with_plugin_dir(&empty, &NO_BUILTIN);
-    assert!(plugin_names(&s).is_empty(), "{:?}", plugin_names(&s));
+    let none = Server::start_with_plugin_dir(&empty, &NO_BUILTIN);
+    assert!(plugin_names(&none).is_empty(), "{:?}", plugin_names(&none));
+
+    // The first server, with nothing but the binary, serves docker pull.
+    let s = alone;
+    s.create_repo(json!({"id": "alone", "content_type": "docker", "distributor_config": {"repo_registry_id": "alone/busybox"}}));
+    s.import_and_publish("alone", &images_dir().join("busybox.tar"));
+    let image = format!("{}/alone/busybox:latest", s.addr);
+    let _ = run(docker().args(["rmi", "-f", &image]));
+    assert!(docker_pull_run_cat(&image, "/etc/hello.txt").contains("hello from wharf"));
 }
