@@ -35,6 +35,8 @@ pub struct Server {
     /// The `admin` user's login token (a super-user).
     pub token: String,
     args: Vec<std::ffi::OsString>,
+    /// Extra environment variables, on restarts too.
+    env: Vec<(String, String)>,
 }
 
 /// A client without credentials.
@@ -77,7 +79,7 @@ impl Server {
     /// A server with the built-in plugins that refuses every internal
     /// address outbound (no `--allow-outbound` unless `extra_args` give one).
     pub fn start_strict(extra_args: &[&str]) -> Server {
-        Self::spawn_with(None, &env_path("WHARF_PLUGIN_DIR"), extra_args, false).ready()
+        Self::spawn_with(None, &env_path("WHARF_PLUGIN_DIR"), extra_args, false, &[]).ready()
     }
 
     /// Start the process without waiting for it: [`Server::ready`] waits
@@ -89,7 +91,15 @@ impl Server {
     /// starts one without it.
     pub fn spawn(data_dir: Option<&Path>, plugin_dir: &Path, extra_args: &[&str]) -> Server {
         let allow_loopback = !extra_args.contains(&"--allow-outbound");
-        Self::spawn_with(data_dir, plugin_dir, extra_args, allow_loopback)
+        Self::spawn_with(data_dir, plugin_dir, extra_args, allow_loopback, &[])
+    }
+
+    /// [`Server::spawn`] with the built-in plugins and extra environment
+    /// variables (e.g. `NOTIFY_SOCKET`).
+    pub fn spawn_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Server {
+        let allow_loopback = !extra_args.contains(&"--allow-outbound");
+        let plugin_dir = env_path("WHARF_PLUGIN_DIR");
+        Self::spawn_with(None, &plugin_dir, extra_args, allow_loopback, env)
     }
 
     fn spawn_with(
@@ -97,6 +107,7 @@ impl Server {
         plugin_dir: &Path,
         extra_args: &[&str],
         allow_loopback: bool,
+        env: &[(&str, &str)],
     ) -> Server {
         let data = tempfile::tempdir_in(env_path("WHARF_TEST_RUN_DIR")).unwrap();
         let data_dir = data_dir
@@ -119,6 +130,7 @@ impl Server {
         let child = Command::new(env_path("WHARF_BIN"))
             .args(&args)
             .env("WHARF_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -132,6 +144,10 @@ impl Server {
             http: anonymous_client(),
             token: String::new(),
             args,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
@@ -199,6 +215,7 @@ impl Server {
         self.child = Command::new(env_path("WHARF_BIN"))
             .args(&self.args)
             .env("WHARF_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -19,6 +19,7 @@ pub mod import_slots;
 pub mod jobs;
 pub mod listeners;
 pub mod metrics;
+pub mod notify;
 pub mod orphans;
 pub mod plugins;
 pub mod registry_names;

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 const CANCEL_GRACE: Duration = Duration::from_secs(3);
 
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    crate::notify::status("starting: opening the store, loading the plugins");
     // Check the listener layout before the (slower) start of everything else.
     let specs = crate::listeners::plan(&config)?;
     let app = App::open(config).await?;
@@ -71,6 +72,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         let router = crate::http::router(app.clone(), b.spec.side);
         servers.spawn(crate::listeners::serve(b, router, stop.clone()));
     }
+    // Every listener is bound (the kernel queues connections from here on)
+    // and its accept loop spawned: a service manager may send traffic.
+    crate::notify::ready(&format!("serving: {}", listeners.join(", ")));
     // A listener that fails ends the server; a signal starts the graceful stop.
     tokio::select! {
         r = servers.join_next() => {
@@ -85,6 +89,15 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         "shutting down: no new connections or tasks; waiting for requests and running tasks"
     );
     crate::health::mark_stopping();
+    // Ask for the whole graceful stop, whatever TimeoutStopSec= says; the
+    // runtime's own shutdown after `serve` takes up to a second more.
+    crate::notify::stopping(
+        &format!(
+            "stopping: waiting up to {} for requests and running tasks",
+            humantime::format_duration(timeout)
+        ),
+        timeout + CANCEL_GRACE + Duration::from_secs(5),
+    );
     stop.cancel();
     let deadline = tokio::time::Instant::now() + timeout;
     let requests = async {
@@ -127,10 +140,19 @@ pub async fn worker(config: ServeConfig) -> anyhow::Result<()> {
         .clone()
         .context("wharf worker needs --broker (or WHARF_BROKER)")?;
     let workers = config.workers.max(1);
+    crate::notify::status("starting: opening the store, loading the plugins");
     let app = App::open(config).await?;
     tracing::info!(%url, workers, "wharf worker is taking tasks");
+    // `App::open` connected to the broker; the consumers start at once.
+    crate::notify::ready(&format!(
+        "taking tasks from the queue {} ({workers} at a time)",
+        app.config.broker_queue
+    ));
     tokio::select! {
         r = crate::tasks::amqp::consume(app.tasks.clone(), &url, &app.config.broker_queue, workers) => r,
-        _ = shutdown_signal() => Ok(()),
+        _ = shutdown_signal() => {
+            crate::notify::stopping("stopping: taking no more tasks", Duration::from_secs(10));
+            Ok(())
+        }
     }
 }

@@ -128,12 +128,15 @@ impl ReloadingCert {
         }
     }
 
-    fn reload_logged(&self) {
-        if let Err(e) = self.reload() {
+    /// [`Self::reload`], a failure logged; whether it succeeded.
+    fn reload_logged(&self) -> bool {
+        let result = self.reload();
+        if let Err(e) = &result {
             tracing::error!(
                 "TLS certificate not reloaded, the previous one stays in service: {e:#}"
             );
         }
+        result.is_ok()
     }
 }
 
@@ -155,10 +158,10 @@ pub fn watch(certs: Vec<Arc<ReloadingCert>>) -> anyhow::Result<()> {
         loop {
             tokio::select! {
                 _ = hup.recv() => {
+                    crate::notify::reloading("reloading TLS certificates (SIGHUP)");
                     tracing::info!(certificates = certs.len(), "SIGHUP: reloading TLS certificates");
-                    for c in &certs {
-                        c.reload_logged();
-                    }
+                    let kept = certs.iter().filter(|c| !c.reload_logged()).count();
+                    crate::notify::certificates_reloaded(certs.len(), kept);
                 }
                 _ = tick.tick() => {
                     for c in &certs {
