@@ -20,6 +20,7 @@ mod hostile_registry;
 mod hostile_uploads;
 mod import_bad_input;
 mod import_stream;
+mod packaging;
 mod nodes;
 mod plugins;
 mod quickstart;

@@ -142,6 +142,20 @@ pub struct DockerSettingsArgs {
     /// The repository to sync from the feed, e.g. library/busybox.
     #[arg(long, value_name = "NAME")]
     pub upstream_name: Option<String>,
+    /// The user the feed knows this server as (a parent Wharf's user, a
+    /// registry account); on update, '' removes it.
+    #[arg(long, value_name = "USER")]
+    pub upstream_username: Option<String>,
+    /// That user's password or token: write-only, shown back as ********.
+    /// Prefer the environment variable to the flag (the flag shows in the
+    /// process list); on update, '' removes it.
+    #[arg(
+        long,
+        env = "WHARF_UPSTREAM_PASSWORD",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub upstream_password: Option<String>,
     /// Sync only tags matching GLOB (repeatable); on update replaces the
     /// list, and a single '' removes it.
     #[arg(long = "tag-include", value_name = "GLOB")]
@@ -166,6 +180,8 @@ impl DockerSettingsArgs {
     fn is_empty(&self) -> bool {
         self.feed.is_none()
             && self.upstream_name.is_none()
+            && self.upstream_username.is_none()
+            && self.upstream_password.is_none()
             && self.tag_include.is_empty()
             && self.tag_exclude.is_empty()
             && self.repo_registry_id.is_none()
@@ -181,6 +197,8 @@ impl DockerSettingsArgs {
             intent,
         );
         RepoChanges::set(&mut c.importer, "upstream_name", self.upstream_name, intent);
+        RepoChanges::set(&mut c.importer, "username", self.upstream_username, intent);
+        RepoChanges::set(&mut c.importer, "password", self.upstream_password, intent);
         set_globs(&mut c, "include_tags", self.tag_include, intent);
         set_globs(&mut c, "exclude_tags", self.tag_exclude, intent);
         RepoChanges::set(
@@ -475,6 +493,8 @@ mod tests {
         let args = DockerSettingsArgs {
             feed: Some("registry-1.docker.io".into()),
             upstream_name: Some("library/busybox".into()),
+            upstream_username: Some("mirror".into()),
+            upstream_password: Some("s3cret".into()),
             tag_include: vec!["1.*".into(), "latest".into()],
             tag_exclude: vec![],
             repo_registry_id: Some("my/busybox".into()),
@@ -484,6 +504,10 @@ mod tests {
         let c = args.apply(RepoChanges::default(), Intent::Create);
         assert_eq!(c.importer["feed"], "https://registry-1.docker.io");
         assert_eq!(c.importer["upstream_name"], "library/busybox");
+        assert_eq!(
+            (&c.importer["username"], &c.importer["password"]),
+            (&"mirror".into(), &"s3cret".into())
+        );
         assert_eq!(
             c.importer["include_tags"],
             serde_json::json!(["1.*", "latest"])
