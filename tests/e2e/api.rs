@@ -404,3 +404,304 @@ fn a_whole_upload_is_linked_into_the_blob_store_then_frozen() {
     assert_eq!(error_code(&v), "upload-frozen");
     assert_all_blobs_intact(&s.data_dir());
 }
+
+// ------------------------------------------------------ the API reference --
+
+/// Runs the reference page's script (argv[2]) in node on a minimal DOM,
+/// with the OpenAPI document (argv[3]) as what `fetch` answers, then types
+/// argv[4] into the filter box; prints what it rendered as JSON.
+const RENDER_CHECK: &str = r##"// Runs the page's script (argv[2]) on a minimal DOM with the OpenAPI
+// document (argv[3]) as what fetch answers; prints what it rendered as JSON.
+"use strict";
+const fs = require("fs");
+const vm = require("vm");
+const [script, docPath] = process.argv.slice(2);
+const docText = fs.readFileSync(docPath, "utf8");
+class Text {
+  constructor(t) { this.data = t; }
+  get textContent() { return this.data; }
+}
+class El {
+  constructor(tag) { this.tagName = tag.toUpperCase(); this.attrs = {}; this.children = []; this.hidden = false; this.listeners = {}; this.value = ""; }
+  set className(v) { this.attrs.class = String(v); }
+  get className() { return this.attrs.class || ""; }
+  setAttribute(k, v) { this.attrs[k] = String(v); }
+  getAttribute(k) { return k in this.attrs ? this.attrs[k] : null; }
+  appendChild(c) {
+    if (!(c instanceof El) && !(c instanceof Text)) throw new Error("appendChild of a non-node: " + String(c));
+    this.children.push(c);
+    return c;
+  }
+  get textContent() { return this.children.map((c) => c.textContent).join(""); }
+  set textContent(v) { this.children = v ? [new Text(String(v))] : []; }
+  addEventListener(type, f) { (this.listeners[type] = this.listeners[type] || []).push(f); }
+  dispatch(type) { for (const f of this.listeners[type] || []) f({ type }); }
+  all(pred, out = []) {
+    for (const c of this.children) if (c instanceof El) { if (pred(c)) out.push(c); c.all(pred, out); }
+    return out;
+  }
+  querySelectorAll(sel) {
+    const [tag, cls] = sel.split(".");
+    return this.all((e) => e.tagName === tag.toUpperCase() && (!cls || e.className.split(" ").includes(cls)));
+  }
+  scrollIntoView() {}
+}
+const el = (tag, id, parent) => { const e = new El(tag); if (id) e.setAttribute("id", id); if (parent) parent.appendChild(e); return e; };
+const body = el("body");
+body.setAttribute("data-openapi", "openapi.json");
+const header = el("header", null, body);
+for (const [tag, id] of [["h1", "title"], ["p", "meta"], ["div", "description"], ["input", "filter"]]) el(tag, id, header);
+header.children[3].hidden = true;
+const layout = el("div", "layout", body);
+el("nav", "toc", layout);
+el("p", "status", el("main", "content", layout));
+const fetched = [];
+global.document = {
+  body,
+  title: "",
+  readyState: "complete",
+  createElement: (t) => new El(t),
+  createTextNode: (t) => new Text(t),
+  getElementById: (id) => body.all((e) => e.getAttribute("id") === id)[0] || null,
+  addEventListener() {},
+};
+global.location = { hash: "" };
+global.fetch = async (url) => {
+  fetched.push(url);
+  return { ok: true, status: 200, json: async () => JSON.parse(docText) };
+};
+vm.runInThisContext(fs.readFileSync(script, "utf8"), { filename: script });
+setTimeout(() => {
+  const ops = body.querySelectorAll("section.op");
+  const filter = document.getElementById("filter");
+  filter.value = process.argv[4] || "cancel";
+  filter.dispatch("input");
+  const shown = ops.filter((o) => !o.hidden).map((o) => o.textContent);
+  process.stdout.write(JSON.stringify({
+    fetched,
+    title: document.title,
+    status: (document.getElementById("status") || { textContent: null }).textContent,
+    filter_hidden: filter.hidden,
+    ops: ops.map((o) => ({ id: o.getAttribute("id"), text: o.textContent })),
+    schemas: body.querySelectorAll("section.schema").map((s) => s.getAttribute("id")),
+    links: body.all((e) => e.tagName === "A").map((a) => a.getAttribute("href")),
+    ids: body.all((e) => e.getAttribute("id") !== null).map((e) => e.getAttribute("id")),
+    filtered: shown,
+    text: body.textContent,
+  }));
+}, 50);
+"##;
+
+/// The headers and body of an anonymous GET.
+fn get_text(url: &str) -> (u16, reqwest::header::HeaderMap, String) {
+    let r = anonymous_client().get(url).send().unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.text().unwrap())
+}
+
+/// The values of `attr="..."` in an HTML text.
+fn attribute_values<'a>(html: &'a str, attr: &str) -> Vec<&'a str> {
+    let needle = format!(" {attr}=\"");
+    html.match_indices(&needle)
+        .map(|(i, _)| {
+            let rest = &html[i + needle.len()..];
+            &rest[..rest.find('"').unwrap()]
+        })
+        .collect()
+}
+
+#[test]
+fn the_api_reference_page_is_public_offline_under_a_strict_csp_and_draws_every_operation() {
+    let s = Server::start();
+    let page_url = reqwest::Url::parse(&s.url("/api/v1/docs")).unwrap();
+    let (status, headers, page) = get_text(page_url.as_str());
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+
+    // The page names its script, its style and the document relatively,
+    // and each resolves to something this server serves to anyone.
+    let srcs = attribute_values(&page, "src");
+    let hrefs = attribute_values(&page, "href");
+    assert_eq!(srcs, ["docs/app.js"], "{page}");
+    assert!(hrefs.contains(&"docs/app.css"), "{page}");
+    assert!(hrefs.contains(&"openapi.json"), "{page}");
+    assert!(page.contains(r#"data-openapi="openapi.json""#), "{page}");
+    let mut served = vec![(page_url.clone(), headers, page.clone())];
+    for reference in srcs.iter().chain(&hrefs) {
+        let url = page_url.join(reference).unwrap();
+        let (status, headers, body) = get_text(url.as_str());
+        assert_eq!(status, 200, "{url}: {body}");
+        served.push((url, headers, body));
+    }
+    let find = |path: &str| {
+        served
+            .iter()
+            .find(|(u, _, _)| u.path() == path)
+            .unwrap_or_else(|| panic!("the page does not reference {path}"))
+    };
+    let (_, js_headers, script) = find("/api/v1/docs/app.js");
+    assert_eq!(js_headers["content-type"], "text/javascript; charset=utf-8");
+    let (_, css_headers, style) = find("/api/v1/docs/app.css");
+    assert_eq!(css_headers["content-type"], "text/css; charset=utf-8");
+    let (_, _, document) = find("/api/v1/openapi.json");
+
+    // One strict policy on the page and its assets: nothing inline, nothing
+    // from another host.
+    for (url, headers, _) in served
+        .iter()
+        .filter(|(u, _, _)| u.path().starts_with("/api/v1/docs"))
+    {
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        for directive in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "connect-src 'self'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(
+                csp.contains(directive),
+                "{url}: {directive} missing from {csp}"
+            );
+        }
+        assert!(
+            !csp.contains("unsafe") && !csp.contains('*') && !csp.contains("http"),
+            "{url}: {csp}"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{url}");
+    }
+    assert_eq!(
+        page.matches("<script").count(),
+        1,
+        "an inline script? {page}"
+    );
+    assert!(
+        page.contains(r#"<script src="docs/app.js" defer></script>"#),
+        "{page}"
+    );
+    assert!(
+        !page.contains("<style") && !page.contains(" style=\""),
+        "{page}"
+    );
+    for (name, text) in [("page", &page), ("script", script), ("style", style)] {
+        for outside in ["http://", "https://", "\"//", "'//", "url(", "@import"] {
+            assert!(
+                !text.contains(outside),
+                "the {name} names {outside}: {text}"
+            );
+        }
+    }
+
+    // The script draws every operation, parameter, body and response of
+    // the document, and a section per schema (run in node when there is one).
+    let Ok(node) = which_node() else {
+        eprintln!("node is not installed: the page's rendering is not checked");
+        return;
+    };
+    let dir = tempfile::tempdir_in(env_path("WHARF_TEST_RUN_DIR")).unwrap();
+    let paths = [
+        ("check.js", RENDER_CHECK),
+        ("app.js", script.as_str()),
+        ("openapi.json", document.as_str()),
+    ];
+    for (name, text) in paths {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let out = std::process::Command::new(node)
+        .current_dir(dir.path())
+        .args(["check.js", "app.js", "openapi.json", "cancel"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let drawn: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc: Value = serde_json::from_str(document).unwrap();
+    assert_eq!(drawn["fetched"], json!(["openapi.json"]));
+    assert_eq!(
+        drawn["status"],
+        Value::Null,
+        "the loading line stays: {}",
+        drawn["status"]
+    );
+    let ops = drawn["ops"].as_array().unwrap();
+    let mut count = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            count += 1;
+            let head = format!("{} {path}", method.to_uppercase());
+            let drawn_op = ops
+                .iter()
+                .find(|o| o["text"].as_str().unwrap().starts_with(&head))
+                .unwrap_or_else(|| panic!("{head} is not drawn"));
+            let text = drawn_op["text"].as_str().unwrap();
+            let id = drawn_op["id"].as_str().unwrap();
+            assert!(id.starts_with(&format!("op-{method}-")), "{id}");
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap();
+                assert!(
+                    text.contains(name),
+                    "{head}: parameter {name} not drawn: {text}"
+                );
+            }
+            if op.get("requestBody").is_some() {
+                assert!(text.contains("Request body"), "{head}: {text}");
+            }
+            for (code, _) in op["responses"].as_object().unwrap() {
+                assert!(
+                    text.contains(code.as_str()),
+                    "{head}: response {code} not drawn: {text}"
+                );
+            }
+        }
+    }
+    assert_eq!(ops.len(), count, "operations drawn");
+    assert!(count >= 40, "{count}");
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    assert_eq!(drawn["schemas"].as_array().unwrap().len(), schemas.len());
+    // Every in-page link has its target, and the text has no unresolved $ref.
+    let ids: Vec<&str> = drawn["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap())
+        .collect();
+    for link in drawn["links"].as_array().unwrap() {
+        let link = link.as_str().unwrap();
+        let target = link
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("a link off the page: {link}"));
+        assert!(ids.contains(&target), "{link} points nowhere");
+    }
+    let text = drawn["text"].as_str().unwrap();
+    assert!(!text.contains("unresolved reference"), "{text}");
+    assert!(
+        text.contains("Wharf admin API") && text.contains("ApiErrorBody"),
+        "{text}"
+    );
+    // The filter box keeps what matches.
+    let filtered = drawn["filtered"].as_array().unwrap();
+    assert!(
+        !filtered.is_empty() && filtered.len() < count,
+        "{filtered:?}"
+    );
+    assert!(
+        filtered
+            .iter()
+            .all(|t| t.as_str().unwrap().to_lowercase().contains("cancel"))
+    );
+}
+
+/// `node` on PATH, if installed.
+fn which_node() -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("node"))
+        .find(|p| p.is_file())
+        .ok_or(())
+}

@@ -1159,3 +1159,254 @@ fn bash_completion_script_completes_the_commands() {
     let words: Vec<&str> = out.stdout.split_whitespace().collect();
     assert_eq!(words, ["show", "sync"], "{}", out.describe());
 }
+
+// ------------------------------------------------------------ man pages --
+
+/// The subcommands `wharf ARGS --help` lists (not `help`).
+fn listed_subcommands(w: &Wharf, args: &[&str]) -> Vec<String> {
+    let mut all = args.to_vec();
+    all.push("--help");
+    let help = w.ok(&all);
+    let Some((_, rest)) = help.split_once("\nCommands:\n") else {
+        return Vec::new();
+    };
+    rest.lines()
+        .take_while(|l| l.starts_with("  "))
+        .filter(|l| !l.starts_with("   ")) // a wrapped description
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+/// What `man -l` shows of a page, as plain text: no bold or underline,
+/// ASCII hyphens.
+fn man_text(page: &Path) -> Option<String> {
+    // No hyphenation or justification: words stay whole.
+    let out = Command::new("man")
+        .args(["--nh", "--nj", "-l"])
+        .arg(page)
+        .env("MANPAGER", "cat")
+        .env("PAGER", "cat")
+        .env("MANWIDTH", "200")
+        .env("LANG", "C.UTF-8")
+        .env("MAN_KEEP_FORMATTING", "0")
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let raw = String::from_utf8_lossy(&out.stdout);
+    let mut text = String::new();
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            // Overstrike: `X\bX` (bold) and `_\bX` (underline) keep X.
+            '\u{8}' => {
+                text.pop();
+            }
+            '\u{1b}' => {
+                // An SGR sequence: ESC [ ... m
+                for c in chars.by_ref() {
+                    if c == 'm' {
+                        break;
+                    }
+                }
+            }
+            '\u{2010}' | '\u{2212}' => text.push('-'),
+            c => text.push(c),
+        }
+    }
+    Some(text)
+}
+
+#[test]
+fn man_pages_cover_every_command_with_its_about_and_flags() {
+    let w = Wharf::new("http://127.0.0.1:9");
+    let dir = scratch();
+    let pages = dir.path().join("man1");
+    let out = w.ok(&["manpages", pages.to_str().unwrap()]);
+    assert!(out.contains("man pages into"), "{out}");
+
+    // Every command `--help` lists, at every level, has its page, and no
+    // page is for a command that does not exist.
+    let mut want = vec!["wharf".to_string()];
+    let mut queue: Vec<Vec<String>> = vec![Vec::new()];
+    while let Some(path) = queue.pop() {
+        let args: Vec<&str> = path.iter().map(String::as_str).collect();
+        for sub in listed_subcommands(&w, &args) {
+            let mut deeper = path.clone();
+            deeper.push(sub);
+            want.push(format!("wharf-{}", deeper.join("-")));
+            queue.push(deeper);
+        }
+    }
+    want.sort();
+    let mut got: Vec<String> = std::fs::read_dir(&pages)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .map(|f| {
+            f.strip_suffix(".1")
+                .unwrap_or_else(|| panic!("{f}: not a section-1 page"))
+                .to_string()
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, want);
+    for must in [
+        "wharf-repo",
+        "wharf-docker-repo-copy",
+        "wharf-task-list",
+        "wharf-manpages",
+        "wharf-serve",
+    ] {
+        assert!(got.iter().any(|g| g == must), "no page {must}: {got:?}");
+    }
+
+    // A page says what its command does and lists its flags.
+    let copy_help = w.ok(&["docker", "repo", "copy", "--help"]);
+    let about = copy_help.lines().next().unwrap().trim().to_string();
+    let copy = pages.join("wharf-docker-repo-copy.1");
+    let roff = std::fs::read_to_string(&copy).unwrap();
+    assert!(roff.contains(".TH wharf-docker-repo-copy 1"), "{roff}");
+    assert!(
+        roff.contains(r"\-\-from\-repo\-id") && roff.contains(r"\-\-to\-repo\-id"),
+        "{roff}"
+    );
+    match man_text(&copy) {
+        Some(text) => {
+            let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let about = about.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(flat.contains(&about), "{about:?} not in:\n{text}");
+            for flag in ["--from-repo-id", "--to-repo-id", "--server", "--output"] {
+                assert!(flat.contains(flag), "{flag} not in:\n{text}");
+            }
+            assert!(flat.contains("wharf docker repo copy"), "synopsis:\n{text}");
+        }
+        None => eprintln!("man is not installed: the pages are checked as roff only"),
+    }
+    let top = std::fs::read_to_string(pages.join("wharf.1")).unwrap();
+    assert!(
+        top.contains("WHARF_TOKEN") && top.contains("manpages"),
+        "{top}"
+    );
+
+    // A directory that cannot be made: a clear error.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let err = w.fails(&["manpages", file.join("man1").to_str().unwrap()]);
+    assert!(err.contains("cannot create"), "{err}");
+}
+
+// ------------------------------------------------ WHARF_TOKEN, request ids --
+
+/// `wharf ARGS` with `WHARF_TOKEN` set to `token`.
+fn with_token(w: &Wharf, token: &str, args: &[&str]) -> Outcome {
+    let mut cmd = w.command(args);
+    cmd.env("WHARF_TOKEN", token);
+    run_bounded(cmd, None, COMMAND_LIMIT)
+}
+
+#[test]
+fn a_token_in_wharf_token_is_used_before_the_saved_login_and_a_bad_one_fails_clearly() {
+    let s = Server::start();
+    s.create_repo(serde_json::json!({"id": "ci-made", "content_type": "docker"}));
+    let w = Wharf::new(&s.base);
+    let help = w.ok(&["--help"]);
+    assert!(help.contains("WHARF_TOKEN"), "{help}");
+    let err = w.fails(&["repo", "list"]);
+    assert!(
+        err.contains("WHARF_TOKEN"),
+        "the refusal does not say how a job logs in: {err}"
+    );
+
+    // A token from POST /api/v1/login, as a CI job has it: no `wharf login`.
+    let token = s.login("admin", ADMIN_PASSWORD);
+    let out = with_token(&w, &token, &["repo", "list", "--output", "json"]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    assert!(out.stdout.contains("\"ci-made\""), "{}", out.describe());
+    assert!(
+        !w.config_file().exists(),
+        "a token from the environment was saved"
+    );
+    let shown = with_token(&w, &token, &["config", "show", "--output", "json"]);
+    let shown: Value = serde_json::from_str(&shown.stdout).unwrap();
+    assert_eq!(shown["token_from"], "WHARF_TOKEN", "{shown}");
+
+    // A bad one fails, naming the variable; it is used even when a saved
+    // login would work.
+    w.login("admin", ADMIN_PASSWORD);
+    for bad in ["not-a-token", "wharf_0000000000000000"] {
+        let out = with_token(&w, bad, &["repo", "list"]);
+        assert_failed(&out, "a bad WHARF_TOKEN");
+        assert!(
+            out.stderr.contains(&format!(
+                "the server at {}/ did not accept the token in WHARF_TOKEN",
+                s.base
+            )),
+            "{}",
+            out.describe()
+        );
+    }
+    let out = with_token(&w, "two\nlines", &["repo", "list"]);
+    assert_failed(&out, "a WHARF_TOKEN with a line break");
+    assert!(out.stderr.contains("WHARF_TOKEN"), "{}", out.describe());
+    // Empty is unset: the saved login.
+    let out = with_token(&w, "", &["repo", "list"]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+
+    // `wharf logout` forgets and revokes the saved login, never the job's token.
+    let out = with_token(&w, &token, &["logout"]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    let out = with_token(&w, &token, &["repo", "list"]);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "the job's token was revoked: {}",
+        out.describe()
+    );
+    let shown = w.json(&["config", "show"]);
+    assert_eq!(shown["login"], Value::Null, "{shown}");
+}
+
+#[test]
+fn a_server_error_shows_the_request_id_that_the_server_log_has() {
+    // A server whose LDAP directory does not answer: a login that is not
+    // local gets 503 from the server itself.
+    let closed = free_port();
+    let ldap = format!("ldap://127.0.0.1:{closed}");
+    let s = Server::start_with_plugin_dir(
+        &env_path("WHARF_PLUGIN_DIR"),
+        &[
+            "--ldap-url",
+            &ldap,
+            "--ldap-user-dn-template",
+            "uid={login},ou=people,dc=example,dc=org",
+            "--ldap-timeout-secs",
+            "2",
+        ],
+    );
+    let w = Wharf::new(&s.base);
+    let err = w.fails(&["login", "-u", "lea", "-p", "some-password"]);
+    assert!(err.contains("LDAP directory did not answer"), "{err}");
+    let (_, rest) = err
+        .split_once("(server error 503; request id ")
+        .unwrap_or_else(|| panic!("no request id: {err}"));
+    let (id, tail) = rest.split_once(';').unwrap();
+    assert!(
+        tail.starts_with(" the server's log has the details)"),
+        "{err}"
+    );
+    assert!(
+        id.len() == 36 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-'),
+        "not a request id: {id:?}"
+    );
+    let log = s.log();
+    assert!(
+        log.lines().any(|l| l.contains(id) && l.contains("LDAP")),
+        "{id} is not in the server's log:\n{log}"
+    );
+    // A refusal (4xx) is the person's to fix: no request id.
+    let err = w.fails(&["login", "-u", "admin", "-p", "not-the-password"]);
+    assert!(!err.contains("request id"), "{err}");
+}

@@ -1,5 +1,7 @@
 //! HTTP to the Wharf admin API (`<server>/api/v1/...`), and what its failures
-//! mean to the person at the keyboard.
+//! mean to the person at the keyboard. A failure on the server's side (5xx)
+//! carries the answer's `X-Request-Id`, which the server's log lines of that
+//! request carry too, so the operator can find what happened.
 //!
 //! Blocking on purpose: a command does one thing after another, and the
 //! uploader streams a file region as a request body without an async runtime.
@@ -20,8 +22,18 @@ pub struct Client {
     /// Ends in `/`, so `api/v1/...` joins under a path prefix too.
     base: Url,
     http: reqwest::blocking::Client,
-    /// From `wharf login`, sent as `Authorization: Bearer`.
-    token: Option<String>,
+    /// From `wharf login` or `WHARF_TOKEN`, sent as `Authorization: Bearer`.
+    token: Option<(String, TokenFrom)>,
+}
+
+/// Where the client's token came from, so that a refusal of it says what
+/// to fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenFrom {
+    /// The login `wharf login` saved in the config file.
+    SavedLogin,
+    /// The `WHARF_TOKEN` environment variable.
+    Environment,
 }
 
 /// The server's answer to a request it refused: `{"error": {"code", "message"}}`.
@@ -31,6 +43,55 @@ pub struct ApiFailure {
     /// A machine word: `not-found`, `conflict`, `invalid-input`, ...
     pub code: String,
     pub message: String,
+    /// The answer's `X-Request-Id`, shown with a server error.
+    pub request_id: Option<String>,
+}
+
+/// The message, and with a server error (5xx) the status and request id
+/// to give whoever reads the server's log.
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        if self.status.is_server_error() {
+            write!(
+                f,
+                " ({})",
+                server_error_note(self.status, self.request_id.as_deref())
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `server error 500; request id ID; the server's log has the details`.
+fn server_error_note(status: StatusCode, request_id: Option<&str>) -> String {
+    match request_id {
+        Some(id) => format!(
+            "server error {}; request id {id}; the server's log has the details",
+            status.as_u16()
+        ),
+        None => format!(
+            "server error {}; the server's log has the details",
+            status.as_u16()
+        ),
+    }
+}
+
+/// `; request id ID` when the answer had one (for an answer not in the
+/// API's shape).
+fn request_id_note(request_id: &Option<String>) -> String {
+    request_id
+        .as_deref()
+        .map(|id| format!("; request id {id}"))
+        .unwrap_or_default()
+}
+
+/// The answer's `X-Request-Id`, when it is printable.
+fn request_id(resp: &Response) -> Option<String> {
+    resp.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,11 +106,12 @@ pub enum ClientError {
     Timeout { server: Url, reason: String },
     #[error("the connection to the Wharf server at {server} failed: {reason}")]
     Transport { server: Url, reason: String },
-    /// The server understood and refused; its message says why.
-    #[error("{}", .0.message)]
+    /// The server understood and refused, or failed; its message says why.
+    #[error("{0}")]
     Api(ApiFailure),
     #[error(
-        "{server} answered {method} {path} with HTTP {status} and a body that is not the Wharf API's ({detail}); is --server / WHARF_SERVER the address of a Wharf server of this version?"
+        "{server} answered {method} {path} with HTTP {status} and a body that is not the Wharf API's ({detail}{}); is --server / WHARF_SERVER the address of a Wharf server of this version?",
+        request_id_note(.request_id)
     )]
     NotWharf {
         server: String,
@@ -57,6 +119,7 @@ pub enum ClientError {
         path: String,
         status: StatusCode,
         detail: String,
+        request_id: Option<String>,
     },
 }
 
@@ -94,7 +157,7 @@ impl ClientError {
 pub type ClientResult<T> = Result<T, ClientError>;
 
 impl Client {
-    pub fn new(base: Url, token: Option<String>) -> anyhow::Result<Self> {
+    pub fn new(base: Url, token: Option<(String, TokenFrom)>) -> anyhow::Result<Self> {
         let http = reqwest::blocking::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
@@ -115,7 +178,7 @@ impl Client {
             .expect("API paths are relative URLs");
         let req = self.http.request(method, url);
         match &self.token {
-            Some(t) => req.bearer_auth(t),
+            Some((t, _)) => req.bearer_auth(t),
             None => req,
         }
     }
@@ -234,6 +297,7 @@ impl Client {
         if !status.is_success() {
             return Err(self.refusal(&method, path, status, resp));
         }
+        let request_id = request_id(&resp);
         let body = resp.bytes().map_err(|e| self.transport_error(&e))?;
         serde_json::from_slice(&body).map_err(|e| ClientError::NotWharf {
             server: self.base.to_string(),
@@ -241,6 +305,7 @@ impl Client {
             path: format!("/api/v1/{path}"),
             status,
             detail: e.to_string(),
+            request_id,
         })
     }
 
@@ -262,17 +327,22 @@ impl Client {
             code: String,
             message: String,
         }
+        let request_id = request_id(&resp);
         let body = resp.bytes().unwrap_or_default();
         match serde_json::from_slice::<Envelope>(&body) {
             // The server's words are for any client (curl); say what to run.
             Ok(Envelope { error }) if status == StatusCode::UNAUTHORIZED && path != "login" => {
                 let message = match &self.token {
-                    Some(_) => format!(
+                    Some((_, TokenFrom::SavedLogin)) => format!(
                         "the server at {} did not accept the saved login (expired or revoked: {}); run `wharf login` again",
                         self.base, error.message
                     ),
+                    Some((_, TokenFrom::Environment)) => format!(
+                        "the server at {} did not accept the token in WHARF_TOKEN (expired, revoked or not a token: {}); set WHARF_TOKEN to the `token` a new POST /api/v1/login answers, or unset it to use the login `wharf login` saved",
+                        self.base, error.message
+                    ),
                     None => format!(
-                        "the server at {} wants a login: run `wharf login -u LOGIN` (or pass --server for another server)",
+                        "the server at {} wants a login: run `wharf login -u LOGIN`, or set WHARF_TOKEN to the `token` POST /api/v1/login answers (or pass --server for another server)",
                         self.base
                     ),
                 };
@@ -280,6 +350,7 @@ impl Client {
                     status,
                     code: error.code,
                     message,
+                    request_id,
                 })
             }
             Ok(Envelope { error }) if status == StatusCode::FORBIDDEN => {
@@ -287,12 +358,14 @@ impl Client {
                     status,
                     code: error.code,
                     message: grant_hint(&error.message).unwrap_or(error.message),
+                    request_id,
                 })
             }
             Ok(Envelope { error }) => ClientError::Api(ApiFailure {
                 status,
                 code: error.code,
                 message: error.message,
+                request_id,
             }),
             Err(_) => ClientError::NotWharf {
                 server: self.base.to_string(),
@@ -300,6 +373,7 @@ impl Client {
                 path: format!("/api/v1/{path}"),
                 status,
                 detail: snippet(&body),
+                request_id,
             },
         }
     }
@@ -364,7 +438,45 @@ fn snippet(body: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::grant_hint;
+    use super::*;
+
+    fn failure(status: u16, request_id: Option<&str>) -> ClientError {
+        ClientError::Api(ApiFailure {
+            status: StatusCode::from_u16(status).unwrap(),
+            code: "internal".into(),
+            message: "cannot read the metadata store".into(),
+            request_id: request_id.map(str::to_string),
+        })
+    }
+
+    #[test]
+    fn a_server_error_names_its_request_id_and_a_refusal_does_not() {
+        assert_eq!(
+            failure(500, Some("0193a2c4-aa")).to_string(),
+            "cannot read the metadata store (server error 500; request id 0193a2c4-aa; the server's log has the details)"
+        );
+        assert_eq!(
+            failure(503, None).to_string(),
+            "cannot read the metadata store (server error 503; the server's log has the details)"
+        );
+        assert_eq!(
+            failure(404, Some("0193a2c4-aa")).to_string(),
+            "cannot read the metadata store"
+        );
+        let e = ClientError::NotWharf {
+            server: "http://h/".into(),
+            method: Method::GET,
+            path: "/api/v1/status".into(),
+            status: StatusCode::BAD_GATEWAY,
+            detail: "\"<html>\"".into(),
+            request_id: Some("r-1".into()),
+        };
+        assert!(
+            e.to_string()
+                .contains("HTTP 502 Bad Gateway and a body that is not the Wharf API's (\"<html>\"; request id r-1)"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn a_refusal_names_the_command_that_grants_what_is_missing() {

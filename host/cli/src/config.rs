@@ -15,6 +15,9 @@
 //! A token is kept with the server that issued it and only ever sent there.
 //! The file is written with mode 0600 because it holds tokens; a looser file
 //! gets a warning, as ssh does for keys.
+//!
+//! A CI job has no saved login: it sets `WHARF_TOKEN` ([`env_token`]) to a
+//! token from `POST /api/v1/login`, which the commands then use instead.
 
 use crate::output::{self, OutputFormat};
 use anyhow::Context as _;
@@ -28,6 +31,33 @@ use std::path::PathBuf;
 /// The server when neither `--server`, `WHARF_SERVER` nor the file names one:
 /// where `wharf serve` listens by default.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
+
+/// The environment variable a login token is taken from, before the saved
+/// login.
+pub const TOKEN_ENV: &str = "WHARF_TOKEN";
+
+/// The token in `WHARF_TOKEN`, if it is set and not empty (CI templates
+/// often export empty variables). Refused before any request when it
+/// cannot be a token: a pasted line break or space, say.
+pub fn env_token() -> anyhow::Result<Option<String>> {
+    let value = match std::env::var(TOKEN_ENV) {
+        Ok(v) => v,
+        Err(std::env::VarError::NotPresent) => return Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => anyhow::bail!(
+            "{TOKEN_ENV} is not valid UTF-8; set it to the `token` that POST /api/v1/login answers, or unset it"
+        ),
+    };
+    let token = value.trim();
+    if token.is_empty() {
+        return Ok(None);
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        anyhow::bail!(
+            "{TOKEN_ENV} holds characters no token has (spaces, line breaks or non-ASCII); set it to the `token` that POST /api/v1/login answers, or unset it"
+        );
+    }
+    Ok(Some(token.to_string()))
+}
 
 /// What the config file holds. Unknown keys are ignored, so an older
 /// client reads a newer file.
@@ -219,6 +249,12 @@ pub fn run(cmd: ConfigCommand, flag: Option<&str>, format: OutputFormat) -> anyh
             let config = ClientConfig::load()?;
             let (server, source) = resolve_server_with_source(flag, &config)?;
             let login = config.login_for(&server);
+            let from_env = env_token()?.is_some();
+            let token_from = if from_env {
+                Some(TOKEN_ENV)
+            } else {
+                login.map(|_| "config file")
+            };
             let source = match source {
                 ServerSource::Flag => "--server / WHARF_SERVER",
                 ServerSource::ConfigFile => "config file",
@@ -236,15 +272,22 @@ pub fn run(cmd: ConfigCommand, flag: Option<&str>, format: OutputFormat) -> anyh
                     "server_from": source,
                     "login": login.map(|l| &l.login),
                     "token_expires_at": login.map(|l| &l.expires_at),
+                    "token_from": token_from,
                 })),
                 OutputFormat::Table => output::print_details(&[
                     ("Config file", file_text),
                     ("Server", format!("{server} (from {source})")),
                     (
                         "Logged in",
-                        login.map_or("no (`wharf login`)".into(), |l| {
-                            format!("as {} until {}", l.login, l.expires_at)
-                        }),
+                        if from_env {
+                            format!(
+                                "with the token in {TOKEN_ENV} (used instead of any saved login)"
+                            )
+                        } else {
+                            login.map_or("no (`wharf login`, or set WHARF_TOKEN)".into(), |l| {
+                                format!("as {} until {}", l.login, l.expires_at)
+                            })
+                        },
                     ),
                 ]),
             }

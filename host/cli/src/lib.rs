@@ -23,7 +23,8 @@
 //!   [`event`]: `wharf event listener`; [`status`]: `wharf status`.
 //! - [`auth`]: `wharf login`, `wharf logout`, `wharf auth user|role|permission`;
 //!   the token lives in the config file, per server ([`config::ClientConfig`]),
-//!   and goes onto every request in [`client::Client`].
+//!   or comes from `WHARF_TOKEN` ([`config::env_token`], for CI jobs), and
+//!   goes onto every request in [`client::Client`].
 
 pub mod api;
 pub mod auth;
@@ -43,7 +44,7 @@ pub mod task;
 pub mod upload;
 pub mod version;
 
-use client::Client;
+use client::{Client, TokenFrom};
 use output::OutputFormat;
 
 /// Options of the admin commands (`serve` and `bench` ignore them).
@@ -77,10 +78,29 @@ pub struct Session {
 }
 
 impl Session {
+    /// With the token in `WHARF_TOKEN` when it is set, else the login saved
+    /// for the server.
     pub fn open(global: &GlobalArgs) -> anyhow::Result<Self> {
+        match config::env_token()? {
+            Some(token) => Self::open_with(global, Some((token, TokenFrom::Environment))),
+            None => Self::open_saved(global),
+        }
+    }
+
+    /// With the saved login only, whatever `WHARF_TOKEN` says: `wharf
+    /// logout` revokes and forgets that one, never a job's token.
+    pub fn open_saved(global: &GlobalArgs) -> anyhow::Result<Self> {
+        Self::open_with(global, None)
+    }
+
+    fn open_with(global: &GlobalArgs, token: Option<(String, TokenFrom)>) -> anyhow::Result<Self> {
         let config = config::ClientConfig::load()?;
         let server = config::resolve_server(global.server.as_deref(), &config)?;
-        let token = config.login_for(&server).map(|l| l.token.clone());
+        let token = token.or_else(|| {
+            config
+                .login_for(&server)
+                .map(|l| (l.token.clone(), TokenFrom::SavedLogin))
+        });
         Ok(Session {
             client: Client::new(server, token)?,
             output: global.output,

@@ -59,6 +59,9 @@ pub const RULES: &[Rule] = &[
     // Open to anyone.
     rule("GET",    "/status",                              Access::Public), // details only when authenticated
     rule("GET",    "/openapi.json",                        Access::Public),
+    rule("GET",    "/docs",                                Access::Public), // the API reference page
+    rule("GET",    "/docs/app.js",                         Access::Public),
+    rule("GET",    "/docs/app.css",                        Access::Public),
     rule("POST",   "/login",                               Access::Public), // checks HTTP basic itself
     rule("GET",    "/registry/token",                      Access::Public), // Docker token flow; see registry_token
     // About oneself.

@@ -3,6 +3,7 @@
 //! listener serves is its [`Side`]. Every listener also answers `/healthz`,
 //! `/readyz` and `/metrics`, counts its requests and gives each a request id.
 
+pub mod docs;
 pub mod error;
 pub use error::ApiErrorBody;
 pub mod openapi;
@@ -64,6 +65,9 @@ fn api(app: Arc<App>) -> axum::Router<Arc<App>> {
     axum::Router::new()
         .route("/status", get(status))
         .route("/openapi.json", get(openapi::document))
+        .route("/docs", get(docs::page))
+        .route("/docs/app.js", get(docs::script))
+        .route("/docs/app.css", get(docs::style))
         .merge(crate::repos::routes())
         .merge(crate::versions::routes())
         .merge(crate::uploads::routes())

@@ -1,5 +1,6 @@
 //! The OpenAPI document of the admin API, generated from the handlers'
-//! annotations and served at `/api/v1/openapi.json`.
+//! annotations and served at `/api/v1/openapi.json`; [`super::docs`]
+//! renders it as a page at `/api/v1/docs`.
 
 use utoipa::OpenApi;
 
@@ -74,6 +75,16 @@ use utoipa::OpenApi;
         wharf_store::db::Permission,
         wharf_store::db::Operation
     )),
+    tags(
+        (name = "repositories", description = "Repositories of any content type: create, change, list their content and versions, and start the long operations (import, sync, publish, copy, remove, tag, restore), each a task."),
+        (name = "uploads", description = "Resumable chunked uploads, then imported into a repository."),
+        (name = "tasks", description = "Long operations: their state, live progress, result or error; cancel."),
+        (name = "groups", description = "Repository groups, with members and notes."),
+        (name = "orphans", description = "Content no repository holds any more."),
+        (name = "plugins", description = "Content-type plugins: list, install (hot-load, upgrade), remove."),
+        (name = "events", description = "Event listeners (http, amqp) told when tasks and repositories change."),
+        (name = "auth", description = "Login tokens, users, roles and permissions (docs/access.md)."),
+    ),
     modifiers(&Security),
     security(("token" = []), ("basic" = []))
 )]

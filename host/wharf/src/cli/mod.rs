@@ -1,8 +1,10 @@
 //! The `wharf` command line: the server's own commands (`serve`,
 //! `worker`, `bench`, `fsck`, `db`, `config check`; [`server`], [`db`]) and
-//! the admin client's (crate `wharf-cli`), in one command tree.
+//! the admin client's (crate `wharf-cli`), in one command tree; [`manpages`]
+//! writes a man page for each of them.
 
 pub mod db;
+pub mod manpages;
 pub mod server;
 
 use wharf_cli::{
@@ -16,13 +18,30 @@ use std::process::ExitCode;
 /// Wharf: a content platform (Docker/OCI registry and more) whose content
 /// types are sandboxed WebAssembly plugins.
 #[derive(Parser)]
-#[command(name = "wharf", version, about, propagate_version = true)]
+#[command(
+    name = "wharf",
+    version,
+    about,
+    propagate_version = true,
+    after_help = AFTER_HELP
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The end of `wharf --help` (and of `man wharf`): what the admin commands
+/// take from the environment, and where the rest of the reference is.
+const AFTER_HELP: &str = "\
+Environment of the admin commands:
+  WHARF_SERVER  The server to manage, as --server.
+  WHARF_TOKEN   A login token (the `token` that POST /api/v1/login answers), used
+                instead of the login `wharf login` saved: for CI jobs and scripts.
+
+Reference: a man page per command (`wharf manpages DIR`), and the API's at
+<server>/api/v1/docs.";
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -44,9 +63,10 @@ pub enum Command {
     /// The server's version, plugins and storage health.
     Status,
     /// Log in to the server; the token is kept in the config file (mode
-    /// 0600) for that server only.
+    /// 0600) for that server only. (A token in WHARF_TOKEN, when set, is used
+    /// instead of the saved one.)
     Login(auth::LoginArgs),
-    /// Revoke the saved login's token and forget it.
+    /// Revoke the saved login's token and forget it (never WHARF_TOKEN's).
     Logout,
     /// Users, roles and permissions.
     #[command(subcommand)]
@@ -82,6 +102,32 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Write a man page for every command (wharf.1, wharf-repo.1,
+    /// wharf-docker-repo-copy.1, ...) into DIR, e.g. /usr/local/share/man/man1.
+    Manpages(manpages::ManpagesArgs),
+}
+
+/// The command tree. A command with a `--version` of its own (`repo
+/// publish --version N`) does not also get the `--version` flag that every
+/// command inherits (two arguments of one name: clap refuses the tree).
+pub fn command() -> clap::Command {
+    fn own_version(cmd: clap::Command) -> clap::Command {
+        let own = cmd.get_arguments().any(|a| a.get_id() == "version");
+        let subs: Vec<String> = cmd
+            .get_subcommands()
+            .map(|s| s.get_name().to_string())
+            .collect();
+        let mut cmd = if own {
+            cmd.disable_version_flag(true)
+        } else {
+            cmd
+        };
+        for sub in subs {
+            cmd = cmd.mut_subcommand(sub, own_version);
+        }
+        cmd
+    }
+    own_version(Cli::command())
 }
 
 /// Parse the command line, run it, and turn the outcome into an exit code.
@@ -105,8 +151,15 @@ pub fn main() -> ExitCode {
         Command::Fsck(a) => server::fsck(a, global.output),
         Command::Db(c) => db::run(c),
         Command::Status => session().and_then(|s| status::run(&s)),
-        Command::Login(a) => session().and_then(|s| auth::login(&s, a)),
-        Command::Logout => session().and_then(|s| auth::logout(&s)),
+        Command::Login(a) => session().and_then(|s| auth::login(&s, a)).map(|()| {
+            if wharf_cli::config::env_token().is_ok_and(|t| t.is_some()) {
+                eprintln!(
+                    "note: WHARF_TOKEN is set, so the commands use its token, not this login; unset it to use this one"
+                );
+            }
+        }),
+        // The saved login only: a job's WHARF_TOKEN is never revoked here.
+        Command::Logout => Session::open_saved(&global).and_then(|s| auth::logout(&s)),
         Command::Auth(c) => session().and_then(|s| auth::run(&s, c)),
         Command::Repo(c) => session().and_then(|s| repo::run(&s, c)),
         Command::Docker(c) => session().and_then(|s| docker::run(&s, c)),
@@ -123,10 +176,11 @@ pub fn main() -> ExitCode {
         }
         Command::Completions { shell } => {
             let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "wharf", &mut script);
+            clap_complete::generate(shell, &mut command(), "wharf", &mut script);
             output::emit(&String::from_utf8_lossy(&script));
             Ok(())
         }
+        Command::Manpages(a) => manpages::run(a, global.output),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -141,7 +195,7 @@ pub fn main() -> ExitCode {
 /// `WHARF_CONFIG`) layered under flags and environment variables.
 fn parse() -> anyhow::Result<Cli> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let mut cmd = Cli::command();
+    let mut cmd = command();
     if let Some(sub) = server_subcommand(&args)
         && let Some(file) = wharf_server::config::file_from_args(&args)
     {
