@@ -1310,7 +1310,6 @@ fn with_token(w: &Wharf, token: &str, args: &[&str]) -> Outcome {
 #[test]
 fn a_token_in_wharf_token_is_used_before_the_saved_login_and_a_bad_one_fails_clearly() {
     let s = Server::start();
-    s.create_repo(serde_json::json!({"id": "ci-made", "content_type": "docker"}));
     let w = Wharf::new(&s.base);
     let help = w.ok(&["--help"]);
     assert!(help.contains("WHARF_TOKEN"), "{help}");
@@ -1324,7 +1323,12 @@ fn a_token_in_wharf_token_is_used_before_the_saved_login_and_a_bad_one_fails_cle
     let token = s.login("admin", ADMIN_PASSWORD);
     let out = with_token(&w, &token, &["repo", "list", "--output", "json"]);
     assert_eq!(out.code, Some(0), "{}", out.describe());
-    assert!(out.stdout.contains("\"ci-made\""), "{}", out.describe());
+    let repos: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(repos.is_array(), "{repos}");
+    let out = with_token(&w, &token, &["auth", "whoami", "--output", "json"]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    let me: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(me["login"], "admin", "{me}");
     assert!(
         !w.config_file().exists(),
         "a token from the environment was saved"
