@@ -35,6 +35,8 @@ for cmd in "${!NEEDED[@]}"; do
     if [[ $cmd == /* ]]; then [ -x "$cmd" ] || missing+=("$cmd"); else
         command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd"); fi
 done
+# Python modules (the email listener tests run a real SMTP server, aiosmtpd).
+/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || missing+=("python3-aiosmtpd")
 if [ ${#missing[@]} -eq 0 ]; then
     phase "packages: all present, skipping apt"
 else
@@ -43,7 +45,7 @@ else
     apt-get -o DPkg::Lock::Timeout=600 update
     apt-get -o DPkg::Lock::Timeout=600 install -y \
         docker.io podman skopeo umoci busybox-static docker-registry jq curl openssl \
-        slapd ldap-utils rabbitmq-server
+        slapd ldap-utils rabbitmq-server python3-aiosmtpd
 fi
 
 # ------------------------------------------------------------------ builds --

@@ -1,5 +1,5 @@
 //! `wharf event listener create|list|delete`: who hears about tasks,
-//! repositories and plugins.
+//! repositories and plugins (a webhook, the broker's exchange, or email).
 
 use crate::Session;
 use crate::output::{self, OutputFormat};
@@ -19,6 +19,29 @@ pub enum ListenerType {
     Http,
     /// Publish to the `wharf.events` topic exchange of the server's broker.
     Amqp,
+    /// Mail a plain-text message through an SMTP server.
+    Email,
+}
+
+/// How an email listener reaches its SMTP server.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum SmtpSecurity {
+    /// Upgrade with STARTTLS; refuse a server that does not offer it (port 587).
+    Starttls,
+    /// TLS from the first byte (implicit TLS, port 465).
+    Tls,
+    /// No encryption: only for a relay on the same machine (port 25).
+    None,
+}
+
+impl SmtpSecurity {
+    fn as_str(self) -> &'static str {
+        match self {
+            SmtpSecurity::Starttls => "starttls",
+            SmtpSecurity::Tls => "tls",
+            SmtpSecurity::None => "none",
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -33,6 +56,35 @@ pub enum ListenerCommand {
         /// HMAC key for the X-Wharf-Signature header of http deliveries.
         #[arg(long, default_value = "")]
         secret: String,
+        /// A recipient of email listeners (`ops@example.org` or
+        /// `"Ops <ops@example.org>"`); repeat for more.
+        #[arg(long = "to", value_name = "ADDR", required_if_eq("kind", "email"))]
+        to: Vec<String>,
+        /// The sender of email listeners' messages.
+        #[arg(long, value_name = "ADDR", required_if_eq("kind", "email"))]
+        from: Option<String>,
+        /// The SMTP server email listeners send through (a name or an address).
+        #[arg(long, value_name = "HOST", required_if_eq("kind", "email"))]
+        smtp_host: Option<String>,
+        /// Its port [default: 587 for starttls, 465 for tls, 25 for none].
+        #[arg(long, value_name = "PORT")]
+        smtp_port: Option<u16>,
+        /// How the connection to the SMTP server is protected.
+        #[arg(long, value_enum, default_value = "starttls")]
+        smtp_security: SmtpSecurity,
+        /// SMTP AUTH user; no authentication when absent.
+        #[arg(long, value_name = "USER", default_value = "")]
+        smtp_username: String,
+        /// SMTP AUTH password (write-only: shown back as ********); better
+        /// given through the environment than on the command line.
+        #[arg(
+            long,
+            value_name = "PASSWORD",
+            env = "WHARF_SMTP_PASSWORD",
+            hide_env_values = true,
+            default_value = ""
+        )]
+        smtp_password: String,
         /// Event types to send (e.g. task.failed, repo.*); all when absent.
         #[arg(long = "event", value_name = "TYPE")]
         events: Vec<String>,
@@ -46,12 +98,49 @@ pub enum ListenerCommand {
     },
 }
 
+/// Where a listener's events go, in one line.
+fn target(l: &serde_json::Value) -> String {
+    let s = |k: &str| l[k].as_str().unwrap_or("").to_string();
+    match l["type"].as_str() {
+        Some("http") => s("url"),
+        Some("amqp") => "exchange wharf.events".into(),
+        Some("email") => {
+            let to: Vec<&str> = l["to"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default();
+            let port = l["port"]
+                .as_u64()
+                .map(|p| format!(":{p}"))
+                .unwrap_or_default();
+            let user = match s("username") {
+                u if u.is_empty() => String::new(),
+                u => format!(", user {u}"),
+            };
+            format!(
+                "mail to {} via {}{port} ({}{user})",
+                to.join(", "),
+                s("host"),
+                s("security")
+            )
+        }
+        _ => String::new(),
+    }
+}
+
 pub fn run(s: &Session, EventCommand::Listener(cmd): EventCommand) -> anyhow::Result<()> {
     match cmd {
         ListenerCommand::Create {
             kind,
             url,
             secret,
+            to,
+            from,
+            smtp_host,
+            smtp_port,
+            smtp_security,
+            smtp_username,
+            smtp_password,
             events,
         } => {
             let body = match kind {
@@ -59,6 +148,17 @@ pub fn run(s: &Session, EventCommand::Listener(cmd): EventCommand) -> anyhow::Re
                     serde_json::json!({"type": "http", "url": url, "secret": secret, "events": events})
                 }
                 ListenerType::Amqp => serde_json::json!({"type": "amqp", "events": events}),
+                ListenerType::Email => serde_json::json!({
+                    "type": "email",
+                    "to": to,
+                    "from": from,
+                    "host": smtp_host,
+                    "port": smtp_port,
+                    "security": smtp_security.as_str(),
+                    "username": smtp_username,
+                    "password": smtp_password,
+                    "events": events,
+                }),
             };
             let l: serde_json::Value = s
                 .client
@@ -83,27 +183,23 @@ pub fn run(s: &Session, EventCommand::Listener(cmd): EventCommand) -> anyhow::Re
                     let rows = ls
                         .iter()
                         .map(|l| {
+                            let events: Vec<&str> = l["events"]
+                                .as_array()
+                                .map(|a| a.iter().filter_map(|e| e.as_str()).collect())
+                                .unwrap_or_default();
                             vec![
                                 l["id"].as_str().unwrap_or("").to_string(),
                                 l["type"].as_str().unwrap_or("").to_string(),
-                                l["url"].as_str().unwrap_or("").to_string(),
-                                l["events"]
-                                    .as_array()
-                                    .map(|a| a.len())
-                                    .filter(|n| *n > 0)
-                                    .map_or("all".into(), |_| {
-                                        l["events"]
-                                            .as_array()
-                                            .unwrap()
-                                            .iter()
-                                            .filter_map(|e| e.as_str())
-                                            .collect::<Vec<_>>()
-                                            .join(", ")
-                                    }),
+                                target(l),
+                                if events.is_empty() {
+                                    "all".into()
+                                } else {
+                                    events.join(", ")
+                                },
                             ]
                         })
                         .collect();
-                    output::print_table(&["ID", "TYPE", "URL", "EVENTS"], rows);
+                    output::print_table(&["ID", "TYPE", "TARGET", "EVENTS"], rows);
                 }
             }
         }

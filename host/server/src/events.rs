@@ -6,7 +6,13 @@
 //!   sha256=<hex HMAC-SHA256 of the body with the listener's secret>`, retried
 //!   with exponential backoff while the receiver is down;
 //! - `amqp`: published to the topic exchange `wharf.events` of the server's
-//!   broker, with the event type as routing key (`task.finished`, ...).
+//!   broker, with the event type as routing key (`task.finished`, ...);
+//! - `email`: a plain-text message with a readable subject and body per
+//!   event type, sent through the listener's SMTP server (`email`), retried
+//!   like `http`.
+//!
+//! `http` and `email` destinations go through the server's outbound policy:
+//! an internal address the operator did not allow is never connected to.
 //!
 //! Delivery runs on its own tasks with bounded queues: a slow or failing
 //! listener never fails a task and never blocks a worker.
@@ -19,11 +25,16 @@ use wharf_runtime::outbound::OutboundPolicy;
 pub use wharf_store::db::{Listener, Target};
 use wharf_store::db::{Store, now};
 
+pub mod email;
+
 pub const EXCHANGE: &str = "wharf.events";
 /// Events waiting per listener before the oldest are dropped (and logged).
 const QUEUE_DEPTH: usize = 1024;
-/// Delivery attempts of one event to an http listener.
-const HTTP_ATTEMPTS: u32 = 10;
+/// Delivery attempts of one event to an http or email listener; the waits
+/// between them start at 0.5 s and double up to 60 s.
+const ATTEMPTS: u32 = 10;
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
@@ -125,6 +136,26 @@ impl Events {
                 Target::Http { url, secret } => {
                     self.post(&listener.id, url, secret, &event, &body).await
                 }
+                Target::Email {
+                    to,
+                    from,
+                    host,
+                    port,
+                    security,
+                    username,
+                    password,
+                } => {
+                    let smtp = email::Smtp {
+                        to,
+                        from,
+                        host,
+                        port: port.unwrap_or(security.default_port()),
+                        security: *security,
+                        username,
+                        password,
+                    };
+                    self.mail(&listener.id, &smtp, &event).await
+                }
                 Target::Amqp => {
                     if let Err(e) = self.publish(&mut amqp, &event, &body).await {
                         amqp = None;
@@ -149,8 +180,8 @@ impl Events {
         {
             return tracing::error!(listener, event = %event.event_type, "event not delivered: {e}");
         }
-        let mut backoff = Duration::from_millis(500);
-        for attempt in 1..=HTTP_ATTEMPTS {
+        let mut backoff = FIRST_BACKOFF;
+        for attempt in 1..=ATTEMPTS {
             let sent = self
                 .http
                 .post(url)
@@ -172,9 +203,41 @@ impl Events {
                 }
             }
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(60));
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
-        tracing::error!(listener, event = %event.event_type, "event not delivered after {HTTP_ATTEMPTS} attempts");
+        tracing::error!(listener, event = %event.event_type, "event not delivered after {ATTEMPTS} attempts");
+    }
+
+    /// Mail `event` through the listener's SMTP server, retried like an
+    /// http delivery while the server is unreachable or answers with a
+    /// transient error; a refusal by the outbound policy, a permanent SMTP
+    /// refusal or an address that does not parse ends it at once.
+    async fn mail(&self, listener: &str, smtp: &email::Smtp<'_>, event: &Event) {
+        let message = match email::message(smtp, event) {
+            Ok(m) => m,
+            Err(e) => {
+                return tracing::error!(listener, event = %event.event_type, "event not mailed: {e}");
+            }
+        };
+        let mut backoff = FIRST_BACKOFF;
+        for attempt in 1..=ATTEMPTS {
+            match email::send(&self.outbound, smtp, &message).await {
+                Ok(()) => return,
+                Err(e) if !e.retry() => {
+                    return tracing::error!(listener, event = %event.event_type, "event not mailed: {e}");
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        listener,
+                        attempt,
+                        "email listener's SMTP server failed: {e}"
+                    )
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+        tracing::error!(listener, event = %event.event_type, "event not mailed after {ATTEMPTS} attempts");
     }
 
     async fn publish(
@@ -267,6 +330,7 @@ pub mod api {
     use axum::http::StatusCode;
     use axum::routing::{delete, post};
     use std::sync::Arc;
+    use wharf_store::db::SmtpSecurity;
 
     pub fn routes() -> axum::Router<Arc<App>> {
         axum::Router::new()
@@ -290,8 +354,8 @@ pub mod api {
         State(app): State<Arc<App>>,
         body: std::result::Result<Json<CreateListener>, JsonRejection>,
     ) -> Result<(StatusCode, Json<Listener>)> {
-        let Json(req) = body?;
-        match &req.target {
+        let Json(mut req) = body?;
+        match &mut req.target {
             Target::Http { url, .. } => {
                 let u: reqwest::Url = url
                     .parse()
@@ -313,6 +377,23 @@ pub mod api {
                 ));
             }
             Target::Amqp => {}
+            Target::Email {
+                to,
+                from,
+                host,
+                port,
+                security,
+                username,
+                password,
+            } => {
+                check_email(&app, to, from, host, *security, username, password)?;
+                if *port == Some(0) {
+                    return Err(Error::invalid(
+                        "email listener port 0: give the SMTP server's port, or none for the default",
+                    ));
+                }
+                port.get_or_insert(security.default_port());
+            }
         }
         let l = Listener {
             id: uuid::Uuid::now_v7().to_string(),
@@ -322,6 +403,74 @@ pub mod api {
         };
         app.store.put_listener(&l).await?;
         Ok((StatusCode::CREATED, Json(crate::secrets::mask_listener(&l))))
+    }
+
+    /// An email listener's settings as the API takes them: addresses that
+    /// parse, an SMTP host that is no internal address the operator did not
+    /// allow (a name is checked when it resolves, at each delivery), and
+    /// credentials that never cross the network in clear.
+    fn check_email(
+        app: &App,
+        to: &[String],
+        from: &str,
+        host: &str,
+        security: SmtpSecurity,
+        username: &str,
+        password: &str,
+    ) -> Result<()> {
+        if to.is_empty() {
+            return Err(Error::invalid(
+                "email listeners need at least one recipient: \"to\": [\"ops@example.org\"]",
+            ));
+        }
+        for (what, a) in to
+            .iter()
+            .map(|a| ("to", a.as_str()))
+            .chain([("from", from)])
+        {
+            a.parse::<lettre::message::Mailbox>().map_err(|e| {
+                Error::invalid(format!(
+                    "email listener {what} {a:?} is no email address ({e}); write e.g. ops@example.org or \"Ops <ops@example.org>\""
+                ))
+            })?;
+        }
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        let ip = literal.parse::<std::net::IpAddr>().ok();
+        let bad_name = host.is_empty()
+            || host.len() > 253
+            || host
+                .chars()
+                .any(|c| !(c.is_ascii_alphanumeric() || c == '.' || c == '-'));
+        if ip.is_none() && bad_name {
+            return Err(Error::invalid(format!(
+                "email listener host {host:?} is neither a host name nor an IP address; write e.g. smtp.example.org"
+            )));
+        }
+        if let Some(ip) = ip {
+            app.outbound
+                .check_ip(host, ip)
+                .map_err(|e| Error::invalid(format!("email listener host: {e}")))?;
+        }
+        if password == crate::secrets::MASK {
+            return Err(Error::invalid(format!(
+                "email listener password is {:?}, which stands for a stored secret: send the real password",
+                crate::secrets::MASK
+            )));
+        }
+        if !password.is_empty() && username.is_empty() {
+            return Err(Error::invalid(
+                "email listener password without a username: give \"username\" too",
+            ));
+        }
+        let loopback =
+            host.eq_ignore_ascii_case("localhost") || ip.is_some_and(|ip| ip.is_loopback());
+        if security == SmtpSecurity::Plain && !username.is_empty() && !loopback {
+            return Err(Error::invalid(format!(
+                "email listener security \"none\" would send the SMTP password to {host} in clear; \
+                 use \"starttls\" or \"tls\" (or a relay on this machine)"
+            )));
+        }
+        Ok(())
     }
 
     #[utoipa::path(get, path = "/api/v1/events/listeners", tag = "events", responses((status = 200, body = Vec<Listener>)))]

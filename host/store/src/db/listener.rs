@@ -1,5 +1,5 @@
-//! An event listener as stored: where events go (`http` or `amqp`) and which
-//! event types it wants. Delivery lives with the events service.
+//! An event listener as stored: where events go (`http`, `amqp` or `email`)
+//! and which event types it wants. Delivery lives with the events service.
 
 use serde::{Deserialize, Serialize};
 use wharf_core::time::Timestamp;
@@ -16,6 +16,63 @@ pub enum Target {
     },
     /// Publish to the `wharf.events` topic exchange of the server's broker.
     Amqp,
+    /// Mail each event, as a plain-text message, to `to` through an SMTP
+    /// server.
+    Email {
+        /// Recipients: `ops@example.org` or `Ops <ops@example.org>`.
+        to: Vec<String>,
+        /// The sender (`From:`), in the same forms.
+        from: String,
+        /// The SMTP server: a name or an IP address.
+        host: String,
+        /// The SMTP server's port; when absent, 587 for `starttls`, 465 for
+        /// `tls` and 25 for `none` (the API stores the default it chose).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<u16>,
+        #[serde(default)]
+        security: SmtpSecurity,
+        /// SMTP AUTH user; no authentication when empty.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        username: String,
+        /// SMTP AUTH password; never shown back.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        password: String,
+    },
+}
+
+/// How an email listener's connection to its SMTP server is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// A plain connection upgraded with STARTTLS; a server that does not
+    /// offer it is refused (submission, port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (implicit TLS, port 465).
+    Tls,
+    /// No encryption at all: only for a relay on the same machine.
+    #[serde(rename = "none")]
+    Plain,
+}
+
+impl SmtpSecurity {
+    /// The port a server of this kind usually listens on.
+    pub fn default_port(self) -> u16 {
+        match self {
+            SmtpSecurity::Starttls => 587,
+            SmtpSecurity::Tls => 465,
+            SmtpSecurity::Plain => 25,
+        }
+    }
+
+    /// The name the API and the CLI use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmtpSecurity::Starttls => "starttls",
+            SmtpSecurity::Tls => "tls",
+            SmtpSecurity::Plain => "none",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -39,15 +96,60 @@ impl Listener {
             })
     }
 
-    /// The listener with its secret replaced by `mask` (the API and exports
+    /// The listener with its secret (an http listener's HMAC key, an email
+    /// listener's SMTP password) replaced by `mask` (the API and exports
     /// show it so; see the server's `secrets`).
     pub fn masked(&self, mask: &str) -> Listener {
         let mut l = self.clone();
-        if let Target::Http { secret, .. } = &mut l.target
-            && !secret.is_empty()
-        {
-            *secret = mask.into();
+        match &mut l.target {
+            Target::Http { secret, .. }
+            | Target::Email {
+                password: secret, ..
+            } if !secret.is_empty() => *secret = mask.into(),
+            _ => {}
         }
         l
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_written_before_email_listeners_still_read() {
+        let http: Listener = serde_json::from_str(
+            r#"{"id":"a","type":"http","url":"http://h/x","secret":"k","events":["task.*"],"created_at":"2026-01-01T00:00:00.000Z"}"#,
+        )
+        .unwrap();
+        assert!(matches!(&http.target, Target::Http { secret, .. } if secret == "k"));
+        let amqp: Listener = serde_json::from_str(
+            r#"{"id":"b","type":"amqp","created_at":"2026-01-01T00:00:00.000Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(amqp.target, Target::Amqp);
+    }
+
+    #[test]
+    fn email_listeners_round_trip_and_mask_their_password() {
+        let l: Listener = serde_json::from_str(
+            r#"{"id":"m","type":"email","to":["ops@example.org"],"from":"wharf@example.org",
+                "host":"smtp.example.org","username":"wharf","password":"pw-1234",
+                "created_at":"2026-01-01T00:00:00.000Z"}"#,
+        )
+        .unwrap();
+        let Target::Email { port, security, .. } = &l.target else {
+            panic!("{l:?}")
+        };
+        assert_eq!((*port, *security), (None, SmtpSecurity::Starttls));
+        let back: Listener = serde_json::from_str(&serde_json::to_string(&l).unwrap()).unwrap();
+        assert_eq!(back, l);
+        let shown = serde_json::to_value(l.masked("****")).unwrap();
+        assert_eq!(shown["password"], "****");
+        assert_eq!(shown["username"], "wharf");
+        assert_eq!(shown["security"], "starttls");
+        assert!(!shown.to_string().contains("pw-1234"), "{shown}");
+        let plain: SmtpSecurity = serde_json::from_str(r#""none""#).unwrap();
+        assert_eq!((plain, plain.default_port()), (SmtpSecurity::Plain, 25));
     }
 }
