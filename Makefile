@@ -5,7 +5,7 @@ DATA_DIR ?= ./wharf-data
 
 PREFIX ?= /usr/local
 
-.PHONY: run build install test plugins fmt lint
+.PHONY: run build install manpages test plugins fmt lint
 
 ## run: build the plugins (docker, file) into the server, then serve on $(LISTEN)
 run: build
@@ -23,9 +23,15 @@ build:
 	objcopy --only-keep-debug target/release/wharf target/dist/wharf.debug
 	objcopy --strip-debug --add-gnu-debuglink=target/dist/wharf.debug target/release/wharf target/dist/wharf
 
-## install: the stripped binary, plugins inside, to $(PREFIX)/bin (no other file needed)
+## install: the stripped binary, plugins inside, to $(PREFIX)/bin (no other file
+## needed), and its man pages to $(PREFIX)/share/man/man1
 install: build
 	install -D -m 0755 target/dist/wharf $(PREFIX)/bin/wharf
+	target/dist/wharf manpages $(PREFIX)/share/man/man1
+
+## manpages: a man page per command (`man -l target/man/man1/wharf-repo.1`)
+manpages: build
+	target/dist/wharf manpages target/man/man1
 
 ## test: the whole suite (installs peers, starts dockerd, builds images, cargo test)
 test:

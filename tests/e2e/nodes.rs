@@ -63,10 +63,6 @@ fn a_child_mirrors_a_parents_public_and_protected_repositories() {
         served(&child, "base", "latest"),
         served(&parent, "base/busybox", "latest")
     );
-    let image = format!("{}/base:latest", child.addr);
-    let _ = run(docker().args(["rmi", "-f", &image]));
-    assert!(docker_pull_run_cat(&image, "/etc/hello.txt").contains("hello from wharf"));
-
     // The protected repository: refused without credentials, and with
     // wrong ones; mirrored with the child's.
     let err = w.fails(&[
@@ -130,4 +126,9 @@ fn a_child_mirrors_a_parents_public_and_protected_repositories() {
             .contains(&format!("v1@{mirrored}")),
         "the child serves the parent's protected image: {mirrored}"
     );
+
+    // And docker pulls the mirrored image from the child.
+    let image = format!("{}/base:latest", child.addr);
+    let _ = run(docker().args(["rmi", "-f", &image]));
+    assert!(docker_pull_run_cat(&image, "/etc/hello.txt").contains("hello from wharf"));
 }
