@@ -277,6 +277,44 @@ impl OutboundPolicy {
     }
 }
 
+impl OutboundPolicy {
+    /// The addresses of `host` (a name, or an IP literal) a connection may
+    /// reach, each with `port`: resolved with the system resolver (tokio's
+    /// `lookup_host`), only those the policy allows; an error names the
+    /// first refusal, or that the name has no address.
+    pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, OutboundError> {
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = literal.parse::<std::net::IpAddr>() {
+            self.check_ip(host, ip)?;
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        let found: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| OutboundError::Resolve {
+                host: host.to_string(),
+                reason: e.to_string(),
+            })?
+            .collect();
+        let mut refused = None;
+        let allowed: Vec<SocketAddr> = found
+            .into_iter()
+            .filter(|a| match self.check_ip(host, a.ip()) {
+                Ok(()) => true,
+                Err(e) => {
+                    refused.get_or_insert(e);
+                    false
+                }
+            })
+            .collect();
+        if allowed.is_empty() {
+            return Err(refused.unwrap_or(OutboundError::NoAddress {
+                host: host.to_string(),
+            }));
+        }
+        Ok(allowed)
+    }
+}
+
 /// Resolves with the system resolver (tokio's `lookup_host`) and keeps only
 /// the addresses the policy allows.
 struct PolicyResolver(Arc<OutboundPolicy>);
@@ -286,28 +324,10 @@ impl reqwest::dns::Resolve for PolicyResolver {
         let policy = self.0.clone();
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+            let allowed = policy
+                .resolve(&host, 0)
                 .await
-                .map_err(|e| OutboundError::Resolve {
-                    host: host.clone(),
-                    reason: e.to_string(),
-                })?
-                .collect();
-            let mut refused = None;
-            let allowed: Vec<SocketAddr> = found
-                .into_iter()
-                .filter(|a| match policy.check_ip(&host, a.ip()) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        refused.get_or_insert(e);
-                        false
-                    }
-                })
-                .collect();
-            if allowed.is_empty() {
-                let e = refused.unwrap_or(OutboundError::NoAddress { host });
-                return Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>);
-            }
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
             Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
         })
     }

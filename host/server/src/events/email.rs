@@ -16,7 +16,6 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde_json::Value;
-use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use wharf_runtime::outbound::{OutboundError, OutboundPolicy};
 use wharf_store::db::SmtpSecurity;
@@ -61,43 +60,6 @@ impl SendError {
     }
 }
 
-/// The addresses of `host` the policy lets a connection reach, with `port`.
-pub async fn resolve(
-    policy: &OutboundPolicy,
-    host: &str,
-    port: u16,
-) -> Result<Vec<SocketAddr>, OutboundError> {
-    let literal = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = literal.parse::<IpAddr>() {
-        policy.check_ip(host, ip)?;
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    let found: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| OutboundError::Resolve {
-            host: host.to_string(),
-            reason: e.to_string(),
-        })?
-        .collect();
-    let mut refused = None;
-    let allowed: Vec<SocketAddr> = found
-        .into_iter()
-        .filter(|a| match policy.check_ip(host, a.ip()) {
-            Ok(()) => true,
-            Err(e) => {
-                refused.get_or_insert(e);
-                false
-            }
-        })
-        .collect();
-    if allowed.is_empty() {
-        return Err(refused.unwrap_or(OutboundError::NoAddress {
-            host: host.to_string(),
-        }));
-    }
-    Ok(allowed)
-}
-
 /// The message for `event` from `smtp.from` to `smtp.to`.
 pub fn message(smtp: &Smtp<'_>, event: &Event) -> Result<Message, SendError> {
     let mailbox = |what: &str, a: &str| {
@@ -128,7 +90,8 @@ pub async fn send(
     smtp: &Smtp<'_>,
     message: &Message,
 ) -> Result<(), SendError> {
-    let addrs = resolve(policy, smtp.host, smtp.port)
+    let addrs = policy
+        .resolve(smtp.host, smtp.port)
         .await
         .map_err(|e| match e {
             OutboundError::Refused { .. } => SendError::Refused(e),
@@ -521,20 +484,20 @@ mod tests {
     #[tokio::test]
     async fn internal_smtp_hosts_are_refused_unless_allowed() {
         let strict = OutboundPolicy::default();
-        let e = resolve(&strict, "127.0.0.1", 25).await.unwrap_err();
+        let e = strict.resolve("127.0.0.1", 25).await.unwrap_err();
         assert!(
             e.to_string().contains("--allow-outbound 127.0.0.1/32"),
             "{e}"
         );
-        let e = resolve(&strict, "localhost", 25).await.unwrap_err();
+        let e = strict.resolve("localhost", 25).await.unwrap_err();
         assert!(matches!(e, OutboundError::Refused { .. }), "{e}");
         let open = OutboundPolicy::new(vec!["127.0.0.1/32".parse().unwrap()]);
-        let kept = resolve(&open, "localhost", 2525).await.unwrap();
+        let kept = open.resolve("localhost", 2525).await.unwrap();
         assert!(
             !kept.is_empty()
                 && kept
                     .iter()
-                    .all(|a| *a == "127.0.0.1:2525".parse::<SocketAddr>().unwrap()),
+                    .all(|a| *a == "127.0.0.1:2525".parse::<std::net::SocketAddr>().unwrap()),
             "only the allowed address of the name is kept: {kept:?}"
         );
     }
