@@ -81,32 +81,25 @@ fn a_child_mirrors_a_parents_public_and_protected_repositories() {
         "{err}"
     );
     assert!(content(&child, "secret").manifests.is_empty());
-    let mut wrong = w.command(&[
-        "docker",
-        "repo",
-        "sync",
-        "--repo-id",
-        "secret",
-        "--upstream-username",
-        "mirror",
-    ]);
-    wrong.env("WHARF_UPSTREAM_PASSWORD", "not-the-password");
-    let out = wrong.output().unwrap();
+    let sync_as_mirror = |password: &str| {
+        let mut sync = w.command(&[
+            "docker",
+            "repo",
+            "sync",
+            "--repo-id",
+            "secret",
+            "--upstream-username",
+            "mirror",
+        ]);
+        sync.env("WHARF_UPSTREAM_PASSWORD", password);
+        sync.output().unwrap()
+    };
+    let out = sync_as_mirror("not-the-password");
     assert!(
         !out.status.success(),
         "a wrong password mirrored the repository"
     );
-    let mut right = w.command(&[
-        "docker",
-        "repo",
-        "sync",
-        "--repo-id",
-        "secret",
-        "--upstream-username",
-        "mirror",
-    ]);
-    right.env("WHARF_UPSTREAM_PASSWORD", "mirror-password-1");
-    let out = right.output().unwrap();
+    let out = sync_as_mirror("mirror-password-1");
     assert!(
         out.status.success(),
         "{}",

@@ -53,27 +53,41 @@ impl Plugins {
         files.retain(|p| p.extension().is_some_and(|e| e == "wasm"));
         files.sort();
         for path in files {
-            let result = crate::engine::read_wasm(&path)
-                .map_err(|e| PluginError::Invalid(format!("{e:#}")))
-                .and_then(|wasm| self.install(&wasm));
-            match result {
-                Ok((p, stats)) => tracing::info!(
+            let source = path.display().to_string();
+            let failure = match crate::engine::read_wasm(&path) {
+                Ok(wasm) => self.load(&source, &wasm),
+                Err(e) => Some(self.refused(&source, PluginError::Invalid(format!("{e:#}")))),
+            };
+            failures.extend(failure);
+        }
+        Ok(failures)
+    }
+
+    /// Load one plugin at start, named `source` (its file, or `builtin:…`)
+    /// in the log and in the failure returned if it does not load.
+    pub fn load(&self, source: &str, wasm: &[u8]) -> Option<LoadFailure> {
+        match self.install(wasm) {
+            Ok((p, stats)) => {
+                tracing::info!(
                     plugin = %p.info.name,
                     version = %p.info.version,
+                    source,
                     from_cache = stats.from_cache,
                     ms = stats.duration.as_secs_f64() * 1000.0,
                     "plugin loaded"
-                ),
-                Err(e) => {
-                    tracing::error!(file = %path.display(), "plugin not loaded: {e}");
-                    failures.push(LoadFailure {
-                        file: path.display().to_string(),
-                        error: e.to_string(),
-                    });
-                }
+                );
+                None
             }
+            Err(e) => Some(self.refused(source, e)),
         }
-        Ok(failures)
+    }
+
+    fn refused(&self, source: &str, e: PluginError) -> LoadFailure {
+        tracing::error!(file = source, "plugin not loaded: {e}");
+        LoadFailure {
+            file: source.to_string(),
+            error: e.to_string(),
+        }
     }
 
     /// Validate and load a plugin, replacing an older version of the same name.

@@ -15,24 +15,8 @@ pub fn load(plugins: &Plugins) -> Vec<LoadFailure> {
              scripts/build-plugins.sh, or `make install`); only --plugin-dir's are loaded"
         );
     }
-    let mut failures = Vec::new();
-    for (name, wasm) in BUILTIN {
-        match plugins.install(wasm) {
-            Ok((p, stats)) => tracing::info!(
-                plugin = %p.info.name,
-                version = %p.info.version,
-                from_cache = stats.from_cache,
-                ms = stats.duration.as_secs_f64() * 1000.0,
-                "built-in plugin loaded"
-            ),
-            Err(e) => {
-                tracing::error!(plugin = name, "built-in plugin not loaded: {e}");
-                failures.push(LoadFailure {
-                    file: format!("builtin:{name}"),
-                    error: e.to_string(),
-                });
-            }
-        }
-    }
-    failures
+    BUILTIN
+        .iter()
+        .filter_map(|(name, wasm)| plugins.load(&format!("builtin:{name}"), wasm))
+        .collect()
 }
