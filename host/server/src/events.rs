@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use wharf_runtime::outbound::OutboundPolicy;
+use wharf_store::db::{EmailTarget, Store, now};
 pub use wharf_store::db::{Listener, Target};
-use wharf_store::db::{Store, now};
 
 pub mod email;
 
@@ -35,6 +35,16 @@ const QUEUE_DEPTH: usize = 1024;
 const ATTEMPTS: u32 = 10;
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Every delivery's attempts, each with the pause that follows it when it
+/// fails: 0.5 s, doubling up to a minute.
+fn attempts() -> impl Iterator<Item = (u32, Duration)> {
+    (1..=ATTEMPTS).scan(FIRST_BACKOFF, |next, attempt| {
+        let pause = *next;
+        *next = (*next * 2).min(MAX_BACKOFF);
+        Some((attempt, pause))
+    })
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
@@ -136,26 +146,7 @@ impl Events {
                 Target::Http { url, secret } => {
                     self.post(&listener.id, url, secret, &event, &body).await
                 }
-                Target::Email {
-                    to,
-                    from,
-                    host,
-                    port,
-                    security,
-                    username,
-                    password,
-                } => {
-                    let smtp = email::Smtp {
-                        to,
-                        from,
-                        host,
-                        port: port.unwrap_or(security.default_port()),
-                        security: *security,
-                        username,
-                        password,
-                    };
-                    self.mail(&listener.id, &smtp, &event).await
-                }
+                Target::Email(smtp) => self.mail(&listener.id, smtp, &event).await,
                 Target::Amqp => {
                     if let Err(e) = self.publish(&mut amqp, &event, &body).await {
                         amqp = None;
@@ -180,8 +171,7 @@ impl Events {
         {
             return tracing::error!(listener, event = %event.event_type, "event not delivered: {e}");
         }
-        let mut backoff = FIRST_BACKOFF;
-        for attempt in 1..=ATTEMPTS {
+        for (attempt, pause) in attempts() {
             let sent = self
                 .http
                 .post(url)
@@ -202,8 +192,7 @@ impl Events {
                     tracing::warn!(listener, attempt, "http listener unreachable: {why}")
                 }
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            tokio::time::sleep(pause).await;
         }
         tracing::error!(listener, event = %event.event_type, "event not delivered after {ATTEMPTS} attempts");
     }
@@ -212,15 +201,14 @@ impl Events {
     /// http delivery while the server is unreachable or answers with a
     /// transient error; a refusal by the outbound policy, a permanent SMTP
     /// refusal or an address that does not parse ends it at once.
-    async fn mail(&self, listener: &str, smtp: &email::Smtp<'_>, event: &Event) {
+    async fn mail(&self, listener: &str, smtp: &EmailTarget, event: &Event) {
         let message = match email::message(smtp, event) {
             Ok(m) => m,
             Err(e) => {
                 return tracing::error!(listener, event = %event.event_type, "event not mailed: {e}");
             }
         };
-        let mut backoff = FIRST_BACKOFF;
-        for attempt in 1..=ATTEMPTS {
+        for (attempt, pause) in attempts() {
             match email::send(&self.outbound, smtp, &message).await {
                 Ok(()) => return,
                 Err(e) if !e.retry() => {
@@ -234,8 +222,7 @@ impl Events {
                     )
                 }
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            tokio::time::sleep(pause).await;
         }
         tracing::error!(listener, event = %event.event_type, "event not mailed after {ATTEMPTS} attempts");
     }
@@ -330,7 +317,7 @@ pub mod api {
     use axum::http::StatusCode;
     use axum::routing::{delete, post};
     use std::sync::Arc;
-    use wharf_store::db::SmtpSecurity;
+    use wharf_store::db::{EmailTarget, SmtpSecurity};
 
     pub fn routes() -> axum::Router<Arc<App>> {
         axum::Router::new()
@@ -377,22 +364,14 @@ pub mod api {
                 ));
             }
             Target::Amqp => {}
-            Target::Email {
-                to,
-                from,
-                host,
-                port,
-                security,
-                username,
-                password,
-            } => {
-                check_email(&app, to, from, host, *security, username, password)?;
-                if *port == Some(0) {
+            Target::Email(email) => {
+                check_email(&app, email)?;
+                if email.port == Some(0) {
                     return Err(Error::invalid(
                         "email listener port 0: give the SMTP server's port, or none for the default",
                     ));
                 }
-                port.get_or_insert(security.default_port());
+                email.port = Some(email.port());
             }
         }
         let l = Listener {
@@ -409,15 +388,17 @@ pub mod api {
     /// parse, an SMTP host that is no internal address the operator did not
     /// allow (a name is checked when it resolves, at each delivery), and
     /// credentials that never cross the network in clear.
-    fn check_email(
-        app: &App,
-        to: &[String],
-        from: &str,
-        host: &str,
-        security: SmtpSecurity,
-        username: &str,
-        password: &str,
-    ) -> Result<()> {
+    fn check_email(app: &App, email: &EmailTarget) -> Result<()> {
+        let EmailTarget {
+            to,
+            from,
+            host,
+            security,
+            username,
+            password,
+            ..
+        } = email;
+        let (from, host, security) = (from.as_str(), host.as_str(), *security);
         if to.is_empty() {
             return Err(Error::invalid(
                 "email listeners need at least one recipient: \"to\": [\"ops@example.org\"]",

@@ -18,21 +18,10 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde_json::Value;
 use std::time::Duration;
 use wharf_runtime::outbound::{OutboundError, OutboundPolicy};
-use wharf_store::db::SmtpSecurity;
+use wharf_store::db::{EmailTarget, SmtpSecurity};
 
 /// How long one SMTP conversation may take.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// An email listener's settings, borrowed from its record.
-pub struct Smtp<'a> {
-    pub to: &'a [String],
-    pub from: &'a str,
-    pub host: &'a str,
-    pub port: u16,
-    pub security: SmtpSecurity,
-    pub username: &'a str,
-    pub password: &'a str,
-}
 
 /// Why one attempt to mail an event failed.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +50,7 @@ impl SendError {
 }
 
 /// The message for `event` from `smtp.from` to `smtp.to`.
-pub fn message(smtp: &Smtp<'_>, event: &Event) -> Result<Message, SendError> {
+pub fn message(smtp: &EmailTarget, event: &Event) -> Result<Message, SendError> {
     let mailbox = |what: &str, a: &str| {
         a.parse::<Mailbox>().map_err(|e| {
             SendError::Settings(format!(
@@ -70,13 +59,13 @@ pub fn message(smtp: &Smtp<'_>, event: &Event) -> Result<Message, SendError> {
         })
     };
     let mut b = Message::builder()
-        .from(mailbox("from", smtp.from)?)
+        .from(mailbox("from", &smtp.from)?)
         .subject(subject(event))
         .header(ContentType::TEXT_PLAIN)
         .header(XWharfEvent(event.event_type.clone()))
         .header(XWharfDelivery(event.id.clone()))
         .message_id(None);
-    for to in smtp.to {
+    for to in &smtp.to {
         b = b.to(mailbox("to", to)?);
     }
     b.body(body(event))
@@ -87,11 +76,11 @@ pub fn message(smtp: &Smtp<'_>, event: &Event) -> Result<Message, SendError> {
 /// the first of its allowed addresses that answers.
 pub async fn send(
     policy: &OutboundPolicy,
-    smtp: &Smtp<'_>,
+    smtp: &EmailTarget,
     message: &Message,
 ) -> Result<(), SendError> {
     let addrs = policy
-        .resolve(smtp.host, smtp.port)
+        .resolve(&smtp.host, smtp.port())
         .await
         .map_err(|e| match e {
             OutboundError::Refused { .. } => SendError::Refused(e),
@@ -104,8 +93,8 @@ pub async fn send(
                 .map_err(|e| SendError::Settings(format!("TLS settings: {e}")))
         };
         let tls = match smtp.security {
-            SmtpSecurity::Starttls => Tls::Required(tls(smtp.host)?),
-            SmtpSecurity::Tls => Tls::Wrapper(tls(smtp.host)?),
+            SmtpSecurity::Starttls => Tls::Required(tls(&smtp.host)?),
+            SmtpSecurity::Tls => Tls::Wrapper(tls(&smtp.host)?),
             SmtpSecurity::Plain => Tls::None,
         };
         let mut transport =
@@ -115,8 +104,8 @@ pub async fn send(
                 .timeout(Some(SMTP_TIMEOUT));
         if !smtp.username.is_empty() {
             transport = transport.credentials(Credentials::new(
-                smtp.username.to_string(),
-                smtp.password.to_string(),
+                smtp.username.clone(),
+                smtp.password.clone(),
             ));
         }
         match transport
@@ -140,37 +129,37 @@ pub async fn send(
     Err(last.unwrap_or_else(|| SendError::Transient(format!("{} has no address", smtp.host))))
 }
 
-/// `X-Wharf-Event: task.finished`, to sort mail by event type.
-#[derive(Clone)]
-struct XWharfEvent(String);
+/// A header of Wharf's own whose value is a string as given.
+macro_rules! text_header {
+    ($(#[$doc:meta])* $ty:ident, $name:literal) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        struct $ty(String);
 
-impl Header for XWharfEvent {
-    fn name() -> HeaderName {
-        HeaderName::new_from_ascii_str("X-Wharf-Event")
-    }
-    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(XWharfEvent(s.to_string()))
-    }
-    fn display(&self) -> HeaderValue {
-        HeaderValue::new(Self::name(), self.0.clone())
-    }
+        impl Header for $ty {
+            fn name() -> HeaderName {
+                HeaderName::new_from_ascii_str($name)
+            }
+            fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+                Ok($ty(s.to_string()))
+            }
+            fn display(&self) -> HeaderValue {
+                HeaderValue::new(Self::name(), self.0.clone())
+            }
+        }
+    };
 }
 
-/// `X-Wharf-Delivery: <event id>`, as the http listener sends it.
-#[derive(Clone)]
-struct XWharfDelivery(String);
-
-impl Header for XWharfDelivery {
-    fn name() -> HeaderName {
-        HeaderName::new_from_ascii_str("X-Wharf-Delivery")
-    }
-    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(XWharfDelivery(s.to_string()))
-    }
-    fn display(&self) -> HeaderValue {
-        HeaderValue::new(Self::name(), self.0.clone())
-    }
-}
+text_header!(
+    /// `X-Wharf-Event: task.finished`, to sort mail by event type.
+    XWharfEvent,
+    "X-Wharf-Event"
+);
+text_header!(
+    /// `X-Wharf-Delivery: <event id>`, as the http listener sends it.
+    XWharfDelivery,
+    "X-Wharf-Delivery"
+);
 
 /// A text field of the event's data, when present and not empty.
 fn field<'a>(event: &'a Event, key: &str) -> Option<&'a str> {
@@ -452,14 +441,14 @@ mod tests {
             "ops@example.org".to_string(),
             "Dev <dev@example.org>".into(),
         ];
-        let smtp = Smtp {
-            to: &to,
-            from: "wharf@example.org",
-            host: "smtp.example.org",
-            port: 587,
+        let smtp = EmailTarget {
+            to,
+            from: "wharf@example.org".into(),
+            host: "smtp.example.org".into(),
+            port: Some(587),
             security: SmtpSecurity::Starttls,
-            username: "",
-            password: "",
+            username: String::new(),
+            password: String::new(),
         };
         let e = task("task.finished", "sync", Some("app"), "finished");
         let m = String::from_utf8(message(&smtp, &e).unwrap().formatted()).unwrap();
@@ -474,7 +463,7 @@ mod tests {
             assert!(m.contains(h), "{h:?} not in\n{m}");
         }
         let bad = vec!["not an address".to_string()];
-        let e = message(&Smtp { to: &bad, ..smtp }, &e).unwrap_err();
+        let e = message(&EmailTarget { to: bad, ..smtp }, &e).unwrap_err();
         assert!(
             !e.retry() && e.to_string().contains("\"not an address\""),
             "{e}"

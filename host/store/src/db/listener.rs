@@ -16,28 +16,39 @@ pub enum Target {
     },
     /// Publish to the `wharf.events` topic exchange of the server's broker.
     Amqp,
-    /// Mail each event, as a plain-text message, to `to` through an SMTP
-    /// server.
-    Email {
-        /// Recipients: `ops@example.org` or `Ops <ops@example.org>`.
-        to: Vec<String>,
-        /// The sender (`From:`), in the same forms.
-        from: String,
-        /// The SMTP server: a name or an IP address.
-        host: String,
-        /// The SMTP server's port; when absent, 587 for `starttls`, 465 for
-        /// `tls` and 25 for `none` (the API stores the default it chose).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        port: Option<u16>,
-        #[serde(default)]
-        security: SmtpSecurity,
-        /// SMTP AUTH user; no authentication when empty.
-        #[serde(default, skip_serializing_if = "String::is_empty")]
-        username: String,
-        /// SMTP AUTH password; never shown back.
-        #[serde(default, skip_serializing_if = "String::is_empty")]
-        password: String,
-    },
+    /// Mail each event, as a plain-text message, through an SMTP server.
+    Email(EmailTarget),
+}
+
+/// Where and how an email listener mails its events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EmailTarget {
+    /// Recipients: `ops@example.org` or `Ops <ops@example.org>`.
+    pub to: Vec<String>,
+    /// The sender (`From:`), in the same forms.
+    pub from: String,
+    /// The SMTP server: a name or an IP address.
+    pub host: String,
+    /// The SMTP server's port; when absent, 587 for `starttls`, 465 for
+    /// `tls` and 25 for `none` (the API stores the default it chose).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub security: SmtpSecurity,
+    /// SMTP AUTH user; no authentication when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub username: String,
+    /// SMTP AUTH password; never shown back.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub password: String,
+}
+
+impl EmailTarget {
+    /// The port to connect to: the one given, else the usual one of its
+    /// security.
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(self.security.default_port())
+    }
 }
 
 /// How an email listener's connection to its SMTP server is protected.
@@ -103,9 +114,9 @@ impl Listener {
         let mut l = self.clone();
         match &mut l.target {
             Target::Http { secret, .. }
-            | Target::Email {
+            | Target::Email(EmailTarget {
                 password: secret, ..
-            } if !secret.is_empty() => *secret = mask.into(),
+            }) if !secret.is_empty() => *secret = mask.into(),
             _ => {}
         }
         l
@@ -138,10 +149,11 @@ mod tests {
                 "created_at":"2026-01-01T00:00:00.000Z"}"#,
         )
         .unwrap();
-        let Target::Email { port, security, .. } = &l.target else {
+        let Target::Email(email) = &l.target else {
             panic!("{l:?}")
         };
-        assert_eq!((*port, *security), (None, SmtpSecurity::Starttls));
+        assert_eq!((email.port, email.security), (None, SmtpSecurity::Starttls));
+        assert_eq!(email.port(), 587);
         let back: Listener = serde_json::from_str(&serde_json::to_string(&l).unwrap()).unwrap();
         assert_eq!(back, l);
         let shown = serde_json::to_value(l.masked("****")).unwrap();

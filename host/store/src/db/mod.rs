@@ -20,7 +20,7 @@ pub mod sqlite;
 pub mod transfer;
 pub mod version;
 
-pub use listener::{Listener, SmtpSecurity, Target};
+pub use listener::{EmailTarget, Listener, SmtpSecurity, Target};
 pub use version::{
     HistoryEntry, RepoVersion, UnitCounts, UnitRef, VersionCause, VersionDiff, VersionOrigin,
     last_change_per_unit,
