@@ -29,6 +29,8 @@ declare -A NEEDED=(
     [slapd]=slapd
     [ldapadd]=ldap-utils
     [/usr/lib/rabbitmq/bin/rabbitmq-server]=rabbitmq-server
+    [/usr/bin/chromium]=chromium
+    [/usr/bin/chromedriver]=chromium-driver
 )
 missing=()
 for cmd in "${!NEEDED[@]}"; do
@@ -45,7 +47,7 @@ else
     apt-get -o DPkg::Lock::Timeout=600 update
     apt-get -o DPkg::Lock::Timeout=600 install -y \
         docker.io podman skopeo umoci busybox-static docker-registry jq curl openssl \
-        slapd ldap-utils rabbitmq-server python3-aiosmtpd
+        slapd ldap-utils rabbitmq-server python3-aiosmtpd chromium chromium-driver
 fi
 
 # ------------------------------------------------------------------ builds --

@@ -8,6 +8,7 @@ mod api;
 mod auth;
 mod cli;
 mod conformance;
+mod console;
 mod docker;
 mod events;
 mod hostile_access;

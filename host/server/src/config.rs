@@ -107,6 +107,12 @@ pub struct ServeConfig {
     #[arg(long, env = "WHARF_MAX_STREAM_IMPORTS_PER_USER", default_value_t = 4,
         value_parser = clap::value_parser!(u16).range(1..=MAX_STREAM_IMPORTS))]
     pub max_stream_imports_per_user: u16,
+    /// Serve the web console (`/ui/`) from this directory's `index.html`,
+    /// `app.js` and `app.css`, read at each request, instead of the copies
+    /// built into the binary: for working on the console without
+    /// rebuilding (docs/console.md).
+    #[arg(long, env = "WHARF_CONSOLE_DIR", value_name = "DIR")]
+    pub console_dir: Option<PathBuf>,
     /// Access control: tokens, LDAP, the registry token realm.
     #[command(flatten)]
     pub auth: crate::auth::config::AuthConfig,
@@ -234,6 +240,8 @@ pub const FILE_KEYS: &[(&str, &str)] = &[
     // Streaming imports at once, on this node and per user.
     ("max_stream_imports", "max_stream_imports"),
     ("max_stream_imports_per_user", "max_stream_imports_per_user"),
+    // The web console's files from a directory instead of the binary.
+    ("console_dir", "console_dir"),
     ("connections.header_timeout", "header_timeout"),
     ("connections.idle_timeout", "idle_timeout"),
     ("connections.body_timeout", "body_timeout"),

@@ -1,8 +1,10 @@
-//! HTTP: the admin API under `/api/v1`, and everything else routed to the
-//! plugin that claims the path (the registry side); which of the two a
-//! listener serves is its [`Side`]. Every listener also answers `/healthz`,
-//! `/readyz` and `/metrics`, counts its requests and gives each a request id.
+//! HTTP: the admin API under `/api/v1` and the web console at `/ui/`, and
+//! everything else routed to the plugin that claims the path (the registry
+//! side); which of the two a listener serves is its [`Side`]. Every listener
+//! also answers `/healthz`, `/readyz` and `/metrics`, counts its requests
+//! and gives each a request id.
 
+pub mod console;
 pub mod docs;
 pub mod error;
 pub use error::ApiErrorBody;
@@ -29,13 +31,20 @@ pub fn router(app: Arc<App>, side: Side) -> axum::Router {
         .route_layer(axum::middleware::from_fn(crate::metrics::record_route));
     let routes = match side {
         Side::Both => ops
+            .merge(console::routes())
             .nest("/api/v1", api(app.clone()))
             .fallback(registry::dispatch),
-        Side::Admin => ops.nest("/api/v1", api(app.clone())).fallback(|| async {
-            crate::error::Error::not_found(
-                "no such endpoint: this listener serves the admin API (/api/v1) only",
-            )
-        }),
+        // Nothing else is at `/` here: it leads to the console.
+        Side::Admin => ops
+            .route("/", get(console::to_console))
+            .merge(console::routes())
+            .nest("/api/v1", api(app.clone()))
+            .fallback(|| async {
+                crate::error::Error::not_found(
+                    "no such endpoint: this listener serves the admin API (/api/v1) \
+                     and the console (/ui/) only",
+                )
+            }),
         // The token endpoint of the Docker token flow belongs to the registry
         // protocol (the realm clients are sent to); the rest of the API's
         // paths fall to the plugins, and no plugin claims them: the
