@@ -60,6 +60,10 @@ scripts/build-plugins.sh --test-plugins
 phase "building wharf and the tests (cargo test --release --workspace --no-run)"
 cargo test --release --workspace --no-run
 
+phase "building Wharf's image (make dist, scripts/build-image.sh)"
+make dist
+scripts/build-image.sh target/dist/wharf target/image
+
 # ----------------------------------------------------------------- run dir --
 mkdir -p target/test-run
 # Keep the logs of the last few runs only.
@@ -218,6 +222,7 @@ export WHARF_BIN="$ROOT/target/release/wharf"
 export WHARF_PLUGIN_DIR="$ROOT/target/plugins"
 export WHARF_TEST_PLUGIN_DIR="$ROOT/target/test-plugins"
 export WHARF_TEST_RUN_DIR="$RUN"
+export WHARF_TEST_WHARF_IMAGE="$ROOT/target/image"
 # Each parser fuzz target runs this long (docs/fuzzing.md); six targets, two
 # test binaries in turn, two cores: about a minute in all.
 export WHARF_FUZZ_SECONDS=${WHARF_FUZZ_SECONDS:-20}
@@ -226,7 +231,7 @@ export WHARF_TEST_REQUIRE_SERVICES=1
 export PODMAN_ARGS="--root $RUN/p-root --runroot $PODMAN_RUNROOT --storage-driver vfs"
 
 phase "cargo test --release --workspace $*"
-for v in WHARF_FUZZ_SECONDS WHARF_BIN WHARF_PLUGIN_DIR WHARF_TEST_PLUGIN_DIR WHARF_TEST_IMAGES WHARF_TEST_RUN_DIR PODMAN_ARGS DOCKER_HOST WHARF_TEST_LDAP_URL WHARF_TEST_AMQP_URL WHARF_TEST_MONGO_URL; do
+for v in WHARF_FUZZ_SECONDS WHARF_BIN WHARF_PLUGIN_DIR WHARF_TEST_PLUGIN_DIR WHARF_TEST_IMAGES WHARF_TEST_RUN_DIR WHARF_TEST_WHARF_IMAGE PODMAN_ARGS DOCKER_HOST WHARF_TEST_LDAP_URL WHARF_TEST_AMQP_URL WHARF_TEST_MONGO_URL; do
     echo "    $v=${!v}"
 done
 cargo test --release --workspace "$@"

@@ -1037,6 +1037,47 @@ fn wrong_password_unknown_repository_and_a_stopped_server_fail_with_clear_messag
     }
 }
 
+/// `wharf status --ready`, the image's health check: no login needed, exit
+/// status 0 while `/readyz` says ready, 1 naming the failing check when a
+/// part of the server is not usable, 1 saying so when it is down.
+#[test]
+fn the_readiness_probe_exits_0_when_ready_and_1_naming_what_fails() {
+    let mut s = Server::start();
+    let w = Wharf::new(&s.base);
+    let out = w.run(&["status", "--ready"]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    assert!(out.stdout.contains("is ready"), "{}", out.describe());
+    let doc = w.json(&["status", "--ready"]);
+    assert_eq!(doc["ready"], true, "{doc}");
+    assert_eq!(doc["checks"]["blobs"]["ok"], true, "{doc}");
+
+    // The blob directory goes away: not ready, and the probe says which
+    // check fails (`--output json` still prints the document, then fails).
+    let blobs = s.data_dir().join("blobs");
+    let aside = s.data_dir().join("blobs-aside");
+    std::fs::rename(&blobs, &aside).unwrap();
+    let out = w.run(&["status", "--ready"]);
+    assert_failed(&out, "the probe with no blob directory");
+    assert!(
+        out.stderr.contains("is not ready (blobs: cannot write in"),
+        "{}",
+        out.describe()
+    );
+    let out = w.run(&["--output", "json", "status", "--ready"]);
+    assert_failed(&out, "the JSON probe with no blob directory");
+    let doc: Value = serde_json::from_str(&out.stdout).expect("the document on stdout");
+    assert_eq!(doc["ready"], false, "{doc}");
+    assert_eq!(doc["checks"]["blobs"]["ok"], false, "{doc}");
+
+    // Back: ready again, with nothing restarted.
+    std::fs::rename(&aside, &blobs).unwrap();
+    assert_eq!(w.run(&["status", "--ready"]).code, Some(0));
+
+    s.kill();
+    let err = w.fails(&["status", "--ready"]);
+    assert!(err.contains("cannot reach the Wharf server at"), "{err}");
+}
+
 #[test]
 fn json_output_parses_for_scripts_even_when_a_task_fails() {
     let s = Server::start();

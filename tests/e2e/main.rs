@@ -19,6 +19,7 @@ mod hostile_login;
 mod hostile_outbound;
 mod hostile_registry;
 mod hostile_uploads;
+mod image;
 mod import_bad_input;
 mod import_stream;
 mod nodes;

@@ -1065,3 +1065,117 @@ fn a_self_signed_certificate_is_made_once_and_its_ca_verifies_the_server() {
         s.log()
     );
 }
+
+/// The admin client trusts the system's root certificates (here through
+/// `SSL_CERT_FILE`, as rustls-native-certs reads it) and the CA given with
+/// `--ca-cert` or `WHARF_CA_CERT`; a server it does not trust fails with
+/// what to do, at once, not as "unreachable".
+#[test]
+fn the_client_trusts_a_private_ca_from_ca_cert_wharf_ca_cert_or_the_system_store() {
+    let tmp = scratch();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let s = SelfSignedServer::start(tmp.path(), &addr);
+    let ca = s.ca();
+    let ca = ca.to_str().unwrap();
+    let w = crate::cli::Wharf::new(&format!("https://{addr}"));
+    let with_env = |var: &str, args: &[&str]| {
+        let mut cmd = w.command(args);
+        cmd.env(var, ca);
+        crate::cli::run_bounded(cmd, None, Duration::from_secs(60))
+    };
+
+    let err = w.fails(&["status"]);
+    assert!(
+        err.contains(&format!(
+            "the Wharf server at https://{addr}/ has a certificate this client does not trust"
+        )) && err.contains("--ca-cert FILE (or WHARF_CA_CERT"),
+        "{err}"
+    );
+
+    let out = w.run(&[
+        "--ca-cert",
+        ca,
+        "login",
+        "-u",
+        "admin",
+        "-p",
+        ADMIN_PASSWORD,
+    ]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    let out = w.run(&["--ca-cert", ca, "repo", "list"]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    for var in ["WHARF_CA_CERT", "SSL_CERT_FILE"] {
+        let out = with_env(var, &["status"]);
+        assert_eq!(out.code, Some(0), "with {var}: {}", out.describe());
+        assert!(out.stdout.contains("Plugin contract"), "{}", out.describe());
+    }
+
+    // A CA file that is not one: said before any request.
+    let err = w.fails(&["--ca-cert", "/nonexistent/ca.crt", "status"]);
+    assert!(
+        err.contains(
+            "cannot read the CA certificate /nonexistent/ca.crt (--ca-cert / WHARF_CA_CERT)"
+        ),
+        "{err}"
+    );
+    let junk = tmp.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    let err = w.fails(&["--ca-cert", junk.to_str().unwrap(), "status"]);
+    assert!(err.contains("holds no PEM certificate"), "{err}");
+}
+
+/// A sync from a feed whose certificate a private CA signed: refused
+/// (nothing stored) with what to do until the server trusts that CA with
+/// `--outbound-ca-cert`, then mirrored.
+#[test]
+fn a_feed_signed_by_a_private_ca_syncs_once_the_server_trusts_it_with_outbound_ca_cert() {
+    let tmp = scratch();
+    let pki = Pki::new(tmp.path(), "feed");
+    let (cert, key) = pki.leaf("registry");
+    let (_parent, registry) = tls_registry(&cert, &key, &[]);
+    let importer = json!({"feed": format!("https://{registry}"), "upstream_name": "test/busybox"});
+
+    let child = Server::start();
+    docker_repo(&child, "mirror", "mirror/busybox", importer.clone());
+    let error = failed_with(&sync(&child, "mirror"));
+    assert!(
+        error.contains("certificate") && error.contains("--outbound-ca-cert"),
+        "{error}"
+    );
+    assert!(tag_names(&content(&child, "mirror")).is_empty());
+
+    let ca = pki.ca();
+    let child = Server::start_with_plugin_dir(
+        &env_path("WHARF_PLUGIN_DIR"),
+        &["--outbound-ca-cert", ca.to_str().unwrap()],
+    );
+    docker_repo(&child, "mirror", "mirror/busybox", importer);
+    let t = sync(&child, "mirror");
+    assert_eq!(t["state"], "finished", "{t}\n{}", child.log());
+    assert_eq!(
+        tag_names(&content(&child, "mirror")),
+        vec!["latest".to_string()]
+    );
+
+    // A file with no certificate stops the start, saying so.
+    let junk = tmp.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    let mut serve = Command::new(env_path("WHARF_BIN"));
+    serve
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .arg("--outbound-ca-cert")
+        .arg(&junk)
+        .env("WHARF_ADMIN_PASSWORD", ADMIN_PASSWORD);
+    let out = crate::cli::run_bounded(serve, None, Duration::from_secs(60));
+    assert_ne!(out.code, Some(0), "{}", out.describe());
+    assert!(
+        out.stderr.contains(&format!(
+            "--outbound-ca-cert {}: holds no certificate",
+            junk.display()
+        )),
+        "{}",
+        out.describe()
+    );
+}

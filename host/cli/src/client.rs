@@ -17,6 +17,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an ordinary API call may take: they are all quick on the server
 /// (long work is a task), so anything slower is a stuck server or network.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a readiness probe waits: a health check must answer well inside
+/// its own deadline (the image's is 10 s).
+const READINESS_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Client {
     /// Ends in `/`, so `api/v1/...` joins under a path prefix too.
@@ -101,6 +104,10 @@ pub enum ClientError {
     )]
     Unreachable { server: Url, reason: String },
     #[error(
+        "the Wharf server at {server} has a certificate this client does not trust ({reason}); pass the CA that signed it with --ca-cert FILE (or WHARF_CA_CERT; `wharf serve --tls-self-signed` writes its CA to <data-dir>/tls/ca.crt), or add that CA to the system's trust store"
+    )]
+    Untrusted { server: Url, reason: String },
+    #[error(
         "the Wharf server at {server} did not answer in time ({reason}); try again, or look at the server's log"
     )]
     Timeout { server: Url, reason: String },
@@ -150,6 +157,7 @@ impl ClientError {
                     || f.status == StatusCode::TOO_MANY_REQUESTS
             }
             ClientError::NotWharf { status, .. } => status.is_server_error(),
+            ClientError::Untrusted { .. } => false,
         }
     }
 }
@@ -157,13 +165,25 @@ impl ClientError {
 pub type ClientResult<T> = Result<T, ClientError>;
 
 impl Client {
-    pub fn new(base: Url, token: Option<(String, TokenFrom)>) -> anyhow::Result<Self> {
-        let http = reqwest::blocking::Client::builder()
+    /// A client of the server at `base`, trusting the system's root
+    /// certificates (and `SSL_CERT_FILE`), Mozilla's, and `ca_certs`.
+    pub fn new(
+        base: Url,
+        token: Option<(String, TokenFrom)>,
+        ca_certs: &[reqwest::Certificate],
+    ) -> anyhow::Result<Self> {
+        let mut builder = reqwest::blocking::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("wharf-cli/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Client { base, http, token })
+            .user_agent(concat!("wharf-cli/", env!("CARGO_PKG_VERSION")));
+        for cert in ca_certs {
+            builder = builder.add_root_certificate(cert.clone());
+        }
+        Ok(Client {
+            base,
+            http: builder.build()?,
+            token,
+        })
     }
 
     pub fn server(&self) -> &Url {
@@ -282,6 +302,30 @@ impl Client {
         self.send(method, path, req)
     }
 
+    /// `GET /readyz`, served beside the API (not under `api/v1`) and to
+    /// anyone: whether the server can take work (`true` on 200, `false` on
+    /// 503), with the state of each check as the server wrote it.
+    pub fn readiness(&self) -> ClientResult<(bool, serde_json::Value)> {
+        let url = self.base.join("readyz").expect("a relative URL");
+        let resp = self.execute(self.http.get(url).timeout(READINESS_TIMEOUT))?;
+        let status = resp.status();
+        let request_id = request_id(&resp);
+        let body = resp.bytes().map_err(|e| self.transport_error(&e))?;
+        let not_wharf = |detail: String| ClientError::NotWharf {
+            server: self.base.to_string(),
+            method: Method::GET,
+            path: "/readyz".into(),
+            status,
+            detail,
+            request_id: request_id.clone(),
+        };
+        if status != StatusCode::OK && status != StatusCode::SERVICE_UNAVAILABLE {
+            return Err(not_wharf(snippet(&body)));
+        }
+        let doc = serde_json::from_slice(&body).map_err(|e| not_wharf(e.to_string()))?;
+        Ok((status == StatusCode::OK, doc))
+    }
+
     fn execute(&self, req: RequestBuilder) -> ClientResult<Response> {
         req.send().map_err(|e| self.transport_error(&e))
     }
@@ -381,7 +425,9 @@ impl Client {
     fn transport_error(&self, e: &reqwest::Error) -> ClientError {
         let server = self.base.clone();
         let reason = root_cause(e);
-        if e.is_connect() {
+        if wharf_core::tls::is_untrusted_certificate(e) {
+            ClientError::Untrusted { server, reason }
+        } else if e.is_connect() {
             ClientError::Unreachable { server, reason }
         } else if e.is_timeout() {
             ClientError::Timeout { server, reason }

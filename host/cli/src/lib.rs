@@ -47,7 +47,8 @@ pub mod version;
 use client::{Client, TokenFrom};
 use output::OutputFormat;
 
-/// Options of the admin commands (`serve` and `bench` ignore them).
+/// Options of the admin commands (`serve` and `bench` ignore them; the
+/// server's own outbound trust is `serve --outbound-ca-cert`).
 #[derive(clap::Args)]
 pub struct GlobalArgs {
     /// The Wharf server to manage [default: `server` in the config file,
@@ -69,6 +70,17 @@ pub struct GlobalArgs {
         help_heading = "Global options"
     )]
     pub output: OutputFormat,
+    /// A CA certificate (PEM, may hold several) to trust besides the
+    /// system's, for a server whose certificate a private CA signed (`wharf
+    /// serve --tls-self-signed` writes its CA to <data-dir>/tls/ca.crt).
+    #[arg(
+        long,
+        global = true,
+        env = "WHARF_CA_CERT",
+        value_name = "PEM",
+        help_heading = "Global options"
+    )]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 /// What an admin command works with: the server and how to print.
@@ -101,9 +113,36 @@ impl Session {
                 .login_for(&server)
                 .map(|l| (l.token.clone(), TokenFrom::SavedLogin))
         });
+        let ca_certs = match &global.ca_cert {
+            Some(path) => read_ca_certs(path)?,
+            None => Vec::new(),
+        };
         Ok(Session {
-            client: Client::new(server, token)?,
+            client: Client::new(server, token, &ca_certs)?,
             output: global.output,
         })
     }
+}
+
+/// The certificates of a PEM file given with `--ca-cert`.
+fn read_ca_certs(path: &std::path::Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    use anyhow::Context as _;
+    let pem = std::fs::read(path).with_context(|| {
+        format!(
+            "cannot read the CA certificate {} (--ca-cert / WHARF_CA_CERT)",
+            path.display()
+        )
+    })?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
+        format!(
+            "{} (--ca-cert / WHARF_CA_CERT) is not a PEM certificate",
+            path.display()
+        )
+    })?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "{} (--ca-cert / WHARF_CA_CERT) holds no PEM certificate",
+        path.display()
+    );
+    Ok(certs)
 }

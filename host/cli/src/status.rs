@@ -1,4 +1,7 @@
-//! `wharf status`: is the server up, what does it run, is its storage well.
+//! `wharf status`: is the server up, what does it run, is its storage well;
+//! `wharf status --ready`: the readiness probe, for health checks (the
+//! image's, a load balancer's script): exit status 0 when `/readyz` says
+//! ready, 1 naming the failing checks otherwise.
 
 use crate::Session;
 use crate::output::{self, OutputFormat};
@@ -80,7 +83,19 @@ impl Health {
     }
 }
 
-pub fn run(s: &Session) -> anyhow::Result<()> {
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    /// Only ask whether the server is ready to take work (GET /readyz, no
+    /// login needed): exit status 0 if so, 1 with the failing checks if not.
+    /// The health check of Wharf's image.
+    #[arg(long)]
+    pub ready: bool,
+}
+
+pub fn run(s: &Session, args: StatusArgs) -> anyhow::Result<()> {
+    if args.ready {
+        return ready(s);
+    }
     let doc = s.client.status()?;
     if s.output == OutputFormat::Json {
         output::print_json(&doc);
@@ -137,4 +152,35 @@ pub fn run(s: &Session) -> anyhow::Result<()> {
         output::say(format!("Plugin {} failed to load: {}", f.file, f.error));
     }
     Ok(())
+}
+
+/// The readiness probe: `ready` (or the whole document with `--output
+/// json`) and success, or an error naming each failing check.
+fn ready(s: &Session) -> anyhow::Result<()> {
+    let (ready, doc) = s.client.readiness()?;
+    if s.output == OutputFormat::Json {
+        output::print_json(&doc);
+    }
+    if ready {
+        if s.output != OutputFormat::Json {
+            output::say(format!("{} is ready", s.client.server()));
+        }
+        return Ok(());
+    }
+    let failing: Vec<String> = doc["checks"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, check)| check["ok"] == false)
+        .map(|(name, check)| format!("{name}: {}", check["error"].as_str().unwrap_or("failing")))
+        .collect();
+    anyhow::bail!(
+        "{} is not ready ({})",
+        s.client.server(),
+        if failing.is_empty() {
+            "no reason given".to_string()
+        } else {
+            failing.join("; ")
+        }
+    )
 }

@@ -6,3 +6,4 @@ pub mod ids;
 pub mod percent;
 pub mod private_files;
 pub mod time;
+pub mod tls;

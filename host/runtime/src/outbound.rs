@@ -11,6 +11,10 @@
 //! checked addresses are the ones connected to). IP-literal hosts bypass the
 //! resolver, so [`OutboundPolicy::check_url`] checks them before a request is
 //! sent and on every redirect hop. See docs/access.md, "Outbound requests".
+//!
+//! HTTPS trusts the system's root certificates (`SSL_CERT_FILE` too),
+//! Mozilla's, and the operator's `--outbound-ca-cert`
+//! ([`OutboundPolicy::trusting`]).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -212,11 +216,23 @@ pub enum OutboundError {
 #[derive(Debug, Clone, Default)]
 pub struct OutboundPolicy {
     allow: Vec<Cidr>,
+    /// Trusted for HTTPS besides the system's and Mozilla's roots
+    /// (`--outbound-ca-cert`): a company CA, a parent node's own.
+    roots: Vec<reqwest::Certificate>,
 }
 
 impl OutboundPolicy {
     pub fn new(allow: Vec<Cidr>) -> OutboundPolicy {
-        OutboundPolicy { allow }
+        OutboundPolicy {
+            allow,
+            roots: Vec::new(),
+        }
+    }
+
+    /// The policy, with `roots` trusted by every client it builds.
+    pub fn trusting(mut self, roots: Vec<reqwest::Certificate>) -> OutboundPolicy {
+        self.roots = roots;
+        self
     }
 
     /// The operator's allow list.
@@ -263,7 +279,13 @@ impl OutboundPolicy {
     /// still call [`Self::check_url`] before sending (IP literals).
     pub fn client_builder(self: &Arc<Self>) -> reqwest::ClientBuilder {
         let hops = self.clone();
-        reqwest::Client::builder()
+        let builder = self
+            .roots
+            .iter()
+            .fold(reqwest::Client::builder(), |b, cert| {
+                b.add_root_certificate(cert.clone())
+            });
+        builder
             .dns_resolver(Arc::new(PolicyResolver(self.clone())))
             .redirect(reqwest::redirect::Policy::custom(move |attempt| {
                 if attempt.previous().len() > MAX_REDIRECTS {
@@ -377,8 +399,17 @@ pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
         }
         cur = err.source();
     }
-    parts.join(": ")
+    let mut line = parts.join(": ");
+    if wharf_core::tls::is_untrusted_certificate(e) {
+        line.push_str(UNTRUSTED_HINT);
+    }
+    line
 }
+
+/// What to do about a peer whose certificate is not trusted.
+const UNTRUSTED_HINT: &str = "; the server's certificate is not trusted here: give the CA that \
+    signed it to `wharf serve --outbound-ca-cert` (WHARF_OUTBOUND_CA_CERT), or add it to the \
+    system's trust store";
 
 /// [`describe`] for a request's error, without its URL (which the caller's
 /// message names already, as [`shown`] shows it).

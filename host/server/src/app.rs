@@ -60,7 +60,10 @@ impl App {
         std::fs::create_dir_all(&spool_dir)?;
         let publications = Arc::new(PublicationMap::default());
         publications.replace_all(store.list_publications().await?);
-        let outbound = Arc::new(OutboundPolicy::new(config.allow_outbound.clone()));
+        let outbound = Arc::new(
+            OutboundPolicy::new(config.allow_outbound.clone())
+                .trusting(outbound_roots(config.outbound_ca_cert.as_deref())?),
+        );
         if !outbound.allowed().is_empty() {
             let allowed: Vec<String> = outbound.allowed().iter().map(|c| c.to_string()).collect();
             tracing::info!(
@@ -180,4 +183,19 @@ impl JobRunner for App {
             }
         })
     }
+}
+
+/// The certificates of `--outbound-ca-cert`, if given; a file that is
+/// missing or holds no certificate stops the start, saying which.
+fn outbound_roots(file: Option<&std::path::Path>) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    let Some(file) = file else {
+        return Ok(Vec::new());
+    };
+    let what = || format!("--outbound-ca-cert {}", file.display());
+    let pem = std::fs::read(file).with_context(|| format!("{}: cannot read it", what()))?;
+    let roots = reqwest::Certificate::from_pem_bundle(&pem)
+        .with_context(|| format!("{}: not PEM certificates", what()))?;
+    anyhow::ensure!(!roots.is_empty(), "{}: holds no certificate", what());
+    tracing::info!(file = %file.display(), certificates = roots.len(), "outbound HTTPS trusts these CAs too");
+    Ok(roots)
 }

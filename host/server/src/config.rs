@@ -87,6 +87,12 @@ pub struct ServeConfig {
     /// and broadcast addresses outside them are refused (docs/access.md).
     #[arg(long, env = "WHARF_ALLOW_OUTBOUND", value_name = "CIDR", num_args = 1.., value_delimiter = ',')]
     pub allow_outbound: Vec<wharf_runtime::outbound::Cidr>,
+    /// CA certificates (one PEM file, may hold several) that outbound HTTPS
+    /// — feeds, parent nodes, token realms, webhooks — trusts besides the
+    /// system's root certificates: a company CA, a parent's
+    /// `--tls-self-signed` CA (its <data-dir>/tls/ca.crt).
+    #[arg(long, env = "WHARF_OUTBOUND_CA_CERT", value_name = "PEM")]
+    pub outbound_ca_cert: Option<PathBuf>,
     /// Largest blob a push may send (more gets 413) and a sync may download
     /// (a feed blob whose descriptor gives no size is cut off here), e.g.
     /// `64GiB`, `512MiB` or a number of bytes.
@@ -231,6 +237,8 @@ pub const FILE_KEYS: &[(&str, &str)] = &[
     // Internal address blocks outbound requests may reach: an array of
     // strings (or one comma-separated string).
     ("allow_outbound", "allow_outbound"),
+    // A PEM file of CA certificates outbound HTTPS trusts besides the system's.
+    ("outbound_ca_cert", "outbound_ca_cert"),
     // Largest pushed or synced blob (a size: 64GiB, 512MiB, bytes).
     ("max_blob_size", "max_blob_size"),
     // Whether a push to a new name creates its repository (true/false).

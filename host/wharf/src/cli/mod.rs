@@ -36,9 +36,11 @@ pub struct Cli {
 /// take from the environment, and where the rest of the reference is.
 const AFTER_HELP: &str = "\
 Environment of the admin commands:
-  WHARF_SERVER  The server to manage, as --server.
-  WHARF_TOKEN   A login token (the `token` that POST /api/v1/login answers), used
-                instead of the login `wharf login` saved: for CI jobs and scripts.
+  WHARF_SERVER   The server to manage, as --server.
+  WHARF_TOKEN    A login token (the `token` that POST /api/v1/login answers), used
+                 instead of the login `wharf login` saved: for CI jobs and scripts.
+  WHARF_CA_CERT  A CA certificate to trust besides the system's, as --ca-cert.
+  SSL_CERT_FILE  The system's trust store, when not the default one.
 
 Reference: a man page per command (`wharf manpages DIR`), and the API's at
 <server>/api/v1/docs.";
@@ -60,8 +62,9 @@ pub enum Command {
     /// SQLite file to MongoDB (works on the store, not through a server).
     #[command(subcommand)]
     Db(db::DbCommand),
-    /// The server's version, plugins and storage health.
-    Status,
+    /// The server's version, plugins and storage health; with --ready, the
+    /// readiness probe (exit status 0 when ready) for health checks.
+    Status(status::StatusArgs),
     /// Log in to the server; the token is kept in the config file (mode
     /// 0600) for that server only. (A token in WHARF_TOKEN, when set, is used
     /// instead of the saved one.)
@@ -150,7 +153,7 @@ pub fn main() -> ExitCode {
         Command::Bench(b) => return server::report(server::bench(b)),
         Command::Fsck(a) => server::fsck(a, global.output),
         Command::Db(c) => db::run(c),
-        Command::Status => session().and_then(|s| status::run(&s)),
+        Command::Status(a) => session().and_then(|s| status::run(&s, a)),
         Command::Login(a) => session().and_then(|s| auth::login(&s, a)).map(|()| {
             if wharf_cli::config::env_token().is_ok_and(|t| t.is_some()) {
                 eprintln!(
