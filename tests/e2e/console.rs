@@ -425,6 +425,12 @@ fn a_user_finds_an_image_follows_a_sync_copies_a_tag_and_a_reader_may_not_delete
         "document.querySelector('#repo-table').innerText.includes('my/app (v1)')",
     );
     b.screenshot("repositories");
+    // Everything the page loaded came from this server (it works offline).
+    let elsewhere = b.js(
+        "return performance.getEntriesByType('resource').map(e => e.name)\
+           .filter(n => !n.startsWith(location.origin + '/'))",
+    );
+    assert_eq!(elsewhere, json!([]), "loaded from another host");
 
     // Find a repository by a note (or a part of one), then by its id.
     b.fill("#repo-search", "team=payments");
@@ -822,5 +828,86 @@ fn a_directory_user_logs_in_and_sees_what_their_group_allows() {
     assert_eq!(
         b.js("return sessionStorage.getItem('wharf.token')"),
         Value::Null
+    );
+}
+
+#[test]
+fn the_console_is_three_files_under_a_strict_policy_on_the_admin_side_only() {
+    // One listener for both sides: the built-in files; `/` stays the
+    // registry's.
+    let s = Server::start();
+    let http = no_redirects();
+    for (path, content_type, marker) in [
+        (
+            "/ui/",
+            "text/html",
+            r#"<script type="module" src="app.js">"#,
+        ),
+        ("/ui/app.js", "text/javascript", "sessionStorage"),
+        ("/ui/app.css", "text/css", "[hidden]"),
+    ] {
+        let r = http.get(s.url(path)).send().unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        assert!(
+            header(&r, "content-type").starts_with(content_type),
+            "{path}"
+        );
+        let csp = header(&r, "content-security-policy");
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+            "{path}: {csp}"
+        );
+        assert!(r.text().unwrap().contains(marker), "{path}");
+    }
+    let r = http.get(s.url("/ui")).send().unwrap();
+    assert_eq!(
+        (r.status().as_u16(), header(&r, "location")),
+        (303, "ui/".into())
+    );
+    assert_eq!(http.get(s.url("/")).send().unwrap().status().as_u16(), 404);
+    // Only the three files: nothing else a request names is read.
+    for path in ["/ui/wharf.db", "/ui/..%2fconsole.rs", "/ui/app.js.map"] {
+        assert_eq!(
+            http.get(s.url(path)).send().unwrap().status().as_u16(),
+            404,
+            "{path}"
+        );
+    }
+
+    // The admin side on its own: `/` leads to the console, which the
+    // registry side does not serve; --console-dir serves the directory's
+    // files as they are at each request.
+    let dir = scratch();
+    std::fs::write(dir.path().join("index.html"), "<title>draft 1</title>").unwrap();
+    let registry = format!("127.0.0.1:{}", free_port());
+    let s = Server::start_with_plugin_dir(
+        &env_path("WHARF_PLUGIN_DIR"),
+        &[
+            "--registry-listen",
+            &registry,
+            "--console-dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    let r = http.get(s.url("/")).send().unwrap();
+    assert_eq!(
+        (r.status().as_u16(), header(&r, "location")),
+        (303, "ui/".into())
+    );
+    let page = |s: &Server| http.get(s.url("/ui/")).send().unwrap().text().unwrap();
+    assert_eq!(page(&s), "<title>draft 1</title>");
+    std::fs::write(dir.path().join("index.html"), "<title>draft 2</title>").unwrap();
+    assert_eq!(page(&s), "<title>draft 2</title>");
+    let (status, v) = send(http.get(s.url("/ui/app.js")));
+    assert_eq!(status, 404);
+    assert!(
+        message(&v).contains("app.js") && message(&v).contains("--console-dir must hold"),
+        "{v}"
+    );
+    let r = http.get(format!("http://{registry}/ui/")).send().unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        404,
+        "the registry side serves the console"
     );
 }
