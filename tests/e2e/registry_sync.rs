@@ -245,3 +245,50 @@ fn sync_of_a_missing_upstream_repository_fails_clearly() {
     assert!(message.contains("up/app"), "{message}");
     assert_eq!(content(&s, "mirror").counts, json!({}), "nothing was added");
 }
+
+/// `mirror: false` (`--mirror false`): a sync adds and moves tags but keeps
+/// those gone upstream; switched to a mirror (`wharf docker repo update
+/// --mirror true`), the next sync removes them.
+#[test]
+fn an_additive_sync_keeps_tags_gone_upstream_and_a_mirror_sync_removes_them() {
+    let d = upstream();
+    let s = Server::start();
+    mirror_repo(&s, &d, json!({"mirror": false}));
+    let t = sync(&s, "mirror");
+    assert_eq!(t["state"], "finished", "{t}");
+    let all = ["dev", "latest", "old-1", "v1", "v2"];
+    assert_eq!(tag_names(&content(&s, "mirror")), all);
+
+    // Upstream deletes the two-layer image: its tags v2 and dev go with it.
+    let (_, two) = d.manifest("up/app", "v2");
+    let r = reqwest::blocking::Client::new()
+        .delete(format!("{}/v2/up/app/manifests/{two}", d.url()))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202, "{}", d.log());
+
+    let t = sync(&s, "mirror");
+    assert_eq!(t["state"], "finished", "{t}");
+    assert!(
+        t["result"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("(additive)") && m.contains("0 removed")),
+        "{t}"
+    );
+    assert_eq!(tag_names(&content(&s, "mirror")), all);
+
+    let w = crate::cli::Wharf::new(&s.base);
+    w.login("admin", ADMIN_PASSWORD);
+    w.ok(&[
+        "docker",
+        "repo",
+        "update",
+        "--repo-id",
+        "mirror",
+        "--mirror",
+        "true",
+    ]);
+    let t = sync(&s, "mirror");
+    assert_eq!(t["state"], "finished", "{t}");
+    assert_eq!(tag_names(&content(&s, "mirror")), ["latest", "old-1", "v1"]);
+}

@@ -163,6 +163,12 @@ pub struct DockerSettingsArgs {
     /// Skip tags matching GLOB (repeatable); as --tag-include on update.
     #[arg(long = "tag-exclude", value_name = "GLOB")]
     pub tag_exclude: Vec<String>,
+    /// How a sync treats tags gone upstream: `true` mirrors the upstream's
+    /// tags exactly (they are removed here too), `false` syncs additively
+    /// (a sync adds and moves tags, never removes one; Pulp 3's default)
+    /// [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub mirror: Option<bool>,
     /// The name clients pull by, e.g. my/app [default: the repository id].
     #[arg(long, value_name = "NAME")]
     pub repo_registry_id: Option<String>,
@@ -184,6 +190,7 @@ impl DockerSettingsArgs {
             && self.upstream_password.is_none()
             && self.tag_include.is_empty()
             && self.tag_exclude.is_empty()
+            && self.mirror.is_none()
             && self.repo_registry_id.is_none()
             && self.redirect_url.is_none()
             && self.auto_publish.is_none()
@@ -201,6 +208,9 @@ impl DockerSettingsArgs {
         RepoChanges::set(&mut c.importer, "password", self.upstream_password, intent);
         set_globs(&mut c, "include_tags", self.tag_include, intent);
         set_globs(&mut c, "exclude_tags", self.tag_exclude, intent);
+        if let Some(mirror) = self.mirror {
+            c.importer.insert("mirror".into(), Value::Bool(mirror));
+        }
         RepoChanges::set(
             &mut c.distributor,
             "repo_registry_id",
@@ -497,6 +507,7 @@ mod tests {
             upstream_password: Some("s3cret".into()),
             tag_include: vec!["1.*".into(), "latest".into()],
             tag_exclude: vec![],
+            mirror: Some(false),
             repo_registry_id: Some("my/busybox".into()),
             redirect_url: Some("https://cdn.example/x".into()),
             auto_publish: Some(true),
@@ -513,6 +524,7 @@ mod tests {
             serde_json::json!(["1.*", "latest"])
         );
         assert!(!c.importer.contains_key("exclude_tags"));
+        assert_eq!(c.importer["mirror"], false);
         assert_eq!(c.distributor["repo_registry_id"], "my/busybox");
         assert_eq!(c.distributor["redirect_url"], "https://cdn.example/x");
         assert_eq!(c.distributor["auto_publish"], true);

@@ -40,6 +40,7 @@ struct ImporterConfig {
     exclude_tags: Option<Vec<String>>,
     username: Option<String>,
     password: Option<String>,
+    mirror: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -49,6 +50,11 @@ pub struct Settings {
     pub upstream: String,
     pub filter: TagFilter,
     pub credentials: Option<(String, String)>,
+    /// Mirror (`true`, the default): the repository's tags become the
+    /// upstream's selected set exactly, so tags gone upstream (or filtered
+    /// out now) are removed. Additive (`false`, Pulp 3's default): a sync
+    /// adds and moves tags, never removes one.
+    pub mirror: bool,
 }
 
 pub fn settings(json: &str) -> Result<Settings, Error> {
@@ -86,6 +92,7 @@ pub fn settings(json: &str) -> Result<Settings, Error> {
             exclude: config.exclude_tags.unwrap_or_default(),
         },
         credentials,
+        mirror: config.mirror.unwrap_or(true),
     })
 }
 
@@ -371,10 +378,11 @@ pub fn run<H: Host>(host: &mut H, importer_config: &str) -> Result<Summary, Erro
         updated += 1;
     }
 
-    // Mirror: tags gone upstream (or filtered out now) leave the repository.
+    // Mirror: tags gone upstream (or filtered out now) leave the repository;
+    // an additive sync keeps them.
     let mut removed = 0u64;
     for (name, manifests) in &current {
-        if keep.contains(name.as_str()) {
+        if !settings.mirror || keep.contains(name.as_str()) {
             continue;
         }
         for manifest in manifests {
@@ -400,10 +408,16 @@ pub fn run<H: Host>(host: &mut H, importer_config: &str) -> Result<Summary, Erro
             ),
         ));
     }
+    let mode = if settings.mirror {
+        "mirror"
+    } else {
+        "additive"
+    };
     summary.message = format!(
-        "synced {} from {}: {} of {} upstream tag(s) selected, {} unchanged, {updated} updated, {removed} removed; {} bytes stored",
+        "synced {} from {} ({}): {} of {} upstream tag(s) selected, {} unchanged, {updated} updated, {removed} removed; {} bytes stored",
         settings.upstream,
         settings.feed,
+        mode,
         wanted.len(),
         upstream_tags.len(),
         unchanged,

@@ -328,6 +328,51 @@ fn mirrors_tags_and_skips_what_it_has() {
 }
 
 #[test]
+fn an_additive_sync_adds_and_moves_tags_but_never_removes_one() {
+    let up = Rc::new(RefCell::new(Upstream::new("library/busybox")));
+    let (a, _) = up.borrow_mut().image("a", 1);
+    let (b, _) = up.borrow_mut().image("b", 1);
+    up.borrow_mut().tag("latest", &a);
+    up.borrow_mut().tag("old", &b);
+    let mut host = host_for(&up);
+    let additive = config(r#", "mirror": false"#);
+    run(&mut host, &additive).unwrap();
+
+    // Upstream drops `old`, moves `latest` and adds `new`.
+    let (c, _) = up.borrow_mut().image("c", 1);
+    up.borrow_mut().tags.remove("old");
+    up.borrow_mut().tag("latest", &c);
+    up.borrow_mut().tag("new", &c);
+    let summary = run(&mut host, &additive).unwrap();
+    let tags = tags_of(&host);
+    assert_eq!(
+        tags.keys().collect::<Vec<_>>(),
+        vec!["latest", "new", "old"]
+    );
+    assert_eq!(
+        (tags["latest"].as_str(), tags["old"].as_str()),
+        (c.as_str(), b.as_str())
+    );
+    assert!(
+        summary.message.contains("(additive)") && summary.message.contains("0 removed"),
+        "{}",
+        summary.message
+    );
+
+    // The same repository as a mirror: `old` goes.
+    let summary = run(&mut host, &config("")).unwrap();
+    assert_eq!(
+        tags_of(&host).keys().collect::<Vec<_>>(),
+        vec!["latest", "new"]
+    );
+    assert!(
+        summary.message.contains("(mirror)") && summary.message.contains("1 removed"),
+        "{}",
+        summary.message
+    );
+}
+
+#[test]
 fn manifest_lists_fetch_children_by_digest() {
     let up = Rc::new(RefCell::new(Upstream::new("library/busybox")));
     let amd = up.borrow_mut().image("amd", 1);
