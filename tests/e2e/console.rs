@@ -244,8 +244,8 @@ impl Browser {
 
     /// Save a PNG of the window as `name.png`.
     fn screenshot(&mut self, name: &str) {
-        // Let the page settle: no pending focus ring animation or layout.
-        self.js("return document.fonts ? document.fonts.status : ''");
+        // The top of the page, as a reader arriving on it sees it.
+        self.js("window.scrollTo(0, 0)");
         let png = self.rt.block_on(self.c().screenshot()).unwrap();
         assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
         let path = self.dir.path().join(format!("{name}.png"));
