@@ -210,6 +210,14 @@ impl Browser {
             .unwrap_or_else(|e| panic!("type into {css}: {e}"));
     }
 
+    /// Press keys (WebDriver key codes, e.g. `\u{E00C}` Escape) in the
+    /// element that has the focus.
+    fn keys(&self, keys: &str) {
+        self.rt
+            .block_on(async { self.c().active_element().await?.send_keys(keys).await })
+            .unwrap_or_else(|e| panic!("press {keys:?}: {e}"));
+    }
+
     fn select(&self, css: &str, value: &str) {
         self.wait(
             &format!("{css} to show"),
@@ -611,7 +619,12 @@ fn a_user_finds_an_image_follows_a_sync_copies_a_tag_and_a_reader_may_not_delete
     b.click("#delete-repository");
     b.wait("the confirmation", "document.querySelector('dialog[open]')");
     assert!(b.text("dialog[open]").contains("cannot be undone"));
-    b.click("#confirm-cancel");
+    // The safe choice has the focus, and Escape declines.
+    assert_eq!(
+        b.js("return document.activeElement.id"),
+        json!("confirm-cancel")
+    );
+    b.keys("\u{E00C}");
     b.wait("the dialog to close", "!document.querySelector('dialog')");
     assert_eq!(
         s.get_json("/api/v1/repositories/tools").0,
