@@ -596,14 +596,22 @@ fn a_user_finds_an_image_follows_a_sync_copies_a_tag_and_a_reader_may_not_delete
     );
     b.screenshot("tasks");
 
-    // Copy the mirrored tag into `app`.
+    // Publish with the page's button, then copy the mirrored tag into `app`.
     b.page("#/repositories/mirror", "mirror");
+    b.click("#publish");
+    b.wait_for(
+        "the publish to finish",
+        "document.querySelector('#task-notice') \
+         && /^publish task .*: finished/.test(document.querySelector('#task-notice').innerText)",
+        TASK_TIMEOUT,
+    );
     b.select("#copy-tag", "1.36");
     b.fill("#copy-to", "app");
     b.click("#copy-submit");
     b.wait_for(
         "the copy to finish",
-        "document.querySelector('#task-notice') && document.querySelector('#task-notice').innerText.includes('finished')",
+        "document.querySelector('#task-notice') \
+         && /^copy task .*: finished/.test(document.querySelector('#task-notice').innerText)",
         TASK_TIMEOUT,
     );
     let c = content(&s, "app");
