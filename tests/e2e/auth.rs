@@ -8,7 +8,6 @@ use crate::support::*;
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
 use std::path::Path;
-use std::process::Command;
 
 fn create_user(s: &Server, login: &str, password: &str, roles: &[&str]) {
     admin_post(
@@ -727,13 +726,6 @@ fn protected_repositories_need_a_token_with_pull() {
         request(&s, "GET", manifest, &[accept]).status().as_u16(),
         401
     );
-}
-
-/// The Docker CLI with its own config directory (its logins).
-fn docker_with_config(config: &Path) -> Command {
-    let mut c = docker();
-    c.env("DOCKER_CONFIG", config);
-    c
 }
 
 #[test]

@@ -98,7 +98,7 @@ impl Container {
             "list-tags",
             "--tls-verify=false",
             "--creds",
-            &creds(),
+            &admin_creds(),
             &format!("docker://{}/{name}", self.addr),
         ]))
     }
@@ -120,10 +120,6 @@ const PODMAN_RUN: &[&str] = &[
     "--ulimit",
     "nproc=1024:1024",
 ];
-
-fn creds() -> String {
-    format!("admin:{ADMIN_PASSWORD}")
-}
 
 #[test]
 fn the_image_runs_under_docker_healthy_as_its_own_user_and_serves_push_and_pull() {
@@ -156,11 +152,8 @@ fn the_image_runs_under_docker_healthy_as_its_own_user_and_serves_push_and_pull(
     // The admin password came from the environment: a wrong one is refused,
     // the right one logs in, and the engine pushes and pulls through it.
     let tmp = scratch();
-    let docker_cfg = || {
-        let mut cmd = docker();
-        cmd.env("DOCKER_CONFIG", tmp.path().join("docker"));
-        cmd
-    };
+    let config = tmp.path().join("docker");
+    let docker_cfg = || docker_with_config(&config);
     let login =
         |password: &str| run(docker_cfg().args(["login", &c.addr, "-u", "admin", "-p", password]));
     let (ok, out) = login("not-the-password");
@@ -206,9 +199,9 @@ fn the_image_runs_under_podman_with_its_health_check_and_serves_push_and_pull() 
     let tls = "--tls-verify=false";
     let (ok, out) = run(podman().args(["push", tls, "--creds", "admin:not-the-password", &name]));
     assert!(!ok, "a push with a wrong password worked: {out}");
-    must(podman().args(["push", tls, "--creds", &creds(), &name]));
+    must(podman().args(["push", tls, "--creds", &admin_creds(), &name]));
     must(podman().args(["rmi", "-f", &name]));
-    must(podman().args(["pull", tls, "--creds", &creds(), &name]));
+    must(podman().args(["pull", tls, "--creds", &admin_creds(), &name]));
     let out = must(
         podman()
             .args(["run", "--rm", "--network", "none"])
@@ -234,7 +227,7 @@ fn the_image_is_pushed_into_wharf_and_pulled_back_by_docker() {
         "--quiet",
         "--dest-tls-verify=false",
         "--dest-creds",
-        &creds(),
+        &admin_creds(),
         &layout,
         &format!("docker://{name}"),
     ]));
@@ -249,7 +242,7 @@ fn the_image_is_pushed_into_wharf_and_pulled_back_by_docker() {
         "inspect",
         "--tls-verify=false",
         "--creds",
-        &creds(),
+        &admin_creds(),
         "--format",
         "{{.Digest}}",
         &format!("docker://{name}"),
@@ -257,11 +250,8 @@ fn the_image_is_pushed_into_wharf_and_pulled_back_by_docker() {
     assert_eq!(pushed.trim(), built);
 
     let tmp = scratch();
-    let docker_cfg = || {
-        let mut cmd = docker();
-        cmd.env("DOCKER_CONFIG", tmp.path().join("docker"));
-        cmd
-    };
+    let config = tmp.path().join("docker");
+    let docker_cfg = || docker_with_config(&config);
     must(docker_cfg().args(["login", &s.addr, "-u", "admin", "-p", ADMIN_PASSWORD]));
     must(docker_cfg().args(["pull", &name]));
     let out = must(docker().args(["run", "--rm", "--network", "none", &name, "--version"]));

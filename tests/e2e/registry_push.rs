@@ -52,10 +52,6 @@ fn manifest_status(s: &Server, name: &str, reference: &str) -> Response {
     )
 }
 
-fn creds() -> String {
-    format!("admin:{ADMIN_PASSWORD}")
-}
-
 #[test]
 fn docker_push_then_pull_runs_the_image() {
     let s = Server::start();
@@ -63,11 +59,7 @@ fn docker_push_then_pull_runs_the_image() {
     let name = format!("{}/team/app:v1", s.addr);
     let tmp = scratch();
     let config = tmp.path().join("docker");
-    let docker_cfg = || {
-        let mut c = docker();
-        c.env("DOCKER_CONFIG", &config);
-        c
-    };
+    let docker_cfg = || docker_with_config(&config);
     docker_load_busybox_as(&name);
 
     // Anonymous pushes are refused.
@@ -97,7 +89,13 @@ fn podman_push_and_skopeo_copy_of_a_multi_arch_index() {
     push_repo(&s, "multi", "multi/app", true);
     let name = format!("{}/pod/app:latest", s.addr);
     podman_load_as("busybox.tar", "test/busybox", &name);
-    must(podman().args(["push", "--tls-verify=false", "--creds", &creds(), &name]));
+    must(podman().args([
+        "push",
+        "--tls-verify=false",
+        "--creds",
+        &admin_creds(),
+        &name,
+    ]));
     let tags = must(skopeo().args([
         "list-tags",
         "--tls-verify=false",
@@ -118,7 +116,7 @@ fn podman_push_and_skopeo_copy_of_a_multi_arch_index() {
         "--all",
         "--dest-tls-verify=false",
         "--dest-creds",
-        &creds(),
+        &admin_creds(),
         "--digestfile",
         &pushed.1.display().to_string(),
         &oci,
@@ -158,7 +156,7 @@ fn podman_push_and_skopeo_copy_of_a_multi_arch_index() {
 fn without_auto_publish_a_push_stays_invisible_until_publish() {
     let s = Server::start();
     push_repo(&s, "quiet", "quiet/app", false);
-    must(&mut skopeo_push(&s, &creds(), "quiet/app:v1"));
+    must(&mut skopeo_push(&s, &admin_creds(), "quiet/app:v1"));
     let r = manifest_status(&s, "quiet/app", "v1");
     assert_eq!(r.status().as_u16(), 404);
     assert_eq!(error_code(r), "MANIFEST_UNKNOWN");
@@ -169,7 +167,7 @@ fn without_auto_publish_a_push_stays_invisible_until_publish() {
     );
     // A second push to the now-published name: still not visible before the
     // next publish.
-    must(&mut skopeo_push(&s, &creds(), "quiet/app:v2"));
+    must(&mut skopeo_push(&s, &admin_creds(), "quiet/app:v2"));
     assert_eq!(
         manifest_status(&s, "quiet/app", "v2").status().as_u16(),
         404

@@ -26,6 +26,18 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
+/// `admin:PASSWORD`, for `--creds` / `--dest-creds` of skopeo and podman.
+pub fn admin_creds() -> String {
+    format!("admin:{ADMIN_PASSWORD}")
+}
+
+/// The Docker CLI with a config directory of its own (its logins).
+pub fn docker_with_config(config: &Path) -> Command {
+    let mut c = docker();
+    c.env("DOCKER_CONFIG", config);
+    c
+}
+
 /// `skopeo` with a permissive signature policy (nothing here is signed).
 pub fn skopeo() -> Command {
     let mut c = Command::new("skopeo");
