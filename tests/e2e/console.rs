@@ -556,6 +556,12 @@ fn a_user_finds_an_image_follows_a_sync_copies_a_tag_and_a_reader_may_not_delete
          && document.querySelector('#task-state-value').innerText.startsWith('finished')",
         TASK_TIMEOUT,
     );
+    // Its log: the plugin's own summary line, kept with the task.
+    b.wait(
+        "the sync's log line",
+        "[...document.querySelectorAll('#task-log li')].some((li) => \
+         li.innerText.includes('info: synced up/app from'))",
+    );
     assert_eq!(
         b.js("return window.notReloaded === true"),
         json!(true),
@@ -566,6 +572,15 @@ fn a_user_finds_an_image_follows_a_sync_copies_a_tag_and_a_reader_may_not_delete
     assert_eq!(
         (task["kind"].as_str(), task["state"].as_str()),
         (Some("sync"), Some("finished")),
+        "{task}"
+    );
+    assert!(
+        task["log"]
+            .as_array()
+            .is_some_and(|lines| lines.iter().any(|l| l["level"] == "info"
+                && l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("synced up/app from")))),
         "{task}"
     );
     assert!(b.text("#task-result").contains("units_added"));

@@ -250,6 +250,14 @@ fn print_task(t: &Task) {
         rows.push(("Cause", e.cause.clone()));
     }
     rows.push(("Input", t.input.to_string()));
+    if !t.log.is_empty() {
+        let lines: Vec<String> = t
+            .log
+            .iter()
+            .map(|l| format!("{} {:?} {}", l.at, l.level, l.message))
+            .collect();
+        rows.push(("Log", lines.join("\n")));
+    }
     output::print_details(&rows);
 }
 

@@ -125,6 +125,9 @@ pub struct TaskCall {
     pub overlay: BTreeMap<(UnitType, String), Option<db::Unit>>,
     pub changes: Vec<UnitChange>,
     pub progress: Arc<dyn Fn(Progress) + Send + Sync>,
+    /// Where the plugin's log lines of level info and above go besides the
+    /// server's log: the task's record ([`Self::with_log`]).
+    pub log: Arc<dyn Fn(db::TaskLogLevel, String) + Send + Sync>,
     /// Origins (scheme://host:port) `fetch` may reach.
     pub allowed_origins: Vec<String>,
     /// Whether the caller may read a repository: the pusher in a registry
@@ -152,6 +155,7 @@ impl TaskCall {
             overlay: BTreeMap::new(),
             changes: Vec::new(),
             progress,
+            log: Arc::new(|_, _| {}),
             allowed_origins,
             reader,
             visible: HashSet::new(),
@@ -162,6 +166,12 @@ impl TaskCall {
 }
 
 impl TaskCall {
+    /// The same call, its plugin's log lines also given to `log`.
+    pub fn with_log(mut self, log: Arc<dyn Fn(db::TaskLogLevel, String) + Send + Sync>) -> Self {
+        self.log = log;
+        self
+    }
+
     /// The same call reading version `n` of its repository.
     pub fn at_version(mut self, n: u64) -> Self {
         self.version = Some(n);
@@ -553,6 +563,17 @@ impl types::Host for HostState {}
 
 impl log::Host for HostState {
     fn log(&mut self, level: log::Level, message: String) {
+        if let CallScope::Task(t) = &self.scope {
+            let kept = match level {
+                log::Level::Info => Some(db::TaskLogLevel::Info),
+                log::Level::Warn => Some(db::TaskLogLevel::Warn),
+                log::Level::Error => Some(db::TaskLogLevel::Error),
+                log::Level::Trace | log::Level::Debug => None,
+            };
+            if let Some(kept) = kept {
+                (t.log)(kept, message.clone());
+            }
+        }
         let plugin = &*self.plugin;
         match level {
             log::Level::Trace => tracing::trace!(plugin, "{message}"),

@@ -448,6 +448,7 @@ pub async fn publish_on_push(app: &Arc<App>, repo: &RepoId) -> Result<(), TaskFa
         id: wharf_core::ids::TaskId::new(),
         cancel: Arc::new(AtomicBool::new(false)),
         progress: Arc::new(|_| {}),
+        log: Arc::new(|_, _| {}),
     };
     publish(app, repo, None, ctx).await.map(|_| ())
 }
@@ -494,19 +495,24 @@ async fn run_plugin_task<R: Send + 'static>(
         .get("feed")
         .and_then(|f| f.as_str())
         .and_then(|f| f.parse::<reqwest::Url>().ok());
+    // A failure and the log lines are recorded in the task, which whoever
+    // may read the repository reads: never with the repository's secrets.
+    let secrets = crate::secrets::secret_values(&repo);
+    let log = {
+        let (sink, secrets) = (ctx.log.clone(), secrets.clone());
+        Arc::new(move |level, line: String| sink(level, crate::secrets::scrub(&line, &secrets)))
+    };
     let call = TaskCall::new(
         repo.clone(),
         ctx.progress.clone(),
         feed.iter().map(origin).collect(),
         None,
-    );
+    )
+    .with_log(log);
     let cancel = ctx.cancel.clone();
     let outcome = tokio::task::spawn_blocking(move || f(&plugin, call, cancel))
         .await
         .map_err(|e| TaskFailure::new("the plugin call panicked in the host", e.to_string()))?;
-    // A failure is recorded in the task, which whoever may read the
-    // repository reads: never with the repository's secrets in it.
-    let secrets = crate::secrets::secret_values(&repo);
     let failure = |message: String, cause: String| {
         TaskFailure::new(
             crate::secrets::scrub(&message, &secrets),

@@ -19,7 +19,6 @@ use crate::app::App;
 use crate::error::Error;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use std::sync::Arc;
@@ -100,27 +99,7 @@ async fn serve(app: &App, asset: &Asset) -> Response {
             }
         }
     };
-    let headers: [(HeaderName, HeaderValue); 5] = [
-        (
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(asset.content_type),
-        ),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(super::docs::CONTENT_SECURITY_POLICY),
-        ),
-        (
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ),
-        (
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ),
-        // Small, and must change with the binary: revalidate every time.
-        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-    ];
-    (headers, body).into_response()
+    super::docs::asset(asset.content_type, body)
 }
 
 #[cfg(test)]

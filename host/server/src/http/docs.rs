@@ -23,7 +23,10 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
     style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
     form-action 'none'; frame-ancestors 'none'";
 
-fn asset(content_type: &'static str, body: &'static str) -> Response {
+/// A file of one of our own pages (this one, the console) with the
+/// headers they all carry: its type, [`CONTENT_SECURITY_POLICY`], no
+/// sniffing, no referrer, and revalidation at each use.
+pub fn asset(content_type: &'static str, body: impl Into<axum::body::Body>) -> Response {
     let headers: [(HeaderName, HeaderValue); 5] = [
         (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
         (
@@ -41,7 +44,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         // Small, and must change with the binary: revalidate every time.
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
     ];
-    (headers, body).into_response()
+    (headers, body.into()).into_response()
 }
 
 /// `GET /api/v1/docs`: the page.

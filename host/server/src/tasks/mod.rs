@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 use wharf_core::ids::TaskId;
-use wharf_store::db::{Progress, Store, Task, TaskError, TaskLock, TaskQuery, TaskState, now};
+use wharf_store::db::{
+    Progress, Store, Task, TaskError, TaskLock, TaskLogLevel, TaskQuery, TaskState, now,
+};
 
 /// How a task failed.
 #[derive(Debug)]
@@ -73,6 +75,9 @@ pub struct TaskContext {
     pub id: TaskId,
     pub cancel: Arc<AtomicBool>,
     pub progress: Arc<dyn Fn(Progress) + Send + Sync>,
+    /// A line for the task's log (kept in its record, persisted with the
+    /// next progress write or at the end).
+    pub log: Arc<dyn Fn(TaskLogLevel, String) + Send + Sync>,
 }
 
 /// Minimum time between two persisted progress updates of one task; also how
@@ -248,6 +253,7 @@ impl Tasks {
             input: serde_json::to_value(job)
                 .map_err(|e| wharf_store::db::StoreError::Backend(e.into()))?,
             cancel_requested: false,
+            log: Vec::new(),
         };
         self.store.put_task(&task).await?;
         Ok(task)
@@ -384,6 +390,7 @@ impl Tasks {
                 id: task.id,
                 cancel: cancel.clone(),
                 progress: self.progress_sink(record.clone()),
+                log: log_sink(record.clone()),
             };
             let watcher = self.watch_cancel(task.id, cancel.clone());
             let r = run(runner.clone(), ctx).await;
@@ -542,4 +549,10 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Log lines go into the live record; the next progress write or the end
+/// of the task stores them.
+fn log_sink(record: Arc<Mutex<Task>>) -> Arc<dyn Fn(TaskLogLevel, String) + Send + Sync> {
+    Arc::new(move |level, line| record.lock().unwrap().push_log(level, line))
 }

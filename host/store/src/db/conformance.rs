@@ -698,12 +698,17 @@ async fn tasks_and_uploads(s: &dyn Store) {
         error: None,
         input: serde_json::json!({}),
         cancel_requested: false,
+        log: Vec::new(),
     };
     s.put_task(&t).await.unwrap();
     // A cancel request survives a later progress write of the running task.
     assert!(s.request_task_cancel(&t.id).await.unwrap());
     t.state = TaskState::Running;
     t.progress.items_done = 1;
+    t.push_log(
+        crate::db::TaskLogLevel::Warn,
+        "tag v1 vanished upstream".into(),
+    );
     assert!(s.update_live_task(&t).await.unwrap());
     let stored = s.get_task(&t.id).await.unwrap().unwrap();
     assert!(
@@ -711,6 +716,7 @@ async fn tasks_and_uploads(s: &dyn Store) {
             && stored.progress.items_done == 1
             && stored.state == TaskState::Running
     );
+    assert_eq!(stored.log, t.log, "log lines are kept with the record");
     t.state = TaskState::Finished;
     s.put_task(&t).await.unwrap();
     // Once ended, a late progress write or cancel changes nothing.

@@ -296,6 +296,52 @@ pub struct Progress {
     pub message: String,
 }
 
+/// A line a task logged (a plugin's `log` at level info or above), kept
+/// in the task's record: the latest [`TASK_LOG_LINES`] of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TaskLogLine {
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+    pub level: TaskLogLevel,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskLogLevel {
+    Info,
+    Warn,
+    Error,
+}
+
+/// How many log lines a task record keeps (the latest).
+pub const TASK_LOG_LINES: usize = 200;
+/// The longest log line kept, in bytes; a longer one is cut, marked `…`.
+pub const TASK_LOG_LINE_BYTES: usize = 2048;
+
+impl Task {
+    /// Keep `message` as the task's latest log line, dropping the oldest
+    /// beyond [`TASK_LOG_LINES`] and cutting it at [`TASK_LOG_LINE_BYTES`].
+    pub fn push_log(&mut self, level: TaskLogLevel, mut message: String) {
+        if message.len() > TASK_LOG_LINE_BYTES {
+            let mut end = TASK_LOG_LINE_BYTES;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push('…');
+        }
+        if self.log.len() >= TASK_LOG_LINES {
+            self.log.drain(..=self.log.len() - TASK_LOG_LINES);
+        }
+        self.log.push(TaskLogLine {
+            at: Timestamp::now(),
+            level,
+            message,
+        });
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskError {
     pub message: String,
@@ -389,6 +435,9 @@ pub struct Task {
     /// Cancel was asked for; the worker running it stops at its next check.
     #[serde(default)]
     pub cancel_requested: bool,
+    /// What it logged, oldest first: the latest [`TASK_LOG_LINES`] lines.
+    #[serde(default)]
+    pub log: Vec<TaskLogLine>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -889,6 +938,29 @@ pub fn now() -> Timestamp {
 #[cfg(test)]
 mod tests {
     use super::{DbLocation, TaskKind};
+
+    #[test]
+    fn a_task_keeps_its_latest_log_lines_each_cut_to_size() {
+        use super::{TASK_LOG_LINE_BYTES, TASK_LOG_LINES, TaskLogLevel};
+        let mut t: super::Task = serde_json::from_value(serde_json::json!({
+            "id": "01234567-89ab-7def-8123-456789abcdef", "kind": "sync", "state": "running",
+            "locks": [], "worker": null, "created_at": "2026-12-04T00:00:00Z",
+            "started_at": null, "finished_at": null, "progress": {"items_done": 0,
+            "items_total": 0, "bytes_done": 0, "bytes_total": 0, "message": ""},
+            "result": null, "error": null, "input": {}
+        }))
+        .expect("a record of before task logs reads with none");
+        assert!(t.log.is_empty());
+        for i in 0..TASK_LOG_LINES + 5 {
+            t.push_log(TaskLogLevel::Info, format!("line {i}"));
+        }
+        assert_eq!(t.log.len(), TASK_LOG_LINES);
+        assert_eq!(t.log[0].message, "line 5");
+        t.push_log(TaskLogLevel::Error, "é".repeat(TASK_LOG_LINE_BYTES));
+        let last = &t.log.last().unwrap().message;
+        assert!(last.len() <= TASK_LOG_LINE_BYTES + '…'.len_utf8() && last.ends_with('…'));
+        assert_eq!(t.log.len(), TASK_LOG_LINES);
+    }
 
     #[test]
     fn task_locks_read_back_from_their_text() {

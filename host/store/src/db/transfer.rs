@@ -533,6 +533,7 @@ pub mod fixture {
                 error: None,
                 input: serde_json::json!({"publish": {"repo": "app"}}),
                 cancel_requested: false,
+                log: Vec::new(),
             })
             .await
             .unwrap();

@@ -787,7 +787,6 @@ async function tasksPage(params) {
 
 async function taskPage(id) {
   const g = generation;
-  const messages = [];
   const view = h('div', { id: 'task-view' }, h('p', {}, 'Loading…'));
   const actionMessage = h('div');
   render(g, `Task ${short(id)}`, h('p', {}, link('#/tasks', '← All tasks')), h('h1', {}, `Task ${short(id)}`), view, actionMessage);
@@ -799,8 +798,6 @@ async function taskPage(id) {
       view.replaceChildren(alertBox(e));
       return true;
     }
-    const msg = t.progress && t.progress.message;
-    if (msg && messages[messages.length - 1] !== msg) messages.push(msg);
     const repos = taskRepos(t);
     const mayCancel = !FINAL.includes(t.state) && (can('delete', `/tasks/${t.id}`)
       || (repos.length > 0 && repos.every((r) => can('execute', `/repositories/${r}`))));
@@ -825,7 +822,11 @@ async function taskPage(id) {
         },
       }, 'Cancel task')) : null,
       t.error ? section('Error', h('div', { class: 'alert', id: 'task-error' }, h('p', {}, t.error.message), t.error.cause ? h('pre', {}, t.error.cause) : null)) : null,
-      section('Log', messages.length ? h('ol', { id: 'task-log' }, messages.map((m) => h('li', {}, m))) : h('p', { class: 'muted' }, 'No messages yet.')),
+      section('Log', (t.log || []).length
+        ? h('ol', { id: 'task-log' }, t.log.map((l) => h('li', { class: `log-${l.level}` },
+          h('time', { datetime: l.at }, when(l.at)), ` ${l.level}: `, l.message)))
+        : h('p', { class: 'muted' }, 'Nothing logged yet.')),
+      p.message ? section('Now', h('p', { id: 'task-now' }, p.message)) : null,
       t.result ? section('Result', h('pre', { id: 'task-result' }, JSON.stringify(t.result, null, 2))) : null,
       section('Input', h('pre', {}, JSON.stringify(t.input, null, 2))));
     if (FINAL.includes(t.state)) announce(`Task ${t.state}`);
