@@ -292,3 +292,51 @@ fn an_additive_sync_keeps_tags_gone_upstream_and_a_mirror_sync_removes_them() {
     assert_eq!(t["state"], "finished", "{t}");
     assert_eq!(tag_names(&content(&s, "mirror")), ["latest", "old-1", "v1"]);
 }
+
+/// `auto_publish` (`--auto-publish true`, pulp-admin's): a successful sync
+/// publishes in its own task, so the synced tags are pullable at once; a
+/// failed sync publishes nothing.
+#[test]
+fn a_sync_of_an_auto_publish_repository_publishes_what_it_brought() {
+    let d = upstream();
+    let s = Server::start();
+    s.create_repo(json!({
+        "id": "mirror",
+        "content_type": "docker",
+        "importer_config": {"feed": d.url(), "upstream_name": "up/app", "include_tags": ["v1"]},
+        "distributor_config": {"repo_registry_id": "mirror/app", "auto_publish": true},
+    }));
+    let t = sync(&s, "mirror");
+    assert_eq!(t["state"], "finished", "{t}");
+    assert!(t["result"]["published"].is_object(), "{t}");
+    assert_eq!(served_tags(&s), json!(["v1"]));
+    assert_eq!(served_digest(&s, "v1"), d.manifest("up/app", "v1").1);
+
+    // A sync that fails (an upstream name that does not exist) changes
+    // nothing and publishes nothing: v1 stays served.
+    let r = s
+        .http
+        .patch(s.url("/api/v1/repositories/mirror"))
+        .json(&json!({"importer_config": {"upstream_name": "up/none", "include_tags": null}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let t = sync(&s, "mirror");
+    assert_eq!(t["state"], "error", "{t}");
+    assert_eq!(served_tags(&s), json!(["v1"]));
+
+    // Widened again: the new tags are served after the sync alone.
+    let r = s
+        .http
+        .patch(s.url("/api/v1/repositories/mirror"))
+        .json(&json!({"importer_config": {"upstream_name": "up/app"}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let t = sync(&s, "mirror");
+    assert_eq!(t["state"], "finished", "{t}");
+    assert_eq!(
+        served_tags(&s),
+        json!(["dev", "latest", "old-1", "v1", "v2"])
+    );
+}

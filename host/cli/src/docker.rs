@@ -176,8 +176,9 @@ pub struct DockerSettingsArgs {
     /// published blobs) instead of from this server.
     #[arg(long, value_name = "URL")]
     pub redirect_url: Option<String>,
-    /// Publish after every push (docker push, podman push, skopeo copy), so
-    /// pushed tags are pullable at once [default: false].
+    /// Publish after every push (docker push, podman push, skopeo copy) and
+    /// after every successful sync (in the sync's task), so what arrives is
+    /// pullable at once [default: false].
     #[arg(long, value_name = "BOOL")]
     pub auto_publish: Option<bool>,
 }

@@ -37,16 +37,34 @@ pub async fn run(app: Arc<App>, job: Job, ctx: TaskContext) -> TaskResult {
         Job::Sync { repository } => {
             let (repo, plugin) = repo_and_plugin(app, &repository).await?;
             let version = plugin_version(&plugin);
+            let auto_publish = publishes_after_changes(&repo);
             let run = run_plugin_task(
                 app,
                 plugin,
                 repo,
-                ctx,
+                ctx.clone(),
                 Some(VersionCause::Sync),
                 |p, call, cancel| p.sync(call, cancel),
             )
             .await?;
-            Ok(run.summary_json(version))
+            let mut result = run.summary_json(version);
+            if auto_publish {
+                // pulp-admin's `--auto-publish`: the synced content is
+                // served at once, in the same task.
+                let published = publish(app, &repository, None, ctx).await.map_err(|f| {
+                    TaskFailure::new(
+                        format!(
+                            "the sync succeeded ({}), but the publish after it (auto_publish) failed: {}; \
+                             publish again with `wharf repo publish --repo-id {repository}`",
+                            result["message"].as_str().unwrap_or_default(),
+                            f.message
+                        ),
+                        f.cause,
+                    )
+                })?;
+                result["published"] = published;
+            }
+            Ok(result)
         }
         Job::Publish {
             repository,
@@ -451,6 +469,15 @@ pub async fn publish_on_push(app: &Arc<App>, repo: &RepoId) -> Result<(), TaskFa
         log: Arc::new(|_, _| {}),
     };
     publish(app, repo, None, ctx).await.map(|_| ())
+}
+
+/// Whether the repository is published after each push and each successful
+/// sync: its distributor's `auto_publish` (pulp-admin's `--auto-publish`).
+fn publishes_after_changes(repo: &Repository) -> bool {
+    repo.distributor_config
+        .get("auto_publish")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false)
 }
 
 /// What a plugin task call did, once its staged changes are committed.
