@@ -237,10 +237,38 @@ pub struct Distribution {
     pub addr: String,
     pub dir: tempfile::TempDir,
     child: Child,
+    /// `user:password` when it wants basic auth (used by [`Self::push`]).
+    creds: Option<String>,
 }
 
 impl Distribution {
     pub fn start() -> Distribution {
+        Self::start_with(None, |_| String::new())
+    }
+
+    /// A registry that wants HTTP basic auth as `user`/`password` for
+    /// everything (distribution's htpasswd backend; the bcrypt hash made
+    /// by Debian's Python through libxcrypt, at the lowest cost).
+    pub fn start_with_basic_auth(user: &str, password: &str) -> Distribution {
+        let hash = must(Command::new("/usr/bin/python3").args([
+            "-W",
+            "ignore",
+            "-c",
+            "import crypt, sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))",
+            password,
+        ]));
+        Self::start_with(Some(format!("{user}:{password}")), |dir| {
+            let file = dir.join("htpasswd");
+            std::fs::write(&file, format!("{user}:{}\n", hash.trim())).unwrap();
+            format!(
+                "auth:\n  htpasswd:\n    realm: wharf-test\n    path: {}\n",
+                file.display()
+            )
+        })
+    }
+
+    /// A registry whose config gets `extra` (YAML, made in its directory).
+    fn start_with(creds: Option<String>, extra: impl FnOnce(&Path) -> String) -> Distribution {
         let dir = scratch();
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
@@ -249,8 +277,9 @@ impl Distribution {
             &config,
             format!(
                 "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  \
-                 delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
-                dir.path().join("storage").display()
+                 delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{}",
+                dir.path().join("storage").display(),
+                extra(dir.path())
             ),
         )
         .unwrap();
@@ -262,14 +291,20 @@ impl Distribution {
             .stderr(log)
             .spawn()
             .expect("start docker-registry");
-        let d = Distribution { addr, dir, child };
+        let d = Distribution {
+            addr,
+            dir,
+            child,
+            creds,
+        };
         let http = Client::new();
         let start = Instant::now();
         loop {
+            // Up once it answers: 200, or 401 when it wants a login.
             let up = http
                 .get(format!("http://{}/v2/", d.addr))
                 .send()
-                .is_ok_and(|r| r.status().is_success());
+                .is_ok_and(|r| matches!(r.status().as_u16(), 200 | 401));
             if up {
                 return d;
             }
@@ -292,10 +327,12 @@ impl Distribution {
 
     /// `skopeo copy` an archive from the test images to `name:tag` here.
     pub fn push(&self, archive: &str, transport: &str, name_tag: &str) {
-        must(skopeo().args([
-            "copy",
-            "--quiet",
-            "--dest-tls-verify=false",
+        let mut copy = skopeo();
+        copy.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+        if let Some(creds) = &self.creds {
+            copy.args(["--dest-creds", creds]);
+        }
+        must(copy.args([
             &format!("{transport}:{}", images_dir().join(archive).display()),
             &format!("docker://{}/{name_tag}", self.addr),
         ]));

@@ -340,3 +340,42 @@ fn a_sync_of_an_auto_publish_repository_publishes_what_it_brought() {
         json!(["dev", "latest", "old-1", "v1", "v2"])
     );
 }
+
+/// An upstream behind HTTP basic auth (distribution's htpasswd): a sync
+/// without credentials, or with a wrong password, fails saying so and
+/// stores nothing; with the account (the password write-only, never shown
+/// back nor in the task), it syncs.
+#[test]
+fn sync_from_an_upstream_behind_basic_auth_needs_its_account() {
+    let d = Distribution::start_with_basic_auth("mirror", "up-s3cret-pw");
+    d.push("busybox.tar", "docker-archive", "up/app:v1");
+    let s = Server::start();
+    mirror_repo(&s, &d, json!({}));
+    let error = failed_with(&sync(&s, "mirror"));
+    assert!(
+        error.contains("the upstream asks for Basic auth: set username and password"),
+        "{error}"
+    );
+
+    let set = |importer: Value| {
+        let r = s
+            .http
+            .patch(s.url("/api/v1/repositories/mirror"))
+            .json(&json!({"importer_config": importer}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    };
+    set(json!({"username": "mirror", "password": "wrong-password"}));
+    let error = failed_with(&sync(&s, "mirror"));
+    assert!(error.contains("refused the credentials"), "{error}");
+    assert!(tag_names(&content(&s, "mirror")).is_empty());
+
+    set(json!({"password": "up-s3cret-pw"}));
+    let t = sync(&s, "mirror");
+    assert_eq!(t["state"], "finished", "{t}\n{}", d.log());
+    assert_eq!(tag_names(&content(&s, "mirror")), ["v1"]);
+    assert!(!t.to_string().contains("up-s3cret-pw"), "{t}");
+    let (_, repo) = s.get_json("/api/v1/repositories/mirror");
+    assert_eq!(repo["importer_config"]["password"], "********", "{repo}");
+}
