@@ -165,10 +165,7 @@ impl Browser {
 
     /// The text of the first element `css` names (waiting for it).
     fn text(&self, css: &str) -> String {
-        self.wait(
-            &format!("{css} to show"),
-            &format!("document.querySelector({})", json!(css)),
-        );
+        self.wait_shown(css);
         self.js(&format!(
             "return document.querySelector({}).innerText",
             json!(css)
@@ -186,21 +183,23 @@ impl Browser {
     }
 
     fn click(&self, css: &str) {
-        self.wait(
-            &format!("{css} to show"),
-            &format!("document.querySelector({})", json!(css)),
-        );
+        self.wait_shown(css);
         self.rt
             .block_on(async { self.c().find(Locator::Css(css)).await?.click().await })
             .unwrap_or_else(|e| panic!("click {css}: {e}"));
     }
 
-    /// Type into a field, as a user does (emptied first).
-    fn fill(&self, css: &str, text: &str) {
+    /// Wait until an element matching `css` is on the page.
+    fn wait_shown(&self, css: &str) {
         self.wait(
             &format!("{css} to show"),
             &format!("document.querySelector({})", json!(css)),
         );
+    }
+
+    /// Type into a field, as a user does (emptied first).
+    fn fill(&self, css: &str, text: &str) {
+        self.wait_shown(css);
         self.rt
             .block_on(async {
                 let e = self.c().find(Locator::Css(css)).await?;
@@ -219,10 +218,7 @@ impl Browser {
     }
 
     fn select(&self, css: &str, value: &str) {
-        self.wait(
-            &format!("{css} to show"),
-            &format!("document.querySelector({})", json!(css)),
-        );
+        self.wait_shown(css);
         self.rt
             .block_on(async {
                 self.c()
