@@ -936,6 +936,25 @@ fn the_console_is_three_files_under_a_strict_policy_on_the_admin_side_only() {
         message(&v).contains("app.js") && message(&v).contains("--console-dir must hold"),
         "{v}"
     );
+    // A name climbing out of the directory reads nothing there: a file
+    // beside it stays unread, however the dots are spelled.
+    let outside = dir.path().parent().unwrap().join("console-secret.txt");
+    std::fs::write(&outside, "not for the console").unwrap();
+    for path in [
+        "/ui/..%2fconsole-secret.txt",
+        "/ui/%2e%2e%2fconsole-secret.txt",
+        "/ui/%2e%2e/console-secret.txt",
+        "/ui/..%5cconsole-secret.txt",
+    ] {
+        let r = http.get(s.url(path)).send().unwrap();
+        let status = r.status().as_u16();
+        let body = r.text().unwrap();
+        assert!(
+            status == 404 && !body.contains("not for the console"),
+            "{path}: {status} {body}"
+        );
+    }
+    std::fs::remove_file(&outside).unwrap();
     let r = http.get(format!("http://{registry}/ui/")).send().unwrap();
     assert_eq!(
         r.status().as_u16(),

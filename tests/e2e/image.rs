@@ -121,14 +121,19 @@ const PODMAN_RUN: &[&str] = &[
     "nproc=1024:1024",
 ];
 
-#[test]
-fn the_image_runs_under_docker_healthy_as_its_own_user_and_serves_push_and_pull() {
+/// `ENGINE load` the image's docker-archive: its name, `wharf:VERSION`.
+fn load_image(engine: fn() -> Command) -> String {
     must(
-        docker()
+        engine()
             .args(["load", "-i"])
             .arg(image_dir().join("wharf.tar")),
     );
-    let image = format!("wharf:{}", version());
+    format!("wharf:{}", version())
+}
+
+#[test]
+fn the_image_runs_under_docker_healthy_as_its_own_user_and_serves_push_and_pull() {
+    let image = load_image(docker);
     // What the image says about itself.
     let config = must(docker().args(["image", "inspect", "--format", "{{json .Config}}", &image]));
     let config: serde_json::Value = serde_json::from_str(&config).unwrap();
@@ -180,12 +185,7 @@ fn the_image_runs_under_docker_healthy_as_its_own_user_and_serves_push_and_pull(
 
 #[test]
 fn the_image_runs_under_podman_with_its_health_check_and_serves_push_and_pull() {
-    must(
-        podman()
-            .args(["load", "-i"])
-            .arg(image_dir().join("wharf.tar")),
-    );
-    let image = format!("wharf:{}", version());
+    let image = load_image(podman);
     let c = Container::start(podman, PODMAN_RUN, &image);
     // podman runs the image's health check when asked (its timer needs
     // systemd): exit status 0 once the server is ready.

@@ -54,14 +54,14 @@ const ASSETS: [Asset; 3] = [
 /// style).
 pub fn routes() -> axum::Router<Arc<App>> {
     axum::Router::new()
-        // Relative, so that it also works behind a path prefix.
-        .route("/ui", get(|| async { Redirect::to("ui/") }))
+        .route("/ui", get(to_console))
         .route("/ui/", get(page))
         .route("/ui/{file}", get(file))
         .route_layer(axum::middleware::from_fn(crate::metrics::record_route))
 }
 
-/// `GET /` on an admin-only listener: the console.
+/// `GET /ui`, and `GET /` on an admin-only listener: to the console's
+/// page, relatively, so that it also works behind a path prefix.
 pub async fn to_console() -> Redirect {
     Redirect::to("ui/")
 }
