@@ -379,3 +379,32 @@ fn sync_from_an_upstream_behind_basic_auth_needs_its_account() {
     let (_, repo) = s.get_json("/api/v1/repositories/mirror");
     assert_eq!(repo["importer_config"]["password"], "********", "{repo}");
 }
+
+/// A feed URL with the account in it (`http://user:password@host`): the
+/// task's record never carries the password: not its log lines nor its
+/// result's message, which name the feed, masked.
+#[test]
+fn a_password_in_the_feed_url_never_reaches_the_tasks_log_or_error() {
+    let d = Distribution::start_with_basic_auth("mirror", "in-url-s3cret");
+    d.push("busybox.tar", "docker-archive", "up/app:v1");
+    let s = Server::start();
+    let feed = format!("http://mirror:in-url-s3cret@{}", d.addr);
+    docker_repo(
+        &s,
+        "mirror",
+        "mirror/app",
+        json!({"feed": feed, "upstream_name": "up/app"}),
+    );
+    let t = sync(&s, "mirror");
+    let log = t["log"].as_array().cloned().unwrap_or_default();
+    assert!(!log.is_empty(), "the sync logged nothing: {t}");
+    assert!(!t.to_string().contains("in-url-s3cret"), "{t}");
+    assert_eq!(t["state"], "finished", "{t}");
+    let masked = format!("http://mirror:********@{}", d.addr);
+    assert!(
+        t["result"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&masked)),
+        "{t}"
+    );
+}

@@ -279,7 +279,7 @@ async fn publish(
     app.store.put_publication(&publication).await?;
     app.publications.put(publication);
     drop(run.leases);
-    let mut result = summary_json(&published.summary, 0, plugin_ver);
+    let mut result = summary_json(&published.summary, 0, plugin_ver, &run.secrets);
     result["name"] = published.name.into();
     result["index"] = published.index.into();
     result["version"] = version.number.into();
@@ -493,11 +493,14 @@ struct PluginRun<R> {
     leases: Arc<Holder>,
     /// The version its changes made; `None` when it changed nothing.
     version: Option<RepoVersion>,
+    /// The repository's secrets, which no text of the plugin's that the
+    /// task records (error, log line, summary) may carry.
+    secrets: Vec<String>,
 }
 
 impl PluginRun<Summary> {
     fn summary_json(&self, plugin: String) -> serde_json::Value {
-        let mut v = summary_json(&self.answer, self.bytes, plugin);
+        let mut v = summary_json(&self.answer, self.bytes, plugin, &self.secrets);
         v["version"] = self.version.as_ref().map(|v| v.number).into();
         v
     }
@@ -522,16 +525,24 @@ async fn run_plugin_task<R: Send + 'static>(
         .get("feed")
         .and_then(|f| f.as_str())
         .and_then(|f| f.parse::<reqwest::Url>().ok());
-    // A failure and the log lines are recorded in the task, which whoever
-    // may read the repository reads: never with the repository's secrets.
+    // A failure, the progress message, the log lines and the summary are
+    // recorded in the task, which whoever may read the repository reads:
+    // never with the repository's secrets.
     let secrets = crate::secrets::secret_values(&repo);
     let log = {
         let (sink, secrets) = (ctx.log.clone(), secrets.clone());
         Arc::new(move |level, line: String| sink(level, crate::secrets::scrub(&line, &secrets)))
     };
+    let progress = {
+        let (sink, secrets) = (ctx.progress.clone(), secrets.clone());
+        Arc::new(move |mut p: wharf_store::db::Progress| {
+            p.message = crate::secrets::scrub(&p.message, &secrets);
+            sink(p)
+        })
+    };
     let call = TaskCall::new(
         repo.clone(),
-        ctx.progress.clone(),
+        progress,
         feed.iter().map(origin).collect(),
         None,
     )
@@ -579,6 +590,7 @@ async fn run_plugin_task<R: Send + 'static>(
         visible: call.visible,
         leases: call.leases,
         version,
+        secrets,
     })
 }
 
@@ -587,12 +599,18 @@ fn plugin_version(p: &Plugin) -> String {
     format!("{}@{}", p.info.name, p.info.version)
 }
 
-fn summary_json(s: &Summary, bytes_stored: u64, plugin: String) -> serde_json::Value {
+/// A plugin's summary as a task result, its message scrubbed of `secrets`.
+fn summary_json(
+    s: &Summary,
+    bytes_stored: u64,
+    plugin: String,
+    secrets: &[String],
+) -> serde_json::Value {
     serde_json::json!({
         "plugin": plugin,
         "units_added": s.units_added,
         "units_removed": s.units_removed,
         "bytes_stored": s.bytes_stored.max(bytes_stored),
-        "message": s.message,
+        "message": crate::secrets::scrub(&s.message, secrets),
     })
 }
