@@ -7,7 +7,11 @@
 #   2. blob GET throughput of a 128 MiB layer (wrk, 4 connections);
 #   3. mirroring a 20-layer image (~160 MiB) out of distribution: a Wharf
 #      `sync` task on an empty server vs `skopeo copy` to a local `dir:`
-#      (hyperfine, fresh destination each run).
+#      (hyperfine, fresh destination each run);
+#   4. pulling that image through a pull-through repository (layers on
+#      demand): the first pull on an empty server vs the same `skopeo copy`
+#      straight from distribution; a cached pull vs a pull of the same image
+#      published in Wharf (`skopeo copy` to `dir:`, hyperfine).
 #
 # distribution is filled with `skopeo copy` of the bench images; Wharf syncs
 # from it, so both serve identical manifests and blobs.
@@ -44,6 +48,9 @@ done
 WHARF=${WHARF_BIN:-$ROOT/target/release/wharf}
 # The servers started here create their first administrator with this password.
 export WHARF_ADMIN_PASSWORD=bench-admin-password
+# Their feed (distribution) is on loopback, which outbound requests may not
+# reach by default.
+export WHARF_ALLOW_OUTBOUND=127.0.0.1/32
 PLUGIN_DIR=${WHARF_PLUGIN_DIR:-$ROOT/target/plugins}
 if [ ! -x "$WHARF" ] || [ ! -f "$PLUGIN_DIR/docker.wasm" ]; then
     echo "==> building wharf and the plugins"
@@ -238,6 +245,50 @@ S_W_SD=$(jq -r '.results[] | select(.command == "wharf sync") | .stddev // 0' "$
 S_S_SD=$(jq -r '.results[] | select(.command == "skopeo copy") | .stddev // 0' "$W/mirror.json")
 SYNC_BYTES=$(jq -r .result.bytes_stored "$W/last-sync.json")
 
+echo "==> pulling bench/many through a pull-through repository, $RUNS runs each"
+# First pulls: a fresh server whose pull-through repository `hub` has
+# pulled nothing, per run.
+PT_PORT=$((WHARF_PORT + 2))
+cat > "$W/wharf-pt-fresh.sh" <<EOF
+#!/usr/bin/env bash
+set -e
+[ -f "$W/wharf-pt.pid" ] && kill "\$(cat "$W/wharf-pt.pid")" 2>/dev/null && sleep 0.2
+rm -rf "$W/wharf-pt" "$W/pt-copy"
+RUST_LOG=warn "$WHARF" serve --listen 127.0.0.1:$PT_PORT --data-dir "$W/wharf-pt" \
+    --plugin-dir "$PLUGIN_DIR" >> "$W/wharf-pt.log" 2>&1 &
+echo \$! > "$W/wharf-pt.pid"
+for _ in \$(seq 1 300); do curl -sf -o /dev/null http://127.0.0.1:$PT_PORT/healthz && break; sleep 0.05; done
+token=\$(curl -sf -u "admin:$WHARF_ADMIN_PASSWORD" -XPOST http://127.0.0.1:$PT_PORT/api/v1/login | jq -r .token)
+curl -sf -H "Authorization: Bearer \$token" \
+    -XPOST http://127.0.0.1:$PT_PORT/api/v1/repositories -H content-type:application/json -d '{
+  "id": "hub", "content_type": "docker",
+  "importer_config": {"feed": "http://$DIST", "download_policy": "on_demand"},
+  "distributor_config": {"repo_registry_id": "hub", "pull_through": true}}' > /dev/null
+EOF
+chmod +x "$W/wharf-pt-fresh.sh"
+hyperfine --runs "$RUNS" --export-json "$W/pull-through.json" --style basic \
+    --prepare "$W/wharf-pt-fresh.sh" -n "first pull through wharf" \
+    "skopeo --insecure-policy copy --quiet --src-tls-verify=false docker://127.0.0.1:$PT_PORT/hub/bench/many:latest dir:$W/pt-copy" \
+    --prepare "rm -rf $W/copy" -n "pull from distribution" \
+    "skopeo --insecure-policy copy --quiet --src-tls-verify=false docker://$DIST/bench/many:latest dir:$W/copy" \
+    > "$W/hyperfine-pt.txt"
+# Cached pulls from the last of those servers (everything pulled once),
+# against the same image synced and published in the main server.
+mirror "http://$WH" many bench/many
+hyperfine --runs "$RUNS" --export-json "$W/cached.json" --style basic \
+    --prepare "rm -rf $W/pt-copy" -n "cached pull through wharf" \
+    "skopeo --insecure-policy copy --quiet --src-tls-verify=false docker://127.0.0.1:$PT_PORT/hub/bench/many:latest dir:$W/pt-copy" \
+    --prepare "rm -rf $W/copy" -n "pull of published content" \
+    "skopeo --insecure-policy copy --quiet --src-tls-verify=false docker://$WH/bench/many:latest dir:$W/copy" \
+    > "$W/hyperfine-cached.txt"
+kill "$(cat "$W/wharf-pt.pid")" 2>/dev/null || true
+mean() { jq -r --arg c "$2" '.results[] | select(.command == $c) | .mean' "$1"; }
+sd() { jq -r --arg c "$2" '.results[] | select(.command == $c) | .stddev // 0' "$1"; }
+P_W=$(mean "$W/pull-through.json" "first pull through wharf") P_W_SD=$(sd "$W/pull-through.json" "first pull through wharf")
+P_D=$(mean "$W/pull-through.json" "pull from distribution") P_D_SD=$(sd "$W/pull-through.json" "pull from distribution")
+C_W=$(mean "$W/cached.json" "cached pull through wharf") C_W_SD=$(sd "$W/cached.json" "cached pull through wharf")
+C_P=$(mean "$W/cached.json" "pull of published content") C_P_SD=$(sd "$W/cached.json" "pull of published content")
+
 # ---------------------------------------------------------------- report --
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "-"; else printf "%.2f", a / b }'; }
 # The condition is awk code (passed with -v it would be a string, always true).
@@ -256,4 +307,9 @@ $(docker-registry --version 2>/dev/null | awk '{print $3}'), skopeo $(skopeo --v
 | manifest GET p50 / p99 (ms) | $M_D_P50 / $M_D_P99 | $M_W_P50 / $M_W_P99 | | Wharf p99 < distribution p50 | $(verdict "$M_W_P99 < $M_D_P50") |
 | blob GET, $((LAYER_SIZE / 1048576)) MiB layer, MiB/s (wrk, 4 conns) | $B_D_MBS | $B_W_MBS | $(ratio "$B_W_MBS" "$B_D_MBS") | ≥ 1× | $(verdict "$B_W_MBS >= $B_D_MBS") |
 | mirror 20-layer image ($((SYNC_BYTES / 1048576)) MiB), s (mean ± sd of $RUNS): skopeo copy → dir: vs Wharf sync | $(printf '%.2f ± %.2f' "$S_S" "$S_S_SD") | $(printf '%.2f ± %.2f' "$S_W" "$S_W_SD") | $(ratio "$S_W" "$S_S") | ≤ 1× (time) | $(verdict "$S_W <= $S_S") |
+| first pull of the 20-layer image, s (skopeo copy → dir:): from distribution vs through a Wharf pull-through repository (layers on demand, empty server) | $(printf '%.2f ± %.2f' "$P_D" "$P_D_SD") | $(printf '%.2f ± %.2f' "$P_W" "$P_W_SD") | $(ratio "$P_W" "$P_D") | ≤ 1.2× (time) | $(verdict "$P_W <= 1.2 * $P_D") |
+
+| measurement | published in Wharf | cached in a pull-through repository | cached / published | target | |
+| --- | ---: | ---: | ---: | --- | --- |
+| pull of the 20-layer image, s (skopeo copy → dir:) | $(printf '%.2f ± %.2f' "$C_P" "$C_P_SD") | $(printf '%.2f ± %.2f' "$C_W" "$C_W_SD") | $(ratio "$C_W" "$C_P") | ≤ 1.1× (time) | $(verdict "$C_W <= 1.1 * $C_P") |
 EOF

@@ -4,7 +4,7 @@
 //!
 //! ```ignore
 //! struct MyType;
-//! impl wharf_sdk::Guest for MyType { /* describe, upload, sync, publish, select, edit, resolve, write */ }
+//! impl wharf_sdk::Guest for MyType { /* describe, upload, sync, publish, select, edit, resolve, write, pull, locate */ }
 //! wharf_sdk::export!(MyType);
 //! ```
 //!
@@ -15,7 +15,8 @@
 //!
 //! - the exports' types, re-exported: [`Guest`], [`Info`], [`Plan`],
 //!   [`Written`], and for `select` and `edit` (0.6.0) [`UnitRef`], [`Change`]
-//!   and [`TagEdit`]; [`Error`] has constructors for the codes those calls
+//!   and [`TagEdit`], and for `pull` and `locate` (0.7.0) [`BlobDownload`];
+//!   [`Error`] has constructors for the codes those calls
 //!   answer (`invalid`, `not-found`, `conflict`, `unsupported`);
 //! - [`host`]: the [`host::Host`] trait over the imports a task uses (blobs,
 //!   units, fetch, progress, log), [`host::Sessions`] and
@@ -62,7 +63,7 @@ pub use bindings::exports::wharf::plugin::plugin::{
     Written,
 };
 pub use bindings::wharf::plugin::blobs::{self, Source};
-pub use bindings::wharf::plugin::fetch;
+pub use bindings::wharf::plugin::fetch::{self, BlobDownload};
 pub use bindings::wharf::plugin::log;
 pub use bindings::wharf::plugin::publications;
 pub use bindings::wharf::plugin::repositories;
@@ -72,7 +73,7 @@ pub use bindings::wharf::plugin::units::{self, Unit};
 pub use reader::SourceReader;
 
 /// The WIT package version this SDK was built against.
-pub const WIT_VERSION: &str = "0.6.0";
+pub const WIT_VERSION: &str = "0.7.0";
 
 /// Export a type implementing [`Guest`] as the plugin.
 #[macro_export]
@@ -83,6 +84,14 @@ macro_rules! export_plugin {
 }
 
 impl Error {
+    /// The answer of a content type that has no pull-through caches or
+    /// on-demand downloads to `pull` and `locate` (code `unsupported`).
+    pub fn no_remote_content(what: &str) -> Self {
+        Self::unsupported(format!(
+            "this content type does not fetch {what} from a feed on demand"
+        ))
+    }
+
     /// An error with a stable `code` and a human `message`.
     pub fn new(code: &str, message: impl Into<String>) -> Self {
         Error {

@@ -31,6 +31,7 @@ mod registry_clients;
 mod registry_push;
 mod registry_support;
 mod registry_sync;
+mod remote_content;
 mod runtime;
 mod scaling;
 mod serving;

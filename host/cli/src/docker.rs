@@ -1,8 +1,10 @@
 //! `wharf docker repo ...`: the generic repository commands for content type
 //! `docker`, with Docker's settings as flags, as `pulp-admin docker repo`
 //! has them. The mapping to settings keys is the docker plugin's:
-//! importer `feed`, `upstream_name`, `include_tags`, `exclude_tags`;
-//! distributor `repo_registry_id`, `redirect_url`.
+//! importer `feed`, `upstream_name`, `include_tags`, `exclude_tags`,
+//! `mirror`, `download_policy`, `include_names`, `exclude_names`;
+//! distributor `repo_registry_id`, `redirect_url`, `auto_publish`,
+//! `pull_through`, `tag_freshness`.
 
 use crate::Session;
 use crate::output::{self, OutputFormat};
@@ -181,6 +183,30 @@ pub struct DockerSettingsArgs {
     /// pullable at once [default: false].
     #[arg(long, value_name = "BOOL")]
     pub auto_publish: Option<bool>,
+    /// When a sync downloads layers: `immediate` (during the sync),
+    /// `on_demand` (the first time a client pulls one: streamed to it while
+    /// stored, then served from here) or `streamed` (for every pull, never
+    /// stored) [default: immediate].
+    #[arg(long, value_name = "POLICY", value_parser = ["immediate", "on_demand", "streamed"])]
+    pub download_policy: Option<String>,
+    /// Make this a pull-through cache of the feed: `docker pull
+    /// REGISTRY/<repo-registry-id>/<upstream name>:<tag>` pulls that name from
+    /// the feed on first use and serves it from here after (also while the
+    /// feed is down). Publishes the repository at once [default: false].
+    #[arg(long, value_name = "BOOL")]
+    pub pull_through: Option<bool>,
+    /// How long a pull-through cache serves a pulled tag before asking the
+    /// feed again, in seconds [default: 300].
+    #[arg(long, value_name = "SECONDS")]
+    pub tag_freshness: Option<u64>,
+    /// Upstream names a pull-through cache may pull, e.g. 'library/*'
+    /// (repeatable; none: all); on update replaces the list, and a single ''
+    /// removes it.
+    #[arg(long = "name-include", value_name = "GLOB")]
+    pub name_include: Vec<String>,
+    /// Upstream names it may not pull (repeatable); as --name-include on update.
+    #[arg(long = "name-exclude", value_name = "GLOB")]
+    pub name_exclude: Vec<String>,
 }
 
 impl DockerSettingsArgs {
@@ -195,6 +221,11 @@ impl DockerSettingsArgs {
             && self.repo_registry_id.is_none()
             && self.redirect_url.is_none()
             && self.auto_publish.is_none()
+            && self.download_policy.is_none()
+            && self.pull_through.is_none()
+            && self.tag_freshness.is_none()
+            && self.name_include.is_empty()
+            && self.name_exclude.is_empty()
     }
 
     pub fn apply(self, mut c: RepoChanges, intent: Intent) -> RepoChanges {
@@ -226,6 +257,18 @@ impl DockerSettingsArgs {
         );
         if let Some(on) = self.auto_publish {
             c.distributor.insert("auto_publish".into(), Value::Bool(on));
+        }
+        if let Some(policy) = self.download_policy {
+            c.importer
+                .insert("download_policy".into(), Value::String(policy));
+        }
+        set_globs(&mut c, "include_names", self.name_include, intent);
+        set_globs(&mut c, "exclude_names", self.name_exclude, intent);
+        if let Some(on) = self.pull_through {
+            c.distributor.insert("pull_through".into(), Value::Bool(on));
+        }
+        if let Some(secs) = self.tag_freshness {
+            c.distributor.insert("tag_freshness".into(), secs.into());
         }
         c
     }
@@ -512,8 +555,21 @@ mod tests {
             repo_registry_id: Some("my/busybox".into()),
             redirect_url: Some("https://cdn.example/x".into()),
             auto_publish: Some(true),
+            download_policy: Some("on_demand".into()),
+            pull_through: Some(true),
+            tag_freshness: Some(60),
+            name_include: vec!["library/*".into()],
+            name_exclude: vec![],
         };
         let c = args.apply(RepoChanges::default(), Intent::Create);
+        assert_eq!(c.importer["download_policy"], "on_demand");
+        assert_eq!(
+            c.importer["include_names"],
+            serde_json::json!(["library/*"])
+        );
+        assert!(!c.importer.contains_key("exclude_names"));
+        assert_eq!(c.distributor["pull_through"], true);
+        assert_eq!(c.distributor["tag_freshness"], 60);
         assert_eq!(c.importer["feed"], "https://registry-1.docker.io");
         assert_eq!(c.importer["upstream_name"], "library/busybox");
         assert_eq!(

@@ -5,5 +5,6 @@ pub mod digest;
 pub mod ids;
 pub mod percent;
 pub mod private_files;
+pub mod remote;
 pub mod time;
 pub mod tls;

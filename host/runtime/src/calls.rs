@@ -37,6 +37,9 @@ pub struct Request {
     pub query: String,
     /// The headers the host forwards (never credentials).
     pub headers: Vec<Header>,
+    /// The host pulled for this request already (or decided not to): the
+    /// plugin answers from what the repository holds.
+    pub pulled: bool,
 }
 
 /// What the host does with a request on a plugin's routes.
@@ -52,6 +55,9 @@ pub enum Plan {
     Error(Failure),
     /// Carry out a write through the plugin's `write`.
     Write(WritePlan),
+    /// Pull this reference (the plugin's words) of a pull-through
+    /// repository from its feed, then resolve the request again.
+    Pull(String),
 }
 
 /// A blob to serve, with Range and ETag handled by the host.
@@ -147,6 +153,16 @@ pub struct Summary {
     pub units_removed: u64,
     pub bytes_stored: u64,
     pub message: String,
+}
+
+/// Where the host downloads a blob from: a feed URL, the headers to send
+/// (credentials), and the size the blob's descriptor gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobDownload {
+    pub url: String,
+    pub headers: Vec<Header>,
+    pub digest: String,
+    pub size: Option<u64>,
 }
 
 /// What a publish made visible.
@@ -277,6 +293,34 @@ impl Plugin {
     ) -> Result<Staged<TaskAnswer<Summary>>, PluginError> {
         self.task(call, cancel, |p, s, repo| {
             p.wharf_plugin_plugin().call_sync(s, repo)
+        })
+    }
+
+    /// Bring `reference` (as a `pull` plan named it) of the feed of the
+    /// repository of `call` into it; the changes are staged, for the caller
+    /// to commit if the answer is a success.
+    pub fn pull(
+        &self,
+        call: TaskCall,
+        cancel: Arc<AtomicBool>,
+        reference: &str,
+    ) -> Result<Staged<TaskAnswer<Summary>>, PluginError> {
+        self.task(call, cancel, |p, s, repo| {
+            p.wharf_plugin_plugin().call_pull(s, repo, reference)
+        })
+    }
+
+    /// Where to download `digest`, a blob the repository of `call` names
+    /// but left on its feed, from now (credentials included).
+    pub fn locate(
+        &self,
+        call: TaskCall,
+        cancel: Arc<AtomicBool>,
+        digest: &str,
+    ) -> Result<Staged<TaskAnswer<BlobDownload>>, PluginError> {
+        let digest = digest.to_string();
+        self.task(call, cancel, |p, s, repo| {
+            p.wharf_plugin_plugin().call_locate(s, repo, &digest)
         })
     }
 
@@ -434,6 +478,7 @@ impl From<&Request> for wire::Request {
             path: r.path.clone(),
             query: r.query.clone(),
             headers: r.headers.iter().map(wire_types::Header::from).collect(),
+            pulled: r.pulled,
         }
     }
 }
@@ -467,6 +512,7 @@ impl From<wire::Plan> for Plan {
                 },
                 max_body: w.max_body,
             }),
+            wire::Plan::Pull(reference) => Plan::Pull(reference),
         }
     }
 }
@@ -499,6 +545,17 @@ impl From<wire_types::Summary> for Summary {
             units_removed: s.units_removed,
             bytes_stored: s.bytes_stored,
             message: s.message,
+        }
+    }
+}
+
+impl From<crate::bindings::wharf::plugin::fetch::BlobDownload> for BlobDownload {
+    fn from(d: crate::bindings::wharf::plugin::fetch::BlobDownload) -> Self {
+        BlobDownload {
+            url: d.url,
+            headers: headers(d.headers),
+            digest: d.digest,
+            size: d.size,
         }
     }
 }
@@ -536,6 +593,7 @@ mod tests {
                 name: "accept".into(),
                 value: "application/json".into(),
             }],
+            pulled: true,
         };
         let w = wire::Request::from(&request);
         assert_eq!(
@@ -637,6 +695,10 @@ mod tests {
                     body: BodyTarget::None,
                     max_body: 0,
                 }),
+            ),
+            (
+                wire::Plan::Pull("library/alpine:3".into()),
+                Plan::Pull("library/alpine:3".into()),
             ),
         ];
         for (wire, ours) in cases {

@@ -32,6 +32,7 @@ use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wharf_core::digest::Digest;
 use wharf_core::ids::UnitType;
+use wharf_core::remote::DownloadPolicy;
 use wharf_store::blobs::leases::Holder;
 use wharf_store::blobs::{BlobError, BlobStore};
 use wharf_store::db::{self, Progress, Repository, Store, UnitChange};
@@ -140,6 +141,11 @@ pub struct TaskCall {
     /// The leases of the blobs this call stored or found stored
     /// (`blobs::leases`): keep it until the call's changes are committed.
     pub leases: Arc<Holder>,
+    /// When `fetch-blobs` downloads (the repository's `download_policy`).
+    pub policy: DownloadPolicy,
+    /// Blobs `fetch-blobs` left on the feed under an `on_demand` or
+    /// `streamed` policy: this call's units may name them unstored.
+    pub deferred: HashSet<Digest>,
 }
 
 impl TaskCall {
@@ -149,8 +155,13 @@ impl TaskCall {
         allowed_origins: Vec<String>,
         reader: Option<Reader>,
     ) -> Self {
+        // A setting the host cannot read was refused when it was written;
+        // one written before that check downloads as it always did.
+        let policy = DownloadPolicy::of(&repo.importer_config).unwrap_or_default();
         TaskCall {
             repo,
+            policy,
+            deferred: HashSet::new(),
             version: None,
             overlay: BTreeMap::new(),
             changes: Vec::new(),
@@ -765,7 +776,14 @@ impl units::Host for HostState {
             // this call may see (it stored them, its repository holds them,
             // or the pusher may read a repository that does). Leased, so
             // that they are still stored when the unit commits.
-            let holder = self.task("units.add")?.leases.clone();
+            let t = self.task("units.add")?;
+            if t.deferred.contains(&d) {
+                // Left on the feed by this call's `fetch-blobs`: fetched
+                // when a client first asks for it.
+                blobs.push(d);
+                continue;
+            }
+            let holder = t.leases.clone();
             let named = self.may_see(&d)
                 && self
                     .env
@@ -906,16 +924,19 @@ fn to_wit_unit(u: db::Unit) -> units::Unit {
 
 impl publications::Host for HostState {
     /// Only the publication of the repository this call is about: the one
-    /// the gate admitted, or the task's own.
+    /// the gate admitted, or the task's own. A name below a pull-through
+    /// repository's name (`hub/library/alpine` below `hub`) finds that
+    /// repository's publication, whose `name` then says where it starts.
     fn lookup(&mut self, name: String) -> Option<publications::Publication> {
         let mine = match &self.scope {
             CallScope::Resolve(r) => r.admitted.as_ref().map(|s| s.repo.clone()),
             CallScope::Task(t) => Some(t.repo.id.clone()),
             CallScope::Describe => None,
         }?;
-        self.env
-            .publications
-            .get(&self.plugin, &name)
+        let map = &self.env.publications;
+        map.get(&self.plugin, &name)
+            // A name below a pull-through repository's is that repository's.
+            .or_else(|| map.pull_through_base(&self.plugin, &name))
             .filter(|p| p.repo_id == mine)
             .map(|p| publications::Publication {
                 name: p.name.clone(),
@@ -1258,6 +1279,7 @@ impl fetch::Host for HostState {
         }
         let max = env.max_blob_size;
         let holder = self.linker().unwrap_or_default();
+        let defers = matches!(&self.scope, CallScope::Task(t) if t.policy.defers());
         let mut prepared = Vec::with_capacity(downloads.len());
         for d in &downloads {
             prepared.push(parse_digest(&d.digest).and_then(|digest| {
@@ -1286,6 +1308,20 @@ impl fetch::Host for HostState {
                     build_request(&env.http, "GET", url, &d.headers)?,
                 ))
             }));
+        }
+        if defers {
+            // `on_demand` / `streamed`: nothing is downloaded now; what is
+            // not stored yet is named by digest, fetched by `locate` later.
+            return prepared
+                .into_iter()
+                .map(|p| {
+                    let (digest, held, _, _) = p?;
+                    if !held && let CallScope::Task(t) = &mut self.scope {
+                        t.deferred.insert(digest.clone());
+                    }
+                    Ok(String::from(digest))
+                })
+                .collect();
         }
         let count = prepared.len();
         let all = futures::stream::iter(prepared.into_iter().map(|p| {

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
+use wharf_core::remote::PullThrough;
 use wharf_store::db::Publication;
 
 /// (plugin, name)
@@ -89,6 +90,24 @@ impl PublicationMap {
             .by_name
             .get(&(plugin.to_string(), name.to_string()))
             .cloned()
+    }
+
+    /// The pull-through repository (distributor setting `pull_through`)
+    /// published by `plugin` under the longest name that `name` continues
+    /// below (`hub` for `hub/library/alpine`), if any: the repository a
+    /// read of a name no repository has is about.
+    pub fn pull_through_base(&self, plugin: &str, name: &str) -> Option<Arc<Publication>> {
+        let maps = self.maps.read().unwrap();
+        let mut base = name;
+        while let Some(cut) = base.rfind('/') {
+            base = &base[..cut];
+            if let Some(p) = maps.by_name.get(&(plugin.to_string(), base.to_string()))
+                && PullThrough::of(&p.config).is_ok_and(|pt| pt.is_some())
+            {
+                return Some(p.clone());
+            }
+        }
+        None
     }
 
     pub fn for_repo(&self, repo: &str) -> Vec<Arc<Publication>> {

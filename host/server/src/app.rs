@@ -30,6 +30,10 @@ pub struct App {
     pub tasks: Arc<Tasks>,
     /// One publish on push at a time per repository on this node.
     pub push_publishes: crate::jobs::PublishLocks,
+    /// Pull-through pulls: when each reference was last pulled.
+    pub pulls: crate::pull_through::Pulls,
+    /// Blobs being fetched from feeds on demand.
+    pub fills: crate::on_demand::Fills,
     pub events: Arc<crate::events::Events>,
     /// What outbound requests (feeds, token realms, webhooks) may reach.
     pub outbound: Arc<OutboundPolicy>,
@@ -154,6 +158,8 @@ impl App {
             publications,
             served: Default::default(),
             push_publishes: Default::default(),
+            pulls: Default::default(),
+            fills: Default::default(),
             tasks,
             uploads,
             plugin_failures: Mutex::new(failures),

@@ -79,6 +79,7 @@ pub async fn runtime(plugin_file: &Path, path: &str, iterations: usize) -> anyho
         path: path.into(),
         query: String::new(),
         headers: vec![],
+        pulled: false,
     };
     let call = || plugin.resolve(ResolveCall::nothing(), &req);
     for _ in 0..1000 {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use wharf_core::ids::{RepoId, UploadId};
-use wharf_runtime::calls::{Edit, Staged, Summary, TaskAnswer};
+use wharf_runtime::calls::{BlobDownload, Edit, Staged, Summary, TaskAnswer};
 use wharf_runtime::engine::{Plugin, PluginError};
 use wharf_runtime::host::{SourceHandle, TaskCall, origin};
 use wharf_runtime::stream_source::StreamSource;
@@ -456,19 +456,69 @@ impl PublishLocks {
 
 /// Publish a repository that publishes on push, right after a push changed
 /// it and before the push is answered: the same work as a publish task,
-/// without the task (no record, no queue). Publishes of one repository on
+/// without the task (no record, no queue); also after a pull-through
+/// repository's pull ([`pull`]). Publishes of one repository on
 /// this node run one at a time, each reading the repository's state when
 /// it starts, so the last to finish shows every push answered before it.
 pub async fn publish_on_push(app: &Arc<App>, repo: &RepoId) -> Result<(), TaskFailure> {
     let lock = app.push_publishes.of(repo);
     let _held = lock.lock().await;
-    let ctx = TaskContext {
+    publish(app, repo, None, inline_context()).await.map(|_| ())
+}
+
+/// A context for work done inline, for a request, with no task record.
+fn inline_context() -> TaskContext {
+    TaskContext {
         id: wharf_core::ids::TaskId::new(),
         cancel: Arc::new(AtomicBool::new(false)),
         progress: Arc::new(|_| {}),
         log: Arc::new(|_, _| {}),
-    };
-    publish(app, repo, None, ctx).await.map(|_| ())
+    }
+}
+
+/// Pull `reference` (the plugin's words, from its `pull` plan) of a
+/// pull-through repository's feed into it, for the request that asked,
+/// and publish it when that changed it: the same work as a sync of one
+/// reference, without a task. The version it makes says `pull`.
+pub async fn pull(app: &Arc<App>, repository: &RepoId, reference: &str) -> Result<(), TaskFailure> {
+    let (repo, plugin) = repo_and_plugin(app, repository).await?;
+    let wanted = reference.to_string();
+    let run = run_plugin_task(
+        app,
+        plugin,
+        repo,
+        inline_context(),
+        Some(VersionCause::Pull),
+        move |p, call, cancel| p.pull(call, cancel, &wanted),
+    )
+    .await?;
+    tracing::info!(repo = %repository, reference, "{}", run.answer.message);
+    if run.version.is_some() {
+        publish_on_push(app, repository).await?;
+    }
+    Ok(())
+}
+
+/// Where to download `digest`, a blob `repository` names but left on its
+/// feed (`download_policy`), as its plugin says now; with the repository,
+/// whose settings say whether to keep it.
+pub async fn locate(
+    app: &Arc<App>,
+    repository: &RepoId,
+    digest: &wharf_core::digest::Digest,
+) -> Result<(BlobDownload, Repository), TaskFailure> {
+    let (repo, plugin) = repo_and_plugin(app, repository).await?;
+    let wanted = digest.to_string();
+    let run = run_plugin_task(
+        app,
+        plugin,
+        repo.clone(),
+        inline_context(),
+        None,
+        move |p, call, cancel| p.locate(call, cancel, &wanted),
+    )
+    .await?;
+    Ok((run.answer, repo))
 }
 
 /// Whether the repository is published after each push and each successful

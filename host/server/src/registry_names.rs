@@ -7,6 +7,8 @@
 //! under it, else the one whose name setting (e.g. Docker's
 //! `repo_registry_id`) holds it, else the one whose id it is and that has
 //! no other name. Lookups go to the store's settings index, never a scan.
+//! A read of a name no repository has, below a published pull-through
+//! repository's name, is about that repository (`pull_through_base`).
 
 use crate::app::App;
 use sha2::Digest as _;
@@ -82,6 +84,25 @@ pub async fn repositories_named(app: &App, name: &str) -> Result<Vec<RepoId>, Na
         }
     }
     Ok(out)
+}
+
+/// The pull-through repository of `plugin` a read of `name`, a name no
+/// repository has, is about: the one published under the longest name
+/// that `name` continues below (`hub` for `hub/library/alpine`). Reads
+/// only: a push to such a name is a push to a new name.
+pub fn pull_through_base(app: &App, plugin: &Plugin, name: &str) -> Option<RepoId> {
+    app.publications
+        .pull_through_base(&plugin.info.name, name)
+        .map(|p| p.repo_id.clone())
+}
+
+/// [`pull_through_base`] for every plugin.
+pub fn pull_through_bases(app: &App, name: &str) -> Vec<RepoId> {
+    app.plugins
+        .list()
+        .iter()
+        .filter_map(|plugin| pull_through_base(app, plugin, name))
+        .collect()
 }
 
 fn is_of(plugin: &Plugin, repo: &Repository) -> bool {

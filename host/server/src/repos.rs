@@ -133,8 +133,36 @@ async fn create(
         created_at: now(),
         updated_at: now(),
     };
+    let pull_through = check_host_settings(&repo)?;
     app.store.create_repo(&repo).await?;
+    if pull_through {
+        publish_pull_through(&app, &repo.id).await?;
+    }
     Ok((StatusCode::CREATED, Json(repo.into())))
+}
+
+/// Check the settings the host itself reads, whatever the content type:
+/// `download_policy` (importer), `pull_through` and `tag_freshness`
+/// (distributor). True for a pull-through repository.
+fn check_host_settings(repo: &Repository) -> Result<bool> {
+    use wharf_core::remote::{DownloadPolicy, PullThrough};
+    DownloadPolicy::of(&repo.importer_config)
+        .map_err(|e| Error::invalid(format!("importer_config: {e}")))?;
+    let pull_through = PullThrough::of(&repo.distributor_config)
+        .map_err(|e| Error::invalid(format!("distributor_config: {e}")))?;
+    Ok(pull_through.is_some())
+}
+
+/// A pull-through repository answers for the names below its own once it
+/// is published: publish it (empty, at first) as soon as it becomes one.
+async fn publish_pull_through(app: &Arc<App>, id: &RepoId) -> Result<()> {
+    crate::jobs::publish_on_push(app, id).await.map_err(|f| {
+        Error::internal(format!(
+            "the repository is saved, but publishing it as a pull-through cache failed: {}; \
+             publish it with `wharf repo publish --repo-id {id}`",
+            f.message
+        ))
+    })
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -334,7 +362,12 @@ async fn update(
         repo.retain_versions = retain_versions(n)?;
     }
     repo.updated_at = now();
+    let pull_through = check_host_settings(&repo)?;
     app.store.update_repo(&repo).await?;
+    if pull_through {
+        // Its publication carries the settings the registry side reads.
+        publish_pull_through(&app, &repo.id).await?;
+    }
     Ok(Json(repo.into()))
 }
 

@@ -344,9 +344,12 @@ impl BlobStore {
             uuid::Uuid::new_v4().simple()
         );
         let tmp = Path::new("tmp").join(name);
-        let file = self
-            .dir
-            .open_with(&tmp, OpenOptions::new().write(true).create_new(true))?;
+        // Readable too: a blob fetched on demand is read by its clients
+        // while it is written (`BlobWriter::reader`).
+        let file = self.dir.open_with(
+            &tmp,
+            OpenOptions::new().read(true).write(true).create_new(true),
+        )?;
         Ok(BlobWriter {
             store: self,
             tmp,
@@ -698,6 +701,36 @@ pub struct BlobWriter<'a> {
 }
 
 impl BlobWriter<'_> {
+    /// Another handle on the temp file, for reading what is written so far
+    /// (at offsets: `FileExt::read_at`) while the writer goes on; it reads
+    /// the stored blob after [`BlobWriter::finish`].
+    pub fn reader(&self) -> io::Result<std::fs::File> {
+        self.file.as_ref().expect("not finished").try_clone()
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Check the bytes against `expect` and drop them: nothing is stored
+    /// (a blob served once and never kept).
+    pub fn discard(self, expect: &Digest) -> Result<u64, BlobError> {
+        let actual = Digest::from_hasher(self.hasher.clone());
+        if &actual != expect {
+            return Err(BlobError::DigestMismatch {
+                expected: expect.clone(),
+                actual,
+            });
+        }
+        Ok(self.len)
+    }
+
     /// Verify, fsync and move the blob into place, leased to `holder`.
     pub fn finish(
         mut self,
@@ -844,6 +877,41 @@ mod tests {
             "no temp file left"
         );
         assert_eq!(store.list().unwrap(), vec![d]);
+    }
+
+    #[test]
+    fn a_blob_is_read_while_it_is_written_and_a_discarded_one_leaves_nothing() {
+        use std::os::unix::fs::FileExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(tmp.path()).unwrap();
+        let mut w = store.writer().unwrap();
+        let r = w.reader().unwrap();
+        w.write_all(b"hello ").unwrap();
+        let mut buf = [0u8; 6];
+        assert_eq!(r.read_at(&mut buf, 0).unwrap(), 6);
+        assert_eq!(&buf, b"hello ");
+        w.write_all(b"world").unwrap();
+        assert_eq!(w.len(), 11);
+        let (d, _) = w.finish(None, &Holder::new()).unwrap();
+        // The handle reads the stored blob after the rename.
+        let mut all = [0u8; 11];
+        assert_eq!(r.read_at(&mut all, 0).unwrap(), 11);
+        assert_eq!(Digest::of(&all), d);
+
+        let mut w = store.writer().unwrap();
+        w.write_all(b"streamed").unwrap();
+        assert!(matches!(
+            w.discard(&Digest::of(b"other")),
+            Err(BlobError::DigestMismatch { .. })
+        ));
+        let mut w = store.writer().unwrap();
+        w.write_all(b"streamed").unwrap();
+        assert_eq!(w.discard(&Digest::of(b"streamed")).unwrap(), 8);
+        assert!(!store.contains(&Digest::of(b"streamed")));
+        assert_eq!(
+            std::fs::read_dir(tmp.path().join("tmp")).unwrap().count(),
+            0
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Wharf's Docker/OCI content type: imports `docker save` archives, mirrors
-//! upstream registries, publishes repositories and answers the registry API;
+//! upstream registries (whole, or as a pull-through cache: [`pull`]), publishes repositories and answers the registry API;
 //! selects, removes and tags images by tag or digest ([`edit`]).
 //!
 //! Everything but this file is host-independent logic behind the traits in
@@ -13,6 +13,7 @@ mod index;
 mod manifest;
 mod model;
 mod publish;
+mod pull;
 mod push;
 mod reference;
 mod referrers;
@@ -77,6 +78,14 @@ impl Guest for DockerPlugin {
 
     fn sync(repo: Repository) -> Result<Summary, Error> {
         sync::run(&mut WasmHost, &repo.importer_config)
+    }
+
+    fn pull(repo: Repository, reference: String) -> Result<Summary, Error> {
+        pull::pull(&mut WasmHost, &repo.importer_config, &reference)
+    }
+
+    fn locate(repo: Repository, digest: String) -> Result<wharf_sdk::BlobDownload, Error> {
+        pull::locate(&mut WasmHost, &repo.importer_config, &digest)
     }
 
     fn publish(repo: Repository) -> Result<Published, Error> {

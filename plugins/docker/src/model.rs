@@ -26,6 +26,10 @@ pub const MAX_ANNOTATION_BYTES: usize = 16 << 10;
 pub struct BlobMeta {
     pub media_type: String,
     pub size: u64,
+    /// The upstream name a pull-through repository pulled it from: where
+    /// `locate` finds it when its bytes were left on the feed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,9 +104,20 @@ pub struct TagMeta {
 }
 
 pub fn blob_unit(digest: &str, media_type: &str, size: u64) -> Unit {
+    blob_unit_with(digest, media_type, size, None)
+}
+
+/// A blob pulled from the upstream name `upstream` of a pull-through
+/// repository's feed.
+pub fn blob_unit_from(digest: &str, media_type: &str, size: u64, upstream: &str) -> Unit {
+    blob_unit_with(digest, media_type, size, Some(upstream.to_string()))
+}
+
+fn blob_unit_with(digest: &str, media_type: &str, size: u64, upstream: Option<String>) -> Unit {
     let meta = BlobMeta {
         media_type: media_type.to_string(),
         size,
+        upstream,
     };
     Unit {
         unit_type: BLOB.to_string(),

@@ -8,6 +8,7 @@
 
 use crate::index::PublicationIndex;
 use crate::manifest::essence;
+use crate::pull;
 use crate::reference::{is_valid_digest, is_valid_name, is_valid_tag};
 use crate::referrers;
 use std::collections::BTreeMap;
@@ -306,6 +307,21 @@ fn resolve_route<R: Registry>(registry: &mut R, req: &Request) -> Result<Plan, F
             let named = named(registry, &name)?;
             let no_tags = BTreeMap::new();
             let all = named.index().map_or(&no_tags, |index| &index.tags);
+            // A pull-through repository's tags of this upstream name, by
+            // their tag alone.
+            let pulled: BTreeMap<String, String>;
+            let all = match named.upstream() {
+                Some(upstream) => {
+                    let prefix = format!("{upstream}:");
+                    pulled = all
+                        .range(prefix.clone()..)
+                        .take_while(|(t, _)| t.starts_with(&prefix))
+                        .map(|(t, m)| (t[prefix.len()..].to_string(), m.clone()))
+                        .collect();
+                    &pulled
+                }
+                None => all,
+            };
             let page = parse_page(&req.query)?;
             // Without `n`, all tags, as distribution does.
             let n = page.n.map_or(usize::MAX, |n| n.min(MAX_PAGE));
@@ -347,10 +363,27 @@ fn resolve_route<R: Registry>(registry: &mut R, req: &Request) -> Result<Plan, F
                 ));
             }
             let index = named.index().ok_or_else(unknown)?;
+            if let Some(upstream) = named.upstream()
+                && !req.pulled
+            {
+                // A pull-through cache asks the host to pull tags (unless
+                // fresh) and digests it lacks.
+                if !by_digest {
+                    return Ok(Plan::Pull(pull::UpstreamRef::tag(upstream, &reference)));
+                }
+                if !index.manifests.contains_key(&reference) {
+                    return Ok(Plan::Pull(pull::UpstreamRef::digest(upstream, &reference)));
+                }
+            }
+            let tag_key;
             let digest = if by_digest {
                 &reference
             } else {
-                index.tags.get(&reference).ok_or_else(unknown)?
+                tag_key = match named.upstream() {
+                    Some(upstream) => pull::tag_name(upstream, &reference),
+                    None => reference.clone(),
+                };
+                index.tags.get(&tag_key).ok_or_else(unknown)?
             };
             let entry = index.manifests.get(digest).ok_or_else(unknown)?;
             if !accepts(&req.headers, &entry.media_type) {
@@ -404,7 +437,10 @@ fn resolve_route<R: Registry>(registry: &mut R, req: &Request) -> Result<Plan, F
                 return Err(digest_invalid(&digest));
             }
             match named(registry, &name)? {
-                Named::Published(publication, index) if index.blobs.contains(&digest) => {
+                Named::Published(publication, index)
+                | Named::PullThrough(publication, index, _)
+                    if index.blobs.contains(&digest) =>
+                {
                     if req.method.eq_ignore_ascii_case("GET")
                         && let Some(base) = redirect_url(&publication.config)
                     {
@@ -443,6 +479,9 @@ fn resolve_route<R: Registry>(registry: &mut R, req: &Request) -> Result<Plan, F
 enum Named {
     /// A published repository: its publication and index.
     Published(Publication, Rc<PublicationIndex>),
+    /// An upstream name below a published pull-through repository: the
+    /// repository's publication and index, and the upstream name.
+    PullThrough(Publication, Rc<PublicationIndex>, String),
     /// A repository that exists but has no publication yet.
     Unpublished,
 }
@@ -451,10 +490,29 @@ impl Named {
     /// The published content; none before the first publish.
     fn index(&self) -> Option<&PublicationIndex> {
         match self {
-            Named::Published(_, index) => Some(index),
+            Named::Published(_, index) | Named::PullThrough(_, index, _) => Some(index),
             Named::Unpublished => None,
         }
     }
+
+    /// The upstream name a pull-through repository is asked for.
+    fn upstream(&self) -> Option<&str> {
+        match self {
+            Named::PullThrough(_, _, upstream) => Some(upstream),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a publication's distributor settings make it a pull-through
+/// cache (`pull_through`).
+fn is_pull_through(config: &str) -> bool {
+    // Most publications are not; skip parsing their config.
+    config.contains("pull_through")
+        && serde_json::from_str::<serde_json::Value>(config)
+            .ok()
+            .and_then(|v| v.get("pull_through")?.as_bool())
+            .unwrap_or(false)
 }
 
 /// The repository `name` names: `NAME_UNKNOWN` only when no repository has
@@ -471,6 +529,22 @@ fn named<R: Registry>(registry: &mut R, name: &str) -> Result<Named, Failure> {
             format!("cannot read the publication of {name}: {e}"),
         )
     })?;
+    if publication.name != name {
+        // The host admitted a name below a pull-through repository's.
+        let upstream = name
+            .strip_prefix(&publication.name)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .filter(|_| is_pull_through(&publication.config))
+            .ok_or_else(|| {
+                failure(
+                    404,
+                    "NAME_UNKNOWN",
+                    format!("repository name {name} is not known to this registry"),
+                )
+            })?
+            .to_string();
+        return Ok(Named::PullThrough(publication, index, upstream));
+    }
     Ok(Named::Published(publication, index))
 }
 

@@ -41,6 +41,12 @@ struct ImporterConfig {
     username: Option<String>,
     password: Option<String>,
     mirror: Option<bool>,
+    /// Read by the host (`fetch-blobs` downloads nothing unless it is
+    /// `immediate`); here only for what the summary says.
+    download_policy: Option<String>,
+    /// Which upstream names a pull-through repository may pull.
+    include_names: Option<Vec<String>>,
+    exclude_names: Option<Vec<String>>,
 }
 
 #[derive(Debug)]
@@ -55,9 +61,35 @@ pub struct Settings {
     /// out now) are removed. Additive (`false`, Pulp 3's default): a sync
     /// adds and moves tags, never removes one.
     pub mirror: bool,
+    /// Blobs stay on the feed until a client asks (`download_policy` of
+    /// `on_demand` or `streamed`).
+    pub deferred: bool,
+    /// Upstream names a pull-through repository may pull.
+    pub names: TagFilter,
 }
 
+/// The settings of a sync of the repository's `upstream_name`.
 pub fn settings(json: &str) -> Result<Settings, Error> {
+    remote_settings(json, None)
+}
+
+/// The settings of a pull of `upstream` into a pull-through repository:
+/// its `upstream_name` is not needed, and `upstream` must pass its
+/// `include_names` and `exclude_names`.
+pub fn pull_settings(json: &str, upstream: &str) -> Result<Settings, Error> {
+    let settings = remote_settings(json, Some(upstream.to_string()))?;
+    if !settings.names.allows(upstream) {
+        return Err(Error::new(
+            "denied",
+            format!(
+                "{upstream} is not among the upstream names this repository may pull                  (its include_names and exclude_names)"
+            ),
+        ));
+    }
+    Ok(settings)
+}
+
+fn remote_settings(json: &str, upstream: Option<String>) -> Result<Settings, Error> {
     let config: ImporterConfig = wharf_sdk::json::settings(json)
         .map_err(|e| Error::invalid(format!("importer settings are not valid JSON: {e}")))?;
     let feed = config.feed.filter(|f| !f.is_empty()).ok_or_else(|| {
@@ -70,8 +102,8 @@ pub fn settings(json: &str) -> Result<Settings, Error> {
             "feed {feed:?} must be an http:// or https:// URL"
         )));
     }
-    let upstream = config
-        .upstream_name
+    let upstream = upstream
+        .or(config.upstream_name)
         .filter(|n| !n.is_empty())
         .ok_or_else(|| {
             Error::invalid("set the importer's `upstream_name` (e.g. library/busybox)")
@@ -93,6 +125,13 @@ pub fn settings(json: &str) -> Result<Settings, Error> {
         },
         credentials,
         mirror: config.mirror.unwrap_or(true),
+        deferred: config
+            .download_policy
+            .is_some_and(|p| p == "on_demand" || p == "streamed"),
+        names: TagFilter {
+            include: config.include_names.unwrap_or_default(),
+            exclude: config.exclude_names.unwrap_or_default(),
+        },
     })
 }
 
@@ -123,8 +162,8 @@ pub fn absolute_url(feed: &str, link: &str) -> String {
 }
 
 /// HTTP to the upstream, answering auth challenges once per request.
-struct Client<'a, H: Host> {
-    host: &'a mut H,
+pub struct Client<'a, H: Host> {
+    pub host: &'a mut H,
     /// `{feed}/v2/{upstream}`.
     base: String,
     upstream: String,
@@ -134,8 +173,32 @@ struct Client<'a, H: Host> {
     bearer: Option<Challenge>,
 }
 
-impl<H: Host> Client<'_, H> {
-    fn headers(&self, accept: Option<&str>) -> Vec<Header> {
+impl<'a, H: Host> Client<'a, H> {
+    pub fn new(host: &'a mut H, settings: &Settings) -> Self {
+        Client {
+            host,
+            base: format!("{}/v2/{}", settings.feed, settings.upstream),
+            upstream: settings.upstream.clone(),
+            credentials: settings.credentials.clone(),
+            authorization: None,
+            bearer: None,
+        }
+    }
+
+    /// `{feed}/v2/{upstream}/blobs/{digest}`.
+    pub fn blob_url(&self, digest: &str) -> String {
+        format!("{}/blobs/{digest}", self.base)
+    }
+
+    /// Credentials for the upstream, got the way a client gets them: the
+    /// feed's API root answers 401 with the challenge to follow (a Bearer
+    /// token for pulls of the upstream name, or Basic).
+    pub fn authorize_pulls(&mut self, feed: &str) -> Result<(), Error> {
+        let url = format!("{feed}/v2/");
+        self.get(&url, None, MAX_JSON).map(|_| ())
+    }
+
+    pub fn headers(&self, accept: Option<&str>) -> Vec<Header> {
         let mut headers = Vec::new();
         if let Some(accept) = accept {
             headers.push(Header {
@@ -152,7 +215,12 @@ impl<H: Host> Client<'_, H> {
         headers
     }
 
-    fn get(&mut self, url: &str, accept: Option<&str>, cap: u64) -> Result<HttpResponse, Error> {
+    pub fn get(
+        &mut self,
+        url: &str,
+        accept: Option<&str>,
+        cap: u64,
+    ) -> Result<HttpResponse, Error> {
         let response = self.host.get(url, &self.headers(accept), cap)?;
         if response.status != 401 {
             return Ok(response);
@@ -283,9 +351,11 @@ struct TagsPage {
 }
 
 /// What one tag needs before its units can be added.
-struct Pending {
-    tag: String,
-    digest: String,
+pub struct Pending {
+    /// The tag's name in the repository (empty: no tag, a manifest pulled
+    /// by digest).
+    pub tag: String,
+    pub digest: String,
     /// Children before parents.
     manifests: Vec<(String, ManifestMeta)>,
     /// Digest → (media type, size).
@@ -295,14 +365,7 @@ struct Pending {
 /// Mirror the upstream described by `importer_config` into the current repository.
 pub fn run<H: Host>(host: &mut H, importer_config: &str) -> Result<Summary, Error> {
     let settings = settings(importer_config)?;
-    let mut client = Client {
-        host,
-        base: format!("{}/v2/{}", settings.feed, settings.upstream),
-        upstream: settings.upstream.clone(),
-        credentials: settings.credentials.clone(),
-        authorization: None,
-        bearer: None,
-    };
+    let mut client = Client::new(host, &settings);
     let mut summary = Summary {
         units_added: 0,
         units_removed: 0,
@@ -350,32 +413,14 @@ pub fn run<H: Host>(host: &mut H, importer_config: &str) -> Result<Summary, Erro
         }
     }
 
-    let failed = download(&mut client, &pending, &mut summary)?;
+    let failed = download(&mut client, &pending, settings.deferred, &mut summary)?;
 
     let mut updated = 0u64;
     for p in &pending {
-        if let Some((digest, why)) = p
-            .blobs
-            .keys()
-            .find_map(|d| failed.get(d).map(|why| (d, why)))
-        {
-            failures.push(format!("tag {}: blob {digest}: {why}", p.tag));
-            continue;
+        match add_pending(client.host, p, &failed, None, &mut summary)? {
+            Ok(()) => updated += 1,
+            Err(why) => failures.push(why),
         }
-        for (digest, (media_type, size)) in &p.blobs {
-            client
-                .host
-                .add_unit(&model::blob_unit(digest, media_type, *size))?;
-            summary.units_added += 1;
-        }
-        for (digest, meta) in &p.manifests {
-            client.host.add_unit(&model::manifest_unit(digest, meta))?;
-            summary.units_added += 1;
-        }
-        let change = model::set_tag(client.host, &p.tag, &p.digest)?;
-        summary.units_added += u64::from(change.added);
-        summary.units_removed += change.removed;
-        updated += 1;
     }
 
     // Mirror: tags gone upstream (or filtered out now) leave the repository;
@@ -414,17 +459,66 @@ pub fn run<H: Host>(host: &mut H, importer_config: &str) -> Result<Summary, Erro
         "additive"
     };
     summary.message = format!(
-        "synced {} from {} ({}): {} of {} upstream tag(s) selected, {} unchanged, {updated} updated, {removed} removed; {} bytes stored",
+        "synced {} from {} ({}): {} of {} upstream tag(s) selected, {} unchanged, {updated} updated, {removed} removed; {}",
         settings.upstream,
         settings.feed,
         mode,
         wanted.len(),
         upstream_tags.len(),
         unchanged,
-        summary.bytes_stored
+        stored_text(&settings, &summary)
     );
     client.host.log(Level::Info, &summary.message);
     Ok(summary)
+}
+
+/// What the bytes of a sync or pull came to: stored, or left on the feed.
+pub fn stored_text(settings: &Settings, summary: &Summary) -> String {
+    if settings.deferred {
+        format!(
+            "{} bytes stored, layers left on the feed until a client asks (download_policy)",
+            summary.bytes_stored
+        )
+    } else {
+        format!("{} bytes stored", summary.bytes_stored)
+    }
+}
+
+/// Add the units of a tag whose blobs are all stored (or left on the
+/// feed): its blobs (recording `upstream`, the name they came from, when
+/// given), manifests, and the tag. `Ok(Err(why))` when a blob failed.
+pub fn add_pending<H: Host>(
+    host: &mut H,
+    p: &Pending,
+    failed: &HashMap<String, String>,
+    upstream: Option<&str>,
+    summary: &mut Summary,
+) -> Result<Result<(), String>, Error> {
+    if let Some((digest, why)) = p
+        .blobs
+        .keys()
+        .find_map(|d| failed.get(d).map(|why| (d, why)))
+    {
+        return Ok(Err(format!("tag {}: blob {digest}: {why}", p.tag)));
+    }
+    for (digest, (media_type, size)) in &p.blobs {
+        let mut unit = model::blob_unit(digest, media_type, *size);
+        if let Some(name) = upstream {
+            unit = model::blob_unit_from(digest, media_type, *size, name);
+        }
+        host.add_unit(&unit)?;
+        summary.units_added += 1;
+    }
+    for (digest, meta) in &p.manifests {
+        host.add_unit(&model::manifest_unit(digest, meta))?;
+        summary.units_added += 1;
+    }
+    if !p.tag.is_empty() {
+        let change = model::set_tag(host, &p.tag, &p.digest)?;
+        summary.units_added += u64::from(change.added);
+        summary.units_removed += change.removed;
+    }
+    Ok(Ok(()))
 }
 
 fn list_tags<H: Host>(
@@ -470,7 +564,7 @@ fn list_tags<H: Host>(
 
 /// Store a tag's manifest and work out what it still needs; `None` when the
 /// repository already has the tag pointing at the same manifest.
-fn plan_tag<H: Host>(
+pub fn plan_tag<H: Host>(
     client: &mut Client<'_, H>,
     tag: &str,
     response: &HttpResponse,
@@ -585,11 +679,13 @@ fn collect<H: Host>(
     Ok(())
 }
 
-/// Download every blob the pending tags need and the host lacks. Returns the
-/// digests that failed, with why.
-fn download<H: Host>(
+/// Download every blob the pending tags need and the host lacks (`deferred`:
+/// have the host leave them on the feed). Returns the digests that failed,
+/// with why.
+pub fn download<H: Host>(
     client: &mut Client<'_, H>,
     pending: &[Pending],
+    deferred: bool,
     summary: &mut Summary,
 ) -> Result<HashMap<String, String>, Error> {
     let mut needed: BTreeMap<&str, u64> = BTreeMap::new();
@@ -627,7 +723,9 @@ fn download<H: Host>(
                 Ok(_) => {
                     items += 1;
                     bytes += size;
-                    summary.bytes_stored += size;
+                    if !deferred {
+                        summary.bytes_stored += size;
+                    }
                 }
                 Err(e) => {
                     failed.insert(digest.to_string(), e.message);
@@ -646,7 +744,7 @@ fn fetch<H: Host>(client: &mut Client<'_, H>, batch: &[(&str, u64)]) -> Vec<Resu
     let downloads: Vec<BlobDownload> = batch
         .iter()
         .map(|(digest, size)| BlobDownload {
-            url: format!("{}/blobs/{digest}", client.base),
+            url: client.blob_url(digest),
             headers: headers.clone(),
             digest: digest.to_string(),
             // The descriptor's size: the host reads no more than this.

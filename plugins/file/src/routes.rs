@@ -204,6 +204,7 @@ mod tests {
                 path: path.to_string(),
                 query: String::new(),
                 headers: Vec::new(),
+                pulled: false,
             },
         )
     }

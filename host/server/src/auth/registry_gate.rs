@@ -151,15 +151,20 @@ pub async fn admit(
     let challenge = |scope: Option<String>, error: Option<&str>| {
         unauthorized(app, plugin, method, headers, scope, error)
     };
+    let write = is_write(method);
     if rest.is_empty() {
         return match caller(app, plugin, method, headers, addr).await? {
             Caller::Anonymous => Err(challenge(None, None)),
             c => Ok(Admitted::new(app, None, c)),
         };
     }
-    let write = is_write(method);
     let target = match plugin.naming.name_in(rest) {
         Some(name) => match crate::registry_names::repository_named(app, plugin, name).await {
+            // A read below a pull-through repository's name is a read of it.
+            Ok(None) if !write => Some((
+                name.to_string(),
+                crate::registry_names::pull_through_base(app, plugin, name).map(|r| r.to_string()),
+            )),
             Ok(repo) => Some((name.to_string(), repo.map(|r| r.to_string()))),
             Err(e) => return Err(name_failure(plugin, method, e)),
         },

@@ -216,10 +216,19 @@ async fn granted(
             return Vec::new();
         }
     };
+    // Pulls of a name below a pull-through repository's are pulls of it.
+    let pull_repos: Vec<String> = if repos.is_empty() {
+        crate::registry_names::pull_through_bases(app, name)
+            .iter()
+            .map(|r| r.to_string())
+            .collect()
+    } else {
+        repos.clone()
+    };
     let mut out: Vec<String> = Vec::new();
     for action in requested {
         let ok = match action.as_str() {
-            "pull" => registry_gate::may_pull(app, caller, &repos),
+            "pull" => registry_gate::may_pull(app, caller, &pull_repos),
             "push" => registry_gate::may_push(caller, &repos),
             _ => false,
         };

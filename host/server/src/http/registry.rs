@@ -15,6 +15,7 @@
 
 use crate::app::App;
 use crate::auth::registry_token::{refusal, rendered};
+use crate::on_demand::Unservable;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
@@ -23,10 +24,12 @@ use std::io::SeekFrom;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use wharf_core::digest::Digest;
+use wharf_core::ids::RepoId;
 use wharf_runtime::calls::{ErrorFormat, Header, Plan, Refusal, Request};
 use wharf_runtime::engine::PluginError;
 use wharf_runtime::host::ResolveCall;
 use wharf_runtime::visibility::Served;
+use wharf_store::blobs::BlobError;
 
 /// Headers a plugin may see: what content negotiation, caching and writes
 /// need.
@@ -80,18 +83,19 @@ pub async fn dispatch(
     };
     // What the admitted repository serves: the only blobs this request
     // may see or be answered with.
-    let served =
+    let mut served =
         match admitted_publication(&app, &plugin.info.name, &plugin.errors, &admitted).await {
             Ok(s) => s,
             Err(resp) => return unread_body_closes(&method, head_safe(&method, resp)),
         };
-    let scope = ResolveCall {
+    let repository: Option<RepoId> = admitted.repository.as_deref().and_then(|r| r.parse().ok());
+    let scope = |served: &Option<Arc<Served>>| ResolveCall {
         admitted: served.clone(),
-        repository: admitted.repository.as_deref().and_then(|r| r.parse().ok()),
+        repository: repository.clone(),
         write: !matches!(method, Method::GET | Method::HEAD),
         reader: admitted.reader.clone(),
     };
-    let req = Request {
+    let mut req = Request {
         method: method.as_str().to_string(),
         path,
         query: uri.query().unwrap_or("").to_string(),
@@ -105,13 +109,60 @@ pub async fn dispatch(
                 })
             })
             .collect(),
+        pulled: false,
     };
     // resolve is short and bounded by its deadline. WASI's sync bindings block
     // on the runtime (e.g. a guest writing stderr), which a worker thread may
     // not do: block_in_place hands this worker's other tasks to another thread
     // instead of paying a thread hop per request.
-    let plan = tokio::task::block_in_place(|| plugin.resolve(scope, &req));
+    let mut plan = tokio::task::block_in_place(|| plugin.resolve(scope(&served), &req));
+    // A pull-through repository lacks the reference, or may hold a stale
+    // copy: pull it (or not: `pull_through`), then ask again.
+    let mut pull_failed = None;
+    if let Ok(Plan::Pull(reference)) = &plan {
+        if let Some(repo) = &repository
+            && let Err(f) = crate::pull_through::refresh(&app, repo, reference).await
+        {
+            pull_failed = Some(f);
+        }
+        // The pull may have published: serve what the repository serves now.
+        served =
+            match admitted_publication(&app, &plugin.info.name, &plugin.errors, &admitted).await {
+                Ok(s) => s,
+                Err(resp) => return head_safe(&method, resp),
+            };
+        req.pulled = true;
+        plan = tokio::task::block_in_place(|| plugin.resolve(scope(&served), &req));
+    }
     match plan {
+        Ok(Plan::Pull(_)) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the plugin asked for a pull again after one\n",
+        ),
+        // Nothing there after a pull that failed: say why.
+        Ok(Plan::Error(f)) if f.status == 404 && pull_failed.is_some() => {
+            let failure = pull_failed.expect("checked");
+            let (status, kind) = match failure.code.as_str() {
+                "not-found" => (StatusCode::NOT_FOUND, None),
+                "denied" => (StatusCode::FORBIDDEN, Some(Refusal::Denied)),
+                _ => (StatusCode::SERVICE_UNAVAILABLE, Some(Refusal::Unavailable)),
+            };
+            match kind {
+                None => head_safe(
+                    &method,
+                    rendered(status, plugin.errors.render(&f.code, &f.message)),
+                ),
+                Some(kind) => head_safe(
+                    &method,
+                    refusal(
+                        &plugin.errors,
+                        status,
+                        kind,
+                        &format!("the upstream could not be pulled from: {}", failure.message),
+                    ),
+                ),
+            }
+        }
         // The gate let a read through without write access: a write plan
         // for it is the plugin's bug, never carried out.
         Ok(Plan::Write(_)) if matches!(method, Method::GET | Method::HEAD) => plain(
@@ -257,7 +308,7 @@ fn add_headers(resp: &mut Response, headers: &[Header]) {
 }
 
 async fn execute(
-    app: &App,
+    app: &Arc<App>,
     errors: &ErrorFormat,
     method: &Method,
     req_headers: &HeaderMap,
@@ -309,6 +360,10 @@ async fn execute(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the plugin answered a write with another write\n",
         ),
+        Plan::Pull(_) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the plugin asked for a pull where none can be made\n",
+        ),
         Plan::Blob(b) => match b.digest.parse::<Digest>() {
             // The trust rule: only what the admitted repository serves.
             Ok(d) if !served.is_some_and(|s| s.contains(&d)) && !pushed(&d) => {
@@ -324,6 +379,7 @@ async fn execute(
                     &d,
                     &b.media_type,
                     &b.headers,
+                    served.map(|s| &s.repo),
                 )
                 .await
             }
@@ -377,17 +433,58 @@ pub(crate) fn parse_range(v: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
     Some(Ok(range))
 }
 
+/// The headers of every blob answer: ETag, the media type, the plugin's.
+fn blob_headers(resp: &mut Response, d: &Digest, media_type: &str, extra: &[Header]) {
+    let h = resp.headers_mut();
+    h.insert(
+        header::ETAG,
+        HeaderValue::try_from(format!("\"{d}\"")).expect("digest is ASCII"),
+    );
+    if let Ok(v) = HeaderValue::try_from(media_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    add_headers(resp, extra);
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn serve_blob(
-    app: &App,
+    app: &Arc<App>,
     errors: &ErrorFormat,
     method: &Method,
     req_headers: &HeaderMap,
     d: &Digest,
     media_type: &str,
     extra: &[Header],
+    repo: Option<&RepoId>,
 ) -> Response {
     let file = match app.blobs.open_blob(d) {
         Ok(f) => tokio::fs::File::from_std(f),
+        // Named by the repository's units, left on its feed: fetch it.
+        Err(BlobError::NotFound(_)) if repo.is_some() => {
+            let repo = repo.expect("checked");
+            return match crate::on_demand::serve(app, repo, d, *method == Method::HEAD).await {
+                Ok(mut resp) => {
+                    blob_headers(&mut resp, d, media_type, extra);
+                    resp
+                }
+                Err(Unservable::Unknown(why)) => {
+                    tracing::warn!(repo = %repo, "{why}");
+                    blob_unknown(errors, method, d)
+                }
+                Err(Unservable::Unavailable(why)) => {
+                    tracing::warn!(repo = %repo, "{why}");
+                    head_safe(
+                        method,
+                        refusal(
+                            errors,
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            Refusal::Unavailable,
+                            &why,
+                        ),
+                    )
+                }
+            };
+        }
         Err(e) => {
             tracing::error!("publication names {d}, which cannot be opened: {e}");
             return blob_unknown(errors, method, d);
@@ -399,16 +496,9 @@ async fn serve_blob(
     };
     let etag = format!("\"{d}\"");
     let mut resp = Response::new(Body::empty());
-    let h = resp.headers_mut();
-    h.insert(
-        header::ETAG,
-        HeaderValue::try_from(&etag).expect("digest is ASCII"),
-    );
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if let Ok(v) = HeaderValue::try_from(media_type) {
-        h.insert(header::CONTENT_TYPE, v);
-    }
-    add_headers(&mut resp, extra);
+    resp.headers_mut()
+        .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    blob_headers(&mut resp, d, media_type, extra);
     if req_headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())

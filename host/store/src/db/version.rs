@@ -31,6 +31,8 @@ pub enum VersionCause {
     Sync,
     /// A registry client pushed.
     Push,
+    /// A pull-through repository pulled what a client asked for.
+    Pull,
     /// Units copied from another repository.
     Copy,
     /// Content taken out.

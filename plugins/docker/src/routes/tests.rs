@@ -146,6 +146,7 @@ pub(crate) fn req(method: &str, path: &str, query: &str, accept: &[&str]) -> Req
                 value: a.to_string(),
             })
             .collect(),
+        pulled: false,
     }
 }
 

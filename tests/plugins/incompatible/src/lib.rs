@@ -72,6 +72,17 @@ impl Guest for Incompatible {
         Err(unsupported("edit"))
     }
 
+    fn pull(_repo: Repository, _reference: String) -> Result<Summary, Error> {
+        Err(unsupported("pull"))
+    }
+
+    fn locate(
+        _repo: Repository,
+        _digest: String,
+    ) -> Result<wharf::plugin::fetch::BlobDownload, Error> {
+        Err(unsupported("locate"))
+    }
+
     fn write(req: Request, _repo: Repository, _session: Option<String>) -> Written {
         Written {
             plan: Self::resolve(req),

@@ -74,6 +74,14 @@ impl Guest for Snoop {
         Err(Error::new("unsupported", "snoop-test does not edit"))
     }
 
+    fn pull(_repo: Repository, _reference: String) -> Result<Summary, Error> {
+        Err(Error::no_remote_content("content"))
+    }
+
+    fn locate(_repo: Repository, _digest: String) -> Result<wharf_sdk::BlobDownload, Error> {
+        Err(Error::no_remote_content("blobs"))
+    }
+
     fn write(req: Request, _repo: Repository, _session: Option<String>) -> Written {
         Written::unsupported(&req)
     }
