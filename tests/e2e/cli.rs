@@ -1455,3 +1455,49 @@ fn a_server_error_shows_the_request_id_that_the_server_log_has() {
     let err = w.fails(&["login", "-u", "admin", "-p", "not-the-password"]);
     assert!(!err.contains("request id"), "{err}");
 }
+
+#[test]
+fn sync_schedules_are_created_listed_and_deleted_in_pulp_admins_words() {
+    let s = Server::start();
+    let w = Wharf::new(&s.base);
+    w.login("admin", ADMIN_PASSWORD);
+    w.ok(&["docker", "repo", "create", "--repo-id", "nightly"]);
+    fn sched<'a>(args: &[&'a str]) -> Vec<&'a str> {
+        let mut all = vec!["docker", "repo", "sync", "schedules"];
+        all.extend_from_slice(args);
+        all
+    }
+    // An interval that is not one says what one looks like.
+    let err = w.fails(&sched(&["create", "--repo-id", "nightly", "-s", "hourly"]));
+    assert!(err.contains("2026-12-01T00:00Z/PT1H"), "{err}");
+    let out = w.ok(&sched(&[
+        "create",
+        "--repo-id",
+        "nightly",
+        "-s",
+        "2030-01-01T00:00Z/P1D",
+    ]));
+    assert!(out.contains("next run 2030-01-01T00:00:00.000Z"), "{out}");
+    let id = out.split_whitespace().nth(1).unwrap().to_string();
+    let listed = w.ok(&sched(&["list", "--repo-id", "nightly"]));
+    assert!(
+        listed.contains(&id) && listed.contains("sync nightly"),
+        "{listed}"
+    );
+    // Paused, then deleted.
+    w.ok(&["schedule", "update", &id, "--enabled", "false"]);
+    let shown = w.ok(&["--output", "json", "schedule", "show", &id]);
+    assert!(shown.contains("\"enabled\": false"), "{shown}");
+    w.ok(&sched(&[
+        "delete",
+        "--repo-id",
+        "nightly",
+        "--schedule-id",
+        &id,
+    ]));
+    let listed = w.ok(&["schedule", "list"]);
+    assert!(!listed.contains(&id), "{listed}");
+    // A schedule of a repository that does not exist is refused.
+    let err = w.fails(&sched(&["create", "--repo-id", "ghost", "-s", "PT1H"]));
+    assert!(err.contains("ghost"), "{err}");
+}

@@ -13,6 +13,15 @@ use std::time::Duration;
 const CONFIG: &[u8] =
     br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
 
+/// A feed serving one image whose layer is `bytes`, honestly.
+fn honest_feed(bytes: &[u8]) -> FakeUpstream {
+    FakeUpstream::start(
+        CONFIG.to_vec(),
+        (sha256_digest(bytes), bytes.len() as u64),
+        LayerReply::Bytes(bytes.to_vec()),
+    )
+}
+
 /// Whether the blob store holds `digest` (`<data-dir>/blobs/sha256/xx/…`).
 fn stored(s: &Server, digest: &str) -> bool {
     let hex = digest.strip_prefix("sha256:").unwrap();
@@ -61,11 +70,7 @@ fn get_blob(s: &Server, id: &str, digest: &str) -> Result<(u16, Vec<u8>), String
 fn on_demand_sync_stores_no_layer_until_the_first_pull_and_ten_pulls_fetch_it_once() {
     let bytes: Vec<u8> = (0..(24u32 << 20)).map(|i| (i % 251) as u8).collect();
     let layer = sha256_digest(&bytes);
-    let feed = FakeUpstream::start(
-        CONFIG.to_vec(),
-        (layer.clone(), bytes.len() as u64),
-        LayerReply::Bytes(bytes.clone()),
-    );
+    let feed = honest_feed(&bytes);
     let s = Server::start();
     synced(&s, "lazy", &feed.url, "on_demand");
     // The sync brought the manifest and named the layer; no byte of it.
@@ -148,11 +153,7 @@ fn a_corrupt_upstream_layer_is_cut_off_and_never_stored() {
     assert_eq!(temp_blobs(&s), 0, "a temp file was left");
 
     // An honest feed of the same shape serves.
-    let honest = FakeUpstream::start(
-        CONFIG.to_vec(),
-        (layer.clone(), bytes.len() as u64),
-        LayerReply::Bytes(bytes.clone()),
-    );
+    let honest = honest_feed(&bytes);
     synced(&s, "good", &honest.url, "on_demand");
     assert_eq!(get_blob(&s, "good", &layer).unwrap(), (200, bytes));
     assert!(stored(&s, &layer));
@@ -162,11 +163,7 @@ fn a_corrupt_upstream_layer_is_cut_off_and_never_stored() {
 fn streamed_layers_are_fetched_for_every_pull_and_never_stored() {
     let bytes = vec![b's'; 3 << 20];
     let layer = sha256_digest(&bytes);
-    let feed = FakeUpstream::start(
-        CONFIG.to_vec(),
-        (layer.clone(), bytes.len() as u64),
-        LayerReply::Bytes(bytes.clone()),
-    );
+    let feed = honest_feed(&bytes);
     let s = Server::start();
     synced(&s, "stream", &feed.url, "streamed");
     for n in 1..=2 {

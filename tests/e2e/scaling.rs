@@ -500,3 +500,66 @@ fn versions_are_numbered_without_gaps_when_two_nodes_push_at_once() {
     let (_, latest) = b.get_json("/api/v1/repositories/team-busy");
     assert_eq!(latest["content_counts"]["tag"], TAGS as u64 + 1, "{latest}");
 }
+
+/// The tasks of `kind` on `repo`, oldest first.
+fn tasks_of(s: &Server, kind: &str, repo: &str) -> Vec<Value> {
+    let (status, v) = s.get_json("/api/v1/tasks?limit=1000");
+    assert_eq!(status, 200, "{v}");
+    let mut out: Vec<Value> = v["items"]
+        .as_array()
+        .or(v.as_array())
+        .unwrap()
+        .iter()
+        .filter(|t| t["kind"] == kind && t["input"]["repository"] == repo)
+        .cloned()
+        .collect();
+    out.sort_by(|a, b| a["created_at"].as_str().cmp(&b["created_at"].as_str()));
+    out
+}
+
+#[test]
+fn a_schedule_runs_each_due_time_once_with_two_nodes_looking() {
+    let c = Cluster::new("schedules");
+    let (a, b) = (c.spawn_node(), c.spawn_node());
+    let (a, b) = (a.ready(), b.ready());
+    let _w = c.worker(1);
+    docker_repo(&a, "timed", "test/timed", json!({}));
+    // Three runs, two seconds apart, the first two seconds from now.
+    let start =
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(2))
+            .to_string();
+    let (status, made) = a.post_json(
+        "/api/v1/schedules",
+        &json!({"job": {"kind": "publish", "repository": "timed"},
+            "interval": format!("R3/{start}/PT2S")}),
+    );
+    assert_eq!(status, 201, "{made}");
+    let id = made["id"].as_str().unwrap().to_string();
+    assert_eq!(made["next_run"].as_str().unwrap()[..19], start[..19]);
+    // Both nodes see it.
+    let (status, _) = b.get_json(&format!("/api/v1/schedules/{id}"));
+    assert_eq!(status, 200);
+    wait_until("three runs", Duration::from_secs(30), || {
+        let (_, s) = b.get_json(&format!("/api/v1/schedules/{id}"));
+        s["runs"] == 3 && s["next_run"].is_null()
+    });
+    // Give a duplicate time to show up, then count.
+    std::thread::sleep(Duration::from_secs(3));
+    let runs = tasks_of(&a, "publish", "timed");
+    assert_eq!(runs.len(), 3, "one task per due time: {runs:#?}");
+    for t in &runs {
+        let t = a.wait_task(t);
+        assert_eq!(t["state"], "finished", "{t}");
+    }
+    // On time: each task created within a couple of seconds of its due time.
+    let due0 = humantime::parse_rfc3339_weak(&start).unwrap();
+    for (n, t) in runs.iter().enumerate() {
+        let created = humantime::parse_rfc3339_weak(t["created_at"].as_str().unwrap()).unwrap();
+        let due = due0 + Duration::from_secs(2 * n as u64);
+        let late = created.duration_since(due).unwrap_or_default();
+        assert!(
+            created + Duration::from_millis(50) >= due && late < Duration::from_secs(3),
+            "run {n} due {due:?} created {created:?}"
+        );
+    }
+}

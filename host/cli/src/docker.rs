@@ -46,7 +46,9 @@ pub enum DockerRepoCommand {
     /// Delete a Docker repository.
     Delete(RepoTaskArgs),
     /// Mirror images from the feed; creates the repository first if it does
-    /// not exist and --feed is given.
+    /// not exist and --feed is given. `sync schedules create|list|delete`
+    /// schedules it (pulp-admin's `sync schedules create -s INTERVAL`).
+    #[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
     Sync(DockerSyncArgs),
     /// Make a version of the repository pullable (`docker pull`): the
     /// latest by default; an older one rolls back.
@@ -306,10 +308,21 @@ pub struct DockerUpdateArgs {
     pub settings: DockerSettingsArgs,
 }
 
+/// What `docker repo sync` has besides syncing now.
+#[derive(clap::Subcommand)]
+pub enum SyncSubcommand {
+    /// Scheduled syncs of a repository.
+    #[command(subcommand)]
+    Schedules(crate::schedule::RepoScheduleCommand),
+}
+
 #[derive(Args)]
 pub struct DockerSyncArgs {
-    #[command(flatten)]
-    pub repo: RepoIdArg,
+    #[command(subcommand)]
+    pub schedules: Option<SyncSubcommand>,
+    /// The repository's id (letters, digits, '.', '-', '_').
+    #[arg(long, required = true)]
+    pub repo_id: Option<RepoId>,
     /// Settings to store before syncing (the repository is created with
     /// them if it does not exist).
     #[command(flatten)]
@@ -345,6 +358,10 @@ pub fn run(s: &Session, DockerCommand::Repo(cmd): DockerCommand) -> anyhow::Resu
             ensure_docker(s, &a.repo.repo_id)?;
             repo::delete(s, &a.repo.repo_id, a.wait)?;
         }
+        DockerRepoCommand::Sync(DockerSyncArgs {
+            schedules: Some(SyncSubcommand::Schedules(cmd)),
+            ..
+        }) => crate::schedule::run_for_repo(s, "sync", cmd)?,
         DockerRepoCommand::Sync(a) => sync(s, a)?,
         DockerRepoCommand::Publish(a) => {
             ensure_docker(s, &a.repo.repo_id)?;
@@ -420,7 +437,7 @@ pub fn ensure_docker(s: &Session, id: &RepoId) -> anyhow::Result<()> {
 /// --repo-id rhel7 --feed registry.access.redhat.com --upstream-name rhel7`
 /// creates and fills the repository in one command.
 fn sync(s: &Session, a: DockerSyncArgs) -> anyhow::Result<()> {
-    let id = &a.repo.repo_id;
+    let id = &a.repo_id.clone().context("give --repo-id")?;
     match s.client.repo(id) {
         Ok(d) if d.repo.content_type != CONTENT_TYPE => {
             anyhow::bail!(

@@ -19,7 +19,8 @@
 //!   group`; [`docker`]: `wharf docker repo`, the same with Docker's settings
 //!   as flags; [`publish_docker`]: the one-step `docker save | wharf
 //!   publish-docker` workflow.
-//! - [`orphan`]: `wharf orphan remove`; [`plugin`]: `wharf plugin`;
+//! - [`orphan`]: `wharf orphan remove`; [`schedule`]: `wharf schedule` and
+//!   `wharf docker repo sync schedules`; [`plugin`]: `wharf plugin`;
 //!   [`event`]: `wharf event listener`; [`status`]: `wharf status`.
 //! - [`auth`]: `wharf login`, `wharf logout`, `wharf auth user|role|permission`;
 //!   the token lives in the config file, per server ([`config::ClientConfig`]),
@@ -39,6 +40,7 @@ pub mod plugin;
 pub mod progress;
 pub mod publish_docker;
 pub mod repo;
+pub mod schedule;
 pub mod status;
 pub mod task;
 pub mod upload;

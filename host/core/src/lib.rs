@@ -6,5 +6,6 @@ pub mod ids;
 pub mod percent;
 pub mod private_files;
 pub mod remote;
+pub mod schedule;
 pub mod time;
 pub mod tls;

@@ -66,6 +66,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             }
         });
     }
+    // Every node looks for due schedules; each run is claimed by one.
+    crate::schedules::spawn(app.clone());
     let stop = CancellationToken::new();
     let mut servers = tokio::task::JoinSet::new();
     for b in bound {

@@ -211,6 +211,6 @@ mod tests {
             assert!(UpstreamRef::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(UpstreamRef::tag("a/b", "1"), "a/b:1");
-        assert_eq!(UpstreamRef::digest("a/b", &d), by_digest);
+        assert_eq!(UpstreamRef::digest("library/alpine", &d), by_digest);
     }
 }

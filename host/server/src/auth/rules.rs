@@ -105,6 +105,12 @@ pub const RULES: &[Rule] = &[
     perm("DELETE", "/groups/{id}/members/{repo_id}",       "/groups/{id}",                 Update),
     // Orphan cleanup deletes content.
     perm("POST",   "/orphans/cleanup",                     "/orphans",                     Delete),
+    // Schedules (a repository's also need execute on it: `schedules`).
+    perm("POST",   "/schedules",                           "/schedules",                   Create),
+    perm("GET",    "/schedules",                           "/schedules",                   Read),
+    perm("GET",    "/schedules/{id}",                      "/schedules",                   Read),
+    perm("PATCH",  "/schedules/{id}",                      "/schedules",                   Update),
+    perm("DELETE", "/schedules/{id}",                      "/schedules",                   Delete),
     // Event listeners.
     perm("POST",   "/events/listeners",                    "/events",                      Create),
     perm("GET",    "/events/listeners",                    "/events",                      Read),

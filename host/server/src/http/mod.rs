@@ -82,6 +82,7 @@ fn api(app: Arc<App>) -> axum::Router<Arc<App>> {
         .merge(crate::uploads::routes())
         .merge(crate::tasks::api::routes())
         .merge(crate::groups::routes())
+        .merge(crate::schedules::routes())
         .merge(crate::orphans::routes())
         .merge(crate::plugins::api::routes())
         .merge(crate::events::api::routes())

@@ -41,6 +41,11 @@ use utoipa::OpenApi;
         crate::groups::show,
         crate::groups::update,
         crate::groups::remove,
+        crate::schedules::create,
+        crate::schedules::list,
+        crate::schedules::show,
+        crate::schedules::update,
+        crate::schedules::remove,
         crate::groups::add_member,
         crate::groups::remove_member,
         crate::orphans::cleanup,
@@ -73,7 +78,10 @@ use utoipa::OpenApi;
         wharf_store::db::Group,
         wharf_store::db::Role,
         wharf_store::db::Permission,
-        wharf_store::db::Operation
+        wharf_store::db::Operation,
+        wharf_store::db::Schedule,
+        wharf_store::db::ScheduledJob,
+        wharf_store::db::ScheduleClaim
     )),
     tags(
         (name = "repositories", description = "Repositories of any content type: create, change, list their content and versions, and start the long operations (import, sync, publish, copy, remove, tag, restore), each a task."),
@@ -81,6 +89,7 @@ use utoipa::OpenApi;
         (name = "tasks", description = "Long operations: their state, live progress, result or error; cancel."),
         (name = "groups", description = "Repository groups, with members and notes."),
         (name = "orphans", description = "Content no repository holds any more."),
+        (name = "schedules", description = "Recurring syncs, publishes and orphan cleanups (ISO 8601 repeating intervals), each run a task, run once per due time whatever the number of nodes."),
         (name = "plugins", description = "Content-type plugins: list, install (hot-load, upgrade), remove."),
         (name = "events", description = "Event listeners (http, amqp) told when tasks and repositories change."),
         (name = "auth", description = "Login tokens, users, roles and permissions (docs/access.md)."),

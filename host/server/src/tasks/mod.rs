@@ -235,11 +235,12 @@ impl Tasks {
     /// one from the start.
     async fn record(
         &self,
+        id: TaskId,
         job: &Job,
         worker: Option<String>,
     ) -> Result<Task, wharf_store::db::StoreError> {
         let task = Task {
-            id: TaskId::new(),
+            id,
             kind: job.kind(),
             state: TaskState::Waiting,
             locks: job.locks(),
@@ -261,7 +262,17 @@ impl Tasks {
 
     /// Record a task and start it (here or through the broker).
     pub async fn submit(self: &Arc<Self>, job: Job) -> Result<Task, wharf_store::db::StoreError> {
-        let task = self.record(&job, None).await?;
+        self.submit_as(TaskId::new(), job).await
+    }
+
+    /// [`Self::submit`] as task `id`, chosen beforehand (a schedule's run
+    /// names its task when it is claimed).
+    pub async fn submit_as(
+        self: &Arc<Self>,
+        id: TaskId,
+        job: Job,
+    ) -> Result<Task, wharf_store::db::StoreError> {
+        let task = self.record(id, &job, None).await?;
         // The request that started it, in the task's log lines.
         let request_id = crate::request_context::current().unwrap_or_default();
         tracing::info!(task = %task.id, kind = %task.kind, request_id = %request_id, "task queued");
@@ -322,7 +333,9 @@ impl Tasks {
         F: FnOnce(Arc<dyn JobRunner>, TaskContext) -> Fut,
         Fut: std::future::Future<Output = TaskResult>,
     {
-        let task = self.record(&job, Some(self.worker_name.clone())).await?;
+        let task = self
+            .record(TaskId::new(), &job, Some(self.worker_name.clone()))
+            .await?;
         let id = task.id;
         let request_id = crate::request_context::current().unwrap_or_default();
         tracing::info!(task = %id, kind = %task.kind, request_id = %request_id, "task running here");

@@ -42,6 +42,56 @@ pub async fn run_all(s: &dyn Store) {
     tokens(s).await;
     installed_plugins(s).await;
     versions(s).await;
+    schedules(s).await;
+}
+
+/// Schedules round-trip, and of two swaps from one revision only the
+/// first changes anything (how two nodes claim one due run).
+async fn schedules(s: &dyn Store) {
+    let first = Schedule::new(
+        "sched-1".into(),
+        ScheduledJob::Sync {
+            repository: "r1".parse().unwrap(),
+        },
+        "2026-12-01T00:00:00Z/PT1H".into(),
+        Some(Timestamp::now()),
+    );
+    s.put_schedule(&first).await.unwrap();
+    assert_eq!(
+        s.get_schedule("sched-1").await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(s.list_schedules().await.unwrap(), vec![first.clone()]);
+
+    let claim = |n: u8| {
+        let mut c = first.clone();
+        c.revision = 1;
+        c.claim = Some(ScheduleClaim {
+            due: first.next_run.clone().unwrap(),
+            task: TaskId::new(),
+            at: now(),
+        });
+        c.runs = u64::from(n);
+        c
+    };
+    let (a, b) = (claim(1), claim(2));
+    assert!(
+        s.swap_schedule(0, &a).await.unwrap(),
+        "the first claim wins"
+    );
+    assert!(!s.swap_schedule(0, &b).await.unwrap(), "the second loses");
+    assert_eq!(s.get_schedule("sched-1").await.unwrap(), Some(a.clone()));
+    let mut settled = a.clone();
+    settled.claim = None;
+    settled.revision = 2;
+    assert!(s.swap_schedule(1, &settled).await.unwrap());
+    let mut missing = settled.clone();
+    missing.id = "nope".into();
+    assert!(!s.swap_schedule(2, &missing).await.unwrap());
+    assert!(s.get_schedule("nope").await.unwrap().is_none());
+    assert!(s.delete_schedule("sched-1").await.unwrap());
+    assert!(!s.delete_schedule("sched-1").await.unwrap());
+    assert!(s.list_schedules().await.unwrap().is_empty());
 }
 
 fn origin(cause: VersionCause) -> VersionOrigin {

@@ -16,11 +16,13 @@
 pub mod conformance;
 mod listener;
 pub mod mongo;
+mod schedule;
 pub mod sqlite;
 pub mod transfer;
 pub mod version;
 
 pub use listener::{EmailTarget, Listener, SmtpSecurity, Target};
+pub use schedule::{Schedule, ScheduleClaim, ScheduledJob};
 pub use version::{
     HistoryEntry, RepoVersion, UnitCounts, UnitRef, VersionCause, VersionDiff, VersionOrigin,
     last_change_per_unit,
@@ -906,6 +908,26 @@ pub trait EventStore: Send + Sync {
     async fn delete_listener(&self, id: &str) -> StoreResult<bool>;
 }
 
+/// Schedules of recurring work. A node claims a due run with a
+/// compare-and-set on the schedule's `revision` ([`Self::swap_schedule`]),
+/// so that one node, and only one, submits it.
+#[async_trait::async_trait]
+pub trait ScheduleStore: Send + Sync {
+    /// Create or replace a schedule.
+    async fn put_schedule(&self, s: &Schedule) -> StoreResult<()>;
+
+    async fn get_schedule(&self, id: &str) -> StoreResult<Option<Schedule>>;
+
+    /// Every schedule, by id.
+    async fn list_schedules(&self) -> StoreResult<Vec<Schedule>>;
+
+    async fn delete_schedule(&self, id: &str) -> StoreResult<bool>;
+
+    /// Replace the schedule `new.id` with `new` if, and only if, its stored
+    /// revision is still `expected`; false (nothing changed) otherwise.
+    async fn swap_schedule(&self, expected: u64, new: &Schedule) -> StoreResult<bool>;
+}
+
 /// Installs and removals of plugins, which every node reconciles with.
 #[async_trait::async_trait]
 pub trait PluginStore: Send + Sync {
@@ -920,7 +942,14 @@ pub trait PluginStore: Send + Sync {
 /// that needs one aggregate names its trait (`TaskStore`, ...).
 #[async_trait::async_trait]
 pub trait Store:
-    RepositoryStore + TaskStore + UploadStore + AccessStore + EventStore + PluginStore + 'static
+    RepositoryStore
+    + TaskStore
+    + UploadStore
+    + AccessStore
+    + EventStore
+    + PluginStore
+    + ScheduleStore
+    + 'static
 {
     /// Which backend this is: `"sqlite"` or `"mongodb"` (reported by
     /// `/api/v1/status` as `storage.db.backend`).

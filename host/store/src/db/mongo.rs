@@ -78,6 +78,7 @@ mod coll {
     pub const PERMS: &str = "permissions";
     pub const TOKENS: &str = "api_tokens";
     pub const PLUGINS: &str = "installed_plugins";
+    pub const SCHEDULES: &str = "schedules";
 }
 
 /// Handles on every collection (cheap to clone: they share the client).
@@ -98,6 +99,7 @@ struct Colls {
     perms: Collection<Document>,
     tokens: Collection<Document>,
     plugins: Collection<Document>,
+    schedules: Collection<Document>,
 }
 
 pub struct MongoStore {
@@ -801,6 +803,7 @@ impl MongoStore {
                 perms: c(coll::PERMS),
                 tokens: c(coll::TOKENS),
                 plugins: c(coll::PLUGINS),
+                schedules: c(coll::SCHEDULES),
             },
             client,
             db,
@@ -2141,6 +2144,56 @@ impl EventStore for MongoStore {
             .await?
             .deleted_count
             > 0)
+    }
+}
+
+#[async_trait::async_trait]
+impl ScheduleStore for MongoStore {
+    async fn put_schedule(&self, s: &crate::db::Schedule) -> StoreResult<()> {
+        self.c
+            .schedules
+            .replace_one(
+                doc! {"_id": &s.id},
+                doc! {"_id": &s.id, "revision": s.revision as i64, "doc": to_json(s)?},
+            )
+            .upsert(true)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_schedule(&self, id: &str) -> StoreResult<Option<crate::db::Schedule>> {
+        match self.c.schedules.find_one(doc! {"_id": id}).await? {
+            Some(d) => Ok(Some(from_doc(&d)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_schedules(&self) -> StoreResult<Vec<crate::db::Schedule>> {
+        let docs = all_by_id(&self.c.schedules, doc! {}).await?;
+        Ok(docs.iter().map(from_doc).collect::<MResult<_>>()?)
+    }
+
+    async fn delete_schedule(&self, id: &str) -> StoreResult<bool> {
+        Ok(self
+            .c
+            .schedules
+            .delete_one(doc! {"_id": id})
+            .await?
+            .deleted_count
+            > 0)
+    }
+
+    async fn swap_schedule(&self, expected: u64, new: &crate::db::Schedule) -> StoreResult<bool> {
+        // One document, matched on its revision: atomic on the server.
+        let r = self
+            .c
+            .schedules
+            .update_one(
+                doc! {"_id": &new.id, "revision": expected as i64},
+                doc! {"$set": {"revision": new.revision as i64, "doc": to_json(new)?}},
+            )
+            .await?;
+        Ok(r.modified_count == 1)
     }
 }
 

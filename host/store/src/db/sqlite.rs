@@ -99,6 +99,11 @@ CREATE TABLE IF NOT EXISTS listeners (
     id TEXT PRIMARY KEY,
     doc TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS schedules (
+    id TEXT PRIMARY KEY,
+    revision INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS uploads (
     id TEXT PRIMARY KEY,
     doc TEXT NOT NULL
@@ -1678,6 +1683,68 @@ impl EventStore for SqliteStore {
         let id = id.to_string();
         self.run(move |c| Ok(c.execute("DELETE FROM listeners WHERE id = ?1", [id])? > 0))
             .await
+    }
+}
+
+#[async_trait::async_trait]
+impl ScheduleStore for SqliteStore {
+    async fn put_schedule(&self, s: &crate::db::Schedule) -> StoreResult<()> {
+        let s = s.clone();
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO schedules (id, revision, doc) VALUES (?1, ?2, ?3)",
+                params![s.id, s.revision as i64, serde_json::to_string(&s)?],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_schedule(&self, id: &str) -> StoreResult<Option<crate::db::Schedule>> {
+        let id = id.to_string();
+        self.run(move |c| {
+            let doc: Option<String> = c
+                .query_row("SELECT doc FROM schedules WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+        })
+        .await
+    }
+
+    async fn list_schedules(&self) -> StoreResult<Vec<crate::db::Schedule>> {
+        self.run(|c| {
+            let mut stmt = c.prepare_cached("SELECT doc FROM schedules ORDER BY id")?;
+            let mut out = Vec::new();
+            for doc in stmt.query_map([], |r| r.get::<_, String>(0))? {
+                out.push(serde_json::from_str(&doc?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_schedule(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_string();
+        self.run(move |c| Ok(c.execute("DELETE FROM schedules WHERE id = ?1", [id])? > 0))
+            .await
+    }
+
+    async fn swap_schedule(&self, expected: u64, new: &crate::db::Schedule) -> StoreResult<bool> {
+        let s = new.clone();
+        self.run(move |c| {
+            Ok(c.execute(
+                "UPDATE schedules SET revision = ?1, doc = ?2 WHERE id = ?3 AND revision = ?4",
+                params![
+                    s.revision as i64,
+                    serde_json::to_string(&s)?,
+                    s.id,
+                    expected as i64
+                ],
+            )? == 1)
+        })
+        .await
     }
 }
 

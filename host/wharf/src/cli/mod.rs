@@ -9,7 +9,7 @@ pub mod server;
 
 use wharf_cli::{
     GlobalArgs, Session, auth, config, docker, event, orphan, output, plugin, publish_docker, repo,
-    status, task,
+    schedule, status, task,
 };
 
 use clap::{CommandFactory, FromArgMatches as _, Parser, Subcommand};
@@ -92,6 +92,10 @@ pub enum Command {
     /// Content no repository holds any more (also `wharf orphans remove`).
     #[command(subcommand, visible_alias = "orphans")]
     Orphan(orphan::OrphanCommand),
+    /// Recurring syncs, publishes and orphan cleanups (ISO 8601 intervals:
+    /// 2026-12-01T00:00Z/PT1H), each run a task.
+    #[command(subcommand, visible_alias = "schedules")]
+    Schedule(schedule::ScheduleCommand),
     /// Create a Docker repository if needed, upload a `docker save` archive
     /// (from -f or stdin), import it and publish it, in one step.
     #[command(name = "publish-docker")]
@@ -168,6 +172,7 @@ pub fn main() -> ExitCode {
         Command::Docker(c) => session().and_then(|s| docker::run(&s, c)),
         Command::Task(c) => session().and_then(|s| task::run(&s, c)),
         Command::Orphan(c) => session().and_then(|s| orphan::run(&s, c)),
+        Command::Schedule(c) => session().and_then(|s| schedule::run(&s, c)),
         Command::Plugin(c) => session().and_then(|s| plugin::run(&s, c)),
         Command::Event(c) => session().and_then(|s| event::run(&s, c)),
         Command::PublishDocker(a) => session().and_then(|s| publish_docker::run(&s, a)),
