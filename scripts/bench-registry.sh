@@ -275,7 +275,8 @@ hyperfine --runs "$RUNS" --export-json "$W/pull-through.json" --style basic \
 # Cached pulls from the last of those servers (everything pulled once),
 # against the same image synced and published in the main server.
 mirror "http://$WH" many bench/many
-hyperfine --runs "$RUNS" --export-json "$W/cached.json" --style basic \
+sync  # the sync's writes reach the disk before anything is timed
+hyperfine --runs "$RUNS" --warmup 1 --export-json "$W/cached.json" --style basic \
     --prepare "rm -rf $W/pt-copy" -n "cached pull through wharf" \
     "skopeo --insecure-policy copy --quiet --src-tls-verify=false docker://127.0.0.1:$PT_PORT/hub/bench/many:latest dir:$W/pt-copy" \
     --prepare "rm -rf $W/copy" -n "pull of published content" \

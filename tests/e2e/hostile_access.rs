@@ -586,3 +586,74 @@ fn the_data_directory_is_private() {
     // The legitimate path: the server works on it.
     assert_eq!(s.get_json("/api/v1/repositories").0, 200);
 }
+
+#[test]
+fn a_schedule_cannot_run_what_its_creator_may_not_run_by_hand() {
+    let s = Server::start();
+    s.create_repo(json!({"id": "theirs", "content_type": "docker"}));
+    s.create_repo(json!({"id": "mine", "content_type": "docker"}));
+    // May create schedules, and run tasks on `mine` only.
+    let eve = user(&s, "eve", &[]);
+    grant(
+        &s,
+        ("login", "eve"),
+        "/schedules",
+        &["create", "read", "update", "delete"],
+    );
+    grant(&s, ("login", "eve"), "/repositories/mine/", &["execute"]);
+    let create = |repo: &str| {
+        text(
+            eve.post(s.url("/api/v1/schedules"))
+                .json(&json!({"job": {"kind": "sync", "repository": repo}, "interval": "PT1H"})),
+        )
+    };
+    // Someone else's repository: refused, nothing scheduled.
+    let (status, body) = create("theirs");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("execute on /repositories/theirs/"), "{body}");
+    // An orphan cleanup needs delete on /orphans.
+    let (status, body) = text(
+        eve.post(s.url("/api/v1/schedules"))
+            .json(&json!({"job": {"kind": "orphans"}, "interval": "PT1H"})),
+    );
+    assert_eq!(status, 403, "{body}");
+    let (_, listed) = s.get_json("/api/v1/schedules");
+    assert_eq!(listed, json!([]), "a refused schedule was stored");
+    // Its own repository: scheduled.
+    let (status, body) = create("mine");
+    assert_eq!(status, 201, "{body}");
+    let made: Value = serde_json::from_str(&body).unwrap();
+    // The admin's schedule of `theirs` cannot be changed or deleted by eve.
+    let (status, theirs) = s.post_json(
+        "/api/v1/schedules",
+        &json!({"job": {"kind": "sync", "repository": "theirs"}, "interval": "PT1H"}),
+    );
+    assert_eq!(status, 201, "{theirs}");
+    let url = s.url(&format!(
+        "/api/v1/schedules/{}",
+        theirs["id"].as_str().unwrap()
+    ));
+    let (status, _) = text(eve.patch(&url).json(&json!({"enabled": false})));
+    assert_eq!(status, 403);
+    let (status, _) = text(eve.delete(&url));
+    assert_eq!(status, 403);
+    let (status, _) = text(eve.delete(s.url(&format!(
+        "/api/v1/schedules/{}",
+        made["id"].as_str().unwrap()
+    ))));
+    assert_eq!(status, 204);
+    // Without the /schedules grant, nothing at all.
+    let mallory = user(&s, "mallory", &[]);
+    grant(
+        &s,
+        ("login", "mallory"),
+        "/repositories/mine/",
+        &["execute"],
+    );
+    let (status, _) = text(
+        mallory
+            .post(s.url("/api/v1/schedules"))
+            .json(&json!({"job": {"kind": "sync", "repository": "mine"}, "interval": "PT1H"})),
+    );
+    assert_eq!(status, 403);
+}

@@ -62,7 +62,7 @@ struct Fill {
     progress: watch::Receiver<Progress>,
 }
 
-type Slot = Arc<OnceCell<Result<Arc<Fill>, String>>>;
+type Slot = Arc<OnceCell<Result<Arc<Fill>, Unservable>>>;
 
 /// The fills in progress on this node, by digest.
 #[derive(Default)]
@@ -71,7 +71,7 @@ pub struct Fills {
 }
 
 /// Why a missing blob cannot be served.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Unservable {
     /// The repository cannot say where the blob is (no feed, a plugin
     /// that has no such thing, an upstream that refuses): answer as for a
@@ -155,26 +155,16 @@ async fn fill(app: &Arc<App>, repo: &RepoId, d: &Digest) -> Result<Arc<Fill>, Un
         .entry(d.clone())
         .or_default()
         .clone();
-    let started = slot
-        .get_or_init(|| async {
-            match start(app, repo, d).await {
-                Ok(fill) => Ok(fill),
-                Err(e) => {
-                    // Nothing runs: the next request tries afresh.
-                    app.fills.running.lock().unwrap().remove(d);
-                    Err(match e {
-                        Unservable::Unknown(m) => format!("unknown: {m}"),
-                        Unservable::Unavailable(m) => format!("unavailable: {m}"),
-                    })
-                }
-            }
-        })
-        .await
-        .clone();
-    started.map_err(|e| match e.strip_prefix("unknown: ") {
-        Some(m) => Unservable::Unknown(m.to_string()),
-        None => Unservable::Unavailable(e.trim_start_matches("unavailable: ").to_string()),
+    slot.get_or_init(|| async {
+        let started = start(app, repo, d).await;
+        if started.is_err() {
+            // Nothing runs: the next request tries afresh.
+            app.fills.running.lock().unwrap().remove(d);
+        }
+        started
     })
+    .await
+    .clone()
 }
 
 /// Locate the blob, ask the feed for it, and start the download that

@@ -98,9 +98,7 @@ async fn claim_due(app: &Arc<App>, s: &Schedule, due: &Timestamp) -> Result<()> 
         return Ok(()); // Another node won this run.
     }
     tracing::info!(schedule = %s.id, due = %claim.due, task = %claim.task, "scheduled run");
-    app.tasks
-        .submit_as(claim.task, job_of(&s.job))
-        .await?;
+    app.tasks.submit_as(claim.task, job_of(&s.job)).await?;
     settle(app, &s.id, &claim).await
 }
 
@@ -117,9 +115,7 @@ async fn settle_stale(app: &Arc<App>, s: &Schedule, claim: &ScheduleClaim) -> Re
     }
     if app.store.get_task(&claim.task).await?.is_none() {
         tracing::warn!(schedule = %s.id, due = %claim.due, "a run claimed by a node that went away; submitting it");
-        app.tasks
-            .submit_as(claim.task, job_of(&s.job))
-            .await?;
+        app.tasks.submit_as(claim.task, job_of(&s.job)).await?;
     }
     settle(app, &s.id, &renewed).await
 }
