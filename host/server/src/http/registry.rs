@@ -140,29 +140,10 @@ pub async fn dispatch(
             "the plugin asked for a pull again after one\n",
         ),
         // Nothing there after a pull that failed: say why.
-        Ok(Plan::Error(f)) if f.status == 404 && pull_failed.is_some() => {
-            let failure = pull_failed.expect("checked");
-            let (status, kind) = match failure.code.as_str() {
-                "not-found" => (StatusCode::NOT_FOUND, None),
-                "denied" => (StatusCode::FORBIDDEN, Some(Refusal::Denied)),
-                _ => (StatusCode::SERVICE_UNAVAILABLE, Some(Refusal::Unavailable)),
-            };
-            match kind {
-                None => head_safe(
-                    &method,
-                    rendered(status, plugin.errors.render(&f.code, &f.message)),
-                ),
-                Some(kind) => head_safe(
-                    &method,
-                    refusal(
-                        &plugin.errors,
-                        status,
-                        kind,
-                        &format!("the upstream could not be pulled from: {}", failure.message),
-                    ),
-                ),
-            }
-        }
+        Ok(Plan::Error(f)) if f.status == 404 && pull_failed.is_some() => head_safe(
+            &method,
+            pull_failure(&plugin.errors, f, pull_failed.expect("checked")),
+        ),
         // The gate let a read through without write access: a write plan
         // for it is the plugin's bug, never carried out.
         Ok(Plan::Write(_)) if matches!(method, Method::GET | Method::HEAD) => plain(
@@ -213,6 +194,27 @@ pub async fn dispatch(
         }
         Err(e) => head_safe(&method, plugin_failure(&plugin.errors, e)),
     }
+}
+
+/// The answer to a read that found nothing after a pull that failed: the
+/// plugin's own 404 when the upstream lacks it too, else why the pull
+/// failed (a name the repository may not pull: 403; the upstream down or
+/// failing: 503).
+fn pull_failure(
+    errors: &ErrorFormat,
+    not_found: wharf_runtime::calls::Failure,
+    failure: crate::pull_through::PullFailure,
+) -> Response {
+    let (status, kind) = match failure.code.as_str() {
+        "not-found" => {
+            let body = errors.render(&not_found.code, &not_found.message);
+            return rendered(StatusCode::NOT_FOUND, body);
+        }
+        "denied" => (StatusCode::FORBIDDEN, Refusal::Denied),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, Refusal::Unavailable),
+    };
+    let message = format!("the upstream could not be pulled from: {}", failure.message);
+    refusal(errors, status, kind, &message)
 }
 
 /// The served set of the publication the gate admitted, if it admitted one.
