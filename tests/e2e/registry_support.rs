@@ -239,11 +239,24 @@ pub struct Distribution {
     child: Child,
     /// `user:password` when it wants basic auth (used by [`Self::push`]).
     creds: Option<String>,
+    /// `https` when it serves TLS, else `http`.
+    scheme: &'static str,
 }
 
 impl Distribution {
     pub fn start() -> Distribution {
         Self::start_with(None, |_| String::new())
+    }
+
+    /// A registry serving TLS with this certificate chain and key (a
+    /// private CA's: clients must be told to trust it).
+    pub fn start_with_tls(cert: &Path, key: &Path) -> Distribution {
+        let tls = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            cert.display(),
+            key.display()
+        );
+        Self::start_with(None, |_| tls)
     }
 
     /// A registry that wants HTTP basic auth as `user`/`password` for
@@ -267,7 +280,8 @@ impl Distribution {
         })
     }
 
-    /// A registry whose config gets `extra` (YAML, made in its directory).
+    /// A registry whose config gets `extra` right after `http.addr` (YAML,
+    /// made in its directory): more of `http` when indented.
     fn start_with(creds: Option<String>, extra: impl FnOnce(&Path) -> String) -> Distribution {
         let dir = scratch();
         let port = free_port();
@@ -291,18 +305,29 @@ impl Distribution {
             .stderr(log)
             .spawn()
             .expect("start docker-registry");
+        let config_text = std::fs::read_to_string(&config).unwrap();
+        let scheme = if config_text.contains("  tls:") {
+            "https"
+        } else {
+            "http"
+        };
         let d = Distribution {
             addr,
             dir,
             child,
             creds,
+            scheme,
         };
-        let http = Client::new();
+        // Up is all this asks: the certificate is checked by the tests.
+        let http = Client::builder()
+            .danger_accept_invalid_certs(true)
+            .build()
+            .unwrap();
         let start = Instant::now();
         loop {
             // Up once it answers: 200, or 401 when it wants a login.
             let up = http
-                .get(format!("http://{}/v2/", d.addr))
+                .get(format!("{}/v2/", d.url()))
                 .send()
                 .is_ok_and(|r| matches!(r.status().as_u16(), 200 | 401));
             if up {
@@ -322,7 +347,7 @@ impl Distribution {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// `skopeo copy` an archive from the test images to `name:tag` here.

@@ -356,3 +356,35 @@ fn a_protected_pull_through_repository_needs_a_token_and_takes_no_pushes() {
     must(docker_with_config(&config).args(["pull", &image]));
     let _ = run(docker().args(["rmi", "-f", &image]));
 }
+
+#[test]
+fn a_pull_through_cache_of_an_upstream_behind_a_private_ca_pulls_once_trusted() {
+    let tmp = scratch();
+    let pki = crate::serving::Pki::new(tmp.path(), "upstream");
+    let (cert, key) = pki.leaf("registry");
+    let d = Distribution::start_with_tls(&cert, &key);
+    d.push("busybox.tar", "docker-archive", "library/busybox:latest");
+    assert!(d.url().starts_with("https://"), "{}", d.url());
+    let path = "/v2/hub/library/busybox/manifests/latest";
+
+    // Not trusted: nothing pulled, and the answer says why.
+    let s = Server::start();
+    hub(&s, &d.url(), json!({}));
+    let (status, _, body) = manifest_status(&s, path);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("certificate"), "{body}");
+    assert!(content(&s, "hub").blobs.is_empty());
+
+    // Trusted through --outbound-ca-cert: the pull, and the layers fetched
+    // on demand, go over TLS to the upstream.
+    let s = Server::start_with_plugin_dir(
+        &env_path("WHARF_PLUGIN_DIR"),
+        &["--outbound-ca-cert", pki.ca().to_str().unwrap()],
+    );
+    hub(&s, &d.url(), json!({}));
+    let image = format!("{}/hub/library/busybox:latest", s.addr);
+    let out = docker_pull_run_cat(&image, "/etc/hello.txt");
+    assert!(out.contains("hello from wharf"), "{out}");
+    let (status, _, _) = manifest_status(&s, path);
+    assert_eq!(status, 200);
+}

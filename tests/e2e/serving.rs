@@ -20,14 +20,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A CA and server certificates signed by it, made with the openssl CLI.
-struct Pki {
+pub(crate) struct Pki {
     dir: PathBuf,
     name: String,
 }
 
 impl Pki {
     /// A new CA in `dir/<name>/`.
-    fn new(dir: &Path, name: &str) -> Pki {
+    pub(crate) fn new(dir: &Path, name: &str) -> Pki {
         let dir = dir.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         must(
@@ -48,12 +48,12 @@ impl Pki {
         }
     }
 
-    fn ca(&self) -> PathBuf {
+    pub(crate) fn ca(&self) -> PathBuf {
         self.dir.join("ca.crt")
     }
 
     /// A leaf for 127.0.0.1 and localhost: (chain file = leaf + CA, key file).
-    fn leaf(&self, leaf: &str) -> (PathBuf, PathBuf) {
+    pub(crate) fn leaf(&self, leaf: &str) -> (PathBuf, PathBuf) {
         let (key, csr, crt, chain, ext) = (
             self.dir.join(format!("{leaf}.key")),
             self.dir.join(format!("{leaf}.csr")),
