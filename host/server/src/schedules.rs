@@ -3,7 +3,7 @@
 //! interval (`2026-12-01T00:00Z/PT1H`, pulp-admin's `sync schedules
 //! create -s`), stored in the metadata store.
 //!
-//! Every node (`wharf serve`, `wharf worker`) looks for due schedules every
+//! Every `wharf serve` node looks for due schedules every
 //! [`TICK`], and each due run is submitted exactly once however many nodes
 //! look:
 //!
