@@ -146,6 +146,18 @@ impl Browser {
         self.wait_for(what, condition, PAGE_TIMEOUT);
     }
 
+    /// Wait until the page's task notice says a `kind` task finished.
+    fn wait_task_notice(&self, kind: &str) {
+        self.wait_for(
+            &format!("the {kind} to finish"),
+            &format!(
+                "document.querySelector('#task-notice') \
+                 && /^{kind} task .*: finished/.test(document.querySelector('#task-notice').innerText)"
+            ),
+            TASK_TIMEOUT,
+        );
+    }
+
     fn wait_for(&self, what: &str, condition: &str, timeout: Duration) {
         let script = format!("try {{ return !!({condition}); }} catch (e) {{ return false; }}");
         let start = Instant::now();
@@ -610,21 +622,11 @@ fn a_user_finds_an_image_follows_a_sync_copies_a_tag_and_a_reader_may_not_delete
     // Publish with the page's button, then copy the mirrored tag into `app`.
     b.page("#/repositories/mirror", "mirror");
     b.click("#publish");
-    b.wait_for(
-        "the publish to finish",
-        "document.querySelector('#task-notice') \
-         && /^publish task .*: finished/.test(document.querySelector('#task-notice').innerText)",
-        TASK_TIMEOUT,
-    );
+    b.wait_task_notice("publish");
     b.select("#copy-tag", "1.36");
     b.fill("#copy-to", "app");
     b.click("#copy-submit");
-    b.wait_for(
-        "the copy to finish",
-        "document.querySelector('#task-notice') \
-         && /^copy task .*: finished/.test(document.querySelector('#task-notice').innerText)",
-        TASK_TIMEOUT,
-    );
+    b.wait_task_notice("copy");
     let c = content(&s, "app");
     assert_eq!(tag_names(&c), ["1.36", "v1"]);
     b.page("#/repositories/app", "app");

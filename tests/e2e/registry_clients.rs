@@ -331,13 +331,7 @@ fn podman_push_to_a_new_name_and_skopeo_lists_its_tags() {
         &name,
     ]));
     assert!(!ok, "a push with wrong credentials worked: {out}");
-    must(podman().args([
-        "push",
-        "--tls-verify=false",
-        "--creds",
-        &admin_creds(),
-        &name,
-    ]));
+    podman_push_as_admin(&name);
     let _ = run(podman().args(["rmi", "-f", &name]));
     let tags = must(skopeo().args([
         "list-tags",

@@ -89,13 +89,7 @@ fn podman_push_and_skopeo_copy_of_a_multi_arch_index() {
     push_repo(&s, "multi", "multi/app", true);
     let name = format!("{}/pod/app:latest", s.addr);
     podman_load_as("busybox.tar", "test/busybox", &name);
-    must(podman().args([
-        "push",
-        "--tls-verify=false",
-        "--creds",
-        &admin_creds(),
-        &name,
-    ]));
+    podman_push_as_admin(&name);
     let tags = must(skopeo().args([
         "list-tags",
         "--tls-verify=false",

@@ -93,6 +93,17 @@ pub fn docker_load_busybox_as(name_tag: &str) {
     must(docker().arg("load").arg("-i").arg(&archive));
 }
 
+/// `podman push` of `name` to a test server, as the administrator.
+pub fn podman_push_as_admin(name: &str) {
+    must(podman().args([
+        "push",
+        "--tls-verify=false",
+        "--creds",
+        &admin_creds(),
+        name,
+    ]));
+}
+
 /// Load a test image archive into podman (whose archive names it
 /// `archive_ref`) and tag it `name`.
 pub fn podman_load_as(file: &str, archive_ref: &str, name: &str) {

@@ -570,11 +570,7 @@ async fn run_plugin_task<R: Send + 'static>(
     + Send
     + 'static,
 ) -> Result<PluginRun<R>, TaskFailure> {
-    let feed = repo
-        .importer_config
-        .get("feed")
-        .and_then(|f| f.as_str())
-        .and_then(|f| f.parse::<reqwest::Url>().ok());
+    let feed = feed_of(&repo);
     // A failure, the progress message, the log lines and the summary are
     // recorded in the task, which whoever may read the repository reads:
     // never with the repository's secrets.
@@ -642,6 +638,15 @@ async fn run_plugin_task<R: Send + 'static>(
         version,
         secrets,
     })
+}
+
+/// The repository's feed (importer setting `feed`), if it has a valid one:
+/// the origin its plugin's calls may fetch from.
+pub fn feed_of(repo: &Repository) -> Option<reqwest::Url> {
+    repo.importer_config
+        .get("feed")
+        .and_then(|f| f.as_str())
+        .and_then(|f| f.parse().ok())
 }
 
 /// `name@version`: which plugin version ran a task (upgrades happen live).

@@ -116,7 +116,7 @@ async fn locate(
     app: &Arc<App>,
     repo: &RepoId,
     d: &Digest,
-) -> Result<(BlobDownload, DownloadPolicy, String), Unservable> {
+) -> Result<(BlobDownload, DownloadPolicy, Option<reqwest::Url>), Unservable> {
     let (download, repository) = crate::jobs::locate(app, repo, d).await.map_err(|f| {
         let why = format!(
             "blob {d} is not stored here and its feed cannot say where it is: {}",
@@ -135,12 +135,7 @@ async fn locate(
             download.digest
         )));
     }
-    let feed = repository
-        .importer_config
-        .get("feed")
-        .and_then(|f| f.as_str())
-        .unwrap_or_default()
-        .to_string();
+    let feed = crate::jobs::feed_of(&repository);
     let policy = DownloadPolicy::of(&repository.importer_config).unwrap_or_default();
     Ok((download, policy, feed))
 }
@@ -185,9 +180,7 @@ async fn start(app: &Arc<App>, repo: &RepoId, d: &Digest) -> Result<Arc<Fill>, U
     })?;
     // Only the repository's own feed: a plugin never points the host
     // anywhere else (redirects from there are checked hop by hop).
-    let on_feed = feed
-        .parse::<reqwest::Url>()
-        .is_ok_and(|f| origin(&f) == origin(&url));
+    let on_feed = feed.is_some_and(|f| origin(&f) == origin(&url));
     if !on_feed {
         return Err(Unservable::Unknown(format!(
             "the plugin located {d} off the repository's feed ({})",
