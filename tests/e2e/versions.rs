@@ -430,3 +430,173 @@ fn a_version_limit_drops_the_oldest_and_cleanup_frees_only_what_nothing_holds() 
     assert_eq!(status, 200, "{v}");
     assert!(v.get("retain_versions").is_none(), "{v}");
 }
+
+/// Tag `m` as each of `tags`, one version each.
+fn tag_each(s: &Server, repo: &str, tags: &[&str], m: &str) {
+    for t in tags {
+        done(s, repo, "tag", json!({"tag": t, "target": m}));
+    }
+}
+
+fn set_importer(s: &Server, repo: &str, importer: Value) -> (u16, Value) {
+    let r = s
+        .http
+        .patch(s.url(&format!("/api/v1/repositories/{repo}")))
+        .json(&json!({"importer_config": importer}))
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.json::<Value>().unwrap())
+}
+
+#[test]
+fn retention_keeps_exactly_the_newest_n_tags_and_what_it_drops_goes_to_cleanup() {
+    let s = Server::start();
+    docker_repo(&s, "ret", "lifecycle/ret", json!({}));
+    import_file(&s, "ret", BUSYBOX); // 1: latest
+    import_file(&s, "ret", TWO); // 2: v1
+    let (m1, m2) = (tagged(&s, "ret", "latest"), tagged(&s, "ret", "v1"));
+    let (c1, c2) = (config_of(BUSYBOX), config_of(TWO));
+    tag_each(&s, "ret", &["v2", "v3"], &m1); // 3, 4
+    tag_each(&s, "ret", &["v4", "v5"], &m2); // 5, 6
+
+    // Mistakes are refused when written, and retain without rules says how.
+    let (status, v) = s.post_json("/api/v1/repositories/ret/retain", &json!({}));
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--retain-newest"),
+        "{v}"
+    );
+    let (status, v) = set_importer(&s, "ret", json!({"retention": {"keep": 2}}));
+    assert_eq!(status, 400, "{v}");
+
+    // The CLI writes the rule: the two newest tags of all.
+    let w = crate::cli::Wharf::new(&s.base);
+    w.login("admin", ADMIN_PASSWORD);
+    w.ok(&[
+        "docker",
+        "repo",
+        "update",
+        "--repo-id",
+        "ret",
+        "--retain-newest",
+        "2",
+        "--retain-versions",
+        "1",
+    ]);
+    let (_, detail) = s.get_json("/api/v1/repositories/ret");
+    assert_eq!(
+        detail["importer_config"]["retention"],
+        json!({"keep_newest": 2}),
+        "{detail}"
+    );
+
+    // A dry run names what would go, oldest first, and changes nothing.
+    let before = numbers(&versions(&s, "ret"));
+    assert_eq!(before.last(), Some(&6));
+    let out = w.ok(&["docker", "repo", "retain", "--repo-id", "ret", "--dry-run"]);
+    assert!(
+        out.contains("Would remove 4 tags of [ret]: latest, v1, v2, v3; 2 kept"),
+        "{out}"
+    );
+    let r = done(&s, "ret", "retain", json!({"dry_run": true}));
+    assert_eq!(r["removed"], json!(["latest", "v1", "v2", "v3"]), "{r}");
+    assert_eq!(
+        r["images_removed"],
+        json!([m1]),
+        "only removed tags point at busybox: {r}"
+    );
+    assert_eq!(tag_names(&content(&s, "ret")).len(), 6);
+    assert_eq!(numbers(&versions(&s, "ret")), before);
+
+    // The real run: exactly the newest two are left, with busybox's image
+    // gone in a version made for retention.
+    let out = w.ok(&["docker", "repo", "retain", "--repo-id", "ret"]);
+    assert!(out.contains("Removed 4 tags of [ret]"), "{out}");
+    let c = content(&s, "ret");
+    assert_eq!(tag_names(&c), ["v4", "v5"]);
+    assert_eq!(c.manifests, std::slice::from_ref(&m2));
+    let vs = versions(&s, "ret");
+    assert_eq!(
+        (numbers(&vs), &vs[0]["cause"]),
+        (vec![7], &json!("retention"))
+    );
+    // Run again: nothing left to remove, no version.
+    let r = done(&s, "ret", "retain", json!({}));
+    assert_eq!(
+        (r["removed"].clone(), r["kept"].clone()),
+        (json!([]), json!(2)),
+        "{r}"
+    );
+    assert_eq!(numbers(&versions(&s, "ret")), [7]);
+
+    // What it dropped goes to orphan cleanup; what the kept tags need stays.
+    cleanup_now(&s);
+    assert!(!stored(&s, &c1), "busybox's config: nothing holds it now");
+    assert!(stored(&s, &c2));
+    done(&s, "ret", "publish", json!({}));
+    assert_eq!(served(&s, "lifecycle/ret", "v5"), Ok(m2.clone()));
+    assert_eq!(served(&s, "lifecycle/ret", "latest"), Err(404));
+
+    // It runs on a schedule too, as any repository task.
+    let (status, v) = s.post_json(
+        "/api/v1/schedules",
+        &json!({"job": {"kind": "retain", "repository": "ret"}, "interval": "PT1H"}),
+    );
+    assert_eq!(status, 201, "{v}");
+    let out = w.ok(&[
+        "docker",
+        "repo",
+        "retain",
+        "schedules",
+        "list",
+        "--repo-id",
+        "ret",
+    ]);
+    assert!(out.contains("retain ret"), "{out}");
+}
+
+#[test]
+fn a_sync_applies_retention_in_its_own_version_and_brings_back_nothing_it_removed() {
+    let s = Server::start();
+    let upstream = Distribution::start();
+    for tag in ["1.8", "1.9", "1.10", "edge"] {
+        upstream.push(BUSYBOX, "docker-archive", &format!("ret/app:{tag}"));
+    }
+    let retention = json!({"keep_newest": 2, "tags": "1.*", "order": "name"});
+    docker_repo(
+        &s,
+        "mirror",
+        "lifecycle/mirror",
+        json!({"feed": upstream.url(), "upstream_name": "ret/app", "retention": retention}),
+    );
+    let t = sync(&s, "mirror");
+    assert_eq!(t["state"], "finished", "{t}");
+    assert_eq!(t["result"]["retention"]["removed"], json!(["1.8"]), "{t}");
+    assert_eq!(tag_names(&content(&s, "mirror")), ["1.10", "1.9", "edge"]);
+    assert_eq!(
+        numbers(&versions(&s, "mirror")),
+        [0, 1],
+        "one version for both"
+    );
+
+    // The feed still has 1.8: the next sync brings it and retention takes
+    // it away in the same call, so nothing changes.
+    let t = sync(&s, "mirror");
+    assert_eq!(t["state"], "finished", "{t}");
+    assert_eq!(t["result"]["version"], Value::Null, "{t}");
+    assert_eq!(numbers(&versions(&s, "mirror")), [0, 1]);
+
+    // A newer tag upstream pushes out the oldest kept one.
+    upstream.push(BUSYBOX, "docker-archive", "ret/app:1.11");
+    let t = sync(&s, "mirror");
+    assert_eq!(
+        t["result"]["retention"]["removed"],
+        json!(["1.8", "1.9"]),
+        "{t}"
+    );
+    assert_eq!(tag_names(&content(&s, "mirror")), ["1.10", "1.11", "edge"]);
+    assert_eq!(numbers(&versions(&s, "mirror")), [0, 1, 2]);
+}

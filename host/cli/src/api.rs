@@ -191,6 +191,12 @@ impl Client {
         self.repo_task(id, "remove", serde_json::json!({"references": references}))
     }
 
+    /// Apply a repository's retention settings (`dry_run`: only list what
+    /// would go).
+    pub fn retain(&self, id: &RepoId, dry_run: bool) -> ClientResult<Task> {
+        self.repo_task(id, "retain", serde_json::json!({"dry_run": dry_run}))
+    }
+
     /// Point `tag` at `target` in a repository.
     pub fn tag(&self, id: &RepoId, tag: &str, target: &str) -> ClientResult<Task> {
         self.repo_task(id, "tag", serde_json::json!({"tag": tag, "target": target}))

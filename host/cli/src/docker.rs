@@ -4,7 +4,7 @@
 //! importer `feed`, `upstream_name`, `include_tags`, `exclude_tags`,
 //! `mirror`, `download_policy`, `include_names`, `exclude_names`;
 //! distributor `repo_registry_id`, `redirect_url`, `auto_publish`,
-//! `pull_through`, `tag_freshness`.
+//! `pull_through`, `tag_freshness`; and the host's importer `retention`.
 
 use crate::Session;
 use crate::output::{self, OutputFormat};
@@ -99,6 +99,33 @@ pub enum DockerRepoCommand {
     /// Upload `docker save` archives.
     #[command(subcommand)]
     Uploads(DockerUploadsCommand),
+    /// Remove the tags the repository's retention settings (--retain-newest,
+    /// --retain-within, --retain-tags) no longer keep, as a new version; a
+    /// sync does this too. `retain schedules create|list|delete` schedules it.
+    #[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
+    Retain(DockerRetainArgs),
+}
+
+/// What `docker repo retain` has besides running now.
+#[derive(clap::Subcommand)]
+pub enum RetainSubcommand {
+    /// Scheduled retention runs of a repository.
+    #[command(subcommand)]
+    Schedules(crate::schedule::RepoScheduleCommand),
+}
+
+#[derive(Args)]
+pub struct DockerRetainArgs {
+    #[command(subcommand)]
+    pub schedules: Option<RetainSubcommand>,
+    /// The repository's id.
+    #[arg(long, required = true)]
+    pub repo_id: Option<RepoId>,
+    /// Only list the tags that would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub wait: WaitArgs,
 }
 
 #[derive(Subcommand)]
@@ -209,6 +236,27 @@ pub struct DockerSettingsArgs {
     /// Upstream names it may not pull (repeatable); as --name-include on update.
     #[arg(long = "name-exclude", value_name = "GLOB")]
     pub name_exclude: Vec<String>,
+    /// Retention: keep the N newest tags matching --retain-tags (see
+    /// --retain-order), removing the others (and the images only they
+    /// pointed at) after every sync, in the sync's version, and on `retain`. On update, the --retain-* flags given replace the whole
+    /// retention setting.
+    #[arg(long, value_name = "N")]
+    pub retain_newest: Option<u64>,
+    /// Retention: keep every matching tag that got its content within this
+    /// time (e.g. 30d, 12h), besides the newest N.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub retain_within: Option<std::time::Duration>,
+    /// Which tags retention applies to [default: '*']; others are never removed.
+    #[arg(long, value_name = "GLOB")]
+    pub retain_tags: Option<String>,
+    /// What "newest" means to retention: `pushed` (the last to get their
+    /// content) or `name` (version order, v1.10 after v1.9: the choice for a
+    /// repository synced from a feed) [default: pushed].
+    #[arg(long, value_name = "ORDER", value_parser = ["pushed", "name"])]
+    pub retain_order: Option<String>,
+    /// Remove the retention setting: keep every tag.
+    #[arg(long, conflicts_with_all = ["retain_newest", "retain_within"])]
+    pub keep_all_tags: bool,
 }
 
 impl DockerSettingsArgs {
@@ -228,6 +276,21 @@ impl DockerSettingsArgs {
             && self.tag_freshness.is_none()
             && self.name_include.is_empty()
             && self.name_exclude.is_empty()
+            && self.retain_newest.is_none()
+            && self.retain_within.is_none()
+            && !self.keep_all_tags
+    }
+
+    /// Refuse flags that mean nothing alone.
+    fn check(&self) -> anyhow::Result<()> {
+        let rules = self.retain_newest.is_some() || self.retain_within.is_some();
+        if !rules && (self.retain_tags.is_some() || self.retain_order.is_some()) {
+            anyhow::bail!(
+                "--retain-tags and --retain-order shape a retention rule: give --retain-newest N \
+                 or --retain-within DURATION too"
+            );
+        }
+        Ok(())
     }
 
     pub fn apply(self, mut c: RepoChanges, intent: Intent) -> RepoChanges {
@@ -271,6 +334,24 @@ impl DockerSettingsArgs {
         }
         if let Some(secs) = self.tag_freshness {
             c.distributor.insert("tag_freshness".into(), secs.into());
+        }
+        if self.retain_newest.is_some() || self.retain_within.is_some() {
+            let mut rules = serde_json::Map::new();
+            if let Some(n) = self.retain_newest {
+                rules.insert("keep_newest".into(), n.into());
+            }
+            if let Some(t) = self.retain_within {
+                rules.insert("keep_within".into(), t.as_secs().into());
+            }
+            if let Some(glob) = self.retain_tags {
+                rules.insert("tags".into(), glob.into());
+            }
+            if let Some(order) = self.retain_order {
+                rules.insert("order".into(), order.into());
+            }
+            c.importer.insert("retention".into(), Value::Object(rules));
+        } else if self.keep_all_tags {
+            c.importer.insert("retention".into(), Value::Null);
         }
         c
     }
@@ -334,12 +415,14 @@ pub struct DockerSyncArgs {
 pub fn run(s: &Session, DockerCommand::Repo(cmd): DockerCommand) -> anyhow::Result<()> {
     match cmd {
         DockerRepoCommand::Create(a) => {
+            a.settings.check()?;
             let changes = a
                 .settings
                 .apply(RepoChanges::new(a.describe), Intent::Create);
             repo::create(s, a.repo.repo_id, CONTENT_TYPE, changes)?;
         }
         DockerRepoCommand::Update(a) => {
+            a.settings.check()?;
             ensure_docker(s, &a.repo.repo_id)?;
             let changes = a
                 .settings
@@ -363,6 +446,11 @@ pub fn run(s: &Session, DockerCommand::Repo(cmd): DockerCommand) -> anyhow::Resu
             ..
         }) => crate::schedule::run_for_repo(s, "sync", cmd)?,
         DockerRepoCommand::Sync(a) => sync(s, a)?,
+        DockerRepoCommand::Retain(DockerRetainArgs {
+            schedules: Some(RetainSubcommand::Schedules(cmd)),
+            ..
+        }) => crate::schedule::run_for_repo(s, "retain", cmd)?,
+        DockerRepoCommand::Retain(a) => retain(s, a)?,
         DockerRepoCommand::Publish(a) => {
             ensure_docker(s, &a.repo.repo_id)?;
             let done = repo::publish(s, &a.repo.repo_id, a.version, a.wait)?;
@@ -423,6 +511,41 @@ pub fn run(s: &Session, DockerCommand::Repo(cmd): DockerCommand) -> anyhow::Resu
     Ok(())
 }
 
+/// Apply the retention settings now, and say which tags went (or would).
+fn retain(s: &Session, a: DockerRetainArgs) -> anyhow::Result<()> {
+    let id = &a.repo_id.context("give --repo-id")?;
+    ensure_docker(s, id)?;
+    let t = s
+        .client
+        .retain(id, a.dry_run)
+        .with_context(|| format!("cannot apply the retention settings of repository {id}"))?;
+    let what = if a.dry_run { "Checking" } else { "Applying" };
+    let Some(done) = crate::task::follow(s, t, a.wait, &format!("{what} retention of [{id}]"))?
+    else {
+        return Ok(());
+    };
+    if s.output == OutputFormat::Json {
+        return Ok(());
+    }
+    let result = done.result.unwrap_or_default();
+    let removed: Vec<&str> = result["removed"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let verb = if a.dry_run { "Would remove" } else { "Removed" };
+    let kept = result["kept"].as_u64().unwrap_or_default();
+    output::say(if removed.is_empty() {
+        format!("Nothing to remove from [{id}]: {kept} tags kept")
+    } else {
+        format!(
+            "{verb} {} tags of [{id}]: {}; {kept} kept",
+            removed.len(),
+            removed.join(", ")
+        )
+    });
+    Ok(())
+}
+
 /// Refuse to treat another content type's repository as a Docker one.
 pub fn ensure_docker(s: &Session, id: &RepoId) -> anyhow::Result<()> {
     let detail = s.client.repo(id)?;
@@ -438,6 +561,7 @@ pub fn ensure_docker(s: &Session, id: &RepoId) -> anyhow::Result<()> {
 /// creates and fills the repository in one command.
 fn sync(s: &Session, a: DockerSyncArgs) -> anyhow::Result<()> {
     let id = &a.repo_id.clone().context("give --repo-id")?;
+    a.settings.check()?;
     match s.client.repo(id) {
         Ok(d) if d.repo.content_type != CONTENT_TYPE => {
             anyhow::bail!(
@@ -577,8 +701,18 @@ mod tests {
             tag_freshness: Some(60),
             name_include: vec!["library/*".into()],
             name_exclude: vec![],
+            retain_newest: Some(5),
+            retain_within: Some(std::time::Duration::from_secs(86_400)),
+            retain_tags: Some("v*".into()),
+            retain_order: Some("name".into()),
+            keep_all_tags: false,
         };
+        assert!(args.check().is_ok());
         let c = args.apply(RepoChanges::default(), Intent::Create);
+        assert_eq!(
+            c.importer["retention"],
+            serde_json::json!({"keep_newest": 5, "keep_within": 86400, "tags": "v*", "order": "name"})
+        );
         assert_eq!(c.importer["download_policy"], "on_demand");
         assert_eq!(
             c.importer["include_names"],

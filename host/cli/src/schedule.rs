@@ -1,4 +1,5 @@
-//! Scheduled syncs, publishes and orphan cleanups (`/api/v1/schedules`):
+//! Scheduled syncs, publishes, retention runs and orphan cleanups
+//! (`/api/v1/schedules`):
 //! `wharf schedule ...`, and in pulp-admin's words `wharf docker repo sync
 //! schedules create --repo-id ID -s 2026-12-01T00:00Z/PT1H`.
 
@@ -22,12 +23,12 @@ pub struct IntervalArg {
 
 #[derive(Subcommand)]
 pub enum ScheduleCommand {
-    /// Schedule a sync, a publish or an orphan cleanup.
+    /// Schedule a sync, a publish, a retention run or an orphan cleanup.
     Create {
         /// What to run.
-        #[arg(long, value_parser = ["sync", "publish", "orphans"])]
+        #[arg(long, value_parser = ["sync", "publish", "retain", "orphans"])]
         kind: String,
-        /// The repository (sync, publish).
+        /// The repository (sync, publish, retain).
         #[arg(long)]
         repo_id: Option<RepoId>,
         #[command(flatten)]
@@ -123,7 +124,8 @@ pub fn run(s: &Session, cmd: ScheduleCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A repository's `sync schedules` (`kind` "sync") or `publish schedules`.
+/// A repository's `sync schedules` (`kind` "sync"), `retain schedules`
+/// ("retain") or `publish schedules`.
 pub fn run_for_repo(s: &Session, kind: &str, cmd: RepoScheduleCommand) -> anyhow::Result<()> {
     match cmd {
         RepoScheduleCommand::Create { repo_id, interval } => {
@@ -162,6 +164,7 @@ fn is_for(s: &Schedule, kind: &str, repo: &RepoId) -> bool {
     match &s.job {
         ScheduledJob::Sync { repository } => kind == "sync" && repository == repo,
         ScheduledJob::Publish { repository } => kind == "publish" && repository == repo,
+        ScheduledJob::Retain { repository } => kind == "retain" && repository == repo,
         ScheduledJob::Orphans { .. } => false,
     }
 }
@@ -220,6 +223,7 @@ fn print(s: &Session, schedules: &[Schedule]) {
             let what = match &x.job {
                 ScheduledJob::Sync { repository } => format!("sync {repository}"),
                 ScheduledJob::Publish { repository } => format!("publish {repository}"),
+                ScheduledJob::Retain { repository } => format!("retain {repository}"),
                 ScheduledJob::Orphans { .. } => "orphan cleanup".to_string(),
             };
             vec![

@@ -1,61 +1,80 @@
-//! Identifiers with meaning: repository, task and upload ids.
+//! Identifiers with meaning: repository, remote, task and upload ids.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// A repository id: letters, digits, `.`, `-`, `_`; 1 to 128 characters; not
-/// `.` or `..`. Safe in URLs and as a lock key.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct RepoId(String);
+/// Defines an id people choose: letters, digits, `.`, `-`, `_`; 1 to 128
+/// characters; not `.` or `..`. Safe in URLs and as a lock key.
+macro_rules! name_id {
+    ($(#[$doc:meta])* $name:ident, $error:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
 
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "invalid repository id {0:?}: use 1-128 letters, digits, '.', '-' or '_' (and not '.' or '..')"
-)]
-pub struct InvalidRepoId(pub String);
+        #[derive(Debug, thiserror::Error)]
+        #[error(
+            "invalid {what} id {id:?}: use 1-128 letters, digits, '.', '-' or '_' (and not '.' or '..')",
+            what = $what,
+            id = .0
+        )]
+        pub struct $error(pub String);
 
-impl RepoId {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for RepoId {
-    type Error = InvalidRepoId;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        let ok = !s.is_empty()
-            && s.len() <= 128
-            && s != "."
-            && s != ".."
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
-        if ok {
-            Ok(RepoId(s))
-        } else {
-            Err(InvalidRepoId(s))
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
         }
-    }
+
+        impl TryFrom<String> for $name {
+            type Error = $error;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                let ok = !s.is_empty()
+                    && s.len() <= 128
+                    && s != "."
+                    && s != ".."
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+                if ok { Ok($name(s)) } else { Err($error(s)) }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = $error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                s.to_string().try_into()
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(r: $name) -> String {
+                r.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
 }
 
-impl std::str::FromStr for RepoId {
-    type Err = InvalidRepoId;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        s.to_string().try_into()
-    }
-}
+name_id!(
+    /// A repository id: 1-128 letters, digits, `.`, `-` or `_`, not `.` or
+    /// `..`; safe in URLs and as a lock key.
+    RepoId,
+    InvalidRepoId,
+    "repository"
+);
 
-impl From<RepoId> for String {
-    fn from(r: RepoId) -> String {
-        r.0
-    }
-}
-
-impl fmt::Display for RepoId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+name_id!(
+    /// A remote's id (the upstream settings repositories refer to), spelt
+    /// as a repository id.
+    RemoteId,
+    InvalidRemoteId,
+    "remote"
+);
 
 /// A unit type name: 1-64 lowercase letters, digits, `-` or `_`.
 pub fn is_unit_type(s: &str) -> bool {

@@ -6,6 +6,7 @@ pub mod ids;
 pub mod percent;
 pub mod private_files;
 pub mod remote;
+pub mod retention;
 pub mod schedule;
 pub mod time;
 pub mod tls;

@@ -3,6 +3,7 @@
 //! worker takes the task.
 
 use crate::app::App;
+use crate::retention;
 use crate::tasks::{Job, TaskContext, TaskFailure, TaskResult};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,16 +39,36 @@ pub async fn run(app: Arc<App>, job: Job, ctx: TaskContext) -> TaskResult {
             let (repo, plugin) = repo_and_plugin(app, &repository).await?;
             let version = plugin_version(&plugin);
             let auto_publish = publishes_after_changes(&repo);
+            // Retention applies to what the sync brings, in the same
+            // version: a tag the sync brings back and retention removes
+            // again changes nothing.
+            let retained = match retention::of(&repo)? {
+                Some(r) => Some((r, retention::tags(app.store.as_ref(), &repository).await?)),
+                None => None,
+            };
+            let (tx, rx) = tokio::sync::oneshot::channel();
             let run = run_plugin_task(
                 app,
                 plugin,
                 repo,
                 ctx.clone(),
                 Some(VersionCause::Sync),
-                |p, call, cancel| p.sync(call, cancel),
+                move |p, call, cancel| {
+                    let synced = p.sync(call, cancel.clone())?;
+                    let Some((retention, tags)) = retained else {
+                        return Ok(synced);
+                    };
+                    let (plan, staged) =
+                        retention::after_sync(p, synced, &retention, tags, cancel)?;
+                    let _ = tx.send(plan);
+                    Ok(staged)
+                },
             )
             .await?;
             let mut result = run.summary_json(version);
+            if let Ok(plan) = rx.await {
+                result["retention"] = plan.json(false);
+            }
             if auto_publish {
                 // pulp-admin's `--auto-publish`: the synced content is
                 // served at once, in the same task.
@@ -109,7 +130,35 @@ pub async fn run(app: Arc<App>, job: Job, ctx: TaskContext) -> TaskResult {
         Job::Orphans { protection_minutes } => {
             crate::orphans::remove_orphans(app, Duration::from_secs(60 * protection_minutes)).await
         }
+        Job::Retain {
+            repository,
+            dry_run,
+        } => retain(app, &repository, dry_run, ctx).await,
     }
+}
+
+/// Remove the tags `id`'s retention settings no longer keep (with
+/// `dry_run`, only name them), through its plugin, as a version made for
+/// retention; what only they held goes to orphan cleanup.
+async fn retain(app: &Arc<App>, id: &RepoId, dry_run: bool, ctx: TaskContext) -> TaskResult {
+    let (repo, _) = repo_and_plugin(app, id).await?;
+    let retention = retention::of(&repo)?.ok_or_else(|| {
+        TaskFailure::new(
+            format!(
+                "repository {id} keeps every tag: give it retention settings first \
+                 (`wharf docker repo update --repo-id {id} --retain-newest N`)"
+            ),
+            "invalid-input",
+        )
+    })?;
+    let tags = retention::tags(app.store.as_ref(), id).await?;
+    let plan = retention::Plan::new(&retention, &tags);
+    let mut result = plan.json(dry_run);
+    if !dry_run && !plan.is_empty() {
+        let run = edit(app, id, plan.edit(), VersionCause::Retention, ctx).await?;
+        result["version"] = run["version"].clone();
+    }
+    Ok(result)
 }
 
 async fn repo_and_plugin(app: &App, id: &RepoId) -> Result<(Repository, Arc<Plugin>), TaskFailure> {

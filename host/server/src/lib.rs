@@ -27,6 +27,7 @@ pub mod pull_through;
 pub mod registry_names;
 pub mod repos;
 pub mod request_context;
+pub mod retention;
 pub mod schedules;
 pub mod secrets;
 pub mod server;

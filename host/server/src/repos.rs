@@ -29,6 +29,7 @@ pub fn routes() -> axum::Router<Arc<App>> {
         .route("/repositories/{id}/copy", post(copy))
         .route("/repositories/{id}/remove", post(remove))
         .route("/repositories/{id}/tag", post(tag))
+        .route("/repositories/{id}/retain", post(retain))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -147,6 +148,8 @@ async fn create(
 fn check_host_settings(repo: &Repository) -> Result<bool> {
     use wharf_core::remote::{DownloadPolicy, PullThrough};
     DownloadPolicy::of(&repo.importer_config)
+        .map_err(|e| Error::invalid(format!("importer_config: {e}")))?;
+    wharf_core::retention::Retention::of(&repo.importer_config)
         .map_err(|e| Error::invalid(format!("importer_config: {e}")))?;
     let pull_through = PullThrough::of(&repo.distributor_config)
         .map_err(|e| Error::invalid(format!("distributor_config: {e}")))?;
@@ -734,6 +737,47 @@ async fn tag(
             repository: repo.id,
             tag: req.tag,
             target: req.target,
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RetainRequest {
+    /// Only say which tags would go.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Remove the tags the repository's retention settings (importer setting
+/// `retention`) no longer keep, as a task that makes a new version; with
+/// `dry_run`, the task only lists them. A sync applies retention too.
+#[utoipa::path(post, path = "/api/v1/repositories/{id}/retain", tag = "repositories", request_body = RetainRequest,
+    responses((status = 202, body = Task), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+async fn retain(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    body: std::result::Result<Json<RetainRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<wharf_store::db::Task>)> {
+    let Json(req) = body?;
+    let repo = get_repo(&app, &id).await?;
+    plugin_for(&app, &repo)?;
+    match wharf_core::retention::Retention::of(&repo.importer_config) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return Err(Error::invalid(format!(
+                "repository {id} keeps every tag: give it retention settings first \
+                 (importer_config.retention, or `wharf docker repo update --repo-id {id} --retain-newest N`)"
+            )));
+        }
+        Err(e) => return Err(Error::invalid(format!("importer_config: {e}"))),
+    }
+    submit(
+        &app,
+        Job::Retain {
+            repository: repo.id,
+            dry_run: req.dry_run,
         },
     )
     .await

@@ -154,6 +154,10 @@ fn job_of(job: &ScheduledJob) -> Job {
             repository: repository.clone(),
             version: None,
         },
+        ScheduledJob::Retain { repository } => Job::Retain {
+            repository: repository.clone(),
+            dry_run: false,
+        },
         ScheduledJob::Orphans { protection_minutes } => Job::Orphans {
             protection_minutes: *protection_minutes,
         },
@@ -164,7 +168,8 @@ fn job_of(job: &ScheduledJob) -> Job {
 #[serde(deny_unknown_fields)]
 struct CreateSchedule {
     /// What to run: `{"kind": "sync", "repository": "ID"}`, `{"kind":
-    /// "publish", "repository": "ID"}` or `{"kind": "orphans"}`.
+    /// "publish", "repository": "ID"}`, `{"kind": "retain", "repository":
+    /// "ID"}` or `{"kind": "orphans"}`.
     job: ScheduledJob,
     /// ISO 8601 repeating interval: `START/DURATION`
     /// (`2026-12-01T00:00Z/PT1H`), `Rn/START/DURATION`, or `DURATION`

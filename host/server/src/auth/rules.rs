@@ -4,7 +4,7 @@
 //! the route's path parameter of that name.
 //!
 //! Choices: long operations on a repository (import, sync, publish, copy,
-//! remove, tag, restore) need `execute` on it (a streaming import, which sends content, also
+//! remove, tag, restore, retain) need `execute` on it (a streaming import, which sends content, also
 //! `create` on `/content/uploads`: its handler checks that); creating and changing need `create` and `update`;
 //! listing and showing need `read`. A task may be read (or canceled) by who
 //! may read (or execute on) every repository it locks, or with `read`
@@ -82,6 +82,7 @@ pub const RULES: &[Rule] = &[
       ..perm("POST", "/repositories/{id}/copy",            "/repositories/{id}",           Execute) },
     perm("POST",   "/repositories/{id}/remove",            "/repositories/{id}",           Execute),
     perm("POST",   "/repositories/{id}/tag",               "/repositories/{id}",           Execute),
+    perm("POST",   "/repositories/{id}/retain",            "/repositories/{id}",           Execute),
     perm("GET",    "/repositories/{id}/versions",          "/repositories/{id}",           Read),
     perm("GET",    "/repositories/{id}/versions/{number}", "/repositories/{id}",           Read),
     perm("POST",   "/repositories/{id}/versions/{number}/restore", "/repositories/{id}",   Execute),

@@ -25,6 +25,7 @@ use utoipa::OpenApi;
         crate::repos::copy,
         crate::repos::remove,
         crate::repos::tag,
+        crate::repos::retain,
         crate::versions::list,
         crate::versions::show,
         crate::versions::diff,

@@ -71,6 +71,13 @@ pub enum Job {
     Orphans {
         protection_minutes: u64,
     },
+    /// Remove the tags the repository's retention settings no longer
+    /// keep; with `dry_run`, only say which.
+    Retain {
+        repository: RepoId,
+        #[serde(default)]
+        dry_run: bool,
+    },
 }
 
 impl Job {
@@ -85,6 +92,7 @@ impl Job {
             Job::Restore { .. } => TaskKind::Restore,
             Job::Delete { .. } => TaskKind::Delete,
             Job::Orphans { .. } => TaskKind::Orphans,
+            Job::Retain { .. } => TaskKind::Retain,
         }
     }
 
@@ -100,6 +108,7 @@ impl Job {
             | Job::Remove { repository, .. }
             | Job::Tag { repository, .. }
             | Job::Restore { repository, .. }
+            | Job::Retain { repository, .. }
             | Job::Delete { repository } => vec![TaskLock::Repository(repository.clone())],
             Job::Orphans { .. } => vec![TaskLock::Orphans],
         }

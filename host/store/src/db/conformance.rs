@@ -43,6 +43,41 @@ pub async fn run_all(s: &dyn Store) {
     installed_plugins(s).await;
     versions(s).await;
     schedules(s).await;
+    remotes(s).await;
+}
+
+/// Remotes round-trip, are replaced whole, and list by id.
+async fn remotes(s: &dyn Store) {
+    use crate::db::{Remote, Transport};
+    let id: wharf_core::ids::RemoteId = "hub".parse().unwrap();
+    assert_eq!(s.get_remote(&id).await.unwrap(), None);
+    let mut r = Remote {
+        id: id.clone(),
+        content_type: "docker".into(),
+        settings: serde_json::json!({"feed": "https://hub.example", "password": "p"}),
+        transport: Transport {
+            rate_limit: Some(5),
+            ..Transport::default()
+        },
+        created_at: crate::db::now(),
+        updated_at: crate::db::now(),
+    };
+    s.put_remote(&r).await.unwrap();
+    assert_eq!(s.get_remote(&id).await.unwrap(), Some(r.clone()));
+    r.transport.tls_verify = false;
+    s.put_remote(&r).await.unwrap();
+    let mut other = r.clone();
+    other.id = "a-first".parse().unwrap();
+    s.put_remote(&other).await.unwrap();
+    let all = s.list_remotes().await.unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["a-first", "hub"]
+    );
+    assert!(!all[1].transport.tls_verify);
+    assert!(s.delete_remote(&id).await.unwrap());
+    assert!(!s.delete_remote(&id).await.unwrap());
+    assert_eq!(s.list_remotes().await.unwrap().len(), 1);
 }
 
 /// Schedules round-trip, and of two swaps from one revision only the
@@ -495,6 +530,18 @@ async fn versions(s: &dyn Store) {
             .await
             .unwrap()
             .is_none()
+    );
+    // Each key counts from the version that gave it its unit: "b" was
+    // removed in 3 and added again in 4.
+    assert_eq!(
+        s.list_unit_additions(&v1, &layer, None, 10).await.unwrap(),
+        [("b".to_string(), 4), ("c".to_string(), 2)]
+    );
+    assert_eq!(
+        s.list_unit_additions(&v1, &layer, Some("b"), 1)
+            .await
+            .unwrap(),
+        [("c".to_string(), 2)]
     );
     let mut blobs = s.version_blobs(&v1, 1).await.unwrap();
     blobs.sort();

@@ -16,12 +16,14 @@
 pub mod conformance;
 mod listener;
 pub mod mongo;
+pub mod remote;
 mod schedule;
 pub mod sqlite;
 pub mod transfer;
 pub mod version;
 
 pub use listener::{EmailTarget, Listener, SmtpSecurity, Target};
+pub use remote::{REMOTE_SETTING, Remote, Transport, remote_of};
 pub use schedule::{Schedule, ScheduleClaim, ScheduledJob};
 pub use version::{
     HistoryEntry, RepoVersion, UnitCounts, UnitRef, VersionCause, VersionDiff, VersionOrigin,
@@ -239,10 +241,12 @@ pub enum TaskKind {
     Delete,
     /// Content no repository holds removed.
     Orphans,
+    /// Tags a repository's retention settings no longer keep removed.
+    Retain,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 9] = [
+    pub const ALL: [TaskKind; 10] = [
         TaskKind::Import,
         TaskKind::Sync,
         TaskKind::Publish,
@@ -252,6 +256,7 @@ impl TaskKind {
         TaskKind::Restore,
         TaskKind::Delete,
         TaskKind::Orphans,
+        TaskKind::Retain,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -265,6 +270,7 @@ impl TaskKind {
             TaskKind::Restore => "restore",
             TaskKind::Delete => "delete",
             TaskKind::Orphans => "orphans",
+            TaskKind::Retain => "retain",
         }
     }
 }
@@ -689,6 +695,17 @@ pub trait RepositoryStore: Send + Sync {
         limit: u32,
     ) -> StoreResult<Vec<Unit>>;
 
+    /// The keys of `repo`'s units of `unit_type`, each with the version
+    /// that gave it its current unit (a tag moved to a new manifest counts
+    /// from the move), in key order after `after`: what retention sorts by.
+    async fn list_unit_additions(
+        &self,
+        repo: &RepoId,
+        unit_type: &UnitType,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, u64)>>;
+
     async fn get_unit(
         &self,
         repo: &RepoId,
@@ -928,6 +945,20 @@ pub trait ScheduleStore: Send + Sync {
     async fn swap_schedule(&self, expected: u64, new: &Schedule) -> StoreResult<bool>;
 }
 
+/// Remotes: upstream settings repositories share.
+#[async_trait::async_trait]
+pub trait RemoteStore: Send + Sync {
+    /// Create or replace a remote.
+    async fn put_remote(&self, r: &Remote) -> StoreResult<()>;
+
+    async fn get_remote(&self, id: &wharf_core::ids::RemoteId) -> StoreResult<Option<Remote>>;
+
+    /// Every remote, by id.
+    async fn list_remotes(&self) -> StoreResult<Vec<Remote>>;
+
+    async fn delete_remote(&self, id: &wharf_core::ids::RemoteId) -> StoreResult<bool>;
+}
+
 /// Installs and removals of plugins, which every node reconciles with.
 #[async_trait::async_trait]
 pub trait PluginStore: Send + Sync {
@@ -949,6 +980,7 @@ pub trait Store:
     + EventStore
     + PluginStore
     + ScheduleStore
+    + RemoteStore
     + 'static
 {
     /// Which backend this is: `"sqlite"` or `"mongodb"` (reported by

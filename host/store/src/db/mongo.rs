@@ -79,6 +79,7 @@ mod coll {
     pub const TOKENS: &str = "api_tokens";
     pub const PLUGINS: &str = "installed_plugins";
     pub const SCHEDULES: &str = "schedules";
+    pub const REMOTES: &str = "remotes";
 }
 
 /// Handles on every collection (cheap to clone: they share the client).
@@ -100,6 +101,7 @@ struct Colls {
     tokens: Collection<Document>,
     plugins: Collection<Document>,
     schedules: Collection<Document>,
+    remotes: Collection<Document>,
 }
 
 pub struct MongoStore {
@@ -804,6 +806,7 @@ impl MongoStore {
                 tokens: c(coll::TOKENS),
                 plugins: c(coll::PLUGINS),
                 schedules: c(coll::SCHEDULES),
+                remotes: c(coll::REMOTES),
             },
             client,
             db,
@@ -1397,6 +1400,34 @@ impl RepositoryStore for MongoStore {
             .try_collect()
             .await?;
         self.units_in_order(repo, &assocs).await
+    }
+
+    async fn list_unit_additions(
+        &self,
+        repo: &RepoId,
+        unit_type: &UnitType,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, u64)>> {
+        let assocs: Vec<Document> = self
+            .c
+            .assocs
+            .find(doc! {"repo": repo.as_str(), "unit_type": unit_type.as_str(), "key": {"$gt": after.unwrap_or_default()}})
+            .sort(doc! {"key": 1})
+            .limit(i64::from(limit.max(1)))
+            .projection(doc! {"key": 1, "added_in": 1})
+            .await?
+            .try_collect()
+            .await?;
+        Ok(assocs
+            .iter()
+            .map(|a| {
+                let key = a
+                    .get_str("key")
+                    .map_err(|e| abort(Abort::Corrupt(e.to_string())))?;
+                Ok((key.to_string(), int(a, "added_in")?.max(0) as u64))
+            })
+            .collect::<MResult<_>>()?)
     }
 
     async fn get_unit(
@@ -2141,6 +2172,46 @@ impl EventStore for MongoStore {
             .c
             .listeners
             .delete_one(doc! {"_id": id})
+            .await?
+            .deleted_count
+            > 0)
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::db::RemoteStore for MongoStore {
+    async fn put_remote(&self, r: &crate::db::Remote) -> StoreResult<()> {
+        self.c
+            .remotes
+            .replace_one(
+                doc! {"_id": r.id.as_str()},
+                doc! {"_id": r.id.as_str(), "doc": to_json(r)?},
+            )
+            .upsert(true)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_remote(
+        &self,
+        id: &wharf_core::ids::RemoteId,
+    ) -> StoreResult<Option<crate::db::Remote>> {
+        match self.c.remotes.find_one(doc! {"_id": id.as_str()}).await? {
+            Some(d) => Ok(Some(from_doc(&d)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_remotes(&self) -> StoreResult<Vec<crate::db::Remote>> {
+        let docs = all_by_id(&self.c.remotes, doc! {}).await?;
+        Ok(docs.iter().map(from_doc).collect::<MResult<_>>()?)
+    }
+
+    async fn delete_remote(&self, id: &wharf_core::ids::RemoteId) -> StoreResult<bool> {
+        Ok(self
+            .c
+            .remotes
+            .delete_one(doc! {"_id": id.as_str()})
             .await?
             .deleted_count
             > 0)

@@ -22,6 +22,12 @@ pub enum ScheduledJob {
         #[schema(value_type = String)]
         repository: RepoId,
     },
+    /// Apply a repository's retention settings (remove the tags they no
+    /// longer keep).
+    Retain {
+        #[schema(value_type = String)]
+        repository: RepoId,
+    },
     /// Remove orphaned content and blobs.
     Orphans {
         /// Keep what became unreferenced less than this many minutes ago.
@@ -34,9 +40,9 @@ impl ScheduledJob {
     /// The repository it works on, if any.
     pub fn repository(&self) -> Option<&RepoId> {
         match self {
-            ScheduledJob::Sync { repository } | ScheduledJob::Publish { repository } => {
-                Some(repository)
-            }
+            ScheduledJob::Sync { repository }
+            | ScheduledJob::Publish { repository }
+            | ScheduledJob::Retain { repository } => Some(repository),
             ScheduledJob::Orphans { .. } => None,
         }
     }

@@ -99,6 +99,10 @@ CREATE TABLE IF NOT EXISTS listeners (
     id TEXT PRIMARY KEY,
     doc TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS remotes (
+    id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS schedules (
     id TEXT PRIMARY KEY,
     revision INTEGER NOT NULL,
@@ -1023,6 +1027,32 @@ impl RepositoryStore for SqliteStore {
         .await
     }
 
+    async fn list_unit_additions(
+        &self,
+        repo: &RepoId,
+        unit_type: &UnitType,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, u64)>> {
+        let (repo, unit_type, after) = (
+            repo.clone(),
+            unit_type.as_str().to_string(),
+            after.map(str::to_string).unwrap_or_default(),
+        );
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT key, added_in FROM associations
+                 WHERE repo_id = ?1 AND unit_type = ?2 AND key > ?3 ORDER BY key LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(
+                params![repo.as_str(), unit_type, after, limit.max(1)],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)),
+            )?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
     async fn get_unit(
         &self,
         repo: &RepoId,
@@ -1682,6 +1712,53 @@ impl EventStore for SqliteStore {
     async fn delete_listener(&self, id: &str) -> StoreResult<bool> {
         let id = id.to_string();
         self.run(move |c| Ok(c.execute("DELETE FROM listeners WHERE id = ?1", [id])? > 0))
+            .await
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::db::RemoteStore for SqliteStore {
+    async fn put_remote(&self, r: &crate::db::Remote) -> StoreResult<()> {
+        let r = r.clone();
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO remotes (id, doc) VALUES (?1, ?2)",
+                params![r.id.as_str(), serde_json::to_string(&r)?],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_remote(
+        &self,
+        id: &wharf_core::ids::RemoteId,
+    ) -> StoreResult<Option<crate::db::Remote>> {
+        let id = id.to_string();
+        self.run(move |c| {
+            let doc: Option<String> = c
+                .query_row("SELECT doc FROM remotes WHERE id = ?1", [id], |r| r.get(0))
+                .optional()?;
+            Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+        })
+        .await
+    }
+
+    async fn list_remotes(&self) -> StoreResult<Vec<crate::db::Remote>> {
+        self.run(|c| {
+            let mut stmt = c.prepare_cached("SELECT doc FROM remotes ORDER BY id")?;
+            let mut out = Vec::new();
+            for doc in stmt.query_map([], |r| r.get::<_, String>(0))? {
+                out.push(serde_json::from_str(&doc?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_remote(&self, id: &wharf_core::ids::RemoteId) -> StoreResult<bool> {
+        let id = id.to_string();
+        self.run(move |c| Ok(c.execute("DELETE FROM remotes WHERE id = ?1", [id])? > 0))
             .await
     }
 }

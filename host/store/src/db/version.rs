@@ -41,6 +41,8 @@ pub enum VersionCause {
     Tag,
     /// An earlier version's content made the latest again.
     Restore,
+    /// Tags the retention settings no longer keep taken out.
+    Retention,
 }
 
 /// What makes a change: recorded in the version it makes.
