@@ -657,3 +657,69 @@ fn a_schedule_cannot_run_what_its_creator_may_not_run_by_hand() {
     );
     assert_eq!(status, 403);
 }
+
+/// A remote's account works for whoever names the remote: naming one in a
+/// repository's settings takes read on it, so a user who may create
+/// repositories cannot borrow the admin's upstream credentials.
+#[test]
+fn a_remote_s_credentials_serve_only_who_may_read_the_remote() {
+    let s = Server::start();
+    let (status, v) = s.post_json(
+        "/api/v1/remotes",
+        &json!({"id": "corp", "content_type": "docker",
+                "settings": {"feed": "https://registry.example", "username": "ci", "password": "corp-s3cret-pw"}}),
+    );
+    assert_eq!(status, 201, "{v}");
+    let mallory = user(&s, "mallory", &[]);
+    grant(
+        &s,
+        ("login", "mallory"),
+        "/repositories",
+        &["create", "read", "update"],
+    );
+    let create = |id: &str, importer: Value| {
+        let r = mallory
+            .post(s.url("/api/v1/repositories"))
+            .json(&json!({"id": id, "content_type": "docker", "importer_config": importer}))
+            .send()
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    refused(
+        "naming another's remote",
+        create("borrow", json!({"remote": "corp"})),
+        "read on /remotes/corp",
+    );
+    // Nor by adding it to a repository of its own afterwards.
+    let (status, v) = create("own", json!({}));
+    assert_eq!(status, 201, "{v}");
+    let r = mallory
+        .patch(s.url("/api/v1/repositories/own"))
+        .json(&json!({"importer_config": {"remote": "corp"}}))
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    refused(
+        "adding another's remote",
+        (status, r.json().unwrap()),
+        "read on /remotes/corp",
+    );
+    // The remote's secret never shows, even to whoever may read it.
+    grant(&s, ("login", "mallory"), "/remotes/corp", &["read"]);
+    let shown = mallory
+        .get(s.url("/api/v1/remotes/corp"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        !shown.contains("corp-s3cret-pw") && shown.contains("********"),
+        "{shown}"
+    );
+    // Once allowed, naming it works.
+    let (status, v) = create("borrow", json!({"remote": "corp"}));
+    assert_eq!(status, 201, "{v}");
+}

@@ -1,9 +1,11 @@
 //! SSRF, tried as an attacker would: a repository feed, a redirect hop, a
 //! token realm or a webhook aimed at the server's own network (here:
-//! loopback listeners standing in for internal services), and an upstream
-//! error page carrying something it should not. Each attack must fail with
-//! nothing reaching the internal listener, and the legitimate path — the
-//! operator allowing the address with `--allow-outbound` — must still work.
+//! loopback listeners standing in for internal services), an upstream
+//! error page carrying something it should not, and a plugin's `locate`
+//! pointing an on-demand download off its repository's feed. Each attack
+//! must fail with nothing reaching the internal listener, and the
+//! legitimate path — the operator allowing the address with
+//! `--allow-outbound`, the plugin locating on the feed — must still work.
 
 use crate::support::*;
 use serde_json::{Value, json};
@@ -431,4 +433,190 @@ fn an_upstream_error_body_never_reaches_the_task_record() {
         "the body leaked: {tasks}"
     );
     assert!(upstream.hits().len() >= 2, "both syncs asked the upstream");
+}
+
+/// Install the test plugin `snoop` (content type `snoop-test`).
+fn install_snoop(s: &Server) {
+    let wasm = std::fs::read(env_path("WHARF_TEST_PLUGIN_DIR").join("snoop.wasm")).unwrap();
+    let (code, v) = send(
+        s.http
+            .post(s.url("/api/v1/plugins"))
+            .header("content-type", "application/wasm")
+            .body(wasm),
+    );
+    assert_eq!(code, 201, "install snoop: {v}");
+}
+
+
+/// A listener holding every blob of `blobs` (by digest) at any path that
+/// ends in its digest, counting its connections.
+fn blob_server(blobs: &[(String, Vec<u8>)]) -> Internal {
+    let blobs = blobs.to_vec();
+    Internal::start("127.0.0.1", move |path| {
+        match blobs.iter().find(|(d, _)| path.ends_with(d.as_str())) {
+            Some((_, b)) => ok(b),
+            None => not_found(),
+        }
+    })
+}
+
+#[test]
+fn a_plugin_locating_an_on_demand_blob_off_its_feed_gets_nothing_fetched() {
+    // One blob per case, each its own bytes: a blob fetched once would be
+    // stored for every repository, hiding a later case.
+    let cases = [
+        "legit", "port", "userinfo", "alias", "scheme", "metadata", "file", "streamed",
+    ];
+    let blobs: Vec<(String, Vec<u8>)> = cases
+        .iter()
+        .map(|c| {
+            let bytes = format!("on-demand blob {c}: the right bytes").into_bytes();
+            (format!("sha256:{}", sha256_hex(&bytes)), bytes)
+        })
+        .collect();
+    let blob = |case: &str| {
+        let i = cases.iter().position(|c| *c == case).unwrap();
+        blobs[i].clone()
+    };
+    // The repository's feed, and the server the plugin points at instead:
+    // both on 127.0.0.1 (which the outbound policy allows), both holding
+    // the right bytes, so that a download from either would verify.
+    let feed = blob_server(&blobs);
+    let off = blob_server(&blobs);
+    let tmp = tempfile::tempdir_in(env_path("WHARF_TEST_RUN_DIR")).unwrap();
+    let (file_digest, file_bytes) = blob("file");
+    let on_disk = tmp.path().join("blob");
+    std::fs::write(&on_disk, &file_bytes).unwrap();
+
+    // Where the plugin's `locate` says each blob is (none: on the feed).
+    let located = |case: &str| -> Option<String> {
+        let d = blob(case).0;
+        let (fp, op) = (feed.port(), off.port());
+        match case {
+            "legit" => None,
+            // Another port of the same host.
+            "port" | "streamed" => Some(off.url(&format!("/blobs/{d}"))),
+            // The feed's host:port as userinfo, the other port as the host.
+            "userinfo" => Some(format!("http://127.0.0.1:{fp}@127.0.0.1:{op}/blobs/{d}")),
+            // A name for the same address.
+            "alias" => Some(format!("http://localhost:{op}/blobs/{d}")),
+            // The feed's host and port in another scheme.
+            "scheme" => Some(format!("https://127.0.0.1:{fp}/blobs/{d}")),
+            // A metadata service (refused before any connection).
+            "metadata" => Some(format!("http://169.254.169.254/latest/meta-data/{d}")),
+            // A local file holding the right bytes.
+            "file" => Some(format!("file://{}", on_disk.display())),
+            _ => unreachable!(),
+        }
+    };
+    let listed = |names: &[&str]| -> Value {
+        names
+            .iter()
+            .map(|c| {
+                let (d, b) = blob(c);
+                let mut v = json!({"digest": d, "size": b.len()});
+                if let Some(url) = located(c) {
+                    v["locate"] = url.into();
+                }
+                v
+            })
+            .collect()
+    };
+
+    let s = Server::start();
+    install_snoop(&s);
+    let on_demand = [
+        "legit", "port", "userinfo", "alias", "scheme", "metadata", "file",
+    ];
+    for (id, policy, names) in [
+        ("lazy", "on_demand", &on_demand[..]),
+        ("stream", "streamed", &["streamed"][..]),
+    ] {
+        s.create_repo(
+            json!({"id": id, "content_type": "snoop-test", "importer_config": {
+            "feed": feed.url("/"), "download_policy": policy, "blobs": listed(names)}}),
+        );
+        let t = s.repo_task(id, "sync", json!({}));
+        assert_eq!(t["state"], "finished", "sync {id}: {t}\n{}", s.log());
+        assert_eq!(t["result"]["units_added"], names.len(), "{t}");
+        let t = s.repo_task(id, "publish", json!({}));
+        assert_eq!(t["state"], "finished", "publish {id}: {t}\n{}", s.log());
+    }
+    // The syncs left every blob on the feed, fetching nothing.
+    assert!(feed.hits().is_empty(), "{:?}", feed.hits());
+    for (d, _) in &blobs {
+        assert!(!stored(&s, d), "{d} stored by the sync");
+    }
+
+    let get = |repo: &str, d: &str| {
+        let r = anonymous_client()
+            .get(s.url(&format!("/test/snoop/{repo}/blobs/{d}")))
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.bytes().unwrap().to_vec())
+    };
+    let off_feed = on_demand[1..]
+        .iter()
+        .map(|c| ("lazy", *c))
+        .chain([("stream", "streamed")]);
+    for (repo, case) in off_feed {
+        let (d, bytes) = blob(case);
+        // A HEAD asks the plugin for the blob's size only, must not reach
+        // the located URL either (the hit counts below), and says what a
+        // GET says: the blob is not to be had.
+        let head = anonymous_client()
+            .head(s.url(&format!("/test/snoop/{repo}/blobs/{d}")))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16();
+        assert!(head == 404 || head >= 500, "{case}: HEAD answered {head}");
+        // Twice: a refusal leaves nothing behind that a retry would use.
+        for _ in 0..2 {
+            let (status, body) = get(repo, &d);
+            assert!(
+                status == 404 || status >= 500,
+                "{case}: the off-feed blob was answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            assert_ne!(body, bytes, "{case}: the off-feed bytes were served");
+        }
+        assert!(!stored(&s, &d), "{case}: the off-feed blob was stored");
+        assert!(
+            s.log()
+                .contains(&format!("located {d} off the repository's feed")),
+            "{case}: the log does not say why:\n{}",
+            s.log()
+        );
+    }
+    // A connection would be counted before its answer: give a stray one
+    // time to show.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        off.hits().is_empty(),
+        "the off-feed server was reached: {:?}",
+        off.hits()
+    );
+    assert!(
+        feed.hits().is_empty(),
+        "the feed was reached by an off-feed location: {:?}",
+        feed.hits()
+    );
+    assert!(std::fs::read(&on_disk).is_ok_and(|b| b == file_bytes));
+    assert!(!stored(&s, &file_digest));
+
+    // The legitimate path: the blob the plugin locates on the feed serves,
+    // verified and stored, with the feed asked once.
+    let (d, bytes) = blob("legit");
+    assert_eq!(get("lazy", &d), (200, bytes.clone()));
+    assert!(stored(&s, &d), "the legitimate blob was not kept");
+    assert_eq!(feed.hits(), vec![format!("GET /blobs/{d} HTTP/1.1")]);
+    assert_eq!(get("lazy", &d), (200, bytes));
+    assert_eq!(
+        feed.hits().len(),
+        1,
+        "served from the store the second time"
+    );
+    assert!(off.hits().is_empty(), "{:?}", off.hits());
 }

@@ -32,6 +32,7 @@ mod registry_push;
 mod registry_support;
 mod registry_sync;
 mod remote_content;
+mod remotes;
 mod runtime;
 mod scaling;
 mod serving;

@@ -471,3 +471,12 @@ pub fn docker_pull_run_cat(image: &str, file: &str) -> String {
 pub fn images_dir() -> PathBuf {
     env_path("WHARF_TEST_IMAGES")
 }
+
+/// Whether `s`'s blob store holds `digest` (`<data-dir>/blobs/sha256/xx/…`).
+pub fn stored(s: &Server, digest: &str) -> bool {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    let dir = s.data_dir().join("blobs").join("sha256");
+    [dir.join(&hex[..2]).join(hex), dir.join(hex)]
+        .iter()
+        .any(|p| p.exists())
+}

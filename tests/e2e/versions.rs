@@ -367,13 +367,6 @@ fn removing_a_tag_or_an_image_makes_a_version_without_it() {
     assert_eq!(status, 400, "{v}");
 }
 
-/// Whether the blob store holds `digest`.
-fn stored(s: &Server, digest: &str) -> bool {
-    let hex = digest.strip_prefix("sha256:").unwrap();
-    s.data_dir()
-        .join(format!("blobs/sha256/{}/{hex}", &hex[..2]))
-        .exists()
-}
 
 #[test]
 fn a_version_limit_drops_the_oldest_and_cleanup_frees_only_what_nothing_holds() {

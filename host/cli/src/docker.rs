@@ -26,7 +26,11 @@ pub const CONTENT_TYPE: &str = "docker";
 pub enum DockerCommand {
     /// Docker repositories.
     #[command(subcommand)]
-    Repo(DockerRepoCommand),
+    Repo(Box<DockerRepoCommand>),
+    /// Remotes: upstream settings (feed, account, CA, proxy, rate limit)
+    /// Docker repositories share with `--remote`.
+    #[command(subcommand)]
+    Remote(crate::remote::RemoteCommand),
 }
 
 #[derive(Subcommand)]
@@ -166,6 +170,11 @@ impl ImageArgs {
 /// Docker's settings as flags.
 #[derive(Args, Default)]
 pub struct DockerSettingsArgs {
+    /// Take the feed, account, download policy and how to reach the feed
+    /// from this remote (`wharf docker remote create`); flags given here win
+    /// over it. On update, '' removes it.
+    #[arg(long, value_name = "REMOTE_ID")]
+    pub remote: Option<String>,
     /// The registry to sync from, e.g. https://registry-1.docker.io (a bare
     /// host name means https://). On update, '' removes it.
     #[arg(long, value_name = "URL")]
@@ -261,7 +270,8 @@ pub struct DockerSettingsArgs {
 
 impl DockerSettingsArgs {
     fn is_empty(&self) -> bool {
-        self.feed.is_none()
+        self.remote.is_none()
+            && self.feed.is_none()
             && self.upstream_name.is_none()
             && self.upstream_username.is_none()
             && self.upstream_password.is_none()
@@ -294,6 +304,7 @@ impl DockerSettingsArgs {
     }
 
     pub fn apply(self, mut c: RepoChanges, intent: Intent) -> RepoChanges {
+        RepoChanges::set(&mut c.importer, "remote", self.remote, intent);
         RepoChanges::set(
             &mut c.importer,
             "feed",
@@ -412,7 +423,11 @@ pub struct DockerSyncArgs {
     pub wait: WaitArgs,
 }
 
-pub fn run(s: &Session, DockerCommand::Repo(cmd): DockerCommand) -> anyhow::Result<()> {
+pub fn run(s: &Session, cmd: DockerCommand) -> anyhow::Result<()> {
+    let cmd = match cmd {
+        DockerCommand::Repo(cmd) => *cmd,
+        DockerCommand::Remote(cmd) => return crate::remote::run(s, CONTENT_TYPE, cmd),
+    };
     match cmd {
         DockerRepoCommand::Create(a) => {
             a.settings.check()?;
@@ -686,6 +701,7 @@ mod tests {
     #[test]
     fn docker_flags_map_to_the_plugin_settings() {
         let args = DockerSettingsArgs {
+            remote: Some("hub".into()),
             feed: Some("registry-1.docker.io".into()),
             upstream_name: Some("library/busybox".into()),
             upstream_username: Some("mirror".into()),
@@ -714,6 +730,7 @@ mod tests {
             serde_json::json!({"keep_newest": 5, "keep_within": 86400, "tags": "v*", "order": "name"})
         );
         assert_eq!(c.importer["download_policy"], "on_demand");
+        assert_eq!(c.importer["remote"], "hub");
         assert_eq!(
             c.importer["include_names"],
             serde_json::json!(["library/*"])

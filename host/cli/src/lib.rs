@@ -39,6 +39,7 @@ pub mod output;
 pub mod plugin;
 pub mod progress;
 pub mod publish_docker;
+pub mod remote;
 pub mod repo;
 pub mod schedule;
 pub mod status;

@@ -20,6 +20,7 @@ use crate::err;
 use crate::outbound::{describe_request, shown};
 use crate::publications::PublicationMap;
 use crate::stream_source;
+use crate::transport::FeedTransport;
 use crate::visibility::{Reader, Served};
 use std::collections::VecDeque;
 use std::collections::{BTreeMap, HashSet};
@@ -146,6 +147,9 @@ pub struct TaskCall {
     /// Blobs `fetch-blobs` left on the feed under an `on_demand` or
     /// `streamed` policy: this call's units may name them unstored.
     pub deferred: HashSet<Digest>,
+    /// How to reach the feed when the repository's remote says how
+    /// ([`Self::with_transport`]); else the server's client.
+    pub transport: Option<Arc<FeedTransport>>,
 }
 
 impl TaskCall {
@@ -162,6 +166,7 @@ impl TaskCall {
             repo,
             policy,
             deferred: HashSet::new(),
+            transport: None,
             version: None,
             overlay: BTreeMap::new(),
             changes: Vec::new(),
@@ -180,6 +185,12 @@ impl TaskCall {
     /// The same call, its plugin's log lines also given to `log`.
     pub fn with_log(mut self, log: Arc<dyn Fn(db::TaskLogLevel, String) + Send + Sync>) -> Self {
         self.log = log;
+        self
+    }
+
+    /// The same call reaching the feed through `transport` (a remote's).
+    pub fn with_transport(mut self, transport: Option<Arc<FeedTransport>>) -> Self {
+        self.transport = transport;
         self
     }
 
@@ -397,6 +408,14 @@ impl HostState {
             self.interrupted = Some(Interrupt::Deadline);
         }
         self.interrupted
+    }
+
+    /// The current task call's feed transport, if a remote gave one.
+    fn transport(&self) -> Option<Arc<FeedTransport>> {
+        match &self.scope {
+            CallScope::Task(t) => t.transport.clone(),
+            _ => None,
+        }
     }
 
     fn task(&mut self, what: &str) -> Result<&mut TaskCall, types::Error> {
@@ -1207,8 +1226,13 @@ impl fetch::Host for HostState {
         use std::io::Write;
         let url = self.check_fetch_url(&req.url)?;
         let env = self.env.clone();
-        let request = build_request(&env.http, &req.method, url.clone(), &req.headers)?;
+        let transport = self.transport();
+        let http = transport.as_ref().map_or(&env.http, |t| &t.http);
+        let request = build_request(http, &req.method, url.clone(), &req.headers)?;
         let fetching = async {
+            if let Some(t) = &transport {
+                t.turn().await;
+            }
             let mut resp = request.send().await.map_err(|e| {
                 err(
                     "fetch",
@@ -1278,6 +1302,11 @@ impl fetch::Host for HostState {
                 .collect();
         }
         let max = env.max_blob_size;
+        let transport = self.transport();
+        let http = transport.as_ref().map_or(&env.http, |t| &t.http).clone();
+        let concurrency = transport
+            .as_ref()
+            .map_or(crate::transport::DEFAULT_CONCURRENCY, |t| t.concurrency);
         let holder = self.linker().unwrap_or_default();
         let defers = matches!(&self.scope, CallScope::Task(t) if t.policy.defers());
         let mut prepared = Vec::with_capacity(downloads.len());
@@ -1305,7 +1334,7 @@ impl fetch::Host for HostState {
                     digest,
                     held,
                     expect,
-                    build_request(&env.http, "GET", url, &d.headers)?,
+                    build_request(&http, "GET", url, &d.headers)?,
                 ))
             }));
         }
@@ -1325,11 +1354,14 @@ impl fetch::Host for HostState {
         }
         let count = prepared.len();
         let all = futures::stream::iter(prepared.into_iter().map(|p| {
-            let (env, holder) = (env.clone(), holder.clone());
+            let (env, holder, transport) = (env.clone(), holder.clone(), transport.clone());
             async move {
                 let (digest, held, expect, req) = p?;
                 if held {
                     return Ok((digest, 0));
+                }
+                if let Some(t) = &transport {
+                    t.turn().await;
                 }
                 download::blob(
                     &env.blobs,
@@ -1343,7 +1375,7 @@ impl fetch::Host for HostState {
                 .map(|n| (digest, n))
             }
         }))
-        .buffered(4)
+        .buffered(concurrency)
         .collect::<Vec<_>>();
         // A cancel (or the deadline) drops every transfer within
         // `STOP_POLL`: connections close, temp files go.

@@ -21,6 +21,7 @@ pub mod outbound;
 pub mod publications;
 mod registry;
 pub mod stream_source;
+pub mod transport;
 pub mod visibility;
 
 pub use registry::{LoadFailure, Plugins};

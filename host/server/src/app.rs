@@ -34,6 +34,8 @@ pub struct App {
     pub pulls: crate::pull_through::Pulls,
     /// Blobs being fetched from feeds on demand.
     pub fills: crate::on_demand::Fills,
+    /// The feed transport of each remote, built once per version of it.
+    pub transports: crate::remotes::Transports,
     pub events: Arc<crate::events::Events>,
     /// What outbound requests (feeds, token realms, webhooks) may reach.
     pub outbound: Arc<OutboundPolicy>,
@@ -81,13 +83,7 @@ impl App {
             publications: publications.clone(),
             sessions,
             outbound: outbound.clone(),
-            http: outbound
-                .client_builder()
-                .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(Duration::from_secs(30))
-                // A feed that goes silent mid-answer is given up on.
-                .read_timeout(wharf_runtime::download::LIMITS.idle)
-                .build()?,
+            http: wharf_runtime::transport::FeedTransport::client_builder(&outbound).build()?,
             rt: tokio::runtime::Handle::current(),
             spool_dir,
             max_blob_size: config.max_blob_size,
@@ -160,6 +156,7 @@ impl App {
             push_publishes: Default::default(),
             pulls: Default::default(),
             fills: Default::default(),
+            transports: Default::default(),
             tasks,
             uploads,
             plugin_failures: Mutex::new(failures),

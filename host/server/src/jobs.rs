@@ -165,6 +165,8 @@ async fn repo_and_plugin(app: &App, id: &RepoId) -> Result<(Repository, Arc<Plug
     let repo = app.store.get_repo(id).await?.ok_or_else(|| {
         TaskFailure::new(format!("repository {id} no longer exists"), "not-found")
     })?;
+    // The plugin sees its remote's settings under its own.
+    let repo = crate::remotes::resolve(app, repo).await?;
     let mut plugin = app.plugins.for_content_type(&repo.content_type);
     if plugin.is_none() {
         // Installed on another node moments ago, before this one's next
@@ -635,13 +637,15 @@ async fn run_plugin_task<R: Send + 'static>(
             sink(p)
         })
     };
+    let transport = crate::remotes::transport(app, &repo).await?;
     let call = TaskCall::new(
         repo.clone(),
         progress,
         feed.iter().map(origin).collect(),
         None,
     )
-    .with_log(log);
+    .with_log(log)
+    .with_transport(transport);
     let cancel = ctx.cancel.clone();
     let outcome = tokio::task::spawn_blocking(move || f(&plugin, call, cancel))
         .await

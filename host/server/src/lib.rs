@@ -25,6 +25,7 @@ pub mod orphans;
 pub mod plugins;
 pub mod pull_through;
 pub mod registry_names;
+pub mod remotes;
 pub mod repos;
 pub mod request_context;
 pub mod retention;

@@ -34,6 +34,7 @@ use wharf_core::ids::RepoId;
 use wharf_core::remote::DownloadPolicy;
 use wharf_runtime::calls::BlobDownload;
 use wharf_runtime::host::origin;
+use wharf_runtime::transport::FeedTransport;
 use wharf_store::blobs::BlobError;
 use wharf_store::blobs::leases::Holder;
 
@@ -94,7 +95,7 @@ pub async fn serve(
         let running = app.fills.running.lock().unwrap().get(d).cloned();
         let size = match running.as_ref().and_then(|s| s.get()) {
             Some(Ok(fill)) => fill.size,
-            _ => locate(app, repo, d).await?.0.size.unwrap_or(0),
+            _ => locate(app, repo, d).await?.download.size.unwrap_or(0),
         };
         return Ok(answer(size, Body::empty()));
     }
@@ -111,12 +112,17 @@ fn answer(size: u64, body: Body) -> Response {
     resp
 }
 
-/// Where the plugin says the blob is now, and the repository's policy.
-async fn locate(
-    app: &Arc<App>,
-    repo: &RepoId,
-    d: &Digest,
-) -> Result<(BlobDownload, DownloadPolicy, Option<reqwest::Url>), Unservable> {
+/// Where the plugin says the blob is now (checked: on the repository's
+/// feed, allowed by the outbound policy), the repository's policy, and
+/// how to reach its feed.
+struct Located {
+    download: BlobDownload,
+    url: reqwest::Url,
+    policy: DownloadPolicy,
+    transport: Option<Arc<FeedTransport>>,
+}
+
+async fn locate(app: &Arc<App>, repo: &RepoId, d: &Digest) -> Result<Located, Unservable> {
     let (download, repository) = crate::jobs::locate(app, repo, d).await.map_err(|f| {
         let why = format!(
             "blob {d} is not stored here and its feed cannot say where it is: {}",
@@ -135,9 +141,31 @@ async fn locate(
             download.digest
         )));
     }
+    let url: reqwest::Url = download.url.parse().map_err(|e| {
+        Unservable::Unknown(format!("the plugin located {d} at an invalid URL: {e}"))
+    })?;
+    // Only the repository's own feed: a plugin never points the host
+    // anywhere else (redirects from there are checked hop by hop).
     let feed = crate::jobs::feed_of(&repository);
-    let policy = DownloadPolicy::of(&repository.importer_config).unwrap_or_default();
-    Ok((download, policy, feed))
+    let on_feed = feed.is_some_and(|f| origin(&f) == origin(&url));
+    if !on_feed {
+        return Err(Unservable::Unknown(format!(
+            "the plugin located {d} off the repository's feed ({})",
+            origin(&url)
+        )));
+    }
+    app.outbound
+        .check_url(&url)
+        .map_err(|e| Unservable::Unknown(format!("blob {d}: {e}")))?;
+    let transport = crate::remotes::transport(app, &repository)
+        .await
+        .map_err(|f| Unservable::Unavailable(format!("blob {d}: {}", f.message)))?;
+    Ok(Located {
+        policy: DownloadPolicy::of(&repository.importer_config).unwrap_or_default(),
+        download,
+        url,
+        transport,
+    })
 }
 
 /// The fill of `d`: the running one, or one started now.
@@ -165,7 +193,12 @@ async fn fill(app: &Arc<App>, repo: &RepoId, d: &Digest) -> Result<Arc<Fill>, Un
 /// Locate the blob, ask the feed for it, and start the download that
 /// writes it.
 async fn start(app: &Arc<App>, repo: &RepoId, d: &Digest) -> Result<Arc<Fill>, Unservable> {
-    let (download, policy, feed) = locate(app, repo, d).await?;
+    let Located {
+        download,
+        url,
+        policy,
+        transport,
+    } = locate(app, repo, d).await?;
     let size = download
         .size
         .ok_or_else(|| Unservable::Unknown(format!("the plugin located {d} without its size")))?;
@@ -175,22 +208,14 @@ async fn start(app: &Arc<App>, repo: &RepoId, d: &Digest) -> Result<Arc<Fill>, U
             app.config.max_blob_size
         )));
     }
-    let url: reqwest::Url = download.url.parse().map_err(|e| {
-        Unservable::Unknown(format!("the plugin located {d} at an invalid URL: {e}"))
-    })?;
-    // Only the repository's own feed: a plugin never points the host
-    // anywhere else (redirects from there are checked hop by hop).
-    let on_feed = feed.is_some_and(|f| origin(&f) == origin(&url));
-    if !on_feed {
-        return Err(Unservable::Unknown(format!(
-            "the plugin located {d} off the repository's feed ({})",
-            origin(&url)
-        )));
-    }
-    app.outbound
-        .check_url(&url)
-        .map_err(|e| Unservable::Unknown(format!("blob {d}: {e}")))?;
-    let mut req = app.plugins.runtime.env.http.get(url.clone());
+    let http = match &transport {
+        Some(t) => {
+            t.turn().await;
+            &t.http
+        }
+        None => &app.plugins.runtime.env.http,
+    };
+    let mut req = http.get(url.clone());
     for h in &download.headers {
         req = req.header(h.name.as_str(), h.value.as_str());
     }

@@ -99,6 +99,7 @@ fn config_object(v: Option<serde_json::Value>, what: &str) -> Result<serde_json:
     responses((status = 201, body = Repository), (status = 400, body = ApiErrorBody), (status = 409, body = ApiErrorBody)))]
 async fn create(
     State(app): State<Arc<App>>,
+    axum::Extension(principal): axum::Extension<crate::auth::Principal>,
     body: std::result::Result<Json<CreateRepo>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<RepoView>)> {
     let Json(req) = body?;
@@ -135,6 +136,7 @@ async fn create(
         updated_at: now(),
     };
     let pull_through = check_host_settings(&repo)?;
+    crate::remotes::check_use(&app, &principal, &repo.importer_config, &repo.content_type).await?;
     app.store.create_repo(&repo).await?;
     if pull_through {
         publish_pull_through(&app, &repo.id).await?;
@@ -338,11 +340,16 @@ fn merge(
     responses((status = 200, body = Repository), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 async fn update(
     State(app): State<Arc<App>>,
+    axum::Extension(principal): axum::Extension<crate::auth::Principal>,
     Path(id): Path<String>,
     body: std::result::Result<Json<UpdateRepo>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<RepoView>> {
     let Json(req) = body?;
     let mut repo = get_repo(&app, &id).await?;
+    let remote_before = repo
+        .importer_config
+        .get(wharf_store::db::REMOTE_SETTING)
+        .cloned();
     if let Some(d) = req.display_name {
         repo.display_name = d;
     }
@@ -366,6 +373,10 @@ async fn update(
     }
     repo.updated_at = now();
     let pull_through = check_host_settings(&repo)?;
+    if repo.importer_config.get(wharf_store::db::REMOTE_SETTING) != remote_before.as_ref() {
+        crate::remotes::check_use(&app, &principal, &repo.importer_config, &repo.content_type)
+            .await?;
+    }
     app.store.update_repo(&repo).await?;
     if pull_through {
         // Its publication carries the settings the registry side reads.

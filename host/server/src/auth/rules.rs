@@ -106,6 +106,12 @@ pub const RULES: &[Rule] = &[
     perm("DELETE", "/groups/{id}/members/{repo_id}",       "/groups/{id}",                 Update),
     // Orphan cleanup deletes content.
     perm("POST",   "/orphans/cleanup",                     "/orphans",                     Delete),
+    // Remotes (naming one in a repository's settings also needs read on it).
+    perm("POST",   "/remotes",                             "/remotes",                     Create),
+    perm("GET",    "/remotes",                             "/remotes",                     Read),
+    perm("GET",    "/remotes/{id}",                        "/remotes/{id}",                Read),
+    perm("PATCH",  "/remotes/{id}",                        "/remotes/{id}",                Update),
+    perm("DELETE", "/remotes/{id}",                        "/remotes/{id}",                Delete),
     // Schedules (a repository's also need execute on it: `schedules`).
     perm("POST",   "/schedules",                           "/schedules",                   Create),
     perm("GET",    "/schedules",                           "/schedules",                   Read),

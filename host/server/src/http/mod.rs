@@ -78,6 +78,7 @@ fn api(app: Arc<App>) -> axum::Router<Arc<App>> {
         .route("/docs/app.js", get(docs::script))
         .route("/docs/app.css", get(docs::style))
         .merge(crate::repos::routes())
+        .merge(crate::remotes::routes())
         .merge(crate::versions::routes())
         .merge(crate::uploads::routes())
         .merge(crate::tasks::api::routes())

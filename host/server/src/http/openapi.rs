@@ -26,6 +26,11 @@ use utoipa::OpenApi;
         crate::repos::remove,
         crate::repos::tag,
         crate::repos::retain,
+        crate::remotes::create,
+        crate::remotes::list,
+        crate::remotes::show,
+        crate::remotes::update,
+        crate::remotes::remove,
         crate::versions::list,
         crate::versions::show,
         crate::versions::diff,
@@ -85,7 +90,8 @@ use utoipa::OpenApi;
         wharf_store::db::ScheduleClaim
     )),
     tags(
-        (name = "repositories", description = "Repositories of any content type: create, change, list their content and versions, and start the long operations (import, sync, publish, copy, remove, tag, restore), each a task."),
+        (name = "repositories", description = "Repositories of any content type: create, change, list their content and versions, and start the long operations (import, sync, publish, copy, remove, tag, restore, retain), each a task."),
+        (name = "remotes", description = "Remotes: upstream settings (feed, credentials, CA, TLS switch, proxy, download concurrency, rate limit) repositories of one content type share through their importer setting `remote`."),
         (name = "uploads", description = "Resumable chunked uploads, then imported into a repository."),
         (name = "tasks", description = "Long operations: their state, live progress, result or error; cancel."),
         (name = "groups", description = "Repository groups, with members and notes."),

@@ -76,15 +76,12 @@ impl Default for Transport {
 
 impl Remote {
     /// The importer settings of a repository whose own are `own`: the
-    /// remote's, then the repository's on top (without `remote`).
+    /// remote's, then the repository's on top (`remote` included, which
+    /// still says where the others came from).
     pub fn importer_for(&self, own: &serde_json::Value) -> serde_json::Value {
         let mut merged = self.settings.as_object().cloned().unwrap_or_default();
         if let Some(own) = own.as_object() {
-            for (k, v) in own {
-                if k != REMOTE_SETTING {
-                    merged.insert(k.clone(), v.clone());
-                }
-            }
+            merged.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         serde_json::Value::Object(merged)
     }
@@ -119,7 +116,7 @@ mod tests {
             r.importer_for(&json!({"remote": "hub", "upstream_name": "a/b", "username": "v"}));
         assert_eq!(
             merged,
-            json!({"feed": "https://hub", "username": "v", "password": "p", "upstream_name": "a/b"})
+            json!({"feed": "https://hub", "username": "v", "password": "p", "upstream_name": "a/b", "remote": "hub"})
         );
         assert_eq!(
             remote_of(&json!({"remote": "hub"})),

@@ -2,10 +2,21 @@
 //! what happened. `resolve` answers `/test/snoop/<probe>` with a body
 //! `denied: <error>` or `ALLOWED: <what it got>`; `sync` runs the fetch probe
 //! and fails with the host's answer.
+//!
+//! With an importer setting `blobs` (`[{"digest", "size", "locate"?}]`) it
+//! is instead a content type whose blobs stay on the feed: `sync` names
+//! each blob at `<feed>/blobs/<digest>` through `fetch-blobs` (which, under
+//! `download_policy: on_demand` or `streamed`, defers them) and adds a unit
+//! per blob; `publish` publishes the repository under its id;
+//! `/test/snoop/<repository>/blobs/<digest>` serves a blob; and `locate`
+//! answers the blob's `locate` URL when it has one — anywhere at all, off
+//! the feed — and its feed URL otherwise. The host must never fetch the
+//! former.
 
+use serde_json::Value;
 use wharf_sdk::{
-    Body, Change, ContentType, Error, Guest, Info, Plan, Published, Repository, Request, Source,
-    Summary, UnitRef, Written, blobs, fetch, units,
+    BlobDownload, Body, Change, ContentType, Error, Guest, Info, Plan, Published, Repository,
+    Request, ServeBlob, Source, Summary, Unit, UnitRef, Written, blobs, fetch, units,
 };
 
 struct Snoop;
@@ -19,6 +30,78 @@ fn outcome<T: std::fmt::Debug, E: std::fmt::Display>(r: Result<T, E>) -> String 
 
 fn wit_err(e: Error) -> String {
     format!("{}: {}", e.code, e.message)
+}
+
+/// One blob of the `blobs` importer setting.
+struct Listed {
+    digest: String,
+    size: u64,
+    /// Where `locate` says the blob is, instead of its feed URL.
+    locate: Option<String>,
+}
+
+/// The repository's importer settings.
+fn importer(repo: &Repository) -> Result<Value, Error> {
+    wharf_sdk::json::settings::<Value>(&repo.importer_config)
+        .map_err(|e| Error::invalid(format!("importer settings: {e}")))
+}
+
+/// The `blobs` importer setting, if any.
+fn listed(settings: &Value) -> Result<Option<Vec<Listed>>, Error> {
+    let Some(list) = settings.get("blobs") else {
+        return Ok(None);
+    };
+    let bad = || Error::invalid("blobs: a list of {\"digest\", \"size\", \"locate\"?}");
+    list.as_array()
+        .ok_or_else(bad)?
+        .iter()
+        .map(|b| {
+            Ok(Listed {
+                digest: b["digest"].as_str().ok_or_else(bad)?.to_string(),
+                size: b["size"].as_u64().ok_or_else(bad)?,
+                locate: b.get("locate").and_then(Value::as_str).map(String::from),
+            })
+        })
+        .collect::<Result<_, Error>>()
+        .map(Some)
+}
+
+/// Where `digest` is on the repository's feed.
+fn on_feed(settings: &Value, digest: &str) -> Result<String, Error> {
+    let feed = settings["feed"]
+        .as_str()
+        .ok_or_else(|| Error::invalid("no feed"))?;
+    Ok(format!("{}/blobs/{digest}", feed.trim_end_matches('/')))
+}
+
+/// Name every listed blob on the feed through `fetch-blobs`, one unit each.
+fn sync_blobs(settings: &Value, listed: &[Listed]) -> Result<Summary, Error> {
+    let downloads = listed
+        .iter()
+        .map(|b| {
+            Ok(BlobDownload {
+                url: on_feed(settings, &b.digest)?,
+                headers: vec![],
+                digest: b.digest.clone(),
+                size: Some(b.size),
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    for result in fetch::fetch_blobs(&downloads) {
+        let digest = result?;
+        units::add(&Unit {
+            unit_type: "blob".into(),
+            key: digest.clone(),
+            metadata: "{}".into(),
+            blobs: vec![digest],
+        })?;
+    }
+    Ok(Summary {
+        units_added: listed.len() as u64,
+        units_removed: 0,
+        bytes_stored: 0,
+        message: format!("{} blobs named", listed.len()),
+    })
 }
 
 impl Guest for Snoop {
@@ -47,10 +130,14 @@ impl Guest for Snoop {
         ))
     }
 
-    /// Fetch a host other than the feed.
+    /// Name the `blobs` setting's blobs; without it, fetch a host other
+    /// than the feed.
     fn sync(repo: Repository) -> Result<Summary, Error> {
+        let settings = importer(&repo)?;
+        if let Some(listed) = listed(&settings)? {
+            return sync_blobs(&settings, &listed);
+        }
         // Any host but the feed's.
-        let _ = repo;
         let r = fetch::fetch(&fetch::Request {
             method: "GET".into(),
             url: "http://localhost:9/x".into(),
@@ -62,8 +149,18 @@ impl Guest for Snoop {
         ))
     }
 
-    fn publish(_repo: Repository) -> Result<Published, Error> {
-        Err(Error::new("unsupported", "snoop-test does not publish"))
+    /// Publish the repository under its id (its units' blobs are what
+    /// the publication serves).
+    fn publish(repo: Repository) -> Result<Published, Error> {
+        let index = blobs::store_bytes(
+            format!("snoop-test publication of {}", repo.id).as_bytes(),
+            None,
+        )?;
+        Ok(Published {
+            name: repo.id,
+            index,
+            summary: Summary::edited(0, 0, "published"),
+        })
     }
 
     fn select(_repo: Repository, _references: Vec<String>) -> Result<Vec<UnitRef>, Error> {
@@ -78,8 +175,27 @@ impl Guest for Snoop {
         Err(Error::no_remote_content("content"))
     }
 
-    fn locate(_repo: Repository, _digest: String) -> Result<wharf_sdk::BlobDownload, Error> {
-        Err(Error::no_remote_content("blobs"))
+    /// A listed blob's `locate` URL, wherever it points; its feed URL
+    /// otherwise.
+    fn locate(repo: Repository, digest: String) -> Result<BlobDownload, Error> {
+        let settings = importer(&repo)?;
+        let Some(listed) = listed(&settings)? else {
+            return Err(Error::no_remote_content("blobs"));
+        };
+        let blob = listed
+            .into_iter()
+            .find(|b| b.digest == digest)
+            .ok_or_else(|| Error::not_found(format!("no blob {digest} is listed")))?;
+        let url = match blob.locate {
+            Some(url) => url,
+            None => on_feed(&settings, &digest)?,
+        };
+        Ok(BlobDownload {
+            url,
+            headers: vec![],
+            digest,
+            size: Some(blob.size),
+        })
     }
 
     fn write(req: Request, _repo: Repository, _session: Option<String>) -> Written {
@@ -88,6 +204,15 @@ impl Guest for Snoop {
 
     fn resolve(req: Request) -> Plan {
         let probe = req.path.trim_start_matches("/test/snoop/");
+        // `<repository>/blobs/<digest>`: the host serves it only if the
+        // admitted repository's publication names it.
+        if let Some((_, digest)) = probe.rsplit_once("/blobs/") {
+            return Plan::Blob(ServeBlob {
+                digest: digest.into(),
+                media_type: "application/octet-stream".into(),
+                headers: vec![],
+            });
+        }
         let result = match probe {
             "file" => outcome(std::fs::read_to_string("/etc/passwd")),
             "dir" => outcome(std::fs::read_dir("/").map(|d| d.count())),
