@@ -31,6 +31,7 @@ declare -A NEEDED=(
     [/usr/lib/rabbitmq/bin/rabbitmq-server]=rabbitmq-server
     [/usr/bin/chromium]=chromium
     [/usr/bin/chromedriver]=chromium-driver
+    [/usr/bin/tinyproxy]=tinyproxy
 )
 missing=()
 for cmd in "${!NEEDED[@]}"; do
@@ -47,7 +48,7 @@ else
     apt-get -o DPkg::Lock::Timeout=600 update
     apt-get -o DPkg::Lock::Timeout=600 install -y \
         docker.io podman skopeo umoci busybox-static docker-registry jq curl openssl \
-        slapd ldap-utils rabbitmq-server python3-aiosmtpd chromium chromium-driver
+        slapd ldap-utils rabbitmq-server python3-aiosmtpd chromium chromium-driver tinyproxy
 fi
 
 # ------------------------------------------------------------------ builds --

@@ -447,7 +447,6 @@ fn install_snoop(s: &Server) {
     assert_eq!(code, 201, "install snoop: {v}");
 }
 
-
 /// A listener holding every blob of `blobs` (by digest) at any path that
 /// ends in its digest, counting its connections.
 fn blob_server(blobs: &[(String, Vec<u8>)]) -> Internal {

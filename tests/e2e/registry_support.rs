@@ -1,17 +1,18 @@
 //! Helpers for the registry-side tests: the real peers (skopeo, podman, a
-//! CNCF distribution registry), a fake upstream registry, registry HTTP
-//! calls, snapshots of a repository's content, and a tar writer for hostile
-//! archives.
+//! CNCF distribution registry), a token server for a distribution behind
+//! token auth, a fake upstream registry, registry HTTP calls, snapshots of
+//! a repository's content, and a tar writer for hostile archives.
 
 use crate::support::*;
+use base64::Engine as _;
 use reqwest::blocking::{Client, Response};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The media types `docker pull` asks for (engine 20.10 sends these four).
@@ -291,6 +292,30 @@ impl Distribution {
         })
     }
 
+    /// A registry that wants a Bearer token from its own token server for
+    /// everything (distribution's `token` auth): the [`TokenServer`] it
+    /// names as its realm issues them to `user`/`password` only, signed by a
+    /// key whose certificate chains to the registry's `rootcertbundle` (a
+    /// private CA). [`Self::push`] goes through the token flow too (skopeo
+    /// answers the challenge with the account).
+    pub fn start_with_token_auth(user: &str, password: &str) -> (Distribution, TokenServer) {
+        let mut tokens = None;
+        let d = Self::start_with(Some(format!("{user}:{password}")), |dir| {
+            let pki = crate::serving::Pki::new(dir, "token-ca");
+            let (chain, key) = pki.leaf("token-signer");
+            let server = TokenServer::start(user, password, &chain, &key);
+            let auth = format!(
+                "auth:\n  token:\n    realm: {}\n    service: {TOKEN_SERVICE}\n    \
+                 issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+                server.realm(),
+                pki.ca().display()
+            );
+            tokens = Some(server);
+            auth
+        });
+        (d, tokens.expect("the token server started"))
+    }
+
     /// A registry whose config gets `extra` right after `http.addr` (YAML,
     /// made in its directory): more of `http` when indented.
     fn start_with(creds: Option<String>, extra: impl FnOnce(&Path) -> String) -> Distribution {
@@ -374,8 +399,28 @@ impl Distribution {
         ]));
     }
 
-    /// The manifest `name:reference` as served, with its digest.
+    /// The manifest `name:reference` as served, with its digest (behind
+    /// auth, as skopeo gets it with the account: Basic, or a token).
     pub fn manifest(&self, name: &str, reference: &str) -> (Vec<u8>, String) {
+        if let Some(creds) = &self.creds {
+            let sep = if reference.starts_with("sha256:") {
+                '@'
+            } else {
+                ':'
+            };
+            let out = skopeo()
+                .args(["inspect", "--raw", "--tls-verify=false", "--creds", creds])
+                .arg(format!("docker://{}/{name}{sep}{reference}", self.addr))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "skopeo inspect {name}:{reference}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let digest = sha256_digest(&out.stdout);
+            return (out.stdout, digest);
+        }
         let r = Client::new()
             .get(format!(
                 "http://{}/v2/{name}/manifests/{reference}",
@@ -413,6 +458,276 @@ impl Drop for Distribution {
             );
         }
     }
+}
+
+/// The `service` a token-auth [`Distribution`] names in its challenges: the
+/// audience (`aud`) of the tokens it accepts.
+pub const TOKEN_SERVICE: &str = "wharf-test-upstream";
+/// The issuer (`iss`) a token-auth [`Distribution`] trusts.
+pub const TOKEN_ISSUER: &str = "wharf-test-token-issuer";
+
+/// A token a [`TokenServer`] issued.
+#[derive(Clone, Debug)]
+pub struct IssuedToken {
+    /// The account it was issued to (its `sub`).
+    pub subject: String,
+    /// What it grants, as scopes: `repository:up/app:pull,push`.
+    pub granted: Vec<String>,
+    /// The JWT itself.
+    pub token: String,
+}
+
+/// What a [`TokenServer`] did.
+#[derive(Default)]
+struct TokenLog {
+    issued: Vec<IssuedToken>,
+    /// Requests refused for a missing or wrong account.
+    refused: usize,
+}
+
+/// What a [`TokenServer`] signs with and whom it serves.
+struct TokenSigner {
+    key: jsonwebtoken::EncodingKey,
+    /// The signing certificate, then its CA (base64 DER, as `x5c` wants).
+    x5c: Vec<String>,
+    user: String,
+    password: String,
+}
+
+/// A token server of the Docker token protocol (the one distribution's
+/// `token` auth sends clients to) on loopback, for one account.
+///
+/// A test fixture, not a mock of something that runs here: no token server
+/// (docker_auth, Harbor's or GitLab's) is to be had on this machine, so
+/// this one issues real tokens that the real registry verifies. `GET
+/// /token?service=S&scope=repository:NAME:pull,push` with the account in
+/// HTTP Basic auth answers `{"token", "access_token", "expires_in"}`: an
+/// ES256 JWT (`iss`, `sub`, `aud` = the service, `exp`, `nbf`, `iat`,
+/// `jti`, `access`) granting the pull and push asked for, whose `x5c`
+/// header carries the signing certificate and the CA the registry trusts.
+/// A missing or wrong password answers 401, another service 400. One
+/// thread per connection; each answer closes its connection.
+pub struct TokenServer {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    log: Arc<Mutex<TokenLog>>,
+}
+
+impl TokenServer {
+    /// A token server for `user`/`password`, signing with `key` (a PKCS#8
+    /// P-256 key in PEM) whose certificate chain (PEM, leaf first) is
+    /// `chain`.
+    fn start(user: &str, password: &str, chain: &Path, key: &Path) -> TokenServer {
+        let key_der = pem_blocks(key, "PRIVATE KEY")
+            .pop()
+            .expect("a PKCS#8 private key");
+        let x5c = pem_blocks(chain, "CERTIFICATE")
+            .iter()
+            .map(|der| base64::engine::general_purpose::STANDARD.encode(der))
+            .collect();
+        let signer = Arc::new(TokenSigner {
+            key: jsonwebtoken::EncodingKey::from_ec_der(&key_der),
+            x5c,
+            user: user.to_string(),
+            password: password.to_string(),
+        });
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let log = Arc::new(Mutex::new(TokenLog::default()));
+        let seen = log.clone();
+        std::thread::spawn(move || {
+            // Bounded: a test asks for a few dozen tokens at most.
+            for conn in listener.incoming().take(1000) {
+                let Ok(conn) = conn else { break };
+                let (signer, log) = (signer.clone(), seen.clone());
+                std::thread::spawn(move || serve_token(conn, &signer, &log));
+            }
+        });
+        TokenServer { url, log }
+    }
+
+    /// The realm registries send clients to: `{url}/token`.
+    pub fn realm(&self) -> String {
+        format!("{}/token", self.url)
+    }
+
+    /// The tokens issued so far, oldest first.
+    pub fn issued(&self) -> Vec<IssuedToken> {
+        self.log.lock().unwrap().issued.clone()
+    }
+
+    /// Token requests refused so far for a missing or wrong account.
+    pub fn refused(&self) -> usize {
+        self.log.lock().unwrap().refused
+    }
+}
+
+/// The DER of each `label` block of a PEM file.
+fn pem_blocks(path: &Path, label: &str) -> Vec<Vec<u8>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let (begin, end) = (
+        format!("-----BEGIN {label}-----"),
+        format!("-----END {label}-----"),
+    );
+    let mut blocks = Vec::new();
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find(&begin) {
+        let after = &rest[start + begin.len()..];
+        let stop = after.find(&end).expect("a PEM block without its end");
+        let b64: String = after[..stop].split_whitespace().collect();
+        blocks.push(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap(),
+        );
+        rest = &after[stop + end.len()..];
+    }
+    blocks
+}
+
+/// `%XX` and `+` of a query string value decoded.
+fn query_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The serial number of the next token, its `jti`.
+static NEXT_JTI: AtomicUsize = AtomicUsize::new(1);
+
+/// Answer one request of a [`TokenServer`].
+fn serve_token(mut conn: std::net::TcpStream, signer: &TokenSigner, log: &Mutex<TokenLog>) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 << 10 {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    let answer = |conn: &mut std::net::TcpStream, status: &str, extra: &str, body: &str| {
+        let _ = write!(
+            conn,
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             {extra}Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+    };
+    let error = |code: &str, message: &str| {
+        json!({"errors": [{"code": code, "message": message}]}).to_string()
+    };
+    let mut request_line = head.lines().next().unwrap_or("").split(' ');
+    let (method, target) = (
+        request_line.next().unwrap_or(""),
+        request_line.next().unwrap_or(""),
+    );
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if method != "GET" || path != "/token" {
+        let body = error("UNSUPPORTED", "only GET /token");
+        return answer(&mut conn, "404 Not Found", "", &body);
+    }
+    let params: Vec<(String, String)> = query
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (query_decode(k), query_decode(v)))
+        .collect();
+
+    // The account, in HTTP Basic auth.
+    let account = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("authorization"))
+        .and_then(|(_, v)| v.trim().strip_prefix("Basic "))
+        .and_then(|b64| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+        })
+        .and_then(|raw| String::from_utf8(raw).ok());
+    let expected = format!("{}:{}", signer.user, signer.password);
+    if account.as_deref() != Some(expected.as_str()) {
+        log.lock().unwrap().refused += 1;
+        let body = error("UNAUTHORIZED", "authentication required");
+        let challenge = "WWW-Authenticate: Basic realm=\"wharf-test-token-server\"\r\n";
+        return answer(&mut conn, "401 Unauthorized", challenge, &body);
+    }
+    let service = params.iter().find(|(k, _)| k == "service");
+    if service.is_none_or(|(_, s)| s != TOKEN_SERVICE) {
+        let body = error("DENIED", "unknown service");
+        return answer(&mut conn, "400 Bad Request", "", &body);
+    }
+
+    // The account may pull and push every repository: grant what is asked.
+    let mut access = Vec::new();
+    let mut granted = Vec::new();
+    let scopes = params
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .flat_map(|(_, v)| v.split(' '));
+    for scope in scopes {
+        let Some((kind_name, actions)) = scope.rsplit_once(':') else {
+            continue;
+        };
+        let Some(("repository", name)) = kind_name.split_once(':') else {
+            continue;
+        };
+        let actions: Vec<&str> = actions
+            .split(',')
+            .filter(|a| matches!(*a, "pull" | "push"))
+            .collect();
+        if !actions.is_empty() {
+            access.push(json!({"type": "repository", "name": name, "actions": actions}));
+            granted.push(format!("repository:{name}:{}", actions.join(",")));
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.x5c = Some(signer.x5c.clone());
+    let claims = json!({
+        "iss": TOKEN_ISSUER,
+        "sub": signer.user,
+        // One audience, a string: distribution 2.8 reads `aud` into a
+        // string and refuses an array as a malformed token.
+        "aud": TOKEN_SERVICE,
+        "exp": now.as_secs() + 300,
+        "nbf": now.as_secs(),
+        "iat": now.as_secs(),
+        "jti": format!("wharf-test-{}", NEXT_JTI.fetch_add(1, Ordering::SeqCst)),
+        "access": access,
+    });
+    let token = jsonwebtoken::encode(&header, &claims, &signer.key).expect("sign the token");
+    log.lock().unwrap().issued.push(IssuedToken {
+        subject: signer.user.clone(),
+        granted,
+        token: token.clone(),
+    });
+    let body = json!({"token": token, "access_token": token, "expires_in": 300}).to_string();
+    answer(&mut conn, "200 OK", "", &body);
 }
 
 /// How a [`FakeUpstream`] answers GETs of its layer.

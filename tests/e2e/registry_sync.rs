@@ -408,3 +408,133 @@ fn a_password_in_the_feed_url_never_reaches_the_tasks_log_or_error() {
         "{t}"
     );
 }
+
+/// An upstream behind token auth (distribution's `token` auth: a Bearer
+/// token from the token server its challenge names, issue 19): without an
+/// account, or with a wrong password, the token server refuses the sync,
+/// which fails saying so and stores nothing; with the account (set by
+/// `wharf docker repo update --upstream-username`, the password from the
+/// environment), the sync gets a pull token for the upstream name and
+/// brings the image byte for byte. Neither the password nor a token
+/// reaches the task's record.
+#[test]
+fn sync_from_an_upstream_behind_token_auth_gets_a_token_with_its_account() {
+    let password = "tok-s3cret-pw";
+    let (d, tokens) = Distribution::start_with_token_auth("mirror", password);
+    d.push("busybox.tar", "docker-archive", "up/app:v1");
+    let (raw, digest) = d.manifest("up/app", "v1");
+    // The registry itself wants a token: its challenge names the realm.
+    let r = reqwest::blocking::Client::new()
+        .get(format!("{}/v2/up/app/manifests/v1", d.url()))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let challenge = header(&r, "www-authenticate");
+    assert!(
+        challenge.starts_with(&format!("Bearer realm=\"{}\"", tokens.realm())),
+        "{challenge}"
+    );
+    // skopeo pushed (and read back) with tokens of its own.
+    assert!(
+        tokens.issued().iter().any(|t| t
+            .granted
+            .contains(&"repository:up/app:pull,push".to_string())),
+        "{:?}",
+        tokens.issued()
+    );
+
+    let s = Server::start();
+    mirror_repo(&s, &d, json!({}));
+    let (issued, refused) = (tokens.issued().len(), tokens.refused());
+    let t = sync(&s, "mirror");
+    let error = failed_with(&t);
+    assert!(
+        error.contains(&tokens.realm())
+            && error.contains("answered 401")
+            && error.contains("set username and password"),
+        "{error}"
+    );
+    assert!(
+        tokens.refused() > refused,
+        "the sync never asked for a token"
+    );
+    assert_eq!(content(&s, "mirror").counts, json!({}), "nothing was added");
+
+    let r = s
+        .http
+        .patch(s.url("/api/v1/repositories/mirror"))
+        .json(&json!({"importer_config": {"username": "mirror", "password": "wrong-password"}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let refused = tokens.refused();
+    let t = sync(&s, "mirror");
+    let error = failed_with(&t);
+    assert!(
+        error.contains(&tokens.realm())
+            && error.contains("answered 401")
+            && error.contains("refused the credentials"),
+        "{error}"
+    );
+    assert!(!t.to_string().contains("wrong-password"), "{t}");
+    assert!(
+        tokens.refused() > refused,
+        "the wrong password was not tried"
+    );
+    assert_eq!(
+        tokens.issued().len(),
+        issued,
+        "a wrong password got a token"
+    );
+    assert_eq!(content(&s, "mirror").counts, json!({}), "nothing was added");
+
+    let w = crate::cli::Wharf::new(&s.base);
+    w.login("admin", ADMIN_PASSWORD);
+    let mut update = w.command(&[
+        "docker",
+        "repo",
+        "update",
+        "--repo-id",
+        "mirror",
+        "--upstream-username",
+        "mirror",
+    ]);
+    update.env("WHARF_UPSTREAM_PASSWORD", password);
+    let (ok, out) = run(&mut update);
+    assert!(ok, "{out}");
+    let t = sync(&s, "mirror");
+    assert_eq!(t["state"], "finished", "{t}\n{}", d.log());
+    assert_eq!(tag_names(&content(&s, "mirror")), ["v1"]);
+    // The sync's tokens: the account's, for pulls of the upstream name only.
+    let used = tokens.issued().split_off(issued);
+    assert!(!used.is_empty(), "the sync got no token");
+    for token in &used {
+        assert_eq!(token.subject, "mirror");
+        assert_eq!(token.granted, ["repository:up/app:pull"], "{token:?}");
+        assert!(!t.to_string().contains(&token.token), "a token in {t}");
+    }
+    assert!(!t.to_string().contains(password), "{t}");
+    let (_, repo) = s.get_json("/api/v1/repositories/mirror");
+    assert_eq!(repo["importer_config"]["password"], "********", "{repo}");
+
+    // Pullable from Wharf: the upstream's manifest and every blob, verified.
+    publish(&s, "mirror");
+    let r = request(
+        &s,
+        "GET",
+        "/v2/mirror/app/manifests/v1",
+        &[("Accept", DOCKER_ACCEPT)],
+    );
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(header(&r, "docker-content-digest"), digest);
+    assert_eq!(r.bytes().unwrap().to_vec(), raw);
+    let m: Value = serde_json::from_slice(&raw).unwrap();
+    let layers = m["layers"].as_array().unwrap();
+    let blobs = layers.iter().chain([&m["config"]]);
+    for blob in blobs {
+        let blob = blob["digest"].as_str().unwrap();
+        let r = request(&s, "GET", &format!("/v2/mirror/app/blobs/{blob}"), &[]);
+        assert_eq!(r.status().as_u16(), 200, "{blob}");
+        assert_eq!(sha256_digest(&r.bytes().unwrap()), blob);
+    }
+}

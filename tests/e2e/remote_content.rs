@@ -22,15 +22,6 @@ fn honest_feed(bytes: &[u8]) -> FakeUpstream {
     )
 }
 
-/// Whether the blob store holds `digest` (`<data-dir>/blobs/sha256/xx/…`).
-fn stored(s: &Server, digest: &str) -> bool {
-    let hex = digest.strip_prefix("sha256:").unwrap();
-    let dir = s.data_dir().join("blobs").join("sha256");
-    [dir.join(&hex[..2]).join(hex), dir.join(hex)]
-        .iter()
-        .any(|p| p.exists())
-}
-
 /// Temp files of blobs being written.
 fn temp_blobs(s: &Server) -> usize {
     std::fs::read_dir(s.data_dir().join("blobs").join("tmp"))
@@ -387,4 +378,78 @@ fn a_pull_through_cache_of_an_upstream_behind_a_private_ca_pulls_once_trusted() 
     assert!(out.contains("hello from wharf"), "{out}");
     let (status, _, _) = manifest_status(&s, path);
     assert_eq!(status, 200);
+}
+
+/// A pull-through cache of an upstream behind token auth (its own token
+/// server): without the account, a pull is refused, the token server having
+/// said no, and nothing is kept; with it (the importer's `username` and
+/// `password`: a change of settings forgets the failed pull), docker pulls
+/// through, the layers fetched on demand with a pull token of the
+/// account's.
+#[test]
+fn a_pull_through_cache_of_an_upstream_behind_token_auth_pulls_with_its_account() {
+    let (d, tokens) = Distribution::start_with_token_auth("cache", "pt-s3cret-pw");
+    d.push("busybox.tar", "docker-archive", "library/busybox:latest");
+    let (raw, upstream_digest) = d.manifest("library/busybox", "latest");
+    let layer = serde_json::from_slice::<Value>(&raw).unwrap()["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let s = Server::start();
+    // A pull's outcome, a failure too, stands for the tag's freshness (300 s
+    // here), unless the repository's settings change.
+    hub(&s, &d.url(), json!({}));
+    let path = "/v2/hub/library/busybox/manifests/latest";
+
+    let refused = tokens.refused();
+    let (status, _, body) = manifest_status(&s, path);
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains(&tokens.realm()) && body.contains("answered 401"),
+        "{body}"
+    );
+    assert!(
+        tokens.refused() > refused,
+        "the pull never asked for a token"
+    );
+    assert!(content(&s, "hub").blobs.is_empty());
+
+    let r = s
+        .http
+        .patch(s.url("/api/v1/repositories/hub"))
+        .json(&json!({"importer_config": {"username": "cache", "password": "pt-s3cret-pw"}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let issued = tokens.issued().len();
+    let image = format!("{}/hub/library/busybox:latest", s.addr);
+    let out = docker_pull_run_cat(&image, "/etc/hello.txt");
+    assert!(out.contains("hello from wharf"), "{out}");
+    let (status, digest, _) = manifest_status(&s, path);
+    assert_eq!((status, digest.as_str()), (200, upstream_digest.as_str()));
+    // The engine may hold that layer already (another test loaded the same
+    // image): ask for it as a client that lacks it would.
+    let r = anonymous_client()
+        .get(s.url(&format!("/v2/hub/library/busybox/blobs/{layer}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(sha256_digest(&r.bytes().unwrap()), layer);
+    assert!(stored(&s, &layer), "the layer was not fetched and kept");
+    // The pull's tokens, and the layer's: the account's, for pulls only.
+    let used = tokens.issued().split_off(issued);
+    assert!(
+        used.len() >= 2,
+        "a token for the pull and the layers: {used:?}"
+    );
+    // Neither the password nor a token is shown back or logged.
+    let (_, repo) = s.get_json("/api/v1/repositories/hub");
+    assert_eq!(repo["importer_config"]["password"], "********", "{repo}");
+    let log = s.log();
+    assert!(!log.contains("pt-s3cret-pw"), "the password is in the log");
+    for token in &used {
+        assert_eq!(token.subject, "cache");
+        assert_eq!(token.granted, ["repository:library/busybox:pull"]);
+        assert!(!log.contains(&token.token), "a token is in the log");
+    }
 }

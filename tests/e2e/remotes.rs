@@ -2,14 +2,17 @@
 //! the feed, shared by the repositories that name one. Checked against a
 //! CNCF distribution behind a private CA: a repository with no way to trust
 //! it fails to sync, two repositories naming a remote with the CA sync,
-//! the remote's password never shows, its TLS switch and its rate limit
-//! take effect, and a remote deleted leaves a clear error.
+//! the remote's password never shows, its TLS switch, its rate limit and
+//! its proxy (Debian's tinyproxy) take effect, and a remote deleted leaves
+//! a clear error.
 
 use crate::cli::Wharf;
 use crate::registry_support::*;
 use crate::support::*;
 use serde_json::json;
-use std::time::Instant;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 #[test]
 fn repositories_sharing_a_remote_sync_from_an_upstream_behind_its_ca() {
@@ -179,4 +182,113 @@ fn a_remote_s_rate_limit_spaces_the_downloads_of_a_sync() {
     assert!(blobs >= 21, "20 layers and a config: {blobs}");
     // At 10 requests a second, the 21 downloads alone take 2 s at least.
     assert!(paced.as_secs_f64() >= 2.0, "{paced:?} for {blobs} blobs");
+}
+
+/// A real HTTP proxy: Debian's tinyproxy in the foreground on a free
+/// loopback port, logging every request it carries.
+struct Proxy {
+    child: Child,
+    url: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Proxy {
+    fn start() -> Proxy {
+        let dir = scratch();
+        let port = free_port();
+        let (conf, log) = (
+            dir.path().join("tinyproxy.conf"),
+            dir.path().join("tinyproxy.log"),
+        );
+        std::fs::write(
+            &conf,
+            format!(
+                "Port {port}\nListen 127.0.0.1\nTimeout 60\nLogFile \"{}\"\nLogLevel Info\n\
+                 MaxClients 20\nAllow 127.0.0.1\nDisableViaHeader Yes\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("tinyproxy")
+            .args(["-d", "-c"])
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tinyproxy (apt-get install tinyproxy)");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "tinyproxy did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Proxy {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// The request lines it carried (`GET http://host/path HTTP/1.1`).
+    fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once("): ").filter(|_| l.contains("Request (")))
+            .map(|(_, r)| r.to_string())
+            .collect()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_remote_s_proxy_carries_every_request_to_the_feed() {
+    let d = Distribution::start();
+    d.push("busybox.tar", "docker-archive", "team/app:1");
+    let mut proxy = Proxy::start();
+    let s = Server::start();
+    let (status, v) = s.post_json(
+        "/api/v1/remotes",
+        &json!({"id": "via", "content_type": "docker",
+                "settings": {"feed": d.url(), "upstream_name": "team/app"},
+                "transport": {"proxy": proxy.url}}),
+    );
+    assert_eq!(status, 201, "{v}");
+    docker_repo(&s, "proxied", "rem/proxied", json!({"remote": "via"}));
+    let t = sync(&s, "proxied");
+    assert_eq!(t["state"], "finished", "{t}");
+    let c = content(&s, "proxied");
+    assert_eq!(tag_names(&c), ["1"]);
+    // The manifest and every blob went through the proxy.
+    let carried = proxy.requests();
+    let via = |path: &str| {
+        carried
+            .iter()
+            .any(|r| r.starts_with(&format!("GET http://{}{path}", d.addr)))
+    };
+    assert!(via("/v2/team/app/manifests/"), "{carried:#?}");
+    for blob in &c.blobs {
+        assert!(
+            via(&format!("/v2/team/app/blobs/{blob}")),
+            "{blob}: {carried:#?}"
+        );
+    }
+
+    // The proxy gone: the sync fails and nothing goes around it.
+    let _ = proxy.child.kill();
+    let _ = proxy.child.wait();
+    d.push("two-layer.tar", "docker-archive", "team/app:2");
+    let why = failed_with(&sync(&s, "proxied"));
+    assert!(why.contains("connect") || why.contains("proxy"), "{why}");
+    assert_eq!(tag_names(&content(&s, "proxied")), ["1"]);
 }

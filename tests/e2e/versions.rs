@@ -367,7 +367,6 @@ fn removing_a_tag_or_an_image_makes_a_version_without_it() {
     assert_eq!(status, 400, "{v}");
 }
 
-
 #[test]
 fn a_version_limit_drops_the_oldest_and_cleanup_frees_only_what_nothing_holds() {
     let s = Server::start();

@@ -45,6 +45,12 @@ pub struct Pulls {
 }
 
 impl Pulls {
+    /// Forget what `repo` pulled and failed to pull: its settings changed
+    /// (a fixed account, another feed), so the next request asks again.
+    pub fn forget(&self, repo: &RepoId) {
+        self.slots.lock().unwrap().retain(|(r, _), _| r != repo);
+    }
+
     fn slot(&self, repo: &RepoId, reference: &str, freshness: Duration) -> Slot {
         let mut slots = self.slots.lock().unwrap();
         if slots.len() >= REMEMBERED {

@@ -180,18 +180,6 @@ fn check_settings(settings: &serde_json::Value) -> Result<()> {
     Ok(())
 }
 
-/// The remote as it may be shown: its secrets (settings, a proxy's
-/// password) masked.
-fn shown(mut r: Remote) -> Remote {
-    r.settings = crate::secrets::mask(&r.settings);
-    r.transport.proxy = r
-        .transport
-        .proxy
-        .map(|p| crate::secrets::mask(&serde_json::Value::String(p)))
-        .and_then(|v| v.as_str().map(str::to_string));
-    r
-}
-
 fn parse_id(id: &str) -> Result<RemoteId> {
     id.parse().map_err(|e| Error::invalid(format!("{e}")))
 }
@@ -294,18 +282,22 @@ async fn create(
         updated_at: now(),
     };
     app.store.put_remote(&r).await?;
-    Ok((StatusCode::CREATED, Json(shown(r))))
+    Ok((StatusCode::CREATED, Json(crate::secrets::mask_remote(r))))
 }
 
 #[utoipa::path(get, path = "/api/v1/remotes", tag = "remotes", responses((status = 200, body = Vec<Remote>)))]
 async fn list(State(app): State<Arc<App>>) -> Result<Json<Vec<Remote>>> {
     let all = app.store.list_remotes().await?;
-    Ok(Json(all.into_iter().map(shown).collect()))
+    Ok(Json(
+        all.into_iter().map(crate::secrets::mask_remote).collect(),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/remotes/{id}", tag = "remotes", responses((status = 200, body = Remote), (status = 404, body = ApiErrorBody)))]
 async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<Remote>> {
-    Ok(Json(shown(get_remote(&app, &id).await?)))
+    Ok(Json(crate::secrets::mask_remote(
+        get_remote(&app, &id).await?,
+    )))
 }
 
 #[utoipa::path(patch, path = "/api/v1/remotes/{id}", tag = "remotes", request_body = UpdateRemote,
@@ -335,7 +327,11 @@ async fn update(
     if let Some(mut t) = req.transport {
         // A proxy URL sent back as shown keeps its stored password.
         if let (Some(new), Some(old)) = (&t.proxy, &r.transport.proxy)
-            && shown(r.clone()).transport.proxy.as_deref() == Some(new.as_str())
+            && crate::secrets::mask_remote(r.clone())
+                .transport
+                .proxy
+                .as_deref()
+                == Some(new.as_str())
         {
             t.proxy = Some(old.clone());
         }
@@ -344,7 +340,7 @@ async fn update(
     }
     r.updated_at = now();
     app.store.put_remote(&r).await?;
-    Ok(Json(shown(r)))
+    Ok(Json(crate::secrets::mask_remote(r)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/remotes/{id}", tag = "remotes", responses((status = 204), (status = 404, body = ApiErrorBody)))]

@@ -378,6 +378,7 @@ async fn update(
             .await?;
     }
     app.store.update_repo(&repo).await?;
+    app.pulls.forget(&repo.id);
     if pull_through {
         // Its publication carries the settings the registry side reads.
         publish_pull_through(&app, &repo.id).await?;

@@ -143,6 +143,14 @@ pub fn mask_repo(mut r: Repository) -> Repository {
     r
 }
 
+/// The remote as it may be shown: its settings' secrets and its proxy's
+/// password masked.
+pub fn mask_remote(mut r: wharf_store::db::Remote) -> wharf_store::db::Remote {
+    r.settings = mask(&r.settings);
+    r.transport.proxy = r.transport.proxy.map(|p| mask_str(&p).unwrap_or(p));
+    r
+}
+
 /// The publication as it may be shown (it carries the distributor settings).
 pub fn mask_publication(mut p: Publication) -> Publication {
     p.config = mask(&p.config);

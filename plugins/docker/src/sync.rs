@@ -262,10 +262,15 @@ impl<'a, H: Host> Client<'a, H> {
                     .collect();
                 let response = self.host.get(&url, &headers, MAX_JSON)?;
                 if response.status != 200 {
+                    let hint = match (response.status, self.credentials.is_some()) {
+                        (401 | 403, true) => ": it refused the credentials",
+                        (401 | 403, false) => ": it needs credentials: set username and password",
+                        _ => "",
+                    };
                     return Err(Error::new(
                         "denied",
                         format!(
-                            "the token endpoint {url} answered {}",
+                            "the token endpoint {url} answered {}{hint}",
                             status_text(response.status)
                         ),
                     ));

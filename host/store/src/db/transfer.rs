@@ -4,7 +4,8 @@
 //! calls the server makes, so the target's own rules (roles before users,
 //! repositories before their content) hold.
 //!
-//! What is not carried: login tokens (users log in again), unfinished
+//! Remotes and schedules are carried too. What is not carried: login
+//! tokens (users log in again), unfinished
 //! uploads, units no repository holds (orphans), and tasks that had not ended
 //! (export with the server stopped). Blobs stay where they are: the data
 //! directory is shared, whatever the metadata store.
@@ -66,6 +67,8 @@ pub enum Record {
     Listener(crate::db::Listener),
     Task(Task),
     Plugin(InstalledPlugin),
+    Remote(crate::db::Remote),
+    Schedule(crate::db::Schedule),
 }
 
 impl Record {
@@ -83,6 +86,8 @@ impl Record {
             Record::Listener(_) => "event listeners",
             Record::Task(_) => "tasks",
             Record::Plugin(_) => "installed plugins",
+            Record::Remote(_) => "remotes",
+            Record::Schedule(_) => "schedules",
         }
     }
 
@@ -255,6 +260,12 @@ pub async fn export(
     for p in store.list_installed_plugins().await? {
         w.put(Record::Plugin(p))?;
     }
+    for r in store.list_remotes().await? {
+        w.put(Record::Remote(r))?;
+    }
+    for s in store.list_schedules().await? {
+        w.put(Record::Schedule(s))?;
+    }
     w.out.flush()?;
     Ok(w.summary)
 }
@@ -341,6 +352,8 @@ async fn apply(store: &dyn Store, record: &Record) -> StoreResult<()> {
         Record::Listener(l) => store.put_listener(l).await,
         Record::Task(t) => store.put_task(t).await,
         Record::Plugin(p) => store.put_installed_plugin(p).await,
+        Record::Remote(r) => store.put_remote(r).await,
+        Record::Schedule(s) => store.put_schedule(s).await,
     }
 }
 
@@ -361,6 +374,7 @@ mod tests {
         assert_eq!(s1.counts["unit associations"], 3, "two held, one retired");
         assert_eq!(s1.counts["repository versions"], 3);
         assert_eq!(s1.skipped_unfinished_tasks, 1);
+        assert_eq!((s1.counts["remotes"], s1.counts["schedules"]), (1, 1));
 
         let b = sqlite::SqliteStore::open(&dir.path().join("b.db")).unwrap();
         let s2 = import(&b, &dump[..]).await.unwrap();
@@ -545,6 +559,29 @@ pub mod fixture {
             wasm_sha256: Digest::of(b"wasm"),
             changed_at: now(),
         })
+        .await
+        .unwrap();
+        s.put_remote(&crate::db::Remote {
+            id: "hub".parse().unwrap(),
+            content_type: "docker".into(),
+            settings: serde_json::json!({"feed": "https://hub.example", "password": "remote-password"}),
+            transport: crate::db::Transport {
+                rate_limit: Some(10),
+                ..Default::default()
+            },
+            created_at: now(),
+            updated_at: now(),
+        })
+        .await
+        .unwrap();
+        s.put_schedule(&crate::db::Schedule::new(
+            "nightly".into(),
+            crate::db::ScheduledJob::Sync {
+                repository: "app".parse().unwrap(),
+            },
+            "2026-12-01T00:00:00Z/P1D".into(),
+            Some(now()),
+        ))
         .await
         .unwrap();
     }

@@ -114,6 +114,7 @@ fn masked(r: Record) -> Record {
         Record::Repository(repo) => Record::Repository(mask_repo(repo)),
         Record::Publication(p) => Record::Publication(mask_publication(p)),
         Record::Listener(l) => Record::Listener(wharf_server::secrets::mask_listener(&l)),
+        Record::Remote(r) => Record::Remote(wharf_server::secrets::mask_remote(r)),
         r => r,
     }
 }
@@ -170,11 +171,23 @@ mod tests {
             events: vec![],
             created_at: wharf_store::db::now(),
         };
+        let remote = wharf_store::db::Remote {
+            id: "hub".parse().unwrap(),
+            content_type: "docker".into(),
+            settings: serde_json::json!({"username": "ci", "password": "remote-password"}),
+            transport: wharf_store::db::Transport {
+                proxy: Some("http://p:proxy-password@127.0.0.1:3128".into()),
+                ..Default::default()
+            },
+            created_at: wharf_store::db::now(),
+            updated_at: wharf_store::db::now(),
+        };
         let records = [
             Record::User(user),
             Record::Repository(repo),
             Record::Publication(publication),
             Record::Listener(listener),
+            Record::Remote(remote),
         ];
         for record in records {
             let before = serde_json::to_string(&record).unwrap();
@@ -186,6 +199,8 @@ mod tests {
                 "publish-token",
                 "publication-token",
                 "hook-secret",
+                "remote-password",
+                "proxy-password",
             ] {
                 assert!(!after.contains(secret), "{secret} in {after}");
             }
