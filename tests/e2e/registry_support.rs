@@ -616,18 +616,26 @@ fn query_decode(value: &str) -> String {
 /// The serial number of the next token, its `jti`.
 static NEXT_JTI: AtomicUsize = AtomicUsize::new(1);
 
-/// Answer one request of a [`TokenServer`].
-fn serve_token(mut conn: std::net::TcpStream, signer: &TokenSigner, log: &Mutex<TokenLog>) {
+/// The head of the request on `conn` (request line and headers), or
+/// `None` when the client went away first.
+fn read_head(conn: &mut std::net::TcpStream) -> Option<String> {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 << 10 {
         match conn.read(&mut buf) {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return None,
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
-    let head = String::from_utf8_lossy(&head).to_string();
+    Some(String::from_utf8_lossy(&head).to_string())
+}
+
+/// Answer one request of a [`TokenServer`].
+fn serve_token(mut conn: std::net::TcpStream, signer: &TokenSigner, log: &Mutex<TokenLog>) {
+    let Some(head) = read_head(&mut conn) else {
+        return;
+    };
     let answer = |conn: &mut std::net::TcpStream, status: &str, extra: &str, body: &str| {
         let _ = write!(
             conn,
@@ -824,16 +832,9 @@ fn serve_upstream(
     reply: &LayerReply,
     stats: &LayerStats,
 ) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 << 10 {
-        match conn.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-    }
-    let head = String::from_utf8_lossy(&head).to_string();
+    let Some(head) = read_head(&mut conn) else {
+        return;
+    };
     let path = head.split(' ').nth(1).unwrap_or("").to_string();
     let manifest_digest = sha256_digest(manifest);
     let answer =
