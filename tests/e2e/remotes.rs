@@ -4,7 +4,7 @@
 //! it fails to sync, two repositories naming a remote with the CA sync,
 //! the remote's password never shows, its TLS switch, its rate limit and
 //! its proxy (Debian's tinyproxy) take effect, and a remote deleted leaves
-//! a clear error.
+//! a clear error on sync (and publishing still works).
 
 use crate::cli::Wharf;
 use crate::registry_support::*;
@@ -159,6 +159,9 @@ fn repositories_sharing_a_remote_sync_from_an_upstream_behind_its_ca() {
         why.contains("remote private, which does not exist"),
         "{why}"
     );
+    // What needs no feed goes on: the synced content publishes.
+    let t = s.repo_task("one", "publish", json!({}));
+    assert_eq!(t["state"], "finished", "{t}");
 }
 
 #[test]

@@ -37,6 +37,7 @@ pub async fn run(app: Arc<App>, job: Job, ctx: TaskContext) -> TaskResult {
         )),
         Job::Sync { repository } => {
             let (repo, plugin) = repo_and_plugin(app, &repository).await?;
+            crate::remotes::require(app, &repo).await?;
             let version = plugin_version(&plugin);
             let auto_publish = publishes_after_changes(&repo);
             // Retention applies to what the sync brings, in the same
@@ -533,6 +534,7 @@ fn inline_context() -> TaskContext {
 /// reference, without a task. The version it makes says `pull`.
 pub async fn pull(app: &Arc<App>, repository: &RepoId, reference: &str) -> Result<(), TaskFailure> {
     let (repo, plugin) = repo_and_plugin(app, repository).await?;
+    crate::remotes::require(app, &repo).await?;
     let wanted = reference.to_string();
     let run = run_plugin_task(
         app,

@@ -39,14 +39,34 @@ pub struct Transports {
 }
 
 /// `repo` as its plugin sees it: with its remote's settings under its own.
+/// A remote deleted since leaves the repository's own settings, so that
+/// work that needs no feed (publish, copy, remove) goes on; work that does
+/// asks [`require`] first.
 pub async fn resolve(
     app: &App,
     mut repo: Repository,
 ) -> std::result::Result<Repository, TaskFailure> {
-    if let Some(remote) = remote_for(app, &repo).await? {
+    if let Some(remote) = remote_if_present(app, &repo).await? {
         repo.importer_config = remote.importer_for(&repo.importer_config);
     }
     Ok(repo)
+}
+
+/// Fail, saying what to do, when `repo` names a remote that is gone or of
+/// another content type: before work that reaches the feed (sync, pull).
+pub async fn require(app: &App, repo: &Repository) -> std::result::Result<(), TaskFailure> {
+    remote_for(app, repo).await.map(drop)
+}
+
+/// [`remote_for`], with a remote that is gone as none.
+async fn remote_if_present(
+    app: &App,
+    repo: &Repository,
+) -> std::result::Result<Option<Remote>, TaskFailure> {
+    match remote_for(app, repo).await {
+        Err(f) if f.cause == "not-found" => Ok(None),
+        other => other,
+    }
 }
 
 /// How a call of `repo` reaches its feed: its remote's transport, or
@@ -55,7 +75,7 @@ pub async fn transport(
     app: &App,
     repo: &Repository,
 ) -> std::result::Result<Option<Arc<FeedTransport>>, TaskFailure> {
-    let Some(remote) = remote_for(app, repo).await? else {
+    let Some(remote) = remote_if_present(app, repo).await? else {
         return Ok(None);
     };
     if let Some((at, t)) = app.transports.built.lock().unwrap().get(&remote.id)
