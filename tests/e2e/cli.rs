@@ -301,7 +301,7 @@ impl Drop for Terminal {
 }
 
 /// Log `admin` in on a client of its own.
-fn admin(s: &Server) -> Wharf {
+pub fn admin(s: &Server) -> Wharf {
     let w = Wharf::new(&s.base);
     w.login("admin", ADMIN_PASSWORD);
     w
@@ -1459,8 +1459,7 @@ fn a_server_error_shows_the_request_id_that_the_server_log_has() {
 #[test]
 fn sync_schedules_are_created_listed_and_deleted_in_pulp_admins_words() {
     let s = Server::start();
-    let w = Wharf::new(&s.base);
-    w.login("admin", ADMIN_PASSWORD);
+    let w = admin(&s);
     w.ok(&["docker", "repo", "create", "--repo-id", "nightly"]);
     fn sched<'a>(args: &[&'a str]) -> Vec<&'a str> {
         let mut all = vec!["docker", "repo", "sync", "schedules"];

@@ -277,8 +277,7 @@ fn an_additive_sync_keeps_tags_gone_upstream_and_a_mirror_sync_removes_them() {
     );
     assert_eq!(tag_names(&content(&s, "mirror")), all);
 
-    let w = crate::cli::Wharf::new(&s.base);
-    w.login("admin", ADMIN_PASSWORD);
+    let w = crate::cli::admin(&s);
     w.ok(&[
         "docker",
         "repo",
@@ -488,8 +487,7 @@ fn sync_from_an_upstream_behind_token_auth_gets_a_token_with_its_account() {
     );
     assert_eq!(content(&s, "mirror").counts, json!({}), "nothing was added");
 
-    let w = crate::cli::Wharf::new(&s.base);
-    w.login("admin", ADMIN_PASSWORD);
+    let w = crate::cli::admin(&s);
     let mut update = w.command(&[
         "docker",
         "repo",

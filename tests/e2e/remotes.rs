@@ -6,7 +6,6 @@
 //! its proxy (Debian's tinyproxy) take effect, and a remote deleted leaves
 //! a clear error on sync (and publishing still works).
 
-use crate::cli::Wharf;
 use crate::registry_support::*;
 use crate::support::*;
 use serde_json::json;
@@ -35,8 +34,7 @@ fn repositories_sharing_a_remote_sync_from_an_upstream_behind_its_ca() {
     assert!(why.contains("certificate"), "{why}");
 
     // A remote that carries the CA, its account and a rate limit.
-    let w = Wharf::new(&s.base);
-    w.login("admin", ADMIN_PASSWORD);
+    let w = crate::cli::admin(&s);
     let ca = pki.ca().to_str().unwrap().to_string();
     w.ok(&[
         "docker",

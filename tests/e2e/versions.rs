@@ -465,8 +465,7 @@ fn retention_keeps_exactly_the_newest_n_tags_and_what_it_drops_goes_to_cleanup()
     assert_eq!(status, 400, "{v}");
 
     // The CLI writes the rule: the two newest tags of all.
-    let w = crate::cli::Wharf::new(&s.base);
-    w.login("admin", ADMIN_PASSWORD);
+    let w = crate::cli::admin(&s);
     w.ok(&[
         "docker",
         "repo",
