@@ -23,6 +23,7 @@ mod image;
 mod import_bad_input;
 mod import_stream;
 mod nodes;
+mod object_storage;
 mod packaging;
 mod plugins;
 mod quickstart;

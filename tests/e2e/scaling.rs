@@ -16,7 +16,7 @@ fn service(var: &str) -> String {
 }
 
 /// A database of its own on the test MongoDB server.
-fn mongo_db_url(what: &str) -> String {
+pub(crate) fn mongo_db_url(what: &str) -> String {
     let base = service("WHARF_TEST_MONGO_URL");
     let (base, query) = match base.split_once('?') {
         Some((b, q)) => (b.to_string(), format!("?{q}")),
@@ -34,7 +34,7 @@ fn mongo_db_url(what: &str) -> String {
 }
 
 /// A plugin directory with only the docker plugin (file arrives by install).
-fn docker_only(dir: &Path) -> PathBuf {
+pub(crate) fn docker_only(dir: &Path) -> PathBuf {
     let pd = dir.join("builtin");
     std::fs::create_dir_all(&pd).unwrap();
     std::fs::copy(
@@ -165,7 +165,7 @@ fn submit(s: &Server, repo: &str, action: &str, body: Value) -> Value {
     t
 }
 
-fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ok() {
         assert!(start.elapsed() < timeout, "{what} within {timeout:?}");
@@ -173,7 +173,7 @@ fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
-fn plugin_names(s: &Server) -> Vec<String> {
+pub(crate) fn plugin_names(s: &Server) -> Vec<String> {
     let (code, v) = s.get_json("/api/v1/plugins");
     assert_eq!(code, 200, "{v}");
     v.as_array()
@@ -185,7 +185,7 @@ fn plugin_names(s: &Server) -> Vec<String> {
 
 /// Pull every blob of `name:latest` from `s` with skopeo; returns the
 /// manifest digest it saw.
-fn skopeo_pull(s: &Server, name: &str) -> String {
+pub(crate) fn skopeo_pull(s: &Server, name: &str) -> String {
     let out = scratch();
     must(skopeo().args([
         "copy",
@@ -562,4 +562,90 @@ fn a_schedule_runs_each_due_time_once_with_two_nodes_looking() {
             "run {n} due {due:?} created {created:?}"
         );
     }
+}
+
+/// A registry token for `scope` from `s`'s token endpoint, as `login`.
+fn registry_token(s: &Server, login: &str, password: &str, scope: &str) -> String {
+    let r = anonymous_client()
+        .get(s.url(&format!(
+            "/api/v1/registry/token?service=wharf&scope={scope}"
+        )))
+        .basic_auth(login, Some(password))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json::<Value>().unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Nodes with data directories of their own, sharing only MongoDB: a
+/// repository created, protected and published through one is never served
+/// anonymously by the other (a node counts a repository it has not read yet
+/// as protected), an unprotected one is, and a registry token from one node
+/// is good on the other (the key is in the store) while a forged one is not.
+#[test]
+fn nodes_sharing_only_the_store_agree_on_protection_and_tokens() {
+    let c = Cluster::new("own_dirs");
+    let db = c.db.clone();
+    let args = ["--db", db.as_str(), "--builtin-plugins", "false"];
+    let (a, b) = (
+        Server::spawn(Some(&c.dir.path().join("a")), &c.plugin_dir, &args),
+        Server::spawn(Some(&c.dir.path().join("b")), &c.plugin_dir, &args),
+    );
+    let (a, b) = (a.ready(), b.ready());
+    assert!(
+        !c.dir.path().join("a/registry-token.key").exists()
+            && !c.dir.path().join("b/registry-token.key").exists(),
+        "the key is not a file"
+    );
+
+    // Created, protected and published through A only.
+    a.create_repo(json!({
+        "id": "safe", "content_type": "docker",
+        "distributor_config": {"repo_registry_id": "team/safe", "protected": true},
+    }));
+    a.import_and_publish("safe", &images_dir().join("busybox.tar"));
+    let manifest = "/v2/team/safe/manifests/latest";
+    wait_until("B serves the publication", Duration::from_secs(15), || {
+        b.http.get(b.url(manifest)).send().unwrap().status() == 200
+    });
+    // The attack: anonymous reads on B, at once and for a while after.
+    for _ in 0..10 {
+        for path in [manifest, "/v2/team/safe/tags/list"] {
+            let r = anonymous_client().get(b.url(path)).send().unwrap();
+            assert_eq!(r.status(), 401, "anonymous {path} on node B");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A token issued by A pulls from B; one signed with another key does not.
+    let token = registry_token(&a, "admin", ADMIN_PASSWORD, "repository:team/safe:pull");
+    let with = |t: &str| {
+        anonymous_client()
+            .get(b.url(manifest))
+            .bearer_auth(t)
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(with(&token), 200, "a token from node A on node B");
+    let other = Server::start();
+    let forged = registry_token(&other, "admin", ADMIN_PASSWORD, "repository:team/safe:pull");
+    assert_eq!(with(&forged), 401, "a token signed by another installation");
+
+    // An unprotected repository made through A is public on B too.
+    a.create_repo(json!({
+        "id": "open", "content_type": "docker",
+        "distributor_config": {"repo_registry_id": "team/open"},
+    }));
+    a.import_and_publish("open", &images_dir().join("busybox.tar"));
+    wait_until("B serves it anonymously", Duration::from_secs(15), || {
+        anonymous_client()
+            .get(b.url("/v2/team/open/manifests/latest"))
+            .send()
+            .unwrap()
+            .status()
+            == 200
+    });
 }

@@ -60,7 +60,7 @@ impl App {
             .with_context(|| format!("opening the metadata store {db}"))?;
         tracing::info!(store = %db, "metadata store open");
         let auth = crate::auth::Auth::open(&config.auth, data, store.clone()).await?;
-        let blobs = Arc::new(BlobStore::open(&data.join("blobs"))?);
+        let blobs = Arc::new(config.blobs.open(&data.join("blobs"))?);
         let sessions = Arc::new(Sessions::open(blobs.root())?);
         let spool_dir = data.join("spool");
         std::fs::create_dir_all(&spool_dir)?;

@@ -9,6 +9,8 @@
 
 use anyhow::Context as _;
 use std::net::SocketAddr;
+use wharf_store::blobs::BlobStore;
+use wharf_store::blobs::objects::{ObjectHome, ObjectLocation, S3Access};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -122,6 +124,76 @@ pub struct ServeConfig {
     /// Access control: tokens, LDAP, the registry token realm.
     #[command(flatten)]
     pub auth: crate::auth::config::AuthConfig,
+    /// Where blobs live.
+    #[command(flatten)]
+    pub blobs: BlobArgs,
+    /// With blobs in object storage: answer blob GETs with a 307 to a
+    /// presigned URL of the object, valid this long (e.g. `5m`), instead of
+    /// streaming the bytes through this node. A repository's
+    /// `blob_redirect` setting (true/false) overrides it.
+    #[arg(long, env = "WHARF_BLOB_REDIRECT", value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub blob_redirect: Option<Duration>,
+}
+
+/// Where blobs live: `<data-dir>/blobs` (the default), or an S3-compatible
+/// bucket (docs/scaling.md, "Blobs in object storage"). With a bucket,
+/// `<data-dir>/blobs` still holds this node's temporary files and its cache
+/// of verified blobs.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct BlobArgs {
+    /// Keep blobs in S3-compatible object storage: `s3://BUCKET` or
+    /// `s3://BUCKET/PREFIX` (the bucket must exist).
+    #[arg(long, env = "WHARF_BLOB_STORE", value_name = "s3://BUCKET[/PREFIX]")]
+    pub blob_store: Option<ObjectLocation>,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+/// How to reach and sign in to an S3-compatible service; the standard
+/// `AWS_*` variables work too.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct S3Args {
+    /// The S3 service's URL, for a server other than AWS (MinIO, Ceph RGW,
+    /// Garage, ...); `http://` is allowed.
+    #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// The bucket's region (default `us-east-1`).
+    #[arg(long, env = "AWS_REGION", value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// The access key id to sign requests with.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", value_name = "ID")]
+    pub s3_access_key_id: Option<String>,
+    /// The secret access key (better from the environment or the file than
+    /// from the command line, which other users may see).
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", value_name = "KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+}
+
+impl S3Args {
+    /// A client of `location` with these settings.
+    pub fn open(&self, location: &ObjectLocation) -> anyhow::Result<ObjectHome> {
+        let access = S3Access {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            access_key_id: self.s3_access_key_id.clone(),
+            secret_access_key: self.s3_secret_access_key.clone(),
+        };
+        ObjectHome::new(location.clone(), &access)
+            .with_context(|| format!("opening the object storage {location}"))
+    }
+}
+
+impl BlobArgs {
+    /// Open the blob store rooted at `root` (`<data-dir>/blobs`), in the
+    /// bucket when one is set.
+    pub fn open(&self, root: &Path) -> anyhow::Result<BlobStore> {
+        let objects = match &self.blob_store {
+            None => None,
+            Some(location) => Some(self.s3.open(location)?),
+        };
+        BlobStore::open_with(root, objects)
+            .with_context(|| format!("opening the blob store in {}", root.display()))
+    }
 }
 
 /// TLS of the listeners. `--tls-*` apply to every listener; `--admin-tls-*`
@@ -250,6 +322,14 @@ pub const FILE_KEYS: &[(&str, &str)] = &[
     ("max_stream_imports_per_user", "max_stream_imports_per_user"),
     // The web console's files from a directory instead of the binary.
     ("console_dir", "console_dir"),
+    // Blobs in an S3-compatible bucket (s3://BUCKET[/PREFIX]), with its
+    // endpoint and credentials; a redirect lifetime for blob GETs.
+    ("blobs.store", "blob_store"),
+    ("blobs.redirect", "blob_redirect"),
+    ("blobs.s3_endpoint", "s3_endpoint"),
+    ("blobs.s3_region", "s3_region"),
+    ("blobs.s3_access_key_id", "s3_access_key_id"),
+    ("blobs.s3_secret_access_key", "s3_secret_access_key"),
     ("connections.header_timeout", "header_timeout"),
     ("connections.idle_timeout", "idle_timeout"),
     ("connections.body_timeout", "body_timeout"),
@@ -286,7 +366,7 @@ pub const FILE_KEYS: &[(&str, &str)] = &[
 const LIST_ARGS: &[&str] = &["ldap_group_role", "allow_outbound"];
 
 /// Settings whose values are never printed.
-const SECRET_KEYS: &[&str] = &["ldap.bind_password"];
+const SECRET_KEYS: &[&str] = &["ldap.bind_password", "blobs.s3_secret_access_key"];
 /// Settings that are URLs whose password part is never printed.
 const URL_KEYS: &[&str] = &["broker", "db", "ldap.url"];
 

@@ -1,9 +1,9 @@
-//! `wharf fsck`: re-hash every blob and report those whose bytes do not match
-//! their name. It never deletes unless asked.
+//! `wharf fsck`: re-hash every blob (in the data directory or the bucket)
+//! and report those whose bytes do not match their name. It never deletes
+//! unless asked.
 
 use std::path::Path;
 use wharf_core::digest::Digest;
-use wharf_store::blobs::BlobStore;
 
 #[derive(Debug, Default, serde::Serialize)]
 pub struct FsckReport {
@@ -13,14 +13,18 @@ pub struct FsckReport {
     pub removed: Vec<Digest>,
 }
 
-pub fn run(data_dir: &Path, remove_corrupt: bool) -> anyhow::Result<FsckReport> {
+pub fn run(
+    data_dir: &Path,
+    store: &crate::config::BlobArgs,
+    remove_corrupt: bool,
+) -> anyhow::Result<FsckReport> {
     let root = data_dir.join("blobs");
     anyhow::ensure!(
-        root.is_dir(),
+        store.blob_store.is_some() || root.is_dir(),
         "{} has no blob store (is this a wharf data directory?)",
         data_dir.display()
     );
-    let blobs = BlobStore::open(&root)?;
+    let blobs = store.open(&root)?;
     let mut report = FsckReport::default();
     for d in blobs.list()? {
         report.checked += 1;
@@ -40,7 +44,7 @@ mod tests {
     #[test]
     fn finds_and_optionally_removes_corrupt_blobs() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = super::BlobStore::open(&dir.path().join("blobs")).unwrap();
+        let blobs = wharf_store::blobs::BlobStore::open(&dir.path().join("blobs")).unwrap();
         let holder = wharf_store::blobs::leases::Holder::new();
         let good = blobs.store_bytes(b"good", None, &holder).unwrap();
         let bad = blobs.store_bytes(b"bad", None, &holder).unwrap();
@@ -50,7 +54,7 @@ mod tests {
             b"tampered",
         )
         .unwrap();
-        let r = super::run(dir.path(), false).unwrap();
+        let r = super::run(dir.path(), &Default::default(), false).unwrap();
         assert_eq!(
             (r.checked, r.corrupt.clone(), r.removed.len()),
             (2, vec![bad.clone()], 0)
@@ -59,7 +63,7 @@ mod tests {
             blobs.contains(&bad),
             "fsck without --remove-corrupt deletes nothing"
         );
-        let r = super::run(dir.path(), true).unwrap();
+        let r = super::run(dir.path(), &Default::default(), true).unwrap();
         assert_eq!(r.removed, vec![bad.clone()]);
         assert!(!blobs.contains(&bad) && blobs.contains(&good));
     }

@@ -43,13 +43,20 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Response {
             .map(|()| "reachable")
             .map_err(|e| format!("the metadata store does not answer: {e}")),
     );
-    let root = app.blobs.root().to_path_buf();
+    let (root, store) = (app.blobs.root().to_path_buf(), app.blobs.clone());
     let blobs = tokio::task::spawn_blocking(move || {
         // An unnamed temporary file: proves the directory exists and is
-        // writable, and leaves nothing behind.
+        // writable, and leaves nothing behind. Blobs in a bucket are
+        // staged there too, and the bucket must answer.
         tempfile::tempfile_in(&root)
-            .map(|_| "writable")
-            .map_err(|e| format!("cannot write in {}: {e}", root.display()))
+            .map_err(|e| format!("cannot write in {}: {e}", root.display()))?;
+        match store.objects() {
+            None => Ok("writable"),
+            Some(o) => o
+                .probe()
+                .map(|()| "reachable")
+                .map_err(|e| format!("the object storage does not answer: {e}")),
+        }
     })
     .await
     .unwrap_or_else(|e| Err(format!("check failed: {e}")));

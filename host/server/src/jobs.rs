@@ -125,6 +125,7 @@ pub async fn run(app: Arc<App>, job: Job, ctx: TaskContext) -> TaskResult {
         } => restore(app, &repository, version, ctx).await,
         Job::Delete { repository } => {
             app.store.delete_repo(&repository).await?;
+            app.auth.protection.refresh(app.store.as_ref(), &repository).await?;
             app.publications.remove_repo(repository.as_str());
             Ok(serde_json::json!({"deleted": repository}))
         }

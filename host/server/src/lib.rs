@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod blob_migration;
 pub mod bench;
 pub mod config;
 pub mod connections;

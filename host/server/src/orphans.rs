@@ -54,7 +54,16 @@ pub async fn remove_orphans(app: &App, protection: Duration) -> crate::tasks::Ta
     let blobs = app.blobs.clone();
     let run = tokio::task::spawn_blocking(move || blobs.begin_collection()).await??;
     let units = app.store.remove_orphan_units().await?;
-    let referenced: HashSet<_> = app.store.referenced_blobs().await?.into_iter().collect();
+    let mut referenced: HashSet<_> = app.store.referenced_blobs().await?.into_iter().collect();
+    // Installed plugins' components: nodes load them from the blob store.
+    referenced.extend(
+        app.store
+            .list_installed_plugins()
+            .await?
+            .into_iter()
+            .filter(|p| p.state == wharf_store::db::PluginState::Installed)
+            .map(|p| p.wasm_sha256),
+    );
     let blobs = app.blobs.clone();
     let sessions = app.plugins.runtime.env.sessions.clone();
     let session_idle = protection.max(app.config.upload_expiry);

@@ -185,6 +185,7 @@ async fn create(app: &App, plugin: &Plugin, name: &str, login: &str) -> Result<R
         };
         match app.store.create_repo(&repo).await {
             Ok(()) => {
+                app.auth.protection.refresh(app.store.as_ref(), &id).await?;
                 tracing::info!(repo = %id, name, user = login, "repository created by a push");
                 // Its creator may go on pushing to it (and pull it), as
                 // the owner of what it made; deleting it stays a grant.

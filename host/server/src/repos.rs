@@ -138,6 +138,7 @@ async fn create(
     let pull_through = check_host_settings(&repo)?;
     crate::remotes::check_use(&app, &principal, &repo.importer_config, &repo.content_type).await?;
     app.store.create_repo(&repo).await?;
+    app.auth.protection.refresh(app.store.as_ref(), &repo.id).await?;
     if pull_through {
         publish_pull_through(&app, &repo.id).await?;
     }
@@ -146,9 +147,19 @@ async fn create(
 
 /// Check the settings the host itself reads, whatever the content type:
 /// `download_policy` (importer), `pull_through` and `tag_freshness`
-/// (distributor). True for a pull-through repository.
+/// (distributor), and `blob_redirect` (distributor: whether blob GETs are
+/// redirected to the bucket). True for a pull-through repository.
 fn check_host_settings(repo: &Repository) -> Result<bool> {
     use wharf_core::remote::{DownloadPolicy, PullThrough};
+    if let Some(v) = repo.distributor_config.get(BLOB_REDIRECT)
+        && !v.is_boolean()
+        && !v.is_null()
+    {
+        return Err(Error::invalid(format!(
+            "distributor_config: {BLOB_REDIRECT} is true (answer blob GETs with a redirect to \
+             the object storage) or false (stream them through the server), not {v}"
+        )));
+    }
     DownloadPolicy::of(&repo.importer_config)
         .map_err(|e| Error::invalid(format!("importer_config: {e}")))?;
     wharf_core::retention::Retention::of(&repo.importer_config)
@@ -157,6 +168,11 @@ fn check_host_settings(repo: &Repository) -> Result<bool> {
         .map_err(|e| Error::invalid(format!("distributor_config: {e}")))?;
     Ok(pull_through.is_some())
 }
+
+/// The distributor setting that turns blob redirects to object storage on
+/// or off for one repository (docs/scaling.md); it takes effect with the
+/// repository's next publish.
+pub const BLOB_REDIRECT: &str = "blob_redirect";
 
 /// A pull-through repository answers for the names below its own once it
 /// is published: publish it (empty, at first) as soon as it becomes one.
@@ -378,6 +394,7 @@ async fn update(
             .await?;
     }
     app.store.update_repo(&repo).await?;
+    app.auth.protection.refresh(app.store.as_ref(), &repo.id).await?;
     app.pulls.forget(&repo.id);
     if pull_through {
         // Its publication carries the settings the registry side reads.

@@ -60,7 +60,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             loop {
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 match app.store.list_publications().await {
-                    Ok(p) => app.publications.replace_all(p),
+                    Ok(p) => {
+                        // Repositories other nodes made: read their protection
+                        // before serving them (until then they count as protected).
+                        if let Err(e) = app.auth.protection.follow(app.store.as_ref(), &p).await {
+                            tracing::warn!("cannot read new repositories' protection: {e}");
+                        }
+                        app.publications.replace_all(p)
+                    }
                     Err(e) => tracing::warn!("cannot refresh publications: {e}"),
                 }
             }

@@ -93,14 +93,6 @@ pub async fn enforce(
     let resp = next.run(req).await;
     if is_write(&method) {
         audit(&method, &login, &action, &resource, resp.status());
-        // A repository's `protected` setting may have changed: the registry
-        // must see it before the client's next request.
-        if resp.status().is_success()
-            && matches!(route.as_str(), "/repositories" | "/repositories/{id}")
-            && let Err(e) = app.auth.protection.reload(app.auth.store()).await
-        {
-            tracing::error!("reloading repository protection: {e}");
-        }
     }
     resp
 }

@@ -1,21 +1,51 @@
 //! Which repositories are protected: those whose `distributor_config` has
 //! `"protected": true`. Their published content is served only to callers
 //! with read permission on the repository; the others are pullable
-//! anonymously. The registry hot path reads this in-memory set, never the
-//! store: it is loaded at start, reloaded after every repository change made
-//! through this server's API, and every 30 s (changes made through another
-//! host sharing the store).
+//! anonymously. The registry hot path reads these in-memory sets, never the
+//! store.
+//!
+//! The sets fail closed: a repository this node has not read yet counts as
+//! protected, so content another node created and published is never served
+//! anonymously before this node knows its setting. They are loaded at start,
+//! refreshed for one repository after every change this node makes to it,
+//! refreshed when a publication of a repository it does not know arrives
+//! from another node ([`Protection::follow`]), and reloaded in full every
+//! 30 s (settings changed through other nodes).
 
 use std::collections::HashSet;
 use std::sync::RwLock;
-use wharf_store::db::{RepoQuery, Repository, Store, StoreResult};
+use wharf_core::ids::RepoId;
+use wharf_store::db::{Publication, RepoQuery, Repository, Store, StoreResult};
 
 /// The `distributor_config` key that protects a repository.
 pub const KEY: &str = "protected";
 
 #[derive(Default)]
 pub struct Protection {
-    ids: RwLock<HashSet<String>>,
+    sets: RwLock<Sets>,
+}
+
+#[derive(Default)]
+struct Sets {
+    /// Every repository whose setting this node has read.
+    known: HashSet<String>,
+    /// Those of them that are protected.
+    protected: HashSet<String>,
+    /// Repositories refreshed one by one since the last full reload began:
+    /// what that reload read of them may be older, so theirs wins.
+    refreshed: HashSet<String>,
+}
+
+impl Sets {
+    fn record(&mut self, repo: &Repository) {
+        let id = repo.id.to_string();
+        if is_protected(repo) {
+            self.protected.insert(id.clone());
+        } else {
+            self.protected.remove(&id);
+        }
+        self.known.insert(id);
+    }
 }
 
 pub fn is_protected(repo: &Repository) -> bool {
@@ -23,13 +53,53 @@ pub fn is_protected(repo: &Repository) -> bool {
 }
 
 impl Protection {
-    pub fn contains(&self, repo_id: &str) -> bool {
-        self.ids.read().unwrap().contains(repo_id)
+    /// Whether reads of `repo_id` need permission: it is protected, or this
+    /// node has not read its setting yet.
+    pub fn protects(&self, repo_id: &str) -> bool {
+        let sets = self.sets.read().unwrap();
+        sets.protected.contains(repo_id) || !sets.known.contains(repo_id)
+    }
+
+    /// Whether this node has read the setting of `repo_id`.
+    fn knows(&self, repo_id: &str) -> bool {
+        self.sets.read().unwrap().known.contains(repo_id)
+    }
+
+    /// Re-read one repository's setting (after a change to it; a deleted
+    /// repository is forgotten, hence protected).
+    pub async fn refresh(&self, store: &dyn Store, id: &RepoId) -> StoreResult<()> {
+        let repo = store.get_repo(id).await?;
+        let mut sets = self.sets.write().unwrap();
+        match repo {
+            Some(repo) => sets.record(&repo),
+            None => {
+                sets.known.remove(id.as_str());
+                sets.protected.remove(id.as_str());
+            }
+        }
+        sets.refreshed.insert(id.to_string());
+        Ok(())
+    }
+
+    /// Read the setting of every repository named by `pubs` that this node
+    /// does not know yet: publications made by other nodes.
+    pub async fn follow(&self, store: &dyn Store, pubs: &[Publication]) -> StoreResult<()> {
+        let mut unknown: Vec<&RepoId> = pubs
+            .iter()
+            .map(|p| &p.repo_id)
+            .filter(|id| !self.knows(id.as_str()))
+            .collect();
+        unknown.dedup();
+        for id in unknown {
+            self.refresh(store, id).await?;
+        }
+        Ok(())
     }
 
     /// Re-read every repository's setting.
     pub async fn reload(&self, store: &dyn Store) -> StoreResult<()> {
-        let mut ids = HashSet::new();
+        self.sets.write().unwrap().refreshed.clear();
+        let mut sets = Sets::default();
         let mut after = None;
         loop {
             let page = store
@@ -39,17 +109,28 @@ impl Protection {
                     ..Default::default()
                 })
                 .await?;
-            ids.extend(
-                page.iter()
-                    .filter(|r| is_protected(r))
-                    .map(|r| r.id.to_string()),
-            );
+            for r in &page {
+                sets.record(r);
+            }
             match page.last() {
                 Some(last) if page.len() == 1000 => after = Some(last.id.to_string()),
                 _ => break,
             }
         }
-        *self.ids.write().unwrap() = ids;
+        let mut current = self.sets.write().unwrap();
+        for id in std::mem::take(&mut current.refreshed) {
+            for (now, was) in [
+                (&mut sets.known, &current.known),
+                (&mut sets.protected, &current.protected),
+            ] {
+                if was.contains(&id) {
+                    now.insert(id.clone());
+                } else {
+                    now.remove(&id);
+                }
+            }
+        }
+        *current = sets;
         Ok(())
     }
 }

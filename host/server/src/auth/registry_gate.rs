@@ -61,7 +61,7 @@ fn repo_resource(id: &str) -> String {
 
 pub fn may_pull(app: &App, caller: Option<&Principal>, repos: &[String]) -> bool {
     repos.iter().all(|r| {
-        !app.auth.protection.contains(r)
+        !app.auth.protection.protects(r)
             || caller.is_some_and(|p| p.allows(&repo_resource(r), Operation::Read))
     })
 }
@@ -116,7 +116,7 @@ impl Admitted {
 fn reader(app: &App, caller: Caller) -> Reader {
     let (auth, publications) = (app.auth.clone(), app.publications.clone());
     Arc::new(move |repo: &RepoId| {
-        if !auth.protection.contains(repo.as_str()) {
+        if !auth.protection.protects(repo.as_str()) {
             return true;
         }
         match &caller {
@@ -173,7 +173,7 @@ pub async fn admit(
     let repository = target.as_ref().and_then(|(_, r)| r.clone());
     let protected = repository
         .as_ref()
-        .is_some_and(|repo| app.auth.protection.contains(repo));
+        .is_some_and(|repo| app.auth.protection.protects(repo));
     if !write && !protected {
         // A public read needs nobody; credentials sent anyway (a catalog
         // of what this caller may read) count when they are valid.

@@ -7,9 +7,9 @@
 //! the push creates it). A scope that is not granted is left out, not refused: the
 //! registry then answers 401 for it, as Docker expects.
 //!
-//! The signing key is 32 random bytes made at first start and kept in
-//! `<data-dir>/registry-token.key` (mode 0600); nodes sharing the data
-//! directory share it, so a token from one node is good on every other.
+//! The signing key is 32 random bytes made at first start and kept in the
+//! metadata store; every node sharing the store signs with it, so a token
+//! from one node is good on every other.
 
 use super::{AuthError, ClientAddr, Principal, percent, registry_gate};
 use crate::app::App;
@@ -20,15 +20,17 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 use std::sync::Arc;
 use wharf_runtime::calls::{ErrorFormat, Refusal, Rendered};
+use wharf_store::db::Store;
 
 pub const SERVICE: &str = "wharf";
 pub const TTL_SECS: u64 = 300;
+/// Where an installation from before kept the key (adopted at start).
 const KEY_FILE: &str = "registry-token.key";
+/// The key's name among the metadata store's secrets.
+const KEY_SECRET: &str = "registry-token-key";
 
 pub struct SigningKey {
     encoding: EncodingKey,
@@ -66,35 +68,15 @@ impl Claims {
     }
 }
 
-/// Make the key, or read the one another node sharing the data directory made
-/// at the same moment: the key is written to a temporary file and linked into
-/// place, so a reader never sees it half-written and exactly one key wins.
-fn create_key(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let secret = rand::random::<[u8; 32]>().to_vec();
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(&secret)?;
-    f.sync_all()?;
-    let linked = std::fs::hard_link(&tmp, path);
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => Ok(secret),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(path)
-            .with_context(|| format!("reading {} made by another node", path.display())),
-        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
-    }
-}
-
 impl SigningKey {
-    pub fn load_or_create(data_dir: &Path) -> anyhow::Result<SigningKey> {
+    /// The key every node sharing the metadata store signs with: made by the
+    /// first node to start, kept in the store (its `secrets`), so nodes need
+    /// no shared file system. An installation from before keeps the key in
+    /// `<data-dir>/registry-token.key`: that one is adopted (tightened to
+    /// 0600), so tokens already issued stay valid.
+    pub async fn load_or_create(data_dir: &Path, store: &dyn Store) -> anyhow::Result<SigningKey> {
         let path = data_dir.join(KEY_FILE);
-        let secret = match std::fs::read(&path) {
+        let candidate = match std::fs::read(&path) {
             Ok(bytes) => {
                 // Made readable by others by an older version, or by hand.
                 wharf_core::private_files::tighten(&path, wharf_core::private_files::FILE_MODE)?;
@@ -105,9 +87,19 @@ impl SigningKey {
                 );
                 bytes
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_key(&path)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                rand::random::<[u8; 32]>().to_vec()
+            }
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
+        let secret = store
+            .ensure_secret(KEY_SECRET, &candidate)
+            .await
+            .context("reading the registry token key from the metadata store")?;
+        anyhow::ensure!(
+            secret.len() >= 32,
+            "the registry token key in the metadata store is shorter than 32 bytes"
+        );
         Ok(SigningKey {
             encoding: EncodingKey::from_secret(&secret),
             decoding: DecodingKey::from_secret(&secret),

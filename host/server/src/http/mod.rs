@@ -156,7 +156,10 @@ async fn status(
         Ok(()) => serde_json::json!({"backend": backend, "ok": true}),
         Err(e) => serde_json::json!({"backend": backend, "ok": false, "error": e.to_string()}),
     };
-    let blobs_ok = std::fs::metadata(app.blobs.root()).is_ok();
+    let store = app.blobs.clone();
+    let blobs_ok = tokio::task::spawn_blocking(move || store.probe().is_ok())
+        .await
+        .unwrap_or(false);
     Json(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "ok": db_ok_flag,
@@ -166,6 +169,6 @@ async fn status(
         "uptime_seconds": app.started.elapsed().as_secs(),
         "plugins": plugins,
         "plugin_load_failures": *app.plugin_failures.lock().unwrap(),
-        "storage": {"blobs": {"path": app.blobs.root().display().to_string(), "ok": blobs_ok}, "db": db},
+        "storage": {"blobs": {"path": app.blobs.root().display().to_string(), "location": app.blobs.describe(), "ok": blobs_ok}, "db": db},
     }))
 }

@@ -29,7 +29,6 @@ use wharf_runtime::calls::{ErrorFormat, Header, Plan, Refusal, Request};
 use wharf_runtime::engine::PluginError;
 use wharf_runtime::host::ResolveCall;
 use wharf_runtime::visibility::Served;
-use wharf_store::blobs::BlobError;
 
 /// Headers a plugin may see: what content negotiation, caching and writes
 /// need.
@@ -448,6 +447,67 @@ fn blob_headers(resp: &mut Response, d: &Digest, media_type: &str, extra: &[Head
     add_headers(resp, extra);
 }
 
+/// Where a blob's bytes come from.
+enum Source {
+    /// A file of this node: the blob directory, or the node's cache of a
+    /// bucket.
+    File(tokio::fs::File),
+    /// The bucket, streamed through this node.
+    Object,
+}
+
+/// How long a presigned URL lives when a repository asks for redirects and
+/// the server sets no lifetime (`--blob-redirect`).
+const REDIRECT_FOR: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Whether blob GETs of `repo` are answered with a redirect to the bucket,
+/// and for how long the URL is good: its publication's `blob_redirect`
+/// (true/false) if set, else the server's `--blob-redirect`. Never without
+/// a bucket.
+fn redirect_for(app: &App, repo: Option<&RepoId>) -> Option<std::time::Duration> {
+    app.blobs.objects()?;
+    let setting = repo.and_then(|r| {
+        app.publications
+            .for_repo(r.as_str())
+            .iter()
+            .find_map(|p| p.config.get(crate::repos::BLOB_REDIRECT)?.as_bool())
+    });
+    match setting {
+        Some(false) => None,
+        Some(true) => Some(app.config.blob_redirect.unwrap_or(REDIRECT_FOR)),
+        None => app.config.blob_redirect,
+    }
+}
+
+/// Find blob `d`: its size and where to read it. `Ok(None)` when it is not
+/// stored; an error when the bucket does not answer.
+async fn locate(app: &Arc<App>, d: &Digest) -> std::io::Result<Option<(u64, Source)>> {
+    if let Some(f) = app.blobs.local_file(d)? {
+        let len = f.metadata()?.len();
+        return Ok(Some((len, Source::File(tokio::fs::File::from_std(f)))));
+    }
+    let Some(objects) = app.blobs.objects() else {
+        return Ok(None);
+    };
+    let (objects, d) = (objects.clone(), d.clone());
+    tokio::task::spawn_blocking(move || Ok(objects.size(&d)?.map(|n| (n, Source::Object))))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// A 503 saying why a blob cannot be read now.
+fn unavailable(errors: &ErrorFormat, method: &Method, why: &str) -> Response {
+    head_safe(
+        method,
+        refusal(
+            errors,
+            StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::Unavailable,
+            why,
+        ),
+    )
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn serve_blob(
     app: &Arc<App>,
@@ -459,10 +519,10 @@ async fn serve_blob(
     extra: &[Header],
     repo: Option<&RepoId>,
 ) -> Response {
-    let file = match app.blobs.open_blob(d) {
-        Ok(f) => tokio::fs::File::from_std(f),
+    let (len, source) = match locate(app, d).await {
+        Ok(Some(found)) => found,
         // Named by the repository's units, left on its feed: fetch it.
-        Err(BlobError::NotFound(_)) if repo.is_some() => {
+        Ok(None) if repo.is_some() => {
             let repo = repo.expect("checked");
             return match crate::on_demand::serve(app, repo, d, *method == Method::HEAD).await {
                 Ok(mut resp) => {
@@ -475,26 +535,23 @@ async fn serve_blob(
                 }
                 Err(Unservable::Unavailable(why)) => {
                     tracing::warn!(repo = %repo, "{why}");
-                    head_safe(
-                        method,
-                        refusal(
-                            errors,
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            Refusal::Unavailable,
-                            &why,
-                        ),
-                    )
+                    unavailable(errors, method, &why)
                 }
             };
+        }
+        Ok(None) => return blob_unknown(errors, method, d),
+        Err(e) if app.blobs.objects().is_some() => {
+            tracing::error!("blob {d} cannot be read: {e}");
+            return unavailable(
+                errors,
+                method,
+                &format!("the blob store does not answer; try again later ({e})"),
+            );
         }
         Err(e) => {
             tracing::error!("publication names {d}, which cannot be opened: {e}");
             return blob_unknown(errors, method, d);
         }
-    };
-    let len = match file.metadata().await {
-        Ok(m) => m.len(),
-        Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot stat blob\n"),
     };
     let etag = format!("\"{d}\"");
     let mut resp = Response::new(Body::empty());
@@ -508,6 +565,30 @@ async fn serve_blob(
     {
         *resp.status_mut() = StatusCode::NOT_MODIFIED;
         return resp;
+    }
+    // The Crane mode: the client fetches the bytes (Range included) from
+    // the bucket, with a URL good for this blob only and only for a while.
+    if *method == Method::GET
+        && let Some(ttl) = redirect_for(app, repo)
+    {
+        let objects = app.blobs.objects().expect("redirects need a bucket").clone();
+        let key = d.clone();
+        let url = tokio::task::spawn_blocking(move || objects.presigned_get(&key, ttl)).await;
+        return match url {
+            Ok(Ok(url)) => match HeaderValue::try_from(url.as_str()) {
+                Ok(v) => {
+                    let mut resp = StatusCode::TEMPORARY_REDIRECT.into_response();
+                    resp.headers_mut().insert(header::LOCATION, v);
+                    resp.headers_mut()
+                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                    blob_headers(&mut resp, d, media_type, extra);
+                    resp
+                }
+                Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "invalid presigned URL\n"),
+            },
+            Ok(Err(e)) => unavailable(errors, method, &format!("cannot sign a URL for {d}: {e}")),
+            Err(e) => unavailable(errors, method, &format!("cannot sign a URL for {d}: {e}")),
+        };
     }
     let range = req_headers
         .get(header::RANGE)
@@ -537,12 +618,33 @@ async fn serve_blob(
     if *method == Method::HEAD {
         return resp;
     }
-    let mut file = file;
-    if start > 0 && file.seek(SeekFrom::Start(start)).await.is_err() {
-        return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot seek blob\n");
+    match source {
+        Source::File(mut file) => {
+            if start > 0 && file.seek(SeekFrom::Start(start)).await.is_err() {
+                return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot seek blob\n");
+            }
+            let stream =
+                tokio_util::io::ReaderStream::with_capacity(file.take(end - start), STREAM_CHUNK);
+            *resp.body_mut() = Body::from_stream(stream);
+        }
+        Source::Object => {
+            let objects = app.blobs.objects().expect("located in the bucket").clone();
+            let key = d.clone();
+            let stream = tokio::task::spawn_blocking(move || {
+                objects.get_range(&key, start, Some(end))
+            })
+            .await;
+            match stream {
+                Ok(Ok(stream)) => *resp.body_mut() = Body::from_stream(stream),
+                Ok(Err(e)) => {
+                    return unavailable(errors, method, &format!("cannot read {d}: {e}"));
+                }
+                Err(e) => {
+                    return unavailable(errors, method, &format!("cannot read {d}: {e}"));
+                }
+            }
+        }
     }
-    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(end - start), STREAM_CHUNK);
-    *resp.body_mut() = Body::from_stream(stream);
     resp
 }
 

@@ -102,12 +102,18 @@ async fn install(
         .iter()
         .find(|p| p.info.name == plugin.info.name)
         .map(|p| p.info.version.clone());
-    let path = super::sync::installed_path(&app, &plugin.info.name);
-    let dir = path.parent().expect("a file in installed-plugins");
-    let persist = std::fs::create_dir_all(dir)
-        .and_then(|_| std::fs::write(path.with_extension("tmp"), &body))
-        .and_then(|_| std::fs::rename(path.with_extension("tmp"), &path));
-    if let Err(e) = persist {
+    // Saved for this node's next start, and as a blob for the other nodes
+    // (which need no shared file system to load it). The blob's lease
+    // lasts until the record below commits; cleanup keeps it after.
+    let holder = wharf_store::blobs::leases::Holder::new();
+    if let Err(e) = super::sync::save(&app, &plugin.info.name, &body, &plugin.wasm_digest)
+        .and_then(|()| {
+            app.blobs
+                .store_bytes(&body, Some(&plugin.wasm_digest), &holder)
+                .map(drop)
+                .map_err(std::io::Error::other)
+        })
+    {
         return Err(Error::internal(format!(
             "plugin loaded but not saved for the next start: {e}"
         )));
@@ -124,6 +130,7 @@ async fn install(
             "plugin loaded and saved here, but other nodes will not learn of it: {e}; install it again"
         ))
     })?;
+    drop(holder);
     tracing::info!(plugin = %plugin.info.name, version = %plugin.info.version, ?upgraded_from, "plugin installed");
     let kind = if upgraded_from.is_some() {
         "plugin.upgraded"

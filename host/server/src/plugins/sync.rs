@@ -2,8 +2,9 @@
 //! made through the API on any node.
 //!
 //! An install writes the component to `<data-dir>/installed-plugins/<name>.wasm`
-//! (the data directory is shared by every node) and records
-//! `{name, installed, version, sha256}` in the metadata store; a removal
+//! and to the blob store (which every node shares, as a directory or a
+//! bucket), and records `{name, installed, version, sha256}` in the
+//! metadata store; a removal
 //! records `{name, removed, version, sha256}`. Every node (servers and
 //! workers) reconciles with those records at start and then every
 //! [`INTERVAL`]: it loads an installed component whose digest differs from
@@ -84,23 +85,49 @@ pub async fn reconcile(app: &App) -> anyhow::Result<Reconciled> {
     Ok(done)
 }
 
-async fn load(app: &App, r: &InstalledPlugin) -> anyhow::Result<()> {
+/// Keep component `wasm` of plugin `name` in this node's data directory.
+pub fn save(app: &App, name: &str, wasm: &[u8], digest: &Digest) -> std::io::Result<()> {
+    let path = installed_path(app, name);
+    let dir = path.parent().expect("a file in installed-plugins");
+    let tmp = dir.join(format!("{name}.{}.tmp", digest.hex()));
+    std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::write(&tmp, wasm))
+        .and_then(|_| std::fs::rename(&tmp, &path))
+}
+
+/// The component a record names: this node's copy when it has that one,
+/// else the blob store's (saved here for the next start).
+async fn fetch(app: &App, r: &InstalledPlugin) -> anyhow::Result<Vec<u8>> {
     let path = installed_path(app, &r.name);
-    let wasm = tokio::fs::read(&path).await.map_err(|e| {
-        anyhow::anyhow!(
-            "reading {}: {e} (every node must share the data directory)",
-            path.display()
-        )
-    })?;
+    if let Ok(wasm) = tokio::fs::read(&path).await
+        && Digest::of(&wasm) == r.wasm_sha256
+    {
+        return Ok(wasm);
+    }
+    let (blobs, digest) = (app.blobs.clone(), r.wasm_sha256.clone());
+    let wasm = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
+        let mut wasm = Vec::new();
+        std::io::Read::read_to_end(&mut blobs.open_blob(&digest)?, &mut wasm)?;
+        Ok(wasm)
+    })
+    .await?
+    .map_err(|e| anyhow::anyhow!("reading its component {} from the blob store: {e:#}", r.wasm_sha256))?;
+    // A newer install may be replacing it right now: the next round sees
+    // its record.
     let digest = Digest::of(&wasm);
-    // A newer install may be replacing the file right now: the next round
-    // sees its record.
     anyhow::ensure!(
         digest == r.wasm_sha256,
-        "{} has digest {digest}, not the recorded {}; it is being replaced, or the data directory is not shared",
-        path.display(),
+        "its component in the blob store has digest {digest}, not the recorded {}",
         r.wasm_sha256
     );
+    if let Err(e) = save(app, &r.name, &wasm, &digest) {
+        tracing::warn!(plugin = %r.name, "cannot keep its component for the next start: {e}");
+    }
+    Ok(wasm)
+}
+
+async fn load(app: &App, r: &InstalledPlugin) -> anyhow::Result<()> {
+    let wasm = fetch(app, r).await?;
     let plugins = app.plugins.clone();
     tokio::task::spawn_blocking(move || plugins.install(&wasm).map(drop))
         .await?

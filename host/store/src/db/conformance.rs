@@ -41,6 +41,7 @@ pub async fn run_all(s: &dyn Store) {
     users_roles_permissions(s).await;
     tokens(s).await;
     installed_plugins(s).await;
+    secrets(s).await;
     versions(s).await;
     schedules(s).await;
     remotes(s).await;
@@ -1051,6 +1052,16 @@ async fn tokens(s: &dyn Store) {
         s.get_token("h6").await.unwrap().is_none(),
         "a deleted user's tokens go with it"
     );
+}
+
+/// The first value asked for a secret wins; later ones get it back.
+async fn secrets(s: &dyn Store) {
+    let first = s.ensure_secret("registry-token", &[1; 32]).await.unwrap();
+    assert_eq!(first, vec![1; 32]);
+    let again = s.ensure_secret("registry-token", &[2; 32]).await.unwrap();
+    assert_eq!(again, vec![1; 32], "a later candidate does not replace it");
+    let other = s.ensure_secret("other", &[3; 5]).await.unwrap();
+    assert_eq!(other, vec![3; 5]);
 }
 
 async fn installed_plugins(s: &dyn Store) {

@@ -969,6 +969,16 @@ pub trait PluginStore: Send + Sync {
     async fn list_installed_plugins(&self) -> StoreResult<Vec<InstalledPlugin>>;
 }
 
+/// Secrets the nodes sharing the store must agree on (the registry token
+/// signing key): made once, by whichever node asks first.
+#[async_trait::async_trait]
+pub trait SecretStore: Send + Sync {
+    /// The secret named `name`: stored as `candidate` if there is none yet,
+    /// else the one stored (another node's, made first). Exactly one value
+    /// wins however many nodes ask at once.
+    async fn ensure_secret(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>>;
+}
+
 /// The whole metadata store: one backend holding every aggregate. Code
 /// that needs one aggregate names its trait (`TaskStore`, ...).
 #[async_trait::async_trait]
@@ -981,6 +991,7 @@ pub trait Store:
     + PluginStore
     + ScheduleStore
     + RemoteStore
+    + SecretStore
     + 'static
 {
     /// Which backend this is: `"sqlite"` or `"mongodb"` (reported by

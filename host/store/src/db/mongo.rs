@@ -78,6 +78,7 @@ mod coll {
     pub const PERMS: &str = "permissions";
     pub const TOKENS: &str = "api_tokens";
     pub const PLUGINS: &str = "installed_plugins";
+    pub const SECRETS: &str = "secrets";
     pub const SCHEDULES: &str = "schedules";
     pub const REMOTES: &str = "remotes";
 }
@@ -100,6 +101,7 @@ struct Colls {
     perms: Collection<Document>,
     tokens: Collection<Document>,
     plugins: Collection<Document>,
+    secrets: Collection<Document>,
     schedules: Collection<Document>,
     remotes: Collection<Document>,
 }
@@ -626,6 +628,7 @@ async fn migrate(db: &Database, version: i64) -> anyhow::Result<()> {
                 coll::UPLOADS,
                 coll::ROLES,
                 coll::PLUGINS,
+                coll::SECRETS,
                 coll::META,
             ] {
                 if !existing.iter().any(|e| e == name) {
@@ -805,6 +808,7 @@ impl MongoStore {
                 perms: c(coll::PERMS),
                 tokens: c(coll::TOKENS),
                 plugins: c(coll::PLUGINS),
+                secrets: c(coll::SECRETS),
                 schedules: c(coll::SCHEDULES),
                 remotes: c(coll::REMOTES),
             },
@@ -2285,6 +2289,34 @@ impl PluginStore for MongoStore {
     async fn list_installed_plugins(&self) -> StoreResult<Vec<InstalledPlugin>> {
         let docs = all_by_id(&self.c.plugins, doc! {}).await?;
         Ok(docs.iter().map(from_doc).collect::<MResult<_>>()?)
+    }
+}
+
+#[async_trait::async_trait]
+impl SecretStore for MongoStore {
+    async fn ensure_secret(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>> {
+        let value = mongodb::bson::Binary {
+            subtype: mongodb::bson::spec::BinarySubtype::Generic,
+            bytes: candidate.to_vec(),
+        };
+        // An upsert that only sets on insert: the first node's value stays.
+        self.c
+            .secrets
+            .update_one(doc! {"_id": name}, doc! {"$setOnInsert": {"value": value}})
+            .upsert(true)
+            .await?;
+        let stored = self
+            .c
+            .secrets
+            .find_one(doc! {"_id": name})
+            .await?
+            .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("secret {name} vanished after its upsert")))?;
+        match stored.get("value") {
+            Some(mongodb::bson::Bson::Binary(b)) => Ok(b.bytes.clone()),
+            _ => Err(StoreError::Backend(anyhow::anyhow!(
+                "secret {name} is not binary in the store: remove it from the `secrets` collection to make a new one"
+            ))),
+        }
     }
 }
 

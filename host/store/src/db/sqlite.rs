@@ -144,6 +144,10 @@ CREATE TABLE IF NOT EXISTS installed_plugins (
     name TEXT PRIMARY KEY,
     doc TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS secrets (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
 "#;
 
 pub struct SqliteStore {
@@ -1847,6 +1851,25 @@ impl PluginStore for SqliteStore {
                 out.push(serde_json::from_str(&doc?)?);
             }
             Ok(out)
+        })
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl SecretStore for SqliteStore {
+    async fn ensure_secret(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>> {
+        let (name, candidate) = (name.to_string(), candidate.to_vec());
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO secrets (name, value) VALUES (?1, ?2)",
+                params![name, candidate],
+            )?;
+            Ok(c.query_row(
+                "SELECT value FROM secrets WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )?)
         })
         .await
     }

@@ -1,8 +1,10 @@
 //! The `wharf` command line: the server's own commands (`serve`,
-//! `worker`, `bench`, `fsck`, `db`, `config check`; [`server`], [`db`]) and
+//! `worker`, `bench`, `fsck`, `blobs`, `db`, `config check`; [`server`],
+//! [`blobs`], [`db`]) and
 //! the admin client's (crate `wharf-cli`), in one command tree; [`manpages`]
 //! writes a man page for each of them.
 
+pub mod blobs;
 pub mod db;
 pub mod manpages;
 pub mod server;
@@ -58,6 +60,10 @@ pub enum Command {
     /// Re-hash every blob in a data directory and report (or remove) those
     /// whose bytes do not match their digest.
     Fsck(server::FsckArgs),
+    /// The blob store of a data directory, worked on directly: `migrate`
+    /// copies it into S3-compatible object storage.
+    #[command(subcommand)]
+    Blobs(blobs::BlobsCommand),
     /// Export or import the metadata store, e.g. to move from the embedded
     /// SQLite file to MongoDB (works on the store, not through a server).
     #[command(subcommand)]
@@ -156,6 +162,7 @@ pub fn main() -> ExitCode {
         Command::Worker(cfg) => return server::report(server::worker(cfg)),
         Command::Bench(b) => return server::report(server::bench(b)),
         Command::Fsck(a) => server::fsck(a, global.output),
+        Command::Blobs(c) => blobs::run(c, global.output),
         Command::Db(c) => db::run(c),
         Command::Status(a) => session().and_then(|s| status::run(&s, a)),
         Command::Login(a) => session().and_then(|s| auth::login(&s, a)).map(|()| {

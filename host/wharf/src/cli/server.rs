@@ -18,12 +18,15 @@ pub struct FsckArgs {
     /// or upload stores them again).
     #[arg(long)]
     pub remove_corrupt: bool,
+    /// Where the blobs are, when in a bucket (as `wharf serve`'s settings).
+    #[command(flatten)]
+    pub blobs: wharf_server::config::BlobArgs,
 }
 
 /// Re-hash every blob; corrupt blobs are a failure (exit status 1) even when
 /// removed, so a script notices.
 pub fn fsck(args: FsckArgs, format: OutputFormat) -> anyhow::Result<()> {
-    let report = wharf_server::fsck::run(&args.data_dir, args.remove_corrupt)?;
+    let report = wharf_server::fsck::run(&args.data_dir, &args.blobs, args.remove_corrupt)?;
     match format {
         OutputFormat::Json => output::print_json(&report),
         OutputFormat::Table => {
@@ -31,7 +34,10 @@ pub fn fsck(args: FsckArgs, format: OutputFormat) -> anyhow::Result<()> {
                 "Checked {} blobs ({}) in {}",
                 report.checked,
                 output::bytes(report.bytes),
-                args.data_dir.display()
+                match &args.blobs.blob_store {
+                    Some(bucket) => bucket.to_string(),
+                    None => args.data_dir.display().to_string(),
+                }
             ));
             for d in &report.corrupt {
                 let fate = if report.removed.contains(d) {

@@ -1,0 +1,494 @@
+//! Blobs in S3-compatible object storage (`--blob-store s3://…`), against a
+//! real S3 server (s3s-fs, `WHARF_TEST_S3S_BIN`): pushes and pulls with
+//! docker and skopeo, the presigned redirect, two nodes sharing nothing but
+//! MongoDB and the bucket, an outage mid-push, and moving an installation's
+//! blobs into a bucket.
+
+use crate::registry_support::*;
+use crate::scaling::{mongo_db_url, plugin_names, skopeo_pull, wait_until};
+use crate::support::*;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BUCKET: &str = "wharf-e2e";
+const ACCESS_KEY: &str = "wharf-test-key";
+const SECRET_KEY: &str = "wharf-test-secret-123";
+
+/// A real S3 server over a directory of its own; buckets are its
+/// sub-directories, objects files below them.
+struct S3 {
+    child: Option<Child>,
+    root: tempfile::TempDir,
+    port: u16,
+}
+
+impl S3 {
+    fn start() -> S3 {
+        let root = scratch();
+        std::fs::create_dir(root.path().join(BUCKET)).unwrap();
+        let mut s3 = S3 {
+            child: None,
+            root,
+            port: free_port(),
+        };
+        s3.resume();
+        s3
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Start (again) on the same port and directory.
+    fn resume(&mut self) {
+        let bin = std::env::var("WHARF_TEST_S3S_BIN")
+            .expect("WHARF_TEST_S3S_BIN: run through scripts/test.sh, which builds s3s-fs");
+        let log = std::fs::File::create(self.root.path().join("s3s.log")).unwrap();
+        let child = Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(self.root.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start s3s-fs");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "s3s-fs did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `--s3-*` flags, and `--blob-store` with `prefix`.
+    fn flags(&self, prefix: &str) -> Vec<String> {
+        let mut f = vec!["--blob-store".to_string(), self.location(prefix)];
+        f.extend(self.access());
+        f
+    }
+
+    fn location(&self, prefix: &str) -> String {
+        format!("s3://{BUCKET}/{prefix}")
+    }
+
+    fn access(&self) -> Vec<String> {
+        [
+            "--s3-endpoint",
+            &self.endpoint(),
+            "--s3-access-key-id",
+            ACCESS_KEY,
+            "--s3-secret-access-key",
+            SECRET_KEY,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    /// The file s3s-fs keeps blob `digest` (`sha256:…`) in.
+    fn object_file(&self, prefix: &str, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        self.root
+            .path()
+            .join(BUCKET)
+            .join(prefix)
+            .join("blobs/sha256")
+            .join(hex)
+    }
+
+    /// Digests of the blobs under `prefix`.
+    fn blobs(&self, prefix: &str) -> Vec<String> {
+        let dir = self.root.path().join(BUCKET).join(prefix).join("blobs/sha256");
+        let mut out: Vec<String> = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.len() == 64)
+                    .map(|n| format!("sha256:{n}"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn start_on(s3: &S3, prefix: &str, extra: &[&str]) -> Server {
+    let flags = s3.flags(prefix);
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    args.extend(extra);
+    Server::start_with_plugin_dir(&env_path("WHARF_PLUGIN_DIR"), &args)
+}
+
+/// Blob files in a data directory's own store (not its cache of the bucket).
+fn local_blobs(s: &Server) -> usize {
+    walk(&s.data_dir().join("blobs/sha256"))
+}
+
+fn walk(dir: &Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.map(|e| e.unwrap().path())
+        .map(|p| if p.is_dir() { walk(&p) } else { 1 })
+        .sum()
+}
+
+/// The layer digests of `name:latest` as `s` serves it.
+fn layers(s: &Server, name: &str) -> Vec<String> {
+    let r = request(
+        s,
+        "GET",
+        &format!("/v2/{name}/manifests/latest"),
+        &[("Accept", DOCKER_ACCEPT)],
+    );
+    assert_eq!(r.status(), 200);
+    let m: Value = r.json().unwrap();
+    m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn docker_pushes_and_pulls_with_blobs_in_a_bucket() {
+    let s3 = S3::start();
+    let s = start_on(&s3, "push", &[]);
+    let (code, status) = s.get_json("/api/v1/status");
+    assert_eq!(code, 200);
+    assert_eq!(status["storage"]["blobs"]["ok"], true, "{status}");
+    assert!(
+        status["storage"]["blobs"]["location"]
+            .as_str()
+            .unwrap()
+            .contains("s3://wharf-e2e/push"),
+        "{status}"
+    );
+
+    let name = format!("{}/bucket/app:v1", s.addr);
+    let tmp = scratch();
+    let config = tmp.path().join("docker");
+    let docker_cfg = || docker_with_config(&config);
+    docker_load_busybox_as(&name);
+    must(docker_cfg().args(["login", &s.addr, "-u", "admin", "-p", ADMIN_PASSWORD]));
+    let out = must(docker_cfg().args(["push", &name]));
+    assert!(out.contains("digest: sha256:"), "{out}");
+
+    // The layers are objects in the bucket; the data directory holds none.
+    let in_bucket = s3.blobs("push");
+    let pushed = layers(&s, "bucket/app");
+    for l in &pushed {
+        assert!(in_bucket.contains(l), "{l} in the bucket: {in_bucket:?}");
+    }
+    assert_eq!(local_blobs(&s), 0, "no blob in <data-dir>/blobs/sha256");
+
+    must(docker().args(["rmi", "-f", &name]));
+    let out = docker_pull_run_cat(&name, "/etc/hello.txt");
+    assert!(out.contains("hello from wharf"), "{out}");
+    let _ = run(docker().args(["rmi", "-f", &name]));
+
+    // Range reads stream from the bucket.
+    let layer = &pushed[0];
+    let whole = request(&s, "GET", &format!("/v2/bucket/app/blobs/{layer}"), &[]);
+    assert_eq!(whole.status(), 200);
+    let whole = whole.bytes().unwrap();
+    assert_eq!(&sha256_digest(&whole), layer);
+    let part = request(
+        &s,
+        "GET",
+        &format!("/v2/bucket/app/blobs/{layer}"),
+        &[("Range", "bytes=10-99")],
+    );
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.bytes().unwrap(), whole.slice(10..100));
+
+    // fsck reads the bucket.
+    let out = must(
+        Command::new(env_path("WHARF_BIN"))
+            .args(["fsck", "-o", "json", "--data-dir"])
+            .arg(s.data_dir())
+            .args(s3.flags("push")),
+    );
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["checked"].as_u64().unwrap(), in_bucket.len() as u64);
+    assert_eq!(report["corrupt"], json!([]));
+}
+
+#[test]
+fn pulls_are_redirected_to_short_lived_presigned_urls() {
+    let s3 = S3::start();
+    let s = start_on(&s3, "redirect", &["--blob-redirect", "5m"]);
+    docker_repo(&s, "pub", "open/app", json!({}));
+    s.import_and_publish("pub", &images_dir().join("busybox.tar"));
+    s.create_repo(json!({
+        "id": "safe", "content_type": "docker",
+        "distributor_config": {"repo_registry_id": "safe/app", "protected": true},
+    }));
+    s.import_and_publish("safe", &images_dir().join("busybox.tar"));
+
+    let layer = layers(&s, "open/app")[0].clone();
+    let blob = format!("/v2/open/app/blobs/{layer}");
+    let r = no_redirects().get(s.url(&blob)).send().unwrap();
+    assert_eq!(r.status(), 307);
+    let location = header(&r, "location");
+    assert!(
+        location.starts_with(&s3.endpoint()),
+        "to the bucket: {location}"
+    );
+    assert!(location.contains("X-Amz-Expires=300"), "{location}");
+    let bytes = anonymous_client().get(&location).send().unwrap();
+    assert_eq!(bytes.status(), 200);
+    assert_eq!(sha256_digest(&bytes.bytes().unwrap()), layer);
+    // HEAD answers here, without a redirect.
+    let head = request(&s, "HEAD", &blob, &[]);
+    assert_eq!(head.status(), 200);
+    assert!(head.headers().contains_key("content-length"));
+
+    // The attacks: a URL whose signature is altered, or stretched to
+    // another object, is refused by the bucket.
+    let forged = location.replacen("X-Amz-Signature=", "X-Amz-Signature=0", 1);
+    let r = anonymous_client().get(&forged).send().unwrap();
+    assert_eq!(r.status(), 403, "an altered signature");
+    let other = layers(&s, "open/app").last().unwrap().clone();
+    if other != layer {
+        let moved = location.replace(
+            layer.strip_prefix("sha256:").unwrap(),
+            other.strip_prefix("sha256:").unwrap(),
+        );
+        let r = anonymous_client().get(&moved).send().unwrap();
+        assert_eq!(r.status(), 403, "another object with the same signature");
+    }
+    // A protected repository's blob gives an anonymous caller no URL.
+    let safe_blob = format!("/v2/safe/app/blobs/{layer}");
+    let r = no_redirects().get(s.url(&safe_blob)).send().unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().get("location").is_none());
+    // Its readers are redirected like anyone.
+    let r = no_redirects()
+        .get(s.url(&safe_blob))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 307);
+
+    // Clients follow the redirect.
+    skopeo_pull(&s, "open/app");
+    let name = format!("{}/open/app:latest", s.addr);
+    let _ = run(docker().args(["rmi", "-f", &name]));
+    let out = docker_pull_run_cat(&name, "/etc/hello.txt");
+    assert!(out.contains("hello from wharf"), "{out}");
+    let _ = run(docker().args(["rmi", "-f", &name]));
+
+    // A repository can opt out (from its next publish); a setting that is
+    // not a boolean is refused.
+    let r = s
+        .http
+        .patch(s.url("/api/v1/repositories/pub"))
+        .json(&json!({"distributor_config": {"blob_redirect": "sometimes"}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().unwrap().contains("blob_redirect"));
+    let r = s
+        .http
+        .patch(s.url("/api/v1/repositories/pub"))
+        .json(&json!({"distributor_config": {"blob_redirect": false}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let t = publish(&s, "pub");
+    assert_eq!(t["state"], "finished", "{t}");
+    let r = no_redirects().get(s.url(&blob)).send().unwrap();
+    assert_eq!(r.status(), 200, "streamed once the repository opts out");
+    assert_eq!(sha256_digest(&r.bytes().unwrap()), layer);
+}
+
+/// Two nodes with data directories of their own, sharing MongoDB and the
+/// bucket only: what one stores the other serves, and a plugin installed on
+/// one loads on the other.
+#[test]
+fn two_nodes_share_only_mongodb_and_the_bucket() {
+    let s3 = S3::start();
+    let db = mongo_db_url("bucket");
+    let flags = s3.flags("nodes");
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    args.extend(["--db", db.as_str()]);
+    let dirs = scratch();
+    let plugin_dir = crate::scaling::docker_only(dirs.path());
+    let (a, b) = (
+        Server::spawn(Some(&dirs.path().join("a")), &plugin_dir, &args),
+        Server::spawn(Some(&dirs.path().join("b")), &plugin_dir, &args),
+    );
+    let (a, b) = (a.ready(), b.ready());
+
+    docker_repo(&a, "bb", "shared/busybox", json!({}));
+    a.import_and_publish("bb", &images_dir().join("busybox.tar"));
+    wait_until("B serves A's publication", Duration::from_secs(15), || {
+        request(&b, "GET", "/v2/shared/busybox/tags/list", &[]).status() == 200
+    });
+    assert_eq!(
+        skopeo_pull(&a, "shared/busybox"),
+        skopeo_pull(&b, "shared/busybox")
+    );
+    assert_eq!(local_blobs(&a) + local_blobs(&b), 0);
+
+    // A plugin installed on A: its component reaches B through the bucket.
+    let r = a
+        .http
+        .post(a.url("/api/v1/plugins"))
+        .header("content-type", "application/wasm")
+        .body(std::fs::read(env_path("WHARF_PLUGIN_DIR").join("file.wasm")).unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().unwrap());
+    wait_until(
+        "node B loads the plugin installed on A",
+        Duration::from_secs(20),
+        || plugin_names(&b).contains(&"file".to_string()),
+    );
+    // Orphan cleanup keeps the component.
+    let t = cleanup_now(&a);
+    assert_eq!(t["state"], "finished", "{t}");
+    let wasm = std::fs::read(env_path("WHARF_PLUGIN_DIR").join("file.wasm")).unwrap();
+    assert!(s3.object_file("nodes", &sha256_digest(&wasm)).exists());
+}
+
+/// The bucket goes away in the middle of a push: a clear error within
+/// seconds, nothing visible under the digest, readiness fails; once it is
+/// back the same push succeeds.
+#[test]
+fn an_object_storage_outage_fails_a_push_clearly_and_the_retry_succeeds() {
+    let mut s3 = S3::start();
+    let s = start_on(&s3, "outage", &[]);
+    push_repo_for(&s);
+    let blob: Vec<u8> = (0..(12u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let digest = sha256_digest(&blob);
+    let push = |s: &Server| -> (u16, String) {
+        let r = s
+            .http
+            .post(s.url("/v2/outage/app/blobs/uploads/"))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 202, "a session starts");
+        let location = header(&r, "location");
+        let url = if location.starts_with("http") {
+            location
+        } else {
+            s.url(&location)
+        };
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let r = s
+            .http
+            .put(format!("{url}{sep}digest={digest}"))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .body(blob.clone())
+            .send()
+            .unwrap();
+        let code = r.status().as_u16();
+        (code, r.text().unwrap_or_default())
+    };
+
+    s3.stop();
+    let started = Instant::now();
+    let (code, body) = push(&s);
+    assert!(code >= 500, "{code}: {body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "failed in {:?}",
+        started.elapsed()
+    );
+    assert!(body.to_lowercase().contains("object storage"), "{body}");
+    let r = anonymous_client().get(s.url("/readyz")).send().unwrap();
+    assert_eq!(r.status(), 503);
+
+    s3.resume();
+    assert!(
+        !s3.blobs("outage").contains(&digest),
+        "nothing under the digest"
+    );
+    let (code, body) = push(&s);
+    assert_eq!(code, 201, "{body}");
+    assert!(s3.blobs("outage").contains(&digest));
+    let r = request(&s, "HEAD", &format!("/v2/outage/app/blobs/{digest}"), &[]);
+    assert_eq!(r.status(), 200);
+    let r = anonymous_client().get(s.url("/readyz")).send().unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+fn push_repo_for(s: &Server) {
+    s.create_repo(json!({
+        "id": "outage", "content_type": "docker",
+        "distributor_config": {"repo_registry_id": "outage/app", "auto_publish": true},
+    }));
+}
+
+/// An installation on the data directory moves its blobs into a bucket,
+/// twice (the second run copies nothing), then serves from it; fsck finds a
+/// tampered object.
+#[test]
+fn an_installation_migrates_its_blobs_into_a_bucket() {
+    let s3 = S3::start();
+    let mut s = Server::start();
+    docker_repo(&s, "bb", "moved/busybox", json!({}));
+    s.import_and_publish("bb", &images_dir().join("busybox.tar"));
+    let before = skopeo_pull(&s, "moved/busybox");
+    let stored = local_blobs(&s);
+    assert!(stored > 0);
+    s.kill();
+
+    let migrate = || {
+        let out = must(
+            Command::new(env_path("WHARF_BIN"))
+                .args(["blobs", "migrate", "-o", "json", "--data-dir"])
+                .arg(s.data_dir())
+                .args(["--to", &s3.location("moved")])
+                .args(s3.access()),
+        );
+        serde_json::from_str::<Value>(&out).unwrap()
+    };
+    let first = migrate();
+    assert_eq!(first["copied"].as_u64().unwrap(), stored as u64, "{first}");
+    let again = migrate();
+    assert_eq!(again["copied"], 0, "{again}");
+    assert_eq!(again["skipped"].as_u64().unwrap(), stored as u64);
+
+    // Served from the bucket alone.
+    std::fs::remove_dir_all(s.data_dir().join("blobs/sha256")).unwrap();
+    let flags = s3.flags("moved");
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let s2 = Server::start_on_data_dir(Some(&s.data_dir()), &env_path("WHARF_PLUGIN_DIR"), &args);
+    assert_eq!(skopeo_pull(&s2, "moved/busybox"), before);
+    drop(s2);
+
+    let victim = layers_from_bucket(&s3, "moved");
+    std::fs::write(s3.object_file("moved", &victim), b"tampered").unwrap();
+    let (ok, out) = run(
+        Command::new(env_path("WHARF_BIN"))
+            .args(["fsck", "--data-dir"])
+            .arg(s.data_dir())
+            .args(s3.flags("moved")),
+    );
+    assert!(!ok, "fsck fails on a corrupt blob: {out}");
+    assert!(out.contains(&victim), "{out}");
+}
+
+fn layers_from_bucket(s3: &S3, prefix: &str) -> String {
+    s3.blobs(prefix).into_iter().next().expect("a blob")
+}
