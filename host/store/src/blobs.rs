@@ -227,7 +227,14 @@ pub struct BlobStore {
     objects: Option<ObjectHome>,
     /// Bytes the cache of an object home is trimmed to after a fill.
     cache_limit: AtomicU64,
+    /// Bytes in the cache as last counted plus those filled since
+    /// ([`UNCOUNTED`] before the first count): the cache's directory is
+    /// scanned only when this passes the limit.
+    cache_used: AtomicU64,
 }
+
+/// [`BlobStore::cache_used`] before the cache was first counted.
+const UNCOUNTED: u64 = u64::MAX;
 
 /// What [`BlobStore::collect`] did.
 #[derive(Debug, Default, PartialEq)]
@@ -281,6 +288,7 @@ impl BlobStore {
             leases: Leases::open(root)?,
             objects,
             cache_limit: AtomicU64::new(CACHE_LIMIT),
+            cache_used: AtomicU64::new(UNCOUNTED),
         })
     }
 
@@ -331,6 +339,7 @@ impl BlobStore {
                 _ => {}
             }
         }
+        self.cache_used.store(UNCOUNTED, Ordering::Relaxed);
         Ok(())
     }
 
@@ -338,12 +347,21 @@ impl BlobStore {
         Path::new(CACHE).join(d.hex())
     }
 
-    /// Give the cache `d` with `put` (a rename or link to the path it is
-    /// handed), then trim it; a failure only costs the cached copy.
-    fn fill_cache(&self, d: &Digest, put: impl FnOnce(&Path) -> io::Result<()>) -> bool {
+    /// Give the cache `d` of `len` bytes with `put` (a rename or link to
+    /// the path it is handed), then trim the cache if it is over its limit;
+    /// a failure only costs the cached copy.
+    fn fill_cache(&self, d: &Digest, len: u64, put: impl FnOnce(&Path) -> io::Result<()>) -> bool {
         match put(&Self::cache_path(d)) {
             Ok(()) => {
-                self.trim_cache();
+                let used = self
+                    .cache_used
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                        (used != UNCOUNTED).then(|| used.saturating_add(len))
+                    })
+                    .map_or(UNCOUNTED, |before| before.saturating_add(len));
+                if used == UNCOUNTED || used > self.cache_limit.load(Ordering::Relaxed) {
+                    self.trim_cache();
+                }
                 true
             }
             Err(e) => {
@@ -353,8 +371,8 @@ impl BlobStore {
         }
     }
 
-    /// Evict the least recently used entries until the cache is under its
-    /// limit.
+    /// Count the cache and evict the least recently used entries until it
+    /// is under its limit.
     fn trim_cache(&self) {
         let limit = self.cache_limit.load(Ordering::Relaxed);
         let Ok(entries) = self.dir.read_dir(CACHE) else {
@@ -371,18 +389,18 @@ impl BlobStore {
             total += meta.len();
             cached.push((used, meta.len(), entry.file_name()));
         }
-        if total <= limit {
-            return;
-        }
-        cached.sort();
-        for (_, len, name) in cached {
-            if total <= limit {
-                break;
+        if total > limit {
+            cached.sort();
+            for (_, len, name) in cached {
+                if total <= limit {
+                    break;
+                }
+                if self.dir.remove_file(Path::new(CACHE).join(name)).is_ok() {
+                    total -= len;
+                }
             }
-            if self.dir.remove_file(Path::new(CACHE).join(name)).is_ok() {
-                total -= len;
-            }
         }
+        self.cache_used.store(total, Ordering::Relaxed);
     }
 
     /// A new temp file, readable and writable, and its path.
@@ -436,7 +454,7 @@ impl BlobStore {
             });
         }
         file.sync_all()?;
-        self.fill_cache(d, |dest| self.dir.rename(&tmp, &self.dir, dest));
+        self.fill_cache(d, at, |dest| self.dir.rename(&tmp, &self.dir, dest));
         Ok(file)
     }
 
@@ -779,7 +797,7 @@ impl BlobStore {
             let len = file.metadata()?.len();
             self.place_object(home, d, holder, &file, len)?;
             file.sync_all()?;
-            if !self.fill_cache(d, |dest| from.rename(name, &self.dir, dest)) {
+            if !self.fill_cache(d, len, |dest| from.rename(name, &self.dir, dest)) {
                 from.remove_file(name)?;
             }
             return Ok(());
@@ -854,7 +872,7 @@ impl BlobStore {
         }
         if let Some(home) = &self.objects {
             self.place_object(home, &actual, holder, file, len)?;
-            self.fill_cache(&actual, |dest| dir.hard_link(name, &self.dir, dest));
+            self.fill_cache(&actual, len, |dest| dir.hard_link(name, &self.dir, dest));
             return Ok((actual, len));
         }
         let mut unlinkable = false;
@@ -983,7 +1001,8 @@ pub struct BlobWriter<'a> {
 impl BlobWriter<'_> {
     /// Another handle on the temp file, for reading what is written so far
     /// (at offsets: `FileExt::read_at`) while the writer goes on; it reads
-    /// the stored blob after [`BlobWriter::finish`].
+    /// the stored blob after [`BlobWriter::finish`] (with an object home,
+    /// its cached copy: only `finish` uploads).
     pub fn reader(&self) -> io::Result<std::fs::File> {
         self.file.as_ref().expect("not finished").try_clone()
     }
@@ -1036,7 +1055,10 @@ impl BlobWriter<'_> {
             file.sync_all()?;
             drop(file);
             let tmp = &self.tmp;
-            if store.fill_cache(&actual, |dest| store.dir.rename(tmp, &store.dir, dest)) {
+            let renamed = store.fill_cache(&actual, self.len, |dest| {
+                store.dir.rename(tmp, &store.dir, dest)
+            });
+            if renamed {
                 self.tmp.clear();
             }
             return Ok((actual, self.len));

@@ -267,7 +267,11 @@ impl ObjectHome {
                     .with_virtual_hosted_style_request(false);
                 e.clone()
             }
-            None => format!("https://s3.{region}.amazonaws.com"),
+            None => {
+                // AWS itself: bucket names in the host.
+                builder = builder.with_virtual_hosted_style_request(true);
+                format!("https://s3.{region}.amazonaws.com")
+            }
         };
         if let Some(k) = &access.access_key_id {
             builder = builder.with_access_key_id(k);
@@ -447,13 +451,17 @@ impl ObjectHome {
     /// Bytes `[start, end)` of blob `d` (to its end without `end`), as a
     /// stream driven by the home's runtime: it may be polled from any
     /// executor, or none ([`futures::executor::block_on`]). At most a few
-    /// chunks are buffered ahead.
+    /// chunks are buffered ahead. An empty range is an empty stream, asked
+    /// of nobody.
     pub fn get_range(
         &self,
         d: &Digest,
         start: u64,
         end: Option<u64>,
     ) -> io::Result<futures::stream::BoxStream<'static, io::Result<bytes::Bytes>>> {
+        if end.is_some_and(|end| end <= start) {
+            return Ok(futures::stream::empty().boxed());
+        }
         let range = match end {
             Some(end) => Some(GetRange::Bounded(start..end)),
             None if start > 0 => Some(GetRange::Offset(start)),

@@ -226,6 +226,7 @@ fn keys_that_are_not_digests_are_skipped_and_ranges_and_urls_read_objects() {
     assert_eq!(read(2, Some(5)), b"234");
     assert_eq!(read(7, None), b"789");
     assert_eq!(read(0, None), b"0123456789");
+    assert_eq!(read(4, Some(4)), b"");
     assert_eq!(home.size(&d).unwrap(), Some(10));
     assert_eq!(home.size(&Digest::of(b"none")).unwrap(), None);
 
@@ -394,4 +395,75 @@ fn access_from_env_reads_the_aws_variables() {
         }
     );
     assert!(!shown.contains("secret-value"), "{shown}");
+}
+
+#[test]
+fn the_cache_stays_under_its_limit_evicting_the_least_recently_used() {
+    let s3 = S3s::start();
+    let (store, _dir) = s3.store();
+    let h = Holder::new();
+    let cache = store.root().join("cache");
+    let cached = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    store.set_cache_limit(25);
+    let a = store.store_bytes(&[1; 10], None, &h).unwrap();
+    let b = store.store_bytes(&[2; 10], None, &h).unwrap();
+    // `a` used after `b`: `b` is the one to go.
+    let old = SystemTime::now() - Duration::from_secs(60);
+    for d in [&a, &b] {
+        std::fs::File::options()
+            .write(true)
+            .open(cache.join(d.hex()))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    drop(store.open_blob(&a).unwrap());
+    let c = store.store_bytes(&[3; 10], None, &h).unwrap();
+    let mut want = vec![a.hex().to_string(), c.hex().to_string()];
+    want.sort();
+    assert_eq!(cached(), want);
+    // `b` is still stored, and cached again when read.
+    assert!(store.contains(&b));
+    assert_eq!(store.open_blob(&b).unwrap().metadata().unwrap().len(), 10);
+    assert!(cached().contains(&b.hex().to_string()));
+    assert_eq!(cached().len(), 2);
+}
+
+/// The calls are synchronous but may come from a tokio runtime's threads,
+/// blocking or not (a careless caller), and the store may be dropped there.
+#[test]
+fn a_bucket_store_works_and_drops_inside_a_tokio_runtime() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<BlobStore>();
+    send_sync::<ObjectHome>();
+    let s3 = S3s::start();
+    let (store, _dir) = s3.store();
+    let store = Arc::new(store);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let blocking = store.clone();
+        let d = tokio::task::spawn_blocking(move || {
+            let d = blocking.store_bytes(b"from a blocking thread", None, &Holder::new());
+            blocking.clear_cache().unwrap();
+            d
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        // Straight from the async thread.
+        assert!(store.verify(&d).unwrap());
+        assert_eq!(store.list().unwrap(), vec![d.clone()]);
+        let store = Arc::into_inner(store).expect("the only handle left");
+        drop(store);
+    });
 }
