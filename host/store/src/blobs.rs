@@ -233,7 +233,7 @@ pub struct BlobStore {
     cache_used: AtomicU64,
 }
 
-/// [`BlobStore::cache_used`] before the cache was first counted.
+/// `cache_used` while the cache has never been counted.
 const UNCOUNTED: u64 = u64::MAX;
 
 /// What [`BlobStore::collect`] did.
