@@ -55,6 +55,19 @@ fi
 phase "building plugins (with test plugins)"
 scripts/build-plugins.sh --test-plugins
 
+# The object storage tests of wharf-store run a real S3 server, s3s-fs.
+# Built once into target/tools, with its own target dir so the main build's
+# artifacts stay untouched.
+S3S_BIN="$ROOT/target/tools/bin/s3s-fs"
+if [ -x "$S3S_BIN" ]; then
+    phase "s3s-fs (S3 server for the tests): present, skipping its build"
+else
+    phase "building s3s-fs 0.14.1 (S3 server for the tests) into target/tools"
+    CARGO_TARGET_DIR="$ROOT/target/s3s-build" cargo install s3s-fs --version 0.14.1 \
+        --features binary --locked --root "$ROOT/target/tools"
+fi
+export WHARF_TEST_S3S_BIN="$S3S_BIN"
+
 # One build for the binary and every test: `wharf`'s own integration test
 # makes cargo build target/release/wharf with the workspace's unified
 # features, so wasmtime is compiled once, not once per feature set.
@@ -232,7 +245,7 @@ export WHARF_TEST_REQUIRE_SERVICES=1
 export PODMAN_ARGS="--root $RUN/p-root --runroot $PODMAN_RUNROOT --storage-driver vfs"
 
 phase "cargo test --release --workspace $*"
-for v in WHARF_FUZZ_SECONDS WHARF_BIN WHARF_PLUGIN_DIR WHARF_TEST_PLUGIN_DIR WHARF_TEST_IMAGES WHARF_TEST_RUN_DIR WHARF_TEST_WHARF_IMAGE PODMAN_ARGS DOCKER_HOST WHARF_TEST_LDAP_URL WHARF_TEST_AMQP_URL WHARF_TEST_MONGO_URL; do
+for v in WHARF_FUZZ_SECONDS WHARF_BIN WHARF_TEST_S3S_BIN WHARF_PLUGIN_DIR WHARF_TEST_PLUGIN_DIR WHARF_TEST_IMAGES WHARF_TEST_RUN_DIR WHARF_TEST_WHARF_IMAGE PODMAN_ARGS DOCKER_HOST WHARF_TEST_LDAP_URL WHARF_TEST_AMQP_URL WHARF_TEST_MONGO_URL; do
     echo "    $v=${!v}"
 done
 cargo test --release --workspace "$@"

@@ -11,12 +11,37 @@
 //! already, linked — leases it for the caller's [`Holder`] under the link
 //! lock ([`leases`]), so orphan cleanup cannot delete it before the unit or
 //! publication naming it commits.
+//!
+//! # Object storage
+//!
+//! Opened with an [`ObjectHome`] ([`BlobStore::open_with`]), the blobs live
+//! in an S3-compatible bucket instead of `sha256/`. Writes are staged,
+//! hashed and verified in `tmp/` exactly as above; where the directory home
+//! renames or links the file into place, the object home uploads it (under
+//! the link lock, leased like any other) and then moves it into the node's
+//! verified cache, `cache/<64 hex>`, so the next read is local. A blob found
+//! in the bucket already is not uploaded again. Reads come from the cache,
+//! filled on a miss by a download that is hashed and refused unless it
+//! matches its digest: the bucket is not trusted blindly. The cache is kept
+//! under [`CACHE_LIMIT`] (see [`BlobStore::set_cache_limit`]) by evicting
+//! the entries least recently used.
+//!
+//! Listing, removal, collection and verification work on the bucket. Leases
+//! stay files of this node's `leases/` directory: leases across nodes that
+//! share a bucket but not a data directory are out of scope, and cleanup
+//! relies on its protection window for the writes of other nodes. For the
+//! same reason a node's cache may serve a blob that another node removed
+//! from the bucket.
 
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
 pub mod leases;
+pub mod objects;
 
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
 use leases::{Generation, Holder, Leases};
+pub use objects::{ObjectHome, ObjectLocation, S3Access};
 use sha2::{Digest as _, Sha256};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
@@ -175,6 +200,9 @@ fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
     }
 }
 
+/// The default bound of an object home's node-local cache of blobs.
+pub const CACHE_LIMIT: u64 = 2 << 30;
+
 /// Temp files older than this are from writes that died.
 const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
@@ -195,7 +223,18 @@ pub struct BlobStore {
     root: PathBuf,
     tmp_seq: AtomicU64,
     leases: Leases,
+    /// The bucket holding the blobs, if not `sha256/`.
+    objects: Option<ObjectHome>,
+    /// Bytes the cache of an object home is trimmed to after a fill.
+    cache_limit: AtomicU64,
+    /// Bytes in the cache as last counted plus those filled since
+    /// ([`UNCOUNTED`] before the first count): the cache's directory is
+    /// scanned only when this passes the limit.
+    cache_used: AtomicU64,
 }
+
+/// `cache_used` while the cache has never been counted.
+const UNCOUNTED: u64 = u64::MAX;
 
 /// What [`BlobStore::collect`] did.
 #[derive(Debug, Default, PartialEq)]
@@ -209,7 +248,18 @@ pub struct Collected {
 impl BlobStore {
     /// Open (creating if needed) the blob store in `root`.
     pub fn open(root: &Path) -> io::Result<Self> {
-        std::fs::create_dir_all(root.join("sha256"))?;
+        Self::open_with(root, None)
+    }
+
+    /// Open the blob store in `root`, the blobs' home being `objects` if
+    /// given (`root` then holds temp files, leases and the node's cache;
+    /// see the module documentation), `root/sha256` if not.
+    pub fn open_with(root: &Path, objects: Option<ObjectHome>) -> io::Result<Self> {
+        if objects.is_some() {
+            std::fs::create_dir_all(root.join(CACHE))?;
+        } else {
+            std::fs::create_dir_all(root.join("sha256"))?;
+        }
         std::fs::create_dir_all(root.join("tmp"))?;
         let dir = Dir::open_ambient_dir(root, ambient_authority())?;
         // Leftover temp files belong to writes that never finished. Other
@@ -236,6 +286,9 @@ impl BlobStore {
             root: root.to_path_buf(),
             tmp_seq: AtomicU64::new(0),
             leases: Leases::open(root)?,
+            objects,
+            cache_limit: AtomicU64::new(CACHE_LIMIT),
+            cache_used: AtomicU64::new(UNCOUNTED),
         })
     }
 
@@ -243,13 +296,213 @@ impl BlobStore {
         &self.root
     }
 
+    /// The bucket holding the blobs, if they are in object storage.
+    pub fn objects(&self) -> Option<&ObjectHome> {
+        self.objects.as_ref()
+    }
+
+    /// Where the blobs live: the directory, or `s3://bucket/prefix at
+    /// ENDPOINT`.
+    pub fn describe(&self) -> String {
+        match &self.objects {
+            Some(home) => home.describe(),
+            None => self.root.join("sha256").display().to_string(),
+        }
+    }
+
+    /// Whether the blobs' home answers: the directory is there, or the
+    /// bucket can be listed (for readiness checks).
+    pub fn probe(&self) -> io::Result<()> {
+        self.dir.metadata("tmp")?;
+        match &self.objects {
+            Some(home) => home.probe(),
+            None => self.dir.metadata("sha256").map(|_| ()),
+        }
+    }
+
+    /// Bound the node-local cache of an object home to `bytes` (from the
+    /// next fill on).
+    pub fn set_cache_limit(&self, bytes: u64) {
+        self.cache_limit.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Empty the node-local cache of an object home (nothing to do for a
+    /// directory home): the next reads download and verify again.
+    pub fn clear_cache(&self) -> io::Result<()> {
+        if self.objects.is_none() {
+            return Ok(());
+        }
+        for entry in self.dir.read_dir(CACHE)? {
+            let name = entry?.file_name();
+            match self.dir.remove_file(Path::new(CACHE).join(name)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        self.cache_used.store(UNCOUNTED, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn cache_path(d: &Digest) -> PathBuf {
+        Path::new(CACHE).join(d.hex())
+    }
+
+    /// Give the cache `d` of `len` bytes with `put` (a rename or link to
+    /// the path it is handed), then trim the cache if it is over its limit;
+    /// a failure only costs the cached copy.
+    fn fill_cache(&self, d: &Digest, len: u64, put: impl FnOnce(&Path) -> io::Result<()>) -> bool {
+        match put(&Self::cache_path(d)) {
+            Ok(()) => {
+                let used = self
+                    .cache_used
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                        (used != UNCOUNTED).then(|| used.saturating_add(len))
+                    })
+                    .map_or(UNCOUNTED, |before| before.saturating_add(len));
+                if used == UNCOUNTED || used > self.cache_limit.load(Ordering::Relaxed) {
+                    self.trim_cache();
+                }
+                true
+            }
+            Err(e) => {
+                tracing::debug!("blob {d} not cached: {e}");
+                false
+            }
+        }
+    }
+
+    /// Count the cache and evict the least recently used entries until it
+    /// is under its limit.
+    fn trim_cache(&self) {
+        let limit = self.cache_limit.load(Ordering::Relaxed);
+        let Ok(entries) = self.dir.read_dir(CACHE) else {
+            return;
+        };
+        let mut cached = Vec::new();
+        let mut total = 0u64;
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            let used = meta
+                .modified()
+                .map(|t| t.into_std())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            total += meta.len();
+            cached.push((used, meta.len(), entry.file_name()));
+        }
+        if total > limit {
+            cached.sort();
+            for (_, len, name) in cached {
+                if total <= limit {
+                    break;
+                }
+                if self.dir.remove_file(Path::new(CACHE).join(name)).is_ok() {
+                    total -= len;
+                }
+            }
+        }
+        self.cache_used.store(total, Ordering::Relaxed);
+    }
+
+    /// A new temp file, readable and writable, and its path.
+    fn tmp_file(&self) -> io::Result<(PathBuf, std::fs::File)> {
+        let name = format!(
+            "{}-{}-{}",
+            std::process::id(),
+            self.tmp_seq.fetch_add(1, Ordering::Relaxed),
+            uuid::Uuid::new_v4().simple()
+        );
+        let tmp = Path::new("tmp").join(name);
+        let file = self.dir.open_with(
+            &tmp,
+            OpenOptions::new().read(true).write(true).create_new(true),
+        )?;
+        Ok((tmp, file.into_std()))
+    }
+
+    /// Download blob `d` from `home` into the cache, refusing bytes that do
+    /// not hash to `d`; a handle on the cached copy.
+    fn fetch(&self, home: &ObjectHome, d: &Digest) -> Result<std::fs::File, BlobError> {
+        use futures::StreamExt;
+        let (tmp, file) = self.tmp_file()?;
+        let _remove = TmpGuard {
+            dir: &self.dir,
+            path: &tmp,
+        };
+        let mut stream = match home.get_range(d, 0, None) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(BlobError::NotFound(d.clone()));
+            }
+            stream => stream?,
+        };
+        let mut hasher = Sha256::new();
+        let mut at = 0u64;
+        while let Some(chunk) = futures::executor::block_on(stream.next()) {
+            let chunk = chunk?;
+            file.write_all_at(&chunk, at)?;
+            hasher.update(&chunk);
+            at += chunk.len() as u64;
+        }
+        let actual = Digest::from_hasher(hasher);
+        if &actual != d {
+            tracing::warn!(
+                "object storage ({}): the object of blob {d} holds {actual}: refused",
+                home.location()
+            );
+            return Err(BlobError::DigestMismatch {
+                expected: d.clone(),
+                actual,
+            });
+        }
+        file.sync_all()?;
+        self.fill_cache(d, at, |dest| self.dir.rename(&tmp, &self.dir, dest));
+        Ok(file)
+    }
+
+    /// Upload the verified bytes of `file` as blob `d` and lease it to
+    /// `holder`, under the link lock: cleanup cannot delete it between the
+    /// two.
+    fn place_object(
+        &self,
+        home: &ObjectHome,
+        d: &Digest,
+        holder: &Holder,
+        file: &std::fs::File,
+        len: u64,
+    ) -> io::Result<()> {
+        let locked = self.leases.linking()?;
+        home.upload(d, file, len)?;
+        self.leases.grant(&locked, holder, d)
+    }
+
+    /// Whether `d` is stored, asking the bucket rather than the memo of
+    /// sizes: what a lease is granted on.
+    fn stored_now(&self, d: &Digest) -> io::Result<bool> {
+        match &self.objects {
+            Some(home) => Ok(home.head(d)?.is_some()),
+            None => Ok(self.contains(d)),
+        }
+    }
+
     fn rel_path(d: &Digest) -> PathBuf {
         let hex = d.hex();
         Path::new("sha256").join(&hex[..2]).join(hex)
     }
 
-    /// Open a stored blob for reading.
+    /// Open a stored blob for reading. With an object home, from the node's
+    /// cache, filled first if needed (a download, verified).
     pub fn open_blob(&self, d: &Digest) -> Result<std::fs::File, BlobError> {
+        if let Some(home) = &self.objects {
+            return match self.dir.open(Self::cache_path(d)) {
+                Ok(f) => {
+                    let f = f.into_std();
+                    // Recently used: evicted last.
+                    let _ = f.set_modified(std::time::SystemTime::now());
+                    Ok(f)
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => self.fetch(home, d),
+                Err(e) => Err(e.into()),
+            };
+        }
         match self.dir.open(Self::rel_path(d)) {
             Ok(f) => Ok(f.into_std()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(BlobError::NotFound(d.clone())),
@@ -257,8 +510,15 @@ impl BlobStore {
         }
     }
 
-    /// Size of a stored blob, if present.
+    /// Size of a stored blob, if present. With an object home, an error
+    /// reaching the bucket is logged and answers `None`.
     pub fn stat(&self, d: &Digest) -> Option<u64> {
+        if let Some(home) = &self.objects {
+            return home.size(d).unwrap_or_else(|e| {
+                tracing::warn!("blob {d}: {e}");
+                None
+            });
+        }
         self.dir.metadata(Self::rel_path(d)).ok().map(|m| m.len())
     }
 
@@ -272,7 +532,7 @@ impl BlobStore {
     /// `false`.
     pub fn lease(&self, d: &Digest, holder: &Holder) -> io::Result<bool> {
         let locked = self.leases.linking()?;
-        if !self.contains(d) {
+        if !self.stored_now(d)? {
             return Ok(false);
         }
         self.leases.grant(&locked, holder, d)?;
@@ -337,23 +597,13 @@ impl BlobStore {
 
     /// Start writing a new blob.
     pub fn writer(&self) -> io::Result<BlobWriter<'_>> {
-        let name = format!(
-            "{}-{}-{}",
-            std::process::id(),
-            self.tmp_seq.fetch_add(1, Ordering::Relaxed),
-            uuid::Uuid::new_v4().simple()
-        );
-        let tmp = Path::new("tmp").join(name);
         // Readable too: a blob fetched on demand is read by its clients
         // while it is written (`BlobWriter::reader`).
-        let file = self.dir.open_with(
-            &tmp,
-            OpenOptions::new().read(true).write(true).create_new(true),
-        )?;
+        let (tmp, file) = self.tmp_file()?;
         Ok(BlobWriter {
             store: self,
             tmp,
-            file: Some(file.into_std()),
+            file: Some(file),
             hasher: Sha256::new(),
             len: 0,
             writeback: 0,
@@ -504,8 +754,13 @@ impl BlobStore {
 
     /// A blob stored again: orphan cleanup's protection window starts over
     /// (what keeps it for whatever is about to name it is its lease; this
-    /// keeps the window meaning "unused for").
+    /// keeps the window meaning "unused for"). An object's time cannot be
+    /// changed in place: its window is its last upload's, and its lease
+    /// covers it until the commit naming it.
     fn touch(&self, d: &Digest) -> io::Result<()> {
+        if self.objects.is_some() {
+            return Ok(());
+        }
         let existing = self
             .dir
             .open_with(Self::rel_path(d), OpenOptions::new().write(true))?;
@@ -535,6 +790,16 @@ impl BlobStore {
     ) -> Result<(), BlobError> {
         if self.reuse(d, holder)? {
             from.remove_file(name)?;
+            return Ok(());
+        }
+        if let Some(home) = &self.objects {
+            let file = from.open(name)?.into_std();
+            let len = file.metadata()?.len();
+            self.place_object(home, d, holder, &file, len)?;
+            file.sync_all()?;
+            if !self.fill_cache(d, len, |dest| from.rename(name, &self.dir, dest)) {
+                from.remove_file(name)?;
+            }
             return Ok(());
         }
         from.open(name)?.into_std().sync_all()?;
@@ -605,6 +870,11 @@ impl BlobStore {
         if self.reuse(&actual, holder)? {
             return Ok((actual, len));
         }
+        if let Some(home) = &self.objects {
+            self.place_object(home, &actual, holder, file, len)?;
+            self.fill_cache(&actual, len, |dest| dir.hard_link(name, &self.dir, dest));
+            return Ok((actual, len));
+        }
         let mut unlinkable = false;
         let placed = self.place(&actual, holder, |dest| {
             match dir.hard_link(name, &self.dir, dest) {
@@ -625,6 +895,15 @@ impl BlobStore {
 
     /// When a blob was written.
     pub fn modified(&self, d: &Digest) -> Option<std::time::SystemTime> {
+        if let Some(home) = &self.objects {
+            return match home.head(d) {
+                Ok(found) => found.map(|(_, t)| t),
+                Err(e) => {
+                    tracing::warn!("blob {d}: {e}");
+                    None
+                }
+            };
+        }
         self.dir
             .metadata(Self::rel_path(d))
             .ok()?
@@ -635,6 +914,13 @@ impl BlobStore {
 
     /// Remove a blob (orphan cleanup, fsck repair).
     pub fn remove(&self, d: &Digest) -> io::Result<bool> {
+        if let Some(home) = &self.objects {
+            match self.dir.remove_file(Self::cache_path(d)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            return home.remove(d);
+        }
         match self.dir.remove_file(Self::rel_path(d)) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -644,6 +930,9 @@ impl BlobStore {
 
     /// Every stored digest (names that are not valid digests are skipped).
     pub fn list(&self) -> io::Result<Vec<Digest>> {
+        if let Some(home) = &self.objects {
+            return home.list();
+        }
         let mut out = Vec::new();
         for shard in self.dir.read_dir("sha256")? {
             let shard = shard?.file_name();
@@ -661,8 +950,17 @@ impl BlobStore {
         Ok(out)
     }
 
-    /// Re-hash a stored blob and compare with its name.
+    /// Re-hash a stored blob and compare with its name. With an object
+    /// home, the object is downloaded again (refreshing the cached copy when
+    /// it matches).
     pub fn verify(&self, d: &Digest) -> Result<bool, BlobError> {
+        if let Some(home) = &self.objects {
+            return match self.fetch(home, d) {
+                Ok(_) => Ok(true),
+                Err(BlobError::DigestMismatch { .. }) => Ok(false),
+                Err(e) => Err(e),
+            };
+        }
         let f = self.open_blob(d)?;
         let len = f.metadata()?.len();
         Ok(&hash_file_range(&f, 0, len)? == d)
@@ -703,7 +1001,8 @@ pub struct BlobWriter<'a> {
 impl BlobWriter<'_> {
     /// Another handle on the temp file, for reading what is written so far
     /// (at offsets: `FileExt::read_at`) while the writer goes on; it reads
-    /// the stored blob after [`BlobWriter::finish`].
+    /// the stored blob after [`BlobWriter::finish`] (with an object home,
+    /// its cached copy: only `finish` uploads).
     pub fn reader(&self) -> io::Result<std::fs::File> {
         self.file.as_ref().expect("not finished").try_clone()
     }
@@ -750,6 +1049,19 @@ impl BlobWriter<'_> {
         let store = self.store;
         if store.reuse(&actual, holder)? {
             return Ok((actual, self.len)); // Drop removes the temp file.
+        }
+        if let Some(home) = &store.objects {
+            store.place_object(home, &actual, holder, &file, self.len)?;
+            file.sync_all()?;
+            drop(file);
+            let tmp = &self.tmp;
+            let renamed = store.fill_cache(&actual, self.len, |dest| {
+                store.dir.rename(tmp, &store.dir, dest)
+            });
+            if renamed {
+                self.tmp.clear();
+            }
+            return Ok((actual, self.len));
         }
         file.sync_all()?;
         drop(file);
@@ -842,6 +1154,21 @@ impl PipelinedWriter<'_> {
     }
 }
 
+/// The cache's directory in an object home's root.
+const CACHE: &str = "cache";
+
+/// Removes a temp file when dropped (whether or not it was renamed since).
+struct TmpGuard<'a> {
+    dir: &'a Dir,
+    path: &'a Path,
+}
+
+impl Drop for TmpGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.dir.remove_file(self.path);
+    }
+}
+
 impl Drop for BlobWriter<'_> {
     fn drop(&mut self) {
         if !self.tmp.as_os_str().is_empty() {
@@ -854,114 +1181,13 @@ impl Drop for BlobWriter<'_> {
 mod tests {
     use super::*;
 
+    /// The conformance suite on the directory home.
     #[test]
-    fn store_verify_dedup_and_mismatch() {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(tmp.path()).unwrap();
-        let h = Holder::new();
-        let d = store.store_bytes(b"hello", None, &h).unwrap();
-        assert_eq!(d, Digest::of(b"hello"));
-        assert_eq!(store.stat(&d), Some(5));
-        assert!(store.verify(&d).unwrap());
-        assert_eq!(store.store_bytes(b"hello", Some(&d), &h).unwrap(), d);
-
-        let wrong = Digest::of(b"other");
-        let err = store
-            .store_reader(&b"hello!"[..], Some(&wrong), &h)
-            .unwrap_err();
-        assert!(matches!(err, BlobError::DigestMismatch { .. }));
-        assert!(!store.contains(&Digest::of(b"hello!")));
-        assert_eq!(
-            std::fs::read_dir(tmp.path().join("tmp")).unwrap().count(),
-            0,
-            "no temp file left"
-        );
-        assert_eq!(store.list().unwrap(), vec![d]);
-    }
-
-    #[test]
-    fn a_blob_is_read_while_it_is_written_and_a_discarded_one_leaves_nothing() {
-        use std::os::unix::fs::FileExt;
-        let tmp = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(tmp.path()).unwrap();
-        let mut w = store.writer().unwrap();
-        let r = w.reader().unwrap();
-        w.write_all(b"hello ").unwrap();
-        let mut buf = [0u8; 6];
-        assert_eq!(r.read_at(&mut buf, 0).unwrap(), 6);
-        assert_eq!(&buf, b"hello ");
-        w.write_all(b"world").unwrap();
-        assert_eq!(w.len(), 11);
-        let (d, _) = w.finish(None, &Holder::new()).unwrap();
-        // The handle reads the stored blob after the rename.
-        let mut all = [0u8; 11];
-        assert_eq!(r.read_at(&mut all, 0).unwrap(), 11);
-        assert_eq!(Digest::of(&all), d);
-
-        let mut w = store.writer().unwrap();
-        w.write_all(b"streamed").unwrap();
-        assert!(matches!(
-            w.discard(&Digest::of(b"other")),
-            Err(BlobError::DigestMismatch { .. })
-        ));
-        let mut w = store.writer().unwrap();
-        w.write_all(b"streamed").unwrap();
-        assert_eq!(w.discard(&Digest::of(b"streamed")).unwrap(), 8);
-        assert!(!store.contains(&Digest::of(b"streamed")));
-        assert_eq!(
-            std::fs::read_dir(tmp.path().join("tmp")).unwrap().count(),
-            0
-        );
-    }
-
-    #[test]
-    fn file_range_and_short_source() {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(&tmp.path().join("b")).unwrap();
-        let h = Holder::new();
-        let path = tmp.path().join("src");
-        std::fs::write(&path, b"0123456789").unwrap();
-        let f = std::fs::File::open(&path).unwrap();
-        let (d, n) = store.store_file_range(&f, 2, 3, None, &h).unwrap();
-        assert_eq!((d, n), (Digest::of(b"234"), 3));
-        assert!(matches!(
-            store.store_file_range(&f, 8, 5, None, &h),
-            Err(BlobError::ShortSource { .. })
-        ));
-    }
-
-    #[test]
-    fn collection_spares_what_a_holder_leased_until_its_commit_is_seen() {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(tmp.path()).unwrap();
-        let old = store.store_bytes(b"old", None, &Holder::new()).unwrap();
-        let reused = store.store_bytes(b"reused", None, &Holder::new()).unwrap();
-        let run = store.begin_collection().unwrap();
-        // A push finds `reused` stored while the run goes on.
-        let push = Holder::new();
-        assert!(store.lease(&reused, &push).unwrap());
-        assert!(!store.lease(&Digest::of(b"never stored"), &push).unwrap());
-        let candidates = [old.clone(), reused.clone()];
-        let done = store.collect(&candidates, run).unwrap();
-        assert_eq!((done.removed, done.leased), (1, 1), "{done:?}");
-        assert!(!store.contains(&old) && store.contains(&reused));
-        // Committed and released during the run: still spared by it...
-        drop(push);
-        assert_eq!(store.collect(&candidates, run).unwrap().leased, 1);
-        // ...and not by the next one, whose snapshot has the commit.
-        let next = store.begin_collection().unwrap();
-        assert_eq!(store.collect(&candidates, next).unwrap().removed, 1);
-        // A blob collected is stored again, and leased, by the next write.
-        let again = Holder::new();
-        assert!(!store.lease(&old, &again).unwrap());
-        assert_eq!(store.store_bytes(b"old", None, &again).unwrap(), old);
-        let last = store.begin_collection().unwrap();
-        assert_eq!(
-            store
-                .collect(std::slice::from_ref(&old), last)
-                .unwrap()
-                .leased,
-            1
-        );
+    fn the_directory_home_conforms() {
+        conformance::run_all(&|| {
+            let tmp = tempfile::tempdir().unwrap();
+            let store = BlobStore::open(&tmp.path().join("blobs")).unwrap();
+            (store, Box::new(tmp))
+        });
     }
 }
