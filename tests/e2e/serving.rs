@@ -866,7 +866,7 @@ fn config_check_prints_a_good_file_masked_and_explains_a_bad_one() {
         r#"
 data_dir = "/var/lib/wharf"
 workers = 4
-broker = "amqp://wharf:broker-secret@127.0.0.1:5672/%2f"
+broker = "amqp://wharf:broker-pw-value@127.0.0.1:5672/%2f"
 shutdown_timeout = "1m"
 log_format = "json"
 
@@ -882,8 +882,12 @@ self_signed = true
 [ldap]
 url = "ldap://127.0.0.1:389"
 bind_dn = "cn=admin,dc=example,dc=org"
-bind_password = "ldap-secret"
+bind_password = "ldap-pw-value"
 group_role = ["cn=ops,dc=example,dc=org=super-users"]
+
+[blobs]
+store = "s3://wharf-blobs/prod"
+s3_secret_access_key = "s3-pw-value"
 "#,
     )
     .unwrap();
@@ -901,14 +905,20 @@ group_role = ["cn=ops,dc=example,dc=org=super-users"]
         "plugins.memory_mib = 256    # default",
         "broker = \"amqp://wharf:********@127.0.0.1:5672/%2f\"    # file",
         "ldap.bind_password = \"********\"    # file",
+        "blobs.store = \"s3://wharf-blobs/prod\"    # file",
+        "blobs.s3_secret_access_key = \"********\"    # file",
     ] {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
     }
-    assert!(!out.contains("secret"), "a secret is printed:\n{out}");
+    for secret in ["broker-pw-value", "ldap-pw-value", "s3-pw-value"] {
+        assert!(!out.contains(secret), "{secret} is printed:\n{out}");
+    }
     // `serve --help` shows the file's values as the defaults, secrets aside.
     let help = must(wharf().args(["serve", "--config"]).arg(&good).arg("--help"));
     assert!(help.contains("[default: 4]"), "{help}");
-    assert!(!help.contains("secret"), "a secret is printed:\n{help}");
+    for secret in ["broker-pw-value", "ldap-pw-value", "s3-pw-value"] {
+        assert!(!help.contains(secret), "{secret} is printed:\n{help}");
+    }
     // The environment beats the file.
     let out = must(
         wharf()

@@ -18,6 +18,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
@@ -207,10 +208,34 @@ async fn put_chunk(
     Query(q): Query<ChunkQuery>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Upload>> {
-    let id = parse_id(&id)?;
-    let mut upload = get_upload(&app, &id).await?;
-    let offset = chunk_offset(&q, &headers)?.unwrap_or(upload.offset);
+) -> Response {
+    let mut body = Some(body);
+    match write_chunk(&app, &id, &q, &headers, &mut body).await {
+        Ok(upload) => Json(upload).into_response(),
+        // Refused before the chunk was read (busy, frozen, wrong offset):
+        // take the rest of it first, or a client still sending sees a
+        // reset instead of the answer.
+        Err(e) => match body {
+            Some(body) => {
+                let limits = &crate::http::unread::AFTER_REFUSAL;
+                crate::http::unread::answer_after_draining(body, limits, e.into_response()).await
+            }
+            None => e.into_response(),
+        },
+    }
+}
+
+/// [`put_chunk`]'s work; takes `body` once it starts reading it.
+async fn write_chunk(
+    app: &Arc<App>,
+    id: &str,
+    q: &ChunkQuery,
+    headers: &HeaderMap,
+    body: &mut Option<Body>,
+) -> Result<Upload> {
+    let id = parse_id(id)?;
+    let mut upload = get_upload(app, &id).await?;
+    let offset = chunk_offset(q, headers)?.unwrap_or(upload.offset);
     if offset != upload.offset {
         return Err(Error::new(
             ErrorKind::BadRange,
@@ -262,8 +287,8 @@ async fn put_chunk(
     file.set_len(offset).map_err(Error::internal)?;
     let file = Arc::new(file);
     let limit = upload.size.map_or(u64::MAX, |s| s - offset);
-    let outcome =
-        stream_to_file(file.clone(), offset, body.into_data_stream(), limit, hasher).await;
+    let body = body.take().expect("the body is read once").into_data_stream();
+    let outcome = stream_to_file(file.clone(), offset, body, limit, hasher).await;
     let (written, hasher) = match outcome {
         Ok(done) => done,
         Err(e) => {
@@ -285,7 +310,7 @@ async fn put_chunk(
     if let Some(h) = hasher {
         app.uploads.hashers.put(id, upload.offset, h);
     }
-    Ok(Json(upload))
+    Ok(upload)
 }
 
 /// Remove uploads and registry upload sessions idle for longer than

@@ -510,6 +510,21 @@ impl BlobStore {
         }
     }
 
+    /// A blob's bytes if this node has them in a file: the blob directory,
+    /// or the node's cache of the bucket (never a download). For serving,
+    /// which streams from the bucket otherwise.
+    pub fn local_file(&self, d: &Digest) -> io::Result<Option<std::fs::File>> {
+        let path = match &self.objects {
+            Some(_) => Self::cache_path(d),
+            None => Self::rel_path(d),
+        };
+        match self.dir.open(path) {
+            Ok(f) => Ok(Some(f.into_std())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Size of a stored blob, if present. With an object home, an error
     /// reaching the bucket is logged and answers `None`.
     pub fn stat(&self, d: &Digest) -> Option<u64> {

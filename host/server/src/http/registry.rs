@@ -486,13 +486,16 @@ async fn locate(app: &Arc<App>, d: &Digest) -> std::io::Result<Option<(u64, Sour
         let len = f.metadata()?.len();
         return Ok(Some((len, Source::File(tokio::fs::File::from_std(f)))));
     }
-    let Some(objects) = app.blobs.objects() else {
+    if app.blobs.objects().is_none() {
         return Ok(None);
-    };
-    let (objects, d) = (objects.clone(), d.clone());
-    tokio::task::spawn_blocking(move || Ok(objects.size(&d)?.map(|n| (n, Source::Object))))
-        .await
-        .map_err(std::io::Error::other)?
+    }
+    let (blobs, d) = (app.blobs.clone(), d.clone());
+    tokio::task::spawn_blocking(move || {
+        let objects = blobs.objects().expect("checked");
+        Ok(objects.size(&d)?.map(|n| (n, Source::Object)))
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// A 503 saying why a blob cannot be read now.
@@ -571,9 +574,12 @@ async fn serve_blob(
     if *method == Method::GET
         && let Some(ttl) = redirect_for(app, repo)
     {
-        let objects = app.blobs.objects().expect("redirects need a bucket").clone();
-        let key = d.clone();
-        let url = tokio::task::spawn_blocking(move || objects.presigned_get(&key, ttl)).await;
+        let (blobs, key) = (app.blobs.clone(), d.clone());
+        let url = tokio::task::spawn_blocking(move || {
+            let objects = blobs.objects().expect("redirects need a bucket");
+            objects.presigned_get(&key, ttl)
+        })
+        .await;
         return match url {
             Ok(Ok(url)) => match HeaderValue::try_from(url.as_str()) {
                 Ok(v) => {
@@ -628,9 +634,9 @@ async fn serve_blob(
             *resp.body_mut() = Body::from_stream(stream);
         }
         Source::Object => {
-            let objects = app.blobs.objects().expect("located in the bucket").clone();
-            let key = d.clone();
+            let (blobs, key) = (app.blobs.clone(), d.clone());
             let stream = tokio::task::spawn_blocking(move || {
+                let objects = blobs.objects().expect("located in the bucket");
                 objects.get_range(&key, start, Some(end))
             })
             .await;
