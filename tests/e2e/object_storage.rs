@@ -5,7 +5,7 @@
 //! blobs into a bucket.
 
 use crate::registry_support::*;
-use crate::scaling::{mongo_db_url, plugin_names, skopeo_pull, wait_until};
+use crate::scaling::{install_plugin, mongo_db_url, plugin_names, skopeo_pull, wait_until};
 use crate::support::*;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -107,7 +107,12 @@ impl S3 {
 
     /// Digests of the blobs under `prefix`.
     fn blobs(&self, prefix: &str) -> Vec<String> {
-        let dir = self.root.path().join(BUCKET).join(prefix).join("blobs/sha256");
+        let dir = self
+            .root
+            .path()
+            .join(BUCKET)
+            .join(prefix)
+            .join("blobs/sha256");
         let mut out: Vec<String> = std::fs::read_dir(&dir)
             .map(|rd| {
                 rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -150,13 +155,18 @@ fn walk(dir: &Path) -> usize {
 
 /// The layer digests of `name:latest` as `s` serves it.
 fn layers(s: &Server, name: &str) -> Vec<String> {
+    layers_of(s, name, "latest")
+}
+
+/// The layer digests of `name:reference` as `s` serves it.
+fn layers_of(s: &Server, name: &str, reference: &str) -> Vec<String> {
     let r = request(
         s,
         "GET",
-        &format!("/v2/{name}/manifests/latest"),
+        &format!("/v2/{name}/manifests/{reference}"),
         &[("Accept", DOCKER_ACCEPT)],
     );
-    assert_eq!(r.status(), 200);
+    assert_eq!(r.status(), 200, "{name}:{reference}");
     let m: Value = r.json().unwrap();
     m["layers"]
         .as_array()
@@ -192,7 +202,7 @@ fn docker_pushes_and_pulls_with_blobs_in_a_bucket() {
 
     // The layers are objects in the bucket; the data directory holds none.
     let in_bucket = s3.blobs("push");
-    let pushed = layers(&s, "bucket/app");
+    let pushed = layers_of(&s, "bucket/app", "v1");
     for l in &pushed {
         assert!(in_bucket.contains(l), "{l} in the bucket: {in_bucket:?}");
     }
@@ -221,7 +231,7 @@ fn docker_pushes_and_pulls_with_blobs_in_a_bucket() {
     // fsck reads the bucket.
     let out = must(
         Command::new(env_path("WHARF_BIN"))
-            .args(["fsck", "-o", "json", "--data-dir"])
+            .args(["--output", "json", "fsck", "--data-dir"])
             .arg(s.data_dir())
             .args(s3.flags("push")),
     );
@@ -262,7 +272,10 @@ fn pulls_are_redirected_to_short_lived_presigned_urls() {
 
     // The attacks: a URL whose signature is altered, or stretched to
     // another object, is refused by the bucket.
-    let forged = location.replacen("X-Amz-Signature=", "X-Amz-Signature=0", 1);
+    let at = location.find("X-Amz-Signature=").unwrap() + "X-Amz-Signature=".len();
+    let mut forged = location.clone();
+    let flipped = if &forged[at..at + 1] == "0" { "1" } else { "0" };
+    forged.replace_range(at..at + 1, flipped);
     let r = anonymous_client().get(&forged).send().unwrap();
     assert_eq!(r.status(), 403, "an altered signature");
     let other = layers(&s, "open/app").last().unwrap().clone();
@@ -319,26 +332,62 @@ fn pulls_are_redirected_to_short_lived_presigned_urls() {
     assert_eq!(sha256_digest(&r.bytes().unwrap()), layer);
 }
 
-/// Two nodes with data directories of their own, sharing MongoDB and the
-/// bucket only: what one stores the other serves, and a plugin installed on
-/// one loads on the other.
+/// Two nodes and a worker with data directories of their own, sharing
+/// MongoDB, RabbitMQ and the bucket only: an upload sent to one node is
+/// imported by the worker (from the blob it was sealed as), what one node
+/// stores the other serves, and a plugin installed on one loads on the
+/// other.
 #[test]
-fn two_nodes_share_only_mongodb_and_the_bucket() {
+fn two_nodes_and_a_worker_share_only_mongodb_rabbitmq_and_the_bucket() {
     let s3 = S3::start();
     let db = mongo_db_url("bucket");
+    let amqp = std::env::var("WHARF_TEST_AMQP_URL").expect("WHARF_TEST_AMQP_URL");
+    let queue = format!("wharf.test.bucket.{}", std::process::id());
     let flags = s3.flags("nodes");
-    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
-    args.extend(["--db", db.as_str()]);
+    let mut shared: Vec<&str> = flags.iter().map(String::as_str).collect();
+    shared.extend(["--db", &db, "--broker", &amqp, "--broker-queue", &queue]);
+    shared.extend(["--builtin-plugins", "false"]);
     let dirs = scratch();
     let plugin_dir = crate::scaling::docker_only(dirs.path());
+    let mut node_args = shared.clone();
+    node_args.extend(["--workers", "0"]);
     let (a, b) = (
-        Server::spawn(Some(&dirs.path().join("a")), &plugin_dir, &args),
-        Server::spawn(Some(&dirs.path().join("b")), &plugin_dir, &args),
+        Server::spawn(Some(&dirs.path().join("a")), &plugin_dir, &node_args),
+        Server::spawn(Some(&dirs.path().join("b")), &plugin_dir, &node_args),
     );
     let (a, b) = (a.ready(), b.ready());
+    let worker_log = dirs.path().join("worker.log");
+    let mut worker = Command::new(env_path("WHARF_BIN"))
+        .args(["worker", "--workers", "1", "--data-dir"])
+        .arg(dirs.path().join("w"))
+        .arg("--plugin-dir")
+        .arg(&plugin_dir)
+        .args(&shared)
+        .args(ALLOW_LOOPBACK)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&worker_log).unwrap())
+        .spawn()
+        .expect("start wharf worker");
+    let worker_pid = worker.id();
+    let _stop_worker = Killed(&mut worker);
 
     docker_repo(&a, "bb", "shared/busybox", json!({}));
-    a.import_and_publish("bb", &images_dir().join("busybox.tar"));
+    let upload = a.upload(&images_dir().join("busybox.tar"), 1 << 20);
+    let t = a.repo_task("bb", "import", json!({"upload_id": upload}));
+    assert_eq!(
+        t["state"],
+        "finished",
+        "import: {t}\n{}",
+        std::fs::read_to_string(&worker_log).unwrap_or_default()
+    );
+    assert!(
+        t["worker"]
+            .as_str()
+            .is_some_and(|w| w.ends_with(&format!("-{worker_pid}"))),
+        "the worker ran it: {t}"
+    );
+    let t = b.repo_task("bb", "publish", json!({}));
+    assert_eq!(t["state"], "finished", "publish: {t}");
     wait_until("B serves A's publication", Duration::from_secs(15), || {
         request(&b, "GET", "/v2/shared/busybox/tags/list", &[]).status() == 200
     });
@@ -349,22 +398,14 @@ fn two_nodes_share_only_mongodb_and_the_bucket() {
     assert_eq!(local_blobs(&a) + local_blobs(&b), 0);
 
     // A plugin installed on A: its component reaches B through the bucket.
-    let r = a
-        .http
-        .post(a.url("/api/v1/plugins"))
-        .header("content-type", "application/wasm")
-        .body(std::fs::read(env_path("WHARF_PLUGIN_DIR").join("file.wasm")).unwrap())
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201, "{}", r.text().unwrap());
+    install_plugin(&a, "file.wasm");
     wait_until(
         "node B loads the plugin installed on A",
         Duration::from_secs(20),
         || plugin_names(&b).contains(&"file".to_string()),
     );
     // Orphan cleanup keeps the component.
-    let t = cleanup_now(&a);
-    assert_eq!(t["state"], "finished", "{t}");
+    cleanup_now(&a);
     let wasm = std::fs::read(env_path("WHARF_PLUGIN_DIR").join("file.wasm")).unwrap();
     assert!(s3.object_file("nodes", &sha256_digest(&wasm)).exists());
 }
@@ -456,12 +497,18 @@ fn an_installation_migrates_its_blobs_into_a_bucket() {
     let migrate = || {
         let out = must(
             Command::new(env_path("WHARF_BIN"))
-                .args(["blobs", "migrate", "-o", "json", "--data-dir"])
+                .args(["--output", "json", "blobs", "migrate", "--data-dir"])
                 .arg(s.data_dir())
                 .args(["--to", &s3.location("moved")])
                 .args(s3.access()),
         );
-        serde_json::from_str::<Value>(&out).unwrap()
+        // The report, then (on stderr) the progress line.
+        let start = out.find('{').expect("a JSON report");
+        serde_json::Deserializer::from_str(&out[start..])
+            .into_iter::<Value>()
+            .next()
+            .unwrap()
+            .unwrap()
     };
     let first = migrate();
     assert_eq!(first["copied"].as_u64().unwrap(), stored as u64, "{first}");
@@ -479,16 +526,121 @@ fn an_installation_migrates_its_blobs_into_a_bucket() {
 
     let victim = layers_from_bucket(&s3, "moved");
     std::fs::write(s3.object_file("moved", &victim), b"tampered").unwrap();
-    let (ok, out) = run(
-        Command::new(env_path("WHARF_BIN"))
-            .args(["fsck", "--data-dir"])
-            .arg(s.data_dir())
-            .args(s3.flags("moved")),
-    );
+    let (ok, out) = run(Command::new(env_path("WHARF_BIN"))
+        .args(["fsck", "--data-dir"])
+        .arg(s.data_dir())
+        .args(s3.flags("moved")));
     assert!(!ok, "fsck fails on a corrupt blob: {out}");
     assert!(out.contains(&victim), "{out}");
 }
 
 fn layers_from_bucket(s3: &S3, prefix: &str) -> String {
     s3.blobs(prefix).into_iter().next().expect("a blob")
+}
+
+/// Kills a child process when dropped.
+struct Killed<'a>(&'a mut Child);
+
+impl Drop for Killed<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A registry token for `scope` from `s`'s token endpoint, as `login`.
+fn registry_token(s: &Server, login: &str, password: &str, scope: &str) -> String {
+    let r = anonymous_client()
+        .get(s.url(&format!(
+            "/api/v1/registry/token?service=wharf&scope={scope}"
+        )))
+        .basic_auth(login, Some(password))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json::<Value>().unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Nodes with data directories of their own, sharing only MongoDB and the
+/// bucket: a
+/// repository created, protected and published through one is never served
+/// anonymously by the other (a node counts a repository it has not read yet
+/// as protected), an unprotected one is, and a registry token from one node
+/// is good on the other (the key is in the store) while a forged one is not.
+#[test]
+fn nodes_sharing_only_mongodb_and_the_bucket_agree_on_protection_and_tokens() {
+    let s3 = S3::start();
+    let db = mongo_db_url("own_dirs");
+    let flags = s3.flags("protection");
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    args.extend(["--db", &db]);
+    let dirs = scratch();
+    let plugin_dir = env_path("WHARF_PLUGIN_DIR");
+    let (a, b) = (
+        Server::spawn(Some(&dirs.path().join("a")), &plugin_dir, &args),
+        Server::spawn(Some(&dirs.path().join("b")), &plugin_dir, &args),
+    );
+    let (a, b) = (a.ready(), b.ready());
+    assert!(
+        !dirs.path().join("a/registry-token.key").exists()
+            && !dirs.path().join("b/registry-token.key").exists(),
+        "the key is not a file"
+    );
+
+    // Created, protected and published through A only.
+    a.create_repo(json!({
+        "id": "safe", "content_type": "docker",
+        "distributor_config": {"repo_registry_id": "team/safe", "protected": true},
+    }));
+    a.import_and_publish("safe", &images_dir().join("busybox.tar"));
+    let manifest = "/v2/team/safe/manifests/latest";
+    wait_until("B serves the publication", Duration::from_secs(15), || {
+        let r = b
+            .http
+            .get(b.url(manifest))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .send()
+            .unwrap();
+        r.status() == 200
+    });
+    // The attack: anonymous reads on B, at once and for a while after.
+    for _ in 0..10 {
+        for path in [manifest, "/v2/team/safe/tags/list"] {
+            let r = anonymous_client().get(b.url(path)).send().unwrap();
+            assert_eq!(r.status(), 401, "anonymous {path} on node B");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A token issued by A pulls from B; one signed with another key does not.
+    let token = registry_token(&a, "admin", ADMIN_PASSWORD, "repository:team/safe:pull");
+    let with = |t: &str| {
+        anonymous_client()
+            .get(b.url(manifest))
+            .bearer_auth(t)
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(with(&token), 200, "a token from node A on node B");
+    let other = Server::start();
+    let forged = registry_token(&other, "admin", ADMIN_PASSWORD, "repository:team/safe:pull");
+    assert_eq!(with(&forged), 401, "a token signed by another installation");
+
+    // An unprotected repository made through A is public on B too.
+    a.create_repo(json!({
+        "id": "open", "content_type": "docker",
+        "distributor_config": {"repo_registry_id": "team/open"},
+    }));
+    a.import_and_publish("open", &images_dir().join("busybox.tar"));
+    wait_until("B serves it anonymously", Duration::from_secs(15), || {
+        anonymous_client()
+            .get(b.url("/v2/team/open/manifests/latest"))
+            .send()
+            .unwrap()
+            .status()
+            == 200
+    });
 }

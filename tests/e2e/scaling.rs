@@ -173,6 +173,18 @@ pub(crate) fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> 
     }
 }
 
+/// Install the built plugin component `file` (e.g. `file.wasm`) through `s`'s API.
+pub(crate) fn install_plugin(s: &Server, file: &str) {
+    let r = s
+        .http
+        .post(s.url("/api/v1/plugins"))
+        .header("content-type", "application/wasm")
+        .body(std::fs::read(env_path("WHARF_PLUGIN_DIR").join(file)).unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().unwrap());
+}
+
 pub(crate) fn plugin_names(s: &Server) -> Vec<String> {
     let (code, v) = s.get_json("/api/v1/plugins");
     assert_eq!(code, 200, "{v}");
@@ -314,14 +326,7 @@ fn two_nodes_and_two_workers_share_mongodb_rabbitmq_and_the_data_directory() {
     // A plugin installed on A reaches B (and the workers); removed on B, it
     // leaves A.
     assert!(!plugin_names(&b).contains(&"file".to_string()));
-    let r = a
-        .http
-        .post(a.url("/api/v1/plugins"))
-        .header("content-type", "application/wasm")
-        .body(std::fs::read(env_path("WHARF_PLUGIN_DIR").join("file.wasm")).unwrap())
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201, "{}", r.text().unwrap());
+    install_plugin(&a, "file.wasm");
     wait_until(
         "node B loads the plugin installed on A",
         Duration::from_secs(15),
@@ -562,90 +567,4 @@ fn a_schedule_runs_each_due_time_once_with_two_nodes_looking() {
             "run {n} due {due:?} created {created:?}"
         );
     }
-}
-
-/// A registry token for `scope` from `s`'s token endpoint, as `login`.
-fn registry_token(s: &Server, login: &str, password: &str, scope: &str) -> String {
-    let r = anonymous_client()
-        .get(s.url(&format!(
-            "/api/v1/registry/token?service=wharf&scope={scope}"
-        )))
-        .basic_auth(login, Some(password))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json::<Value>().unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-/// Nodes with data directories of their own, sharing only MongoDB: a
-/// repository created, protected and published through one is never served
-/// anonymously by the other (a node counts a repository it has not read yet
-/// as protected), an unprotected one is, and a registry token from one node
-/// is good on the other (the key is in the store) while a forged one is not.
-#[test]
-fn nodes_sharing_only_the_store_agree_on_protection_and_tokens() {
-    let c = Cluster::new("own_dirs");
-    let db = c.db.clone();
-    let args = ["--db", db.as_str(), "--builtin-plugins", "false"];
-    let (a, b) = (
-        Server::spawn(Some(&c.dir.path().join("a")), &c.plugin_dir, &args),
-        Server::spawn(Some(&c.dir.path().join("b")), &c.plugin_dir, &args),
-    );
-    let (a, b) = (a.ready(), b.ready());
-    assert!(
-        !c.dir.path().join("a/registry-token.key").exists()
-            && !c.dir.path().join("b/registry-token.key").exists(),
-        "the key is not a file"
-    );
-
-    // Created, protected and published through A only.
-    a.create_repo(json!({
-        "id": "safe", "content_type": "docker",
-        "distributor_config": {"repo_registry_id": "team/safe", "protected": true},
-    }));
-    a.import_and_publish("safe", &images_dir().join("busybox.tar"));
-    let manifest = "/v2/team/safe/manifests/latest";
-    wait_until("B serves the publication", Duration::from_secs(15), || {
-        b.http.get(b.url(manifest)).send().unwrap().status() == 200
-    });
-    // The attack: anonymous reads on B, at once and for a while after.
-    for _ in 0..10 {
-        for path in [manifest, "/v2/team/safe/tags/list"] {
-            let r = anonymous_client().get(b.url(path)).send().unwrap();
-            assert_eq!(r.status(), 401, "anonymous {path} on node B");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    // A token issued by A pulls from B; one signed with another key does not.
-    let token = registry_token(&a, "admin", ADMIN_PASSWORD, "repository:team/safe:pull");
-    let with = |t: &str| {
-        anonymous_client()
-            .get(b.url(manifest))
-            .bearer_auth(t)
-            .send()
-            .unwrap()
-            .status()
-    };
-    assert_eq!(with(&token), 200, "a token from node A on node B");
-    let other = Server::start();
-    let forged = registry_token(&other, "admin", ADMIN_PASSWORD, "repository:team/safe:pull");
-    assert_eq!(with(&forged), 401, "a token signed by another installation");
-
-    // An unprotected repository made through A is public on B too.
-    a.create_repo(json!({
-        "id": "open", "content_type": "docker",
-        "distributor_config": {"repo_registry_id": "team/open"},
-    }));
-    a.import_and_publish("open", &images_dir().join("busybox.tar"));
-    wait_until("B serves it anonymously", Duration::from_secs(15), || {
-        anonymous_client()
-            .get(b.url("/v2/team/open/manifests/latest"))
-            .send()
-            .unwrap()
-            .status()
-            == 200
-    });
 }

@@ -9,10 +9,10 @@
 
 use anyhow::Context as _;
 use std::net::SocketAddr;
-use wharf_store::blobs::BlobStore;
-use wharf_store::blobs::objects::{ObjectHome, ObjectLocation, S3Access};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use wharf_store::blobs::BlobStore;
+use wharf_store::blobs::objects::{ObjectHome, ObjectLocation, S3Access};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeConfig {
@@ -165,7 +165,12 @@ pub struct S3Args {
     pub s3_access_key_id: Option<String>,
     /// The secret access key (better from the environment or the file than
     /// from the command line, which other users may see).
-    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", value_name = "KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "AWS_SECRET_ACCESS_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
     pub s3_secret_access_key: Option<String>,
 }
 

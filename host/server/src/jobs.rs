@@ -8,6 +8,7 @@ use crate::tasks::{Job, TaskContext, TaskFailure, TaskResult};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use wharf_core::digest::Digest;
 use wharf_core::ids::{RepoId, UploadId};
 use wharf_runtime::calls::{BlobDownload, Edit, Staged, Summary, TaskAnswer};
 use wharf_runtime::engine::{Plugin, PluginError};
@@ -27,7 +28,15 @@ pub async fn run(app: Arc<App>, job: Job, ctx: TaskContext) -> TaskResult {
             upload_id,
             params,
             delete_upload,
-        } => import(app, &repository, upload_id, params, delete_upload, ctx).await,
+            sealed,
+        } => {
+            let upload = Imported {
+                id: upload_id,
+                sealed,
+                delete: delete_upload,
+            };
+            import(app, &repository, upload, params, ctx).await
+        }
         // Started by `Tasks::run_here` with its body; a record alone (say,
         // redelivered after a crash) has no body to read.
         Job::ImportStream { .. } => Err(TaskFailure::new(
@@ -125,7 +134,10 @@ pub async fn run(app: Arc<App>, job: Job, ctx: TaskContext) -> TaskResult {
         } => restore(app, &repository, version, ctx).await,
         Job::Delete { repository } => {
             app.store.delete_repo(&repository).await?;
-            app.auth.protection.refresh(app.store.as_ref(), &repository).await?;
+            app.auth
+                .protection
+                .refresh(app.store.as_ref(), &repository)
+                .await?;
             app.publications.remove_repo(repository.as_str());
             Ok(serde_json::json!({"deleted": repository}))
         }
@@ -190,26 +202,59 @@ async fn repo_and_plugin(app: &App, id: &RepoId) -> Result<(Repository, Arc<Plug
     Ok((repo, plugin))
 }
 
+/// The upload an import reads.
+struct Imported {
+    id: UploadId,
+    /// Its bytes as a blob, for a node without its file.
+    sealed: Option<Digest>,
+    /// Removed once imported.
+    delete: bool,
+}
+
+impl Imported {
+    /// The bytes whose receipt was recorded: the upload's file on the node
+    /// that received it, else its sealed blob.
+    async fn source(&self, app: &Arc<App>, len: u64) -> Result<SourceHandle, TaskFailure> {
+        match (app.uploads.open_read(&self.id), &self.sealed) {
+            (Ok(file), _) => Ok(SourceHandle::File {
+                file: Arc::new(file),
+                offset: 0,
+                len,
+                whole: Some(Arc::new(app.uploads.whole(&self.id, len)?)),
+            }),
+            (Err(e), Some(d)) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (blobs, d) = (app.blobs.clone(), d.clone());
+                let file = tokio::task::spawn_blocking(move || blobs.open_blob(&d))
+                    .await
+                    .map_err(|e| TaskFailure::new(e.to_string(), "internal"))?
+                    .map_err(|e| {
+                        TaskFailure::new(format!("reading the sealed upload: {e}"), "internal")
+                    })?;
+                Ok(SourceHandle::File {
+                    file: Arc::new(file),
+                    offset: 0,
+                    len,
+                    whole: None,
+                })
+            }
+            (Err(e), _) => Err(e.into()),
+        }
+    }
+}
+
 async fn import(
     app: &Arc<App>,
     id: &RepoId,
-    upload_id: UploadId,
+    imported: Imported,
     params: serde_json::Map<String, serde_json::Value>,
-    delete_upload: bool,
     ctx: TaskContext,
 ) -> TaskResult {
     let (repo, plugin) = repo_and_plugin(app, id).await?;
+    let upload_id = imported.id.clone();
     let upload = app.store.get_upload(&upload_id).await?.ok_or_else(|| {
         TaskFailure::new(format!("upload {upload_id} no longer exists"), "not-found")
     })?;
-    let file = app.uploads.open_read(&upload_id)?;
-    // The source is exactly the bytes whose receipt was recorded.
-    let source = SourceHandle::File {
-        file: Arc::new(file),
-        offset: 0,
-        len: upload.offset,
-        whole: Some(Arc::new(app.uploads.whole(&upload_id, upload.offset)?)),
-    };
+    let source = imported.source(app, upload.offset).await?;
     let params = serde_json::Value::Object(params).to_string();
     let version = plugin_version(&plugin);
     let run = run_plugin_task(
@@ -221,7 +266,7 @@ async fn import(
         move |p, call, cancel| p.upload(call, cancel, source, &params),
     )
     .await?;
-    if delete_upload {
+    if imported.delete {
         app.store.delete_upload(&upload_id).await?;
         app.uploads.remove(&upload_id);
     }

@@ -4,8 +4,8 @@
 
 pub mod app;
 pub mod auth;
-pub mod blob_migration;
 pub mod bench;
+pub mod blob_migration;
 pub mod config;
 pub mod connections;
 pub mod error;

@@ -138,7 +138,10 @@ async fn create(
     let pull_through = check_host_settings(&repo)?;
     crate::remotes::check_use(&app, &principal, &repo.importer_config, &repo.content_type).await?;
     app.store.create_repo(&repo).await?;
-    app.auth.protection.refresh(app.store.as_ref(), &repo.id).await?;
+    app.auth
+        .protection
+        .refresh(app.store.as_ref(), &repo.id)
+        .await?;
     if pull_through {
         publish_pull_through(&app, &repo.id).await?;
     }
@@ -394,7 +397,10 @@ async fn update(
             .await?;
     }
     app.store.update_repo(&repo).await?;
-    app.auth.protection.refresh(app.store.as_ref(), &repo.id).await?;
+    app.auth
+        .protection
+        .refresh(app.store.as_ref(), &repo.id)
+        .await?;
     app.pulls.forget(&repo.id);
     if pull_through {
         // Its publication carries the settings the registry side reads.
@@ -573,11 +579,13 @@ async fn import(
             upload.offset, upload.offset
         )));
     }
+    let sealed = crate::uploads::seal(&app, &upload).await?;
     let job = Job::Import {
         repository: repo.id,
         upload_id,
         params: req.params,
         delete_upload: req.delete_upload,
+        sealed,
     };
     Ok(submit(&app, job).await?.into_response())
 }

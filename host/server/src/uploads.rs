@@ -287,7 +287,10 @@ async fn write_chunk(
     file.set_len(offset).map_err(Error::internal)?;
     let file = Arc::new(file);
     let limit = upload.size.map_or(u64::MAX, |s| s - offset);
-    let body = body.take().expect("the body is read once").into_data_stream();
+    let body = body
+        .take()
+        .expect("the body is read once")
+        .into_data_stream();
     let outcome = stream_to_file(file.clone(), offset, body, limit, hasher).await;
     let (written, hasher) = match outcome {
         Ok(done) => done,
@@ -311,6 +314,43 @@ async fn write_chunk(
         app.uploads.hashers.put(id, upload.offset, h);
     }
     Ok(upload)
+}
+
+/// With blobs in a bucket and tasks on the broker, an import may run on a
+/// machine without the upload's file: store its recorded bytes as a blob
+/// first (the import's source there; hashed once, and an upload imported
+/// twice is stored once). The blob is leased for [`leases::LEASE_FOR`]
+/// here, and orphan cleanup's protection window covers it elsewhere.
+///
+/// [`leases::LEASE_FOR`]: wharf_store::blobs::leases::LEASE_FOR
+pub async fn seal(app: &Arc<App>, upload: &Upload) -> Result<Option<wharf_core::digest::Digest>> {
+    if app.blobs.objects().is_none() || !app.tasks.is_brokered() {
+        return Ok(None);
+    }
+    let (app2, id, len) = (app.clone(), upload.id.clone(), upload.offset);
+    let sealed = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+        let file = app2.uploads.open_read(&id)?;
+        let holder = wharf_store::blobs::leases::Holder::new();
+        let (digest, _) = app2
+            .blobs
+            .store_file_range(&file, 0, len, None, &holder)
+            .map_err(std::io::Error::other)?;
+        holder.keep();
+        Ok(digest)
+    })
+    .await
+    .map_err(Error::internal)?
+    .map_err(|e| {
+        Error::new(
+            ErrorKind::Unavailable,
+            "blob-store-unavailable",
+            format!(
+                "cannot store upload {} for the worker that will import it: {e}; try again",
+                upload.id
+            ),
+        )
+    })?;
+    Ok(Some(sealed))
 }
 
 /// Remove uploads and registry upload sessions idle for longer than

@@ -224,7 +224,8 @@ impl Auth {
     ) -> anyhow::Result<Arc<Auth>> {
         let ldap = ldap::Ldap::from_config(&config.ldap)?;
         bootstrap::first_start(store.as_ref(), data_dir).await?;
-        let registry_key = registry_token::SigningKey::load_or_create(data_dir, store.as_ref()).await?;
+        let registry_key =
+            registry_token::SigningKey::load_or_create(data_dir, store.as_ref()).await?;
         let protection = protection::Protection::default();
         protection.reload(store.as_ref()).await?;
         let auth = Arc::new(Auth {

@@ -319,11 +319,29 @@ pub async fn token(
 mod tests {
     use super::*;
 
-    #[test]
-    fn tokens_verify_only_with_our_key_and_in_time() {
+    /// A key from a fresh store in a fresh directory.
+    async fn fresh_key() -> SigningKey {
         let dir = tempfile::tempdir().unwrap();
-        let key = SigningKey::load_or_create(dir.path()).unwrap();
-        let again = SigningKey::load_or_create(dir.path()).unwrap();
+        let store =
+            wharf_store::db::sqlite::SqliteStore::open(&dir.path().join("wharf.db")).unwrap();
+        SigningKey::load_or_create(dir.path(), &store)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn tokens_verify_only_with_our_key_and_in_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            wharf_store::db::sqlite::SqliteStore::open(&dir.path().join("wharf.db")).unwrap();
+        let key = SigningKey::load_or_create(dir.path(), &store)
+            .await
+            .unwrap();
+        // Another node on the same store (a directory of its own).
+        let elsewhere = tempfile::tempdir().unwrap();
+        let again = SigningKey::load_or_create(elsewhere.path(), &store)
+            .await
+            .unwrap();
         let access = vec![ResourceAccess {
             kind: "repository".into(),
             name: "my/app".into(),
@@ -331,15 +349,34 @@ mod tests {
         }];
         let t = key.sign("jdev", access);
         let c = again.verify(&t).expect("same key after a restart");
-        assert_eq!(c.sub, "jdev");
+        assert_eq!(c.sub, "jdev", "same key on every node of the store");
         assert!(c.grants("my/app", "pull"));
         assert!(!c.grants("my/app", "push"));
         assert!(!c.grants("my", "pull"));
-        let other = SigningKey::load_or_create(tempfile::tempdir().unwrap().path()).unwrap();
+        let other = fresh_key().await;
         assert!(other.verify(&t).is_none());
         let mut tampered = t.clone();
         tampered.pop();
         assert!(key.verify(&tampered).is_none());
+    }
+
+    /// An older installation's key file is adopted, so its tokens stay good.
+    #[tokio::test]
+    async fn a_key_file_of_an_older_version_is_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(KEY_FILE), [7u8; 32]).unwrap();
+        let old = SigningKey {
+            encoding: EncodingKey::from_secret(&[7u8; 32]),
+            decoding: DecodingKey::from_secret(&[7u8; 32]),
+        };
+        let t = old.sign("jdev", vec![]);
+        let store =
+            wharf_store::db::sqlite::SqliteStore::open(&dir.path().join("wharf.db")).unwrap();
+        let key = SigningKey::load_or_create(dir.path(), &store)
+            .await
+            .unwrap();
+        assert!(key.verify(&t).is_some());
+        assert!(fresh_key().await.verify(&t).is_none());
     }
 
     #[test]

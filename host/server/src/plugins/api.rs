@@ -106,8 +106,8 @@ async fn install(
     // (which need no shared file system to load it). The blob's lease
     // lasts until the record below commits; cleanup keeps it after.
     let holder = wharf_store::blobs::leases::Holder::new();
-    if let Err(e) = super::sync::save(&app, &plugin.info.name, &body, &plugin.wasm_digest)
-        .and_then(|()| {
+    if let Err(e) =
+        super::sync::save(&app, &plugin.info.name, &body, &plugin.wasm_digest).and_then(|()| {
             app.blobs
                 .store_bytes(&body, Some(&plugin.wasm_digest), &holder)
                 .map(drop)

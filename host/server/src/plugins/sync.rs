@@ -111,7 +111,12 @@ async fn fetch(app: &App, r: &InstalledPlugin) -> anyhow::Result<Vec<u8>> {
         Ok(wasm)
     })
     .await?
-    .map_err(|e| anyhow::anyhow!("reading its component {} from the blob store: {e:#}", r.wasm_sha256))?;
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "reading its component {} from the blob store: {e:#}",
+            r.wasm_sha256
+        )
+    })?;
     // A newer install may be replacing it right now: the next round sees
     // its record.
     let digest = Digest::of(&wasm);

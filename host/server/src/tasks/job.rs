@@ -3,6 +3,7 @@
 //! RabbitMQ — can run it from the task record alone (`jobs` does the work).
 
 use serde::{Deserialize, Serialize};
+use wharf_core::digest::Digest;
 use wharf_core::ids::{RepoId, UploadId};
 use wharf_store::db::{TaskKind, TaskLock};
 
@@ -16,6 +17,11 @@ pub enum Job {
         #[serde(default)]
         params: serde_json::Map<String, serde_json::Value>,
         delete_upload: bool,
+        /// The upload's bytes stored as this blob when the import may run
+        /// on a machine without the upload's file (blobs in a bucket and
+        /// workers elsewhere).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sealed: Option<Digest>,
     },
     /// Import the body of the request that started the task while it
     /// arrives (`POST /repositories/{id}/import` with the content as the
@@ -126,6 +132,7 @@ mod tests {
             upload_id: UploadId::new(),
             params: Default::default(),
             delete_upload: true,
+            sealed: None,
         };
         let v = serde_json::to_value(&job).unwrap();
         assert_eq!(v["job"], "import");

@@ -2310,7 +2310,9 @@ impl SecretStore for MongoStore {
             .secrets
             .find_one(doc! {"_id": name})
             .await?
-            .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("secret {name} vanished after its upsert")))?;
+            .ok_or_else(|| {
+                StoreError::Backend(anyhow::anyhow!("secret {name} vanished after its upsert"))
+            })?;
         match stored.get("value") {
             Some(mongodb::bson::Bson::Binary(b)) => Ok(b.bytes.clone()),
             _ => Err(StoreError::Backend(anyhow::anyhow!(
