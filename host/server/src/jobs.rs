@@ -250,7 +250,7 @@ async fn import(
     ctx: TaskContext,
 ) -> TaskResult {
     let (repo, plugin) = repo_and_plugin(app, id).await?;
-    let upload_id = imported.id.clone();
+    let upload_id = imported.id;
     let upload = app.store.get_upload(&upload_id).await?.ok_or_else(|| {
         TaskFailure::new(format!("upload {upload_id} no longer exists"), "not-found")
     })?;

@@ -327,7 +327,7 @@ pub async fn seal(app: &Arc<App>, upload: &Upload) -> Result<Option<wharf_core::
     if app.blobs.objects().is_none() || !app.tasks.is_brokered() {
         return Ok(None);
     }
-    let (app2, id, len) = (app.clone(), upload.id.clone(), upload.offset);
+    let (app2, id, len) = (app.clone(), upload.id, upload.offset);
     let sealed = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
         let file = app2.uploads.open_read(&id)?;
         let holder = wharf_store::blobs::leases::Holder::new();
