@@ -43,10 +43,12 @@ pub struct Reconciled {
 
 /// Bring the loaded plugins in line with the store's records.
 pub async fn reconcile(app: &App) -> anyhow::Result<Reconciled> {
-    let records = app.store.list_installed_plugins().await?;
     // Installs and removals through this node's API wait for us, and we for
     // them: a record and the loaded set are then never seen half-changed.
+    // The records are read under the lock: read before it, they could be
+    // older than an install that held it, and bring its predecessor back.
     let _guard = app.plugins.changes.lock().await;
+    let records = app.store.list_installed_plugins().await?;
     let mut done = Reconciled::default();
     for r in records {
         let running = app
