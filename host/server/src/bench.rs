@@ -1,4 +1,4 @@
-//! `wharf bench runtime`: the plugin runtime's costs, measured here and now.
+//! `wharf bench`: the plugin runtime, the store and object storage uploads, measured here and now.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -364,3 +364,33 @@ pub async fn versions(
     }
     Ok(())
 }
+
+/// Upload `file` to the bucket `to` the way the blob store writes a blob
+/// (one PutObject up to 8 MiB, else a multipart upload of 8 MiB parts, four
+/// in flight), `runs` times: the plain-upload figure the object storage
+/// benchmark (scripts/bench-s3.sh) compares pushes and imports with.
+pub fn object_put(
+    file: &Path,
+    to: &wharf_store::blobs::ObjectLocation,
+    s3: &crate::config::S3Args,
+    runs: usize,
+) -> anyhow::Result<()> {
+    let home = s3.open(to)?;
+    let f = std::fs::File::open(file)?;
+    let len = f.metadata()?.len();
+    let digest = wharf_store::blobs::hash_file_range(&f, 0, len)?;
+    let mib = len as f64 / (1 << 20) as f64;
+    let mut best = f64::MAX;
+    for _ in 0..runs.max(1) {
+        home.remove(&digest)?;
+        let t = Instant::now();
+        home.upload(&digest, &f, len)?;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    println!(
+        "object-put: {mib:.0} MiB in {best:.2} s ({:.0} MiB/s), best of {runs}",
+        mib / best
+    );
+    Ok(())
+}
+

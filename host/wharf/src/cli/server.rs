@@ -92,6 +92,20 @@ pub enum Bench {
         #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 100_000])]
         units: Vec<usize>,
     },
+    /// Upload a file to an S3 bucket as the blob store writes a blob (the
+    /// plain-upload bound scripts/bench-s3.sh compares with).
+    ObjectPut {
+        /// The bytes to upload.
+        #[arg(long)]
+        file: std::path::PathBuf,
+        /// Where: s3://BUCKET[/PREFIX].
+        #[arg(long, value_name = "s3://BUCKET[/PREFIX]")]
+        to: wharf_store::blobs::ObjectLocation,
+        #[command(flatten)]
+        s3: wharf_server::config::S3Args,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Time from `wharf serve` to ready, with a warm plugin cache.
     Startup {
         #[arg(long, default_value = "target/plugins")]
@@ -127,6 +141,9 @@ pub fn bench(bench: Bench) -> anyhow::Result<()> {
         }
         Bench::Store { units, repos } => rt.block_on(wharf_server::bench::store(units, repos)),
         Bench::Versions { db, units } => rt.block_on(wharf_server::bench::versions(db, &units)),
+        Bench::ObjectPut { file, to, s3, runs } => {
+            wharf_server::bench::object_put(&file, &to, &s3, runs)
+        }
     }
 }
 
