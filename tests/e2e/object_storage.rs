@@ -388,9 +388,13 @@ fn two_nodes_and_a_worker_share_only_mongodb_rabbitmq_and_the_bucket() {
     );
     let t = b.repo_task("bb", "publish", json!({}));
     assert_eq!(t["state"], "finished", "publish: {t}");
-    wait_until("B serves A's publication", Duration::from_secs(15), || {
-        request(&b, "GET", "/v2/shared/busybox/tags/list", &[]).status() == 200
-    });
+    // The publish ran on the worker: each node learns of it from the store.
+    for s in [&a, &b] {
+        wait_until("both nodes serve the publication", Duration::from_secs(15), || {
+            let r = request(s, "GET", "/v2/shared/busybox/tags/list", &[]);
+            r.status() == 200 && r.json::<Value>().unwrap()["tags"] == json!(["latest"])
+        });
+    }
     assert_eq!(
         skopeo_pull(&a, "shared/busybox"),
         skopeo_pull(&b, "shared/busybox")
