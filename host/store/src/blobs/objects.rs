@@ -53,6 +53,8 @@ const DOWNLOAD_QUEUE: usize = 8;
 /// The largest object S3 copies with one CopyObject: a larger session
 /// chunk is committed by a download instead.
 pub const COPY_MAX: u64 = 5 << 30;
+/// What ends the key of a chunk's digest note ([`AreaKey::chunk_digest`]).
+pub const CHUNK_DIGEST_SUFFIX: &str = ".sha256";
 /// The largest object [`ObjectHome::get_small`] reads.
 const SMALL_MAX: u64 = 1 << 20;
 
@@ -78,13 +80,20 @@ impl AreaKey {
         AreaKey(format!("sessions/{}/owner.json", id.0.simple()))
     }
 
-    /// A chunk of session `id`: `len` bytes from `start` hashing to `d`.
-    pub fn session_chunk(id: &SessionId, start: u64, len: u64, d: &Digest) -> Self {
+    /// A chunk of session `id`: `len` bytes from `start`, told apart from
+    /// a rival chunk at the same offset by `nonce`. Short on purpose: some
+    /// S3 servers name a multipart upload's parts after the whole key, and
+    /// file systems cap names at 255 bytes.
+    pub fn session_chunk(id: &SessionId, start: u64, len: u64, nonce: u32) -> Self {
         AreaKey(format!(
-            "sessions/{}/{start:016x}-{len:016x}-{}",
-            id.0.simple(),
-            d.hex()
+            "sessions/{}/{start:016x}-{len:016x}-{nonce:08x}",
+            id.0.simple()
         ))
+    }
+
+    /// The note of a chunk's own digest, beside it (`<chunk>.sha256`).
+    pub fn chunk_digest(chunk: &AreaKey) -> Self {
+        AreaKey(format!("{}{CHUNK_DIGEST_SUFFIX}", chunk.0))
     }
 
     /// Every received-blob note.

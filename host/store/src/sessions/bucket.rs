@@ -7,11 +7,16 @@
 //!
 //! - `sessions/<id>/owner.json`: the [`Owner`]; the session exists while it
 //!   does.
-//! - `sessions/<id>/<start>-<len>-<sha256>`: one object per appended chunk
-//!   (`start` and `len` as 16 hex digits, the chunk's own SHA-256 in hex).
-//!   A listing alone gives the session's length, shows whether its chunks
-//!   follow each other from 0, and gives a single-chunk session's digest.
-//!   Empty chunks are not stored.
+//! - `sessions/<id>/<start>-<len>-<nonce>`: one object per appended chunk
+//!   (`start` and `len` as 16 hex digits, a random 8-digit nonce telling
+//!   rival chunks at one offset apart). A listing alone gives the session's
+//!   length and shows whether its chunks follow each other from 0. Empty
+//!   chunks are not stored.
+//! - `sessions/<id>/<start>-<len>-<nonce>.sha256`: the chunk's own digest
+//!   (hex), written after it: a single-chunk session is committed by a copy
+//!   inside the bucket when it is there, by a download otherwise. (Keys stay
+//!   short: some S3 servers name a multipart upload's parts after the whole
+//!   key, within a file system's 255-byte names.)
 //! - `received/<repository>/<hex>`: an empty note that the repository
 //!   received the blob through one of its sessions, fresh for
 //!   [`RECEIVED_FOR`] after its last write.
@@ -30,7 +35,7 @@
 
 use super::{Owner, RECEIVED_FOR, SessionError, SessionId, Sessions, stream_failure};
 use crate::blobs::leases::Holder;
-use crate::blobs::objects::{AreaKey, COPY_MAX, Listed, wait};
+use crate::blobs::objects::{AreaKey, CHUNK_DIGEST_SUFFIX, COPY_MAX, Listed, wait};
 use crate::blobs::{BlobError, BlobStore, ObjectHome, stream_to_file};
 use cap_std::fs::{Dir, OpenOptions};
 use futures::StreamExt;
@@ -53,8 +58,6 @@ struct Chunk {
     key: AreaKey,
     start: u64,
     len: u64,
-    /// The chunk's own digest.
-    digest: Digest,
     /// What the bucket says it holds.
     size: u64,
 }
@@ -65,6 +68,8 @@ struct Stored {
     owner: bool,
     /// Sorted by start (then length).
     chunks: Vec<Chunk>,
+    /// The chunks' digest notes.
+    notes: Vec<AreaKey>,
 }
 
 impl Stored {
@@ -93,27 +98,42 @@ impl Stored {
             keys.push(AreaKey::session_owner(id));
         }
         keys.extend(self.chunks.iter().map(|c| c.key.clone()));
+        keys.extend(self.notes.iter().cloned());
         keys
     }
 }
 
-/// The chunk a listed key names, if it names one (`<start>-<len>-<hex>`).
+/// The chunk a listed key names, if it names one (`<start>-<len>-<nonce>`).
 fn chunk(listed: &Listed) -> Option<Chunk> {
     let name = listed.key.segments().next_back()?;
     let mut parts = name.splitn(3, '-');
     let start = parts.next()?;
     let len = parts.next()?;
-    let hex = parts.next()?;
-    if start.len() != 16 || len.len() != 16 {
+    let nonce = parts.next()?;
+    if start.len() != 16 || len.len() != 16 || nonce.len() != 8 {
         return None;
     }
+    u32::from_str_radix(nonce, 16).ok()?;
     Some(Chunk {
         key: listed.key.clone(),
         start: u64::from_str_radix(start, 16).ok()?,
         len: u64::from_str_radix(len, 16).ok()?,
-        digest: format!("sha256:{hex}").parse().ok()?,
         size: listed.size,
     })
+}
+
+/// A random nonce for a chunk's key.
+fn rand_nonce() -> u32 {
+    uuid::Uuid::new_v4().as_u128() as u32
+}
+
+/// A chunk's own digest, from its note (none if the note is missing or
+/// malformed: the commit then hashes the bytes).
+fn chunk_digest(home: &ObjectHome, c: &Chunk) -> io::Result<Option<Digest>> {
+    let note = home.get_small(&AreaKey::chunk_digest(&c.key))?;
+    Ok(note
+        .and_then(|hex| String::from_utf8(hex).ok())
+        .and_then(|hex| format!("sha256:{}", hex.trim()).parse().ok()))
 }
 
 /// What the bucket holds of session `id`.
@@ -125,6 +145,8 @@ fn stored(home: &ObjectHome, id: &SessionId) -> io::Result<Stored> {
         }
         if listed.key.segments().next_back() == Some(OWNER) {
             out.owner = true;
+        } else if listed.key.as_str().ends_with(CHUNK_DIGEST_SUFFIX) {
+            out.notes.push(listed.key);
         } else if let Some(c) = chunk(&listed) {
             out.chunks.push(c);
         }
@@ -340,16 +362,25 @@ impl Sessions {
             return Ok(len);
         }
         let digest = Digest::from_hasher(hasher.expect("hashed"));
-        let key = AreaKey::session_chunk(&id, len, written, &digest);
-        let mine = key.clone();
-        blocking(home, move |h| h.upload_to(&mine, &file, written)).await?;
+        let key = AreaKey::session_chunk(&id, len, written, rand_nonce());
+        let (mine, note) = (key.clone(), AreaKey::chunk_digest(&key));
+        blocking(home, move |h| {
+            h.upload_to(&mine, &file, written)?;
+            h.put_small(&note, digest.hex().as_bytes().to_vec())
+        })
+        .await?;
         // Another node may have appended at the same offset meanwhile, or
         // ended the session: then this chunk goes.
         let now = blocking(home, move |h| stored(h, &id)).await?;
         let rival = now.chunks.iter().any(|c| c.start == len && c.key != key);
         if rival || !now.owner {
             let mine = key.clone();
-            if let Err(e) = blocking(home, move |h| h.delete_key(&mine)).await {
+            let withdrawn = blocking(home, move |h| {
+                h.delete_key(&AreaKey::chunk_digest(&mine))?;
+                h.delete_key(&mine)
+            })
+            .await;
+            if let Err(e) = withdrawn {
                 tracing::warn!(session = %id, "cannot withdraw {key}: {e}");
             }
             return Err(if rival {
@@ -375,17 +406,23 @@ impl Sessions {
         let len = stored
             .end()
             .ok_or_else(|| SessionError::Unknown(id.to_string()))?;
-        let committed = match stored.chunks.as_slice() {
-            [only] if only.len <= COPY_MAX => match expect {
-                Some(e) if *e != only.digest => Err(BlobError::DigestMismatch {
+        // A single chunk whose digest note is there: a copy inside the
+        // bucket. Anything else: a download, hashed as it streams.
+        let single = match stored.chunks.as_slice() {
+            [only] if only.len <= COPY_MAX => chunk_digest(home, only)?.map(|d| (only, d)),
+            _ => None,
+        };
+        let committed = match single {
+            Some((only, digest)) => match expect {
+                Some(e) if *e != digest => Err(BlobError::DigestMismatch {
                     expected: e.clone(),
-                    actual: only.digest.clone(),
+                    actual: digest,
                 }),
                 _ => blobs
-                    .adopt_object(&only.key, &only.digest, only.len, holder)
-                    .map(|()| (only.digest.clone(), len)),
+                    .adopt_object(&only.key, &digest, only.len, holder)
+                    .map(|()| (digest, len)),
             },
-            chunks => download(home, blobs, chunks, expect, holder),
+            None => download(home, blobs, &stored.chunks, expect, holder),
         };
         match committed {
             Ok(done) => {
