@@ -61,7 +61,7 @@ impl App {
         tracing::info!(store = %db, "metadata store open");
         let auth = crate::auth::Auth::open(&config.auth, data, store.clone()).await?;
         let blobs = Arc::new(config.blobs.open(&data.join("blobs"))?);
-        let sessions = Arc::new(Sessions::open(blobs.root())?);
+        let sessions = Arc::new(Sessions::open_with(blobs.root(), blobs.objects_shared())?);
         let spool_dir = data.join("spool");
         std::fs::create_dir_all(&spool_dir)?;
         let publications = Arc::new(PublicationMap::default());

@@ -28,7 +28,10 @@ pub async fn runtime(plugin_file: &Path, path: &str, iterations: usize) -> anyho
     let store = Arc::new(SqliteStore::open(&dir.path().join("wharf.db"))?);
     let blobs = Arc::new(BlobStore::open(&dir.path().join("blobs"))?);
     let env = Arc::new(HostEnv {
-        sessions: Arc::new(wharf_store::sessions::Sessions::open(blobs.root())?),
+        sessions: Arc::new(wharf_store::sessions::Sessions::open_with(
+            blobs.root(),
+            blobs.objects_shared(),
+        )?),
         blobs,
         store,
         publications: Arc::new(PublicationMap::default()),

@@ -41,11 +41,12 @@ pub mod objects;
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
 use leases::{Generation, Holder, Leases};
-pub use objects::{ObjectHome, ObjectLocation, S3Access};
+pub use objects::{AreaKey, ObjectHome, ObjectLocation, S3Access};
 use sha2::{Digest as _, Sha256};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use wharf_core::digest::Digest;
 
@@ -98,7 +99,6 @@ pub async fn stream_to_file<E: std::fmt::Display>(
     hasher: Option<Sha256>,
 ) -> Result<(u64, Option<Sha256>), StreamError> {
     use futures::StreamExt;
-    use std::sync::Arc;
     use tokio::sync::mpsc;
     let (write_tx, mut write_rx) = mpsc::channel::<Arc<Vec<u8>>>(2);
     let writer = tokio::task::spawn_blocking(move || -> io::Result<()> {
@@ -223,8 +223,9 @@ pub struct BlobStore {
     root: PathBuf,
     tmp_seq: AtomicU64,
     leases: Leases,
-    /// The bucket holding the blobs, if not `sha256/`.
-    objects: Option<ObjectHome>,
+    /// The bucket holding the blobs, if not `sha256/` (shared with the
+    /// upload sessions: [`BlobStore::objects_shared`]).
+    objects: Option<Arc<ObjectHome>>,
     /// Bytes the cache of an object home is trimmed to after a fill.
     cache_limit: AtomicU64,
     /// Bytes in the cache as last counted plus those filled since
@@ -286,7 +287,7 @@ impl BlobStore {
             root: root.to_path_buf(),
             tmp_seq: AtomicU64::new(0),
             leases: Leases::open(root)?,
-            objects,
+            objects: objects.map(Arc::new),
             cache_limit: AtomicU64::new(CACHE_LIMIT),
             cache_used: AtomicU64::new(UNCOUNTED),
         })
@@ -298,7 +299,13 @@ impl BlobStore {
 
     /// The bucket holding the blobs, if they are in object storage.
     pub fn objects(&self) -> Option<&ObjectHome> {
-        self.objects.as_ref()
+        self.objects.as_deref()
+    }
+
+    /// The bucket holding the blobs, if any, to share: upload sessions
+    /// keep theirs there too ([`crate::sessions::Sessions::open_with`]).
+    pub fn objects_shared(&self) -> Option<Arc<ObjectHome>> {
+        self.objects.clone()
     }
 
     /// Where the blobs live: the directory, or `s3://bucket/prefix at
@@ -436,7 +443,7 @@ impl BlobStore {
         };
         let mut hasher = Sha256::new();
         let mut at = 0u64;
-        while let Some(chunk) = futures::executor::block_on(stream.next()) {
+        while let Some(chunk) = objects::wait(stream.next()) {
             let chunk = chunk?;
             file.write_all_at(&chunk, at)?;
             hasher.update(&chunk);
@@ -472,6 +479,30 @@ impl BlobStore {
         let locked = self.leases.linking()?;
         home.upload(d, file, len)?;
         self.leases.grant(&locked, holder, d)
+    }
+
+    /// Make the object `chunk` of the bucket (a session's only chunk, of
+    /// `len` bytes hashing to `d`: the caller hashed them when it stored
+    /// the chunk) blob `d` with a copy inside the bucket, leased to
+    /// `holder` under the link lock, as [`Self::place_object`] does; if
+    /// `d` is stored already, only lease it. Only for an object home.
+    pub fn adopt_object(
+        &self,
+        chunk: &AreaKey,
+        d: &Digest,
+        len: u64,
+        holder: &Holder,
+    ) -> Result<(), BlobError> {
+        let Some(home) = &self.objects else {
+            return Err(io::Error::other("adopt_object needs blobs in object storage").into());
+        };
+        if self.reuse(d, holder)? {
+            return Ok(());
+        }
+        let locked = self.leases.linking()?;
+        home.copy_to_blob(chunk, d, len)?;
+        self.leases.grant(&locked, holder, d)?;
+        Ok(())
     }
 
     /// Whether `d` is stored, asking the bucket rather than the memo of

@@ -12,16 +12,31 @@
 //! the plugin and repository it belongs to: a plugin never reaches another
 //! plugin's or another repository's sessions, and every node sharing the
 //! data directory sees the same sessions.
+//!
+//! # Object storage
+//!
+//! When the blobs live in a bucket ([`Sessions::open_with`] an
+//! [`ObjectHome`]), nodes share no filesystem: sessions and received-blob
+//! notes live in the bucket, so any node may continue, commit or check
+//! what another started (the layout is described in `sessions/bucket.rs`). `<id>` files are
+//! then not used; `sessions/` only holds the temp files of chunks on their
+//! way to the bucket.
+
+mod bucket;
+#[cfg(test)]
+mod tests;
 
 use crate::blobs::leases::Holder;
-use crate::blobs::{BlobError, BlobStore, StreamError, hash_file_range, stream_to_file};
+use crate::blobs::{
+    BlobError, BlobStore, ObjectHome, StreamError, hash_file_range, stream_to_file,
+};
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use wharf_core::digest::{Digest, RunningDigests};
 pub use wharf_core::ids::SessionId;
@@ -60,7 +75,11 @@ pub enum SessionError {
 pub const RECEIVED_FOR: Duration = Duration::from_secs(24 * 3600);
 
 pub struct Sessions {
+    /// `<blobs>/sessions`: the sessions with the directory home, chunks'
+    /// temp files with an object home.
     dir: Dir,
+    /// The bucket holding the sessions, if the blobs are in one.
+    objects: Option<Arc<ObjectHome>>,
     /// Digest state of sessions this process wrote in order: (bytes covered,
     /// state). Lost on restart; a commit then re-reads the file.
     hashers: RunningDigests<SessionId>,
@@ -89,10 +108,19 @@ impl Sessions {
     /// Open (creating if needed) the session directory inside the blob
     /// store's root.
     pub fn open(blobs_root: &Path) -> std::io::Result<Self> {
+        Self::open_with(blobs_root, None)
+    }
+
+    /// Open the sessions of a blob store whose root is `blobs_root` and
+    /// whose blobs live in `objects`, if given
+    /// ([`BlobStore::objects_shared`]): the sessions are then kept in that
+    /// bucket, shared by every node using it.
+    pub fn open_with(blobs_root: &Path, objects: Option<Arc<ObjectHome>>) -> std::io::Result<Self> {
         let path = blobs_root.join("sessions");
         std::fs::create_dir_all(&path)?;
         Ok(Sessions {
             dir: Dir::open_ambient_dir(&path, ambient_authority())?,
+            objects,
             hashers: RunningDigests::default(),
             busy: Mutex::default(),
         })
@@ -100,6 +128,9 @@ impl Sessions {
 
     /// Start an empty session.
     pub fn create(&self, owner: &Owner) -> std::io::Result<SessionId> {
+        if let Some(home) = &self.objects {
+            return bucket::create(home, owner);
+        }
         let id = SessionId::new();
         let json = serde_json::to_vec(owner).expect("owner serializes");
         self.dir.write(owner_name(&id), json)?;
@@ -115,12 +146,18 @@ impl Sessions {
     /// `repository`, when given).
     pub fn find(&self, id: &str, plugin: &str, repository: Option<&str>) -> Option<SessionId> {
         let id: SessionId = id.parse().ok()?;
+        if let Some(home) = &self.objects {
+            return bucket::find(home, id, plugin, repository);
+        }
         let owner: Owner = serde_json::from_slice(&self.dir.read(owner_name(&id)).ok()?).ok()?;
         (owner.plugin == plugin && repository.is_none_or(|r| r == owner.repository)).then_some(id)
     }
 
     /// Bytes received so far.
     pub fn length(&self, id: &SessionId) -> Option<u64> {
+        if let Some(home) = &self.objects {
+            return bucket::length(home, id);
+        }
         self.dir.metadata(data_name(id)).ok().map(|m| m.len())
     }
 
@@ -145,6 +182,11 @@ impl Sessions {
         max_body: u64,
         max_blob: u64,
     ) -> Result<u64, SessionError> {
+        if let Some(home) = &self.objects {
+            return self
+                .append_to_bucket(home, id, body, start, max_body, max_blob)
+                .await;
+        }
         let _busy = self.claim(id)?;
         let file = self
             .dir
@@ -170,14 +212,7 @@ impl Sessions {
             }
             Err(e) => {
                 let _ = file.set_len(len);
-                Err(match e {
-                    StreamError::Body(m) => SessionError::Body(m),
-                    StreamError::TooLarge { .. } if room < max_body => {
-                        SessionError::BlobTooLarge { max: max_blob }
-                    }
-                    StreamError::TooLarge { max } => SessionError::TooLarge { max },
-                    StreamError::Io(e) => SessionError::Io(e),
-                })
+                Err(stream_failure(e, room, max_body, max_blob))
             }
         }
     }
@@ -192,6 +227,9 @@ impl Sessions {
         expect: Option<&Digest>,
         holder: &Holder,
     ) -> Result<(Digest, u64), SessionError> {
+        if let Some(home) = &self.objects {
+            return self.commit_in_bucket(home, id, blobs, expect, holder);
+        }
         let _busy = self.claim(id)?;
         let file = self
             .dir
@@ -226,6 +264,9 @@ impl Sessions {
     /// [`RECEIVED_FOR`] no longer counts. Best effort: without the note the
     /// client is asked to push the blob again.
     pub fn mark_received(&self, repository: &str, digest: &Digest) {
+        if let Some(home) = &self.objects {
+            return bucket::mark_received(home, repository, digest);
+        }
         let dir = Path::new("received").join(repository);
         let path = dir.join(digest.hex());
         let noted = self
@@ -242,6 +283,9 @@ impl Sessions {
         if repository.parse::<wharf_core::ids::RepoId>().is_err() {
             return false;
         }
+        if let Some(home) = &self.objects {
+            return bucket::received(home, repository, digest);
+        }
         let path = Path::new("received").join(repository).join(digest.hex());
         self.dir
             .metadata(&path)
@@ -251,6 +295,9 @@ impl Sessions {
 
     /// End a session and drop its bytes.
     pub fn abort(&self, id: &SessionId) -> bool {
+        if let Some(home) = &self.objects {
+            return bucket::abort(home, id);
+        }
         let existed = self.dir.remove_file(owner_name(id)).is_ok();
         self.remove(id);
         existed
@@ -264,6 +311,9 @@ impl Sessions {
 
     /// Drop sessions nobody has written to for `idle`; returns how many.
     pub fn remove_idle(&self, idle: Duration) -> std::io::Result<usize> {
+        if let Some(home) = &self.objects {
+            return self.remove_idle_in_bucket(home, idle);
+        }
         let now = SystemTime::now();
         let mut removed = 0;
         for entry in self.dir.entries()? {
@@ -287,6 +337,9 @@ impl Sessions {
 
     /// The repositories that received `digest` through their sessions lately.
     pub fn receivers(&self, digest: &Digest) -> Vec<wharf_core::ids::RepoId> {
+        if let Some(home) = &self.objects {
+            return bucket::receivers(home, digest);
+        }
         let Ok(received) = self.dir.open_dir("received") else {
             return Vec::new();
         };
@@ -303,6 +356,9 @@ impl Sessions {
     /// Every blob some repository received through its sessions lately and
     /// may still name: orphan cleanup keeps them.
     pub fn received_blobs(&self) -> std::io::Result<HashSet<Digest>> {
+        if let Some(home) = &self.objects {
+            return bucket::received_blobs(home);
+        }
         let mut out = HashSet::new();
         let Ok(received) = self.dir.open_dir("received") else {
             return Ok(out);
@@ -329,6 +385,9 @@ impl Sessions {
 
     /// Drop received-blob notes that no longer count.
     fn remove_stale_notes(&self) -> std::io::Result<()> {
+        if let Some(home) = &self.objects {
+            return bucket::remove_stale_notes(home);
+        }
         let Ok(received) = self.dir.open_dir("received") else {
             return Ok(());
         };
@@ -359,107 +418,15 @@ fn modified(entry: &cap_std::fs::DirEntry) -> std::io::Result<Option<SystemTime>
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A request body of one chunk.
-    fn body(
-        text: &'static str,
-    ) -> futures::stream::Iter<
-        std::array::IntoIter<Result<bytes::Bytes, std::convert::Infallible>, 1>,
-    > {
-        futures::stream::iter([Ok(bytes::Bytes::from_static(text.as_bytes()))])
-    }
-
-    fn owner() -> Owner {
-        Owner {
-            plugin: "docker".into(),
-            repository: "app".into(),
+/// The error of a body that could not be streamed into a session: `room`
+/// is what the session could still take before `max_blob`.
+fn stream_failure(e: StreamError, room: u64, max_body: u64, max_blob: u64) -> SessionError {
+    match e {
+        StreamError::Body(m) => SessionError::Body(m),
+        StreamError::TooLarge { .. } if room < max_body => {
+            SessionError::BlobTooLarge { max: max_blob }
         }
-    }
-
-    #[test]
-    fn received_notes_belong_to_one_repository() {
-        let dir = tempfile::tempdir().unwrap();
-        let sessions = Sessions::open(dir.path()).unwrap();
-        let d = Digest::of(b"layer");
-        assert!(!sessions.received("app", &d));
-        sessions.mark_received("app", &d);
-        assert!(sessions.received("app", &d));
-        assert!(!sessions.received("other", &d));
-        assert!(!sessions.received("app", &Digest::of(b"other")));
-        assert!(!sessions.received("../app", &d));
-        sessions.remove_stale_notes().unwrap();
-        assert!(sessions.received("app", &d), "a fresh note stays");
-        assert!(sessions.received_blobs().unwrap().contains(&d));
-    }
-
-    #[tokio::test(flavor = "multi_thread")]
-    async fn chunks_commit_by_rename_and_digest_is_checked() {
-        let dir = tempfile::tempdir().unwrap();
-        let blobs = BlobStore::open(&dir.path().join("blobs")).unwrap();
-        let sessions = Sessions::open(blobs.root()).unwrap();
-        let id = sessions.create(&owner()).unwrap();
-        let s = id.to_string();
-        assert_eq!(sessions.find(&s, "docker", Some("app")), Some(id));
-        assert_eq!(sessions.find(&s, "docker", Some("other")), None);
-        assert_eq!(sessions.find(&s, "file", None), None);
-        assert_eq!(sessions.find("../../etc/passwd", "docker", None), None);
-        let n = sessions.append(id, body("hello "), None, u64::MAX, u64::MAX);
-        assert_eq!(n.await.unwrap(), 6);
-        let wrong = sessions
-            .append(id, body("x"), Some(3), u64::MAX, u64::MAX)
-            .await;
-        assert!(matches!(
-            wrong,
-            Err(SessionError::WrongOffset { len: 6, .. })
-        ));
-        let big = sessions
-            .append(id, body("too long"), Some(6), 4, u64::MAX)
-            .await;
-        assert!(matches!(big, Err(SessionError::TooLarge { .. })));
-        // The blob's cap counts what the session already holds (6 bytes).
-        let past_blob = sessions
-            .append(id, body("12345"), Some(6), u64::MAX, 10)
-            .await;
-        assert!(matches!(
-            past_blob,
-            Err(SessionError::BlobTooLarge { max: 10 })
-        ));
-        assert_eq!(
-            sessions.length(&id),
-            Some(6),
-            "a refused chunk leaves nothing"
-        );
-        sessions
-            .append(id, body("world"), Some(6), u64::MAX, u64::MAX)
-            .await
-            .unwrap();
-        let expect = Digest::of(b"hello world");
-        let (d, len) = sessions
-            .commit(id, &blobs, Some(&expect), &Holder::new())
-            .unwrap();
-        assert_eq!((d, len), (expect.clone(), 11));
-        assert!(blobs.contains(&expect));
-        assert_eq!(sessions.length(&id), None);
-        assert_eq!(sessions.find(&s, "docker", None), None);
-
-        // Without the in-memory state (another process wrote it), the
-        // commit re-reads the file; a wrong digest stores nothing.
-        let id = sessions.create(&owner()).unwrap();
-        sessions
-            .append(id, body("abc"), None, u64::MAX, u64::MAX)
-            .await
-            .unwrap();
-        sessions.hashers.forget(&id);
-        let bad = Digest::of(b"abd");
-        assert!(
-            sessions
-                .commit(id, &blobs, Some(&bad), &Holder::new())
-                .is_err()
-        );
-        assert!(!blobs.contains(&Digest::of(b"abc")));
-        assert_eq!(sessions.length(&id), None, "a mismatch ends the session");
+        StreamError::TooLarge { max } => SessionError::TooLarge { max },
+        StreamError::Io(e) => SessionError::Io(e),
     }
 }

@@ -2,7 +2,10 @@
 //! [`super::BlobStore`].
 //!
 //! Blobs live under `<prefix>/blobs/sha256/<64 hex>` in the bucket; keys come
-//! from validated [`Digest`]s only. The calls are synchronous, like the rest
+//! from validated [`Digest`]s only. Upload sessions shared by the nodes
+//! (see [`crate::sessions`]) live under `<prefix>/sessions/` and
+//! `<prefix>/received/`, reached through [`AreaKey`]s, which are made from
+//! validated ids only as well. The calls are synchronous, like the rest
 //! of the blob store (it runs on blocking threads): each drives the S3
 //! client on the home's own small tokio runtime, so it works from any
 //! thread, inside another runtime's blocking context included.
@@ -28,6 +31,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use wharf_core::digest::Digest;
+use wharf_core::ids::{RepoId, SessionId};
 
 /// Bytes per part of a multipart upload, and the largest blob sent with one
 /// PutObject. S3 wants parts of at least 5 MiB, the last excepted.
@@ -45,6 +49,87 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const SIZE_MEMO_MAX: usize = 100_000;
 /// Chunks of a download queued between the network and the file.
 const DOWNLOAD_QUEUE: usize = 8;
+
+/// The largest object S3 copies with one CopyObject: a larger session
+/// chunk is committed by a download instead.
+pub const COPY_MAX: u64 = 5 << 30;
+/// What ends the key of a chunk's digest note ([`AreaKey::chunk_digest`]).
+pub const CHUNK_DIGEST_SUFFIX: &str = ".sha256";
+/// The largest object [`ObjectHome::get_small`] reads.
+const SMALL_MAX: u64 = 1 << 20;
+
+/// A key of the upload sessions' area of the bucket, relative to the
+/// prefix: `sessions/…` or `received/…`, made from validated ids only
+/// (or listed from the area).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AreaKey(String);
+
+impl AreaKey {
+    /// Every session's objects.
+    pub fn sessions() -> Self {
+        AreaKey("sessions".into())
+    }
+
+    /// The objects of session `id`.
+    pub fn session(id: &SessionId) -> Self {
+        AreaKey(format!("sessions/{}", id.0.simple()))
+    }
+
+    /// The owner document of session `id`.
+    pub fn session_owner(id: &SessionId) -> Self {
+        AreaKey(format!("sessions/{}/owner.json", id.0.simple()))
+    }
+
+    /// A chunk of session `id`: `len` bytes from `start`, told apart from
+    /// a rival chunk at the same offset by `nonce`. Short on purpose: some
+    /// S3 servers name a multipart upload's parts after the whole key, and
+    /// file systems cap names at 255 bytes.
+    pub fn session_chunk(id: &SessionId, start: u64, len: u64, nonce: u32) -> Self {
+        AreaKey(format!(
+            "sessions/{}/{start:016x}-{len:016x}-{nonce:08x}",
+            id.0.simple()
+        ))
+    }
+
+    /// The note of a chunk's own digest, beside it (`<chunk>.sha256`).
+    pub fn chunk_digest(chunk: &AreaKey) -> Self {
+        AreaKey(format!("{}{CHUNK_DIGEST_SUFFIX}", chunk.0))
+    }
+
+    /// Every received-blob note.
+    pub fn received_all() -> Self {
+        AreaKey("received".into())
+    }
+
+    /// The note that `repo` received blob `d` through its sessions.
+    pub fn received(repo: &RepoId, d: &Digest) -> Self {
+        AreaKey(format!("received/{}/{}", repo.as_str(), d.hex()))
+    }
+
+    /// The key relative to the prefix, e.g. `sessions/<id>/owner.json`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Its `/`-separated segments.
+    pub fn segments(&self) -> std::str::Split<'_, char> {
+        self.0.split('/')
+    }
+}
+
+impl fmt::Display for AreaKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An object of the sessions' area, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: AreaKey,
+    pub size: u64,
+    pub modified: SystemTime,
+}
 
 /// Where in object storage the blobs live: `s3://BUCKET[/PREFIX]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +160,15 @@ impl ObjectLocation {
     /// The key of blob `d`.
     fn key(&self, d: &Digest) -> Key {
         Key::from(format!("{}sha256/{}", self.blobs_prefix(), d.hex()))
+    }
+
+    /// The bucket key of `k`.
+    fn area_key(&self, k: &AreaKey) -> Key {
+        if self.prefix.is_empty() {
+            Key::from(k.as_str())
+        } else {
+            Key::from(format!("{}/{}", self.prefix, k.as_str()))
+        }
     }
 
     /// Where the blobs' keys start, with a trailing `/`.
@@ -322,8 +416,7 @@ impl ObjectHome {
         fut: impl Future<Output = io::Result<T>> + Send + 'static,
     ) -> io::Result<T> {
         let task = self.runtime.get().spawn(fut);
-        futures::executor::block_on(task)
-            .map_err(|e| io::Error::other(format!("object storage task failed: {e}")))?
+        wait(task).map_err(|e| io::Error::other(format!("object storage task failed: {e}")))?
     }
 
     /// An object_store error as an `io::Error` naming the location and
@@ -348,7 +441,14 @@ impl ObjectHome {
     /// verified them): one PutObject up to [`PART_SIZE`], a multipart
     /// upload beyond, aborted on any error so nothing is left under `d`.
     pub fn upload(&self, d: &Digest, file: &std::fs::File, len: u64) -> io::Result<()> {
-        let key = self.location.key(d);
+        self.upload_key(self.location.key(d), file, len)?;
+        self.remember(d, len);
+        Ok(())
+    }
+
+    /// Store the first `len` bytes of `file` under `key`, as
+    /// [`Self::upload`] does.
+    fn upload_key(&self, key: Key, file: &std::fs::File, len: u64) -> io::Result<()> {
         if len <= PART_SIZE {
             let payload = PutPayload::from(read_piece(file, 0, len)?);
             let store = self.store.clone();
@@ -362,7 +462,6 @@ impl ObjectHome {
         } else {
             self.upload_parts(file, key, len)?;
         }
-        self.remember(d, len);
         Ok(())
     }
 
@@ -408,7 +507,7 @@ impl ObjectHome {
     ) -> io::Result<()> {
         let mut in_flight = std::collections::VecDeque::new();
         let wait = |task: tokio::task::JoinHandle<object_store::Result<()>>| -> io::Result<()> {
-            futures::executor::block_on(task)
+            wait(task)
                 .map_err(|e| io::Error::other(format!("object storage task failed: {e}")))?
                 .map_err(|e| self.error("uploading a part", e))
         };
@@ -435,7 +534,7 @@ impl ObjectHome {
         let mut stream = self.get_range(d, 0, None)?;
         let mut at = 0u64;
         loop {
-            let next = futures::executor::block_on(stream.next());
+            let next = wait(stream.next());
             match next {
                 Some(chunk) => {
                     let chunk = chunk?;
@@ -450,12 +549,22 @@ impl ObjectHome {
 
     /// Bytes `[start, end)` of blob `d` (to its end without `end`), as a
     /// stream driven by the home's runtime: it may be polled from any
-    /// executor, or none ([`futures::executor::block_on`]). At most a few
+    /// executor, or none ([`wait`]). At most a few
     /// chunks are buffered ahead. An empty range is an empty stream, asked
     /// of nobody.
     pub fn get_range(
         &self,
         d: &Digest,
+        start: u64,
+        end: Option<u64>,
+    ) -> io::Result<futures::stream::BoxStream<'static, io::Result<bytes::Bytes>>> {
+        self.get_key_range(self.location.key(d), start, end)
+    }
+
+    /// Bytes `[start, end)` of the object `key`, as [`Self::get_range`].
+    fn get_key_range(
+        &self,
+        key: Key,
         start: u64,
         end: Option<u64>,
     ) -> io::Result<futures::stream::BoxStream<'static, io::Result<bytes::Bytes>>> {
@@ -471,7 +580,6 @@ impl ObjectHome {
             range,
             ..GetOptions::default()
         };
-        let key = self.location.key(d);
         let store = self.store.clone();
         let loc = self.location.clone();
         let result = self.run(async move {
@@ -600,6 +708,142 @@ impl ObjectHome {
         Ok(out)
     }
 
+    /// Put small `bytes` (a document, an empty note) under `key`.
+    pub fn put_small(&self, key: &AreaKey, bytes: Vec<u8>) -> io::Result<()> {
+        let key = self.location.area_key(key);
+        let store = self.store.clone();
+        let loc = self.location.clone();
+        self.run(async move {
+            store
+                .put(&key, PutPayload::from(bytes))
+                .await
+                .map(|_| ())
+                .map_err(|e| error(&loc, "writing", e))
+        })
+    }
+
+    /// The bytes of the small object `key`, if it exists; one larger than
+    /// 1 MiB is refused unread.
+    pub fn get_small(&self, key: &AreaKey) -> io::Result<Option<Vec<u8>>> {
+        let key = self.location.area_key(key);
+        let store = self.store.clone();
+        let loc = self.location.clone();
+        self.run(async move {
+            let got = match store.get(&key).await {
+                Ok(got) => got,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(error(&loc, "reading", e)),
+            };
+            if got.meta.size > SMALL_MAX {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "object storage ({loc}): {key} has {} bytes, more than expected",
+                        got.meta.size
+                    ),
+                ));
+            }
+            let bytes = got.bytes().await.map_err(|e| error(&loc, "reading", e))?;
+            Ok(Some(bytes.to_vec()))
+        })
+    }
+
+    /// Size and last modification of the object `key`, if it exists.
+    pub fn head_key(&self, key: &AreaKey) -> io::Result<Option<(u64, SystemTime)>> {
+        let key = self.location.area_key(key);
+        let store = self.store.clone();
+        let loc = self.location.clone();
+        self.run(async move {
+            match store.head(&key).await {
+                Ok(m) => Ok(Some((m.size, SystemTime::from(m.last_modified)))),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(error(&loc, "looking up", e)),
+            }
+        })
+    }
+
+    /// Every object under `prefix` (at any depth), sorted by key.
+    pub fn list_area(&self, prefix: &AreaKey) -> io::Result<Vec<Listed>> {
+        let key = self.location.area_key(prefix);
+        let strip = match self.location.prefix() {
+            "" => String::new(),
+            p => format!("{p}/"),
+        };
+        let store = self.store.clone();
+        let loc = self.location.clone();
+        let mut found = self.run(async move {
+            let mut listing = store.list(Some(&key));
+            let mut found = Vec::new();
+            while let Some(meta) = listing.next().await {
+                let meta = meta.map_err(|e| error(&loc, "listing", e))?;
+                if let Some(rel) = meta.location.as_ref().strip_prefix(&strip) {
+                    found.push(Listed {
+                        key: AreaKey(rel.to_string()),
+                        size: meta.size,
+                        modified: SystemTime::from(meta.last_modified),
+                    });
+                }
+            }
+            Ok(found)
+        })?;
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(found)
+    }
+
+    /// Delete the object `key` (gone already is fine).
+    pub fn delete_key(&self, key: &AreaKey) -> io::Result<()> {
+        let key = self.location.area_key(key);
+        let store = self.store.clone();
+        let loc = self.location.clone();
+        self.run(async move {
+            match store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(error(&loc, "deleting", e)),
+            }
+        })
+    }
+
+    /// Store the first `len` bytes of `file` under `key`: one PutObject up
+    /// to [`PART_SIZE`], a multipart upload beyond, aborted on any error so
+    /// nothing is left under `key`.
+    pub fn upload_to(&self, key: &AreaKey, file: &std::fs::File, len: u64) -> io::Result<()> {
+        self.upload_key(self.location.area_key(key), file, len)
+    }
+
+    /// The bytes of the object `key`, streamed as [`Self::get_range`]
+    /// streams a blob's. Not found is an error of kind `NotFound`.
+    pub fn stream_key(
+        &self,
+        key: &AreaKey,
+    ) -> io::Result<futures::stream::BoxStream<'static, io::Result<bytes::Bytes>>> {
+        self.get_key_range(self.location.area_key(key), 0, None)
+    }
+
+    /// Copy the object `from` (a session's chunk of `len` bytes, which the
+    /// caller knows hash to `d`) to blob `d`'s key, inside the bucket (one
+    /// CopyObject: at most [`COPY_MAX`] bytes).
+    pub fn copy_to_blob(&self, from: &AreaKey, d: &Digest, len: u64) -> io::Result<()> {
+        if len > COPY_MAX {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("object storage: {from} is too large to copy ({len} bytes)"),
+            ));
+        }
+        let from = self.location.area_key(from);
+        let to = self.location.key(d);
+        let store = self.store.clone();
+        let loc = self.location.clone();
+        self.forget(d);
+        self.run(async move {
+            store
+                .copy(&from, &to)
+                .await
+                .map_err(|e| error(&loc, "copying", e))
+        })?;
+        self.remember(d, len);
+        Ok(())
+    }
+
     /// Put `bytes` under `d`'s key unchecked: for tests that tamper with
     /// the bucket.
     #[cfg(any(test, feature = "testing"))]
@@ -616,6 +860,15 @@ impl ObjectHome {
                 .map_err(|e| error(&loc, "uploading", e))
         })
     }
+}
+
+/// Wait for `fut` on this thread, whatever thread it is, outside tokio's
+/// cooperative budget. On a thread inside a runtime's context (an async
+/// task calling the store directly), a spent budget makes tokio's channels
+/// and join handles answer `Pending` and leave their wake-up to a scheduler
+/// that this wait keeps from running: the thread would wait forever.
+pub fn wait<F: Future>(fut: F) -> F::Output {
+    futures::executor::block_on(tokio::task::unconstrained(fut))
 }
 
 fn error(location: &ObjectLocation, doing: &str, e: object_store::Error) -> io::Error {
@@ -666,4 +919,4 @@ fn tokio_stream_of<T: Send + 'static>(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
