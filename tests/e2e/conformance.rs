@@ -78,9 +78,9 @@ fn parse_challenge(header: &str) -> Option<Challenge> {
 }
 
 /// An answer, with what was asked and the challenge the first attempt got.
-struct Reply {
+pub(crate) struct Reply {
     what: String,
-    status: u16,
+    pub(crate) status: u16,
     headers: HeaderMap,
     body: Vec<u8>,
     /// The challenge of the credential-less first attempt; `None` when it
@@ -90,7 +90,7 @@ struct Reply {
 
 impl Reply {
     /// A header's value (several joined with `, `), or "" when absent.
-    fn header(&self, name: &str) -> String {
+    pub(crate) fn header(&self, name: &str) -> String {
         self.headers
             .get_all(name)
             .iter()
@@ -293,7 +293,13 @@ impl OciClient {
         Self::reply(format!("{what} (with a token)"), second, Some(challenge))
     }
 
-    fn send(&self, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    pub(crate) fn send(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Reply {
         self.send_as(method, target, headers, body, false)
     }
 
@@ -337,7 +343,7 @@ impl OciClient {
     }
 
     /// POST an upload session: 202 with its location.
-    fn start_upload(&self, name: &str) -> String {
+    pub(crate) fn start_upload(&self, name: &str) -> String {
         let r = self.send("POST", &format!("/v2/{name}/blobs/uploads/"), &[], &[]);
         expect(&r, 202);
         let location = r.header("location");
@@ -347,7 +353,7 @@ impl OciClient {
 
     /// Push a blob monolithically (POST, then PUT with the bytes); returns
     /// its digest.
-    fn push_blob(&self, name: &str, bytes: &[u8]) -> String {
+    pub(crate) fn push_blob(&self, name: &str, bytes: &[u8]) -> String {
         let digest = sha256_digest(bytes);
         let location = self.start_upload(name);
         let r = self.send(
@@ -391,7 +397,7 @@ fn encode(v: &str) -> String {
 }
 
 /// `location` with `key=value` added to its query.
-fn with_query(location: &str, key: &str, value: &str) -> String {
+pub(crate) fn with_query(location: &str, key: &str, value: &str) -> String {
     let sep = if location.contains('?') { '&' } else { '?' };
     format!("{location}{sep}{key}={}", encode(value))
 }
@@ -399,7 +405,7 @@ fn with_query(location: &str, key: &str, value: &str) -> String {
 // -------------------------------------------------------------- assertions --
 
 #[track_caller]
-fn expect(r: &Reply, status: u16) {
+pub(crate) fn expect(r: &Reply, status: u16) {
     assert_eq!(r.status, status, "expected {status}: {r}");
 }
 
@@ -467,14 +473,14 @@ fn bytes(seed: &str, len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn desc(media_type: &str, content: &[u8]) -> Value {
+pub(crate) fn desc(media_type: &str, content: &[u8]) -> Value {
     json!({"mediaType": media_type, "digest": sha256_digest(content), "size": content.len()})
 }
 
 /// An OCI image manifest; `extra` fields (artifactType, subject,
 /// annotations) are merged in. Pretty-printed with a trailing newline: the
 /// registry must keep these exact bytes.
-fn oci_manifest(config: Value, layers: Vec<Value>, extra: Value) -> Vec<u8> {
+pub(crate) fn oci_manifest(config: Value, layers: Vec<Value>, extra: Value) -> Vec<u8> {
     let mut m = json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,

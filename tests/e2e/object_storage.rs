@@ -390,10 +390,14 @@ fn two_nodes_and_a_worker_share_only_mongodb_rabbitmq_and_the_bucket() {
     assert_eq!(t["state"], "finished", "publish: {t}");
     // The publish ran on the worker: each node learns of it from the store.
     for s in [&a, &b] {
-        wait_until("both nodes serve the publication", Duration::from_secs(15), || {
-            let r = request(s, "GET", "/v2/shared/busybox/tags/list", &[]);
-            r.status() == 200 && r.json::<Value>().unwrap()["tags"] == json!(["latest"])
-        });
+        wait_until(
+            "both nodes serve the publication",
+            Duration::from_secs(15),
+            || {
+                let r = request(s, "GET", "/v2/shared/busybox/tags/list", &[]);
+                r.status() == 200 && r.json::<Value>().unwrap()["tags"] == json!(["latest"])
+            },
+        );
     }
     assert_eq!(
         skopeo_pull(&a, "shared/busybox"),
@@ -424,7 +428,7 @@ fn an_object_storage_outage_fails_a_push_clearly_and_the_retry_succeeds() {
     push_repo_for(&s);
     let blob: Vec<u8> = (0..(12u32 << 20)).map(|i| (i % 251) as u8).collect();
     let digest = sha256_digest(&blob);
-    let push = |s: &Server| -> (u16, String) {
+    let start = |s: &Server| -> String {
         let r = s
             .http
             .post(s.url("/v2/outage/app/blobs/uploads/"))
@@ -433,11 +437,13 @@ fn an_object_storage_outage_fails_a_push_clearly_and_the_retry_succeeds() {
             .unwrap();
         assert_eq!(r.status(), 202, "a session starts");
         let location = header(&r, "location");
-        let url = if location.starts_with("http") {
+        if location.starts_with("http") {
             location
         } else {
             s.url(&location)
-        };
+        }
+    };
+    let finish = |s: &Server, url: &str| -> (u16, String) {
         let sep = if url.contains('?') { '&' } else { '?' };
         let r = s
             .http
@@ -450,25 +456,37 @@ fn an_object_storage_outage_fails_a_push_clearly_and_the_retry_succeeds() {
         (code, r.text().unwrap_or_default())
     };
 
+    // The session starts; the bucket goes before the bytes arrive. The
+    // PUT fails, and so does a new session, at once and saying why.
+    let session = start(&s);
     s3.stop();
     let started = Instant::now();
-    let (code, body) = push(&s);
+    let (code, body) = finish(&s, &session);
+    assert!(code >= 400 && code != 416, "{code}: {body}");
+    let r = s
+        .http
+        .post(s.url("/v2/outage/app/blobs/uploads/"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .unwrap();
+    let (code, body) = (r.status().as_u16(), r.text().unwrap());
     assert!(code >= 500, "{code}: {body}");
+    assert!(body.to_lowercase().contains("object storage"), "{body}");
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "failed in {:?}",
         started.elapsed()
     );
-    assert!(body.to_lowercase().contains("object storage"), "{body}");
     let r = anonymous_client().get(s.url("/readyz")).send().unwrap();
     assert_eq!(r.status(), 503);
 
+    // Back: nothing was stored, and the same PUT on the same session works.
     s3.resume();
     assert!(
         !s3.blobs("outage").contains(&digest),
         "nothing under the digest"
     );
-    let (code, body) = push(&s);
+    let (code, body) = finish(&s, &session);
     assert_eq!(code, 201, "{body}");
     assert!(s3.blobs("outage").contains(&digest));
     let r = request(&s, "HEAD", &format!("/v2/outage/app/blobs/{digest}"), &[]);
@@ -552,6 +570,23 @@ impl Drop for Killed<'_> {
     }
 }
 
+/// Two nodes with data directories of their own (in the returned scratch
+/// directory, as `a` and `b`) sharing a MongoDB database and the bucket's
+/// `prefix`, and nothing else.
+fn two_nodes(s3: &S3, prefix: &str) -> (tempfile::TempDir, Server, Server) {
+    let db = mongo_db_url(prefix);
+    let flags = s3.flags(prefix);
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    args.extend(["--db", &db]);
+    let dirs = scratch();
+    let plugin_dir = env_path("WHARF_PLUGIN_DIR");
+    let (a, b) = (
+        Server::spawn(Some(&dirs.path().join("a")), &plugin_dir, &args),
+        Server::spawn(Some(&dirs.path().join("b")), &plugin_dir, &args),
+    );
+    (dirs, a.ready(), b.ready())
+}
+
 /// A registry token for `scope` from `s`'s token endpoint, as `login`.
 fn registry_token(s: &Server, login: &str, password: &str, scope: &str) -> String {
     let r = anonymous_client()
@@ -577,17 +612,7 @@ fn registry_token(s: &Server, login: &str, password: &str, scope: &str) -> Strin
 #[test]
 fn nodes_sharing_only_mongodb_and_the_bucket_agree_on_protection_and_tokens() {
     let s3 = S3::start();
-    let db = mongo_db_url("own_dirs");
-    let flags = s3.flags("protection");
-    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
-    args.extend(["--db", &db]);
-    let dirs = scratch();
-    let plugin_dir = env_path("WHARF_PLUGIN_DIR");
-    let (a, b) = (
-        Server::spawn(Some(&dirs.path().join("a")), &plugin_dir, &args),
-        Server::spawn(Some(&dirs.path().join("b")), &plugin_dir, &args),
-    );
-    let (a, b) = (a.ready(), b.ready());
+    let (dirs, a, b) = two_nodes(&s3, "protection");
     assert!(
         !dirs.path().join("a/registry-token.key").exists()
             && !dirs.path().join("b/registry-token.key").exists(),
@@ -647,4 +672,97 @@ fn nodes_sharing_only_mongodb_and_the_bucket_agree_on_protection_and_tokens() {
             .status()
             == 200
     });
+}
+
+/// A push whose requests a load balancer spreads over two nodes that share
+/// MongoDB and the bucket only: the session started on A takes a chunk on
+/// A and the next on B, is committed on A, and the manifest naming the
+/// blob is accepted by B (which knows the repository received it); both
+/// nodes serve the image.
+#[test]
+fn a_chunked_push_spread_over_two_nodes_lands_once() {
+    use crate::conformance::{OciClient, desc, expect, oci_manifest, with_query};
+    let s3 = S3::start();
+    let (_dirs, a, b) = two_nodes(&s3, "chunks");
+    let (via_a, via_b) = (OciClient::admin_at(&a.base), OciClient::admin_at(&b.base));
+    a.create_repo(json!({
+        "id": "spread", "content_type": "docker",
+        "distributor_config": {"repo_registry_id": "spread/app", "auto_publish": true},
+    }));
+
+    let layer: Vec<u8> = (0..(20u32 << 20)).map(|i| (i % 253) as u8).collect();
+    let digest = sha256_digest(&layer);
+    let half = layer.len() / 2;
+    let chunk = |client: &OciClient, location: &str, from: usize, to: usize| -> String {
+        let range = format!("{from}-{}", to - 1);
+        let r = client.send(
+            "PATCH",
+            location,
+            &[
+                ("Content-Type", "application/octet-stream"),
+                ("Content-Range", &range),
+            ],
+            &layer[from..to],
+        );
+        expect(&r, 202);
+        r.header("location")
+    };
+    let location = via_a.start_upload("spread/app");
+    let location = chunk(&via_a, &location, 0, half);
+    // The second chunk reaches B, which never saw the session start.
+    let location = chunk(&via_b, &location, half, layer.len());
+    // A chunk at a wrong offset is refused by either node.
+    let r = via_a.send(
+        "PATCH",
+        &location,
+        &[
+            ("Content-Type", "application/octet-stream"),
+            ("Content-Range", "0-9"),
+        ],
+        &layer[..10],
+    );
+    assert_eq!(
+        r.status,
+        416,
+        "a chunk at offset 0 of a session at {}",
+        layer.len()
+    );
+    let r = via_a.send(
+        "PUT",
+        &with_query(&location, "digest", &digest),
+        &[("Content-Type", "application/octet-stream")],
+        &[],
+    );
+    expect(&r, 201);
+    assert!(
+        s3.blobs("chunks").contains(&digest),
+        "stored once, in the bucket"
+    );
+
+    // The manifest goes to B; the config blob was pushed through A.
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    via_a.push_blob("spread/app", config);
+    let manifest = oci_manifest(
+        desc("application/vnd.oci.image.config.v1+json", config),
+        vec![desc("application/vnd.oci.image.layer.v1.tar", &layer)],
+        json!({}),
+    );
+    let r = via_b.send(
+        "PUT",
+        "/v2/spread/app/manifests/v1",
+        &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+        &manifest,
+    );
+    expect(&r, 201);
+    for s in [&a, &b] {
+        wait_until(
+            "both nodes serve the pushed blob",
+            Duration::from_secs(15),
+            || {
+                let r = request(s, "GET", &format!("/v2/spread/app/blobs/{digest}"), &[]);
+                r.status() == 200 && sha256_digest(&r.bytes().unwrap()) == digest
+            },
+        );
+    }
 }

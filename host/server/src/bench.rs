@@ -396,4 +396,3 @@ pub fn object_put(
     );
     Ok(())
 }
-

@@ -74,7 +74,7 @@ fn scratch(store: &BlobStore) -> PathBuf {
 
 /// `len` bytes that differ from one offset to the next (not a repeated
 /// pattern with a period that divides a part size).
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
     let mut x = 0x9e37_79b9_u32 ^ u32::from(seed);
     (0..len)
         .map(|_| {

@@ -665,7 +665,12 @@ impl ObjectHome {
         if !there {
             return Ok(false);
         }
-        let key = self.location.key(d);
+        self.delete(self.location.key(d))?;
+        Ok(true)
+    }
+
+    /// Delete the object at `key` (gone already is fine).
+    fn delete(&self, key: Key) -> io::Result<()> {
         let store = self.store.clone();
         let loc = self.location.clone();
         self.run(async move {
@@ -673,8 +678,7 @@ impl ObjectHome {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
                 Err(e) => Err(error(&loc, "deleting", e)),
             }
-        })?;
-        Ok(true)
+        })
     }
 
     /// Every stored digest, sorted (keys that are not valid digests are
@@ -792,15 +796,7 @@ impl ObjectHome {
 
     /// Delete the object `key` (gone already is fine).
     pub fn delete_key(&self, key: &AreaKey) -> io::Result<()> {
-        let key = self.location.area_key(key);
-        let store = self.store.clone();
-        let loc = self.location.clone();
-        self.run(async move {
-            match store.delete(&key).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                Err(e) => Err(error(&loc, "deleting", e)),
-            }
-        })
+        self.delete(self.location.area_key(key))
     }
 
     /// Store the first `len` bytes of `file` under `key`: one PutObject up

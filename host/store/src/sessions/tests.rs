@@ -3,6 +3,7 @@
 //! local roots sharing one bucket, as behind a load balancer.
 
 use super::*;
+use crate::blobs::conformance::pattern;
 use crate::blobs::objects::tests::S3s;
 use crate::blobs::{AreaKey, ObjectLocation};
 use std::os::unix::fs::FileExt;
@@ -218,19 +219,6 @@ fn read_all(blobs: &BlobStore, d: &Digest) -> Vec<u8> {
 fn session_objects(node: &Node) -> usize {
     let home = node.blobs.objects().unwrap();
     home.list_area(&AreaKey::sessions()).unwrap().len()
-}
-
-/// `len` bytes that differ from one offset to the next.
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_u32 ^ u32::from(seed);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
 }
 
 /// Two nodes (A, B) with separate local roots, one bucket.
