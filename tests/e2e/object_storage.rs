@@ -393,10 +393,7 @@ fn two_nodes_and_a_worker_share_only_mongodb_rabbitmq_and_the_bucket() {
         wait_until(
             "both nodes serve the publication",
             Duration::from_secs(15),
-            || {
-                let r = request(s, "GET", "/v2/shared/busybox/tags/list", &[]);
-                r.status() == 200 && r.json::<Value>().unwrap()["tags"] == json!(["latest"])
-            },
+            || tags(s, "shared/busybox") == ["latest"],
         );
     }
     assert_eq!(
@@ -570,6 +567,21 @@ impl Drop for Killed<'_> {
     }
 }
 
+/// The tags `s` serves for `name` (none when it serves no such name).
+fn tags(s: &Server, name: &str) -> Vec<String> {
+    let r = request(s, "GET", &format!("/v2/{name}/tags/list"), &[]);
+    if r.status() != 200 {
+        return Vec::new();
+    }
+    let v: Value = r.json().unwrap_or(Value::Null);
+    v["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str().map(String::from))
+        .collect()
+}
+
 /// Two nodes with data directories of their own (in the returned scratch
 /// directory, as `a` and `b`) sharing a MongoDB database and the bucket's
 /// `prefix`, and nothing else.
@@ -678,7 +690,8 @@ fn nodes_sharing_only_mongodb_and_the_bucket_agree_on_protection_and_tokens() {
 /// MongoDB and the bucket only: the session started on A takes a chunk on
 /// A and the next on B, is committed on A, and the manifest naming the
 /// blob is accepted by B (which knows the repository received it); both
-/// nodes serve the image.
+/// nodes serve the image. Then docker pushes to A and pulls from B, and a
+/// streaming import of a `docker save` through B is pulled from A.
 #[test]
 fn a_chunked_push_spread_over_two_nodes_lands_once() {
     use crate::conformance::{OciClient, desc, expect, oci_manifest, with_query};
@@ -765,4 +778,35 @@ fn a_chunked_push_spread_over_two_nodes_lands_once() {
             },
         );
     }
+
+    // docker pushes to A and pulls from B.
+    let pushed = format!("{}/spread/docker:v1", a.addr);
+    let pulled = format!("{}/spread/docker:v1", b.addr);
+    let tmp = scratch();
+    let config = tmp.path().join("docker");
+    docker_load_busybox_as(&pushed);
+    must(docker_with_config(&config).args(["login", &a.addr, "-u", "admin", "-p", ADMIN_PASSWORD]));
+    must(docker_with_config(&config).args(["push", &pushed]));
+    let _ = run(docker().args(["rmi", "-f", &pushed, &pulled]));
+    wait_until("B serves the pushed tag", Duration::from_secs(15), || {
+        tags(&b, "spread/docker").contains(&"v1".to_string())
+    });
+    let out = docker_pull_run_cat(&pulled, "/etc/hello.txt");
+    assert!(out.contains("hello from wharf"), "{out}");
+    let _ = run(docker().args(["rmi", "-f", &pulled]));
+
+    // A streaming import of a `docker save` through B, served by A.
+    docker_repo(&b, "streamed", "spread/streamed", json!({}));
+    let t = b.import_stream(
+        "streamed",
+        "",
+        std::fs::read(images_dir().join("busybox.tar")).unwrap(),
+    );
+    assert_eq!(t["state"], "finished", "{t}");
+    let t = publish(&b, "streamed");
+    assert_eq!(t["state"], "finished", "{t}");
+    wait_until("A serves B's import", Duration::from_secs(15), || {
+        tags(&a, "spread/streamed").contains(&"latest".to_string())
+    });
+    skopeo_pull(&a, "spread/streamed");
 }
