@@ -571,7 +571,8 @@ fn protected_and_public() -> Server {
     s
 }
 
-fn registry_token(s: &Server, scope: &str, user: Option<(&str, &str)>) -> (u16, Value) {
+/// A registry token for `scope` from `s`'s token endpoint, as `user`.
+pub(crate) fn registry_token(s: &Server, scope: &str, user: Option<(&str, &str)>) -> (u16, Value) {
     let mut r = anonymous_client()
         .get(s.url("/api/v1/registry/token"))
         .query(&[("service", "wharf"), ("scope", scope)]);

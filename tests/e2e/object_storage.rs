@@ -422,29 +422,25 @@ fn two_nodes_and_a_worker_share_only_mongodb_rabbitmq_and_the_bucket() {
 fn an_object_storage_outage_fails_a_push_clearly_and_the_retry_succeeds() {
     let mut s3 = S3::start();
     let s = start_on(&s3, "outage", &[]);
-    push_repo_for(&s);
+    crate::registry_push::push_repo(&s, "outage", "outage/app", true);
     let blob: Vec<u8> = (0..(12u32 << 20)).map(|i| (i % 251) as u8).collect();
     let digest = sha256_digest(&blob);
-    let start = |s: &Server| -> String {
-        let r = s
-            .http
+    let post = |s: &Server| {
+        s.http
             .post(s.url("/v2/outage/app/blobs/uploads/"))
             .basic_auth("admin", Some(ADMIN_PASSWORD))
             .send()
-            .unwrap();
+            .unwrap()
+    };
+    let start = |s: &Server| -> String {
+        let r = post(s);
         assert_eq!(r.status(), 202, "a session starts");
-        let location = header(&r, "location");
-        if location.starts_with("http") {
-            location
-        } else {
-            s.url(&location)
-        }
+        absolute(s, &header(&r, "location"))
     };
     let finish = |s: &Server, url: &str| -> (u16, String) {
-        let sep = if url.contains('?') { '&' } else { '?' };
         let r = s
             .http
-            .put(format!("{url}{sep}digest={digest}"))
+            .put(crate::conformance::with_query(url, "digest", &digest))
             .basic_auth("admin", Some(ADMIN_PASSWORD))
             .body(blob.clone())
             .send()
@@ -460,12 +456,7 @@ fn an_object_storage_outage_fails_a_push_clearly_and_the_retry_succeeds() {
     let started = Instant::now();
     let (code, body) = finish(&s, &session);
     assert!(code >= 400 && code != 416, "{code}: {body}");
-    let r = s
-        .http
-        .post(s.url("/v2/outage/app/blobs/uploads/"))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .unwrap();
+    let r = post(&s);
     let (code, body) = (r.status().as_u16(), r.text().unwrap());
     assert!(code >= 500, "{code}: {body}");
     assert!(body.to_lowercase().contains("object storage"), "{body}");
@@ -490,13 +481,6 @@ fn an_object_storage_outage_fails_a_push_clearly_and_the_retry_succeeds() {
     assert_eq!(r.status(), 200);
     let r = anonymous_client().get(s.url("/readyz")).send().unwrap();
     assert_eq!(r.status(), 200);
-}
-
-fn push_repo_for(s: &Server) {
-    s.create_repo(json!({
-        "id": "outage", "content_type": "docker",
-        "distributor_config": {"repo_registry_id": "outage/app", "auto_publish": true},
-    }));
 }
 
 /// An installation on the data directory moves its blobs into a bucket,
@@ -543,7 +527,7 @@ fn an_installation_migrates_its_blobs_into_a_bucket() {
     assert_eq!(skopeo_pull(&s2, "moved/busybox"), before);
     drop(s2);
 
-    let victim = layers_from_bucket(&s3, "moved");
+    let victim = s3.blobs("moved").into_iter().next().expect("a blob");
     std::fs::write(s3.object_file("moved", &victim), b"tampered").unwrap();
     let (ok, out) = run(Command::new(env_path("WHARF_BIN"))
         .args(["fsck", "--data-dir"])
@@ -551,10 +535,6 @@ fn an_installation_migrates_its_blobs_into_a_bucket() {
         .args(s3.flags("moved")));
     assert!(!ok, "fsck fails on a corrupt blob: {out}");
     assert!(out.contains(&victim), "{out}");
-}
-
-fn layers_from_bucket(s3: &S3, prefix: &str) -> String {
-    s3.blobs(prefix).into_iter().next().expect("a blob")
 }
 
 /// Kills a child process when dropped.
@@ -565,6 +545,23 @@ impl Drop for Killed<'_> {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A `Location` as a URL of `s` (a path, or already absolute).
+fn absolute(s: &Server, location: &str) -> String {
+    if location.starts_with("http") {
+        location.to_string()
+    } else {
+        s.url(location)
+    }
+}
+
+/// A registry token with `pull` on `name`, issued by `s` to the administrator.
+fn admin_pull_token(s: &Server, name: &str) -> String {
+    let scope = format!("repository:{name}:pull");
+    let (code, v) = crate::auth::registry_token(s, &scope, Some(("admin", ADMIN_PASSWORD)));
+    assert_eq!(code, 200, "{v}");
+    v["token"].as_str().unwrap().to_string()
 }
 
 /// The tags `s` serves for `name` (none when it serves no such name).
@@ -597,22 +594,6 @@ fn two_nodes(s3: &S3, prefix: &str) -> (tempfile::TempDir, Server, Server) {
         Server::spawn(Some(&dirs.path().join("b")), &plugin_dir, &args),
     );
     (dirs, a.ready(), b.ready())
-}
-
-/// A registry token for `scope` from `s`'s token endpoint, as `login`.
-fn registry_token(s: &Server, login: &str, password: &str, scope: &str) -> String {
-    let r = anonymous_client()
-        .get(s.url(&format!(
-            "/api/v1/registry/token?service=wharf&scope={scope}"
-        )))
-        .basic_auth(login, Some(password))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json::<Value>().unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 /// Nodes with data directories of their own, sharing only MongoDB and the
@@ -656,7 +637,7 @@ fn nodes_sharing_only_mongodb_and_the_bucket_agree_on_protection_and_tokens() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // A token issued by A pulls from B; one signed with another key does not.
-    let token = registry_token(&a, "admin", ADMIN_PASSWORD, "repository:team/safe:pull");
+    let token = admin_pull_token(&a, "team/safe");
     let with = |t: &str| {
         anonymous_client()
             .get(b.url(manifest))
@@ -667,7 +648,7 @@ fn nodes_sharing_only_mongodb_and_the_bucket_agree_on_protection_and_tokens() {
     };
     assert_eq!(with(&token), 200, "a token from node A on node B");
     let other = Server::start();
-    let forged = registry_token(&other, "admin", ADMIN_PASSWORD, "repository:team/safe:pull");
+    let forged = admin_pull_token(&other, "team/safe");
     assert_eq!(with(&forged), 401, "a token signed by another installation");
 
     // An unprotected repository made through A is public on B too.
@@ -709,13 +690,8 @@ fn a_chunked_push_spread_over_two_nodes_lands_once() {
     // Chunks go with the administrator's credentials at once (a client
     // that first tries without them sends megabytes to a 401).
     let patch = |s: &Server, location: &str, from: usize, to: usize| {
-        let url = if location.starts_with("http") {
-            location.to_string()
-        } else {
-            s.url(location)
-        };
         no_redirects()
-            .patch(url)
+            .patch(absolute(s, location))
             .basic_auth("admin", Some(ADMIN_PASSWORD))
             .header("Content-Type", "application/octet-stream")
             .header("Content-Range", format!("{from}-{}", to - 1))

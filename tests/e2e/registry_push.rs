@@ -9,7 +9,7 @@ use reqwest::blocking::Response;
 use serde_json::{Value, json};
 
 /// A docker repository registered under `name`, auto-publishing or not.
-fn push_repo(s: &Server, id: &str, name: &str, auto_publish: bool) {
+pub(crate) fn push_repo(s: &Server, id: &str, name: &str, auto_publish: bool) {
     s.create_repo(json!({
         "id": id,
         "content_type": "docker",
