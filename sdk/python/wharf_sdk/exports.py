@@ -1,0 +1,80 @@
+"""Glue between plugin logic and the WIT exports.
+
+componentize-py turns an exported function's raised `Err(error)` into the
+WIT `result`'s error; any other exception traps the instance, and the host
+reports the plugin as crashed. `task` and `route` make that explicit:
+
+    class Plugin(wharf_sdk.exports.Plugin):
+        @task
+        def sync(self, repo):
+            return my_sync(WasmHost(), repo)
+
+- `task`: a `PluginError` becomes the call's error with its code; any other
+  exception becomes an error with code `plugin-error` naming the exception
+  and where it was raised (the instance survives).
+- `route`: for `resolve` (which answers a plan, not a result): an
+  exception becomes a 500 failure plan.
+- `write_route`: for `write`: the same as a `written` answer.
+"""
+
+import functools
+import traceback
+
+from . import _wit, plans
+from .errors import PluginError
+
+#: The protocol class a plugin's `Plugin` subclasses.
+Plugin = _wit.exports.Plugin
+
+
+def describe_exception(e):
+    """`ValueError: ... (at module.py:12 in f)`."""
+    frames = traceback.extract_tb(e.__traceback__)
+    where = ""
+    if frames:
+        f = frames[-1]
+        where = f" (at {f.filename.rsplit('/', 1)[-1]}:{f.lineno} in {f.name})"
+    return f"{type(e).__name__}: {e}{where}"
+
+
+def as_error(e):
+    if isinstance(e, PluginError):
+        return e
+    return PluginError("plugin-error", describe_exception(e))
+
+
+def task(f):
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        try:
+            return f(*args, **kwargs)
+        except _wit.Err:
+            raise
+        except Exception as e:  # noqa: BLE001 - every failure becomes an error
+            raise _wit.Err(as_error(e).to_wit()) from None
+
+    return wrapper
+
+
+def route(f):
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        try:
+            return f(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001
+            err = as_error(e)
+            return plans.failure(500, err.code, err.message)
+
+    return wrapper
+
+
+def write_route(f):
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        try:
+            return f(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001
+            err = as_error(e)
+            return plans.written(plans.failure(500, err.code, err.message))
+
+    return wrapper
