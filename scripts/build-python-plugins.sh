@@ -58,8 +58,9 @@ export WHARF_PY_BINDINGS="$ROOT/target/python-bindings"
 "$PY" -c 'import sys; sys.path.insert(0, "sdk/python"); import wharf_sdk._wit'
 
 if [ "$RUN_TESTS" = 1 ]; then
-    echo "==> pytest sdk/python"
+    echo "==> pytest sdk/python (the SDK and its template plugin)"
     (cd sdk/python && "$PY" -m pytest -q -p no:cacheprovider tests)
+    (cd sdk/python/template && "$PY" -m pytest -q -p no:cacheprovider tests)
     echo "==> pytest plugins/python"
     (cd plugins/python && "$PY" -m pytest -q -p no:cacheprovider tests)
 fi
