@@ -18,8 +18,11 @@ from wharf_sdk.exports import Plugin as PluginProtocol
 from wharf_sdk.exports import route, task, write_route
 from wharf_sdk.host import WasmHost
 
-from pypi import edit, publish, push, routes, sync, upload
+from pypi import edit, publish, push, routes, sync, upload, warmup
 from pypi.version import FULL_VERSION
+
+# Load everything the parsers import lazily into the pre-initialized component.
+warmup.run()
 
 CONTENT_TYPE = "python"
 

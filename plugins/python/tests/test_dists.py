@@ -154,3 +154,9 @@ def test_only_the_central_directory_and_metadata_are_read():
     reader = host.reader(data)
     dists.read(reader, wheel_name("alpha", "1.0"))
     assert reader.bytes_read < 600_000, reader.bytes_read
+
+
+def test_the_warm_up_runs_every_parser():
+    from pypi import warmup
+
+    warmup.run()

@@ -9,6 +9,11 @@ memory. `store_range` has the host store a range of the window without the
 bytes passing through the plugin.
 """
 
+# zipfile decodes member names with cp437 unless they are flagged UTF-8. A
+# component only holds the modules imported while componentize-py
+# pre-initializes it, and codecs are imported lazily: import it now so
+# `zipfile` works over a SourceReader inside the component.
+import encodings.cp437  # noqa: F401
 import io
 
 from .errors import PluginError
