@@ -4,6 +4,8 @@ the unit tests, and for the end-to-end tests, which run it as a script):
     python make_dists.py wheel OUTDIR NAME VERSION [--requires-python SPEC] [--metadata-name OTHER]
     python make_dists.py sdist OUTDIR NAME VERSION
     python make_dists.py tree OUTDIR  # a PEP 503 tree of a few projects (for http.server)
+    python make_dists.py bench-tree OUTDIR FILES BIG_MIB  # project `bench` with FILES wheels,
+                                      # project `big` with one wheel of BIG_MIB MiB (scripts/bench-python.sh)
 
 Each prints the path it wrote. A wheel holds `{module}/__init__.py` with
 `VERSION = "{version}"`, so an install can be checked by importing it.
@@ -122,6 +124,14 @@ def main(argv):
                       (sdist_name("alpha", "1.0"), sdist_bytes("alpha", "1.0"))],
             "Beta.Pkg": [(wheel_name("Beta.Pkg", "2.0"), wheel_bytes("Beta.Pkg", "2.0"))],
             "gamma": [(wheel_name("gamma", "0.1"), wheel_bytes("gamma", "0.1"))],
+        })
+        print(os.path.join(out, "simple"))
+        return
+    if kind == "bench-tree":
+        count, big = int(argv[2]), int(argv[3])
+        tree(out, {
+            "bench": [(wheel_name("bench", f"1.0.{i}"), wheel_bytes("bench", f"1.0.{i}")) for i in range(count)],
+            "big": [(wheel_name("big", "1.0"), wheel_bytes("big", "1.0", pad=big << 20))],
         })
         print(os.path.join(out, "simple"))
         return
