@@ -44,7 +44,11 @@ else
     echo "==> python venv: creating $VENV (${REQUIREMENTS[*]})"
     if ! "$BASE_PY" -m venv --help >/dev/null 2>&1 || ! "$BASE_PY" -c 'import ensurepip' 2>/dev/null; then
         echo "    $BASE_PY cannot create venvs; installing python3-venv with apt"
-        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y python3-venv
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get -o DPkg::Lock::Timeout=600 install -y python3-venv python3-pip || {
+            apt-get -o DPkg::Lock::Timeout=600 update
+            apt-get -o DPkg::Lock::Timeout=600 install -y python3-venv python3-pip
+        }
     fi
     rm -rf "$VENV"
     "$BASE_PY" -m venv "$VENV"

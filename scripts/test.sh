@@ -54,6 +54,9 @@ fi
 # ------------------------------------------------------------------ builds --
 phase "building plugins (with test plugins)"
 scripts/build-plugins.sh --test-plugins
+phase "building the Python content type and running its pytest suites (scripts/build-python-plugins.sh)"
+scripts/build-python-plugins.sh
+export WHARF_TEST_PYTHON_VENV="$ROOT/target/python-venv" WHARF_TEST_PYTHON_PLUGIN="$ROOT/target/plugins-extra/python.wasm"
 
 # The object storage tests of wharf-store run a real S3 server, s3s-fs.
 # Built once into target/tools, with its own target dir so the main build's

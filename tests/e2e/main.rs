@@ -26,6 +26,7 @@ mod nodes;
 mod object_storage;
 mod packaging;
 mod plugins;
+mod python_packages;
 mod quickstart;
 mod registry_api;
 mod registry_clients;
