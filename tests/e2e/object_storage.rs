@@ -415,6 +415,113 @@ fn two_nodes_and_a_worker_share_only_mongodb_rabbitmq_and_the_bucket() {
     assert!(s3.object_file("nodes", &sha256_digest(&wasm)).exists());
 }
 
+/// An upload (`/api/v1/uploads`) sent chunk by chunk to two nodes in turn,
+/// which share only MongoDB and the bucket: each takes the chunk at the
+/// offset the other recorded and refuses a replayed one with that offset;
+/// a chunk sent while the bucket is down gets a clear 503 and goes through
+/// when resent; either node imports the upload, which then takes no more
+/// chunks and imports again from the same blob; a deleted upload leaves
+/// nothing in the bucket, and neither node keeps a file of any.
+#[test]
+fn an_upload_whose_chunks_reach_different_nodes_is_imported_by_either() {
+    let mut s3 = S3::start();
+    let (_dirs, a, b) = two_nodes(&s3, "spread-upload");
+    let bytes = std::fs::read(images_dir().join("busybox.tar")).unwrap();
+    let (status, v) = a.post_json("/api/v1/uploads", &json!({"size": bytes.len()}));
+    assert_eq!(status, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let put = |s: &Server, offset: usize, part: &[u8]| {
+        s.http
+            .put(s.url(&format!("/api/v1/uploads/{id}?offset={offset}")))
+            .body(part.to_vec())
+            .send()
+            .unwrap()
+    };
+    let mut offset = 0;
+    for (i, part) in bytes.chunks(bytes.len() / 5 + 1).enumerate() {
+        let (to, other) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        if i == 1 {
+            let r = put(to, 0, part);
+            assert_eq!(r.status(), 416, "a replayed chunk");
+            let text = r.text().unwrap();
+            assert!(text.contains(&format!("at offset {offset} ")), "{text}");
+        }
+        if i == 2 {
+            s3.stop();
+            let r = put(to, offset, part);
+            assert_eq!(r.status(), 503, "a chunk while the bucket is down");
+            let text = r.text().unwrap();
+            assert!(text.contains("object storage"), "{text}");
+            s3.resume();
+        }
+        let r = put(to, offset, part);
+        assert_eq!(r.status(), 200, "chunk {i}: {}", r.text().unwrap());
+        offset += part.len();
+        let (_, v) = other.get_json(&format!("/api/v1/uploads/{id}"));
+        assert_eq!(v["offset"], offset, "the other node sees chunk {i}: {v}");
+    }
+
+    docker_repo(&b, "spread", "spread/busybox", json!({}));
+    let kept = json!({"upload_id": id, "delete_upload": false});
+    let t = b.repo_task("spread", "import", kept);
+    assert_eq!(t["state"], "finished", "import on B: {t}");
+    let (_, v) = a.get_json(&format!("/api/v1/uploads/{id}"));
+    assert_eq!(v["sealed"], sha256_digest(&bytes), "{v}");
+    let r = put(&a, offset, b"more");
+    assert_eq!(r.status(), 409, "a chunk after the import");
+    assert!(r.text().unwrap().contains("upload-frozen"));
+    docker_repo(&a, "again", "spread/again", json!({}));
+    let t = a.repo_task("again", "import", json!({"upload_id": id}));
+    assert_eq!(t["state"], "finished", "the same upload imported on A: {t}");
+    let (status, _) = b.get_json(&format!("/api/v1/uploads/{id}"));
+    assert_eq!(
+        status, 404,
+        "an import deletes its upload unless told not to"
+    );
+    for (s, repo, name) in [
+        (&a, "spread", "spread/busybox"),
+        (&b, "again", "spread/again"),
+    ] {
+        let t = s.repo_task(repo, "publish", json!({}));
+        assert_eq!(t["state"], "finished", "publish: {t}");
+        wait_until("the publication is served", Duration::from_secs(15), || {
+            tags(s, name) == ["latest"]
+        });
+    }
+    assert_eq!(
+        layers_of(&b, "spread/busybox", "latest"),
+        layers_of(&a, "spread/again", "latest")
+    );
+
+    // A deleted upload: its session leaves the bucket.
+    let (_, v) = b.post_json("/api/v1/uploads", &json!({}));
+    let gone = v["id"].as_str().unwrap().to_string();
+    let r = b
+        .http
+        .put(b.url(&format!("/api/v1/uploads/{gone}?offset=0")))
+        .body(b"half".to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let session = s3
+        .root
+        .path()
+        .join(BUCKET)
+        .join("spread-upload/sessions")
+        .join(gone.replace('-', ""));
+    assert!(walk(&session) > 0, "the upload's chunk is in the bucket");
+    let r = a
+        .http
+        .delete(a.url(&format!("/api/v1/uploads/{gone}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(walk(&session), 0, "nothing of a deleted upload stays");
+    for s in [&a, &b] {
+        assert_eq!(walk(&s.data_dir().join("uploads")), 0, "no upload file");
+    }
+}
+
 /// The bucket goes away in the middle of a push: a clear error within
 /// seconds, nothing visible under the digest, readiness fails; once it is
 /// back the same push succeeds.
@@ -450,12 +557,15 @@ fn an_object_storage_outage_fails_a_push_clearly_and_the_retry_succeeds() {
     };
 
     // The session starts; the bucket goes before the bytes arrive. The
-    // PUT fails, and so does a new session, at once and saying why.
+    // PUT fails (503: the session is not known to be gone, so the client
+    // tries again rather than start over), and so does a new session, at
+    // once and saying why.
     let session = start(&s);
     s3.stop();
     let started = Instant::now();
     let (code, body) = finish(&s, &session);
-    assert!(code >= 400 && code != 416, "{code}: {body}");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.to_lowercase().contains("object storage"), "{body}");
     let r = post(&s);
     let (code, body) = (r.status().as_u16(), r.text().unwrap());
     assert!(code >= 500, "{code}: {body}");
@@ -600,8 +710,9 @@ fn two_nodes(s3: &S3, prefix: &str) -> (tempfile::TempDir, Server, Server) {
 /// bucket: a
 /// repository created, protected and published through one is never served
 /// anonymously by the other (a node counts a repository it has not read yet
-/// as protected), an unprotected one is, and a registry token from one node
-/// is good on the other (the key is in the store) while a forged one is not.
+/// as protected), an unprotected one is until it is protected through the
+/// first, and a registry token from one node is good on the other (the key
+/// is in the store) while a forged one is not.
 #[test]
 fn nodes_sharing_only_mongodb_and_the_bucket_agree_on_protection_and_tokens() {
     let s3 = S3::start();
@@ -665,6 +776,31 @@ fn nodes_sharing_only_mongodb_and_the_bucket_agree_on_protection_and_tokens() {
             .status()
             == 200
     });
+    // Protected through A, without a publish: B stops serving it
+    // anonymously within about a second (it follows the publications), not
+    // after its 30 s reload.
+    let r = a
+        .http
+        .patch(a.url("/api/v1/repositories/open"))
+        .json(&json!({"distributor_config": {"protected": true}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    wait_until("B protects it", Duration::from_secs(5), || {
+        anonymous_client()
+            .get(b.url("/v2/team/open/manifests/latest"))
+            .send()
+            .unwrap()
+            .status()
+            == 401
+    });
+    let r = b
+        .http
+        .get(b.url("/v2/team/open/manifests/latest"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "with credentials it still pulls");
 }
 
 /// A push whose requests a load balancer spreads over two nodes that share

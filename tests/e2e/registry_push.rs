@@ -187,6 +187,43 @@ fn status_and_code(r: Response) -> (u16, String) {
     (r.status().as_u16(), error_code(r))
 }
 
+/// A spec-literal client tries anonymously first, body and all: the gate's
+/// 401 reaches it (the body is read and dropped, not left on the socket to
+/// reset the connection), to several clients at once, and the same push
+/// with credentials then goes through.
+#[test]
+fn an_anonymous_first_try_with_a_large_body_gets_its_401_not_a_reset() {
+    let s = Server::start();
+    push_repo(&s, "big", "big/app", true);
+    let layer: Vec<u8> = (0..16u32 << 20).map(|i| (i % 251) as u8).collect();
+    let digest = sha256_digest(&layer);
+    let path = format!("/v2/big/app/blobs/uploads/?digest={digest}");
+    let anonymous = reqwest::blocking::Client::new();
+    std::thread::scope(|t| {
+        let tries: Vec<_> = (0..4)
+            .map(|_| t.spawn(|| anonymous.post(s.url(&path)).body(layer.clone()).send()))
+            .collect();
+        for attempt in tries {
+            let r = attempt
+                .join()
+                .unwrap()
+                .expect("the 401 arrives, not a reset");
+            assert_eq!(r.status().as_u16(), 401);
+            assert!(header(&r, "www-authenticate").starts_with("Bearer realm="));
+        }
+    });
+    let r = send(&s, "POST", &path, &[], layer.clone());
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().unwrap());
+    let r = send(
+        &s,
+        "HEAD",
+        &format!("/v2/big/app/blobs/{digest}"),
+        &[],
+        vec![],
+    );
+    assert_eq!(r.status().as_u16(), 200);
+}
+
 #[test]
 fn blob_uploads_chunked_resumed_mounted_and_checked() {
     let s = Server::start();

@@ -68,6 +68,10 @@ pub enum PluginError {
     Host { plugin: String, message: String },
     #[error("plugin {plugin}: every instance for {share:?} is in use; try again in a moment")]
     Busy { plugin: String, share: Share },
+    /// A backend the call needed did not answer (see
+    /// [`HostState::unanswered`]): its answer is not used.
+    #[error("{message}; try again in a moment")]
+    Unavailable { plugin: String, message: String },
 }
 
 impl PluginError {
@@ -81,6 +85,7 @@ impl PluginError {
             PluginError::Invalid(_) => "plugin-invalid",
             PluginError::Host { .. } => "plugin-host",
             PluginError::Busy { .. } => "plugin-busy",
+            PluginError::Unavailable { .. } => "backend-unavailable",
         }
     }
 }
@@ -432,6 +437,7 @@ impl Plugin {
             data.cancel = cancel;
             data.interrupted = None;
             data.bytes_stored = 0;
+            data.unanswered = None;
             store.set_epoch_deadline(1);
         };
         let pooled = self.idle.lock().unwrap().pop();
@@ -457,8 +463,18 @@ impl Plugin {
         let result = f(&warm.bindings, &mut warm.store);
         match result {
             Ok(r) => {
-                (rt.env.call_ended)(&self.name, "ok");
                 let data = warm.store.data_mut();
+                let answer = match data.unanswered.take() {
+                    Some(message) => Err(PluginError::Unavailable {
+                        plugin: self.name.to_string(),
+                        message,
+                    }),
+                    None => Ok(r),
+                };
+                (rt.env.call_ended)(
+                    &self.name,
+                    answer.as_ref().map_or_else(|e| e.code(), |_| "ok"),
+                );
                 data.scope = CallScope::Describe;
                 data.cancel = None;
                 let mut idle = self.idle.lock().unwrap();
@@ -472,7 +488,7 @@ impl Plugin {
                 {
                     idle.push(warm);
                 }
-                Ok(r)
+                answer
             }
             Err(e) => Err(self.classify(&mut warm.store, e)),
         }

@@ -362,6 +362,10 @@ pub struct HostState {
     pub cancel: Option<Arc<AtomicBool>>,
     pub interrupted: Option<Interrupt>,
     pub bytes_stored: u64,
+    /// Why a host import could not ask a backend during this call (the
+    /// bucket holding upload sessions, say) and answered "none": the
+    /// call's answer may rest on that, so it is not used.
+    pub unanswered: Option<String>,
 }
 
 impl HostState {
@@ -392,6 +396,7 @@ impl HostState {
             deadline: Instant::now(),
             cancel: None,
             interrupted: None,
+            unanswered: None,
             bytes_stored: 0,
         }
     }
@@ -996,13 +1001,20 @@ fn session_err(e: SessionError) -> types::Error {
 
 impl HostState {
     /// A session of this plugin, of the write's repository when in a write.
-    fn session(&self, id: &str) -> Option<wharf_store::sessions::SessionId> {
+    fn session(&mut self, id: &str) -> Option<wharf_store::sessions::SessionId> {
         let repo = match &self.scope {
             CallScope::Task(t) => Some(t.repo.id.as_str()),
             CallScope::Resolve(_) => None,
             CallScope::Describe => return None,
         };
-        self.env.sessions.find(id, &self.plugin, repo)
+        let found = self.env.sessions.try_find(id, &self.plugin, repo);
+        self.answered(found).flatten()
+    }
+
+    /// What a backend answered, or `None` noted as [`HostState::unanswered`].
+    fn answered<T>(&mut self, r: std::io::Result<T>) -> Option<T> {
+        r.map_err(|e| self.unanswered = Some(format!("upload sessions: {e}")))
+            .ok()
     }
 
     fn owns(&self, r: &Repository) -> bool {
@@ -1029,7 +1041,8 @@ impl HostState {
 impl sessions::Host for HostState {
     fn length(&mut self, id: String) -> Option<u64> {
         let id = self.session(&id)?;
-        self.env.sessions.length(&id)
+        let length = self.env.sessions.try_length(&id);
+        self.answered(length).flatten()
     }
 
     fn commit(&mut self, id: String, expect: Option<String>) -> Result<String, types::Error> {

@@ -369,6 +369,7 @@ async fn update(
         .importer_config
         .get(wharf_store::db::REMOTE_SETTING)
         .cloned();
+    let protected_before = crate::auth::protection::is_protected(&repo);
     if let Some(d) = req.display_name {
         repo.display_name = d;
     }
@@ -401,6 +402,18 @@ async fn update(
         .protection
         .refresh(app.store.as_ref(), &repo.id)
         .await?;
+    let protected = crate::auth::protection::is_protected(&repo);
+    if protected != protected_before {
+        // Other nodes follow the publications every half second, not the
+        // repositories: tell them there (`Protection::follow`).
+        app.store
+            .set_publication_setting(
+                &repo.id,
+                crate::auth::protection::KEY,
+                &serde_json::Value::Bool(protected),
+            )
+            .await?;
+    }
     app.pulls.forget(&repo.id);
     if pull_through {
         // Its publication carries the settings the registry side reads.
@@ -579,7 +592,7 @@ async fn import(
             upload.offset, upload.offset
         )));
     }
-    let sealed = crate::uploads::seal(&app, &upload).await?;
+    let sealed = crate::uploads::seal(&app, upload).await?;
     let job = Job::Import {
         repository: repo.id,
         upload_id,

@@ -10,6 +10,12 @@
 //! that stores the whole upload as one blob knows its digest without reading
 //! it back, and links the file into the blob store instead of copying it.
 //! Once linked, an upload's bytes are the blob's: further chunks are refused.
+//!
+//! With blobs in a bucket (`--blob-store s3://…`) nodes share no directory:
+//! an upload's chunks are then objects of an upload session in the bucket,
+//! so any node takes the next chunk, and an import first stores the
+//! session's bytes as a blob ("seals" the upload) and reads that blob,
+//! wherever it runs.
 
 use crate::app::App;
 use crate::error::{Error, ErrorKind, Result};
@@ -25,11 +31,12 @@ use cap_std::fs::{Dir, OpenOptions};
 use sha2::{Digest as _, Sha256};
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
-use wharf_core::digest::RunningDigests;
-use wharf_core::ids::UploadId;
+use wharf_core::digest::{Digest, RunningDigests};
+use wharf_core::ids::{SessionId, UploadId};
 use wharf_runtime::host::WholeUpload;
 use wharf_store::blobs::{StreamError, stream_to_file};
 use wharf_store::db::{Upload, now};
+use wharf_store::sessions::{Owner, SessionError};
 
 /// The directory holding upload data, named by upload id only.
 pub struct UploadDir {
@@ -145,10 +152,26 @@ async fn create(
         size: req.size,
         offset: 0,
         created_at: now(),
+        sealed: None,
     };
-    app.uploads
-        .open_write(&upload.id, true)
-        .map_err(Error::internal)?;
+    if app.blobs.objects().is_some() {
+        let sessions = app.plugins.runtime.env.sessions.clone();
+        let session = session_of(&upload.id);
+        tokio::task::spawn_blocking(move || sessions.create_as(session, &Owner::api_uploads()))
+            .await
+            .map_err(Error::internal)?
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Unavailable,
+                    "blob-store-unavailable",
+                    format!("cannot start the upload in object storage: {e}; try again"),
+                )
+            })?;
+    } else {
+        app.uploads
+            .open_write(&upload.id, true)
+            .map_err(Error::internal)?;
+    }
     app.store.put_upload(&upload).await?;
     Ok((StatusCode::CREATED, Json(upload)))
 }
@@ -225,7 +248,8 @@ async fn put_chunk(
     }
 }
 
-/// [`put_chunk`]'s work; takes `body` once it starts reading it.
+/// [`put_chunk`]'s work; takes `body` once it starts reading it, and puts
+/// back what it did not read when it refuses the chunk.
 async fn write_chunk(
     app: &Arc<App>,
     id: &str,
@@ -234,18 +258,24 @@ async fn write_chunk(
     body: &mut Option<Body>,
 ) -> Result<Upload> {
     let id = parse_id(id)?;
-    let mut upload = get_upload(app, &id).await?;
+    let upload = get_upload(app, &id).await?;
+    if upload.sealed.is_some() {
+        return Err(frozen(&id));
+    }
     let offset = chunk_offset(q, headers)?.unwrap_or(upload.offset);
     if offset != upload.offset {
-        return Err(Error::new(
-            ErrorKind::BadRange,
-            "wrong-offset",
-            format!(
-                "upload {id} has {} bytes; send the next chunk at offset {} (got {offset})",
-                upload.offset, upload.offset
-            ),
-        ));
+        return Err(wrong_offset(&id, upload.offset, offset));
     }
+    if app.blobs.objects().is_some() {
+        append_to_bucket(app, upload, body).await
+    } else {
+        append_to_file(app, upload, body).await
+    }
+}
+
+/// The chunk appended to the upload's file in this node's upload directory.
+async fn append_to_file(app: &App, mut upload: Upload, body: &mut Option<Body>) -> Result<Upload> {
+    let (id, offset) = (upload.id, upload.offset);
     let file = app
         .uploads
         .open_write(&id, false)
@@ -256,26 +286,11 @@ async fn write_chunk(
     // is answered 409 at once instead of parking a thread on the lock.
     match file.try_lock() {
         Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(Error::new(
-                ErrorKind::Conflict,
-                "upload-busy",
-                format!(
-                    "upload {id} is being written by another request; wait for it to end, \
-                     then resume at the offset GET /api/v1/uploads/{id} reports"
-                ),
-            ));
-        }
+        Err(std::fs::TryLockError::WouldBlock) => return Err(busy(&id)),
         Err(std::fs::TryLockError::Error(e)) => return Err(Error::internal(e)),
     }
     if file.metadata().map_err(Error::internal)?.nlink() > 1 {
-        return Err(Error::new(
-            ErrorKind::Conflict,
-            "upload-frozen",
-            format!(
-                "upload {id} was imported as a blob and can no longer change; start a new upload"
-            ),
-        ));
+        return Err(frozen(&id));
     }
     // Keep hashing only if the state covers exactly the recorded bytes.
     let hasher = app
@@ -297,13 +312,8 @@ async fn write_chunk(
         Err(e) => {
             let _ = file.set_len(offset);
             return Err(match e {
-                StreamError::Body(e) => Error::invalid(format!(
-                    "the chunk ended early ({e}); resume at offset {offset}"
-                )),
-                StreamError::TooLarge { .. } => Error::invalid(format!(
-                    "upload {id} was declared as {} bytes; this chunk goes past the end",
-                    upload.size.unwrap_or(0)
-                )),
+                StreamError::Body(e) => ended_early(&e, offset),
+                StreamError::TooLarge { .. } => past_end(&upload),
                 StreamError::Io(e) => Error::internal(e),
             });
         }
@@ -316,41 +326,163 @@ async fn write_chunk(
     Ok(upload)
 }
 
-/// With blobs in a bucket and tasks on the broker, an import may run on a
-/// machine without the upload's file: store its recorded bytes as a blob
-/// first (the import's source there; hashed once, and an upload imported
-/// twice is stored once). The blob is leased for [`leases::LEASE_FOR`]
-/// here, and orphan cleanup's protection window covers it elsewhere.
+/// The session holding an upload's bytes when the blobs are in a bucket.
+fn session_of(id: &UploadId) -> SessionId {
+    SessionId(id.0)
+}
+
+/// With blobs in a bucket no node keeps an upload's file: the chunk
+/// becomes one more object of the upload's session in the bucket
+/// (`wharf_store::sessions`), so that the next chunk, the status and the
+/// import may reach any node.
+async fn append_to_bucket(
+    app: &App,
+    mut upload: Upload,
+    body: &mut Option<Body>,
+) -> Result<Upload> {
+    let (id, offset) = (upload.id, upload.offset);
+    let limit = upload.size.map_or(u64::MAX, |s| s - offset);
+    let mut stream = body
+        .take()
+        .expect("the body is read once")
+        .into_data_stream();
+    let appended = app
+        .plugins
+        .runtime
+        .env
+        .sessions
+        .append(session_of(&id), &mut stream, Some(offset), limit, u64::MAX)
+        .await;
+    let refused = match appended {
+        Ok(len) => {
+            upload.offset = len;
+            app.store.put_upload(&upload).await?;
+            return Ok(upload);
+        }
+        Err(SessionError::WrongOffset { len, .. }) => {
+            // The bucket holds more than the record says: a node stopped
+            // between storing a chunk and recording it. The bucket is right.
+            upload.offset = len;
+            app.store.put_upload(&upload).await?;
+            wrong_offset(&id, len, offset)
+        }
+        Err(SessionError::Busy(_)) => busy(&id),
+        // Ended meanwhile: sealed by an import, deleted, or expired.
+        Err(SessionError::Unknown(_)) => match get_upload(app, &id).await?.sealed {
+            Some(_) => frozen(&id),
+            None => gone(&id),
+        },
+        Err(SessionError::Body(e)) => return Err(ended_early(&e, offset)),
+        Err(SessionError::TooLarge { .. } | SessionError::BlobTooLarge { .. }) => {
+            return Err(past_end(&upload));
+        }
+        Err(e @ (SessionError::Io(_) | SessionError::Blob(_))) => {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                "blob-store-unavailable",
+                format!("cannot store the chunk in object storage: {e}; resume at offset {offset}"),
+            ));
+        }
+    };
+    // Refused before reading: what is left is the caller's to drain.
+    *body = Some(Body::from_stream(stream));
+    Err(refused)
+}
+
+fn busy(id: &UploadId) -> Error {
+    Error::new(
+        ErrorKind::Conflict,
+        "upload-busy",
+        format!(
+            "upload {id} is being written by another request; wait for it to end, \
+             then resume at the offset GET /api/v1/uploads/{id} reports"
+        ),
+    )
+}
+
+fn frozen(id: &UploadId) -> Error {
+    Error::new(
+        ErrorKind::Conflict,
+        "upload-frozen",
+        format!("upload {id} was imported as a blob and can no longer change; start a new upload"),
+    )
+}
+
+fn gone(id: &UploadId) -> Error {
+    Error::not_found(format!(
+        "upload {id} holds no bytes any more: it was deleted, or expired after --upload-expiry \
+         without writes; start a new upload"
+    ))
+}
+
+fn wrong_offset(id: &UploadId, have: u64, got: u64) -> Error {
+    Error::new(
+        ErrorKind::BadRange,
+        "wrong-offset",
+        format!("upload {id} has {have} bytes; send the next chunk at offset {have} (got {got})"),
+    )
+}
+
+fn ended_early(e: &str, offset: u64) -> Error {
+    Error::invalid(format!(
+        "the chunk ended early ({e}); resume at offset {offset}"
+    ))
+}
+
+fn past_end(upload: &Upload) -> Error {
+    Error::invalid(format!(
+        "upload {} was declared as {} bytes; this chunk goes past the end",
+        upload.id,
+        upload.size.unwrap_or(0)
+    ))
+}
+
+/// The blob an import reads the upload from, if it must read one: with
+/// blobs in a bucket, its session's bytes stored as a blob (hashed once;
+/// the upload then takes no more chunks, and importing it again reads the
+/// same blob). The blob is leased for [`leases::LEASE_FOR`] here, and
+/// orphan cleanup's protection window covers it elsewhere. Without a
+/// bucket the import reads the upload's file: `None`.
 ///
 /// [`leases::LEASE_FOR`]: wharf_store::blobs::leases::LEASE_FOR
-pub async fn seal(app: &Arc<App>, upload: &Upload) -> Result<Option<wharf_core::digest::Digest>> {
-    if app.blobs.objects().is_none() || !app.tasks.is_brokered() {
+pub async fn seal(app: &Arc<App>, mut upload: Upload) -> Result<Option<Digest>> {
+    if app.blobs.objects().is_none() {
         return Ok(None);
     }
-    let (app2, id, len) = (app.clone(), upload.id, upload.offset);
-    let sealed = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
-        let file = app2.uploads.open_read(&id)?;
+    if let Some(sealed) = &upload.sealed {
+        return Ok(Some(sealed.clone()));
+    }
+    let id = upload.id;
+    let (sessions, blobs) = (app.plugins.runtime.env.sessions.clone(), app.blobs.clone());
+    let committed = tokio::task::spawn_blocking(move || {
         let holder = wharf_store::blobs::leases::Holder::new();
-        let (digest, _) = app2
-            .blobs
-            .store_file_range(&file, 0, len, None, &holder)
-            .map_err(std::io::Error::other)?;
-        holder.keep();
-        Ok(digest)
+        let committed = sessions.commit(session_of(&id), &blobs, None, &holder);
+        if committed.is_ok() {
+            holder.keep();
+        }
+        committed
     })
     .await
-    .map_err(Error::internal)?
-    .map_err(|e| {
-        Error::new(
+    .map_err(Error::internal)?;
+    match committed {
+        Ok((digest, len)) => {
+            upload.offset = len;
+            upload.sealed = Some(digest.clone());
+            app.store.put_upload(&upload).await?;
+            Ok(Some(digest))
+        }
+        // Another import sealed it meanwhile, or it is gone.
+        Err(SessionError::Unknown(_)) => match get_upload(app, &id).await?.sealed {
+            Some(sealed) => Ok(Some(sealed)),
+            None => Err(gone(&id)),
+        },
+        Err(SessionError::Busy(_)) => Err(busy(&id)),
+        Err(e) => Err(Error::new(
             ErrorKind::Unavailable,
             "blob-store-unavailable",
-            format!(
-                "cannot store upload {} for the worker that will import it: {e}; try again",
-                upload.id
-            ),
-        )
-    })?;
-    Ok(Some(sealed))
+            format!("cannot store upload {id} as a blob for its import: {e}; try again"),
+        )),
+    }
 }
 
 /// Remove uploads and registry upload sessions idle for longer than
@@ -403,5 +535,10 @@ async fn delete(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<S
         return Err(Error::not_found(format!("upload {id} not found")));
     }
     app.uploads.remove(&id);
+    if app.blobs.objects().is_some() {
+        let sessions = app.plugins.runtime.env.sessions.clone();
+        // Best effort: what stays is removed once idle.
+        let _ = tokio::task::spawn_blocking(move || sessions.abort(&session_of(&id))).await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }

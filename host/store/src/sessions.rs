@@ -48,6 +48,18 @@ pub struct Owner {
     pub repository: String,
 }
 
+impl Owner {
+    /// The owner of the sessions holding `/api/v1/uploads` when the blobs
+    /// are in a bucket: named so that no plugin can reach them (plugin names
+    /// are letters, digits, `-` and `_`), and of no repository.
+    pub fn api_uploads() -> Owner {
+        Owner {
+            plugin: "(uploads)".to_string(),
+            repository: String::new(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error("upload session {0} is not known")]
@@ -128,10 +140,17 @@ impl Sessions {
 
     /// Start an empty session.
     pub fn create(&self, owner: &Owner) -> std::io::Result<SessionId> {
-        if let Some(home) = &self.objects {
-            return bucket::create(home, owner);
-        }
         let id = SessionId::new();
+        self.create_as(id, owner)?;
+        Ok(id)
+    }
+
+    /// Start an empty session under an id the caller chose (the id of the
+    /// upload it holds), new and unguessable like [`SessionId::new`]'s.
+    pub fn create_as(&self, id: SessionId, owner: &Owner) -> std::io::Result<()> {
+        if let Some(home) = &self.objects {
+            return bucket::create(home, id, owner);
+        }
         let json = serde_json::to_vec(owner).expect("owner serializes");
         self.dir.write(owner_name(&id), json)?;
         self.dir.open_with(
@@ -139,26 +158,58 @@ impl Sessions {
             OpenOptions::new().write(true).create_new(true),
         )?;
         self.hashers.put(id, 0, Sha256::new());
-        Ok(id)
+        Ok(())
     }
 
     /// The session `id` if it exists and belongs to `plugin` (and to
-    /// `repository`, when given).
+    /// `repository`, when given); `None` as well when the bucket holding
+    /// the sessions cannot be asked (logged: see [`Sessions::try_find`]).
     pub fn find(&self, id: &str, plugin: &str, repository: Option<&str>) -> Option<SessionId> {
-        let id: SessionId = id.parse().ok()?;
+        self.try_find(id, plugin, repository)
+            .unwrap_or_else(|e| unanswered(id, e))
+    }
+
+    /// [`Sessions::find`], with an error when the bucket holding the
+    /// sessions cannot be asked (a session there may exist all the same).
+    pub fn try_find(
+        &self,
+        id: &str,
+        plugin: &str,
+        repository: Option<&str>,
+    ) -> std::io::Result<Option<SessionId>> {
+        let Ok(id) = id.parse::<SessionId>() else {
+            return Ok(None);
+        };
         if let Some(home) = &self.objects {
             return bucket::find(home, id, plugin, repository);
         }
-        let owner: Owner = serde_json::from_slice(&self.dir.read(owner_name(&id)).ok()?).ok()?;
-        (owner.plugin == plugin && repository.is_none_or(|r| r == owner.repository)).then_some(id)
+        let Ok(json) = self.dir.read(owner_name(&id)) else {
+            return Ok(None);
+        };
+        let Ok(owner) = serde_json::from_slice::<Owner>(&json) else {
+            return Ok(None);
+        };
+        Ok(
+            (owner.plugin == plugin && repository.is_none_or(|r| r == owner.repository))
+                .then_some(id),
+        )
     }
 
-    /// Bytes received so far.
+    /// Bytes received so far; `None` for no such session, and when the
+    /// bucket holding the sessions cannot be asked (logged: see
+    /// [`Sessions::try_length`]).
     pub fn length(&self, id: &SessionId) -> Option<u64> {
+        self.try_length(id)
+            .unwrap_or_else(|e| unanswered(&id.to_string(), e))
+    }
+
+    /// [`Sessions::length`], with an error when the bucket holding the
+    /// sessions cannot be asked.
+    pub fn try_length(&self, id: &SessionId) -> std::io::Result<Option<u64>> {
         if let Some(home) = &self.objects {
             return bucket::length(home, id);
         }
-        self.dir.metadata(data_name(id)).ok().map(|m| m.len())
+        Ok(self.dir.metadata(data_name(id)).ok().map(|m| m.len()))
     }
 
     fn claim(&self, id: SessionId) -> Result<BusyGuard<'_>, SessionError> {
@@ -405,6 +456,12 @@ impl Sessions {
         }
         Ok(())
     }
+}
+
+/// What a lookup that could not ask the bucket answers: nothing, logged.
+fn unanswered<T>(session: &str, e: std::io::Error) -> Option<T> {
+    tracing::warn!(session, "cannot look up the upload session: {e}");
+    None
 }
 
 /// When a session's file or a note was last written; `None` if it went

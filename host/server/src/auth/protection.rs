@@ -8,12 +8,16 @@
 //! protected, so content another node created and published is never served
 //! anonymously before this node knows its setting. They are loaded at start,
 //! refreshed for one repository after every change this node makes to it,
-//! refreshed when a publication of a repository it does not know arrives
-//! from another node ([`Protection::follow`]), and reloaded in full every
-//! 30 s (settings changed through other nodes).
+//! and reloaded in full every 30 s. Changes made through other nodes arrive
+//! sooner, through the publications every node follows (every 500 ms with a
+//! shared store): a node that changes a repository's setting writes it into
+//! the repository's publications too, and [`Protection::follow`] re-reads a
+//! repository whose publication says something new about it, or that this
+//! node does not know yet. Only published content is served, so what is
+//! served follows within a poll.
 
-use std::collections::HashSet;
-use std::sync::RwLock;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, RwLock};
 use wharf_core::ids::RepoId;
 use wharf_store::db::{Publication, RepoQuery, Repository, Store, StoreResult};
 
@@ -23,6 +27,7 @@ pub const KEY: &str = "protected";
 #[derive(Default)]
 pub struct Protection {
     sets: RwLock<Sets>,
+    followed: Mutex<Followed>,
 }
 
 #[derive(Default)]
@@ -35,6 +40,10 @@ struct Sets {
     /// what that reload read of them may be older, so theirs wins.
     refreshed: HashSet<String>,
 }
+
+/// What [`Protection::follow`] last saw each publication say.
+#[derive(Default)]
+struct Followed(HashMap<(String, String), Option<bool>>);
 
 impl Sets {
     fn record(&mut self, repo: &Repository) {
@@ -81,16 +90,30 @@ impl Protection {
         Ok(())
     }
 
-    /// Read the setting of every repository named by `pubs` that this node
-    /// does not know yet: publications made by other nodes.
+    /// Re-read the setting of every repository named by `pubs` that this
+    /// node does not know yet (publications made by other nodes), or whose
+    /// publication says something new of it (a change made through another
+    /// node: see the module's documentation).
     pub async fn follow(&self, store: &dyn Store, pubs: &[Publication]) -> StoreResult<()> {
-        let mut unknown: Vec<&RepoId> = pubs
-            .iter()
-            .map(|p| &p.repo_id)
-            .filter(|id| !self.knows(id.as_str()))
-            .collect();
-        unknown.dedup();
-        for id in unknown {
+        let mut stale: Vec<&RepoId> = {
+            let mut followed = self.followed.lock().unwrap();
+            let mut seen = HashMap::with_capacity(pubs.len());
+            let stale = pubs
+                .iter()
+                .filter(|p| {
+                    let says = p.config.get(KEY).and_then(|v| v.as_bool());
+                    let key = (p.plugin.clone(), p.repo_id.to_string());
+                    let new = followed.0.get(&key).is_some_and(|was| *was != says);
+                    seen.insert(key, says);
+                    new || !self.knows(p.repo_id.as_str())
+                })
+                .map(|p| &p.repo_id)
+                .collect();
+            followed.0 = seen;
+            stale
+        };
+        stale.dedup();
+        for id in stale {
             self.refresh(store, id).await?;
         }
         Ok(())

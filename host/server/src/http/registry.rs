@@ -43,11 +43,35 @@ const STREAM_CHUNK: usize = 256 * 1024;
 
 pub async fn dispatch(
     State(app): State<Arc<App>>,
-    crate::auth::ClientAddr(addr): crate::auth::ClientAddr,
+    client: crate::auth::ClientAddr,
     method: Method,
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: Body,
+) -> Response {
+    let mut body = Some(body);
+    let resp = answer(app, client, method.clone(), uri, headers, &mut body).await;
+    match body {
+        // A write answered without its body (refused by the gate, say, as a
+        // spec-literal client's anonymous first try is): take the rest of
+        // it first, within limits, or a client still sending sees a reset
+        // instead of the answer.
+        Some(body) if !matches!(method, Method::GET | Method::HEAD) => {
+            let limits = &crate::http::unread::AFTER_REFUSAL;
+            crate::http::unread::answer_after_draining(body, limits, resp).await
+        }
+        _ => resp,
+    }
+}
+
+/// [`dispatch`]'s work; takes `body` only for a write plan.
+async fn answer(
+    app: Arc<App>,
+    crate::auth::ClientAddr(addr): crate::auth::ClientAddr,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: &mut Option<Body>,
 ) -> Response {
     let path = match crate::auth::canonical::canonical_path(uri.path()) {
         Ok(p) => p,
@@ -65,7 +89,7 @@ pub async fn dispatch(
                 Refusal::NameInvalid,
                 &e.to_string(),
             );
-            return unread_body_closes(&method, head_safe(&method, refused));
+            return head_safe(&method, refused);
         }
     };
     let Some(plugin) = app.plugins.for_path(&path) else {
@@ -78,14 +102,14 @@ pub async fn dispatch(
     .await
     {
         Ok(a) => a,
-        Err(denied) => return unread_body_closes(&method, denied),
+        Err(denied) => return denied,
     };
     // What the admitted repository serves: the only blobs this request
     // may see or be answered with.
     let mut served =
         match admitted_publication(&app, &plugin.info.name, &plugin.errors, &admitted).await {
             Ok(s) => s,
-            Err(resp) => return unread_body_closes(&method, head_safe(&method, resp)),
+            Err(resp) => return head_safe(&method, resp),
         };
     let repository: Option<RepoId> = admitted.repository.as_deref().and_then(|r| r.parse().ok());
     let scope = |served: &Option<Arc<Served>>| ResolveCall {
@@ -150,6 +174,7 @@ pub async fn dispatch(
             "the plugin planned a write for a read request\n",
         ),
         Ok(Plan::Write(w)) => {
+            let body = body.take().expect("the body is read once");
             let plan = match crate::http::write::run(
                 &app, &plugin, admitted, req, w, &headers, body,
             )
@@ -249,9 +274,9 @@ async fn admitted_publication(
         })
 }
 
-/// A write refused before (or while) its body was read leaves the rest of
-/// the body on the connection: ask the client not to reuse it, or its next
-/// request on it fails half-way.
+/// A write refused while its body was read leaves the rest of the body on
+/// the connection: ask the client not to reuse it, or its next request on
+/// it fails half-way.
 fn unread_body_closes(method: &Method, mut resp: Response) -> Response {
     if !matches!(*method, Method::GET | Method::HEAD) {
         resp.headers_mut()
@@ -275,6 +300,12 @@ pub(crate) fn plugin_failure(errors: &ErrorFormat, e: PluginError) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             Refusal::TooManyRequests,
             Some("1"),
+        ),
+        // A backend (the bucket of upload sessions) did not answer.
+        PluginError::Unavailable { .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::Unavailable,
+            Some("5"),
         ),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, Refusal::Internal, None),
     };

@@ -59,7 +59,12 @@ fn session_failure(errors: &ErrorFormat, e: SessionError, location: Option<&str>
         SessionError::Unknown(_) => (StatusCode::NOT_FOUND, Refusal::UploadUnknown),
         SessionError::Busy(_) => (StatusCode::CONFLICT, Refusal::UploadInvalid),
         SessionError::Body(_) => (StatusCode::BAD_REQUEST, Refusal::UploadInvalid),
-        SessionError::Blob(_) | SessionError::Io(_) => {
+        // Where the sessions are kept does not answer (the bucket, say).
+        SessionError::Io(_) => {
+            tracing::warn!("upload session: {e}");
+            (StatusCode::SERVICE_UNAVAILABLE, Refusal::Unavailable)
+        }
+        SessionError::Blob(_) => {
             tracing::error!("upload session: {e}");
             (StatusCode::INTERNAL_SERVER_ERROR, Refusal::Internal)
         }
@@ -169,7 +174,8 @@ pub async fn run(
         }
         BodyTarget::Session(name) => {
             let id = sessions
-                .find(name, &owner.plugin, Some(&owner.repository))
+                .try_find(name, &owner.plugin, Some(&owner.repository))
+                .map_err(|e| session_failure(errors, e.into(), None))?
                 .ok_or_else(|| {
                     session_failure(errors, SessionError::Unknown(name.clone()), None)
                 })?;

@@ -779,6 +779,40 @@ async fn publications(s: &dyn Store) {
         ["my/app2"],
         "a deleted repository's publication goes with it"
     );
+
+    // One setting changed in place; everything else of it stays.
+    let r1 = "r1".parse().unwrap();
+    let on = serde_json::json!(true);
+    assert_eq!(
+        s.set_publication_setting(&r1, "protected", &on)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.set_publication_setting(&r1, "protected", &on)
+            .await
+            .unwrap(),
+        0,
+        "unchanged"
+    );
+    let listed = s.list_publications().await.unwrap();
+    assert_eq!(listed[0].config, serde_json::json!({"protected": true}));
+    assert_eq!(
+        (&listed[0].name, &listed[0].index, &listed[0].blobs),
+        (
+            &"my/app2".to_string(),
+            &Digest::of(b"my/app2"),
+            &vec![Digest::of(b"generated")]
+        )
+    );
+    let none = "nothing".parse().unwrap();
+    assert_eq!(
+        s.set_publication_setting(&none, "protected", &on)
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 async fn tasks_and_uploads(s: &dyn Store) {
@@ -853,12 +887,17 @@ async fn tasks_and_uploads(s: &dyn Store) {
     assert!(s.delete_listener("l1").await.unwrap());
     assert!(!s.delete_listener("l1").await.unwrap());
 
-    let u = Upload {
+    let mut u = Upload {
         id: UploadId::new(),
         size: Some(10),
         offset: 4,
         created_at: now(),
+        sealed: None,
     };
+    s.put_upload(&u).await.unwrap();
+    assert_eq!(s.get_upload(&u.id).await.unwrap().unwrap(), u);
+    u.offset = 10;
+    u.sealed = Some(Digest::of(b"sealed"));
     s.put_upload(&u).await.unwrap();
     assert_eq!(s.get_upload(&u.id).await.unwrap().unwrap(), u);
     assert!(s.delete_upload(&u.id).await.unwrap());

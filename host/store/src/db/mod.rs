@@ -458,6 +458,12 @@ pub struct Upload {
     pub offset: u64,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+    /// The blob the upload's bytes were stored as for an import (blobs in
+    /// a bucket, where no node holds the upload as a file): it takes no
+    /// more chunks, and later imports read that blob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub sealed: Option<Digest>,
 }
 
 /// A named set of repositories (the seed's repository groups).
@@ -806,6 +812,16 @@ pub trait RepositoryStore: Send + Sync {
     async fn put_publication(&self, p: &Publication) -> StoreResult<()>;
 
     async fn list_publications(&self) -> StoreResult<Vec<Publication>>;
+
+    /// Set one distributor setting in the publications of `repo` (as if
+    /// they had been published with it), changing nothing else of them; a
+    /// publish racing with it keeps its own. Returns how many changed.
+    async fn set_publication_setting(
+        &self,
+        repo: &RepoId,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> StoreResult<usize>;
 
     /// Create a group; its members must exist.
     async fn create_group(&self, g: &Group) -> StoreResult<()>;

@@ -1684,6 +1684,44 @@ impl RepositoryStore for MongoStore {
         Ok(docs.iter().map(from_doc).collect::<MResult<_>>()?)
     }
 
+    async fn set_publication_setting(
+        &self,
+        repo: &RepoId,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> StoreResult<usize> {
+        let ctx = (self.c.clone(), repo.clone(), key.to_string(), value.clone());
+        self.txn(ctx, |s, (c, repo, key, value)| {
+            async move {
+                let docs = find_all(&c.pubs, doc! {"repo": repo.as_str()}, doc! {}, s).await?;
+                let mut changed = 0;
+                for d in docs {
+                    let mut p: Publication = from_doc(&d)?;
+                    let Some(config) = p.config.as_object_mut() else {
+                        continue;
+                    };
+                    if config.get(key.as_str()) == Some(&*value) {
+                        continue;
+                    }
+                    config.insert(key.clone(), value.clone());
+                    let json = serde_json::to_string(&p)
+                        .map_err(|e| abort(Abort::Corrupt(e.to_string())))?;
+                    c.pubs
+                        .update_one(
+                            doc! {"_id": d.get("_id").cloned().unwrap_or(Bson::Null)},
+                            doc! {"$set": {"doc": json}},
+                        )
+                        .session(&mut *s)
+                        .await?;
+                    changed += 1;
+                }
+                Ok(changed)
+            }
+            .boxed()
+        })
+        .await
+    }
+
     async fn create_group(&self, g: &Group) -> StoreResult<()> {
         self.write_group(g, true).await
     }

@@ -1219,6 +1219,45 @@ impl RepositoryStore for SqliteStore {
         .await
     }
 
+    async fn set_publication_setting(
+        &self,
+        repo: &RepoId,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> StoreResult<usize> {
+        let (repo, key, value) = (repo.clone(), key.to_string(), value.clone());
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let mut changed = Vec::new();
+            {
+                let mut stmt =
+                    tx.prepare("SELECT rowid, doc FROM publications WHERE repo_id = ?1")?;
+                let rows = stmt.query_map([repo.as_str()], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })?;
+                for row in rows {
+                    let (rowid, doc) = row?;
+                    let mut p: Publication = serde_json::from_str(&doc)?;
+                    if let Some(config) = p.config.as_object_mut()
+                        && config.get(&key) != Some(&value)
+                    {
+                        config.insert(key.clone(), value.clone());
+                        changed.push((rowid, serde_json::to_string(&p)?));
+                    }
+                }
+            }
+            for (rowid, doc) in &changed {
+                tx.execute(
+                    "UPDATE publications SET doc = ?1 WHERE rowid = ?2",
+                    params![doc, rowid],
+                )?;
+            }
+            tx.commit()?;
+            Ok(changed.len())
+        })
+        .await
+    }
+
     async fn create_group(&self, g: &Group) -> StoreResult<()> {
         let g = g.clone();
         self.run(move |c| {

@@ -182,11 +182,9 @@ fn younger(t: SystemTime, span: Duration) -> bool {
     SystemTime::now().duration_since(t).unwrap_or_default() < span
 }
 
-pub(super) fn create(home: &ObjectHome, owner: &Owner) -> io::Result<SessionId> {
-    let id = SessionId::new();
+pub(super) fn create(home: &ObjectHome, id: SessionId, owner: &Owner) -> io::Result<()> {
     let json = serde_json::to_vec(owner).expect("owner serializes");
-    home.put_small(&AreaKey::session_owner(&id), json)?;
-    Ok(id)
+    home.put_small(&AreaKey::session_owner(&id), json)
 }
 
 pub(super) fn find(
@@ -194,26 +192,18 @@ pub(super) fn find(
     id: SessionId,
     plugin: &str,
     repository: Option<&str>,
-) -> Option<SessionId> {
-    let json = match home.get_small(&AreaKey::session_owner(&id)) {
-        Ok(json) => json?,
-        Err(e) => {
-            tracing::warn!(session = %id, "{e}");
-            return None;
-        }
+) -> io::Result<Option<SessionId>> {
+    let Some(json) = home.get_small(&AreaKey::session_owner(&id))? else {
+        return Ok(None);
     };
-    let owner: Owner = serde_json::from_slice(&json).ok()?;
-    (owner.plugin == plugin && repository.is_none_or(|r| r == owner.repository)).then_some(id)
+    let Ok(owner) = serde_json::from_slice::<Owner>(&json) else {
+        return Ok(None);
+    };
+    Ok((owner.plugin == plugin && repository.is_none_or(|r| r == owner.repository)).then_some(id))
 }
 
-pub(super) fn length(home: &ObjectHome, id: &SessionId) -> Option<u64> {
-    match stored(home, id) {
-        Ok(s) => s.end(),
-        Err(e) => {
-            tracing::warn!(session = %id, "{e}");
-            None
-        }
-    }
+pub(super) fn length(home: &ObjectHome, id: &SessionId) -> io::Result<Option<u64>> {
+    Ok(stored(home, id)?.end())
 }
 
 pub(super) fn abort(home: &ObjectHome, id: &SessionId) -> bool {
