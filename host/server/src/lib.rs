@@ -2,6 +2,7 @@
 //! access, the plugin API) and the HTTP layer over them, on the plugin
 //! runtime and the stores below. See `docs/architecture.md` for the map.
 
+pub mod allocator;
 pub mod app;
 pub mod auth;
 pub mod bench;

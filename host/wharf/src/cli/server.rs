@@ -116,6 +116,7 @@ pub enum Bench {
 }
 
 pub fn serve(cfg: wharf_server::config::ServeConfig) -> anyhow::Result<()> {
+    wharf_server::allocator::tune();
     let rt = runtime(cfg.log_format)?;
     let outcome = rt.block_on(wharf_server::server::serve(cfg));
     // Connections still open after the shutdown timeout and blocking work
@@ -125,6 +126,7 @@ pub fn serve(cfg: wharf_server::config::ServeConfig) -> anyhow::Result<()> {
 }
 
 pub fn worker(cfg: wharf_server::config::ServeConfig) -> anyhow::Result<()> {
+    wharf_server::allocator::tune();
     runtime(cfg.log_format)?.block_on(wharf_server::server::worker(cfg))
 }
 
