@@ -794,3 +794,67 @@ fn the_python_plugin_installs_and_upgrades_without_a_restart() {
     assert_eq!(python["from_cache"], true, "{plugins}");
     assert!(text(&s, "/pypi/pkgs/simple/delta/").contains("delta-1.0-py3-none-any.whl"));
 }
+
+/// Installing the 22 MB Python component compiles it in a child process at
+/// a lower priority (`plugins::compiler`): the server answers requests all
+/// the while, its own peak memory grows by far less than the compile takes
+/// (some 370 MiB when it ran inside the server), and a component that is
+/// not valid is refused with the compiler's reason.
+#[test]
+fn a_large_component_is_compiled_beside_the_server_not_inside_it() {
+    let s = Server::start();
+    let (hwm_before, _) = memory_kb(s.pid());
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (installed, answered) = std::thread::scope(|t| {
+        let requests = t.spawn(|| {
+            let client = anonymous_client();
+            let mut answered = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let start = Instant::now();
+                let r = client.get(s.url("/v2/")).send().unwrap();
+                answered.push((r.status().as_u16(), start.elapsed()));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            answered
+        });
+        let installed = install(&s, &env_path("WHARF_TEST_PYTHON_PLUGIN"));
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (installed, requests.join().unwrap())
+    });
+    let (code, v, secs) = installed;
+    assert_eq!(code, 201, "{v}");
+    let (hwm_after, _) = memory_kb(s.pid());
+    let slowest = answered.iter().map(|(_, took)| *took).max().unwrap();
+    eprintln!(
+        "python plugin: install {secs:.1} s; {} requests meanwhile, the slowest {slowest:?}; \
+         server peak RSS {} -> {} MiB",
+        answered.len(),
+        hwm_before / 1024,
+        hwm_after / 1024
+    );
+    assert!(answered.len() >= 5, "requests went on during the compile");
+    assert!(
+        answered.iter().all(|(status, _)| *status < 500),
+        "{answered:?}"
+    );
+    assert!(slowest < Duration::from_secs(1), "{answered:?}");
+    assert!(
+        hwm_after - hwm_before < 200 << 10,
+        "the server's peak grew by {} MiB",
+        (hwm_after - hwm_before) / 1024
+    );
+
+    // Garbage: the compiler's reason, and the server goes on.
+    let r = s
+        .http
+        .post(s.url("/api/v1/plugins"))
+        .header("content-type", "application/wasm")
+        .body(b"\0asm\x0d\0\x01\0 not really".to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let text = r.text().unwrap();
+    assert!(text.contains("not a valid WebAssembly component"), "{text}");
+    let (_, plugins) = s.get_json("/api/v1/plugins");
+    assert!(plugins.to_string().contains("\"python\""), "{plugins}");
+}

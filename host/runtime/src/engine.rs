@@ -94,12 +94,64 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     cache_dir: PathBuf,
+    /// Compiles a component that is not in the cache into a file.
+    compiler: Box<Compiler>,
     pub env: Arc<HostEnv>,
     pub limits: Limits,
     /// Who may take an instance of the pool now.
     pub shares: Shares,
     /// Warm instances kept over all plugins (at most [`Shares::IDLE`]).
     idle_total: AtomicUsize,
+}
+
+/// Compiles the component `wasm` into the file `out` (a compiled artifact
+/// of [`precompile`]); the runtime then maps that file. In this process by
+/// default; a server hands the work to a child process
+/// ([`Runtime::compile_with`]), so that compiling a large component (a
+/// Python interpreter) neither grows the server's memory nor takes the CPU
+/// from its requests.
+pub type Compiler = dyn Fn(&[u8], &std::path::Path) -> Result<(), CompileError> + Send + Sync;
+
+/// Why a component could not be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// The bytes are not a valid WebAssembly component.
+    #[error("not a valid WebAssembly component: {0}")]
+    Invalid(String),
+    /// The compiler failed (could not start, ran out of memory, ...).
+    #[error("compiling the component failed: {0}")]
+    Failed(String),
+}
+
+/// The engine settings of every runtime: a compiled artifact is usable only
+/// by an engine of the same settings, in this process or another.
+fn engine_config(limits: &Limits) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    let mut pool = PoolingAllocationConfig::default();
+    let instances = Shares::POOL as u32;
+    pool.total_component_instances(instances);
+    pool.total_core_instances(4 * instances);
+    pool.total_memories(instances);
+    pool.total_tables(2 * instances);
+    pool.max_memories_per_component(4);
+    pool.max_tables_per_component(8);
+    pool.max_component_instance_size(1 << 20);
+    pool.max_core_instance_size(1 << 20);
+    pool.max_memory_size(limits.memory_bytes);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+/// Compile `wasm` for a runtime with `limits`: the artifact a [`Compiler`]
+/// writes (what a child process compiling for a server runs).
+pub fn precompile(limits: &Limits, wasm: &[u8]) -> Result<Vec<u8>, CompileError> {
+    let engine =
+        Engine::new(&engine_config(limits)).map_err(|e| CompileError::Failed(format!("{e:#}")))?;
+    engine
+        .precompile_component(wasm)
+        .map_err(|e| CompileError::Invalid(format!("{e:#}")))
 }
 
 /// What `load` measured, for the status endpoint and benchmarks.
@@ -111,22 +163,7 @@ pub struct LoadStats {
 
 impl Runtime {
     pub fn new(env: Arc<HostEnv>, cache_dir: PathBuf, limits: Limits) -> anyhow::Result<Self> {
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        let mut pool = PoolingAllocationConfig::default();
-        let instances = Shares::POOL as u32;
-        pool.total_component_instances(instances);
-        pool.total_core_instances(4 * instances);
-        pool.total_memories(instances);
-        pool.total_tables(2 * instances);
-        pool.max_memories_per_component(4);
-        pool.max_tables_per_component(8);
-        pool.max_component_instance_size(1 << 20);
-        pool.max_core_instance_size(1 << 20);
-        pool.max_memory_size(limits.memory_bytes);
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
+        let engine = Engine::new(&engine_config(&limits)).map_err(anyhow::Error::from)?;
 
         // The ticker only holds a weak reference, so a dropped engine stops it.
         let weak = engine.weak();
@@ -149,6 +186,13 @@ impl Runtime {
             engine,
             linker,
             cache_dir,
+            compiler: Box::new({
+                let limits = limits.clone();
+                move |wasm, out| {
+                    let bytes = precompile(&limits, wasm)?;
+                    std::fs::write(out, bytes).map_err(|e| CompileError::Failed(e.to_string()))
+                }
+            }),
             env,
             limits,
             shares: Shares::new(),
@@ -250,22 +294,41 @@ impl Runtime {
         ))
     }
 
+    /// Compile components with `compiler` from now on (see [`Compiler`]).
+    pub fn compile_with(&mut self, compiler: Box<Compiler>) {
+        self.compiler = compiler;
+    }
+
+    /// Compile `wasm` into the cache file `cached`, then map it.
     fn compile(&self, wasm: &[u8], cached: &std::path::Path) -> Result<Component, PluginError> {
-        let component = Component::new(&self.engine, wasm).map_err(|e| {
-            PluginError::Invalid(format!("not a valid WebAssembly component: {e:#}"))
-        })?;
-        if let Ok(bytes) = component.serialize() {
-            // Per process: nodes sharing the data directory may compile the
-            // same plugin at once, and must not write into one another's file.
-            let tmp = cached.with_extension(format!("tmp-{}", std::process::id()));
-            if std::fs::write(&tmp, bytes)
-                .and_then(|_| std::fs::rename(&tmp, cached))
-                .is_err()
-            {
-                tracing::warn!(path = %cached.display(), "could not write the compiled-plugin cache");
-            }
+        // Per process and call: nodes sharing the data directory (and
+        // installs on one node) may compile the same plugin at once, and
+        // must not write into one another's file.
+        static CALLS: AtomicUsize = AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, Ordering::Relaxed);
+        let tmp = cached.with_extension(format!("tmp-{}-{call}", std::process::id()));
+        let compiled = (self.compiler)(wasm, &tmp).and_then(|()| {
+            std::fs::rename(&tmp, cached)
+                .map_err(|e| CompileError::Failed(format!("cannot keep {}: {e}", cached.display())))
+        });
+        if let Err(e) = compiled {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(match e {
+                CompileError::Invalid(_) => PluginError::Invalid(e.to_string()),
+                CompileError::Failed(_) => PluginError::Host {
+                    plugin: "(loading)".into(),
+                    message: e.to_string(),
+                },
+            });
         }
-        Ok(component)
+        // SAFETY: as in `load`: written by a compiler of this engine's
+        // settings, complete before it was renamed into place.
+        unsafe { Component::deserialize_file(&self.engine, cached) }.map_err(|e| {
+            PluginError::Host {
+                plugin: "(loading)".into(),
+                message: format!("the compiled component cannot be loaded: {e:#}"),
+            }
+        })
     }
 
     fn new_store(&self, name: Arc<str>, content_types: Arc<[String]>) -> Store<HostState> {

@@ -94,7 +94,14 @@ impl App {
             call_timeout: Duration::from_millis(config.plugin_call_timeout_ms),
             ..Limits::default()
         };
-        let runtime = Arc::new(Runtime::new(env, data.join("cache"), limits)?);
+        let mut runtime = Runtime::new(env, data.join("cache"), limits.clone())?;
+        match std::env::current_exe() {
+            Ok(exe) => runtime.compile_with(crate::plugins::compiler::child(exe, &limits)),
+            Err(e) => {
+                tracing::warn!("plugins are compiled in this process (cannot find its binary: {e})")
+            }
+        }
+        let runtime = Arc::new(runtime);
         let plugins = Arc::new(Plugins::new(runtime));
         let plugin_dir = config.plugin_dir();
         // The binary's own plugins first, then the plugin directory's (which

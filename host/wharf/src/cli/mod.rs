@@ -118,6 +118,15 @@ pub enum Command {
     /// Write a man page for every command (wharf.1, wharf-repo.1,
     /// wharf-docker-repo-copy.1, ...) into DIR, e.g. /usr/local/share/man/man1.
     Manpages(manpages::ManpagesArgs),
+    /// (Run by the server itself.) Compile the plugin component on standard
+    /// input into the server's cache file OUT.
+    #[command(name = "plugin-compiler", hide = true)]
+    PluginCompiler {
+        #[arg(long, value_name = "MIB")]
+        plugin_memory_mib: usize,
+        #[arg(long, value_name = "OUT")]
+        out: std::path::PathBuf,
+    },
 }
 
 /// The command tree. A command with a `--version` of its own (`repo
@@ -161,6 +170,10 @@ pub fn main() -> ExitCode {
         Command::Serve(cfg) => return server::report(server::serve(cfg)),
         Command::Worker(cfg) => return server::report(server::worker(cfg)),
         Command::Bench(b) => return server::report(server::bench(b)),
+        Command::PluginCompiler {
+            plugin_memory_mib,
+            out,
+        } => return wharf_server::plugins::compiler::run(plugin_memory_mib, &out),
         Command::Fsck(a) => server::fsck(a, global.output),
         Command::Blobs(c) => blobs::run(c, global.output),
         Command::Db(c) => db::run(c),
