@@ -1097,8 +1097,16 @@ impl BlobWriter<'_> {
             return Ok((actual, self.len)); // Drop removes the temp file.
         }
         if let Some(home) = &store.objects {
-            store.place_object(home, &actual, holder, &file, self.len)?;
-            file.sync_all()?;
+            // The node keeps its copy as the blob's cache entry, durable
+            // before it is named: its fsync runs beside the upload, not
+            // after it.
+            let (placed, synced) = std::thread::scope(|s| {
+                let synced = s.spawn(|| file.sync_all());
+                let placed = store.place_object(home, &actual, holder, &file, self.len);
+                (placed, synced.join().expect("the fsync does not panic"))
+            });
+            placed?;
+            synced?;
             drop(file);
             let tmp = &self.tmp;
             let renamed = store.fill_cache(&actual, self.len, |dest| {
