@@ -52,6 +52,15 @@ fn plugin_names(s: &Server) -> Vec<String> {
 
 /// An HTTP server for a file tree, answering after `delay`.
 fn serve_files(files: Vec<(String, Vec<u8>)>, delay: Duration) -> String {
+    serve_files_as(files, delay, None)
+}
+
+/// [`serve_files`] with a `Content-Type` on every file, if given.
+pub(crate) fn serve_files_as(
+    files: Vec<(String, Vec<u8>)>,
+    delay: Duration,
+    content_type: Option<&'static str>,
+) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let files = std::sync::Arc::new(files);
@@ -69,9 +78,12 @@ fn serve_files(files: Vec<(String, Vec<u8>)>, delay: Duration) -> String {
                     .iter()
                     .find(|(p, _)| *p == path)
                     .map(|(_, b)| b.clone());
+                let typed = content_type
+                    .map(|t| format!("Content-Type: {t}\r\n"))
+                    .unwrap_or_default();
                 let head = match &body {
                     Some(b) => format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        "HTTP/1.1 200 OK\r\n{typed}Content-Length: {}\r\nConnection: close\r\n\r\n",
                         b.len()
                     ),
                     None => {

@@ -12,7 +12,7 @@
 
 use crate::support::*;
 use serde_json::{Value, json};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -649,45 +649,6 @@ fn pip_twine_and_sync_with_the_real_clients() {
     );
 }
 
-/// An HTTP server answering `files` (path → body) after `delay`.
-fn slow_feed(files: Vec<(String, Vec<u8>)>, delay: Duration) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let files = std::sync::Arc::new(files);
-    std::thread::spawn(move || {
-        for conn in listener.incoming().take(200) {
-            let Ok(mut conn) = conn else { continue };
-            let files = files.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 8192];
-                let n = conn.read(&mut buf).unwrap_or(0);
-                let req = String::from_utf8_lossy(&buf[..n]);
-                let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
-                std::thread::sleep(delay);
-                let body = files
-                    .iter()
-                    .find(|(p, _)| *p == path)
-                    .map(|(_, b)| b.clone());
-                let head = match &body {
-                    Some(b) => format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        b.len()
-                    ),
-                    None => {
-                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                            .to_string()
-                    }
-                };
-                let _ = conn.write_all(head.as_bytes());
-                if let Some(b) = body {
-                    let _ = conn.write_all(&b);
-                }
-            });
-        }
-    });
-    format!("http://{addr}")
-}
-
 #[test]
 fn the_python_plugin_installs_and_upgrades_without_a_restart() {
     let tmp = tempfile::tempdir_in(env_path("WHARF_TEST_RUN_DIR")).unwrap();
@@ -746,12 +707,13 @@ fn the_python_plugin_installs_and_upgrades_without_a_restart() {
         r#"<a href="../../files/epsilon-2.0-py3-none-any.whl#sha256={}">epsilon-2.0-py3-none-any.whl</a>"#,
         sha256_hex(&bytes)
     );
-    let feed = slow_feed(
+    let feed = crate::plugins::serve_files_as(
         vec![
             ("/simple/epsilon/".into(), page.into_bytes()),
             ("/files/epsilon-2.0-py3-none-any.whl".into(), bytes),
         ],
         Duration::from_millis(1500),
+        Some("text/html"),
     );
     s.create_repo(json!({"id": "slow", "content_type": "python",
         "importer_config": {"feed": format!("{feed}/simple/"), "includes": ["epsilon"]}}));

@@ -448,6 +448,20 @@ pub struct Task {
     pub log: Vec<TaskLogLine>,
 }
 
+impl Publication {
+    /// Set one distributor setting, as if it had been published with it;
+    /// whether that changed anything.
+    pub fn set_setting(&mut self, key: &str, value: &serde_json::Value) -> bool {
+        match self.config.as_object_mut() {
+            Some(config) if config.get(key) != Some(value) => {
+                config.insert(key.to_string(), value.clone());
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Upload {
     #[schema(value_type = String)]

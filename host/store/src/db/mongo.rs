@@ -1697,13 +1697,9 @@ impl RepositoryStore for MongoStore {
                 let mut changed = 0;
                 for d in docs {
                     let mut p: Publication = from_doc(&d)?;
-                    let Some(config) = p.config.as_object_mut() else {
-                        continue;
-                    };
-                    if config.get(key.as_str()) == Some(&*value) {
+                    if !p.set_setting(key, value) {
                         continue;
                     }
-                    config.insert(key.clone(), value.clone());
                     let json = serde_json::to_string(&p)
                         .map_err(|e| abort(Abort::Corrupt(e.to_string())))?;
                     c.pubs

@@ -1238,10 +1238,7 @@ impl RepositoryStore for SqliteStore {
                 for row in rows {
                     let (rowid, doc) = row?;
                     let mut p: Publication = serde_json::from_str(&doc)?;
-                    if let Some(config) = p.config.as_object_mut()
-                        && config.get(&key) != Some(&value)
-                    {
-                        config.insert(key.clone(), value.clone());
+                    if p.set_setting(&key, &value) {
                         changed.push((rowid, serde_json::to_string(&p)?));
                     }
                 }

@@ -64,14 +64,15 @@ mod tests {
     use super::*;
     use clap::CommandFactory as _;
 
-    /// Every command of the tree, as the page name `man` would look for.
+    /// Every command of the tree a user runs (not the hidden ones the
+    /// server runs itself), as the page name `man` would look for.
     fn names(cmd: &clap::Command, prefix: &str, out: &mut Vec<String>) {
         let name = if prefix.is_empty() {
             cmd.get_name().to_string()
         } else {
             format!("{prefix}-{}", cmd.get_name())
         };
-        for sub in cmd.get_subcommands() {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
             names(sub, &name, out);
         }
         out.push(name);
