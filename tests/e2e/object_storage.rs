@@ -484,9 +484,12 @@ fn an_upload_whose_chunks_reach_different_nodes_is_imported_by_either() {
     ] {
         let t = s.repo_task(repo, "publish", json!({}));
         assert_eq!(t["state"], "finished", "publish: {t}");
-        wait_until("the publication is served", Duration::from_secs(15), || {
-            tags(s, name) == ["latest"]
-        });
+        // The other node learns of the publication from the store.
+        wait_until(
+            "both nodes serve the publication",
+            Duration::from_secs(15),
+            || tags(&a, name) == ["latest"] && tags(&b, name) == ["latest"],
+        );
     }
     assert_eq!(
         layers_of(&b, "spread/busybox", "latest"),
