@@ -23,7 +23,8 @@ fn docker_only(dir: &std::path::Path) -> std::path::PathBuf {
     pd
 }
 
-fn install(s: &Server, wasm: &std::path::Path) -> (u16, Value) {
+/// Install a plugin through the API: (status, answer).
+pub(crate) fn install(s: &Server, wasm: &std::path::Path) -> (u16, Value) {
     let r = s
         .http
         .post(s.url("/api/v1/plugins"))

@@ -94,19 +94,8 @@ fn memory_kb(pid: u32) -> (u64, u64) {
 /// Install a plugin through the API; (status, answer, seconds it took).
 fn install(s: &Server, wasm: &Path) -> (u16, Value, f64) {
     let start = Instant::now();
-    let r = s
-        .http
-        .post(s.url("/api/v1/plugins"))
-        .header("content-type", "application/wasm")
-        .body(std::fs::read(wasm).unwrap())
-        .send()
-        .unwrap();
-    let code = r.status().as_u16();
-    (
-        code,
-        r.json().unwrap_or(Value::Null),
-        start.elapsed().as_secs_f64(),
-    )
+    let (code, answer) = crate::plugins::install(s, wasm);
+    (code, answer, start.elapsed().as_secs_f64())
 }
 
 /// An anonymous GET: status, content type, body.

@@ -12,7 +12,7 @@ use crate::calls::Staged;
 use crate::host::{CallScope, HostEnv, HostState, Interrupt, TaskCall};
 use anyhow::Context as _;
 use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -110,7 +110,7 @@ pub struct Runtime {
 /// ([`Runtime::compile_with`]), so that compiling a large component (a
 /// Python interpreter) neither grows the server's memory nor takes the CPU
 /// from its requests.
-pub type Compiler = dyn Fn(&[u8], &std::path::Path) -> Result<(), CompileError> + Send + Sync;
+pub type Compiler = dyn Fn(&[u8], &Path) -> Result<(), CompileError> + Send + Sync;
 
 /// Why a component could not be compiled.
 #[derive(Debug, thiserror::Error)]
@@ -144,14 +144,17 @@ fn engine_config(limits: &Limits) -> Config {
     config
 }
 
-/// Compile `wasm` for a runtime with `limits`: the artifact a [`Compiler`]
-/// writes (what a child process compiling for a server runs).
-pub fn precompile(limits: &Limits, wasm: &[u8]) -> Result<Vec<u8>, CompileError> {
+/// Compile `wasm` for a runtime with `limits` into the file `out`: what a
+/// [`Compiler`] does (in this process, or in a child compiling for a
+/// server).
+pub fn compile_to(limits: &Limits, wasm: &[u8], out: &Path) -> Result<(), CompileError> {
     let engine =
         Engine::new(&engine_config(limits)).map_err(|e| CompileError::Failed(format!("{e:#}")))?;
-    engine
+    let artifact = engine
         .precompile_component(wasm)
-        .map_err(|e| CompileError::Invalid(format!("{e:#}")))
+        .map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
+    std::fs::write(out, artifact)
+        .map_err(|e| CompileError::Failed(format!("writing {}: {e}", out.display())))
 }
 
 /// What `load` measured, for the status endpoint and benchmarks.
@@ -188,10 +191,7 @@ impl Runtime {
             cache_dir,
             compiler: Box::new({
                 let limits = limits.clone();
-                move |wasm, out| {
-                    let bytes = precompile(&limits, wasm)?;
-                    std::fs::write(out, bytes).map_err(|e| CompileError::Failed(e.to_string()))
-                }
+                move |wasm, out| compile_to(&limits, wasm, out)
             }),
             env,
             limits,
@@ -300,7 +300,7 @@ impl Runtime {
     }
 
     /// Compile `wasm` into the cache file `cached`, then map it.
-    fn compile(&self, wasm: &[u8], cached: &std::path::Path) -> Result<Component, PluginError> {
+    fn compile(&self, wasm: &[u8], cached: &Path) -> Result<Component, PluginError> {
         // Per process and call: nodes sharing the data directory (and
         // installs on one node) may compile the same plugin at once, and
         // must not write into one another's file.
@@ -653,7 +653,7 @@ fn last_lines(s: &str, n: usize) -> String {
 }
 
 /// Read a plugin file, with a clear error.
-pub fn read_wasm(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+pub fn read_wasm(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))
 }
 

@@ -1007,7 +1007,7 @@ impl HostState {
             CallScope::Resolve(_) => None,
             CallScope::Describe => return None,
         };
-        let found = self.env.sessions.try_find(id, &self.plugin, repo);
+        let found = self.env.sessions.find(id, &self.plugin, repo);
         self.answered(found).flatten()
     }
 
@@ -1041,7 +1041,7 @@ impl HostState {
 impl sessions::Host for HostState {
     fn length(&mut self, id: String) -> Option<u64> {
         let id = self.session(&id)?;
-        let length = self.env.sessions.try_length(&id);
+        let length = self.env.sessions.length(&id);
         self.answered(length).flatten()
     }
 

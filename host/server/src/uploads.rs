@@ -157,7 +157,7 @@ async fn create(
     if app.blobs.objects().is_some() {
         let sessions = app.plugins.runtime.env.sessions.clone();
         let session = session_of(&upload.id);
-        tokio::task::spawn_blocking(move || sessions.create_as(session, &Owner::api_uploads()))
+        tokio::task::spawn_blocking(move || sessions.create_as(session, &uploads_owner()))
             .await
             .map_err(Error::internal)?
             .map_err(|e| {
@@ -329,6 +329,16 @@ async fn append_to_file(app: &App, mut upload: Upload, body: &mut Option<Body>) 
 /// The session holding an upload's bytes when the blobs are in a bucket.
 fn session_of(id: &UploadId) -> SessionId {
     SessionId(id.0)
+}
+
+/// The owner of those sessions: a name no plugin can have (plugin names
+/// are letters, digits, `-` and `_`), so that no plugin reaches them, and
+/// of no repository.
+fn uploads_owner() -> Owner {
+    Owner {
+        plugin: "(uploads)".to_string(),
+        repository: String::new(),
+    }
 }
 
 /// With blobs in a bucket no node keeps an upload's file: the chunk

@@ -49,14 +49,9 @@ pub struct Owner {
 }
 
 impl Owner {
-    /// The owner of the sessions holding `/api/v1/uploads` when the blobs
-    /// are in a bucket: named so that no plugin can reach them (plugin names
-    /// are letters, digits, `-` and `_`), and of no repository.
-    pub fn api_uploads() -> Owner {
-        Owner {
-            plugin: "(uploads)".to_string(),
-            repository: String::new(),
-        }
+    /// Whether the session is `plugin`'s (and `repository`'s, when given).
+    fn owns(&self, plugin: &str, repository: Option<&str>) -> bool {
+        self.plugin == plugin && repository.is_none_or(|r| r == self.repository)
     }
 }
 
@@ -162,16 +157,9 @@ impl Sessions {
     }
 
     /// The session `id` if it exists and belongs to `plugin` (and to
-    /// `repository`, when given); `None` as well when the bucket holding
-    /// the sessions cannot be asked (logged: see [`Sessions::try_find`]).
-    pub fn find(&self, id: &str, plugin: &str, repository: Option<&str>) -> Option<SessionId> {
-        self.try_find(id, plugin, repository)
-            .unwrap_or_else(|e| unanswered(id, e))
-    }
-
-    /// [`Sessions::find`], with an error when the bucket holding the
+    /// `repository`, when given); an error when the bucket holding the
     /// sessions cannot be asked (a session there may exist all the same).
-    pub fn try_find(
+    pub fn find(
         &self,
         id: &str,
         plugin: &str,
@@ -183,29 +171,14 @@ impl Sessions {
         if let Some(home) = &self.objects {
             return bucket::find(home, id, plugin, repository);
         }
-        let Ok(json) = self.dir.read(owner_name(&id)) else {
-            return Ok(None);
-        };
-        let Ok(owner) = serde_json::from_slice::<Owner>(&json) else {
-            return Ok(None);
-        };
-        Ok(
-            (owner.plugin == plugin && repository.is_none_or(|r| r == owner.repository))
-                .then_some(id),
-        )
+        let owner = self.dir.read(owner_name(&id)).ok();
+        let owner = owner.and_then(|json| serde_json::from_slice::<Owner>(&json).ok());
+        Ok(owner.filter(|o| o.owns(plugin, repository)).map(|_| id))
     }
 
-    /// Bytes received so far; `None` for no such session, and when the
-    /// bucket holding the sessions cannot be asked (logged: see
-    /// [`Sessions::try_length`]).
-    pub fn length(&self, id: &SessionId) -> Option<u64> {
-        self.try_length(id)
-            .unwrap_or_else(|e| unanswered(&id.to_string(), e))
-    }
-
-    /// [`Sessions::length`], with an error when the bucket holding the
-    /// sessions cannot be asked.
-    pub fn try_length(&self, id: &SessionId) -> std::io::Result<Option<u64>> {
+    /// Bytes received so far, `None` for no such session; an error when the
+    /// bucket holding the sessions cannot be asked.
+    pub fn length(&self, id: &SessionId) -> std::io::Result<Option<u64>> {
         if let Some(home) = &self.objects {
             return bucket::length(home, id);
         }
@@ -456,12 +429,6 @@ impl Sessions {
         }
         Ok(())
     }
-}
-
-/// What a lookup that could not ask the bucket answers: nothing, logged.
-fn unanswered<T>(session: &str, e: std::io::Error) -> Option<T> {
-    tracing::warn!(session, "cannot look up the upload session: {e}");
-    None
 }
 
 /// When a session's file or a note was last written; `None` if it went

@@ -174,7 +174,7 @@ pub async fn run(
         }
         BodyTarget::Session(name) => {
             let id = sessions
-                .try_find(name, &owner.plugin, Some(&owner.repository))
+                .find(name, &owner.plugin, Some(&owner.repository))
                 .map_err(|e| session_failure(errors, e.into(), None))?
                 .ok_or_else(|| {
                     session_failure(errors, SessionError::Unknown(name.clone()), None)

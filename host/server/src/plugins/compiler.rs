@@ -12,7 +12,7 @@ use std::io::Write as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use wharf_runtime::engine::{CompileError, Compiler, Limits, precompile};
+use wharf_runtime::engine::{CompileError, Compiler, Limits, compile_to};
 
 /// The hidden command the child runs.
 pub const COMMAND: &str = "plugin-compiler";
@@ -71,14 +71,8 @@ pub fn run(memory_mib: usize, out: &Path) -> ExitCode {
         memory_bytes: memory_mib << 20,
         ..Limits::default()
     };
-    match precompile(&limits, &wasm) {
-        Ok(artifact) => match std::fs::write(out, artifact) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("writing {}: {e}", out.display());
-                ExitCode::FAILURE
-            }
-        },
+    match compile_to(&limits, &wasm, out) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(CompileError::Invalid(m)) => {
             eprintln!("{m}");
             ExitCode::from(EXIT_INVALID)

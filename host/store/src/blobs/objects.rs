@@ -451,15 +451,7 @@ impl ObjectHome {
     /// [`Self::upload`] does.
     fn upload_key(&self, key: Key, file: &std::fs::File, len: u64) -> io::Result<()> {
         if len <= PART_SIZE {
-            let payload = PutPayload::from(read_piece(file, 0, len)?);
-            let store = self.store.clone();
-            let loc = self.location.clone();
-            self.run(async move {
-                store
-                    .put(&key, payload)
-                    .await
-                    .map_err(|e| error(&loc, "uploading", e))
-            })?;
+            self.put(key, read_piece(file, 0, len)?, "uploading")?;
         } else {
             self.upload_parts(file, key, len)?;
         }
@@ -716,7 +708,11 @@ impl ObjectHome {
 
     /// Put small `bytes` (a document, an empty note) under `key`.
     pub fn put_small(&self, key: &AreaKey, bytes: Vec<u8>) -> io::Result<()> {
-        let key = self.location.area_key(key);
+        self.put(self.location.area_key(key), bytes, "writing")
+    }
+
+    /// One PutObject of `bytes` under `key`; `doing` names it in an error.
+    fn put(&self, key: Key, bytes: Vec<u8>, doing: &'static str) -> io::Result<()> {
         let store = self.store.clone();
         let loc = self.location.clone();
         self.run(async move {
@@ -724,7 +720,7 @@ impl ObjectHome {
                 .put(&key, PutPayload::from(bytes))
                 .await
                 .map(|_| ())
-                .map_err(|e| error(&loc, "writing", e))
+                .map_err(|e| error(&loc, doing, e))
         })
     }
 
@@ -846,17 +842,8 @@ impl ObjectHome {
     /// the bucket.
     #[cfg(any(test, feature = "testing"))]
     pub fn put_unchecked(&self, d: &Digest, bytes: Vec<u8>) -> io::Result<()> {
-        let key = self.location.key(d);
-        let store = self.store.clone();
-        let loc = self.location.clone();
         self.forget(d);
-        self.run(async move {
-            store
-                .put(&key, PutPayload::from(bytes))
-                .await
-                .map(|_| ())
-                .map_err(|e| error(&loc, "uploading", e))
-        })
+        self.put(self.location.key(d), bytes, "uploading")
     }
 }
 

@@ -196,10 +196,8 @@ pub(super) fn find(
     let Some(json) = home.get_small(&AreaKey::session_owner(&id))? else {
         return Ok(None);
     };
-    let Ok(owner) = serde_json::from_slice::<Owner>(&json) else {
-        return Ok(None);
-    };
-    Ok((owner.plugin == plugin && repository.is_none_or(|r| r == owner.repository)).then_some(id))
+    let owner = serde_json::from_slice::<Owner>(&json).ok();
+    Ok(owner.filter(|o| o.owns(plugin, repository)).map(|_| id))
 }
 
 pub(super) fn length(home: &ObjectHome, id: &SessionId) -> io::Result<Option<u64>> {

@@ -106,11 +106,32 @@ async fn chunks_commit_and_digest_is_checked(node: &Node) {
     let (blobs, sessions) = (&node.blobs, &node.sessions);
     let id = sessions.create(&owner()).unwrap();
     let s = id.to_string();
-    assert_eq!(sessions.length(&id), Some(0));
-    assert_eq!(sessions.find(&s, "docker", Some("app")), Some(id));
-    assert_eq!(sessions.find(&s, "docker", Some("other")), None);
-    assert_eq!(sessions.find(&s, "file", None), None);
-    assert_eq!(sessions.find("../../etc/passwd", "docker", None), None);
+    assert_eq!(sessions.length(&id).unwrap(), Some(0));
+    assert_eq!(sessions.find(&s, "docker", Some("app")).unwrap(), Some(id));
+    assert_eq!(sessions.find(&s, "docker", Some("other")).unwrap(), None);
+    assert_eq!(sessions.find(&s, "file", None).unwrap(), None);
+    assert_eq!(
+        sessions.find("../../etc/passwd", "docker", None).unwrap(),
+        None
+    );
+    // A session under a name no plugin has (the server's own uploads) is
+    // no plugin's, whatever name or repository a lookup gives.
+    let own = Owner {
+        plugin: "(uploads)".into(),
+        repository: String::new(),
+    };
+    let theirs = SessionId::new();
+    sessions.create_as(theirs, &own).unwrap();
+    let t = theirs.to_string();
+    for plugin in ["docker", "file", "", "uploads"] {
+        assert_eq!(sessions.find(&t, plugin, None).unwrap(), None, "{plugin}");
+        assert_eq!(
+            sessions.find(&t, plugin, Some("")).unwrap(),
+            None,
+            "{plugin}"
+        );
+    }
+    assert_eq!(sessions.find(&t, "(uploads)", None).unwrap(), Some(theirs));
     let n = sessions.append(id, body("hello "), None, u64::MAX, u64::MAX);
     assert_eq!(n.await.unwrap(), 6);
     let wrong = sessions
@@ -133,7 +154,7 @@ async fn chunks_commit_and_digest_is_checked(node: &Node) {
         Err(SessionError::BlobTooLarge { max: 10 })
     ));
     assert_eq!(
-        sessions.length(&id),
+        sessions.length(&id).unwrap(),
         Some(6),
         "a refused chunk leaves nothing"
     );
@@ -151,8 +172,8 @@ async fn chunks_commit_and_digest_is_checked(node: &Node) {
     assert_eq!((d, len), (expect.clone(), 11));
     assert!(blobs.contains(&expect));
     assert_eq!(read_all(blobs, &expect), b"hello world");
-    assert_eq!(sessions.length(&id), None);
-    assert_eq!(sessions.find(&s, "docker", None), None);
+    assert_eq!(sessions.length(&id).unwrap(), None);
+    assert_eq!(sessions.find(&s, "docker", None).unwrap(), None);
     assert!(matches!(
         sessions.commit(id, blobs, None, &Holder::new()),
         Err(SessionError::Unknown(_))
@@ -173,7 +194,11 @@ async fn chunks_commit_and_digest_is_checked(node: &Node) {
             .is_err()
     );
     assert!(!blobs.contains(&Digest::of(b"abc")));
-    assert_eq!(sessions.length(&id), None, "a mismatch ends the session");
+    assert_eq!(
+        sessions.length(&id).unwrap(),
+        None,
+        "a mismatch ends the session"
+    );
 
     // An empty session commits as the empty blob.
     let id = sessions.create(&owner()).unwrap();
@@ -189,7 +214,7 @@ async fn abort_and_idle_removal_drop_a_session(node: &Node) {
         .await
         .unwrap();
     assert!(sessions.abort(&id));
-    assert_eq!(sessions.length(&id), None);
+    assert_eq!(sessions.length(&id).unwrap(), None);
     assert!(!sessions.abort(&id), "aborted already");
 
     let id = sessions.create(&owner()).unwrap();
@@ -198,12 +223,19 @@ async fn abort_and_idle_removal_drop_a_session(node: &Node) {
         .await
         .unwrap();
     assert_eq!(sessions.remove_idle(Duration::from_secs(3600)).unwrap(), 0);
-    assert_eq!(sessions.length(&id), Some(5), "a fresh session stays");
+    assert_eq!(
+        sessions.length(&id).unwrap(),
+        Some(5),
+        "a fresh session stays"
+    );
     // Object times have a resolution of a second.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(sessions.remove_idle(Duration::from_secs(1)).unwrap(), 1);
-    assert_eq!(sessions.length(&id), None);
-    assert_eq!(sessions.find(&id.to_string(), "docker", None), None);
+    assert_eq!(sessions.length(&id).unwrap(), None);
+    assert_eq!(
+        sessions.find(&id.to_string(), "docker", None).unwrap(),
+        None
+    );
 }
 
 /// All the bytes of a stored blob.
@@ -234,10 +266,13 @@ async fn a_session_continues_and_commits_on_any_node() {
     let id = a.sessions.create(&owner()).unwrap();
     let s = id.to_string();
     // Only its plugin and repository reach it, on the other node too.
-    assert_eq!(b.sessions.find(&s, "docker", Some("app")), Some(id));
-    assert_eq!(b.sessions.find(&s, "docker", Some("other")), None);
-    assert_eq!(b.sessions.find(&s, "file", None), None);
-    assert_eq!(b.sessions.length(&id), Some(0));
+    assert_eq!(
+        b.sessions.find(&s, "docker", Some("app")).unwrap(),
+        Some(id)
+    );
+    assert_eq!(b.sessions.find(&s, "docker", Some("other")).unwrap(), None);
+    assert_eq!(b.sessions.find(&s, "file", None).unwrap(), None);
+    assert_eq!(b.sessions.length(&id).unwrap(), Some(0));
 
     // A few MiB on A, a small chunk on B. (Not more than a part: s3s-fs
     // cannot start a multipart upload of a key this long, see
@@ -250,7 +285,7 @@ async fn a_session_continues_and_commits_on_any_node() {
         .await
         .unwrap();
     assert_eq!(n, first.len() as u64);
-    assert_eq!(b.sessions.length(&id), Some(n));
+    assert_eq!(b.sessions.length(&id).unwrap(), Some(n));
     let wrong = b
         .sessions
         .append(id, body("x"), Some(3), u64::MAX, u64::MAX)
@@ -264,8 +299,8 @@ async fn a_session_continues_and_commits_on_any_node() {
         .append(id, body_of(&second), Some(n), u64::MAX, u64::MAX)
         .await
         .unwrap();
-    assert_eq!(a.sessions.length(&id), Some(end));
-    assert_eq!(b.sessions.length(&id), Some(end));
+    assert_eq!(a.sessions.length(&id).unwrap(), Some(end));
+    assert_eq!(b.sessions.length(&id).unwrap(), Some(end));
     // Nothing stays on the nodes' disks.
     for node in [&a, &b] {
         let temps = std::fs::read_dir(node.blobs.root().join("sessions")).unwrap();
@@ -282,8 +317,8 @@ async fn a_session_continues_and_commits_on_any_node() {
     assert!(b.blobs.contains(&expect));
     assert_eq!(read_all(&b.blobs, &expect), whole, "byte-exact from B");
     assert!(b.blobs.verify(&expect).unwrap());
-    assert_eq!(a.sessions.length(&id), None);
-    assert_eq!(b.sessions.length(&id), None);
+    assert_eq!(a.sessions.length(&id).unwrap(), None);
+    assert_eq!(b.sessions.length(&id).unwrap(), None);
     assert_eq!(session_objects(&a), 0);
 }
 
@@ -346,7 +381,7 @@ async fn a_wrong_digest_stores_nothing_and_ends_the_session() {
         );
         assert!(!a.blobs.contains(&Digest::of(b"abc")));
         assert!(a.blobs.list().unwrap().is_empty());
-        assert_eq!(a.sessions.length(&id), None);
+        assert_eq!(a.sessions.length(&id).unwrap(), None);
         assert_eq!(session_objects(&a), 0);
     }
 }
@@ -392,7 +427,7 @@ async fn received_notes_abort_and_idle_removal_are_shared() {
         .await
         .unwrap();
     assert!(b.sessions.abort(&id));
-    assert_eq!(a.sessions.length(&id), None);
+    assert_eq!(a.sessions.length(&id).unwrap(), None);
     assert_eq!(session_objects(&a), 0);
 
     // Idle on A, removed by B; a stale temp file of B's goes too.
@@ -418,10 +453,10 @@ async fn received_notes_abort_and_idle_removal_are_shared() {
         0
     );
     assert!(!temp.exists());
-    assert_eq!(a.sessions.length(&id), Some(5));
+    assert_eq!(a.sessions.length(&id).unwrap(), Some(5));
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(b.sessions.remove_idle(Duration::from_secs(1)).unwrap(), 1);
-    assert_eq!(a.sessions.length(&id), None);
+    assert_eq!(a.sessions.length(&id).unwrap(), None);
     assert_eq!(session_objects(&a), 0);
 }
 
@@ -448,7 +483,7 @@ async fn nodes_racing_at_one_offset_leave_one_chain() {
             );
         }
     }
-    let len = a.sessions.length(&id).expect("a chain");
-    assert_eq!(Some(len), b.sessions.length(&id));
+    let len = a.sessions.length(&id).unwrap().expect("a chain");
+    assert_eq!(Some(len), b.sessions.length(&id).unwrap());
     assert_eq!(len, x.as_ref().or(y.as_ref()).copied().unwrap_or(0));
 }
