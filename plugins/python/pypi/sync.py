@@ -20,13 +20,12 @@ only if the whole sync succeeds.
 
 import fnmatch
 import html.parser
-import json
 import re
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 from wharf_sdk import PluginError, plans
 from wharf_sdk.host import BlobDownload, Header, release
-from wharf_sdk.jsondoc import settings
+from wharf_sdk.jsondoc import json_object, settings
 from wharf_sdk.reader import SourceReader
 
 from . import dists, names, pages, units
@@ -104,13 +103,16 @@ def _get_page(host, url):
 
 
 def _parse_json(url, body):
-    try:
-        doc = json.loads(body)
-    except ValueError as e:
-        raise PluginError.invalid(f"{url} is not valid PEP 691 JSON: {e}") from None
-    if not isinstance(doc, dict):
-        raise PluginError.invalid(f"{url} is not a PEP 691 JSON object")
-    return doc
+    return json_object(body, f"the PEP 691 page {url}")
+
+
+def _links(url, body):
+    """The anchors of an HTML page as (attributes, text), and the URL their
+    hrefs are relative to (the page's `<base>`, if any)."""
+    parser = _Anchors()
+    parser.feed(body.decode("utf-8", "replace"))
+    base = urljoin(url, parser.base) if parser.base else url
+    return base, parser.anchors
 
 
 def projects_of(host, feed):
@@ -126,10 +128,8 @@ def projects_of(host, feed):
                 norm = names.normalize(name)
                 out[norm] = urljoin(feed, norm + "/")
     else:
-        parser = _Anchors()
-        parser.feed(body.decode("utf-8", "replace"))
-        base = urljoin(feed, parser.base) if parser.base else feed
-        for attrs, text in parser.anchors:
+        base, anchors = _links(feed, body)
+        for attrs, text in anchors:
             href = attrs.get("href")
             if not href or not names.is_project_name(text):
                 continue
@@ -152,10 +152,8 @@ def files_of(host, project, url):
             size = f.get("size") if isinstance(f.get("size"), int) else None
             found.append((f.get("filename"), urljoin(url, f.get("url", "")), sha, size))
     else:
-        parser = _Anchors()
-        parser.feed(body.decode("utf-8", "replace"))
-        base = urljoin(url, parser.base) if parser.base else url
-        for attrs, text in parser.anchors:
+        base, anchors = _links(url, body)
+        for attrs, text in anchors:
             href = attrs.get("href")
             if not href:
                 continue

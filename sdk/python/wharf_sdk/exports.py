@@ -56,25 +56,24 @@ def task(f):
     return wrapper
 
 
-def route(f):
-    @functools.wraps(f)
-    def wrapper(*args, **kwargs):
-        try:
-            return f(*args, **kwargs)
-        except Exception as e:  # noqa: BLE001
-            err = as_error(e)
-            return plans.failure(500, err.code, err.message)
+def _answering(answer):
+    """A decorator for a call that must answer even when it fails: an
+    exception becomes `answer(error)`, never a trap."""
 
-    return wrapper
+    def decorate(f):
+        @functools.wraps(f)
+        def wrapper(*args, **kwargs):
+            try:
+                return f(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001 - every failure becomes an answer
+                return answer(as_error(e))
+
+        return wrapper
+
+    return decorate
 
 
-def write_route(f):
-    @functools.wraps(f)
-    def wrapper(*args, **kwargs):
-        try:
-            return f(*args, **kwargs)
-        except Exception as e:  # noqa: BLE001
-            err = as_error(e)
-            return plans.written(plans.failure(500, err.code, err.message))
-
-    return wrapper
+# `resolve`: a failure is a 500 plan in the plugin's error format.
+route = _answering(lambda err: plans.failure(500, err.code, err.message))
+# `write`: the same, as the write's answer (no units committed).
+write_route = _answering(lambda err: plans.written(plans.failure(500, err.code, err.message)))

@@ -2,7 +2,7 @@
 
 `settings(text)`: a repository's importer/distributor settings (or upload
 params) from their JSON text, blank meaning `{}`, anything but an object an
-error. `dumps_versioned`/`loads_versioned`: canonical bytes of a
+error; `json_object(text, what)`: any other JSON object (a fetched page). `dumps_versioned`/`loads_versioned`: canonical bytes of a
 publication index (sorted keys, no spaces, so equal content gives an equal
 digest) and reading one back only at its own version.
 """
@@ -16,10 +16,16 @@ def settings(text, what="settings"):
     """A dict from JSON text; blank text is `{}`."""
     if text is None or not text.strip():
         return {}
+    return json_object(text, what, "are")
+
+
+def json_object(text, what, verb="is"):
+    """A dict from JSON text or bytes; anything else an `invalid-input`
+    error that names `what`."""
     try:
         value = json.loads(text)
     except ValueError as e:
-        raise PluginError.invalid(f"{what} are not valid JSON: {e}") from None
+        raise PluginError.invalid(f"{what} {verb} not valid JSON: {e}") from None
     if not isinstance(value, dict):
         raise PluginError.invalid(f"{what} must be a JSON object, not {type(value).__name__}")
     return value
