@@ -13,26 +13,34 @@
 #      complete, and a streaming import (the archive as the request body);
 #      and the disk's own durable write speed (`dd conv=fdatasync`), the
 #      bound of any store that fsyncs;
-#   5. task dispatch: 1,000 tiny tasks, submit → running p50, in-process and
+#   5. the CLI's import against curl's (issue #24): the same 512 MiB `docker
+#      save` archive sent as a streaming import by curl and by `wharf docker
+#      repo uploads upload`, alternately, each on a fresh server, several
+#      rounds: medians, the ratio CLI / curl, and `dd conv=fdatasync` of the
+#      same size in the same run;
+#   6. task dispatch: 1,000 tiny tasks, submit → running p50, in-process and
 #      through RabbitMQ (skipped when WHARF_BENCH_AMQP_URL is unset).
 # Usage: scripts/bench-host.sh [SIZE_MIB]   (default 1024)
+#        scripts/bench-host.sh --cli-import  (section 5 alone)
+# Section 5 takes WHARF_BENCH_CLI_MIB (512), WHARF_BENCH_CLI_ROUNDS (5) and
+# WHARF_CLI_BIN (the wharf binary whose CLI it measures; default the
+# server's, WHARF_BIN), to compare another build's CLI against one server.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
+ONLY_CLI_IMPORT=""
+if [ "${1:-}" = --cli-import ]; then ONLY_CLI_IMPORT=1; shift; fi
 SIZE_MIB=${1:-1024}
 WHARF=${WHARF_BIN:-$ROOT/target/release/wharf}
+WHARF_CLI=${WHARF_CLI_BIN:-$WHARF}
+CLI_MIB=${WHARF_BENCH_CLI_MIB:-512}
+CLI_ROUNDS=${WHARF_BENCH_CLI_ROUNDS:-5}
 PLUGIN_DIR=${WHARF_PLUGIN_DIR:-$ROOT/target/plugins}
 export WHARF_ADMIN_PASSWORD=bench-admin-password
 W=$(mktemp -d "${TMPDIR:-/tmp}/wharf-bench-host.XXXXXX")
 PID=""
 cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$W"; }
 trap cleanup EXIT
-
-echo "## runtime"
-"$WHARF" bench runtime --plugin "$PLUGIN_DIR/docker.wasm"
-"$WHARF" bench startup --plugin-dir "$PLUGIN_DIR"
-echo "## store"
-"$WHARF" bench store
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 API=http://127.0.0.1:$PORT/api/v1
@@ -55,6 +63,59 @@ wait_task() {
         sleep 0.02
     done
 }
+
+# dd's summary of a durable write of $1 MiB: the disk's own speed.
+durable_write() { dd if=/dev/zero of="$W/dd" bs=1M count="$1" conv=fdatasync 2>&1 | tail -1; rm -f "$W/dd"; }
+# The median of the numbers on stdin, one a line.
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# Section 5: a streaming import of one archive by curl and by the CLI,
+# alternately, each into a fresh server (a server that already holds the
+# layers would skip storing them), timed from request to ended task.
+cli_import() {
+    echo "## CLI import against curl (issue #24): ${CLI_MIB} MiB docker save, ${CLI_ROUNDS} rounds"
+    scripts/make-docker-save.py "$W/cli.tar" "$CLI_MIB"
+    sync
+    cat "$W/cli.tar" > /dev/null
+    local mib=$(( $(stat -c %s "$W/cli.tar") >> 20 )) round t0 t1 state
+    echo "disk before (dd conv=fdatasync): $(durable_write "$CLI_MIB")"
+    : > "$W/curl.s"; : > "$W/cli.s"
+    for round in $(seq 1 "$CLI_ROUNDS"); do
+        start_server "curl-$round"
+        c -XPOST "$API/repositories" -H content-type:application/json -d '{"id":"d","content_type":"docker"}' > /dev/null
+        t0=$(date +%s.%N)
+        state=$(c -XPOST "$API/repositories/d/import" -H content-type:application/x-tar -T "$W/cli.tar" | jq -r .state)
+        t1=$(date +%s.%N)
+        [ "$state" = finished ] || { echo "curl: streaming import ended $state" >&2; exit 1; }
+        stop_server; rm -rf "$W/data-curl-$round"
+        echo "$t1 - $t0" | bc -l >> "$W/curl.s"
+
+        start_server "cli-$round"
+        c -XPOST "$API/repositories" -H content-type:application/json -d '{"id":"d","content_type":"docker"}' > /dev/null
+        t0=$(date +%s.%N)
+        XDG_CONFIG_HOME="$W/config" WHARF_TOKEN=$TOKEN "$WHARF_CLI" --server "http://127.0.0.1:$PORT" \
+            docker repo uploads upload --repo-id d -f "$W/cli.tar" > /dev/null 2> "$W/cli-$round.log" \
+            || { echo "wharf: streaming import failed" >&2; cat "$W/cli-$round.log" >&2; exit 1; }
+        t1=$(date +%s.%N)
+        stop_server; rm -rf "$W/data-cli-$round"
+        echo "$t1 - $t0" | bc -l >> "$W/cli.s"
+        printf 'round %d: curl %.2f s, wharf %.2f s\n' "$round" "$(tail -1 "$W/curl.s")" "$(tail -1 "$W/cli.s")"
+    done
+    echo "disk after (dd conv=fdatasync): $(durable_write "$CLI_MIB")"
+    rm -f "$W/cli.tar"
+    local curl_s cli_s
+    curl_s=$(median < "$W/curl.s"); cli_s=$(median < "$W/cli.s")
+    printf 'curl, median of %d:  %.2f s (%.0f MiB/s)\n' "$CLI_ROUNDS" "$curl_s" "$(echo "$mib / $curl_s" | bc -l)"
+    printf 'wharf, median of %d: %.2f s (%.0f MiB/s)\n' "$CLI_ROUNDS" "$cli_s" "$(echo "$mib / $cli_s" | bc -l)"
+    printf 'wharf / curl:         %.2f (target <= 1.10)\n' "$(echo "$cli_s / $curl_s" | bc -l)"
+}
+if [ -n "$ONLY_CLI_IMPORT" ]; then cli_import; exit 0; fi
+
+echo "## runtime"
+"$WHARF" bench runtime --plugin "$PLUGIN_DIR/docker.wasm"
+"$WHARF" bench startup --plugin-dir "$PLUGIN_DIR"
+echo "## store"
+"$WHARF" bench store
 
 echo "## upload + store of ${SIZE_MIB} MiB"
 head -c $((SIZE_MIB << 20)) /dev/urandom > "$W/big"
@@ -122,8 +183,9 @@ printf 'server peak RSS:       %.0f MiB\n' "$(echo "$rss_kib / 1024" | bc -l)"
 printf 'streaming import:      %.2f s (%.0f MiB/s) = %.0f%% of openssl, server peak RSS %.0f MiB\n' "$stream_s" "$(echo "$SAVE_MIB / $stream_s" | bc -l)" "$(echo "100 * $openssl_s / $stream_s" | bc -l)" "$(echo "$stream_rss_kib / 1024" | bc -l)"
 
 echo "## the disk: durable write of ${SIZE_MIB} MiB (dd conv=fdatasync)"
-dd if=/dev/zero of="$W/dd" bs=1M count="$SIZE_MIB" conv=fdatasync 2>&1 | tail -1
-rm -f "$W/dd"
+durable_write "$SIZE_MIB"
+
+cli_import
 
 dispatch() {
     local label=$1; shift

@@ -326,9 +326,17 @@ fn notes_groups_copy_and_orphans() {
         .send()
         .unwrap();
     s.wait_task(&r.json().unwrap());
+    let on_disk = std::fs::read_dir(s.data_dir().join("blobs/sha256"))
+        .unwrap()
+        .flatten()
+        .map(|shard| std::fs::read_dir(shard.path()).unwrap().count() as u64)
+        .sum::<u64>();
     let t = cleanup(&s);
     assert!(t["result"]["blobs_removed"].as_u64().unwrap() >= 3, "{t}");
     assert!(t["result"]["units_removed"].as_u64().unwrap() >= 3, "{t}");
+    // The walk looked at every stored blob once and said so as it went.
+    assert_eq!(t["result"]["blobs_seen"].as_u64(), Some(on_disk), "{t}");
+    assert_eq!(t["progress"]["items_done"].as_u64(), Some(on_disk), "{t}");
 }
 
 #[test]
@@ -704,4 +712,61 @@ fn which_node() -> Result<std::path::PathBuf, ()> {
         .map(|d| d.join("node"))
         .find(|p| p.is_file())
         .ok_or(())
+}
+
+#[test]
+fn fsck_runs_as_a_task_that_finds_and_on_request_removes_a_tampered_blob() {
+    let s = Server::start();
+    s.create_repo(json!({"id": "checked", "content_type": "docker"}));
+    s.import_and_publish("checked", &images_dir().join("busybox.tar"));
+    let files: Vec<std::path::PathBuf> = std::fs::read_dir(s.data_dir().join("blobs/sha256"))
+        .unwrap()
+        .flatten()
+        .flat_map(|shard| std::fs::read_dir(shard.path()).unwrap().flatten())
+        .map(|e| e.path())
+        .collect();
+    let fsck = |query: &str| {
+        let (code, t) = s.post_json(&format!("/api/v1/blobs/fsck{query}"), &json!({}));
+        assert_eq!(code, 202, "{t}");
+        assert_eq!(t["kind"], "fsck", "{t}");
+        s.wait_task(&t)
+    };
+    let t = fsck("");
+    assert_eq!(t["state"], "finished", "{t}");
+    assert_eq!(
+        t["result"]["checked"].as_u64(),
+        Some(files.len() as u64),
+        "{t}"
+    );
+    assert_eq!(t["result"]["corrupt"], json!([]), "{t}");
+    assert_eq!(
+        t["progress"]["items_done"].as_u64(),
+        Some(files.len() as u64)
+    );
+
+    // One blob's bytes changed behind the server's back.
+    let tampered = &files[0];
+    let name = format!("sha256:{}", tampered.file_name().unwrap().to_str().unwrap());
+    std::fs::remove_file(tampered).unwrap();
+    std::fs::write(tampered, b"not what the name says").unwrap();
+    let t = fsck("");
+    assert_eq!(t["result"]["corrupt"], json!([name]), "{t}");
+    assert_eq!(t["result"]["removed"], json!([]), "{t}");
+    assert!(tampered.exists(), "only reported");
+    let t = fsck("?remove_corrupt=true");
+    assert_eq!(t["result"]["removed"], json!([name]), "{t}");
+    assert!(!tampered.exists());
+    let t = fsck("");
+    assert_eq!(
+        t["result"]["checked"].as_u64(),
+        Some(files.len() as u64 - 1),
+        "{t}"
+    );
+
+    // It may delete blobs: a caller without `delete` on /orphans may not start it.
+    let r = anonymous_client()
+        .post(s.url("/api/v1/blobs/fsck"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
 }

@@ -68,6 +68,36 @@ fn manifest_head_and_get_agree_by_tag_and_by_digest() {
     assert_ne!(v1, digest);
 }
 
+/// Plans given again (http::plan_cache) never outlive their publication:
+/// a tag moved and published is served at once, by GET and HEAD alike.
+#[test]
+fn a_tag_moved_after_repeated_reads_is_served_at_once() {
+    let s = published(json!({"repo_registry_id": "test/busybox"}));
+    let (_, latest, _) = manifest_of(&s, "latest");
+    let (_, v1, _) = manifest_of(&s, "v1");
+    assert_ne!(latest, v1);
+    let head = |s: &Server| {
+        let r = request(
+            s,
+            "HEAD",
+            "/v2/test/busybox/manifests/latest",
+            &[("Accept", DOCKER_ACCEPT)],
+        );
+        header(&r, "docker-content-digest")
+    };
+    for _ in 0..3 {
+        assert_eq!(manifest_of(&s, "latest").1, latest);
+        assert_eq!(head(&s), latest);
+    }
+    let t = s.repo_task("busybox", "tag", json!({"tag": "latest", "target": v1}));
+    assert_eq!(t["state"], "finished", "{t}");
+    // Not published yet: still the old image.
+    assert_eq!(manifest_of(&s, "latest").1, latest);
+    publish(&s, "busybox");
+    assert_eq!(manifest_of(&s, "latest").1, v1);
+    assert_eq!(head(&s), v1);
+}
+
 #[test]
 fn blob_head_get_and_range_requests() {
     let s = published(json!({"repo_registry_id": "test/busybox"}));

@@ -236,7 +236,8 @@ impl Server {
     /// false if it exited because its port was taken.
     fn wait_ready(&mut self) -> bool {
         let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(60) {
+        // Generous: a first start compiles every plugin, slow on a busy machine.
+        while start.elapsed() < Duration::from_secs(180) {
             if let Ok(Some(_)) = self.child.try_wait()
                 && self.log().contains("Address already in use")
             {

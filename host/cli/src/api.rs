@@ -1,7 +1,7 @@
 //! The admin API's endpoints as typed calls. Records are the server's own
 //! types ([`wharf_store::db`]), so the client and the server cannot drift apart.
 
-use crate::client::{ApiFailure, Client, ClientError, ClientResult};
+use crate::client::{ApiFailure, Client, ClientError, ClientResult, SizedBody};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -254,7 +254,7 @@ impl Client {
         &self,
         repo: &RepoId,
         params: &Map<String, Value>,
-        body: reqwest::blocking::Body,
+        body: SizedBody,
         timeout: Duration,
     ) -> ClientResult<Task> {
         let query: Vec<(&str, String)> = params
@@ -336,7 +336,7 @@ impl Client {
         &self,
         id: &UploadId,
         offset: u64,
-        body: reqwest::blocking::Body,
+        body: SizedBody,
         timeout: Duration,
     ) -> ClientResult<Upload> {
         self.send_body(

@@ -3,11 +3,15 @@
 //! carries the answer's `X-Request-Id`, which the server's log lines of that
 //! request carry too, so the operator can find what happened.
 //!
-//! Blocking on purpose: a command does one thing after another, and the
-//! uploader streams a file region as a request body without an async runtime.
+//! Calls are synchronous, since a command does one thing after another, but
+//! underneath is reqwest's async client on a single-threaded tokio runtime
+//! that the client owns and the calling thread drives (`block_on`). A
+//! streamed body (an upload, [`SizedBody`]) thus goes to the socket in the
+//! chunks it comes in, 1 MiB from the uploader's reader thread; reqwest's
+//! blocking client would read it 8 KiB at a time and hand each piece to its
+//! own runtime thread, which made an upload slower than curl (issue #24).
 
-use reqwest::blocking::{Body, RequestBuilder, Response};
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{Body, Method, RequestBuilder, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -24,7 +28,9 @@ const READINESS_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Client {
     /// Ends in `/`, so `api/v1/...` joins under a path prefix too.
     base: Url,
-    http: reqwest::blocking::Client,
+    http: reqwest::Client,
+    /// Runs `http`'s requests; its connections live here between calls.
+    runtime: tokio::runtime::Runtime,
     /// From `wharf login` or `WHARF_TOKEN`, sent as `Authorization: Bearer`.
     token: Option<(String, TokenFrom)>,
 }
@@ -89,12 +95,20 @@ fn request_id_note(request_id: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-/// The answer's `X-Request-Id`, when it is printable.
-fn request_id(resp: &Response) -> Option<String> {
-    resp.headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+/// A request body streamed as it is sent, and its length, sent as
+/// `Content-Length` (the server takes an upload chunk or an import of a
+/// known size, not a chunked one).
+pub struct SizedBody {
+    pub body: Body,
+    pub len: u64,
+}
+
+/// An answer, read to its end.
+struct Answer {
+    status: StatusCode,
+    /// The answer's `X-Request-Id`, when it is printable.
+    request_id: Option<String>,
+    body: Vec<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -172,7 +186,7 @@ impl Client {
         token: Option<(String, TokenFrom)>,
         ca_certs: &[reqwest::Certificate],
     ) -> anyhow::Result<Self> {
-        let mut builder = reqwest::blocking::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("wharf-cli/", env!("CARGO_PKG_VERSION")));
@@ -182,6 +196,9 @@ impl Client {
         Ok(Client {
             base,
             http: builder.build()?,
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?,
             token,
         })
     }
@@ -232,12 +249,11 @@ impl Client {
 
     /// POST to an endpoint that answers with no body.
     pub fn post_no_content(&self, path: &str, body: &impl Serialize) -> ClientResult<()> {
-        let resp = self.execute(self.request(Method::POST, path).json(body))?;
-        let status = resp.status();
-        if status.is_success() {
+        let answer = self.execute(self.request(Method::POST, path).json(body))?;
+        if answer.status.is_success() {
             return Ok(());
         }
-        Err(self.refusal(&Method::POST, path, status, resp))
+        Err(self.refusal(&Method::POST, path, answer))
     }
 
     pub fn post_query<T: DeserializeOwned>(
@@ -274,12 +290,11 @@ impl Client {
 
     /// DELETE a resource that answers with no body.
     pub fn delete_empty(&self, path: &str) -> ClientResult<()> {
-        let resp = self.execute(self.request(Method::DELETE, path))?;
-        let status = resp.status();
-        if status.is_success() {
+        let answer = self.execute(self.request(Method::DELETE, path))?;
+        if answer.status.is_success() {
             return Ok(());
         }
-        Err(self.refusal(&Method::DELETE, path, status, resp))
+        Err(self.refusal(&Method::DELETE, path, answer))
     }
 
     /// Send a streamed body of known length (an upload chunk, a streaming
@@ -290,7 +305,7 @@ impl Client {
         method: Method,
         path: &str,
         query: &[(&str, String)],
-        body: Body,
+        body: SizedBody,
         timeout: Duration,
     ) -> ClientResult<T> {
         let req = self
@@ -298,7 +313,8 @@ impl Client {
             .query(query)
             .timeout(timeout)
             .header("content-type", "application/octet-stream")
-            .body(body);
+            .header("content-length", body.len)
+            .body(body.body);
         self.send(method, path, req)
     }
 
@@ -307,10 +323,11 @@ impl Client {
     /// 503), with the state of each check as the server wrote it.
     pub fn readiness(&self) -> ClientResult<(bool, serde_json::Value)> {
         let url = self.base.join("readyz").expect("a relative URL");
-        let resp = self.execute(self.http.get(url).timeout(READINESS_TIMEOUT))?;
-        let status = resp.status();
-        let request_id = request_id(&resp);
-        let body = resp.bytes().map_err(|e| self.transport_error(&e))?;
+        let Answer {
+            status,
+            request_id,
+            body,
+        } = self.execute(self.http.get(url).timeout(READINESS_TIMEOUT))?;
         let not_wharf = |detail: String| ClientError::NotWharf {
             server: self.base.to_string(),
             method: Method::GET,
@@ -326,8 +343,31 @@ impl Client {
         Ok((status == StatusCode::OK, doc))
     }
 
-    fn execute(&self, req: RequestBuilder) -> ClientResult<Response> {
-        req.send().map_err(|e| self.transport_error(&e))
+    /// Send the request and read the answer to its end.
+    fn execute(&self, req: RequestBuilder) -> ClientResult<Answer> {
+        self.runtime
+            .block_on(async {
+                let resp = req.send().await?;
+                let status = resp.status();
+                let request_id = resp
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let body = match resp.bytes().await {
+                    Ok(body) => body.into(),
+                    // A refusal cut short is still a refusal: its status
+                    // says what happened, the body only adds words.
+                    Err(_) if !status.is_success() => Vec::new(),
+                    Err(e) => return Err(e),
+                };
+                Ok(Answer {
+                    status,
+                    request_id,
+                    body,
+                })
+            })
+            .map_err(|e: reqwest::Error| self.transport_error(&e))
     }
 
     fn send<T: DeserializeOwned>(
@@ -336,32 +376,23 @@ impl Client {
         path: &str,
         req: RequestBuilder,
     ) -> ClientResult<T> {
-        let resp = self.execute(req)?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(self.refusal(&method, path, status, resp));
+        let answer = self.execute(req)?;
+        if !answer.status.is_success() {
+            return Err(self.refusal(&method, path, answer));
         }
-        let request_id = request_id(&resp);
-        let body = resp.bytes().map_err(|e| self.transport_error(&e))?;
-        serde_json::from_slice(&body).map_err(|e| ClientError::NotWharf {
+        serde_json::from_slice(&answer.body).map_err(|e| ClientError::NotWharf {
             server: self.base.to_string(),
             method,
             path: format!("/api/v1/{path}"),
-            status,
+            status: answer.status,
             detail: e.to_string(),
-            request_id,
+            request_id: answer.request_id,
         })
     }
 
     /// The error of a non-2xx answer: the API's own, or a sign that this is
     /// not a Wharf server at all.
-    fn refusal(
-        &self,
-        method: &Method,
-        path: &str,
-        status: StatusCode,
-        resp: Response,
-    ) -> ClientError {
+    fn refusal(&self, method: &Method, path: &str, answer: Answer) -> ClientError {
         #[derive(serde::Deserialize)]
         struct Envelope {
             error: Inner,
@@ -371,8 +402,11 @@ impl Client {
             code: String,
             message: String,
         }
-        let request_id = request_id(&resp);
-        let body = resp.bytes().unwrap_or_default();
+        let Answer {
+            status,
+            request_id,
+            body,
+        } = answer;
         match serde_json::from_slice::<Envelope>(&body) {
             // The server's words are for any client (curl); say what to run.
             Ok(Envelope { error }) if status == StatusCode::UNAUTHORIZED && path != "login" => {

@@ -7,15 +7,20 @@
 //!
 //! The server records an offset only once the chunk is on its disk, so its
 //! offset is the truth; the client never guesses.
+//!
+//! Either way a request's body is a region of the file ([`file_body`]): a
+//! thread reads it in 1 MiB pieces a few ahead of the socket, and the bar
+//! moves as each piece goes out.
 
-use crate::client::Client;
+use crate::client::{Client, SizedBody};
 use crate::progress::Progress;
 use anyhow::Context as _;
 use serde_json::{Map, Value};
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read as _, Seek as _, SeekFrom};
 use std::path::Path;
 use std::time::Duration;
+use tokio_stream::StreamExt as _;
 use wharf_core::ids::{RepoId, UploadId};
 use wharf_store::db::{Task, Upload};
 
@@ -27,6 +32,11 @@ pub const CHUNK_SIZE: u64 = 8 * 1024 * 1024;
 const ATTEMPTS: u32 = 5;
 /// Deadline of one chunk: 8 MiB at a slow 20 KiB/s.
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(400);
+/// Bytes per read of a body, and per write to the socket: few enough
+/// pieces that handing each to the sending thread costs nothing.
+const PIECE: u64 = 1024 * 1024;
+/// Pieces read ahead of the socket.
+const READ_AHEAD: usize = 4;
 
 /// `--resume UPLOAD_ID`.
 pub fn parse_upload_id(s: &str) -> Result<UploadId, String> {
@@ -158,19 +168,11 @@ pub fn stream_import(
         .with_context(|| format!("cannot read {}", path.display()))?
         .len();
     let progress = Progress::bytes(&format!("Uploading: {label}"), Some(size));
-    let body = CountingReader {
-        inner: file,
-        at: 0,
-        progress: progress.clone(),
-    };
+    let body = file_body(&file, 0, size, &progress)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     // As long as the chunks' deadline allows at the same slow rate.
     let timeout = CHUNK_TIMEOUT + Duration::from_secs(size / (20 * 1024));
-    let sent = client.import_stream(
-        repo,
-        params,
-        reqwest::blocking::Body::sized(body, size),
-        timeout,
-    );
+    let sent = client.import_stream(repo, params, body, timeout);
     match sent {
         Ok(task) => {
             progress.finish("... completed");
@@ -200,19 +202,10 @@ fn send_chunk(
     len: u64,
     progress: &Progress,
 ) -> Result<Upload, ChunkError> {
-    let local = |e: std::io::Error| ChunkError {
+    let body = file_body(file, offset, len, progress).map_err(|e| ChunkError {
         reason: format!("reading the file: {e}"),
         transient: false,
-    };
-    // A handle of its own: the body reader runs on reqwest's thread.
-    let mut reader = file.try_clone().map_err(local)?;
-    reader.seek(SeekFrom::Start(offset)).map_err(local)?;
-    let body = CountingReader {
-        inner: reader.take(len),
-        at: offset,
-        progress: progress.clone(),
-    };
-    let body = reqwest::blocking::Body::sized(body, len);
+    })?;
     client
         .put_chunk(id, offset, body, CHUNK_TIMEOUT)
         .map_err(|e| ChunkError {
@@ -223,18 +216,46 @@ fn send_chunk(
         })
 }
 
-/// Moves the bar as the body is read (that is, as it is sent).
-struct CountingReader<R> {
-    inner: R,
-    at: u64,
-    progress: Progress,
-}
-
-impl<R: Read> Read for CountingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.at += n as u64;
-        self.progress.set_position(self.at);
-        Ok(n)
-    }
+/// Bytes `[offset, offset + len)` of `file` as a request body, read as it
+/// is sent: a thread of its own (with a handle of its own) reads [`PIECE`]s
+/// up to [`READ_AHEAD`] ahead, and the bar shows each piece handed to the
+/// connection. A failed read fails the request with its error; a request
+/// that ends early ends the thread.
+fn file_body(
+    file: &File,
+    offset: u64,
+    len: u64,
+    progress: &Progress,
+) -> std::io::Result<SizedBody> {
+    let mut reader = file.try_clone()?;
+    reader.seek(SeekFrom::Start(offset))?;
+    let (pieces, received) = tokio::sync::mpsc::channel(READ_AHEAD);
+    std::thread::Builder::new()
+        .name("upload-reader".into())
+        .spawn(move || {
+            let mut left = len;
+            while left > 0 {
+                let n = PIECE.min(left);
+                let mut piece = vec![0; n as usize];
+                let read = reader.read_exact(&mut piece).map(|()| piece);
+                let failed = read.is_err();
+                if pieces.blocking_send(read).is_err() || failed {
+                    return;
+                }
+                left -= n;
+            }
+        })?;
+    let progress = progress.clone();
+    let mut sent = offset;
+    let body = tokio_stream::wrappers::ReceiverStream::new(received).map(move |piece| {
+        if let Ok(piece) = &piece {
+            sent += piece.len() as u64;
+            progress.set_position(sent);
+        }
+        piece
+    });
+    Ok(SizedBody {
+        body: reqwest::Body::wrap_stream(body),
+        len,
+    })
 }

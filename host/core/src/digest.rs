@@ -37,6 +37,70 @@ impl Digest {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The 32 bytes the hex digits spell.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(self.hex(), &mut out).expect("a Digest holds 64 hex digits");
+        out
+    }
+}
+
+/// A set of digests held as their 32 bytes, sorted: a million of them take
+/// 32 MB, where a `HashSet<Digest>` takes several times that. What orphan
+/// cleanup holds of every blob the store references.
+#[derive(Debug, Default, Clone)]
+pub struct DigestSet(Vec<[u8; 32]>);
+
+impl DigestSet {
+    pub fn contains(&self, d: &Digest) -> bool {
+        self.0.binary_search(&d.to_bytes()).is_ok()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A [`DigestSet`] being filled, one digest at a time (from a cursor, say),
+/// sorted once at the end.
+#[derive(Debug, Default)]
+pub struct DigestSetBuilder(Vec<[u8; 32]>);
+
+impl DigestSetBuilder {
+    pub fn add(&mut self, d: &Digest) {
+        self.0.push(d.to_bytes());
+    }
+
+    pub fn build(self) -> DigestSet {
+        let mut v = self.0;
+        v.sort_unstable();
+        v.dedup();
+        v.shrink_to_fit();
+        DigestSet(v)
+    }
+}
+
+impl FromIterator<Digest> for DigestSet {
+    fn from_iter<I: IntoIterator<Item = Digest>>(iter: I) -> Self {
+        let mut b = DigestSetBuilder::default();
+        for d in iter {
+            b.add(&d);
+        }
+        b.build()
+    }
+}
+
+impl Extend<Digest> for DigestSet {
+    fn extend<I: IntoIterator<Item = Digest>>(&mut self, iter: I) {
+        self.0.extend(iter.into_iter().map(|d| d.to_bytes()));
+        self.0.sort_unstable();
+        self.0.dedup();
+    }
 }
 
 /// Digest state of files written in order by this process, by id: how many
@@ -140,5 +204,17 @@ mod tests {
         ] {
             assert!(bad.parse::<Digest>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_digest_set_holds_exactly_what_it_was_given() {
+        let held: Vec<Digest> = (0..1000u32).map(|i| Digest::of(&i.to_le_bytes())).collect();
+        let mut set: DigestSet = held.iter().cloned().chain(held[..10].to_vec()).collect();
+        assert_eq!(set.len(), 1000);
+        assert!(held.iter().all(|d| set.contains(d)));
+        assert!(!set.contains(&Digest::of(b"other")));
+        set.extend([Digest::of(b"other")]);
+        assert!(set.contains(&Digest::of(b"other")) && set.len() == 1001);
+        assert_eq!(Digest::of(b"").to_bytes()[..2], [0xe3, 0xb0]);
     }
 }

@@ -231,6 +231,24 @@ impl Plugin {
         .map(Plan::from)
     }
 
+    /// [`Plugin::resolve`], and whether the plan may be given again for
+    /// the same request while the admitted publication stays the same:
+    /// the call read nothing else (see [`crate::varies`]).
+    pub fn resolve_repeatable(
+        &self,
+        scope: ResolveCall,
+        request: &Request,
+    ) -> Result<(Plan, bool), PluginError> {
+        let request = wire::Request::from(request);
+        self.call(CallScope::Resolve(Box::new(scope)), None, |p, s| {
+            // What instantiating a fresh instance read is not this call's.
+            s.data().varies.take();
+            let plan = p.wharf_plugin_plugin().call_resolve(&mut *s, &request)?;
+            Ok((plan, !s.data().varies.take()))
+        })
+        .map(|(plan, repeatable)| (Plan::from(plan), repeatable))
+    }
+
     /// Whether `name` may name a repository created on a push to it; `Err`
     /// inside says why not, in the plugin's words.
     pub fn valid_name(&self, name: &str) -> Result<Result<(), String>, PluginError> {

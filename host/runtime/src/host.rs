@@ -366,6 +366,9 @@ pub struct HostState {
     /// bucket holding upload sessions, say) and answered "none": the
     /// call's answer may rest on that, so it is not used.
     pub unanswered: Option<String>,
+    /// Set when the call reads more than its request and admitted
+    /// publication (see [`crate::varies`]).
+    pub varies: crate::varies::Varies,
 }
 
 impl HostState {
@@ -378,11 +381,24 @@ impl HostState {
         let stderr = StderrTail::default();
         // No preopened directories, no environment, no arguments, no network:
         // a plugin reaches the world only through the imports below.
+        // Clocks and random generators that tell when a call read them.
+        let varies = crate::varies::Varies::default();
+        let random = || crate::varies::Random {
+            varies: varies.clone(),
+            inner: wasmtime_wasi::thread_rng(),
+        };
         let wasi = WasiCtx::builder()
             .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            .wall_clock(crate::varies::WallClock(varies.clone()))
+            .monotonic_clock(crate::varies::MonotonicClock {
+                varies: varies.clone(),
+                since: Instant::now(),
+            })
+            .secure_random(random())
+            .insecure_random(random())
             .build();
         HostState {
             plugin,
@@ -397,6 +413,7 @@ impl HostState {
             cancel: None,
             interrupted: None,
             unanswered: None,
+            varies,
             bytes_stored: 0,
         }
     }
@@ -483,6 +500,10 @@ impl HostState {
     /// Whether the current call may open, stat or name the blob `d`. A
     /// blob it may not see looks exactly like one that is not stored.
     fn may_see(&mut self, d: &Digest) -> bool {
+        // Served by the admitted publication: the answer rests on it alone.
+        if !matches!(&self.scope, CallScope::Resolve(r) if r.serves(d)) {
+            self.varies.mark();
+        }
         let env = self.env.clone();
         let holders = || env.rt.block_on(env.store.repos_holding_blob(d));
         match &mut self.scope {
@@ -649,7 +670,11 @@ impl blobs::Host for HostState {
         if !self.may_see(&d) {
             return Err(blob_err(BlobError::NotFound(d)));
         }
-        let file = self.env.blobs.open_blob(&d).map_err(blob_err)?;
+        let file = self.env.blobs.open_blob(&d).map_err(|e| {
+            // Served but not stored yet (left on a feed): it may be soon.
+            self.varies.mark();
+            blob_err(e)
+        })?;
         let handle = SourceHandle::file(file).map_err(|e| err("io", e.to_string()))?;
         self.table
             .push(handle)
@@ -668,7 +693,11 @@ impl blobs::Host for HostState {
         {
             return None;
         }
-        self.env.blobs.stat(&d)
+        let size = self.env.blobs.stat(&d);
+        if size.is_none() {
+            self.varies.mark();
+        }
+        size
     }
 
     fn store_bytes(
@@ -676,6 +705,7 @@ impl blobs::Host for HostState {
         bytes: Vec<u8>,
         expect: Option<String>,
     ) -> Result<String, types::Error> {
+        self.varies.mark();
         // Only import, sync and publish write content; resolve reads.
         let holder = self.task("blobs.store-bytes")?.leases.clone();
         if bytes.len() > MAX_STORE_BYTES {
@@ -722,6 +752,7 @@ impl blobs::HostSource for HostState {
         len: u64,
         expect: Option<String>,
     ) -> Result<String, types::Error> {
+        self.varies.mark();
         let expect = expect.as_deref().map(parse_digest).transpose()?;
         let total = self.source(&this)?.len();
         if offset.checked_add(len).is_none_or(|end| end > total) {
@@ -781,6 +812,7 @@ impl blobs::HostSource for HostState {
 
 impl units::Host for HostState {
     fn add(&mut self, unit: units::Unit) -> Result<(), types::Error> {
+        self.varies.mark();
         let unit_type = parse_unit_type(&unit.unit_type)?;
         if unit.key.is_empty() || unit.key.len() > 1024 {
             return Err(err("invalid-input", "unit keys are 1-1024 bytes"));
@@ -840,6 +872,7 @@ impl units::Host for HostState {
     }
 
     fn remove(&mut self, unit_type: String, key: String) -> Result<bool, types::Error> {
+        self.varies.mark();
         let existed = self.get(unit_type.clone(), key.clone())?.is_some();
         let unit_type = parse_unit_type(&unit_type)?;
         let t = self.task("units.remove")?;
@@ -854,6 +887,7 @@ impl units::Host for HostState {
         after: Option<String>,
         limit: u32,
     ) -> Result<Vec<units::Unit>, types::Error> {
+        self.varies.mark();
         let limit = limit.clamp(1, 10_000);
         let unit_type = parse_unit_type(&unit_type)?;
         let env = self.env.clone();
@@ -908,6 +942,7 @@ impl units::Host for HostState {
     }
 
     fn get(&mut self, unit_type: String, key: String) -> Result<Option<units::Unit>, types::Error> {
+        self.varies.mark();
         let unit_type = parse_unit_type(&unit_type)?;
         let env = self.env.clone();
         let t = self.task("units.get")?;
@@ -958,7 +993,8 @@ impl publications::Host for HostState {
             CallScope::Describe => None,
         }?;
         let map = &self.env.publications;
-        map.get(&self.plugin, &name)
+        let found = map
+            .get(&self.plugin, &name)
             // A name below a pull-through repository's is that repository's.
             .or_else(|| map.pull_through_base(&self.plugin, &name))
             .filter(|p| p.repo_id == mine)
@@ -967,11 +1003,18 @@ impl publications::Host for HostState {
                 repository_id: p.repo_id.to_string(),
                 index: p.index.to_string(),
                 config: p.config.to_string(),
-            })
+            });
+        // Found, it is the admitted publication; not found, the answer
+        // rests on the other publications.
+        if found.is_none() {
+            self.varies.mark();
+        }
+        found
     }
 
     /// Names of the repositories the caller may read (a task: its own).
     fn names(&mut self, after: Option<String>, limit: u32) -> Vec<String> {
+        self.varies.mark();
         let limit = limit.clamp(1, 10_000) as usize;
         let after = after.as_deref();
         match &self.scope {
@@ -1040,12 +1083,14 @@ impl HostState {
 
 impl sessions::Host for HostState {
     fn length(&mut self, id: String) -> Option<u64> {
+        self.varies.mark();
         let id = self.session(&id)?;
         let length = self.env.sessions.length(&id);
         self.answered(length).flatten()
     }
 
     fn commit(&mut self, id: String, expect: Option<String>) -> Result<String, types::Error> {
+        self.varies.mark();
         let holder = self.task("sessions.commit")?.leases.clone();
         let expect = expect.as_deref().map(parse_digest).transpose()?;
         let sid = self
@@ -1066,6 +1111,7 @@ impl sessions::Host for HostState {
     }
 
     fn abort(&mut self, id: String) -> bool {
+        self.varies.mark();
         if self.task("sessions.abort").is_err() {
             return false;
         }
@@ -1074,6 +1120,7 @@ impl sessions::Host for HostState {
     }
 
     fn receive(&mut self, digest: String) -> bool {
+        self.varies.mark();
         let Ok(repo) = self.task("sessions.receive").map(|t| t.repo.id.clone()) else {
             return false;
         };
@@ -1100,6 +1147,7 @@ impl sessions::Host for HostState {
 
 impl repositories::Host for HostState {
     fn get(&mut self, id: String) -> Option<types::Repository> {
+        self.varies.mark();
         if matches!(self.scope, CallScope::Describe) {
             return None;
         }
@@ -1110,6 +1158,7 @@ impl repositories::Host for HostState {
     }
 
     fn find(&mut self, distributor_key: String, value: String) -> Vec<types::Repository> {
+        self.varies.mark();
         if matches!(self.scope, CallScope::Describe) {
             return Vec::new();
         }
@@ -1236,6 +1285,7 @@ fn build_request(
 
 impl fetch::Host for HostState {
     fn fetch(&mut self, req: fetch::Request) -> Result<fetch::Response, types::Error> {
+        self.varies.mark();
         use std::io::Write;
         let url = self.check_fetch_url(&req.url)?;
         let env = self.env.clone();
@@ -1246,12 +1296,14 @@ impl fetch::Host for HostState {
             if let Some(t) = &transport {
                 t.turn().await;
             }
-            let mut resp = request.send().await.map_err(|e| {
-                err(
-                    "fetch",
-                    format!("GET {}: {}", shown(&url), describe_request(e)),
-                )
-            })?;
+            let mut resp = crate::outbound::send_idempotent(request)
+                .await
+                .map_err(|e| {
+                    err(
+                        "fetch",
+                        format!("GET {}: {}", shown(&url), describe_request(e)),
+                    )
+                })?;
             let mut file =
                 tempfile::tempfile_in(&env.spool_dir).map_err(|e| err("io", e.to_string()))?;
             let mut got = 0u64;
@@ -1304,6 +1356,7 @@ impl fetch::Host for HostState {
         &mut self,
         downloads: Vec<fetch::BlobDownload>,
     ) -> Vec<Result<String, types::Error>> {
+        self.varies.mark();
         use crate::download::{self, Expect};
         use futures::StreamExt;
         let env = self.env.clone();

@@ -22,6 +22,7 @@ pub mod publications;
 mod registry;
 pub mod stream_source;
 pub mod transport;
+pub mod varies;
 pub mod visibility;
 
 pub use registry::{LoadFailure, Plugins};

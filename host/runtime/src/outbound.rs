@@ -384,6 +384,37 @@ pub fn is_refusal(e: &(dyn std::error::Error + 'static)) -> bool {
     refusal(e).is_some()
 }
 
+/// Whether the peer closed the connection as the request went out, before
+/// any answer (hyper's "connection closed before message completed"): the
+/// keep-alive race, where a feed or a proxy drops a pooled connection just
+/// as it is reused.
+pub fn is_dropped_connection(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<hyper::Error>()
+            && h.is_incomplete_message()
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Send a GET or HEAD, and once more, on a fresh connection, when the peer
+/// dropped the first before answering ([`is_dropped_connection`]). Only
+/// for idempotent requests: a dropped request may have reached the peer.
+pub async fn send_idempotent(req: reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
+    let again = req.try_clone();
+    match req.send().await {
+        Err(e) if is_dropped_connection(&e) => match again {
+            Some(again) => again.send().await,
+            None => Err(e),
+        },
+        answered => answered,
+    }
+}
+
 /// A request error as one line for a user: the policy's refusal alone when
 /// that is the cause, else the error and its causes. Never a body.
 pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
@@ -618,6 +649,43 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(describe(&e), "more than 10 redirects");
+    }
+
+    #[tokio::test]
+    async fn a_get_the_peer_drops_unanswered_is_sent_once_more() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = served.clone();
+        std::thread::spawn(move || {
+            for (i, mut conn) in listener.incoming().flatten().enumerate() {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                // The first two connections are closed with the request
+                // unanswered: one for the plain send, one for the first try
+                // of `send_idempotent`.
+                if i > 1 {
+                    let _ = conn.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    );
+                }
+            }
+        });
+        let policy = Arc::new(OutboundPolicy::new(vec![cidr("127.0.0.2/32")]));
+        let client = policy.client_builder().build().unwrap();
+        let url = format!("http://{addr}/");
+        let e = client.get(&url).send().await.unwrap_err();
+        assert!(is_dropped_connection(&e), "{e:?}");
+        let resp = send_idempotent(client.get(&url)).await.unwrap();
+        assert_eq!(resp.text().await.unwrap(), "ok");
+        assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 3);
+        // A refused connect is not a dropped connection.
+        let e = send_idempotent(client.get("http://127.0.0.2:9/"))
+            .await
+            .unwrap_err();
+        assert!(e.is_connect() && !is_dropped_connection(&e), "{e:?}");
     }
 
     #[tokio::test]

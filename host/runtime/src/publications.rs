@@ -1,13 +1,14 @@
 //! The published state the registry side reads on every request: an
 //! in-memory map from (plugin, name) to publication, loaded from the store at
-//! start and replaced on each publish. No request touches the database, and
-//! no lookup walks the map: publications are indexed by name and by
-//! repository.
+//! start, changed on each publish here and by each change of the store's
+//! feed ([`PublicationMap::apply`], one entry at a time). No request touches
+//! the database, and no lookup walks the map: publications are indexed by
+//! name and by repository.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use wharf_core::remote::PullThrough;
-use wharf_store::db::Publication;
+use wharf_store::db::{Publication, PublicationChange};
 
 /// (plugin, name)
 type Key = (String, String);
@@ -17,6 +18,8 @@ struct Maps {
     by_name: BTreeMap<Key, Arc<Publication>>,
     /// Repository id → the keys of its publications (one per plugin).
     by_repo: HashMap<String, Vec<Key>>,
+    /// How far into the store's change feed this copy is.
+    seq: u64,
 }
 
 impl Maps {
@@ -64,12 +67,45 @@ pub struct PublicationMap {
 }
 
 impl PublicationMap {
-    pub fn replace_all(&self, pubs: Vec<Publication>) {
-        let mut maps = Maps::default();
+    /// Hold `pubs`, the store's publications at feed position `seq` (read
+    /// before them: see `RepositoryStore::publication_seq`).
+    pub fn replace_all(&self, pubs: Vec<Publication>, seq: u64) {
+        let mut maps = Maps {
+            seq,
+            ..Maps::default()
+        };
         for p in pubs {
             maps.insert(p);
         }
         *self.maps.write().unwrap() = maps;
+    }
+
+    /// Take in one change of the store's feed: the publication of its
+    /// repository for its plugin is replaced, or gone.
+    pub fn apply(&self, change: &PublicationChange) {
+        let mut maps = self.maps.write().unwrap();
+        maps.remove_repo(change.repo_id.as_str(), Some(&change.plugin));
+        if let Some(p) = &change.publication {
+            maps.insert(p.clone());
+        }
+        maps.seq = maps.seq.max(change.seq);
+    }
+
+    /// How far into the store's change feed this copy is.
+    pub fn seq(&self) -> u64 {
+        self.maps.read().unwrap().seq
+    }
+
+    /// The publication of `repo` for `plugin`.
+    pub fn of(&self, plugin: &str, repo: &str) -> Option<Arc<Publication>> {
+        let maps = self.maps.read().unwrap();
+        maps.by_repo
+            .get(repo)?
+            .iter()
+            .find(|key| key.0 == plugin)
+            .and_then(|key| maps.by_name.get(key))
+            .filter(|p| p.repo_id.as_str() == repo)
+            .cloned()
     }
 
     /// Publish `p`, replacing any earlier publication of its repository.
@@ -183,12 +219,52 @@ mod tests {
         assert!(names(&m, "a").is_empty());
         assert!(m.get("file", "a-files").is_none());
         assert_eq!(m.get("docker", "a/renamed").unwrap().repo_id.as_str(), "b");
-        m.replace_all(vec![publication("docker", "x", "c")]);
-        assert_eq!(names(&m, "c"), ["x"]);
+        m.replace_all(vec![publication("docker", "x", "c")], 7);
+        assert_eq!((names(&m, "c"), m.seq()), (vec!["x".to_string()], 7));
         assert!(names(&m, "b").is_empty());
         assert_eq!(
             m.names_where("docker", None, 10, |_| true),
             ["x".to_string()]
         );
+    }
+
+    #[test]
+    fn feed_changes_replace_or_remove_one_publication() {
+        let m = PublicationMap::default();
+        m.replace_all(
+            vec![
+                publication("docker", "a/app", "a"),
+                publication("file", "a-files", "a"),
+            ],
+            3,
+        );
+        let change = |seq, plugin: &str, repo: &str, p: Option<Publication>| PublicationChange {
+            seq,
+            plugin: plugin.into(),
+            repo_id: repo.parse().unwrap(),
+            publication: p,
+        };
+        m.apply(&change(
+            4,
+            "docker",
+            "a",
+            Some(publication("docker", "a/new", "a")),
+        ));
+        assert_eq!(names(&m, "a"), ["a-files", "a/new"]);
+        assert_eq!(m.of("docker", "a").unwrap().name, "a/new");
+        m.apply(&change(
+            5,
+            "docker",
+            "b",
+            Some(publication("docker", "a/new", "b")),
+        ));
+        assert_eq!(
+            (names(&m, "a"), names(&m, "b")),
+            (vec!["a-files".to_string()], vec!["a/new".to_string()])
+        );
+        assert!(m.of("docker", "a").is_none());
+        m.apply(&change(6, "file", "a", None));
+        assert!(names(&m, "a").is_empty());
+        assert_eq!(m.seq(), 6);
     }
 }

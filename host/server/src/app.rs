@@ -27,6 +27,8 @@ pub struct App {
     pub publications: Arc<PublicationMap>,
     /// What each publication serves (the trust rule's check of plans).
     pub served: wharf_runtime::visibility::ServedSets,
+    /// Registry plans given again without a plugin call.
+    pub plans: crate::http::plan_cache::PlanCache,
     pub tasks: Arc<Tasks>,
     /// One publish on push at a time per repository on this node.
     pub push_publishes: crate::jobs::PublishLocks,
@@ -65,7 +67,10 @@ impl App {
         let spool_dir = data.join("spool");
         std::fs::create_dir_all(&spool_dir)?;
         let publications = Arc::new(PublicationMap::default());
-        publications.replace_all(store.list_publications().await?);
+        // The feed's position first: a change made while the list is read
+        // is taken in again from the feed.
+        let seq = store.publication_seq().await?;
+        publications.replace_all(store.list_publications().await?, seq);
         let outbound = Arc::new(
             OutboundPolicy::new(config.allow_outbound.clone())
                 .trusting(outbound_roots(config.outbound_ca_cert.as_deref())?),
@@ -160,6 +165,7 @@ impl App {
             plugins,
             publications,
             served: Default::default(),
+            plans: Default::default(),
             push_publishes: Default::default(),
             pulls: Default::default(),
             fills: Default::default(),

@@ -16,6 +16,11 @@
 //!
 //! Delivery runs on its own tasks with bounded queues: a slow or failing
 //! listener never fails a task and never blocks a worker.
+//!
+//! The listeners are read from the store at most every [`LISTENERS_FRESH`],
+//! not on every event: a change through this node's API takes effect at
+//! once ([`Events::listeners_changed`]), one made on another node within
+//! that time.
 
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
@@ -35,6 +40,9 @@ const QUEUE_DEPTH: usize = 1024;
 const ATTEMPTS: u32 = 10;
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long the listeners read from the store are used before being read
+/// again (a change another node made takes this long to be seen).
+pub const LISTENERS_FRESH: Duration = Duration::from_secs(5);
 
 /// Every delivery's attempts, each with the pause that follows it when it
 /// fails: 0.5 s, doubling up to a minute.
@@ -87,6 +95,8 @@ pub struct Events {
     outbound: Arc<OutboundPolicy>,
     broker: Option<String>,
     deliveries: Mutex<Vec<Delivery>>,
+    /// The listeners as last read, and when.
+    listeners: Mutex<Option<(std::time::Instant, Arc<Vec<Listener>>)>>,
 }
 
 impl Events {
@@ -105,22 +115,47 @@ impl Events {
             outbound,
             broker,
             deliveries: Mutex::new(Vec::new()),
+            listeners: Mutex::new(None),
         }))
+    }
+
+    /// A listener was added, changed or removed: read them again for the
+    /// next event.
+    pub fn listeners_changed(&self) {
+        *self.listeners.lock().unwrap() = None;
+    }
+
+    /// The listeners, from the store when the last read is older than
+    /// [`LISTENERS_FRESH`] or a change was made here since.
+    async fn listeners(&self) -> wharf_store::db::StoreResult<Arc<Vec<Listener>>> {
+        if let Some((at, l)) = &*self.listeners.lock().unwrap()
+            && at.elapsed() < LISTENERS_FRESH
+        {
+            return Ok(l.clone());
+        }
+        let read = std::time::Instant::now();
+        let l = Arc::new(self.store.list_listeners().await?);
+        let mut cached = self.listeners.lock().unwrap();
+        // A change made while reading wins: keep nothing older than it.
+        if cached.as_ref().is_none_or(|(at, _)| *at < read) {
+            *cached = Some((read, l.clone()));
+        }
+        Ok(l)
     }
 
     /// Tell every interested listener. Never fails and never waits on a
     /// listener: events are queued for the delivery tasks.
     pub async fn emit(self: &Arc<Self>, event: Event) {
         tracing::debug!(event = %event.event_type, "event");
-        let listeners = match self.store.list_listeners().await {
+        let listeners = match self.listeners().await {
             Ok(l) => l,
             Err(e) => return tracing::warn!("cannot read event listeners: {e}"),
         };
         let mut deliveries = self.deliveries.lock().unwrap();
         // Forget queues of listeners that were deleted or changed.
         deliveries.retain(|d| listeners.contains(&d.listener));
-        for l in listeners.into_iter().filter(|l| l.wants(&event.event_type)) {
-            let tx = match deliveries.iter().find(|d| d.listener == l) {
+        for l in listeners.iter().filter(|l| l.wants(&event.event_type)) {
+            let tx = match deliveries.iter().find(|d| &d.listener == l) {
                 Some(d) => d.tx.clone(),
                 None => {
                     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
@@ -381,6 +416,7 @@ pub mod api {
             created_at: wharf_store::db::now(),
         };
         app.store.put_listener(&l).await?;
+        app.events.listeners_changed();
         Ok((StatusCode::CREATED, Json(crate::secrets::mask_listener(&l))))
     }
 
@@ -469,7 +505,9 @@ pub mod api {
     #[utoipa::path(delete, path = "/api/v1/events/listeners/{id}", tag = "events",
         responses((status = 204), (status = 404, body = ApiErrorBody)))]
     async fn remove(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<StatusCode> {
-        match app.store.delete_listener(&id).await? {
+        let removed = app.store.delete_listener(&id).await?;
+        app.events.listeners_changed();
+        match removed {
             true => Ok(StatusCode::NO_CONTENT),
             false => Err(Error::not_found(format!("listener {id} not found"))),
         }

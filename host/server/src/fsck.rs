@@ -1,9 +1,23 @@
-//! `wharf fsck`: re-hash every blob (in the data directory or the bucket)
-//! and report those whose bytes do not match their name. It never deletes
-//! unless asked.
+//! Blob verification: re-hash every blob (in the data directory or the
+//! bucket) and report those whose bytes do not match their name, deleting
+//! them only when asked. Offline as `wharf fsck`, or on a running server as
+//! a task (`POST /api/v1/blobs/fsck`) with progress and cancel. The store
+//! is walked a page at a time ([`BlobStore::walk`]): memory stays bounded
+//! however many blobs there are.
 
+use crate::app::App;
+use crate::error::Result;
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::routing::post;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use wharf_core::digest::Digest;
+use wharf_store::blobs::BlobStore;
+use wharf_store::db::Progress;
 
 #[derive(Debug, Default, serde::Serialize)]
 pub struct FsckReport {
@@ -13,6 +27,42 @@ pub struct FsckReport {
     pub removed: Vec<Digest>,
 }
 
+/// Check every blob of `blobs`; `progress` hears of each one checked. A
+/// set `cancel` stops the walk at the next blob.
+pub fn check(
+    blobs: &BlobStore,
+    remove_corrupt: bool,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(&FsckReport),
+) -> std::io::Result<FsckReport> {
+    let mut report = FsckReport::default();
+    let walked = blobs.walk(|page| {
+        for (d, _) in page {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Interrupted,
+                    "canceled",
+                ));
+            }
+            report.checked += 1;
+            report.bytes += blobs.stat(&d).unwrap_or(0);
+            if !blobs.verify(&d).map_err(std::io::Error::other)? {
+                if remove_corrupt && blobs.remove(&d)? {
+                    report.removed.push(d.clone());
+                }
+                report.corrupt.push(d);
+            }
+            progress(&report);
+        }
+        Ok(())
+    });
+    match walked {
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(report),
+        r => r.map(|()| report),
+    }
+}
+
+/// `wharf fsck`: check the blob store of a data directory.
 pub fn run(
     data_dir: &Path,
     store: &crate::config::BlobArgs,
@@ -25,18 +75,68 @@ pub fn run(
         data_dir.display()
     );
     let blobs = store.open(&root)?;
-    let mut report = FsckReport::default();
-    for d in blobs.list()? {
-        report.checked += 1;
-        report.bytes += blobs.stat(&d).unwrap_or(0);
-        if !blobs.verify(&d)? {
-            if remove_corrupt && blobs.remove(&d)? {
-                report.removed.push(d.clone());
-            }
-            report.corrupt.push(d);
-        }
+    Ok(check(
+        &blobs,
+        remove_corrupt,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )?)
+}
+
+pub fn routes() -> axum::Router<Arc<App>> {
+    axum::Router::new().route("/blobs/fsck", post(start))
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+struct FsckQuery {
+    /// Delete the blobs whose bytes do not match their name (default:
+    /// only report them).
+    remove_corrupt: Option<bool>,
+}
+
+#[utoipa::path(post, path = "/api/v1/blobs/fsck", tag = "blobs", params(FsckQuery),
+    responses((status = 202, body = wharf_store::db::Task)))]
+async fn start(
+    State(app): State<Arc<App>>,
+    q: std::result::Result<Query<FsckQuery>, QueryRejection>,
+) -> Result<(StatusCode, Json<wharf_store::db::Task>)> {
+    let Query(q) = q?;
+    let job = crate::tasks::Job::Fsck {
+        remove_corrupt: q.remove_corrupt.unwrap_or(false),
+    };
+    Ok((StatusCode::ACCEPTED, Json(app.tasks.submit(job).await?)))
+}
+
+/// The fsck task: [`check`] on the server's blob store.
+pub async fn task(
+    app: &App,
+    remove_corrupt: bool,
+    ctx: &crate::tasks::TaskContext,
+) -> crate::tasks::TaskResult {
+    let blobs = app.blobs.clone();
+    let (sink, cancel) = (ctx.progress.clone(), ctx.cancel.clone());
+    let report = tokio::task::spawn_blocking(move || {
+        check(&blobs, remove_corrupt, &cancel, &mut |r| {
+            sink(Progress {
+                items_done: r.checked,
+                bytes_done: r.bytes,
+                message: format!("{} blobs checked, {} corrupt", r.checked, r.corrupt.len()),
+                ..Progress::default()
+            })
+        })
+    })
+    .await??;
+    if ctx.cancel.load(Ordering::Relaxed) {
+        return Err(crate::tasks::TaskFailure::new(
+            format!(
+                "canceled after checking {} blobs; {} corrupt so far",
+                report.checked,
+                report.corrupt.len()
+            ),
+            "canceled",
+        ));
     }
-    Ok(report)
+    Ok(serde_json::to_value(&report)?)
 }
 
 #[cfg(test)]

@@ -142,8 +142,10 @@ pub async fn run(app: Arc<App>, job: Job, ctx: TaskContext) -> TaskResult {
             Ok(serde_json::json!({"deleted": repository}))
         }
         Job::Orphans { protection_minutes } => {
-            crate::orphans::remove_orphans(app, Duration::from_secs(60 * protection_minutes)).await
+            let protection = Duration::from_secs(60 * protection_minutes);
+            crate::orphans::remove_orphans(app, protection, &ctx).await
         }
+        Job::Fsck { remove_corrupt } => crate::fsck::task(app, remove_corrupt, &ctx).await,
         Job::Retain {
             repository,
             dry_run,

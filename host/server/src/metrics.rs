@@ -55,6 +55,11 @@ struct PluginLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PlanLabels {
+    plugin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TaskLabels {
     kind: String,
     state: &'static str,
@@ -89,6 +94,7 @@ struct Metrics {
     connections_open: Family<ListenerLabels, Gauge>,
     connections_closed: Family<ClosedLabels, Counter>,
     plugin_calls: Family<PluginLabels, Counter>,
+    plans_repeated: Family<PlanLabels, Counter>,
     tasks_running: Family<KindLabels, Gauge>,
     tasks_ended: Family<TaskLabels, Counter>,
     task_duration: Histograms<TaskLabels>,
@@ -156,6 +162,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Plugin calls by plugin and outcome (ok, plugin-trap, plugin-deadline = epoch interrupt, ...)",
         plugin_calls.clone(),
     );
+    let plans_repeated = Family::default();
+    registry.register(
+        "plans_repeated",
+        "Registry requests answered with a plan the plugin gave before for the same request and publication, without a plugin call (http::plan_cache)",
+        plans_repeated.clone(),
+    );
     let tasks_running = Family::default();
     registry.register(
         "tasks_running",
@@ -197,6 +209,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         connections_open,
         connections_closed,
         plugin_calls,
+        plans_repeated,
         tasks_running,
         tasks_ended,
         task_duration,
@@ -218,6 +231,16 @@ pub fn plugin_call(plugin: &str, outcome: &'static str) {
         .get_or_create(&PluginLabels {
             plugin: plugin.to_string(),
             outcome,
+        })
+        .inc();
+}
+
+/// A registry request of `plugin` was answered with a plan given again.
+pub fn plan_repeated(plugin: &str) {
+    METRICS
+        .plans_repeated
+        .get_or_create(&PlanLabels {
+            plugin: plugin.to_string(),
         })
         .inc();
 }

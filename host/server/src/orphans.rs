@@ -22,9 +22,12 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::post;
-use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
+use wharf_core::digest::{Digest, DigestSet};
+use wharf_store::blobs::Collected;
+use wharf_store::db::Progress;
 
 pub fn routes() -> axum::Router<Arc<App>> {
     axum::Router::new().route("/orphans/cleanup", post(cleanup))
@@ -50,11 +53,25 @@ async fn cleanup(
     Ok((StatusCode::ACCEPTED, Json(app.tasks.submit(job).await?)))
 }
 
-pub async fn remove_orphans(app: &App, protection: Duration) -> crate::tasks::TaskResult {
+/// Candidates deleted per hold of the link lock: writers wait at most one
+/// batch's deletes.
+const BATCH: usize = 1000;
+
+/// Remove orphan units, then orphan blobs: the blob store is walked a page
+/// at a time against a compact set of the references ([`DigestSet`]),
+/// and candidates are deleted in batches of [`BATCH`], so memory stays
+/// bounded by the references and a page however many blobs there are. The
+/// task's progress counts the blobs looked at; a cancel stops the walk
+/// between batches (what was deleted stays deleted: each was an orphan).
+pub async fn remove_orphans(
+    app: &App,
+    protection: Duration,
+    ctx: &crate::tasks::TaskContext,
+) -> crate::tasks::TaskResult {
     let blobs = app.blobs.clone();
     let run = tokio::task::spawn_blocking(move || blobs.begin_collection()).await??;
     let units = app.store.remove_orphan_units().await?;
-    let mut referenced: HashSet<_> = app.store.referenced_blobs().await?.into_iter().collect();
+    let mut referenced: DigestSet = app.store.referenced_blobs().await?;
     // Installed plugins' components: nodes load them from the blob store.
     referenced.extend(
         app.store
@@ -68,27 +85,75 @@ pub async fn remove_orphans(app: &App, protection: Duration) -> crate::tasks::Ta
     let sessions = app.plugins.runtime.env.sessions.clone();
     let session_idle = protection.max(app.config.upload_expiry);
     let cutoff = SystemTime::now() - protection;
-    let (collected, idle_sessions) = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
-        let idle_sessions = sessions.remove_idle(session_idle)?;
-        // Pushed blobs a manifest may still name (docs/access.md).
-        let received = sessions.received_blobs()?;
-        let candidates: Vec<_> = blobs
-            .list()?
-            .into_iter()
-            .filter(|d| {
-                !referenced.contains(d)
-                    && !received.contains(d)
-                    && blobs.modified(d).is_some_and(|m| m <= cutoff)
-            })
-            .collect();
-        Ok((blobs.collect(&candidates, run)?, idle_sessions))
-    })
-    .await??;
-    Ok(serde_json::json!({
+    let (progress, cancel) = (ctx.progress.clone(), ctx.cancel.clone());
+    let (collected, seen, idle_sessions) =
+        tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+            let idle_sessions = sessions.remove_idle(session_idle)?;
+            // Pushed blobs a manifest may still name (docs/access.md).
+            let received = sessions.received_blobs()?;
+            let mut collected = Collected::default();
+            let mut candidates = Vec::with_capacity(BATCH);
+            let mut seen = 0u64;
+            let delete = |candidates: &mut Vec<Digest>, seen: u64, collected: &mut Collected| {
+                *collected += blobs.collect(candidates, run)?;
+                candidates.clear();
+                progress(Progress {
+                    items_done: seen,
+                    message: format!(
+                        "{seen} blobs looked at, {} removed ({} bytes)",
+                        collected.removed, collected.bytes
+                    ),
+                    ..Progress::default()
+                });
+                std::io::Result::Ok(())
+            };
+            let walked = blobs.walk(|page| {
+                for (d, modified) in page {
+                    seen += 1;
+                    if referenced.contains(&d) || received.contains(&d) {
+                        continue;
+                    }
+                    if modified
+                        .or_else(|| blobs.modified(&d))
+                        .is_some_and(|m| m <= cutoff)
+                    {
+                        candidates.push(d);
+                    }
+                    if candidates.len() >= BATCH {
+                        delete(&mut candidates, seen, &mut collected)?;
+                        if cancel.load(Ordering::Relaxed) {
+                            return Err(std::io::Error::new(
+                                std::io::ErrorKind::Interrupted,
+                                "canceled",
+                            ));
+                        }
+                    }
+                }
+                Ok(())
+            });
+            match walked {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                r => {
+                    r?;
+                    delete(&mut candidates, seen, &mut collected)?;
+                }
+            }
+            Ok((collected, seen, idle_sessions))
+        })
+        .await??;
+    let summary = serde_json::json!({
         "units_removed": units,
+        "blobs_seen": seen,
         "blobs_removed": collected.removed,
         "bytes_freed": collected.bytes,
         "blobs_leased": collected.leased,
         "upload_sessions_removed": idle_sessions,
-    }))
+    });
+    if ctx.cancel.load(Ordering::Relaxed) {
+        return Err(crate::tasks::TaskFailure::new(
+            format!("canceled; what was removed before stays removed: {summary}"),
+            "canceled",
+        ));
+    }
+    Ok(summary)
 }

@@ -54,21 +54,13 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         || matches!(app.config.db, Some(wharf_store::db::DbLocation::Mongo(_)))
     {
         // Publishes run in other processes (workers, other nodes): follow
-        // the shared store.
+        // the shared store's publication feed.
         let app = app.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                match app.store.list_publications().await {
-                    Ok(p) => {
-                        // Repositories other nodes made: read their protection
-                        // before serving them (until then they count as protected).
-                        if let Err(e) = app.auth.protection.follow(app.store.as_ref(), &p).await {
-                            tracing::warn!("cannot read new repositories' protection: {e}");
-                        }
-                        app.publications.replace_all(p)
-                    }
-                    Err(e) => tracing::warn!("cannot refresh publications: {e}"),
+                if let Err(e) = follow_publications(&app).await {
+                    tracing::warn!("cannot follow the publications: {e}");
                 }
             }
         });
@@ -81,6 +73,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         let router = crate::http::router(app.clone(), b.spec.side);
         servers.spawn(crate::listeners::serve(b, router, stop.clone()));
     }
+    let shutdown = shutdown_signal();
     // Every listener is bound (the kernel queues connections from here on)
     // and its accept loop spawned: a service manager may send traffic.
     crate::notify::ready(&format!("serving: {}", listeners.join(", ")));
@@ -90,7 +83,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             let r = r.expect("at least one listener");
             return r.context("listener task panicked")?.context("a listener stopped");
         }
-        _ = shutdown_signal() => {}
+        _ = shutdown => {}
     }
     let timeout = app.config.shutdown_timeout;
     tracing::info!(
@@ -130,15 +123,53 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("signal handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// Changes read from the publication feed at a time.
+const FEED_PAGE: u32 = 1000;
+
+/// Bring this node's publications up to the store's: an idle poll reads one
+/// counter, and each change moves one entry, whatever the number of
+/// publications.
+async fn follow_publications(app: &App) -> wharf_store::db::StoreResult<()> {
+    let mut after = app.publications.seq();
+    if app.store.publication_seq().await? == after {
+        return Ok(());
     }
-    tracing::info!("shutdown requested");
+    loop {
+        let changes = app.store.publication_changes(after, FEED_PAGE).await?;
+        let Some(last) = changes.last() else {
+            return Ok(());
+        };
+        // Repositories other nodes made or changed: read their protection
+        // before serving them (until then a new one counts as protected).
+        app.auth
+            .protection
+            .follow(app.store.as_ref(), &app.publications, &changes)
+            .await?;
+        for c in &changes {
+            app.publications.apply(c);
+        }
+        after = last.seq;
+        if changes.len() < FEED_PAGE as usize {
+            return Ok(());
+        }
+    }
+}
+
+/// SIGTERM or SIGINT (Ctrl-C). The handlers are installed when this is
+/// called, not when the future is first polled: call it before telling a
+/// service manager READY, or a SIGTERM sent right after READY would meet
+/// the default action and kill the process without its graceful stop.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutdown requested");
+    }
 }
 
 /// `wharf worker`: run tasks from RabbitMQ against the shared store and blob
@@ -152,6 +183,7 @@ pub async fn worker(config: ServeConfig) -> anyhow::Result<()> {
     crate::notify::status("starting: opening the store, loading the plugins");
     let app = App::open(config).await?;
     tracing::info!(%url, workers, "wharf worker is taking tasks");
+    let shutdown = shutdown_signal();
     // `App::open` connected to the broker; the consumers start at once.
     crate::notify::ready(&format!(
         "taking tasks from the queue {} ({workers} at a time)",
@@ -159,7 +191,7 @@ pub async fn worker(config: ServeConfig) -> anyhow::Result<()> {
     ));
     tokio::select! {
         r = crate::tasks::amqp::consume(app.tasks.clone(), &url, &app.config.broker_queue, workers) => r,
-        _ = shutdown_signal() => {
+        _ = shutdown => {
             crate::notify::stopping("stopping: taking no more tasks", Duration::from_secs(10));
             Ok(())
         }

@@ -9,17 +9,19 @@
 //! anonymously before this node knows its setting. They are loaded at start,
 //! refreshed for one repository after every change this node makes to it,
 //! and reloaded in full every 30 s. Changes made through other nodes arrive
-//! sooner, through the publications every node follows (every 500 ms with a
-//! shared store): a node that changes a repository's setting writes it into
-//! the repository's publications too, and [`Protection::follow`] re-reads a
-//! repository whose publication says something new about it, or that this
-//! node does not know yet. Only published content is served, so what is
-//! served follows within a poll.
+//! sooner, through the publications' change feed every node follows (every
+//! 500 ms with a shared store): a node that changes a repository's setting
+//! writes it into the repository's publications too, and
+//! [`Protection::follow`] re-reads a repository whose publication says
+//! something new about it, or that this node does not know yet, before the
+//! change is served. Only published content is served, so what is served
+//! follows within a poll.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, RwLock};
+use std::collections::HashSet;
+use std::sync::RwLock;
 use wharf_core::ids::RepoId;
-use wharf_store::db::{Publication, RepoQuery, Repository, Store, StoreResult};
+use wharf_runtime::publications::PublicationMap;
+use wharf_store::db::{Publication, PublicationChange, RepoQuery, Repository, Store, StoreResult};
 
 /// The `distributor_config` key that protects a repository.
 pub const KEY: &str = "protected";
@@ -27,7 +29,6 @@ pub const KEY: &str = "protected";
 #[derive(Default)]
 pub struct Protection {
     sets: RwLock<Sets>,
-    followed: Mutex<Followed>,
 }
 
 #[derive(Default)]
@@ -40,10 +41,6 @@ struct Sets {
     /// what that reload read of them may be older, so theirs wins.
     refreshed: HashSet<String>,
 }
-
-/// What [`Protection::follow`] last saw each publication say.
-#[derive(Default)]
-struct Followed(HashMap<(String, String), Option<bool>>);
 
 impl Sets {
     fn record(&mut self, repo: &Repository) {
@@ -69,11 +66,6 @@ impl Protection {
         sets.protected.contains(repo_id) || !sets.known.contains(repo_id)
     }
 
-    /// Whether this node has read the setting of `repo_id`.
-    fn knows(&self, repo_id: &str) -> bool {
-        self.sets.read().unwrap().known.contains(repo_id)
-    }
-
     /// Re-read one repository's setting (after a change to it; a deleted
     /// repository is forgotten, hence protected).
     pub async fn refresh(&self, store: &dyn Store, id: &RepoId) -> StoreResult<()> {
@@ -90,28 +82,36 @@ impl Protection {
         Ok(())
     }
 
-    /// Re-read the setting of every repository named by `pubs` that this
-    /// node does not know yet (publications made by other nodes), or whose
-    /// publication says something new of it (a change made through another
-    /// node: see the module's documentation).
-    pub async fn follow(&self, store: &dyn Store, pubs: &[Publication]) -> StoreResult<()> {
+    /// Re-read the setting of each repository whose publication `changes`
+    /// bring (publications made or changed through other nodes, before
+    /// `publications`, this node's copy, takes them in) when this node does
+    /// not know it yet, or the publication says something new of it: other
+    /// than its publication here said, or than this node holds.
+    pub async fn follow(
+        &self,
+        store: &dyn Store,
+        publications: &PublicationMap,
+        changes: &[PublicationChange],
+    ) -> StoreResult<()> {
+        let says = |p: &Publication| p.config.get(KEY).and_then(|v| v.as_bool());
         let mut stale: Vec<&RepoId> = {
-            let mut followed = self.followed.lock().unwrap();
-            let mut seen = HashMap::with_capacity(pubs.len());
-            let stale = pubs
+            let sets = self.sets.read().unwrap();
+            changes
                 .iter()
-                .filter(|p| {
-                    let says = p.config.get(KEY).and_then(|v| v.as_bool());
-                    let key = (p.plugin.clone(), p.repo_id.to_string());
-                    let new = followed.0.get(&key).is_some_and(|was| *was != says);
-                    seen.insert(key, says);
-                    new || !self.knows(p.repo_id.as_str())
+                .filter(|c| {
+                    let Some(now) = &c.publication else {
+                        return false;
+                    };
+                    let id = c.repo_id.as_str();
+                    let before = publications.of(&c.plugin, id);
+                    !sets.known.contains(id)
+                        || before.is_some_and(|b| says(&b) != says(now))
+                        || says(now).unwrap_or(false) != sets.protected.contains(id)
                 })
-                .map(|p| &p.repo_id)
-                .collect();
-            followed.0 = seen;
-            stale
+                .map(|c| &c.repo_id)
+                .collect()
         };
+        stale.sort();
         stale.dedup();
         for id in stale {
             self.refresh(store, id).await?;

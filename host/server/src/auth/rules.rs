@@ -106,6 +106,8 @@ pub const RULES: &[Rule] = &[
     perm("DELETE", "/groups/{id}/members/{repo_id}",       "/groups/{id}",                 Update),
     // Orphan cleanup deletes content.
     perm("POST",   "/orphans/cleanup",                     "/orphans",                     Delete),
+    // So may a check of the stored blobs (it may delete corrupt ones).
+    perm("POST",   "/blobs/fsck",                          "/orphans",                     Delete),
     // Remotes (naming one in a repository's settings also needs read on it).
     perm("POST",   "/remotes",                             "/remotes",                     Create),
     perm("GET",    "/remotes",                             "/remotes",                     Read),

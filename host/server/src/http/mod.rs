@@ -9,6 +9,7 @@ pub mod docs;
 pub mod error;
 pub use error::ApiErrorBody;
 pub mod openapi;
+pub mod plan_cache;
 pub mod registry;
 pub mod request_id;
 pub mod stream_import;
@@ -85,6 +86,7 @@ fn api(app: Arc<App>) -> axum::Router<Arc<App>> {
         .merge(crate::groups::routes())
         .merge(crate::schedules::routes())
         .merge(crate::orphans::routes())
+        .merge(crate::fsck::routes())
         .merge(crate::plugins::api::routes())
         .merge(crate::events::api::routes())
         .merge(crate::auth::api::routes())

@@ -15,6 +15,7 @@
 
 use crate::app::App;
 use crate::auth::registry_token::{refusal, rendered};
+use crate::http::plan_cache;
 use crate::on_demand::Unservable;
 use axum::body::Body;
 use axum::extract::State;
@@ -26,9 +27,10 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use wharf_core::digest::Digest;
 use wharf_core::ids::RepoId;
 use wharf_runtime::calls::{ErrorFormat, Header, Plan, Refusal, Request};
-use wharf_runtime::engine::PluginError;
+use wharf_runtime::engine::{Plugin, PluginError};
 use wharf_runtime::host::ResolveCall;
 use wharf_runtime::visibility::Served;
+use wharf_store::db::Publication;
 
 /// Headers a plugin may see: what content negotiation, caching and writes
 /// need.
@@ -106,9 +108,9 @@ async fn answer(
     };
     // What the admitted repository serves: the only blobs this request
     // may see or be answered with.
-    let mut served =
+    let (mut publication, mut served) =
         match admitted_publication(&app, &plugin.info.name, &plugin.errors, &admitted).await {
-            Ok(s) => s,
+            Ok(s) => s.unzip(),
             Err(resp) => return head_safe(&method, resp),
         };
     let repository: Option<RepoId> = admitted.repository.as_deref().and_then(|r| r.parse().ok());
@@ -134,11 +136,7 @@ async fn answer(
             .collect(),
         pulled: false,
     };
-    // resolve is short and bounded by its deadline. WASI's sync bindings block
-    // on the runtime (e.g. a guest writing stderr), which a worker thread may
-    // not do: block_in_place hands this worker's other tasks to another thread
-    // instead of paying a thread hop per request.
-    let mut plan = tokio::task::block_in_place(|| plugin.resolve(scope(&served), &req));
+    let mut plan = resolve(&app, &plugin, publication.as_deref(), scope(&served), &req);
     // A pull-through repository lacks the reference, or may hold a stale
     // copy: pull it (or not: `pull_through`), then ask again.
     let mut pull_failed = None;
@@ -149,13 +147,13 @@ async fn answer(
             pull_failed = Some(f);
         }
         // The pull may have published: serve what the repository serves now.
-        served =
+        (publication, served) =
             match admitted_publication(&app, &plugin.info.name, &plugin.errors, &admitted).await {
-                Ok(s) => s,
+                Ok(s) => s.unzip(),
                 Err(resp) => return head_safe(&method, resp),
             };
         req.pulled = true;
-        plan = tokio::task::block_in_place(|| plugin.resolve(scope(&served), &req));
+        plan = resolve(&app, &plugin, publication.as_deref(), scope(&served), &req);
     }
     match plan {
         Ok(Plan::Pull(_)) => plain(
@@ -241,13 +239,44 @@ fn pull_failure(
     refusal(errors, status, kind, &message)
 }
 
-/// The served set of the publication the gate admitted, if it admitted one.
+/// The plan `resolve` gives for `req`, or the one it gave before for the
+/// same request on the same `publication`, when that call read nothing
+/// else (`plan_cache`). Reads only: a write, or a request after a pull,
+/// always asks the plugin. The plan is checked against what the
+/// publication serves afterwards either way.
+fn resolve(
+    app: &App,
+    plugin: &Plugin,
+    publication: Option<&Publication>,
+    scope: ResolveCall,
+    req: &Request,
+) -> Result<Plan, PluginError> {
+    let key = publication
+        .filter(|_| !scope.write && !req.pulled)
+        .map(|p| plan_cache::Key::new(&plugin.wasm_digest, p, req));
+    if let Some(plan) = key.as_ref().and_then(|k| app.plans.get(k)) {
+        crate::metrics::plan_repeated(&plugin.name);
+        return Ok(Plan::clone(&plan));
+    }
+    // resolve is short and bounded by its deadline. WASI's sync bindings
+    // block on the runtime (e.g. a guest writing stderr), which a worker
+    // thread may not do: block_in_place hands this worker's other tasks to
+    // another thread instead of paying a thread hop per request.
+    let (plan, repeatable) = tokio::task::block_in_place(|| plugin.resolve_repeatable(scope, req))?;
+    if let Some(key) = key.filter(|_| repeatable) {
+        app.plans.keep(key, &plan);
+    }
+    Ok(plan)
+}
+
+/// The publication the gate admitted, if it admitted one, and what it
+/// serves.
 async fn admitted_publication(
     app: &App,
     plugin: &str,
     errors: &ErrorFormat,
     admitted: &crate::auth::registry_gate::Admitted,
-) -> Result<Option<Arc<Served>>, Response> {
+) -> Result<Option<(Arc<Publication>, Arc<Served>)>, Response> {
     let Some(repo) = &admitted.repository else {
         return Ok(None);
     };
@@ -262,7 +291,7 @@ async fn admitted_publication(
     app.served
         .get(app.store.as_ref(), &publication)
         .await
-        .map(Some)
+        .map(|served| Some((publication, served)))
         .map_err(|e| {
             tracing::error!(repo, "reading what the publication serves: {e}");
             refusal(

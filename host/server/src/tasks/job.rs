@@ -77,6 +77,12 @@ pub enum Job {
     Orphans {
         protection_minutes: u64,
     },
+    /// Re-hash every stored blob; with `remove_corrupt`, delete those whose
+    /// bytes do not match their name.
+    Fsck {
+        #[serde(default)]
+        remove_corrupt: bool,
+    },
     /// Remove the tags the repository's retention settings no longer
     /// keep; with `dry_run`, only say which.
     Retain {
@@ -98,6 +104,7 @@ impl Job {
             Job::Restore { .. } => TaskKind::Restore,
             Job::Delete { .. } => TaskKind::Delete,
             Job::Orphans { .. } => TaskKind::Orphans,
+            Job::Fsck { .. } => TaskKind::Fsck,
             Job::Retain { .. } => TaskKind::Retain,
         }
     }
@@ -116,7 +123,8 @@ impl Job {
             | Job::Restore { repository, .. }
             | Job::Retain { repository, .. }
             | Job::Delete { repository } => vec![TaskLock::Repository(repository.clone())],
-            Job::Orphans { .. } => vec![TaskLock::Orphans],
+            // Both delete blobs: one at a time.
+            Job::Orphans { .. } | Job::Fsck { .. } => vec![TaskLock::Orphans],
         }
     }
 }

@@ -46,6 +46,10 @@ pub const CHECKS: &[(&str, Check)] = &[
     ),
     ("link_file_and_adopt", link_file_and_adopt),
     ("describe_and_probe", describe_and_probe),
+    (
+        "a_walk_tells_every_blob_once_while_pages_are_deleted",
+        a_walk_tells_every_blob_once_while_pages_are_deleted,
+    ),
 ];
 
 /// Run every check, each on a fresh store from `make`; the name of the
@@ -223,6 +227,35 @@ pub fn collection_spares_what_a_holder_leased_until_its_commit_is_seen(store: &B
             .leased,
         1
     );
+}
+
+/// A walk in small pages tells every blob exactly once, with the time of
+/// its write when the listing knows it, even when each page is deleted as
+/// it comes (what orphan cleanup does).
+pub fn a_walk_tells_every_blob_once_while_pages_are_deleted(store: &BlobStore) {
+    let h = Holder::new();
+    let mut stored: Vec<Digest> = (0..7u8)
+        .map(|i| store.store_bytes(&[i; 5], None, &h).unwrap())
+        .collect();
+    stored.sort();
+    let mut told = Vec::new();
+    store
+        .walk_in_pages(2, |page| {
+            for (d, modified) in page {
+                let written = modified.or_else(|| store.modified(&d)).unwrap();
+                let age = std::time::SystemTime::now()
+                    .duration_since(written)
+                    .unwrap_or_default();
+                assert!(age < std::time::Duration::from_secs(600), "{d}: {age:?}");
+                assert!(store.remove(&d).unwrap());
+                told.push(d);
+            }
+            Ok(())
+        })
+        .unwrap();
+    told.sort();
+    assert_eq!(told, stored);
+    assert!(store.list().unwrap().is_empty());
 }
 
 pub fn list_and_remove(store: &BlobStore) {

@@ -675,16 +675,27 @@ impl ObjectHome {
         })
     }
 
-    /// Every stored digest, sorted (keys that are not valid digests are
-    /// skipped).
-    pub fn list(&self) -> io::Result<Vec<Digest>> {
+    /// Up to `limit` stored blobs after `after`, in key order, each with
+    /// the time of its last write: one page of the bucket's listing, so a
+    /// walk of a million objects holds one page at a time.
+    pub fn list_page(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> io::Result<Vec<(Digest, SystemTime)>> {
         let prefix = Key::from(format!("{}sha256", self.location.blobs_prefix()));
+        let offset = after.map(|d| self.location.key(d));
         let store = self.store.clone();
         let loc = self.location.clone();
         let found = self.run(async move {
-            let mut listing = store.list(Some(&prefix));
+            let mut listing = match &offset {
+                Some(o) => store.list_with_offset(Some(&prefix), o),
+                None => store.list(Some(&prefix)),
+            };
             let mut found = Vec::new();
-            while let Some(meta) = listing.next().await {
+            while found.len() < limit
+                && let Some(meta) = listing.next().await
+            {
                 let meta = meta.map_err(|e| error(&loc, "listing", e))?;
                 let parts: Vec<_> = meta.location.parts().collect();
                 if parts.len() != prefix.parts().count() + 1 {
@@ -692,16 +703,27 @@ impl ObjectHome {
                 }
                 let name = parts.last().expect("one part at least");
                 if let Ok(d) = format!("sha256:{}", name.as_ref()).parse::<Digest>() {
-                    found.push((d, meta.size));
+                    found.push((d, meta.size, SystemTime::from(meta.last_modified)));
                 }
             }
             Ok(found)
         })?;
         let mut out = Vec::with_capacity(found.len());
-        for (d, size) in found {
+        for (d, size, modified) in found {
             self.remember(&d, size);
-            out.push(d);
+            out.push((d, modified));
         }
+        Ok(out)
+    }
+
+    /// Every stored digest, sorted (keys that are not valid digests are
+    /// skipped).
+    pub fn list(&self) -> io::Result<Vec<Digest>> {
+        let mut out: Vec<Digest> = self
+            .list_page(None, usize::MAX)?
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
         out.sort();
         Ok(out)
     }

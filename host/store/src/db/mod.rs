@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use wharf_core::digest::Digest;
+use wharf_core::digest::{Digest, DigestSet, DigestSetBuilder};
 use wharf_core::ids::{RepoId, TaskId, UnitType, UploadId};
 pub use wharf_core::time::Timestamp;
 
@@ -190,6 +190,18 @@ pub struct Publication {
     pub blobs: Vec<Digest>,
 }
 
+/// A change in the publications' feed
+/// ([`RepositoryStore::publication_changes`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublicationChange {
+    /// Its place in the feed.
+    pub seq: u64,
+    pub plugin: String,
+    pub repo_id: RepoId,
+    /// The publication of `repo_id` for `plugin` now; `None` when it is gone.
+    pub publication: Option<Publication>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskState {
@@ -243,10 +255,12 @@ pub enum TaskKind {
     Orphans,
     /// Tags a repository's retention settings no longer keep removed.
     Retain,
+    /// Every stored blob re-hashed against its name.
+    Fsck,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 10] = [
+    pub const ALL: [TaskKind; 11] = [
         TaskKind::Import,
         TaskKind::Sync,
         TaskKind::Publish,
@@ -257,6 +271,7 @@ impl TaskKind {
         TaskKind::Delete,
         TaskKind::Orphans,
         TaskKind::Retain,
+        TaskKind::Fsck,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -271,6 +286,7 @@ impl TaskKind {
             TaskKind::Delete => "delete",
             TaskKind::Orphans => "orphans",
             TaskKind::Retain => "retain",
+            TaskKind::Fsck => "fsck",
         }
     }
 }
@@ -812,8 +828,9 @@ pub trait RepositoryStore: Send + Sync {
     /// Delete units no repository references; returns how many.
     async fn remove_orphan_units(&self) -> StoreResult<u64>;
 
-    /// Every blob some unit references.
-    async fn referenced_blobs(&self) -> StoreResult<Vec<Digest>>;
+    /// Every blob some unit or publication references, read a row at a
+    /// time into a compact set (32 bytes a blob).
+    async fn referenced_blobs(&self) -> StoreResult<DigestSet>;
 
     /// Every blob the units associated with `repo` (its latest version)
     /// reference: what the repository may serve (see `visibility`).
@@ -826,6 +843,26 @@ pub trait RepositoryStore: Send + Sync {
     async fn put_publication(&self, p: &Publication) -> StoreResult<()>;
 
     async fn list_publications(&self) -> StoreResult<Vec<Publication>>;
+
+    /// Where the publications' change feed is: every change (a publish, a
+    /// setting changed in place, a publication gone with its repository or
+    /// its name) moves it forward. Read it before [`list_publications`],
+    /// then follow [`publication_changes`] from it.
+    ///
+    /// [`list_publications`]: RepositoryStore::list_publications
+    /// [`publication_changes`]: RepositoryStore::publication_changes
+    async fn publication_seq(&self) -> StoreResult<u64>;
+
+    /// Up to `limit` changes after `after`, oldest first, each with the
+    /// publication as it is now. A publication changed several times is
+    /// told once, at its last change; changes are told in the order they
+    /// were committed, so following them from a position leaves a copy of
+    /// the publications that equals [`RepositoryStore::list_publications`].
+    async fn publication_changes(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<PublicationChange>>;
 
     /// Set one distributor setting in the publications of `repo` (as if
     /// they had been published with it), changing nothing else of them; a

@@ -40,7 +40,7 @@ async fn all_by_id(coll: &Collection<Document>, filter: Document) -> StoreResult
 }
 
 /// The schema this build writes; a database with a newer one is refused.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The database used when the URL names none.
 pub const DEFAULT_DATABASE: &str = "wharf";
@@ -58,6 +58,10 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (
         3,
         "repository versions: `added_in` on associations, `retired_associations`, `repository_versions`, a `version` field on every repository, and version 0 of every repository",
+    ),
+    (
+        4,
+        "the publications' change feed (`publication_feed` by position, its counter in `meta`), and repositories by setting or note in id order (a filtered page reads only its page)",
     ),
 ];
 
@@ -81,7 +85,11 @@ mod coll {
     pub const SECRETS: &str = "secrets";
     pub const SCHEDULES: &str = "schedules";
     pub const REMOTES: &str = "remotes";
+    pub const PUB_FEED: &str = "publication_feed";
 }
+
+/// The `meta` document counting the publications' changes.
+const FEED_COUNTER: &str = "publication_seq";
 
 /// Handles on every collection (cheap to clone: they share the client).
 #[derive(Clone)]
@@ -104,6 +112,10 @@ struct Colls {
     secrets: Collection<Document>,
     schedules: Collection<Document>,
     remotes: Collection<Document>,
+    meta: Collection<Document>,
+    /// One document per (plugin, repository) whose publication changed, at
+    /// the position of its last change: `{_id, plugin, repo, seq}`.
+    feed: Collection<Document>,
 }
 
 pub struct MongoStore {
@@ -454,6 +466,44 @@ fn operations(d: &Document) -> MResult<Vec<Operation>> {
         .collect()
 }
 
+/// Tell the publications' change feed, in the transaction `s`, that the
+/// publication of `repo` for `plugin` changed: the counter moves and the
+/// pair takes its new position. Two such transactions write the same
+/// counter and so conflict: one commits first, and the feed's order is the
+/// order of the commits.
+async fn feed_publication(
+    c: &Colls,
+    plugin: &str,
+    repo: &str,
+    s: &mut ClientSession,
+) -> MResult<()> {
+    c.meta
+        .update_one(doc! {"_id": FEED_COUNTER}, doc! {"$inc": {"value": 1_i64}})
+        .upsert(true)
+        .session(&mut *s)
+        .await?;
+    let counter = c
+        .meta
+        .find_one(doc! {"_id": FEED_COUNTER})
+        .session(&mut *s)
+        .await?
+        .ok_or_else(|| {
+            abort(Abort::Corrupt(
+                "the publication feed's counter vanished".into(),
+            ))
+        })?;
+    let seq = int(&counter, "value")?;
+    c.feed
+        .replace_one(
+            doc! {"_id": pub_id(plugin, repo)},
+            doc! {"plugin": plugin, "repo": repo, "seq": seq},
+        )
+        .upsert(true)
+        .session(&mut *s)
+        .await?;
+    Ok(())
+}
+
 /// Claim a document for this transaction (see the module docs); false if
 /// it does not exist.
 async fn claim(c: &Collection<Document>, id: &str, s: &mut ClientSession) -> MResult<bool> {
@@ -723,6 +773,20 @@ async fn migrate(db: &Database, version: i64) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        4 => {
+            c(coll::PUB_FEED)
+                .create_indexes(vec![index(doc! {"seq": 1}, true)])
+                .await
+                .context("creating the index of publication_feed")?;
+            c(coll::REPOS)
+                .create_indexes(vec![
+                    index(doc! {"settings": 1, "_id": 1}, false),
+                    index(doc! {"notes": 1, "_id": 1}, false),
+                ])
+                .await
+                .context("creating the filtered listing indexes of repositories")?;
+            Ok(())
+        }
         v => anyhow::bail!("no migration to schema version {v}"),
     }
 }
@@ -811,6 +875,8 @@ impl MongoStore {
                 secrets: c(coll::SECRETS),
                 schedules: c(coll::SCHEDULES),
                 remotes: c(coll::REMOTES),
+                meta: c(coll::META),
+                feed: c(coll::PUB_FEED),
             },
             client,
             db,
@@ -992,6 +1058,9 @@ impl RepositoryStore for MongoStore {
                 let id = id.as_str();
                 for coll in [&c.assocs, &c.retired, &c.versions] {
                     coll.delete_many(doc! {"repo": id}).session(&mut *s).await?;
+                }
+                for p in find_all(&c.pubs, doc! {"repo": id}, doc! {}, s).await? {
+                    feed_publication(c, p.get_str("plugin").unwrap_or_default(), id, s).await?;
                 }
                 c.pubs
                     .delete_many(doc! {"repo": id})
@@ -1571,24 +1640,28 @@ impl RepositoryStore for MongoStore {
         Ok(removed)
     }
 
-    async fn referenced_blobs(&self) -> StoreResult<Vec<Digest>> {
-        let mut out = Vec::new();
-        for b in self.c.units.distinct("blobs", doc! {}).await? {
-            let s = b.as_str().ok_or_else(|| {
-                StoreError::Backend(anyhow::anyhow!("a unit blob is {b:?}, not a digest"))
-            })?;
-            out.push(
-                s.parse()
-                    .map_err(|e| StoreError::Backend(anyhow::anyhow!("unit blob {s:?}: {e}")))?,
-            );
+    async fn referenced_blobs(&self) -> StoreResult<DigestSet> {
+        // A cursor, not `distinct`: a million digests would pass the 16 MB
+        // limit of one answer.
+        let mut out = DigestSetBuilder::default();
+        let mut units = self
+            .c
+            .units
+            .find(doc! {})
+            .projection(doc! {"blobs": 1})
+            .await?;
+        while let Some(u) = units.try_next().await? {
+            for b in unit_blobs(&u)? {
+                out.add(&b);
+            }
         }
-        let pubs: Vec<Document> = self.c.pubs.find(doc! {}).await?.try_collect().await?;
-        for p in pubs {
+        let mut pubs = self.c.pubs.find(doc! {}).await?;
+        while let Some(p) = pubs.try_next().await? {
             let p = from_doc::<Publication>(&p)?;
-            out.push(p.index);
-            out.extend(p.blobs);
+            out.add(&p.index);
+            p.blobs.iter().for_each(|b| out.add(b));
         }
-        Ok(out)
+        Ok(out.build())
     }
 
     async fn repo_blobs(&self, repo: &RepoId) -> StoreResult<Vec<Digest>> {
@@ -1658,13 +1731,18 @@ impl RepositoryStore for MongoStore {
                 }
                 let plugin = d.get_str("plugin").unwrap_or_default();
                 let name = d.get_str("name").unwrap_or_default();
-                c.pubs
-                    .delete_many(
-                        doc! {"plugin": plugin, "$or": [{"repo": repo.as_str()}, {"name": name}]},
-                    )
-                    .session(&mut *s)
-                    .await?;
+                let replaced =
+                    doc! {"plugin": plugin, "$or": [{"repo": repo.as_str()}, {"name": name}]};
+                // A repository that loses its name to this one is in the feed too.
+                for gone in find_all(&c.pubs, replaced.clone(), doc! {}, s).await? {
+                    let gone = gone.get_str("repo").unwrap_or_default();
+                    if gone != repo.as_str() {
+                        feed_publication(c, plugin, gone, s).await?;
+                    }
+                }
+                c.pubs.delete_many(replaced).session(&mut *s).await?;
                 c.pubs.insert_one(d.clone()).session(&mut *s).await?;
+                feed_publication(c, plugin, repo.as_str(), s).await?;
                 Ok(())
             }
             .boxed()
@@ -1682,6 +1760,50 @@ impl RepositoryStore for MongoStore {
             .try_collect()
             .await?;
         Ok(docs.iter().map(from_doc).collect::<MResult<_>>()?)
+    }
+
+    async fn publication_seq(&self) -> StoreResult<u64> {
+        let counter = self.c.meta.find_one(doc! {"_id": FEED_COUNTER}).await?;
+        Ok(counter.map(|d| int(&d, "value")).transpose()?.unwrap_or(0) as u64)
+    }
+
+    async fn publication_changes(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<PublicationChange>> {
+        let entries: Vec<Document> = self
+            .c
+            .feed
+            .find(doc! {"seq": {"$gt": after as i64}})
+            .sort(doc! {"seq": 1})
+            .limit(i64::from(limit.max(1)))
+            .await?
+            .try_collect()
+            .await?;
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let (plugin, repo) = (
+                e.get_str("plugin").unwrap_or_default(),
+                e.get_str("repo").unwrap_or_default(),
+            );
+            let now = self
+                .c
+                .pubs
+                .find_one(doc! {"plugin": plugin, "repo": repo})
+                .await?;
+            out.push(PublicationChange {
+                seq: int(&e, "seq")? as u64,
+                plugin: plugin.to_string(),
+                repo_id: repo.parse().map_err(|e| {
+                    StoreError::Backend(anyhow::anyhow!(
+                        "publication feed repository {repo:?}: {e}"
+                    ))
+                })?,
+                publication: now.as_ref().map(from_doc).transpose()?,
+            });
+        }
+        Ok(out)
     }
 
     async fn set_publication_setting(
@@ -1709,6 +1831,7 @@ impl RepositoryStore for MongoStore {
                         )
                         .session(&mut *s)
                         .await?;
+                    feed_publication(c, &p.plugin, repo.as_str(), s).await?;
                     changed += 1;
                 }
                 Ok(changed)
