@@ -6,9 +6,10 @@
 //!
 //! The key holds everything such a plan can rest on: the plugin's
 //! component (a new version has new keys), the publication (repository,
-//! name, index, version and time: a publish makes new keys, and the old
-//! ones are never asked for again), the method, the canonical path, the
-//! query and the headers the plugin sees. Only the plugin call is saved:
+//! name, index, version, time and settings: a publish, or a setting changed
+//! in place, makes new keys, and the old ones are never asked for again),
+//! the method, the canonical path, the query and the headers the plugin
+//! sees. Only the plugin call is saved:
 //! the gate before it and the trust check of the plan after it (a blob the
 //! publication does not serve is never served) run on every request.
 //!
@@ -33,6 +34,8 @@ const MAX_BODY: usize = 256 * 1024;
 pub struct Key {
     plugin: Digest,
     publication: (String, String, Digest, Option<u64>, String),
+    /// The publication's settings, as the plugin's lookup sees them.
+    config: String,
     method: String,
     path: String,
     query: String,
@@ -50,6 +53,7 @@ impl Key {
                 publication.version,
                 publication.published_at.as_str().to_string(),
             ),
+            config: publication.config.to_string(),
             method: request.method.clone(),
             path: request.path.clone(),
             query: request.query.clone(),
@@ -154,6 +158,9 @@ mod tests {
         // another path or another Accept: not this plan.
         let p2 = publication(b"index 2");
         assert!(cache.get(&Key::new(&plugin, &p2, &req)).is_none());
+        let mut protected = p1.clone();
+        protected.config = serde_json::json!({"protected": true});
+        assert!(cache.get(&Key::new(&plugin, &protected, &req)).is_none());
         assert!(
             cache
                 .get(&Key::new(&Digest::of(b"v2"), &p1, &req))
