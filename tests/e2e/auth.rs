@@ -165,6 +165,12 @@ fn seed_roles_let_jdev_publish_but_not_delete_and_madmin_delete() {
         ),
         ("GET", "/api/v1/tasks", Value::Null),
         ("POST", "/api/v1/orphans/cleanup", Value::Null),
+        // A check that may delete blobs is as guarded as a cleanup.
+        (
+            "POST",
+            "/api/v1/blobs/fsck?remove_corrupt=true",
+            Value::Null,
+        ),
     ] {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = jdev.request(m, s.url(path));

@@ -39,6 +39,14 @@ impl Maps {
         }
     }
 
+    /// The publication of `repo` for `plugin` is now `p` (none: gone).
+    fn replace(&mut self, plugin: &str, repo: &str, p: Option<Publication>) {
+        self.remove_repo(repo, Some(plugin));
+        if let Some(p) = p {
+            self.insert(p);
+        }
+    }
+
     fn remove_repo(&mut self, repo: &str, plugin: Option<&str>) {
         let Some(keys) = self.by_repo.get_mut(repo) else {
             return;
@@ -84,10 +92,11 @@ impl PublicationMap {
     /// repository for its plugin is replaced, or gone.
     pub fn apply(&self, change: &PublicationChange) {
         let mut maps = self.maps.write().unwrap();
-        maps.remove_repo(change.repo_id.as_str(), Some(&change.plugin));
-        if let Some(p) = &change.publication {
-            maps.insert(p.clone());
-        }
+        maps.replace(
+            &change.plugin,
+            change.repo_id.as_str(),
+            change.publication.clone(),
+        );
         maps.seq = maps.seq.max(change.seq);
     }
 
@@ -110,9 +119,8 @@ impl PublicationMap {
 
     /// Publish `p`, replacing any earlier publication of its repository.
     pub fn put(&self, p: Publication) {
-        let mut maps = self.maps.write().unwrap();
-        maps.remove_repo(p.repo_id.as_str(), Some(&p.plugin));
-        maps.insert(p);
+        let (plugin, repo) = (p.plugin.clone(), p.repo_id.to_string());
+        self.maps.write().unwrap().replace(&plugin, &repo, Some(p));
     }
 
     pub fn remove_repo(&self, repo: &str) {

@@ -12,6 +12,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::post;
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,13 +37,10 @@ pub fn check(
     progress: &mut dyn FnMut(&FsckReport),
 ) -> std::io::Result<FsckReport> {
     let mut report = FsckReport::default();
-    let walked = blobs.walk(|page| {
+    blobs.walk(|page| {
         for (d, _) in page {
             if cancel.load(Ordering::Relaxed) {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::Interrupted,
-                    "canceled",
-                ));
+                return Ok(ControlFlow::Break(()));
             }
             report.checked += 1;
             report.bytes += blobs.stat(&d).unwrap_or(0);
@@ -54,12 +52,9 @@ pub fn check(
             }
             progress(&report);
         }
-        Ok(())
-    });
-    match walked {
-        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(report),
-        r => r.map(|()| report),
-    }
+        Ok(ControlFlow::Continue(()))
+    })?;
+    Ok(report)
 }
 
 /// `wharf fsck`: check the blob store of a data directory.

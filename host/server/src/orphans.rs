@@ -22,6 +22,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::post;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
@@ -107,7 +108,7 @@ pub async fn remove_orphans(
                 });
                 std::io::Result::Ok(())
             };
-            let walked = blobs.walk(|page| {
+            blobs.walk(|page| {
                 for (d, modified) in page {
                     seen += 1;
                     if referenced.contains(&d) || received.contains(&d) {
@@ -122,22 +123,15 @@ pub async fn remove_orphans(
                     if candidates.len() >= BATCH {
                         delete(&mut candidates, seen, &mut collected)?;
                         if cancel.load(Ordering::Relaxed) {
-                            return Err(std::io::Error::new(
-                                std::io::ErrorKind::Interrupted,
-                                "canceled",
-                            ));
+                            return Ok(ControlFlow::Break(()));
                         }
                     }
                 }
-                Ok(())
-            });
-            match walked {
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                r => {
-                    r?;
-                    delete(&mut candidates, seen, &mut collected)?;
-                }
-            }
+                Ok(ControlFlow::Continue(()))
+            })?;
+            // The last, partial batch (empty after a cancel), and the
+            // final progress.
+            delete(&mut candidates, seen, &mut collected)?;
             Ok((collected, seen, idle_sessions))
         })
         .await??;

@@ -126,14 +126,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 /// Changes read from the publication feed at a time.
 const FEED_PAGE: u32 = 1000;
 
-/// Bring this node's publications up to the store's: an idle poll reads one
-/// counter, and each change moves one entry, whatever the number of
-/// publications.
+/// Bring this node's publications up to the store's: an idle poll is one
+/// indexed read that finds nothing, and each change moves one entry,
+/// whatever the number of publications.
 async fn follow_publications(app: &App) -> wharf_store::db::StoreResult<()> {
     let mut after = app.publications.seq();
-    if app.store.publication_seq().await? == after {
-        return Ok(());
-    }
     loop {
         let changes = app.store.publication_changes(after, FEED_PAGE).await?;
         let Some(last) = changes.last() else {

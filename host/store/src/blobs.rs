@@ -44,6 +44,7 @@ use leases::{Generation, Holder, Leases};
 pub use objects::{AreaKey, ObjectHome, ObjectLocation, S3Access};
 use sha2::{Digest as _, Sha256};
 use std::io::{self, Read, Write};
+use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -256,6 +257,10 @@ impl std::ops::AddAssign for Collected {
 
 /// Blobs a page of [`BlobStore::walk`] holds from a bucket's listing.
 const WALK_PAGE: usize = 1000;
+
+/// One page of [`BlobStore::walk`]: digests with the time of their last
+/// write when the listing told it.
+pub type Page = Vec<(Digest, Option<std::time::SystemTime>)>;
 
 /// Threads [`BlobStore::collect`] deletes with.
 const DELETERS: usize = 16;
@@ -1017,11 +1022,8 @@ impl BlobStore {
     /// the time of their last write when the listing told it (a bucket);
     /// else [`BlobStore::modified`] tells it. Memory stays bounded by a
     /// page however many blobs there are; `each` may delete what it was
-    /// given.
-    pub fn walk(
-        &self,
-        each: impl FnMut(Vec<(Digest, Option<std::time::SystemTime>)>) -> io::Result<()>,
-    ) -> io::Result<()> {
+    /// given, and stops the walk with `Break` (a canceled task, say).
+    pub fn walk(&self, each: impl FnMut(Page) -> io::Result<ControlFlow<()>>) -> io::Result<()> {
         self.walk_in_pages(WALK_PAGE, each)
     }
 
@@ -1029,7 +1031,7 @@ impl BlobStore {
     pub fn walk_in_pages(
         &self,
         page: usize,
-        mut each: impl FnMut(Vec<(Digest, Option<std::time::SystemTime>)>) -> io::Result<()>,
+        mut each: impl FnMut(Page) -> io::Result<ControlFlow<()>>,
     ) -> io::Result<()> {
         if let Some(home) = &self.objects {
             let mut after: Option<Digest> = None;
@@ -1038,8 +1040,8 @@ impl BlobStore {
                 let page = home.list_page(after.as_ref(), page_size)?;
                 let full = page.len() == page_size;
                 after = page.last().map(|(d, _)| d.clone());
-                each(page.into_iter().map(|(d, t)| (d, Some(t))).collect())?;
-                if !full {
+                let told = each(page.into_iter().map(|(d, t)| (d, Some(t))).collect())?;
+                if !full || told.is_break() {
                     return Ok(());
                 }
             }
@@ -1061,29 +1063,21 @@ impl BlobStore {
                     page.push((d, None));
                 }
             }
-            each(page)?;
+            if each(page)?.is_break() {
+                break;
+            }
         }
         Ok(())
     }
 
-    /// Every stored digest (names that are not valid digests are skipped).
+    /// Every stored digest, sorted (names that are not valid digests are
+    /// skipped). Holds them all: [`BlobStore::walk`] holds a page.
     pub fn list(&self) -> io::Result<Vec<Digest>> {
-        if let Some(home) = &self.objects {
-            return home.list();
-        }
         let mut out = Vec::new();
-        for shard in self.dir.read_dir("sha256")? {
-            let shard = shard?.file_name();
-            for entry in self.dir.read_dir(Path::new("sha256").join(&shard))? {
-                let name = entry?.file_name();
-                if let Some(d) = name
-                    .to_str()
-                    .and_then(|n| format!("sha256:{n}").parse::<Digest>().ok())
-                {
-                    out.push(d);
-                }
-            }
-        }
+        self.walk(|page| {
+            out.extend(page.into_iter().map(|(d, _)| d));
+            Ok(ControlFlow::Continue(()))
+        })?;
         out.sort();
         Ok(out)
     }

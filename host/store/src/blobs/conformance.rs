@@ -250,7 +250,7 @@ pub fn a_walk_tells_every_blob_once_while_pages_are_deleted(store: &BlobStore) {
                 assert!(store.remove(&d).unwrap());
                 told.push(d);
             }
-            Ok(())
+            Ok(std::ops::ControlFlow::Continue(()))
         })
         .unwrap();
     told.sort();

@@ -716,18 +716,6 @@ impl ObjectHome {
         Ok(out)
     }
 
-    /// Every stored digest, sorted (keys that are not valid digests are
-    /// skipped).
-    pub fn list(&self) -> io::Result<Vec<Digest>> {
-        let mut out: Vec<Digest> = self
-            .list_page(None, usize::MAX)?
-            .into_iter()
-            .map(|(d, _)| d)
-            .collect();
-        out.sort();
-        Ok(out)
-    }
-
     /// Put small `bytes` (a document, an empty note) under `key`.
     pub fn put_small(&self, key: &AreaKey, bytes: Vec<u8>) -> io::Result<()> {
         self.put(self.location.area_key(key), bytes, "writing")

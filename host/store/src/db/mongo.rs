@@ -27,6 +27,7 @@ use futures::future::{BoxFuture, FutureExt as _};
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern};
 use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// Every document of `coll` matching `filter`, in `_id` order.
@@ -1781,26 +1782,36 @@ impl RepositoryStore for MongoStore {
             .await?
             .try_collect()
             .await?;
+        // The publications as they are now, in one read (by repository).
+        let repos: Vec<&str> = entries
+            .iter()
+            .map(|e| e.get_str("repo").unwrap_or_default())
+            .collect();
+        let mut current: HashMap<(String, String), Document> = HashMap::new();
+        let mut pubs = self.c.pubs.find(doc! {"repo": {"$in": repos}}).await?;
+        while let Some(p) = pubs.try_next().await? {
+            let key = (
+                p.get_str("plugin").unwrap_or_default().to_string(),
+                p.get_str("repo").unwrap_or_default().to_string(),
+            );
+            current.insert(key, p);
+        }
         let mut out = Vec::with_capacity(entries.len());
-        for e in entries {
+        for e in &entries {
             let (plugin, repo) = (
                 e.get_str("plugin").unwrap_or_default(),
                 e.get_str("repo").unwrap_or_default(),
             );
-            let now = self
-                .c
-                .pubs
-                .find_one(doc! {"plugin": plugin, "repo": repo})
-                .await?;
+            let now = current.get(&(plugin.to_string(), repo.to_string()));
             out.push(PublicationChange {
-                seq: int(&e, "seq")? as u64,
+                seq: int(e, "seq")? as u64,
                 plugin: plugin.to_string(),
                 repo_id: repo.parse().map_err(|e| {
                     StoreError::Backend(anyhow::anyhow!(
                         "publication feed repository {repo:?}: {e}"
                     ))
                 })?,
-                publication: now.as_ref().map(from_doc).transpose()?,
+                publication: now.map(from_doc).transpose()?,
             });
         }
         Ok(out)

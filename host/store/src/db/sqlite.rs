@@ -290,20 +290,15 @@ fn repo_listing(q: &RepoQuery) -> (String, Vec<String>) {
         format!("?{}", args.len())
     };
     let mut notes = q.notes.iter();
-    let (mut sql, id) = if let Some((k, v)) = &q.setting {
+    let driver = match &q.setting {
+        Some((k, v)) => Some(("repository_settings", k, v)),
+        None => notes.next().map(|(k, v)| ("repository_notes", k, v)),
+    };
+    let (mut sql, id) = if let Some((table, k, v)) = driver {
         let (k, v) = (arg(k), arg(v));
         (
             format!(
-                "SELECT r.doc FROM repository_settings d CROSS JOIN repositories r ON r.id = d.repo_id
-                 WHERE d.name = {k} AND d.value = {v} AND d.repo_id > ?1"
-            ),
-            "d.repo_id",
-        )
-    } else if let Some((k, v)) = notes.next() {
-        let (k, v) = (arg(k), arg(v));
-        (
-            format!(
-                "SELECT r.doc FROM repository_notes d CROSS JOIN repositories r ON r.id = d.repo_id
+                "SELECT r.doc FROM {table} d CROSS JOIN repositories r ON r.id = d.repo_id
                  WHERE d.name = {k} AND d.value = {v} AND d.repo_id > ?1"
             ),
             "d.repo_id",
