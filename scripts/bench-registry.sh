@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Wharf's registry side against CNCF distribution (`docker-registry`), side by
-# side on loopback in one run, serving the very same image bytes:
+# Wharf's registry side against CNCF distribution (`docker-registry`) and
+# against nginx serving the same bytes as static files (the machine's limit
+# for serving bytes: `sendfile on`, `access_log off`, one worker per core),
+# side by side on loopback in one run:
 #
 #   1. manifest GET by tag under wrk (64 connections, docker's Accept header):
 #      requests/s, p50, p99;
@@ -16,12 +18,13 @@
 # distribution is filled with `skopeo copy` of the bench images; Wharf syncs
 # from it, so both serve identical manifests and blobs.
 #
-# Usage: scripts/bench-registry.sh [--duration SECONDS] [--runs N] [--keep]
-#   --duration  wrk duration per measurement (default 10)
-#   --runs      hyperfine runs of each mirror command (default 3)
-#   --keep      keep the work directory (images, data, logs)
+# Usage: scripts/bench-registry.sh [--duration SECONDS] [--runs N] [--serving-only] [--keep]
+#   --duration      wrk duration per measurement (default 10)
+#   --runs          hyperfine runs of each mirror command (default 3)
+#   --serving-only  measure 1 and 2 only (no mirroring, no pull-through)
+#   --keep          keep the work directory (images, data, logs)
 # Uses $WHARF_BIN and $WHARF_PLUGIN_DIR when set, else target/release/wharf and
-# target/plugins (built if missing). Needs wrk,
+# target/plugins (built if missing). Needs wrk, nginx (Debian's nginx-light),
 # hyperfine, skopeo, umoci, docker-registry, curl, jq. Prints a Markdown
 # table ready for docs/benchmarks.md.
 set -euo pipefail
@@ -32,17 +35,20 @@ ROOT=$(pwd)
 DURATION=10
 RUNS=3
 KEEP=0
+SERVING_ONLY=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) DURATION=$2; shift 2 ;;
         --runs) RUNS=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        --serving-only) SERVING_ONLY=1; shift ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "bench-registry.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
 
-for cmd in wrk hyperfine skopeo umoci docker-registry curl jq; do
+export PATH="$PATH:/usr/sbin"
+for cmd in wrk nginx hyperfine skopeo umoci docker-registry curl jq; do
     command -v "$cmd" >/dev/null || { echo "bench-registry.sh: $cmd not found" >&2; exit 1; }
 done
 WHARF=${WHARF_BIN:-$ROOT/target/release/wharf}
@@ -63,6 +69,7 @@ PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    [ -f "$W/nginx/nginx.pid" ] && kill "$(cat "$W/nginx/nginx.pid")" 2>/dev/null
     [ -f "$W/wharf-sync.pid" ] && kill "$(cat "$W/wharf-sync.pid")" 2>/dev/null
     if [ "$KEEP" = 1 ]; then echo "work directory kept: $W"; else rm -rf "$W"; fi
 }
@@ -158,7 +165,39 @@ d2=$(curl -sf -H "Accept: $ACCEPT" "http://$WH$MANIFEST_PATH" | sha256sum | cut 
 LAYER=$(curl -sf -H "Accept: $ACCEPT" "http://$WH$MANIFEST_PATH" | jq -r '.layers | max_by(.size) | .digest')
 LAYER_SIZE=$(curl -sf -H "Accept: $ACCEPT" "http://$WH$MANIFEST_PATH" | jq -r '.layers | max_by(.size) | .size')
 BLOB_PATH=/v2/bench/large/blobs/$LAYER
-for host in "$DIST" "$WH"; do
+
+# nginx: the manifest and the layer as static files under the same paths,
+# served with the manifest's media type.
+NGINX_PORT=$(free_port)
+NG=127.0.0.1:$NGINX_PORT
+mkdir -p "$W/nginx/root/v2/bench/large/manifests" "$W/nginx/root/v2/bench/large/blobs" "$W/nginx/tmp"
+curl -sf -H "Accept: $ACCEPT" -o "$W/nginx/root$MANIFEST_PATH" "http://$WH$MANIFEST_PATH"
+curl -sf -o "$W/nginx/root$BLOB_PATH" "http://$WH$BLOB_PATH"
+# nginx's workers run as an unprivileged user: let them read the root.
+chmod a+x "$W"; chmod -R a+rX "$W/nginx"
+cat > "$W/nginx/nginx.conf" <<EOF
+daemon off;
+worker_processes auto;
+pid $W/nginx/nginx.pid;
+error_log $W/nginx/error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    default_type application/vnd.docker.distribution.manifest.v2+json;
+    client_body_temp_path $W/nginx/tmp;
+    server { listen $NG; root $W/nginx/root; }
+}
+EOF
+nginx -e "$W/nginx/error.log" -c "$W/nginx/nginx.conf" > "$W/nginx/stdout.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://$NG$MANIFEST_PATH"
+d3=$(curl -sf "http://$NG$MANIFEST_PATH" | sha256sum | cut -d' ' -f1)
+[ "$d1" = "$d3" ] || { echo "nginx serves other manifest bytes: $d3" >&2; exit 1; }
+
+for host in "$DIST" "$WH" "$NG"; do
     got=$(curl -sf "http://$host$BLOB_PATH" | sha256sum | cut -d' ' -f1)
     [ "sha256:$got" = "$LAYER" ] || { echo "$host serves wrong bytes for $LAYER" >&2; exit 1; }
 done
@@ -187,17 +226,23 @@ echo "==> manifest GET by tag: wrk -t2 -c64 -d${DURATION}s (load average: $(cut 
 # Warm both (page cache, Wharf's instance pool), then measure distribution first.
 wrk -t2 -c64 -d2s -H "Accept: $ACCEPT" "http://$DIST$MANIFEST_PATH" > /dev/null
 wrk -t2 -c64 -d2s -H "Accept: $ACCEPT" "http://$WH$MANIFEST_PATH" > /dev/null
+wrk -t2 -c64 -d2s -H "Accept: $ACCEPT" "http://$NG$MANIFEST_PATH" > /dev/null
+run_wrk manifest-nginx 64 "http://$NG$MANIFEST_PATH" "Accept: $ACCEPT"
+M_N_RPS=$RPS M_N_P50=$P50 M_N_P99=$P99
 run_wrk manifest-distribution 64 "http://$DIST$MANIFEST_PATH" "Accept: $ACCEPT"
 M_D_RPS=$RPS M_D_P50=$P50 M_D_P99=$P99
 run_wrk manifest-wharf 64 "http://$WH$MANIFEST_PATH" "Accept: $ACCEPT"
 M_W_RPS=$RPS M_W_P50=$P50 M_W_P99=$P99
 
 echo "==> blob GET of a $((LAYER_SIZE / 1048576)) MiB layer: wrk -t2 -c4 -d${DURATION}s"
+run_wrk blob-nginx 4 "http://$NG$BLOB_PATH"
+B_N_MBS=$MBS
 run_wrk blob-distribution 4 "http://$DIST$BLOB_PATH"
 B_D_MBS=$MBS B_D_RPS=$RPS
 run_wrk blob-wharf 4 "http://$WH$BLOB_PATH"
 B_W_MBS=$MBS B_W_RPS=$RPS
 
+if [ "$SERVING_ONLY" = 0 ]; then
 echo "==> mirroring bench/many (20 layers) out of distribution, $RUNS runs each"
 # Wharf: a fresh server (empty blob store) per run; the timed command is the
 # sync task from submission to its end.
@@ -289,6 +334,7 @@ P_W=$(mean "$W/pull-through.json" "first pull through wharf") P_W_SD=$(sd "$W/pu
 P_D=$(mean "$W/pull-through.json" "pull from distribution") P_D_SD=$(sd "$W/pull-through.json" "pull from distribution")
 C_W=$(mean "$W/cached.json" "cached pull through wharf") C_W_SD=$(sd "$W/cached.json" "cached pull through wharf")
 C_P=$(mean "$W/cached.json" "pull of published content") C_P_SD=$(sd "$W/cached.json" "pull of published content")
+fi
 
 # ---------------------------------------------------------------- report --
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "-"; else printf "%.2f", a / b }'; }
@@ -300,13 +346,22 @@ cat <<EOF
 ### Run of $(date -u +%Y-%m-%dT%H:%MZ) — $(nproc) cores ($CPU), $(uname -r)
 
 wrk and hyperfine ran on the same cores as the servers. docker-registry
-$(docker-registry --version 2>/dev/null | awk '{print $3}'), skopeo $(skopeo --version | awk '{print $3}'), load average at the start: $LOAD_BEFORE.
+$(docker-registry --version 2>/dev/null | awk '{print $3}'), skopeo $(skopeo --version | awk '{print $3}'), nginx $(nginx -v 2>&1 | sed 's|.*nginx/||'), load average at the start: $LOAD_BEFORE.
+
+| measurement | nginx (static files) | Wharf | Wharf / nginx | target | |
+| --- | ---: | ---: | ---: | --- | --- |
+| manifest GET by tag, req/s (wrk, 64 conns, ${DURATION} s) | $M_N_RPS | $M_W_RPS | $(ratio "$M_W_RPS" "$M_N_RPS") | ≥ 0.8× | $(verdict "$M_W_RPS >= 0.8 * $M_N_RPS") |
+| manifest GET p50 / p99 (ms) | $M_N_P50 / $M_N_P99 | $M_W_P50 / $M_W_P99 | | | |
+| blob GET, $((LAYER_SIZE / 1048576)) MiB layer, MiB/s (wrk, 4 conns) | $B_N_MBS | $B_W_MBS | $(ratio "$B_W_MBS" "$B_N_MBS") | ≥ 0.95× | $(verdict "$B_W_MBS >= 0.95 * $B_N_MBS") |
 
 | measurement | distribution | Wharf | Wharf / distribution | target | |
 | --- | ---: | ---: | ---: | --- | --- |
 | manifest GET by tag, req/s (wrk, 64 conns, ${DURATION} s) | $M_D_RPS | $M_W_RPS | $(ratio "$M_W_RPS" "$M_D_RPS") | ≥ 10× | $(verdict "$M_W_RPS >= 10 * $M_D_RPS") |
 | manifest GET p50 / p99 (ms) | $M_D_P50 / $M_D_P99 | $M_W_P50 / $M_W_P99 | | Wharf p99 < distribution p50 | $(verdict "$M_W_P99 < $M_D_P50") |
 | blob GET, $((LAYER_SIZE / 1048576)) MiB layer, MiB/s (wrk, 4 conns) | $B_D_MBS | $B_W_MBS | $(ratio "$B_W_MBS" "$B_D_MBS") | ≥ 1× | $(verdict "$B_W_MBS >= $B_D_MBS") |
+EOF
+[ "$SERVING_ONLY" = 1 ] && exit 0
+cat <<EOF
 | mirror 20-layer image ($((SYNC_BYTES / 1048576)) MiB), s (mean ± sd of $RUNS): skopeo copy → dir: vs Wharf sync | $(printf '%.2f ± %.2f' "$S_S" "$S_S_SD") | $(printf '%.2f ± %.2f' "$S_W" "$S_W_SD") | $(ratio "$S_W" "$S_S") | ≤ 1× (time) | $(verdict "$S_W <= $S_S") |
 | first pull of the 20-layer image, s (skopeo copy → dir:): from distribution vs through a Wharf pull-through repository (layers on demand, empty server) | $(printf '%.2f ± %.2f' "$P_D" "$P_D_SD") | $(printf '%.2f ± %.2f' "$P_W" "$P_W_SD") | $(ratio "$P_W" "$P_D") | ≤ 1.2× (time) | $(verdict "$P_W <= 1.2 * $P_D") |
 

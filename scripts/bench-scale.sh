@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Scale (issue #24): what one operation costs as an installation grows,
-# measured against the real server (target/release/wharf, the embedded
-# SQLite store) over HTTP on loopback.
+# measured against the real server (target/release/wharf, on the embedded
+# SQLite store or, with --store mongodb, on MongoDB) over HTTP on loopback.
 #
 #   repositories  N = 1k, 10k, 100k (--quick: 100, 1k, 5k) docker
 #                 repositories, created 8 requests at a time, each with the
@@ -38,11 +38,15 @@
 #
 # Usage: scripts/bench-scale.sh [--quick] [--sizes 1000,10000,100000]
 #          [--tag-sizes 1000,10000] [--blob-sizes 100000,1000000]
-#          [--samples N] [--wrk-duration S] [--out DIR] [--docs FILE|-] [--keep]
+#          [--samples N] [--wrk-duration S] [--store sqlite|mongodb]
+#          [--out DIR] [--docs FILE|-] [--keep]
 #   --quick         small sizes, 50 samples, 3 s wrk rounds (about 5 minutes);
 #                   the full sizes take 20-30 minutes on 2 cores
 #   --sizes         repository counts (comma or space separated), likewise
 #                   --tag-sizes and --blob-sizes; an empty list skips the part
+#   --store         the metadata store: sqlite (default) or mongodb, a
+#                   secantusdb server started by scripts/mongo.sh (a database
+#                   per server), or the one at $WHARF_BENCH_MONGO_URL
 #   --out DIR       where scale.json and the charts go (default docs/charts)
 #   --docs FILE     the Markdown file whose section is replaced (default
 #                   docs/benchmarks.md); --docs - prints the section instead
@@ -64,6 +68,7 @@ SIZES="" TAG_SIZES="" BLOB_SIZES="" SAMPLES="" WRK_SECS=""
 SIZES_SET=0 TAG_SIZES_SET=0 BLOB_SIZES_SET=0
 OUT=docs/charts
 DOCS=docs/benchmarks.md
+STORE=sqlite
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1; shift ;;
@@ -75,7 +80,8 @@ while [ $# -gt 0 ]; do
         --out) OUT=$2; shift 2 ;;
         --docs) DOCS=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
-        -h|--help) sed -n '2,51p' "$0"; exit 0 ;;
+        --store) STORE=$2; shift 2 ;;
+        -h|--help) sed -n '2,55p' "$0"; exit 0 ;;
         *) echo "bench-scale.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -92,6 +98,7 @@ else
     SAMPLES=${SAMPLES:-100}
     WRK_SECS=${WRK_SECS:-5}
 fi
+case $STORE in sqlite|mongodb) ;; *) echo "bench-scale.sh: --store is sqlite or mongodb" >&2; exit 2 ;; esac
 # Ascending, whatever order they were given in.
 ascending() { tr ' ' '\n' | awk 'NF' | sort -n | tr '\n' ' '; }
 SIZES=$(ascending <<<"$SIZES") TAG_SIZES=$(ascending <<<"$TAG_SIZES") BLOB_SIZES=$(ascending <<<"$BLOB_SIZES")
@@ -119,6 +126,7 @@ cleanup() {
         [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null
     done
     wait 2>/dev/null
+    [ -d "$W/mongo" ] && scripts/mongo.sh stop "$W/mongo" >/dev/null 2>&1
     if [ "$KEEP" = 1 ]; then echo "work directory kept: $W"; else rm -rf "$W"; fi
 }
 trap cleanup EXIT
@@ -126,6 +134,22 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now_ns() { date +%s%N; }
 log() { echo "==> [$(date -u +%H:%M:%S)] $*" >&2; }
+
+# The metadata store: each server's own SQLite file, or its own database on
+# one MongoDB server.
+MONGO_URL=""
+if [ "$STORE" = mongodb ]; then
+    MONGO_URL=${WHARF_BENCH_MONGO_URL:-}
+    if [ -z "$MONGO_URL" ]; then
+        mkdir -p "$W/mongo"
+        MONGO_URL=$(scripts/mongo.sh start "$W/mongo" "$(free_port)")
+    fi
+    MONGO_URL=${MONGO_URL%/}
+fi
+store_args() { # NAME
+    [ -n "$MONGO_URL" ] && echo "--db $MONGO_URL/wharf_bench_$1_$$"
+    return 0
+}
 
 # ---------------------------------------------------------------- servers --
 # start_server NAME: starts the server NAME (data directory $W/NAME, port in
@@ -135,8 +159,9 @@ start_server() {
     local name=$1 port t0 pid
     port=$(cat "$W/$name.port")
     t0=$(now_ns)
+    # shellcheck disable=SC2046 # store_args is empty or two words
     WHARF_LOG=warn RUST_LOG=warn "$WHARF" serve --listen "127.0.0.1:$port" --data-dir "$W/$name" \
-        --plugin-dir "$PLUGIN_DIR" >> "$W/$name.log" 2>&1 &
+        --plugin-dir "$PLUGIN_DIR" $(store_args "$name") >> "$W/$name.log" 2>&1 &
     pid=$!
     echo "$pid" > "$W/$name.pid"
     until curl -sf -o /dev/null "http://127.0.0.1:$port/api/v1/status"; do
@@ -537,10 +562,10 @@ jq -cn --arg started "$STARTED" --arg finished "$(date -u +%Y-%m-%dT%H:%MZ)" \
     --arg cores "$(nproc)" --arg cpu "$CPU" --arg kernel "$(uname -r)" \
     --arg mem "$(free -g | awk '/^Mem/ {print $2 " GB"}')" \
     --argjson quick "$QUICK" --argjson samples "$SAMPLES" --argjson wrk "$WRK_SECS" \
-    --arg command "scripts/bench-scale.sh$ARGS" \
+    --arg command "scripts/bench-scale.sh$ARGS" --arg store "$STORE" \
     '{started: $started, finished: $finished, load_start: $load_start, load_end: $load_end,
       cores: $cores, cpu: $cpu, kernel: $kernel, memory: $mem, quick: ($quick == 1),
-      samples: $samples, wrk_seconds: $wrk, command: $command}' > "$W/meta.json"
+      samples: $samples, wrk_seconds: $wrk, command: $command, store: $store}' > "$W/meta.json"
 mkdir -p "$OUT"
 python3 scripts/bench_scale_chart.py --results "$RESULTS" --meta "$W/meta.json" --out "$OUT" --docs "$DOCS"
 log "done: $OUT/scale.json, $OUT/scale-*.svg${DOCS:+, $DOCS}"

@@ -342,6 +342,7 @@ def section_md(doc, charts):
          f"Machine: {meta['cores']} cores ({meta['cpu']}), {meta['memory']} RAM, kernel {meta['kernel']}; the servers, curl and wrk share the cores. "
          f"Load average at the start {meta['load_start']}, at the end {meta['load_end']} (`/proc/loadavg`, 1/5/15 min). "
          f"Command: `{meta['command']}` ({meta['started']} → {meta['finished']}). "
+         + {"mongodb": "Metadata store: MongoDB (the test run's secantusdb, one database per server). "}.get(meta.get("store"), "Metadata store: the embedded SQLite. ")
          + ("The full sizes." if full else
             f"**Sizes run: {run_sizes}** — {'the `--quick` sizes, ' if meta.get('quick') else ''}not all the goal sizes "
             "(1k → 100k repositories, 10k tags, 1M blobs); the verdicts say so where they apply."),

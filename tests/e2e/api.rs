@@ -753,6 +753,14 @@ fn fsck_runs_as_a_task_that_finds_and_on_request_removes_a_tampered_blob() {
     assert_eq!(t["result"]["corrupt"], json!([name]), "{t}");
     assert_eq!(t["result"]["removed"], json!([]), "{t}");
     assert!(tampered.exists(), "only reported");
+    // The same from the command line: a corrupt blob fails the command.
+    let w = crate::cli::admin(&s);
+    let err = w.fails(&["check", "blobs"]);
+    assert!(
+        err.contains("1 corrupt blob(s)") && err.contains("--remove-corrupt"),
+        "{err}"
+    );
+    assert!(tampered.exists(), "only reported");
     let t = fsck("?remove_corrupt=true");
     assert_eq!(t["result"]["removed"], json!([name]), "{t}");
     assert!(!tampered.exists());
@@ -762,6 +770,30 @@ fn fsck_runs_as_a_task_that_finds_and_on_request_removes_a_tampered_blob() {
         Some(files.len() as u64 - 1),
         "{t}"
     );
+    let out = w.ok(&["check", "blobs"]);
+    assert!(out.contains("corrupt: []"), "{out}");
+
+    // On a schedule: its first run is due at once.
+    let fscks = || {
+        s.get_json("/api/v1/tasks?kind=fsck")
+            .1
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let before = fscks();
+    let out = w.ok(&["schedule", "create", "--kind", "fsck", "-s", "PT1H"]);
+    let listed = w.ok(&["schedule", "list"]);
+    assert!(listed.contains("blob check"), "{out}\n{listed}");
+    let start = std::time::Instant::now();
+    while fscks() == before {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "the scheduled fsck did not run:\n{}",
+            s.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 
     // It may delete blobs: a caller without `delete` on /orphans may not start it.
     let r = anonymous_client()

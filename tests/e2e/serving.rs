@@ -694,6 +694,104 @@ fn sigterm_during_a_large_pull_finishes_it_then_exits_zero_within_the_timeout() 
     assert!(s.log().contains("shutting down"), "{}", s.log());
 }
 
+/// Bytes of `path` on `client`, with a `Range` header when given.
+fn get_bytes(client: &Client, url: &str, range: Option<&str>) -> (u16, Vec<u8>) {
+    let mut req = client.get(url);
+    if let Some(r) = range {
+        req = req.header("Range", r);
+    }
+    let r = req.send().unwrap();
+    (r.status().as_u16(), r.bytes().unwrap().to_vec())
+}
+
+#[test]
+fn blob_bodies_leave_plain_listeners_by_sendfile_and_survive_their_file_being_removed() {
+    let tmp = scratch();
+    let s = Server::start();
+    docker_repo(&s, "big", "test/big", json!({}));
+    let archive = tmp.path().join("big.tar");
+    // Three body frames (zero_copy::FRAME is 16 MiB) and a bit.
+    std::fs::write(&archive, big_image("test/big:latest", 40 << 20)).unwrap();
+    s.import_and_publish("big", &archive);
+    let manifest: Value = s
+        .http
+        .get(s.url("/v2/test/big/manifests/latest"))
+        .header("Accept", DOCKER_MANIFEST)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let size = manifest["layers"][0]["size"].as_u64().unwrap() as usize;
+    let blob_url = s.url(&format!("/v2/test/big/blobs/{layer}"));
+    let sent_by =
+        |s: &Server| Metrics::scrape(&s.http, &s.base).sum("wharf_blob_sendfile_bytes_total", &[]);
+    let sent = || sent_by(&s);
+
+    // A whole body and a range across a frame boundary, by sendfile: every
+    // byte right, and every byte counted once.
+    let before = sent();
+    let (status, whole) = get_bytes(&anonymous_client(), &blob_url, None);
+    assert_eq!((status, whole.len()), (200, size));
+    assert_eq!(sha256_digest(&whole), layer);
+    let (status, part) = get_bytes(
+        &anonymous_client(),
+        &blob_url,
+        Some("bytes=16000000-17999999"),
+    );
+    assert_eq!(status, 206);
+    assert!(
+        part == whole[16_000_000..18_000_000],
+        "the range's bytes differ"
+    );
+    let r = anonymous_client().head(&blob_url).send().unwrap();
+    assert_eq!(header_of(&r, "content-length"), size.to_string());
+    assert_eq!(sent() - before, (size + 2_000_000) as f64);
+
+    // Over TLS the body is encrypted, so copied: same bytes, no sendfile.
+    let pki = Pki::new(tmp.path(), "sendfile");
+    let (cert, key) = pki.leaf("registry");
+    let (tls, registry) = tls_registry(&cert, &key, &[]);
+    let https = tls_client(&pki.ca());
+    let busybox: Value = https
+        .get(format!(
+            "https://{registry}/v2/test/busybox/manifests/latest"
+        ))
+        .header("Accept", DOCKER_MANIFEST)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let small = busybox["layers"][0]["digest"].as_str().unwrap();
+    let (status, body) = get_bytes(
+        &https,
+        &format!("https://{registry}/v2/test/busybox/blobs/{small}"),
+        None,
+    );
+    assert_eq!((status, sha256_digest(&body).as_str()), (200, small));
+    assert_eq!(sent_by(&tls), 0.0, "a TLS body went out by sendfile");
+    drop(tls);
+
+    // The blob file removed (as orphan cleanup or fsck would) while a slow
+    // client reads it: that response still gets every byte, right; the
+    // next request finds the blob gone.
+    let mut slow = anonymous_client().get(&blob_url).send().unwrap();
+    let mut first = vec![0u8; 1 << 20];
+    slow.read_exact(&mut first).unwrap();
+    let hex = &layer["sha256:".len()..];
+    let file = s.data_dir().join("blobs/sha256").join(&hex[..2]).join(hex);
+    std::fs::remove_file(&file).unwrap();
+    let mut rest = Vec::new();
+    slow.read_to_end(&mut rest).unwrap();
+    first.extend_from_slice(&rest);
+    assert_eq!(sha256_digest(&first), layer, "log:\n{}", s.log());
+    let (status, _) = get_bytes(&anonymous_client(), &blob_url, None);
+    assert_eq!(status, 404);
+}
+
 #[test]
 fn metrics_move_with_requests_tasks_and_plugin_calls_and_request_ids_reach_task_logs() {
     let s = Server::start();

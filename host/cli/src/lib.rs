@@ -19,7 +19,8 @@
 //!   group`; [`docker`]: `wharf docker repo`, the same with Docker's settings
 //!   as flags; [`publish_docker`]: the one-step `docker save | wharf
 //!   publish-docker` workflow.
-//! - [`orphan`]: `wharf orphan remove`; [`schedule`]: `wharf schedule` and
+//! - [`orphan`]: `wharf orphan remove`; [`check`]: `wharf check blobs`;
+//!   [`schedule`]: `wharf schedule` and
 //!   `wharf docker repo sync schedules`; [`plugin`]: `wharf plugin`;
 //!   [`event`]: `wharf event listener`; [`status`]: `wharf status`.
 //! - [`auth`]: `wharf login`, `wharf logout`, `wharf auth user|role|permission`;
@@ -29,6 +30,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod check;
 pub mod client;
 pub mod config;
 pub mod docker;

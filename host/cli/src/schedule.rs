@@ -1,4 +1,5 @@
-//! Scheduled syncs, publishes, retention runs and orphan cleanups
+//! Scheduled syncs, publishes, retention runs, orphan cleanups and blob
+//! checks
 //! (`/api/v1/schedules`):
 //! `wharf schedule ...`, and in pulp-admin's words `wharf docker repo sync
 //! schedules create --repo-id ID -s 2026-12-01T00:00Z/PT1H`.
@@ -23,14 +24,19 @@ pub struct IntervalArg {
 
 #[derive(Subcommand)]
 pub enum ScheduleCommand {
-    /// Schedule a sync, a publish, a retention run or an orphan cleanup.
+    /// Schedule a sync, a publish, a retention run, an orphan cleanup or
+    /// a blob check (`fsck`, as `wharf check blobs`).
     Create {
         /// What to run.
-        #[arg(long, value_parser = ["sync", "publish", "retain", "orphans"])]
+        #[arg(long, value_parser = ["sync", "publish", "retain", "orphans", "fsck"])]
         kind: String,
         /// The repository (sync, publish, retain).
         #[arg(long)]
         repo_id: Option<RepoId>,
+        /// A blob check deletes the blobs whose bytes do not match their
+        /// digest (fsck only).
+        #[arg(long)]
+        remove_corrupt: bool,
         #[command(flatten)]
         interval: IntervalArg,
         /// Create it paused.
@@ -85,9 +91,11 @@ pub fn run(s: &Session, cmd: ScheduleCommand) -> anyhow::Result<()> {
             repo_id,
             interval,
             disabled,
+            remove_corrupt,
         } => {
             let job = match (kind.as_str(), repo_id) {
                 ("orphans", _) => json!({"kind": "orphans"}),
+                ("fsck", _) => json!({"kind": "fsck", "remove_corrupt": remove_corrupt}),
                 (kind, Some(repo)) => json!({"kind": kind, "repository": repo}),
                 (kind, None) => anyhow::bail!("a {kind} schedule needs --repo-id"),
             };
@@ -165,7 +173,7 @@ fn is_for(s: &Schedule, kind: &str, repo: &RepoId) -> bool {
         ScheduledJob::Sync { repository } => kind == "sync" && repository == repo,
         ScheduledJob::Publish { repository } => kind == "publish" && repository == repo,
         ScheduledJob::Retain { repository } => kind == "retain" && repository == repo,
-        ScheduledJob::Orphans { .. } => false,
+        ScheduledJob::Orphans { .. } | ScheduledJob::Fsck { .. } => false,
     }
 }
 
@@ -225,6 +233,12 @@ fn print(s: &Session, schedules: &[Schedule]) {
                 ScheduledJob::Publish { repository } => format!("publish {repository}"),
                 ScheduledJob::Retain { repository } => format!("retain {repository}"),
                 ScheduledJob::Orphans { .. } => "orphan cleanup".to_string(),
+                ScheduledJob::Fsck {
+                    remove_corrupt: false,
+                } => "blob check".to_string(),
+                ScheduledJob::Fsck {
+                    remove_corrupt: true,
+                } => "blob check, removing corrupt blobs".to_string(),
             };
             vec![
                 x.id.clone(),

@@ -281,6 +281,8 @@ async fn connection(
     stop: CancellationToken,
 ) {
     let Some(acceptor) = tls else {
+        // Blob bodies leave a plain socket by sendfile(2).
+        let stream = crate::zero_copy::SendfileStream::new(stream);
         return http(shared, stream, peer, router, stop).await;
     };
     let handshake = crate::listeners::handshake(

@@ -38,3 +38,4 @@ pub mod tasks;
 pub mod tls;
 pub mod uploads;
 pub mod versions;
+pub mod zero_copy;

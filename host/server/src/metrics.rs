@@ -95,6 +95,7 @@ struct Metrics {
     connections_closed: Family<ClosedLabels, Counter>,
     plugin_calls: Family<PluginLabels, Counter>,
     plans_repeated: Family<PlanLabels, Counter>,
+    bytes_sent_by_sendfile: Counter,
     tasks_running: Family<KindLabels, Gauge>,
     tasks_ended: Family<TaskLabels, Counter>,
     task_duration: Histograms<TaskLabels>,
@@ -168,6 +169,13 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Registry requests answered with a plan the plugin gave before for the same request and publication, without a plugin call (http::plan_cache)",
         plans_repeated.clone(),
     );
+    let bytes_sent_by_sendfile = Counter::default();
+    registry.register_with_unit(
+        "blob_sendfile",
+        "Blob body bytes sent with sendfile(2), straight from the page cache to a plain-TCP socket (zero_copy)",
+        Unit::Bytes,
+        bytes_sent_by_sendfile.clone(),
+    );
     let tasks_running = Family::default();
     registry.register(
         "tasks_running",
@@ -210,6 +218,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         connections_closed,
         plugin_calls,
         plans_repeated,
+        bytes_sent_by_sendfile,
         tasks_running,
         tasks_ended,
         task_duration,
@@ -233,6 +242,11 @@ pub fn plugin_call(plugin: &str, outcome: &'static str) {
             outcome,
         })
         .inc();
+}
+
+/// `n` bytes of a blob body left by sendfile(2).
+pub fn sent_by_sendfile(n: usize) {
+    METRICS.bytes_sent_by_sendfile.inc_by(n as u64);
 }
 
 /// A registry request of `plugin` was answered with a plan given again.

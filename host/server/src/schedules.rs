@@ -161,6 +161,9 @@ fn job_of(job: &ScheduledJob) -> Job {
         ScheduledJob::Orphans { protection_minutes } => Job::Orphans {
             protection_minutes: *protection_minutes,
         },
+        ScheduledJob::Fsck { remove_corrupt } => Job::Fsck {
+            remove_corrupt: *remove_corrupt,
+        },
     }
 }
 
@@ -169,7 +172,8 @@ fn job_of(job: &ScheduledJob) -> Job {
 struct CreateSchedule {
     /// What to run: `{"kind": "sync", "repository": "ID"}`, `{"kind":
     /// "publish", "repository": "ID"}`, `{"kind": "retain", "repository":
-    /// "ID"}` or `{"kind": "orphans"}`.
+    /// "ID"}`, `{"kind": "orphans"}` or `{"kind": "fsck", "remove_corrupt":
+    /// false}`.
     job: ScheduledJob,
     /// ISO 8601 repeating interval: `START/DURATION`
     /// (`2026-12-01T00:00Z/PT1H`), `Rn/START/DURATION`, or `DURATION`
@@ -224,10 +228,12 @@ async fn check_job(
                 )));
             }
         }
+        // Cleaning up orphans and checking blobs (which may remove them)
+        // need what starting them by hand needs.
         None => {
             if !principal.allows("/orphans/", Operation::Delete) {
                 return Err(Error::forbidden(format!(
-                    "user {} may not clean up orphans (delete on /orphans/)",
+                    "user {} may not clean up orphans or check blobs (delete on /orphans/)",
                     principal.login
                 )));
             }

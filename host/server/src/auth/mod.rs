@@ -226,8 +226,8 @@ impl Auth {
         bootstrap::first_start(store.as_ref(), data_dir).await?;
         let registry_key =
             registry_token::SigningKey::load_or_create(data_dir, store.as_ref()).await?;
+        // Loaded by the upkeep, at once and in the background.
         let protection = protection::Protection::default();
-        protection.reload(store.as_ref()).await?;
         let auth = Arc::new(Auth {
             store,
             config: config.clone(),
@@ -245,8 +245,8 @@ impl Auth {
         self.store.as_ref()
     }
 
-    /// Every 30 s pick up protection changes made through other hosts; every
-    /// 10 min forget expired tokens.
+    /// Load every repository's protection now, then every 30 s pick up
+    /// changes made through other hosts; every 10 min forget expired tokens.
     fn spawn_upkeep(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {

@@ -6,9 +6,13 @@
 //!
 //! The sets fail closed: a repository this node has not read yet counts as
 //! protected, so content another node created and published is never served
-//! anonymously before this node knows its setting. They are loaded at start,
-//! refreshed for one repository after every change this node makes to it,
-//! and reloaded in full every 30 s. Changes made through other nodes arrive
+//! anonymously before this node knows its setting. The registry gate, which
+//! may wait, reads such a repository's setting on demand ([`Protection::learn`]);
+//! the checks that may not (which repositories a caller may list or mount
+//! from) count it as protected until then. The sets are loaded in the
+//! background from start, so start-up does not grow with the number of
+//! repositories, refreshed for one repository after every change this node
+//! makes to it, and reloaded in full every 30 s. Changes made through other nodes arrive
 //! sooner, through the publications' change feed every node follows (every
 //! 500 ms with a shared store): a node that changes a repository's setting
 //! writes it into the repository's publications too, and
@@ -64,6 +68,27 @@ impl Protection {
     pub fn protects(&self, repo_id: &str) -> bool {
         let sets = self.sets.read().unwrap();
         sets.protected.contains(repo_id) || !sets.known.contains(repo_id)
+    }
+
+    /// Whether reads of `repo_id` need permission, reading its setting
+    /// from the store first when this node has not yet; when the store does
+    /// not answer, it does (fail closed).
+    pub async fn learn(&self, store: &dyn Store, repo_id: &str) -> bool {
+        if self.sets.read().unwrap().known.contains(repo_id) {
+            return self.protects(repo_id);
+        }
+        match repo_id.parse::<RepoId>() {
+            Ok(id) => {
+                if let Err(e) = self.refresh(store, &id).await {
+                    tracing::warn!(
+                        repo = repo_id,
+                        "cannot read its protection (so it counts as protected): {e}"
+                    );
+                }
+                self.protects(repo_id)
+            }
+            Err(_) => true,
+        }
     }
 
     /// Re-read one repository's setting (after a change to it; a deleted

@@ -59,11 +59,15 @@ fn repo_resource(id: &str) -> String {
     format!("/repositories/{id}/")
 }
 
-pub fn may_pull(app: &App, caller: Option<&Principal>, repos: &[String]) -> bool {
-    repos.iter().all(|r| {
-        !app.auth.protection.protects(r)
-            || caller.is_some_and(|p| p.allows(&repo_resource(r), Operation::Read))
-    })
+pub async fn may_pull(app: &App, caller: Option<&Principal>, repos: &[String]) -> bool {
+    for r in repos {
+        if app.auth.protection.learn(app.auth.store(), r).await
+            && !caller.is_some_and(|p| p.allows(&repo_resource(r), Operation::Read))
+        {
+            return false;
+        }
+    }
+    true
 }
 
 pub fn may_push(caller: Option<&Principal>, repos: &[String]) -> bool {
@@ -171,9 +175,10 @@ pub async fn admit(
         None => published_target(app, &plugin.info.name, rest).map(|(n, r)| (n, Some(r))),
     };
     let repository = target.as_ref().and_then(|(_, r)| r.clone());
-    let protected = repository
-        .as_ref()
-        .is_some_and(|repo| app.auth.protection.protects(repo));
+    let protected = match &repository {
+        Some(repo) => app.auth.protection.learn(app.auth.store(), repo).await,
+        None => false,
+    };
     if !write && !protected {
         // A public read needs nobody; credentials sent anyway (a catalog
         // of what this caller may read) count when they are valid.
@@ -205,7 +210,7 @@ pub async fn admit(
             if write {
                 may_push(Some(p), &repos)
             } else {
-                may_pull(app, Some(p), &repos)
+                may_pull(app, Some(p), &repos).await
             }
         }
     };

@@ -220,7 +220,7 @@ async fn granted(
     let mut out: Vec<String> = Vec::new();
     for action in requested {
         let ok = match action.as_str() {
-            "pull" => registry_gate::may_pull(app, caller, &pull_repos),
+            "pull" => registry_gate::may_pull(app, caller, &pull_repos).await,
             "push" => registry_gate::may_push(caller, &repos),
             _ => false,
         };

@@ -21,9 +21,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use std::io::SeekFrom;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use wharf_core::digest::Digest;
 use wharf_core::ids::RepoId;
 use wharf_runtime::calls::{ErrorFormat, Header, Plan, Refusal, Request};
@@ -41,7 +39,6 @@ const FORWARDED_HEADERS: [&str; 5] = [
     "range",
     "user-agent",
 ];
-const STREAM_CHUNK: usize = 256 * 1024;
 
 pub async fn dispatch(
     State(app): State<Arc<App>>,
@@ -511,7 +508,7 @@ fn blob_headers(resp: &mut Response, d: &Digest, media_type: &str, extra: &[Head
 enum Source {
     /// A file of this node: the blob directory, or the node's cache of a
     /// bucket.
-    File(tokio::fs::File),
+    File(std::fs::File),
     /// The bucket, streamed through this node.
     Object,
 }
@@ -544,7 +541,7 @@ fn redirect_for(app: &App, repo: Option<&RepoId>) -> Option<std::time::Duration>
 async fn locate(app: &Arc<App>, d: &Digest) -> std::io::Result<Option<(u64, Source)>> {
     if let Some(f) = app.blobs.local_file(d)? {
         let len = f.metadata()?.len();
-        return Ok(Some((len, Source::File(tokio::fs::File::from_std(f)))));
+        return Ok(Some((len, Source::File(f))));
     }
     if app.blobs.objects().is_none() {
         return Ok(None);
@@ -685,14 +682,13 @@ async fn serve_blob(
         return resp;
     }
     match source {
-        Source::File(mut file) => {
-            if start > 0 && file.seek(SeekFrom::Start(start)).await.is_err() {
-                return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot seek blob\n");
+        Source::File(file) => match crate::zero_copy::file_body(file, start, end) {
+            Ok(body) => *resp.body_mut() = body,
+            Err(e) => {
+                tracing::error!("blob {d} cannot be mapped: {e}");
+                return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read blob\n");
             }
-            let stream =
-                tokio_util::io::ReaderStream::with_capacity(file.take(end - start), STREAM_CHUNK);
-            *resp.body_mut() = Body::from_stream(stream);
-        }
+        },
         Source::Object => {
             let (blobs, key) = (app.blobs.clone(), d.clone());
             let stream = tokio::task::spawn_blocking(move || {

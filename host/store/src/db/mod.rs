@@ -16,6 +16,8 @@
 pub mod conformance;
 mod listener;
 pub mod mongo;
+#[cfg(test)]
+mod mongo_indexes;
 pub mod remote;
 mod schedule;
 pub mod sqlite;

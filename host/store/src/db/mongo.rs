@@ -41,7 +41,7 @@ async fn all_by_id(coll: &Collection<Document>, filter: Document) -> StoreResult
 }
 
 /// The schema this build writes; a database with a newer one is refused.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// The database used when the URL names none.
 pub const DEFAULT_DATABASE: &str = "wharf";
@@ -63,6 +63,10 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (
         4,
         "the publications' change feed (`publication_feed` by position, its counter in `meta`), and repositories by setting or note in id order (a filtered page reads only its page)",
+    ),
+    (
+        5,
+        "a repository's history in order from an index (associations by repository, type, key and version added), so a page of it reads only its page",
     ),
 ];
 
@@ -788,6 +792,16 @@ async fn migrate(db: &Database, version: i64) -> anyhow::Result<()> {
                 .context("creating the filtered listing indexes of repositories")?;
             Ok(())
         }
+        5 => {
+            c(coll::ASSOCS)
+                .create_indexes(vec![index(
+                    doc! {"repo": 1, "unit_type": 1, "key": 1, "added_in": 1},
+                    false,
+                )])
+                .await
+                .context("creating the history index of associations")?;
+            Ok(())
+        }
         v => anyhow::bail!("no migration to schema version {v}"),
     }
 }
@@ -850,8 +864,18 @@ impl MongoStore {
             .map(str::to_string)
             .or_else(|| options.default_database.clone())
             .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
+        Self::connect(options, &name, &shown).await
+    }
+
+    /// Connect with `options` to database `name` (`shown`: the server, as
+    /// errors name it). Applies pending migrations.
+    pub(crate) async fn connect(
+        options: ClientOptions,
+        name: &str,
+        shown: &str,
+    ) -> anyhow::Result<Self> {
         let client = Client::with_options(options)?;
-        let db = client.database(&name);
+        let db = client.database(name);
         db.run_command(doc! {"ping": 1}).await.with_context(|| {
             format!("cannot reach MongoDB at {shown}: is the server running and the URL (--db / WHARF_DB) right?")
         })?;
@@ -966,6 +990,12 @@ impl MongoStore {
     /// Drop the whole database (tests clean up with it).
     pub async fn drop_database(&self) -> anyhow::Result<()> {
         Ok(self.db.drop().await?)
+    }
+
+    /// The database, for tests that look at it directly.
+    #[cfg(test)]
+    pub(crate) fn database(&self) -> &mongodb::Database {
+        &self.db
     }
 
     /// Run `f` in a transaction with `ctx` (owned data it needs), retrying on
@@ -1732,16 +1762,22 @@ impl RepositoryStore for MongoStore {
                 }
                 let plugin = d.get_str("plugin").unwrap_or_default();
                 let name = d.get_str("name").unwrap_or_default();
-                let replaced =
-                    doc! {"plugin": plugin, "$or": [{"repo": repo.as_str()}, {"name": name}]};
+                // What this one replaces: the repository's publication and
+                // the name's (each found by its own unique index).
+                let replaced = [
+                    doc! {"plugin": plugin, "repo": repo.as_str()},
+                    doc! {"plugin": plugin, "name": name},
+                ];
                 // A repository that loses its name to this one is in the feed too.
-                for gone in find_all(&c.pubs, replaced.clone(), doc! {}, s).await? {
+                for gone in find_all(&c.pubs, replaced[1].clone(), doc! {}, s).await? {
                     let gone = gone.get_str("repo").unwrap_or_default();
                     if gone != repo.as_str() {
                         feed_publication(c, plugin, gone, s).await?;
                     }
                 }
-                c.pubs.delete_many(replaced).session(&mut *s).await?;
+                for filter in replaced {
+                    c.pubs.delete_many(filter).session(&mut *s).await?;
+                }
                 c.pubs.insert_one(d.clone()).session(&mut *s).await?;
                 feed_publication(c, plugin, repo.as_str(), s).await?;
                 Ok(())

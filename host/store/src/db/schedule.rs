@@ -34,6 +34,12 @@ pub enum ScheduledJob {
         #[serde(default)]
         protection_minutes: u64,
     },
+    /// Re-hash every blob (`wharf check blobs`).
+    Fsck {
+        /// Delete the blobs whose bytes do not match their digest.
+        #[serde(default)]
+        remove_corrupt: bool,
+    },
 }
 
 impl ScheduledJob {
@@ -43,7 +49,7 @@ impl ScheduledJob {
             ScheduledJob::Sync { repository }
             | ScheduledJob::Publish { repository }
             | ScheduledJob::Retain { repository } => Some(repository),
-            ScheduledJob::Orphans { .. } => None,
+            ScheduledJob::Orphans { .. } | ScheduledJob::Fsck { .. } => None,
         }
     }
 }

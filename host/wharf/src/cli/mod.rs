@@ -10,8 +10,8 @@ pub mod manpages;
 pub mod server;
 
 use wharf_cli::{
-    GlobalArgs, Session, auth, config, docker, event, orphan, output, plugin, publish_docker, repo,
-    schedule, status, task,
+    GlobalArgs, Session, auth, check, config, docker, event, orphan, output, plugin,
+    publish_docker, repo, schedule, status, task,
 };
 
 use clap::{CommandFactory, FromArgMatches as _, Parser, Subcommand};
@@ -98,7 +98,11 @@ pub enum Command {
     /// Content no repository holds any more (also `wharf orphans remove`).
     #[command(subcommand, visible_alias = "orphans")]
     Orphan(orphan::OrphanCommand),
-    /// Recurring syncs, publishes and orphan cleanups (ISO 8601 intervals:
+    /// Checks of a running server's data, as tasks: `wharf check blobs`
+    /// re-hashes every blob (`wharf fsck` does it offline).
+    #[command(subcommand)]
+    Check(check::CheckCommand),
+    /// Recurring syncs, publishes, orphan cleanups and blob checks (ISO 8601 intervals:
     /// 2026-12-01T00:00Z/PT1H), each run a task.
     #[command(subcommand, visible_alias = "schedules")]
     Schedule(schedule::ScheduleCommand),
@@ -192,6 +196,7 @@ pub fn main() -> ExitCode {
         Command::Docker(c) => session().and_then(|s| docker::run(&s, c)),
         Command::Task(c) => session().and_then(|s| task::run(&s, c)),
         Command::Orphan(c) => session().and_then(|s| orphan::run(&s, c)),
+        Command::Check(c) => session().and_then(|s| check::run(&s, c)),
         Command::Schedule(c) => session().and_then(|s| schedule::run(&s, c)),
         Command::Plugin(c) => session().and_then(|s| plugin::run(&s, c)),
         Command::Event(c) => session().and_then(|s| event::run(&s, c)),
