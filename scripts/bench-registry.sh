@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Wharf's registry side against CNCF distribution (`docker-registry`) and
 # against nginx serving the same bytes as static files (the machine's limit
-# for serving bytes: `sendfile on`, `access_log off`, one worker per core),
-# side by side on loopback in one run:
+# for serving bytes: `sendfile on`, `access_log off`; the reference is
+# nginx's default single worker, as ../shared/PEERS.md starts it, and one
+# worker per core is measured beside it), side by side on loopback in one
+# run:
 #
 #   1. manifest GET by tag under wrk (64 connections, docker's Accept header):
 #      requests/s, p50, p99;
@@ -69,7 +71,7 @@ PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    [ -f "$W/nginx/nginx.pid" ] && kill "$(cat "$W/nginx/nginx.pid")" 2>/dev/null
+    for f in "$W"/nginx/*/nginx.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
     [ -f "$W/wharf-sync.pid" ] && kill "$(cat "$W/wharf-sync.pid")" 2>/dev/null
     if [ "$KEEP" = 1 ]; then echo "work directory kept: $W"; else rm -rf "$W"; fi
 }
@@ -168,36 +170,44 @@ BLOB_PATH=/v2/bench/large/blobs/$LAYER
 
 # nginx: the manifest and the layer as static files under the same paths,
 # served with the manifest's media type.
-NGINX_PORT=$(free_port)
-NG=127.0.0.1:$NGINX_PORT
-mkdir -p "$W/nginx/root/v2/bench/large/manifests" "$W/nginx/root/v2/bench/large/blobs" "$W/nginx/tmp"
+mkdir -p "$W/nginx/root/v2/bench/large/manifests" "$W/nginx/root/v2/bench/large/blobs"
 curl -sf -H "Accept: $ACCEPT" -o "$W/nginx/root$MANIFEST_PATH" "http://$WH$MANIFEST_PATH"
 curl -sf -o "$W/nginx/root$BLOB_PATH" "http://$WH$BLOB_PATH"
 # nginx's workers run as an unprivileged user: let them read the root.
-chmod a+x "$W"; chmod -R a+rX "$W/nginx"
-cat > "$W/nginx/nginx.conf" <<EOF
+chmod a+x "$W"
+# start_nginx NAME WORKERS: nginx on a free port, as PEERS.md starts it
+# (plus the manifest's media type as the default); prints its address.
+start_nginx() {
+    local port dir=$W/nginx/$1
+    port=$(free_port)
+    mkdir -p "$dir/tmp"
+    cat > "$dir/nginx.conf" <<EOF
 daemon off;
-worker_processes auto;
-pid $W/nginx/nginx.pid;
-error_log $W/nginx/error.log;
+worker_processes $2;
+pid $dir/nginx.pid;
+error_log $dir/error.log;
 events { worker_connections 1024; }
 http {
     access_log off;
     sendfile on;
-    tcp_nopush on;
     keepalive_requests 1000000;
     default_type application/vnd.docker.distribution.manifest.v2+json;
-    client_body_temp_path $W/nginx/tmp;
-    server { listen $NG; root $W/nginx/root; }
+    client_body_temp_path $dir/tmp;
+    server { listen 127.0.0.1:$port; root $W/nginx/root; }
 }
 EOF
-nginx -e "$W/nginx/error.log" -c "$W/nginx/nginx.conf" > "$W/nginx/stdout.log" 2>&1 &
-PIDS+=($!)
-wait_http "http://$NG$MANIFEST_PATH"
+    chmod -R a+rX "$W/nginx"
+    # Run in $(...): cleanup stops it by its pid file.
+    nginx -e "$dir/error.log" -c "$dir/nginx.conf" > "$dir/stdout.log" 2>&1 &
+    wait_http "http://127.0.0.1:$port$MANIFEST_PATH" >&2
+    echo "127.0.0.1:$port"
+}
+NG=$(start_nginx one 1)
+NG2=$(start_nginx per-core auto)
 d3=$(curl -sf "http://$NG$MANIFEST_PATH" | sha256sum | cut -d' ' -f1)
 [ "$d1" = "$d3" ] || { echo "nginx serves other manifest bytes: $d3" >&2; exit 1; }
 
-for host in "$DIST" "$WH" "$NG"; do
+for host in "$DIST" "$WH" "$NG" "$NG2"; do
     got=$(curl -sf "http://$host$BLOB_PATH" | sha256sum | cut -d' ' -f1)
     [ "sha256:$got" = "$LAYER" ] || { echo "$host serves wrong bytes for $LAYER" >&2; exit 1; }
 done
@@ -227,8 +237,11 @@ echo "==> manifest GET by tag: wrk -t2 -c64 -d${DURATION}s (load average: $(cut 
 wrk -t2 -c64 -d2s -H "Accept: $ACCEPT" "http://$DIST$MANIFEST_PATH" > /dev/null
 wrk -t2 -c64 -d2s -H "Accept: $ACCEPT" "http://$WH$MANIFEST_PATH" > /dev/null
 wrk -t2 -c64 -d2s -H "Accept: $ACCEPT" "http://$NG$MANIFEST_PATH" > /dev/null
+wrk -t2 -c64 -d2s -H "Accept: $ACCEPT" "http://$NG2$MANIFEST_PATH" > /dev/null
 run_wrk manifest-nginx 64 "http://$NG$MANIFEST_PATH" "Accept: $ACCEPT"
 M_N_RPS=$RPS M_N_P50=$P50 M_N_P99=$P99
+run_wrk manifest-nginx-per-core 64 "http://$NG2$MANIFEST_PATH" "Accept: $ACCEPT"
+M_N2_RPS=$RPS
 run_wrk manifest-distribution 64 "http://$DIST$MANIFEST_PATH" "Accept: $ACCEPT"
 M_D_RPS=$RPS M_D_P50=$P50 M_D_P99=$P99
 run_wrk manifest-wharf 64 "http://$WH$MANIFEST_PATH" "Accept: $ACCEPT"
@@ -237,6 +250,8 @@ M_W_RPS=$RPS M_W_P50=$P50 M_W_P99=$P99
 echo "==> blob GET of a $((LAYER_SIZE / 1048576)) MiB layer: wrk -t2 -c4 -d${DURATION}s"
 run_wrk blob-nginx 4 "http://$NG$BLOB_PATH"
 B_N_MBS=$MBS
+run_wrk blob-nginx-per-core 4 "http://$NG2$BLOB_PATH"
+B_N2_MBS=$MBS
 run_wrk blob-distribution 4 "http://$DIST$BLOB_PATH"
 B_D_MBS=$MBS B_D_RPS=$RPS
 run_wrk blob-wharf 4 "http://$WH$BLOB_PATH"
@@ -348,11 +363,11 @@ cat <<EOF
 wrk and hyperfine ran on the same cores as the servers. docker-registry
 $(docker-registry --version 2>/dev/null | awk '{print $3}'), skopeo $(skopeo --version | awk '{print $3}'), nginx $(nginx -v 2>&1 | sed 's|.*nginx/||'), load average at the start: $LOAD_BEFORE.
 
-| measurement | nginx (static files) | Wharf | Wharf / nginx | target | |
-| --- | ---: | ---: | ---: | --- | --- |
-| manifest GET by tag, req/s (wrk, 64 conns, ${DURATION} s) | $M_N_RPS | $M_W_RPS | $(ratio "$M_W_RPS" "$M_N_RPS") | ≥ 0.8× | $(verdict "$M_W_RPS >= 0.8 * $M_N_RPS") |
-| manifest GET p50 / p99 (ms) | $M_N_P50 / $M_N_P99 | $M_W_P50 / $M_W_P99 | | | |
-| blob GET, $((LAYER_SIZE / 1048576)) MiB layer, MiB/s (wrk, 4 conns) | $B_N_MBS | $B_W_MBS | $(ratio "$B_W_MBS" "$B_N_MBS") | ≥ 0.95× | $(verdict "$B_W_MBS >= 0.95 * $B_N_MBS") |
+| measurement | nginx (static files, 1 worker) | Wharf | Wharf / nginx | target | | nginx, a worker per core | Wharf / it |
+| --- | ---: | ---: | ---: | --- | --- | ---: | ---: |
+| manifest GET by tag, req/s (wrk, 64 conns, ${DURATION} s) | $M_N_RPS | $M_W_RPS | $(ratio "$M_W_RPS" "$M_N_RPS") | ≥ 0.8× | $(verdict "$M_W_RPS >= 0.8 * $M_N_RPS") | $M_N2_RPS | $(ratio "$M_W_RPS" "$M_N2_RPS") |
+| manifest GET p50 / p99 (ms) | $M_N_P50 / $M_N_P99 | $M_W_P50 / $M_W_P99 | | | | | |
+| blob GET, $((LAYER_SIZE / 1048576)) MiB layer, MiB/s (wrk, 4 conns) | $B_N_MBS | $B_W_MBS | $(ratio "$B_W_MBS" "$B_N_MBS") | ≥ 0.95× | $(verdict "$B_W_MBS >= 0.95 * $B_N_MBS") | $B_N2_MBS | $(ratio "$B_W_MBS" "$B_N2_MBS") |
 
 | measurement | distribution | Wharf | Wharf / distribution | target | |
 | --- | ---: | ---: | ---: | --- | --- |
