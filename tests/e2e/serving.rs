@@ -237,6 +237,24 @@ fn header_of(r: &reqwest::blocking::Response, name: &str) -> String {
 
 /// A server whose admin API is plain HTTP on `s.addr` and whose registry is
 /// TLS-only on its own port, serving `cert`/`key`; busybox published.
+/// The digest of the layer of `test/busybox` (as [`tls_registry`] publishes
+/// it) on the TLS registry listener `registry`.
+fn busybox_layer(https: &Client, registry: &str) -> String {
+    let manifest: Value = https
+        .get(format!(
+            "https://{registry}/v2/test/busybox/manifests/latest"
+        ))
+        .header("Accept", DOCKER_MANIFEST)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn tls_registry(cert: &Path, key: &Path, extra: &[&str]) -> (Server, String) {
     let registry = format!("127.0.0.1:{}", free_port());
     let mut args = vec![
@@ -398,19 +416,7 @@ fn a_replaced_certificate_is_served_to_new_connections_on_sighup_and_on_file_cha
     let https = tls_client(&pki.ca());
 
     // A big download in flight across the reloads must not be cut.
-    let manifest: Value = https
-        .get(format!(
-            "https://{registry}/v2/test/busybox/manifests/latest"
-        ))
-        .header("Accept", DOCKER_MANIFEST)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let layer = manifest["layers"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let layer = busybox_layer(&https, &registry);
     let mut in_flight = https
         .get(format!("https://{registry}/v2/test/busybox/blobs/{layer}"))
         .send()
@@ -592,14 +598,12 @@ fn big_image(reference: &str, size: usize) -> Vec<u8> {
         .finish()
 }
 
-#[test]
-fn sigterm_during_a_large_pull_finishes_it_then_exits_zero_within_the_timeout() {
-    let tmp = scratch();
-    let mut s =
-        Server::start_with_plugin_dir(&env_path("WHARF_PLUGIN_DIR"), &["--shutdown-timeout", "8s"]);
-    docker_repo(&s, "big", "test/big", json!({}));
-    let archive = tmp.path().join("big.tar");
-    std::fs::write(&archive, big_image("test/big:latest", 96 << 20)).unwrap();
+/// A published repository `big` (`test/big`) whose one layer is `size`
+/// incompressible bytes: the layer's digest, size and blob URL.
+fn big_layer(s: &Server, dir: &Path, size: usize) -> (String, usize, String) {
+    docker_repo(s, "big", "test/big", json!({}));
+    let archive = dir.join("big.tar");
+    std::fs::write(&archive, big_image("test/big:latest", size)).unwrap();
     s.import_and_publish("big", &archive);
     let manifest: Value = s
         .http
@@ -613,7 +617,17 @@ fn sigterm_during_a_large_pull_finishes_it_then_exits_zero_within_the_timeout() 
         .as_str()
         .unwrap()
         .to_string();
-    let blob_url = s.url(&format!("/v2/test/big/blobs/{layer}"));
+    let size = manifest["layers"][0]["size"].as_u64().unwrap() as usize;
+    let url = s.url(&format!("/v2/test/big/blobs/{layer}"));
+    (layer, size, url)
+}
+
+#[test]
+fn sigterm_during_a_large_pull_finishes_it_then_exits_zero_within_the_timeout() {
+    let tmp = scratch();
+    let mut s =
+        Server::start_with_plugin_dir(&env_path("WHARF_PLUGIN_DIR"), &["--shutdown-timeout", "8s"]);
+    let (layer, _, blob_url) = big_layer(&s, tmp.path(), 96 << 20);
 
     // Reader 1 takes ~3 s for its 96 MiB: it must get every byte, right.
     let slow = {
@@ -708,25 +722,8 @@ fn get_bytes(client: &Client, url: &str, range: Option<&str>) -> (u16, Vec<u8>) 
 fn blob_bodies_leave_plain_listeners_by_sendfile_and_survive_their_file_being_removed() {
     let tmp = scratch();
     let s = Server::start();
-    docker_repo(&s, "big", "test/big", json!({}));
-    let archive = tmp.path().join("big.tar");
     // Three body frames (zero_copy::FRAME is 16 MiB) and a bit.
-    std::fs::write(&archive, big_image("test/big:latest", 40 << 20)).unwrap();
-    s.import_and_publish("big", &archive);
-    let manifest: Value = s
-        .http
-        .get(s.url("/v2/test/big/manifests/latest"))
-        .header("Accept", DOCKER_MANIFEST)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let layer = manifest["layers"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let size = manifest["layers"][0]["size"].as_u64().unwrap() as usize;
-    let blob_url = s.url(&format!("/v2/test/big/blobs/{layer}"));
+    let (layer, size, blob_url) = big_layer(&s, tmp.path(), 40 << 20);
     let sent_by =
         |s: &Server| Metrics::scrape(&s.http, &s.base).sum("wharf_blob_sendfile_bytes_total", &[]);
     let sent = || sent_by(&s);
@@ -756,22 +753,13 @@ fn blob_bodies_leave_plain_listeners_by_sendfile_and_survive_their_file_being_re
     let (cert, key) = pki.leaf("registry");
     let (tls, registry) = tls_registry(&cert, &key, &[]);
     let https = tls_client(&pki.ca());
-    let busybox: Value = https
-        .get(format!(
-            "https://{registry}/v2/test/busybox/manifests/latest"
-        ))
-        .header("Accept", DOCKER_MANIFEST)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let small = busybox["layers"][0]["digest"].as_str().unwrap();
+    let small = busybox_layer(&https, &registry);
     let (status, body) = get_bytes(
         &https,
         &format!("https://{registry}/v2/test/busybox/blobs/{small}"),
         None,
     );
-    assert_eq!((status, sha256_digest(&body).as_str()), (200, small));
+    assert_eq!((status, sha256_digest(&body)), (200, small));
     assert_eq!(sent_by(&tls), 0.0, "a TLS body went out by sendfile");
     drop(tls);
 
