@@ -322,6 +322,7 @@ def section_md(doc, charts):
          "scripts/bench-scale.sh            # 1k, 10k, 100k repositories; 1k, 10k tags; 100k, 1M blobs (20-30 min)",
          "scripts/bench-scale.sh --quick    # 100, 1k, 5k; 100, 1k; 10k, 100k (about 5 min)",
          "scripts/bench-scale.sh --sizes 1000,10000 --tag-sizes 1000 --blob-sizes ''   # any subset",
+         "scripts/bench-scale.sh --store mongodb --out docs/charts/mongodb --docs -   # on MongoDB (secantusdb unless WHARF_BENCH_MONGO_URL)",
          "```", "",
          "| part | how |", "| --- | --- |",
          "| repositories | docker repositories `r000000`…, each with the note `team=t<i mod 100>`, created over 8 kept-alive connections. At each size, "

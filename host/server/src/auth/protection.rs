@@ -7,15 +7,16 @@
 //! The sets fail closed: a repository this node has not read yet counts as
 //! protected, so content another node created and published is never served
 //! anonymously before this node knows its setting. The registry gate, which
-//! may wait, reads such a repository's setting on demand ([`Protection::learn`]);
-//! the checks that may not (which repositories a caller may list or mount
-//! from) count it as protected until then. The sets are loaded in the
-//! background from start, so start-up does not grow with the number of
-//! repositories, refreshed for one repository after every change this node
-//! makes to it, and reloaded in full every 30 s. Changes made through other nodes arrive
-//! sooner, through the publications' change feed every node follows (every
-//! 500 ms with a shared store): a node that changes a repository's setting
-//! writes it into the repository's publications too, and
+//! may wait, reads such a repository's setting on demand
+//! ([`Protection::learn`]); the checks that may not (which repositories a
+//! caller may list or mount from) count it as protected until then. The
+//! sets are loaded in the background from start, so start-up does not grow
+//! with the number of repositories, refreshed for one repository after
+//! every change this node makes to it, and reloaded in full every 30 s.
+//! Changes made through other nodes arrive sooner, through the
+//! publications' change feed every node follows (every 500 ms with a shared
+//! store): a node that changes a repository's setting writes it into the
+//! repository's publications too, and
 //! [`Protection::follow`] re-reads a repository whose publication says
 //! something new about it, or that this node does not know yet, before the
 //! change is served. Only published content is served, so what is served
