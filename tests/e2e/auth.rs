@@ -588,6 +588,80 @@ pub(crate) fn registry_token(s: &Server, scope: &str, user: Option<(&str, &str)>
     send(r)
 }
 
+/// A token taken for a name before any repository has it grants no pull
+/// there: else it would hold, for its 300 s, for a protected repository
+/// created under that name afterwards.
+#[test]
+fn a_token_for_a_name_nobody_has_yet_does_not_open_a_protected_repository_made_later() {
+    let s = protected_and_public();
+    let bearer = |t: &str| format!("Bearer {t}");
+    let (status, early) = registry_token(&s, "repository:later/app:pull", None);
+    assert_eq!(status, 200, "{early}");
+    let early = early["token"].as_str().unwrap().to_string();
+    // An unknown name still answers 404 with that token, as anonymously.
+    let manifest = "/v2/later/app/manifests/latest";
+    let accept = ("Accept", DOCKER_ACCEPT);
+    let r = request(
+        &s,
+        "GET",
+        manifest,
+        &[accept, ("Authorization", &bearer(&early))],
+    );
+    assert_eq!(r.status().as_u16(), 404);
+
+    s.create_repo(json!({"id": "later", "content_type": "docker",
+        "distributor_config": {"repo_registry_id": "later/app", "protected": true}}));
+    s.import_and_publish("later", &images_dir().join("busybox.tar"));
+    let r = request(
+        &s,
+        "GET",
+        manifest,
+        &[accept, ("Authorization", &bearer(&early))],
+    );
+    assert_eq!(
+        r.status().as_u16(),
+        401,
+        "the early token opened a protected repository"
+    );
+    // Who may read it gets in; a pusher of new names got pull with push.
+    let (_, v) = registry_token(
+        &s,
+        "repository:later/app:pull",
+        Some(("admin", ADMIN_PASSWORD)),
+    );
+    let r = request(
+        &s,
+        "GET",
+        manifest,
+        &[
+            accept,
+            ("Authorization", &bearer(v["token"].as_str().unwrap())),
+        ],
+    );
+    assert_eq!(r.status().as_u16(), 200);
+    let (_, v) = registry_token(
+        &s,
+        "repository:new/name:pull,push",
+        Some(("admin", ADMIN_PASSWORD)),
+    );
+    assert_eq!(access_of(&v)[0]["actions"], json!(["pull", "push"]), "{v}");
+    let (_, v) = registry_token(&s, "repository:new/name:pull", None);
+    assert_eq!(access_of(&v)[0]["actions"], json!([]), "{v}");
+}
+
+/// The `access` claim of a registry token answer.
+fn access_of(answer: &Value) -> Value {
+    use base64::Engine as _;
+    let payload = answer["token"].as_str().unwrap().split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["access"].clone()
+}
+
 #[test]
 fn protected_repositories_need_a_token_with_pull() {
     let s = protected_and_public();

@@ -283,7 +283,7 @@ async fn connection(
     let Some(acceptor) = tls else {
         // Blob bodies leave a plain socket by sendfile(2).
         let stream = crate::zero_copy::SendfileStream::new(stream);
-        return http(shared, stream, peer, router, stop).await;
+        return http(shared, stream, true, peer, router, stop).await;
     };
     let handshake = crate::listeners::handshake(
         &acceptor,
@@ -303,7 +303,7 @@ async fn connection(
             }
         },
     };
-    http(shared, stream, peer, router, stop).await
+    http(shared, stream, false, peer, router, stop).await
 }
 
 /// HTTP/1.1 on `io` until the client or a deadline closes it, or `stop`
@@ -312,6 +312,7 @@ async fn connection(
 async fn http<I>(
     shared: &Shared,
     io: I,
+    sendfile: bool,
     peer: SocketAddr,
     router: axum::Router,
     stop: CancellationToken,
@@ -329,6 +330,7 @@ async fn http<I>(
         activity: activity.clone(),
         body_timeout: shared.limits.body_timeout,
         side: shared.side,
+        sendfile,
     };
     // hyper's own header timeout is left off: it would also bound how long
     // a kept-alive connection may wait for its next request.
@@ -555,6 +557,8 @@ struct Svc {
     activity: Arc<Activity>,
     body_timeout: Duration,
     side: &'static str,
+    /// The socket is a [`crate::zero_copy::SendfileStream`].
+    sendfile: bool,
 }
 
 type Answer = Pin<Box<dyn Future<Output = Result<axum::response::Response, Infallible>> + Send>>;
@@ -571,6 +575,7 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Svc {
         req.extensions_mut()
             .insert(axum::extract::ConnectInfo(self.peer));
         let answer = tower_service::Service::call(&mut self.router.clone(), req);
+        let answer = crate::zero_copy::answering(self.sendfile, answer);
         Box::pin(async move {
             let resp = answer.await?;
             Ok(resp.map(|inner| Body::new(Tracked { inner, in_flight })))

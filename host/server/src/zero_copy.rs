@@ -1,18 +1,23 @@
 //! Blob bodies that never pass through this process: nginx's `sendfile on`.
 //!
-//! [`file_body`] maps a blob file into memory and makes its body of slices
-//! of that mapping, each registered here with the file and offset it shows.
-//! On a plain-TCP connection the socket is a [`SendfileStream`]: a write
+//! On a plain-TCP connection the socket is a [`SendfileStream`], and a
+//! request answered on it runs inside [`answering`]. There [`file_body`]
+//! maps a blob file into memory and makes its body of slices of that
+//! mapping, each registered here with the file and offset it shows; a write
 //! that starts in a registered slice becomes `sendfile(2)` from the file at
 //! the slice's offset, so the bytes go from the page cache to the socket
-//! without being read, and the mapping is never touched. Anything else that
-//! writes the body (a TLS connection, which must encrypt it) reads the
-//! mapping: the file's own bytes, paged in on demand.
+//! without being read, and the mapping itself is never touched. On a TLS
+//! connection, which must encrypt the bytes, [`file_body`] streams the file
+//! through the blocking pool instead, as it does when a file cannot be
+//! mapped: a read error there (a blob removed under a shared NFS data
+//! directory, a failing disk) ends one response, where a fault on a mapping
+//! would end the process.
 //!
 //! Only blob files are mapped: they are written aside and renamed into
 //! place, never changed after, and removed by unlinking, which leaves a
-//! mapped file whole. (A blob file truncated by hand under a response would
-//! fault a reader of the mapping; `sendfile` then ends the response early.)
+//! mapped file whole; a file that ends early makes `sendfile` end the
+//! response early. Like nginx without `aio threads`, `sendfile` reads a
+//! file that is not in the page cache on the calling worker thread.
 
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -23,11 +28,27 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll, ready};
-use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncSeekExt as _, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 /// A body frame's size: the slices a mapped body is sent in.
 const FRAME: usize = 16 * 1024 * 1024;
+/// A read's size when a body is streamed instead.
+const STREAM_CHUNK: usize = 256 * 1024;
+
+tokio::task_local! {
+    /// Whether the request being answered came on a [`SendfileStream`].
+    static ON_SENDFILE_SOCKET: bool;
+}
+
+/// Answer a request with `answer`, which came on a [`SendfileStream`] when
+/// `sendfile` says so.
+pub fn answering<F: std::future::Future>(
+    sendfile: bool,
+    answer: F,
+) -> impl std::future::Future<Output = F::Output> {
+    ON_SENDFILE_SOCKET.scope(sendfile, answer)
+}
 
 /// The mapped regions alive, by start address: (length, the file).
 static REGIONS: RwLock<BTreeMap<usize, (usize, Arc<File>)>> = RwLock::new(BTreeMap::new());
@@ -55,23 +76,47 @@ impl Drop for Mapped {
     }
 }
 
-/// Bytes `start..end` of the blob file `file` as body frames of mapped
-/// memory, which a [`SendfileStream`] sends with `sendfile(2)`.
-pub fn file_body(file: File, start: u64, end: u64) -> io::Result<axum::body::Body> {
+/// Bytes `start..end` of the blob file `file` as a body: frames of mapped
+/// memory, which the [`SendfileStream`] the request came on sends with
+/// `sendfile(2)`; else (TLS, or a file that cannot be mapped) reads.
+pub async fn file_body(file: File, start: u64, end: u64) -> io::Result<axum::body::Body> {
     if start >= end {
         return Ok(axum::body::Body::empty());
     }
-    let file = Arc::new(file);
+    let file = if ON_SENDFILE_SOCKET.try_with(|on| *on).unwrap_or(false) {
+        let file = Arc::new(file);
+        match mapped_body(&file, start, end) {
+            Ok(body) => return Ok(body),
+            Err(e) => {
+                tracing::debug!("a blob file is streamed, not mapped: {e}");
+                // Not registered: this is the only handle.
+                Arc::into_inner(file).expect("only registered once mapped")
+            }
+        }
+    } else {
+        file
+    };
+    let mut file = tokio::fs::File::from_std(file);
+    if start > 0 {
+        file.seek(io::SeekFrom::Start(start)).await?;
+    }
+    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(end - start), STREAM_CHUNK);
+    Ok(axum::body::Body::from_stream(stream))
+}
+
+/// [`file_body`] of mapped memory.
+fn mapped_body(file: &Arc<File>, start: u64, end: u64) -> io::Result<axum::body::Body> {
     // SAFETY: a blob file is never written after it is in place (module
-    // docs); the mapping is read-only and lives as long as its slices.
-    let map = unsafe { memmap2::MmapOptions::new().map(&*file)? };
+    // docs); the mapping is read-only, lives as long as its slices, and
+    // only sendfile(2) reads what it maps.
+    let map = unsafe { memmap2::MmapOptions::new().map(&**file)? };
     if (map.len() as u64) < end {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "the blob file is shorter than its size",
         ));
     }
-    let _ = map.advise(memmap2::Advice::Sequential);
+    let file = file.clone();
     let (base, len) = (map.as_ptr() as usize, map.len());
     REGIONS.write().unwrap().insert(base, (len, file));
     LIVE.fetch_add(1, Ordering::Release);
@@ -129,8 +174,13 @@ impl SendfileStream {
                 }
             });
             match sent {
-                // The socket is full after all: wait for it again.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // The socket is full after all: wait for it again; or a
+                // signal came first: try again.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
                 Ok(0) => {
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,

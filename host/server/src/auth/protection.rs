@@ -34,6 +34,9 @@ pub const KEY: &str = "protected";
 #[derive(Default)]
 pub struct Protection {
     sets: RwLock<Sets>,
+    /// Held from a refresh's read to its write, and while a full reload
+    /// starts: what is recorded is never older than what it replaces.
+    reading: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -95,6 +98,7 @@ impl Protection {
     /// Re-read one repository's setting (after a change to it; a deleted
     /// repository is forgotten, hence protected).
     pub async fn refresh(&self, store: &dyn Store, id: &RepoId) -> StoreResult<()> {
+        let _reading = self.reading.lock().await;
         let repo = store.get_repo(id).await?;
         let mut sets = self.sets.write().unwrap();
         match repo {
@@ -147,7 +151,11 @@ impl Protection {
 
     /// Re-read every repository's setting.
     pub async fn reload(&self, store: &dyn Store) -> StoreResult<()> {
-        self.sets.write().unwrap().refreshed.clear();
+        {
+            // Refreshes that read before this reload are recorded before it.
+            let _reading = self.reading.lock().await;
+            self.sets.write().unwrap().refreshed.clear();
+        }
         let mut sets = Sets::default();
         let mut after = None;
         loop {

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
 use wharf_runtime::calls::{ErrorFormat, Refusal, Rendered};
-use wharf_store::db::Store;
+use wharf_store::db::{Operation, Store};
 
 pub const SERVICE: &str = "wharf";
 pub const TTL_SECS: u64 = 300;
@@ -220,6 +220,13 @@ async fn granted(
     let mut out: Vec<String> = Vec::new();
     for action in requested {
         let ok = match action.as_str() {
+            // A name no repository has: a pull of it finds nothing now,
+            // and a pull granted on it would hold, while the token lives,
+            // for a protected repository created under it later; only
+            // who may create one (a first push) gets it.
+            "pull" if pull_repos.is_empty() => {
+                caller.is_some_and(|p| p.allows("/repositories/", Operation::Create))
+            }
             "pull" => registry_gate::may_pull(app, caller, &pull_repos).await,
             "push" => registry_gate::may_push(caller, &repos),
             _ => false,

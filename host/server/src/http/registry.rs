@@ -682,10 +682,10 @@ async fn serve_blob(
         return resp;
     }
     match source {
-        Source::File(file) => match crate::zero_copy::file_body(file, start, end) {
+        Source::File(file) => match crate::zero_copy::file_body(file, start, end).await {
             Ok(body) => *resp.body_mut() = body,
             Err(e) => {
-                tracing::error!("blob {d} cannot be mapped: {e}");
+                tracing::error!("blob {d} cannot be read: {e}");
                 return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read blob\n");
             }
         },
