@@ -1,4 +1,5 @@
-//! Blob bodies that never pass through this process: nginx's `sendfile on`.
+//! Blob bodies that never pass through this process on a plain-TCP
+//! listener: nginx's `sendfile on`.
 //!
 //! On a plain-TCP connection the socket is a [`SendfileStream`], and a
 //! request answered on it runs inside [`answering`]. There [`file_body`]
