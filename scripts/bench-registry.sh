@@ -2,7 +2,7 @@
 # Wharf's registry side against CNCF distribution (`docker-registry`) and
 # against nginx serving the same bytes as static files (the machine's limit
 # for serving bytes: `sendfile on`, `access_log off`; the reference is
-# nginx's default single worker, as ../shared/PEERS.md starts it, and one
+# nginx's default single worker (no worker_processes setting), and one
 # worker per core is measured beside it), side by side on loopback in one
 # run:
 #
@@ -175,7 +175,7 @@ curl -sf -H "Accept: $ACCEPT" -o "$W/nginx/root$MANIFEST_PATH" "http://$WH$MANIF
 curl -sf -o "$W/nginx/root$BLOB_PATH" "http://$WH$BLOB_PATH"
 # nginx's workers run as an unprivileged user: let them read the root.
 chmod a+x "$W"
-# start_nginx NAME WORKERS: nginx on a free port, as PEERS.md starts it
+# start_nginx NAME WORKERS: nginx on a free port, serving the static root
 # (plus the manifest's media type as the default); prints its address.
 start_nginx() {
     local port dir=$W/nginx/$1
