@@ -616,12 +616,19 @@ fn a_schedule_cannot_run_what_its_creator_may_not_run_by_hand() {
     let (status, body) = create("theirs");
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("execute on /repositories/theirs/"), "{body}");
-    // An orphan cleanup needs delete on /orphans.
-    let (status, body) = text(
-        eve.post(s.url("/api/v1/schedules"))
-            .json(&json!({"job": {"kind": "orphans"}, "interval": "PT1H"})),
-    );
-    assert_eq!(status, 403, "{body}");
+    // An orphan cleanup, and a blob check that may remove blobs, need
+    // delete on /orphans.
+    for job in [
+        json!({"kind": "orphans"}),
+        json!({"kind": "fsck", "remove_corrupt": true}),
+    ] {
+        let (status, body) = text(
+            eve.post(s.url("/api/v1/schedules"))
+                .json(&json!({"job": job, "interval": "PT1H"})),
+        );
+        assert_eq!(status, 403, "{job}: {body}");
+        assert!(body.contains("delete on /orphans/"), "{body}");
+    }
     let (_, listed) = s.get_json("/api/v1/schedules");
     assert_eq!(listed, json!([]), "a refused schedule was stored");
     // Its own repository: scheduled.

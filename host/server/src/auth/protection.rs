@@ -70,16 +70,23 @@ impl Protection {
     /// Whether reads of `repo_id` need permission: it is protected, or this
     /// node has not read its setting yet.
     pub fn protects(&self, repo_id: &str) -> bool {
+        self.known(repo_id).unwrap_or(true)
+    }
+
+    /// Whether `repo_id` is protected, when this node has read its setting.
+    fn known(&self, repo_id: &str) -> Option<bool> {
         let sets = self.sets.read().unwrap();
-        sets.protected.contains(repo_id) || !sets.known.contains(repo_id)
+        sets.known
+            .contains(repo_id)
+            .then(|| sets.protected.contains(repo_id))
     }
 
     /// Whether reads of `repo_id` need permission, reading its setting
     /// from the store first when this node has not yet; when the store does
     /// not answer, it does (fail closed).
     pub async fn learn(&self, store: &dyn Store, repo_id: &str) -> bool {
-        if self.sets.read().unwrap().known.contains(repo_id) {
-            return self.protects(repo_id);
+        if let Some(protected) = self.known(repo_id) {
+            return protected;
         }
         match repo_id.parse::<RepoId>() {
             Ok(id) => {
