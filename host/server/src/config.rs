@@ -36,6 +36,11 @@ pub struct ServeConfig {
     /// Connection limits and timeouts of every listener (docs/configuration.md).
     #[command(flatten)]
     pub connections: crate::connections::Limits,
+    /// Threads that serve connections, each with its own event loop; a
+    /// connection stays on the one it starts on [default: one per core].
+    #[arg(long, env = "WHARF_CONNECTION_THREADS",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub connection_threads: Option<u16>,
     /// Log lines as human-readable `text` or one JSON object per line.
     #[arg(long, env = "WHARF_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -339,6 +344,7 @@ pub const FILE_KEYS: &[(&str, &str)] = &[
     ("connections.idle_timeout", "idle_timeout"),
     ("connections.body_timeout", "body_timeout"),
     ("connections.max", "max_connections"),
+    ("connections.threads", "connection_threads"),
     ("connections.max_tls_handshakes", "max_tls_handshakes"),
     ("connections.tls_handshake_timeout", "tls_handshake_timeout"),
     ("tls.cert", "tls_cert"),

@@ -1,5 +1,5 @@
-//! A listener's connections: accepted under a cap, TLS handshakes under
-//! their own cap and deadline, HTTP/1.1 (hyper, driven here rather than by
+//! A listener's connections: accepted under a cap and served on the
+//! [`EventLoops`], TLS handshakes under their own cap and deadline, HTTP/1.1 (hyper, driven here rather than by
 //! `axum::serve`, which has no timeouts) with a header timeout, an idle
 //! keep-alive timeout and a slow-body timeout in both directions; a graceful
 //! stop. What a client gets when over a limit is in docs/configuration.md
@@ -14,6 +14,7 @@
 //! [`BodyTimeout`], which fails it when the client sends nothing of it for
 //! `--body-timeout` while the server waits for it.
 
+use crate::event_loops::EventLoops;
 use crate::listeners::Side;
 use axum::body::Body;
 use bytes::Bytes;
@@ -145,17 +146,31 @@ struct Shared {
     warned: Mutex<(Option<Instant>, u64)>,
 }
 
-/// Serve `router` on `tcp` (over TLS with `tls`) until `stop` fires; then
-/// stop accepting, close idle connections, let requests in progress finish
-/// and return once every connection is closed (the caller bounds the wait).
+/// A bound socket and how its connections are served.
+pub struct Listener {
+    pub tcp: TcpListener,
+    /// TLS, or plain HTTP.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub limits: Limits,
+    pub side: Side,
+}
+
+/// Serve `router` on `listener` until `stop` fires: connections are
+/// accepted here and served on `loops`. Then stop accepting, close idle
+/// connections, let requests in progress finish and return once every
+/// connection is closed (the caller bounds the wait).
 pub async fn serve(
-    tcp: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    listener: Listener,
     router: axum::Router,
-    limits: Limits,
-    side: Side,
+    loops: Arc<EventLoops>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
+    let Listener {
+        tcp,
+        tls,
+        limits,
+        side,
+    } = listener;
     let local = tcp.local_addr()?;
     let max = limits.max_connections;
     let shared = Arc::new(Shared {
@@ -185,13 +200,30 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        // Moved to the loop's own epoll: taken out of this runtime's here
+        // and registered with the loop's there.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(%peer, "cannot hand the connection over: {e}");
+                continue;
+            }
+        };
         let (shared, router, stop, tls) =
             (shared.clone(), router.clone(), stop.clone(), tls.clone());
-        tokio::spawn(async move {
+        let (event_loop, seat) = loops.place();
+        event_loop.spawn(async move {
+            let _held = (permit, seat);
+            let stream = match TcpStream::from_std(stream) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(%peer, "cannot serve the connection: {e}");
+                    return;
+                }
+            };
             crate::metrics::connection_opened(shared.side);
             connection(&shared, stream, peer, tls, router, stop).await;
             crate::metrics::connection_ended(shared.side);
-            drop(permit);
         });
     }
     // Stop accepting at once: the socket closes here.

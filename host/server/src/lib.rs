@@ -10,6 +10,7 @@ pub mod blob_migration;
 pub mod config;
 pub mod connections;
 pub mod error;
+pub mod event_loops;
 pub mod events;
 pub mod fsck;
 #[cfg(test)]

@@ -218,6 +218,7 @@ fn self_signed_names(config: &ServeConfig) -> Vec<String> {
 pub async fn serve(
     bound: Bound,
     router: axum::Router,
+    loops: Arc<crate::event_loops::EventLoops>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let addr = bound.spec.addr;
@@ -230,7 +231,13 @@ pub async fn serve(
             ))),
         ),
     };
-    crate::connections::serve(bound.tcp, tls, router, bound.limits, bound.spec.side, stop)
+    let on = crate::connections::Listener {
+        tcp: bound.tcp,
+        tls,
+        limits: bound.limits,
+        side: bound.spec.side,
+    };
+    crate::connections::serve(on, router, loops, stop)
         .await
         .with_context(|| format!("serving on {addr}"))
 }

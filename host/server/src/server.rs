@@ -3,7 +3,9 @@
 
 use crate::app::App;
 use crate::config::ServeConfig;
+use crate::event_loops::EventLoops;
 use anyhow::Context as _;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -68,10 +70,16 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     // Every node looks for due schedules; each run is claimed by one.
     crate::schedules::spawn(app.clone());
     let stop = CancellationToken::new();
+    let loops = Arc::new(EventLoops::start(connection_threads(&app.config))?);
     let mut servers = tokio::task::JoinSet::new();
     for b in bound {
         let router = crate::http::router(app.clone(), b.spec.side);
-        servers.spawn(crate::listeners::serve(b, router, stop.clone()));
+        servers.spawn(crate::listeners::serve(
+            b,
+            router,
+            loops.clone(),
+            stop.clone(),
+        ));
     }
     let shutdown = shutdown_signal();
     // Every listener is bound (the kernel queues connections from here on)
@@ -121,6 +129,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     tracing::info!(canceled_tasks = canceled, "stopped");
     Ok(())
+}
+
+/// `--connection-threads`, else one per core.
+fn connection_threads(config: &ServeConfig) -> usize {
+    config.connection_threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        usize::from,
+    )
 }
 
 /// Changes read from the publication feed at a time.

@@ -16,9 +16,12 @@
 //! The cache is bounded: when it holds [`CAPACITY`] plans it starts again
 //! empty, which costs one plugin call per plan in use.
 
-use std::collections::HashMap;
+use hashbrown::{Equivalent, HashMap};
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use wharf_core::digest::Digest;
+use wharf_core::ids::RepoId;
+use wharf_core::time::Timestamp;
 use wharf_runtime::calls::{Header, Plan, Request};
 use wharf_store::db::Publication;
 
@@ -29,40 +32,134 @@ pub const CAPACITY: usize = 4096;
 /// that big would hold memory for a request that is not frequent enough.
 const MAX_BODY: usize = 256 * 1024;
 
-/// What a repeatable plan rests on.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Key {
+/// What a kept plan rests on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Key {
     plugin: Digest,
-    publication: (String, String, Digest, Option<u64>, String),
+    repo: RepoId,
+    name: String,
+    index: Digest,
+    version: Option<u64>,
+    published_at: Timestamp,
     /// The publication's settings, as the plugin's lookup sees them.
-    config: String,
+    config: serde_json::Value,
     method: String,
     path: String,
     query: String,
-    headers: Vec<(String, String)>,
+    headers: Vec<Header>,
 }
 
-impl Key {
-    pub fn new(plugin: &Digest, publication: &Publication, request: &Request) -> Key {
+/// A request on a publication, looked up without copying it into a [`Key`].
+#[derive(Clone, Copy)]
+pub struct Asked<'a> {
+    pub plugin: &'a Digest,
+    pub publication: &'a Publication,
+    pub request: &'a Request,
+}
+
+impl Asked<'_> {
+    fn key(&self) -> Key {
+        let (p, r) = (self.publication, self.request);
         Key {
-            plugin: plugin.clone(),
-            publication: (
-                publication.repo_id.to_string(),
-                publication.name.clone(),
-                publication.index.clone(),
-                publication.version,
-                publication.published_at.as_str().to_string(),
-            ),
-            config: publication.config.to_string(),
-            method: request.method.clone(),
-            path: request.path.clone(),
-            query: request.query.clone(),
-            headers: request
-                .headers
-                .iter()
-                .map(|Header { name, value }| (name.clone(), value.clone()))
-                .collect(),
+            plugin: self.plugin.clone(),
+            repo: p.repo_id.clone(),
+            name: p.name.clone(),
+            index: p.index.clone(),
+            version: p.version,
+            published_at: p.published_at.clone(),
+            config: p.config.clone(),
+            method: r.method.clone(),
+            path: r.path.clone(),
+            query: r.query.clone(),
+            headers: r.headers.clone(),
         }
+    }
+}
+
+/// The one hash of a key and of a request asked for it; the settings are
+/// left out of it (equality compares them).
+#[allow(clippy::too_many_arguments)]
+fn hash_parts<H: Hasher>(
+    h: &mut H,
+    plugin: &Digest,
+    repo: &RepoId,
+    name: &str,
+    index: &Digest,
+    version: Option<u64>,
+    published_at: &Timestamp,
+    request: (&str, &str, &str, &[Header]),
+) {
+    plugin.as_str().hash(h);
+    repo.as_str().hash(h);
+    name.hash(h);
+    index.as_str().hash(h);
+    version.hash(h);
+    published_at.as_str().hash(h);
+    let (method, path, query, headers) = request;
+    (method, path, query).hash(h);
+    h.write_usize(headers.len());
+    for Header { name, value } in headers {
+        (name.as_str(), value.as_str()).hash(h);
+    }
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let request = (
+            self.method.as_str(),
+            self.path.as_str(),
+            self.query.as_str(),
+            &self.headers[..],
+        );
+        hash_parts(
+            h,
+            &self.plugin,
+            &self.repo,
+            &self.name,
+            &self.index,
+            self.version,
+            &self.published_at,
+            request,
+        );
+    }
+}
+
+impl Hash for Asked<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let (p, r) = (self.publication, self.request);
+        let request = (
+            r.method.as_str(),
+            r.path.as_str(),
+            r.query.as_str(),
+            &r.headers[..],
+        );
+        hash_parts(
+            h,
+            self.plugin,
+            &p.repo_id,
+            &p.name,
+            &p.index,
+            p.version,
+            &p.published_at,
+            request,
+        );
+    }
+}
+
+impl Equivalent<Key> for Asked<'_> {
+    fn equivalent(&self, k: &Key) -> bool {
+        let (p, r) = (self.publication, self.request);
+        *self.plugin == k.plugin
+            && p.repo_id == k.repo
+            && p.name == k.name
+            && p.index == k.index
+            && p.version == k.version
+            && p.published_at == k.published_at
+            && r.method == k.method
+            && r.path == k.path
+            && r.query == k.query
+            && r.headers == k.headers
+            && p.config == k.config
     }
 }
 
@@ -72,14 +169,14 @@ pub struct PlanCache {
 }
 
 impl PlanCache {
-    /// The plan kept for `key`.
-    pub fn get(&self, key: &Key) -> Option<Arc<Plan>> {
-        self.plans.lock().unwrap().get(key).cloned()
+    /// The plan kept for `asked`.
+    pub fn get(&self, asked: Asked<'_>) -> Option<Arc<Plan>> {
+        self.plans.lock().unwrap().get(&asked).cloned()
     }
 
-    /// Keep `plan` for `key`, if it is one worth keeping: a blob to serve,
+    /// Keep `plan` for `asked`, if it is one worth keeping: a blob to serve,
     /// a small body, a redirect or an error; never a write or a pull.
-    pub fn keep(&self, key: Key, plan: &Plan) {
+    pub fn keep(&self, asked: Asked<'_>, plan: &Plan) {
         let worth = match plan {
             Plan::Blob(_) | Plan::Redirect(_) | Plan::Error(_) => true,
             Plan::Body(b) => b.body.len() <= MAX_BODY,
@@ -88,11 +185,12 @@ impl PlanCache {
         if !worth {
             return;
         }
+        let (key, plan) = (asked.key(), Arc::new(plan.clone()));
         let mut plans = self.plans.lock().unwrap();
         if plans.len() >= CAPACITY {
             plans.clear();
         }
-        plans.insert(key, Arc::new(plan.clone()));
+        plans.insert(key, plan);
     }
 
     pub fn len(&self) -> usize {
@@ -143,54 +241,63 @@ mod tests {
         })
     }
 
+    fn key<'a>(
+        plugin: &'a Digest,
+        publication: &'a Publication,
+        request: &'a Request,
+    ) -> Asked<'a> {
+        Asked {
+            plugin,
+            publication,
+            request,
+        }
+    }
+
     #[test]
     fn a_plan_is_given_again_only_for_the_same_publication_and_request() {
         let cache = PlanCache::default();
         let plugin = Digest::of(b"docker.wasm");
         let p1 = publication(b"index 1");
         let req = request("/v2/team/app/manifests/1");
-        cache.keep(Key::new(&plugin, &p1, &req), &blob("sha256:a"));
+        cache.keep(key(&plugin, &p1, &req), &blob("sha256:a"));
         assert_eq!(
-            cache.get(&Key::new(&plugin, &p1, &req)).as_deref(),
+            cache.get(key(&plugin, &p1, &req)).as_deref(),
             Some(&blob("sha256:a"))
         );
         // Another publication (a publish moved the tag), another plugin,
         // another path or another Accept: not this plan.
         let p2 = publication(b"index 2");
-        assert!(cache.get(&Key::new(&plugin, &p2, &req)).is_none());
+        assert!(cache.get(key(&plugin, &p2, &req)).is_none());
         let mut protected = p1.clone();
         protected.config = serde_json::json!({"protected": true});
-        assert!(cache.get(&Key::new(&plugin, &protected, &req)).is_none());
-        assert!(
-            cache
-                .get(&Key::new(&Digest::of(b"v2"), &p1, &req))
-                .is_none()
-        );
+        assert!(cache.get(key(&plugin, &protected, &req)).is_none());
+        assert!(cache.get(key(&Digest::of(b"v2"), &p1, &req)).is_none());
         let other = request("/v2/team/app/manifests/2");
-        assert!(cache.get(&Key::new(&plugin, &p1, &other)).is_none());
+        assert!(cache.get(key(&plugin, &p1, &other)).is_none());
         let mut accept = req.clone();
         accept.headers[0].value = "application/json".into();
-        assert!(cache.get(&Key::new(&plugin, &p1, &accept)).is_none());
+        assert!(cache.get(key(&plugin, &p1, &accept)).is_none());
     }
 
     #[test]
     fn writes_pulls_and_large_bodies_are_never_kept_and_the_cache_stays_bounded() {
         let cache = PlanCache::default();
         let (plugin, p) = (Digest::of(b"docker.wasm"), publication(b"i"));
-        let key = |path: &str| Key::new(&plugin, &p, &request(path));
-        cache.keep(key("/pull"), &Plan::Pull("1".into()));
+        let keep = |path: &str, plan: &Plan| cache.keep(key(&plugin, &p, &request(path)), plan);
+        keep("/pull", &Plan::Pull("1".into()));
         let big = Plan::Body(Body {
             status: 200,
             content_type: "application/json".into(),
             headers: Vec::new(),
             body: vec![b'x'; MAX_BODY + 1],
         });
-        cache.keep(key("/big"), &big);
+        keep("/big", &big);
         assert!(cache.is_empty());
         for i in 0..CAPACITY + 10 {
-            cache.keep(key(&format!("/{i}")), &blob("sha256:a"));
+            keep(&format!("/{i}"), &blob("sha256:a"));
         }
         assert!(cache.len() <= CAPACITY, "{}", cache.len());
-        assert!(cache.get(&key(&format!("/{}", CAPACITY + 9))).is_some());
+        let last = request(&format!("/{}", CAPACITY + 9));
+        assert!(cache.get(key(&plugin, &p, &last)).is_some());
     }
 }

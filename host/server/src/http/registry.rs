@@ -248,10 +248,14 @@ fn resolve(
     scope: ResolveCall,
     req: &Request,
 ) -> Result<Plan, PluginError> {
-    let key = publication
+    let asked = publication
         .filter(|_| !scope.write && !req.pulled)
-        .map(|p| plan_cache::Key::new(&plugin.wasm_digest, p, req));
-    if let Some(plan) = key.as_ref().and_then(|k| app.plans.get(k)) {
+        .map(|publication| plan_cache::Asked {
+            plugin: &plugin.wasm_digest,
+            publication,
+            request: req,
+        });
+    if let Some(plan) = asked.and_then(|a| app.plans.get(a)) {
         crate::metrics::plan_repeated(&plugin.name);
         return Ok(Plan::clone(&plan));
     }
@@ -260,8 +264,8 @@ fn resolve(
     // thread may not do: block_in_place hands this worker's other tasks to
     // another thread instead of paying a thread hop per request.
     let (plan, repeatable) = tokio::task::block_in_place(|| plugin.resolve_repeatable(scope, req))?;
-    if let Some(key) = key.filter(|_| repeatable) {
-        app.plans.keep(key, &plan);
+    if let Some(asked) = asked.filter(|_| repeatable) {
+        app.plans.keep(asked, &plan);
     }
     Ok(plan)
 }

@@ -106,10 +106,14 @@ pub struct Tasks {
     live: Mutex<HashMap<TaskId, LiveTask>>,
     /// Set at shutdown: no task starts any more.
     stopping: AtomicBool,
+    /// Where tasks run: the main runtime, whichever connection's event
+    /// loop submits them.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Tasks {
-    /// Tasks run by `workers` in-process workers.
+    /// Tasks run by `workers` in-process workers, on the runtime this is
+    /// called on.
     pub fn local(store: Arc<dyn Store>, workers: usize) -> Arc<Self> {
         let dispatch = Dispatch::Local {
             workers: Arc::new(Semaphore::new(workers.max(1))),
@@ -131,6 +135,7 @@ impl Tasks {
             worker_name: format!("{}-{}", hostname(), std::process::id()),
             live: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
+            runtime: tokio::runtime::Handle::current(),
         })
     }
 
@@ -295,7 +300,7 @@ impl Tasks {
                 // Queue on the lock mutexes now, in submission order.
                 let waits = queue_on(locks, &task.locks);
                 let (this, workers, t) = (self.clone(), workers.clone(), task.clone());
-                tokio::spawn(
+                self.runtime.spawn(
                     async move {
                         let mut guards = Vec::new();
                         for w in waits {

@@ -4,6 +4,7 @@
 
 use super::output::{self, OutputFormat};
 use clap::Subcommand;
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -154,8 +155,11 @@ pub fn bench(bench: Bench) -> anyhow::Result<()> {
 fn runtime(format: wharf_server::config::LogFormat) -> anyhow::Result<tokio::runtime::Runtime> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
         .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into());
+    // Colours only for a terminal: a log file or journal gets plain text,
+    // and each request's span is formatted once without escape codes.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         wharf_server::config::LogFormat::Text => logs.init(),
