@@ -3,6 +3,7 @@
 
 use crate::support::*;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// A plugin directory holding the built-in plugins and the misbehaving ones.
 fn plugin_dir_with_test_plugins(dir: &std::path::Path) -> PathBuf {
@@ -90,6 +91,64 @@ fn misbehaving_plugins_fail_alone() {
         body.contains("trapping-test") && body.contains("crashed") && body.contains("panicked"),
         "{body}"
     );
+    registry_alive(&s);
+}
+
+/// With one connection thread, every connection shares one event loop: a
+/// plugin call spinning to its deadline there must not hold up the others
+/// (the loop hands them to another thread while the call blocks).
+#[test]
+fn a_spinning_plugin_call_does_not_stall_the_connections_sharing_its_thread() {
+    let tmp = tempfile::tempdir_in(env_path("WHARF_TEST_RUN_DIR")).unwrap();
+    let pd = plugin_dir_with_test_plugins(tmp.path());
+    let s = Server::start_with_plugin_dir(
+        &pd,
+        &[
+            "--connection-threads",
+            "1",
+            "--plugin-call-timeout-ms",
+            "3000",
+        ],
+    );
+    registry_alive(&s);
+    std::thread::scope(|scope| {
+        let spins: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let started = std::time::Instant::now();
+                    let r = reqwest::blocking::Client::new()
+                        .get(s.url("/test/looping/spin"))
+                        .send()
+                        .unwrap();
+                    (r.status().as_u16(), r.text().unwrap(), started.elapsed())
+                })
+            })
+            .collect();
+        // The spinning calls are under way: other connections, each new,
+        // are answered meanwhile, far sooner than the calls' deadline.
+        std::thread::sleep(Duration::from_millis(500));
+        // Anonymous: the registry's root answers its challenge.
+        for (path, want) in [("/healthz", 200), ("/v2/", 401), ("/api/v1/status", 200)] {
+            let started = std::time::Instant::now();
+            let r = reqwest::blocking::Client::new()
+                .get(s.url(path))
+                .send()
+                .unwrap();
+            assert_eq!(r.status().as_u16(), want, "{path}");
+            let took = started.elapsed();
+            assert!(
+                took < Duration::from_millis(1500),
+                "{path} waited {took:?} behind a spinning plugin call"
+            );
+        }
+        for spin in spins {
+            let (status, body, took) = spin.join().unwrap();
+            assert_eq!(status, 500, "{body}");
+            assert!(body.contains("deadline"), "{body}");
+            // It did spin to its deadline while the others were answered.
+            assert!(took >= Duration::from_millis(2500), "{took:?}");
+        }
+    });
     registry_alive(&s);
 }
 

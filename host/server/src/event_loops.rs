@@ -63,11 +63,6 @@ impl EventLoops {
         })
     }
 
-    /// How many loops there are.
-    pub fn len(&self) -> usize {
-        self.loops.len()
-    }
-
     /// The loop a new connection goes to: the one with the fewest.
     pub fn place(&self) -> (Handle, Seat) {
         let n = self.loops.len();
@@ -99,7 +94,7 @@ mod tests {
     #[test]
     fn connections_go_to_the_least_busy_loop() {
         let loops = EventLoops::start(3).unwrap();
-        assert_eq!(loops.len(), 3);
+        assert_eq!(loops.loops.len(), 3);
         let seats: Vec<_> = (0..6).map(|_| loops.place().1).collect();
         let counts = || {
             loops
