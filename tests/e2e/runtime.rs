@@ -21,6 +21,15 @@ fn plugin_dir_with_test_plugins(dir: &std::path::Path) -> PathBuf {
     pd
 }
 
+/// A server with the misbehaving plugins loaded, started with `args`; the
+/// directory holding its plugins lives as long as the first value.
+fn server_with_test_plugins(args: &[&str]) -> (tempfile::TempDir, Server) {
+    let tmp = tempfile::tempdir_in(env_path("WHARF_TEST_RUN_DIR")).unwrap();
+    let pd = plugin_dir_with_test_plugins(tmp.path());
+    let s = Server::start_with_plugin_dir(&pd, args);
+    (tmp, s)
+}
+
 fn registry_alive(s: &Server) {
     let r = s.http.get(s.url("/v2/")).send().unwrap();
     assert_eq!(r.status().as_u16(), 200);
@@ -32,17 +41,12 @@ fn registry_alive(s: &Server) {
 
 #[test]
 fn misbehaving_plugins_fail_alone() {
-    let tmp = tempfile::tempdir_in(env_path("WHARF_TEST_RUN_DIR")).unwrap();
-    let pd = plugin_dir_with_test_plugins(tmp.path());
-    let s = Server::start_with_plugin_dir(
-        &pd,
-        &[
-            "--plugin-call-timeout-ms",
-            "500",
-            "--plugin-memory-mib",
-            "64",
-        ],
-    );
+    let (_plugins, s) = server_with_test_plugins(&[
+        "--plugin-call-timeout-ms",
+        "500",
+        "--plugin-memory-mib",
+        "64",
+    ]);
 
     let (_, status) = s.get_json("/api/v1/status");
     let names: Vec<&str> = status["plugins"]
@@ -99,17 +103,12 @@ fn misbehaving_plugins_fail_alone() {
 /// (the loop hands them to another thread while the call blocks).
 #[test]
 fn a_spinning_plugin_call_does_not_stall_the_connections_sharing_its_thread() {
-    let tmp = tempfile::tempdir_in(env_path("WHARF_TEST_RUN_DIR")).unwrap();
-    let pd = plugin_dir_with_test_plugins(tmp.path());
-    let s = Server::start_with_plugin_dir(
-        &pd,
-        &[
-            "--connection-threads",
-            "1",
-            "--plugin-call-timeout-ms",
-            "3000",
-        ],
-    );
+    let (_plugins, s) = server_with_test_plugins(&[
+        "--connection-threads",
+        "1",
+        "--plugin-call-timeout-ms",
+        "3000",
+    ]);
     registry_alive(&s);
     std::thread::scope(|scope| {
         let spins: Vec<_> = (0..2)
@@ -154,9 +153,7 @@ fn a_spinning_plugin_call_does_not_stall_the_connections_sharing_its_thread() {
 
 #[test]
 fn parallel_calls_survive_traps() {
-    let tmp = tempfile::tempdir_in(env_path("WHARF_TEST_RUN_DIR")).unwrap();
-    let pd = plugin_dir_with_test_plugins(tmp.path());
-    let s = Server::start_with_plugin_dir(&pd, &[]);
+    let (_plugins, s) = server_with_test_plugins(&[]);
     let results: Vec<(usize, u16, String)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..100)
             .map(|i| {

@@ -22,7 +22,7 @@ use wharf_core::ids::UnitType;
 pub use crate::error_format::{ErrorFormat, Refusal, Rendered};
 
 /// A name/value pair: an HTTP header of a request or of a plan's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Header {
     pub name: String,
     pub value: String,

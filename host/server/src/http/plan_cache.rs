@@ -76,90 +76,72 @@ impl Asked<'_> {
     }
 }
 
-/// The one hash of a key and of a request asked for it; the settings are
-/// left out of it (equality compares them).
-#[allow(clippy::too_many_arguments)]
-fn hash_parts<H: Hasher>(
-    h: &mut H,
-    plugin: &Digest,
-    repo: &RepoId,
-    name: &str,
-    index: &Digest,
+/// What a kept plan and a request are compared on, borrowed from either;
+/// the settings, which have no hash, are compared beside it.
+#[derive(PartialEq, Hash)]
+struct Parts<'a> {
+    plugin: &'a Digest,
+    repo: &'a RepoId,
+    name: &'a str,
+    index: &'a Digest,
     version: Option<u64>,
-    published_at: &Timestamp,
-    request: (&str, &str, &str, &[Header]),
-) {
-    plugin.as_str().hash(h);
-    repo.as_str().hash(h);
-    name.hash(h);
-    index.as_str().hash(h);
-    version.hash(h);
-    published_at.as_str().hash(h);
-    let (method, path, query, headers) = request;
-    (method, path, query).hash(h);
-    h.write_usize(headers.len());
-    for Header { name, value } in headers {
-        (name.as_str(), value.as_str()).hash(h);
+    published_at: &'a Timestamp,
+    method: &'a str,
+    path: &'a str,
+    query: &'a str,
+    headers: &'a [Header],
+}
+
+impl Key {
+    fn parts(&self) -> Parts<'_> {
+        Parts {
+            plugin: &self.plugin,
+            repo: &self.repo,
+            name: &self.name,
+            index: &self.index,
+            version: self.version,
+            published_at: &self.published_at,
+            method: &self.method,
+            path: &self.path,
+            query: &self.query,
+            headers: &self.headers,
+        }
+    }
+}
+
+impl<'a> Asked<'a> {
+    fn parts(&self) -> Parts<'a> {
+        let (p, r) = (self.publication, self.request);
+        Parts {
+            plugin: self.plugin,
+            repo: &p.repo_id,
+            name: &p.name,
+            index: &p.index,
+            version: p.version,
+            published_at: &p.published_at,
+            method: &r.method,
+            path: &r.path,
+            query: &r.query,
+            headers: &r.headers,
+        }
     }
 }
 
 impl Hash for Key {
     fn hash<H: Hasher>(&self, h: &mut H) {
-        let request = (
-            self.method.as_str(),
-            self.path.as_str(),
-            self.query.as_str(),
-            &self.headers[..],
-        );
-        hash_parts(
-            h,
-            &self.plugin,
-            &self.repo,
-            &self.name,
-            &self.index,
-            self.version,
-            &self.published_at,
-            request,
-        );
+        self.parts().hash(h);
     }
 }
 
 impl Hash for Asked<'_> {
     fn hash<H: Hasher>(&self, h: &mut H) {
-        let (p, r) = (self.publication, self.request);
-        let request = (
-            r.method.as_str(),
-            r.path.as_str(),
-            r.query.as_str(),
-            &r.headers[..],
-        );
-        hash_parts(
-            h,
-            self.plugin,
-            &p.repo_id,
-            &p.name,
-            &p.index,
-            p.version,
-            &p.published_at,
-            request,
-        );
+        self.parts().hash(h);
     }
 }
 
 impl Equivalent<Key> for Asked<'_> {
     fn equivalent(&self, k: &Key) -> bool {
-        let (p, r) = (self.publication, self.request);
-        *self.plugin == k.plugin
-            && p.repo_id == k.repo
-            && p.name == k.name
-            && p.index == k.index
-            && p.version == k.version
-            && p.published_at == k.published_at
-            && r.method == k.method
-            && r.path == k.path
-            && r.query == k.query
-            && r.headers == k.headers
-            && p.config == k.config
+        self.parts() == k.parts() && self.publication.config == k.config
     }
 }
 
