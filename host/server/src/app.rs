@@ -46,6 +46,9 @@ pub struct App {
     pub import_slots: crate::import_slots::ImportSlots,
     pub plugin_failures: Mutex<Vec<LoadFailure>>,
     pub started: Instant,
+    /// The main runtime: work that outlives its request (downloads, event
+    /// deliveries, tasks) runs there, not on the connection's event loop.
+    pub runtime: tokio::runtime::Handle,
 }
 
 impl App {
@@ -174,6 +177,7 @@ impl App {
             uploads,
             plugin_failures: Mutex::new(failures),
             started,
+            runtime: tokio::runtime::Handle::current(),
         });
         app.tasks
             .attach(Arc::downgrade(&app) as Weak<dyn JobRunner>);

@@ -17,6 +17,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::runtime::{Handle, Runtime};
 
+/// Threads for blocking work (file reads and writes, plugin calls handed
+/// off by `block_in_place`) of all loops together: tokio's default for one
+/// runtime.
+const BLOCKING_THREADS: usize = 512;
+
 /// The loops; dropping them stops them (without waiting for what still
 /// runs on them: the server has waited for its connections by then).
 pub struct EventLoops {
@@ -44,10 +49,13 @@ impl Drop for Seat {
 impl EventLoops {
     /// `count` loops (at least one), their threads named `wharf-http-N`.
     pub fn start(count: usize) -> io::Result<Self> {
-        let loops = (0..count.max(1))
+        let count = count.max(1);
+        let loops = (0..count)
             .map(|i| {
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(1)
+                    // Together as many blocking threads as one runtime has.
+                    .max_blocking_threads((BLOCKING_THREADS / count).max(8))
                     .thread_name(format!("wharf-http-{i}"))
                     .enable_all()
                     .build()?;

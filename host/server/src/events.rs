@@ -97,6 +97,9 @@ pub struct Events {
     deliveries: Mutex<Vec<Delivery>>,
     /// The listeners as last read, and when.
     listeners: Mutex<Option<(std::time::Instant, Arc<Vec<Listener>>)>>,
+    /// Where deliveries run: the runtime this was made on (the main one),
+    /// whichever connection's event loop emits.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Events {
@@ -116,6 +119,7 @@ impl Events {
             broker,
             deliveries: Mutex::new(Vec::new()),
             listeners: Mutex::new(None),
+            runtime: tokio::runtime::Handle::current(),
         }))
     }
 
@@ -159,7 +163,7 @@ impl Events {
                 Some(d) => d.tx.clone(),
                 None => {
                     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-                    tokio::spawn(self.clone().deliver(l.clone(), rx));
+                    self.runtime.spawn(self.clone().deliver(l.clone(), rx));
                     deliveries.push(Delivery {
                         listener: l.clone(),
                         tx: tx.clone(),

@@ -238,7 +238,8 @@ async fn start(app: &Arc<App>, repo: &RepoId, d: &Digest) -> Result<Arc<Fill>, U
     let (tx, progress) = watch::channel(Progress::Writing(0));
     let (opened, file) = tokio::sync::oneshot::channel();
     let (app, d) = (app.clone(), d.clone());
-    tokio::spawn(async move {
+    // It serves waiters on every event loop, and outlives this request.
+    app.runtime.clone().spawn(async move {
         let outcome = write_blob(&app, resp, &d, size, policy, opened, &tx).await;
         match &outcome {
             Ok(()) => tracing::info!(digest = %d, size, %policy, "fetched from the feed on demand"),

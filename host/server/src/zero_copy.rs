@@ -18,7 +18,8 @@
 //! place, never changed after, and removed by unlinking, which leaves a
 //! mapped file whole; a file that ends early makes `sendfile` end the
 //! response early. Like nginx without `aio threads`, `sendfile` reads a
-//! file that is not in the page cache on the calling worker thread.
+//! file that is not in the page cache on the calling thread: the
+//! connection's event loop, whose other connections wait meanwhile.
 
 use bytes::Bytes;
 use std::collections::BTreeMap;

@@ -145,9 +145,12 @@ impl Equivalent<Key> for Asked<'_> {
     }
 }
 
+/// Keys come from clients (paths, queries, headers): std's keyed SipHash,
+/// not hashbrown's faster default, whose seeds do not hold against chosen
+/// collisions.
 #[derive(Default)]
 pub struct PlanCache {
-    plans: Mutex<HashMap<Key, Arc<Plan>>>,
+    plans: Mutex<HashMap<Key, Arc<Plan>, std::hash::RandomState>>,
 }
 
 impl PlanCache {

@@ -106,14 +106,17 @@ async fn install(
     // (which need no shared file system to load it). The blob's lease
     // lasts until the record below commits; cleanup keeps it after.
     let holder = wharf_store::blobs::leases::Holder::new();
-    if let Err(e) =
+    // File writes, an fsync, perhaps a bucket upload: they block, and the
+    // event loop's other connections go to another thread meanwhile.
+    let saved = tokio::task::block_in_place(|| {
         super::sync::save(&app, &plugin.info.name, &body, &plugin.wasm_digest).and_then(|()| {
             app.blobs
                 .store_bytes(&body, Some(&plugin.wasm_digest), &holder)
                 .map(drop)
                 .map_err(std::io::Error::other)
         })
-    {
+    });
+    if let Err(e) = saved {
         return Err(Error::internal(format!(
             "plugin loaded but not saved for the next start: {e}"
         )));
