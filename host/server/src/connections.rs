@@ -1,6 +1,7 @@
 //! A listener's connections: accepted under a cap and served on the
-//! [`EventLoops`], TLS handshakes under their own cap and deadline, HTTP/1.1 (hyper, driven here rather than by
-//! `axum::serve`, which has no timeouts) with a header timeout, an idle
+//! [`EventLoops`], TLS handshakes under their own cap and deadline, HTTP/1.1
+//! (hyper, driven here rather than by `axum::serve`, which has no timeouts)
+//! with a header timeout, an idle
 //! keep-alive timeout and a slow-body timeout in both directions; a graceful
 //! stop. What a client gets when over a limit is in docs/configuration.md
 //! ("Connections").

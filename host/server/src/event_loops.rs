@@ -54,8 +54,10 @@ impl EventLoops {
             .map(|i| {
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(1)
-                    // Together as many blocking threads as one runtime has.
-                    .max_blocking_threads((BLOCKING_THREADS / count).max(8))
+                    // Together as many blocking threads as one runtime
+                    // has, but enough on each for the plugin calls its
+                    // connections block in at once.
+                    .max_blocking_threads((BLOCKING_THREADS / count).max(64))
                     .thread_name(format!("wharf-http-{i}"))
                     .enable_all()
                     .build()?;
