@@ -107,7 +107,7 @@ fn a_spinning_plugin_call_does_not_stall_the_connections_sharing_its_thread() {
         "--connection-threads",
         "1",
         "--plugin-call-timeout-ms",
-        "3000",
+        "5000",
     ]);
     registry_alive(&s);
     std::thread::scope(|scope| {
@@ -124,7 +124,7 @@ fn a_spinning_plugin_call_does_not_stall_the_connections_sharing_its_thread() {
             })
             .collect();
         // The spinning calls are under way: other connections, each new,
-        // are answered meanwhile, far sooner than the calls' deadline.
+        // are answered meanwhile, long before the calls' deadline.
         std::thread::sleep(Duration::from_millis(500));
         // Anonymous: the registry's root answers its challenge.
         for (path, want) in [("/healthz", 200), ("/v2/", 401), ("/api/v1/status", 200)] {
@@ -136,7 +136,7 @@ fn a_spinning_plugin_call_does_not_stall_the_connections_sharing_its_thread() {
             assert_eq!(r.status().as_u16(), want, "{path}");
             let took = started.elapsed();
             assert!(
-                took < Duration::from_millis(1500),
+                took < Duration::from_millis(2500),
                 "{path} waited {took:?} behind a spinning plugin call"
             );
         }
@@ -145,7 +145,7 @@ fn a_spinning_plugin_call_does_not_stall_the_connections_sharing_its_thread() {
             assert_eq!(status, 500, "{body}");
             assert!(body.contains("deadline"), "{body}");
             // It did spin to its deadline while the others were answered.
-            assert!(took >= Duration::from_millis(2500), "{took:?}");
+            assert!(took >= Duration::from_millis(4500), "{took:?}");
         }
     });
     registry_alive(&s);
