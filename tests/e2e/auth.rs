@@ -594,30 +594,18 @@ pub(crate) fn registry_token(s: &Server, scope: &str, user: Option<(&str, &str)>
 #[test]
 fn a_token_for_a_name_nobody_has_yet_does_not_open_a_protected_repository_made_later() {
     let s = protected_and_public();
-    let bearer = |t: &str| format!("Bearer {t}");
     let (status, early) = registry_token(&s, "repository:later/app:pull", None);
     assert_eq!(status, 200, "{early}");
     let early = early["token"].as_str().unwrap().to_string();
     // An unknown name still answers 404 with that token, as anonymously.
     let manifest = "/v2/later/app/manifests/latest";
-    let accept = ("Accept", DOCKER_ACCEPT);
-    let r = request(
-        &s,
-        "GET",
-        manifest,
-        &[accept, ("Authorization", &bearer(&early))],
-    );
+    let r = manifest_with_token(&s, manifest, &early);
     assert_eq!(r.status().as_u16(), 404);
 
     s.create_repo(json!({"id": "later", "content_type": "docker",
         "distributor_config": {"repo_registry_id": "later/app", "protected": true}}));
     s.import_and_publish("later", &images_dir().join("busybox.tar"));
-    let r = request(
-        &s,
-        "GET",
-        manifest,
-        &[accept, ("Authorization", &bearer(&early))],
-    );
+    let r = manifest_with_token(&s, manifest, &early);
     assert_eq!(
         r.status().as_u16(),
         401,
@@ -629,15 +617,7 @@ fn a_token_for_a_name_nobody_has_yet_does_not_open_a_protected_repository_made_l
         "repository:later/app:pull",
         Some(("admin", ADMIN_PASSWORD)),
     );
-    let r = request(
-        &s,
-        "GET",
-        manifest,
-        &[
-            accept,
-            ("Authorization", &bearer(v["token"].as_str().unwrap())),
-        ],
-    );
+    let r = manifest_with_token(&s, manifest, v["token"].as_str().unwrap());
     assert_eq!(r.status().as_u16(), 200);
     let (_, v) = registry_token(
         &s,
@@ -647,6 +627,18 @@ fn a_token_for_a_name_nobody_has_yet_does_not_open_a_protected_repository_made_l
     assert_eq!(access_of(&v)[0]["actions"], json!(["pull", "push"]), "{v}");
     let (_, v) = registry_token(&s, "repository:new/name:pull", None);
     assert_eq!(access_of(&v)[0]["actions"], json!([]), "{v}");
+}
+
+/// A GET of the manifest at `path`, with Docker's Accept header and `token`
+/// as the bearer.
+fn manifest_with_token(s: &Server, path: &str, token: &str) -> reqwest::blocking::Response {
+    let bearer = format!("Bearer {token}");
+    request(
+        s,
+        "GET",
+        path,
+        &[("Accept", DOCKER_ACCEPT), ("Authorization", &bearer)],
+    )
 }
 
 /// The `access` claim of a registry token answer.
@@ -693,12 +685,7 @@ fn protected_repositories_need_a_token_with_pull() {
     let anon_token = v["token"].as_str().unwrap().to_string();
     assert_eq!(v["expires_in"], 300);
     let bearer = |t: &str| format!("Bearer {t}");
-    let r = request(
-        &s,
-        "GET",
-        manifest,
-        &[accept, ("Authorization", &bearer(&anon_token))],
-    );
+    let r = manifest_with_token(&s, manifest, &anon_token);
     assert_eq!(r.status().as_u16(), 401);
     assert!(header(&r, "www-authenticate").contains("error=\"insufficient_scope\""));
     // ...but is enough for /v2/ and for public names.
@@ -724,12 +711,7 @@ fn protected_repositories_need_a_token_with_pull() {
     );
     assert_eq!(status, 200);
     let jdev_token = v["token"].as_str().unwrap().to_string();
-    let r = request(
-        &s,
-        "GET",
-        manifest,
-        &[accept, ("Authorization", &bearer(&jdev_token))],
-    );
+    let r = manifest_with_token(&s, manifest, &jdev_token);
     assert_eq!(r.status().as_u16(), 200);
     let digest = header(&r, "docker-content-digest");
     let m: Value = r.json().unwrap();
@@ -751,12 +733,7 @@ fn protected_repositories_need_a_token_with_pull() {
         Some(("jdev", "jdev-password")),
     );
     let public_only = v["token"].as_str().unwrap().to_string();
-    let r = request(
-        &s,
-        "GET",
-        manifest,
-        &[accept, ("Authorization", &bearer(&public_only))],
-    );
+    let r = manifest_with_token(&s, manifest, &public_only);
     assert_eq!(r.status().as_u16(), 401);
     // Basic auth also works directly; a user without read is denied.
     let basic = |u: &str, p: &str| {
@@ -778,12 +755,7 @@ fn protected_repositories_need_a_token_with_pull() {
     // A forged or foreign token is refused.
     let mut forged = jdev_token.clone();
     forged.replace_range(forged.len() - 4.., "AAAA");
-    let r = request(
-        &s,
-        "GET",
-        manifest,
-        &[accept, ("Authorization", &bearer(&forged))],
-    );
+    let r = manifest_with_token(&s, manifest, &forged);
     assert_eq!(r.status().as_u16(), 401);
 
     // Protection follows the repository's setting at once, without a publish.
