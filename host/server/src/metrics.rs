@@ -20,7 +20,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use std::pin::Pin;
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -251,12 +251,25 @@ pub fn sent_by_sendfile(n: usize) {
 
 /// A registry request of `plugin` was answered with a plan given again.
 pub fn plan_repeated(plugin: &str) {
-    METRICS
-        .plans_repeated
-        .get_or_create(&PlanLabels {
-            plugin: plugin.to_string(),
-        })
-        .inc();
+    thread_local! {
+        /// This thread's handles of the family's counters, by plugin.
+        static COUNTERS: std::cell::RefCell<hashbrown::HashMap<String, Counter>> =
+            Default::default();
+    }
+    COUNTERS.with_borrow_mut(|counters| {
+        if let Some(c) = counters.get(plugin) {
+            c.inc();
+            return;
+        }
+        let c = METRICS
+            .plans_repeated
+            .get_or_create(&PlanLabels {
+                plugin: plugin.to_string(),
+            })
+            .clone();
+        c.inc();
+        counters.insert(plugin.to_string(), c);
+    })
 }
 
 /// A task started running in this process.
@@ -368,21 +381,59 @@ async fn refresh_blob_gauges(app: &Arc<App>) {
     }
 }
 
-/// Where a routed request records its route template (axum knows it only
-/// inside the router, the counting happens outside).
-#[derive(Clone, Default)]
-struct RouteSlot(Arc<OnceLock<String>>);
+/// The route a response answered, put on it for [`track`]'s labels: by the
+/// router's route layer ([`record_route`]), or by the registry's dispatch
+/// for the plugin whose route prefix the request fell under ([`Route::plugin`]).
+#[derive(Clone)]
+pub enum Route {
+    /// An axum route's template (`/api/v1/repositories/{id}`).
+    Template(MatchedPath),
+    /// The route prefix (`/v2/`, labelled `/v2/*`) of a plugin: its
+    /// `route`-th.
+    Plugin {
+        plugin: Arc<wharf_runtime::engine::Plugin>,
+        route: usize,
+    },
+}
 
-/// Route layer: note the matched route template for [`track`].
-pub async fn record_route(matched: Option<MatchedPath>, req: Request, next: Next) -> Response {
-    if let (Some(m), Some(slot)) = (matched, req.extensions().get::<RouteSlot>()) {
-        let _ = slot.0.set(m.as_str().to_string());
+impl Route {
+    /// The route of `plugin` that `path` falls under, if any.
+    pub fn plugin(plugin: &Arc<wharf_runtime::engine::Plugin>, path: &str) -> Option<Route> {
+        plugin
+            .info
+            .routes
+            .iter()
+            .position(|r| path.starts_with(r.as_str()) || r.strip_suffix('/') == Some(path))
+            .map(|route| Route::Plugin {
+                plugin: plugin.clone(),
+                route,
+            })
     }
-    next.run(req).await
+
+    fn label(&self) -> RouteLabel<'_> {
+        match self {
+            Route::Template(m) => RouteLabel::Template(m.as_str()),
+            Route::Plugin { plugin, route } => RouteLabel::Plugin(&plugin.info.routes[*route]),
+        }
+    }
+
+    /// Put the route on `resp`.
+    pub fn tag(self, resp: &mut Response) {
+        resp.extensions_mut().insert(self);
+    }
+}
+
+/// Route layer: note the matched route template on the response for [`track`].
+pub async fn record_route(matched: Option<MatchedPath>, req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    if let Some(m) = matched {
+        Route::Template(m).tag(&mut resp);
+    }
+    resp
 }
 
 /// What [`track`] needs: the listener's name and the plugins (whose route
-/// prefixes name the requests no axum route matched).
+/// prefixes name the requests no route and no plugin answered for).
 #[derive(Clone)]
 pub struct Tracker {
     pub app: Arc<App>,
@@ -390,37 +441,26 @@ pub struct Tracker {
 }
 
 /// Outer layer: count the request, its latency and its body bytes.
-pub async fn track(State(t): State<Tracker>, mut req: Request, next: Next) -> Response {
+pub async fn track(State(t): State<Tracker>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = method_label(req.method());
-    let slot = RouteSlot::default();
-    req.extensions_mut().insert(slot.clone());
-    let unrouted = plugin_route(&t.app, req.uri().path());
+    let uri = req.uri().clone();
     let resp = next.run(req).await;
-    let route = slot.0.get().cloned().unwrap_or(unrouted);
-    let m = &*METRICS;
-    m.requests
-        .get_or_create(&RequestLabels {
-            listener: t.listener,
-            route: route.clone(),
-            method,
-            status: resp.status().as_u16(),
-        })
-        .inc();
-    m.latency
-        .get_or_create(&RouteLabels {
-            listener: t.listener,
-            route: route.clone(),
-            method,
-        })
-        .observe(start.elapsed().as_secs_f64());
-    let counter = m
-        .bytes
-        .get_or_create(&BytesLabels {
-            listener: t.listener,
-            route,
-        })
-        .clone();
+    let status = resp.status().as_u16();
+    let elapsed = start.elapsed().as_secs_f64();
+    let counter = match resp.extensions().get::<Route>() {
+        Some(route) => route_handles(t.listener, route.label(), method, |h| {
+            h.answered(status, elapsed)
+        }),
+        // Neither a route nor a plugin answered (a path no plugin claims,
+        // one that is not canonical): rare, and labelled from the path.
+        None => {
+            let unrouted = plugin_route(&t.app, uri.path());
+            route_handles(t.listener, RouteLabel::Template(&unrouted), method, |h| {
+                h.answered(status, elapsed)
+            })
+        }
+    };
     resp.map(|body| {
         Body::new(Counted {
             inner: body,
@@ -429,19 +469,158 @@ pub async fn track(State(t): State<Tracker>, mut req: Request, next: Next) -> Re
     })
 }
 
-/// The route template of a request no axum route matched: the plugin route
-/// prefix it falls under (`/v2/*`), else `unmatched`.
-fn plugin_route(app: &App, path: &str) -> String {
-    if let Some(plugin) = app.plugins.for_path(path)
-        && let Some(prefix) = plugin
-            .info
-            .routes
-            .iter()
-            .find(|r| path.starts_with(r.as_str()) || r.strip_suffix('/') == Some(path))
-    {
-        return format!("{prefix}*");
+/// A route's label before it is spelled: a template as it is, a plugin's
+/// route prefix with `*` after it.
+#[derive(Clone, Copy)]
+enum RouteLabel<'a> {
+    Template(&'a str),
+    Plugin(&'a str),
+}
+
+impl RouteLabel<'_> {
+    fn spelled(self) -> String {
+        match self {
+            RouteLabel::Template(t) => t.to_string(),
+            RouteLabel::Plugin(prefix) => format!("{prefix}*"),
+        }
     }
-    "unmatched".into()
+}
+
+/// The metrics of one listener, route and method, taken from the families
+/// once per thread: counting a request then costs a lookup in a small
+/// map of this thread's, not three label hashes under the families' locks.
+struct RouteHandles {
+    route: String,
+    listener: &'static str,
+    method: &'static str,
+    latency: Histogram,
+    bytes: Counter,
+    /// Requests by status, as statuses are first seen.
+    requests: Vec<(u16, Counter)>,
+}
+
+impl RouteHandles {
+    /// Count one request answered with `status` after `elapsed` seconds;
+    /// the counter of its body bytes.
+    fn answered(&mut self, status: u16, elapsed: f64) -> Counter {
+        let requests = match self.requests.iter().find(|(s, _)| *s == status) {
+            Some((_, c)) => c,
+            None => {
+                let c = METRICS
+                    .requests
+                    .get_or_create(&RequestLabels {
+                        listener: self.listener,
+                        route: self.route.clone(),
+                        method: self.method,
+                        status,
+                    })
+                    .clone();
+                self.requests.push((status, c));
+                &self.requests.last().expect("just pushed").1
+            }
+        };
+        requests.inc();
+        self.latency.observe(elapsed);
+        self.bytes.clone()
+    }
+}
+
+/// Where [`RouteHandles`] are found: by listener, route and method.
+#[derive(Hash, PartialEq, Eq)]
+struct RouteKey {
+    listener: &'static str,
+    route: (bool, Box<str>),
+    method: &'static str,
+}
+
+/// [`RouteKey`] borrowed, to look up without allocating.
+#[derive(Hash)]
+struct RouteAsked<'a> {
+    listener: &'static str,
+    route: (bool, &'a str),
+    method: &'static str,
+}
+
+impl hashbrown::Equivalent<RouteKey> for RouteAsked<'_> {
+    fn equivalent(&self, key: &RouteKey) -> bool {
+        self.listener == key.listener
+            && self.method == key.method
+            && self.route.0 == key.route.0
+            && self.route.1 == &*key.route.1
+    }
+}
+
+thread_local! {
+    /// Labels are bounded (route templates, plugin prefixes, a fixed set of
+    /// methods), and so is this map.
+    static ROUTES: std::cell::RefCell<hashbrown::HashMap<RouteKey, RouteHandles>> =
+        Default::default();
+}
+
+/// Run `f` on the metrics of `listener`, `route` and `method`.
+fn route_handles<R>(
+    listener: &'static str,
+    route: RouteLabel<'_>,
+    method: &'static str,
+    f: impl FnOnce(&mut RouteHandles) -> R,
+) -> R {
+    let (plugin, name) = match route {
+        RouteLabel::Template(t) => (false, t),
+        RouteLabel::Plugin(p) => (true, p),
+    };
+    let asked = RouteAsked {
+        listener,
+        route: (plugin, name),
+        method,
+    };
+    ROUTES.with_borrow_mut(|routes| {
+        if let Some(h) = routes.get_mut(&asked) {
+            return f(h);
+        }
+        let spelled = route.spelled();
+        let m = &*METRICS;
+        let handles = RouteHandles {
+            latency: m
+                .latency
+                .get_or_create(&RouteLabels {
+                    listener,
+                    route: spelled.clone(),
+                    method,
+                })
+                .clone(),
+            bytes: m
+                .bytes
+                .get_or_create(&BytesLabels {
+                    listener,
+                    route: spelled.clone(),
+                })
+                .clone(),
+            requests: Vec::new(),
+            route: spelled,
+            listener,
+            method,
+        };
+        let key = RouteKey {
+            listener,
+            route: (plugin, name.into()),
+            method,
+        };
+        f(routes.entry(key).or_insert(handles))
+    })
+}
+
+/// The route template of a request no axum route matched and no plugin
+/// answered: the plugin route prefix its path falls under (`/v2/*`), else
+/// `unmatched`.
+fn plugin_route(app: &App, path: &str) -> String {
+    match app
+        .plugins
+        .for_path(path)
+        .and_then(|p| Route::plugin(&p, path))
+    {
+        Some(route) => route.label().spelled(),
+        None => "unmatched".into(),
+    }
 }
 
 fn method_label(m: &Method) -> &'static str {

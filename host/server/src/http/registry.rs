@@ -94,6 +94,26 @@ async fn answer(
     let Some(plugin) = app.plugins.for_path(&path) else {
         return plain(StatusCode::NOT_FOUND, "not found\n");
     };
+    let route = crate::metrics::Route::plugin(&plugin, &path);
+    let mut resp = answer_for(app, addr, plugin, method, path, uri, headers, body).await;
+    if let Some(route) = route {
+        route.tag(&mut resp);
+    }
+    resp
+}
+
+/// [`answer`] for the plugin whose routes `path` (canonical) falls under.
+#[allow(clippy::too_many_arguments)]
+async fn answer_for(
+    app: Arc<App>,
+    addr: Option<std::net::IpAddr>,
+    plugin: Arc<Plugin>,
+    method: Method,
+    path: String,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: &mut Option<Body>,
+) -> Response {
     // Protected repositories, pushes and the API root need credentials.
     let admitted = match crate::auth::registry_gate::admit(
         &app, &plugin, &method, &path, &headers, addr,

@@ -1,37 +1,46 @@
 //! A request id per request: the client's `X-Request-Id` when it is sane,
 //! else a new UUIDv7. It is echoed in the response, carried by every log
-//! line of the request (a tracing span), and handed to the tasks the request
-//! starts (their logs carry it too; see [`crate::request_context`]).
+//! line of the request, and handed to the tasks the request starts (their
+//! logs carry it too; see [`crate::request_context`]).
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
-use tracing::Instrument as _;
 
 pub static HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// At most this long, visible ASCII only: it goes into logs and headers.
 const MAX_LEN: usize = 128;
 
-fn accept(v: &HeaderValue) -> Option<String> {
-    let s = v.to_str().ok()?;
-    (!s.is_empty() && s.len() <= MAX_LEN && s.bytes().all(|b| b.is_ascii_graphic()))
-        .then(|| s.to_string())
+fn accept(v: &HeaderValue) -> bool {
+    let s = v.as_bytes();
+    !s.is_empty() && s.len() <= MAX_LEN && s.iter().all(|b| b.is_ascii_graphic())
+}
+
+/// A new id: a UUIDv7, in its hyphenated lowercase form.
+fn generate() -> HeaderValue {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(id).expect("a UUID is visible ASCII")
 }
 
 pub async fn layer(mut req: Request, next: Next) -> Response {
-    let id = req
-        .headers()
-        .get(&HEADER)
-        .and_then(accept)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let value = HeaderValue::try_from(&id).expect("checked or generated: visible ASCII");
-    req.headers_mut().insert(HEADER.clone(), value.clone());
-    let span =
-        tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
-    let mut resp = crate::request_context::scope(Some(id), next.run(req).instrument(span)).await;
-    resp.headers_mut().insert(HEADER.clone(), value);
+    let id = match req.headers().get(&HEADER).filter(|v| accept(v)) {
+        Some(id) => id.clone(),
+        None => {
+            let id = generate();
+            req.headers_mut().insert(HEADER.clone(), id.clone());
+            id
+        }
+    };
+    let request = crate::request_context::RequestScope {
+        id: id.clone(),
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+    };
+    let mut resp = crate::request_context::scope(Some(request), next.run(req)).await;
+    resp.headers_mut().insert(HEADER.clone(), id);
     resp
 }
 
@@ -41,13 +50,22 @@ mod tests {
 
     #[test]
     fn sane_ids_only() {
-        assert_eq!(
-            accept(&HeaderValue::from_static("abc-123")).as_deref(),
-            Some("abc-123")
-        );
-        assert_eq!(accept(&HeaderValue::from_static("a b")), None);
-        assert_eq!(accept(&HeaderValue::from_static("")), None);
+        assert!(accept(&HeaderValue::from_static("abc-123")));
+        assert!(!accept(&HeaderValue::from_static("a b")));
+        assert!(!accept(&HeaderValue::from_static("")));
         let long = "x".repeat(MAX_LEN + 1);
-        assert_eq!(accept(&HeaderValue::try_from(long).unwrap()), None);
+        assert!(!accept(&HeaderValue::try_from(long).unwrap()));
+        assert!(accept(&HeaderValue::try_from("x".repeat(MAX_LEN)).unwrap()));
+        // Not UTF-8 (obs-text): refused, never echoed.
+        assert!(!accept(&HeaderValue::from_bytes(b"caf\xe9").unwrap()));
+    }
+
+    #[test]
+    fn generated_ids_are_uuids_in_time_order() {
+        let (a, b) = (generate(), generate());
+        let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+        assert_eq!(uuid::Uuid::parse_str(a).unwrap().get_version_num(), 7);
+        assert_eq!(a.len(), 36);
+        assert!(a < b, "{a} then {b}");
     }
 }

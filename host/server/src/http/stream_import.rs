@@ -60,8 +60,8 @@ pub async fn run(
     // (with an error: its body broke off) and its record says so.
     let tasks = app.tasks.clone();
     let importer = app.clone();
-    let request_id = crate::request_context::current();
-    let mut run = tokio::spawn(crate::request_context::scope(request_id, async move {
+    let request = crate::request_context::current();
+    let mut run = tokio::spawn(crate::request_context::scope(request, async move {
         tasks
             .run_here(job, move |_, ctx| {
                 crate::jobs::import_stream(importer, repo.id, params, source, ctx)

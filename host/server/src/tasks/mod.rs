@@ -279,7 +279,7 @@ impl Tasks {
     ) -> Result<Task, wharf_store::db::StoreError> {
         let task = self.record(id, &job, None).await?;
         // The request that started it, in the task's log lines.
-        let request_id = crate::request_context::current().unwrap_or_default();
+        let request_id = crate::request_context::current_id().unwrap_or_default();
         tracing::info!(task = %task.id, kind = %task.kind, request_id = %request_id, "task queued");
         let span = tracing::info_span!("task", id = %task.id, request_id = %request_id);
         match &self.dispatch {
@@ -342,7 +342,7 @@ impl Tasks {
             .record(TaskId::new(), &job, Some(self.worker_name.clone()))
             .await?;
         let id = task.id;
-        let request_id = crate::request_context::current().unwrap_or_default();
+        let request_id = crate::request_context::current_id().unwrap_or_default();
         tracing::info!(task = %id, kind = %task.kind, request_id = %request_id, "task running here");
         let span = tracing::info_span!("task", id = %id, request_id = %request_id);
         async {

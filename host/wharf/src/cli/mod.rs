@@ -6,6 +6,7 @@
 
 pub mod blobs;
 pub mod db;
+pub mod log_lines;
 pub mod manpages;
 pub mod server;
 

@@ -162,8 +162,15 @@ fn runtime(format: wharf_server::config::LogFormat) -> anyhow::Result<tokio::run
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
-        wharf_server::config::LogFormat::Text => logs.init(),
-        wharf_server::config::LogFormat::Json => logs.json().with_current_span(true).init(),
+        wharf_server::config::LogFormat::Text => logs.event_format(super::log_lines::Text).init(),
+        wharf_server::config::LogFormat::Json => logs
+            .json()
+            .event_format(super::log_lines::JsonLines(
+                tracing_subscriber::fmt::format()
+                    .json()
+                    .with_current_span(true),
+            ))
+            .init(),
     }
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
