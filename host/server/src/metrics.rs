@@ -525,11 +525,18 @@ impl RouteHandles {
     }
 }
 
+/// Which of [`RouteLabel`]'s variants a [`RouteKey`] holds.
+#[derive(Clone, Copy, Hash, PartialEq, Eq)]
+enum RouteKind {
+    Template,
+    Plugin,
+}
+
 /// Where [`RouteHandles`] are found: by listener, route and method.
 #[derive(Hash, PartialEq, Eq)]
 struct RouteKey {
     listener: &'static str,
-    route: (bool, Box<str>),
+    route: (RouteKind, Box<str>),
     method: &'static str,
 }
 
@@ -537,7 +544,7 @@ struct RouteKey {
 #[derive(Hash)]
 struct RouteAsked<'a> {
     listener: &'static str,
-    route: (bool, &'a str),
+    route: (RouteKind, &'a str),
     method: &'static str,
 }
 
@@ -564,13 +571,13 @@ fn route_handles<R>(
     method: &'static str,
     f: impl FnOnce(&mut RouteHandles) -> R,
 ) -> R {
-    let (plugin, name) = match route {
-        RouteLabel::Template(t) => (false, t),
-        RouteLabel::Plugin(p) => (true, p),
+    let (kind, name) = match route {
+        RouteLabel::Template(t) => (RouteKind::Template, t),
+        RouteLabel::Plugin(p) => (RouteKind::Plugin, p),
     };
     let asked = RouteAsked {
         listener,
-        route: (plugin, name),
+        route: (kind, name),
         method,
     };
     ROUTES.with_borrow_mut(|routes| {
@@ -602,7 +609,7 @@ fn route_handles<R>(
         };
         let key = RouteKey {
             listener,
-            route: (plugin, name.into()),
+            route: (kind, name.into()),
             method,
         };
         f(routes.entry(key).or_insert(handles))

@@ -300,7 +300,11 @@ impl Tasks {
                 // Queue on the lock mutexes now, in submission order.
                 let waits = queue_on(locks, &task.locks);
                 let (this, workers, t) = (self.clone(), workers.clone(), task.clone());
-                self.runtime.spawn(
+                // Its log lines name the request that started it, as the
+                // lines written while it is queued do.
+                let request = crate::request_context::current();
+                self.runtime.spawn(crate::request_context::scope(
+                    request,
                     async move {
                         let mut guards = Vec::new();
                         for w in waits {
@@ -318,7 +322,7 @@ impl Tasks {
                         drop(guards);
                     }
                     .instrument(span),
-                );
+                ));
             }
         }
         Ok(task)

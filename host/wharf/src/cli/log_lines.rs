@@ -10,6 +10,7 @@
 
 use std::fmt;
 use tracing::{Event, Level, Subscriber};
+use tracing_log::NormalizeEvent as _;
 use tracing_subscriber::fmt::format::{Format, Json, JsonFields, Writer};
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
@@ -31,7 +32,10 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let ansi = w.has_ansi_escapes();
-        let meta = event.metadata();
+        // Lines of libraries that log through the `log` crate carry their
+        // own level and target in fields: as tracing-subscriber reads them.
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
         if ansi {
             w.write_str("\x1b[2m")?;
         }
@@ -43,8 +47,8 @@ where
             (true, colour) => write!(w, " \x1b[{colour}m{:>5}\x1b[0m ", meta.level())?,
             (false, _) => write!(w, " {:>5} ", meta.level())?,
         }
-        with_current(|r| write!(w, "request{{{}}}:", Fields(r))).transpose()?;
-        let mut spans = false;
+        let request = with_current(|r| write!(w, "request{{{}}}:", Fields(r))).transpose()?;
+        let mut spans = request.is_some();
         if let Some(scope) = ctx.event_scope() {
             for span in scope.from_root() {
                 w.write_str(span.name())?;
@@ -57,7 +61,7 @@ where
                 spans = true;
             }
         }
-        if spans || with_current(|_| ()).is_some() {
+        if spans {
             w.write_char(' ')?;
         }
         write!(w, "{}: ", meta.target())?;
@@ -209,6 +213,27 @@ mod tests {
             lines[1].starts_with("20") && lines[1].contains('T'),
             "{text}"
         );
+    }
+
+    #[test]
+    fn lines_through_the_log_crate_keep_their_target_and_level() {
+        let out = Lines::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(out.clone())
+            .event_format(Text)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let record = log::Record::builder()
+                .level(log::Level::Warn)
+                .target("rustls::conn")
+                .args(format_args!("bad record"))
+                .build();
+            tracing_log::format_trace(&record).unwrap();
+        });
+        let text = out.text();
+        let line = text.split_once(' ').unwrap().1;
+        assert_eq!(line, " WARN rustls::conn: bad record\n", "{text}");
     }
 
     #[tokio::test]

@@ -155,8 +155,7 @@ pub fn bench(bench: Bench) -> anyhow::Result<()> {
 fn runtime(format: wharf_server::config::LogFormat) -> anyhow::Result<tokio::runtime::Runtime> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
         .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into());
-    // Colours only for a terminal: a log file or journal gets plain text,
-    // and each request's span is formatted once without escape codes.
+    // Colours only for a terminal: a log file or journal gets plain text.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
