@@ -817,6 +817,28 @@ fn metrics_move_with_requests_tasks_and_plugin_calls_and_request_ids_reach_task_
     // Without one, the server makes one up.
     let r = s.http.get(s.url("/api/v1/status")).send().unwrap();
     assert_eq!(header_of(&r, "x-request-id").len(), 36);
+    // One that could break a log line or a header (spaces, too long, not
+    // ASCII) is not taken: the server makes one up instead.
+    let long = "x".repeat(129);
+    let hostile: [&[u8]; 3] = [b"forged id=1 path=/x", long.as_bytes(), b"caf\xe9-id"];
+    for sent in hostile {
+        let r = s
+            .http
+            .get(s.url("/api/v1/status"))
+            .header(
+                "X-Request-Id",
+                reqwest::header::HeaderValue::from_bytes(sent).unwrap(),
+            )
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let got = header_of(&r, "x-request-id");
+        assert_eq!(got.len(), 36, "{got}");
+        assert!(
+            got.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'),
+            "{got}"
+        );
+    }
     publish(&s, "busybox");
 
     for _ in 0..10 {

@@ -410,10 +410,11 @@ impl Route {
             })
     }
 
-    fn label(&self) -> RouteLabel<'_> {
+    /// What the route's label is spelled from.
+    fn label(&self) -> (RouteKind, &str) {
         match self {
-            Route::Template(m) => RouteLabel::Template(m.as_str()),
-            Route::Plugin { plugin, route } => RouteLabel::Plugin(&plugin.info.routes[*route]),
+            Route::Template(m) => (RouteKind::Template, m.as_str()),
+            Route::Plugin { plugin, route } => (RouteKind::Plugin, &plugin.info.routes[*route]),
         }
     }
 
@@ -456,7 +457,7 @@ pub async fn track(State(t): State<Tracker>, req: Request, next: Next) -> Respon
         // one that is not canonical): rare, and labelled from the path.
         None => {
             let unrouted = plugin_route(&t.app, uri.path());
-            route_handles(t.listener, RouteLabel::Template(&unrouted), method, |h| {
+            route_handles(t.listener, (RouteKind::Template, &unrouted), method, |h| {
                 h.answered(status, elapsed)
             })
         }
@@ -469,19 +470,19 @@ pub async fn track(State(t): State<Tracker>, req: Request, next: Next) -> Respon
     })
 }
 
-/// A route's label before it is spelled: a template as it is, a plugin's
-/// route prefix with `*` after it.
-#[derive(Clone, Copy)]
-enum RouteLabel<'a> {
-    Template(&'a str),
-    Plugin(&'a str),
+/// What a route's label is spelled from: a template, as it is, or a
+/// plugin's route prefix, with `*` after it.
+#[derive(Clone, Copy, Hash, PartialEq, Eq)]
+enum RouteKind {
+    Template,
+    Plugin,
 }
 
-impl RouteLabel<'_> {
-    fn spelled(self) -> String {
+impl RouteKind {
+    fn spell(self, name: &str) -> String {
         match self {
-            RouteLabel::Template(t) => t.to_string(),
-            RouteLabel::Plugin(prefix) => format!("{prefix}*"),
+            RouteKind::Template => name.to_string(),
+            RouteKind::Plugin => format!("{name}*"),
         }
     }
 }
@@ -525,13 +526,6 @@ impl RouteHandles {
     }
 }
 
-/// Which of [`RouteLabel`]'s variants a [`RouteKey`] holds.
-#[derive(Clone, Copy, Hash, PartialEq, Eq)]
-enum RouteKind {
-    Template,
-    Plugin,
-}
-
 /// Where [`RouteHandles`] are found: by listener, route and method.
 #[derive(Hash, PartialEq, Eq)]
 struct RouteKey {
@@ -567,14 +561,10 @@ thread_local! {
 /// Run `f` on the metrics of `listener`, `route` and `method`.
 fn route_handles<R>(
     listener: &'static str,
-    route: RouteLabel<'_>,
+    (kind, name): (RouteKind, &str),
     method: &'static str,
     f: impl FnOnce(&mut RouteHandles) -> R,
 ) -> R {
-    let (kind, name) = match route {
-        RouteLabel::Template(t) => (RouteKind::Template, t),
-        RouteLabel::Plugin(p) => (RouteKind::Plugin, p),
-    };
     let asked = RouteAsked {
         listener,
         route: (kind, name),
@@ -584,7 +574,7 @@ fn route_handles<R>(
         if let Some(h) = routes.get_mut(&asked) {
             return f(h);
         }
-        let spelled = route.spelled();
+        let spelled = kind.spell(name);
         let m = &*METRICS;
         let handles = RouteHandles {
             latency: m
@@ -625,7 +615,10 @@ fn plugin_route(app: &App, path: &str) -> String {
         .for_path(path)
         .and_then(|p| Route::plugin(&p, path))
     {
-        Some(route) => route.label().spelled(),
+        Some(route) => {
+            let (kind, name) = route.label();
+            kind.spell(name)
+        }
         None => "unmatched".into(),
     }
 }
