@@ -21,7 +21,9 @@
 #                 one manifest pushed under N tags (PUT /v2/<name>/manifests/
 #                 <tag>, auto_publish off); at each N its publish (task
 #                 started -> finished, median of 3), one more manifest push
-#                 into it, and a tags/list page (n=100&last=<a middle tag>).
+#                 into it (auto_publish off, then on: the push publishes
+#                 before it answers), and a tags/list page
+#                 (n=100&last=<a middle tag>).
 #   blobs         N = 100k, 1M (--quick: 10k, 100k) orphan blob files written
 #                 into <data-dir>/blobs/sha256/ with the server stopped: blob
 #                 fsck (task time; skipped when the server has no
@@ -464,6 +466,10 @@ if [ -n "${SIZES// /}" ]; then
 fi
 
 # ------------------------------------------------------------------- tags --
+settings() { # NAME DISTRIBUTOR-CONFIG: set the repository NAME's distributor settings
+    api "$1" -o /dev/null -XPATCH "$(base "$1")/api/v1/repositories/$1" -H content-type:application/json \
+        -d "{\"distributor_config\": $2}"
+}
 if [ -n "${TAG_SIZES// /}" ]; then
     new_server tags
     B=$(base tags)
@@ -495,6 +501,19 @@ if [ -n "${TAG_SIZES// /}" ]; then
             req "$cfg" put PUT "$B/v2/scale/many/manifests/extra-$n-$k" "$TOKEN" "$W/manifest.json" "$DOCKER_MANIFEST"
         done
         batch "tags-push-$n" "$cfg" put && record tags manifest-push "$n" ms "$W/samples/tags-push-$n.txt"
+        # The same push with auto-publish on: it publishes before answering
+        # (from the previous publication and the units the push changed).
+        log "tags at $n: one more push with auto-publish ($SAMPLES samples)"
+        settings tags '{"repo_registry_id": "scale/many", "auto_publish": true}'
+        cfg=$W/tagpushpub.cfg
+        for k in $(seq 1 "$SAMPLES"); do
+            req "$cfg" put PUT "$B/v2/scale/many/manifests/published-$n-$k" "$TOKEN" "$W/manifest.json" "$DOCKER_MANIFEST"
+        done
+        batch "tags-push-published-$n" "$cfg" put &&
+            record tags manifest-push-published "$n" ms "$W/samples/tags-push-published-$n.txt"
+        curl -sf "$B/v2/scale/many/manifests/published-$n-$SAMPLES" -H "Accept: $DOCKER_MANIFEST" -o /dev/null ||
+            { echo "a push with auto-publish is not served at once" >&2; exit 1; }
+        settings tags '{"repo_registry_id": "scale/many", "auto_publish": false}'
     done
     stop_server tags
     [ "$KEEP" = 1 ] || rm -rf "$W/tags"

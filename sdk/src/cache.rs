@@ -7,13 +7,15 @@
 //! Keep one per instance in a `thread_local!` `RefCell` (an instance is
 //! single-threaded).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::rc::Rc;
 
 pub struct DigestCache<T> {
-    entries: HashMap<String, (Rc<T>, u64)>,
-    /// Digests, least recently used first.
-    order: VecDeque<String>,
+    /// Digest → (document, its size, when it was last used).
+    entries: HashMap<String, (Rc<T>, u64, u64)>,
+    /// The use counter: a hit costs a map lookup, and an eviction (only
+    /// on a load, which reads a blob anyway) a scan for the oldest use.
+    uses: u64,
     bytes: u64,
     max_entries: usize,
     max_bytes: u64,
@@ -25,7 +27,7 @@ impl<T> DigestCache<T> {
     pub fn new(max_entries: usize, max_bytes: u64) -> Self {
         DigestCache {
             entries: HashMap::new(),
-            order: VecDeque::new(),
+            uses: 0,
             bytes: 0,
             max_entries: max_entries.max(1),
             max_bytes,
@@ -40,28 +42,29 @@ impl<T> DigestCache<T> {
         digest: &str,
         load: impl FnOnce() -> Result<(T, u64), E>,
     ) -> Result<Rc<T>, E> {
-        if let Some((value, _)) = self.entries.get(digest) {
-            let value = value.clone();
-            if let Some(at) = self.order.iter().position(|d| d == digest) {
-                let d = self.order.remove(at).expect("position is in range");
-                self.order.push_back(d);
-            }
-            return Ok(value);
+        self.uses += 1;
+        if let Some((value, _, used)) = self.entries.get_mut(digest) {
+            *used = self.uses;
+            return Ok(value.clone());
         }
         let (value, size) = load()?;
         let value = Rc::new(value);
-        while !self.order.is_empty()
-            && (self.order.len() >= self.max_entries
+        while !self.entries.is_empty()
+            && (self.entries.len() >= self.max_entries
                 || self.bytes.saturating_add(size) > self.max_bytes)
         {
-            let oldest = self.order.pop_front().expect("not empty");
-            if let Some((_, n)) = self.entries.remove(&oldest) {
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, _, used))| *used)
+                .map(|(d, _)| d.clone())
+                .expect("not empty");
+            if let Some((_, n, _)) = self.entries.remove(&oldest) {
                 self.bytes -= n;
             }
         }
-        self.order.push_back(digest.to_string());
         self.entries
-            .insert(digest.to_string(), (value.clone(), size));
+            .insert(digest.to_string(), (value.clone(), size, self.uses));
         self.bytes += size;
         Ok(value)
     }
@@ -82,7 +85,13 @@ impl<T> DigestCache<T> {
 
     /// The cached digests, least recently used first.
     pub fn digests(&self) -> impl Iterator<Item = &str> {
-        self.order.iter().map(String::as_str)
+        let mut by_use: Vec<(&String, u64)> = self
+            .entries
+            .iter()
+            .map(|(d, (_, _, used))| (d, *used))
+            .collect();
+        by_use.sort_by_key(|(_, used)| *used);
+        by_use.into_iter().map(|(d, _)| d.as_str())
     }
 }
 

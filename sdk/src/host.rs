@@ -5,7 +5,9 @@
 
 use crate::bindings::wharf::plugin::fetch::{self, BlobDownload};
 use crate::bindings::wharf::plugin::log::{self, Level};
-use crate::bindings::wharf::plugin::{blobs, sessions, units};
+use crate::bindings::wharf::plugin::publications::{self, PublishedBefore};
+use crate::bindings::wharf::plugin::units::{self, Changed};
+use crate::bindings::wharf::plugin::{blobs, sessions};
 use crate::{Error, Header, Source, SourceReader, Unit, capped};
 use std::io::{self, Read, Seek, SeekFrom};
 
@@ -50,6 +52,20 @@ pub trait Host {
         limit: u32,
     ) -> Result<Vec<Unit>, Error>;
     fn get_unit(&mut self, unit_type: &str, key: &str) -> Result<Option<Unit>, Error>;
+    /// In a publish: the publication it replaces, with the version it
+    /// serves; what it serves may be read (and is kept when read).
+    fn previous(&mut self) -> Option<PublishedBefore>;
+    /// In a publish: the units of `unit_type` that differ between version
+    /// `since` and the version being published, in key order after
+    /// `after`, at most `limit` (see [`crate::paging::changes_since`]);
+    /// `not-found` when that version is gone.
+    fn changes(
+        &mut self,
+        since: u64,
+        unit_type: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Changed>, Error>;
     /// A stored blob read whole; blobs over `cap` bytes are an error.
     fn read_blob(&mut self, digest: &str, cap: u64) -> Result<Vec<u8>, Error>;
     /// A GET whose body is read into memory; bodies over `cap` bytes are an error.
@@ -127,6 +143,20 @@ impl Host for WasmHost {
 
     fn get_unit(&mut self, unit_type: &str, key: &str) -> Result<Option<Unit>, Error> {
         units::get(unit_type, key)
+    }
+
+    fn previous(&mut self) -> Option<PublishedBefore> {
+        publications::previous()
+    }
+
+    fn changes(
+        &mut self,
+        since: u64,
+        unit_type: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Changed>, Error> {
+        units::changes(since, unit_type, after, limit)
     }
 
     fn read_blob(&mut self, digest: &str, cap: u64) -> Result<Vec<u8>, Error> {

@@ -1,10 +1,12 @@
 //! Paging over unit listings: `units.list` answers at most a page of the
 //! current repository's units in key order; these walk all of them, or the
-//! run of keys that start with a prefix.
+//! run of keys that start with a prefix. [`changes_since`] walks
+//! `units.changes` the same way.
 
 use crate::Error;
 use crate::Unit;
 use crate::host::Host;
+use crate::units::Changed;
 
 /// Units asked for per `units.list` call by [`list_all`].
 pub const LIST_PAGE: u32 = 500;
@@ -89,5 +91,25 @@ mod tests {
             assert_eq!(keys(found), ["a@1", "a@2", "a@3", "a@4", "a@5"], "{page}");
         }
         assert!(list_prefixed(&mut host, "t", "c@", 2).unwrap().is_empty());
+    }
+}
+
+/// Every unit of a type that differs between version `since` and the
+/// version a publish reads, in key order (`units.changes`, a page at a
+/// time), each added or removed.
+pub fn changes_since<H: Host + ?Sized>(
+    host: &mut H,
+    since: u64,
+    unit_type: &str,
+) -> Result<Vec<Changed>, Error> {
+    let mut all: Vec<Changed> = Vec::new();
+    loop {
+        let after = all.last().map(|c| c.unit.key.clone());
+        let page = host.changes(since, unit_type, after.as_deref(), LIST_PAGE)?;
+        let done = page.len() < LIST_PAGE as usize;
+        all.extend(page);
+        if done {
+            return Ok(all);
+        }
     }
 }

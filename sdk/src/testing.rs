@@ -6,6 +6,8 @@
 
 use crate::bindings::wharf::plugin::fetch::BlobDownload;
 use crate::bindings::wharf::plugin::log::Level;
+use crate::bindings::wharf::plugin::publications::PublishedBefore;
+use crate::bindings::wharf::plugin::units::Changed;
 use crate::host::{Host, HttpResponse, Sessions, UploadSource};
 use crate::{Error, Header, Unit};
 use sha2::{Digest, Sha256};
@@ -57,6 +59,11 @@ pub struct FakeHost {
     pub progress: Vec<(u64, u64, u64, u64)>,
     /// Upload sessions by id: the bytes received so far.
     pub sessions: HashMap<String, Vec<u8>>,
+    /// The repository's versions: its associations as each
+    /// [`FakeHost::snapshot`] saw them. A publish reads the current ones.
+    pub versions: Vec<BTreeSet<(String, String)>>,
+    /// What `previous` answers (a publish replacing a publication).
+    pub previous: Option<PublishedBefore>,
 }
 
 impl FakeHost {
@@ -94,6 +101,12 @@ impl FakeHost {
 
     pub fn blob(&self, digest: &str) -> Option<Vec<u8>> {
         self.blobs.borrow().get(digest).cloned()
+    }
+
+    /// Record the repository's associations as a new version; its number.
+    pub fn snapshot(&mut self) -> u64 {
+        self.versions.push(self.repo.clone());
+        self.versions.len() as u64 - 1
     }
 
     /// The keys of the repository's units of a type, in order.
@@ -203,6 +216,38 @@ impl Host for FakeHost {
 
     fn get_unit(&mut self, unit_type: &str, key: &str) -> Result<Option<Unit>, Error> {
         Ok(self.repo_unit(unit_type, key))
+    }
+
+    fn previous(&mut self) -> Option<PublishedBefore> {
+        self.previous.clone()
+    }
+
+    fn changes(
+        &mut self,
+        since: u64,
+        unit_type: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Changed>, Error> {
+        let then = self
+            .versions
+            .get(since as usize)
+            .ok_or_else(|| Error::new("not-found", format!("version {since} is gone")))?;
+        let of_type = |ids: &BTreeSet<(String, String)>| -> BTreeSet<String> {
+            ids.iter()
+                .filter(|(t, k)| t == unit_type && after.is_none_or(|a| k.as_str() > a))
+                .map(|(_, k)| k.clone())
+                .collect()
+        };
+        let (then, now) = (of_type(then), of_type(&self.repo));
+        Ok(then
+            .symmetric_difference(&now)
+            .take(limit as usize)
+            .map(|key| Changed {
+                unit: self.units[&(unit_type.to_string(), key.clone())].clone(),
+                added: now.contains(key),
+            })
+            .collect())
     }
 
     fn read_blob(&mut self, digest: &str, cap: u64) -> Result<Vec<u8>, Error> {

@@ -536,3 +536,172 @@ fn pushing_needs_update_on_the_repository() {
         "guarded/app:v1",
     ));
 }
+
+/// A repository that publishes on push is republished by what each push
+/// changed: the Docker plugin rewrites the shards of its index that the
+/// changed tags, manifests and blobs fall in, and the host moves what the
+/// publication serves by the units that changed between the two versions.
+/// Whatever the steps, clients see exactly what the repository holds: tag
+/// pages across shards, a moved tag, a removed image's own layer gone
+/// while a layer another image shares stays, and nothing of a deleted
+/// repository once one of the same name is made again.
+#[test]
+fn publishing_on_push_moves_the_publication_by_the_change() {
+    let s = Server::start();
+    push_repo(&s, "inc", "inc/app", true);
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config_digest = push_blob(&s, "inc/app", config);
+    let layer =
+        |s: &Server, name: &str, text: &str| (push_blob(s, name, text.as_bytes()), text.len());
+    let shared = layer(&s, "inc/app", "a layer two images share");
+    let own = layer(&s, "inc/app", "the first image's own layer");
+    let first = schema2(
+        (&config_digest, config.len()),
+        &[(&shared.0, shared.1), (&own.0, own.1)],
+    );
+    let first_digest = sha256_digest(&first);
+    // More tags than one shard holds (512), each push a publish.
+    let tags: Vec<String> = (0..600).map(|i| format!("t{i:03}")).collect();
+    for tag in &tags {
+        let r = put_manifest(&s, "inc/app", tag, first.clone());
+        assert_eq!(r.status().as_u16(), 201, "{tag}");
+    }
+    let second_layer = layer(&s, "inc/app", "the second image's own layer");
+    let second = schema2(
+        (&config_digest, config.len()),
+        &[(&shared.0, shared.1), (&second_layer.0, second_layer.1)],
+    );
+    let second_digest = sha256_digest(&second);
+    assert_eq!(
+        put_manifest(&s, "inc/app", "t300", second.clone())
+            .status()
+            .as_u16(),
+        201
+    );
+    let tag_page = |last: &str| {
+        let r = request(
+            &s,
+            "GET",
+            &format!("/v2/inc/app/tags/list?n=4&last={last}"),
+            &[],
+        );
+        r.json::<Value>().unwrap()["tags"].clone()
+    };
+    assert_eq!(tag_page("t298"), json!(["t299", "t300", "t301", "t302"]));
+    assert_eq!(tag_page("t599"), json!([]));
+    let all: Value = request(&s, "GET", "/v2/inc/app/tags/list", &[])
+        .json()
+        .unwrap();
+    assert_eq!(all["tags"].as_array().unwrap().len(), 600);
+    let digest_of = |tag: &str| {
+        header(
+            &manifest_status(&s, "inc/app", tag),
+            "docker-content-digest",
+        )
+    };
+    assert_eq!(digest_of("t300"), second_digest, "the moved tag");
+    assert_eq!(digest_of("t301"), first_digest);
+    let blob_status = |s: &Server, name: &str, digest: &str| {
+        request(s, "GET", &format!("/v2/{name}/blobs/{digest}"), &[])
+            .status()
+            .as_u16()
+    };
+    assert_eq!(blob_status(&s, "inc/app", &own.0), 200);
+
+    // Remove the first image (its tags and its own layer go with it), then
+    // publish: the moved tag's image and the shared layer stay.
+    let t = s.repo_task("inc", "remove", json!({"references": [first_digest]}));
+    assert_eq!(t["state"], "finished", "{t}");
+    let t = s.repo_task("inc", "publish", json!({}));
+    assert_eq!(t["state"], "finished", "{t}");
+    assert!(
+        t["result"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("changed since version"),
+        "{t}"
+    );
+    assert_eq!(
+        status_and_code(manifest_status(&s, "inc/app", "t301")),
+        (404, "MANIFEST_UNKNOWN".into())
+    );
+    assert_eq!(
+        status_and_code(manifest_status(&s, "inc/app", &first_digest)),
+        (404, "MANIFEST_UNKNOWN".into())
+    );
+    assert_eq!(digest_of("t300"), second_digest);
+    assert_eq!(
+        blob_status(&s, "inc/app", &shared.0),
+        200,
+        "the shared layer"
+    );
+    assert_eq!(blob_status(&s, "inc/app", &second_layer.0), 200);
+    let all: Value = request(&s, "GET", "/v2/inc/app/tags/list", &[])
+        .json()
+        .unwrap();
+    assert_eq!(all["tags"], json!(["t300"]));
+
+    // An image imported (nothing of it came through the repository's
+    // upload sessions, which a repository may read for a day), then
+    // removed: once published, its blobs are no longer served.
+    let t = import(&s, "inc", &images_dir().join("busybox.tar"));
+    assert_eq!(t["state"], "finished", "{t}");
+    publish(&s, "inc");
+    let busybox = digest_of("latest");
+    let busybox_config = image_info("busybox.tar")["config_digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(blob_status(&s, "inc/app", &busybox_config), 200);
+    let t = s.repo_task("inc", "remove", json!({"references": [busybox]}));
+    assert_eq!(t["state"], "finished", "{t}");
+    publish(&s, "inc");
+    assert_eq!(
+        blob_status(&s, "inc/app", &busybox_config),
+        404,
+        "the removed image's config"
+    );
+    assert_eq!(
+        blob_status(&s, "inc/app", &busybox),
+        404,
+        "the removed manifest"
+    );
+    assert_eq!(blob_status(&s, "inc/app", &shared.0), 200);
+    assert_eq!(digest_of("t300"), second_digest);
+
+    // The repository deleted and made again under the same name: nothing
+    // of the old one is served through the new one.
+    let r = s
+        .http
+        .delete(s.url("/api/v1/repositories/inc"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let t = s.wait_task(&r.json().unwrap());
+    assert_eq!(t["state"], "finished", "{t}");
+    push_repo(&s, "inc", "inc/app", true);
+    let config_digest = push_blob(&s, "inc/app", config);
+    let fresh = layer(&s, "inc/app", "the new repository's layer");
+    let third = schema2((&config_digest, config.len()), &[(&fresh.0, fresh.1)]);
+    for tag in ["a", "b", "c"] {
+        assert_eq!(
+            put_manifest(&s, "inc/app", tag, third.clone())
+                .status()
+                .as_u16(),
+            201
+        );
+    }
+    assert_eq!(blob_status(&s, "inc/app", &fresh.0), 200);
+    for gone in [&shared.0, &second_layer.0, &second_digest] {
+        assert_eq!(
+            blob_status(&s, "inc/app", gone),
+            404,
+            "{gone} of the deleted repository"
+        );
+    }
+    assert_eq!(
+        status_and_code(manifest_status(&s, "inc/app", "t300")),
+        (404, "MANIFEST_UNKNOWN".into())
+    );
+}

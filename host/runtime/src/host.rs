@@ -139,6 +139,10 @@ pub struct TaskCall {
     pub visible: HashSet<Digest>,
     /// The blobs the repository's units held when first asked.
     held: Option<HashSet<Digest>>,
+    /// In a publish: the publication it replaces ([`Self::replacing`]).
+    previous: Option<Previous>,
+    /// The last version diff `units.changes` read: (since, the diff).
+    diff: Option<(u64, db::VersionDiff)>,
     /// The leases of the blobs this call stored or found stored
     /// (`blobs::leases`): keep it until the call's changes are committed.
     pub leases: Arc<Holder>,
@@ -176,6 +180,8 @@ impl TaskCall {
             reader,
             visible: HashSet::new(),
             held: None,
+            previous: None,
+            diff: None,
             leases: Arc::new(Holder::new()),
         }
     }
@@ -200,6 +206,14 @@ impl TaskCall {
         self
     }
 
+    /// The same call, a publish replacing `previous`: the plugin may read
+    /// that publication's index and what it serves, and the units changed
+    /// since its version (`publications.previous`, `units.changes`).
+    pub fn replacing(mut self, previous: Option<Previous>) -> Self {
+        self.previous = previous;
+        self
+    }
+
     /// Stage the addition of a unit the host vouches for (one another
     /// repository holds, copied in): the plugin reads it as staged, and it
     /// commits with the call's own changes.
@@ -207,6 +221,20 @@ impl TaskCall {
         self.overlay
             .insert((u.unit_type.clone(), u.key.clone()), Some(u.clone()));
         self.changes.push(UnitChange::Add(u));
+    }
+}
+
+/// The publication a publish replaces: it serves `version` of the
+/// repository, and `served` is what it serves.
+pub struct Previous {
+    pub publication: Arc<db::Publication>,
+    pub version: u64,
+    pub served: Arc<Served>,
+}
+
+impl Previous {
+    fn serves(&self, d: &Digest) -> bool {
+        self.publication.index == *d || self.served.contains(d)
     }
 }
 
@@ -522,6 +550,12 @@ impl HostState {
             }
             CallScope::Task(t) => {
                 if t.visible.contains(d) || env.sessions.received(t.repo.id.as_str(), d) {
+                    return true;
+                }
+                // What the publication a publish replaces serves: kept by
+                // the new one when the publish reads it.
+                if t.previous.as_ref().is_some_and(|p| p.serves(d)) {
+                    t.visible.insert(d.clone());
                     return true;
                 }
                 if t.held.is_none() {
@@ -964,6 +998,94 @@ impl units::Host for HostState {
             .map_err(store_err)?;
         Ok(u.map(to_wit_unit))
     }
+
+    fn changes(
+        &mut self,
+        since: u64,
+        unit_type: String,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<units::Changed>, types::Error> {
+        self.varies.mark();
+        let limit = limit.clamp(1, 10_000) as usize;
+        let unit_type = parse_unit_type(&unit_type)?;
+        let env = self.env.clone();
+        let t = self.task("units.changes")?;
+        let Some(now) = t.version else {
+            return Err(err(
+                "denied",
+                "units.changes is only available to publish calls, which read one version",
+            ));
+        };
+        // Read once per `since` and call, whatever the paging.
+        if t.diff.as_ref().is_none_or(|(s, _)| *s != since) {
+            let diff = env
+                .rt
+                .block_on(env.store.diff_versions(&t.repo.id, since, now))
+                .map_err(|e| match e {
+                    db::StoreError::NotFound(what) => err(
+                        "not-found",
+                        format!("{what}: the version limit dropped it; publish everything instead"),
+                    ),
+                    e => store_err(e),
+                })?;
+            t.diff = Some((since, diff));
+        }
+        let (_, diff) = t.diff.as_ref().expect("read above");
+        let keys = Self::changed_keys(diff, &unit_type, after.as_deref(), limit);
+        let mut out = Vec::with_capacity(keys.len());
+        for (key, added) in keys {
+            let version = if added { now } else { since };
+            let unit = env
+                .rt
+                .block_on(
+                    env.store
+                        .get_version_unit(&t.repo.id, version, &unit_type, &key),
+                )
+                .map_err(store_err)?
+                .ok_or_else(|| {
+                    err(
+                        "not-found",
+                        format!("{unit_type} {key} of version {version} is gone; publish everything instead"),
+                    )
+                })?;
+            out.push(units::Changed {
+                unit: to_wit_unit(unit),
+                added,
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl HostState {
+    /// The keys of `unit_type` in `diff`, after `after`, in key order, at
+    /// most `limit`, each with whether it was added (else removed).
+    fn changed_keys(
+        diff: &db::VersionDiff,
+        unit_type: &UnitType,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Vec<(String, bool)> {
+        let of = |refs: &[db::UnitRef], added: bool| {
+            // In type and key order: start past `after` by binary search.
+            let start = refs.partition_point(|r| match after {
+                Some(a) => (&r.unit_type, r.key.as_str()) <= (unit_type, a),
+                None => r.unit_type < *unit_type,
+            });
+            refs[start..]
+                .iter()
+                .take_while(|r| r.unit_type == *unit_type)
+                .take(limit)
+                .map(|r| (r.key.clone(), added))
+                .collect::<Vec<_>>()
+        };
+        let mut keys = of(&diff.added, true);
+        keys.extend(of(&diff.removed, false));
+        keys.sort();
+        keys.truncate(limit);
+        keys
+    }
 }
 
 /// A unit type a plugin named, checked.
@@ -1010,6 +1132,19 @@ impl publications::Host for HostState {
             self.varies.mark();
         }
         found
+    }
+
+    /// Only in a publish: the publication it replaces.
+    fn previous(&mut self) -> Option<publications::PublishedBefore> {
+        self.varies.mark();
+        let CallScope::Task(t) = &self.scope else {
+            return None;
+        };
+        t.previous.as_ref().map(|p| publications::PublishedBefore {
+            name: p.publication.name.clone(),
+            index: p.publication.index.to_string(),
+            version: p.version,
+        })
     }
 
     /// Names of the repositories the caller may read (a task: its own).

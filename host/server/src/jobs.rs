@@ -12,7 +12,7 @@ use wharf_core::digest::Digest;
 use wharf_core::ids::{RepoId, UploadId};
 use wharf_runtime::calls::{BlobDownload, Edit, Staged, Summary, TaskAnswer};
 use wharf_runtime::engine::{Plugin, PluginError};
-use wharf_runtime::host::{SourceHandle, TaskCall, origin};
+use wharf_runtime::host::{Previous, SourceHandle, TaskCall, origin};
 use wharf_runtime::stream_source::StreamSource;
 use wharf_store::blobs::leases::Holder;
 use wharf_store::db::{
@@ -133,12 +133,20 @@ pub async fn run(app: Arc<App>, job: Job, ctx: TaskContext) -> TaskResult {
             version,
         } => restore(app, &repository, version, ctx).await,
         Job::Delete { repository } => {
+            // What it received lately is forgotten first: a repository
+            // made again under its id must not read it. Again after the
+            // delete, for a push that landed in between.
+            forget_received(app, &repository).await?;
             app.store.delete_repo(&repository).await?;
             app.auth
                 .protection
                 .refresh(app.store.as_ref(), &repository)
                 .await?;
             app.publications.remove_repo(repository.as_str());
+            app.served.forget(&repository);
+            if let Err(e) = forget_received(app, &repository).await {
+                tracing::warn!(repo = %repository, "{}", e.message);
+            }
             Ok(serde_json::json!({"deleted": repository}))
         }
         Job::Orphans { protection_minutes } => {
@@ -317,7 +325,8 @@ async fn publish(
     let plugin_ver = plugin_version(&plugin);
     // One exact version: the plugin reads that version's units, and the
     // publication serves that version's blobs and what the publish itself
-    // stored or read.
+    // stored or read (`visibility::ServedSets`, which moves the served set
+    // of the publication it replaces by the units changed since).
     let version = match version {
         Some(n) => app.store.get_version(&repo.id, n).await?.ok_or_else(|| {
             TaskFailure::new(
@@ -331,10 +340,10 @@ async fn publish(
         })?,
         None => latest_version(app, &repo.id).await?,
     };
-    let held = app.store.version_blobs(&repo.id, version.number).await?;
+    let previous = previous_publication(app, &plugin_name, &repo.id).await?;
     let run = run_plugin_task(app, plugin, repo.clone(), ctx, None, {
         let n = version.number;
-        move |p, call, cancel| p.publish(call.at_version(n), cancel)
+        move |p, call, cancel| p.publish(call.at_version(n).replacing(previous), cancel)
     })
     .await?;
     let (published, seen) = (run.answer, run.visible);
@@ -368,9 +377,8 @@ async fn publish(
         version: Some(version.number),
         config: repo.distributor_config.clone(),
         published_at: now(),
-        blobs: held
+        blobs: seen
             .into_iter()
-            .chain(seen)
             .filter(|d| *d != published_index)
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
@@ -384,6 +392,46 @@ async fn publish(
     result["index"] = published.index.into();
     result["version"] = version.number.into();
     Ok(result)
+}
+
+/// Drop the notes of the blobs `repo` received lately (it is being
+/// deleted).
+async fn forget_received(app: &App, repo: &RepoId) -> Result<(), TaskFailure> {
+    let (sessions, id) = (app.plugins.runtime.env.sessions.clone(), repo.clone());
+    tokio::task::spawn_blocking(move || sessions.forget_received(&id))
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|done| done)
+        .map_err(|e| {
+            TaskFailure::new(
+                format!(
+                    "cannot forget the blobs repository {repo} received lately ({e}); \
+                     try again once the blob store answers"
+                ),
+                "io",
+            )
+        })
+}
+
+/// The publication of `repo` by `plugin` that a publish replaces, when it
+/// serves a version: the publish may start from it.
+async fn previous_publication(
+    app: &App,
+    plugin: &str,
+    repo: &RepoId,
+) -> Result<Option<Previous>, TaskFailure> {
+    let Some(publication) = app.publications.of(plugin, repo.as_str()) else {
+        return Ok(None);
+    };
+    let Some(version) = publication.version else {
+        return Ok(None);
+    };
+    let served = app.served.get(app.store.as_ref(), &publication).await?;
+    Ok(Some(Previous {
+        publication,
+        version,
+        served,
+    }))
 }
 
 /// A repository's newest version.

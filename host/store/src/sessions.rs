@@ -302,6 +302,22 @@ impl Sessions {
         }
     }
 
+    /// Drop every note of what `repository` received: it is deleted, and
+    /// a repository made again under its id must not read what it
+    /// received (nor keep those blobs from orphan cleanup).
+    pub fn forget_received(&self, repository: &wharf_core::ids::RepoId) -> std::io::Result<()> {
+        if let Some(home) = &self.objects {
+            return bucket::forget_received(home, repository);
+        }
+        match self
+            .dir
+            .remove_dir_all(Path::new("received").join(repository.as_str()))
+        {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether `repository` received `digest` through its sessions lately.
     pub fn received(&self, repository: &str, digest: &Digest) -> bool {
         if repository.parse::<wharf_core::ids::RepoId>().is_err() {

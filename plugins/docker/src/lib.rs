@@ -18,6 +18,7 @@ mod push;
 mod reference;
 mod referrers;
 mod routes;
+mod shards;
 mod sync;
 mod upload;
 
@@ -26,27 +27,35 @@ mod fuzz;
 #[cfg(test)]
 mod testing;
 
-use index::{MAX_INDEX, PublicationIndex};
+use index::{MAX_INDEX, View};
+use shards::{ShardIo, ShardValue};
+use std::any::Any;
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use wharf_sdk::cache::DigestCache;
 use wharf_sdk::capped;
 use wharf_sdk::host::{WasmHost, WasmUpload};
-use wharf_sdk::json::Versioned;
 use wharf_sdk::publications::{self, Publication};
 use wharf_sdk::{
     Change, ContentType, Error, Guest, Info, Plan, Published, Repository, Request, Source, Summary,
     UnitRef, Written, blobs, repositories, sessions,
 };
 
-/// Parsed indexes kept per instance; a pooled instance serves many requests.
+/// Parsed index roots kept per instance; a pooled instance serves many
+/// requests.
 const CACHED_INDEXES: usize = 64;
+/// Index shard bytes kept parsed per instance.
+const CACHED_SHARD_BYTES: u64 = 8 << 20;
 /// Manifest bytes kept per instance (the host pools up to a few dozen).
 const CACHED_MANIFEST_BYTES: u64 = 4 << 20;
 
 thread_local! {
-    static INDEXES: RefCell<DigestCache<PublicationIndex>> =
+    static INDEXES: RefCell<DigestCache<View>> =
         RefCell::new(DigestCache::new(CACHED_INDEXES, u64::MAX));
+    /// Shards of any value type, as `Rc<BTreeMap<String, V>>`.
+    static SHARDS: RefCell<DigestCache<Rc<dyn Any>>> =
+        RefCell::new(DigestCache::new(usize::MAX, CACHED_SHARD_BYTES));
     static MANIFESTS: RefCell<DigestCache<Vec<u8>>> =
         RefCell::new(DigestCache::new(usize::MAX, CACHED_MANIFEST_BYTES));
 }
@@ -121,12 +130,12 @@ impl routes::Registry for HostRegistry {
         publications::names(after, limit)
     }
 
-    fn index(&mut self, digest: &str) -> Result<Rc<PublicationIndex>, String> {
+    fn index(&mut self, digest: &str) -> Result<Rc<View>, String> {
         INDEXES.with_borrow_mut(|cache| {
             cache.get_or_load(digest, || {
                 let bytes = capped::read_blob(digest, MAX_INDEX).map_err(|e| e.message)?;
                 let len = bytes.len() as u64;
-                Ok((PublicationIndex::from_bytes(&bytes)?, len))
+                Ok((View::read(&bytes)?, len))
             })
         })
     }
@@ -151,6 +160,34 @@ impl routes::Registry for HostRegistry {
 
     fn session_length(&mut self, id: &str) -> Option<u64> {
         sessions::length(id)
+    }
+}
+
+/// Shards through the instance cache; `resolve` only reads them.
+impl ShardIo for HostRegistry {
+    fn read_shard<V: ShardValue>(
+        &mut self,
+        digest: &str,
+    ) -> Result<Rc<BTreeMap<String, V>>, String> {
+        let any = SHARDS.with_borrow_mut(|cache| {
+            cache.get_or_load(digest, || {
+                let bytes = capped::read_blob(digest, MAX_INDEX).map_err(|e| e.message)?;
+                let len = bytes.len() as u64;
+                let entries: Rc<dyn Any> = Rc::new(shards::parse::<V>(&bytes)?);
+                Ok::<_, String>((entries, len))
+            })
+        })?;
+        Rc::clone(&*any)
+            .downcast()
+            .map_err(|_| format!("shard {digest} is read as two kinds of map"))
+    }
+
+    fn write_shard(&mut self, _: &[u8]) -> Result<String, String> {
+        Err("resolve stores no shards".to_string())
+    }
+
+    fn keep_shard(&mut self, _: &str) -> Result<(), String> {
+        Err("resolve keeps no shards".to_string())
     }
 }
 

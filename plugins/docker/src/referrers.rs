@@ -8,7 +8,6 @@
 //! units. A subject nothing refers to, or one that does not exist, has an
 //! empty list: the spec forbids a 404 for a name that exists.
 
-use crate::index::PublicationIndex;
 use crate::manifest::{Descriptor, OCI_INDEX};
 use crate::model::ManifestMeta;
 use serde::Serialize;
@@ -70,15 +69,10 @@ struct ReferrersIndex<'a> {
     manifests: Vec<&'a Descriptor>,
 }
 
-/// The answer for the referrers of `subject` (a valid digest) in a
-/// publication's `index`, or in a repository not published yet (`None`).
-pub fn answer(index: Option<&PublicationIndex>, subject: &str, filter: &Filter) -> Plan {
-    let manifests = index
-        .and_then(|i| i.referrers.get(subject))
-        .into_iter()
-        .flatten()
-        .filter(|r| filter.admits(r))
-        .collect();
+/// The answer listing `listed`, the referrers of a subject in a
+/// publication's index (none in a repository not published yet).
+pub fn answer(listed: &[Descriptor], filter: &Filter) -> Plan {
+    let manifests = listed.iter().filter(|r| filter.admits(r)).collect();
     let document = ReferrersIndex {
         schema_version: 2,
         media_type: OCI_INDEX,

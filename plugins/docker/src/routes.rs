@@ -6,12 +6,12 @@
 //! is not published yet reads as an empty one (no tags, no manifests, no
 //! referrers), except for blobs pushed to it, which the host serves.
 
-use crate::index::PublicationIndex;
+use crate::index::View;
 use crate::manifest::essence;
 use crate::pull;
 use crate::reference::{is_valid_digest, is_valid_name, is_valid_tag};
 use crate::referrers;
-use std::collections::BTreeMap;
+use crate::shards::ShardIo;
 use std::rc::Rc;
 use wharf_sdk::publications::Publication;
 use wharf_sdk::{
@@ -29,12 +29,14 @@ const DEFAULT_CATALOG_PAGE: usize = 1000;
 /// Largest page we answer, whatever `n` says.
 const MAX_PAGE: usize = 10_000;
 
-/// What the registry reads: publications and their indexes, and for pushes
-/// the repositories, stored blobs and upload sessions.
-pub trait Registry {
+/// What the registry reads: publications and their indexes (a root, and
+/// its shards through [`ShardIo`]), and for pushes the repositories, stored
+/// blobs and upload sessions.
+pub trait Registry: ShardIo {
     fn lookup(&mut self, name: &str) -> Option<Publication>;
     fn names(&mut self, after: Option<&str>, limit: u32) -> Vec<String>;
-    fn index(&mut self, digest: &str) -> Result<Rc<PublicationIndex>, String>;
+    /// The index root of a publication; implementations cache it.
+    fn index(&mut self, digest: &str) -> Result<Rc<View>, String>;
     /// The bytes of a published manifest of `size` bytes (at most
     /// [`MAX_INLINE_MANIFEST`]); implementations cache them.
     fn manifest(&mut self, digest: &str, size: u64) -> Result<Rc<Vec<u8>>, String>;
@@ -305,32 +307,24 @@ fn resolve_route<R: Registry>(registry: &mut R, req: &Request) -> Result<Plan, F
         }
         Route::Tags { name } => {
             let named = named(registry, &name)?;
-            let no_tags = BTreeMap::new();
-            let all = named.index().map_or(&no_tags, |index| &index.tags);
-            // A pull-through repository's tags of this upstream name, by
-            // their tag alone.
-            let pulled: BTreeMap<String, String>;
-            let all = match named.upstream() {
-                Some(upstream) => {
-                    let prefix = format!("{upstream}:");
-                    pulled = all
-                        .range(prefix.clone()..)
-                        .take_while(|(t, _)| t.starts_with(&prefix))
-                        .map(|(t, m)| (t[prefix.len()..].to_string(), m.clone()))
-                        .collect();
-                    &pulled
-                }
-                None => all,
-            };
             let page = parse_page(&req.query)?;
             // Without `n`, all tags, as distribution does.
             let n = page.n.map_or(usize::MAX, |n| n.min(MAX_PAGE));
-            let after = page.last.as_deref();
-            let mut tags: Vec<&String> = all
-                .keys()
-                .filter(|t| after.is_none_or(|a| t.as_str() > a))
-                .take(n.saturating_add(1))
-                .collect();
+            // A pull-through repository's tags of this upstream name are
+            // listed by their tag alone.
+            let prefix = named
+                .upstream()
+                .map_or(String::new(), |upstream| format!("{upstream}:"));
+            let after = page.last.as_deref().map(|last| format!("{prefix}{last}"));
+            let mut tags: Vec<String> = match named.index() {
+                Some(index) => index
+                    .tags(registry, after.as_deref(), &prefix, n.saturating_add(1))
+                    .map_err(|e| unreadable(&name, e))?
+                    .into_iter()
+                    .map(|t| t[prefix.len()..].to_string())
+                    .collect(),
+                None => Vec::new(),
+            };
             let more = tags.len() > n;
             tags.truncate(n);
             let link = tags
@@ -371,21 +365,31 @@ fn resolve_route<R: Registry>(registry: &mut R, req: &Request) -> Result<Plan, F
                 if !by_digest {
                     return Ok(Plan::Pull(pull::UpstreamRef::tag(upstream, &reference)));
                 }
-                if !index.manifests.contains_key(&reference) {
+                let held = index
+                    .manifest(registry, &reference)
+                    .map_err(|e| unreadable(&name, e))?;
+                if held.is_none() {
                     return Ok(Plan::Pull(pull::UpstreamRef::digest(upstream, &reference)));
                 }
             }
-            let tag_key;
+            let tagged;
             let digest = if by_digest {
                 &reference
             } else {
-                tag_key = match named.upstream() {
+                let tag_key = match named.upstream() {
                     Some(upstream) => pull::tag_name(upstream, &reference),
                     None => reference.clone(),
                 };
-                index.tags.get(&tag_key).ok_or_else(unknown)?
+                tagged = index
+                    .tag(registry, &tag_key)
+                    .map_err(|e| unreadable(&name, e))?
+                    .ok_or_else(unknown)?;
+                &tagged
             };
-            let entry = index.manifests.get(digest).ok_or_else(unknown)?;
+            let entry = index
+                .manifest(registry, digest)
+                .map_err(|e| unreadable(&name, e))?
+                .ok_or_else(unknown)?;
             if !accepts(&req.headers, &entry.media_type) {
                 // We never convert between formats, so say what there is.
                 return Err(failure(
@@ -436,11 +440,19 @@ fn resolve_route<R: Registry>(registry: &mut R, req: &Request) -> Result<Plan, F
             if !is_valid_digest(&digest) {
                 return Err(digest_invalid(&digest));
             }
-            match named(registry, &name)? {
+            let named = named(registry, &name)?;
+            let published = match &named {
                 Named::Published(publication, index)
-                | Named::PullThrough(publication, index, _)
-                    if index.blobs.contains(&digest) =>
-                {
+                | Named::PullThrough(publication, index, _) => {
+                    let has = index
+                        .has_blob(registry, &digest)
+                        .map_err(|e| unreadable(&name, e))?;
+                    has.then_some(publication)
+                }
+                Named::Unpublished => None,
+            };
+            match published {
+                Some(publication) => {
                     if req.method.eq_ignore_ascii_case("GET")
                         && let Some(base) = redirect_url(&publication.config)
                     {
@@ -468,7 +480,13 @@ fn resolve_route<R: Registry>(registry: &mut R, req: &Request) -> Result<Plan, F
                 return Err(digest_invalid(&digest));
             }
             let filter = referrers::Filter::parse(&req.query);
-            Ok(referrers::answer(named.index(), &digest, &filter))
+            let listed = match named.index() {
+                Some(index) => index
+                    .referrers(registry, &digest)
+                    .map_err(|e| unreadable(&name, e))?,
+                None => Vec::new(),
+            };
+            Ok(referrers::answer(&listed, &filter))
         }
         Route::Uploads { .. } => Err(failure(405, "UNSUPPORTED", "start a blob upload with POST")),
         Route::Upload { name, id } => crate::push::upload_status(registry, &name, &id),
@@ -478,19 +496,19 @@ fn resolve_route<R: Registry>(registry: &mut R, req: &Request) -> Result<Plan, F
 /// What a name on a read route is.
 enum Named {
     /// A published repository: its publication and index.
-    Published(Publication, Rc<PublicationIndex>),
+    Published(Publication, Rc<View>),
     /// An upstream name below a published pull-through repository: the
     /// repository's publication and index, and the upstream name.
-    PullThrough(Publication, Rc<PublicationIndex>, String),
+    PullThrough(Publication, Rc<View>, String),
     /// A repository that exists but has no publication yet.
     Unpublished,
 }
 
 impl Named {
     /// The published content; none before the first publish.
-    fn index(&self) -> Option<&PublicationIndex> {
+    fn index(&self) -> Option<Rc<View>> {
         match self {
-            Named::Published(_, index) | Named::PullThrough(_, index, _) => Some(index),
+            Named::Published(_, index) | Named::PullThrough(_, index, _) => Some(index.clone()),
             Named::Unpublished => None,
         }
     }
@@ -522,13 +540,9 @@ fn named<R: Registry>(registry: &mut R, name: &str) -> Result<Named, Failure> {
         crate::push::repository_named(registry, name)?;
         return Ok(Named::Unpublished);
     };
-    let index = registry.index(&publication.index).map_err(|e| {
-        failure(
-            500,
-            "UNKNOWN",
-            format!("cannot read the publication of {name}: {e}"),
-        )
-    })?;
+    let index = registry
+        .index(&publication.index)
+        .map_err(|e| unreadable(name, e))?;
     if publication.name != name {
         // The host admitted a name below a pull-through repository's.
         let upstream = name
@@ -546,6 +560,15 @@ fn named<R: Registry>(registry: &mut R, name: &str) -> Result<Named, Failure> {
         return Ok(Named::PullThrough(publication, index, upstream));
     }
     Ok(Named::Published(publication, index))
+}
+
+/// The publication of `name` cannot be read (a missing or damaged blob).
+fn unreadable(name: &str, e: String) -> Failure {
+    failure(
+        500,
+        "UNKNOWN",
+        format!("cannot read the publication of {name}: {e}"),
+    )
 }
 
 pub fn digest_invalid(digest: &str) -> Failure {

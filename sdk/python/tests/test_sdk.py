@@ -132,6 +132,25 @@ def test_sessions_commit_and_abort():
     assert host.commit_session(sid) == sha256(b"body")
 
 
+def test_changes_since_a_version_and_the_publication_replaced():
+    host = FakeHost()
+    assert host.previous() is None
+    for k in ["a", "b", "c"]:
+        host.add_unit(Unit(unit_type="t", key=k, metadata="{}", blobs=[]))
+    since = host.snapshot()
+    host.remove_unit("t", "b")
+    host.add_unit(Unit(unit_type="t", key="d", metadata="{}", blobs=[]))
+    host.add_unit(Unit(unit_type="u", key="x", metadata="{}", blobs=[]))
+    changed = host.changes(since, "t", None, 10)
+    assert [(c.unit.key, c.added) for c in changed] == [("b", False), ("d", True)]
+    assert [c.unit.key for c in host.changes(since, "t", "b", 10)] == ["d"]
+    with pytest.raises(PluginError) as gone:
+        host.changes(since + 1, "t", None, 10)
+    assert gone.value.code == "not-found"
+    host.previous_publication = _wit.publications.PublishedBefore(name="n", index=sha256(b"i"), version=since)
+    assert host.previous().version == since
+
+
 def test_cache_is_bounded_by_count_and_bytes():
     c = DigestCache(max_entries=2, max_bytes=100)
     assert c.get_or_load("a", lambda: ("A", 10)) == "A"

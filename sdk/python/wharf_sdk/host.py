@@ -12,6 +12,8 @@ pytest. Failed imports raise `PluginError` instead of the bindings' `Err`.
 | `open(digest) -> source` | `blobs.open` (a `source`; wrap it in `SourceReader`) |
 | `read_blob(digest, cap) -> bytes` | `blobs.open` + bounded reads |
 | `add_unit(unit)`, `remove_unit(type, key)`, `get_unit(type, key)`, `list_units(type, after, limit)` | `units.*` |
+| `changes(since, type, after, limit) -> [Changed]` (in a publish) | `units.changes` (0.7.1) |
+| `previous() -> PublishedBefore or None` (in a publish) | `publications.previous` (0.7.1) |
 | `get(url, headers=(), cap=...) -> HttpResponse` | `fetch.fetch` + bounded reads |
 | `fetch_blobs(downloads) -> [digest or PluginError]` | `fetch.fetch-blobs` |
 | `lookup(name)`, `publication_names(after, limit)` | `publications.*` |
@@ -30,6 +32,8 @@ from .reader import SourceReader, read_capped
 MAX_FETCH = 64 << 20
 
 Unit = _wit.units.Unit
+Changed = _wit.units.Changed
+PublishedBefore = _wit.publications.PublishedBefore
 Header = _wit.types.Header
 BlobDownload = _wit.fetch.BlobDownload
 Level = _wit.log.Level
@@ -99,6 +103,9 @@ class WasmHost:
     def get_unit(self, unit_type, key):
         return _call(_wit.units.get, unit_type, key)
 
+    def changes(self, since, unit_type, after, limit):
+        return _call(_wit.units.changes, since, unit_type, after, limit)
+
     # fetch
     def fetch(self, url, headers=(), method="GET"):
         """The raw answer: status, headers and the body as a host `source`."""
@@ -133,6 +140,9 @@ class WasmHost:
 
     def publication_names(self, after, limit):
         return _wit.publications.names(after, limit)
+
+    def previous(self):
+        return _wit.publications.previous()
 
     # sessions
     def session_length(self, id):

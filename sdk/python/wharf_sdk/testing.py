@@ -73,6 +73,10 @@ class FakeHost:
         self.units = {}
         #: name -> Publication
         self.publications = {}
+        #: what `previous()` answers (a publish replacing a publication)
+        self.previous_publication = None
+        #: the repository's versions: its associations as each `snapshot()` saw them
+        self.versions = []
         #: session id -> bytearray
         self.sessions = {}
         #: id -> Repository
@@ -168,6 +172,24 @@ class FakeHost:
     def get_unit(self, unit_type, key):
         return self.units.get((unit_type, key))
 
+    def snapshot(self):
+        """Record the repository's units as a new version; its number."""
+        self.versions.append(dict(self.units))
+        return len(self.versions) - 1
+
+    def changes(self, since, unit_type, after, limit):
+        if since >= len(self.versions):
+            raise PluginError("not-found", f"version {since} is gone")
+        then = self.versions[since]
+        keys = {k for (t, k) in then if t == unit_type} ^ {k for (t, k) in self.units if t == unit_type}
+        keys = sorted((k for k in keys if after is None or k.encode() > after.encode()), key=lambda k: k.encode())
+        out = []
+        for k in keys[: min(limit, 10000)]:
+            added = (unit_type, k) in self.units
+            unit = self.units[(unit_type, k)] if added else then[(unit_type, k)]
+            out.append(_wit.units.Changed(unit=unit, added=added))
+        return out
+
     # ---- fetch
     def _http(self, url, headers):
         if self.http is None:
@@ -225,6 +247,9 @@ class FakeHost:
 
     def lookup(self, name):
         return self.publications.get(name)
+
+    def previous(self):
+        return self.previous_publication
 
     def publication_names(self, after, limit):
         names = sorted(n for n in self.publications if after is None or n > after)

@@ -102,6 +102,11 @@ impl AreaKey {
         AreaKey("received".into())
     }
 
+    /// The notes of the blobs `repo` received through its sessions.
+    pub fn received_by(repo: &RepoId) -> Self {
+        AreaKey(format!("received/{}", repo.as_str()))
+    }
+
     /// The note that `repo` received blob `d` through its sessions.
     pub fn received(repo: &RepoId, d: &Digest) -> Self {
         AreaKey(format!("received/{}/{}", repo.as_str(), d.hex()))

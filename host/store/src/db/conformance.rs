@@ -547,6 +547,24 @@ async fn versions(s: &dyn Store) {
     let mut want = vec![Digest::of(b"a"), Digest::of(b"b")];
     want.sort();
     assert_eq!(blobs, want);
+    // Counted per unit naming a blob: "c" names "b" too, "b" came back in 4.
+    let shared = Unit {
+        blobs: vec![Digest::of(b"b"), Digest::of(b"c")],
+        ..unit("layer", "shares-b")
+    };
+    s.create_repo(&repo("vb", &[])).await.unwrap();
+    let vb: RepoId = "vb".parse().unwrap();
+    s.apply_changes(&vb, &[add("b"), UnitChange::Add(shared)], &import())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut refs = s.version_blob_refs(&vb, 1).await.unwrap();
+    refs.sort();
+    let mut want = vec![(Digest::of(b"b"), 2), (Digest::of(b"c"), 1)];
+    want.sort();
+    assert_eq!(refs, want);
+    assert!(s.version_blob_refs(&vb, 0).await.unwrap().is_empty());
+    s.delete_repo(&vb).await.unwrap();
 
     let d = s.diff_versions(&v1, 1, 2).await.unwrap();
     assert_eq!((d.added, d.removed), (vec![r("c")], vec![r("a")]));

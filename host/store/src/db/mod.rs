@@ -183,10 +183,12 @@ pub struct Publication {
     pub config: serde_json::Value,
     #[schema(value_type = String, format = DateTime)]
     pub published_at: Timestamp,
-    /// Every blob the publication serves besides its index: its
-    /// repository's units' blobs at publish time and what the publish stored
-    /// (a generated manifest file, say). Orphan cleanup keeps them while the
-    /// publication lives; a registry request may be served only these.
+    /// What the publish stored or read besides its index (a generated
+    /// manifest file, the parts of a sharded index, say): the publication
+    /// serves these, its index and the blobs of the units of `version`
+    /// (without a version: these alone, recorded with its repository's
+    /// units' blobs). Orphan cleanup keeps them while the publication
+    /// lives; a registry request may be served only what it serves.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<String>)]
     pub blobs: Vec<Digest>,
@@ -804,7 +806,20 @@ pub trait RepositoryStore: Send + Sync {
     async fn diff_versions(&self, repo: &RepoId, from: u64, to: u64) -> StoreResult<VersionDiff>;
 
     /// Every blob the units of version `version` reference.
-    async fn version_blobs(&self, repo: &RepoId, version: u64) -> StoreResult<Vec<Digest>>;
+    async fn version_blobs(&self, repo: &RepoId, version: u64) -> StoreResult<Vec<Digest>> {
+        let refs = self.version_blob_refs(repo, version).await?;
+        Ok(refs.into_iter().map(|(d, _)| d).collect())
+    }
+
+    /// Every blob the units of version `version` reference, with how many
+    /// of those units reference it: what a publication of that version
+    /// serves, counted so that a unit removed later takes a blob out only
+    /// with the last unit naming it.
+    async fn version_blob_refs(
+        &self,
+        repo: &RepoId,
+        version: u64,
+    ) -> StoreResult<Vec<(Digest, u32)>>;
 
     /// A repository's associations, current and retired, with their units:
     /// in type, key and version order after `after` (what `db export`

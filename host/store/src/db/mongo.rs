@@ -1329,7 +1329,11 @@ impl RepositoryStore for MongoStore {
         Ok(super::version::diff(from, to, gained, lost))
     }
 
-    async fn version_blobs(&self, repo: &RepoId, version: u64) -> StoreResult<Vec<Digest>> {
+    async fn version_blob_refs(
+        &self,
+        repo: &RepoId,
+        version: u64,
+    ) -> StoreResult<Vec<(Digest, u32)>> {
         let mut rows = Vec::new();
         for (coll, retired) in [(&self.c.assocs, false), (&self.c.retired, true)] {
             let found: Vec<Document> = coll
@@ -1343,9 +1347,11 @@ impl RepositoryStore for MongoStore {
         let units = self
             .units_by_id(&unit_ids(&rows), Some(doc! {"blobs": 1}))
             .await?;
-        let mut out = std::collections::BTreeSet::new();
+        let mut out: std::collections::BTreeMap<Digest, u32> = std::collections::BTreeMap::new();
         for u in &units {
-            out.extend(unit_blobs(u)?);
+            for d in unit_blobs(u)? {
+                *out.entry(d).or_default() += 1;
+            }
         }
         Ok(out.into_iter().collect())
     }

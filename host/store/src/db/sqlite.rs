@@ -999,15 +999,23 @@ impl RepositoryStore for SqliteStore {
         .await
     }
 
-    async fn version_blobs(&self, repo: &RepoId, version: u64) -> StoreResult<Vec<Digest>> {
+    async fn version_blob_refs(
+        &self,
+        repo: &RepoId,
+        version: u64,
+    ) -> StoreResult<Vec<(Digest, u32)>> {
         let repo = repo.clone();
         self.run(move |c| {
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT DISTINCT j.value FROM {VERSION_ROWS} a JOIN units u ON u.id = a.unit_id, json_each(u.blobs) j"
+                "SELECT j.value, COUNT(*) FROM {VERSION_ROWS} a JOIN units u ON u.id = a.unit_id, json_each(u.blobs) j GROUP BY j.value"
             ))?;
             let mut out = Vec::new();
-            for d in stmt.query_map(params![repo.as_str(), version], |r| r.get::<_, String>(0))? {
-                out.push(d?.parse().map_err(backend)?);
+            let rows = stmt.query_map(params![repo.as_str(), version], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?))
+            })?;
+            for row in rows {
+                let (d, n) = row?;
+                out.push((d.parse().map_err(backend)?, n));
             }
             Ok(out)
         })

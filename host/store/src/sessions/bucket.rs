@@ -277,6 +277,13 @@ pub(super) fn received_blobs(home: &ObjectHome) -> io::Result<HashSet<Digest>> {
         .collect())
 }
 
+pub(super) fn forget_received(home: &ObjectHome, repo: &RepoId) -> io::Result<()> {
+    for listed in home.list_area(&AreaKey::received_by(repo))? {
+        home.delete_key(&listed.key)?;
+    }
+    Ok(())
+}
+
 pub(super) fn remove_stale_notes(home: &ObjectHome) -> io::Result<()> {
     for listed in home.list_area(&AreaKey::received_all())? {
         if !younger(listed.modified, RECEIVED_FOR) {

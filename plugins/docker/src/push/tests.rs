@@ -442,12 +442,16 @@ fn artifact(host: &mut FakeHost, subject: &str, payload: &[u8]) -> Vec<u8> {
 
 /// What a client pulling `a` sees once the repository is published.
 fn published(host: &mut FakeHost) -> crate::routes::tests::FakeRegistry {
-    use crate::index::PublicationIndex;
+    use crate::index::{ManifestEntry, View};
     use std::rc::Rc;
-    use wharf_sdk::json::Versioned;
     let done = crate::publish::publish(host, &repo("r", r#"{"repo_registry_id": "a"}"#)).unwrap();
-    let index = PublicationIndex::from_bytes(&host.blob(&done.index).unwrap()).unwrap();
     let mut r = registry();
+    // The index and its shards, as the host stores them.
+    r.shards.blobs.extend(host.blobs.borrow().clone());
+    let index = View::read(&host.blob(&done.index).unwrap()).unwrap();
+    let View::Sharded(root) = &index else {
+        panic!("a publish writes shards")
+    };
     r.publications.insert(
         "a".into(),
         wharf_sdk::publications::Publication {
@@ -457,9 +461,9 @@ fn published(host: &mut FakeHost) -> crate::routes::tests::FakeRegistry {
             config: "{}".into(),
         },
     );
-    for digest in index.manifests.keys() {
+    for (digest, _) in root.manifests.entries::<ManifestEntry, _>(&mut r).unwrap() {
         r.manifests
-            .insert(digest.clone(), Rc::new(host.blob(digest).unwrap()));
+            .insert(digest.clone(), Rc::new(host.blob(&digest).unwrap()));
     }
     r.indexes.insert(done.index, Rc::new(index));
     r

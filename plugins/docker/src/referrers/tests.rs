@@ -1,7 +1,6 @@
 use super::*;
 use crate::routes::resolve;
 use crate::routes::tests::{error, req, with_unpublished};
-use std::rc::Rc;
 use wharf_sdk::host::header;
 use wharf_sdk::testing::digest_of as d;
 
@@ -18,7 +17,7 @@ fn referrer(digest: &str, artifact_type: Option<&str>) -> Descriptor {
 /// (d('6')), and a repository `team/new` that has no publication.
 fn with_referrers() -> crate::routes::tests::FakeRegistry {
     let mut r = with_unpublished();
-    let index = Rc::make_mut(r.indexes.get_mut(&d('x')).unwrap());
+    let mut index = crate::routes::tests::content();
     let mut signature = referrer(&d('5'), Some(SIGNATURE));
     signature.annotations.insert(
         "org.opencontainers.image.created".into(),
@@ -27,6 +26,7 @@ fn with_referrers() -> crate::routes::tests::FakeRegistry {
     index
         .referrers
         .insert(d('a'), vec![signature, referrer(&d('6'), Some(SBOM))]);
+    r.put_index(d('x'), index);
     r
 }
 

@@ -1,14 +1,17 @@
 use super::*;
-use crate::index::ManifestEntry;
+use crate::index::{Content, ManifestEntry};
 use crate::manifest::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+use crate::shards::{ShardIo, ShardValue, testing::Memory};
 use std::collections::BTreeMap;
 
 use wharf_sdk::testing::digest_of as d;
 
 pub(crate) struct FakeRegistry {
     pub(crate) publications: BTreeMap<String, Publication>,
-    pub(crate) indexes: BTreeMap<String, Rc<PublicationIndex>>,
+    pub(crate) indexes: BTreeMap<String, Rc<View>>,
     pub(crate) index_reads: u32,
+    /// The shards of the indexes.
+    pub(crate) shards: Memory,
     /// Manifest bytes the fake host has (d('a') only).
     pub(crate) manifests: BTreeMap<String, Rc<Vec<u8>>>,
     pub(crate) repositories: Vec<Repository>,
@@ -30,7 +33,7 @@ impl Registry for FakeRegistry {
             .collect()
     }
 
-    fn index(&mut self, digest: &str) -> Result<Rc<PublicationIndex>, String> {
+    fn index(&mut self, digest: &str) -> Result<Rc<View>, String> {
         self.index_reads += 1;
         self.indexes
             .get(digest)
@@ -74,11 +77,34 @@ impl Registry for FakeRegistry {
     }
 }
 
-pub(crate) fn registry() -> FakeRegistry {
-    let mut index = PublicationIndex {
-        v: 1,
-        ..Default::default()
-    };
+impl ShardIo for FakeRegistry {
+    fn read_shard<V: ShardValue>(
+        &mut self,
+        digest: &str,
+    ) -> Result<Rc<BTreeMap<String, V>>, String> {
+        self.shards.read_shard(digest)
+    }
+
+    fn write_shard(&mut self, bytes: &[u8]) -> Result<String, String> {
+        self.shards.write_shard(bytes)
+    }
+
+    fn keep_shard(&mut self, digest: &str) -> Result<(), String> {
+        self.shards.keep_shard(digest)
+    }
+}
+
+impl FakeRegistry {
+    /// Serve `content` as the index `digest`, in shards.
+    pub(crate) fn put_index(&mut self, digest: String, content: Content) {
+        let index = content.write(&mut self.shards).unwrap();
+        self.indexes.insert(digest, Rc::new(View::Sharded(index)));
+    }
+}
+
+/// The content of the test registry's index d('x').
+pub(crate) fn content() -> Content {
+    let mut index = Content::default();
     for tag in ["latest", "1.0", "2.0", "beta"] {
         index.tags.insert(tag.to_string(), d('a'));
     }
@@ -97,9 +123,13 @@ pub(crate) fn registry() -> FakeRegistry {
             size: 20,
         },
     );
-    index.blobs.extend([d('a'), d('b'), d('c'), d('1')]);
-    let mut indexes = BTreeMap::new();
-    indexes.insert(d('x'), Rc::new(index));
+    index
+        .blobs
+        .extend([d('a'), d('b'), d('c'), d('1')].map(|b| (b, 1)));
+    index
+}
+
+pub(crate) fn registry() -> FakeRegistry {
     let mut publications = BTreeMap::new();
     for (name, config) in [
         ("my/app", "{}"),
@@ -123,15 +153,18 @@ pub(crate) fn registry() -> FakeRegistry {
     }
     let mut manifests = BTreeMap::new();
     manifests.insert(d('a'), Rc::new(b"{manifest}".to_vec()));
-    FakeRegistry {
+    let mut r = FakeRegistry {
         publications,
-        indexes,
+        indexes: BTreeMap::new(),
         index_reads: 0,
+        shards: Memory::default(),
         manifests,
         repositories: Vec::new(),
         stored: BTreeMap::new(),
         sessions: BTreeMap::new(),
-    }
+    };
+    r.put_index(d('x'), content());
+    r
 }
 
 pub(crate) fn req(method: &str, path: &str, query: &str, accept: &[&str]) -> Request {
