@@ -96,20 +96,25 @@ mod tests {
 
 /// Every unit of a type that differs between version `since` and the
 /// version a publish reads, in key order (`units.changes`, a page at a
-/// time), each added or removed.
+/// time), each added or removed; `None` once more than `cap` have: a
+/// publish from every unit then costs less than one from the changes.
 pub fn changes_since<H: Host + ?Sized>(
     host: &mut H,
     since: u64,
     unit_type: &str,
-) -> Result<Vec<Changed>, Error> {
+    cap: usize,
+) -> Result<Option<Vec<Changed>>, Error> {
     let mut all: Vec<Changed> = Vec::new();
     loop {
         let after = all.last().map(|c| c.unit.key.clone());
         let page = host.changes(since, unit_type, after.as_deref(), LIST_PAGE)?;
         let done = page.len() < LIST_PAGE as usize;
         all.extend(page);
+        if all.len() > cap {
+            return Ok(None);
+        }
         if done {
-            return Ok(all);
+            return Ok(Some(all));
         }
     }
 }

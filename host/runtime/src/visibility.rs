@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use wharf_core::digest::Digest;
 use wharf_core::ids::RepoId;
-use wharf_store::db::{Publication, Store, StoreError, StoreResult, Timestamp};
+use wharf_store::db::{Publication, RepoVersion, Store, StoreError, StoreResult, Timestamp};
 
 /// Whether the caller of the current request may read a repository.
 pub type Reader = Arc<dyn Fn(&RepoId) -> bool + Send + Sync>;
@@ -135,7 +135,7 @@ impl ServedSets {
             && let (Some(from), Some(to)) = (served.version(), p.version)
         {
             match moved(store, p, from, to).await {
-                Ok((units, gone, made)) => {
+                Ok(Some((units, gone, made))) => {
                     let mut s = served.state.write().unwrap();
                     for (d, n) in units {
                         *s.units.entry(d).or_default() += n;
@@ -155,8 +155,9 @@ impl ServedSets {
                     drop(s);
                     return Ok(served);
                 }
-                // The earlier version is gone: read the whole set.
-                Err(StoreError::NotFound(_)) => {}
+                // Much changed, or the earlier version is gone: read the
+                // whole set.
+                Ok(None) | Err(StoreError::NotFound(_)) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -199,33 +200,49 @@ async fn whole(store: &dyn Store, p: &Publication) -> StoreResult<Served> {
     })
 }
 
+/// What moving a served set takes: the blobs the units added name, those
+/// the units removed named (each with how many of them name it), and when
+/// the new version was made.
+type Moved = (HashMap<Digest, u32>, HashMap<Digest, u32>, Timestamp);
+
+/// Version `v` of `p`'s repository.
+async fn version(store: &dyn Store, p: &Publication, v: u64) -> StoreResult<RepoVersion> {
+    let version = store.get_version(&p.repo_id, v).await?;
+    version.ok_or_else(|| StoreError::NotFound(format!("version {v} of repository {}", p.repo_id)))
+}
+
 /// When version `v` of `p`'s repository was made.
 async fn made_at(store: &dyn Store, p: &Publication, v: u64) -> StoreResult<Timestamp> {
-    let version = store.get_version(&p.repo_id, v).await?;
-    version
-        .map(|v| v.created_at)
-        .ok_or_else(|| StoreError::NotFound(format!("version {v} of repository {}", p.repo_id)))
+    Ok(version(store, p, v).await?.created_at)
 }
 
 /// The blobs the units added between version `from` (made at the time
 /// given) and `to` of `p`'s repository name, and those the units removed
 /// named, each with how many of those units name it; and when `to` was
-/// made. Not found when `from` is gone, or is another repository's of the
+/// made. `None` when so much changed that reading the whole set costs
+/// less; not found when `from` is gone, or is another repository's of the
 /// same id.
 async fn moved(
     store: &dyn Store,
     p: &Publication,
     (from, from_made): (u64, Timestamp),
     to: u64,
-) -> StoreResult<(HashMap<Digest, u32>, HashMap<Digest, u32>, Timestamp)> {
+) -> StoreResult<Option<Moved>> {
     if made_at(store, p, from).await? != from_made {
         return Err(StoreError::NotFound(format!(
             "version {from} of the repository {} served before",
             p.repo_id
         )));
     }
-    let made = made_at(store, p, to).await?;
+    let target = version(store, p, to).await?;
     let diff = store.diff_versions(&p.repo_id, from, to).await?;
+    // Past a quarter of the repository, one read of the whole set costs
+    // less than a read per unit changed.
+    let held: u64 = target.content.values().sum();
+    if (diff.added.len() + diff.removed.len()) as u64 > (held / 4).max(256) {
+        return Ok(None);
+    }
+    let made = target.created_at;
     let mut out = [HashMap::new(), HashMap::new()];
     for (refs, version, counts) in [(&diff.added, to, 0), (&diff.removed, from, 1)] {
         for r in refs {
@@ -241,7 +258,7 @@ async fn moved(
         }
     }
     let [units, gone] = out;
-    Ok((units, gone, made))
+    Ok(Some((units, gone, made)))
 }
 
 #[cfg(test)]

@@ -4,13 +4,14 @@
 //! the units changed since the version that one serves and rewrites the
 //! shards of the index they fall in ([`PublicationIndex::update`]), so a
 //! push into a repository of 10,000 tags publishes in the time of one tag.
-//! Without a previous publication (or when its version is gone, or its
-//! index is of format version 1) it builds the index from every unit.
+//! Without a previous publication (or when its version is gone, its index
+//! is of format version 1, or more than a quarter of it changed) it builds
+//! the index from every unit.
 
 use crate::index::{Changes, Content, MAX_INDEX, PublicationIndex};
 use crate::model::{BLOB, MANIFEST, TAG};
 use crate::reference::is_valid_name;
-use crate::shards::{self, ShardIo, ShardValue};
+use crate::shards::{self, MAX_SHARD, ShardIo, ShardValue};
 use serde::Deserialize;
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
@@ -142,14 +143,21 @@ fn from_previous<H: Host>(
     else {
         return Ok(None);
     };
+    // Past a quarter of the index, reading every unit costs less.
+    let held = root.tags.len() + root.manifests.len() + root.blobs.len();
+    let mut cap = (held / 4).max(2 * MAX_SHARD);
     let mut changes = Changes::default();
     for (unit_type, into) in [
         (TAG, &mut changes.tags),
         (MANIFEST, &mut changes.manifests),
         (BLOB, &mut changes.blobs),
     ] {
-        match changes_since(io.host, previous.version, unit_type) {
-            Ok(changed) => *into = changed,
+        match changes_since(io.host, previous.version, unit_type, cap) {
+            Ok(Some(changed)) => {
+                cap -= changed.len();
+                *into = changed;
+            }
+            Ok(None) => return Ok(None),
             // The version limit dropped that version.
             Err(e) if e.code == "not-found" => return Ok(None),
             Err(e) => return Err(e),
@@ -374,6 +382,29 @@ mod tests {
             &all(&mut host, BLOB),
         );
         assert_eq!(content, built);
+
+        // More than a quarter of the index changed: everything is read.
+        let version = host.snapshot();
+        host.previous = Some(PublishedBefore {
+            name: "r1".into(),
+            index: next.index.clone(),
+            version,
+        });
+        for n in 0..1000 {
+            push(&mut host, &format!("u{n:05}"), 10_000 + n);
+        }
+        let big = publish(&mut host, &r).unwrap();
+        assert!(
+            big.summary.message.contains("from every unit"),
+            "{}",
+            big.summary.message
+        );
+        let (built, _) = Content::build(
+            &all(&mut host, TAG),
+            &all(&mut host, MANIFEST),
+            &all(&mut host, BLOB),
+        );
+        assert_eq!(content_of(&mut host, &big.index), built);
 
         // The version it started from is gone: everything is read again.
         host.previous.as_mut().unwrap().version = 99;
