@@ -243,17 +243,29 @@ impl Server {
             {
                 return false;
             }
+            // Answered, and by this server: until it logs that it is ready
+            // on this address, an answer comes from another test's server
+            // that took the port first.
             if self
                 .http
                 .get(self.url("/api/v1/status"))
                 .send()
                 .is_ok_and(|r| r.status().is_success())
+                && self.serves_here()
             {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("wharf did not become ready; log:\n{}", self.log());
+    }
+
+    /// Whether this server's log says it is ready on its address.
+    fn serves_here(&self) -> bool {
+        let here = format!("://{}", self.addr);
+        self.log()
+            .lines()
+            .any(|l| l.contains("wharf is ready") && l.contains(&here))
     }
 
     pub fn log(&self) -> String {

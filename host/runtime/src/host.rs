@@ -1032,7 +1032,7 @@ impl units::Host for HostState {
             t.diff = Some((since, diff));
         }
         let (_, diff) = t.diff.as_ref().expect("read above");
-        let keys = Self::changed_keys(diff, &unit_type, after.as_deref(), limit);
+        let keys = changed_keys(diff, &unit_type, after.as_deref(), limit);
         let mut out = Vec::with_capacity(keys.len());
         for (key, added) in keys {
             let version = if added { now } else { since };
@@ -1058,34 +1058,32 @@ impl units::Host for HostState {
     }
 }
 
-impl HostState {
-    /// The keys of `unit_type` in `diff`, after `after`, in key order, at
-    /// most `limit`, each with whether it was added (else removed).
-    fn changed_keys(
-        diff: &db::VersionDiff,
-        unit_type: &UnitType,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Vec<(String, bool)> {
-        let of = |refs: &[db::UnitRef], added: bool| {
-            // In type and key order: start past `after` by binary search.
-            let start = refs.partition_point(|r| match after {
-                Some(a) => (&r.unit_type, r.key.as_str()) <= (unit_type, a),
-                None => r.unit_type < *unit_type,
-            });
-            refs[start..]
-                .iter()
-                .take_while(|r| r.unit_type == *unit_type)
-                .take(limit)
-                .map(|r| (r.key.clone(), added))
-                .collect::<Vec<_>>()
-        };
-        let mut keys = of(&diff.added, true);
-        keys.extend(of(&diff.removed, false));
-        keys.sort();
-        keys.truncate(limit);
-        keys
-    }
+/// The keys of `unit_type` in `diff`, after `after`, in key order, at most
+/// `limit`, each with whether it was added (else removed).
+fn changed_keys(
+    diff: &db::VersionDiff,
+    unit_type: &UnitType,
+    after: Option<&str>,
+    limit: usize,
+) -> Vec<(String, bool)> {
+    let of = |refs: &[db::UnitRef], added: bool| {
+        // In type and key order: start past `after` by binary search.
+        let start = refs.partition_point(|r| match after {
+            Some(a) => (&r.unit_type, r.key.as_str()) <= (unit_type, a),
+            None => r.unit_type < *unit_type,
+        });
+        refs[start..]
+            .iter()
+            .take_while(|r| r.unit_type == *unit_type)
+            .take(limit)
+            .map(|r| (r.key.clone(), added))
+            .collect::<Vec<_>>()
+    };
+    let mut keys = of(&diff.added, true);
+    keys.extend(of(&diff.removed, false));
+    keys.sort();
+    keys.truncate(limit);
+    keys
 }
 
 /// A unit type a plugin named, checked.

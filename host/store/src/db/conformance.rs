@@ -43,6 +43,7 @@ pub async fn run_all(s: &dyn Store) {
     installed_plugins(s).await;
     secrets(s).await;
     versions(s).await;
+    retention_keeps_published_versions(s).await;
     schedules(s).await;
     remotes(s).await;
 }
@@ -749,6 +750,69 @@ async fn versions(s: &dyn Store) {
         referenced.contains(&Digest::of(b"c")),
         "c: v1 and v2 hold it"
     );
+}
+
+/// The version limit keeps the version a publication serves, with what
+/// it holds.
+async fn retention_keeps_published_versions(s: &dyn Store) {
+    let add = |k: &str| UnitChange::Add(unit("layer", k));
+    let remove = |k: &str| UnitChange::Remove {
+        unit_type: "layer".parse().unwrap(),
+        key: k.into(),
+    };
+    let mut kept = repo("vk", &[]);
+    kept.retain_versions = Some(2);
+    s.create_repo(&kept).await.unwrap();
+    let vk: RepoId = "vk".parse().unwrap();
+    s.apply_changes(&vk, &[add("p1")], &import())
+        .await
+        .unwrap()
+        .unwrap();
+    s.put_publication(&Publication {
+        plugin: "docker".into(),
+        name: "vk".into(),
+        repo_id: vk.clone(),
+        index: Digest::of(b"vk index"),
+        version: Some(1),
+        config: serde_json::json!({}),
+        published_at: now(),
+        blobs: vec![],
+    })
+    .await
+    .unwrap();
+    for change in [
+        vec![remove("p1"), add("p2")],
+        vec![add("p3")],
+        vec![add("p4")],
+    ] {
+        s.apply_changes(&vk, &change, &import())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let numbers: Vec<u64> = s
+        .list_versions(&vk, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.number)
+        .collect();
+    assert_eq!(numbers, [1, 3, 4], "the published version stays");
+    assert_eq!(
+        s.version_blob_refs(&vk, 1).await.unwrap(),
+        [(Digest::of(b"p1"), 1)],
+        "with what it holds"
+    );
+    let d = s.diff_versions(&vk, 1, 4).await.unwrap();
+    assert_eq!((d.added.len(), d.removed.len()), (3, 1));
+    s.remove_orphan_units().await.unwrap();
+    assert!(
+        s.referenced_blobs()
+            .await
+            .unwrap()
+            .contains(&Digest::of(b"p1"))
+    );
+    assert!(s.delete_repo(&vk).await.unwrap());
 }
 
 async fn publications(s: &dyn Store) {

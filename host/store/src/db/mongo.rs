@@ -410,14 +410,25 @@ async fn commit_version(
         && v.number + 1 > keep.max(1)
     {
         let oldest = (v.number + 1 - keep.max(1)) as i64;
+        // Versions a publication serves stay, with what they hold: the
+        // publication serves them until the next publish.
+        let mut published: Vec<i64> = Vec::new();
+        for p in find_all(&c.pubs, doc! {"repo": repo}, doc! {}, s).await? {
+            published.extend(from_doc::<Publication>(&p)?.version.map(|n| n as i64));
+        }
         c.versions
-            .delete_many(doc! {"repo": repo, "number": {"$lt": oldest}})
+            .delete_many(doc! {"repo": repo, "number": {"$lt": oldest, "$nin": published.clone()}})
             .session(&mut *s)
             .await?;
-        c.retired
-            .delete_many(doc! {"repo": repo, "removed_in": {"$lte": oldest}})
-            .session(&mut *s)
-            .await?;
+        let mut retired = doc! {"repo": repo, "removed_in": {"$lte": oldest}};
+        if !published.is_empty() {
+            let seen_in: Vec<Document> = published
+                .iter()
+                .map(|n| doc! {"added_in": {"$lte": *n}, "removed_in": {"$gt": *n}})
+                .collect();
+            retired.insert("$nor", seen_in);
+        }
+        c.retired.delete_many(retired).session(&mut *s).await?;
     }
     Ok(Some(v))
 }

@@ -651,13 +651,20 @@ fn commit_version(
         && v.number + 1 > keep.max(1)
     {
         let oldest = v.number + 1 - keep.max(1);
+        // Versions a publication serves stay, with what they hold: the
+        // publication serves them until the next publish.
         tx.execute(
-            "DELETE FROM repository_versions WHERE repo_id = ?1 AND number < ?2",
+            "DELETE FROM repository_versions WHERE repo_id = ?1 AND number < ?2
+             AND number NOT IN (SELECT json_extract(p.doc, '$.version') FROM publications p
+                                WHERE p.repo_id = ?1 AND json_extract(p.doc, '$.version') IS NOT NULL)",
             params![v.repo_id.as_str(), oldest],
         )?;
         // Visible only in versions before `oldest`.
         tx.execute(
-            "DELETE FROM retired_associations WHERE repo_id = ?1 AND removed_in <= ?2",
+            "DELETE FROM retired_associations WHERE repo_id = ?1 AND removed_in <= ?2
+             AND NOT EXISTS (SELECT 1 FROM publications p WHERE p.repo_id = ?1
+                             AND json_extract(p.doc, '$.version') >= retired_associations.added_in
+                             AND json_extract(p.doc, '$.version') < retired_associations.removed_in)",
             params![v.repo_id.as_str(), oldest],
         )?;
     }
