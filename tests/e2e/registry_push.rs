@@ -705,3 +705,54 @@ fn publishing_on_push_moves_the_publication_by_the_change() {
         (404, "MANIFEST_UNKNOWN".into())
     );
 }
+
+/// A manifest push may name what a `HEAD` of the repository said is there:
+/// the blobs its publication serves, here an image removed from the
+/// repository since the last publish (and never pushed through its upload
+/// sessions, so only the publication vouches for it). A blob neither
+/// served nor held stays unknown.
+#[test]
+fn a_push_may_name_what_a_head_said_is_there() {
+    let s = Server::start();
+    push_repo(&s, "said", "said/app", false);
+    let t = import(&s, "said", &images_dir().join("busybox.tar"));
+    assert_eq!(t["state"], "finished", "{t}");
+    publish(&s, "said");
+    let r = request(
+        &s,
+        "GET",
+        "/v2/said/app/manifests/latest",
+        &[("Accept", DOCKER_MANIFEST)],
+    );
+    let image: Value = r.json().unwrap();
+    let digest_size = |d: &Value| {
+        (
+            d["digest"].as_str().unwrap().to_string(),
+            d["size"].as_u64().unwrap() as usize,
+        )
+    };
+    let (config, config_size) = digest_size(&image["config"]);
+    let (layer, layer_size) = digest_size(&image["layers"][0]);
+    let manifest = header(
+        &manifest_status(&s, "said/app", "latest"),
+        "docker-content-digest",
+    );
+    let t = s.repo_task("said", "remove", json!({"references": [manifest]}));
+    assert_eq!(t["state"], "finished", "{t}");
+
+    for blob in [&config, &layer] {
+        let r = request(&s, "HEAD", &format!("/v2/said/app/blobs/{blob}"), &[]);
+        assert_eq!(
+            r.status().as_u16(),
+            200,
+            "the publication still serves {blob}"
+        );
+    }
+    let again = schema2((&config, config_size), &[(&layer, layer_size)]);
+    let r = put_manifest(&s, "said/app", "again", again);
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().unwrap_or_default());
+    let missing = sha256_digest(b"neither served nor held");
+    let bad = schema2((&config, config_size), &[(&missing, 3)]);
+    let r = put_manifest(&s, "said/app", "bad", bad);
+    assert_eq!(status_and_code(r), (400, "MANIFEST_BLOB_UNKNOWN".into()));
+}

@@ -141,6 +141,9 @@ pub struct TaskCall {
     held: Option<HashSet<Digest>>,
     /// In a publish: the publication it replaces ([`Self::replacing`]).
     previous: Option<Previous>,
+    /// In a write: what its repository's publication serves
+    /// ([`Self::serving`]).
+    served: Option<Arc<Served>>,
     /// The last version diff `units.changes` read: (since, the diff).
     diff: Option<(u64, db::VersionDiff)>,
     /// The leases of the blobs this call stored or found stored
@@ -181,6 +184,7 @@ impl TaskCall {
             visible: HashSet::new(),
             held: None,
             previous: None,
+            served: None,
             diff: None,
             leases: Arc::new(Holder::new()),
         }
@@ -211,6 +215,14 @@ impl TaskCall {
     /// since its version (`publications.previous`, `units.changes`).
     pub fn replacing(mut self, previous: Option<Previous>) -> Self {
         self.previous = previous;
+        self
+    }
+
+    /// The same call, a write to a repository whose publication serves
+    /// `served`: it may name those blobs (a registry `HEAD` says they are
+    /// there), without reading every blob the repository holds.
+    pub fn serving(mut self, served: Option<Arc<Served>>) -> Self {
+        self.served = served;
         self
     }
 
@@ -552,9 +564,12 @@ impl HostState {
                 if t.visible.contains(d) || env.sessions.received(t.repo.id.as_str(), d) {
                     return true;
                 }
-                // What the publication a publish replaces serves: kept by
-                // the new one when the publish reads it.
-                if t.previous.as_ref().is_some_and(|p| p.serves(d)) {
+                // What the publication a publish replaces serves (kept by
+                // the new one when the publish reads it), or what a write's
+                // repository's publication serves.
+                if t.previous.as_ref().is_some_and(|p| p.serves(d))
+                    || t.served.as_ref().is_some_and(|s| s.contains(d))
+                {
                     t.visible.insert(d.clone());
                     return true;
                 }

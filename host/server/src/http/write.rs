@@ -190,7 +190,13 @@ pub async fn run(
             (Some(id), false)
         }
     };
-    let written = call_write(plugin, &repo, req, session, admitted.reader.clone()).await;
+    // What the repository's publication serves, the write may name (a
+    // `HEAD` said so) without a read of everything the repository holds.
+    let served = match app.publications.of(&plugin.info.name, repo.id.as_str()) {
+        Some(p) => app.served.get(app.store.as_ref(), &p).await.ok(),
+        None => None,
+    };
+    let written = call_write(plugin, &repo, req, session, admitted.reader.clone(), served).await;
     // `_leases` keeps the blobs the write names from cleanup until its
     // changes are committed (`blobs::leases`).
     let (written, changes, _leases) = match written {
@@ -260,13 +266,15 @@ async fn call_write(
     req: Request,
     session: Option<SessionId>,
     reader: wharf_runtime::visibility::Reader,
+    served: Option<Arc<wharf_runtime::visibility::Served>>,
 ) -> Result<(Written, Vec<wharf_store::db::UnitChange>, Arc<Holder>), Response> {
     let call = TaskCall::new(
         repo.clone(),
         Arc::new(|_: Progress| {}),
         Vec::new(),
         Some(reader),
-    );
+    )
+    .serving(served);
     let session = session.map(|s| s.to_string());
     let errors = &plugin.errors;
     let plugin = plugin.clone();
