@@ -58,7 +58,8 @@ struct ServedState {
 }
 
 impl Served {
-    /// A set of exactly `blobs` (tests, and publications without versions).
+    /// A set of exactly `blobs`.
+    #[cfg(test)]
     pub fn new(repo: RepoId, blobs: impl IntoIterator<Item = Digest>) -> Self {
         Served {
             repo,

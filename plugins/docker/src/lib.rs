@@ -29,7 +29,6 @@ mod testing;
 
 use index::{MAX_INDEX, View};
 use shards::{ShardIo, ShardValue};
-use std::any::Any;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -54,7 +53,7 @@ thread_local! {
     static INDEXES: RefCell<DigestCache<View>> =
         RefCell::new(DigestCache::new(CACHED_INDEXES, u64::MAX));
     /// Shards of any value type, as `Rc<BTreeMap<String, V>>`.
-    static SHARDS: RefCell<DigestCache<Rc<dyn Any>>> =
+    static SHARDS: RefCell<DigestCache<shards::AnyShard>> =
         RefCell::new(DigestCache::new(usize::MAX, CACHED_SHARD_BYTES));
     static MANIFESTS: RefCell<DigestCache<Vec<u8>>> =
         RefCell::new(DigestCache::new(usize::MAX, CACHED_MANIFEST_BYTES));
@@ -173,13 +172,10 @@ impl ShardIo for HostRegistry {
             cache.get_or_load(digest, || {
                 let bytes = capped::read_blob(digest, MAX_INDEX).map_err(|e| e.message)?;
                 let len = bytes.len() as u64;
-                let entries: Rc<dyn Any> = Rc::new(shards::parse::<V>(&bytes)?);
-                Ok::<_, String>((entries, len))
+                Ok::<_, String>((shards::parse_any::<V>(&bytes)?, len))
             })
         })?;
-        Rc::clone(&*any)
-            .downcast()
-            .map_err(|_| format!("shard {digest} is read as two kinds of map"))
+        shards::typed(&any, digest)
     }
 
     fn write_shard(&mut self, _: &[u8]) -> Result<String, String> {

@@ -13,7 +13,6 @@ use crate::model::{BLOB, MANIFEST, TAG};
 use crate::reference::is_valid_name;
 use crate::shards::{self, MAX_SHARD, ShardIo, ShardValue};
 use serde::Deserialize;
-use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use wharf_sdk::host::Host;
@@ -185,7 +184,7 @@ fn from_previous<H: Host>(
 /// host to keep serving it.
 struct HostShards<'a, H: Host> {
     host: &'a mut H,
-    read: HashMap<String, Rc<dyn Any>>,
+    read: HashMap<String, shards::AnyShard>,
     /// Bytes of the shards stored.
     stored: u64,
 }
@@ -195,16 +194,16 @@ impl<H: Host> ShardIo for HostShards<'_, H> {
         &mut self,
         digest: &str,
     ) -> Result<Rc<BTreeMap<String, V>>, String> {
-        if let Some(Ok(entries)) = self.read.get(digest).map(|e| e.clone().downcast()) {
-            return Ok(entries);
+        if let Some(shard) = self.read.get(digest) {
+            return shards::typed(shard, digest);
         }
         let bytes = self
             .host
             .read_blob(digest, MAX_INDEX)
             .map_err(|e| e.message)?;
-        let entries = Rc::new(shards::parse::<V>(&bytes)?);
-        self.read.insert(digest.to_string(), entries.clone());
-        Ok(entries)
+        let shard = shards::parse_any::<V>(&bytes)?;
+        self.read.insert(digest.to_string(), shard.clone());
+        shards::typed(&shard, digest)
     }
 
     fn write_shard(&mut self, bytes: &[u8]) -> Result<String, String> {

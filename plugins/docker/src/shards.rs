@@ -14,6 +14,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use wharf_sdk::json::Versioned;
@@ -68,6 +69,24 @@ impl<V: ShardValue> Versioned for Shard<V> {
 /// Parse a shard's bytes.
 pub fn parse<V: ShardValue>(bytes: &[u8]) -> Result<BTreeMap<String, V>, String> {
     Shard::<V>::from_bytes(bytes).map(|s| s.entries)
+}
+
+/// A parsed shard of any value type, so that one cache holds them all.
+pub type AnyShard = Rc<dyn Any>;
+
+/// Parse a shard's bytes for a cache of [`AnyShard`]s.
+pub fn parse_any<V: ShardValue>(bytes: &[u8]) -> Result<AnyShard, String> {
+    Ok(Rc::new(parse::<V>(bytes)?))
+}
+
+/// The entries of a cached shard, read with the value type it was parsed as.
+pub fn typed<V: ShardValue>(
+    shard: &AnyShard,
+    digest: &str,
+) -> Result<Rc<BTreeMap<String, V>>, String> {
+    Rc::clone(shard)
+        .downcast()
+        .map_err(|_| format!("shard {digest} is read as two kinds of map"))
 }
 
 /// A sorted map as shards: its table of contents.
