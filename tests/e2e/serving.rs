@@ -930,7 +930,8 @@ fn metrics_move_with_requests_tasks_and_plugin_calls_and_request_ids_reach_task_
         calls + repeated >= 12.0,
         "{calls} calls, {repeated} repeated"
     );
-    // The blob store gauges lag by up to 10 s (a scrape rescans at most that often).
+    // The blob store gauges lag by up to 10 s: a scrape starts a background
+    // rescan at most that often, and answers with the last figures.
     let start = Instant::now();
     loop {
         let m = Metrics::scrape(&s.http, &s.base);

@@ -137,7 +137,8 @@ pub struct TaskCall {
     pub reader: Option<Reader>,
     /// Blobs this call may name: stored by it, or found visible to it.
     pub visible: HashSet<Digest>,
-    /// The blobs the repository's units held when first asked.
+    /// In a publish ([`Self::at_version`]): the blobs its version's units
+    /// hold, read when first asked.
     held: Option<HashSet<Digest>>,
     /// In a publish: the publication it replaces ([`Self::replacing`]).
     previous: Option<Previous>,
@@ -573,19 +574,26 @@ impl HostState {
                     t.visible.insert(d.clone());
                     return true;
                 }
-                if t.held.is_none() {
-                    let held = env.rt.block_on(async {
-                        match t.version {
-                            Some(v) => env.store.version_blobs(&t.repo.id, v).await,
-                            None => env.store.repo_blobs(&t.repo.id).await,
-                        }
-                    });
-                    t.held = Some(held.unwrap_or_default().into_iter().collect());
-                }
+                let held = match t.version {
+                    // A publish reads one version: what it holds, read once
+                    // (a publish costs its version already).
+                    Some(v) => t
+                        .held
+                        .get_or_insert_with(|| {
+                            let held = env.rt.block_on(env.store.version_blobs(&t.repo.id, v));
+                            held.unwrap_or_default().into_iter().collect()
+                        })
+                        .contains(d),
+                    // One indexed lookup, whatever the repository holds.
+                    None => env
+                        .rt
+                        .block_on(env.store.repo_holds_blob(&t.repo.id, d))
+                        .unwrap_or(false),
+                };
                 // As a registry HEAD answers (the client skips the upload
                 // on its word): also what a repository the writer may read
                 // holds, or received lately.
-                let seen = t.held.as_ref().is_some_and(|h| h.contains(d))
+                let seen = held
                     || t.reader.as_ref().is_some_and(|may_read| {
                         env.sessions.receivers(d).iter().any(|id| may_read(id))
                             || holders().is_ok_and(|repos| repos.iter().any(|id| may_read(id)))
@@ -737,7 +745,15 @@ impl blobs::Host for HostState {
         }
         // A write deciding on this answer that the blob is there (a mount,
         // a layer not stored again) will name it: it is leased until then.
-        if let Some(holder) = self.linker()
+        // Not what the publication a publish replaces serves (the shards of
+        // its index it keeps): that publication holds it until the new one,
+        // naming it too, takes its place, and publishes of a repository run
+        // one at a time. A push's publish keeps every unchanged shard; a
+        // lease each would cost the repository's size.
+        let kept = matches!(&self.scope,
+            CallScope::Task(t) if t.previous.as_ref().is_some_and(|p| p.serves(&d)));
+        if !kept
+            && let Some(holder) = self.linker()
             && !self.env.blobs.lease(&d, &holder).unwrap_or(false)
         {
             return None;

@@ -168,6 +168,11 @@ impl PublicationMap {
 
     /// Names published by `plugin` whose publication passes `keep`, sorted,
     /// after `after`.
+    ///
+    /// `keep` runs with the map unlocked (it may read the map itself, as a
+    /// token caller's reader does: a second read lock taken while a writer
+    /// waits would deadlock), on runs of candidates copied out under the
+    /// lock.
     pub fn names_where(
         &self,
         plugin: &str,
@@ -175,16 +180,35 @@ impl PublicationMap {
         limit: usize,
         keep: impl Fn(&Publication) -> bool,
     ) -> Vec<String> {
-        let maps = self.maps.read().unwrap();
-        let start = (plugin.to_string(), after.unwrap_or("").to_string());
-        maps.by_name
-            .range(start..)
-            .take_while(|((p, _), _)| p == plugin)
-            .filter(|((_, n), _)| after.is_none_or(|a| n.as_str() > a))
-            .filter(|(_, p)| keep(p))
-            .take(limit)
-            .map(|((_, n), _)| n.clone())
-            .collect()
+        const RUN: usize = 256;
+        let mut out = Vec::new();
+        let mut cursor = after.map(str::to_string);
+        while out.len() < limit {
+            let run: Vec<(String, Arc<Publication>)> = {
+                let maps = self.maps.read().unwrap();
+                let start = (plugin.to_string(), cursor.clone().unwrap_or_default());
+                maps.by_name
+                    .range(start..)
+                    .take_while(|((p, _), _)| p == plugin)
+                    .filter(|((_, n), _)| cursor.as_deref().is_none_or(|a| n.as_str() > a))
+                    .take(RUN)
+                    .map(|((_, n), p)| (n.clone(), p.clone()))
+                    .collect()
+            };
+            let Some((last, _)) = run.last() else { break };
+            cursor = Some(last.clone());
+            let full = run.len() == RUN;
+            out.extend(
+                run.into_iter()
+                    .filter(|(_, p)| keep(p))
+                    .map(|(n, _)| n)
+                    .take(limit - out.len()),
+            );
+            if !full {
+                break;
+            }
+        }
+        out
     }
 }
 
@@ -203,6 +227,34 @@ mod tests {
             published_at: wharf_core::time::Timestamp::now(),
             blobs: Vec::new(),
         }
+    }
+
+    /// `keep` runs with the map unlocked: it may read it, even change it
+    /// (which would hang here if the filter held the lock), and the pages
+    /// it picks are the same across runs of candidates.
+    #[test]
+    fn names_where_filters_with_the_map_unlocked_in_pages() {
+        let m = PublicationMap::default();
+        for i in 0..700 {
+            m.put(publication("docker", &format!("n{i:04}"), &format!("r{i}")));
+        }
+        m.put(publication("other", "n0001x", "o"));
+        let kept = |p: &Publication| {
+            // What a token caller's reader does: read the map again.
+            !m.for_repo(p.repo_id.as_str()).is_empty() && p.name.ends_with('0')
+        };
+        let first = m.names_where("docker", None, 30, kept);
+        assert_eq!(first.len(), 30);
+        assert_eq!(first[0], "n0000");
+        let next = m.names_where("docker", first.last().map(String::as_str), 100, kept);
+        assert_eq!(next.first().map(String::as_str), Some("n0300"));
+        assert_eq!(next.len(), 40, "the rest, across runs of candidates");
+        // A filter that writes: with the lock held, this would never return.
+        let wrote = m.names_where("docker", Some("n0690"), 5, |p| {
+            m.put(publication("file", &p.name, "w"));
+            true
+        });
+        assert_eq!(wrote.len(), 5);
     }
 
     fn names(m: &PublicationMap, repo: &str) -> Vec<String> {

@@ -101,8 +101,19 @@ struct Metrics {
     task_duration: Histograms<TaskLabels>,
     blob_bytes: Gauge,
     blob_count: Gauge,
-    /// When the blob gauges were last computed.
-    blobs_scanned: Mutex<Option<Instant>>,
+    /// The scan behind the blob gauges.
+    blob_scan: Mutex<BlobScan>,
+}
+
+/// The blob gauges' scan: it walks the store in the background, a page at
+/// a time; a scrape only starts it, and answers with the last figures.
+#[derive(Default)]
+struct BlobScan {
+    running: bool,
+    /// No new scan before this: [`BLOB_SCAN_EVERY`] after the last one
+    /// ended, or ten times what it took, whichever is later, so a store of
+    /// a million blobs costs at most a tenth of a core.
+    next: Option<Instant>,
 }
 
 /// Seconds, from 0.5 ms to ~16 s: manifest GETs land at the low end, blob
@@ -224,11 +235,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         task_duration,
         blob_bytes,
         blob_count,
-        blobs_scanned: Mutex::new(None),
+        blob_scan: Mutex::new(BlobScan::default()),
     }
 });
 
-/// How stale the blob store gauges may get: a scan stats every blob.
+/// How often the blob store gauges may be recomputed: a scan stats every
+/// blob.
 const BLOB_SCAN_EVERY: Duration = Duration::from_secs(10);
 
 /// A plugin call ended: `outcome` is `ok` or [`PluginError::code`].
@@ -334,7 +346,7 @@ pub fn connection_closed(listener: &'static str, reason: &'static str) {
 
 /// `GET /metrics`.
 pub async fn handler(State(app): State<Arc<App>>) -> Response {
-    refresh_blob_gauges(&app).await;
+    refresh_blob_gauges(&app);
     let mut text = String::with_capacity(16 * 1024);
     if let Err(e) =
         prometheus_client::encoding::prometheus_text::encode(&mut text, &METRICS.registry)
@@ -356,29 +368,38 @@ pub async fn handler(State(app): State<Arc<App>>) -> Response {
         .into_response()
 }
 
-async fn refresh_blob_gauges(app: &Arc<App>) {
+/// Start a scan of the blob store for its gauges when one is due; the
+/// scrape does not wait for it (it grows with the store).
+fn refresh_blob_gauges(app: &Arc<App>) {
     {
-        let mut last = METRICS.blobs_scanned.lock().unwrap();
-        if last.is_some_and(|t| t.elapsed() < BLOB_SCAN_EVERY) {
+        let mut scan = METRICS.blob_scan.lock().unwrap();
+        if scan.running || scan.next.is_some_and(|t| Instant::now() < t) {
             return;
         }
-        *last = Some(Instant::now());
+        scan.running = true;
     }
     let blobs = app.blobs.clone();
-    let scan = tokio::task::spawn_blocking(move || {
-        let list = blobs.list()?;
-        let bytes: u64 = list.iter().filter_map(|d| blobs.stat(d)).sum();
-        Ok::<_, std::io::Error>((list.len(), bytes))
-    })
-    .await;
-    match scan {
-        Ok(Ok((count, bytes))) => {
-            METRICS.blob_count.set(count as i64);
-            METRICS.blob_bytes.set(bytes as i64);
+    app.runtime.spawn_blocking(move || {
+        let started = Instant::now();
+        let (mut count, mut bytes) = (0i64, 0i64);
+        let walked = blobs.walk(|page| {
+            for (d, _) in page {
+                count += 1;
+                bytes += blobs.stat(&d).unwrap_or(0) as i64;
+            }
+            Ok(std::ops::ControlFlow::Continue(()))
+        });
+        match walked {
+            Ok(()) => {
+                METRICS.blob_count.set(count);
+                METRICS.blob_bytes.set(bytes);
+            }
+            Err(e) => tracing::warn!("cannot measure the blob store: {e}"),
         }
-        Ok(Err(e)) => tracing::warn!("cannot measure the blob store: {e}"),
-        Err(e) => tracing::warn!("cannot measure the blob store: {e}"),
-    }
+        let mut scan = METRICS.blob_scan.lock().unwrap();
+        scan.running = false;
+        scan.next = Some(Instant::now() + BLOB_SCAN_EVERY.max(started.elapsed() * 10));
+    });
 }
 
 /// The route a response answered, put on it for [`track`]'s labels: by the

@@ -282,20 +282,26 @@ struct RepoDetail {
     responses((status = 200, body = RepoDetail), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<RepoDetail>> {
     let repo = get_repo(&app, &id).await?;
-    let content_counts = app
-        .store
-        .count_units(&repo.id)
-        .await?
-        .into_iter()
-        .map(|(t, n)| (t.into(), n))
-        .collect();
+    // The newest version's counts, kept with it: no count of the
+    // repository's units per request.
+    let latest = app.store.latest_version(&repo.id).await?;
+    let content_counts = latest
+        .as_ref()
+        .map(|v| {
+            v.content
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(t, n)| (t.as_str().to_string(), *n))
+                .collect()
+        })
+        .unwrap_or_default();
     let publications = app
         .publications
         .for_repo(repo.id.as_str())
         .into_iter()
         .map(|p| PublicationView::from((*p).clone()))
         .collect();
-    let latest_version = app.store.latest_version(&repo.id).await?.map(|v| v.number);
+    let latest_version = latest.map(|v| v.number);
     Ok(Json(RepoDetail {
         repo: repo.into(),
         content_counts,

@@ -285,20 +285,39 @@ impl Sessions {
     /// sessions, so that its later writes (the manifest PUT naming the
     /// blob), on any node sharing this directory, may name it. Kept as an
     /// empty file `received/<repository>/<hex>`; a note older than
-    /// [`RECEIVED_FOR`] no longer counts. Best effort: without the note the
-    /// client is asked to push the blob again.
+    /// [`RECEIVED_FOR`] no longer counts. Indexed by blob as
+    /// `receivers/<hex>/<repository>`, so that [`Self::receivers`] reads
+    /// one small directory; the note under `received/` is the one that
+    /// counts. Best effort: without the note the client is asked to push
+    /// the blob again.
     pub fn mark_received(&self, repository: &str, digest: &Digest) {
         if let Some(home) = &self.objects {
             return bucket::mark_received(home, repository, digest);
         }
-        let dir = Path::new("received").join(repository);
-        let path = dir.join(digest.hex());
-        let noted = self
-            .dir
-            .create_dir_all(&dir)
-            .and_then(|_| self.dir.write(&path, b""));
+        if repository.parse::<wharf_core::ids::RepoId>().is_err() {
+            return;
+        }
+        let noted = [
+            (Path::new("received").join(repository), digest.hex()),
+            (Path::new("receivers").join(digest.hex()), repository),
+        ]
+        .into_iter()
+        .try_for_each(|(dir, name)| self.write_note(&dir, name));
         if let Err(e) = noted {
             tracing::warn!(repository, %digest, "cannot note a received blob: {e}");
+        }
+    }
+
+    /// Write the empty note `dir/name`, making `dir` when it is missing
+    /// (again, if stale-note cleanup removed it meanwhile).
+    fn write_note(&self, dir: &Path, name: &str) -> std::io::Result<()> {
+        let path = dir.join(name);
+        match self.dir.write(&path, b"") {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.dir.create_dir_all(dir)?;
+                self.dir.write(&path, b"")
+            }
+            done => done,
         }
     }
 
@@ -309,10 +328,21 @@ impl Sessions {
         if let Some(home) = &self.objects {
             return bucket::forget_received(home, repository);
         }
-        match self
-            .dir
-            .remove_dir_all(Path::new("received").join(repository.as_str()))
-        {
+        let notes = Path::new("received").join(repository.as_str());
+        let held = match self.dir.read_dir(&notes) {
+            Ok(held) => held,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for note in held {
+            let hex = note?.file_name();
+            let entry = Path::new("receivers").join(&hex).join(repository.as_str());
+            match self.dir.remove_file(entry) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        match self.dir.remove_dir_all(notes) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
@@ -380,10 +410,8 @@ impl Sessions {
         if let Some(home) = &self.objects {
             return bucket::receivers(home, digest);
         }
-        let Ok(received) = self.dir.open_dir("received") else {
-            return Vec::new();
-        };
-        let Ok(entries) = received.entries() else {
+        // The index names candidates; each repository's own note decides.
+        let Ok(entries) = self.dir.read_dir(Path::new("receivers").join(digest.hex())) else {
             return Vec::new();
         };
         entries
@@ -428,18 +456,30 @@ impl Sessions {
         if let Some(home) = &self.objects {
             return bucket::remove_stale_notes(home);
         }
-        let Ok(received) = self.dir.open_dir("received") else {
-            return Ok(());
-        };
-        for repo in received.entries()? {
-            let repo = received.open_dir(repo?.file_name())?;
-            for note in repo.entries()? {
-                let note = note?;
-                let Some(modified) = modified(&note)? else {
-                    continue;
-                };
-                if modified.elapsed().is_ok_and(|a| a >= RECEIVED_FOR) {
-                    let _ = repo.remove_file(note.file_name());
+        for area in ["received", "receivers"] {
+            let Ok(notes) = self.dir.open_dir(area) else {
+                continue;
+            };
+            for group in notes.entries()? {
+                let name = group?.file_name();
+                let group = notes.open_dir(&name)?;
+                let mut left = false;
+                for note in group.entries()? {
+                    let note = note?;
+                    let Some(modified) = modified(&note)? else {
+                        continue;
+                    };
+                    if modified.elapsed().is_ok_and(|a| a >= RECEIVED_FOR) {
+                        let _ = group.remove_file(note.file_name());
+                    } else {
+                        left = true;
+                    }
+                }
+                // One directory per blob ever received: drop the empty ones
+                // (a note written meanwhile makes the removal fail, or
+                // makes its directory again).
+                if area == "receivers" && !left {
+                    let _ = notes.remove_dir(&name);
                 }
             }
         }

@@ -112,6 +112,21 @@ impl AreaKey {
         AreaKey(format!("received/{}/{}", repo.as_str(), d.hex()))
     }
 
+    /// Every entry of the received notes' index by blob.
+    pub fn receivers_all() -> Self {
+        AreaKey("receivers".into())
+    }
+
+    /// The index entries of the repositories that received blob `d`.
+    pub fn receivers_of(d: &Digest) -> Self {
+        AreaKey(format!("receivers/{}", d.hex()))
+    }
+
+    /// The index entry of the note [`AreaKey::received`]`(repo, d)`.
+    pub fn receiver(d: &Digest, repo: &RepoId) -> Self {
+        AreaKey(format!("receivers/{}/{}", d.hex(), repo.as_str()))
+    }
+
     /// The key relative to the prefix, e.g. `sessions/<id>/owner.json`.
     pub fn as_str(&self) -> &str {
         &self.0

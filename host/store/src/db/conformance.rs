@@ -44,6 +44,7 @@ pub async fn run_all(s: &dyn Store) {
     secrets(s).await;
     versions(s).await;
     retention_keeps_published_versions(s).await;
+    blob_holders(s).await;
     schedules(s).await;
     remotes(s).await;
 }
@@ -402,6 +403,103 @@ async fn units_and_copy(s: &dyn Store) {
     let left = s.referenced_blobs().await.unwrap();
     assert_eq!(left.len(), 2);
     assert!(left.contains(&Digest::of(b"b")) && left.contains(&Digest::of(b"c")));
+}
+
+/// Which repositories hold a blob (`repo_holds_blob`,
+/// `repos_holding_blob`) follows every write that moves an association:
+/// changes, copies, history imports, removals, and a repository deleted and made again under its id.
+async fn blob_holders(s: &dyn Store) {
+    let (a, b): (RepoId, RepoId) = ("holds-a".parse().unwrap(), "holds-b".parse().unwrap());
+    for id in [&a, &b] {
+        s.create_repo(&repo(id.as_str(), &[])).await.unwrap();
+    }
+    let (layer, shared, other) = (
+        Digest::of(b"holds-layer"),
+        Digest::of(b"holds-shared"),
+        Digest::of(b"holds-other"),
+    );
+    let manifest = |key: &str, blobs: &[&Digest]| Unit {
+        unit_type: "manifest".parse().unwrap(),
+        key: key.into(),
+        metadata: serde_json::json!({}),
+        blobs: blobs.iter().map(|d| (*d).clone()).collect(),
+    };
+    let holds = |id: &RepoId, d: &Digest| {
+        let (id, d) = (id.clone(), d.clone());
+        async move { s.repo_holds_blob(&id, &d).await.unwrap() }
+    };
+    s.apply_changes(
+        &a,
+        &[
+            UnitChange::Add(manifest("holds-m1", &[&layer, &shared])),
+            UnitChange::Add(manifest("holds-m2", &[&shared])),
+        ],
+        &import(),
+    )
+    .await
+    .unwrap();
+    assert!(holds(&a, &layer).await && holds(&a, &shared).await);
+    assert!(!holds(&a, &other).await && !holds(&b, &layer).await);
+    assert_eq!(s.repos_holding_blob(&layer).await.unwrap(), vec![a.clone()]);
+
+    // A copy holds what it copied.
+    s.copy_units(&a, &b, &[], &origin(VersionCause::Copy))
+        .await
+        .unwrap();
+    assert!(holds(&b, &layer).await);
+    assert_eq!(
+        s.repos_holding_blob(&shared).await.unwrap(),
+        vec![a.clone(), b.clone()]
+    );
+
+    // Removing one unit keeps a blob another unit still names.
+    let remove = |key: &str| UnitChange::Remove {
+        unit_type: "manifest".parse().unwrap(),
+        key: key.into(),
+    };
+    s.apply_changes(&a, &[remove("holds-m1")], &origin(VersionCause::Remove))
+        .await
+        .unwrap();
+    assert!(!holds(&a, &layer).await, "only the removed unit named it");
+    assert!(holds(&a, &shared).await, "holds-m2 still names it");
+    assert!(holds(&b, &layer).await, "the copy is its own");
+
+    // A history import adds what its entries hold; one for a key the
+    // repository holds already (written over in place) loses nothing.
+    let entry = |u: Unit| HistoryEntry {
+        unit: u,
+        added_in: 1,
+        removed_in: None,
+    };
+    s.import_history(
+        &b,
+        &[
+            entry(manifest("holds-m1", &[&layer, &shared])),
+            entry(manifest("holds-m3", &[&other])),
+        ],
+        &[],
+    )
+    .await
+    .unwrap();
+    assert!(holds(&b, &other).await && holds(&b, &layer).await && holds(&b, &shared).await);
+
+    // A repository deleted and made again under its id holds nothing.
+    assert!(s.delete_repo(&b).await.unwrap());
+    assert_eq!(
+        s.repos_holding_blob(&other).await.unwrap(),
+        Vec::<RepoId>::new()
+    );
+    s.create_repo(&repo(b.as_str(), &[])).await.unwrap();
+    for d in [&layer, &shared, &other] {
+        assert!(!holds(&b, d).await, "{d} held by a new repository");
+    }
+    assert_eq!(
+        s.repos_holding_blob(&shared).await.unwrap(),
+        vec![a.clone()]
+    );
+    for id in [&a, &b] {
+        s.delete_repo(id).await.unwrap();
+    }
 }
 
 /// Repository versions (`db::version`): numbering, content, diffs, copies
@@ -992,6 +1090,76 @@ async fn tasks_and_uploads(s: &dyn Store) {
         ..Default::default()
     };
     assert!(s.list_tasks(&q).await.unwrap().is_empty());
+
+    // A lock's tasks, newest first, a page at a time, also by state; a
+    // task holding two locks is found under each.
+    let lock = |id: &str| TaskLock::Repository(id.parse().unwrap());
+    let mut made = Vec::new();
+    for (i, locks) in [
+        vec![lock("locked-a")],
+        vec![lock("locked-b")],
+        vec![lock("locked-a"), TaskLock::Orphans],
+        vec![lock("locked-a")],
+        vec![lock("locked-b"), lock("locked-a")],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut task = t.clone();
+        task.id = TaskId::new();
+        task.locks = locks;
+        task.state = if i == 3 {
+            TaskState::Waiting
+        } else {
+            TaskState::Finished
+        };
+        s.put_task(&task).await.unwrap();
+        made.push(task);
+    }
+    let newest_first = |pick: &dyn Fn(&Task) -> bool| {
+        let mut ids: Vec<TaskId> = made.iter().filter(|t| pick(t)).map(|t| t.id).collect();
+        ids.sort_by_key(|id| std::cmp::Reverse(id.to_string()));
+        ids
+    };
+    let listed = |q: TaskQuery| async move {
+        let tasks = s.list_tasks(&q).await.unwrap();
+        tasks.iter().map(|t| t.id).collect::<Vec<TaskId>>()
+    };
+    let held_a = |t: &Task| t.locks.contains(&lock("locked-a"));
+    let all_a = newest_first(&held_a);
+    assert_eq!(all_a.len(), 4);
+    let page = TaskQuery {
+        lock: Some(lock("locked-a")),
+        limit: 2,
+        ..Default::default()
+    };
+    assert_eq!(listed(page.clone()).await, all_a[..2]);
+    assert_eq!(
+        listed(TaskQuery {
+            limit: 10,
+            ..page.clone()
+        })
+        .await,
+        all_a
+    );
+    assert_eq!(
+        listed(TaskQuery {
+            state: Some(TaskState::Waiting),
+            limit: 10,
+            ..page.clone()
+        })
+        .await,
+        vec![made[3].id]
+    );
+    assert_eq!(
+        listed(TaskQuery {
+            lock: Some(TaskLock::Orphans),
+            limit: 10,
+            ..Default::default()
+        })
+        .await,
+        vec![made[2].id]
+    );
 
     let l = crate::db::Listener {
         id: "l1".into(),

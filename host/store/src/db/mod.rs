@@ -853,7 +853,14 @@ pub trait RepositoryStore: Send + Sync {
     /// reference: what the repository may serve (see `visibility`).
     async fn repo_blobs(&self, repo: &RepoId) -> StoreResult<Vec<Digest>>;
 
-    /// The repositories some unit of which references `blob`.
+    /// Whether a unit associated with `repo` (its latest version)
+    /// references `blob`: one indexed lookup, whatever the repository or
+    /// the installation holds (what a registry write asks of a blob it
+    /// names).
+    async fn repo_holds_blob(&self, repo: &RepoId, blob: &Digest) -> StoreResult<bool>;
+
+    /// The repositories some unit of which (in their latest versions)
+    /// references `blob`, from an index on the blob.
     async fn repos_holding_blob(&self, blob: &Digest) -> StoreResult<Vec<RepoId>>;
 
     /// Replace the publication of `p.repo_id` for `p.plugin`.

@@ -41,7 +41,7 @@ async fn all_by_id(coll: &Collection<Document>, filter: Document) -> StoreResult
 }
 
 /// The schema this build writes; a database with a newer one is refused.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// The database used when the URL names none.
 pub const DEFAULT_DATABASE: &str = "wharf";
@@ -67,6 +67,10 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (
         5,
         "a repository's history in order from an index (associations by repository, type, key and version added), so a page of it reads only its page",
+    ),
+    (
+        6,
+        "the blobs of each association's unit on the association (`blobs`), indexed with the repository, so whether a repository holds a blob is one lookup; a repository's tasks newest first from an index (tasks by lock and id)",
     ),
 ];
 
@@ -322,7 +326,10 @@ async fn begin_version(
 
 /// Create a unit unless it exists (units are immutable once created); the
 /// `$inc` is the claim that makes a concurrent orphan removal of it
-/// conflict with this transaction.
+/// conflict with this transaction. Returns the blobs the stored unit names
+/// (those of the unit created first under its key), which its associations
+/// carry for [`RepositoryStore::repo_holds_blob`]: never what a later
+/// writer claims.
 async fn put_unit(
     c: &Colls,
     uid: &str,
@@ -330,9 +337,10 @@ async fn put_unit(
     metadata: &str,
     blobs: &[String],
     s: &mut ClientSession,
-) -> MResult<()> {
-    c.units
-        .update_one(
+) -> MResult<Bson> {
+    let stored = c
+        .units
+        .find_one_and_update(
             doc! {"_id": uid},
             doc! {
                 "$setOnInsert": {"unit_type": unit_type, "key": key, "doc": metadata, "blobs": blobs},
@@ -340,9 +348,15 @@ async fn put_unit(
             },
         )
         .upsert(true)
+        .return_document(mongodb::options::ReturnDocument::After)
+        .projection(doc! {"blobs": 1})
         .session(&mut *s)
-        .await?;
-    Ok(())
+        .await?
+        .ok_or_else(|| abort(Abort::Corrupt(format!("unit {uid} vanished as it was written"))))?;
+    Ok(stored
+        .get("blobs")
+        .cloned()
+        .unwrap_or_else(|| Bson::Array(Vec::new())))
 }
 
 /// Move the association `aid` of `repo` to the retired ones, removed in
@@ -813,6 +827,61 @@ async fn migrate(db: &Database, version: i64) -> anyhow::Result<()> {
                 .context("creating the history index of associations")?;
             Ok(())
         }
+        6 => {
+            c(coll::ASSOCS)
+                .create_indexes(vec![index(doc! {"repo": 1, "blobs": 1}, false)])
+                .await
+                .context("creating the blob index of associations")?;
+            c(coll::TASKS)
+                .create_indexes(vec![
+                    index(doc! {"locks": 1, "_id": -1}, false),
+                    index(doc! {"locks": 1, "state": 1, "_id": -1}, false),
+                ])
+                .await
+                .context("creating the lock indexes of tasks")?;
+            // Associations (current and retired) written before carry their
+            // unit's blobs now, a batch of units at a time. Idempotent.
+            for name in [coll::ASSOCS, coll::RETIRED] {
+                let coll = c(name);
+                let mut cursor = coll
+                    .find(doc! {"blobs": {"$exists": false}})
+                    .projection(doc! {"unit": 1})
+                    .await?;
+                let mut batch: Vec<(Bson, String)> = Vec::new();
+                loop {
+                    let next = cursor.try_next().await?;
+                    if let Some(a) = &next {
+                        let unit = a.get_str("unit").unwrap_or_default().to_string();
+                        batch.push((a.get("_id").cloned().unwrap_or(Bson::Null), unit));
+                    }
+                    if batch.len() < 500 && next.is_some() {
+                        continue;
+                    }
+                    let ids: Vec<&str> = batch.iter().map(|(_, u)| u.as_str()).collect();
+                    let mut blobs: HashMap<String, Bson> = HashMap::new();
+                    let mut units = c(coll::UNITS)
+                        .find(doc! {"_id": {"$in": &ids}})
+                        .projection(doc! {"blobs": 1})
+                        .await?;
+                    while let Some(u) = units.try_next().await? {
+                        let id = u.get_str("_id").unwrap_or_default().to_string();
+                        blobs.insert(
+                            id,
+                            u.get("blobs").cloned().unwrap_or(Bson::Array(Vec::new())),
+                        );
+                    }
+                    for (id, unit) in batch.drain(..) {
+                        let held = blobs.get(&unit).cloned().unwrap_or(Bson::Array(Vec::new()));
+                        coll.update_one(doc! {"_id": id}, doc! {"$set": {"blobs": held}})
+                            .await?;
+                    }
+                    if next.is_none() {
+                        break;
+                    }
+                }
+            }
+            Ok(())
+        }
         v => anyhow::bail!("no migration to schema version {v}"),
     }
 }
@@ -1183,12 +1252,12 @@ impl RepositoryStore for MongoStore {
                     let aid = assoc_id(repo, unit_type.as_str(), key);
                     match add {
                         Some((metadata, blobs)) => {
-                            put_unit(c, &uid, (unit_type.as_str(), key), metadata, blobs, s).await?;
+                            let held = put_unit(c, &uid, (unit_type.as_str(), key), metadata, blobs, s).await?;
                             let r = c
                                 .assocs
                                 .update_one(
                                     doc! {"_id": &aid},
-                                    doc! {"$setOnInsert": {"repo": repo.as_str(), "unit_type": unit_type.as_str(), "key": key, "unit": &uid, "added_in": n}},
+                                    doc! {"$setOnInsert": {"repo": repo.as_str(), "unit_type": unit_type.as_str(), "key": key, "unit": &uid, "added_in": n, "blobs": held}},
                                 )
                                 .upsert(true)
                                 .session(&mut *s)
@@ -1459,8 +1528,8 @@ impl RepositoryStore for MongoStore {
                 }
                 for (t, k, metadata, blobs, added_in, removed_in) in staged.iter() {
                     let uid = unit_id(t, k);
-                    put_unit(c, &uid, (t, k), metadata, blobs, s).await?;
-                    let row = doc! {"repo": repo.as_str(), "unit_type": t, "key": k, "unit": &uid, "added_in": *added_in};
+                    let held = put_unit(c, &uid, (t, k), metadata, blobs, s).await?;
+                    let row = doc! {"repo": repo.as_str(), "unit_type": t, "key": k, "unit": &uid, "added_in": *added_in, "blobs": held};
                     match removed_in {
                         None => {
                             c.assocs
@@ -1613,11 +1682,12 @@ impl RepositoryStore for MongoStore {
                         a.get_str("key").unwrap_or_default(),
                         a.get_str("unit").unwrap_or_default(),
                     );
+                    let held = a.get("blobs").cloned().unwrap_or_else(|| Bson::Array(Vec::new()));
                     let r = c
                         .assocs
                         .update_one(
                             doc! {"_id": assoc_id(to, t, k)},
-                            doc! {"$setOnInsert": {"repo": to.as_str(), "unit_type": t, "key": k, "unit": u, "added_in": n}},
+                            doc! {"$setOnInsert": {"repo": to.as_str(), "unit_type": t, "key": k, "unit": u, "added_in": n, "blobs": held}},
                         )
                         .upsert(true)
                         .session(&mut *s)
@@ -1729,6 +1799,16 @@ impl RepositoryStore for MongoStore {
             out.extend(unit_blobs(u)?);
         }
         Ok(out.into_iter().collect())
+    }
+
+    async fn repo_holds_blob(&self, repo: &RepoId, blob: &Digest) -> StoreResult<bool> {
+        Ok(self
+            .c
+            .assocs
+            .find_one(doc! {"repo": repo.as_str(), "blobs": blob.to_string()})
+            .projection(doc! {"_id": 1})
+            .await?
+            .is_some())
     }
 
     async fn repos_holding_blob(&self, blob: &Digest) -> StoreResult<Vec<RepoId>> {
@@ -2767,6 +2847,101 @@ pub(crate) mod tests {
             .err()
             .expect("a newer schema is refused");
         assert!(format!("{err:#}").contains("upgrade wharf"), "{err:#}");
+        store.drop_database().await.unwrap();
+    }
+
+    /// Associations written before schema 6 carry no `blobs`: the
+    /// migration gives them their unit's, current and retired alike.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn associations_from_schema_5_get_their_units_blobs() {
+        use super::super::*;
+        use mongodb::bson::doc;
+        let Some(url) = test_url() else { return };
+        let name = format!("wharf_test_schema6_{}", uuid::Uuid::new_v4().simple());
+        let store = super::MongoStore::open_database(&url, Some(&name))
+            .await
+            .unwrap();
+        let id: RepoId = "old".parse().unwrap();
+        let repo = Repository {
+            id: id.clone(),
+            content_type: "docker".into(),
+            display_name: "old".into(),
+            description: String::new(),
+            notes: Notes::new(),
+            importer_config: serde_json::json!({}),
+            distributor_config: serde_json::json!({}),
+            retain_versions: None,
+            created_at: now(),
+            updated_at: now(),
+        };
+        store.create_repo(&repo).await.unwrap();
+        let unit = |key: &str| Unit {
+            unit_type: "blob".parse().unwrap(),
+            key: key.into(),
+            metadata: serde_json::json!({}),
+            blobs: vec![Digest::of(key.as_bytes())],
+        };
+        let origin = VersionOrigin::new(VersionCause::Push, None);
+        store
+            .apply_changes(
+                &id,
+                &[UnitChange::Add(unit("kept")), UnitChange::Add(unit("gone"))],
+                &origin,
+            )
+            .await
+            .unwrap();
+        let remove = UnitChange::Remove {
+            unit_type: "blob".parse().unwrap(),
+            key: "gone".into(),
+        };
+        store.apply_changes(&id, &[remove], &origin).await.unwrap();
+        for name in ["associations", "retired_associations"] {
+            store
+                .db
+                .collection::<mongodb::bson::Document>(name)
+                .update_many(doc! {}, doc! {"$unset": {"blobs": ""}})
+                .await
+                .unwrap();
+        }
+        assert!(
+            !store
+                .repo_holds_blob(&id, &Digest::of(b"kept"))
+                .await
+                .unwrap()
+        );
+        store
+            .db
+            .collection::<mongodb::bson::Document>("meta")
+            .update_one(doc! {"_id": "schema"}, doc! {"$set": {"version": 5_i64}})
+            .await
+            .unwrap();
+        let store = super::MongoStore::open_database(&url, Some(&name))
+            .await
+            .unwrap();
+        assert_eq!(store.schema_version().await.unwrap(), super::SCHEMA_VERSION);
+        assert!(
+            store
+                .repo_holds_blob(&id, &Digest::of(b"kept"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .repo_holds_blob(&id, &Digest::of(b"gone"))
+                .await
+                .unwrap()
+        );
+        let retired = store
+            .db
+            .collection::<mongodb::bson::Document>("retired_associations")
+            .find_one(doc! {"repo": "old"})
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            retired.get_array("blobs").unwrap(),
+            &vec![mongodb::bson::Bson::String(Digest::of(b"gone").to_string())]
+        );
         store.drop_database().await.unwrap();
     }
 

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 
 /// 2: `installed_plugins`. 3: `repository_settings`. 4: repository
 /// versions (`associations.added_in`, `retired_associations`,
-/// `repository_versions`).
-const SCHEMA_VERSION: i64 = 5;
+/// `repository_versions`). 6: `association_blobs`, `task_locks`.
+const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS repositories (
@@ -58,6 +58,37 @@ CREATE TABLE IF NOT EXISTS associations (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS associations_by_unit ON associations(unit_id);
 CREATE INDEX IF NOT EXISTS associations_by_version ON associations(repo_id, added_in);
+-- Each blob a repository's current associations' units name, one row per
+-- association: whether a repository holds a blob, and which repositories
+-- hold it, are index lookups (`repo_holds_blob`, `repos_holding_blob`).
+-- Kept by the triggers below, so every writer keeps it (schema 6).
+CREATE TABLE IF NOT EXISTS association_blobs (
+    repo_id TEXT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    blob TEXT NOT NULL,
+    unit_type TEXT NOT NULL,
+    key TEXT NOT NULL,
+    PRIMARY KEY (repo_id, blob, unit_type, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS association_blobs_by_blob ON association_blobs(blob, repo_id);
+CREATE TRIGGER IF NOT EXISTS association_blobs_insert AFTER INSERT ON associations BEGIN
+    INSERT OR IGNORE INTO association_blobs (repo_id, blob, unit_type, key)
+    SELECT NEW.repo_id, j.value, NEW.unit_type, NEW.key
+    FROM units u, json_each(u.blobs) j WHERE u.id = NEW.unit_id;
+END;
+CREATE TRIGGER IF NOT EXISTS association_blobs_delete AFTER DELETE ON associations BEGIN
+    DELETE FROM association_blobs
+    WHERE repo_id = OLD.repo_id AND unit_type = OLD.unit_type AND key = OLD.key
+      AND blob IN (SELECT j.value FROM units u, json_each(u.blobs) j WHERE u.id = OLD.unit_id);
+END;
+CREATE TRIGGER IF NOT EXISTS association_blobs_update AFTER UPDATE OF unit_id ON associations
+WHEN OLD.unit_id IS NOT NEW.unit_id BEGIN
+    DELETE FROM association_blobs
+    WHERE repo_id = OLD.repo_id AND unit_type = OLD.unit_type AND key = OLD.key
+      AND blob IN (SELECT j.value FROM units u, json_each(u.blobs) j WHERE u.id = OLD.unit_id);
+    INSERT OR IGNORE INTO association_blobs (repo_id, blob, unit_type, key)
+    SELECT NEW.repo_id, j.value, NEW.unit_type, NEW.key
+    FROM units u, json_each(u.blobs) j WHERE u.id = NEW.unit_id;
+END;
 -- Associations an older version held and a later one removed (db::version).
 CREATE TABLE IF NOT EXISTS retired_associations (
     repo_id TEXT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
@@ -116,6 +147,23 @@ CREATE TABLE IF NOT EXISTS tasks (
 DROP INDEX IF EXISTS tasks_by_state;
 CREATE INDEX IF NOT EXISTS tasks_by_state_id ON tasks(state, id);
 CREATE INDEX IF NOT EXISTS tasks_by_kind_id ON tasks(kind, id);
+-- The locks each task holds, so a repository's tasks (its page in the
+-- console, what a new task waits for) are an index range, newest first,
+-- not a read of every task ever run (schema 6). A task's locks never
+-- change after it is written.
+CREATE TABLE IF NOT EXISTS task_locks (
+    lock TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    PRIMARY KEY (lock, task_id)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS task_locks_insert AFTER INSERT ON tasks BEGIN
+    INSERT OR IGNORE INTO task_locks (lock, task_id)
+    SELECT j.value, NEW.id FROM json_each(NEW.doc, '$.locks') j;
+END;
+CREATE TRIGGER IF NOT EXISTS task_locks_delete AFTER DELETE ON tasks BEGIN
+    DELETE FROM task_locks WHERE task_id = OLD.id
+        AND lock IN (SELECT j.value FROM json_each(OLD.doc, '$.locks') j);
+END;
 CREATE TABLE IF NOT EXISTS groups (
     id TEXT PRIMARY KEY,
     doc TEXT NOT NULL
@@ -236,6 +284,17 @@ impl SqliteStore {
                  WHERE j.type = 'text' AND length(j.value) <= {MAX_INDEXED_SETTING};"
             ))?;
         }
+        if (1..6).contains(&version) {
+            // The blobs of the associations, and the locks of the tasks,
+            // written before their indexes.
+            conn.execute_batch(
+                "INSERT OR IGNORE INTO association_blobs (repo_id, blob, unit_type, key)
+                 SELECT a.repo_id, j.value, a.unit_type, a.key
+                 FROM associations a JOIN units u ON u.id = a.unit_id, json_each(u.blobs) j;
+                 INSERT OR IGNORE INTO task_locks (lock, task_id)
+                 SELECT j.value, t.id FROM tasks t, json_each(t.doc, '$.locks') j;",
+            )?;
+        }
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
@@ -326,24 +385,53 @@ fn repo_listing(q: &RepoQuery) -> (String, Vec<String>) {
 /// from the state's or the kind's index when one is asked for (so waiting
 /// tasks are found without reading every finished one), else the primary
 /// key.
-fn task_listing(q: &TaskQuery) -> (String, Vec<&'static str>) {
+fn task_listing(q: &TaskQuery) -> (String, Vec<String>) {
     let mut filters = Vec::new();
     let mut args = Vec::new();
     if let Some(state) = q.state {
-        args.push(state.as_str());
-        filters.push(format!("state = ?{}", args.len()));
+        args.push(state.as_str().to_string());
+        filters.push(format!("t.state = ?{}", args.len()));
     }
     if let Some(kind) = q.kind {
-        args.push(kind.as_str());
-        filters.push(format!("kind = ?{}", args.len()));
+        args.push(kind.as_str().to_string());
+        filters.push(format!("t.kind = ?{}", args.len()));
     }
+    // A lock drives the listing from `task_locks`, newest first, unless
+    // the state asked for is a live one: there are few of those in all,
+    // and a repository may have run thousands of tasks, so the state's
+    // index drives and each task's lock is a point lookup.
+    let live = matches!(q.state, Some(TaskState::Waiting | TaskState::Running));
+    let (from, order) = match &q.lock {
+        Some(lock) if live => {
+            args.push(lock.to_string());
+            filters.push(format!(
+                "EXISTS (SELECT 1 FROM task_locks l WHERE l.lock = ?{} AND l.task_id = t.id)",
+                args.len()
+            ));
+            ("tasks t", "t.id")
+        }
+        Some(lock) => {
+            // `+`: the state's and kind's indexes must not drive (SQLite
+            // would then sort every task in that state).
+            for f in filters.iter_mut() {
+                f.insert(0, '+');
+            }
+            args.push(lock.to_string());
+            filters.push(format!("l.lock = ?{}", args.len()));
+            ("task_locks l JOIN tasks t ON t.id = l.task_id", "l.task_id")
+        }
+        None => ("tasks t", "t.id"),
+    };
     let filter = if filters.is_empty() {
         String::new()
     } else {
         format!(" WHERE {}", filters.join(" AND "))
     };
     (
-        format!("SELECT doc FROM tasks{filter} ORDER BY id DESC"),
+        format!(
+            "SELECT t.doc FROM {from}{filter} ORDER BY {order} DESC LIMIT {}",
+            q.limit.max(1)
+        ),
         args,
     )
 }
@@ -1072,8 +1160,12 @@ impl RepositoryStore for SqliteStore {
             begin_version(&tx, &repo)?;
             {
                 let mut current = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO associations (repo_id, unit_type, key, unit_id, added_in)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    // Not REPLACE: its delete would not fire the triggers
+                    // that keep `association_blobs`.
+                    "INSERT INTO associations (repo_id, unit_type, key, unit_id, added_in)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (repo_id, unit_type, key)
+                     DO UPDATE SET unit_id = excluded.unit_id, added_in = excluded.added_in",
                 )?;
                 let mut retired = tx.prepare_cached(
                     "INSERT OR REPLACE INTO retired_associations (repo_id, unit_type, key, unit_id, added_in, removed_in)
@@ -1252,9 +1344,9 @@ impl RepositoryStore for SqliteStore {
     async fn repo_blobs(&self, repo: &RepoId) -> StoreResult<Vec<Digest>> {
         let repo = repo.clone();
         self.run(move |c| {
+            // In key order: DISTINCT costs no sort.
             let mut stmt = c.prepare_cached(
-                "SELECT DISTINCT j.value FROM associations a JOIN units u ON u.id = a.unit_id, \
-                 json_each(u.blobs) j WHERE a.repo_id = ?1",
+                "SELECT DISTINCT blob FROM association_blobs WHERE repo_id = ?1 ORDER BY blob",
             )?;
             let mut out = Vec::new();
             for d in stmt.query_map([repo.as_str()], |r| r.get::<_, String>(0))? {
@@ -1265,13 +1357,22 @@ impl RepositoryStore for SqliteStore {
         .await
     }
 
+    async fn repo_holds_blob(&self, repo: &RepoId, blob: &Digest) -> StoreResult<bool> {
+        let (repo, blob) = (repo.clone(), blob.to_string());
+        self.run(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM association_blobs WHERE repo_id = ?1 AND blob = ?2)",
+            )?
+            .query_row(params![repo.as_str(), blob], |r| r.get(0))?)
+        })
+        .await
+    }
+
     async fn repos_holding_blob(&self, blob: &Digest) -> StoreResult<Vec<RepoId>> {
         let blob = blob.to_string();
         self.run(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT DISTINCT a.repo_id FROM units u JOIN associations a ON a.unit_id = u.id \
-                 WHERE EXISTS (SELECT 1 FROM json_each(u.blobs) j WHERE j.value = ?1) \
-                 ORDER BY a.repo_id",
+                "SELECT DISTINCT repo_id FROM association_blobs WHERE blob = ?1 ORDER BY repo_id",
             )?;
             let mut out = Vec::new();
             for id in stmt.query_map([blob.as_str()], |r| r.get::<_, String>(0))? {
@@ -1533,13 +1634,7 @@ impl TaskStore for SqliteStore {
             })?;
             let mut out = Vec::new();
             for doc in rows {
-                let t: Task = serde_json::from_str(&doc?)?;
-                if q.lock.as_ref().is_none_or(|l| t.locks.contains(l)) {
-                    out.push(t);
-                }
-                if out.len() >= q.limit.max(1) as usize {
-                    break;
-                }
+                out.push(serde_json::from_str::<Task>(&doc?)?);
             }
             Ok(out)
         })
@@ -2135,12 +2230,35 @@ mod tests {
                 kind: Some(TaskKind::Sync),
                 ..Default::default()
             },
+            // A repository's tasks: what its console page and a new task
+            // waiting for its locks ask.
+            TaskQuery {
+                lock: Some(TaskLock::Repository("app".parse().unwrap())),
+                limit: 20,
+                ..Default::default()
+            },
+            TaskQuery {
+                lock: Some(TaskLock::Repository("app".parse().unwrap())),
+                state: Some(TaskState::Waiting),
+                limit: 20,
+                ..Default::default()
+            },
+            TaskQuery {
+                lock: Some(TaskLock::Repository("app".parse().unwrap())),
+                state: Some(TaskState::Finished),
+                limit: 20,
+                ..Default::default()
+            },
         ] {
             let (sql, args) = task_listing(&q);
-            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
             let plan = plan(&c, &sql, &args);
             assert!(
-                plan.iter().all(|s| s.starts_with("SEARCH")),
+                plan.iter()
+                    .all(|s| s.starts_with("SEARCH") || s.starts_with("CORRELATED")),
+                "{q:?}: {plan:?}"
+            );
+            assert!(
+                !plan.iter().any(|s| s.contains("TEMP B-TREE")),
                 "{q:?}: {plan:?}"
             );
         }
@@ -2177,6 +2295,50 @@ mod tests {
         assert!(scan.iter().any(|s| s.starts_with("SCAN")), "{scan:?}");
     }
 
+    /// What a registry write asks of a blob it names, and what the
+    /// triggers keeping the blob index run per association, search an
+    /// index: none of it grows with the repository or the installation.
+    #[tokio::test]
+    async fn blob_lookups_are_answered_from_an_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("wharf.db")).unwrap();
+        let c = store.conn.lock().unwrap();
+        let d = Digest::of(b"layer").to_string();
+        for (sql, args) in [
+            (
+                "SELECT EXISTS (SELECT 1 FROM association_blobs WHERE repo_id = ?1 AND blob = ?2)",
+                vec!["r".to_string(), d.clone()],
+            ),
+            (
+                "SELECT DISTINCT repo_id FROM association_blobs WHERE blob = ?1 ORDER BY repo_id",
+                vec![d.clone()],
+            ),
+            (
+                "SELECT DISTINCT blob FROM association_blobs WHERE repo_id = ?1 ORDER BY blob",
+                vec!["r".to_string()],
+            ),
+            // The delete trigger's body, OLD given as parameters.
+            (
+                "DELETE FROM association_blobs
+                 WHERE repo_id = ?1 AND unit_type = ?2 AND key = ?3
+                   AND blob IN (SELECT j.value FROM units u, json_each(u.blobs) j WHERE u.id = ?4)",
+                vec!["r".into(), "tag".into(), "latest".into(), "1".into()],
+            ),
+        ] {
+            let plan = plan(&c, sql, &args);
+            assert!(
+                !plan
+                    .iter()
+                    .any(|s| s.starts_with("SCAN association_blobs") || s.starts_with("SCAN u")),
+                "{sql}: {plan:?}"
+            );
+            assert!(
+                !plan.iter().any(|s| s.contains("TEMP B-TREE")),
+                "{sql}: {plan:?}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn conformance() {
         let dir = tempfile::tempdir().unwrap();
@@ -2206,7 +2368,8 @@ mod upgrade_tests {
                  CREATE TABLE associations (repo_id TEXT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
                      unit_type TEXT NOT NULL, key TEXT NOT NULL, unit_id INTEGER NOT NULL REFERENCES units(id),
                      PRIMARY KEY (repo_id, unit_type, key)) WITHOUT ROWID;
-                 INSERT INTO units VALUES (1, 'tag', 'latest', '{}', '[]');
+                 INSERT INTO units VALUES (1, 'tag', 'latest', '{}',
+                     '[\"sha256:5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03\"]');
                  PRAGMA user_version = 3;",
             )
             .unwrap();
@@ -2233,6 +2396,13 @@ mod upgrade_tests {
         assert_eq!((v0.number, v0.content[&tag]), (0, 1));
         let held = s.list_version_units(&id, 0, &tag, None, 10).await.unwrap();
         assert_eq!(held[0].key, "latest");
+        // The blob index holds what the associations held.
+        let blob: Digest =
+            "sha256:5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
+                .parse()
+                .unwrap();
+        assert!(s.repo_holds_blob(&id, &blob).await.unwrap());
+        assert_eq!(s.repos_holding_blob(&blob).await.unwrap(), vec![id.clone()]);
         let origin = VersionOrigin::new(VersionCause::Remove, None);
         let remove = UnitChange::Remove {
             unit_type: tag.clone(),
@@ -2244,9 +2414,11 @@ mod upgrade_tests {
             .unwrap()
             .unwrap();
         assert_eq!((v1.number, v1.removed[&tag]), (1, 1));
+        assert!(!s.repo_holds_blob(&id, &blob).await.unwrap());
         drop(s);
         // Opening again changes nothing.
         let s = SqliteStore::open(&path).unwrap();
         assert_eq!(s.latest_version(&id).await.unwrap().unwrap().number, 1);
+        assert!(!s.repo_holds_blob(&id, &blob).await.unwrap());
     }
 }

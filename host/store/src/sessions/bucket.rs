@@ -20,6 +20,10 @@
 //! - `received/<repository>/<hex>`: an empty note that the repository
 //!   received the blob through one of its sessions, fresh for
 //!   [`RECEIVED_FOR`] after its last write.
+//! - `receivers/<hex>/<repository>`: the same note indexed by blob, so that
+//!   the repositories that received a blob are one short listing. The note
+//!   under `received/` is the one that counts: an index entry without it
+//!   (its repository deleted) names no receiver.
 //!
 //! A chunk streams into a temp file of the node's `sessions/` directory,
 //! hashed on the way, and is uploaded once complete: nothing of a body that
@@ -219,7 +223,9 @@ pub(super) fn abort(home: &ObjectHome, id: &SessionId) -> bool {
 
 pub(super) fn mark_received(home: &ObjectHome, repository: &str, digest: &Digest) {
     let noted = match repository.parse::<RepoId>() {
-        Ok(repo) => home.put_small(&AreaKey::received(&repo, digest), Vec::new()),
+        Ok(repo) => home
+            .put_small(&AreaKey::received(&repo, digest), Vec::new())
+            .and_then(|_| home.put_small(&AreaKey::receiver(digest, &repo), Vec::new())),
         Err(e) => Err(io::Error::new(io::ErrorKind::InvalidInput, e)),
     };
     if let Err(e) = noted {
@@ -255,15 +261,18 @@ fn notes(home: &ObjectHome) -> io::Result<Vec<(RepoId, Digest, SystemTime, AreaK
     Ok(out)
 }
 
+/// The repositories that received `digest` lately: the index entries under
+/// it, each confirmed by its repository's own note.
 pub(super) fn receivers(home: &ObjectHome, digest: &Digest) -> Vec<RepoId> {
-    match notes(home) {
-        Ok(notes) => notes
+    match home.list_area(&AreaKey::receivers_of(digest)) {
+        Ok(listed) => listed
             .into_iter()
-            .filter(|(_, d, t, _)| d == digest && younger(*t, RECEIVED_FOR))
-            .map(|(repo, ..)| repo)
+            .filter(|l| younger(l.modified, RECEIVED_FOR))
+            .filter_map(|l| l.key.segments().nth(2)?.parse::<RepoId>().ok())
+            .filter(|repo| received(home, repo.as_str(), digest))
             .collect(),
         Err(e) => {
-            tracing::warn!(%digest, "cannot list received blobs: {e}");
+            tracing::warn!(%digest, "cannot list the receivers of a blob: {e}");
             Vec::new()
         }
     }
@@ -280,14 +289,20 @@ pub(super) fn received_blobs(home: &ObjectHome) -> io::Result<HashSet<Digest>> {
 pub(super) fn forget_received(home: &ObjectHome, repo: &RepoId) -> io::Result<()> {
     for listed in home.list_area(&AreaKey::received_by(repo))? {
         home.delete_key(&listed.key)?;
+        let hex = listed.key.segments().nth(2).unwrap_or_default();
+        if let Ok(d) = format!("sha256:{hex}").parse::<Digest>() {
+            home.delete_key(&AreaKey::receiver(&d, repo))?;
+        }
     }
     Ok(())
 }
 
 pub(super) fn remove_stale_notes(home: &ObjectHome) -> io::Result<()> {
-    for listed in home.list_area(&AreaKey::received_all())? {
-        if !younger(listed.modified, RECEIVED_FOR) {
-            home.delete_key(&listed.key)?;
+    for area in [AreaKey::received_all(), AreaKey::receivers_all()] {
+        for listed in home.list_area(&area)? {
+            if !younger(listed.modified, RECEIVED_FOR) {
+                home.delete_key(&listed.key)?;
+            }
         }
     }
     Ok(())

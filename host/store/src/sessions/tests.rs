@@ -100,6 +100,22 @@ fn received_notes_belong_to_one_repository(node: &Node) {
     assert_eq!(receivers.len(), 1);
     assert_eq!(receivers[0].as_str(), "app");
     assert!(sessions.receivers(&Digest::of(b"other")).is_empty());
+
+    // Receivers come from the index by blob; a repository deleted (its
+    // notes forgotten) is no receiver, the others stay.
+    sessions.mark_received("web", &d);
+    let names = |r: Vec<wharf_core::ids::RepoId>| {
+        let mut n: Vec<String> = r.iter().map(|id| id.to_string()).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(sessions.receivers(&d)), ["app", "web"]);
+    sessions.forget_received(&"web".parse().unwrap()).unwrap();
+    assert!(!sessions.received("web", &d));
+    assert_eq!(names(sessions.receivers(&d)), ["app"]);
+    sessions
+        .forget_received(&"never-received".parse().unwrap())
+        .unwrap();
 }
 
 async fn chunks_commit_and_digest_is_checked(node: &Node) {
