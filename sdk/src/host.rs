@@ -66,6 +66,16 @@ pub trait Host {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Changed>, Error>;
+    /// The units of `unit_type` of the current repository that name blob
+    /// `digest`, in key order after `after`, at most `limit` (0.7.2; see
+    /// [`crate::paging::naming_all`]). Not in a publish.
+    fn units_naming(
+        &mut self,
+        digest: &str,
+        unit_type: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Unit>, Error>;
     /// A stored blob read whole; blobs over `cap` bytes are an error.
     fn read_blob(&mut self, digest: &str, cap: u64) -> Result<Vec<u8>, Error>;
     /// A GET whose body is read into memory; bodies over `cap` bytes are an error.
@@ -157,6 +167,16 @@ impl Host for WasmHost {
         limit: u32,
     ) -> Result<Vec<Changed>, Error> {
         units::changes(since, unit_type, after, limit)
+    }
+
+    fn units_naming(
+        &mut self,
+        digest: &str,
+        unit_type: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Unit>, Error> {
+        units::naming(digest, unit_type, after, limit)
     }
 
     fn read_blob(&mut self, digest: &str, cap: u64) -> Result<Vec<u8>, Error> {

@@ -25,6 +25,26 @@ pub fn list_all<H: Host + ?Sized>(host: &mut H, unit_type: &str) -> Result<Vec<U
     }
 }
 
+/// All units of a type in the current repository that name blob `digest`
+/// (`units.naming`, a page at a time), in key order: the tags pointing at
+/// a manifest cost as many as there are, not the repository's size.
+pub fn naming_all<H: Host + ?Sized>(
+    host: &mut H,
+    digest: &str,
+    unit_type: &str,
+) -> Result<Vec<Unit>, Error> {
+    let mut all: Vec<Unit> = Vec::new();
+    loop {
+        let after = all.last().map(|u| u.key.clone());
+        let page = host.units_naming(digest, unit_type, after.as_deref(), LIST_PAGE)?;
+        let done = page.len() < LIST_PAGE as usize;
+        all.extend(page);
+        if done {
+            return Ok(all);
+        }
+    }
+}
+
 /// The units of a type whose keys start with `prefix` (and are longer than
 /// it), in key order, listed `page` at a time from `prefix` on: keys sort,
 /// so they are one run and the listing stops at the first key past it.

@@ -250,6 +250,24 @@ impl Host for FakeHost {
             .collect())
     }
 
+    fn units_naming(
+        &mut self,
+        digest: &str,
+        unit_type: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Unit>, Error> {
+        Ok(self
+            .repo
+            .iter()
+            .filter(|(t, k)| t == unit_type && after.is_none_or(|a| k.as_str() > a))
+            .map(|id| &self.units[id])
+            .filter(|u| u.blobs.iter().any(|b| b == digest))
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+
     fn read_blob(&mut self, digest: &str, cap: u64) -> Result<Vec<u8>, Error> {
         let bytes = self
             .blob(digest)

@@ -191,7 +191,7 @@ fn status_reports_plugins_and_storage() {
     let s = Server::start();
     let (code, v) = s.get_json("/api/v1/status");
     assert_eq!(code, 200);
-    assert_eq!(v["contract"], "wharf:plugin@0.7.1");
+    assert_eq!(v["contract"], "wharf:plugin@0.7.2");
     let docker = v["plugins"]
         .as_array()
         .unwrap()

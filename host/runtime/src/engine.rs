@@ -24,7 +24,7 @@ use wharf_core::digest::Digest;
 
 /// The contract this host implements.
 pub const CONTRACT_PACKAGE: &str = "wharf:plugin";
-pub const CONTRACT_VERSION: (u64, u64, u64) = (0, 7, 1);
+pub const CONTRACT_VERSION: (u64, u64, u64) = (0, 7, 2);
 
 /// How often the epoch advances; the granularity of deadlines and cancel.
 const EPOCH_TICK: Duration = Duration::from_millis(10);

@@ -1087,6 +1087,79 @@ impl units::Host for HostState {
         }
         Ok(out)
     }
+
+    fn naming(
+        &mut self,
+        blob: String,
+        unit_type: String,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<units::Unit>, types::Error> {
+        self.units_naming(blob, unit_type, after, limit)
+    }
+}
+
+impl HostState {
+    /// `units.naming`: a page of the blob index, merged with the call's
+    /// staged changes as `units.list` merges them.
+    fn units_naming(
+        &mut self,
+        blob: String,
+        unit_type: String,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<units::Unit>, types::Error> {
+        self.varies.mark();
+        let limit = limit.clamp(1, 10_000);
+        let blob = parse_digest(&blob)?;
+        let unit_type = parse_unit_type(&unit_type)?;
+        let env = self.env.clone();
+        let t = self.task("units.naming")?;
+        if t.version.is_some() {
+            return Err(err(
+                "denied",
+                "units.naming reads the repository as it changes: not in publish, which reads one version",
+            ));
+        }
+        let staged: Vec<_> = t
+            .overlay
+            .range((unit_type.clone(), after.clone().unwrap_or_default())..)
+            .take_while(|((ty, _), _)| *ty == unit_type)
+            .filter(|((_, k), _)| after.as_ref().is_none_or(|a| k > a))
+            .map(|((_, k), v)| (k.clone(), v.clone().filter(|u| u.blobs.contains(&blob))))
+            .collect();
+        let hidden = staged.iter().filter(|(_, v)| v.is_none()).count() as u32;
+        let want = limit + hidden;
+        let rows = env
+            .rt
+            .block_on(env.store.list_units_naming(
+                &t.repo.id,
+                &blob,
+                &unit_type,
+                after.as_deref(),
+                want,
+            ))
+            .map_err(store_err)?;
+        let bound = (rows.len() as u32 == want)
+            .then(|| rows.last().map(|u| u.key.clone()))
+            .flatten();
+        let mut merged: BTreeMap<String, db::Unit> =
+            rows.into_iter().map(|u| (u.key.clone(), u)).collect();
+        for (k, v) in staged {
+            if bound.as_ref().is_some_and(|b| &k > b) {
+                continue;
+            }
+            match v {
+                Some(u) => merged.insert(k, u),
+                None => merged.remove(&k),
+            };
+        }
+        Ok(merged
+            .into_values()
+            .take(limit as usize)
+            .map(to_wit_unit)
+            .collect())
+    }
 }
 
 /// The keys of `unit_type` in `diff`, after `after`, in key order, at most

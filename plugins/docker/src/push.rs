@@ -453,8 +453,9 @@ fn delete_manifest<H: Host>(host: &mut H, name: &str, reference: &str) -> Result
         {
             return Err(unknown());
         }
-        // Tags pointing at it go with it, as in distribution.
-        for tag in wharf_sdk::paging::list_all(host, TAG).map_err(host_failure)? {
+        // Tags pointing at it go with it, as in distribution: a tag unit
+        // names its manifest among its blobs, so the host finds them.
+        for tag in wharf_sdk::paging::naming_all(host, reference, TAG).map_err(host_failure)? {
             let meta = model::tag_meta(&tag).map_err(host_failure)?;
             if meta.manifest == reference {
                 host.remove_unit(TAG, &tag.key).map_err(host_failure)?;

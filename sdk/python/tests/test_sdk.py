@@ -209,3 +209,14 @@ def test_plans():
     assert isinstance(w.value.body, _wit.plugin.BodyTarget_NewSession)
     i = plans.info("n", "1", [("t", "d")], ["/t/"])
     assert i.errors.template.count("{message}") == 1
+
+
+def test_units_naming_a_blob():
+    host = FakeHost()
+    m = host.store_bytes(b"manifest", None)
+    for k, blobs in [("a", [m]), ("b", []), ("c", [m]), ("d", [m])]:
+        host.add_unit(Unit(unit_type="tag", key=k, metadata="{}", blobs=blobs))
+    host.add_unit(Unit(unit_type="other", key="x", metadata="{}", blobs=[m]))
+    assert [u.key for u in host.units_naming(m, "tag", None, 2)] == ["a", "c"]
+    assert [u.key for u in host.units_naming(m, "tag", "c", 10)] == ["d"]
+    assert host.units_naming(sha256(b"none"), "tag", None, 10) == []

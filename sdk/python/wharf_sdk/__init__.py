@@ -1,7 +1,7 @@
 """wharf-sdk for Python: write a Wharf content type in Python.
 
 A content type is a WebAssembly component implementing the WIT world
-`content-plugin` (`wit/plugin.wit`, package wharf:plugin@0.7.1), built with
+`content-plugin` (`wit/plugin.wit`, package wharf:plugin@0.7.2), built with
 componentize-py. This package wraps the host imports the way the Rust
 `wharf-sdk` does:
 
@@ -21,5 +21,5 @@ See docs/plugin-guide.md, "Writing a content type in Python".
 from .errors import PluginError  # noqa: F401
 
 #: The WIT package version this SDK was built against.
-WIT_VERSION = "0.7.1"
+WIT_VERSION = "0.7.2"
 __version__ = "0.1.0"

@@ -106,6 +106,10 @@ class WasmHost:
     def changes(self, since, unit_type, after, limit):
         return _call(_wit.units.changes, since, unit_type, after, limit)
 
+    def units_naming(self, digest, unit_type, after, limit):
+        """The units of `unit_type` naming blob `digest` (0.7.2)."""
+        return _call(_wit.units.naming, digest, unit_type, after, limit)
+
     # fetch
     def fetch(self, url, headers=(), method="GET"):
         """The raw answer: status, headers and the body as a host `source`."""

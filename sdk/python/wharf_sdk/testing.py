@@ -172,6 +172,17 @@ class FakeHost:
     def get_unit(self, unit_type, key):
         return self.units.get((unit_type, key))
 
+    def units_naming(self, digest, unit_type, after, limit):
+        keys = sorted(
+            (
+                k
+                for (t, k), u in self.units.items()
+                if t == unit_type and digest in u.blobs and (after is None or k.encode() > after.encode())
+            ),
+            key=lambda k: k.encode(),
+        )
+        return [self.units[(unit_type, k)] for k in keys[: min(limit, 10000)]]
+
     def snapshot(self):
         """Record the repository's units as a new version; its number."""
         self.versions.append(dict(self.units))

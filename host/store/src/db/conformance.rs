@@ -440,6 +440,27 @@ async fn blob_holders(s: &dyn Store) {
     .unwrap();
     assert!(holds(&a, &layer).await && holds(&a, &shared).await);
     assert!(!holds(&a, &other).await && !holds(&b, &layer).await);
+    // The units naming a blob, a page at a time.
+    let naming = |id: &RepoId, d: &Digest, after: Option<&str>| {
+        let (id, d, after) = (id.clone(), d.clone(), after.map(str::to_string));
+        async move {
+            let manifest: UnitType = "manifest".parse().unwrap();
+            let units = s
+                .list_units_naming(&id, &d, &manifest, after.as_deref(), 1)
+                .await
+                .unwrap();
+            units.into_iter().map(|u| u.key).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(naming(&a, &shared, None).await, ["holds-m1"]);
+    assert_eq!(naming(&a, &shared, Some("holds-m1")).await, ["holds-m2"]);
+    assert!(naming(&a, &shared, Some("holds-m2")).await.is_empty());
+    assert!(naming(&b, &shared, None).await.is_empty());
+    let tags = s
+        .list_units_naming(&a, &shared, &"tag".parse().unwrap(), None, 10)
+        .await
+        .unwrap();
+    assert!(tags.is_empty(), "another type");
     assert_eq!(s.repos_holding_blob(&layer).await.unwrap(), vec![a.clone()]);
 
     // A copy holds what it copied.

@@ -859,6 +859,19 @@ pub trait RepositoryStore: Send + Sync {
     /// names).
     async fn repo_holds_blob(&self, repo: &RepoId, blob: &Digest) -> StoreResult<bool>;
 
+    /// Units of `unit_type` associated with `repo` (its latest version)
+    /// that name `blob`, in key order after `after`, at most `limit`: a
+    /// range of the blob index (the tags that point at a manifest, say),
+    /// whatever else the repository holds.
+    async fn list_units_naming(
+        &self,
+        repo: &RepoId,
+        blob: &Digest,
+        unit_type: &UnitType,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Unit>>;
+
     /// The repositories some unit of which (in their latest versions)
     /// references `blob`, from an index on the blob.
     async fn repos_holding_blob(&self, blob: &Digest) -> StoreResult<Vec<RepoId>>;

@@ -829,7 +829,10 @@ async fn migrate(db: &Database, version: i64) -> anyhow::Result<()> {
         }
         6 => {
             c(coll::ASSOCS)
-                .create_indexes(vec![index(doc! {"repo": 1, "blobs": 1}, false)])
+                .create_indexes(vec![index(
+                    doc! {"repo": 1, "blobs": 1, "unit_type": 1, "key": 1},
+                    false,
+                )])
                 .await
                 .context("creating the blob index of associations")?;
             c(coll::TASKS)
@@ -1809,6 +1812,32 @@ impl RepositoryStore for MongoStore {
             .projection(doc! {"_id": 1})
             .await?
             .is_some())
+    }
+
+    async fn list_units_naming(
+        &self,
+        repo: &RepoId,
+        blob: &Digest,
+        unit_type: &UnitType,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Unit>> {
+        let assocs: Vec<Document> = self
+            .c
+            .assocs
+            .find(doc! {
+                "repo": repo.as_str(),
+                "blobs": blob.to_string(),
+                "unit_type": unit_type.as_str(),
+                "key": {"$gt": after.unwrap_or_default()},
+            })
+            .sort(doc! {"key": 1})
+            .limit(i64::from(limit.max(1)))
+            .projection(doc! {"unit": 1})
+            .await?
+            .try_collect()
+            .await?;
+        self.units_in_order(repo, &assocs).await
     }
 
     async fn repos_holding_blob(&self, blob: &Digest) -> StoreResult<Vec<RepoId>> {

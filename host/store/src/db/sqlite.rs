@@ -1368,6 +1368,39 @@ impl RepositoryStore for SqliteStore {
         .await
     }
 
+    async fn list_units_naming(
+        &self,
+        repo: &RepoId,
+        blob: &Digest,
+        unit_type: &UnitType,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Unit>> {
+        let (repo, blob, unit_type, after) = (
+            repo.clone(),
+            blob.to_string(),
+            unit_type.as_str().to_string(),
+            after.map(str::to_string),
+        );
+        self.run(move |c| {
+            query_units(
+                c,
+                "SELECT u.unit_type, u.key, u.metadata, u.blobs FROM association_blobs b
+                 JOIN units u ON u.unit_type = b.unit_type AND u.key = b.key
+                 WHERE b.repo_id = ?1 AND b.blob = ?2 AND b.unit_type = ?3 AND b.key > ?4
+                 ORDER BY b.key LIMIT ?5",
+                params![
+                    repo.as_str(),
+                    blob,
+                    unit_type,
+                    after.unwrap_or_default(),
+                    limit.max(1)
+                ],
+            )
+        })
+        .await
+    }
+
     async fn repos_holding_blob(&self, blob: &Digest) -> StoreResult<Vec<RepoId>> {
         let blob = blob.to_string();
         self.run(move |c| {
@@ -2317,6 +2350,13 @@ mod tests {
                 "SELECT DISTINCT blob FROM association_blobs WHERE repo_id = ?1 ORDER BY blob",
                 vec!["r".to_string()],
             ),
+            (
+                "SELECT u.unit_type, u.key, u.metadata, u.blobs FROM association_blobs b
+                 JOIN units u ON u.unit_type = b.unit_type AND u.key = b.key
+                 WHERE b.repo_id = ?1 AND b.blob = ?2 AND b.unit_type = ?3 AND b.key > ?4
+                 ORDER BY b.key LIMIT ?5",
+                vec!["r".into(), d.clone(), "tag".into(), "".into(), "10".into()],
+            ),
             // The delete trigger's body, OLD given as parameters.
             (
                 "DELETE FROM association_blobs
@@ -2327,9 +2367,9 @@ mod tests {
         ] {
             let plan = plan(&c, sql, &args);
             assert!(
-                !plan
-                    .iter()
-                    .any(|s| s.starts_with("SCAN association_blobs") || s.starts_with("SCAN u")),
+                !plan.iter().any(|s| s.starts_with("SCAN b")
+                    || s.starts_with("SCAN association_blobs")
+                    || s.starts_with("SCAN u")),
                 "{sql}: {plan:?}"
             );
             assert!(
