@@ -10,7 +10,9 @@
 #                 random id), a note-filter page (note=team=t7, limit=10), a
 #                 manifest push to a new name (two blob uploads and the
 #                 manifest PUT, which creates and auto-publishes the
-#                 repository; the PUT is timed), each the median and p90 of
+#                 repository; the PUT is timed), a blob HEAD answered 404
+#                 after every repository received a blob (a note each,
+#                 written into the data directory), each the median and p90 of
 #                 --samples requests timed by curl (-w %{time_total}, one
 #                 kept-alive connection per batch); manifest GET by tag under
 #                 wrk on a published repository, next to the same GET on a
@@ -22,7 +24,9 @@
 #                 <tag>, auto_publish off); at each N its publish (task
 #                 started -> finished, median of 3), one more manifest push
 #                 into it (auto_publish off, then on: the push publishes
-#                 before it answers), and a tags/list page
+#                 before it answers), a push naming a layer the repository
+#                 holds but neither published nor received lately (its
+#                 received notes removed), and a tags/list page
 #                 (n=100&last=<a middle tag>).
 #   blobs         N = 100k, 1M (--quick: 10k, 100k) orphan blob files written
 #                 into <data-dir>/blobs/sha256/ with the server stopped: blob
@@ -213,26 +217,27 @@ value() { # SECTION OP SIZE UNIT VALUE...
 
 # A batch of requests made by one curl process over one kept-alive
 # connection, described in a curl config file (one block per request,
-# `next` between them; see req). batch NAME CONFIG LABEL: checks every
-# answer is 2xx and writes the milliseconds of the requests written out
-# with LABEL to $W/samples/NAME.txt.
+# `next` between them; see req). batch NAME CONFIG LABEL [STATUS]: checks
+# every answer is 2xx (or STATUS) and writes the milliseconds of the
+# requests written out with LABEL to $W/samples/NAME.txt.
 req() { # CONFIG LABEL METHOD URL TOKEN [DATA-FILE CONTENT-TYPE]
     {
         [ -s "$1" ] && echo next
         echo "url = \"$4\""
-        echo "request = \"$3\""
+        # A HEAD as curl -I makes it (with -X HEAD curl waits for a body).
+        if [ "$3" = HEAD ]; then echo "head"; else echo "request = \"$3\""; fi
         echo "header = \"Authorization: Bearer $5\""
         [ -n "${6:-}" ] && echo "data-binary = \"@$6\"" && echo "header = \"Content-Type: $7\""
         echo "output = \"/dev/null\""
         echo "write-out = \"$2 %{http_code} %{time_total}\\n\""
     } >> "$1"
 }
-batch() { # NAME CONFIG LABEL
-    local out=$W/samples/$1.raw
+batch() { # NAME CONFIG LABEL [STATUS: every answer must be this, else 2xx]
+    local out=$W/samples/$1.raw want=${4:-}
     curl -s -K "$2" > "$out"
-    if awk '$2 < 200 || $2 >= 300 { bad = 1 } END { exit !bad }' "$out"; then
-        echo "$1: answers other than 2xx:" >&2
-        awk '$2 < 200 || $2 >= 300' "$out" | sort | uniq -c | head >&2
+    if awk -v w="$want" '(w == "" && ($2 < 200 || $2 >= 300)) || (w != "" && $2 != w) { bad = 1 } END { exit !bad }' "$out"; then
+        echo "$1: unexpected answers (want ${want:-2xx}):" >&2
+        awk -v w="$want" '(w == "" && ($2 < 200 || $2 >= 300)) || (w != "" && $2 != w)' "$out" | sort | uniq -c | head >&2
         exit 1
     fi
     awk -v l="$3" '$1 == l { printf "%.3f\n", $3 * 1000 }' "$out" > "$W/samples/$1.txt"
@@ -291,6 +296,19 @@ push_image() { # NAME REGISTRY-NAME TAG
     api "$1" -o /dev/null -XPUT -H "Content-Type: $DOCKER_MANIFEST" --data-binary "@$W/manifest.json" \
         "$(base "$1")/v2/$2/manifests/$3"
 }
+
+# Received-blob notes of repositories r<FROM>..r<TO-1>, one blob each
+# (`received/<repo>/<hex>` and its index entry `receivers/<hex>/<repo>`).
+cat > "$W/notes.py" <<'PY'
+import hashlib, os, sys
+root, start, end = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for i in range(start, end):
+    repo = f"r{i:06d}"
+    hexd = hashlib.sha256(repo.encode()).hexdigest()
+    for d, name in ((os.path.join(root, "received", repo), hexd), (os.path.join(root, "receivers", hexd), repo)):
+        os.makedirs(d, exist_ok=True)
+        open(os.path.join(d, name), "wb").close()
+PY
 
 # Many requests at once, each connection kept alive: repositories
 # (`repos FROM TO`, ids r000000.., note team=t<i mod 100>) or tags of one
@@ -392,7 +410,7 @@ if [ -n "${SIZES// /}" ]; then
     wrk -t2 -c32 -d1s -H "Accept: $ACCEPT" "$(base small)/v2/get/app/manifests/latest" > /dev/null
     wrk -t2 -c32 -d1s -H "Accept: $ACCEPT" "$(base big)/v2/get/app/manifests/latest" > /dev/null
 
-    have=0
+    have=0 have_notes=0
     for n in $SIZES; do
         log "repositories: creating r$(printf %06d "$have") .. r$(printf %06d $((n - 1)))"
         t0=$(now_ns)
@@ -448,6 +466,17 @@ if [ -n "${SIZES// /}" ]; then
             req "$cfg" put PUT "$B/v2/$name/manifests/latest" "$TOKEN" "$W/manifest.json" "$DOCKER_MANIFEST"
         done
         batch "push-$n" "$cfg" put && record repos manifest-push "$n" ms "$W/samples/push-$n.txt"
+        # Every repository received a blob through its upload sessions (a
+        # note each, written as the server writes them), and a HEAD asks
+        # for a blob the repository neither serves nor received: the
+        # registry looks up who received it (a HEAD before every upload).
+        python3 "$W/notes.py" "$W/big/blobs/sessions" "$have_notes" "$n"
+        have_notes=$n
+        cfg=$W/head.cfg
+        for k in $(seq 1 "$SAMPLES"); do
+            req "$cfg" head HEAD "$B/v2/get/app/blobs/sha256:$(printf '%064x' "$k$n")" "$TOKEN"
+        done
+        batch "head-$n" "$cfg" head 404 && record repos blob-head-missing "$n" ms "$W/samples/head-$n.txt"
         # Is the last push served?
         curl -sf -o /dev/null -H "Accept: $ACCEPT" "$B/v2/push/s$n-$SAMPLES/manifests/latest"
 
@@ -514,6 +543,29 @@ if [ -n "${TAG_SIZES// /}" ]; then
         curl -sf "$B/v2/scale/many/manifests/published-$n-$SAMPLES" -H "Accept: $DOCKER_MANIFEST" -o /dev/null ||
             { echo "a push with auto-publish is not served at once" >&2; exit 1; }
         settings tags '{"repo_registry_id": "scale/many", "auto_publish": false}'
+        # A push naming a layer the repository holds (an earlier manifest
+        # names it) but neither published nor received lately (its notes
+        # removed, as a day later): the host asks the store whether the
+        # repository holds it (one lookup of the blob index).
+        log "tags at $n: a push naming a held, unpublished layer ($SAMPLES samples)"
+        head -c "$(stat -c %s "$W/layer.bin")" /dev/urandom > "$W/held-layer.bin"
+        held=$(digest_of "$W/held-layer.bin")
+        api tags -o /dev/null -XPOST -H 'Content-Type: application/octet-stream' \
+            --data-binary "@$W/held-layer.bin" "$B/v2/scale/many/blobs/uploads/?digest=$held"
+        held_manifest() { # NAME: a manifest naming the held layer, annotated NAME
+            jq -c --arg d "$held" --arg a "$1" '.layers[0].digest = $d | .annotations = {"k": $a}' \
+                "$W/manifest.json" > "$W/held-$1.json"
+        }
+        held_manifest "base-$n"
+        api tags -o /dev/null -XPUT -H "Content-Type: $DOCKER_MANIFEST" --data-binary "@$W/held-base-$n.json" \
+            "$B/v2/scale/many/manifests/held-base-$n"
+        rm -rf "$W/tags/blobs/sessions/received" "$W/tags/blobs/sessions/receivers"
+        cfg=$W/heldpush.cfg
+        for k in $(seq 1 "$SAMPLES"); do
+            held_manifest "$n-$k"
+            req "$cfg" put PUT "$B/v2/scale/many/manifests/held-$n-$k" "$TOKEN" "$W/held-$n-$k.json" "$DOCKER_MANIFEST"
+        done
+        batch "tags-push-held-$n" "$cfg" put && record tags manifest-push-held "$n" ms "$W/samples/tags-push-held-$n.txt"
     done
     stop_server tags
     [ "$KEEP" = 1 ] || rm -rf "$W/tags"

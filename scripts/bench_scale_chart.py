@@ -33,6 +33,7 @@ OPS = {
     ("repos", "repo-list"): ("list page (limit=100, after a random id)", "repo-list"),
     ("repos", "repo-note"): ("note filter page (note=team=t7, limit=10)", "repo-note"),
     ("repos", "manifest-push"): ("manifest push to a new name (PUT; creates and publishes the repository)", "manifest-push"),
+    ("repos", "blob-head-missing"): ("blob HEAD, 404 (every repository received a blob lately)", "blob-head-missing"),
     ("repos", "manifest-get"): ("manifest GET by tag (wrk, 32 connections)", "manifest-get"),
     ("repos", "manifest-get-10-repositories"): ("the same GET on a 10-repository server", None),
     ("repos", "startup"): ("server start-up (process start to /api/v1/status)", "startup"),
@@ -42,6 +43,8 @@ OPS = {
     ("tags", "manifest-push"): ("one more manifest push into it (PUT, no auto-publish)", "tags-push"),
     ("tags", "manifest-push-published"): ("one more manifest push with auto-publish (PUT; publishes before answering)",
                                           "tags-push-published"),
+    ("tags", "manifest-push-held"): ("a manifest push naming a layer the repository holds, unpublished and not received lately",
+                                     "tags-push-held"),
     ("tags", "tags-list"): ("tags/list page (n=100, last=a middle tag)", "tags-list"),
     ("tags", "bulk-push-rate"): ("bulk tag push (8 connections)", None),
     ("blobs", "fsck"): ("blob fsck (task run time)", "blobs-fsck"),
@@ -56,10 +59,11 @@ OPS = {
 HIGHER_IS_BETTER = {"req/s", "repositories/s", "tags/s"}
 # Operations whose cost should not grow with the size (goal: ≤ 1.5× from
 # the smallest size to the largest).
-FLAT = {("repos", op) for op in ("repo-create", "repo-get", "repo-list", "repo-note", "manifest-push", "startup")}
+FLAT = {("repos", op) for op in ("repo-create", "repo-get", "repo-list", "repo-note", "manifest-push", "blob-head-missing",
+                                  "startup")}
 # Operations expected not to grow with the size: more than 1.5× is marked.
 EXPECTED_FLAT = FLAT | {("repos", "manifest-get"), ("tags", "manifest-push"), ("tags", "manifest-push-published"),
-                        ("tags", "tags-list"),
+                        ("tags", "manifest-push-held"), ("tags", "tags-list"),
                         ("blobs", "cleanup-per-blob"), ("blobs", "fsck-per-blob"), ("blobs", "cleanup-peak-rss")}
 X_NAME = {"repos": "repositories", "tags": "tags in the repository", "blobs": "orphan blobs"}
 GOAL_SIZE = {"repos": (1000, 100000), "tags": (None, 10000), "blobs": (None, 1000000)}
