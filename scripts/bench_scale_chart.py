@@ -343,13 +343,15 @@ def section_md(doc, charts):
          f"{meta['samples']} requests per operation timed by curl (`-w %{{time_total}}`, one kept-alive connection), median / p90 in ms: "
          "create, GET of a random one, a list page (`?limit=100&after=<random id>`), a note filter page (`?note=team=t7&limit=10`: 1 % match), "
          "a manifest push to a new name (two monolithic blob uploads, then the timed `PUT /v2/<name>/manifests/latest`, which creates the "
-         "repository and publishes it inline). Manifest GET by tag of a published repository under "
+         "repository and publishes it inline), and a blob `HEAD` answered 404 once every repository has received a blob (a note each under "
+         "`blobs/sessions/`, written as the server writes them). Manifest GET by tag of a published repository under "
          f"`wrk -t2 -c32 -d{meta['wrk_seconds']}s` (req/s, 2 rounds), alternated with the same GET on a server of 10 repositories. "
          "Start-up: process start to `/api/v1/status` answering (median of 3 restarts), RSS (`ps -o rss`) then. |",
          "| tags | one repository (`auto_publish` off), one small manifest pushed under N tags (`PUT /v2/scale/many/manifests/t00000`…). "
          "At each N: its publish (task `started_at` → `finished_at`, 3 runs), a `tags/list?n=100&last=<middle tag>` page, one more "
-         "manifest `PUT`, and one more with `auto_publish` on (the push publishes before it answers, from the previous publication "
-         f"and the units the push changed) ({meta['samples']} samples each). |",
+         "manifest `PUT`, one more with `auto_publish` on (the push publishes before it answers, from the previous publication "
+         "and the units the push changed), and a `PUT` of a new manifest naming a layer the repository holds but neither published "
+         f"nor received lately (its received notes removed) ({meta['samples']} samples each). |",
          "| blobs | N orphan blob files (64 random bytes each, named by their sha256) written into `<data-dir>/blobs/sha256/` with the "
          "server stopped; then `POST /api/v1/blobs/fsck` (task time) and `POST /api/v1/orphans/cleanup?protection_minutes=0` (task time; "
          "server VmRSS sampled every 50 ms during it), one run each; per blob, next to the file system's own floor: "
