@@ -568,3 +568,58 @@ fn a_schedule_runs_each_due_time_once_with_two_nodes_looking() {
         );
     }
 }
+
+/// A user holding many permissions (a large set is kept between its
+/// requests, `auth::PermissionSets`) loses one the moment it is revoked
+/// through another node, and gains it back the moment it is granted; what
+/// it may not see stays hidden meanwhile.
+#[test]
+fn a_revoke_through_one_node_holds_at_once_on_the_other_for_a_user_with_many_permissions() {
+    let c = Cluster::new("perms");
+    let (a, b) = (c.spawn_node(), c.spawn_node());
+    let (a, b) = (a.ready(), b.ready());
+    let (code, v) = a.post_json(
+        "/api/v1/users",
+        &json!({"login": "bot", "password": "bot-password-1"}),
+    );
+    assert_eq!(code, 201, "{v}");
+    let change = |s: &Server, what: &str, resource: &str| {
+        let (code, v) = s.post_json(
+            &format!("/api/v1/permissions/{what}"),
+            &json!({"login": "bot", "resource": resource, "operations": ["read"]}),
+        );
+        assert_eq!(code, 200, "{what} {resource}: {v}");
+    };
+    // As many grants as a CI user gets from creating 80 repositories by
+    // pushing: past what is read each time.
+    for i in 0..80 {
+        change(&a, "grant", &format!("/repositories/r{i}"));
+    }
+    for id in ["target", "other"] {
+        docker_repo(&a, id, &format!("perm/{id}"), json!({}));
+    }
+    change(&a, "grant", "/repositories/target");
+    let bot = b.client_with_token(&b.login("bot", "bot-password-1"));
+    let get = |id: &str| {
+        bot.get(b.url(&format!("/api/v1/repositories/{id}")))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    // The first requests read the set and keep it; later ones use it.
+    for _ in 0..4 {
+        assert_eq!(get("target"), 200);
+        assert_eq!(get("other"), 403, "never granted");
+    }
+    change(&a, "revoke", "/repositories/target");
+    assert_eq!(
+        get("target"),
+        403,
+        "revoked through node A: refused on B at once"
+    );
+    assert_eq!(get("target"), 403);
+    change(&a, "grant", "/repositories/target");
+    assert_eq!(get("target"), 200, "granted again through A");
+    assert_eq!(get("other"), 403);
+}

@@ -208,7 +208,7 @@ pub async fn me(
     let user = user_or_404(&app, &p.login).await?;
     Ok(Json(Me {
         super_user: p.is_super_user(),
-        permissions: p.permissions,
+        permissions: p.permissions.list().to_vec(),
         user: user.into(),
     }))
 }

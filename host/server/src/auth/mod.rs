@@ -36,6 +36,7 @@ use crate::error::{Error, ErrorKind};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
@@ -51,6 +52,58 @@ pub struct Auth {
     ldap: Option<ldap::Ldap>,
     pub registry_key: registry_token::SigningKey,
     pub protection: protection::Protection,
+    /// Large permission sets, kept while the store's permission number
+    /// stands still.
+    permission_sets: PermissionSets,
+}
+
+/// The permissions of subject sets that hold many (a CI user holds a grant
+/// on each repository its pushes created), kept with the store's
+/// [`Store::permissions_seq`] at their read: a request reads that number
+/// (one lookup) instead of every permission, and any grant or revoke, on
+/// any node, moves it. Small sets are read each time, as cheap as the
+/// number.
+#[derive(Default)]
+struct PermissionSets {
+    by_subjects: std::sync::Mutex<HashMap<Vec<Subject>, KeptSet>>,
+}
+
+/// A set and the number read before it; `None`: found large without the
+/// number read first (the next read keeps it under one).
+type KeptSet = (Option<u64>, Arc<principal::Permissions>);
+
+impl PermissionSets {
+    /// Sets smaller than this are not kept.
+    const FROM: usize = 64;
+    /// At most this many sets; past it, all are dropped at once.
+    const MAX: usize = 1024;
+
+    /// Whether `subjects` hold a large set: read the number first.
+    fn large(&self, subjects: &[Subject]) -> bool {
+        self.by_subjects.lock().unwrap().contains_key(subjects)
+    }
+
+    /// The set kept for `subjects` when it was read at `seq`.
+    fn get(&self, subjects: &[Subject], seq: u64) -> Option<Arc<principal::Permissions>> {
+        let sets = self.by_subjects.lock().unwrap();
+        sets.get(subjects)
+            .filter(|(at, _)| *at == Some(seq))
+            .map(|(_, p)| p.clone())
+    }
+
+    /// Keep (or forget, when small) what was read for `subjects`, at
+    /// `seq` when the number was read before the list.
+    fn put(&self, subjects: Vec<Subject>, seq: Option<u64>, p: &Arc<principal::Permissions>) {
+        let mut sets = self.by_subjects.lock().unwrap();
+        if p.len() < Self::FROM {
+            sets.remove(&subjects);
+            return;
+        }
+        if sets.len() >= Self::MAX {
+            sets.clear();
+        }
+        sets.insert(subjects, (seq, p.clone()));
+    }
 }
 
 /// Why a request is not authenticated.
@@ -236,6 +289,7 @@ impl Auth {
             ldap,
             registry_key,
             protection,
+            permission_sets: PermissionSets::default(),
         });
         auth.spawn_upkeep();
         Ok(auth)
@@ -314,7 +368,23 @@ impl Auth {
         user: &User,
         credential: Credential,
     ) -> Result<Principal, AuthError> {
-        let permissions = self.store.list_permissions(&subjects_of(user)).await?;
+        let subjects = subjects_of(user);
+        // For a large set, the number is read before the list: a change
+        // between the two leaves the set kept under an older number, so
+        // it is read again next time.
+        let seq = match self.permission_sets.large(&subjects) {
+            true => Some(self.store.permissions_seq().await?),
+            false => None,
+        };
+        if let Some(p) = seq.and_then(|seq| self.permission_sets.get(&subjects, seq)) {
+            return Ok(Principal::new(user, p, credential));
+        }
+        let permissions = Arc::new(principal::Permissions::new(
+            self.store.list_permissions(&subjects).await?,
+        ));
+        if seq.is_some() || permissions.len() >= PermissionSets::FROM {
+            self.permission_sets.put(subjects, seq, &permissions);
+        }
         Ok(Principal::new(user, permissions, credential))
     }
 
@@ -454,5 +524,45 @@ impl Auth {
         };
         tracing::info!(target: "wharf::audit", user = login, dn = %found.dn, roles = ?user.roles, "LDAP login");
         Ok(user)
+    }
+}
+
+#[cfg(test)]
+mod permission_set_tests {
+    use super::*;
+    use wharf_store::db::{Operation, Permission};
+
+    fn set(n: usize) -> Arc<principal::Permissions> {
+        Arc::new(principal::Permissions::new(
+            (0..n)
+                .map(|i| Permission {
+                    subject: Subject::User("bot".into()),
+                    resource: format!("/repositories/r{i}/"),
+                    operations: vec![Operation::Read],
+                })
+                .collect(),
+        ))
+    }
+
+    /// A large set is kept only under the number read before it, and only
+    /// while that number stands; a small one is never kept.
+    #[test]
+    fn large_sets_are_kept_under_the_number_read_before_them() {
+        let sets = PermissionSets::default();
+        let bot = vec![Subject::User("bot".into())];
+        assert!(!sets.large(&bot));
+        sets.put(bot.clone(), None, &set(PermissionSets::FROM));
+        assert!(sets.large(&bot), "found large: read the number next time");
+        assert!(sets.get(&bot, 0).is_none(), "not read under a number yet");
+        sets.put(bot.clone(), Some(7), &set(PermissionSets::FROM));
+        assert_eq!(
+            sets.get(&bot, 7).map(|p| p.len()),
+            Some(PermissionSets::FROM)
+        );
+        assert!(sets.get(&bot, 8).is_none(), "a permission changed since");
+        sets.put(bot.clone(), Some(8), &set(3));
+        assert!(!sets.large(&bot), "small again: read each time");
+        let other = vec![Subject::User("other".into())];
+        assert!(sets.get(&other, 7).is_none());
     }
 }

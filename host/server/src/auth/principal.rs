@@ -3,6 +3,8 @@
 //! permission on a resource path covers everything below it.
 
 use crate::error::Error;
+use std::collections::HashMap;
+use std::sync::Arc;
 use wharf_store::db::{Operation, Permission, User};
 
 /// The built-in role whose members may do everything.
@@ -14,7 +16,7 @@ pub struct Principal {
     pub login: String,
     pub roles: Vec<String>,
     /// Granted to the user and to its roles.
-    pub permissions: Vec<Permission>,
+    pub permissions: Arc<Permissions>,
     /// How the request authenticated.
     pub credential: Credential,
 }
@@ -27,8 +29,72 @@ pub enum Credential {
     Password,
 }
 
+/// A principal's permissions, indexed by resource: whether they cover a
+/// resource is a lookup per segment of its path, however many there are (a
+/// user that created thousands of repositories by pushing holds a grant
+/// on each).
+#[derive(Debug, Default)]
+pub struct Permissions {
+    list: Vec<Permission>,
+    /// Operations granted on each stored resource (always `/a/b/`).
+    by_resource: HashMap<String, Vec<Operation>>,
+    /// Resources stored some other way (written before normalisation):
+    /// tested one by one, as a prefix.
+    irregular: Vec<usize>,
+}
+
+impl Permissions {
+    pub fn new(list: Vec<Permission>) -> Self {
+        let mut by_resource: HashMap<String, Vec<Operation>> = HashMap::new();
+        let mut irregular = Vec::new();
+        for (i, p) in list.iter().enumerate() {
+            if p.resource.starts_with('/') && p.resource.ends_with('/') {
+                by_resource
+                    .entry(p.resource.clone())
+                    .or_default()
+                    .extend(p.operations.iter().copied());
+            } else {
+                irregular.push(i);
+            }
+        }
+        Permissions {
+            list,
+            by_resource,
+            irregular,
+        }
+    }
+
+    /// Every permission, by subject and resource.
+    pub fn list(&self) -> &[Permission] {
+        &self.list
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Whether a permission on `resource` or a path above it grants `op`:
+    /// a stored resource covers `resource` when it is a prefix of it,
+    /// and stored resources end with `/`, so only the prefixes ending at a
+    /// `/` can.
+    fn covers(&self, resource: &str, op: Operation) -> bool {
+        let granted = |r: &str| self.by_resource.get(r).is_some_and(|ops| ops.contains(&op));
+        resource
+            .match_indices('/')
+            .any(|(i, _)| granted(&resource[..=i]))
+            || self.irregular.iter().any(|&i| {
+                let p = &self.list[i];
+                resource.starts_with(&p.resource) && p.operations.contains(&op)
+            })
+    }
+}
+
 impl Principal {
-    pub fn new(user: &User, permissions: Vec<Permission>, credential: Credential) -> Self {
+    pub fn new(user: &User, permissions: Arc<Permissions>, credential: Credential) -> Self {
         Principal {
             login: user.login.clone(),
             roles: user.roles.clone(),
@@ -43,11 +109,7 @@ impl Principal {
 
     /// Whether some permission covers `op` on `resource` (normalised).
     pub fn allows(&self, resource: &str, op: Operation) -> bool {
-        self.is_super_user()
-            || self
-                .permissions
-                .iter()
-                .any(|p| resource.starts_with(&p.resource) && p.operations.contains(&op))
+        self.is_super_user() || self.permissions.covers(resource, op)
     }
 
     /// `Ok` if allowed, else the 403 that names what is missing.
@@ -157,7 +219,11 @@ mod tests {
                 operations: ops.to_vec(),
             })
             .collect();
-        Principal::new(&user, permissions, Credential::Password)
+        Principal::new(
+            &user,
+            Arc::new(Permissions::new(permissions)),
+            Credential::Password,
+        )
     }
 
     #[test]
@@ -180,6 +246,61 @@ mod tests {
                 .contains("user u lacks 'delete' on /repositories/x/")
         );
         assert!(principal(&[SUPER_USERS], &[]).allows("/anything/", Execute));
+    }
+
+    /// The index answers what testing every permission as a prefix
+    /// answers, for stored resources of either form and any query.
+    #[test]
+    fn the_index_covers_what_a_prefix_test_covers() {
+        use Operation::*;
+        let stored = [
+            "/",
+            "/repositories/",
+            "/repositories/app/",
+            "/repositories/a/b/",
+            "/users/",
+            // Written before normalisation: prefixes, not paths.
+            "/repositories/ap",
+            "repositories/x/",
+        ];
+        let queries = [
+            "/",
+            "/repositories/",
+            "/repositories/app/",
+            "/repositories/app2/",
+            "/repositories/a/",
+            "/repositories/a/b/c/",
+            "/users",
+            "/users/x/",
+            "/content/",
+            "/repositories/apple/",
+            "repositories/x/y/",
+        ];
+        for mask in 0u32..(1 << stored.len()) {
+            let list: Vec<Permission> = stored
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(i, r)| Permission {
+                    subject: Subject::User("u".into()),
+                    resource: r.to_string(),
+                    operations: if i % 2 == 0 {
+                        vec![Read]
+                    } else {
+                        vec![Read, Delete]
+                    },
+                })
+                .collect();
+            let index = Permissions::new(list.clone());
+            for q in queries {
+                for op in [Read, Delete] {
+                    let linear = list
+                        .iter()
+                        .any(|p| q.starts_with(&p.resource) && p.operations.contains(&op));
+                    assert_eq!(index.covers(q, op), linear, "{q} {op:?} with {mask:b}");
+                }
+            }
+        }
     }
 
     #[test]

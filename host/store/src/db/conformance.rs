@@ -1300,13 +1300,29 @@ async fn users_roles_permissions(s: &dyn Store) {
         Err(StoreError::NotFound(_))
     ));
 
-    // Grants merge; revokes remove; an empty permission disappears.
+    // Grants merge; revokes remove; an empty permission disappears. Each
+    // change moves `permissions_seq`; a revoke that changes nothing may not.
     let c = Subject::Role("contributor".into());
     let j = Subject::User("jdev".into());
     use Operation::*;
+    let seq = s.permissions_seq().await.unwrap();
+    assert_eq!(
+        s.permissions_seq().await.unwrap(),
+        seq,
+        "reading moves nothing"
+    );
     s.grant(&c, "/repositories/", &[Read, Create])
         .await
         .unwrap();
+    let moved = |before: u64| async move {
+        let now = s.permissions_seq().await.unwrap();
+        assert_ne!(
+            now, before,
+            "a permission changed and the number stood still"
+        );
+        now
+    };
+    let seq = moved(seq).await;
     let p = s
         .grant(&c, "/repositories/", &[Update, Read])
         .await
@@ -1325,7 +1341,9 @@ async fn users_roles_permissions(s: &dyn Store) {
             .len(),
         1
     );
+    let seq = moved(seq).await;
     assert!(s.revoke(&c, "/repositories/", &[Create]).await.unwrap());
+    let seq = moved(seq).await;
     assert!(!s.revoke(&c, "/repositories/", &[Create]).await.unwrap());
     assert_eq!(
         s.list_permissions(std::slice::from_ref(&c)).await.unwrap()[0].operations,
@@ -1349,7 +1367,9 @@ async fn users_roles_permissions(s: &dyn Store) {
     )
     .await
     .unwrap();
+    let seq = moved(seq).await;
     assert!(s.delete_role("repo_admin").await.unwrap());
+    let seq = moved(seq).await;
     assert!(!s.delete_role("repo_admin").await.unwrap());
     assert_eq!(
         s.get_user("madmin").await.unwrap().unwrap().roles,
@@ -1357,6 +1377,7 @@ async fn users_roles_permissions(s: &dyn Store) {
     );
     assert_eq!(s.list_permissions(&[]).await.unwrap().len(), 1);
     assert!(s.delete_user("jdev").await.unwrap());
+    moved(seq).await;
     assert!(s.list_permissions(&[]).await.unwrap().is_empty());
     assert_eq!(
         s.get_role("contributor").await.unwrap().unwrap().users,

@@ -1005,6 +1005,11 @@ pub trait AccessStore: Send + Sync {
     /// The permissions of the given subjects (all when empty), by subject and resource.
     async fn list_permissions(&self, subjects: &[Subject]) -> StoreResult<Vec<Permission>>;
 
+    /// A number that moves with every change to any permission (a grant, a
+    /// revoke, a user or role deleted with its permissions), on every node:
+    /// a permission list read when it stood at the same number is current.
+    async fn permissions_seq(&self) -> StoreResult<u64>;
+
     /// Store a token; its user must exist.
     async fn put_token(&self, t: &ApiToken) -> StoreResult<()>;
 

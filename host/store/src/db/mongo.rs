@@ -359,6 +359,17 @@ async fn put_unit(
         .unwrap_or_else(|| Bson::Array(Vec::new())))
 }
 
+/// Move `permissions_seq` on, inside the transaction that changes a
+/// permission.
+async fn permissions_changed(c: &Colls, s: &mut ClientSession) -> MResult<()> {
+    c.meta
+        .update_one(doc! {"_id": "permissions"}, doc! {"$inc": {"seq": 1_i64}})
+        .upsert(true)
+        .session(&mut *s)
+        .await?;
+    Ok(())
+}
+
 /// Move the association `aid` of `repo` to the retired ones, removed in
 /// version `n`; false if the repository did not hold it.
 async fn retire(
@@ -2174,6 +2185,7 @@ impl AccessStore for MongoStore {
                         .delete_many(doc! {"subject": &*subject})
                         .session(&mut *s)
                         .await?;
+                    permissions_changed(c, s).await?;
                     c.tokens
                         .delete_many(doc! {"login": &*login})
                         .session(&mut *s)
@@ -2230,6 +2242,7 @@ impl AccessStore for MongoStore {
                         .delete_many(doc! {"subject": &*subject})
                         .session(&mut *s)
                         .await?;
+                    permissions_changed(c, s).await?;
                     c.users
                         .update_many(doc! {"roles": &*id}, doc! {"$pull": {"roles": &*id}})
                         .session(&mut *s)
@@ -2335,6 +2348,7 @@ impl AccessStore for MongoStore {
                         .upsert(true)
                         .session(&mut *s)
                         .await?;
+                    permissions_changed(c, s).await?;
                     Ok(all)
                 }
                 .boxed()
@@ -2385,11 +2399,17 @@ impl AccessStore for MongoStore {
                         .session(&mut *s)
                         .await?;
                 }
+                permissions_changed(c, s).await?;
                 Ok(true)
             }
             .boxed()
         })
         .await
+    }
+
+    async fn permissions_seq(&self) -> StoreResult<u64> {
+        let d = self.c.meta.find_one(doc! {"_id": "permissions"}).await?;
+        Ok(d.and_then(|d| d.get_i64("seq").ok()).unwrap_or(0) as u64)
     }
 
     async fn list_permissions(&self, subjects: &[Subject]) -> StoreResult<Vec<Permission>> {

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 
 /// 2: `installed_plugins`. 3: `repository_settings`. 4: repository
 /// versions (`associations.added_in`, `retired_associations`,
-/// `repository_versions`). 6: `association_blobs`, `task_locks`.
+/// `repository_versions`). 6: `association_blobs`, `task_locks`,
+/// `counters`.
 const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = r#"
@@ -218,6 +219,22 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     expires_at INTEGER NOT NULL,
     doc TEXT NOT NULL
 );
+-- Moves with every change to `permissions` (`permissions_seq`): a
+-- permission list read at the same number is current (schema 6).
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO counters (name, value) VALUES ('permissions', 0);
+CREATE TRIGGER IF NOT EXISTS permissions_seq_insert AFTER INSERT ON permissions BEGIN
+    UPDATE counters SET value = value + 1 WHERE name = 'permissions';
+END;
+CREATE TRIGGER IF NOT EXISTS permissions_seq_update AFTER UPDATE ON permissions BEGIN
+    UPDATE counters SET value = value + 1 WHERE name = 'permissions';
+END;
+CREATE TRIGGER IF NOT EXISTS permissions_seq_delete AFTER DELETE ON permissions BEGIN
+    UPDATE counters SET value = value + 1 WHERE name = 'permissions';
+END;
 CREATE INDEX IF NOT EXISTS api_tokens_by_login ON api_tokens(login);
 CREATE INDEX IF NOT EXISTS api_tokens_by_expiry ON api_tokens(expires_at);
 CREATE TABLE IF NOT EXISTS installed_plugins (
@@ -1901,6 +1918,16 @@ impl AccessStore for SqliteStore {
             write_ops(&tx, &key, &resource, &after)?;
             tx.commit()?;
             Ok(after.len() != before.len())
+        })
+        .await
+    }
+
+    async fn permissions_seq(&self) -> StoreResult<u64> {
+        self.run(|c| {
+            Ok(
+                c.prepare_cached("SELECT value FROM counters WHERE name = 'permissions'")?
+                    .query_row([], |r| r.get(0))?,
+            )
         })
         .await
     }
