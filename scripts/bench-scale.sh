@@ -12,7 +12,9 @@
 #                 manifest PUT, which creates and auto-publishes the
 #                 repository; the PUT is timed), a blob HEAD answered 404
 #                 after every repository received a blob (a note each,
-#                 written into the data directory), each the median and p90 of
+#                 written into the data directory), a repository GET by a
+#                 user granted read on each of the N repositories (as
+#                 pushes to new names grant), each the median and p90 of
 #                 --samples requests timed by curl (-w %{time_total}, one
 #                 kept-alive connection per batch); manifest GET by tag under
 #                 wrk on a published repository, next to the same GET on a
@@ -323,6 +325,11 @@ if kind == "repos":
         body = {"id": f"r{i:06}", "content_type": "docker", "notes": {"team": f"t{i % 100}"},
                 "distributor_config": {"repo_registry_id": f"bulk/r{i:06}"}}
         return "POST", "/api/v1/repositories", json.dumps(body).encode(), "application/json"
+elif kind == "grants":
+    login, lo, hi = sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+    def request(i):
+        body = {"login": login, "resource": f"/repositories/r{i:06}", "operations": ["read"]}
+        return "POST", "/api/v1/permissions/grant", json.dumps(body).encode(), "application/json"
 else:
     name, lo, hi = sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
     manifest = open(sys.argv[7], "rb").read()
@@ -406,6 +413,10 @@ if [ -n "${SIZES// /}" ]; then
     api big -o /dev/null -XPOST "$(base big)/api/v1/repositories" -H content-type:application/json \
         -d '{"id": "get-app", "content_type": "docker", "distributor_config": {"repo_registry_id": "get/app", "auto_publish": true}}'
     push_image big get/app latest
+    # A user granted read on each repository, as pushes to new names grant
+    # their pusher: its requests must not cost its number of permissions.
+    api big -o /dev/null -XPOST "$(base big)/api/v1/users" -H content-type:application/json \
+        -d "{\"login\": \"bot\", \"password\": \"$WHARF_ADMIN_PASSWORD\"}"
     # Warm both (page cache, instance pools) once.
     wrk -t2 -c32 -d1s -H "Accept: $ACCEPT" "$(base small)/v2/get/app/manifests/latest" > /dev/null
     wrk -t2 -c32 -d1s -H "Accept: $ACCEPT" "$(base big)/v2/get/app/manifests/latest" > /dev/null
@@ -415,6 +426,7 @@ if [ -n "${SIZES// /}" ]; then
         log "repositories: creating r$(printf %06d "$have") .. r$(printf %06d $((n - 1)))"
         t0=$(now_ns)
         python3 "$W/bulk.py" repos "$(base big)" "$(cat "$W/big.token")" "$have" "$n"
+        python3 "$W/bulk.py" grants "$(base big)" "$(cat "$W/big.token")" bot "$have" "$n"
         value repos bulk-create-rate "$n" "repositories/s" "$(per_second $((n - have)) "$t0")"
         have=$n
 
@@ -477,6 +489,13 @@ if [ -n "${SIZES// /}" ]; then
             req "$cfg" head HEAD "$B/v2/get/app/blobs/sha256:$(printf '%064x' "$k$n")" "$TOKEN"
         done
         batch "head-$n" "$cfg" head 404 && record repos blob-head-missing "$n" ms "$W/samples/head-$n.txt"
+        # A repository GET by the user holding a grant on every repository.
+        bot=$(curl -sf -u "bot:$WHARF_ADMIN_PASSWORD" -XPOST "$B/api/v1/login" | jq -r .token)
+        cfg=$W/bot.cfg
+        for k in $(seq 1 "$SAMPLES"); do
+            req "$cfg" get GET "$B/api/v1/repositories/r$(printf %06d $(( (RANDOM * 32768 + RANDOM) % n )))" "$bot"
+        done
+        batch "bot-get-$n" "$cfg" get && record repos repo-get-many-grants "$n" ms "$W/samples/bot-get-$n.txt"
         # Is the last push served?
         curl -sf -o /dev/null -H "Accept: $ACCEPT" "$B/v2/push/s$n-$SAMPLES/manifests/latest"
 
