@@ -957,15 +957,8 @@ impl units::Host for HostState {
         let unit_type = parse_unit_type(&unit_type)?;
         let env = self.env.clone();
         let t = self.task("units.list")?;
-        let staged: Vec<_> = t
-            .overlay
-            .range((unit_type.clone(), after.clone().unwrap_or_default())..)
-            .take_while(|((ty, _), _)| *ty == unit_type)
-            .filter(|((_, k), _)| after.as_ref().is_none_or(|a| k > a))
-            .map(|((_, k), v)| (k.clone(), v.clone()))
-            .collect();
-        let removed = staged.iter().filter(|(_, v)| v.is_none()).count() as u32;
-        let want = limit + removed;
+        let staged = t.staged_after(&unit_type, after.as_deref(), |_| true);
+        let want = limit + hidden(&staged);
         let rows = env
             .rt
             .block_on(async {
@@ -983,27 +976,7 @@ impl units::Host for HostState {
                 }
             })
             .map_err(store_err)?;
-        // Staged keys beyond the last stored row may hide stored rows that
-        // were not fetched, so a full page bounds what may be merged.
-        let bound = (rows.len() as u32 == want)
-            .then(|| rows.last().map(|u| u.key.clone()))
-            .flatten();
-        let mut merged: BTreeMap<String, db::Unit> =
-            rows.into_iter().map(|u| (u.key.clone(), u)).collect();
-        for (k, v) in staged {
-            if bound.as_ref().is_some_and(|b| &k > b) {
-                continue;
-            }
-            match v {
-                Some(u) => merged.insert(k, u),
-                None => merged.remove(&k),
-            };
-        }
-        Ok(merged
-            .into_values()
-            .take(limit as usize)
-            .map(to_wit_unit)
-            .collect())
+        Ok(merge_staged(rows, staged, want, limit))
     }
 
     fn get(&mut self, unit_type: String, key: String) -> Result<Option<units::Unit>, types::Error> {
@@ -1088,21 +1061,9 @@ impl units::Host for HostState {
         Ok(out)
     }
 
+    /// A page of the blob index, merged with the call's staged changes as
+    /// `list` merges them.
     fn naming(
-        &mut self,
-        blob: String,
-        unit_type: String,
-        after: Option<String>,
-        limit: u32,
-    ) -> Result<Vec<units::Unit>, types::Error> {
-        self.units_naming(blob, unit_type, after, limit)
-    }
-}
-
-impl HostState {
-    /// `units.naming`: a page of the blob index, merged with the call's
-    /// staged changes as `units.list` merges them.
-    fn units_naming(
         &mut self,
         blob: String,
         unit_type: String,
@@ -1121,15 +1082,9 @@ impl HostState {
                 "units.naming reads the repository as it changes: not in publish, which reads one version",
             ));
         }
-        let staged: Vec<_> = t
-            .overlay
-            .range((unit_type.clone(), after.clone().unwrap_or_default())..)
-            .take_while(|((ty, _), _)| *ty == unit_type)
-            .filter(|((_, k), _)| after.as_ref().is_none_or(|a| k > a))
-            .map(|((_, k), v)| (k.clone(), v.clone().filter(|u| u.blobs.contains(&blob))))
-            .collect();
-        let hidden = staged.iter().filter(|(_, v)| v.is_none()).count() as u32;
-        let want = limit + hidden;
+        // A staged unit that does not name the blob hides the stored one.
+        let staged = t.staged_after(&unit_type, after.as_deref(), |u| u.blobs.contains(&blob));
+        let want = limit + hidden(&staged);
         let rows = env
             .rt
             .block_on(env.store.list_units_naming(
@@ -1140,26 +1095,62 @@ impl HostState {
                 want,
             ))
             .map_err(store_err)?;
-        let bound = (rows.len() as u32 == want)
-            .then(|| rows.last().map(|u| u.key.clone()))
-            .flatten();
-        let mut merged: BTreeMap<String, db::Unit> =
-            rows.into_iter().map(|u| (u.key.clone(), u)).collect();
-        for (k, v) in staged {
-            if bound.as_ref().is_some_and(|b| &k > b) {
-                continue;
-            }
-            match v {
-                Some(u) => merged.insert(k, u),
-                None => merged.remove(&k),
-            };
-        }
-        Ok(merged
-            .into_values()
-            .take(limit as usize)
-            .map(to_wit_unit)
-            .collect())
+        Ok(merge_staged(rows, staged, want, limit))
     }
+}
+
+impl TaskCall {
+    /// The staged changes of `unit_type` after `after`, in key order: a
+    /// unit staged for addition that fails `keep` counts as removed.
+    fn staged_after(
+        &self,
+        unit_type: &UnitType,
+        after: Option<&str>,
+        keep: impl Fn(&db::Unit) -> bool,
+    ) -> Vec<(String, Option<db::Unit>)> {
+        self.overlay
+            .range((unit_type.clone(), after.unwrap_or_default().to_string())..)
+            .take_while(|((ty, _), _)| ty == unit_type)
+            .filter(|((_, k), _)| after.is_none_or(|a| k.as_str() > a))
+            .map(|((_, k), v)| (k.clone(), v.clone().filter(|u| keep(u))))
+            .collect()
+    }
+}
+
+/// How many stored rows `staged` may hide: ask the store for that many more.
+fn hidden(staged: &[(String, Option<db::Unit>)]) -> u32 {
+    staged.iter().filter(|(_, v)| v.is_none()).count() as u32
+}
+
+/// A page of stored units (`want` asked for) merged with the staged
+/// changes of the same range, at most `limit`.
+fn merge_staged(
+    rows: Vec<db::Unit>,
+    staged: Vec<(String, Option<db::Unit>)>,
+    want: u32,
+    limit: u32,
+) -> Vec<units::Unit> {
+    // Staged keys beyond the last stored row may hide stored rows that were
+    // not fetched, so a full page bounds what may be merged.
+    let bound = (rows.len() as u32 == want)
+        .then(|| rows.last().map(|u| u.key.clone()))
+        .flatten();
+    let mut merged: BTreeMap<String, db::Unit> =
+        rows.into_iter().map(|u| (u.key.clone(), u)).collect();
+    for (k, v) in staged {
+        if bound.as_ref().is_some_and(|b| &k > b) {
+            continue;
+        }
+        match v {
+            Some(u) => merged.insert(k, u),
+            None => merged.remove(&k),
+        };
+    }
+    merged
+        .into_values()
+        .take(limit as usize)
+        .map(to_wit_unit)
+        .collect()
 }
 
 /// The keys of `unit_type` in `diff`, after `after`, in key order, at most

@@ -26,7 +26,7 @@ use std::collections::HashSet;
 use std::sync::RwLock;
 use wharf_core::ids::RepoId;
 use wharf_runtime::publications::PublicationMap;
-use wharf_store::db::{Publication, PublicationChange, RepoQuery, Repository, Store, StoreResult};
+use wharf_store::db::{Publication, PublicationChange, Repository, Store, StoreResult};
 
 /// The `distributor_config` key that protects a repository.
 pub const KEY: &str = "protected";
@@ -52,13 +52,16 @@ struct Sets {
 
 impl Sets {
     fn record(&mut self, repo: &Repository) {
-        let id = repo.id.to_string();
-        if is_protected(repo) {
-            self.protected.insert(id.clone());
+        self.set(repo.id.as_str(), is_protected(repo));
+    }
+
+    fn set(&mut self, id: &str, protected: bool) {
+        if protected {
+            self.protected.insert(id.to_string());
         } else {
-            self.protected.remove(&id);
+            self.protected.remove(id);
         }
-        self.known.insert(id);
+        self.known.insert(id.to_string());
     }
 }
 
@@ -164,20 +167,14 @@ impl Protection {
             self.sets.write().unwrap().refreshed.clear();
         }
         let mut sets = Sets::default();
-        let mut after = None;
+        let mut after: Option<String> = None;
         loop {
-            let page = store
-                .list_repos(&RepoQuery {
-                    after: after.clone(),
-                    limit: 1000,
-                    ..Default::default()
-                })
-                .await?;
-            for r in &page {
-                sets.record(r);
+            let page = store.repo_flags(KEY, after.as_deref(), 1000).await?;
+            for (id, protected) in &page {
+                sets.set(id.as_str(), *protected);
             }
             match page.last() {
-                Some(last) if page.len() == 1000 => after = Some(last.id.to_string()),
+                Some((last, _)) if page.len() == 1000 => after = Some(last.to_string()),
                 _ => break,
             }
         }

@@ -45,6 +45,7 @@ pub async fn run_all(s: &dyn Store) {
     versions(s).await;
     retention_keeps_published_versions(s).await;
     blob_holders(s).await;
+    repo_flags(s).await;
     schedules(s).await;
     remotes(s).await;
 }
@@ -403,6 +404,56 @@ async fn units_and_copy(s: &dyn Store) {
     let left = s.referenced_blobs().await.unwrap();
     assert_eq!(left.len(), 2);
     assert!(left.contains(&Digest::of(b"b")) && left.contains(&Digest::of(b"c")));
+}
+
+/// `repo_flags`: each repository with whether a setting is `true`, in id
+/// order, a page at a time; a string "true" or another key is not.
+async fn repo_flags(s: &dyn Store) {
+    for (id, config) in [
+        ("flag-a", serde_json::json!({"protected": true})),
+        ("flag-b", serde_json::json!({"protected": false})),
+        ("flag-c", serde_json::json!({"protected": "true"})),
+        ("flag-d", serde_json::json!({"other": true})),
+        (
+            "flag-e",
+            serde_json::json!({"protected": true, "repo_registry_id": "x"}),
+        ),
+    ] {
+        let mut r = repo(id, &[]);
+        r.distributor_config = config;
+        s.create_repo(&r).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<String> = Some("flag-".into());
+    loop {
+        let page = s
+            .repo_flags("protected", after.as_deref(), 2)
+            .await
+            .unwrap();
+        let page: Vec<_> = page
+            .into_iter()
+            .filter(|(id, _)| id.as_str().starts_with("flag-"))
+            .collect();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|(id, _)| id.to_string());
+        seen.extend(page.into_iter().map(|(id, on)| (id.to_string(), on)));
+    }
+    let want: Vec<(String, bool)> = [
+        ("flag-a", true),
+        ("flag-b", false),
+        ("flag-c", false),
+        ("flag-d", false),
+        ("flag-e", true),
+    ]
+    .into_iter()
+    .map(|(id, on)| (id.to_string(), on))
+    .collect();
+    assert_eq!(seen, want);
+    for id in ["flag-a", "flag-b", "flag-c", "flag-d", "flag-e"] {
+        s.delete_repo(&id.parse().unwrap()).await.unwrap();
+    }
 }
 
 /// Which repositories hold a blob (`repo_holds_blob`,

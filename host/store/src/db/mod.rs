@@ -715,6 +715,32 @@ pub trait RepositoryStore: Send + Sync {
 
     async fn list_repos(&self, q: &RepoQuery) -> StoreResult<Vec<Repository>>;
 
+    /// Repositories in id order after `after`, at most `limit`, each with
+    /// whether its distributor setting `key` is `true`: what a node reads
+    /// of every repository in the background (`protected`), without whole
+    /// documents where the backend can.
+    async fn repo_flags(
+        &self,
+        key: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<(RepoId, bool)>> {
+        let page = self
+            .list_repos(&RepoQuery {
+                after: after.map(str::to_string),
+                limit,
+                ..Default::default()
+            })
+            .await?;
+        Ok(page
+            .into_iter()
+            .map(|r| {
+                let on = r.distributor_config.get(key).and_then(|v| v.as_bool()) == Some(true);
+                (r.id, on)
+            })
+            .collect())
+    }
+
     /// Apply staged changes atomically, all of them or none, as one new
     /// version (the last change to a unit wins). Returns that version, or
     /// `None` when nothing changed (adding what the repository holds,

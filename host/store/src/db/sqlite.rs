@@ -921,6 +921,34 @@ impl RepositoryStore for SqliteStore {
         .await
     }
 
+    async fn repo_flags(
+        &self,
+        key: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<(RepoId, bool)>> {
+        // One value of each document, read by SQLite: no document is
+        // turned into a repository.
+        let path = format!("$.distributor_config.{}", serde_json::to_string(key)?);
+        let after = after.unwrap_or_default().to_string();
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, json_type(doc, ?2) = 'true' FROM repositories
+                 WHERE id > ?1 ORDER BY id LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![after, path, limit.max(1)], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<bool>>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, on) = row?;
+                out.push((id.parse().map_err(backend)?, on == Some(true)));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn list_repos(&self, q: &RepoQuery) -> StoreResult<Vec<Repository>> {
         if !q.setting_is_indexed() {
             return Ok(Vec::new());
