@@ -31,6 +31,9 @@ use wharf_store::db::{Publication, PublicationChange, Repository, Store, StoreRe
 /// The `distributor_config` key that protects a repository.
 pub const KEY: &str = "protected";
 
+/// The pause between two pages of a full reload.
+const PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
+
 #[derive(Default)]
 pub struct Protection {
     sets: RwLock<Sets>,
@@ -177,6 +180,9 @@ impl Protection {
                 Some((last, _)) if page.len() == 1000 => after = Some(last.to_string()),
                 _ => break,
             }
+            // A background read: between pages, the store and the cores go
+            // to requests first (the first read runs beside start-up).
+            tokio::time::sleep(PAUSE).await;
         }
         let mut current = self.sets.write().unwrap();
         for id in std::mem::take(&mut current.refreshed) {

@@ -2801,6 +2801,23 @@ pub(crate) mod tests {
         }
     }
 
+    /// A docker repository with nothing set.
+    fn plain_repo(id: &str) -> super::super::Repository {
+        use super::super::*;
+        Repository {
+            id: id.parse().unwrap(),
+            content_type: "docker".into(),
+            display_name: id.into(),
+            description: String::new(),
+            notes: Notes::new(),
+            importer_config: serde_json::json!({}),
+            distributor_config: serde_json::json!({}),
+            retain_versions: None,
+            created_at: now(),
+            updated_at: now(),
+        }
+    }
+
     /// A database of its own per test run, dropped at the end.
     async fn fresh(url: &str, what: &str) -> super::MongoStore {
         let name = format!("wharf_test_{what}_{}", uuid::Uuid::new_v4().simple());
@@ -2826,18 +2843,7 @@ pub(crate) mod tests {
         use super::super::*;
         let Some(url) = test_url() else { return };
         let store = std::sync::Arc::new(fresh(&url, "concurrent").await);
-        let repo = Repository {
-            id: "busy".parse().unwrap(),
-            content_type: "docker".into(),
-            display_name: "busy".into(),
-            description: String::new(),
-            notes: Notes::new(),
-            importer_config: serde_json::json!({}),
-            distributor_config: serde_json::json!({}),
-            retain_versions: None,
-            created_at: now(),
-            updated_at: now(),
-        };
+        let repo = plain_repo("busy");
         store.create_repo(&repo).await.unwrap();
         let writers: Vec<_> = (0..8)
             .map(|i| {
@@ -2911,19 +2917,7 @@ pub(crate) mod tests {
             .await
             .unwrap();
         let id: RepoId = "old".parse().unwrap();
-        let repo = Repository {
-            id: id.clone(),
-            content_type: "docker".into(),
-            display_name: "old".into(),
-            description: String::new(),
-            notes: Notes::new(),
-            importer_config: serde_json::json!({}),
-            distributor_config: serde_json::json!({}),
-            retain_versions: None,
-            created_at: now(),
-            updated_at: now(),
-        };
-        store.create_repo(&repo).await.unwrap();
+        store.create_repo(&plain_repo("old")).await.unwrap();
         let unit = |key: &str| Unit {
             unit_type: "blob".parse().unwrap(),
             key: key.into(),
