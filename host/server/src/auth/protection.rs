@@ -10,8 +10,10 @@
 //! may wait, reads such a repository's setting on demand
 //! ([`Protection::learn`]); the checks that may not (which repositories a
 //! caller may list or mount from) count it as protected until then. The
-//! sets are loaded in the background from start, so start-up does not grow
-//! with the number of repositories, refreshed for one repository after
+//! sets are loaded in the background from start (one flag of each
+//! repository, a page at a time with a pause between pages, so start-up
+//! does not grow with the number of repositories), refreshed for one
+//! repository after
 //! every change this node makes to it, and reloaded in full every 30 s.
 //! Changes made through other nodes arrive sooner, through the
 //! publications' change feed every node follows (every 500 ms with a shared
