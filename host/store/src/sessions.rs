@@ -462,7 +462,12 @@ impl Sessions {
             };
             for group in notes.entries()? {
                 let name = group?.file_name();
-                let group = notes.open_dir(&name)?;
+                // Gone meanwhile: a repository deleted, or another node's
+                // cleanup sharing this directory.
+                let group = match notes.open_dir(&name) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    group => group?,
+                };
                 let mut left = false;
                 for note in group.entries()? {
                     let note = note?;
