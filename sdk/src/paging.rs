@@ -1,7 +1,7 @@
 //! Paging over unit listings: `units.list` answers at most a page of the
 //! current repository's units in key order; these walk all of them, or the
-//! run of keys that start with a prefix. [`changes_since`] walks
-//! `units.changes` the same way.
+//! run of keys that start with a prefix. [`naming_all`] walks
+//! `units.naming` and [`changes_since`] `units.changes` the same way.
 
 use crate::Error;
 use crate::Unit;
@@ -11,18 +11,41 @@ use crate::units::Changed;
 /// Units asked for per `units.list` call by [`list_all`].
 pub const LIST_PAGE: u32 = 500;
 
-/// All units of a type in the current repository, in key order.
-pub fn list_all<H: Host + ?Sized>(host: &mut H, unit_type: &str) -> Result<Vec<Unit>, Error> {
-    let mut all: Vec<Unit> = Vec::new();
+/// Every item a keyed listing answers, [`LIST_PAGE`] at a time, each page
+/// asked after the last key so far; `None` once more than `cap` came.
+fn walk<T>(
+    cap: usize,
+    key: impl Fn(&T) -> &str,
+    mut page: impl FnMut(Option<&str>) -> Result<Vec<T>, Error>,
+) -> Result<Option<Vec<T>>, Error> {
+    let mut all: Vec<T> = Vec::new();
     loop {
-        let after = all.last().map(|u| u.key.clone());
-        let page = host.list_units(unit_type, after.as_deref(), LIST_PAGE)?;
-        let done = page.len() < LIST_PAGE as usize;
-        all.extend(page);
+        let next = page(all.last().map(&key))?;
+        let done = next.len() < LIST_PAGE as usize;
+        all.extend(next);
+        if all.len() > cap {
+            return Ok(None);
+        }
         if done {
-            return Ok(all);
+            return Ok(Some(all));
         }
     }
+}
+
+/// [`walk`] with no cap.
+fn walk_all<T>(
+    key: impl Fn(&T) -> &str,
+    page: impl FnMut(Option<&str>) -> Result<Vec<T>, Error>,
+) -> Result<Vec<T>, Error> {
+    Ok(walk(usize::MAX, key, page)?.unwrap_or_default())
+}
+
+/// All units of a type in the current repository, in key order.
+pub fn list_all<H: Host + ?Sized>(host: &mut H, unit_type: &str) -> Result<Vec<Unit>, Error> {
+    walk_all(
+        |u: &Unit| &u.key,
+        |after| host.list_units(unit_type, after, LIST_PAGE),
+    )
 }
 
 /// All units of a type in the current repository that name blob `digest`
@@ -33,16 +56,27 @@ pub fn naming_all<H: Host + ?Sized>(
     digest: &str,
     unit_type: &str,
 ) -> Result<Vec<Unit>, Error> {
-    let mut all: Vec<Unit> = Vec::new();
-    loop {
-        let after = all.last().map(|u| u.key.clone());
-        let page = host.units_naming(digest, unit_type, after.as_deref(), LIST_PAGE)?;
-        let done = page.len() < LIST_PAGE as usize;
-        all.extend(page);
-        if done {
-            return Ok(all);
-        }
-    }
+    walk_all(
+        |u: &Unit| &u.key,
+        |after| host.units_naming(digest, unit_type, after, LIST_PAGE),
+    )
+}
+
+/// Every unit of a type that differs between version `since` and the
+/// version a publish reads, in key order (`units.changes`, a page at a
+/// time), each added or removed; `None` once more than `cap` have: a
+/// publish from every unit then costs less than one from the changes.
+pub fn changes_since<H: Host + ?Sized>(
+    host: &mut H,
+    since: u64,
+    unit_type: &str,
+    cap: usize,
+) -> Result<Option<Vec<Changed>>, Error> {
+    walk(
+        cap,
+        |c: &Changed| &c.unit.key,
+        |after| host.changes(since, unit_type, after, LIST_PAGE),
+    )
 }
 
 /// The units of a type whose keys start with `prefix` (and are longer than
@@ -111,30 +145,5 @@ mod tests {
             assert_eq!(keys(found), ["a@1", "a@2", "a@3", "a@4", "a@5"], "{page}");
         }
         assert!(list_prefixed(&mut host, "t", "c@", 2).unwrap().is_empty());
-    }
-}
-
-/// Every unit of a type that differs between version `since` and the
-/// version a publish reads, in key order (`units.changes`, a page at a
-/// time), each added or removed; `None` once more than `cap` have: a
-/// publish from every unit then costs less than one from the changes.
-pub fn changes_since<H: Host + ?Sized>(
-    host: &mut H,
-    since: u64,
-    unit_type: &str,
-    cap: usize,
-) -> Result<Option<Vec<Changed>>, Error> {
-    let mut all: Vec<Changed> = Vec::new();
-    loop {
-        let after = all.last().map(|c| c.unit.key.clone());
-        let page = host.changes(since, unit_type, after.as_deref(), LIST_PAGE)?;
-        let done = page.len() < LIST_PAGE as usize;
-        all.extend(page);
-        if all.len() > cap {
-            return Ok(None);
-        }
-        if done {
-            return Ok(Some(all));
-        }
     }
 }

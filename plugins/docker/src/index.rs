@@ -23,7 +23,7 @@
 use crate::manifest::Descriptor;
 use crate::model::{self, ManifestMeta};
 use crate::referrers;
-use crate::shards::{ShardIo, Shards};
+use crate::shards::{ShardIo, ShardRead, Shards};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use wharf_sdk::Unit;
@@ -288,7 +288,7 @@ impl PublicationIndex {
 
     /// Everything the index holds (reads every shard).
     #[cfg(test)]
-    pub fn content<I: ShardIo>(&self, io: &mut I) -> Result<Content, String> {
+    pub fn content<I: ShardRead>(&self, io: &mut I) -> Result<Content, String> {
         Ok(Content {
             tags: self.tags.entries(io)?.into_iter().collect(),
             manifests: self.manifests.entries(io)?.into_iter().collect(),
@@ -324,7 +324,7 @@ impl View {
     }
 
     /// The manifest a tag names.
-    pub fn tag<I: ShardIo>(&self, io: &mut I, name: &str) -> Result<Option<String>, String> {
+    pub fn tag<I: ShardRead>(&self, io: &mut I, name: &str) -> Result<Option<String>, String> {
         match self {
             View::Sharded(i) => i.tags.get(io, name),
             View::Whole(c) => Ok(c.tags.get(name).cloned()),
@@ -332,7 +332,7 @@ impl View {
     }
 
     /// Up to `n` tags after `after` that start with `prefix`, in order.
-    pub fn tags<I: ShardIo>(
+    pub fn tags<I: ShardRead>(
         &self,
         io: &mut I,
         after: Option<&str>,
@@ -358,7 +358,7 @@ impl View {
         }
     }
 
-    pub fn manifest<I: ShardIo>(
+    pub fn manifest<I: ShardRead>(
         &self,
         io: &mut I,
         digest: &str,
@@ -370,7 +370,7 @@ impl View {
     }
 
     /// Whether clients may fetch the blob from `/blobs/`.
-    pub fn has_blob<I: ShardIo>(&self, io: &mut I, digest: &str) -> Result<bool, String> {
+    pub fn has_blob<I: ShardRead>(&self, io: &mut I, digest: &str) -> Result<bool, String> {
         match self {
             View::Sharded(i) => Ok(i.blobs.get::<u32, _>(io, digest)?.is_some()),
             View::Whole(c) => Ok(c.blobs.contains_key(digest)),
@@ -378,7 +378,7 @@ impl View {
     }
 
     /// The manifests whose subject is `subject`, in digest order.
-    pub fn referrers<I: ShardIo>(
+    pub fn referrers<I: ShardRead>(
         &self,
         io: &mut I,
         subject: &str,

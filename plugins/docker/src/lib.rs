@@ -28,7 +28,7 @@ mod fuzz;
 mod testing;
 
 use index::{MAX_INDEX, View};
-use shards::{ShardIo, ShardValue};
+use shards::{ShardRead, ShardValue};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -163,7 +163,7 @@ impl routes::Registry for HostRegistry {
 }
 
 /// Shards through the instance cache; `resolve` only reads them.
-impl ShardIo for HostRegistry {
+impl ShardRead for HostRegistry {
     fn read_shard<V: ShardValue>(
         &mut self,
         digest: &str,
@@ -176,14 +176,6 @@ impl ShardIo for HostRegistry {
             })
         })?;
         shards::typed(&any, digest)
-    }
-
-    fn write_shard(&mut self, _: &[u8]) -> Result<String, String> {
-        Err("resolve stores no shards".to_string())
-    }
-
-    fn keep_shard(&mut self, _: &str) -> Result<(), String> {
-        Err("resolve keeps no shards".to_string())
     }
 }
 

@@ -11,7 +11,7 @@
 use crate::index::{Changes, Content, MAX_INDEX, PublicationIndex};
 use crate::model::{BLOB, MANIFEST, TAG};
 use crate::reference::is_valid_name;
-use crate::shards::{self, MAX_SHARD, ShardIo, ShardValue};
+use crate::shards::{self, MAX_SHARD, ShardIo, ShardRead, ShardValue};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -189,7 +189,7 @@ struct HostShards<'a, H: Host> {
     stored: u64,
 }
 
-impl<H: Host> ShardIo for HostShards<'_, H> {
+impl<H: Host> ShardRead for HostShards<'_, H> {
     fn read_shard<V: ShardValue>(
         &mut self,
         digest: &str,
@@ -205,7 +205,9 @@ impl<H: Host> ShardIo for HostShards<'_, H> {
         self.read.insert(digest.to_string(), shard.clone());
         shards::typed(&shard, digest)
     }
+}
 
+impl<H: Host> ShardIo for HostShards<'_, H> {
     fn write_shard(&mut self, bytes: &[u8]) -> Result<String, String> {
         self.stored += bytes.len() as u64;
         self.host.store_bytes(bytes, None).map_err(|e| e.message)

@@ -11,7 +11,7 @@ use crate::manifest::essence;
 use crate::pull;
 use crate::reference::{is_valid_digest, is_valid_name, is_valid_tag};
 use crate::referrers;
-use crate::shards::ShardIo;
+use crate::shards::ShardRead;
 use std::rc::Rc;
 use wharf_sdk::publications::Publication;
 use wharf_sdk::{
@@ -30,9 +30,9 @@ const DEFAULT_CATALOG_PAGE: usize = 1000;
 const MAX_PAGE: usize = 10_000;
 
 /// What the registry reads: publications and their indexes (a root, and
-/// its shards through [`ShardIo`]), and for pushes the repositories, stored
+/// its shards through [`ShardRead`]), and for pushes the repositories, stored
 /// blobs and upload sessions.
-pub trait Registry: ShardIo {
+pub trait Registry: ShardRead {
     fn lookup(&mut self, name: &str) -> Option<Publication>;
     fn names(&mut self, after: Option<&str>, limit: u32) -> Vec<String>;
     /// The index root of a publication; implementations cache it.

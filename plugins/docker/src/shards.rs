@@ -29,14 +29,18 @@ pub const FILL: usize = MAX_SHARD / 2;
 pub trait ShardValue: Serialize + DeserializeOwned + Clone + 'static {}
 impl<T: Serialize + DeserializeOwned + Clone + 'static> ShardValue for T {}
 
-/// Where shards are read from and written to.
-pub trait ShardIo {
+/// Where shards are read from (`resolve`, a publish).
+pub trait ShardRead {
     /// The entries of the shard stored as `digest` (implementations may
     /// cache them: shards never change).
     fn read_shard<V: ShardValue>(
         &mut self,
         digest: &str,
     ) -> Result<Rc<BTreeMap<String, V>>, String>;
+}
+
+/// Where shards are also written to (a publish).
+pub trait ShardIo: ShardRead {
     /// Store a shard's bytes; their digest.
     fn write_shard(&mut self, bytes: &[u8]) -> Result<String, String>;
     /// An update keeps the shard `digest` as it is (a publish tells the
@@ -128,7 +132,7 @@ impl Shards {
     }
 
     /// The value of `key`.
-    pub fn get<V: ShardValue, I: ShardIo>(
+    pub fn get<V: ShardValue, I: ShardRead>(
         &self,
         io: &mut I,
         key: &str,
@@ -143,7 +147,7 @@ impl Shards {
     /// Up to `n` entries whose keys come after `after` (all of them with
     /// none) and start with `prefix`, in key order: the shards from the
     /// one holding the start on, until `n` are found.
-    pub fn range<V: ShardValue, I: ShardIo>(
+    pub fn range<V: ShardValue, I: ShardRead>(
         &self,
         io: &mut I,
         after: Option<&str>,
@@ -229,7 +233,7 @@ impl Shards {
 
     /// Every entry, in key order (reads every shard).
     #[cfg(test)]
-    pub fn entries<V: ShardValue, I: ShardIo>(
+    pub fn entries<V: ShardValue, I: ShardRead>(
         &self,
         io: &mut I,
     ) -> Result<Vec<(String, V)>, String> {
@@ -271,7 +275,7 @@ pub mod testing {
         pub kept: Vec<String>,
     }
 
-    impl ShardIo for Memory {
+    impl ShardRead for Memory {
         fn read_shard<V: ShardValue>(
             &mut self,
             digest: &str,
@@ -279,6 +283,9 @@ pub mod testing {
             self.reads += 1;
             parse(self.blobs.get(digest).ok_or("no such shard")?).map(Rc::new)
         }
+    }
+
+    impl ShardIo for Memory {
         fn write_shard(&mut self, bytes: &[u8]) -> Result<String, String> {
             self.writes += 1;
             let digest = wharf_sdk::testing::sha256(bytes);

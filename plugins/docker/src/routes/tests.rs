@@ -1,7 +1,7 @@
 use super::*;
 use crate::index::{Content, ManifestEntry};
 use crate::manifest::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
-use crate::shards::{ShardIo, ShardValue, testing::Memory};
+use crate::shards::{ShardRead, ShardValue, testing::Memory};
 use std::collections::BTreeMap;
 
 use wharf_sdk::testing::digest_of as d;
@@ -77,20 +77,12 @@ impl Registry for FakeRegistry {
     }
 }
 
-impl ShardIo for FakeRegistry {
+impl ShardRead for FakeRegistry {
     fn read_shard<V: ShardValue>(
         &mut self,
         digest: &str,
     ) -> Result<Rc<BTreeMap<String, V>>, String> {
         self.shards.read_shard(digest)
-    }
-
-    fn write_shard(&mut self, bytes: &[u8]) -> Result<String, String> {
-        self.shards.write_shard(bytes)
-    }
-
-    fn keep_shard(&mut self, digest: &str) -> Result<(), String> {
-        self.shards.keep_shard(digest)
     }
 }
 
