@@ -27,8 +27,9 @@
 //!   tests;
 //! - [`adopt`]: copied units replacing their namesakes (the `adopt` edit);
 //! - [`paging`]: whole unit listings and key-prefix listings over `units.list`,
-//!   and the units changed since a version over `units.changes` (0.7.1: a
-//!   publish that starts from `publications.previous`);
+//!   the units naming a blob over `units.naming` (0.7.2), and the units
+//!   changed since a version over `units.changes` (0.7.1: a publish that
+//!   starts from `publications.previous`);
 //! - [`capped`]: reading a source or a stored blob whole, with a size cap;
 //! - [`cache`]: a bounded per-instance cache of parsed immutable documents
 //!   (publication indexes, manifests) by digest;
@@ -75,7 +76,7 @@ pub use bindings::wharf::plugin::units::{self, Unit};
 pub use reader::SourceReader;
 
 /// The WIT package version this SDK was built against.
-pub const WIT_VERSION: &str = "0.7.1";
+pub const WIT_VERSION: &str = "0.7.2";
 
 /// Export a type implementing [`Guest`] as the plugin.
 #[macro_export]

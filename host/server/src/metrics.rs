@@ -378,9 +378,18 @@ fn refresh_blob_gauges(app: &Arc<App>) {
         }
         scan.running = true;
     }
+    /// Ends the scan however it ends (a panic too): the next is due then.
+    struct Ended(Instant);
+    impl Drop for Ended {
+        fn drop(&mut self) {
+            let mut scan = METRICS.blob_scan.lock().unwrap_or_else(|p| p.into_inner());
+            scan.running = false;
+            scan.next = Some(Instant::now() + BLOB_SCAN_EVERY.max(self.0.elapsed() * 10));
+        }
+    }
     let blobs = app.blobs.clone();
     app.runtime.spawn_blocking(move || {
-        let started = Instant::now();
+        let _ended = Ended(Instant::now());
         let (mut count, mut bytes) = (0i64, 0i64);
         let walked = blobs.walk(|page| {
             for (d, _) in page {
@@ -396,9 +405,6 @@ fn refresh_blob_gauges(app: &Arc<App>) {
             }
             Err(e) => tracing::warn!("cannot measure the blob store: {e}"),
         }
-        let mut scan = METRICS.blob_scan.lock().unwrap();
-        scan.running = false;
-        scan.next = Some(Instant::now() + BLOB_SCAN_EVERY.max(started.elapsed() * 10));
     });
 }
 

@@ -13,6 +13,7 @@ pytest. Failed imports raise `PluginError` instead of the bindings' `Err`.
 | `read_blob(digest, cap) -> bytes` | `blobs.open` + bounded reads |
 | `add_unit(unit)`, `remove_unit(type, key)`, `get_unit(type, key)`, `list_units(type, after, limit)` | `units.*` |
 | `changes(since, type, after, limit) -> [Changed]` (in a publish) | `units.changes` (0.7.1) |
+| `units_naming(digest, type, after, limit) -> [Unit]` (not in a publish) | `units.naming` (0.7.2) |
 | `previous() -> PublishedBefore or None` (in a publish) | `publications.previous` (0.7.1) |
 | `get(url, headers=(), cap=...) -> HttpResponse` | `fetch.fetch` + bounded reads |
 | `fetch_blobs(downloads) -> [digest or PluginError]` | `fetch.fetch-blobs` |

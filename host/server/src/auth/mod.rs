@@ -372,9 +372,10 @@ impl Auth {
         // For a large set, the number is read before the list: a change
         // between the two leaves the set kept under an older number, so
         // it is read again next time.
-        let seq = match self.permission_sets.large(&subjects) {
-            true => Some(self.store.permissions_seq().await?),
-            false => None,
+        let seq = if self.permission_sets.large(&subjects) {
+            Some(self.store.permissions_seq().await?)
+        } else {
+            None
         };
         if let Some(p) = seq.and_then(|seq| self.permission_sets.get(&subjects, seq)) {
             return Ok(Principal::new(user, p, credential));

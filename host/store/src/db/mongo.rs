@@ -2877,10 +2877,8 @@ pub(crate) mod tests {
     async fn schema_is_recorded_and_a_newer_one_refused() {
         use mongodb::bson::doc;
         let Some(url) = test_url() else { return };
-        let name = format!("wharf_test_schema_{}", uuid::Uuid::new_v4().simple());
-        let store = super::MongoStore::open_database(&url, Some(&name))
-            .await
-            .unwrap();
+        let store = fresh(&url, "schema").await;
+        let name = store.db.name().to_string();
         assert_eq!(store.schema_version().await.unwrap(), super::SCHEMA_VERSION);
         // Opening again is a no-op.
         drop(
@@ -2912,10 +2910,8 @@ pub(crate) mod tests {
         use super::super::*;
         use mongodb::bson::doc;
         let Some(url) = test_url() else { return };
-        let name = format!("wharf_test_schema6_{}", uuid::Uuid::new_v4().simple());
-        let store = super::MongoStore::open_database(&url, Some(&name))
-            .await
-            .unwrap();
+        let store = fresh(&url, "schema6").await;
+        let name = store.db.name().to_string();
         let id: RepoId = "old".parse().unwrap();
         store.create_repo(&plain_repo("old")).await.unwrap();
         let unit = |key: &str| Unit {

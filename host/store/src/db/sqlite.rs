@@ -62,7 +62,9 @@ CREATE INDEX IF NOT EXISTS associations_by_version ON associations(repo_id, adde
 -- Each blob a repository's current associations' units name, one row per
 -- association: whether a repository holds a blob, and which repositories
 -- hold it, are index lookups (`repo_holds_blob`, `repos_holding_blob`).
--- Kept by the triggers below, so every writer keeps it (schema 6).
+-- Kept by the triggers below, so every writer keeps it (schema 6). An
+-- association's unit never changes: units are unique by type and key, the
+-- association's own key.
 CREATE TABLE IF NOT EXISTS association_blobs (
     repo_id TEXT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
     blob TEXT NOT NULL,
@@ -80,15 +82,6 @@ CREATE TRIGGER IF NOT EXISTS association_blobs_delete AFTER DELETE ON associatio
     DELETE FROM association_blobs
     WHERE repo_id = OLD.repo_id AND unit_type = OLD.unit_type AND key = OLD.key
       AND blob IN (SELECT j.value FROM units u, json_each(u.blobs) j WHERE u.id = OLD.unit_id);
-END;
-CREATE TRIGGER IF NOT EXISTS association_blobs_update AFTER UPDATE OF unit_id ON associations
-WHEN OLD.unit_id IS NOT NEW.unit_id BEGIN
-    DELETE FROM association_blobs
-    WHERE repo_id = OLD.repo_id AND unit_type = OLD.unit_type AND key = OLD.key
-      AND blob IN (SELECT j.value FROM units u, json_each(u.blobs) j WHERE u.id = OLD.unit_id);
-    INSERT OR IGNORE INTO association_blobs (repo_id, blob, unit_type, key)
-    SELECT NEW.repo_id, j.value, NEW.unit_type, NEW.key
-    FROM units u, json_each(u.blobs) j WHERE u.id = NEW.unit_id;
 END;
 -- Associations an older version held and a later one removed (db::version).
 CREATE TABLE IF NOT EXISTS retired_associations (
@@ -1206,11 +1199,12 @@ impl RepositoryStore for SqliteStore {
             {
                 let mut current = tx.prepare_cached(
                     // Not REPLACE: its delete would not fire the triggers
-                    // that keep `association_blobs`.
+                    // that keep `association_blobs`. The unit is the one
+                    // the key names already.
                     "INSERT INTO associations (repo_id, unit_type, key, unit_id, added_in)
                      VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT (repo_id, unit_type, key)
-                     DO UPDATE SET unit_id = excluded.unit_id, added_in = excluded.added_in",
+                     DO UPDATE SET added_in = excluded.added_in",
                 )?;
                 let mut retired = tx.prepare_cached(
                     "INSERT OR REPLACE INTO retired_associations (repo_id, unit_type, key, unit_id, added_in, removed_in)
