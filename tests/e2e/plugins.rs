@@ -283,7 +283,9 @@ fn the_sandbox_denies_files_sockets_other_hosts_and_foreign_units() {
     let s = Server::start_with_plugin_dir(&docker_only(tmp.path()), &NO_BUILTIN);
     let (code, v) = install(&s, &env_path("WHARF_TEST_PLUGIN_DIR").join("snoop.wasm"));
     assert_eq!(code, 201, "{v}");
-    for probe in ["file", "dir", "socket", "env", "units", "store", "fetch"] {
+    for probe in [
+        "file", "dir", "socket", "env", "units", "naming", "changes", "store", "fetch",
+    ] {
         let body = s
             .http
             .get(s.url(&format!("/test/snoop/{probe}")))
@@ -293,18 +295,21 @@ fn the_sandbox_denies_files_sockets_other_hosts_and_foreign_units() {
             .unwrap();
         assert!(body.starts_with("denied"), "probe {probe}: {body}");
     }
-    // Units outside a task: the host names the rule.
-    let body = s
-        .http
-        .get(s.url("/test/snoop/units"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    assert!(
-        body.contains("only available to import, sync and publish"),
-        "{body}"
-    );
+    // Units outside a task (the blob index and version diffs too): the
+    // host names the rule.
+    for probe in ["units", "naming", "changes"] {
+        let body = s
+            .http
+            .get(s.url(&format!("/test/snoop/{probe}")))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        assert!(
+            body.contains("only available to import, sync and publish"),
+            "probe {probe}: {body}"
+        );
+    }
     // fetch during sync reaches only the repository's feed.
     s.create_repo(json!({"id": "s", "content_type": "snoop-test", "importer_config": {"feed": "http://127.0.0.1:1/feed"}}));
     let t = s.repo_task("s", "sync", json!({}));

@@ -21,6 +21,9 @@ use wharf_sdk::{
 
 struct Snoop;
 
+/// A digest to ask about.
+const SOME_DIGEST: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
 fn outcome<T: std::fmt::Debug, E: std::fmt::Display>(r: Result<T, E>) -> String {
     match r {
         Ok(v) => format!("ALLOWED: {v:?}"),
@@ -150,8 +153,16 @@ impl Guest for Snoop {
     }
 
     /// Publish the repository under its id (its units' blobs are what
-    /// the publication serves).
+    /// the publication serves). A publish reads one version: the host must
+    /// refuse it the blob index of the repository as it changes
+    /// (`units.naming`); the publish fails if it does not.
     fn publish(repo: Repository) -> Result<Published, Error> {
+        if let Ok(units) = units::naming(SOME_DIGEST, "blob", None, 10) {
+            return Err(Error::new(
+                "io",
+                format!("units.naming answered in publish: {} unit(s)", units.len()),
+            ));
+        }
         let index = blobs::store_bytes(
             format!("snoop-test publication of {}", repo.id).as_bytes(),
             None,
@@ -221,6 +232,17 @@ impl Guest for Snoop {
             "units" => outcome(
                 units::list("blob", None, 10)
                     .map(|u| u.len())
+                    .map_err(wit_err),
+            ),
+            // The blob index and the version diff: task calls only.
+            "naming" => outcome(
+                units::naming(SOME_DIGEST, "blob", None, 10)
+                    .map(|u| u.len())
+                    .map_err(wit_err),
+            ),
+            "changes" => outcome(
+                units::changes(0, "blob", None, 10)
+                    .map(|c| c.len())
                     .map_err(wit_err),
             ),
             "store" => outcome(blobs::store_bytes(b"from resolve", None).map_err(wit_err)),
