@@ -744,16 +744,11 @@ impl blobs::Host for HostState {
             return None;
         }
         // A write deciding on this answer that the blob is there (a mount,
-        // a layer not stored again) will name it: it is leased until then.
-        // Not what the publication a publish replaces serves (the shards of
-        // its index it keeps): that publication holds it until the new one,
-        // naming it too, takes its place, and publishes of a repository run
-        // one at a time. A push's publish keeps every unchanged shard; a
-        // lease each would cost the repository's size.
-        let kept = matches!(&self.scope,
-            CallScope::Task(t) if t.previous.as_ref().is_some_and(|p| p.serves(&d)));
-        if !kept
-            && let Some(holder) = self.linker()
+        // a layer not stored again, a shard a publish keeps) will name it:
+        // it is leased until then. (A publication being replaced does not
+        // hold it that long: a push's publish and a publish task, or two
+        // nodes, may replace it at once.)
+        if let Some(holder) = self.linker()
             && !self.env.blobs.lease(&d, &holder).unwrap_or(false)
         {
             return None;

@@ -340,7 +340,7 @@ async fn publish(
         })?,
         None => latest_version(app, &repo.id).await?,
     };
-    let previous = previous_publication(app, &plugin_name, &repo.id).await?;
+    let previous = previous_publication(app, &plugin_name, &repo).await?;
     let run = run_plugin_task(app, plugin, repo.clone(), ctx, None, {
         let n = version.number;
         move |p, call, cancel| p.publish(call.at_version(n).replacing(previous), cancel)
@@ -414,19 +414,29 @@ async fn forget_received(app: &App, repo: &RepoId) -> Result<(), TaskFailure> {
 }
 
 /// The publication of `repo` by `plugin` that a publish replaces, when it
-/// serves a version: the publish may start from it.
+/// serves a version of this repository: the publish may start from it.
+/// Without one (none, one of a deleted repository of the same id, or one
+/// whose version is gone), the publish reads every unit.
 async fn previous_publication(
     app: &App,
     plugin: &str,
-    repo: &RepoId,
+    repo: &Repository,
 ) -> Result<Option<Previous>, TaskFailure> {
-    let Some(publication) = app.publications.of(plugin, repo.as_str()) else {
+    let Some(publication) = app
+        .publications
+        .of(plugin, repo.id.as_str())
+        .filter(|p| p.is_of(repo))
+    else {
         return Ok(None);
     };
     let Some(version) = publication.version else {
         return Ok(None);
     };
-    let served = app.served.get(app.store.as_ref(), &publication).await?;
+    let served = match app.served.get(app.store.as_ref(), &publication).await {
+        Ok(served) => served,
+        Err(wharf_store::db::StoreError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
     Ok(Some(Previous {
         publication,
         version,
@@ -673,10 +683,7 @@ pub async fn locate(
 /// Whether the repository is published after each push and each successful
 /// sync: its distributor's `auto_publish` (pulp-admin's `--auto-publish`).
 fn publishes_after_changes(repo: &Repository) -> bool {
-    repo.distributor_config
-        .get("auto_publish")
-        .and_then(serde_json::Value::as_bool)
-        .unwrap_or(false)
+    repo.setting_is_true("auto_publish")
 }
 
 /// What a plugin task call did, once its staged changes are committed.

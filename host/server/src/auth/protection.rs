@@ -71,7 +71,7 @@ impl Sets {
 }
 
 pub fn is_protected(repo: &Repository) -> bool {
-    repo.distributor_config.get(KEY).and_then(|v| v.as_bool()) == Some(true)
+    repo.setting_is_true(KEY)
 }
 
 impl Protection {

@@ -193,8 +193,8 @@ pub async fn run(
     // What the repository's publication serves, the write may name (a
     // `HEAD` said so) without a read of everything the repository holds.
     let served = match app.publications.of(&plugin.info.name, repo.id.as_str()) {
-        Some(p) => app.served.get(app.store.as_ref(), &p).await.ok(),
-        None => None,
+        Some(p) if p.is_of(&repo) => app.served.get(app.store.as_ref(), &p).await.ok(),
+        _ => None,
     };
     let written = call_write(plugin, &repo, req, session, admitted.reader.clone(), served).await;
     // `_leases` keeps the blobs the write names from cleanup until its

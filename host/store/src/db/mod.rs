@@ -145,6 +145,17 @@ pub struct Repository {
     pub updated_at: Timestamp,
 }
 
+impl Repository {
+    /// Whether the distributor setting `key` is the JSON boolean `true`
+    /// (`protected`, `auto_publish`).
+    pub fn setting_is_true(&self, key: &str) -> bool {
+        self.distributor_config
+            .get(key)
+            .and_then(serde_json::Value::as_bool)
+            == Some(true)
+    }
+}
+
 /// A content unit: shared across repositories, unique by (type, key).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Unit {
@@ -469,6 +480,14 @@ pub struct Task {
 }
 
 impl Publication {
+    /// Whether this publication was made of `repo` and not of an earlier
+    /// repository of the same id: one published before `repo` was created
+    /// is the deleted one's, still in a node's map that has not caught up
+    /// with the delete (a worker's map, a server's between feed polls).
+    pub fn is_of(&self, repo: &Repository) -> bool {
+        self.repo_id == repo.id && self.published_at >= repo.created_at
+    }
+
     /// Set one distributor setting, as if it had been published with it;
     /// whether that changed anything.
     pub fn set_setting(&mut self, key: &str, value: &serde_json::Value) -> bool {
@@ -735,7 +754,7 @@ pub trait RepositoryStore: Send + Sync {
         Ok(page
             .into_iter()
             .map(|r| {
-                let on = r.distributor_config.get(key).and_then(|v| v.as_bool()) == Some(true);
+                let on = r.setting_is_true(key);
                 (r.id, on)
             })
             .collect())
@@ -1145,6 +1164,36 @@ pub fn now() -> Timestamp {
 #[cfg(test)]
 mod tests {
     use super::{DbLocation, TaskKind};
+
+    /// A publication still in a lagging node's map after its repository was
+    /// deleted and made again under the same id is not the new one's.
+    #[test]
+    fn a_publication_older_than_its_repository_is_another_repositorys() {
+        let at = |t: &str| -> wharf_core::time::Timestamp {
+            serde_json::from_value(serde_json::json!(t)).unwrap()
+        };
+        let repo: super::Repository = serde_json::from_value(serde_json::json!({
+            "id": "app", "content_type": "docker", "display_name": "app", "description": "",
+            "notes": {}, "importer_config": {}, "distributor_config": {},
+            "created_at": "2026-12-06T10:00:00Z", "updated_at": "2026-12-06T10:00:00Z"
+        }))
+        .unwrap();
+        let mut p = super::Publication {
+            plugin: "docker".into(),
+            name: "app".into(),
+            repo_id: "app".parse().unwrap(),
+            index: wharf_core::digest::Digest::of(b"index"),
+            version: Some(1),
+            config: serde_json::json!({}),
+            published_at: at("2026-12-06T09:59:59Z"),
+            blobs: Vec::new(),
+        };
+        assert!(!p.is_of(&repo), "published before the repository was made");
+        p.published_at = at("2026-12-06T10:00:01Z");
+        assert!(p.is_of(&repo));
+        p.repo_id = "other".parse().unwrap();
+        assert!(!p.is_of(&repo), "another repository's");
+    }
 
     #[test]
     fn a_task_keeps_its_latest_log_lines_each_cut_to_size() {
