@@ -5,10 +5,13 @@
 //! shards of the index they fall in ([`PublicationIndex::update`]), so a
 //! push into a repository of 10,000 tags publishes in the time of one tag.
 //! Without a previous publication (or when its version is gone, its index
-//! is of format version 1, or more than a quarter of it changed) it builds
-//! the index from every unit.
+//! is of format version 1 or predates loose tags, or more than a quarter
+//! of it changed) it builds the index from every unit; so it does, with a
+//! warning, when the previous index is corrupt: its root fails
+//! [`PublicationIndex::validate`], or a shard the update reads does not
+//! match the root.
 
-use crate::index::{Changes, Content, MAX_INDEX, PublicationIndex};
+use crate::index::{Changes, Content, MAX_INDEX, PublicationIndex, View};
 use crate::model::{BLOB, MANIFEST, TAG};
 use crate::reference::is_valid_name;
 use crate::shards::{self, MAX_SHARD, ShardIo, ShardRead, ShardValue};
@@ -133,13 +136,7 @@ fn from_previous<H: Host>(
     let Some(previous) = io.host.previous() else {
         return Ok(None);
     };
-    // An index of format version 1, or one that cannot be read: rebuild.
-    let Ok(root) = io
-        .host
-        .read_blob(&previous.index, MAX_INDEX)
-        .map_err(|e| e.message)
-        .and_then(|bytes| PublicationIndex::from_bytes(&bytes))
-    else {
+    let Some(root) = previous_root(io.host, &previous.index) else {
         return Ok(None);
     };
     // Past a quarter of the index, reading every unit costs less.
@@ -177,6 +174,35 @@ fn from_previous<H: Host>(
             Ok(None)
         }
     }
+}
+
+/// The root of the index the previous publication serves, checked
+/// ([`PublicationIndex::validate`]), if an update can start from it: not
+/// one of format version 1, unreadable, corrupt (said in a warning), or
+/// written before loose tags were kept.
+fn previous_root<H: Host>(host: &mut H, digest: &str) -> Option<PublicationIndex> {
+    let bytes = host.read_blob(digest, MAX_INDEX).ok()?;
+    let why = match PublicationIndex::from_bytes(&bytes) {
+        Ok(root) => match root.validate() {
+            Ok(()) if root.loose_tags.is_some() => return Some(root),
+            Ok(()) => {
+                host.log(
+                    Level::Info,
+                    "the previous index predates loose tags; rebuilding it",
+                );
+                return None;
+            }
+            Err(e) => e,
+        },
+        // One of format version 1 is rebuilt as a matter of course.
+        Err(_) if matches!(View::read(&bytes), Ok(View::Whole(_))) => return None,
+        Err(e) => e,
+    };
+    host.log(
+        Level::Warn,
+        &format!("the previous index cannot be updated ({why}); rebuilding it"),
+    );
+    None
 }
 
 /// Shards through the host: read (once per publish) and stored as blobs;
@@ -229,6 +255,7 @@ fn shard_error(message: String) -> Error {
 mod tests {
     use super::*;
     use crate::model::{ManifestMeta, blob_unit, manifest_unit, tag_unit};
+    use std::collections::BTreeSet;
     use wharf_sdk::publications::PublishedBefore;
     use wharf_sdk::testing::FakeHost;
 
@@ -412,5 +439,203 @@ mod tests {
         let again = publish(&mut host, &r).unwrap();
         assert!(again.summary.message.contains("from every unit"));
         assert_eq!(content_of(&mut host, &again.index), built);
+    }
+
+    /// Publish `r` replacing `before` (an index and the version it
+    /// serves); the publication, what a build of every unit makes, and
+    /// the version the new one serves.
+    fn publish_after(
+        host: &mut FakeHost,
+        r: &Repository,
+        (index, version): (&str, u64),
+    ) -> (Published, Content, u64) {
+        host.previous = Some(PublishedBefore {
+            name: r.id.clone(),
+            index: index.to_string(),
+            version,
+        });
+        host.logs.clear();
+        let published = publish(host, r).unwrap();
+        let all = |host: &mut FakeHost, t| list_all(host, t).unwrap();
+        let (built, _) = Content::build(&all(host, TAG), &all(host, MANIFEST), &all(host, BLOB));
+        (published, built, host.snapshot())
+    }
+
+    /// `got` is `want`; on failure, says how they differ in short.
+    fn assert_same(got: &Content, want: &Content) {
+        let tags = |c: &Content| -> BTreeSet<(String, String)> {
+            c.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        let differ: Vec<_> = tags(got)
+            .symmetric_difference(&tags(want))
+            .cloned()
+            .collect();
+        assert!(
+            got == want,
+            "tags differing: {differ:?}; loose: {:?} and {:?}",
+            got.loose_tags,
+            want.loose_tags
+        );
+    }
+
+    #[test]
+    fn tags_copied_before_their_manifest_are_published_when_it_comes() {
+        let mut host = FakeHost::default();
+        for n in 0..600 {
+            push(&mut host, &format!("t{n:05}"), n);
+        }
+        let r = repo("r1", "");
+        let first = publish(&mut host, &r).unwrap();
+        let version = host.snapshot();
+        // A tag copied in before its manifest (as a copy by unit type can).
+        let m = host.store_bytes(b"manifest 9000", None).unwrap();
+        let l = host.store_bytes(b"layer 9000", None).unwrap();
+        host.add_unit(&tag_unit("early", &m)).unwrap();
+        let (waiting, built, version) = publish_after(&mut host, &r, (&first.index, version));
+        let message = &waiting.summary.message;
+        assert!(message.contains("changed since"), "{message}");
+        let content = content_of(&mut host, &waiting.index);
+        assert!(!content.tags.contains_key("early"));
+        assert!(content.loose_tags.contains_key("early"));
+        assert_same(&content, &built);
+
+        // Its manifest comes; the tag does not change.
+        let meta = ManifestMeta {
+            media_type: crate::manifest::OCI_MANIFEST.into(),
+            size: 8,
+            layers: vec![l.clone()],
+            ..Default::default()
+        };
+        host.add_unit(&blob_unit(&l, "l", 7)).unwrap();
+        host.add_unit(&manifest_unit(&m, &meta)).unwrap();
+        let (came, built, version) = publish_after(&mut host, &r, (&waiting.index, version));
+        let message = &came.summary.message;
+        assert!(message.contains("changed since"), "{message}");
+        let content = content_of(&mut host, &came.index);
+        assert_eq!(content.tags.get("early"), Some(&m));
+        assert_same(&content, &built);
+
+        // It goes; the tag stays in the repository but is not served.
+        host.remove_unit(MANIFEST, &m).unwrap();
+        let (went, built, _) = publish_after(&mut host, &r, (&came.index, version));
+        let message = &went.summary.message;
+        assert!(message.contains("changed since"), "{message}");
+        let content = content_of(&mut host, &went.index);
+        assert!(!content.tags.contains_key("early"));
+        assert_same(&content, &built);
+    }
+
+    /// A change that makes an index root corrupt.
+    type Corruption = fn(&mut PublicationIndex);
+
+    /// The index `index` with `corrupt` applied to its root, stored.
+    fn corrupted(
+        host: &mut FakeHost,
+        index: &str,
+        corrupt: impl FnOnce(&mut PublicationIndex),
+    ) -> String {
+        let mut root = PublicationIndex::from_bytes(&host.blob(index).unwrap()).unwrap();
+        corrupt(&mut root);
+        host.store_bytes(&root.to_bytes(), None).unwrap()
+    }
+
+    #[test]
+    fn a_publish_from_a_corrupt_index_rebuilds_it() {
+        let mut host = FakeHost::default();
+        for n in 0..600 {
+            push(&mut host, &format!("t{n:05}"), n);
+        }
+        let r = repo("r1", "");
+        let first = publish(&mut host, &r).unwrap();
+        let version = host.snapshot();
+        // Two tags moved: their update reads the tags shards 0 and 1.
+        push(&mut host, "t00010", 9010);
+        push(&mut host, "t00300", 9300);
+        for name in ["t00010", "t00300"] {
+            let was = content_of(&mut host, &first.index).tags[name].clone();
+            host.remove_unit(TAG, &crate::model::tag_key(name, &was))
+                .unwrap();
+        }
+        let publish_from = |host: &mut FakeHost, index: &str| {
+            host.previous = Some(PublishedBefore {
+                name: "r1".into(),
+                index: index.to_string(),
+                version,
+            });
+            host.logs.clear();
+            publish(host, &r).unwrap()
+        };
+        let all = |host: &mut FakeHost, t| list_all(host, t).unwrap();
+        let (built, _) = Content::build(
+            &all(&mut host, TAG),
+            &all(&mut host, MANIFEST),
+            &all(&mut host, BLOB),
+        );
+        // As written, the index is updated.
+        let good = publish_from(&mut host, &first.index);
+        assert!(
+            good.summary.message.contains("changed since"),
+            "{}",
+            good.summary.message
+        );
+        assert_same(&content_of(&mut host, &good.index), &built);
+
+        let cases: [(Corruption, &str); 9] = [
+            // The root alone tells.
+            (|i| i.tags.0.swap(0, 1), "its map tags starts its shard 1"),
+            (
+                |i| i.tags.0[1].first = i.tags.0[0].first.clone(),
+                "its map tags starts",
+            ),
+            (|i| i.manifests.0[0].len = 0, "holds 0 entries"),
+            // A length that would lift the limit past which it rebuilds.
+            (
+                |i| i.blobs.0[0].len = 1 << 40,
+                "holds 1099511627776 entries",
+            ),
+            (
+                |i| i.manifests.0[1].digest = "md5:x".into(),
+                "is not a sha256 digest",
+            ),
+            // The shards read tell.
+            (
+                |i| i.tags.0.iter_mut().for_each(|s| s.len -= 1),
+                "where the index says 255",
+            ),
+            (|i| i.tags.0[1].first = "t00255".into(), "\"t00255\""),
+            (
+                |i| i.tags.0[1].digest = i.tags.0[2].digest.clone(),
+                "is not the one the index names",
+            ),
+            // A shard of another map.
+            (
+                |i| i.tags.0[0].digest = i.manifests.0[0].digest.clone(),
+                "publication index shard is not valid",
+            ),
+        ];
+        // One written before loose tags were kept is rebuilt, quietly.
+        let older = corrupted(&mut host, &first.index, |i| i.loose_tags = None);
+        let rebuilt = publish_from(&mut host, &older);
+        assert!(rebuilt.summary.message.contains("from every unit"));
+        assert_eq!(
+            host.logs[0],
+            "the previous index predates loose tags; rebuilding it"
+        );
+        assert_same(&content_of(&mut host, &rebuilt.index), &built);
+
+        for (corrupt, says) in cases {
+            let bad = corrupted(&mut host, &first.index, corrupt);
+            let rebuilt = publish_from(&mut host, &bad);
+            let message = &rebuilt.summary.message;
+            assert!(message.contains("from every unit"), "{says}: {message}");
+            assert_same(&content_of(&mut host, &rebuilt.index), &built);
+            assert!(
+                host.logs
+                    .iter()
+                    .any(|l| l.contains("rebuilding it") && l.contains(says)),
+                "{says}: {:?}",
+                host.logs
+            );
+        }
     }
 }

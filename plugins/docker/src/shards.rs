@@ -11,7 +11,15 @@
 //! any left small to the one before it, and keeps the others as they
 //! are: its cost is the change's size and the table's (about 1/[`FILL`] of
 //! the map's), never the map's.
+//!
+//! A table read from storage is not trusted: [`Shards::validate`] checks
+//! what can be checked without reading shards (digests well formed, first
+//! keys strictly increasing, lengths from 1 to `MAX_SHARD`), and every
+//! shard read is checked against its entry in the table (as many entries
+//! as it says, from its first key to before the next shard's), so that a
+//! corrupt table gives an error instead of a wrong answer.
 
+use crate::reference::is_sha256_digest;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::any::Any;
@@ -118,9 +126,58 @@ impl Shards {
         Ok(Shards(out))
     }
 
-    /// How many entries the map holds.
+    /// How many entries the map holds (as the table says: see
+    /// [`Shards::validate`]).
     pub fn len(&self) -> usize {
         self.0.iter().map(|s| s.len).sum()
+    }
+
+    /// Check a table read from storage as far as it can be without reading
+    /// its shards: each digest `sha256:<64 lowercase hex>`, each length
+    /// from 1 to [`MAX_SHARD`] (a shard is never empty, and an update
+    /// splits one past `MAX_SHARD`), first keys strictly increasing. The
+    /// error says what is wrong, for a sentence that starts with the map.
+    pub fn validate(&self) -> Result<(), String> {
+        for (i, shard) in self.0.iter().enumerate() {
+            if !is_sha256_digest(&shard.digest) {
+                return Err(format!(
+                    "names shard {i} by {:?}, which is not a sha256 digest",
+                    shard.digest
+                ));
+            }
+            if !(1..=MAX_SHARD).contains(&shard.len) {
+                return Err(format!(
+                    "says its shard {i} ({}) holds {} entries; a shard holds 1 to {MAX_SHARD}",
+                    shard.digest, shard.len
+                ));
+            }
+            if let Some(before) = i.checked_sub(1).map(|b| &self.0[b])
+                && before.first >= shard.first
+            {
+                return Err(format!(
+                    "starts its shard {i} at {:?}, not after shard {}'s first key {:?}: \
+                     shards are in key order",
+                    shard.first,
+                    i - 1,
+                    before.first
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The entries of the shard in `slot`, checked against the table
+    /// ([`check`]).
+    fn read<V: ShardValue, I: ShardRead>(
+        &self,
+        io: &mut I,
+        slot: usize,
+    ) -> Result<Rc<BTreeMap<String, V>>, String> {
+        let shard = &self.0[slot];
+        let entries = io.read_shard::<V>(&shard.digest)?;
+        let next = self.0.get(slot + 1).map(|s| s.first.as_str());
+        check(shard, next, &entries)?;
+        Ok(entries)
     }
 
     /// The shard that holds `key` if the map does: the last whose first
@@ -140,8 +197,29 @@ impl Shards {
         if self.0.is_empty() {
             return Ok(None);
         }
-        let shard = io.read_shard::<V>(&self.0[self.slot(key)].digest)?;
+        let shard = self.read::<V, _>(io, self.slot(key))?;
         Ok(shard.get(key).cloned())
+    }
+
+    /// The keys whose value `wanted` accepts, in key order. Reads every
+    /// shard: for the rare question keys cannot answer (which tags name a
+    /// manifest that went).
+    pub fn find<V: ShardValue, I: ShardRead>(
+        &self,
+        io: &mut I,
+        mut wanted: impl FnMut(&V) -> bool,
+    ) -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        for slot in 0..self.0.len() {
+            let entries = self.read::<V, _>(io, slot)?;
+            out.extend(
+                entries
+                    .iter()
+                    .filter(|(_, v)| wanted(v))
+                    .map(|(k, _)| k.clone()),
+            );
+        }
+        Ok(out)
     }
 
     /// Up to `n` entries whose keys come after `after` (all of them with
@@ -156,12 +234,13 @@ impl Shards {
     ) -> Result<Vec<(String, V)>, String> {
         let start = after.filter(|a| *a >= prefix).unwrap_or(prefix);
         let mut out = Vec::new();
-        for shard in &self.0[self.slot(start)..] {
+        for slot in self.slot(start)..self.0.len() {
+            let shard = &self.0[slot];
             if out.len() >= n || !(shard.first.starts_with(prefix) || shard.first.as_str() < prefix)
             {
                 break;
             }
-            let entries = io.read_shard::<V>(&shard.digest)?;
+            let entries = self.read::<V, _>(io, slot)?;
             let wanted = entries
                 .range::<str, _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
                 .filter(|(k, _)| after.is_none_or(|a| k.as_str() > a))
@@ -195,7 +274,7 @@ impl Shards {
             }
             next = slot + 1;
             let mut entries = match self.0.get(slot) {
-                Some(shard) => io.read_shard::<V>(&shard.digest)?.as_ref().clone(),
+                Some(_) => self.read::<V, _>(io, slot)?.as_ref().clone(),
                 None => BTreeMap::new(),
             };
             for key in keys {
@@ -212,7 +291,10 @@ impl Shards {
             if entries.len() < MAX_SHARD / 8
                 && let Some(before) = out.pop()
             {
+                // Every key before this shard's comes before its first.
                 let held = io.read_shard::<V>(&before.digest)?;
+                let next = self.0.get(slot).map(|s| s.first.as_str());
+                check(&before, next, &held)?;
                 entries.extend(held.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
             // One that grew too large is split.
@@ -239,6 +321,39 @@ impl Shards {
     ) -> Result<Vec<(String, V)>, String> {
         self.range(io, None, "", usize::MAX)
     }
+}
+
+/// Whether a shard read holds what its table entry says: `shard.len`
+/// entries, the first `shard.first`, none at or after `next` (the next
+/// shard's first key). Otherwise the table (or the store) is corrupt: the
+/// error says so and what to do.
+fn check<V>(
+    shard: &ShardRef,
+    next: Option<&str>,
+    entries: &BTreeMap<String, V>,
+) -> Result<(), String> {
+    let first = entries.keys().next();
+    let last = entries.keys().next_back();
+    let why = if entries.len() != shard.len {
+        format!(
+            "holds {} entries where the index says {}",
+            entries.len(),
+            shard.len
+        )
+    } else if first != Some(&shard.first) {
+        format!("starts at {first:?} where the index says {:?}", shard.first)
+    } else if let (Some(last), Some(next)) = (last, next)
+        && last.as_str() >= next
+    {
+        format!("holds {last:?}, a key of the next shard (from {next:?})")
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "publication index shard {} is not the one the index names: it {why}; \
+         the index is corrupt, publish the repository again",
+        shard.digest
+    ))
 }
 
 /// Store one shard; its reference.
@@ -390,5 +505,83 @@ mod tests {
         let emptied = shards.update::<u32, _>(&mut io, &all, |_, _| None).unwrap();
         assert!(emptied.0.is_empty());
         assert_eq!(emptied.get::<u32, _>(&mut io, &key(1)).unwrap(), None);
+    }
+
+    /// `shards` with `corrupt` applied to a copy of its table.
+    fn lying(shards: &Shards, corrupt: impl FnOnce(&mut Vec<ShardRef>)) -> Shards {
+        let mut table = shards.0.clone();
+        corrupt(&mut table);
+        Shards(table)
+    }
+
+    #[test]
+    fn a_table_out_of_order_or_out_of_bounds_is_refused() {
+        let mut io = Memory::default();
+        let want: BTreeMap<String, u32> = (0..1000).map(|i| (key(i), i as u32)).collect();
+        let shards = Shards::build(&mut io, want).unwrap();
+        assert_eq!(shards.0.len(), 4);
+        shards.validate().unwrap();
+        Shards::default().validate().unwrap();
+        let refused = |corrupt: fn(&mut Vec<ShardRef>), says: &str| {
+            let why = lying(&shards, corrupt).validate().unwrap_err();
+            assert!(why.contains(says), "{why}");
+        };
+        refused(|t| t.swap(1, 2), "not after shard 1's first key");
+        refused(
+            |t| t[2].first = t[1].first.clone(),
+            "not after shard 1's first key",
+        );
+        refused(|t| t[3].len = 0, "holds 0 entries; a shard holds 1 to 512");
+        refused(|t| t[0].len = MAX_SHARD + 1, "holds 513 entries");
+        refused(|t| t[0].len = usize::MAX, "a shard holds 1 to 512");
+        refused(
+            |t| t[1].digest = "sha256:../../etc".into(),
+            "not a sha256 digest",
+        );
+        refused(
+            |t| t[1].digest.make_ascii_uppercase(),
+            "not a sha256 digest",
+        );
+    }
+
+    #[test]
+    fn a_shard_unlike_its_table_entry_is_an_error() {
+        let mut io = Memory::default();
+        let want: BTreeMap<String, u32> = (0..1000).map(|i| (key(i), i as u32)).collect();
+        let shards = Shards::build(&mut io, want).unwrap();
+        let all: BTreeSet<String> = [key(10), key(300), key(600), key(900)].into();
+        // Each lie is caught by every read of the shard it is about:
+        // lookups, pages, updates.
+        let caught = |io: &mut Memory, table: &Shards, probe: &str, says: &str| {
+            let errors = [
+                table.get::<u32, _>(io, probe).map(drop),
+                table.range::<u32, _>(io, Some(probe), "", 5).map(drop),
+                table.update::<u32, _>(io, &all, |_, v| v).map(drop),
+                table.find::<u32, _>(io, |_| false).map(drop),
+            ];
+            for e in errors {
+                let why = e.unwrap_err();
+                assert!(why.contains(says) && why.contains("corrupt"), "{why}");
+            }
+        };
+        // A count other than the shard's.
+        let table = lying(&shards, |t| t[1].len -= 1);
+        caught(
+            &mut io,
+            &table,
+            &key(300),
+            "holds 256 entries where the index says 255",
+        );
+        // A first key other than the shard's.
+        let table = lying(&shards, |t| t[1].first = key(257));
+        caught(&mut io, &table, &key(300), "starts at");
+        // Keys at or past the next shard's first.
+        let table = lying(&shards, |t| t[1].first = key(255));
+        caught(&mut io, &table, &key(10), "a key of the next shard");
+        // Another map's shard (or another place's) in its place.
+        let table = lying(&shards, |t| t[1].digest = t[2].digest.clone());
+        caught(&mut io, &table, &key(300), "starts at");
+        // The table as written reads as it should.
+        assert_eq!(shards.get::<u32, _>(&mut io, &key(300)).unwrap(), Some(300));
     }
 }
