@@ -13,7 +13,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wharf_core::ids::RepoId;
-use wharf_store::db::{Group, Notes};
+use wharf_store::db::{Group, Members, Notes};
 
 pub fn routes() -> axum::Router<Arc<App>> {
     axum::Router::new()
@@ -133,11 +133,15 @@ async fn update(
             None => g.notes.remove(&k),
         };
     }
-    if let Some(m) = req.members {
-        g.members = m.iter().map(|m| parse_id(m)).collect::<Result<_>>()?;
-    }
-    app.store.update_group(&g).await?;
-    Ok(Json(g))
+    let members = match req.members {
+        Some(m) => {
+            g.members = m.iter().map(|m| parse_id(m)).collect::<Result<_>>()?;
+            Members::Replace
+        }
+        None => Members::Keep,
+    };
+    app.store.update_group(&g, members).await?;
+    Ok(Json(get_group(&app, &id).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/groups/{id}", tag = "groups", responses((status = 204), (status = 404, body = ApiErrorBody)))]
@@ -163,12 +167,8 @@ async fn add_member(
     body: std::result::Result<Json<AddMember>, JsonRejection>,
 ) -> Result<Json<Group>> {
     let Json(req) = body?;
-    let mut g = get_group(&app, &id).await?;
-    let repo = parse_id(&req.repo_id)?;
-    if !g.members.contains(&repo) {
-        g.members.push(repo);
-    }
-    app.store.update_group(&g).await?;
+    let (group, repo) = (parse_id(&id)?, parse_id(&req.repo_id)?);
+    app.store.set_group_member(&group, &repo, true).await?;
     Ok(Json(get_group(&app, &id).await?))
 }
 
@@ -178,15 +178,11 @@ async fn remove_member(
     State(app): State<Arc<App>>,
     Path((id, repo)): Path<(String, String)>,
 ) -> Result<Json<Group>> {
-    let mut g = get_group(&app, &id).await?;
-    let repo = parse_id(&repo)?;
-    let before = g.members.len();
-    g.members.retain(|m| m != &repo);
-    if g.members.len() == before {
+    let (group, repo) = (parse_id(&id)?, parse_id(&repo)?);
+    if !app.store.set_group_member(&group, &repo, false).await? {
         return Err(Error::not_found(format!(
             "repository {repo} is not a member of group {id}"
         )));
     }
-    app.store.update_group(&g).await?;
-    Ok(Json(g))
+    Ok(Json(get_group(&app, &id).await?))
 }

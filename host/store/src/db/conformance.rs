@@ -35,6 +35,7 @@ fn unit(t: &str, key: &str) -> Unit {
 pub async fn run_all(s: &dyn Store) {
     repositories(s).await;
     groups(s).await;
+    group_members(s).await;
     units_and_copy(s).await;
     publications(s).await;
     tasks_and_uploads(s).await;
@@ -247,7 +248,7 @@ async fn groups(s: &dyn Store) {
     let mut bad = g.clone();
     bad.members.push("ghost".parse().unwrap());
     assert!(matches!(
-        s.update_group(&bad).await,
+        s.update_group(&bad, Members::Replace).await,
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(
@@ -257,7 +258,7 @@ async fn groups(s: &dyn Store) {
     );
     let mut two = g.clone();
     two.members.push("r2".parse().unwrap());
-    s.update_group(&two).await.unwrap();
+    s.update_group(&two, Members::Replace).await.unwrap();
     let filter: Notes = [("team".to_string(), "a".to_string())].into();
     assert_eq!(s.list_groups(&filter).await.unwrap(), vec![two]);
     assert!(
@@ -283,6 +284,65 @@ async fn groups(s: &dyn Store) {
     );
     assert!(s.delete_group(&with_tmp.id).await.unwrap());
     assert!(!s.delete_group(&with_tmp.id).await.unwrap());
+}
+
+/// Members come and go one at a time: adds at once all land, and a change
+/// of the group's fields alone keeps members added since it was read.
+async fn group_members(s: &dyn Store) {
+    let id: RepoId = "members".parse().unwrap();
+    let read = Group {
+        id: id.clone(),
+        display_name: "M".into(),
+        description: String::new(),
+        notes: Notes::new(),
+        members: vec![],
+    };
+    s.create_group(&read).await.unwrap();
+    let repos: Vec<RepoId> = (0..8).map(|i| format!("m{i}").parse().unwrap()).collect();
+    for r in &repos {
+        s.create_repo(&repo(r.as_str(), &[])).await.unwrap();
+    }
+    let added =
+        futures::future::join_all(repos.iter().map(|r| s.set_group_member(&id, r, true))).await;
+    assert!(added.into_iter().all(|r| r.unwrap()), "each add changed it");
+    assert!(!s.set_group_member(&id, &repos[0], true).await.unwrap());
+    let mut renamed = read.clone();
+    renamed.display_name = "renamed".into();
+    s.update_group(&renamed, Members::Keep).await.unwrap();
+    let now = s.get_group(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (now.display_name.as_str(), now.members.clone()),
+        ("renamed", repos.clone())
+    );
+    assert!(s.set_group_member(&id, &repos[3], false).await.unwrap());
+    assert!(!s.set_group_member(&id, &repos[3], false).await.unwrap());
+    let now = s.get_group(&id).await.unwrap().unwrap().members;
+    assert_eq!(now.len(), 7);
+    assert!(!now.contains(&repos[3]));
+    let ghost: RepoId = "ghost".parse().unwrap();
+    for (group, member) in [(&id, &ghost), (&ghost, &repos[0])] {
+        assert!(
+            matches!(
+                s.set_group_member(group, member, true).await,
+                Err(StoreError::NotFound(_))
+            ),
+            "{group} {member}"
+        );
+    }
+    assert!(matches!(
+        s.set_group_member(&ghost, &repos[0], false).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let mut gone = read.clone();
+    gone.id = ghost;
+    assert!(matches!(
+        s.update_group(&gone, Members::Keep).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(s.delete_group(&id).await.unwrap());
+    for r in &repos {
+        s.delete_repo(r).await.unwrap();
+    }
 }
 
 async fn units_and_copy(s: &dyn Store) {

@@ -145,15 +145,29 @@ pub struct Repository {
     pub updated_at: Timestamp,
 }
 
+/// What [`RepositoryStore::update_group`] does to a group's members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Members {
+    /// Leave them as they are.
+    Keep,
+    /// Make them the group's `members`.
+    Replace,
+}
+
+/// The distributor setting that protects a repository: its published
+/// content is served only to callers with read permission on it.
+pub const PROTECTED: &str = "protected";
+
 impl Repository {
     /// Whether the distributor setting `key` is the JSON boolean `true`
     /// (`protected`, `auto_publish`).
     pub fn setting_is_true(&self, key: &str) -> bool {
-        self.distributor_config
-            .get(key)
-            .and_then(serde_json::Value::as_bool)
-            == Some(true)
+        is_true(&self.distributor_config, key)
     }
+}
+
+fn is_true(settings: &serde_json::Value, key: &str) -> bool {
+    settings.get(key).and_then(serde_json::Value::as_bool) == Some(true)
 }
 
 /// A content unit: shared across repositories, unique by (type, key).
@@ -486,6 +500,14 @@ impl Publication {
     /// with the delete (a worker's map, a server's between feed polls).
     pub fn is_of(&self, repo: &Repository) -> bool {
         self.repo_id == repo.id && self.published_at >= repo.created_at
+    }
+
+    /// Whether its settings say its repository is protected ([`PROTECTED`]):
+    /// what the repository said when it was published, or since, when a
+    /// node changed the setting. Only a hint: the access gate decides on
+    /// the repository's own setting.
+    pub fn says_protected(&self) -> bool {
+        is_true(&self.config, PROTECTED)
     }
 
     /// Set one distributor setting, as if it had been published with it;
@@ -961,8 +983,17 @@ pub trait RepositoryStore: Send + Sync {
 
     async fn get_group(&self, id: &RepoId) -> StoreResult<Option<Group>>;
 
-    /// Replace a group's fields and members.
-    async fn update_group(&self, g: &Group) -> StoreResult<()>;
+    /// Replace a group's fields, and its members when told to: a change
+    /// of its fields alone leaves the members as they are now, not as the
+    /// caller read them.
+    async fn update_group(&self, g: &Group, members: Members) -> StoreResult<()>;
+
+    /// Add (`member`) or remove repository `repo` from group `id`, leaving
+    /// its other members as they are now (two adds at once both land);
+    /// returns whether anything changed. The group must exist, and the
+    /// repository too when added.
+    async fn set_group_member(&self, id: &RepoId, repo: &RepoId, member: bool)
+    -> StoreResult<bool>;
 
     async fn delete_group(&self, id: &RepoId) -> StoreResult<bool>;
 

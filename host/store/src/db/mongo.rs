@@ -2034,8 +2034,58 @@ impl RepositoryStore for MongoStore {
         Ok(d.map(|d| read_group(&d)).transpose()?)
     }
 
-    async fn update_group(&self, g: &Group) -> StoreResult<()> {
-        self.write_group(g, false).await
+    async fn update_group(&self, g: &Group, members: Members) -> StoreResult<()> {
+        if members == Members::Replace {
+            return self.write_group(g, false).await;
+        }
+        let mut record = g.clone();
+        record.members.clear();
+        let r = self
+            .c
+            .groups
+            .update_one(
+                doc! {"_id": g.id.as_str()},
+                doc! {"$set": {"notes": notes_index(&g.notes), "doc": to_json(&record)?}},
+            )
+            .await?;
+        if r.matched_count == 0 {
+            return Err(StoreError::NotFound(format!("group {}", g.id)));
+        }
+        Ok(())
+    }
+
+    async fn set_group_member(
+        &self,
+        id: &RepoId,
+        repo: &RepoId,
+        member: bool,
+    ) -> StoreResult<bool> {
+        let ctx = (self.c.clone(), id.to_string(), repo.to_string());
+        self.txn(ctx, move |s, (c, id, repo)| {
+            async move {
+                // Claimed, so that a delete of it at once conflicts
+                // rather than leaving a member that is gone.
+                if member && !claim(&c.repos, repo, s).await? {
+                    return Err(abort(Abort::NotFound(format!("repository {repo}"))));
+                }
+                let change = if member {
+                    doc! {"$addToSet": {"members": &*repo}}
+                } else {
+                    doc! {"$pull": {"members": &*repo}}
+                };
+                let r = c
+                    .groups
+                    .update_one(doc! {"_id": &*id}, change)
+                    .session(&mut *s)
+                    .await?;
+                if r.matched_count == 0 {
+                    return Err(abort(Abort::NotFound(format!("group {id}"))));
+                }
+                Ok(r.modified_count > 0)
+            }
+            .boxed()
+        })
+        .await
     }
 
     async fn delete_group(&self, id: &RepoId) -> StoreResult<bool> {

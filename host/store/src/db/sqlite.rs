@@ -472,7 +472,13 @@ fn write_notes(tx: &rusqlite::Transaction, repo: &Repository) -> rusqlite::Resul
 
 /// Write a group's document and members; a member that is not a repository
 /// fails the whole change.
-fn write_group(tx: &rusqlite::Transaction, g: &Group, insert: bool) -> StoreResult<()> {
+/// Create (`insert`) or update a group, its members too unless `Keep`.
+fn write_group(
+    tx: &rusqlite::Transaction,
+    g: &Group,
+    insert: bool,
+    members: Members,
+) -> StoreResult<()> {
     // Members live in their own table (so deleting a repository removes it
     // from its groups); the document holds the rest.
     let mut doc = g.clone();
@@ -494,6 +500,9 @@ fn write_group(tx: &rusqlite::Transaction, g: &Group, insert: bool) -> StoreResu
     )? == 0
     {
         return Err(StoreError::NotFound(format!("group {}", g.id)));
+    }
+    if members == Members::Keep {
+        return Ok(());
     }
     tx.execute(
         "DELETE FROM group_members WHERE group_id = ?1",
@@ -1575,7 +1584,7 @@ impl RepositoryStore for SqliteStore {
         let g = g.clone();
         self.run(move |c| {
             let tx = c.transaction()?;
-            write_group(&tx, &g, true)?;
+            write_group(&tx, &g, true, Members::Replace)?;
             tx.commit()?;
             Ok(())
         })
@@ -1595,13 +1604,49 @@ impl RepositoryStore for SqliteStore {
         .await
     }
 
-    async fn update_group(&self, g: &Group) -> StoreResult<()> {
+    async fn update_group(&self, g: &Group, members: Members) -> StoreResult<()> {
         let g = g.clone();
         self.run(move |c| {
             let tx = c.transaction()?;
-            write_group(&tx, &g, false)?;
+            write_group(&tx, &g, false, members)?;
             tx.commit()?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn set_group_member(
+        &self,
+        id: &RepoId,
+        repo: &RepoId,
+        member: bool,
+    ) -> StoreResult<bool> {
+        let (id, repo) = (id.clone(), repo.clone());
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let exists = |table: &str, key: &RepoId| {
+                tx.query_row(
+                    &format!("SELECT 1 FROM {table} WHERE id = ?1"),
+                    [key.as_str()],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map(|found| found.is_some())
+            };
+            if !exists("groups", &id)? {
+                return Err(StoreError::NotFound(format!("group {id}")));
+            }
+            if member && !exists("repositories", &repo)? {
+                return Err(StoreError::NotFound(format!("repository {repo}")));
+            }
+            let sql = if member {
+                "INSERT OR IGNORE INTO group_members (group_id, repo_id) VALUES (?1, ?2)"
+            } else {
+                "DELETE FROM group_members WHERE group_id = ?1 AND repo_id = ?2"
+            };
+            let n = tx.execute(sql, params![id.as_str(), repo.as_str()])?;
+            tx.commit()?;
+            Ok(n > 0)
         })
         .await
     }
