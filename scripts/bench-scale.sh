@@ -14,7 +14,12 @@
 #                 after every repository received a blob (a note each,
 #                 written into the data directory), a repository GET by a
 #                 user granted read on each of the N repositories (as
-#                 pushes to new names grant), each the median and p90 of
+#                 pushes to new names grant), a catalog page (/v2/_catalog,
+#                 n=100 after a random name) by a user granted read on 10
+#                 repositories and by that user granted read on all, with
+#                 every repository protected and published (written into
+#                 the SQLite store with the server stopped; skipped on
+#                 MongoDB), each the median and p90 of
 #                 --samples requests timed by curl (-w %{time_total}, one
 #                 kept-alive connection per batch); manifest GET by tag under
 #                 wrk on a published repository, next to the same GET on a
@@ -312,6 +317,30 @@ for i in range(start, end):
         open(os.path.join(d, name), "wb").close()
 PY
 
+# Repositories r<FROM>..r<TO-1> protected and published under bulk/r<i>,
+# written into the SQLite store with the server stopped (as the server
+# writes them; the index digest names no stored blob: only the catalog,
+# which lists names, reads these publications).
+cat > "$W/publish.py" <<'PY'
+import datetime, hashlib, json, sqlite3, sys
+db, start, end = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+c = sqlite3.connect(db)
+with c:
+    for i in range(start, end):
+        repo = f"r{i:06d}"
+        c.execute("UPDATE repositories SET doc = json_set(doc, '$.distributor_config.protected', json('true')) "
+                  "WHERE id = ?", (repo,))
+        (config,) = c.execute("SELECT json_extract(doc, '$.distributor_config') FROM repositories WHERE id = ?",
+                              (repo,)).fetchone()
+        p = {"plugin": "docker", "name": f"bulk/{repo}", "repo_id": repo,
+             "index": "sha256:" + hashlib.sha256(repo.encode()).hexdigest(),
+             "config": json.loads(config), "published_at": now}
+        c.execute("INSERT INTO publications (plugin, name, repo_id, doc) VALUES ('docker', ?, ?, ?)",
+                  (p["name"], repo, json.dumps(p)))
+c.close()
+PY
+
 # Many requests at once, each connection kept alive: repositories
 # (`repos FROM TO`, ids r000000.., note team=t<i mod 100>) or tags of one
 # manifest (`tags REGISTRY-NAME FROM TO MANIFEST`, tags t00000..).
@@ -417,11 +446,20 @@ if [ -n "${SIZES// /}" ]; then
     # their pusher: its requests must not cost its number of permissions.
     api big -o /dev/null -XPOST "$(base big)/api/v1/users" -H content-type:application/json \
         -d "{\"login\": \"bot\", \"password\": \"$WHARF_ADMIN_PASSWORD\"}"
+    # And one granted read on 10 of them (spread over the first size): its
+    # catalog must not cost the protected repositories it may not read.
+    api big -o /dev/null -XPOST "$(base big)/api/v1/users" -H content-type:application/json \
+        -d "{\"login\": \"few\", \"password\": \"$WHARF_ADMIN_PASSWORD\"}"
+    first=${SIZES%% *}
+    for i in 0 1 2 3 4 5 6 7 8 9; do
+        api big -o /dev/null -XPOST "$(base big)/api/v1/permissions/grant" -H content-type:application/json \
+            -d "{\"login\": \"few\", \"resource\": \"/repositories/r$(printf %06d $((i * first / 10)))\", \"operations\": [\"read\"]}"
+    done
     # Warm both (page cache, instance pools) once.
     wrk -t2 -c32 -d1s -H "Accept: $ACCEPT" "$(base small)/v2/get/app/manifests/latest" > /dev/null
     wrk -t2 -c32 -d1s -H "Accept: $ACCEPT" "$(base big)/v2/get/app/manifests/latest" > /dev/null
 
-    have=0 have_notes=0
+    have=0 have_notes=0 have_published=0
     for n in $SIZES; do
         log "repositories: creating r$(printf %06d "$have") .. r$(printf %06d $((n - 1)))"
         t0=$(now_ns)
@@ -432,8 +470,12 @@ if [ -n "${SIZES// /}" ]; then
 
         log "repositories at $n: start-up (3 restarts)"
         : > "$W/samples/startup.txt"
-        for _ in 1 2 3; do
+        for round in 1 2 3; do
             stop_server big
+            if [ "$round" = 1 ] && [ "$STORE" = sqlite ]; then
+                python3 "$W/publish.py" "$W/big/wharf.db" "$have_published" "$n"
+                have_published=$n
+            fi
             sync
             start_server big
             echo "$STARTUP_MS" >> "$W/samples/startup.txt"
@@ -496,6 +538,22 @@ if [ -n "${SIZES// /}" ]; then
             req "$cfg" get GET "$B/api/v1/repositories/r$(printf %06d $(( (RANDOM * 32768 + RANDOM) % n )))" "$bot"
         done
         batch "bot-get-$n" "$cfg" get && record repos repo-get-many-grants "$n" ms "$W/samples/bot-get-$n.txt"
+        # A catalog page by the user granted 10 of the protected
+        # repositories, then by the one granted all of them.
+        if [ "$STORE" = sqlite ]; then
+            few=$(curl -sf -u "few:$WHARF_ADMIN_PASSWORD" -XPOST "$B/api/v1/login" | jq -r .token)
+            got=$(curl -sf -H "Authorization: Bearer $few" "$B/v2/_catalog?n=1000" | jq '[.repositories[] | select(startswith("bulk/"))] | length')
+            [ "$got" = 10 ] || { echo "the catalog of a user granted 10 protected repositories lists $got of them" >&2; exit 1; }
+            for who in few bot; do
+                cfg=$W/catalog.cfg
+                for k in $(seq 1 "$SAMPLES"); do
+                    req "$cfg" catalog GET "$B/v2/_catalog?n=100&last=bulk/r$(printf %06d $(( (RANDOM * 32768 + RANDOM) % n )))" "${!who}"
+                done
+                batch "catalog-$who-$n" "$cfg" catalog
+            done
+            record repos catalog-few-grants "$n" ms "$W/samples/catalog-few-$n.txt"
+            record repos catalog-many-grants "$n" ms "$W/samples/catalog-bot-$n.txt"
+        fi
         # Is the last push served?
         curl -sf -o /dev/null -H "Accept: $ACCEPT" "$B/v2/push/s$n-$SAMPLES/manifests/latest"
 

@@ -35,6 +35,10 @@ OPS = {
     ("repos", "repo-note"): ("note filter page (note=team=t7, limit=10)", "repo-note"),
     ("repos", "manifest-push"): ("manifest push to a new name (PUT; creates and publishes the repository)", "manifest-push"),
     ("repos", "blob-head-missing"): ("blob HEAD, 404 (every repository received a blob lately)", "blob-head-missing"),
+    ("repos", "catalog-few-grants"): ("catalog page (n=100, after a random name) by a user granted read on 10 of the "
+                                      "protected repositories", "catalog-few-grants"),
+    ("repos", "catalog-many-grants"): ("the same page by the user granted read on every repository",
+                                       "catalog-many-grants"),
     ("repos", "manifest-get"): ("manifest GET by tag (wrk, 32 connections)", "manifest-get"),
     ("repos", "manifest-get-10-repositories"): ("the same GET on a 10-repository server", None),
     ("repos", "startup"): ("server start-up (process start to /api/v1/status)", "startup"),
@@ -61,7 +65,8 @@ HIGHER_IS_BETTER = {"req/s", "repositories/s", "tags/s"}
 # Operations whose cost should not grow with the size (goal: ≤ 1.5× from
 # the smallest size to the largest).
 FLAT = {("repos", op) for op in ("repo-create", "repo-get", "repo-get-many-grants", "repo-list", "repo-note",
-                                  "manifest-push", "blob-head-missing", "startup")}
+                                  "manifest-push", "blob-head-missing", "catalog-few-grants",
+                                  "catalog-many-grants", "startup")}
 # Operations expected not to grow with the size: more than 1.5× is marked.
 EXPECTED_FLAT = FLAT | {("repos", "manifest-get"), ("tags", "manifest-push"), ("tags", "manifest-push-published"),
                         ("tags", "manifest-push-held"), ("tags", "tags-list"),

@@ -23,6 +23,23 @@ const OLD_BLOBS: usize = 96;
 const CONFIG: &[u8] =
     br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
 
+/// Run `f` over and over on a thread while `running` holds; the thread and
+/// how many times `f` ran.
+fn over_and_over(
+    running: &Arc<AtomicBool>,
+    f: impl Fn() + Send + 'static,
+) -> (std::thread::JoinHandle<()>, Arc<AtomicUsize>) {
+    let (running, runs) = (running.clone(), Arc::new(AtomicUsize::new(0)));
+    let counted = runs.clone();
+    let thread = std::thread::spawn(move || {
+        while running.load(Ordering::Relaxed) {
+            f();
+            counted.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    (thread, runs)
+}
+
 fn bearer(s: &Server) -> String {
     format!("Bearer {}", s.token)
 }
@@ -190,16 +207,12 @@ fn cleanups_racing_pushes_that_reuse_old_blobs_delete_nothing_they_need() {
 
     // Cleanups back to back while the pushes run.
     let pushing = Arc::new(AtomicBool::new(true));
-    let cleanups = Arc::new(AtomicUsize::new(0));
-    let cleaner = {
-        let (s, pushing, cleanups) = (s.clone(), pushing.clone(), cleanups.clone());
-        std::thread::spawn(move || {
-            while pushing.load(Ordering::Relaxed) {
-                cleanup_now(&s);
-                cleanups.fetch_add(1, Ordering::Relaxed);
-            }
-        })
-    };
+    let (cleaner, cleanups) = over_and_over(&pushing, {
+        let s = s.clone();
+        move || {
+            cleanup_now(&s);
+        }
+    });
     let pushers: Vec<_> = (0..PUSHERS)
         .map(|p| {
             let s = s.clone();
@@ -253,4 +266,130 @@ fn cleanups_racing_pushes_that_reuse_old_blobs_delete_nothing_they_need() {
         })
         .count();
     assert_eq!(unused, 0, "unreferenced, unleased blobs were kept: {last}");
+}
+
+/// PUT `name:tag` of the manifest `body`.
+fn put_tag(s: &Server, name: &str, tag: &str, body: &[u8]) -> Result<(), String> {
+    let r = no_redirects()
+        .put(s.url(&format!("/v2/{name}/manifests/{tag}")))
+        .header("Authorization", bearer(s))
+        .header("Content-Type", DOCKER_MANIFEST)
+        .body(body.to_vec())
+        .send()
+        .unwrap();
+    match r.status().as_u16() {
+        201 => Ok(()),
+        status => Err(format!("PUT {name}:{tag}: {status} {:?}", r.text())),
+    }
+}
+
+/// A push's own publish (auto-publish), publish tasks and cleanups with no
+/// protection window, all at once on one repository whose index spans
+/// several shards: a publish keeps the shards a push did not touch, and
+/// neither racing publish nor cleanup may leave the publication naming a
+/// shard that is gone. Every tag pulls afterwards.
+#[test]
+fn pushes_publish_tasks_and_cleanups_at_once_leave_every_tag_served() {
+    const TAGS: usize = 1200; // three shards of tags (512 a shard at most)
+    const PUSHED: usize = 24;
+    let s = Arc::new(Server::start());
+    let (name, auth) = ("race/app", bearer(&s));
+    s.create_repo(json!({"id": "race", "content_type": "docker",
+        "distributor_config": {"repo_registry_id": name, "auto_publish": false}}));
+    let config = push_blob(&s, name, &auth, CONFIG).unwrap();
+    let layer = b"the one layer of every tag".to_vec();
+    let layer = (push_blob(&s, name, &auth, &layer).unwrap(), layer.len());
+    let body = manifest(&config, std::slice::from_ref(&layer));
+    for i in 0..TAGS {
+        put_tag(&s, name, &format!("t{i:04}"), &body).unwrap();
+    }
+    publish(&s, "race");
+    let r = s
+        .http
+        .patch(s.url("/api/v1/repositories/race"))
+        .json(&json!({"distributor_config": {"auto_publish": true}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    age(&s.data_dir().join("blobs/sha256"));
+    age(&s.data_dir().join("blobs/sessions/received"));
+    // Pushed since: kept for its pusher until a manifest names it.
+    let other = b"a second layer, of the tags moved".to_vec();
+    let other = (push_blob(&s, name, &auth, &other).unwrap(), other.len());
+    let moved = manifest(&config, &[layer, other]);
+
+    let pushing = Arc::new(AtomicBool::new(true));
+    let (cleaner, cleanups) = over_and_over(&pushing, {
+        let s = s.clone();
+        move || {
+            cleanup_now(&s);
+        }
+    });
+    let (publisher, publishes) = over_and_over(&pushing, {
+        let s = s.clone();
+        move || {
+            publish(&s, "race");
+        }
+    });
+    // New tags land in the last shard, moved ones in the first: each
+    // publish keeps the shards between.
+    let pushers: Vec<_> = [("z", body.clone()), ("t", moved.clone())]
+        .into_iter()
+        .map(|(prefix, m)| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                (0..PUSHED)
+                    .filter_map(|i| {
+                        // z0000, z0001, …; t0000 … t0007 over and over.
+                        let n = if prefix == "z" { i } else { i % 8 };
+                        put_tag(&s, name, &format!("{prefix}{n:04}"), &m).err()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let failed: Vec<String> = pushers
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    pushing.store(false, Ordering::Relaxed);
+    cleaner.join().unwrap();
+    publisher.join().unwrap();
+    assert!(failed.is_empty(), "{failed:#?}");
+    let (ran, published) = (
+        cleanups.load(Ordering::Relaxed),
+        publishes.load(Ordering::Relaxed),
+    );
+    assert!(
+        ran > 0 && published > 0,
+        "{ran} cleanups, {published} publishes ran beside the pushes"
+    );
+
+    // Settled: one more cleanup, then every tag is served whole.
+    let last = cleanup_now(&s);
+    let tags = (0..TAGS)
+        .map(|i| format!("t{i:04}"))
+        .chain((0..PUSHED).map(|i| format!("z{i:04}")));
+    let mut broken = Vec::new();
+    for (n, tag) in tags.enumerate() {
+        let want = if n < 8 { &moved } else { &body };
+        // Every manifest GET reads the index; the blobs of one in 200 too.
+        let r = if n % 200 == 0 {
+            pull(&s, name, &tag, want)
+        } else {
+            let r = call(
+                &s,
+                "GET",
+                &format!("/v2/{name}/manifests/{tag}"),
+                &auth,
+                vec![],
+            );
+            match r.status().as_u16() {
+                200 if r.bytes().unwrap().as_ref() == want.as_slice() => Ok(()),
+                status => Err(format!("GET {name}:{tag}: {status} or another manifest")),
+            }
+        };
+        broken.extend(r.err());
+    }
+    assert!(broken.is_empty(), "after cleanup {last}: {broken:#?}");
 }

@@ -331,11 +331,22 @@ fn a_digest_is_no_key_to_another_repositorys_blob() {
     assert_eq!(r.bytes().unwrap().len() as u64, size);
 }
 
+/// Each caller's catalog is what it may read, page by page, among many
+/// protected names it may not: anonymous and users without grants see the
+/// open ones, a user granted one protected repository and a token for one
+/// name see it too, and a repository turned open or protected is listed
+/// accordingly at once.
 #[test]
 fn the_catalog_lists_only_what_the_caller_may_read() {
     let s = two_repositories();
-    let names = |auth: Option<&str>| -> Vec<String> {
-        let (status, body) = raw(&s, "GET", "/v2/_catalog", auth);
+    for i in 0..6 {
+        let id = format!("hidden{i}");
+        s.create_repo(json!({"id": id, "content_type": "docker",
+            "distributor_config": {"repo_registry_id": format!("hidden/r{i}"), "protected": true}}));
+        publish(&s, &id);
+    }
+    let page = |auth: Option<&str>, query: &str| -> Vec<String> {
+        let (status, body) = raw(&s, "GET", &format!("/v2/_catalog{query}"), auth);
         assert_eq!(status, 200, "{body}");
         let v: Value = serde_json::from_str(&body).unwrap();
         v["repositories"]
@@ -345,22 +356,63 @@ fn the_catalog_lists_only_what_the_caller_may_read() {
             .map(|n| n.as_str().unwrap().to_string())
             .collect()
     };
-    let anonymous = names(None);
-    assert!(
-        anonymous.contains(&"public/app".to_string()),
-        "{anonymous:?}"
-    );
-    assert!(
-        !anonymous.contains(&"secret/app".to_string()),
-        "{anonymous:?}"
-    );
-    let mallory = names(Some(&basic(MALLORY)));
-    assert!(!mallory.contains(&"secret/app".to_string()), "{mallory:?}");
-    for who in [basic(CAROL), admin()] {
-        let listed = names(Some(&who));
-        assert!(listed.contains(&"secret/app".to_string()), "{listed:?}");
-        assert!(listed.contains(&"public/app".to_string()), "{listed:?}");
-    }
+    let names = |auth: Option<&str>| page(auth, "");
+    // Every page of one name, each after the last.
+    let paged = |auth: Option<&str>| -> Vec<String> {
+        let mut all: Vec<String> = Vec::new();
+        loop {
+            let query = match all.last() {
+                Some(last) => format!("?n=1&last={last}"),
+                None => "?n=1".to_string(),
+            };
+            let got = page(auth, &query);
+            assert!(got.len() <= 1, "{got:?}");
+            if got.is_empty() {
+                return all;
+            }
+            all.extend(got);
+        }
+    };
+    let open = ["carol/app", "mallory/app", "public/app"]
+        .map(String::from)
+        .to_vec();
+    let with_secret = ["carol/app", "mallory/app", "public/app", "secret/app"]
+        .map(String::from)
+        .to_vec();
+    assert_eq!(names(None), open);
+    assert_eq!(paged(None), open);
+    let mallory = basic(MALLORY);
+    assert_eq!(names(Some(&mallory)), open);
+    let carol = basic(CAROL);
+    assert_eq!(names(Some(&carol)), with_secret);
+    assert_eq!(paged(Some(&carol)), with_secret);
+    let (status, token) =
+        crate::auth::registry_token(&s, "repository:secret/app:pull", Some(CAROL));
+    assert_eq!(status, 200, "{token}");
+    let bearer = format!("Bearer {}", token["token"].as_str().unwrap());
+    assert_eq!(paged(Some(&bearer)), with_secret);
+    let everything = names(Some(&admin()));
+    assert_eq!(everything.len(), 4 + 6, "{everything:?}");
+    assert_eq!(paged(Some(&admin())), everything);
+
+    // Turned open, a protected repository is listed to anyone at once;
+    // protected again, it is not.
+    let protect = |on: bool| {
+        let r = s
+            .http
+            .patch(s.url("/api/v1/repositories/hidden3"))
+            .json(&json!({"distributor_config": {"protected": on}}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{:?}", r.text());
+    };
+    protect(false);
+    let mut opened = open.clone();
+    opened.insert(1, "hidden/r3".to_string());
+    assert_eq!(paged(None), opened);
+    assert_eq!(names(Some(&mallory)), opened);
+    protect(true);
+    assert_eq!(paged(None), open);
 }
 
 /// An image config the manifests of these tests name (its content is never

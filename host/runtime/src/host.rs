@@ -272,7 +272,7 @@ impl ResolveCall {
             admitted: None,
             repository: None,
             write: false,
-            reader: crate::visibility::no_reader(),
+            reader: crate::visibility::Reader::nothing(),
         }
     }
 
@@ -557,9 +557,9 @@ impl HostState {
                         .repository
                         .as_ref()
                         .is_some_and(|repo| env.sessions.received(repo.as_str(), d))
-                    || env.sessions.receivers(d).iter().any(|id| (r.reader)(id))
+                    || env.sessions.receivers(d).iter().any(|id| r.reader.may_read(id))
                     || (r.write
-                        && holders().is_ok_and(|repos| repos.iter().any(|id| (r.reader)(id))))
+                        && holders().is_ok_and(|repos| repos.iter().any(|id| r.reader.may_read(id))))
             }
             CallScope::Task(t) => {
                 if t.visible.contains(d) || env.sessions.received(t.repo.id.as_str(), d) {
@@ -594,9 +594,13 @@ impl HostState {
                 // on its word): also what a repository the writer may read
                 // holds, or received lately.
                 let seen = held
-                    || t.reader.as_ref().is_some_and(|may_read| {
-                        env.sessions.receivers(d).iter().any(|id| may_read(id))
-                            || holders().is_ok_and(|repos| repos.iter().any(|id| may_read(id)))
+                    || t.reader.as_ref().is_some_and(|reader| {
+                        env.sessions
+                            .receivers(d)
+                            .iter()
+                            .any(|id| reader.may_read(id))
+                            || holders()
+                                .is_ok_and(|repos| repos.iter().any(|id| reader.may_read(id)))
                     });
                 if seen {
                     t.visible.insert(d.clone());
@@ -1244,7 +1248,7 @@ impl publications::Host for HostState {
             CallScope::Resolve(r) => {
                 self.env
                     .publications
-                    .names_where(&self.plugin, after, limit, |p| (r.reader)(&p.repo_id))
+                    .catalog(&self.plugin, after, limit, &r.reader)
             }
             CallScope::Task(t) => {
                 self.env

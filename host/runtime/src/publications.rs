@@ -3,9 +3,13 @@
 //! start, changed on each publish here and by each change of the store's
 //! feed ([`PublicationMap::apply`], one entry at a time). No request touches
 //! the database, and no lookup walks the map: publications are indexed by
-//! name and by repository.
+//! name and by repository, and the names a caller may list by [`catalog`].
 
-use std::collections::{BTreeMap, HashMap};
+mod catalog;
+
+pub use catalog::{Granted, GrantedRepos};
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use wharf_core::remote::PullThrough;
 use wharf_store::db::{Publication, PublicationChange};
@@ -13,30 +17,51 @@ use wharf_store::db::{Publication, PublicationChange};
 /// (plugin, name)
 type Key = (String, String);
 
+/// How many changes [`Maps::log`] keeps for the catalog's name indexes to
+/// catch up with; one further behind reads its repositories again.
+const LOG: usize = 4096;
+
 #[derive(Default)]
 struct Maps {
     by_name: BTreeMap<Key, Arc<Publication>>,
     /// Repository id → the keys of its publications (one per plugin).
     by_repo: HashMap<String, Vec<Key>>,
+    /// The names whose publication does not say its repository is
+    /// protected: what anyone may list, bar the few whose setting changed
+    /// since ([`Publication::says_protected`]).
+    open: BTreeSet<Key>,
     /// How far into the store's change feed this copy is.
     seq: u64,
+    /// Counts the changes to repositories' publications here
+    /// (`generation`), the last [`LOG`] of them in `log`, by repository:
+    /// every change after `logged_from` is there.
+    generation: u64,
+    log: VecDeque<(u64, String)>,
+    logged_from: u64,
 }
 
 impl Maps {
     fn insert(&mut self, p: Publication) {
         let key = (p.plugin.clone(), p.name.clone());
         let repo = p.repo_id.to_string();
+        if p.says_protected() {
+            self.open.remove(&key);
+        } else {
+            self.open.insert(key.clone());
+        }
         // A name taken over from another repository leaves that one.
         if let Some(old) = self.by_name.insert(key.clone(), Arc::new(p))
             && old.repo_id.as_str() != repo
             && let Some(keys) = self.by_repo.get_mut(old.repo_id.as_str())
         {
             keys.retain(|k| *k != key);
+            self.changed(old.repo_id.as_str());
         }
-        let keys = self.by_repo.entry(repo).or_default();
+        let keys = self.by_repo.entry(repo.clone()).or_default();
         if !keys.contains(&key) {
             keys.push(key);
         }
+        self.changed(&repo);
     }
 
     /// The publication of `repo` for `plugin` is now `p` (none: gone).
@@ -60,12 +85,51 @@ impl Maps {
                     .is_some_and(|p| p.repo_id.as_str() == repo)
             {
                 self.by_name.remove(key);
+                self.open.remove(key);
             }
             !gone
         });
         if keys.is_empty() {
             self.by_repo.remove(repo);
         }
+        self.changed(repo);
+    }
+
+    /// Note that `repo`'s publications changed.
+    fn changed(&mut self, repo: &str) {
+        self.generation += 1;
+        if self.log.len() == LOG
+            && let Some((oldest, _)) = self.log.pop_front()
+        {
+            self.logged_from = oldest;
+        }
+        self.log.push_back((self.generation, repo.to_string()));
+    }
+
+    /// The plugins that publish something, each found by one seek.
+    fn plugins(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        loop {
+            // Past every key of the last plugin found: its name and a 0.
+            let from = match out.last() {
+                Some(p) => (format!("{p}\0"), String::new()),
+                None => (String::new(), String::new()),
+            };
+            match self.by_name.range(from..).next() {
+                Some(((p, _), _)) => out.push(p.clone()),
+                None => return out,
+            }
+        }
+    }
+
+    /// The publications of `repo` (one per plugin).
+    fn of_repo<'a>(&'a self, repo: &'a str) -> impl Iterator<Item = &'a Arc<Publication>> + 'a {
+        self.by_repo
+            .get(repo)
+            .into_iter()
+            .flatten()
+            .filter_map(|key| self.by_name.get(key))
+            .filter(move |p| p.repo_id.as_str() == repo)
     }
 }
 
@@ -85,7 +149,13 @@ impl PublicationMap {
         for p in pubs {
             maps.insert(p);
         }
-        *self.maps.write().unwrap() = maps;
+        let mut current = self.maps.write().unwrap();
+        // Later than every change before: whoever followed those reads
+        // again.
+        maps.generation += current.generation + 1;
+        maps.logged_from = maps.generation;
+        maps.log.clear();
+        *current = maps;
     }
 
     /// Take in one change of the store's feed: the publication of its
@@ -127,6 +197,23 @@ impl PublicationMap {
         self.maps.write().unwrap().remove_repo(repo, None);
     }
 
+    /// Set `key` in the settings of `repo`'s publications, as
+    /// `RepositoryStore::set_publication_setting` did in the store: this
+    /// node lists them accordingly at once, not when the feed brings it.
+    pub fn set_setting(&self, repo: &str, key: &str, value: &serde_json::Value) {
+        let mut maps = self.maps.write().unwrap();
+        let changed: Vec<Publication> = maps
+            .of_repo(repo)
+            .filter_map(|p| {
+                let mut p = Publication::clone(p);
+                p.set_setting(key, value).then_some(p)
+            })
+            .collect();
+        for p in changed {
+            maps.insert(p);
+        }
+    }
+
     pub fn get(&self, plugin: &str, name: &str) -> Option<Arc<Publication>> {
         self.maps
             .read()
@@ -155,15 +242,7 @@ impl PublicationMap {
     }
 
     pub fn for_repo(&self, repo: &str) -> Vec<Arc<Publication>> {
-        let maps = self.maps.read().unwrap();
-        maps.by_repo
-            .get(repo)
-            .into_iter()
-            .flatten()
-            .filter_map(|key| maps.by_name.get(key))
-            .filter(|p| p.repo_id.as_str() == repo)
-            .cloned()
-            .collect()
+        self.maps.read().unwrap().of_repo(repo).cloned().collect()
     }
 
     /// Names published by `plugin` whose publication passes `keep`, sorted,
@@ -180,28 +259,54 @@ impl PublicationMap {
         limit: usize,
         keep: impl Fn(&Publication) -> bool,
     ) -> Vec<String> {
+        self.walk(Names::All, plugin, after, limit, keep)
+    }
+
+    /// [`Self::names_where`] over every name (`All`) or the names whose
+    /// publication does not say its repository is protected (`Open`).
+    fn walk(
+        &self,
+        names: Names,
+        plugin: &str,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&Publication) -> bool,
+    ) -> Vec<String> {
         const RUN: usize = 256;
         let mut out = Vec::new();
         let mut cursor = after.map(str::to_string);
         while out.len() < limit {
-            let run: Vec<(String, Arc<Publication>)> = {
+            let run: Vec<Arc<Publication>> = {
                 let maps = self.maps.read().unwrap();
                 let start = (plugin.to_string(), cursor.clone().unwrap_or_default());
-                maps.by_name
-                    .range(start..)
-                    .take_while(|((p, _), _)| p == plugin)
-                    .filter(|((_, n), _)| cursor.as_deref().is_none_or(|a| n.as_str() > a))
-                    .take(RUN)
-                    .map(|((_, n), p)| (n.clone(), p.clone()))
-                    .collect()
+                let later =
+                    |(p, n): &Key| p == plugin && cursor.as_deref().is_none_or(|a| n.as_str() > a);
+                match names {
+                    Names::All => maps
+                        .by_name
+                        .range(start..)
+                        .take_while(|(k, _)| k.0 == plugin)
+                        .filter(|(k, _)| later(k))
+                        .take(RUN)
+                        .map(|(_, p)| p.clone())
+                        .collect(),
+                    Names::Open => maps
+                        .open
+                        .range(start..)
+                        .take_while(|k| k.0 == plugin)
+                        .filter(|k| later(k))
+                        .take(RUN)
+                        .filter_map(|k| maps.by_name.get(k).cloned())
+                        .collect(),
+                }
             };
-            let Some((last, _)) = run.last() else { break };
-            cursor = Some(last.clone());
+            let Some(last) = run.last() else { break };
+            cursor = Some(last.name.clone());
             let full = run.len() == RUN;
             out.extend(
                 run.into_iter()
-                    .filter(|(_, p)| keep(p))
-                    .map(|(n, _)| n)
+                    .filter(|p| keep(p))
+                    .map(|p| p.name.clone())
                     .take(limit - out.len()),
             );
             if !full {
@@ -210,6 +315,13 @@ impl PublicationMap {
         }
         out
     }
+}
+
+/// Which names [`PublicationMap::walk`] walks.
+#[derive(Clone, Copy)]
+enum Names {
+    All,
+    Open,
 }
 
 #[cfg(test)]

@@ -10,24 +10,55 @@
 //!   [`ServedSets`], so the hot path never asks the database, and moved
 //!   from one publication to the next by the units that changed between
 //!   their versions, so a publish after a push costs the push's size, not
-//!   the repository's.
+//!   the repository's (the publish moves it, or the feed's follower on the
+//!   other nodes: [`ServedSets::advance`]). Bounded by [`MAX_BLOBS`].
 //! - [`Reader`]: whether the caller of the current request may read a
 //!   repository; a digest held by a repository the caller may read may be
 //!   mounted or linked by it.
 
+use crate::publications::Granted;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use wharf_core::digest::Digest;
 use wharf_core::ids::RepoId;
 use wharf_store::db::{Publication, RepoVersion, Store, StoreError, StoreResult, Timestamp};
 
-/// Whether the caller of the current request may read a repository.
-pub type Reader = Arc<dyn Fn(&RepoId) -> bool + Send + Sync>;
+/// Whether the caller of the current request may read a repository, and
+/// which protected ones it was granted (so the catalog can list those
+/// without testing the others).
+#[derive(Clone)]
+pub struct Reader {
+    may_read: Arc<dyn Fn(&RepoId) -> bool + Send + Sync>,
+    granted: Granted,
+}
 
-/// A reader that may read nothing (tasks, anonymous callers of protected
-/// content).
-pub fn no_reader() -> Reader {
-    Arc::new(|_: &RepoId| false)
+impl Reader {
+    /// `may_read` decides; `granted` covers every protected repository it
+    /// lets through.
+    pub fn new(
+        may_read: impl Fn(&RepoId) -> bool + Send + Sync + 'static,
+        granted: Granted,
+    ) -> Self {
+        Reader {
+            may_read: Arc::new(may_read),
+            granted,
+        }
+    }
+
+    /// A reader that may read nothing (tasks, anonymous callers of
+    /// protected content).
+    pub fn nothing() -> Self {
+        Reader::new(|_| false, Granted::Nothing)
+    }
+
+    pub fn may_read(&self, repo: &RepoId) -> bool {
+        (self.may_read)(repo)
+    }
+
+    pub fn granted(&self) -> &Granted {
+        &self.granted
+    }
 }
 
 /// The blobs one publication of a repository serves. When the repository
@@ -50,11 +81,19 @@ struct ServedState {
     /// same id numbers its versions again, and must not be moved from the
     /// old one's.
     version: Option<(u64, Timestamp)>,
-    /// The blobs of those units, with how many of the units name each.
-    units: HashMap<Digest, u32>,
+    /// The blobs of those units (their 32 bytes), with how many of the
+    /// units name each.
+    units: HashMap<[u8; 32], u32>,
     /// What the publish stored or read (and, for a publication from
     /// before versions, everything it serves).
-    parts: HashSet<Digest>,
+    parts: HashSet<[u8; 32]>,
+}
+
+impl ServedState {
+    /// How many blobs it holds (what [`ServedSets`] bounds).
+    fn len(&self) -> usize {
+        self.units.len() + self.parts.len()
+    }
 }
 
 impl Served {
@@ -64,7 +103,7 @@ impl Served {
         Served {
             repo,
             state: RwLock::new(ServedState {
-                parts: blobs.into_iter().collect(),
+                parts: blobs.into_iter().map(|d| d.to_bytes()).collect(),
                 ..ServedState::default()
             }),
         }
@@ -72,7 +111,11 @@ impl Served {
 
     pub fn contains(&self, d: &Digest) -> bool {
         let s = self.state.read().unwrap();
-        s.index.as_ref() == Some(d) || s.units.contains_key(d) || s.parts.contains(d)
+        if s.index.as_ref() == Some(d) {
+            return true;
+        }
+        let bytes = d.to_bytes();
+        s.units.contains_key(&bytes) || s.parts.contains(&bytes)
     }
 
     /// Whether this is the set of `p`.
@@ -89,23 +132,61 @@ impl Served {
     }
 }
 
-/// One repository's served set, and the lock that one update at a time
-/// holds while it reads the store.
+/// One repository's served set, the lock that one update at a time holds
+/// while it reads the store, and when it was last asked for.
 #[derive(Default)]
 struct Slot {
     served: Mutex<Option<Arc<Served>>>,
     update: tokio::sync::Mutex<()>,
+    used: AtomicU64,
 }
+
+/// How many blobs the served sets of one node hold at most, all
+/// repositories together: about 50 bytes each, so 64 MiB or so. Past it,
+/// the sets of the repositories served least lately are dropped (down to
+/// three quarters of it), and read again when next served.
+pub const MAX_BLOBS: usize = 1 << 20;
 
 /// The served set of every repository's current publication, built on
 /// first use (shared by concurrent requests) and moved forward when the
-/// repository is published again.
-#[derive(Default)]
+/// repository is published again; at most [`MAX_BLOBS`] blobs in all.
 pub struct ServedSets {
-    by_repo: Mutex<HashMap<RepoId, Arc<Slot>>>,
+    slots: Mutex<Slots>,
+    /// Counts the uses of sets, for [`Slot::used`].
+    clock: AtomicU64,
+    max_blobs: usize,
+}
+
+#[derive(Default)]
+struct Slots {
+    by_repo: HashMap<RepoId, Held>,
+    /// The blobs they hold, all together.
+    blobs: usize,
+}
+
+struct Held {
+    slot: Arc<Slot>,
+    /// The blobs its set held when last counted.
+    blobs: usize,
+}
+
+impl Default for ServedSets {
+    fn default() -> Self {
+        ServedSets::with_max_blobs(MAX_BLOBS)
+    }
 }
 
 impl ServedSets {
+    /// Served sets holding at most `max_blobs` blobs in all (beyond one
+    /// repository's, which is held whatever its size).
+    pub fn with_max_blobs(max_blobs: usize) -> Self {
+        ServedSets {
+            slots: Mutex::default(),
+            clock: AtomicU64::new(0),
+            max_blobs,
+        }
+    }
+
     /// What `p` serves: its index, the blobs of the units of the version
     /// it serves, and the blobs it recorded at publish time (a publication
     /// from before versions: those alone, or its repository's units' blobs
@@ -117,12 +198,22 @@ impl ServedSets {
     /// falling back to a whole read when the earlier version is gone.
     pub async fn get(&self, store: &dyn Store, p: &Publication) -> StoreResult<Arc<Served>> {
         let slot = {
-            let mut map = self.by_repo.lock().unwrap();
-            match map.get(&p.repo_id) {
-                Some(slot) => slot.clone(),
-                None => map.entry(p.repo_id.clone()).or_default().clone(),
+            let mut slots = self.slots.lock().unwrap();
+            match slots.by_repo.get(&p.repo_id) {
+                Some(held) => held.slot.clone(),
+                None => {
+                    let slot = Arc::new(Slot::default());
+                    let held = Held {
+                        slot: slot.clone(),
+                        blobs: 0,
+                    };
+                    slots.by_repo.insert(p.repo_id.clone(), held);
+                    slot
+                }
             }
         };
+        let tick = self.clock.fetch_add(1, Ordering::Relaxed);
+        slot.used.store(tick, Ordering::Relaxed);
         let current = || slot.served.lock().unwrap().clone();
         if let Some(served) = current().filter(|s| s.is_of(p)) {
             return Ok(served);
@@ -139,9 +230,10 @@ impl ServedSets {
                 Ok(Some((units, gone, made))) => {
                     let mut s = served.state.write().unwrap();
                     for (d, n) in units {
-                        *s.units.entry(d).or_default() += n;
+                        *s.units.entry(d.to_bytes()).or_default() += n;
                     }
                     for (d, n) in gone {
+                        let d = d.to_bytes();
                         if let Some(held) = s.units.get_mut(&d) {
                             *held = held.saturating_sub(n);
                             if *held == 0 {
@@ -152,8 +244,10 @@ impl ServedSets {
                     s.version = Some((to, made));
                     s.index = Some(p.index.clone());
                     s.published_at = Some(p.published_at.clone());
-                    s.parts = p.blobs.iter().cloned().collect();
+                    s.parts = p.blobs.iter().map(Digest::to_bytes).collect();
+                    let blobs = s.len();
                     drop(s);
+                    self.count(&p.repo_id, &slot, blobs);
                     return Ok(served);
                 }
                 // Much changed, or the earlier version is gone: read the
@@ -164,12 +258,89 @@ impl ServedSets {
         }
         let served = Arc::new(whole(store, p).await?);
         *slot.served.lock().unwrap() = Some(served.clone());
+        let blobs = served.state.read().unwrap().len();
+        self.count(&p.repo_id, &slot, blobs);
         Ok(served)
+    }
+
+    /// `repo`'s set (in `slot`) now holds `blobs`: past the bound, drop the
+    /// sets served least lately, bar this one. A slot dropped meanwhile
+    /// (forgotten, or dropped for another) is not counted.
+    fn count(&self, repo: &RepoId, slot: &Arc<Slot>, blobs: usize) {
+        let mut slots = self.slots.lock().unwrap();
+        let Slots {
+            by_repo,
+            blobs: all,
+        } = &mut *slots;
+        match by_repo.get_mut(repo) {
+            Some(held) if Arc::ptr_eq(&held.slot, slot) => {
+                *all = *all - held.blobs + blobs;
+                held.blobs = blobs;
+            }
+            _ => return,
+        }
+        if *all <= self.max_blobs {
+            return;
+        }
+        let mut by_age: Vec<(u64, RepoId)> = by_repo
+            .iter()
+            .filter(|(id, _)| *id != repo)
+            .map(|(id, held)| (held.slot.used.load(Ordering::Relaxed), id.clone()))
+            .collect();
+        by_age.sort_unstable();
+        for (_, id) in by_age {
+            if *all <= self.max_blobs - self.max_blobs / 4 {
+                break;
+            }
+            if let Some(held) = by_repo.remove(&id) {
+                *all -= held.blobs;
+            }
+        }
+    }
+
+    /// How many blobs the sets hold, all together.
+    #[cfg(test)]
+    fn blobs(&self) -> usize {
+        self.slots.lock().unwrap().blobs
+    }
+
+    /// Move the set of `p`'s repository to `p` when this node holds one
+    /// (a publication made here, or read from the feed), so that the next
+    /// request finds it moved: by the units changed since, in the publish
+    /// or the feed's follower, not on a request's path. A repository this
+    /// node has not served yet is left for its first request.
+    pub async fn advance(&self, store: &dyn Store, p: &Publication) -> StoreResult<()> {
+        let held = self
+            .slots
+            .lock()
+            .unwrap()
+            .by_repo
+            .get(&p.repo_id)
+            .is_some_and(|held| held.slot.served.lock().unwrap().is_some());
+        if held {
+            self.get(store, p).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether this node holds the set of `p`.
+    #[cfg(test)]
+    fn holds(&self, p: &Publication) -> bool {
+        self.slots
+            .lock()
+            .unwrap()
+            .by_repo
+            .get(&p.repo_id)
+            .and_then(|held| held.slot.served.lock().unwrap().clone())
+            .is_some_and(|s| s.is_of(p))
     }
 
     /// Forget a repository (deleted, or its content changed in place).
     pub fn forget(&self, repo: &RepoId) {
-        self.by_repo.lock().unwrap().remove(repo);
+        let mut slots = self.slots.lock().unwrap();
+        if let Some(held) = slots.by_repo.remove(repo) {
+            slots.blobs -= held.blobs;
+        }
     }
 }
 
@@ -179,7 +350,7 @@ async fn whole(store: &dyn Store, p: &Publication) -> StoreResult<Served> {
         index: Some(p.index.clone()),
         published_at: Some(p.published_at.clone()),
         version: None,
-        parts: p.blobs.iter().cloned().collect(),
+        parts: p.blobs.iter().map(Digest::to_bytes).collect(),
         units: HashMap::new(),
     };
     match p.version {
@@ -189,10 +360,14 @@ async fn whole(store: &dyn Store, p: &Publication) -> StoreResult<Served> {
                 .version_blob_refs(&p.repo_id, v)
                 .await?
                 .into_iter()
+                .map(|(d, n)| (d.to_bytes(), n))
                 .collect();
             state.version = Some((v, made));
         }
-        None if p.blobs.is_empty() => state.parts.extend(store.repo_blobs(&p.repo_id).await?),
+        None if p.blobs.is_empty() => {
+            let blobs = store.repo_blobs(&p.repo_id).await?;
+            state.parts.extend(blobs.iter().map(Digest::to_bytes));
+        }
         None => {}
     }
     Ok(Served {
@@ -379,6 +554,86 @@ mod tests {
         assert_eq!((&again.index, again.version), (&third.index, third.version));
         let s = sets.get(store, &again).await.unwrap();
         assert_eq!(serves(&s, &["y", "p", "q", "s"]), [false, true, true, true]);
+    }
+
+    /// A publish moves the set this node holds (off the next request's
+    /// path), and leaves a repository no request read for its first one.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn advancing_moves_only_a_set_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
+        let store: &dyn Store = &store;
+        store.create_repo(&repository("r")).await.unwrap();
+        change(store, &[unit("a", &["x"])]).await;
+        let sets = ServedSets::default();
+        let first = publish(store, &[]).await;
+        sets.advance(store, &first).await.unwrap();
+        assert!(!sets.holds(&first), "no request read it: nothing to move");
+        let s = sets.get(store, &first).await.unwrap();
+        change(store, &[unit("b", &["y"])]).await;
+        let second = publish(store, &[]).await;
+        assert!(!sets.holds(&second));
+        sets.advance(store, &second).await.unwrap();
+        assert!(sets.holds(&second), "moved by the publish");
+        assert_eq!(serves(&s, &["x", "y"]), [true, true]);
+    }
+
+    /// Past the bound, the sets served least lately go (one in use keeps
+    /// answering), and come back whole when next served.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn served_sets_hold_at_most_their_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
+        let store: &dyn Store = &store;
+        let origin = VersionOrigin::new(VersionCause::Push, None);
+        let mut pubs = Vec::new();
+        for (id, n) in [("a", 4), ("b", 4), ("c", 3)] {
+            let repo: RepoId = id.parse().unwrap();
+            store.create_repo(&repository(id)).await.unwrap();
+            let blobs: Vec<String> = (0..n).map(|i| format!("{id}{i}")).collect();
+            let blobs: Vec<&str> = blobs.iter().map(String::as_str).collect();
+            let changes = [unit(id, &blobs)];
+            store
+                .apply_changes(&repo, &changes, &origin)
+                .await
+                .unwrap()
+                .unwrap();
+            let v = store.latest_version(&repo).await.unwrap().unwrap().number;
+            pubs.push(Publication {
+                plugin: "docker".into(),
+                name: id.into(),
+                repo_id: repo,
+                index: Digest::of(id.as_bytes()),
+                version: Some(v),
+                config: serde_json::json!({}),
+                published_at: Timestamp::now(),
+                blobs: Vec::new(),
+            });
+        }
+        let sets = ServedSets::with_max_blobs(10);
+        let a = sets.get(store, &pubs[0]).await.unwrap();
+        sets.get(store, &pubs[1]).await.unwrap();
+        assert_eq!(sets.blobs(), 8);
+        sets.get(store, &pubs[0]).await.unwrap(); // "b" is now the least lately
+        sets.get(store, &pubs[2]).await.unwrap();
+        assert_eq!(sets.blobs(), 7, "11 is past 10: b goes, down to 7");
+        let held: Vec<bool> = pubs.iter().map(|p| sets.holds(p)).collect();
+        assert_eq!(held, [true, false, true]);
+        let again = sets.get(store, &pubs[1]).await.unwrap();
+        assert_eq!(
+            serves(&again, &["b0", "b3"]),
+            [true, true],
+            "read again whole"
+        );
+        assert_eq!(
+            sets.blobs(),
+            4 + 3,
+            "b's fill dropped a, which is still in use"
+        );
+        assert!(!sets.holds(&pubs[0]));
+        assert_eq!(serves(&a, &["a0", "a3", "b0"]), [true, true, false]);
+        sets.forget(&pubs[2].repo_id);
+        assert_eq!(sets.blobs(), 4);
     }
 
     #[test]

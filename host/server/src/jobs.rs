@@ -385,13 +385,22 @@ async fn publish(
             .collect(),
     };
     app.store.put_publication(&publication).await?;
-    app.publications.put(publication);
+    app.publications.put(publication.clone());
     drop(run.leases);
+    advance_served(app, &publication).await;
     let mut result = summary_json(&published.summary, 0, plugin_ver, &run.secrets);
     result["name"] = published.name.into();
     result["index"] = published.index.into();
     result["version"] = version.number.into();
     Ok(result)
+}
+
+/// Move what this node serves of `p`'s repository to `p` now rather than
+/// on the next request (which reads it again if this fails).
+pub(crate) async fn advance_served(app: &App, p: &Publication) {
+    if let Err(e) = app.served.advance(app.store.as_ref(), p).await {
+        tracing::debug!(repo = %p.repo_id, "what the new publication serves is read on its first request: {e}");
+    }
 }
 
 /// Drop the notes of the blobs `repo` received lately (it is being

@@ -412,13 +412,14 @@ async fn update(
     if protected != protected_before {
         // Other nodes follow the publications every half second, not the
         // repositories: tell them there (`Protection::follow`).
+        let (key, value) = (
+            crate::auth::protection::KEY,
+            serde_json::Value::Bool(protected),
+        );
         app.store
-            .set_publication_setting(
-                &repo.id,
-                crate::auth::protection::KEY,
-                &serde_json::Value::Bool(protected),
-            )
+            .set_publication_setting(&repo.id, key, &value)
             .await?;
+        app.publications.set_setting(repo.id.as_str(), key, &value);
     }
     app.pulls.forget(&repo.id);
     if pull_through {

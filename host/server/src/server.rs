@@ -161,6 +161,10 @@ async fn follow_publications(app: &App) -> wharf_store::db::StoreResult<()> {
         for c in &changes {
             app.publications.apply(c);
         }
+        // What this node serves of them moves now, not on a request.
+        for p in changes.iter().filter_map(|c| c.publication.as_ref()) {
+            crate::jobs::advance_served(app, p).await;
+        }
         after = last.seq;
         if changes.len() < FEED_PAGE as usize {
             return Ok(());

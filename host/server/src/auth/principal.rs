@@ -5,6 +5,7 @@
 use crate::error::Error;
 use std::collections::HashMap;
 use std::sync::Arc;
+use wharf_runtime::publications::{Granted, GrantedRepos};
 use wharf_store::db::{Operation, Permission, User};
 
 /// The built-in role whose members may do everything.
@@ -41,6 +42,8 @@ pub struct Permissions {
     /// Resources stored some other way (written before normalisation):
     /// tested one by one, as a prefix.
     irregular: Vec<usize>,
+    /// The repositories they grant read on, for the catalog.
+    readable: Granted,
 }
 
 impl Permissions {
@@ -57,11 +60,21 @@ impl Permissions {
                 irregular.push(i);
             }
         }
+        let readable = readable_repositories(&by_resource, !irregular.is_empty());
         Permissions {
             list,
             by_resource,
             irregular,
+            readable,
         }
+    }
+
+    /// The repositories these permissions grant read on: each
+    /// `/repositories/<id>/` granted, or perhaps any (read on `/` or
+    /// `/repositories/`, or a resource in a form from before
+    /// normalisation).
+    pub fn readable_repositories(&self) -> &Granted {
+        &self.readable
     }
 
     /// Every permission, by subject and resource.
@@ -92,6 +105,33 @@ impl Permissions {
             })
     }
 }
+
+fn readable_repositories(
+    by_resource: &HashMap<String, Vec<Operation>>,
+    irregular: bool,
+) -> Granted {
+    let reads = |ops: &Vec<Operation>| ops.contains(&Operation::Read);
+    let all = ["/", REPOSITORIES];
+    if irregular || all.iter().any(|r| by_resource.get(*r).is_some_and(reads)) {
+        return Granted::Any;
+    }
+    let ids = by_resource
+        .iter()
+        .filter(|(_, ops)| reads(ops))
+        .filter_map(|(r, _)| {
+            let id = r.strip_prefix(REPOSITORIES)?.strip_suffix('/')?;
+            (!id.is_empty() && !id.contains('/')).then(|| id.to_string())
+        });
+    let repos = GrantedRepos::new(ids);
+    if repos.is_empty() {
+        Granted::Nothing
+    } else {
+        Granted::Repos(Arc::new(repos))
+    }
+}
+
+/// The resource above every repository's (`/repositories/<id>/`).
+const REPOSITORIES: &str = "/repositories/";
 
 impl Principal {
     pub fn new(user: &User, permissions: Arc<Permissions>, credential: Credential) -> Self {

@@ -31,7 +31,7 @@ use wharf_runtime::publications::PublicationMap;
 use wharf_store::db::{Publication, PublicationChange, Repository, Store, StoreResult};
 
 /// The `distributor_config` key that protects a repository.
-pub const KEY: &str = "protected";
+pub const KEY: &str = wharf_store::db::PROTECTED;
 
 /// The pause between two pages of a full reload.
 const PAUSE: std::time::Duration = std::time::Duration::from_millis(1);

@@ -45,6 +45,7 @@ use std::sync::Arc;
 use wharf_core::ids::RepoId;
 use wharf_runtime::calls::Refusal;
 use wharf_runtime::engine::Plugin;
+use wharf_runtime::publications::Granted;
 use wharf_runtime::visibility::Reader;
 use wharf_store::db::Operation;
 
@@ -118,20 +119,29 @@ impl Admitted {
 /// Whether `caller` may read a repository: an unprotected one, or one its
 /// token (pull on a published name) or its permissions (read) allow.
 fn reader(app: &App, caller: Caller) -> Reader {
+    let granted = match &caller {
+        Caller::Anonymous => Granted::Nothing,
+        Caller::Token(claims) => Granted::Names(claims.names_granted("pull").collect()),
+        Caller::User(p) if p.is_super_user() => Granted::Any,
+        Caller::User(p) => p.permissions.readable_repositories().clone(),
+    };
     let (auth, publications) = (app.auth.clone(), app.publications.clone());
-    Arc::new(move |repo: &RepoId| {
-        if !auth.protection.protects(repo.as_str()) {
-            return true;
-        }
-        match &caller {
-            Caller::Anonymous => false,
-            Caller::Token(claims) => publications
-                .for_repo(repo.as_str())
-                .iter()
-                .any(|p| claims.grants(&p.name, "pull")),
-            Caller::User(p) => p.allows(&repo_resource(repo.as_str()), Operation::Read),
-        }
-    })
+    Reader::new(
+        move |repo: &RepoId| {
+            if !auth.protection.protects(repo.as_str()) {
+                return true;
+            }
+            match &caller {
+                Caller::Anonymous => false,
+                Caller::Token(claims) => publications
+                    .for_repo(repo.as_str())
+                    .iter()
+                    .any(|p| claims.grants(&p.name, "pull")),
+                Caller::User(p) => p.allows(&repo_resource(repo.as_str()), Operation::Read),
+            }
+        },
+        granted,
+    )
 }
 
 /// `Ok` to let the request through to the plugin, else the answer to send.
