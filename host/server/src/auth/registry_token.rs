@@ -60,7 +60,6 @@ pub struct Claims {
 }
 
 impl Claims {
-    /// Whether `action` (`pull`, `push`) is granted on the repository `name`.
     /// The repository names it grants `action` on.
     pub fn names_granted<'a>(&'a self, action: &'a str) -> impl Iterator<Item = String> + 'a {
         self.access
@@ -69,6 +68,7 @@ impl Claims {
             .map(|a| a.name.clone())
     }
 
+    /// Whether `action` (`pull`, `push`) is granted on the repository `name`.
     pub fn grants(&self, name: &str, action: &str) -> bool {
         self.access.iter().any(|a| {
             a.kind == "repository" && a.name == name && a.actions.iter().any(|x| x == action)
