@@ -272,49 +272,65 @@ impl PublicationMap {
         limit: usize,
         keep: impl Fn(&Publication) -> bool,
     ) -> Vec<String> {
-        const RUN: usize = 256;
-        let mut out = Vec::new();
-        let mut cursor = after.map(str::to_string);
-        while out.len() < limit {
-            let run: Vec<Arc<Publication>> = {
-                let maps = self.maps.read().unwrap();
-                let start = (plugin.to_string(), cursor.clone().unwrap_or_default());
-                let later =
-                    |(p, n): &Key| p == plugin && cursor.as_deref().is_none_or(|a| n.as_str() > a);
-                match names {
-                    Names::All => maps
-                        .by_name
-                        .range(start..)
-                        .take_while(|(k, _)| k.0 == plugin)
-                        .filter(|(k, _)| later(k))
-                        .take(RUN)
-                        .map(|(_, p)| p.clone())
-                        .collect(),
-                    Names::Open => maps
-                        .open
-                        .range(start..)
-                        .take_while(|k| k.0 == plugin)
-                        .filter(|k| later(k))
-                        .take(RUN)
-                        .filter_map(|k| maps.by_name.get(k).cloned())
-                        .collect(),
-                }
-            };
-            let Some(last) = run.last() else { break };
-            cursor = Some(last.name.clone());
-            let full = run.len() == RUN;
-            out.extend(
-                run.into_iter()
-                    .filter(|p| keep(p))
-                    .map(|p| p.name.clone())
-                    .take(limit - out.len()),
-            );
-            if !full {
-                break;
+        let run = |cursor: &str, n: usize| -> Vec<Arc<Publication>> {
+            let maps = self.maps.read().unwrap();
+            let start = (plugin.to_string(), cursor.to_string());
+            let later = |(p, name): &Key| p == plugin && name.as_str() > cursor;
+            match names {
+                Names::All => maps
+                    .by_name
+                    .range(start..)
+                    .take_while(|(k, _)| k.0 == plugin)
+                    .filter(|(k, _)| later(k))
+                    .take(n)
+                    .map(|(_, p)| p.clone())
+                    .collect(),
+                Names::Open => maps
+                    .open
+                    .range(start..)
+                    .take_while(|k| k.0 == plugin)
+                    .filter(|k| later(k))
+                    .take(n)
+                    .filter_map(|k| maps.by_name.get(k).cloned())
+                    .collect(),
             }
-        }
-        out
+        };
+        in_runs(after, limit, run, &keep)
+            .into_iter()
+            .map(|p| p.name.clone())
+            .collect()
     }
+}
+
+/// Up to `limit` publications that pass `keep`, in name order after
+/// `after`, from runs of candidates that `run(cursor, n)` copies out (up to
+/// `n` after the name `cursor`; "" is before every name): `keep` runs with
+/// nothing locked.
+fn in_runs(
+    after: Option<&str>,
+    limit: usize,
+    run: impl Fn(&str, usize) -> Vec<Arc<Publication>>,
+    keep: &dyn Fn(&Publication) -> bool,
+) -> Vec<Arc<Publication>> {
+    const RUN: usize = 256;
+    let mut out = Vec::new();
+    let mut cursor = after.unwrap_or_default().to_string();
+    while out.len() < limit {
+        let candidates = run(&cursor, RUN);
+        let Some(last) = candidates.last() else { break };
+        cursor = last.name.clone();
+        let full = candidates.len() == RUN;
+        out.extend(
+            candidates
+                .into_iter()
+                .filter(|p| keep(p))
+                .take(limit - out.len()),
+        );
+        if !full {
+            break;
+        }
+    }
+    out
 }
 
 /// Which names [`PublicationMap::walk`] walks.

@@ -10,7 +10,7 @@
 //! open is listed to callers not granted it once its publication says so
 //! (the node that changes the setting writes it there at once).
 
-use super::{Key, Maps, Names, PublicationMap};
+use super::{Key, Maps, Names, PublicationMap, in_runs};
 use crate::visibility::Reader;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -205,8 +205,7 @@ impl PublicationMap {
     }
 
     /// Up to `limit` publications of `repos` by `plugin` the caller may
-    /// read, after `after`, in order (read in runs, `may_read` running with
-    /// nothing locked).
+    /// read, after `after`, in order.
     fn granted_repos(
         &self,
         repos: &GrantedRepos,
@@ -215,24 +214,12 @@ impl PublicationMap {
         limit: usize,
         may_read: &dyn Fn(&Publication) -> bool,
     ) -> Vec<Arc<Publication>> {
-        const RUN: usize = 256;
-        let mut out = Vec::new();
-        let mut cursor = after.unwrap_or_default().to_string();
-        while out.len() < limit {
-            let run = repos.after(self, plugin, &cursor, RUN);
-            let Some(last) = run.last() else { break };
-            cursor = last.name.clone();
-            let full = run.len() == RUN;
-            out.extend(
-                run.into_iter()
-                    .filter(|p| may_read(p))
-                    .take(limit - out.len()),
-            );
-            if !full {
-                break;
-            }
-        }
-        out
+        in_runs(
+            after,
+            limit,
+            |cursor, n| repos.after(self, plugin, cursor, n),
+            may_read,
+        )
     }
 }
 
