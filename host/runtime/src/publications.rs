@@ -344,7 +344,7 @@ enum Names {
 mod tests {
     use super::*;
 
-    fn publication(plugin: &str, name: &str, repo: &str) -> Publication {
+    pub(super) fn publication(plugin: &str, name: &str, repo: &str) -> Publication {
         Publication {
             plugin: plugin.into(),
             name: name.into(),

@@ -243,16 +243,9 @@ mod tests {
     }
 
     fn publication(plugin: &str, name: &str, repo: &str, protected: bool) -> Publication {
-        Publication {
-            plugin: plugin.into(),
-            name: name.into(),
-            repo_id: repo.parse().unwrap(),
-            index: wharf_core::digest::Digest::of(name.as_bytes()),
-            version: None,
-            config: serde_json::json!({ "protected": protected }),
-            published_at: wharf_core::time::Timestamp::now(),
-            blobs: Vec::new(),
-        }
+        let mut p = super::super::tests::publication(plugin, name, repo);
+        p.config = serde_json::json!({ "protected": protected });
+        p
     }
 
     /// Every page of the catalog, page by page.
