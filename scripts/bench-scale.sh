@@ -165,11 +165,15 @@ store_args() { # NAME
 }
 
 # ---------------------------------------------------------------- servers --
-# start_server NAME: starts the server NAME (data directory $W/NAME, port in
-# $W/NAME.port) and waits until /api/v1/status answers; sets STARTUP_MS (from
-# the process's start) and RSS_KB (its resident set then), and logs in (TOKEN).
+# start_server NAME [PATH...]: starts the server NAME (data directory $W/NAME,
+# port in $W/NAME.port) and waits until /api/v1/status answers; sets
+# STARTUP_MS (from the process's start) and RSS_KB (its resident set then),
+# and logs in (TOKEN). Then waits for each PATH (anonymous GETs) to answer
+# 2xx in turn, and sets READY_MS to the milliseconds from the process's start
+# to each.
 start_server() {
-    local name=$1 port t0 pid
+    local name=$1 port t0 pid path
+    shift
     port=$(cat "$W/$name.port")
     t0=$(now_ns)
     # shellcheck disable=SC2046 # store_args is empty or two words
@@ -183,6 +187,14 @@ start_server() {
         sleep 0.005
     done
     STARTUP_MS=$(( ($(now_ns) - t0) / 1000000 ))
+    READY_MS=()
+    for path in "$@"; do
+        until curl -sf -o /dev/null -H "Accept: $ACCEPT" "http://127.0.0.1:$port$path"; do
+            [ $(( ($(now_ns) - t0) / 1000000000 )) -lt 300 ] || { echo "server $name never answered $path" >&2; exit 1; }
+            sleep 0.002
+        done
+        READY_MS+=($(( ($(now_ns) - t0) / 1000000 )))
+    done
     RSS_KB=$(ps -o rss= -p "$pid" | tr -d ' ')
     TOKEN=$(curl -sf -u "admin:$WHARF_ADMIN_PASSWORD" -XPOST "http://127.0.0.1:$port/api/v1/login" | jq -r .token)
     echo "$TOKEN" > "$W/$name.token"
@@ -470,6 +482,8 @@ if [ -n "${SIZES// /}" ]; then
 
         log "repositories at $n: start-up (3 restarts)"
         : > "$W/samples/startup.txt"
+        : > "$W/samples/startup-pull.txt"
+        : > "$W/samples/startup-whole.txt"
         for round in 1 2 3; do
             stop_server big
             if [ "$round" = 1 ] && [ "$STORE" = sqlite ]; then
@@ -477,10 +491,16 @@ if [ -n "${SIZES// /}" ]; then
                 have_published=$n
             fi
             sync
-            start_server big
+            # Then a pull of a published name (served while the
+            # publications load), then the catalog (which waits for them all).
+            start_server big "/v2/get/app/manifests/latest" "/v2/_catalog?n=1"
             echo "$STARTUP_MS" >> "$W/samples/startup.txt"
+            echo "${READY_MS[0]}" >> "$W/samples/startup-pull.txt"
+            echo "${READY_MS[1]}" >> "$W/samples/startup-whole.txt"
         done
         record repos startup "$n" ms "$W/samples/startup.txt"
+        record repos startup-pull "$n" ms "$W/samples/startup-pull.txt"
+        record repos startup-whole "$n" ms "$W/samples/startup-whole.txt"
         value repos rss-after-start "$n" MiB "$(awk -v k="$RSS_KB" 'BEGIN { printf "%.1f", k / 1024 }')"
         B=$(base big) TOKEN=$(cat "$W/big.token")
         # Warm the restarted server before timing anything.

@@ -42,6 +42,8 @@ OPS = {
     ("repos", "manifest-get"): ("manifest GET by tag (wrk, 32 connections)", "manifest-get"),
     ("repos", "manifest-get-10-repositories"): ("the same GET on a 10-repository server", None),
     ("repos", "startup"): ("server start-up (process start to /api/v1/status)", "startup"),
+    ("repos", "startup-pull"): ("server start-up to a manifest GET by tag answered", "startup-pull"),
+    ("repos", "startup-whole"): ("server start-up to a catalog page (every publication loaded)", "startup-whole"),
     ("repos", "rss-after-start"): ("server RSS after start-up", "rss"),
     ("repos", "bulk-create-rate"): ("bulk creation (8 connections)", None),
     ("tags", "publish"): ("publish of the repository (task run time)", "tags-publish"),
@@ -66,7 +68,7 @@ HIGHER_IS_BETTER = {"req/s", "repositories/s", "tags/s"}
 # the smallest size to the largest).
 FLAT = {("repos", op) for op in ("repo-create", "repo-get", "repo-get-many-grants", "repo-list", "repo-note",
                                   "manifest-push", "blob-head-missing", "catalog-few-grants",
-                                  "catalog-many-grants", "startup")}
+                                  "catalog-many-grants", "startup", "startup-pull")}
 # Operations expected not to grow with the size: more than 1.5× is marked.
 EXPECTED_FLAT = FLAT | {("repos", "manifest-get"), ("tags", "manifest-push"), ("tags", "manifest-push-published"),
                         ("tags", "manifest-push-held"), ("tags", "tags-list"),
@@ -138,7 +140,7 @@ def esc(s):
 
 
 # Goal lines drawn on the charts (when within 5× of the figures).
-GOAL_LINE = {("repos", "startup"): 1000, ("tags", "publish"): 2000,
+GOAL_LINE = {("repos", "startup"): 1000, ("repos", "startup-whole"): 1000, ("tags", "publish"): 2000,
              ("blobs", "cleanup"): 60, ("blobs", "cleanup-peak-rss"): 200}
 
 
@@ -271,11 +273,14 @@ def verdicts(d):
         add("manifest GET at the largest size ≥ 0.9× the same GET on 10 repositories",
             f"{r:.2f}× ({fmt_num(get[n]['median'])} vs {fmt_num(ref[n]['median'])} req/s)", r >= 0.9,
             at_size("repos", n).strip(" ()"))
-    st = d.get(("repos", "startup"))
+    # The start-up goal counts until the server is whole: the catalog
+    # answers once every publication is loaded.
+    st = d.get(("repos", "startup-whole")) or d.get(("repos", "startup"))
     if st:
         n = max(st)
         v = st[n]["median"]
-        add("start-up with 100,000 repositories < 1 s", f"{fmt_num(v)} ms", v < 1000, at_size("repos", n).strip(" ()"))
+        add("start-up with 100,000 repositories < 1 s (until every publication is loaded)", f"{fmt_num(v)} ms",
+            v < 1000, at_size("repos", n).strip(" ()"))
     pub = d.get(("tags", "publish"))
     if pub:
         n = max(pub)

@@ -69,11 +69,15 @@ impl App {
         let sessions = Arc::new(Sessions::open_with(blobs.root(), blobs.objects_shared())?);
         let spool_dir = data.join("spool");
         std::fs::create_dir_all(&spool_dir)?;
-        let publications = Arc::new(PublicationMap::default());
-        // The feed's position first: a change made while the list is read
-        // is taken in again from the feed.
+        // The feed's position first: a change made while the pages are
+        // read is taken in again from the feed. The pages are read while
+        // the server starts and answers (see `PublicationMap::load`).
         let seq = store.publication_seq().await?;
-        publications.replace_all(store.list_publications().await?, seq);
+        let publications = Arc::new(PublicationMap::loading(seq));
+        tokio::spawn({
+            let (publications, store) = (publications.clone(), store.clone());
+            async move { publications.load(store.as_ref()).await }
+        });
         let outbound = Arc::new(
             OutboundPolicy::new(config.allow_outbound.clone())
                 .trusting(outbound_roots(config.outbound_ca_cert.as_deref())?),

@@ -357,7 +357,11 @@ async fn publish(
             "plugin-invalid",
         ));
     }
-    if let Some(other) = app.publications.get(&plugin_name, &published.name)
+    if let Some(other) = app
+        .publications
+        .whole()
+        .await
+        .get(&plugin_name, &published.name)
         && other.repo_id != repo.id
     {
         return Err(TaskFailure::new(
@@ -433,6 +437,8 @@ async fn previous_publication(
 ) -> Result<Option<Previous>, TaskFailure> {
     let Some(publication) = app
         .publications
+        .whole()
+        .await
         .of(plugin, repo.id.as_str())
         .filter(|p| p.is_of(repo))
     else {

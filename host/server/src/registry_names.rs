@@ -37,7 +37,11 @@ pub async fn repository_named(
     plugin: &Plugin,
     name: &str,
 ) -> Result<Option<RepoId>, NameError> {
-    if let Some(p) = app.publications.get(&plugin.info.name, name) {
+    let published = app
+        .publications
+        .find(app.store.as_ref(), &plugin.info.name, name)
+        .await?;
+    if let Some(p) = published {
         return Ok(Some(p.repo_id.clone()));
     }
     let naming = &plugin.naming;

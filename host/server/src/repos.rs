@@ -297,6 +297,8 @@ async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Jso
         .unwrap_or_default();
     let publications = app
         .publications
+        .whole()
+        .await
         .for_repo(repo.id.as_str())
         .into_iter()
         .map(|p| PublicationView::from((*p).clone()))

@@ -146,7 +146,8 @@ const FEED_PAGE: u32 = 1000;
 /// indexed read that finds nothing, and each change moves one entry,
 /// whatever the number of publications.
 async fn follow_publications(app: &App) -> wharf_store::db::StoreResult<()> {
-    let mut after = app.publications.seq();
+    // From where the start-up load began, once it is done.
+    let mut after = app.publications.whole().await.seq();
     loop {
         let changes = app.store.publication_changes(after, FEED_PAGE).await?;
         let Some(last) = changes.last() else {

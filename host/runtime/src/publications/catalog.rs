@@ -10,11 +10,14 @@
 //! open is listed to callers not granted it once its publication says so
 //! (the node that changes the setting writes it there at once).
 
-use super::{Key, Maps, Names, PublicationMap, in_runs};
+use super::{Maps, PublicationMap, Walk, in_runs};
 use crate::visibility::Reader;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use wharf_store::db::Publication;
+
+/// (plugin, name)
+type Key = (String, String);
 
 /// The protected repositories a caller was granted read on, beyond the
 /// unprotected ones anyone may read.
@@ -164,7 +167,7 @@ impl PublicationMap {
             Granted::Names(names) => self.named(plugin, after, names, &may_read),
             Granted::Repos(repos) => self.granted_repos(repos, plugin, after, limit, &may_read),
         };
-        let open = self.walk(Names::Open, plugin, after, limit, may_read);
+        let open = self.walk(Walk::Open, plugin, after, limit, may_read);
         open.into_iter()
             .chain(granted.into_iter().map(|p| p.name.clone()))
             .collect::<BTreeSet<String>>()
@@ -185,14 +188,9 @@ impl PublicationMap {
     ) -> Vec<Arc<Publication>> {
         let mut found: Vec<Arc<Publication>> = {
             let maps = self.maps.read().unwrap();
-            let plugins = maps.plugins();
             names
                 .iter()
-                .flat_map(|n| {
-                    plugins
-                        .iter()
-                        .filter_map(|q| maps.by_name.get(&(q.clone(), n.clone())))
-                })
+                .flat_map(|n| maps.plugins().filter_map(|q| maps.get(q, n)))
                 .flat_map(|p| maps.of_repo(p.repo_id.as_str()))
                 .filter(|p| p.plugin == plugin && after.is_none_or(|a| p.name.as_str() > a))
                 .cloned()

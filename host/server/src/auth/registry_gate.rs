@@ -83,10 +83,11 @@ pub fn may_push(caller: Option<&Principal>, repos: &[String]) -> bool {
 }
 
 /// The published name (and its repository) that `rest` is about.
-fn published_target(app: &App, plugin: &str, rest: &str) -> Option<(String, String)> {
+async fn published_target(app: &App, plugin: &str, rest: &str) -> Option<(String, String)> {
+    let publications = app.publications.whole().await;
     let mut cand = rest.trim_end_matches('/');
     loop {
-        if let Some(p) = app.publications.get(plugin, cand) {
+        if let Some(p) = publications.get(plugin, cand) {
             return Some((cand.to_string(), p.repo_id.to_string()));
         }
         cand = &cand[..cand.rfind('/')?];
@@ -145,6 +146,11 @@ fn reader(app: &App, caller: Caller) -> Reader {
 }
 
 /// `Ok` to let the request through to the plugin, else the answer to send.
+///
+/// While the publications load at start, a request about a published name
+/// goes on at once (its publication read from the store); any other waits
+/// for the load, since what the plugin answers for it (a catalog, a new
+/// name) may rest on every publication.
 pub async fn admit(
     app: &Arc<App>,
     plugin: &Plugin,
@@ -159,6 +165,7 @@ pub async fn admit(
         .iter()
         .find(|r| path.starts_with(r.as_str()) || path == r.trim_end_matches('/'))
     else {
+        app.publications.whole().await;
         return Ok(Admitted::new(app, None, Caller::Anonymous));
     };
     let rest = path.get(prefix.len()..).unwrap_or("");
@@ -167,6 +174,7 @@ pub async fn admit(
     };
     let write = is_write(method);
     if rest.is_empty() {
+        app.publications.whole().await;
         return match caller(app, plugin, method, headers, addr).await? {
             Caller::Anonymous => Err(challenge(None, None)),
             c => Ok(Admitted::new(app, None, c)),
@@ -182,7 +190,9 @@ pub async fn admit(
             Ok(repo) => Some((name.to_string(), repo.map(|r| r.to_string()))),
             Err(e) => return Err(name_failure(plugin, method, e)),
         },
-        None => published_target(app, &plugin.info.name, rest).map(|(n, r)| (n, Some(r))),
+        None => published_target(app, &plugin.info.name, rest)
+            .await
+            .map(|(n, r)| (n, Some(r))),
     };
     let repository = target.as_ref().and_then(|(_, r)| r.clone());
     let protected = match &repository {

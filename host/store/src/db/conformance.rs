@@ -1068,6 +1068,7 @@ async fn publications(s: &dyn Store) {
         .map(|p| p.name)
         .collect();
     assert_eq!(names, ["my/app2", "other"]);
+    publication_pages(s).await;
     let listed = s.list_publications().await.unwrap();
     assert_eq!(listed[0].blobs, [Digest::of(b"generated")], "kept");
     assert!(
@@ -1125,6 +1126,39 @@ async fn publications(s: &dyn Store) {
         0
     );
     publication_feed(s, start).await;
+}
+
+/// Pages of publications follow one another in (plugin, name) order, and
+/// a name is found by itself. Holds "my/app2" (r1) and "other" (r2).
+async fn publication_pages(s: &dyn Store) {
+    let names =
+        |page: Vec<Publication>| -> Vec<String> { page.into_iter().map(|p| p.name).collect() };
+    let page = |after, limit| s.publications_after(after, limit);
+    assert_eq!(names(page(None, 1).await.unwrap()), ["my/app2"]);
+    assert_eq!(
+        names(page(Some(("docker", "my/app2")), 10).await.unwrap()),
+        ["other"]
+    );
+    assert!(
+        page(Some(("docker", "other")), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Past a plugin's last name come the next plugin's first names.
+    assert_eq!(
+        names(page(Some(("ct", "zzz")), 10).await.unwrap()),
+        ["my/app2", "other"]
+    );
+    assert!(page(Some(("e", "")), 10).await.unwrap().is_empty());
+    let found = s.publication_named("docker", "other").await.unwrap();
+    assert_eq!(found.map(|p| p.repo_id.to_string()), Some("r2".into()));
+    for (plugin, name) in [("docker", "my/app"), ("file", "other"), ("docker", "othe")] {
+        assert!(
+            s.publication_named(plugin, name).await.unwrap().is_none(),
+            "{plugin} {name}"
+        );
+    }
 }
 
 /// Following the change feed from `start` (read before any publication

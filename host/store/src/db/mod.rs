@@ -158,6 +158,10 @@ pub enum Members {
 /// content is served only to callers with read permission on it.
 pub const PROTECTED: &str = "protected";
 
+/// How many publications a page of [`RepositoryStore::list_publications`]
+/// reads.
+pub const PUBLICATIONS_PAGE: u32 = 1000;
+
 impl Repository {
     /// Whether the distributor setting `key` is the JSON boolean `true`
     /// (`protected`, `auto_publish`).
@@ -946,7 +950,32 @@ pub trait RepositoryStore: Send + Sync {
     /// Replace the publication of `p.repo_id` for `p.plugin`.
     async fn put_publication(&self, p: &Publication) -> StoreResult<()>;
 
-    async fn list_publications(&self) -> StoreResult<Vec<Publication>>;
+    /// Up to `limit` publications after `after` (plugin, name), ordered by
+    /// plugin, then name: one page of an index, however many there are.
+    async fn publications_after(
+        &self,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> StoreResult<Vec<Publication>>;
+
+    /// The publication of `plugin` under `name`, if any.
+    async fn publication_named(&self, plugin: &str, name: &str)
+    -> StoreResult<Option<Publication>>;
+
+    /// Every publication, ordered by plugin, then name, read page by page
+    /// ([`RepositoryStore::publications_after`]).
+    async fn list_publications(&self) -> StoreResult<Vec<Publication>> {
+        let mut all: Vec<Publication> = Vec::new();
+        loop {
+            let after = all.last().map(|p| (p.plugin.as_str(), p.name.as_str()));
+            let page = self.publications_after(after, PUBLICATIONS_PAGE).await?;
+            let full = page.len() == PUBLICATIONS_PAGE as usize;
+            all.extend(page);
+            if !full {
+                return Ok(all);
+            }
+        }
+    }
 
     /// Where the publications' change feed is: every change (a publish, a
     /// setting changed in place, a publication gone with its repository or

@@ -1924,16 +1924,41 @@ impl RepositoryStore for MongoStore {
         .await
     }
 
-    async fn list_publications(&self) -> StoreResult<Vec<Publication>> {
+    async fn publications_after(
+        &self,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> StoreResult<Vec<Publication>> {
+        let filter = match after {
+            Some((plugin, name)) => doc! {"$or": [
+                {"plugin": plugin, "name": {"$gt": name}},
+                {"plugin": {"$gt": plugin}},
+            ]},
+            None => doc! {},
+        };
         let docs: Vec<Document> = self
             .c
             .pubs
-            .find(doc! {})
+            .find(filter)
             .sort(doc! {"plugin": 1, "name": 1})
+            .limit(i64::from(limit.max(1)))
             .await?
             .try_collect()
             .await?;
         Ok(docs.iter().map(from_doc).collect::<MResult<_>>()?)
+    }
+
+    async fn publication_named(
+        &self,
+        plugin: &str,
+        name: &str,
+    ) -> StoreResult<Option<Publication>> {
+        let found = self
+            .c
+            .pubs
+            .find_one(doc! {"plugin": plugin, "name": name})
+            .await?;
+        Ok(found.as_ref().map(from_doc).transpose()?)
     }
 
     async fn publication_seq(&self) -> StoreResult<u64> {

@@ -781,6 +781,10 @@ fn commit_version(
 
 /// The associations version ?2 of repository ?1 holds, as a subquery with
 /// the columns of `associations`.
+/// A page of publications after a (plugin, name), in the primary key's order.
+const PUBLICATIONS_AFTER: &str = "SELECT doc FROM publications WHERE (plugin, name) > (?1, ?2) \
+                                  ORDER BY plugin, name LIMIT ?3";
+
 const VERSION_ROWS: &str = "(SELECT repo_id, unit_type, key, unit_id FROM associations \
      WHERE repo_id = ?1 AND added_in <= ?2 \
      UNION ALL SELECT repo_id, unit_type, key, unit_id FROM retired_associations \
@@ -1487,15 +1491,39 @@ impl RepositoryStore for SqliteStore {
         .await
     }
 
-    async fn list_publications(&self) -> StoreResult<Vec<Publication>> {
-        self.run(|c| {
-            let mut stmt =
-                c.prepare_cached("SELECT doc FROM publications ORDER BY plugin, name")?;
+    async fn publications_after(
+        &self,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> StoreResult<Vec<Publication>> {
+        // No publication has an empty plugin: ("", "") is before them all.
+        let (plugin, name) = after.unwrap_or(("", ""));
+        let (plugin, name) = (plugin.to_string(), name.to_string());
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(PUBLICATIONS_AFTER)?;
             let mut out = Vec::new();
-            for doc in stmt.query_map([], |r| r.get::<_, String>(0))? {
+            for doc in stmt.query_map(params![plugin, name, limit.max(1)], |r| {
+                r.get::<_, String>(0)
+            })? {
                 out.push(serde_json::from_str(&doc?)?);
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn publication_named(
+        &self,
+        plugin: &str,
+        name: &str,
+    ) -> StoreResult<Option<Publication>> {
+        let (plugin, name) = (plugin.to_string(), name.to_string());
+        self.run(move |c| {
+            let doc: Option<String> = c
+                .prepare_cached("SELECT doc FROM publications WHERE plugin = ?1 AND name = ?2")?
+                .query_row(params![plugin, name], |r| r.get(0))
+                .optional()?;
+            Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
         })
         .await
     }
@@ -2395,6 +2423,10 @@ mod tests {
                 r#"["user:a"]"#,
             ),
             ("DELETE FROM publications WHERE repo_id = ?1", "r"),
+            (
+                "SELECT doc FROM publications WHERE plugin = 'docker' AND name = ?1",
+                "a/b",
+            ),
             ("DELETE FROM group_members WHERE repo_id = ?1", "r"),
             ("DELETE FROM api_tokens WHERE expires_at < ?1", "1"),
             (
@@ -2413,6 +2445,18 @@ mod tests {
                 "{sql}: {plan:?}"
             );
         }
+        // The start-up's pages of publications: a range of the primary key,
+        // in its order.
+        let page = plan(
+            &c,
+            PUBLICATIONS_AFTER,
+            &["docker".into(), "a/b".into(), "1000".into()],
+        );
+        assert!(
+            page.iter()
+                .all(|s| !s.starts_with("SCAN") && !s.contains("TEMP B-TREE")),
+            "{page:?}"
+        );
         // The check sees a scan: a filter on a column no index has.
         let scan = plan(
             &c,
