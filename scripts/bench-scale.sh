@@ -25,7 +25,10 @@
 #                 wrk on a published repository, next to the same GET on a
 #                 10-repository server (alternated rounds); server start-up
 #                 (process start to /api/v1/status answering, median of 3
-#                 restarts) and its RSS then.
+#                 restarts) and its RSS then; from the same start, a manifest
+#                 GET by tag answered (a published name is served while the
+#                 publications load) and a catalog page answered (it waits
+#                 until every publication is loaded).
 #   tags          one repository with N = 1k, 10k tags (--quick: 100, 1k):
 #                 one manifest pushed under N tags (PUT /v2/<name>/manifests/
 #                 <tag>, auto_publish off); at each N its publish (task

@@ -415,6 +415,60 @@ fn the_catalog_lists_only_what_the_caller_may_read() {
     assert_eq!(paged(None), open);
 }
 
+/// The whole catalog `auth` may list, one request.
+fn catalog(s: &Server, auth: Option<&str>) -> Vec<String> {
+    let (status, body) = raw(s, "GET", "/v2/_catalog", auth);
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Restarted, while its publications load from the store, the server serves
+/// a protected name to its reader only and lists each caller what it
+/// listed before: nothing is missing, nothing shown to whom it may not be.
+#[test]
+fn a_restarted_server_serves_and_lists_what_it_did_before() {
+    let mut s = two_repositories();
+    for i in 0..12 {
+        let id = format!("hidden{i}");
+        s.create_repo(json!({"id": id, "content_type": "docker",
+            "distributor_config": {"repo_registry_id": format!("hidden/r{i}"), "protected": i % 2 == 0}}));
+        publish(&s, &id);
+    }
+    let callers = [
+        None,
+        Some(basic(MALLORY)),
+        Some(basic(CAROL)),
+        Some(admin()),
+    ];
+    let before: Vec<Vec<String>> = callers.iter().map(|c| catalog(&s, c.as_deref())).collect();
+    assert_eq!(before[3].len(), 4 + 12, "{:?}", before[3]);
+    assert!(before[2].contains(&"secret/app".to_string()));
+    assert!(!before[0].contains(&"secret/app".to_string()));
+    let manifest = "/v2/secret/app/manifests/v1";
+    for round in 0..3 {
+        s.crash_and_restart();
+        // A name first: served before the catalog made anyone wait.
+        let (status, body) = raw(&s, "GET", manifest, Some(&basic(CAROL)));
+        assert_eq!(status, 200, "round {round}: {body}");
+        let (status, _) = raw(&s, "GET", manifest, Some(&basic(MALLORY)));
+        assert!(matches!(status, 401 | 403 | 404), "round {round}: {status}");
+        let (status, _) = raw(&s, "GET", manifest, None);
+        assert!(matches!(status, 401 | 404), "round {round}: {status}");
+        for (caller, listed) in callers.iter().zip(&before) {
+            assert_eq!(&catalog(&s, caller.as_deref()), listed, "round {round}");
+        }
+    }
+    // The legitimate writes still work after the restarts: a publish.
+    publish(&s, "hidden1");
+    assert_eq!(catalog(&s, Some(&admin())), before[3]);
+}
+
 /// An image config the manifests of these tests name (its content is never
 /// read).
 const CONFIG: &[u8] =

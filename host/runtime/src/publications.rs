@@ -104,7 +104,10 @@ impl Maps {
     /// Index `p`, whose name and place are free.
     fn add(&mut self, p: Arc<Publication>) {
         let name: Arc<str> = Arc::from(p.name.as_str());
-        let names = self.plugins.entry(p.plugin.clone()).or_default();
+        if !self.plugins.contains_key(&p.plugin) {
+            self.plugins.insert(p.plugin.clone(), Names::default());
+        }
+        let names = self.plugins.get_mut(&p.plugin).expect("just made");
         if !p.says_protected() {
             names.open.insert(name.clone());
         }
@@ -225,6 +228,7 @@ impl PublicationMap {
     }
 
     async fn load_in_pages(&self, store: &dyn RepositoryStore, page_size: u32) {
+        let started = std::time::Instant::now();
         let mut after: Option<(String, String)> = None;
         loop {
             let read = || async {
@@ -247,9 +251,18 @@ impl PublicationMap {
                 break;
             }
         }
-        self.maps.write().unwrap().changed_while_loading = None;
+        let held = {
+            let mut maps = self.maps.write().unwrap();
+            maps.changed_while_loading = None;
+            maps.by_repo.values().map(Vec::len).sum::<usize>()
+        };
         self.whole.store(true, Ordering::Release);
         self.loaded.send_replace(true);
+        tracing::info!(
+            publications = held,
+            ms = started.elapsed().as_millis() as u64,
+            "publications loaded"
+        );
     }
 
     /// Hold `pubs`, read from the store, as far as the map was not told

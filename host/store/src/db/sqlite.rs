@@ -324,6 +324,26 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Backend(anyhow::anyhow!("store worker panicked: {e}")))?
     }
+
+    /// [`Self::run`], then `then` on what it read, on the same blocking
+    /// thread but with the connection free for others (parsing a page of
+    /// documents, say).
+    async fn run_then<R: Send + 'static, T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> StoreResult<R> + Send + 'static,
+        then: impl FnOnce(R) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let read = {
+                let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
+                f(&mut c)?
+            };
+            then(read)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(anyhow::anyhow!("store worker panicked: {e}")))?
+    }
 }
 
 fn backend(e: impl Into<anyhow::Error>) -> StoreError {
@@ -1499,16 +1519,19 @@ impl RepositoryStore for SqliteStore {
         // No publication has an empty plugin: ("", "") is before them all.
         let (plugin, name) = after.unwrap_or(("", ""));
         let (plugin, name) = (plugin.to_string(), name.to_string());
-        self.run(move |c| {
-            let mut stmt = c.prepare_cached(PUBLICATIONS_AFTER)?;
-            let mut out = Vec::new();
-            for doc in stmt.query_map(params![plugin, name, limit.max(1)], |r| {
-                r.get::<_, String>(0)
-            })? {
-                out.push(serde_json::from_str(&doc?)?);
-            }
-            Ok(out)
-        })
+        self.run_then(
+            move |c| {
+                let mut stmt = c.prepare_cached(PUBLICATIONS_AFTER)?;
+                let docs = stmt.query_map(params![plugin, name, limit.max(1)], |r| {
+                    r.get::<_, String>(0)
+                })?;
+                Ok(docs.collect::<Result<Vec<String>, _>>()?)
+            },
+            |docs| {
+                let parsed = docs.iter().map(|d| serde_json::from_str(d));
+                Ok(parsed.collect::<Result<_, _>>()?)
+            },
+        )
         .await
     }
 
