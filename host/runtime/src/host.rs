@@ -1246,9 +1246,14 @@ impl publications::Host for HostState {
         let after = after.as_deref();
         match &self.scope {
             CallScope::Resolve(r) => {
-                self.env
-                    .publications
-                    .catalog(&self.plugin, after, limit, &r.reader)
+                let reader = &r.reader;
+                self.env.publications.catalog(
+                    &self.plugin,
+                    after,
+                    limit,
+                    &|repo| reader.may_read(repo),
+                    reader.granted(),
+                )
             }
             CallScope::Task(t) => {
                 self.env

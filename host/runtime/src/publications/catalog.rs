@@ -5,15 +5,15 @@
 //! caller granted three of a million protected repositories pays for a
 //! page and its three, not for the million.
 //!
-//! Every name found still passes the caller's [`Reader`]: the indexes only
-//! pick candidates. A repository whose setting changed from protected to
+//! Every name found still passes the caller's `may_read` (the request's
+//! `visibility::Reader`): the indexes only pick candidates. A repository whose setting changed from protected to
 //! open is listed to callers not granted it once its publication says so
 //! (the node that changes the setting writes it there at once).
 
 use super::{Maps, PublicationMap, Walk, in_runs};
-use crate::visibility::Reader;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use wharf_core::ids::RepoId;
 use wharf_store::db::Publication;
 
 /// (plugin, name)
@@ -150,18 +150,20 @@ impl NameIndex {
 
 impl PublicationMap {
     /// A page of the registry's catalog: the names published by `plugin`
-    /// that `reader`'s caller may read, sorted, after `after`, at most
-    /// `limit`. Costs the page and what the caller was granted, however
-    /// many names it may not read.
+    /// whose repository the caller `may_read`, sorted, after `after`, at
+    /// most `limit`. `granted` covers every protected repository `may_read`
+    /// lets through. Costs the page and what the caller was granted,
+    /// however many names it may not read.
     pub fn catalog(
         &self,
         plugin: &str,
         after: Option<&str>,
         limit: usize,
-        reader: &Reader,
+        may_read: &dyn Fn(&RepoId) -> bool,
+        granted: &Granted,
     ) -> Vec<String> {
-        let may_read = |p: &Publication| reader.may_read(&p.repo_id);
-        let granted = match reader.granted() {
+        let may_read = |p: &Publication| may_read(&p.repo_id);
+        let granted = match granted {
             Granted::Any => return self.names_where(plugin, after, limit, may_read),
             Granted::Nothing => Vec::new(),
             Granted::Names(names) => self.named(plugin, after, names, &may_read),
@@ -225,8 +227,8 @@ impl PublicationMap {
 mod tests {
     use super::*;
     use crate::publications::LOG;
+    use crate::visibility::Reader;
     use std::sync::RwLock;
-    use wharf_core::ids::RepoId;
 
     struct Rng(u64);
 
@@ -250,7 +252,14 @@ mod tests {
     fn pages(m: &PublicationMap, reader: &Reader, n: usize) -> Vec<String> {
         let mut all = Vec::new();
         loop {
-            let page = m.catalog("docker", all.last().map(String::as_str), n, reader);
+            let after = all.last().map(String::as_str);
+            let page = m.catalog(
+                "docker",
+                after,
+                n,
+                &|id| reader.may_read(id),
+                reader.granted(),
+            );
             assert!(page.len() <= n);
             all.extend(page.iter().cloned());
             if page.len() < n {
@@ -382,12 +391,13 @@ mod tests {
         let m = PublicationMap::default();
         m.put(publication("docker", "a", "ra", false));
         m.put(publication("docker", "b", "rb", false));
-        let anyone = Reader::new(|_| true, Granted::Nothing);
-        assert_eq!(m.catalog("docker", None, 10, &anyone), ["a", "b"]);
+        let anyone =
+            |m: &PublicationMap| m.catalog("docker", None, 10, &|_| true, &Granted::Nothing);
+        assert_eq!(anyone(&m), ["a", "b"]);
         m.set_setting("ra", "protected", &serde_json::Value::Bool(true));
-        assert_eq!(m.catalog("docker", None, 10, &anyone), ["b"]);
+        assert_eq!(anyone(&m), ["b"]);
         assert!(m.get("docker", "a").unwrap().says_protected());
         m.set_setting("ra", "protected", &serde_json::Value::Bool(false));
-        assert_eq!(m.catalog("docker", None, 10, &anyone), ["a", "b"]);
+        assert_eq!(anyone(&m), ["a", "b"]);
     }
 }
