@@ -345,17 +345,7 @@ fn the_catalog_lists_only_what_the_caller_may_read() {
             "distributor_config": {"repo_registry_id": format!("hidden/r{i}"), "protected": true}}));
         publish(&s, &id);
     }
-    let page = |auth: Option<&str>, query: &str| -> Vec<String> {
-        let (status, body) = raw(&s, "GET", &format!("/v2/_catalog{query}"), auth);
-        assert_eq!(status, 200, "{body}");
-        let v: Value = serde_json::from_str(&body).unwrap();
-        v["repositories"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| n.as_str().unwrap().to_string())
-            .collect()
-    };
+    let page = |auth: Option<&str>, query: &str| catalog_page(&s, auth, query);
     let names = |auth: Option<&str>| page(auth, "");
     // Every page of one name, each after the last.
     let paged = |auth: Option<&str>| -> Vec<String> {
@@ -417,7 +407,12 @@ fn the_catalog_lists_only_what_the_caller_may_read() {
 
 /// The whole catalog `auth` may list, one request.
 fn catalog(s: &Server, auth: Option<&str>) -> Vec<String> {
-    let (status, body) = raw(s, "GET", "/v2/_catalog", auth);
+    catalog_page(s, auth, "")
+}
+
+/// The names of one catalog page (`query`: `?n=…&last=…`, or nothing).
+fn catalog_page(s: &Server, auth: Option<&str>, query: &str) -> Vec<String> {
+    let (status, body) = raw(s, "GET", &format!("/v2/_catalog{query}"), auth);
     assert_eq!(status, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     v["repositories"]

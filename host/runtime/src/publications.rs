@@ -579,27 +579,13 @@ mod tests {
     /// began; a name nobody has waits for the whole map.
     #[tokio::test(flavor = "multi_thread")]
     async fn a_map_loads_in_pages_and_finds_names_meanwhile() {
-        use wharf_store::db::Repository;
+        use crate::visibility::tests::repository;
         use wharf_store::db::sqlite::SqliteStore;
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("db")).unwrap());
         for i in 0..10 {
             let id = format!("r{i}");
-            store
-                .create_repo(&Repository {
-                    id: id.parse().unwrap(),
-                    content_type: "docker".into(),
-                    display_name: id.clone(),
-                    description: String::new(),
-                    notes: Default::default(),
-                    importer_config: serde_json::json!({}),
-                    distributor_config: serde_json::json!({}),
-                    retain_versions: None,
-                    created_at: wharf_core::time::Timestamp::now(),
-                    updated_at: wharf_core::time::Timestamp::now(),
-                })
-                .await
-                .unwrap();
+            store.create_repo(&repository(&id)).await.unwrap();
             let p = publication("docker", &format!("n{i}"), &id);
             store.put_publication(&p).await.unwrap();
         }

@@ -438,7 +438,7 @@ async fn moved(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use wharf_store::db::sqlite::SqliteStore;
     use wharf_store::db::{Repository, Unit, UnitChange, VersionCause, VersionOrigin};
@@ -459,7 +459,7 @@ mod tests {
         }
     }
 
-    fn repository(id: &str) -> Repository {
+    pub(crate) fn repository(id: &str) -> Repository {
         Repository {
             id: id.parse().unwrap(),
             content_type: "docker".into(),
