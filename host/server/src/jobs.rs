@@ -22,6 +22,10 @@ use wharf_store::db::{
 /// Run a job to its end.
 pub async fn run(app: Arc<App>, job: Job, ctx: TaskContext) -> TaskResult {
     let app = &app;
+    // A task's plugin calls read the publication map (`publications.lookup`
+    // and `names` of its own repository): it waits until the map holds
+    // every publication, as it does only for a moment after start.
+    app.publications.whole().await;
     match job {
         Job::Import {
             repository,
