@@ -355,9 +355,14 @@ def section_md(doc, charts):
          "create, GET of a random one, a list page (`?limit=100&after=<random id>`), a note filter page (`?note=team=t7&limit=10`: 1 % match), the same GET by a user granted read on every repository, "
          "a manifest push to a new name (two monolithic blob uploads, then the timed `PUT /v2/<name>/manifests/latest`, which creates the "
          "repository and publishes it inline), and a blob `HEAD` answered 404 once every repository has received a blob (a note each under "
-         "`blobs/sessions/`, written as the server writes them). Manifest GET by tag of a published repository under "
+         "`blobs/sessions/`, written as the server writes them), and a catalog page (`/v2/_catalog?n=100&last=<random name>`) by a user "
+         "granted read on 10 repositories and by the one granted read on all, once every repository is protected and published (written "
+         "into the SQLite store with the server stopped, before the start-up restarts, so start-up loads them too; not on MongoDB). "
+         "Manifest GET by tag of a published repository under "
          f"`wrk -t2 -c32 -d{meta['wrk_seconds']}s` (req/s, 2 rounds), alternated with the same GET on a server of 10 repositories. "
-         "Start-up: process start to `/api/v1/status` answering (median of 3 restarts), RSS (`ps -o rss`) then. |",
+         "Start-up (median of 3 restarts), from the process's start: to `/api/v1/status` answering, RSS (`ps -o rss`) then; to a "
+         "manifest GET by tag of a published name answered (served while the publications load); to a catalog page answered (it "
+         "waits until every publication is loaded). |",
          "| tags | one repository (`auto_publish` off), one small manifest pushed under N tags (`PUT /v2/scale/many/manifests/t00000`…). "
          "At each N: its publish (task `started_at` → `finished_at`, 3 runs), a `tags/list?n=100&last=<middle tag>` page, one more "
          "manifest `PUT`, one more with `auto_publish` on (the push publishes before it answers, from the previous publication "

@@ -508,8 +508,10 @@ pub async fn expire(app: &App, idle: std::time::Duration) -> anyhow::Result<(usi
     Ok((locked.len(), sessions))
 }
 
-/// Once at start and then every quarter of `--upload-expiry` (at most ten
-/// minutes apart), [`expire`] what has been idle that long.
+/// Every quarter of `--upload-expiry` (at most ten minutes apart), the
+/// first at most 30 s after start, [`expire`] what has been idle that long.
+/// Not at once: a walk of every session and received note would compete
+/// with the start-up for the cores.
 pub fn spawn_expiry(app: &Arc<App>) {
     let (app, idle) = (Arc::downgrade(app), app.config.upload_expiry);
     let period = (idle / 4).clamp(
@@ -517,7 +519,8 @@ pub fn spawn_expiry(app: &Arc<App>) {
         std::time::Duration::from_secs(600),
     );
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(period);
+        let first = tokio::time::Instant::now() + period.min(std::time::Duration::from_secs(30));
+        let mut tick = tokio::time::interval_at(first, period);
         loop {
             tick.tick().await;
             let Some(app) = app.upgrade() else { return };
