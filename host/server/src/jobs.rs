@@ -324,6 +324,9 @@ async fn publish(
     version: Option<u64>,
     ctx: TaskContext,
 ) -> TaskResult {
+    // The publication it replaces and the name's other holder are read
+    // from the map: inline after a push too, not only as a task.
+    let publications = app.publications.whole().await;
     let (repo, plugin) = repo_and_plugin(app, id).await?;
     let plugin_name = plugin.info.name.clone();
     let plugin_ver = plugin_version(&plugin);
@@ -361,11 +364,7 @@ async fn publish(
             "plugin-invalid",
         ));
     }
-    if let Some(other) = app
-        .publications
-        .whole()
-        .await
-        .get(&plugin_name, &published.name)
+    if let Some(other) = publications.get(&plugin_name, &published.name)
         && other.repo_id != repo.id
     {
         return Err(TaskFailure::new(
@@ -441,8 +440,6 @@ async fn previous_publication(
 ) -> Result<Option<Previous>, TaskFailure> {
     let Some(publication) = app
         .publications
-        .whole()
-        .await
         .of(plugin, repo.id.as_str())
         .filter(|p| p.is_of(repo))
     else {

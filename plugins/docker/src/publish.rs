@@ -342,6 +342,19 @@ mod tests {
         root.content(&mut io).unwrap()
     }
 
+    /// A repository `r1` of `tags` small images (tags `t00000`…), published
+    /// once: the host, the repository, the publication and its version.
+    fn published_with_tags(tags: u32) -> (FakeHost, Repository, Published, u64) {
+        let mut host = FakeHost::default();
+        for n in 0..tags {
+            push(&mut host, &format!("t{n:05}"), n);
+        }
+        let r = repo("r1", "");
+        let first = publish(&mut host, &r).unwrap();
+        let version = host.snapshot();
+        (host, r, first, version)
+    }
+
     /// Store a small image tagged `tag`; its manifest digest.
     fn push(host: &mut FakeHost, tag: &str, n: u32) -> String {
         let l = host
@@ -364,13 +377,7 @@ mod tests {
 
     #[test]
     fn a_publish_after_a_push_reads_only_what_changed() {
-        let mut host = FakeHost::default();
-        for n in 0..2000 {
-            push(&mut host, &format!("t{n:05}"), n);
-        }
-        let r = repo("r1", "");
-        let first = publish(&mut host, &r).unwrap();
-        let version = host.snapshot();
+        let (mut host, r, first, version) = published_with_tags(2000);
         host.previous = Some(PublishedBefore {
             name: "r1".into(),
             index: first.index.clone(),
@@ -480,13 +487,7 @@ mod tests {
 
     #[test]
     fn tags_copied_before_their_manifest_are_published_when_it_comes() {
-        let mut host = FakeHost::default();
-        for n in 0..600 {
-            push(&mut host, &format!("t{n:05}"), n);
-        }
-        let r = repo("r1", "");
-        let first = publish(&mut host, &r).unwrap();
-        let version = host.snapshot();
+        let (mut host, r, first, version) = published_with_tags(600);
         // A tag copied in before its manifest (as a copy by unit type can).
         let m = host.store_bytes(b"manifest 9000", None).unwrap();
         let l = host.store_bytes(b"layer 9000", None).unwrap();
@@ -541,13 +542,7 @@ mod tests {
 
     #[test]
     fn a_publish_from_a_corrupt_index_rebuilds_it() {
-        let mut host = FakeHost::default();
-        for n in 0..600 {
-            push(&mut host, &format!("t{n:05}"), n);
-        }
-        let r = repo("r1", "");
-        let first = publish(&mut host, &r).unwrap();
-        let version = host.snapshot();
+        let (mut host, r, first, version) = published_with_tags(600);
         // Two tags moved: their update reads the tags shards 0 and 1.
         push(&mut host, "t00010", 9010);
         push(&mut host, "t00300", 9300);

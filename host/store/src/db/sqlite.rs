@@ -316,13 +316,7 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut c)
-        })
-        .await
-        .map_err(|e| StoreError::Backend(anyhow::anyhow!("store worker panicked: {e}")))?
+        self.run_then(f, Ok).await
     }
 
     /// [`Self::run`], then `then` on what it read, on the same blocking
